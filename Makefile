@@ -1,0 +1,177 @@
+# kairan — plain GNU make. `make`, `make run`, `make test`, `make install`.
+# Every library comes through pkg-config; `make deps` installs what is missing.
+
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+SBINDIR    ?= $(PREFIX)/sbin
+BINDIR     ?= $(PREFIX)/bin
+MANDIR     ?= $(PREFIX)/share/man
+SYSCONFDIR ?= /etc
+UNITDIR    ?= /lib/systemd/system
+SYSUSERSDIR ?= /usr/lib/sysusers.d
+TMPFILESDIR ?= /usr/lib/tmpfiles.d
+
+CC ?= cc
+FLAVOUR ?= release
+# Each flavour builds into its own folder; BUILDROOT lets parallel checkouts
+# keep apart.
+BUILDROOT ?= build
+B := $(BUILDROOT)/$(FLAVOUR)
+
+# Debian 12 packages for the build, the tests and the benchmarks.
+DEB_PKGS := build-essential pkg-config libyaml-dev libsqlite3-dev sqlite3 \
+	libsodium-dev libesmtp-dev libcurl4-openssl-dev libmicrohttpd-dev \
+	libcmark-dev libsystemd-dev libcmocka-dev libssl-dev \
+	python3 python3-aiosmtpd python3-dkim postfix curl openssl clang \
+	libclang-rt-14-dev wrk nginx-light spamassassin chromium time systemd \
+	cppcheck clang-tidy valgrind
+
+PKGS := yaml-0.1 sqlite3 libsodium libesmtp-1.0 libcurl libmicrohttpd \
+	libcmark libsystemd libcrypto
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+	-Wmissing-prototypes -Wmissing-declarations -Wold-style-definition \
+	-Wpointer-arith -Wcast-qual -Wwrite-strings -Wformat=2 -Wundef \
+	-Wvla -Wimplicit-fallthrough -Wnull-dereference -Wredundant-decls \
+	-Werror=implicit-function-declaration
+ifeq ($(findstring clang,$(CC)),)
+WARN += -Wduplicated-cond -Wduplicated-branches -Wlogical-op
+endif
+
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -pthread -MMD -MP -Ilib -Isubscribers $(WARN)
+
+ifeq ($(FLAVOUR),asan)
+OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+	-fno-sanitize-recover=all
+LDOPT := -fsanitize=address,undefined
+else ifeq ($(FLAVOUR),debug)
+OPT := -O0 -g
+LDOPT :=
+else
+OPT := -O2 -g -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
+LDOPT := -pie -Wl,-z,relro,-z,now
+endif
+
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+ALL_CFLAGS = $(BASE_CFLAGS) $(OPT) $(PKG_CFLAGS) $(CFLAGS)
+ALL_LDFLAGS = $(LDOPT) -pthread $(LDFLAGS)
+
+LIB_SRC := $(sort $(wildcard lib/*.c) $(wildcard subscribers/*.c))
+LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o)
+KAIRAND_SRC := daemon/kairand.c $(sort $(wildcard daemon/kd_*.c))
+KAIRANCTL_SRC := daemon/kairanctl.c $(sort $(wildcard daemon/ctl_*.c))
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
+
+DEPS_STAMP := $(BUILDROOT)/.deps-ok
+
+.PHONY: all deps run test unit integration install clean lint fuzz bench \
+	check-config
+all: $(DEPS_STAMP)
+	@$(MAKE) --no-print-directory build-$(FLAVOUR)
+
+.PHONY: build-$(FLAVOUR)
+build-$(FLAVOUR): $(B)/kairand $(B)/kairanctl
+
+# `make deps`: install what is missing (a no-op when everything is there).
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' \
+	    || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make deps: installing$$missing"; \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  echo "postfix postfix/main_mailer_type select No configuration" \
+	    | $$SUDO debconf-set-selections; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends $$missing >/dev/null || exit 1; \
+	fi
+	@mkdir -p $(BUILDROOT) && touch $(DEPS_STAMP)
+
+$(DEPS_STAMP): Makefile
+	@$(MAKE) --no-print-directory deps
+
+# The flags a build dir was made with; a change rebuilds everything.
+$(B)/.flags: FORCE
+	@mkdir -p $(B)
+	@echo '$(ALL_CFLAGS) $(ALL_LDFLAGS)' | cmp -s - $@ || \
+	  echo '$(ALL_CFLAGS) $(ALL_LDFLAGS)' > $@
+FORCE:
+
+$(B)/%.o: %.c $(B)/.flags
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(B)/libkairan.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/kairand: $(KAIRAND_SRC:%.c=$(B)/%.o) $(B)/libkairan.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(B)/kairanctl: $(KAIRANCTL_SRC:%.c=$(B)/%.o) $(B)/libkairan.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(B)/tests/%: $(B)/tests/unit/%.o $(B)/libkairan.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) $(shell pkg-config --libs cmocka)
+
+# ---- make run: the daemon on config/dev.yaml, state under ./var ----
+run: $(DEPS_STAMP)
+	@$(MAKE) --no-print-directory build-$(FLAVOUR)
+	@mkdir -p var/mail/new var/mail/cur var/mail/tmp var/outbox
+	@echo "kairan: sign-up page  http://127.0.0.1:8080/"
+	@echo "kairan: admin         http://127.0.0.1:8081/healthz"
+	@echo "kairan: mail lands in $(CURDIR)/var/mail/new/ (Maildir transport)"
+	@echo "kairan: drop reports  $(CURDIR)/var/outbox/ (write, then rename)"
+	exec $(B)/kairand --config config/dev.yaml
+
+# ---- make test: sanitized build, unit + integration, one summary line ----
+test: $(DEPS_STAMP)
+	@$(MAKE) --no-print-directory FLAVOUR=asan build-asan unit-bins-asan
+	@KAIRAN_BUILD=$(BUILDROOT)/asan tests/run_tests.sh
+
+.PHONY: unit-bins-$(FLAVOUR)
+unit-bins-$(FLAVOUR): $(UNIT_BIN)
+
+unit: $(DEPS_STAMP)
+	@$(MAKE) --no-print-directory FLAVOUR=asan build-asan unit-bins-asan
+	@KAIRAN_BUILD=$(BUILDROOT)/asan tests/run_tests.sh unit
+
+integration: $(DEPS_STAMP)
+	@$(MAKE) --no-print-directory FLAVOUR=asan build-asan
+	@KAIRAN_BUILD=$(BUILDROOT)/asan tests/run_tests.sh integration
+
+lint: $(DEPS_STAMP)
+	cppcheck --enable=warning,performance,portability --std=c11 \
+	  --inline-suppr --suppress=missingIncludeSystem --error-exitcode=1 \
+	  -q -Ilib -Isubscribers lib daemon subscribers
+
+install: all
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR)
+	install -m 0755 $(B)/kairand $(DESTDIR)$(SBINDIR)/kairand
+	install -m 0755 $(B)/kairanctl $(DESTDIR)$(BINDIR)/kairanctl
+	install -d $(DESTDIR)$(SYSCONFDIR)/kairan
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/kairan/kairan.yaml ]; then \
+	  echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/kairan/kairan.yaml"; \
+	  install -m 0644 config/kairan.yaml \
+	    $(DESTDIR)$(SYSCONFDIR)/kairan/kairan.yaml.example; \
+	else install -m 0644 config/kairan.yaml \
+	    $(DESTDIR)$(SYSCONFDIR)/kairan/kairan.yaml; fi
+	@for f in systemd/*.service systemd/*.socket; do [ -e "$$f" ] || continue; \
+	  install -D -m 0644 $$f $(DESTDIR)$(UNITDIR)/$$(basename $$f); done
+	@[ ! -e systemd/kairan.sysusers ] || install -D -m 0644 \
+	  systemd/kairan.sysusers $(DESTDIR)$(SYSUSERSDIR)/kairan.conf
+	@[ ! -e systemd/kairan.tmpfiles ] || install -D -m 0644 \
+	  systemd/kairan.tmpfiles $(DESTDIR)$(TMPFILESDIR)/kairan.conf
+	@for m in man/*.[0-9]; do [ -e "$$m" ] || continue; \
+	  s=$${m##*.}; install -D -m 0644 $$m \
+	  $(DESTDIR)$(MANDIR)/man$$s/$$(basename $$m); done
+
+clean:
+	rm -rf $(BUILDROOT)/release $(BUILDROOT)/asan $(BUILDROOT)/debug
+
+-include $(shell find $(BUILDROOT) -name '*.d' 2>/dev/null)

@@ -1,0 +1,35 @@
+/* ctl.h — what the kairanctl verbs (daemon/ctl_<verb>.c) share. */
+#ifndef KR_CTL_H
+#define KR_CTL_H
+
+#include <stdbool.h>
+
+struct kr_config;
+struct kr_store;
+
+/* Exit codes, documented in --help and README. */
+enum { CTL_OK = 0, CTL_FAIL = 1, CTL_USAGE = 2 };
+
+struct ctl {
+	const char *config_path; /* --config, KAIRAN_CONFIG, or the default */
+	struct kr_config *cfg;   /* loaded by ctl_config() */
+	struct kr_store *store;  /* opened by ctl_store() */
+	bool tty;                /* stderr is a terminal: progress bars */
+};
+
+/* Loads the config once; on error prints every FILE:LINE:COL line to stderr
+ * and returns CTL_USAGE, else CTL_OK. */
+int ctl_config(struct ctl *c);
+/* Loads the config and opens the store once; returns CTL_OK, CTL_USAGE or
+ * CTL_FAIL (message printed). */
+int ctl_store(struct ctl *c);
+/* Prints "kairanctl: " + message to stderr. */
+void ctl_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A progress bar on stderr when it is a terminal; done == total ends it. */
+void ctl_progress(const struct ctl *c, const char *what, long long done,
+    long long total);
+
+/* The verbs: argv[0] is the verb; they return a CTL_* code. */
+typedef int (*ctl_verb_fn)(struct ctl *c, int argc, char **argv);
+
+#endif

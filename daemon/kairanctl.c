@@ -1,0 +1,146 @@
+/* kairanctl — the operator's tool. Argument parsing and dispatch only; each
+ * verb lives in daemon/ctl_<verb>.c and the logic in lib/. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "ctl.h"
+#include "err.h"
+#include "store.h"
+
+#define DEFAULT_CONFIG "/etc/kairan/kairan.yaml"
+
+/* Verbs are declared here and defined in their ctl_<verb>.c. */
+struct verb {
+	const char *name;
+	ctl_verb_fn fn;
+	const char *summary;
+};
+
+static const struct verb verbs[] = {
+	{NULL, NULL, NULL},
+};
+
+static void
+usage(FILE *f)
+{
+	size_t i;
+
+	fprintf(f,
+	    "usage: kairanctl [--config FILE] COMMAND [ARGS...]\n"
+	    "       kairanctl COMMAND --help\n\n"
+	    "The operator's tool for kairan. The config is FILE, or\n"
+	    "$KAIRAN_CONFIG, or " DEFAULT_CONFIG ".\n\ncommands:\n");
+	for (i = 0; verbs[i].name != NULL; i++)
+		fprintf(f, "  %-14s %s\n", verbs[i].name, verbs[i].summary);
+	fprintf(f, "\nexit status: 0 ok, 1 runtime failure, 2 usage or "
+		   "config error\n");
+}
+
+void
+ctl_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("kairanctl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+int
+ctl_config(struct ctl *c)
+{
+	char *errors = NULL;
+
+	if (c->cfg != NULL)
+		return CTL_OK;
+	if (kr_config_load(c->config_path, &c->cfg, &errors) < 0) {
+		fputs(errors ? errors : "config: unknown error\n", stderr);
+		free(errors);
+		return CTL_USAGE;
+	}
+	return CTL_OK;
+}
+
+int
+ctl_store(struct ctl *c)
+{
+	struct kr_err err = {0};
+	int r;
+
+	if (c->store != NULL)
+		return CTL_OK;
+	if ((r = ctl_config(c)) != CTL_OK)
+		return r;
+	if (kr_store_open(c->cfg->database, &c->store, &err) < 0) {
+		ctl_error("%s", err.msg);
+		return CTL_FAIL;
+	}
+	return CTL_OK;
+}
+
+void
+ctl_progress(const struct ctl *c, const char *what, long long done,
+    long long total)
+{
+	int width = 40, fill;
+
+	if (!c->tty || total <= 0)
+		return;
+	fill = (int)(done * width / total);
+	fprintf(stderr, "\r%-12s [%.*s%*s] %lld/%lld", what, fill,
+	    "########################################", width - fill, "", done,
+	    total);
+	if (done >= total)
+		fputc('\n', stderr);
+	fflush(stderr);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct ctl c = {0};
+	const char *env;
+	int i = 1, r = CTL_USAGE;
+	size_t v;
+
+	c.config_path = (env = getenv("KAIRAN_CONFIG")) ? env : DEFAULT_CONFIG;
+	c.tty = isatty(STDERR_FILENO);
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+			c.config_path = argv[++i];
+		} else if (strncmp(argv[i], "--config=", 9) == 0) {
+			c.config_path = argv[i] + 9;
+		} else if (strcmp(argv[i], "-h") == 0 ||
+		    strcmp(argv[i], "--help") == 0) {
+			usage(stdout);
+			return CTL_OK;
+		} else {
+			ctl_error("unknown option %s", argv[i]);
+			usage(stderr);
+			return CTL_USAGE;
+		}
+	}
+	if (i >= argc) {
+		usage(stderr);
+		return CTL_USAGE;
+	}
+	for (v = 0; verbs[v].name != NULL; v++)
+		if (strcmp(verbs[v].name, argv[i]) == 0)
+			break;
+	if (verbs[v].name == NULL) {
+		ctl_error("unknown command '%s'", argv[i]);
+		usage(stderr);
+		goto out;
+	}
+	r = verbs[v].fn(&c, argc - i, argv + i);
+out:
+	kr_store_close(&c.store);
+	kr_config_free(&c.cfg);
+	return r;
+}

@@ -1,0 +1,99 @@
+/* config.h — the operator's YAML file (see config/kairan.yaml), parsed and
+ * validated into one plain struct. A value type: fields are public and
+ * read-only after load; reload builds a new struct and swaps. */
+#ifndef KR_CONFIG_H
+#define KR_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "common.h"
+
+enum kr_cfg_transport { KR_CFG_TRANSPORT_SMTP, KR_CFG_TRANSPORT_MAILDIR };
+enum kr_cfg_tls { KR_CFG_TLS_NONE, KR_CFG_TLS_STARTTLS, KR_CFG_TLS_TLS };
+
+struct kr_cfg_list {
+	char *id;          /* [a-z0-9._-]{1,64}, unique */
+	char *name;        /* display name, UTF-8 */
+	char *from;        /* "Name <addr@dom>" as written (validated) */
+	char *from_name;   /* display part of from, UTF-8, may be "" */
+	char *from_addr;   /* addr-spec part of from */
+	char *reply_to;    /* addr-spec or NULL */
+	bool double_opt_in;      /* default true */
+	char *language;          /* "ja" | "en", default "en" */
+	bool archive;            /* default false */
+	bool allow_html;         /* raw HTML in reports kept; default false */
+	char *footer;            /* text with {{placeholders}}, may be NULL */
+	char *unsubscribe_mailto; /* addr for mailto: List-Unsubscribe or NULL */
+};
+
+struct kr_cfg_domain {
+	char *domain;         /* lower-case */
+	unsigned connections; /* 0: no cap of its own */
+	double rate;          /* messages per second, 0: no cap of its own */
+};
+
+struct kr_cfg_relay {
+	char *host;
+	unsigned port;       /* default 25, 587 for starttls, 465 for tls */
+	enum kr_cfg_tls tls; /* default starttls */
+	char *ca_file;       /* NULL: system CAs */
+	char *user;          /* NULL: no AUTH */
+	char *password;      /* from password_file or KAIRAN_SMTP_PASSWORD;
+	                        sodium_malloc'd; never logged; NULL if none */
+	char *password_file;
+};
+
+struct kr_config {
+	char *path;          /* the file it came from */
+	char *database;      /* default /var/lib/kairan/kairan.db */
+	char *key_file;      /* default /var/lib/kairan/token.key */
+	char *public_url;    /* required; no trailing slash */
+	char *http_listen;   /* host:port, default 127.0.0.1:8080 */
+	char **trusted_proxies;
+	size_t n_trusted_proxies;
+	char *admin_listen;  /* host:port, default 127.0.0.1:8081 */
+	char *outbox;        /* NULL: not watched */
+	char *webhook;       /* NULL: none */
+
+	struct kr_cfg_list *lists; /* at least one */
+	size_t n_lists;
+
+	struct {
+		enum kr_cfg_transport transport; /* default smtp */
+		char *maildir;          /* required for maildir transport */
+		unsigned workers;       /* 1..64, default 4 */
+		double rate;            /* msgs/s, 0: unlimited; default 0 */
+		struct kr_cfg_domain *per_domain;
+		size_t n_per_domain;
+		unsigned *retry;        /* seconds, default 5m 15m 1h 4h 12h */
+		size_t n_retry;
+		unsigned max_age;       /* seconds, default 3d */
+		char *bounce_domain;    /* NULL: envelope sender = list from */
+		unsigned batch;         /* messages per SMTP session, default 100 */
+		unsigned lease;         /* seconds a claim holds, default 300 */
+		unsigned timeout;       /* SMTP stage timeout seconds, default 300 */
+	} delivery;
+
+	struct kr_cfg_relay *relays; /* tried in order; may be 0 for maildir */
+	size_t n_relays;
+
+	int log_level;               /* enum kr_log_level, default info */
+};
+
+/* Loads and validates path. On success returns 0 and *cfg_out (free with
+ * kr_config_free). On failure returns -1 and *errors_out holds every error
+ * found, one per line, each "FILE:LINE:COLUMN: what was wrong, what was
+ * expected" (caller frees). */
+KR_NODISCARD int kr_config_load(const char *path, struct kr_config **cfg_out,
+    char **errors_out);
+/* Same, from a buffer; name is used in messages as FILE. */
+KR_NODISCARD int kr_config_load_buf(const char *name, const char *data,
+    size_t len, struct kr_config **cfg_out, char **errors_out);
+/* Frees cfg (wiping secrets) and sets *cfg to NULL. Accepts NULL. */
+void kr_config_free(struct kr_config **cfg);
+/* Returns the list with this id, or NULL. Borrowed from cfg. */
+const struct kr_cfg_list *kr_config_list(const struct kr_config *cfg,
+    const char *id);
+
+#endif

@@ -1,0 +1,235 @@
+/* store.h — all persistent state; the only module that speaks SQL.
+ * Backed by one SQLite file in WAL mode (store.c). The interface is narrow
+ * and row-copying so another backend (PostgreSQL) can sit behind it.
+ *
+ * Conventions: functions returning int give 0 ok / -1 error (err set; code
+ * KR_ERR_BUSY when the database is locked or full, KR_ERR_DB otherwise);
+ * lookups give 1 found / 0 not found / -1 error. Times are Unix seconds.
+ * One struct kr_store is one connection: use it from one thread at a time
+ * (open one per thread, or guard it). */
+#ifndef KR_STORE_H
+#define KR_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common.h"
+
+struct kr_err;
+struct kr_store;
+
+enum kr_sub_status {
+	KR_SUB_PENDING = 0,
+	KR_SUB_ACTIVE = 1,
+	KR_SUB_UNSUBSCRIBED = 2,
+	KR_SUB_BOUNCED = 3,
+};
+
+/* One subscription: an address on one list. */
+struct kr_subscriber {
+	int64_t id;
+	char list_id[65];
+	char email[256];
+	char name[256];
+	enum kr_sub_status status;
+	int64_t created_at;
+	int64_t consent_at;      /* when consent was given (form/import) */
+	int64_t confirmed_at;    /* 0: not confirmed */
+	int64_t unsubscribed_at; /* 0: never */
+	char consent_source[64]; /* "form", "cli", "import", "import-confirmed" */
+	char consent_ip[64];
+	char consent_ua[256];
+	int bounces;
+};
+
+/* The consent record that comes with a sign-up. */
+struct kr_consent {
+	const char *source; /* as consent_source */
+	const char *ip;     /* may be NULL */
+	const char *ua;     /* may be NULL */
+};
+
+enum kr_delivery_kind { KR_DELIVERY_REPORT = 0, KR_DELIVERY_CONFIRM = 1 };
+enum kr_delivery_state {
+	KR_DS_QUEUED = 0,
+	KR_DS_SENT = 1,
+	KR_DS_DEFERRED = 2,
+	KR_DS_FAILED = 3,
+	KR_DS_UNCERTAIN = 4,
+	KR_DS_CANCELLED = 5,
+};
+enum kr_report_state {
+	KR_RS_ACTIVE = 0,
+	KR_RS_PAUSED = 1,
+	KR_RS_CANCELLED = 2,
+};
+
+/* A report as stored: the rendered parts before per-subscriber footers. */
+struct kr_report_row {
+	int64_t id;
+	char list_id[65];
+	char *subject;    /* UTF-8 */
+	char *preheader;  /* may be "" */
+	char *text;       /* text/plain body */
+	char *html;       /* text/html body fragment */
+	char *source;     /* file path or URL it came from */
+	char hash[65];    /* hex SHA-256 of the source bytes */
+	int64_t created_at;
+	int64_t send_at;  /* 0: at once */
+	enum kr_report_state state;
+};
+/* Frees the strings of a report row (not r itself). */
+void kr_store_report_row_fini(struct kr_report_row *r);
+
+struct kr_delivery_counts {
+	int64_t queued, sent, deferred, failed, uncertain, cancelled;
+	int64_t in_flight; /* queued or deferred with a live lease */
+};
+
+/* A claimed delivery: what a worker needs to compose and send one copy. */
+struct kr_claim {
+	int64_t delivery_id;
+	enum kr_delivery_kind kind;
+	int64_t report_id;    /* 0 for a confirmation */
+	int64_t subscriber_id;
+	char list_id[65];
+	char email[256];
+	int attempts;         /* before this one */
+	int64_t queued_at;
+};
+
+/* Opens (creating if missing) and migrates to the current schema in one
+ * transaction. Refuses a file that is not SQLite or has a newer schema,
+ * leaving it untouched. */
+KR_NODISCARD int kr_store_open(const char *path, struct kr_store **store_out,
+    struct kr_err *err);
+void kr_store_close(struct kr_store **store);
+/* The schema version this build writes. */
+int kr_store_schema_version(void);
+
+/* Explicit transactions around many calls (imports). Nesting not allowed. */
+KR_NODISCARD int kr_store_begin(struct kr_store *s, struct kr_err *err);
+KR_NODISCARD int kr_store_commit(struct kr_store *s, struct kr_err *err);
+void kr_store_rollback(struct kr_store *s);
+
+/* ---- subscribers ---- */
+
+/* The outcome of a sign-up, so the caller can decide on a confirmation
+ * mail without telling the stranger anything. */
+struct kr_sub_result {
+	int64_t id;
+	enum kr_sub_status before; /* -1 cast when the row is new */
+	bool is_new;
+	enum kr_sub_status after;
+};
+
+/* Signs email up to list_id. New: inserted PENDING (ACTIVE when
+ * double_opt_in is false) with the consent record. PENDING stays PENDING.
+ * UNSUBSCRIBED or BOUNCED become PENDING again (ACTIVE without
+ * double opt-in) with a fresh consent record. ACTIVE is left alone.
+ * name may be NULL. */
+KR_NODISCARD int kr_store_subscribe(struct kr_store *s, const char *list_id,
+    const char *email, const char *name, const struct kr_consent *consent,
+    bool double_opt_in, int64_t now, struct kr_sub_result *res_out,
+    struct kr_err *err);
+/* Adds one row as given (import, `subscribers add`): when the (list,
+ * email) exists nothing changes and *added_out is false. */
+KR_NODISCARD int kr_store_subscriber_import(struct kr_store *s,
+    const struct kr_subscriber *sub, bool *added_out, struct kr_err *err);
+/* Lookups: 1 found (copied to *out), 0 not found, -1 error. */
+KR_NODISCARD int kr_store_subscriber_get(struct kr_store *s, int64_t id,
+    struct kr_subscriber *out, struct kr_err *err);
+KR_NODISCARD int kr_store_subscriber_find(struct kr_store *s,
+    const char *list_id, const char *email, struct kr_subscriber *out,
+    struct kr_err *err);
+/* PENDING -> ACTIVE, recording confirmed_at. 1 changed, 0 was not
+ * pending, -1 error. */
+KR_NODISCARD int kr_store_subscriber_confirm(struct kr_store *s, int64_t id,
+    int64_t now, struct kr_err *err);
+/* -> UNSUBSCRIBED for this subscription, or for every list of the same
+ * address when all_lists; queued deliveries to them are cancelled.
+ * Returns the number of subscriptions changed, or -1. */
+KR_NODISCARD int kr_store_subscriber_unsubscribe(struct kr_store *s,
+    int64_t id, bool all_lists, int64_t now, struct kr_err *err);
+/* Removes the subscription and its deliveries (operator `remove`). */
+KR_NODISCARD int kr_store_subscriber_delete(struct kr_store *s, int64_t id,
+    struct kr_err *err);
+typedef int (*kr_store_sub_fn)(void *ctx, const struct kr_subscriber *sub);
+/* Calls fn for each subscription (list_id NULL: all lists; status < 0: any
+ * status), in id order. A non-zero return from fn stops and is returned. */
+KR_NODISCARD int kr_store_subscriber_foreach(struct kr_store *s,
+    const char *list_id, int status, kr_store_sub_fn fn, void *ctx,
+    struct kr_err *err);
+/* Number of subscriptions of a list (NULL: all) in a status (<0: any). */
+KR_NODISCARD int kr_store_subscriber_count(struct kr_store *s,
+    const char *list_id, int status, int64_t *n_out, struct kr_err *err);
+/* Confirmation mails queued to this address since the given time (for the
+ * per-address limit of the form). */
+KR_NODISCARD int kr_store_confirm_count(struct kr_store *s, const char *email,
+    int64_t since, int64_t *n_out, struct kr_err *err);
+/* Queues a confirmation mail to subscriber id (due now, claimed before any
+ * report mail). */
+KR_NODISCARD int kr_store_confirm_enqueue(struct kr_store *s, int64_t id,
+    int64_t now, struct kr_err *err);
+
+/* ---- reports ---- */
+
+/* Stores r (id, created_at and state are ignored) and queues one delivery
+ * to every ACTIVE subscriber of r->list_id, in one transaction. The same
+ * hash stored before fails with KR_ERR_EXISTS unless again. */
+KR_NODISCARD int kr_store_report_add(struct kr_store *s,
+    const struct kr_report_row *r, bool again, int64_t now,
+    int64_t *id_out, int64_t *queued_out, struct kr_err *err);
+KR_NODISCARD int kr_store_report_get(struct kr_store *s, int64_t id,
+    struct kr_report_row *out, struct kr_err *err);
+typedef int (*kr_store_report_fn)(void *ctx, const struct kr_report_row *r,
+    const struct kr_delivery_counts *counts);
+/* Every report, newest first (limit 0: all). */
+KR_NODISCARD int kr_store_report_foreach(struct kr_store *s, size_t limit,
+    kr_store_report_fn fn, void *ctx, struct kr_err *err);
+/* Pause, resume (ACTIVE) or cancel (its queued rows become CANCELLED). */
+KR_NODISCARD int kr_store_report_set_state(struct kr_store *s, int64_t id,
+    enum kr_report_state state, struct kr_err *err);
+/* report_id 0: every delivery. */
+KR_NODISCARD int kr_store_delivery_counts(struct kr_store *s,
+    int64_t report_id, struct kr_delivery_counts *out, struct kr_err *err);
+/* FAILED (and UNCERTAIN when with_uncertain) of a report back to QUEUED. */
+KR_NODISCARD int kr_store_report_retry(struct kr_store *s, int64_t report_id,
+    bool with_uncertain, int64_t *n_out, struct kr_err *err);
+
+/* ---- delivery ---- */
+
+/* Claims up to max due deliveries (QUEUED or DEFERRED, next attempt <= now,
+ * no live lease, report ACTIVE and send_at <= now, subscriber ACTIVE, or
+ * PENDING for confirmations), confirmations first, then in queue order, and
+ * leases them until lease_until. Fills out[0..*n_out). */
+KR_NODISCARD int kr_store_claim(struct kr_store *s, int64_t now,
+    int64_t lease_until, size_t max, struct kr_claim *out, size_t *n_out,
+    struct kr_err *err);
+/* Outcomes, each its own transaction. reply: the server's text (may be
+ * NULL). code: SMTP reply code (0 when none). */
+KR_NODISCARD int kr_store_mark_sent(struct kr_store *s, int64_t delivery_id,
+    int64_t now, const char *reply, struct kr_err *err);
+KR_NODISCARD int kr_store_mark_deferred(struct kr_store *s,
+    int64_t delivery_id, int64_t now, int64_t next_attempt, int code,
+    const char *reply, struct kr_err *err);
+KR_NODISCARD int kr_store_mark_failed(struct kr_store *s, int64_t delivery_id,
+    int64_t now, int code, const char *reply, struct kr_err *err);
+KR_NODISCARD int kr_store_mark_uncertain(struct kr_store *s,
+    int64_t delivery_id, int64_t now, const char *reply, struct kr_err *err);
+/* Drops the lease of a claimed row that was not attempted (shutdown). */
+KR_NODISCARD int kr_store_release(struct kr_store *s, int64_t delivery_id,
+    struct kr_err *err);
+
+/* Appends to the event log (consent, bounces, operator actions). */
+KR_NODISCARD int kr_store_event(struct kr_store *s, const char *kind,
+    int64_t subscriber_id, int64_t report_id, const char *detail,
+    struct kr_err *err);
+/* Consistent online copy to path (SQLite backup API). */
+KR_NODISCARD int kr_store_backup(struct kr_store *s, const char *path,
+    struct kr_err *err);
+/* A cheap query: 0 when the database answers. */
+KR_NODISCARD int kr_store_ping(struct kr_store *s, struct kr_err *err);
+
+#endif

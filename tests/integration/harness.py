@@ -1,0 +1,292 @@
+"""Shared pieces of the integration tests: TAP output, free ports, a real
+SMTP server (smtp_server.py on aiosmtpd), and a real kairand started on a
+temporary config and stopped by its pid.
+
+Run with Debian's /usr/bin/python3 (it has aiosmtpd). Environment:
+KAIRAN_BUILD (default build/asan) names the build folder with kairand and
+kairanctl; KAIRAN_ROOT the repository.
+"""
+import atexit
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+ROOT = os.environ.get("KAIRAN_ROOT") or os.path.abspath(
+    os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.path.join(ROOT, os.environ.get("KAIRAN_BUILD", "build/asan"))
+KAIRAND = os.path.join(BUILD, "kairand")
+KAIRANCTL = os.path.join(BUILD, "kairanctl")
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+_n = 0
+_failed = 0
+_procs = []
+
+
+def ok(cond, name, detail=None):
+    """One TAP line; returns cond so tests can branch on it."""
+    global _n, _failed
+    _n += 1
+    if cond:
+        print("ok %d - %s" % (_n, name), flush=True)
+    else:
+        _failed += 1
+        print("not ok %d - %s" % (_n, name), flush=True)
+        if detail is not None:
+            for line in str(detail).splitlines()[:40]:
+                print("#   " + line, flush=True)
+    return bool(cond)
+
+
+def done():
+    print("1..%d" % _n, flush=True)
+    stop_all()
+    sys.exit(1 if _failed else 0)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def tmpdir(prefix="kairan-test-"):
+    d = tempfile.mkdtemp(prefix=prefix)
+    if not os.environ.get("KAIRAN_KEEP"):
+        atexit.register(shutil.rmtree, d, True)
+    return d
+
+
+def wait_for(pred, timeout=10.0, step=0.05):
+    end = time.time() + timeout
+    while time.time() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()
+
+
+def wait_port(port, timeout=10.0):
+    def up():
+        try:
+            with socket.create_connection(("127.0.0.1", port), 0.2):
+                return True
+        except OSError:
+            return False
+    return wait_for(up, timeout)
+
+
+class Proc:
+    def __init__(self, argv, env=None, log=None, **kw):
+        self.argv = argv
+        self.log = log
+        out = open(log, "ab") if log else subprocess.DEVNULL
+        e = dict(os.environ)
+        if env:
+            e.update(env)
+        self.p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT
+                                  if log else None, env=e, **kw)
+        self.pid = self.p.pid
+        _procs.append(self)
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def signal(self, sig):
+        if self.alive():
+            os.kill(self.pid, sig)
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        if self.alive():
+            os.kill(self.pid, sig)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.pid, signal.SIGKILL)
+                self.p.wait()
+        return self.p.returncode
+
+    def kill9(self):
+        return self.stop(signal.SIGKILL)
+
+
+def stop_all():
+    for p in _procs:
+        try:
+            p.stop(timeout=5)
+        except Exception:
+            pass
+
+
+atexit.register(stop_all)
+
+
+class SmtpServer:
+    """smtp_server.py on a free port; messages land in self.dir."""
+
+    def __init__(self, base, extra=(), rules=None):
+        self.port = free_port()
+        self.dir = os.path.join(base, "smtp-%d" % self.port)
+        os.makedirs(self.dir)
+        self.rules_path = os.path.join(base, "rules-%d.json" % self.port)
+        self.set_rules(rules or {})
+        self.proc = Proc(["/usr/bin/python3", os.path.join(HERE,
+                          "smtp_server.py"), "--port", str(self.port),
+                          "--dir", self.dir, "--rules", self.rules_path]
+                         + list(extra),
+                         log=os.path.join(base, "smtp-%d.log" % self.port))
+        if not wait_port(self.port, 15):
+            raise RuntimeError("smtp server did not start")
+
+    def set_rules(self, rules):
+        tmp = self.rules_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(rules, f)
+        os.rename(tmp, self.rules_path)
+
+    def log(self):
+        try:
+            with open(os.path.join(self.dir, "log.jsonl")) as f:
+                return [json.loads(line) for line in f if line.strip()]
+        except OSError:
+            return []
+
+    def messages(self):
+        """[(log entry, raw bytes)] in arrival order."""
+        out = []
+        for e in self.log():
+            with open(os.path.join(self.dir, "%d.eml" % e["n"]), "rb") as f:
+                out.append((e, f.read()))
+        return out
+
+    def wait_count(self, n, timeout=30):
+        return wait_for(lambda: len(self.log()) >= n, timeout)
+
+    def stop(self):
+        self.proc.stop()
+
+
+def config_text(base, http_port, admin_port, smtp_port=None, lists=None,
+                extra=""):
+    """A complete kairan.yaml for a test, state under base."""
+    lists = lists or """
+  - id: sips-report
+    name: SIPS セキュリティレポート
+    from: "SIPS Security Report <report@news.example.jp>"
+    reply_to: info@example.jp
+    double_opt_in: true
+    language: ja
+    archive: true
+    footer: |
+      株式会社Example 東京都千代田区 / 配信停止: {{unsubscribe_url}}
+"""
+    if smtp_port:
+        transport = """delivery:
+  transport: smtp
+  workers: 2
+  retry: [1s, 2s]
+  max_age: 1h
+smtp:
+  - host: 127.0.0.1
+    port: %d
+    tls: none
+""" % smtp_port
+    else:
+        transport = """delivery:
+  transport: maildir
+  maildir: %s/mail
+""" % base
+    return """database: {base}/kairan.db
+key_file: {base}/token.key
+public_url: https://news.example.jp
+http:
+  listen: 127.0.0.1:{http}
+  trusted_proxies: [127.0.0.1]
+admin:
+  listen: 127.0.0.1:{admin}
+outbox: {base}/outbox
+lists:{lists}
+{transport}
+log:
+  level: debug
+{extra}
+""".format(base=base, http=http_port, admin=admin_port, lists=lists,
+           transport=transport, extra=extra)
+
+
+class Kairan:
+    """A real kairand on a temporary config."""
+
+    def __init__(self, base, smtp_port=None, lists=None, extra="",
+                 env=None, start=True):
+        self.base = base
+        self.http_port = free_port()
+        self.admin_port = free_port()
+        os.makedirs(os.path.join(base, "outbox"), exist_ok=True)
+        self.config = os.path.join(base, "kairan.yaml")
+        with open(self.config, "w") as f:
+            f.write(config_text(base, self.http_port, self.admin_port,
+                                smtp_port, lists, extra))
+        self.env = env or {}
+        self.proc = None
+        if start:
+            self.start()
+
+    def start(self):
+        self.proc = Proc([KAIRAND, "--config", self.config], env=self.env,
+                         log=os.path.join(self.base, "kairand.log"))
+        if not wait_port(self.http_port, 20):
+            raise RuntimeError("kairand did not start:\n" + self.logtext())
+
+    def logtext(self):
+        try:
+            with open(os.path.join(self.base, "kairand.log"),
+                      errors="replace") as f:
+                return f.read()[-4000:]
+        except OSError:
+            return ""
+
+    def url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.http_port, path)
+
+    def admin_url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.admin_port, path)
+
+    def ctl(self, *args, input=None):
+        r = subprocess.run([KAIRANCTL, "--config", self.config] + list(args),
+                           input=input, capture_output=True,
+                           env=dict(os.environ, **self.env))
+        return r.returncode, r.stdout.decode("utf-8", "replace"), \
+            r.stderr.decode("utf-8", "replace")
+
+    def stop(self, sig=signal.SIGTERM):
+        return self.proc.stop(sig)
+
+
+def http(method, url, data=None, headers=None, timeout=10):
+    """A real HTTP request; returns (status, headers, body bytes)."""
+    if isinstance(data, dict):
+        data = urllib.parse.urlencode(data).encode()
+    elif isinstance(data, str):
+        data = data.encode()
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+import urllib.parse  # noqa: E402  (used by http())

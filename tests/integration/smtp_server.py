@@ -1,0 +1,153 @@
+#!/usr/bin/python3
+"""A real SMTP server for the integration tests, on aiosmtpd.
+
+Every accepted message is written to DIR/<n>.eml and one JSON line is
+appended to DIR/log.jsonl: {"n", "mail_from", "rcpt", "size", "time"}.
+
+Behaviour is steered by a JSON rules file (re-read on every command, so a
+test can change it while the server runs):
+  {"rcpt": {"addr@x": "550 5.1.1 no such user", ...},   # RCPT answers
+   "data": {"addr@x": "451 4.3.0 try later", ...},      # answers to DATA end
+   "drop_data": ["addr@x"],        # close the connection at the end of DATA
+   "connect": "421 4.7.0 busy",    # answer to every new connection
+   "hang": false}                  # accept but never answer
+
+Usage: smtp_server.py --port P --dir DIR [--rules FILE] [--tls-cert C
+       --tls-key K] [--require-starttls] [--auth USER:PASS] [--implicit-tls]
+Prints "READY" on stdout once listening.
+"""
+import argparse
+import asyncio
+import json
+import os
+import ssl
+import sys
+import time
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+
+def load_rules(path):
+    if not path:
+        return {}
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+class Handler:
+    def __init__(self, outdir, rules_path):
+        self.outdir = outdir
+        self.rules_path = rules_path
+        self.n = 0
+        self.log = open(os.path.join(outdir, "log.jsonl"), "a", buffering=1)
+
+    def rules(self):
+        return load_rules(self.rules_path)
+
+    async def handle_RCPT(self, server, session, envelope, address, options):
+        ans = self.rules().get("rcpt", {}).get(address.lower())
+        if ans:
+            return ans
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        r = self.rules()
+        for rc in envelope.rcpt_tos:
+            if rc.lower() in r.get("drop_data", []):
+                session.transport.close()
+                return "421 4.4.2 closing"
+            ans = r.get("data", {}).get(rc.lower())
+            if ans:
+                return ans
+        self.n += 1
+        n = self.n
+        path = os.path.join(self.outdir, "%d.eml" % n)
+        with open(path + ".tmp", "wb") as f:
+            f.write(envelope.original_content or envelope.content)
+        os.rename(path + ".tmp", path)
+        self.log.write(json.dumps({
+            "n": n, "mail_from": envelope.mail_from,
+            "rcpt": envelope.rcpt_tos, "size": len(envelope.content),
+            "time": time.time()}) + "\n")
+        return "250 2.0.0 Ok: queued as T%08d" % n
+
+
+class RuleSMTP(SMTP):
+    """Adds connect-time rules (421 greeting, hang)."""
+
+    async def _handle_client(self):
+        r = load_rules(self.event_handler.rules_path)
+        if r.get("hang"):
+            await asyncio.sleep(3600)
+            return
+        if r.get("connect"):
+            await self.push(r["connect"])
+            self.transport.close()
+            return
+        await super()._handle_client()
+
+
+class RuleController(Controller):
+    def __init__(self, *a, smtp_kwargs=None, **kw):
+        self._smtp_kwargs = smtp_kwargs or {}
+        super().__init__(*a, **kw)
+
+    def factory(self):
+        return RuleSMTP(self.handler, **self._smtp_kwargs)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--dir", required=True)
+    ap.add_argument("--rules")
+    ap.add_argument("--tls-cert")
+    ap.add_argument("--tls-key")
+    ap.add_argument("--require-starttls", action="store_true")
+    ap.add_argument("--implicit-tls", action="store_true")
+    ap.add_argument("--auth")
+    a = ap.parse_args()
+    os.makedirs(a.dir, exist_ok=True)
+    handler = Handler(a.dir, a.rules)
+    kw = {"data_size_limit": 64 * 1024 * 1024, "enable_SMTPUTF8": True}
+    ctx = None
+    if a.tls_cert:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(a.tls_cert, a.tls_key)
+    if ctx and not a.implicit_tls:
+        kw["tls_context"] = ctx
+        kw["require_starttls"] = a.require_starttls
+    if a.auth:
+        user, pw = a.auth.split(":", 1)
+
+        def authenticator(server, session, envelope, mechanism, auth_data):
+            ok = (isinstance(auth_data, LoginPassword)
+                  and auth_data.login.decode() == user
+                  and auth_data.password.decode() == pw)
+            return AuthResult(success=ok)
+        kw["authenticator"] = authenticator
+        kw["auth_required"] = True
+        kw["auth_require_tls"] = True
+    ckw = {}
+    if ctx and a.implicit_tls:
+        ckw["ssl_context"] = ctx
+    c = RuleController(handler, hostname="127.0.0.1", port=a.port,
+                       smtp_kwargs=kw, **ckw)
+    c.start()
+    print("READY", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        c.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

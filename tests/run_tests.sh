@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Runs the unit tests (cmocka, TAP output) and the integration tests
+# (tests/integration/test_*.py|sh, TAP output) and ends with one line:
+# "N passed, N failed". Exit status 1 when anything failed.
+# Usage: tests/run_tests.sh [unit|integration|NAME...]
+set -u
+cd "$(dirname "$0")/.."
+export KAIRAN_BUILD="${KAIRAN_BUILD:-build/asan}"
+export KAIRAN_ROOT="$PWD"
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:log_path=/dev/stderr}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+export CMOCKA_MESSAGE_OUTPUT=TAP
+PY=/usr/bin/python3
+
+passed=0
+failed=0
+failures=()
+what="${1:-all}"
+
+# count OUTPUT NAME STATUS: TAP "ok"/"not ok" lines; a crash with no
+# failing line still counts as one failure.
+count() {
+	local out="$1" name="$2" status="$3" p f
+	p=$(grep -cE '^ok ' <<<"$out")
+	f=$(grep -cE '^not ok ' <<<"$out")
+	if [ "$status" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+	if [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+	passed=$((passed + p))
+	failed=$((failed + f))
+	if [ "$f" -ne 0 ]; then failures+=("$name"); fi
+}
+
+run_one() {
+	local name="$1"; shift
+	local out status
+	out=$("$@" 2>"/tmp/kairan-test-$$.err")
+	status=$?
+	printf '%s\n' "$out" | sed "s|^|[$name] |"
+	if [ "$status" -ne 0 ] || grep -qE '^not ok ' <<<"$out"; then
+		sed "s|^|[$name stderr] |" "/tmp/kairan-test-$$.err" | tail -n 60
+	fi
+	rm -f "/tmp/kairan-test-$$.err"
+	count "$out" "$name" "$status"
+}
+
+selected() {
+	[ "$what" = all ] && return 0
+	[ "$what" = "$1" ] && return 0
+	for a in "$@"; do :; done
+	case " ${SELECT:-} " in *" $2 "*) return 0 ;; esac
+	return 1
+}
+if [ "$what" != all ] && [ "$what" != unit ] && [ "$what" != integration ]; then
+	SELECT="$*"
+fi
+
+for t in "$KAIRAN_BUILD"/tests/test_*; do
+	[ -x "$t" ] || continue
+	n=$(basename "$t")
+	selected unit "$n" || continue
+	run_one "$n" "$t"
+done
+for t in tests/integration/test_*.py tests/integration/test_*.sh; do
+	[ -e "$t" ] || continue
+	n=$(basename "$t")
+	n=${n%.*}
+	selected integration "$n" || continue
+	case "$t" in
+	*.py) run_one "$n" timeout 900 "$PY" "$t" ;;
+	*.sh) run_one "$n" timeout 900 bash "$t" ;;
+	esac
+done
+
+if [ ${#failures[@]} -ne 0 ]; then
+	echo "failing: ${failures[*]}"
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
