@@ -1,7 +1,9 @@
 /* buf.c — growable, capped byte buffer. */
 #include "buf.h"
 
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "xmem.h"
