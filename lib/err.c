@@ -31,7 +31,22 @@ kr_err_prefix(struct kr_err *err, const char *fmt, ...)
 	vsnprintf(pre, sizeof(pre), fmt, ap);
 	va_end(ap);
 	memcpy(old, err->msg, sizeof(old));
-	snprintf(err->msg, sizeof(err->msg), "%s: %s", pre, old);
+	/* Built by hand: truncation is intended, and -Wformat-truncation
+	 * would flag a snprintf doing it. */
+	{
+		size_t n = strnlen(pre, sizeof(err->msg) - 1), m;
+
+		memcpy(err->msg, pre, n);
+		if (n + 2 < sizeof(err->msg)) {
+			memcpy(err->msg + n, ": ", 2);
+			n += 2;
+		}
+		m = strnlen(old, sizeof(old));
+		if (m > sizeof(err->msg) - 1 - n)
+			m = sizeof(err->msg) - 1 - n;
+		memcpy(err->msg + n, old, m);
+		err->msg[n + m] = '\0';
+	}
 }
 
 void
