@@ -32,4 +32,18 @@ void ctl_progress(const struct ctl *c, const char *what, long long done,
 /* The verbs: argv[0] is the verb; they return a CTL_* code. */
 typedef int (*ctl_verb_fn)(struct ctl *c, int argc, char **argv);
 
+struct ctl_verb {
+	const char *name;
+	ctl_verb_fn fn;
+	const char *summary; /* one line for `kairanctl --help` */
+};
+
+/* Registers a verb from its own ctl_<verb>.c, with no central table to
+ * edit: the linker gathers every CTL_VERB into the section "ctl_verbs".
+ *   CTL_VERB(check_config, "check-config", ctl_check_config, "…");  */
+#define CTL_VERB(id, name, fn, summary)                                   \
+	static const struct ctl_verb ctl_verb_##id                        \
+	    __attribute__((used, section("ctl_verbs"), aligned(8))) = {    \
+		name, fn, summary}
+
 #endif

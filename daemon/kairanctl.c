@@ -13,31 +13,50 @@
 
 #define DEFAULT_CONFIG "/etc/kairan/kairan.yaml"
 
-/* Verbs are declared here and defined in their ctl_<verb>.c. */
-struct verb {
-	const char *name;
-	ctl_verb_fn fn;
-	const char *summary;
-};
+/* Every CTL_VERB of the ctl_<verb>.c files, gathered by the linker. */
+extern const struct ctl_verb __start_ctl_verbs[];
+extern const struct ctl_verb __stop_ctl_verbs[];
 
-static const struct verb verbs[] = {
-	{NULL, NULL, NULL},
-};
+/* help is always there, so the section is never empty. */
+static int
+ctl_help(struct ctl *c, int argc, char **argv);
+CTL_VERB(help, "help", ctl_help, "show this summary");
+
+static const struct ctl_verb *
+verb_find(const char *name)
+{
+	const struct ctl_verb *v;
+
+	for (v = __start_ctl_verbs; v < __stop_ctl_verbs; v++)
+		if (strcmp(v->name, name) == 0)
+			return v;
+	return NULL;
+}
 
 static void
 usage(FILE *f)
 {
-	size_t i;
+	const struct ctl_verb *v;
 
 	fprintf(f,
 	    "usage: kairanctl [--config FILE] COMMAND [ARGS...]\n"
 	    "       kairanctl COMMAND --help\n\n"
 	    "The operator's tool for kairan. The config is FILE, or\n"
 	    "$KAIRAN_CONFIG, or " DEFAULT_CONFIG ".\n\ncommands:\n");
-	for (i = 0; verbs[i].name != NULL; i++)
-		fprintf(f, "  %-14s %s\n", verbs[i].name, verbs[i].summary);
+	for (v = __start_ctl_verbs; v < __stop_ctl_verbs; v++)
+		fprintf(f, "  %-16s %s\n", v->name, v->summary);
 	fprintf(f, "\nexit status: 0 ok, 1 runtime failure, 2 usage or "
 		   "config error\n");
+}
+
+static int
+ctl_help(struct ctl *c, int argc, char **argv)
+{
+	(void)c;
+	(void)argc;
+	(void)argv;
+	usage(stdout);
+	return CTL_OK;
 }
 
 void
@@ -106,8 +125,8 @@ main(int argc, char **argv)
 {
 	struct ctl c = {0};
 	const char *env;
+	const struct ctl_verb *v;
 	int i = 1, r = CTL_USAGE;
-	size_t v;
 
 	c.config_path = (env = getenv("KAIRAN_CONFIG")) ? env : DEFAULT_CONFIG;
 	c.tty = isatty(STDERR_FILENO);
@@ -130,15 +149,12 @@ main(int argc, char **argv)
 		usage(stderr);
 		return CTL_USAGE;
 	}
-	for (v = 0; verbs[v].name != NULL; v++)
-		if (strcmp(verbs[v].name, argv[i]) == 0)
-			break;
-	if (verbs[v].name == NULL) {
+	if ((v = verb_find(argv[i])) == NULL) {
 		ctl_error("unknown command '%s'", argv[i]);
 		usage(stderr);
 		goto out;
 	}
-	r = verbs[v].fn(&c, argc - i, argv + i);
+	r = v->fn(&c, argc - i, argv + i);
 out:
 	kr_store_close(&c.store);
 	kr_config_free(&c.cfg);
