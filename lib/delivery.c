@@ -160,7 +160,8 @@ bucket_wait(struct kr_delivery_bucket *b, double now)
 	if (b->rate <= 0)
 		return 0;
 	bucket_refill(b, now);
-	if (b->tokens >= 1.0)
+	/* The epsilon absorbs rounding of the time differences. */
+	if (b->tokens >= 1.0 - 1e-9)
 		return 0;
 	r = b->rate * bucket_factor(b, now);
 	return (1.0 - b->tokens) / r;
@@ -173,8 +174,11 @@ kr_delivery_bucket_take(struct kr_delivery_bucket *b, double now)
 
 	if (w > 0)
 		return w;
-	if (b->rate > 0)
+	if (b->rate > 0) {
 		b->tokens -= 1.0;
+		if (b->tokens < 0)
+			b->tokens = 0;
+	}
 	return 0;
 }
 
