@@ -85,6 +85,7 @@ struct worker {
 	unsigned seed;
 
 	const struct kr_config *cfg; /* this batch's */
+	const struct kr_keyring *ring;
 	unsigned cfg_gen;
 	const struct kr_transport_ops *ops;
 	struct kr_transport *t;
@@ -643,11 +644,11 @@ worker_compose(struct worker *w, size_t i, struct kr_err *err)
 	kr_buf_reset(&w->bufs[i]);
 	w->env_from[i][0] = '\0';
 	if (c->kind == KR_DELIVERY_CONFIRM)
-		return kr_compose_confirm(w->cfg, list, c, w->d->ring, now,
+		return kr_compose_confirm(w->cfg, list, c, w->ring, now,
 		    &w->bufs[i], w->env_from[i], err);
 	if (worker_report(w, c->report_id, err) < 0)
 		return -1;
-	return kr_compose_report(w->cfg, list, &w->report, c, w->d->ring,
+	return kr_compose_report(w->cfg, list, &w->report, c, w->ring,
 	    now, &w->bufs[i], w->env_from[i], err);
 }
 
@@ -818,6 +819,7 @@ worker_main(void *arg)
 			break;
 		}
 		w->cfg = d->cfg;
+		w->ring = d->ring;
 		kicks = d->kicks;
 		max = w->cfg->delivery.batch ? w->cfg->delivery.batch : 100;
 		/* With a global rate, a batch holds at most about a second
@@ -938,10 +940,13 @@ out:
 }
 
 void
-kr_delivery_set_config(struct kr_delivery *d, const struct kr_config *cfg)
+kr_delivery_set_config(struct kr_delivery *d, const struct kr_config *cfg,
+    const struct kr_keyring *ring)
 {
 	pthread_mutex_lock(&d->lock);
 	apply_config(d, cfg);
+	if (ring != NULL)
+		d->ring = ring;
 	pthread_mutex_unlock(&d->lock);
 	if (cfg->delivery.workers != d->n_workers)
 		kr_log_warn("delivery workers=%u takes effect at restart "

@@ -24,11 +24,12 @@ struct kr_delivery;
 KR_NODISCARD int kr_delivery_start(const struct kr_config *cfg,
     const struct kr_keyring *ring, struct kr_delivery **d_out,
     struct kr_err *err);
-/* Swaps the config after a reload (rates, lists, footers, relays). Workers
- * pick it up at their next batch; a batch in flight finishes on the old
- * one, so the caller keeps the old config alive until kr_delivery_stop(). */
+/* Swaps the config after a reload (rates, lists, footers, relays), and the
+ * keyring unless ring is NULL. Workers pick them up at their next batch; a
+ * batch in flight finishes on the old ones, so the caller keeps the old
+ * config and keyring alive until kr_delivery_stop(). */
 void kr_delivery_set_config(struct kr_delivery *d,
-    const struct kr_config *cfg);
+    const struct kr_config *cfg, const struct kr_keyring *ring);
 /* Wakes idle workers: something was queued. Safe from any thread, and a
  * no-op when no pool runs. */
 void kr_delivery_kick(void);
