@@ -652,6 +652,40 @@ worker_compose(struct worker *w, size_t i, struct kr_err *err)
 	    now, &w->bufs[i], w->env_from[i], err);
 }
 
+/* A message that could not be composed: bad input (a list gone from the
+ * config, a report row missing) fails it; anything else (the store busy
+ * or broken for a moment) defers it on the retry schedule, so a passing
+ * problem neither loses it nor spins on it. */
+static void
+compose_failed(struct worker *w, size_t i, struct kr_err *cerr)
+{
+	struct kr_delivery *d = w->d;
+	struct kr_claim *c = &w->claims[i];
+	const struct kr_config *cfg = w->cfg;
+	struct kr_err err = {0};
+	int64_t now = (int64_t)time(NULL), next = 0;
+	bool fail;
+	double rnd;
+
+	fail = cerr->code == KR_ERR_INVALID || cerr->code == KR_ERR_NOTFOUND;
+	rnd = (double)rand_r(&w->seed) / ((double)RAND_MAX + 1.0);
+	if (!fail && kr_delivery_retry_next(cfg->delivery.retry,
+			 cfg->delivery.n_retry, cfg->delivery.max_age,
+			 c->attempts, c->queued_at, now, rnd, &next) != 0)
+		fail = true;
+	kr_log_err("delivery compose id=%lld report=%lld sub=%lld "
+		   "outcome=%s: %s",
+	    (long long)c->delivery_id, (long long)c->report_id,
+	    (long long)c->subscriber_id, fail ? "failed" : "deferred",
+	    cerr->msg);
+	if (store_mark(d, fail ? MARK_FAILED : MARK_DEFERRED, c->delivery_id,
+		now, next, 0, cerr->msg, &err) < 0)
+		kr_log_err("delivery record id=%lld: %s",
+		    (long long)c->delivery_id, err.msg);
+	w->state[i] = MS_DONE;
+	count_outcome(d, c->list_id, KR_SEND_TEMP, fail, 0);
+}
+
 /* Takes a token from the global bucket and claim i's domain bucket, waiting
  * as long as needed. Returns 0, or -1 when asked to stop meanwhile. */
 static int
@@ -758,18 +792,7 @@ worker_batch(struct worker *w, size_t n)
 		struct kr_claim *c = &w->claims[i];
 
 		if (worker_compose(w, i, &err) < 0) {
-			int64_t now = (int64_t)time(NULL);
-
-			kr_log_err("delivery compose id=%lld report=%lld "
-				   "sub=%lld: %s",
-			    (long long)c->delivery_id, (long long)c->report_id,
-			    (long long)c->subscriber_id, err.msg);
-			if (store_mark(d, MARK_FAILED, c->delivery_id, now, 0,
-				0, err.msg, &err) < 0)
-				kr_log_err("delivery record id=%lld: %s",
-				    (long long)c->delivery_id, err.msg);
-			w->state[i] = MS_DONE;
-			count_outcome(d, c->list_id, KR_SEND_PERM, true, 0);
+			compose_failed(w, i, &err);
 			continue;
 		}
 		if (worker_rate(w, i) < 0)
