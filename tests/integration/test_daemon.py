@@ -171,6 +171,11 @@ def test_notify_and_reload():
     ok(st == 200, "and still serving the form")
     st, _, _ = http("GET", k.admin_url("/healthz"))
     ok(st == 200, "healthz still 200")
+    # kairanctl reads the good copy; the daemon keeps the broken path.
+    good = os.path.join(base, "good.yaml")
+    with open(good, "w") as f:
+        f.write(good_cfg)
+    k.config = good
     rc, out, err = k.add_subscribers(["after@example.org"])
     rc, out, err = k.send_report(harness.report("再読込後", "本文\n"))
     ok(rc == 0 and harness.wait_for(
