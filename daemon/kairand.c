@@ -414,7 +414,9 @@ start(struct kd *kd)
 		return -1;
 	}
 	kr_log_info("kairand ready pid=%ld http=%s admin=%s",
-	    (long)getpid(), kd->cfg->http_listen, kd->cfg->admin_listen);
+	    (long)getpid(),
+	    l.http_fd >= 0 ? "socket-activated" : kd->cfg->http_listen,
+	    l.admin_fd >= 0 ? "socket-activated" : kd->cfg->admin_listen);
 	notify("READY=1\nSTATUS=ready\nMAINPID=%ld", (long)getpid());
 	outbox_open(kd);
 	return 0;

@@ -190,6 +190,27 @@ def test_notify_and_reload():
     ns.close()
 
 
+def test_socket_activation():
+    """systemd hands over the public socket: kairand serves on it and does
+    not bind the configured address."""
+    base = harness.tmpdir()
+    k = harness.Kairan(base, start=False)
+    port = harness.free_port()
+    p = harness.Proc(["/usr/bin/systemd-socket-activate", "-l",
+                      "127.0.0.1:%d" % port, harness.KAIRAND, "--config",
+                      k.config], log=os.path.join(base, "kairand.log"))
+    # The first connection starts kairand, which answers it.
+    ok(harness.wait_port(port, 10), "systemd-socket-activate listens")
+    st, _, body = http("GET", "http://127.0.0.1:%d/" % port, timeout=30)
+    ok(st == 200, "the activated socket serves the sign-up page",
+       k.logtext())
+    ok(k.log_has("socket activation fds=1"), "kairand took the socket")
+    ok(not harness.wait_port(k.http_port, 1),
+       "the configured address is not bound")
+    ok(harness.wait_port(k.admin_port, 5), "the admin listener is bound")
+    ok(p.stop() == 0, "SIGTERM exits 0")
+
+
 def test_check_and_bad_config():
     base = harness.tmpdir()
     k = harness.Kairan(base, start=False)
@@ -216,6 +237,7 @@ def main():
                      ("kill9", test_kill9_and_restart),
                      ("sigterm", test_sigterm_drains),
                      ("notify", test_notify_and_reload),
+                     ("socket", test_socket_activation),
                      ("check", test_check_and_bad_config)]:
         if only and name not in only:
             continue
