@@ -108,7 +108,7 @@ static const struct field list_fields[] = {
     {.key = "id", .type = FT_LISTID, .off = LOFF(id), .flags = F_REQUIRED,
 	.expect = "a list id of 1-64 characters a-z 0-9 . _ -"},
     {.key = "name", .type = FT_LINE, .off = LOFF(name),
-	.expect = "the list's display name on one line"},
+	.expect = "the list's display name"},
     {.key = "from", .type = FT_FROM, .off = LOFF(from), .flags = F_REQUIRED,
 	.expect = "\"Name <addr@domain>\" or addr@domain"},
     {.key = "reply_to", .type = FT_ADDR, .off = LOFF(reply_to),
@@ -150,7 +150,7 @@ static const struct field relay_fields[] = {
     {.key = "ca_file", .type = FT_PATH, .off = ROFF(ca_file),
 	.expect = "a readable CA bundle file"},
     {.key = "user", .type = FT_LINE, .off = ROFF(user),
-	.expect = "an AUTH user name on one line"},
+	.expect = "an AUTH user name"},
     {.key = "password_file", .type = FT_PATH, .off = ROFF(password_file),
 	.expect = "a file holding the password"},
 };
@@ -246,57 +246,103 @@ static const struct field root_fields[] = {
 static const struct section root_section = {"the top level", root_fields,
     KR_NELEM(root_fields), 0, 0, 0};
 
+struct cfg_error {
+	size_t line, col; /* 1-based; 0: about the whole file */
+	size_t seq;       /* found order, to keep the sort stable */
+	char *text;       /* the whole line, with FILE: and '\n' */
+};
+
 struct ctx {
 	const char *name; /* FILE in messages */
 	yaml_document_t *doc;
-	struct kr_buf errs;
+	struct cfg_error *errs;
 	size_t n_errs;
 	bool stop;        /* too many errors: stop walking */
 };
 
-static void bput(struct kr_buf *b, const char *fmt, ...) KR_PRINTF(2, 3);
 static void cerr(struct ctx *c, const yaml_mark_t *m, const char *fmt, ...)
     KR_PRINTF(3, 4);
 
-/* Appends to an unbounded buffer (max 0), which cannot fail. */
-static void
-bput(struct kr_buf *b, const char *fmt, ...)
-{
-	va_list ap;
-	int r;
-
-	va_start(ap, fmt);
-	r = kr_buf_vprintf(b, fmt, ap);
-	va_end(ap);
-	(void)r;
-}
-
+/* Records one error line; they are sorted by position at the end. */
 static void
 cerr(struct ctx *c, const yaml_mark_t *m, const char *fmt, ...)
 {
+	struct cfg_error *e;
+	struct kr_buf b;
 	va_list ap;
 	int r;
 
 	if (c->stop)
 		return;
-	if (c->n_errs >= CFG_MAX_ERRORS) {
-		bput(&c->errs,
-		    "%s: too many errors, stopping here\n", c->name);
+	kr_buf_init(&b, 0);
+	if (c->n_errs % 16 == 0)
+		c->errs = kr_xrealloc(c->errs,
+		    (c->n_errs + 16) * sizeof(*c->errs));
+	e = &c->errs[c->n_errs];
+	e->seq = c->n_errs++;
+	e->line = m ? m->line + 1 : 0;
+	e->col = m ? m->column + 1 : 0;
+	if (c->n_errs > CFG_MAX_ERRORS) {
+		/* Sorted last whatever its position. */
+		e->line = SIZE_MAX;
+		r = kr_buf_printf(&b, "%s: too many errors, stopping here",
+		    c->name);
 		c->stop = true;
-		return;
+	} else if (m != NULL) {
+		r = kr_buf_printf(&b, "%s:%zu:%zu: ", c->name, e->line,
+		    e->col);
+	} else {
+		r = kr_buf_printf(&b, "%s: ", c->name);
 	}
-	c->n_errs++;
-	if (m != NULL)
-		bput(&c->errs, "%s:%zu:%zu: ", c->name,
-		    m->line + 1, m->column + 1);
-	else
-		bput(&c->errs, "%s: ", c->name);
-	va_start(ap, fmt);
-	r = kr_buf_vprintf(&c->errs, fmt, ap);
-	va_end(ap);
+	if (r == 0 && !c->stop) {
+		va_start(ap, fmt);
+		r = kr_buf_vprintf(&b, fmt, ap);
+		va_end(ap);
+	}
 	if (r == 0)
-		r = kr_buf_putc(&c->errs, '\n');
+		r = kr_buf_putc(&b, '\n');
+	(void)r; /* b is unbounded: appends cannot fail */
+	e->text = kr_buf_steal(&b);
+}
+
+static int
+cfg_error_cmp(const void *a, const void *b)
+{
+	const struct cfg_error *x = a, *y = b;
+
+	if (x->line != y->line)
+		return x->line < y->line ? -1 : 1;
+	if (x->col != y->col)
+		return x->col < y->col ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* All errors, sorted by position, as one string (NULL when none); frees
+ * them. */
+static char *
+errors_take(struct ctx *c)
+{
+	struct kr_buf b;
+	size_t i;
+	int r = 0;
+
+	if (c->n_errs == 0) {
+		free(c->errs);
+		c->errs = NULL;
+		return NULL;
+	}
+	kr_buf_init(&b, 0);
+	qsort(c->errs, c->n_errs, sizeof(*c->errs), cfg_error_cmp);
+	for (i = 0; i < c->n_errs; i++) {
+		if (r == 0)
+			r = kr_buf_puts(&b, c->errs[i].text);
+		free(c->errs[i].text);
+	}
 	(void)r;
+	free(c->errs);
+	c->errs = NULL;
+	c->n_errs = 0;
+	return kr_buf_steal(&b);
 }
 
 /* Quotes a value back to the operator: control bytes escaped, long values
@@ -873,7 +919,7 @@ conv_scalar(struct ctx *c, const struct field *f, const char *s, size_t len,
 	if (f->type != FT_TEXT && has_ctl(s, len)) {
 		cerr(c, m,
 		    "%s: contains a line break or control character, "
-		    "expected %s on one line",
+		    "expected %s on a single line",
 		    path, f->expect);
 		return -1;
 	}
@@ -1021,7 +1067,7 @@ want_scalar(struct ctx *c, const struct field *f, const yaml_node_t *node,
 
 static void apply_defaults(const struct section *s, void *base);
 static void walk_map(struct ctx *c, const struct section *s,
-    yaml_node_t *map, void *base, const char *path);
+    yaml_node_t *map, void *base, const char *path, const yaml_node_t *at);
 
 static void
 free_section(const struct section *s, void *base)
@@ -1090,8 +1136,6 @@ apply_defaults(const struct section *s, void *base)
 {
 	size_t i;
 	struct ctx dummy = {.name = "default"};
-
-	kr_buf_init(&dummy.errs, 0);
 	for (i = 0; i < s->n_fields; i++) {
 		const struct field *f = &s->fields[i];
 
@@ -1122,7 +1166,7 @@ apply_defaults(const struct section *s, void *base)
 			    base, NULL, f->key);
 		}
 	}
-	kr_buf_fini(&dummy.errs);
+	free(errors_take(&dummy)); /* table defaults are valid */
 }
 
 static void
@@ -1278,7 +1322,7 @@ walk_seq(struct ctx *c, const struct field *f, yaml_node_t *node,
 		(*cnt)++;
 		apply_defaults(sub, elem);
 		if (v != NULL)
-			walk_map(c, sub, v, elem, ipath);
+			walk_map(c, sub, v, elem, ipath, v);
 		free(ipath);
 	}
 }
@@ -1352,18 +1396,18 @@ walk_domainmap(struct ctx *c, const struct field *f, yaml_node_t *node,
 		apply_defaults(sub, elem);
 		set_str(elem, sub->key_off, dom);
 		epath = kr_xasprintf("%s.%s", path, dom);
-		walk_map(c, sub, v, elem, epath);
+		walk_map(c, sub, v, elem, epath, k);
 		free(epath);
 	}
 }
 
 static void
 walk_value(struct ctx *c, const struct field *f, yaml_node_t *v, void *base,
-    const char *path)
+    const char *path, const yaml_node_t *at)
 {
 	switch (f->type) {
 	case FT_MAP:
-		walk_map(c, f->sub, v, base, path);
+		walk_map(c, f->sub, v, base, path, at);
 		return;
 	case FT_SEQ:
 		walk_seq(c, f, v, base, path);
@@ -1395,7 +1439,7 @@ walk_value(struct ctx *c, const struct field *f, yaml_node_t *v, void *base,
 
 static void
 walk_map(struct ctx *c, const struct section *s, yaml_node_t *map,
-    void *base, const char *path)
+    void *base, const char *path, const yaml_node_t *at)
 {
 	const yaml_node_t *seen[32] = {NULL};
 	char shown[CFG_MAX_SHOW * 4 + 8];
@@ -1432,18 +1476,19 @@ walk_map(struct ctx *c, const struct section *s, yaml_node_t *map,
 			    memcmp(s->fields[i].key, ks, klen) == 0)
 				break;
 		if (i == s->n_fields) {
-			struct kr_buf allowed;
-			size_t j;
+			char allowed[512];
+			size_t j, o = 0;
 
-			kr_buf_init(&allowed, 0);
-			for (j = 0; j < s->n_fields; j++)
-				bput(&allowed, "%s%s",
-				    j ? ", " : "", s->fields[j].key);
+			allowed[0] = '\0';
+			for (j = 0; j < s->n_fields && o < sizeof(allowed);
+			     j++)
+				o += (size_t)snprintf(allowed + o,
+				    sizeof(allowed) - o, "%s%s", j ? ", " : "",
+				    s->fields[j].key);
 			cerr(c, &k->start_mark, "unknown key '%s' in %s, "
 			    "expected one of: %s", show(ks, klen, shown),
 			    s == &root_section ? "the top level" : path,
-			    allowed.data ? allowed.data : "");
-			kr_buf_fini(&allowed);
+			    allowed);
 			continue;
 		}
 		if (seen[i] != NULL) {
@@ -1456,17 +1501,37 @@ walk_map(struct ctx *c, const struct section *s, yaml_node_t *map,
 		seen[i] = k;
 		fpath = kr_xasprintf("%s%s%s", path, *path ? "." : "",
 		    s->fields[i].key);
-		walk_value(c, &s->fields[i], v, base, fpath);
+		walk_value(c, &s->fields[i], v, base, fpath, k);
 		free(fpath);
 	}
 	for (i = 0; i < s->n_fields && !c->stop; i++)
 		if ((s->fields[i].flags & F_REQUIRED) && seen[i] == NULL)
-			cerr(c, &map->start_mark, "%s%smissing required key "
+			cerr(c, &at->start_mark, "%s%smissing required key "
 			    "'%s', expected %s", path, *path ? ": " : "",
 			    s->fields[i].key, s->fields[i].expect);
 }
 
 /* ---- cross-field checks, with the tree still there to point at ---- */
+
+/* The key node of key in map, or NULL. */
+static yaml_node_t *
+map_key(yaml_document_t *doc, yaml_node_t *map, const char *key)
+{
+	yaml_node_pair_t *p;
+
+	if (map == NULL || map->type != YAML_MAPPING_NODE)
+		return NULL;
+	for (p = map->data.mapping.pairs.start;
+	     p < map->data.mapping.pairs.top; p++) {
+		yaml_node_t *k = yaml_document_get_node(doc, p->key);
+
+		if (k != NULL && k->type == YAML_SCALAR_NODE &&
+		    k->data.scalar.length == strlen(key) &&
+		    memcmp(k->data.scalar.value, key, strlen(key)) == 0)
+			return k;
+	}
+	return NULL;
+}
 
 static yaml_node_t *
 map_get(yaml_document_t *doc, yaml_node_t *map, const char *key)
@@ -1647,7 +1712,7 @@ static void
 check_all(struct ctx *c, struct kr_config *cfg, yaml_node_t *root)
 {
 	yaml_node_t *lists = map_get(c->doc, root, "lists");
-	yaml_node_t *delivery = map_get(c->doc, root, "delivery");
+	yaml_node_t *delivery = map_key(c->doc, root, "delivery");
 	yaml_node_t *smtp = map_get(c->doc, root, "smtp");
 	size_t i, j;
 
@@ -1789,7 +1854,6 @@ kr_config_load_buf(const char *name, const char *data, size_t len,
 
 	*cfg_out = NULL;
 	*errors_out = NULL;
-	kr_buf_init(&c.errs, 0);
 	if (sodium_init() < 0) {
 		cerr(&c, NULL, "libsodium failed to initialise");
 		goto out;
@@ -1841,7 +1905,7 @@ kr_config_load_buf(const char *name, const char *data, size_t len,
 	cfg = kr_xcalloc(1, sizeof(*cfg));
 	cfg->path = kr_xstrdup(name);
 	apply_defaults(&root_section, cfg);
-	walk_map(&c, &root_section, root, cfg, "");
+	walk_map(&c, &root_section, root, cfg, "", root);
 	if (!c.stop)
 		check_all(&c, cfg, root);
 	if (c.n_errs == 0 && !c.stop) {
@@ -1850,11 +1914,11 @@ kr_config_load_buf(const char *name, const char *data, size_t len,
 		r = 0;
 	}
 out:
-	if (r < 0 && c.errs.len == 0)
+	if (r < 0 && c.n_errs == 0)
 		cerr(&c, NULL, "invalid configuration");
 	if (r < 0)
-		*errors_out = kr_buf_steal(&c.errs);
-	kr_buf_fini(&c.errs);
+		*errors_out = errors_take(&c);
+	free(errors_take(&c));
 	if (cfg != NULL)
 		config_release(cfg);
 	if (have_doc)
