@@ -34,22 +34,22 @@
 #define CFG_MAX_SHOW 60            /* bytes of a bad value quoted back */
 
 enum ftype {
-	FT_TEXT,      /* UTF-8 text, may span lines (footer) */
-	FT_LINE,      /* one line, no control characters: may reach a header */
-	FT_PATH,      /* a file name: one line, not empty */
-	FT_URL,       /* http(s)://host[...] */
-	FT_LISTEN,    /* host:port, [v6]:port */
+	FT_TEXT,   /* UTF-8 text, may span lines (footer) */
+	FT_LINE,   /* one line, no control characters: may reach a header */
+	FT_PATH,   /* a file name: one line, not empty */
+	FT_URL,    /* http(s)://host[...] */
+	FT_LISTEN, /* host:port, [v6]:port */
 	FT_BOOL,
-	FT_UINT,      /* unsigned, min..max */
-	FT_DURATION,  /* 30s 5m 1h 3d 1w, 1h30m, plain = seconds; unsigned */
-	FT_RATE,      /* 50/s 100/m 3000/h, plain = per second; double */
-	FT_ENUM,      /* one of f->enums; int, or a copy of the name (F_ENUMSTR) */
-	FT_ADDR,      /* addr-spec */
-	FT_FROM,      /* name-addr or addr-spec: fills from/from_name/from_addr */
-	FT_LISTID,    /* [a-z0-9._-]{1,64} */
-	FT_DOMAIN,    /* host name, stored lower-case */
-	FT_HOST,      /* host name or IP literal */
-	FT_IPLIST,    /* list of IP addresses: char ** + count */
+	FT_UINT,     /* unsigned, min..max */
+	FT_DURATION, /* 30s 5m 1h 3d 1w, 1h30m, plain = seconds; unsigned */
+	FT_RATE,     /* 50/s 100/m 3000/h, plain = per second; double */
+	FT_ENUM,   /* one of f->enums; int, or a copy of the name (F_ENUMSTR) */
+	FT_ADDR,   /* addr-spec */
+	FT_FROM,   /* name-addr or addr-spec: fills from/from_name/from_addr */
+	FT_LISTID, /* [a-z0-9._-]{1,64} */
+	FT_DOMAIN, /* host name, stored lower-case */
+	FT_HOST,   /* host name or IP literal */
+	FT_IPLIST, /* list of IP addresses: char ** + count */
 	FT_DURLIST,   /* list of durations: unsigned * + count */
 	FT_MAP,       /* nested mapping stored in the same struct */
 	FT_SEQ,       /* list of mappings: array of sub->elem_size + count */
@@ -70,34 +70,39 @@ struct section;
 struct field {
 	const char *key;
 	enum ftype type;
-	size_t off;        /* in the section's struct */
-	const char *def;   /* default, parsed like a value; NULL: none */
+	size_t off;      /* in the section's struct */
+	const char *def; /* default, parsed like a value; NULL: none */
 	unsigned flags;
 	long long min, max; /* UINT, DURATION, DURLIST items; SEQ: item count */
 	const struct enumval *enums;
 	const struct section *sub; /* MAP, SEQ, DOMAINMAP */
-	size_t count_off;  /* SEQ, DOMAINMAP, IPLIST, DURLIST: size_t count */
+	size_t count_off;   /* SEQ, DOMAINMAP, IPLIST, DURLIST: size_t count */
 	const char *expect; /* what a good value looks like, for messages */
 };
 
 struct section {
-	const char *name;   /* for "unknown key … in NAME" */
+	const char *name; /* for "unknown key … in NAME" */
 	const struct field *fields;
 	size_t n_fields;
-	size_t elem_size;   /* SEQ/DOMAINMAP element */
-	size_t key_off;     /* DOMAINMAP: char * for the key */
+	size_t elem_size; /* SEQ/DOMAINMAP element */
+	size_t key_off;   /* DOMAINMAP: char * for the key */
 	size_t max_items;
 };
 
 static const struct enumval transports[] = {
-    {"smtp", KR_CFG_TRANSPORT_SMTP}, {"maildir", KR_CFG_TRANSPORT_MAILDIR},
+    {"smtp", KR_CFG_TRANSPORT_SMTP},
+    {"maildir", KR_CFG_TRANSPORT_MAILDIR},
     {NULL, 0}};
 static const struct enumval tlses[] = {{"none", KR_CFG_TLS_NONE},
-    {"starttls", KR_CFG_TLS_STARTTLS}, {"tls", KR_CFG_TLS_TLS}, {NULL, 0}};
+                                       {"starttls", KR_CFG_TLS_STARTTLS},
+                                       {"tls", KR_CFG_TLS_TLS},
+                                       {NULL, 0}};
 static const struct enumval languages[] = {{"ja", 0}, {"en", 1}, {NULL, 0}};
 static const struct enumval levels[] = {{"error", KR_LOG_ERR},
-    {"warn", KR_LOG_WARN}, {"info", KR_LOG_INFO}, {"debug", KR_LOG_DEBUG},
-    {NULL, 0}};
+                                        {"warn", KR_LOG_WARN},
+                                        {"info", KR_LOG_INFO},
+                                        {"debug", KR_LOG_DEBUG},
+                                        {NULL, 0}};
 
 #define OFF(f) offsetof(struct kr_config, f)
 #define LOFF(f) offsetof(struct kr_cfg_list, f)
@@ -105,146 +110,280 @@ static const struct enumval levels[] = {{"error", KR_LOG_ERR},
 #define DOFF(f) offsetof(struct kr_cfg_domain, f)
 
 static const struct field list_fields[] = {
-    {.key = "id", .type = FT_LISTID, .off = LOFF(id), .flags = F_REQUIRED,
-	.expect = "a list id of 1-64 characters a-z 0-9 . _ -"},
-    {.key = "name", .type = FT_LINE, .off = LOFF(name),
-	.expect = "the list's display name"},
-    {.key = "from", .type = FT_FROM, .off = LOFF(from), .flags = F_REQUIRED,
-	.expect = "\"Name <addr@domain>\" or addr@domain"},
-    {.key = "reply_to", .type = FT_ADDR, .off = LOFF(reply_to),
-	.expect = "an address like info@example.jp"},
-    {.key = "double_opt_in", .type = FT_BOOL, .off = LOFF(double_opt_in),
-	.def = "true", .expect = "true or false"},
-    {.key = "language", .type = FT_ENUM, .off = LOFF(language), .def = "en",
-	.flags = F_ENUMSTR, .enums = languages, .expect = "ja or en"},
-    {.key = "archive", .type = FT_BOOL, .off = LOFF(archive), .def = "false",
-	.expect = "true or false"},
-    {.key = "allow_html", .type = FT_BOOL, .off = LOFF(allow_html),
-	.def = "false", .expect = "true or false"},
-    {.key = "footer", .type = FT_TEXT, .off = LOFF(footer),
-	.expect = "text with {{placeholders}}"},
-    {.key = "unsubscribe_mailto", .type = FT_ADDR,
-	.off = LOFF(unsubscribe_mailto),
-	.expect = "an address like unsubscribe@example.jp"},
+    {.key = "id",
+     .type = FT_LISTID,
+     .off = LOFF(id),
+     .flags = F_REQUIRED,
+     .expect = "a list id of 1-64 characters a-z 0-9 . _ -"},
+    {.key = "name",
+     .type = FT_LINE,
+     .off = LOFF(name),
+     .expect = "the list's display name"},
+    {.key = "from",
+     .type = FT_FROM,
+     .off = LOFF(from),
+     .flags = F_REQUIRED,
+     .expect = "\"Name <addr@domain>\" or addr@domain"},
+    {.key = "reply_to",
+     .type = FT_ADDR,
+     .off = LOFF(reply_to),
+     .expect = "an address like info@example.jp"},
+    {.key = "double_opt_in",
+     .type = FT_BOOL,
+     .off = LOFF(double_opt_in),
+     .def = "true",
+     .expect = "true or false"},
+    {.key = "language",
+     .type = FT_ENUM,
+     .off = LOFF(language),
+     .def = "en",
+     .flags = F_ENUMSTR,
+     .enums = languages,
+     .expect = "ja or en"},
+    {.key = "archive",
+     .type = FT_BOOL,
+     .off = LOFF(archive),
+     .def = "false",
+     .expect = "true or false"},
+    {.key = "allow_html",
+     .type = FT_BOOL,
+     .off = LOFF(allow_html),
+     .def = "false",
+     .expect = "true or false"},
+    {.key = "footer",
+     .type = FT_TEXT,
+     .off = LOFF(footer),
+     .expect = "text with {{placeholders}}"},
+    {.key = "unsubscribe_mailto",
+     .type = FT_ADDR,
+     .off = LOFF(unsubscribe_mailto),
+     .expect = "an address like unsubscribe@example.jp"},
 };
-static const struct section list_section = {"lists[]", list_fields,
-    KR_NELEM(list_fields), sizeof(struct kr_cfg_list), 0, 1000};
+static const struct section list_section = {
+    "lists[]", list_fields, KR_NELEM(list_fields), sizeof(struct kr_cfg_list),
+    0,         1000};
 
 static const struct field domain_fields[] = {
-    {.key = "connections", .type = FT_UINT, .off = DOFF(connections),
-	.def = "0", .min = 0, .max = 64, .expect = "a number 0..64"},
-    {.key = "rate", .type = FT_RATE, .off = DOFF(rate), .def = "0",
-	.expect = "a rate like 20/s, 100/m or 3000/h"},
+    {.key = "connections",
+     .type = FT_UINT,
+     .off = DOFF(connections),
+     .def = "0",
+     .min = 0,
+     .max = 64,
+     .expect = "a number 0..64"},
+    {.key = "rate",
+     .type = FT_RATE,
+     .off = DOFF(rate),
+     .def = "0",
+     .expect = "a rate like 20/s, 100/m or 3000/h"},
 };
-static const struct section domain_section = {"per_domain entry",
-    domain_fields, KR_NELEM(domain_fields), sizeof(struct kr_cfg_domain),
-    DOFF(domain), 1000};
+static const struct section domain_section = {
+    "per_domain entry",           domain_fields, KR_NELEM(domain_fields),
+    sizeof(struct kr_cfg_domain), DOFF(domain),  1000};
 
 static const struct field relay_fields[] = {
-    {.key = "host", .type = FT_HOST, .off = ROFF(host), .flags = F_REQUIRED,
-	.expect = "a host name or IP address"},
-    {.key = "port", .type = FT_UINT, .off = ROFF(port), .min = 1,
-	.max = 65535, .expect = "a port 1..65535"},
-    {.key = "tls", .type = FT_ENUM, .off = ROFF(tls), .def = "starttls",
-	.enums = tlses, .expect = "none, starttls or tls"},
-    {.key = "ca_file", .type = FT_PATH, .off = ROFF(ca_file),
-	.expect = "a readable CA bundle file"},
-    {.key = "user", .type = FT_LINE, .off = ROFF(user),
-	.expect = "an AUTH user name"},
-    {.key = "password_file", .type = FT_PATH, .off = ROFF(password_file),
-	.expect = "a file holding the password"},
+    {.key = "host",
+     .type = FT_HOST,
+     .off = ROFF(host),
+     .flags = F_REQUIRED,
+     .expect = "a host name or IP address"},
+    {.key = "port",
+     .type = FT_UINT,
+     .off = ROFF(port),
+     .min = 1,
+     .max = 65535,
+     .expect = "a port 1..65535"},
+    {.key = "tls",
+     .type = FT_ENUM,
+     .off = ROFF(tls),
+     .def = "starttls",
+     .enums = tlses,
+     .expect = "none, starttls or tls"},
+    {.key = "ca_file",
+     .type = FT_PATH,
+     .off = ROFF(ca_file),
+     .expect = "a readable CA bundle file"},
+    {.key = "user",
+     .type = FT_LINE,
+     .off = ROFF(user),
+     .expect = "an AUTH user name"},
+    {.key = "password_file",
+     .type = FT_PATH,
+     .off = ROFF(password_file),
+     .expect = "a file holding the password"},
 };
-static const struct section relay_section = {"smtp[]", relay_fields,
-    KR_NELEM(relay_fields), sizeof(struct kr_cfg_relay), 0, 100};
+static const struct section relay_section = {
+    "smtp[]", relay_fields, KR_NELEM(relay_fields), sizeof(struct kr_cfg_relay),
+    0,        100};
 
 static const struct field http_fields[] = {
-    {.key = "listen", .type = FT_LISTEN, .off = OFF(http_listen),
-	.def = "127.0.0.1:8080", .expect = "host:port like 127.0.0.1:8080"},
-    {.key = "trusted_proxies", .type = FT_IPLIST, .off = OFF(trusted_proxies),
-	.count_off = OFF(n_trusted_proxies), .max = 1000,
-	.expect = "a list of IP addresses like [127.0.0.1]"},
+    {.key = "listen",
+     .type = FT_LISTEN,
+     .off = OFF(http_listen),
+     .def = "127.0.0.1:8080",
+     .expect = "host:port like 127.0.0.1:8080"},
+    {.key = "trusted_proxies",
+     .type = FT_IPLIST,
+     .off = OFF(trusted_proxies),
+     .count_off = OFF(n_trusted_proxies),
+     .max = 1000,
+     .expect = "a list of IP addresses like [127.0.0.1]"},
 };
-static const struct section http_section = {"http", http_fields,
-    KR_NELEM(http_fields), 0, 0, 0};
+static const struct section http_section = {
+    "http", http_fields, KR_NELEM(http_fields), 0, 0, 0};
 
 static const struct field admin_fields[] = {
-    {.key = "listen", .type = FT_LISTEN, .off = OFF(admin_listen),
-	.def = "127.0.0.1:8081", .expect = "host:port like 127.0.0.1:8081"},
+    {.key = "listen",
+     .type = FT_LISTEN,
+     .off = OFF(admin_listen),
+     .def = "127.0.0.1:8081",
+     .expect = "host:port like 127.0.0.1:8081"},
 };
-static const struct section admin_section = {"admin", admin_fields,
-    KR_NELEM(admin_fields), 0, 0, 0};
+static const struct section admin_section = {
+    "admin", admin_fields, KR_NELEM(admin_fields), 0, 0, 0};
 
 static const struct field delivery_fields[] = {
-    {.key = "transport", .type = FT_ENUM, .off = OFF(delivery.transport),
-	.def = "smtp", .enums = transports, .expect = "smtp or maildir"},
-    {.key = "maildir", .type = FT_PATH, .off = OFF(delivery.maildir),
-	.expect = "a Maildir folder"},
-    {.key = "workers", .type = FT_UINT, .off = OFF(delivery.workers),
-	.def = "4", .min = 1, .max = 64, .expect = "a number 1..64"},
-    {.key = "rate", .type = FT_RATE, .off = OFF(delivery.rate), .def = "0",
-	.expect = "a rate like 50/s, 100/m or 3000/h (0: unlimited)"},
-    {.key = "per_domain", .type = FT_DOMAINMAP,
-	.off = OFF(delivery.per_domain), .count_off = OFF(delivery.n_per_domain),
-	.sub = &domain_section,
-	.expect = "a mapping of domain: { connections: N, rate: N/s }"},
-    {.key = "retry", .type = FT_DURLIST, .off = OFF(delivery.retry),
-	.count_off = OFF(delivery.n_retry), .def = "5m 15m 1h 4h 12h", .min = 1,
-	.max = 30 * 86400,
-	.expect = "a list of durations 1s..30d like [5m, 15m, 1h]"},
-    {.key = "max_age", .type = FT_DURATION, .off = OFF(delivery.max_age),
-	.def = "3d", .min = 60, .max = 365 * 86400,
-	.expect = "a duration 1m..365d like 3d"},
-    {.key = "bounce_domain", .type = FT_DOMAIN,
-	.off = OFF(delivery.bounce_domain),
-	.expect = "a domain like bounces.example.jp"},
-    {.key = "batch", .type = FT_UINT, .off = OFF(delivery.batch),
-	.def = "100", .min = 1, .max = 10000, .expect = "a number 1..10000"},
-    {.key = "lease", .type = FT_DURATION, .off = OFF(delivery.lease),
-	.def = "300", .min = 10, .max = 86400,
-	.expect = "a duration 10s..1d like 5m"},
-    {.key = "timeout", .type = FT_DURATION, .off = OFF(delivery.timeout),
-	.def = "300", .min = 1, .max = 3600,
-	.expect = "a duration 1s..1h like 5m"},
+    {.key = "transport",
+     .type = FT_ENUM,
+     .off = OFF(delivery.transport),
+     .def = "smtp",
+     .enums = transports,
+     .expect = "smtp or maildir"},
+    {.key = "maildir",
+     .type = FT_PATH,
+     .off = OFF(delivery.maildir),
+     .expect = "a Maildir folder"},
+    {.key = "workers",
+     .type = FT_UINT,
+     .off = OFF(delivery.workers),
+     .def = "4",
+     .min = 1,
+     .max = 64,
+     .expect = "a number 1..64"},
+    {.key = "rate",
+     .type = FT_RATE,
+     .off = OFF(delivery.rate),
+     .def = "0",
+     .expect = "a rate like 50/s, 100/m or 3000/h (0: unlimited)"},
+    {.key = "per_domain",
+     .type = FT_DOMAINMAP,
+     .off = OFF(delivery.per_domain),
+     .count_off = OFF(delivery.n_per_domain),
+     .sub = &domain_section,
+     .expect = "a mapping of domain: { connections: N, rate: N/s }"},
+    {.key = "retry",
+     .type = FT_DURLIST,
+     .off = OFF(delivery.retry),
+     .count_off = OFF(delivery.n_retry),
+     .def = "5m 15m 1h 4h 12h",
+     .min = 1,
+     .max = 30 * 86400,
+     .expect = "a list of durations 1s..30d like [5m, 15m, 1h]"},
+    {.key = "max_age",
+     .type = FT_DURATION,
+     .off = OFF(delivery.max_age),
+     .def = "3d",
+     .min = 60,
+     .max = 365 * 86400,
+     .expect = "a duration 1m..365d like 3d"},
+    {.key = "bounce_domain",
+     .type = FT_DOMAIN,
+     .off = OFF(delivery.bounce_domain),
+     .expect = "a domain like bounces.example.jp"},
+    {.key = "batch",
+     .type = FT_UINT,
+     .off = OFF(delivery.batch),
+     .def = "100",
+     .min = 1,
+     .max = 10000,
+     .expect = "a number 1..10000"},
+    {.key = "lease",
+     .type = FT_DURATION,
+     .off = OFF(delivery.lease),
+     .def = "300",
+     .min = 10,
+     .max = 86400,
+     .expect = "a duration 10s..1d like 5m"},
+    {.key = "timeout",
+     .type = FT_DURATION,
+     .off = OFF(delivery.timeout),
+     .def = "300",
+     .min = 1,
+     .max = 3600,
+     .expect = "a duration 1s..1h like 5m"},
 };
-static const struct section delivery_section = {"delivery", delivery_fields,
-    KR_NELEM(delivery_fields), 0, 0, 0};
+static const struct section delivery_section = {
+    "delivery", delivery_fields, KR_NELEM(delivery_fields), 0, 0, 0};
 
 static const struct field log_fields[] = {
-    {.key = "level", .type = FT_ENUM, .off = OFF(log_level), .def = "info",
-	.enums = levels, .expect = "error, warn, info or debug"},
+    {.key = "level",
+     .type = FT_ENUM,
+     .off = OFF(log_level),
+     .def = "info",
+     .enums = levels,
+     .expect = "error, warn, info or debug"},
 };
-static const struct section log_section = {"log", log_fields,
-    KR_NELEM(log_fields), 0, 0, 0};
+static const struct section log_section = {
+    "log", log_fields, KR_NELEM(log_fields), 0, 0, 0};
 
 static const struct field root_fields[] = {
-    {.key = "database", .type = FT_PATH, .off = OFF(database),
-	.def = "/var/lib/kairan/kairan.db", .expect = "a file name"},
-    {.key = "key_file", .type = FT_PATH, .off = OFF(key_file),
-	.def = "/var/lib/kairan/token.key", .expect = "a file name"},
-    {.key = "public_url", .type = FT_URL, .off = OFF(public_url),
-	.flags = F_REQUIRED,
-	.expect = "an http(s) URL like https://news.example.jp"},
-    {.key = "http", .type = FT_MAP, .sub = &http_section,
-	.expect = "a mapping with listen, trusted_proxies"},
-    {.key = "admin", .type = FT_MAP, .sub = &admin_section,
-	.expect = "a mapping with listen"},
-    {.key = "outbox", .type = FT_PATH, .off = OFF(outbox),
-	.expect = "a folder"},
-    {.key = "webhook", .type = FT_URL, .off = OFF(webhook), .flags = F_QUERY,
-	.expect = "an http(s) URL"},
-    {.key = "lists", .type = FT_SEQ, .off = OFF(lists),
-	.count_off = OFF(n_lists), .sub = &list_section, .flags = F_REQUIRED,
-	.min = 1, .expect = "a list of lists (- id: …, from: …)"},
-    {.key = "delivery", .type = FT_MAP, .sub = &delivery_section,
-	.expect = "a mapping with transport, workers, rate, retry, …"},
-    {.key = "smtp", .type = FT_SEQ, .off = OFF(relays),
-	.count_off = OFF(n_relays), .sub = &relay_section,
-	.expect = "a list of relays (- host: …, port: …)"},
-    {.key = "log", .type = FT_MAP, .sub = &log_section,
-	.expect = "a mapping with level"},
+    {.key = "database",
+     .type = FT_PATH,
+     .off = OFF(database),
+     .def = "/var/lib/kairan/kairan.db",
+     .expect = "a file name"},
+    {.key = "key_file",
+     .type = FT_PATH,
+     .off = OFF(key_file),
+     .def = "/var/lib/kairan/token.key",
+     .expect = "a file name"},
+    {.key = "public_url",
+     .type = FT_URL,
+     .off = OFF(public_url),
+     .flags = F_REQUIRED,
+     .expect = "an http(s) URL like https://news.example.jp"},
+    {.key = "http",
+     .type = FT_MAP,
+     .sub = &http_section,
+     .expect = "a mapping with listen, trusted_proxies"},
+    {.key = "admin",
+     .type = FT_MAP,
+     .sub = &admin_section,
+     .expect = "a mapping with listen"},
+    {.key = "outbox",
+     .type = FT_PATH,
+     .off = OFF(outbox),
+     .expect = "a folder"},
+    {.key = "webhook",
+     .type = FT_URL,
+     .off = OFF(webhook),
+     .flags = F_QUERY,
+     .expect = "an http(s) URL"},
+    {.key = "lists",
+     .type = FT_SEQ,
+     .off = OFF(lists),
+     .count_off = OFF(n_lists),
+     .sub = &list_section,
+     .flags = F_REQUIRED,
+     .min = 1,
+     .expect = "a list of lists (- id: …, from: …)"},
+    {.key = "delivery",
+     .type = FT_MAP,
+     .sub = &delivery_section,
+     .expect = "a mapping with transport, workers, rate, retry, …"},
+    {.key = "smtp",
+     .type = FT_SEQ,
+     .off = OFF(relays),
+     .count_off = OFF(n_relays),
+     .sub = &relay_section,
+     .expect = "a list of relays (- host: …, port: …)"},
+    {.key = "log",
+     .type = FT_MAP,
+     .sub = &log_section,
+     .expect = "a mapping with level"},
 };
-static const struct section root_section = {"the top level", root_fields,
-    KR_NELEM(root_fields), 0, 0, 0};
+static const struct section root_section = {
+    "the top level", root_fields, KR_NELEM(root_fields), 0, 0, 0};
 
 struct cfg_error {
 	size_t line, col; /* 1-based; 0: about the whole file */
@@ -257,7 +396,7 @@ struct ctx {
 	yaml_document_t *doc;
 	struct cfg_error *errs;
 	size_t n_errs;
-	bool stop;        /* too many errors: stop walking */
+	bool stop; /* too many errors: stop walking */
 };
 
 static void cerr(struct ctx *c, const yaml_mark_t *m, const char *fmt, ...)
@@ -276,8 +415,8 @@ cerr(struct ctx *c, const yaml_mark_t *m, const char *fmt, ...)
 		return;
 	kr_buf_init(&b, 0);
 	if (c->n_errs % 16 == 0)
-		c->errs = kr_xrealloc(c->errs,
-		    (c->n_errs + 16) * sizeof(*c->errs));
+		c->errs =
+		    kr_xrealloc(c->errs, (c->n_errs + 16) * sizeof(*c->errs));
 	e = &c->errs[c->n_errs];
 	e->seq = c->n_errs++;
 	e->line = m ? m->line + 1 : 0;
@@ -286,11 +425,10 @@ cerr(struct ctx *c, const yaml_mark_t *m, const char *fmt, ...)
 		/* Sorted last whatever its position. */
 		e->line = SIZE_MAX;
 		r = kr_buf_printf(&b, "%s: too many errors, stopping here",
-		    c->name);
+		                  c->name);
 		c->stop = true;
 	} else if (m != NULL) {
-		r = kr_buf_printf(&b, "%s:%zu:%zu: ", c->name, e->line,
-		    e->col);
+		r = kr_buf_printf(&b, "%s:%zu:%zu: ", c->name, e->line, e->col);
 	} else {
 		r = kr_buf_printf(&b, "%s: ", c->name);
 	}
@@ -400,9 +538,9 @@ is_null(const yaml_node_t *n)
 	    n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
 		return false;
 	return len == 0 || (len == 1 && v[0] == '~') ||
-	    (len == 4 && (memcmp(v, "null", 4) == 0 ||
-			     memcmp(v, "Null", 4) == 0 ||
-			     memcmp(v, "NULL", 4) == 0));
+	       (len == 4 &&
+	        (memcmp(v, "null", 4) == 0 || memcmp(v, "Null", 4) == 0 ||
+	         memcmp(v, "NULL", 4) == 0));
 }
 
 static char **
@@ -420,14 +558,24 @@ set_str(void *base, size_t off, char *s)
 	*p = s;
 }
 
+/* C0 controls and DEL, and the UTF-8 forms of C1 controls (NEL among
+ * them) and U+2028/U+2029, which some software takes for line breaks. */
 static bool
 has_ctl(const char *s, size_t len)
 {
+	const unsigned char *u = (const unsigned char *)s;
 	size_t i;
 
-	for (i = 0; i < len; i++)
-		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+	for (i = 0; i < len; i++) {
+		if (u[i] < 0x20 || u[i] == 0x7f)
 			return true;
+		if (u[i] == 0xc2 && i + 1 < len && u[i + 1] >= 0x80 &&
+		    u[i + 1] <= 0x9f)
+			return true;
+		if (u[i] == 0xe2 && i + 2 < len && u[i + 1] == 0x80 &&
+		    (u[i + 2] == 0xa8 || u[i + 2] == 0xa9))
+			return true;
+	}
 	return false;
 }
 
@@ -476,12 +624,23 @@ parse_duration(const char *s, size_t len, unsigned long long *out)
 			mul = 1;
 		} else {
 			switch (s[i++]) {
-			case 's': mul = 1; break;
-			case 'm': mul = 60; break;
-			case 'h': mul = 3600; break;
-			case 'd': mul = 86400; break;
-			case 'w': mul = 7 * 86400; break;
-			default: return -1;
+			case 's':
+				mul = 1;
+				break;
+			case 'm':
+				mul = 60;
+				break;
+			case 'h':
+				mul = 3600;
+				break;
+			case 'd':
+				mul = 86400;
+				break;
+			case 'w':
+				mul = 7 * 86400;
+				break;
+			default:
+				return -1;
 			}
 		}
 		if (v > (1ULL << 40) || total > (1ULL << 50))
@@ -524,11 +683,20 @@ parse_rate(const char *s, size_t len, double *out)
 		if (len - i != 2)
 			return -1;
 		switch (s[i + 1]) {
-		case 's': per = 1; break;
-		case 'm': per = 60; break;
-		case 'h': per = 3600; break;
-		case 'd': per = 86400; break;
-		default: return -1;
+		case 's':
+			per = 1;
+			break;
+		case 'm':
+			per = 60;
+			break;
+		case 'h':
+			per = 3600;
+			break;
+		case 'd':
+			per = 86400;
+			break;
+		default:
+			return -1;
 		}
 	}
 	*out = v / per;
@@ -539,8 +707,8 @@ static bool
 is_atext(unsigned char ch)
 {
 	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-	    (ch >= '0' && ch <= '9') || (ch != 0 && strchr("!#$%&'*+-/=?^_`{|}~",
-						       ch) != NULL);
+	       (ch >= '0' && ch <= '9') ||
+	       (ch != 0 && strchr("!#$%&'*+-/=?^_`{|}~", ch) != NULL);
 }
 
 /* A DNS host name: labels of letters, digits and hyphens. */
@@ -571,7 +739,7 @@ check_hostname(const char *s, size_t len, const char **why)
 			return -1;
 		}
 		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-			(ch >= '0' && ch <= '9') || ch == '-')) {
+		      (ch >= '0' && ch <= '9') || ch == '-')) {
 			*why = "has a character not allowed in a domain";
 			return -1;
 		}
@@ -651,7 +819,7 @@ check_addr(const char *s, size_t len, const char **why)
 	local = (size_t)(at - s);
 	if (local == 0 || local > 64) {
 		*why = local ? "has a local part over 64 characters"
-			     : "has nothing before '@'";
+		             : "has nothing before '@'";
 		return -1;
 	}
 	at++;
@@ -687,7 +855,7 @@ check_addr(const char *s, size_t len, const char **why)
  * is unquoted into *name_out; *addr_out is the addr-spec. */
 static int
 parse_from(const char *s, size_t len, char **name_out, char **addr_out,
-    const char **why)
+           const char **why)
 {
 	const char *lt, *gt, *addr;
 	size_t nlen, alen, i;
@@ -702,7 +870,8 @@ parse_from(const char *s, size_t len, char **name_out, char **addr_out,
 	while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
 		len--;
 	if (len == 0 || s[len - 1] != '>') {
-		if (memchr(s, '<', len) != NULL || memchr(s, '>', len) != NULL) {
+		if (memchr(s, '<', len) != NULL ||
+		    memchr(s, '>', len) != NULL) {
 			*why = "has unbalanced '<' '>'";
 			goto out;
 		}
@@ -773,8 +942,8 @@ check_url(const char *s, size_t len, unsigned flags, const char **why)
 		*why = "is not an http:// or https:// URL";
 		return -1;
 	}
-	if (host >= len || s[host] == '/' || s[host] == ':' ||
-	    s[host] == '?' || s[host] == '#') {
+	if (host >= len || s[host] == '/' || s[host] == ':' || s[host] == '?' ||
+	    s[host] == '#') {
 		*why = "has no host";
 		return -1;
 	}
@@ -861,8 +1030,8 @@ check_listid(const char *s, size_t len)
 		return -1;
 	for (i = 0; i < len; i++)
 		if (!((s[i] >= 'a' && s[i] <= 'z') ||
-			(s[i] >= '0' && s[i] <= '9') || s[i] == '.' ||
-			s[i] == '_' || s[i] == '-'))
+		      (s[i] >= '0' && s[i] <= '9') || s[i] == '.' ||
+		      s[i] == '_' || s[i] == '-'))
 			return -1;
 	return 0;
 }
@@ -900,7 +1069,7 @@ lower(char *s)
  * error recorded. */
 static int
 conv_scalar(struct ctx *c, const struct field *f, const char *s, size_t len,
-    void *base, const yaml_node_t *node, const char *path)
+            void *base, const yaml_node_t *node, const char *path)
 {
 	char shown[CFG_MAX_SHOW * 4 + 8];
 	const yaml_mark_t *m = node ? &node->start_mark : NULL;
@@ -913,14 +1082,14 @@ conv_scalar(struct ctx *c, const struct field *f, const char *s, size_t len,
 
 	if (memchr(s, '\0', len) != NULL) {
 		cerr(c, m, "%s: contains a NUL character, expected %s", path,
-		    f->expect);
+		     f->expect);
 		return -1;
 	}
 	if (f->type != FT_TEXT && has_ctl(s, len)) {
 		cerr(c, m,
-		    "%s: contains a line break or control character, "
-		    "expected %s on a single line",
-		    path, f->expect);
+		     "%s: contains a line break or control character, "
+		     "expected %s on a single line",
+		     path, f->expect);
 		return -1;
 	}
 	switch (f->type) {
@@ -1049,25 +1218,25 @@ conv_scalar(struct ctx *c, const struct field *f, const char *s, size_t len,
 		break;
 	}
 	cerr(c, m, "%s: '%s' %s, expected %s", path, show(s, len, shown), why,
-	    f->expect);
+	     f->expect);
 	return -1;
 }
 
 /* The scalar of node, or an error naming what was found instead. */
 static int
 want_scalar(struct ctx *c, const struct field *f, const yaml_node_t *node,
-    const char *path)
+            const char *path)
 {
 	if (node->type == YAML_SCALAR_NODE)
 		return 0;
 	cerr(c, &node->start_mark, "%s: expected %s, got %s", path, f->expect,
-	    node_kind(node));
+	     node_kind(node));
 	return -1;
 }
 
 static void apply_defaults(const struct section *s, void *base);
-static void walk_map(struct ctx *c, const struct section *s,
-    yaml_node_t *map, void *base, const char *path, const yaml_node_t *at);
+static void walk_map(struct ctx *c, const struct section *s, yaml_node_t *map,
+                     void *base, const char *path, const yaml_node_t *at);
 
 static void
 free_section(const struct section *s, void *base)
@@ -1114,7 +1283,8 @@ free_section(const struct section *s, void *base)
 		case FT_DOMAINMAP:
 			n = *cnt;
 			for (j = 0; j < n; j++) {
-				char *elem = (char *)*arr + j * f->sub->elem_size;
+				char *elem =
+				    (char *)*arr + j * f->sub->elem_size;
 
 				if (f->type == FT_DOMAINMAP)
 					set_str(elem, f->sub->key_off, NULL);
@@ -1163,15 +1333,15 @@ apply_defaults(const struct section *s, void *base)
 			}
 		} else if (f->def != NULL) {
 			(void)conv_scalar(&dummy, f, f->def, strlen(f->def),
-			    base, NULL, f->key);
+			                  base, NULL, f->key);
 		}
 	}
 	free(errors_take(&dummy)); /* table defaults are valid */
 }
 
 static void
-walk_iplist(struct ctx *c, const struct field *f, yaml_node_t *node,
-    void *base, const char *path)
+walk_iplist(struct ctx *c, const struct field *f, yaml_node_t *node, void *base,
+            const char *path)
 {
 	char ***arr = (char ***)(void *)((char *)base + f->off);
 	size_t *cnt = (size_t *)(void *)((char *)base + f->count_off);
@@ -1183,14 +1353,16 @@ walk_iplist(struct ctx *c, const struct field *f, yaml_node_t *node,
 		return; /* "key:" alone keeps the default */
 	if (node->type != YAML_SEQUENCE_NODE) {
 		cerr(c, &node->start_mark, "%s: expected %s, got %s", path,
-		    f->expect, node_kind(node));
+		     f->expect, node_kind(node));
 		return;
 	}
 	n = (size_t)(node->data.sequence.items.top -
-	    node->data.sequence.items.start);
+	             node->data.sequence.items.start);
 	if (n > (size_t)f->max) {
-		cerr(c, &node->start_mark, "%s: %zu entries, expected at most "
-		    "%lld", path, n, f->max);
+		cerr(c, &node->start_mark,
+		     "%s: %zu entries, expected at most "
+		     "%lld",
+		     path, n, f->max);
 		return;
 	}
 	*arr = kr_xcalloc(n + 1, sizeof(char *));
@@ -1203,16 +1375,19 @@ walk_iplist(struct ctx *c, const struct field *f, yaml_node_t *node,
 		if (v == NULL)
 			continue;
 		if (v->type != YAML_SCALAR_NODE) {
-			cerr(c, &v->start_mark, "%s[%zu]: expected an IP "
-			    "address, got %s", path, i, node_kind(v));
+			cerr(c, &v->start_mark,
+			     "%s[%zu]: expected an IP "
+			     "address, got %s",
+			     path, i, node_kind(v));
 			continue;
 		}
 		s = (const char *)v->data.scalar.value;
 		len = v->data.scalar.length;
 		if (memchr(s, '\0', len) != NULL || check_ip(s, len) < 0) {
-			cerr(c, &v->start_mark, "%s[%zu]: '%s' is not an IP "
-			    "address, expected one like 127.0.0.1 or ::1",
-			    path, i, show(s, len, shown));
+			cerr(c, &v->start_mark,
+			     "%s[%zu]: '%s' is not an IP "
+			     "address, expected one like 127.0.0.1 or ::1",
+			     path, i, show(s, len, shown));
 			continue;
 		}
 		(*arr)[(*cnt)++] = kr_xstrndup(s, len);
@@ -1221,7 +1396,7 @@ walk_iplist(struct ctx *c, const struct field *f, yaml_node_t *node,
 
 static void
 walk_durlist(struct ctx *c, const struct field *f, yaml_node_t *node,
-    void *base, const char *path)
+             void *base, const char *path)
 {
 	unsigned **arr = (unsigned **)(void *)((char *)base + f->off);
 	size_t *cnt = (size_t *)(void *)((char *)base + f->count_off);
@@ -1233,14 +1408,16 @@ walk_durlist(struct ctx *c, const struct field *f, yaml_node_t *node,
 		return; /* "key:" alone keeps the default */
 	if (node->type != YAML_SEQUENCE_NODE) {
 		cerr(c, &node->start_mark, "%s: expected %s, got %s", path,
-		    f->expect, node_kind(node));
+		     f->expect, node_kind(node));
 		return;
 	}
 	n = (size_t)(node->data.sequence.items.top -
-	    node->data.sequence.items.start);
+	             node->data.sequence.items.start);
 	if (n > 100) {
-		cerr(c, &node->start_mark, "%s: %zu entries, expected at most "
-		    "100", path, n);
+		cerr(c, &node->start_mark,
+		     "%s: %zu entries, expected at most "
+		     "100",
+		     path, n);
 		return;
 	}
 	free(*arr);
@@ -1256,23 +1433,27 @@ walk_durlist(struct ctx *c, const struct field *f, yaml_node_t *node,
 		if (v == NULL)
 			continue;
 		if (v->type != YAML_SCALAR_NODE) {
-			cerr(c, &v->start_mark, "%s[%zu]: expected a duration "
-			    "like 5m, got %s", path, i, node_kind(v));
+			cerr(c, &v->start_mark,
+			     "%s[%zu]: expected a duration "
+			     "like 5m, got %s",
+			     path, i, node_kind(v));
 			continue;
 		}
 		s = (const char *)v->data.scalar.value;
 		len = v->data.scalar.length;
 		if (memchr(s, '\0', len) != NULL ||
 		    parse_duration(s, len, &u) < 0) {
-			cerr(c, &v->start_mark, "%s[%zu]: '%s' is not a "
-			    "duration, expected %s", path, i,
-			    show(s, len, shown), f->expect);
+			cerr(c, &v->start_mark,
+			     "%s[%zu]: '%s' is not a "
+			     "duration, expected %s",
+			     path, i, show(s, len, shown), f->expect);
 			continue;
 		}
 		if ((long long)u < f->min || (long long)u > f->max) {
-			cerr(c, &v->start_mark, "%s[%zu]: '%s' is out of "
-			    "range, expected %s", path, i,
-			    show(s, len, shown), f->expect);
+			cerr(c, &v->start_mark,
+			     "%s[%zu]: '%s' is out of "
+			     "range, expected %s",
+			     path, i, show(s, len, shown), f->expect);
 			continue;
 		}
 		(*arr)[(*cnt)++] = (unsigned)u;
@@ -1280,8 +1461,8 @@ walk_durlist(struct ctx *c, const struct field *f, yaml_node_t *node,
 }
 
 static void
-walk_seq(struct ctx *c, const struct field *f, yaml_node_t *node,
-    void *base, const char *path)
+walk_seq(struct ctx *c, const struct field *f, yaml_node_t *node, void *base,
+         const char *path)
 {
 	const struct section *sub = f->sub;
 	void **arr = (void **)(void *)((char *)base + f->off);
@@ -1292,24 +1473,26 @@ walk_seq(struct ctx *c, const struct field *f, yaml_node_t *node,
 	if (is_null(node)) {
 		if (f->flags & F_REQUIRED)
 			cerr(c, &node->start_mark, "%s: is empty, expected %s",
-			    path, f->expect);
+			     path, f->expect);
 		return;
 	}
 	if (node->type != YAML_SEQUENCE_NODE) {
 		cerr(c, &node->start_mark, "%s: expected %s, got %s", path,
-		    f->expect, node_kind(node));
+		     f->expect, node_kind(node));
 		return;
 	}
 	n = (size_t)(node->data.sequence.items.top -
-	    node->data.sequence.items.start);
+	             node->data.sequence.items.start);
 	if (n < (size_t)f->min) {
 		cerr(c, &node->start_mark, "%s: is empty, expected %s", path,
-		    f->expect);
+		     f->expect);
 		return;
 	}
 	if (n > sub->max_items) {
-		cerr(c, &node->start_mark, "%s: %zu entries, expected at most "
-		    "%zu", path, n, sub->max_items);
+		cerr(c, &node->start_mark,
+		     "%s: %zu entries, expected at most "
+		     "%zu",
+		     path, n, sub->max_items);
 		return;
 	}
 	*arr = kr_xcalloc(n + 1, sub->elem_size);
@@ -1329,7 +1512,7 @@ walk_seq(struct ctx *c, const struct field *f, yaml_node_t *node,
 
 static void
 walk_domainmap(struct ctx *c, const struct field *f, yaml_node_t *node,
-    void *base, const char *path)
+               void *base, const char *path)
 {
 	const struct section *sub = f->sub;
 	char **arr = (char **)(void *)((char *)base + f->off);
@@ -1342,14 +1525,16 @@ walk_domainmap(struct ctx *c, const struct field *f, yaml_node_t *node,
 		if (is_null(node))
 			return;
 		cerr(c, &node->start_mark, "%s: expected %s, got %s", path,
-		    f->expect, node_kind(node));
+		     f->expect, node_kind(node));
 		return;
 	}
 	n = (size_t)(node->data.mapping.pairs.top -
-	    node->data.mapping.pairs.start);
+	             node->data.mapping.pairs.start);
 	if (n > sub->max_items) {
-		cerr(c, &node->start_mark, "%s: %zu entries, expected at most "
-		    "%zu", path, n, sub->max_items);
+		cerr(c, &node->start_mark,
+		     "%s: %zu entries, expected at most "
+		     "%zu",
+		     path, n, sub->max_items);
 		return;
 	}
 	*arr = kr_xcalloc(n + 1, sub->elem_size);
@@ -1364,17 +1549,21 @@ walk_domainmap(struct ctx *c, const struct field *f, yaml_node_t *node,
 		if (k == NULL || v == NULL)
 			continue;
 		if (k->type != YAML_SCALAR_NODE) {
-			cerr(c, &k->start_mark, "%s: a key is %s, expected a "
-			    "domain", path, node_kind(k));
+			cerr(c, &k->start_mark,
+			     "%s: a key is %s, expected a "
+			     "domain",
+			     path, node_kind(k));
 			continue;
 		}
 		s = (const char *)k->data.scalar.value;
 		len = k->data.scalar.length;
 		if (memchr(s, '\0', len) != NULL ||
 		    check_hostname(s, len, &why) < 0) {
-			cerr(c, &k->start_mark, "%s: '%s' %s, expected a "
-			    "domain like gmail.com", path,
-			    show(s, len, shown), why ? why : "has a NUL");
+			cerr(c, &k->start_mark,
+			     "%s: '%s' %s, expected a "
+			     "domain like gmail.com",
+			     path, show(s, len, shown),
+			     why ? why : "has a NUL");
 			continue;
 		}
 		dom = kr_xstrndup(s, len);
@@ -1386,8 +1575,10 @@ walk_domainmap(struct ctx *c, const struct field *f, yaml_node_t *node,
 				break;
 		}
 		if (j < *cnt) {
-			cerr(c, &k->start_mark, "%s: domain '%s' appears "
-			    "twice, expected each domain once", path, dom);
+			cerr(c, &k->start_mark,
+			     "%s: domain '%s' appears "
+			     "twice, expected each domain once",
+			     path, dom);
 			free(dom);
 			continue;
 		}
@@ -1403,7 +1594,7 @@ walk_domainmap(struct ctx *c, const struct field *f, yaml_node_t *node,
 
 static void
 walk_value(struct ctx *c, const struct field *f, yaml_node_t *v, void *base,
-    const char *path, const yaml_node_t *at)
+           const char *path, const yaml_node_t *at)
 {
 	switch (f->type) {
 	case FT_MAP:
@@ -1429,17 +1620,17 @@ walk_value(struct ctx *c, const struct field *f, yaml_node_t *v, void *base,
 	if (is_null(v)) {
 		if (f->flags & F_REQUIRED)
 			cerr(c, &v->start_mark, "%s: is empty, expected %s",
-			    path, f->expect);
+			     path, f->expect);
 		/* Optional: keep the default (or NULL). */
 		return;
 	}
 	(void)conv_scalar(c, f, (const char *)v->data.scalar.value,
-	    v->data.scalar.length, base, v, path);
+	                  v->data.scalar.length, base, v, path);
 }
 
 static void
-walk_map(struct ctx *c, const struct section *s, yaml_node_t *map,
-    void *base, const char *path, const yaml_node_t *at)
+walk_map(struct ctx *c, const struct section *s, yaml_node_t *map, void *base,
+         const char *path, const yaml_node_t *at)
 {
 	const yaml_node_t *seen[32] = {NULL};
 	char shown[CFG_MAX_SHOW * 4 + 8];
@@ -1450,8 +1641,10 @@ walk_map(struct ctx *c, const struct section *s, yaml_node_t *map,
 		if (is_null(map) && s != &list_section && s != &relay_section &&
 		    s != &domain_section)
 			return; /* "http:" alone: all defaults */
-		cerr(c, &map->start_mark, "%s: expected a mapping (key: value "
-		    "lines), got %s", path, node_kind(map));
+		cerr(c, &map->start_mark,
+		     "%s: expected a mapping (key: value "
+		     "lines), got %s",
+		     path, node_kind(map));
 		return;
 	}
 	for (p = map->data.mapping.pairs.start;
@@ -1465,8 +1658,10 @@ walk_map(struct ctx *c, const struct section *s, yaml_node_t *map,
 		if (k == NULL || v == NULL)
 			continue;
 		if (k->type != YAML_SCALAR_NODE) {
-			cerr(c, &k->start_mark, "%s: a key is %s, expected a "
-			    "plain name", path, node_kind(k));
+			cerr(c, &k->start_mark,
+			     "%s: a key is %s, expected a "
+			     "plain name",
+			     path, node_kind(k));
 			continue;
 		}
 		ks = (const char *)k->data.scalar.value;
@@ -1476,39 +1671,44 @@ walk_map(struct ctx *c, const struct section *s, yaml_node_t *map,
 			    memcmp(s->fields[i].key, ks, klen) == 0)
 				break;
 		if (i == s->n_fields) {
-			char allowed[512];
-			size_t j, o = 0;
+			struct kr_buf allowed;
+			size_t j;
 
-			allowed[0] = '\0';
-			for (j = 0; j < s->n_fields && o < sizeof(allowed);
-			     j++)
-				o += (size_t)snprintf(allowed + o,
-				    sizeof(allowed) - o, "%s%s", j ? ", " : "",
-				    s->fields[j].key);
-			cerr(c, &k->start_mark, "unknown key '%s' in %s, "
-			    "expected one of: %s", show(ks, klen, shown),
-			    s == &root_section ? "the top level" : path,
-			    allowed);
+			kr_buf_init(&allowed, 0);
+			for (j = 0; j < s->n_fields; j++)
+				if ((j > 0 &&
+				     kr_buf_puts(&allowed, ", ") < 0) ||
+				    kr_buf_puts(&allowed, s->fields[j].key) < 0)
+					break;
+			cerr(c, &k->start_mark,
+			     "unknown key '%s' in %s, "
+			     "expected one of: %s",
+			     show(ks, klen, shown), *path ? path : s->name,
+			     allowed.data ? allowed.data : "");
+			kr_buf_fini(&allowed);
 			continue;
 		}
 		if (seen[i] != NULL) {
-			cerr(c, &k->start_mark, "%s%s%s: duplicate key (first "
-			    "at line %zu), expected each key once", path,
-			    *path ? "." : "", s->fields[i].key,
-			    seen[i]->start_mark.line + 1);
+			cerr(c, &k->start_mark,
+			     "%s%s%s: duplicate key (first "
+			     "at line %zu), expected each key once",
+			     path, *path ? "." : "", s->fields[i].key,
+			     seen[i]->start_mark.line + 1);
 			continue;
 		}
 		seen[i] = k;
 		fpath = kr_xasprintf("%s%s%s", path, *path ? "." : "",
-		    s->fields[i].key);
+		                     s->fields[i].key);
 		walk_value(c, &s->fields[i], v, base, fpath, k);
 		free(fpath);
 	}
 	for (i = 0; i < s->n_fields && !c->stop; i++)
 		if ((s->fields[i].flags & F_REQUIRED) && seen[i] == NULL)
-			cerr(c, &at->start_mark, "%s%smissing required key "
-			    "'%s', expected %s", path, *path ? ": " : "",
-			    s->fields[i].key, s->fields[i].expect);
+			cerr(c, &at->start_mark,
+			     "%s%smissing required key "
+			     "'%s', expected %s",
+			     path, *path ? ": " : "", s->fields[i].key,
+			     s->fields[i].expect);
 }
 
 /* ---- cross-field checks, with the tree still there to point at ---- */
@@ -1521,8 +1721,8 @@ map_key(yaml_document_t *doc, yaml_node_t *map, const char *key)
 
 	if (map == NULL || map->type != YAML_MAPPING_NODE)
 		return NULL;
-	for (p = map->data.mapping.pairs.start;
-	     p < map->data.mapping.pairs.top; p++) {
+	for (p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+	     p++) {
 		yaml_node_t *k = yaml_document_get_node(doc, p->key);
 
 		if (k != NULL && k->type == YAML_SCALAR_NODE &&
@@ -1540,8 +1740,8 @@ map_get(yaml_document_t *doc, yaml_node_t *map, const char *key)
 
 	if (map == NULL || map->type != YAML_MAPPING_NODE)
 		return NULL;
-	for (p = map->data.mapping.pairs.start;
-	     p < map->data.mapping.pairs.top; p++) {
+	for (p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+	     p++) {
 		yaml_node_t *k = yaml_document_get_node(doc, p->key);
 
 		if (k != NULL && k->type == YAML_SCALAR_NODE &&
@@ -1557,7 +1757,7 @@ seq_get(yaml_document_t *doc, yaml_node_t *seq, size_t i)
 {
 	if (seq == NULL || seq->type != YAML_SEQUENCE_NODE ||
 	    i >= (size_t)(seq->data.sequence.items.top -
-		     seq->data.sequence.items.start))
+	                  seq->data.sequence.items.start))
 		return NULL;
 	return yaml_document_get_node(doc, seq->data.sequence.items.start[i]);
 }
@@ -1571,7 +1771,7 @@ mark_of(const yaml_node_t *n, const yaml_node_t *fallback)
 /* Reads a one-line secret into sodium_malloc'd memory. */
 static int
 read_password(struct ctx *c, const char *file, const yaml_mark_t *m,
-    const char *path, char **out)
+              const char *path, char **out)
 {
 	struct stat st;
 	char *pw = NULL;
@@ -1581,18 +1781,23 @@ read_password(struct ctx *c, const char *file, const yaml_mark_t *m,
 
 	fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0 || fstat(fd, &st) < 0) {
-		cerr(c, m, "%s: cannot read '%s': %s, expected a readable file "
-		    "holding the password", path, file, strerror(errno));
+		cerr(c, m,
+		     "%s: cannot read '%s': %s, expected a readable file "
+		     "holding the password",
+		     path, file, strerror(errno));
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		cerr(c, m, "%s: '%s' is not a regular file, expected a file "
-		    "holding the password", path, file);
+		cerr(c, m,
+		     "%s: '%s' is not a regular file, expected a file "
+		     "holding the password",
+		     path, file);
 		goto out;
 	}
 	if (st.st_mode & S_IROTH)
 		kr_log_warn("config: %s is readable by everyone, expected "
-			    "mode 0600 or 0640 file=%s", path, file);
+		            "mode 0600 or 0640 file=%s",
+		            path, file);
 	if ((pw = sodium_malloc(CFG_MAX_PASSWORD + 2)) == NULL) {
 		cerr(c, m, "%s: cannot allocate secure memory", path);
 		goto out;
@@ -1603,7 +1808,7 @@ read_password(struct ctx *c, const char *file, const yaml_mark_t *m,
 			continue;
 		if (n < 0) {
 			cerr(c, m, "%s: cannot read '%s': %s", path, file,
-			    strerror(errno));
+			     strerror(errno));
 			goto out;
 		}
 		if (n == 0)
@@ -1611,8 +1816,10 @@ read_password(struct ctx *c, const char *file, const yaml_mark_t *m,
 		len += (size_t)n;
 	}
 	if (len > CFG_MAX_PASSWORD) {
-		cerr(c, m, "%s: '%s' is longer than %d bytes, expected one "
-		    "line holding the password", path, file, CFG_MAX_PASSWORD);
+		cerr(c, m,
+		     "%s: '%s' is longer than %d bytes, expected one "
+		     "line holding the password",
+		     path, file, CFG_MAX_PASSWORD);
 		goto out;
 	}
 	if (len > 0 && pw[len - 1] == '\n')
@@ -1621,14 +1828,18 @@ read_password(struct ctx *c, const char *file, const yaml_mark_t *m,
 		len--;
 	pw[len] = '\0';
 	if (len == 0) {
-		cerr(c, m, "%s: '%s' is empty, expected one line holding the "
-		    "password", path, file);
+		cerr(c, m,
+		     "%s: '%s' is empty, expected one line holding the "
+		     "password",
+		     path, file);
 		goto out;
 	}
 	if (memchr(pw, '\n', len) || memchr(pw, '\r', len) ||
 	    memchr(pw, '\0', len)) {
-		cerr(c, m, "%s: '%s' has more than one line, expected one "
-		    "line holding the password", path, file);
+		cerr(c, m,
+		     "%s: '%s' has more than one line, expected one "
+		     "line holding the password",
+		     path, file);
 		goto out;
 	}
 	*out = pw;
@@ -1659,19 +1870,20 @@ check_relays(struct ctx *c, struct kr_config *cfg, yaml_node_t *root)
 			continue;
 		snprintf(path, sizeof(path), "smtp[%zu]", i);
 		if (r->port == 0)
-			r->port = r->tls == KR_CFG_TLS_TLS	  ? 465
-			    : r->tls == KR_CFG_TLS_STARTTLS ? 587
-							    : 25;
+			r->port = r->tls == KR_CFG_TLS_TLS        ? 465
+			          : r->tls == KR_CFG_TLS_STARTTLS ? 587
+			                                          : 25;
 		if (r->ca_file != NULL && access(r->ca_file, R_OK) < 0)
 			cerr(c, mark_of(map_get(c->doc, item, "ca_file"), item),
-			    "%s.ca_file: cannot read '%s': %s, expected a "
-			    "readable CA bundle", path, r->ca_file,
-			    strerror(errno));
+			     "%s.ca_file: cannot read '%s': %s, expected a "
+			     "readable CA bundle",
+			     path, r->ca_file, strerror(errno));
 		if (r->user == NULL) {
 			if (r->password_file != NULL)
-				cerr(c, mark_of(pf, item), "%s.password_file: "
-				    "set without user, expected user as well",
-				    path);
+				cerr(c, mark_of(pf, item),
+				     "%s.password_file: "
+				     "set without user, expected user as well",
+				     path);
 			continue;
 		}
 		/* The environment wins for the first relay with a user, so
@@ -1681,30 +1893,35 @@ check_relays(struct ctx *c, struct kr_config *cfg, yaml_node_t *root)
 
 			env_used = true;
 			if (len > CFG_MAX_PASSWORD || has_ctl(env, len)) {
-				cerr(c, &item->start_mark, "%s: "
-				    "KAIRAN_SMTP_PASSWORD is longer than %d "
-				    "bytes or has a control character, "
-				    "expected one line", path,
-				    CFG_MAX_PASSWORD);
+				cerr(c, &item->start_mark,
+				     "%s: "
+				     "KAIRAN_SMTP_PASSWORD is longer than %d "
+				     "bytes or has a control character, "
+				     "expected one line",
+				     path, CFG_MAX_PASSWORD);
 				continue;
 			}
 			if ((r->password = sodium_malloc(len + 1)) == NULL) {
-				cerr(c, &item->start_mark, "%s: cannot "
-				    "allocate secure memory", path);
+				cerr(c, &item->start_mark,
+				     "%s: cannot "
+				     "allocate secure memory",
+				     path);
 				continue;
 			}
 			memcpy(r->password, env, len + 1);
 			continue;
 		}
 		if (r->password_file == NULL) {
-			cerr(c, &item->start_mark, "%s: user is set but there "
-			    "is no password, expected password_file (or "
-			    "KAIRAN_SMTP_PASSWORD in the environment)", path);
+			cerr(c, &item->start_mark,
+			     "%s: user is set but there "
+			     "is no password, expected password_file (or "
+			     "KAIRAN_SMTP_PASSWORD in the environment)",
+			     path);
 			continue;
 		}
 		snprintf(path, sizeof(path), "smtp[%zu].password_file", i);
 		(void)read_password(c, r->password_file, mark_of(pf, item),
-		    path, &r->password);
+		                    path, &r->password);
 	}
 }
 
@@ -1731,29 +1948,33 @@ check_all(struct ctx *c, struct kr_config *cfg, yaml_node_t *root)
 			    strcmp(cfg->lists[j].id, l->id) != 0 ||
 			    item == NULL || first == NULL)
 				continue;
-			cerr(c, mark_of(map_get(c->doc, item, "id"), item),
+			cerr(
+			    c, mark_of(map_get(c->doc, item, "id"), item),
 			    "lists[%zu].id: duplicate list id '%s' (first at "
 			    "line %zu), expected unique ids",
 			    i, l->id,
 			    mark_of(map_get(c->doc, first, "id"), first)->line +
-				1);
+			        1);
 			break;
 		}
 	}
 	if (cfg->delivery.transport == KR_CFG_TRANSPORT_MAILDIR &&
 	    cfg->delivery.maildir == NULL)
-		cerr(c, mark_of(delivery, root), "delivery: missing required "
-		    "key 'maildir', expected a Maildir folder when transport "
-		    "is maildir");
+		cerr(c, mark_of(delivery, root),
+		     "delivery: missing required "
+		     "key 'maildir', expected a Maildir folder when transport "
+		     "is maildir");
 	if (cfg->delivery.transport == KR_CFG_TRANSPORT_SMTP &&
 	    cfg->n_relays == 0) {
 		if (smtp != NULL && smtp->type == YAML_SEQUENCE_NODE)
-			cerr(c, &smtp->start_mark, "smtp: is empty, expected "
-			    "at least one relay when transport is smtp");
+			cerr(c, &smtp->start_mark,
+			     "smtp: is empty, expected "
+			     "at least one relay when transport is smtp");
 		else if (smtp == NULL)
-			cerr(c, &root->start_mark, "missing required key "
-			    "'smtp', expected a list of relays when transport "
-			    "is smtp (or delivery.transport: maildir)");
+			cerr(c, &root->start_mark,
+			     "missing required key "
+			     "'smtp', expected a list of relays when transport "
+			     "is smtp (or delivery.transport: maildir)");
 	}
 	check_relays(c, cfg, root);
 }
@@ -1802,8 +2023,10 @@ syntax_error(struct ctx *c, yaml_parser_t *p, const char *data, size_t len)
 
 	if (p->error == YAML_READER_ERROR) {
 		offset_mark(data, len, p->problem_offset, &m);
-		cerr(c, &m, "not valid UTF-8 text: %s, expected a YAML text "
-		    "file", p->problem ? p->problem : "unreadable");
+		cerr(c, &m,
+		     "not valid UTF-8 text: %s, expected a YAML text "
+		     "file",
+		     p->problem ? p->problem : "unreadable");
 		return;
 	}
 	if (p->error == YAML_MEMORY_ERROR) {
@@ -1812,18 +2035,20 @@ syntax_error(struct ctx *c, yaml_parser_t *p, const char *data, size_t len)
 	}
 	if ((tab = tab_in_indent(data, len, &m)) >= 0) {
 		m.column = (size_t)tab;
-		cerr(c, &m, "tab character in indentation, expected spaces "
-		    "(YAML indents with spaces only)");
+		cerr(c, &m,
+		     "tab character in indentation, expected spaces "
+		     "(YAML indents with spaces only)");
 		return;
 	}
 	if (p->context != NULL)
-		cerr(c, &m, "YAML syntax error: %s (%s at line %zu column "
-		    "%zu), expected valid YAML",
-		    p->problem ? p->problem : "unknown", p->context,
-		    p->context_mark.line + 1, p->context_mark.column + 1);
+		cerr(c, &m,
+		     "YAML syntax error: %s (%s at line %zu column "
+		     "%zu), expected valid YAML",
+		     p->problem ? p->problem : "unknown", p->context,
+		     p->context_mark.line + 1, p->context_mark.column + 1);
 	else
 		cerr(c, &m, "YAML syntax error: %s, expected valid YAML",
-		    p->problem ? p->problem : "unknown");
+		     p->problem ? p->problem : "unknown");
 }
 
 static void
@@ -1842,7 +2067,7 @@ config_release(struct kr_config *cfg)
 
 int
 kr_config_load_buf(const char *name, const char *data, size_t len,
-    struct kr_config **cfg_out, char **errors_out)
+                   struct kr_config **cfg_out, char **errors_out)
 {
 	struct ctx c = {.name = name};
 	struct kr_config *cfg = NULL;
@@ -1859,8 +2084,10 @@ kr_config_load_buf(const char *name, const char *data, size_t len,
 		goto out;
 	}
 	if (len > CFG_MAX_FILE) {
-		cerr(&c, NULL, "file is larger than %d bytes, expected a "
-		    "config file", CFG_MAX_FILE);
+		cerr(&c, NULL,
+		     "file is larger than %d bytes, expected a "
+		     "config file",
+		     CFG_MAX_FILE);
 		goto out;
 	}
 	if (!yaml_parser_initialize(&parser)) {
@@ -1869,8 +2096,7 @@ kr_config_load_buf(const char *name, const char *data, size_t len,
 	}
 	have_parser = true;
 	yaml_parser_set_encoding(&parser, YAML_UTF8_ENCODING);
-	yaml_parser_set_input_string(&parser, (const unsigned char *)data,
-	    len);
+	yaml_parser_set_input_string(&parser, (const unsigned char *)data, len);
 	if (!yaml_parser_load(&parser, &doc)) {
 		syntax_error(&c, &parser, data, len);
 		goto out;
@@ -1881,14 +2107,16 @@ kr_config_load_buf(const char *name, const char *data, size_t len,
 	if (root == NULL || is_null(root)) {
 		yaml_mark_t m = {0};
 
-		cerr(&c, &m, "the file is empty, expected a YAML mapping of "
-		    "settings (see config/kairan.yaml)");
+		cerr(&c, &m,
+		     "the file is empty, expected a YAML mapping of "
+		     "settings (see config/kairan.yaml)");
 		goto out;
 	}
 	if (root->type != YAML_MAPPING_NODE) {
-		cerr(&c, &root->start_mark, "the file holds %s at the top, "
-		    "expected a YAML mapping of settings (key: value lines)",
-		    node_kind(root));
+		cerr(&c, &root->start_mark,
+		     "the file holds %s at the top, "
+		     "expected a YAML mapping of settings (key: value lines)",
+		     node_kind(root));
 		goto out;
 	}
 	/* A second document ("---") would be silently ignored otherwise. */
@@ -1898,8 +2126,9 @@ kr_config_load_buf(const char *name, const char *data, size_t len,
 		yaml_node_t *x = yaml_document_get_root_node(&extra);
 
 		if (x != NULL)
-			cerr(&c, &extra.start_mark, "a second YAML document, "
-			    "expected one document only");
+			cerr(&c, &extra.start_mark,
+			     "a second YAML document, "
+			     "expected one document only");
 		yaml_document_delete(&extra);
 	}
 	cfg = kr_xcalloc(1, sizeof(*cfg));
@@ -1929,8 +2158,7 @@ out:
 }
 
 int
-kr_config_load(const char *path, struct kr_config **cfg_out,
-    char **errors_out)
+kr_config_load(const char *path, struct kr_config **cfg_out, char **errors_out)
 {
 	struct stat st;
 	char *data = NULL;
@@ -1943,22 +2171,25 @@ kr_config_load(const char *path, struct kr_config **cfg_out,
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0) {
 		*errors_out = kr_xasprintf("%s: cannot open: %s, expected a "
-		    "readable YAML file\n", path, strerror(errno));
+		                           "readable YAML file\n",
+		                           path, strerror(errno));
 		goto out;
 	}
 	if (fstat(fd, &st) < 0) {
 		*errors_out = kr_xasprintf("%s: cannot stat: %s\n", path,
-		    strerror(errno));
+		                           strerror(errno));
 		goto out;
 	}
 	if (S_ISDIR(st.st_mode)) {
 		*errors_out = kr_xasprintf("%s: is a directory, expected a "
-		    "YAML file\n", path);
+		                           "YAML file\n",
+		                           path);
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode)) {
 		*errors_out = kr_xasprintf("%s: is not a regular file, "
-		    "expected a YAML file\n", path);
+		                           "expected a YAML file\n",
+		                           path);
 		goto out;
 	}
 	data = kr_xmalloc(CFG_MAX_FILE + 2);
@@ -1967,9 +2198,10 @@ kr_config_load(const char *path, struct kr_config **cfg_out,
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			*errors_out = kr_xasprintf("%s: cannot read: %s, "
-			    "expected a readable YAML file\n", path,
-			    strerror(errno));
+			*errors_out =
+			    kr_xasprintf("%s: cannot read: %s, "
+			                 "expected a readable YAML file\n",
+			                 path, strerror(errno));
 			goto out;
 		}
 		if (n == 0)
@@ -1978,7 +2210,8 @@ kr_config_load(const char *path, struct kr_config **cfg_out,
 	}
 	if (len > CFG_MAX_FILE) {
 		*errors_out = kr_xasprintf("%s: is larger than %d bytes, "
-		    "expected a config file\n", path, CFG_MAX_FILE);
+		                           "expected a config file\n",
+		                           path, CFG_MAX_FILE);
 		goto out;
 	}
 	r = kr_config_load_buf(path, data, len, cfg_out, errors_out);
@@ -2006,7 +2239,8 @@ kr_config_list(const struct kr_config *cfg, const char *id)
 	if (cfg == NULL || id == NULL)
 		return NULL;
 	for (i = 0; i < cfg->n_lists; i++)
-		if (cfg->lists[i].id != NULL && strcmp(cfg->lists[i].id, id) == 0)
+		if (cfg->lists[i].id != NULL &&
+		    strcmp(cfg->lists[i].id, id) == 0)
 			return &cfg->lists[i];
 	return NULL;
 }

@@ -23,7 +23,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	kr_log_set_level(KR_LOG_ERR);
 	if (kr_config_load_buf("fuzz.yaml", (const char *)data, size, &cfg,
-		&errors) == 0) {
+	                       &errors) == 0) {
 		if (cfg == NULL || errors != NULL || cfg->n_lists == 0 ||
 		    cfg->public_url == NULL)
 			abort();
