@@ -25,6 +25,7 @@
 #include <yaml.h>
 
 #include "buf.h"
+#include "config_int.h"
 #include "log.h"
 #include "xmem.h"
 
@@ -2220,6 +2221,51 @@ out:
 	if (fd >= 0)
 		close(fd);
 	return r;
+}
+
+static size_t
+keys_of(const struct section *s, const char *prefix, char **out, size_t max,
+        size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < s->n_fields; i++) {
+		const struct field *f = &s->fields[i];
+		char *name = kr_xasprintf("%s%s", prefix, f->key);
+		char *sub;
+
+		switch (f->type) {
+		case FT_MAP:
+			sub = kr_xasprintf("%s.", name);
+			n = keys_of(f->sub, sub, out, max, n);
+			free(sub);
+			break;
+		case FT_SEQ:
+			sub = kr_xasprintf("%s[].", name);
+			n = keys_of(f->sub, sub, out, max, n);
+			free(sub);
+			break;
+		case FT_DOMAINMAP:
+			sub = kr_xasprintf("%s.*.", name);
+			n = keys_of(f->sub, sub, out, max, n);
+			free(sub);
+			break;
+		default:
+			break;
+		}
+		if (out != NULL && n < max)
+			out[n] = name;
+		else
+			free(name);
+		n++;
+	}
+	return n;
+}
+
+size_t
+kr_config_keys(char **names_out, size_t max)
+{
+	return keys_of(&root_section, "", names_out, max, 0);
 }
 
 void

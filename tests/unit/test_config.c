@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "config_int.h"
 #include "log.h"
 
 /* A valid config with lists last: tests append keys of lists[0] from
@@ -1048,6 +1049,38 @@ test_config_shipped_files(void **state)
 	kr_config_free(&cfg);
 }
 
+/* Every key the loader knows is documented in the example file, as
+ * "key:" (set or commented out) or in a "#   key  meaning" table. */
+static void
+test_config_example_documents_every_key(void **state)
+{
+	char *names[128], *text = NULL, *leaf, pat[96];
+	size_t n, i, len = 0;
+	FILE *f;
+
+	(void)state;
+	n = kr_config_keys(names, 128);
+	assert_true(n > 30 && n <= 128);
+	f = fopen("config/kairan.yaml", "r");
+	assert_non_null(f);
+	assert_true(getdelim(&text, &len, '\0', f) > 0);
+	fclose(f);
+	for (i = 0; i < n; i++) {
+		leaf = strrchr(names[i], '.');
+		leaf = leaf ? leaf + 1 : names[i];
+		snprintf(pat, sizeof(pat), "%s:", leaf);
+		if (strstr(text, pat) == NULL) {
+			snprintf(pat, sizeof(pat), "#   %s ", leaf);
+			if (strstr(text, pat) == NULL)
+				fail_msg("config/kairan.yaml does not "
+				         "document %s",
+				         names[i]);
+		}
+		free(names[i]);
+	}
+	free(text);
+}
+
 int
 main(void)
 {
@@ -1073,6 +1106,7 @@ main(void)
 	    cmocka_unit_test(test_config_password_file),
 	    cmocka_unit_test(test_config_password_env),
 	    cmocka_unit_test(test_config_shipped_files),
+	    cmocka_unit_test(test_config_example_documents_every_key),
 	};
 
 	kr_log_set_level(KR_LOG_ERR); /* the world-readable warning */
