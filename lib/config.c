@@ -1629,12 +1629,69 @@ walk_value(struct ctx *c, const struct field *f, yaml_node_t *v, void *base,
 	                  v->data.scalar.length, base, v, path);
 }
 
+/* Edit distance of a and b (short keys only), for "did you mean". */
+static size_t
+distance(const char *a, size_t alen, const char *b)
+{
+	size_t row[33], i, j, blen = strlen(b), prev, tmp, best;
+
+	if (alen > 32 || blen > 32)
+		return SIZE_MAX;
+	for (j = 0; j <= blen; j++)
+		row[j] = j;
+	for (i = 1; i <= alen; i++) {
+		prev = row[0];
+		row[0] = i;
+		for (j = 1; j <= blen; j++) {
+			char ca = a[i - 1], cb = b[j - 1];
+
+			if (ca >= 'A' && ca <= 'Z')
+				ca = (char)(ca - 'A' + 'a');
+			best = prev + (ca == cb ? 0 : 1);
+			if (row[j] + 1 < best)
+				best = row[j] + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			tmp = row[j];
+			row[j] = best;
+			prev = tmp;
+		}
+	}
+	return row[blen];
+}
+
+static void
+unknown_key(struct ctx *c, const struct section *s, const yaml_node_t *k,
+            const char *path)
+{
+	char shown[CFG_MAX_SHOW * 4 + 8], hint[64] = "";
+	const char *ks = (const char *)k->data.scalar.value;
+	size_t klen = k->data.scalar.length, j, d, best = 3;
+	struct kr_buf allowed;
+
+	kr_buf_init(&allowed, 0);
+	for (j = 0; j < s->n_fields; j++) {
+		if ((j > 0 && kr_buf_puts(&allowed, ", ") < 0) ||
+		    kr_buf_puts(&allowed, s->fields[j].key) < 0)
+			break;
+		d = distance(ks, klen, s->fields[j].key);
+		if (d < best) {
+			best = d;
+			snprintf(hint, sizeof(hint), " (did you mean '%.40s'?)",
+			         s->fields[j].key);
+		}
+	}
+	cerr(c, &k->start_mark, "unknown key '%s' in %s%s, expected one of: %s",
+	     show(ks, klen, shown), *path ? path : s->name, hint,
+	     allowed.data ? allowed.data : "");
+	kr_buf_fini(&allowed);
+}
+
 static void
 walk_map(struct ctx *c, const struct section *s, yaml_node_t *map, void *base,
          const char *path, const yaml_node_t *at)
 {
 	const yaml_node_t *seen[32] = {NULL};
-	char shown[CFG_MAX_SHOW * 4 + 8];
 	yaml_node_pair_t *p;
 	size_t i;
 
@@ -1672,21 +1729,7 @@ walk_map(struct ctx *c, const struct section *s, yaml_node_t *map, void *base,
 			    memcmp(s->fields[i].key, ks, klen) == 0)
 				break;
 		if (i == s->n_fields) {
-			struct kr_buf allowed;
-			size_t j;
-
-			kr_buf_init(&allowed, 0);
-			for (j = 0; j < s->n_fields; j++)
-				if ((j > 0 &&
-				     kr_buf_puts(&allowed, ", ") < 0) ||
-				    kr_buf_puts(&allowed, s->fields[j].key) < 0)
-					break;
-			cerr(c, &k->start_mark,
-			     "unknown key '%s' in %s, "
-			     "expected one of: %s",
-			     show(ks, klen, shown), *path ? path : s->name,
-			     allowed.data ? allowed.data : "");
-			kr_buf_fini(&allowed);
+			unknown_key(c, s, k, path);
 			continue;
 		}
 		if (seen[i] != NULL) {

@@ -377,7 +377,8 @@ test_config_unknown_key(void **state)
 	(void)state;
 	expect_one(
 	    BASE "  wrokers: 4\n",
-	    "t.yaml:8:3: unknown key 'wrokers' in delivery, expected one of: "
+	    "t.yaml:8:3: unknown key 'wrokers' in delivery (did you mean "
+	    "'workers'?), expected one of: "
 	    "transport, maildir, workers, rate, per_domain, retry, max_age, "
 	    "bounce_domain, batch, lease, timeout\n");
 	expect_one(
@@ -385,7 +386,14 @@ test_config_unknown_key(void **state)
 	    "t.yaml:1:1: unknown key 'colour' in the top level, expected one "
 	    "of: database, key_file, public_url, http, admin, outbox, "
 	    "webhook, lists, delivery, smtp, log\n");
-	expect_one(BASE "lists2: []\n", "t.yaml:8:1: unknown key 'lists2'");
+	expect_one(
+	    BASE "lists2: []\n",
+	    "t.yaml:8:1: unknown key 'lists2' in the top level (did you mean "
+	    "'lists'?)");
+	expect_one(
+	    BASE "  Max_Age: 3d\n",
+	    "t.yaml:8:3: unknown key 'Max_Age' in delivery (did you mean "
+	    "'max_age'?)");
 	/* A password in the file is not a key: not echoed either. */
 	expect_one(
 	    BASE "smtp:\n  - host: h.example\n    password: hunter2\n",
