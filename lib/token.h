@@ -7,6 +7,7 @@
 #ifndef KR_TOKEN_H
 #define KR_TOKEN_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "common.h"
@@ -31,16 +32,32 @@ struct kr_token_claims {
 /* Longest token kr_token_sign writes, with its NUL. */
 #define KR_TOKEN_MAX 96
 
-/* Loads the key file (one key per line: id and base64 key). When it is
- * missing and create is non-zero, creates it with mode 0600 and one fresh
- * key. Keys live in sodium_malloc'd memory. */
+/* Loads the key file (one key per line: "ID CREATED_UNIX BASE64KEY", newest
+ * last). When it is missing and create is non-zero, creates it with mode
+ * 0600 and one fresh key. A file readable or writable by group or others is
+ * refused (KR_ERR_INVALID); missing without create: KR_ERR_NOTFOUND. Keys
+ * live in sodium_malloc'd read-only memory, wiped by kr_token_keyring_free
+ * (which accepts NULL and sets *ring to NULL). */
 KR_NODISCARD int kr_token_keyring_load(const char *path, int create,
     struct kr_keyring **ring_out, struct kr_err *err);
 void kr_token_keyring_free(struct kr_keyring **ring);
 /* Appends a new key to the file (atomically, keeping 0600); it signs from
- * then on. Returns 0 or -1. new_id_out may be NULL. */
+ * then on. Returns 0 or -1. new_id_out may be NULL. A missing file is
+ * created with its first key (id 1). Running processes keep their ring
+ * until they load it again (kairand: SIGHUP). */
 KR_NODISCARD int kr_token_rotate(const char *path, uint32_t *new_id_out,
     struct kr_err *err);
+/* Removes key id from the file (same atomic rewrite): tokens it signed stop
+ * verifying. The newest (signing) key cannot be retired. Returns 0 or -1
+ * (KR_ERR_NOTFOUND when no such key). */
+KR_NODISCARD int kr_token_retire(const char *path, uint32_t id,
+    struct kr_err *err);
+/* The number of keys in ring, oldest first; the last one signs. */
+size_t kr_token_keyring_count(const struct kr_keyring *ring);
+/* Id and creation time (Unix seconds) of key i, never its bytes. Returns 0,
+ * or -1 when i is out of range. Out-params may be NULL. */
+KR_NODISCARD int kr_token_keyring_key(const struct kr_keyring *ring,
+    size_t i, uint32_t *id_out, int64_t *created_out);
 
 /* Writes the token for c (signed with the newest key) into out, which must
  * hold KR_TOKEN_MAX bytes. */
