@@ -127,6 +127,11 @@ check_chars(const unsigned char *s, size_t n, struct kr_err *err)
 			return kr_err_set(err, KR_ERR_INVALID,
 			    "the address contains a control character");
 	}
+	/* An IME's full-width @ would otherwise read as "no @ at all". */
+	if (memmem(s, n, "\xef\xbc\xa0", 3) != NULL)
+		return kr_err_set(err, KR_ERR_INVALID,
+		    "the address contains a full-width @; type it in "
+		    "half-width (ASCII) characters");
 	for (i = 0; i < n; i++) {
 		if (quoted) {
 			if (s[i] == '\\')
