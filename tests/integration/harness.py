@@ -103,10 +103,6 @@ class Proc:
     def alive(self):
         return self.p.poll() is None
 
-    def signal(self, sig):
-        if self.alive():
-            os.kill(self.pid, sig)
-
     def stop(self, sig=signal.SIGTERM, timeout=20):
         if self.alive():
             os.kill(self.pid, sig)
@@ -119,6 +115,12 @@ class Proc:
 
     def kill9(self):
         return self.stop(signal.SIGKILL)
+
+    # Defined after stop(): inside the class body this name would hide the
+    # signal module from stop()'s default argument.
+    def signal(self, sig):
+        if self.alive():
+            os.kill(self.pid, sig)
 
 
 def stop_all():
