@@ -16,6 +16,9 @@
  * Normalisation: the domain is lower-cased; a quoted local part that needs
  * no quotes loses them and redundant escapes are dropped; otherwise the
  * local part is kept as typed (its case matters to the receiving host). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1 /* memmem, newlocale; the Makefile sets it too */
+#endif
 #include "address.h"
 
 #include <idn2.h>
@@ -358,6 +361,12 @@ kr_address_normalize(const char *in, size_t len, char out[KR_ADDRESS_MAX],
 		llen = (size_t)(at - s);
 		if (check_dot_atom(s, llen, err) < 0)
 			goto out;
+		if (llen > LOCAL_MAX) {
+			kr_err_set(err, KR_ERR_INVALID,
+			    "the part before the @ is longer than 64 "
+			    "characters");
+			goto out;
+		}
 		memcpy(local, s, llen);
 		local[llen] = '\0';
 	}

@@ -229,6 +229,10 @@ test_address_lengths(void **state)
 	fill(local, 'l', 65);
 	assert_int_equal(try(local, 10, 5, why, sizeof(why)), -1);
 	assert_non_null(strstr(why, "longer than 64"));
+	/* Far longer than any buffer for a local part (found by fuzzing). */
+	fill(local, 'l', 199);
+	assert_int_equal(try(local, 10, 5, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "longer than 64"));
 	/* A quoted local part counts with its quotes and escapes. */
 	fill(local, 'l', 62);
 	local[0] = '"', local[1] = ' ', local[61] = '"';
