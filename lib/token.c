@@ -224,8 +224,8 @@ kr_token_peek(const char *token, struct kr_token_claims *out,
 {
 	unsigned char raw[RAW_MAX];
 	struct kr_token_claims c;
-	size_t body;
-	uint32_t kid;
+	size_t body = 0;
+	uint32_t kid = 0;
 
 	if (parse(token, raw, &body, &kid, &c, err) < 0)
 		return -1;
@@ -240,8 +240,8 @@ kr_token_verify(const struct kr_keyring *ring, const char *token,
 {
 	unsigned char raw[RAW_MAX], mac[MAC_LEN];
 	struct kr_token_claims c;
-	size_t body, k;
-	uint32_t kid;
+	size_t body = 0, k;
+	uint32_t kid = 0;
 
 	if (parse(token, raw, &body, &kid, &c, err) < 0)
 		return -1;
@@ -337,11 +337,11 @@ crypto_ready(struct kr_err *err)
  * Returns 0, 1 when missing (ENOENT), -1 on error. */
 static int
 file_read(const char *path, char **data_out, size_t *len_out,
-    struct kr_err *err)
+    struct stat *st_out, struct kr_err *err)
 {
 	struct stat st;
 	char *data = NULL;
-	size_t len = 0;
+	size_t len = 0, cap;
 	ssize_t r;
 	int fd, rc = -1;
 
@@ -381,12 +381,15 @@ file_read(const char *path, char **data_out, size_t *len_out,
 		    "key file %s is larger than %d bytes", path, FILE_MAX);
 		goto out;
 	}
-	if ((data = sodium_malloc(FILE_MAX + 1)) == NULL) {
+	/* Sized to the file: locked memory is scarce. A key file is only
+	 * ever replaced by rename, never grown in place. */
+	cap = (size_t)st.st_size;
+	if ((data = sodium_malloc(cap + 1)) == NULL) {
 		kr_err_set(err, KR_ERR_IO, "out of locked memory");
 		goto out;
 	}
-	while (len < FILE_MAX) {
-		r = read(fd, data + len, FILE_MAX - len);
+	while (len < cap) {
+		r = read(fd, data + len, cap - len);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
@@ -399,6 +402,8 @@ file_read(const char *path, char **data_out, size_t *len_out,
 		len += (size_t)r;
 	}
 	data[len] = '\0';
+	if (st_out != NULL)
+		*st_out = st;
 	*data_out = data;
 	*len_out = len;
 	data = NULL;
@@ -552,18 +557,25 @@ out:
 	return rc;
 }
 
+/* Returns the directory part of path (the caller frees). */
+static char *
+dir_of(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	if (slash == NULL)
+		return kr_xstrdup(".");
+	if (slash == path)
+		return kr_xstrdup("/");
+	return kr_xstrndup(path, (size_t)(slash - path));
+}
+
 static int
 fsync_dir(const char *path, struct kr_err *err)
 {
-	char *dir = kr_xstrdup(path), *slash = strrchr(dir, '/');
+	char *dir = dir_of(path);
 	int fd, rc = -1;
 
-	if (slash == dir)
-		slash[1] = '\0';
-	else if (slash != NULL)
-		*slash = '\0';
-	else
-		strcpy(dir, ".");
 	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0 || fsync(fd) < 0) {
 		kr_err_set(err, KR_ERR_IO, "%s: %s", dir, strerror(errno));
@@ -700,7 +712,7 @@ kr_token_keyring_load(const char *path, int create,
 	if (crypto_ready(err) < 0)
 		goto out;
 	for (tries = 0; tries < 2; tries++) {
-		if ((r = file_read(path, &data, &len, err)) <= 0)
+		if ((r = file_read(path, &data, &len, NULL, err)) <= 0)
 			break;
 		if (!create) {
 			kr_err_set(err, KR_ERR_NOTFOUND,
@@ -736,26 +748,20 @@ file_rewrite(const char *path, uint32_t remove_id, uint32_t *new_id_out,
 	struct kr_keyring *ring = NULL;
 	struct stat st;
 	unsigned char *key = NULL;
-	char *tmp = NULL, *dir = NULL, *slash, *data = NULL;
+	char *tmp = NULL, *dir = NULL, *data = NULL;
 	size_t len = 0, k, j;
 	uint32_t new_id = 0;
 	int dfd = -1, fd = -1, r, rc = -1;
 
 	if (crypto_ready(err) < 0)
 		goto out;
-	dir = kr_xstrdup(path);
-	if ((slash = strrchr(dir, '/')) == dir)
-		slash[1] = '\0';
-	else if (slash != NULL)
-		*slash = '\0';
-	else
-		strcpy(dir, ".");
+	dir = dir_of(path);
 	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
 	    flock(dfd, LOCK_EX) < 0) {
 		kr_err_set(err, KR_ERR_IO, "%s: %s", dir, strerror(errno));
 		goto out;
 	}
-	if ((r = file_read(path, &data, &len, err)) < 0)
+	if ((r = file_read(path, &data, &len, &st, err)) < 0)
 		goto out;
 	if (r > 0) {
 		if (remove_id != 0) {
@@ -772,7 +778,7 @@ file_rewrite(const char *path, uint32_t remove_id, uint32_t *new_id_out,
 			rc = 0;
 			goto out;
 		}
-		if (file_read(path, &data, &len, err) != 0) {
+		if (file_read(path, &data, &len, &st, err) != 0) {
 			kr_err_set(err, KR_ERR_IO, "key file %s vanished",
 			    path);
 			goto out;
@@ -780,11 +786,6 @@ file_rewrite(const char *path, uint32_t remove_id, uint32_t *new_id_out,
 	}
 	if (ring_parse(path, data, len, &ring, err) < 0)
 		goto out;
-	if (stat(path, &st) < 0) {
-		kr_err_set(err, KR_ERR_IO, "key file %s: %s", path,
-		    strerror(errno));
-		goto out;
-	}
 	sodium_mprotect_readwrite(ring->keys);
 	if (remove_id != 0) {
 		for (k = 0; k < ring->n && ring->ids[k] != remove_id; k++)
