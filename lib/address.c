@@ -27,6 +27,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+#include <strings.h>
 #include <wctype.h>
 
 #include "err.h"
@@ -318,7 +319,7 @@ kr_address_normalize(const char *in, size_t len, char out[KR_ADDRESS_MAX],
 	char local[INPUT_MAX + 1], dom[INPUT_MAX + 1], *ace = NULL;
 	const char *s = in, *at, *d, *dsrc;
 	size_t n = len, llen = 0, dlen, used, i, l;
-	bool quoted = false, ascii = true;
+	bool quoted = false, ascii = true, alabel = false;
 	uint32_t cp;
 	int rc = -1, r;
 
@@ -389,11 +390,16 @@ kr_address_normalize(const char *in, size_t len, char out[KR_ADDRESS_MAX],
 		    "use a domain name");
 		goto out;
 	}
-	for (i = 0; i < dlen; i++)
+	for (i = 0; i < dlen; i++) {
 		if ((unsigned char)d[i] >= 0x80)
 			ascii = false;
+		/* An A-label typed as such is checked by idn2 as well. */
+		if ((i == 0 || d[i - 1] == '.') && dlen - i >= 4 &&
+		    strncasecmp(d + i, "xn--", 4) == 0)
+			alabel = true;
+	}
 	dsrc = d;
-	if (!ascii) {
+	if (!ascii || alabel) {
 		/* Valid UTF-8 first: idn2 would say less clearly. */
 		for (i = 0; i < dlen; i += l) {
 			l = utf8_decode((const unsigned char *)d + i, dlen - i,

@@ -38,6 +38,8 @@ static const struct ok_case ok_cases[] = {
 	{"ユーザー@例え.jp", "ユーザー@xn--r8jz45g.jp"},
 	{"josé.garcía@example.es", "josé.garcía@example.es"},
 	{"user@XN--R8JZ45G.JP", "user@xn--r8jz45g.jp"},
+	{"user@mail.xn--r8jz45g.jp", "user@mail.xn--r8jz45g.jp"},
+	{"user@axn--b.jp", "user@axn--b.jp"},
 	{"user@a-b.example", "user@a-b.example"},
 	{"1@2.example", "1@2.example"},
 	{"user@123.example.com", "user@123.example.com"},
@@ -114,6 +116,9 @@ static const struct bad_case bad_cases[] = {
 	{"user@a.jp.", 0, "ends with a dot"},
 	{"user@-例え.jp", 0, "international domain"},
 	{"user@xn--zz.例え.jp", 0, "international domain"},
+	{"user@xn--zz.example", 0, "international domain"},
+	{"user@XN--www-.jp", 0, "international domain"},
+	{"user@sub.xn--a.jp", 0, "international domain"},
 };
 
 static void
