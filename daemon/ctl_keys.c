@@ -16,18 +16,18 @@
 static void
 keys_usage(FILE *f)
 {
-	fprintf(f,
-	    "usage: kairanctl keys rotate      add a new key; it signs from "
-	    "now on\n"
-	    "       kairanctl keys list        show key ids and creation "
-	    "times\n"
-	    "       kairanctl keys retire ID   remove an old key: links it "
-	    "signed stop working\n\n"
-	    "Old keys keep verifying after a rotation, so links in mails "
-	    "already sent\n"
-	    "keep working. Reload kairand afterwards (systemctl reload "
-	    "kairan) so it\n"
-	    "signs with the new key.\n");
+	fprintf(
+	    f, "usage: kairanctl keys rotate      add a new key; it signs from "
+	       "now on\n"
+	       "       kairanctl keys list        show key ids and creation "
+	       "times\n"
+	       "       kairanctl keys retire ID   remove an old key: links it "
+	       "signed stop working\n\n"
+	       "Old keys keep verifying after a rotation, so links in mails "
+	       "already sent\n"
+	       "keep working. Reload kairand afterwards (systemctl reload "
+	       "kairan) so it\n"
+	       "signs with the new key.\n");
 }
 
 static int
@@ -46,8 +46,8 @@ keys_list(const char *path)
 	if (kr_token_keyring_load(path, 0, &ring, &err) < 0) {
 		if (err.code == KR_ERR_NOTFOUND)
 			ctl_error("%s; kairand creates it on first start, or "
-				  "run `kairanctl keys rotate`",
-			    err.msg);
+			          "run `kairanctl keys rotate`",
+			          err.msg);
 		else
 			ctl_error("%s", err.msg);
 		goto out;
@@ -59,11 +59,10 @@ keys_list(const char *path)
 			goto out;
 		t = (time_t)created;
 		if (gmtime_r(&t, &tm) == NULL ||
-		    strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm) ==
-			0)
+		    strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm) == 0)
 			snprintf(when, sizeof(when), "%" PRId64, created);
 		printf("%-10" PRIu32 "  %-20s  %s\n", id, when,
-		    i + 1 == n ? "signs and verifies" : "verifies");
+		       i + 1 == n ? "signs and verifies" : "verifies");
 	}
 	rc = CTL_OK;
 out:
@@ -110,7 +109,7 @@ ctl_keys(struct ctl *c, int argc, char **argv)
 		       "still verify (%s)\n"
 		       "reload kairand so it signs with it: systemctl reload "
 		       "kairan\n",
-		    id, c->cfg->key_file);
+		       id, c->cfg->key_file);
 		return CTL_OK;
 	}
 
@@ -119,8 +118,8 @@ ctl_keys(struct ctl *c, int argc, char **argv)
 	if (errno != 0 || end == argv[2] || *end != '\0' || v == 0 ||
 	    v > UINT32_MAX || argv[2][0] == '-') {
 		ctl_error("keys retire: '%s' is not a key id (see `kairanctl "
-			  "keys list`)",
-		    argv[2]);
+		          "keys list`)",
+		          argv[2]);
 		return CTL_USAGE;
 	}
 	if (kr_token_retire(c->cfg->key_file, (uint32_t)v, &err) < 0) {
@@ -129,9 +128,9 @@ ctl_keys(struct ctl *c, int argc, char **argv)
 	}
 	printf("key %llu retired: links it signed no longer work (%s)\n"
 	       "reload kairand so it forgets it: systemctl reload kairan\n",
-	    v, c->cfg->key_file);
+	       v, c->cfg->key_file);
 	return CTL_OK;
 }
 
 CTL_VERB(keys, "keys", ctl_keys,
-    "rotate | list | retire ID: the token signing keys");
+         "rotate | list | retire ID: the token signing keys");

@@ -123,17 +123,19 @@ check_chars(const unsigned char *s, size_t n, struct kr_err *err)
 	for (i = 0; i < n; i++) {
 		if (s[i] == '\0')
 			return kr_err_set(err, KR_ERR_INVALID,
-			    "the address contains a NUL byte");
+			                  "the address contains a NUL byte");
 		if (s[i] == '\r' || s[i] == '\n')
 			return kr_err_set(err, KR_ERR_INVALID,
-			    "the address contains a line break");
+			                  "the address contains a line break");
 		if (s[i] < 0x20 || s[i] == 0x7f)
-			return kr_err_set(err, KR_ERR_INVALID,
+			return kr_err_set(
+			    err, KR_ERR_INVALID,
 			    "the address contains a control character");
 	}
 	/* An IME's full-width @ would otherwise read as "no @ at all". */
 	if (memmem(s, n, "\xef\xbc\xa0", 3) != NULL)
-		return kr_err_set(err, KR_ERR_INVALID,
+		return kr_err_set(
+		    err, KR_ERR_INVALID,
 		    "the address contains a full-width @; type it in "
 		    "half-width (ASCII) characters");
 	for (i = 0; i < n; i++) {
@@ -156,16 +158,18 @@ check_chars(const unsigned char *s, size_t n, struct kr_err *err)
 			space = true;
 	}
 	if (angle)
-		return kr_err_set(err, KR_ERR_INVALID,
+		return kr_err_set(
+		    err, KR_ERR_INVALID,
 		    "give the address alone, without a name or <>");
 	if (comment)
-		return kr_err_set(err, KR_ERR_INVALID,
+		return kr_err_set(
+		    err, KR_ERR_INVALID,
 		    "comments in parentheses are not allowed in the address");
 	if (list)
 		return kr_err_set(err, KR_ERR_INVALID, "give one address only");
 	if (space)
 		return kr_err_set(err, KR_ERR_INVALID,
-		    "the address contains a space");
+		                  "the address contains a space");
 	return 0;
 }
 
@@ -173,7 +177,7 @@ check_chars(const unsigned char *s, size_t n, struct kr_err *err)
  * buf (cap bytes) and returns the bytes consumed, or 0 with err set. */
 static size_t
 parse_quoted(const char *s, size_t n, char *buf, size_t cap, size_t *len_out,
-    struct kr_err *err)
+             struct kr_err *err)
 {
 	size_t i = 1, len = 0;
 	unsigned char c;
@@ -187,14 +191,14 @@ parse_quoted(const char *s, size_t n, char *buf, size_t cap, size_t *len_out,
 		}
 		if (c >= 0x80) {
 			kr_err_set(err, KR_ERR_INVALID,
-			    "a quoted local part may hold only ASCII "
-			    "characters");
+			           "a quoted local part may hold only ASCII "
+			           "characters");
 			return 0;
 		}
 		if (len + 1 >= cap) {
 			kr_err_set(err, KR_ERR_INVALID,
-			    "the part before the @ is longer than 64 "
-			    "characters");
+			           "the part before the @ is longer than 64 "
+			           "characters");
 			return 0;
 		}
 		buf[len++] = (char)c;
@@ -202,7 +206,7 @@ parse_quoted(const char *s, size_t n, char *buf, size_t cap, size_t *len_out,
 	}
 	if (i >= n) {
 		kr_err_set(err, KR_ERR_INVALID,
-		    "the quoted local part has no closing quote");
+		           "the quoted local part has no closing quote");
 		return 0;
 	}
 	if (len == 0) {
@@ -224,9 +228,10 @@ check_dot_atom(const char *s, size_t n, struct kr_err *err)
 
 	if (n == 0)
 		return kr_err_set(err, KR_ERR_INVALID,
-		    "the part before the @ is missing");
+		                  "the part before the @ is missing");
 	if (s[0] == '.' || s[n - 1] == '.' || memmem(s, n, "..", 2) != NULL)
-		return kr_err_set(err, KR_ERR_INVALID,
+		return kr_err_set(
+		    err, KR_ERR_INVALID,
 		    "the part before the @ starts or ends with a dot, or has "
 		    "two dots in a row");
 	for (i = 0; i < n; i += l) {
@@ -234,21 +239,24 @@ check_dot_atom(const char *s, size_t n, struct kr_err *err)
 		if (u[i] == '.' || is_atext(u[i]))
 			continue;
 		if (u[i] < 0x80)
-			return kr_err_set(err, KR_ERR_INVALID,
+			return kr_err_set(
+			    err, KR_ERR_INVALID,
 			    "the part before the @ contains '%c', which is "
 			    "not allowed there",
 			    s[i]);
 		if ((l = utf8_decode(u + i, n - i, &cp)) == 0)
 			return kr_err_set(err, KR_ERR_INVALID,
-			    "the address is not valid UTF-8");
+			                  "the address is not valid UTF-8");
 		if (cp >= 0xff01 && cp <= 0xff5e)
-			return kr_err_set(err, KR_ERR_INVALID,
+			return kr_err_set(
+			    err, KR_ERR_INVALID,
 			    "the address contains full-width characters; "
 			    "type it in half-width (ASCII) characters");
 		pthread_once(&utf8_once, utf8_locale_init);
 		if (utf8_locale == (locale_t)0 ||
 		    !iswalpha_l((wint_t)cp, utf8_locale))
-			return kr_err_set(err, KR_ERR_INVALID,
+			return kr_err_set(
+			    err, KR_ERR_INVALID,
 			    "the part before the @ contains a character "
 			    "that is not allowed there (U+%04X)",
 			    (unsigned)cp);
@@ -266,13 +274,14 @@ check_domain(const char *d, size_t n, char *out, struct kr_err *err)
 
 	if (n > DOMAIN_MAX)
 		return kr_err_set(err, KR_ERR_INVALID,
-		    "the domain is longer than 253 characters");
+		                  "the domain is longer than 253 characters");
 	if (d[0] == '.' || memmem(d, n, "..", 2) != NULL)
-		return kr_err_set(err, KR_ERR_INVALID,
+		return kr_err_set(
+		    err, KR_ERR_INVALID,
 		    "the domain starts with a dot or has two dots in a row");
 	if (d[n - 1] == '.')
 		return kr_err_set(err, KR_ERR_INVALID,
-		    "the domain ends with a dot");
+		                  "the domain ends with a dot");
 	for (i = 0; i < n; i++) {
 		c = d[i];
 		if (c >= 'A' && c <= 'Z')
@@ -285,28 +294,33 @@ check_domain(const char *d, size_t n, char *out, struct kr_err *err)
 			continue;
 		}
 		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-			c == '-'))
-			return kr_err_set(err, KR_ERR_INVALID,
+		      c == '-'))
+			return kr_err_set(
+			    err, KR_ERR_INVALID,
 			    "the domain contains '%c', which is not allowed "
 			    "there",
 			    c);
 		if (c == '-' && (label == 0 || i + 1 == n || d[i + 1] == '.'))
-			return kr_err_set(err, KR_ERR_INVALID,
+			return kr_err_set(
+			    err, KR_ERR_INVALID,
 			    "a part of the domain starts or ends with a "
 			    "hyphen");
 		if (!(c >= '0' && c <= '9'))
 			digits = false;
 		if (++label > 63)
-			return kr_err_set(err, KR_ERR_INVALID,
+			return kr_err_set(
+			    err, KR_ERR_INVALID,
 			    "a part of the domain is longer than 63 "
 			    "characters");
 	}
 	out[n] = '\0';
 	if (labels < 2)
-		return kr_err_set(err, KR_ERR_INVALID,
+		return kr_err_set(
+		    err, KR_ERR_INVALID,
 		    "the domain needs at least one dot (like example.jp)");
 	if (digits)
-		return kr_err_set(err, KR_ERR_INVALID,
+		return kr_err_set(
+		    err, KR_ERR_INVALID,
 		    "the domain ends in a number; IP addresses are not "
 		    "accepted");
 	return 0;
@@ -314,7 +328,7 @@ check_domain(const char *d, size_t n, char *out, struct kr_err *err)
 
 int
 kr_address_normalize(const char *in, size_t len, char out[KR_ADDRESS_MAX],
-    struct kr_err *err)
+                     struct kr_err *err)
 {
 	char local[INPUT_MAX + 1], dom[INPUT_MAX + 1], *ace = NULL;
 	const char *s = in, *at, *d, *dsrc;
@@ -334,7 +348,7 @@ kr_address_normalize(const char *in, size_t len, char out[KR_ADDRESS_MAX],
 	}
 	if (n > INPUT_MAX) {
 		kr_err_set(err, KR_ERR_INVALID,
-		    "the address is longer than 254 characters");
+		           "the address is longer than 254 characters");
 		goto out;
 	}
 	if (check_chars((const unsigned char *)s, n, err) < 0)
@@ -346,9 +360,11 @@ kr_address_normalize(const char *in, size_t len, char out[KR_ADDRESS_MAX],
 		if (used == 0)
 			goto out;
 		if (used >= n || s[used] != '@') {
-			kr_err_set(err, KR_ERR_INVALID, used >= n ?
-			    "the @ sign and the domain are missing" :
-			    "the quoted local part must be followed by @");
+			kr_err_set(err, KR_ERR_INVALID,
+			           used >= n
+			               ? "the @ sign and the domain are missing"
+			               : "the quoted local part must be "
+			                 "followed by @");
 			goto out;
 		}
 		quoted = !is_dot_atom_ascii(local, llen);
@@ -356,7 +372,7 @@ kr_address_normalize(const char *in, size_t len, char out[KR_ADDRESS_MAX],
 	} else {
 		if ((at = memchr(s, '@', n)) == NULL) {
 			kr_err_set(err, KR_ERR_INVALID,
-			    "the @ sign is missing");
+			           "the @ sign is missing");
 			goto out;
 		}
 		llen = (size_t)(at - s);
@@ -364,8 +380,8 @@ kr_address_normalize(const char *in, size_t len, char out[KR_ADDRESS_MAX],
 			goto out;
 		if (llen > LOCAL_MAX) {
 			kr_err_set(err, KR_ERR_INVALID,
-			    "the part before the @ is longer than 64 "
-			    "characters");
+			           "the part before the @ is longer than 64 "
+			           "characters");
 			goto out;
 		}
 		memcpy(local, s, llen);
@@ -381,11 +397,12 @@ kr_address_normalize(const char *in, size_t len, char out[KR_ADDRESS_MAX],
 	}
 	if (memchr(d, '@', dlen) != NULL) {
 		kr_err_set(err, KR_ERR_INVALID,
-		    "the address contains more than one @");
+		           "the address contains more than one @");
 		goto out;
 	}
 	if (d[0] == '[') {
-		kr_err_set(err, KR_ERR_INVALID,
+		kr_err_set(
+		    err, KR_ERR_INVALID,
 		    "address literals like [192.0.2.1] are not accepted; "
 		    "use a domain name");
 		goto out;
@@ -403,19 +420,20 @@ kr_address_normalize(const char *in, size_t len, char out[KR_ADDRESS_MAX],
 		/* Valid UTF-8 first: idn2 would say less clearly. */
 		for (i = 0; i < dlen; i += l) {
 			l = utf8_decode((const unsigned char *)d + i, dlen - i,
-			    &cp);
+			                &cp);
 			if (l == 0) {
 				kr_err_set(err, KR_ERR_INVALID,
-				    "the address is not valid UTF-8");
+				           "the address is not valid UTF-8");
 				goto out;
 			}
 		}
 		memcpy(dom, d, dlen);
 		dom[dlen] = '\0';
 		r = idn2_to_ascii_8z(dom, &ace,
-		    IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL);
+		                     IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL);
 		if (r != IDN2_OK) {
-			kr_err_set(err, KR_ERR_INVALID,
+			kr_err_set(
+			    err, KR_ERR_INVALID,
 			    "the domain is not a valid international domain "
 			    "name (%s)",
 			    idn2_strerror(r));
@@ -425,7 +443,7 @@ kr_address_normalize(const char *in, size_t len, char out[KR_ADDRESS_MAX],
 		dlen = strlen(ace);
 		if (dlen == 0 || dlen > INPUT_MAX) {
 			kr_err_set(err, KR_ERR_INVALID,
-			    "the domain is longer than 253 characters");
+			           "the domain is longer than 253 characters");
 			goto out;
 		}
 	}
@@ -451,13 +469,13 @@ kr_address_normalize(const char *in, size_t len, char out[KR_ADDRESS_MAX],
 		}
 		if (q > LOCAL_MAX) {
 			kr_err_set(err, KR_ERR_INVALID,
-			    "the part before the @ is longer than 64 "
-			    "characters");
+			           "the part before the @ is longer than 64 "
+			           "characters");
 			goto out;
 		}
 		if (q + 1 + dlen > ADDRESS_MAX) {
 			kr_err_set(err, KR_ERR_INVALID,
-			    "the address is longer than 254 characters");
+			           "the address is longer than 254 characters");
 			goto out;
 		}
 		memcpy(out, lq, q);

@@ -57,9 +57,10 @@ struct kr_keyring {
 	unsigned char *keys; /* n * KEY_LEN, sodium_malloc'd, read-only */
 };
 
-_Static_assert(sodium_base64_ENCODED_LEN(RAW_MAX,
-		   sodium_base64_VARIANT_URLSAFE_NO_PADDING) <= KR_TOKEN_MAX,
-    "KR_TOKEN_MAX too small");
+_Static_assert(sodium_base64_ENCODED_LEN(
+                   RAW_MAX, sodium_base64_VARIANT_URLSAFE_NO_PADDING) <=
+                   KR_TOKEN_MAX,
+               "KR_TOKEN_MAX too small");
 
 /* ---- encoding ---- */
 
@@ -126,7 +127,7 @@ purpose_name(int p)
 
 static void
 mac_compute(const unsigned char *key, const unsigned char *raw, size_t len,
-    const char *list_id, unsigned char mac[MAC_LEN])
+            const char *list_id, unsigned char mac[MAC_LEN])
 {
 	static const unsigned char label[] = "kairan-token";
 	crypto_auth_hmacsha512256_state st;
@@ -138,8 +139,8 @@ mac_compute(const unsigned char *key, const unsigned char *raw, size_t len,
 	crypto_auth_hmacsha512256_update(&st, raw, len);
 	crypto_auth_hmacsha512256_update(&st, lp, varint_put(lp, llen));
 	if (llen > 0)
-		crypto_auth_hmacsha512256_update(&st,
-		    (const unsigned char *)list_id, llen);
+		crypto_auth_hmacsha512256_update(
+		    &st, (const unsigned char *)list_id, llen);
 	crypto_auth_hmacsha512256_final(&st, full);
 	memcpy(mac, full, MAC_LEN);
 	sodium_memzero(&st, sizeof(st));
@@ -149,7 +150,7 @@ mac_compute(const unsigned char *key, const unsigned char *raw, size_t len,
 /* Decodes and parses token; *body_len is the length before the MAC. */
 static int
 parse(const char *token, unsigned char raw[RAW_MAX], size_t *body_len,
-    uint32_t *key_id, struct kr_token_claims *c, struct kr_err *err)
+      uint32_t *key_id, struct kr_token_claims *c, struct kr_err *err)
 {
 	size_t tlen, len, i, n;
 	uint64_t v[3], kid;
@@ -159,37 +160,36 @@ parse(const char *token, unsigned char raw[RAW_MAX], size_t *body_len,
 		return kr_err_set(err, KR_ERR_INVALID, "the token is empty");
 	tlen = strnlen(token, KR_TOKEN_MAX);
 	if (tlen >= KR_TOKEN_MAX)
-		return kr_err_set(err, KR_ERR_INVALID,
-		    "the token is too long");
+		return kr_err_set(err, KR_ERR_INVALID, "the token is too long");
 	if (sodium_base642bin(raw, RAW_MAX, token, tlen, NULL, &len, NULL,
-		sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0)
+	                      sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0)
 		return kr_err_set(err, KR_ERR_INVALID,
-		    "the token is not valid base64url");
+		                  "the token is not valid base64url");
 	if (len < 1 + MAC_LEN)
 		return kr_err_set(err, KR_ERR_INVALID,
-		    "the token is too short");
+		                  "the token is too short");
 	if (raw[0] != TOKEN_VERSION)
 		return kr_err_set(err, KR_ERR_INVALID,
-		    "the token has an unknown version");
+		                  "the token has an unknown version");
 	i = 1;
 	if ((n = varint_get(raw + i, len - i, &kid)) == 0 || kid == 0 ||
 	    kid > UINT32_MAX)
 		return kr_err_set(err, KR_ERR_INVALID,
-		    "the token is malformed (key id)");
+		                  "the token is malformed (key id)");
 	i += n;
 	if (i >= len || raw[i] < KR_TOKEN_CONFIRM || raw[i] > KR_TOKEN_BOUNCE)
 		return kr_err_set(err, KR_ERR_INVALID,
-		    "the token has an unknown purpose");
+		                  "the token has an unknown purpose");
 	c->purpose = (enum kr_token_purpose)raw[i++];
 	for (k = 0; k < 3; k++) {
 		if ((n = varint_get(raw + i, len - i, &v[k])) == 0)
 			return kr_err_set(err, KR_ERR_INVALID,
-			    "the token is malformed");
+			                  "the token is malformed");
 		i += n;
 	}
 	if (len - i != MAC_LEN)
 		return kr_err_set(err, KR_ERR_INVALID,
-		    "the token has the wrong length");
+		                  "the token has the wrong length");
 	c->list_id = NULL;
 	c->issued_at = unzigzag(v[0]);
 	c->subscriber_id = unzigzag(v[1]);
@@ -201,7 +201,7 @@ parse(const char *token, unsigned char raw[RAW_MAX], size_t *body_len,
 
 void
 kr_token_sign(const struct kr_keyring *ring, const struct kr_token_claims *c,
-    char out[KR_TOKEN_MAX])
+              char out[KR_TOKEN_MAX])
 {
 	unsigned char raw[RAW_MAX];
 	size_t i = 0, k;
@@ -215,12 +215,12 @@ kr_token_sign(const struct kr_keyring *ring, const struct kr_token_claims *c,
 	i += varint_put(raw + i, zigzag(c->report_id));
 	mac_compute(ring->keys + k * KEY_LEN, raw, i, c->list_id, raw + i);
 	sodium_bin2base64(out, KR_TOKEN_MAX, raw, i + MAC_LEN,
-	    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	                  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 }
 
 int
 kr_token_peek(const char *token, struct kr_token_claims *out,
-    struct kr_err *err)
+              struct kr_err *err)
 {
 	unsigned char raw[RAW_MAX];
 	struct kr_token_claims c;
@@ -235,8 +235,9 @@ kr_token_peek(const char *token, struct kr_token_claims *out,
 
 int
 kr_token_verify(const struct kr_keyring *ring, const char *token,
-    enum kr_token_purpose purpose, const char *list_id, int64_t now,
-    int64_t max_age, struct kr_token_claims *out, struct kr_err *err)
+                enum kr_token_purpose purpose, const char *list_id, int64_t now,
+                int64_t max_age, struct kr_token_claims *out,
+                struct kr_err *err)
 {
 	unsigned char raw[RAW_MAX], mac[MAC_LEN];
 	struct kr_token_claims c;
@@ -249,24 +250,25 @@ kr_token_verify(const struct kr_keyring *ring, const char *token,
 		if (ring->ids[k] == kid)
 			break;
 	if (k == ring->n)
-		return kr_err_set(err, KR_ERR_INVALID,
+		return kr_err_set(
+		    err, KR_ERR_INVALID,
 		    "the token was signed with a key that is no longer in "
 		    "the key file");
 	mac_compute(ring->keys + k * KEY_LEN, raw, body, list_id, mac);
 	if (sodium_memcmp(mac, raw + body, MAC_LEN) != 0)
-		return kr_err_set(err, KR_ERR_INVALID,
+		return kr_err_set(
+		    err, KR_ERR_INVALID,
 		    "the token does not match (altered, or for another "
 		    "list)");
 	if (c.purpose != purpose)
-		return kr_err_set(err, KR_ERR_INVALID,
-		    "the token is for %s, not for %s",
+		return kr_err_set(
+		    err, KR_ERR_INVALID, "the token is for %s, not for %s",
 		    purpose_name(c.purpose), purpose_name(purpose));
 	if (c.issued_at > now && c.issued_at - now > SKEW)
 		return kr_err_set(err, KR_ERR_INVALID,
-		    "the token was issued in the future");
+		                  "the token was issued in the future");
 	if (max_age > 0 && now - c.issued_at > max_age)
-		return kr_err_set(err, KR_ERR_INVALID,
-		    "the token has expired");
+		return kr_err_set(err, KR_ERR_INVALID, "the token has expired");
 	c.list_id = list_id;
 	*out = c;
 	return 0;
@@ -313,8 +315,8 @@ kr_token_keyring_count(const struct kr_keyring *ring)
 }
 
 int
-kr_token_keyring_key(const struct kr_keyring *ring, size_t i,
-    uint32_t *id_out, int64_t *created_out)
+kr_token_keyring_key(const struct kr_keyring *ring, size_t i, uint32_t *id_out,
+                     int64_t *created_out)
 {
 	if (ring == NULL || i >= ring->n)
 		return -1;
@@ -337,7 +339,7 @@ crypto_ready(struct kr_err *err)
  * Returns 0, 1 when missing (ENOENT), -1 on error. */
 static int
 file_read(const char *path, char **data_out, size_t *len_out,
-    struct stat *st_out, struct kr_err *err)
+          struct stat *st_out, struct kr_err *err)
 {
 	struct stat st;
 	char *data = NULL;
@@ -350,27 +352,29 @@ file_read(const char *path, char **data_out, size_t *len_out,
 		if (errno == ENOENT)
 			rc = 1;
 		else if (errno == ELOOP)
-			kr_err_set(err, KR_ERR_INVALID,
+			kr_err_set(
+			    err, KR_ERR_INVALID,
 			    "key file %s is a symbolic link; give its real "
 			    "path",
 			    path);
 		else
 			kr_err_set(err, KR_ERR_IO, "key file %s: %s", path,
-			    strerror(errno));
+			           strerror(errno));
 		goto out;
 	}
 	if (fstat(fd, &st) < 0) {
 		kr_err_set(err, KR_ERR_IO, "key file %s: %s", path,
-		    strerror(errno));
+		           strerror(errno));
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode)) {
 		kr_err_set(err, KR_ERR_INVALID,
-		    "key file %s is not a regular file", path);
+		           "key file %s is not a regular file", path);
 		goto out;
 	}
 	if ((st.st_mode & 077) != 0) {
-		kr_err_set(err, KR_ERR_INVALID,
+		kr_err_set(
+		    err, KR_ERR_INVALID,
 		    "key file %s has mode %04o: it must not be readable or "
 		    "writable by group or others; run chmod 600 %s",
 		    path, (unsigned)(st.st_mode & 07777), path);
@@ -378,7 +382,8 @@ file_read(const char *path, char **data_out, size_t *len_out,
 	}
 	if (st.st_size > FILE_MAX) {
 		kr_err_set(err, KR_ERR_INVALID,
-		    "key file %s is larger than %d bytes", path, FILE_MAX);
+		           "key file %s is larger than %d bytes", path,
+		           FILE_MAX);
 		goto out;
 	}
 	/* Sized to the file: locked memory is scarce. A key file is only
@@ -394,7 +399,7 @@ file_read(const char *path, char **data_out, size_t *len_out,
 			continue;
 		if (r < 0) {
 			kr_err_set(err, KR_ERR_IO, "key file %s: %s", path,
-			    strerror(errno));
+			           strerror(errno));
 			goto out;
 		}
 		if (r == 0)
@@ -418,7 +423,7 @@ out:
 
 static bool
 parse_num(const char *s, size_t n, bool sign, long long lo,
-    unsigned long long hi, unsigned long long *out)
+          unsigned long long hi, unsigned long long *out)
 {
 	unsigned long long v = 0;
 	size_t i = 0;
@@ -452,7 +457,7 @@ parse_num(const char *s, size_t n, bool sign, long long lo,
 /* Parses the key file text into a new ring. */
 static int
 ring_parse(const char *path, const char *data, size_t len,
-    struct kr_keyring **ring_out, struct kr_err *err)
+           struct kr_keyring **ring_out, struct kr_err *err)
 {
 	struct kr_keyring *r = NULL;
 	const char *p = data, *end = data + len, *nl, *f[3], *q;
@@ -471,8 +476,8 @@ ring_parse(const char *path, const char *data, size_t len,
 		/* Split into fields on blanks. */
 		nf = 0;
 		for (q = p; q < nl;) {
-			while (q < nl && (*q == ' ' || *q == '\t' ||
-			    *q == '\r'))
+			while (q < nl &&
+			       (*q == ' ' || *q == '\t' || *q == '\r'))
 				q++;
 			if (q == nl)
 				break;
@@ -492,21 +497,23 @@ ring_parse(const char *path, const char *data, size_t len,
 			continue;
 		if (nf != 3) {
 			kr_err_set(err, KR_ERR_INVALID,
-			    "key file %s:%zu: expected 'ID CREATED KEY'",
-			    path, lineno);
+			           "key file %s:%zu: expected 'ID CREATED KEY'",
+			           path, lineno);
 			goto out;
 		}
 		if (!parse_num(f[0], flen[0], false, 1, UINT32_MAX, &id) ||
 		    id == 0) {
-			kr_err_set(err, KR_ERR_INVALID,
+			kr_err_set(
+			    err, KR_ERR_INVALID,
 			    "key file %s:%zu: the key id must be a number "
 			    "from 1 to 4294967295",
 			    path, lineno);
 			goto out;
 		}
 		if (!parse_num(f[1], flen[1], true, INT64_MIN, INT64_MAX,
-			&created)) {
-			kr_err_set(err, KR_ERR_INVALID,
+		               &created)) {
+			kr_err_set(
+			    err, KR_ERR_INVALID,
 			    "key file %s:%zu: the creation time must be Unix "
 			    "seconds",
 			    path, lineno);
@@ -517,20 +524,22 @@ ring_parse(const char *path, const char *data, size_t len,
 				break;
 		if (j < n) {
 			kr_err_set(err, KR_ERR_INVALID,
-			    "key file %s:%zu: key id %llu appears twice", path,
-			    lineno, id);
+			           "key file %s:%zu: key id %llu appears twice",
+			           path, lineno, id);
 			goto out;
 		}
 		if (n >= KEYS_MAX) {
 			kr_err_set(err, KR_ERR_INVALID,
-			    "key file %s: more than %d keys", path, KEYS_MAX);
+			           "key file %s: more than %d keys", path,
+			           KEYS_MAX);
 			goto out;
 		}
 		if (sodium_base642bin(r->keys + n * KEY_LEN, KEY_LEN, f[2],
-			flen[2], NULL, &klen, NULL,
-			sodium_base64_VARIANT_ORIGINAL) != 0 ||
+		                      flen[2], NULL, &klen, NULL,
+		                      sodium_base64_VARIANT_ORIGINAL) != 0 ||
 		    klen != KEY_LEN) {
-			kr_err_set(err, KR_ERR_INVALID,
+			kr_err_set(
+			    err, KR_ERR_INVALID,
 			    "key file %s:%zu: the key must be %d bytes in "
 			    "base64",
 			    path, lineno, KEY_LEN);
@@ -544,7 +553,7 @@ ring_parse(const char *path, const char *data, size_t len,
 	}
 	if (n == 0) {
 		kr_err_set(err, KR_ERR_INVALID, "key file %s holds no key",
-		    path);
+		           path);
 		goto out;
 	}
 	r->n = n;
@@ -592,11 +601,11 @@ out:
 /* Writes ring (plus extra_key, when not NULL) to fd as key file text. */
 static int
 ring_write(int fd, const char *path, const struct kr_keyring *r,
-    uint32_t extra_id, int64_t extra_created,
-    const unsigned char *extra_key, struct kr_err *err)
+           uint32_t extra_id, int64_t extra_created,
+           const unsigned char *extra_key, struct kr_err *err)
 {
-	char *text = NULL, b64[sodium_base64_ENCODED_LEN(KEY_LEN,
-				 sodium_base64_VARIANT_ORIGINAL)];
+	char *text = NULL, b64[sodium_base64_ENCODED_LEN(
+	                       KEY_LEN, sodium_base64_VARIANT_ORIGINAL)];
 	size_t n = r != NULL ? r->n : 0, cap = (n + 1) * LINE_MAX_LEN, len = 0;
 	size_t k, off;
 	ssize_t w;
@@ -623,9 +632,10 @@ ring_write(int fd, const char *path, const struct kr_keyring *r,
 			break;
 		}
 		sodium_bin2base64(b64, sizeof(b64), key, KEY_LEN,
-		    sodium_base64_VARIANT_ORIGINAL);
+		                  sodium_base64_VARIANT_ORIGINAL);
 		len += (size_t)snprintf(text + len, cap - len,
-		    "%" PRIu32 " %" PRId64 " %s\n", id, created, b64);
+		                        "%" PRIu32 " %" PRId64 " %s\n", id,
+		                        created, b64);
 	}
 	for (off = 0; off < len; off += (size_t)w) {
 		w = write(fd, text + off, len - off);
@@ -635,13 +645,13 @@ ring_write(int fd, const char *path, const struct kr_keyring *r,
 		}
 		if (w < 0) {
 			kr_err_set(err, KR_ERR_IO, "writing %s: %s", path,
-			    strerror(errno));
+			           strerror(errno));
 			goto out;
 		}
 	}
 	if (fsync(fd) < 0) {
 		kr_err_set(err, KR_ERR_IO, "writing %s: %s", path,
-		    strerror(errno));
+		           strerror(errno));
 		goto out;
 	}
 	rc = 0;
@@ -662,14 +672,14 @@ file_create(const char *path, struct kr_err *err)
 	int fd = -1, rc = -1;
 
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-	    0600);
+	          0600);
 	if (fd < 0) {
 		if (errno == EEXIST) {
 			rc = 1;
 			goto out;
 		}
 		kr_err_set(err, KR_ERR_IO, "cannot create key file %s: %s",
-		    path, strerror(errno));
+		           path, strerror(errno));
 		goto out;
 	}
 	made = true;
@@ -683,7 +693,7 @@ file_create(const char *path, struct kr_err *err)
 	if (close(fd) < 0) {
 		fd = -1;
 		kr_err_set(err, KR_ERR_IO, "writing %s: %s", path,
-		    strerror(errno));
+		           strerror(errno));
 		goto out;
 	}
 	fd = -1;
@@ -702,7 +712,7 @@ out:
 
 int
 kr_token_keyring_load(const char *path, int create,
-    struct kr_keyring **ring_out, struct kr_err *err)
+                      struct kr_keyring **ring_out, struct kr_err *err)
 {
 	char *data = NULL;
 	size_t len = 0;
@@ -716,7 +726,7 @@ kr_token_keyring_load(const char *path, int create,
 			break;
 		if (!create) {
 			kr_err_set(err, KR_ERR_NOTFOUND,
-			    "key file %s does not exist", path);
+			           "key file %s does not exist", path);
 			goto out;
 		}
 		if (file_create(path, err) < 0)
@@ -725,7 +735,7 @@ kr_token_keyring_load(const char *path, int create,
 	if (data == NULL) {
 		if (r > 0)
 			kr_err_set(err, KR_ERR_IO, "key file %s vanished",
-			    path);
+			           path);
 		goto out;
 	}
 	if (ring_parse(path, data, len, ring_out, err) < 0)
@@ -743,7 +753,7 @@ out:
  * new key is appended with the next id. */
 static int
 file_rewrite(const char *path, uint32_t remove_id, uint32_t *new_id_out,
-    struct kr_err *err)
+             struct kr_err *err)
 {
 	struct kr_keyring *ring = NULL;
 	struct stat st;
@@ -766,7 +776,7 @@ file_rewrite(const char *path, uint32_t remove_id, uint32_t *new_id_out,
 	if (r > 0) {
 		if (remove_id != 0) {
 			kr_err_set(err, KR_ERR_NOTFOUND,
-			    "key file %s does not exist", path);
+			           "key file %s does not exist", path);
 			goto out;
 		}
 		/* No file yet: make the first key, as kairand would. */
@@ -780,7 +790,7 @@ file_rewrite(const char *path, uint32_t remove_id, uint32_t *new_id_out,
 		}
 		if (file_read(path, &data, &len, &st, err) != 0) {
 			kr_err_set(err, KR_ERR_IO, "key file %s vanished",
-			    path);
+			           path);
 			goto out;
 		}
 	}
@@ -792,21 +802,23 @@ file_rewrite(const char *path, uint32_t remove_id, uint32_t *new_id_out,
 			;
 		if (k == ring->n) {
 			kr_err_set(err, KR_ERR_NOTFOUND,
-			    "key %" PRIu32 " is not in %s", remove_id, path);
+			           "key %" PRIu32 " is not in %s", remove_id,
+			           path);
 			goto out;
 		}
 		if (k == ring->n - 1) {
 			kr_err_set(err, KR_ERR_INVALID,
-			    "key %" PRIu32 " is the one that signs; rotate "
-			    "first, then retire it",
-			    remove_id);
+			           "key %" PRIu32
+			           " is the one that signs; rotate "
+			           "first, then retire it",
+			           remove_id);
 			goto out;
 		}
 		for (j = k; j + 1 < ring->n; j++) {
 			ring->ids[j] = ring->ids[j + 1];
 			ring->created[j] = ring->created[j + 1];
 			memcpy(ring->keys + j * KEY_LEN,
-			    ring->keys + (j + 1) * KEY_LEN, KEY_LEN);
+			       ring->keys + (j + 1) * KEY_LEN, KEY_LEN);
 		}
 		ring->n--;
 		sodium_memzero(ring->keys + ring->n * KEY_LEN, KEY_LEN);
@@ -816,7 +828,7 @@ file_rewrite(const char *path, uint32_t remove_id, uint32_t *new_id_out,
 				new_id = ring->ids[k];
 		if (new_id == UINT32_MAX) {
 			kr_err_set(err, KR_ERR_INVALID,
-			    "key file %s: no key id left", path);
+			           "key file %s: no key id left", path);
 			goto out;
 		}
 		new_id++;
@@ -828,34 +840,33 @@ file_rewrite(const char *path, uint32_t remove_id, uint32_t *new_id_out,
 	}
 	tmp = kr_xasprintf("%s.tmp.%08" PRIx32, path, randombytes_random());
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-	    0600);
+	          0600);
 	if (fd < 0) {
 		kr_err_set(err, KR_ERR_IO, "cannot create %s: %s", tmp,
-		    strerror(errno));
+		           strerror(errno));
 		goto out;
 	}
 	/* Keep the owner, so a rotation run as root leaves a file the
 	 * daemon's user can still read. */
 	if ((st.st_uid != geteuid() || st.st_gid != getegid()) &&
 	    fchown(fd, st.st_uid, st.st_gid) < 0) {
-		kr_err_set(err, KR_ERR_IO,
-		    "cannot give %s the owner of %s: %s", tmp, path,
-		    strerror(errno));
+		kr_err_set(err, KR_ERR_IO, "cannot give %s the owner of %s: %s",
+		           tmp, path, strerror(errno));
 		goto out;
 	}
-	if (ring_write(fd, tmp, ring, new_id, (int64_t)time(NULL), key,
-		err) < 0)
+	if (ring_write(fd, tmp, ring, new_id, (int64_t)time(NULL), key, err) <
+	    0)
 		goto out;
 	r = close(fd);
 	fd = -1;
 	if (r < 0) {
 		kr_err_set(err, KR_ERR_IO, "writing %s: %s", tmp,
-		    strerror(errno));
+		           strerror(errno));
 		goto out;
 	}
 	if (rename(tmp, path) < 0) {
 		kr_err_set(err, KR_ERR_IO, "renaming %s to %s: %s", tmp, path,
-		    strerror(errno));
+		           strerror(errno));
 		goto out;
 	}
 	free(tmp);

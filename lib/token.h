@@ -23,10 +23,10 @@ enum kr_token_purpose {
 
 struct kr_token_claims {
 	enum kr_token_purpose purpose;
-	const char *list_id;   /* bound into the MAC, not carried */
+	const char *list_id; /* bound into the MAC, not carried */
 	int64_t subscriber_id;
-	int64_t report_id;     /* 0 when none */
-	int64_t issued_at;     /* Unix seconds */
+	int64_t report_id; /* 0 when none */
+	int64_t issued_at; /* Unix seconds */
 };
 
 /* Longest token kr_token_sign writes, with its NUL. */
@@ -39,41 +39,44 @@ struct kr_token_claims {
  * live in sodium_malloc'd read-only memory, wiped by kr_token_keyring_free
  * (which accepts NULL and sets *ring to NULL). */
 KR_NODISCARD int kr_token_keyring_load(const char *path, int create,
-    struct kr_keyring **ring_out, struct kr_err *err);
+                                       struct kr_keyring **ring_out,
+                                       struct kr_err *err);
 void kr_token_keyring_free(struct kr_keyring **ring);
 /* Appends a new key to the file (atomically, keeping 0600); it signs from
  * then on. Returns 0 or -1. new_id_out may be NULL. A missing file is
  * created with its first key (id 1). Running processes keep their ring
  * until they load it again (kairand: SIGHUP). */
 KR_NODISCARD int kr_token_rotate(const char *path, uint32_t *new_id_out,
-    struct kr_err *err);
+                                 struct kr_err *err);
 /* Removes key id from the file (same atomic rewrite): tokens it signed stop
  * verifying. The newest (signing) key cannot be retired. Returns 0 or -1
  * (KR_ERR_NOTFOUND when no such key). */
 KR_NODISCARD int kr_token_retire(const char *path, uint32_t id,
-    struct kr_err *err);
+                                 struct kr_err *err);
 /* The number of keys in ring, oldest first; the last one signs. */
 size_t kr_token_keyring_count(const struct kr_keyring *ring);
 /* Id and creation time (Unix seconds) of key i, never its bytes. Returns 0,
  * or -1 when i is out of range. Out-params may be NULL. */
-KR_NODISCARD int kr_token_keyring_key(const struct kr_keyring *ring,
-    size_t i, uint32_t *id_out, int64_t *created_out);
+KR_NODISCARD int kr_token_keyring_key(const struct kr_keyring *ring, size_t i,
+                                      uint32_t *id_out, int64_t *created_out);
 
 /* Writes the token for c (signed with the newest key) into out, which must
  * hold KR_TOKEN_MAX bytes. */
 void kr_token_sign(const struct kr_keyring *ring,
-    const struct kr_token_claims *c, char out[KR_TOKEN_MAX]);
+                   const struct kr_token_claims *c, char out[KR_TOKEN_MAX]);
 
 /* Parses token without checking its MAC, so the caller can look up the
  * subscriber's list. Returns 0, or -1 when malformed. list_id is NULL. */
 KR_NODISCARD int kr_token_peek(const char *token, struct kr_token_claims *out,
-    struct kr_err *err);
+                               struct kr_err *err);
 /* Verifies token for the expected purpose and list: 0 valid (claims in
  * *out, list_id = the given one), -1 invalid, tampered, wrong purpose or
  * list, unknown key, or older than max_age seconds (0: no limit). */
 KR_NODISCARD int kr_token_verify(const struct kr_keyring *ring,
-    const char *token, enum kr_token_purpose purpose, const char *list_id,
-    int64_t now, int64_t max_age, struct kr_token_claims *out,
-    struct kr_err *err);
+                                 const char *token,
+                                 enum kr_token_purpose purpose,
+                                 const char *list_id, int64_t now,
+                                 int64_t max_age, struct kr_token_claims *out,
+                                 struct kr_err *err);
 
 #endif

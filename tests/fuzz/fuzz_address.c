@@ -46,7 +46,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check(strlen(dom) <= 253 && strchr(dom, '.') != NULL);
 	for (p = dom; *p; p++)
 		check((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-		    *p == '-' || *p == '.');
+		      *p == '-' || *p == '.');
 	check(dom - out - 1 <= 64);
 	check(kr_address_normalize(out, n, again, &err) == 0);
 	check(strcmp(out, again) == 0);

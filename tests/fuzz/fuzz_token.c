@@ -87,16 +87,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		s[size] = '\0';
 		if (kr_token_peek(s, &out, &err) == 0)
 			check(out.purpose >= KR_TOKEN_CONFIRM &&
-			    out.purpose <= KR_TOKEN_BOUNCE &&
-			    out.list_id == NULL);
+			      out.purpose <= KR_TOKEN_BOUNCE &&
+			      out.list_id == NULL);
 		else
 			check(err.msg[0] != '\0');
 		for (p = KR_TOKEN_CONFIRM; p <= KR_TOKEN_BOUNCE; p++) {
 			kr_err_clear(&err);
 			if (kr_token_verify(ring, s, (enum kr_token_purpose)p,
-				"sips-report", now, 0, &out, &err) == 0)
+			                    "sips-report", now, 0, &out,
+			                    &err) == 0)
 				check((int)out.purpose == p &&
-				    strcmp(out.list_id, "sips-report") == 0);
+				      strcmp(out.list_id, "sips-report") == 0);
 			else
 				check(err.msg[0] != '\0');
 		}
@@ -114,10 +115,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		kr_token_sign(ring, &c, tok);
 		check(strlen(tok) < KR_TOKEN_MAX);
 		check(kr_token_verify(ring, tok, c.purpose, s, c.issued_at, 0,
-			  &out, &err) == 0);
+		                      &out, &err) == 0);
 		check(out.subscriber_id == c.subscriber_id &&
-		    out.report_id == c.report_id &&
-		    out.issued_at == c.issued_at);
+		      out.report_id == c.report_id &&
+		      out.issued_at == c.issued_at);
 		check(kr_token_peek(tok, &out, &err) == 0);
 		check(out.subscriber_id == c.subscriber_id);
 	}

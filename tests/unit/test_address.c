@@ -19,106 +19,105 @@ struct ok_case {
 };
 
 static const struct ok_case ok_cases[] = {
-	{"user@example.jp", "user@example.jp"},
-	{"  user@Example.JP\t", "user@example.jp"},
-	{"User.Name+tag@EXAMPLE.co.jp", "User.Name+tag@example.co.jp"},
-	{"a!#$%&'*+-/=?^_`{|}~z@example.jp",
-	    "a!#$%&'*+-/=?^_`{|}~z@example.jp"},
-	{"\"john doe\"@example.jp", "\"john doe\"@example.jp"},
-	{"\"john\"@example.jp", "john@example.jp"},
-	{"\"a\\\"b\"@example.jp", "\"a\\\"b\"@example.jp"},
-	{"\"a\\b\"@example.jp", "ab@example.jp"},
-	{"\"a@b\"@example.jp", "\"a@b\"@example.jp"},
-	{"\"a..b\"@example.jp", "\"a..b\"@example.jp"},
-	{"\"a,b <c>\"@example.jp", "\"a,b <c>\"@example.jp"},
-	{"user@例え.jp", "user@xn--r8jz45g.jp"},
-	{"user@例え。jp", "user@xn--r8jz45g.jp"},
-	{"user@ＥＸＡＭＰＬＥ.jp", "user@example.jp"},
-	{"user@Bücher.DE", "user@xn--bcher-kva.de"},
-	{"ユーザー@例え.jp", "ユーザー@xn--r8jz45g.jp"},
-	{"josé.garcía@example.es", "josé.garcía@example.es"},
-	{"user@XN--R8JZ45G.JP", "user@xn--r8jz45g.jp"},
-	{"user@mail.xn--r8jz45g.jp", "user@mail.xn--r8jz45g.jp"},
-	{"user@axn--b.jp", "user@axn--b.jp"},
-	{"user@a-b.example", "user@a-b.example"},
-	{"1@2.example", "1@2.example"},
-	{"user@123.example.com", "user@123.example.com"},
-	/* Percent-encoding is never decoded here: these are literal '%'
-	 * characters, harmless atext in a local part. */
-	{"x%0d%0aBcc@example.jp", "x%0d%0aBcc@example.jp"},
+    {"user@example.jp", "user@example.jp"},
+    {"  user@Example.JP\t", "user@example.jp"},
+    {"User.Name+tag@EXAMPLE.co.jp", "User.Name+tag@example.co.jp"},
+    {"a!#$%&'*+-/=?^_`{|}~z@example.jp", "a!#$%&'*+-/=?^_`{|}~z@example.jp"},
+    {"\"john doe\"@example.jp", "\"john doe\"@example.jp"},
+    {"\"john\"@example.jp", "john@example.jp"},
+    {"\"a\\\"b\"@example.jp", "\"a\\\"b\"@example.jp"},
+    {"\"a\\b\"@example.jp", "ab@example.jp"},
+    {"\"a@b\"@example.jp", "\"a@b\"@example.jp"},
+    {"\"a..b\"@example.jp", "\"a..b\"@example.jp"},
+    {"\"a,b <c>\"@example.jp", "\"a,b <c>\"@example.jp"},
+    {"user@例え.jp", "user@xn--r8jz45g.jp"},
+    {"user@例え。jp", "user@xn--r8jz45g.jp"},
+    {"user@ＥＸＡＭＰＬＥ.jp", "user@example.jp"},
+    {"user@Bücher.DE", "user@xn--bcher-kva.de"},
+    {"ユーザー@例え.jp", "ユーザー@xn--r8jz45g.jp"},
+    {"josé.garcía@example.es", "josé.garcía@example.es"},
+    {"user@XN--R8JZ45G.JP", "user@xn--r8jz45g.jp"},
+    {"user@mail.xn--r8jz45g.jp", "user@mail.xn--r8jz45g.jp"},
+    {"user@axn--b.jp", "user@axn--b.jp"},
+    {"user@a-b.example", "user@a-b.example"},
+    {"1@2.example", "1@2.example"},
+    {"user@123.example.com", "user@123.example.com"},
+    /* Percent-encoding is never decoded here: these are literal '%'
+     * characters, harmless atext in a local part. */
+    {"x%0d%0aBcc@example.jp", "x%0d%0aBcc@example.jp"},
 };
 
 struct bad_case {
 	const char *in;
-	size_t len; /* 0: strlen */
+	size_t len;      /* 0: strlen */
 	const char *why; /* a substring of the reason */
 };
 
 static const struct bad_case bad_cases[] = {
-	{"", 0, "empty"},
-	{"  \t ", 0, "empty"},
-	/* Header injection. */
-	{"a@b.jp\r\nBcc: x@y.jp", 0, "line break"},
-	{"a@b.jp\nBcc: x@y.jp", 0, "line break"},
-	{"a@b.jp\r\n", 0, "line break"},
-	{"\"a\r\nBcc: x@y.jp\"@b.jp", 0, "line break"},
-	{"a@b.jp\0Bcc: x@y.jp", 18, "NUL"},
-	{"a@b.jp%0d%0aBcc:x@y.jp", 0, "more than one @"},
-	{"a@b.jp%0d%0a", 0, "domain contains '%'"},
-	{"a\t@b.jp", 0, "control character"},
-	{"a\x7f@b.jp", 0, "control character"},
-	{"a\x1b@b.jp", 0, "control character"},
-	/* Not a single addr-spec. */
-	{"John <john@example.jp>", 0, "without a name or <>"},
-	{"\"John Doe\" <john@example.jp>", 0, "without a name or <>"},
-	{"<john@example.jp>", 0, "without a name or <>"},
-	{"john@example.jp (John)", 0, "comments"},
-	{"a@b.jp, c@d.jp", 0, "one address"},
-	{"a@b.jp;c@d.jp", 0, "one address"},
-	{"a b@c.jp", 0, "space"},
-	{"user.example.jp", 0, "@ sign is missing"},
-	{"@example.jp", 0, "before the @ is missing"},
-	{"user@", 0, "domain part is missing"},
-	{"a@b@c.jp", 0, "more than one @"},
-	/* Local part. */
-	{".a@b.jp", 0, "dot"},
-	{"a.@b.jp", 0, "dot"},
-	{"a..b@b.jp", 0, "two dots"},
-	{"a\"b@x.jp", 0, "'\"'"},
-	{"a\\b@x.jp", 0, "'\\'"},
-	{"a[b]@x.jp", 0, "'['"},
-	{"\"unterminated@x.jp", 0, "closing quote"},
-	{"\"a\"b@x.jp", 0, "followed by @"},
-	{"\"a\"", 0, "missing"},
-	{"\"\"@x.jp", 0, "empty"},
-	{"\"é\"@x.jp", 0, "only ASCII"},
-	{"ｕｓｅｒ@example.jp", 0, "full-width"},
-	{"user＠example.jp", 0, "full-width"},
-	{"☃@example.jp", 0, "U+2603"},
-	{"a\xe3\x82\x99@example.jp", 0, "U+3099"},
-	{"a\xff@b.jp", 0, "UTF-8"},
-	{"a\xc0\xaf@b.jp", 0, "UTF-8"},
-	{"a\xe3\x81@b.jp", 0, "UTF-8"},
-	{"a@\xed\xa0\x80.jp", 0, "UTF-8"},
-	/* Domain. */
-	{"user@[192.0.2.1]", 0, "address literals"},
-	{"user@[IPv6:2001:db8::1]", 0, "address literals"},
-	{"user@localhost", 0, "at least one dot"},
-	{"user@1.2.3.4", 0, "ends in a number"},
-	{"user@example.123", 0, "ends in a number"},
-	{"user@-a.jp", 0, "hyphen"},
-	{"user@a-.jp", 0, "hyphen"},
-	{"user@a.-jp", 0, "hyphen"},
-	{"user@a_b.jp", 0, "'_'"},
-	{"user@a!b.jp", 0, "'!'"},
-	{"user@a..jp", 0, "two dots"},
-	{"user@.a.jp", 0, "starts with a dot"},
-	{"user@a.jp.", 0, "ends with a dot"},
-	{"user@-例え.jp", 0, "international domain"},
-	{"user@xn--zz.例え.jp", 0, "international domain"},
-	{"user@xn--zz.example", 0, "international domain"},
-	{"user@XN--www-.jp", 0, "international domain"},
-	{"user@sub.xn--a.jp", 0, "international domain"},
+    {"", 0, "empty"},
+    {"  \t ", 0, "empty"},
+    /* Header injection. */
+    {"a@b.jp\r\nBcc: x@y.jp", 0, "line break"},
+    {"a@b.jp\nBcc: x@y.jp", 0, "line break"},
+    {"a@b.jp\r\n", 0, "line break"},
+    {"\"a\r\nBcc: x@y.jp\"@b.jp", 0, "line break"},
+    {"a@b.jp\0Bcc: x@y.jp", 18, "NUL"},
+    {"a@b.jp%0d%0aBcc:x@y.jp", 0, "more than one @"},
+    {"a@b.jp%0d%0a", 0, "domain contains '%'"},
+    {"a\t@b.jp", 0, "control character"},
+    {"a\x7f@b.jp", 0, "control character"},
+    {"a\x1b@b.jp", 0, "control character"},
+    /* Not a single addr-spec. */
+    {"John <john@example.jp>", 0, "without a name or <>"},
+    {"\"John Doe\" <john@example.jp>", 0, "without a name or <>"},
+    {"<john@example.jp>", 0, "without a name or <>"},
+    {"john@example.jp (John)", 0, "comments"},
+    {"a@b.jp, c@d.jp", 0, "one address"},
+    {"a@b.jp;c@d.jp", 0, "one address"},
+    {"a b@c.jp", 0, "space"},
+    {"user.example.jp", 0, "@ sign is missing"},
+    {"@example.jp", 0, "before the @ is missing"},
+    {"user@", 0, "domain part is missing"},
+    {"a@b@c.jp", 0, "more than one @"},
+    /* Local part. */
+    {".a@b.jp", 0, "dot"},
+    {"a.@b.jp", 0, "dot"},
+    {"a..b@b.jp", 0, "two dots"},
+    {"a\"b@x.jp", 0, "'\"'"},
+    {"a\\b@x.jp", 0, "'\\'"},
+    {"a[b]@x.jp", 0, "'['"},
+    {"\"unterminated@x.jp", 0, "closing quote"},
+    {"\"a\"b@x.jp", 0, "followed by @"},
+    {"\"a\"", 0, "missing"},
+    {"\"\"@x.jp", 0, "empty"},
+    {"\"é\"@x.jp", 0, "only ASCII"},
+    {"ｕｓｅｒ@example.jp", 0, "full-width"},
+    {"user＠example.jp", 0, "full-width"},
+    {"☃@example.jp", 0, "U+2603"},
+    {"a\xe3\x82\x99@example.jp", 0, "U+3099"},
+    {"a\xff@b.jp", 0, "UTF-8"},
+    {"a\xc0\xaf@b.jp", 0, "UTF-8"},
+    {"a\xe3\x81@b.jp", 0, "UTF-8"},
+    {"a@\xed\xa0\x80.jp", 0, "UTF-8"},
+    /* Domain. */
+    {"user@[192.0.2.1]", 0, "address literals"},
+    {"user@[IPv6:2001:db8::1]", 0, "address literals"},
+    {"user@localhost", 0, "at least one dot"},
+    {"user@1.2.3.4", 0, "ends in a number"},
+    {"user@example.123", 0, "ends in a number"},
+    {"user@-a.jp", 0, "hyphen"},
+    {"user@a-.jp", 0, "hyphen"},
+    {"user@a.-jp", 0, "hyphen"},
+    {"user@a_b.jp", 0, "'_'"},
+    {"user@a!b.jp", 0, "'!'"},
+    {"user@a..jp", 0, "two dots"},
+    {"user@.a.jp", 0, "starts with a dot"},
+    {"user@a.jp.", 0, "ends with a dot"},
+    {"user@-例え.jp", 0, "international domain"},
+    {"user@xn--zz.例え.jp", 0, "international domain"},
+    {"user@xn--zz.example", 0, "international domain"},
+    {"user@XN--www-.jp", 0, "international domain"},
+    {"user@sub.xn--a.jp", 0, "international domain"},
 };
 
 static void
@@ -131,14 +130,13 @@ test_address_valid(void **state)
 	(void)state;
 	for (i = 0; i < KR_NELEM(ok_cases); i++) {
 		kr_err_clear(&err);
-		if (kr_address_normalize(ok_cases[i].in,
-			strlen(ok_cases[i].in), out, &err) != 0)
+		if (kr_address_normalize(ok_cases[i].in, strlen(ok_cases[i].in),
+		                         out, &err) != 0)
 			fail_msg("refused '%s': %s", ok_cases[i].in, err.msg);
 		assert_string_equal(out, ok_cases[i].out);
 		/* Normalising twice changes nothing. */
-		assert_int_equal(kr_address_normalize(out, strlen(out), again,
-				     &err),
-		    0);
+		assert_int_equal(
+		    kr_address_normalize(out, strlen(out), again, &err), 0);
 		assert_string_equal(again, out);
 	}
 }
@@ -153,17 +151,16 @@ test_address_invalid(void **state)
 	(void)state;
 	for (i = 0; i < KR_NELEM(bad_cases); i++) {
 		len = bad_cases[i].len ? bad_cases[i].len
-				       : strlen(bad_cases[i].in);
+		                       : strlen(bad_cases[i].in);
 		kr_err_clear(&err);
 		memset(out, 'x', sizeof(out));
-		if (kr_address_normalize(bad_cases[i].in, len, out, &err) !=
-		    -1)
+		if (kr_address_normalize(bad_cases[i].in, len, out, &err) != -1)
 			fail_msg("accepted case %zu '%s' as '%s'", i,
-			    bad_cases[i].in, out);
+			         bad_cases[i].in, out);
 		assert_int_equal(err.code, KR_ERR_INVALID);
 		if (strstr(err.msg, bad_cases[i].why) == NULL)
 			fail_msg("case %zu '%s': reason '%s' lacks '%s'", i,
-			    bad_cases[i].in, err.msg, bad_cases[i].why);
+			         bad_cases[i].in, err.msg, bad_cases[i].why);
 		assert_string_equal(out, "");
 	}
 }
@@ -288,8 +285,9 @@ test_address_idn_length(void **state)
 	assert_string_equal(out, "");
 
 	/* And a short one converts. */
-	assert_int_equal(kr_address_normalize("a@日本語.JP", strlen(
-	    "a@日本語.JP"), out, &err), 0);
+	assert_int_equal(kr_address_normalize("a@日本語.JP",
+	                                      strlen("a@日本語.JP"), out, &err),
+	                 0);
 	assert_string_equal(out, "a@xn--wgv71a119e.jp");
 }
 
@@ -297,10 +295,9 @@ static void
 test_address_domain(void **state)
 {
 	(void)state;
-	assert_string_equal(kr_address_domain("user@example.jp"),
-	    "example.jp");
+	assert_string_equal(kr_address_domain("user@example.jp"), "example.jp");
 	assert_string_equal(kr_address_domain("\"a@b\"@example.jp"),
-	    "example.jp");
+	                    "example.jp");
 	assert_string_equal(kr_address_domain("nodomain"), "");
 }
 
@@ -308,12 +305,12 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_address_valid),
-		cmocka_unit_test(test_address_invalid),
-		cmocka_unit_test(test_address_not_terminated),
-		cmocka_unit_test(test_address_lengths),
-		cmocka_unit_test(test_address_idn_length),
-		cmocka_unit_test(test_address_domain),
+	    cmocka_unit_test(test_address_valid),
+	    cmocka_unit_test(test_address_invalid),
+	    cmocka_unit_test(test_address_not_terminated),
+	    cmocka_unit_test(test_address_lengths),
+	    cmocka_unit_test(test_address_idn_length),
+	    cmocka_unit_test(test_address_domain),
 	};
 
 	return cmocka_run_group_tests_name("address", tests, NULL, NULL);

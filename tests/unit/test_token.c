@@ -103,11 +103,11 @@ load(const char *path, int create)
 }
 
 static const struct kr_token_claims claims = {
-	.purpose = KR_TOKEN_UNSUBSCRIBE,
-	.list_id = "sips-report",
-	.subscriber_id = 1337,
-	.report_id = 42,
-	.issued_at = NOW,
+    .purpose = KR_TOKEN_UNSUBSCRIBE,
+    .list_id = "sips-report",
+    .subscriber_id = 1337,
+    .report_id = 42,
+    .issued_at = NOW,
 };
 
 static size_t
@@ -115,9 +115,9 @@ decode(const char *tok, unsigned char *raw, size_t cap)
 {
 	size_t len = 0;
 
-	assert_int_equal(sodium_base642bin(raw, cap, tok, strlen(tok), NULL,
-			     &len, NULL,
-			     sodium_base64_VARIANT_URLSAFE_NO_PADDING),
+	assert_int_equal(
+	    sodium_base642bin(raw, cap, tok, strlen(tok), NULL, &len, NULL,
+	                      sodium_base64_VARIANT_URLSAFE_NO_PADDING),
 	    0);
 	return len;
 }
@@ -126,13 +126,13 @@ static void
 encode(const unsigned char *raw, size_t len, char *tok)
 {
 	sodium_bin2base64(tok, KR_TOKEN_MAX, raw, len,
-	    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	                  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 }
 
 static int
-verify(const struct kr_keyring *ring, const char *tok,
-    enum kr_token_purpose p, const char *list, int64_t now, int64_t max_age,
-    struct kr_token_claims *out, struct kr_err *err)
+verify(const struct kr_keyring *ring, const char *tok, enum kr_token_purpose p,
+       const char *list, int64_t now, int64_t max_age,
+       struct kr_token_claims *out, struct kr_err *err)
 {
 	kr_err_clear(err);
 	return kr_token_verify(ring, tok, p, list, now, max_age, out, err);
@@ -169,7 +169,7 @@ test_token_keyfile_created_0600(void **state)
 	text = read_file(fx->path);
 	assert_int_equal(count_lines(text), 1);
 	assert_int_equal(sscanf(text, "%llu %llu %63s", &fid, &fcreated, key),
-	    3);
+	                 3);
 	assert_int_equal(fid, 1);
 	assert_int_equal((int64_t)fcreated, created);
 	assert_int_equal(strlen(key), 44); /* 32 bytes in base64 */
@@ -187,8 +187,8 @@ static void
 test_token_keyfile_modes(void **state)
 {
 	struct fx *fx = *state;
-	static const mode_t bad[] = {0644, 0640, 0604, 0660, 0606, 0610,
-	    0601, 0666};
+	static const mode_t bad[] = {0644, 0640, 0604, 0660,
+	                             0606, 0610, 0601, 0666};
 	struct kr_keyring *ring = NULL;
 	struct kr_err err = {0};
 	size_t i;
@@ -198,9 +198,8 @@ test_token_keyfile_modes(void **state)
 	for (i = 0; i < KR_NELEM(bad); i++) {
 		assert_int_equal(chmod(fx->path, bad[i]), 0);
 		kr_err_clear(&err);
-		assert_int_equal(kr_token_keyring_load(fx->path, 1, &ring,
-				     &err),
-		    -1);
+		assert_int_equal(
+		    kr_token_keyring_load(fx->path, 1, &ring, &err), -1);
 		assert_null(ring);
 		assert_int_equal(err.code, KR_ERR_INVALID);
 		assert_non_null(strstr(err.msg, "chmod 600"));
@@ -217,11 +216,10 @@ test_token_keyfile_modes(void **state)
 		snprintf(link, sizeof(link), "%s/link.key", fx->dir);
 		assert_int_equal(symlink(fx->path, link), 0);
 		assert_int_equal(kr_token_keyring_load(link, 0, &ring, &err),
-		    -1);
+		                 -1);
 		assert_non_null(strstr(err.msg, "symbolic link"));
-		assert_int_equal(kr_token_keyring_load(fx->dir, 0, &ring,
-				     &err),
-		    -1);
+		assert_int_equal(kr_token_keyring_load(fx->dir, 0, &ring, &err),
+		                 -1);
 	}
 }
 
@@ -229,21 +227,22 @@ static void
 test_token_keyfile_parse(void **state)
 {
 	struct fx *fx = *state;
-	static const char key[] = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+	static const char key[] =
+	    "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 	static const struct {
 		const char *text;
 		const char *why;
 	} bad[] = {
-		{"", "holds no key"},
-		{"# only a comment\n\n", "holds no key"},
-		{"1 1700000000\n", ":1: expected"},
-		{"1 1700000000 MDEy extra\n", ":1: expected"},
-		{"x 1700000000 MDEy\n", ":1: the key id"},
-		{"0 1700000000 MDEy\n", ":1: the key id"},
-		{"4294967296 1700000000 MDEy\n", ":1: the key id"},
-		{"1 soon MDEy\n", ":1: the creation time"},
-		{"1 1700000000 MDEyMzQ1Njc4OWFiY2RlZg==\n", ":1: the key must"},
-		{"1 1700000000 %%%%\n", ":1: the key must"},
+	    {"", "holds no key"},
+	    {"# only a comment\n\n", "holds no key"},
+	    {"1 1700000000\n", ":1: expected"},
+	    {"1 1700000000 MDEy extra\n", ":1: expected"},
+	    {"x 1700000000 MDEy\n", ":1: the key id"},
+	    {"0 1700000000 MDEy\n", ":1: the key id"},
+	    {"4294967296 1700000000 MDEy\n", ":1: the key id"},
+	    {"1 soon MDEy\n", ":1: the creation time"},
+	    {"1 1700000000 MDEyMzQ1Njc4OWFiY2RlZg==\n", ":1: the key must"},
+	    {"1 1700000000 %%%%\n", ":1: the key must"},
 	};
 	struct kr_keyring *ring = NULL;
 	struct kr_err err = {0};
@@ -254,25 +253,24 @@ test_token_keyfile_parse(void **state)
 	for (i = 0; i < KR_NELEM(bad); i++) {
 		write_file(fx->path, bad[i].text, 0600);
 		kr_err_clear(&err);
-		assert_int_equal(kr_token_keyring_load(fx->path, 1, &ring,
-				     &err),
-		    -1);
+		assert_int_equal(
+		    kr_token_keyring_load(fx->path, 1, &ring, &err), -1);
 		if (strstr(err.msg, bad[i].why) == NULL)
 			fail_msg("case %zu: '%s' lacks '%s'", i, err.msg,
-			    bad[i].why);
+			         bad[i].why);
 		/* The key text never shows in a message. */
 		assert_null(strstr(err.msg, "MDEy"));
 	}
-	snprintf(text, sizeof(text), "1 1700000000 %s\n1 1700000001 %s\n",
-	    key, key);
+	snprintf(text, sizeof(text), "1 1700000000 %s\n1 1700000001 %s\n", key,
+	         key);
 	write_file(fx->path, text, 0600);
 	assert_int_equal(kr_token_keyring_load(fx->path, 0, &ring, &err), -1);
 	assert_non_null(strstr(err.msg, ":2: key id 1 appears twice"));
 
 	/* Comments, blank lines, CRLF, no final newline: fine. */
 	snprintf(text, sizeof(text),
-	    "# kairan token keys\n\n7 1700000000 %s\r\n  9\t1700000100 %s",
-	    key, key);
+	         "# kairan token keys\n\n7 1700000000 %s\r\n  9\t1700000100 %s",
+	         key, key);
 	write_file(fx->path, text, 0600);
 	ring = load(fx->path, 0);
 	assert_int_equal(kr_token_keyring_count(ring), 2);
@@ -293,13 +291,13 @@ test_token_round_trip(void **state)
 
 	kr_token_sign(ring, &c, tok);
 	for (i = 0; tok[i]; i++)
-		assert_non_null(
-		    strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-			   "0123456789-_",
-			tok[i]));
+		assert_non_null(strchr(
+		    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+		    "0123456789-_",
+		    tok[i]));
 	assert_int_equal(verify(ring, tok, KR_TOKEN_UNSUBSCRIBE, "sips-report",
-			     NOW + 10, 0, &out, &err),
-	    0);
+	                        NOW + 10, 0, &out, &err),
+	                 0);
 	assert_int_equal(out.purpose, KR_TOKEN_UNSUBSCRIBE);
 	assert_string_equal(out.list_id, "sips-report");
 	assert_int_equal(out.subscriber_id, 1337);
@@ -330,16 +328,14 @@ test_token_round_trip(void **state)
 	c.list_id = NULL;
 	kr_token_sign(ring, &c, tok);
 	assert_true(strlen(tok) < KR_TOKEN_MAX);
-	assert_int_equal(verify(ring, tok, KR_TOKEN_BOUNCE, NULL, NOW, 0, &out,
-			     &err),
-	    0);
+	assert_int_equal(
+	    verify(ring, tok, KR_TOKEN_BOUNCE, NULL, NOW, 0, &out, &err), 0);
 	assert_int_equal(out.subscriber_id, INT64_MAX);
 	assert_int_equal(out.report_id, INT64_MIN);
 	assert_int_equal(out.issued_at, INT64_MIN);
 	/* NULL and "" are the same list. */
-	assert_int_equal(verify(ring, tok, KR_TOKEN_BOUNCE, "", NOW, 0, &out,
-			     &err),
-	    0);
+	assert_int_equal(
+	    verify(ring, tok, KR_TOKEN_BOUNCE, "", NOW, 0, &out, &err), 0);
 	kr_token_keyring_free(&ring);
 }
 
@@ -359,13 +355,13 @@ test_token_mac_is_crypto_auth(void **state)
 	kr_token_sign(ring, &claims, tok);
 	len = decode(tok, raw, sizeof(raw));
 	body = len - 24;
-	assert_int_equal(sscanf(read_file(fx->path), "%llu %llu %63s", &id,
-			     &created, b64),
+	assert_int_equal(
+	    sscanf(read_file(fx->path), "%llu %llu %63s", &id, &created, b64),
 	    3);
 	assert_int_equal(sodium_base642bin(key, sizeof(key), b64, strlen(b64),
-			     NULL, &klen, NULL,
-			     sodium_base64_VARIANT_ORIGINAL),
-	    0);
+	                                   NULL, &klen, NULL,
+	                                   sodium_base64_VARIANT_ORIGINAL),
+	                 0);
 	memcpy(msg, "kairan-token", 13); /* with its NUL */
 	m = 13;
 	memcpy(msg + m, raw, body);
@@ -402,9 +398,9 @@ test_token_tampered(void **state)
 			t[i] ^= flips[f];
 			encode(t, len, bad);
 			if (verify(ring, bad, KR_TOKEN_UNSUBSCRIBE,
-				"sips-report", NOW, 0, &out, &err) != -1)
+			           "sips-report", NOW, 0, &out, &err) != -1)
 				fail_msg("byte %zu ^ %02x accepted", i,
-				    flips[f]);
+				         flips[f]);
 			assert_int_equal(err.code, KR_ERR_INVALID);
 			assert_true(err.msg[0] != '\0');
 			n++;
@@ -416,51 +412,51 @@ test_token_tampered(void **state)
 		memcpy(bad, tok, i);
 		bad[i] = '\0';
 		assert_int_equal(verify(ring, bad, KR_TOKEN_UNSUBSCRIBE,
-				     "sips-report", NOW, 0, &out, &err),
-		    -1);
+		                        "sips-report", NOW, 0, &out, &err),
+		                 -1);
 	}
 	for (i = 1; i < len; i++) {
 		encode(raw, i, bad);
 		assert_int_equal(verify(ring, bad, KR_TOKEN_UNSUBSCRIBE,
-				     "sips-report", NOW, 0, &out, &err),
-		    -1);
+		                        "sips-report", NOW, 0, &out, &err),
+		                 -1);
 	}
 	/* Extended by one byte. */
 	memcpy(t, raw, len);
 	t[len] = 0;
 	encode(t, len + 1, bad);
 	assert_int_equal(verify(ring, bad, KR_TOKEN_UNSUBSCRIBE, "sips-report",
-			     NOW, 0, &out, &err),
-	    -1);
+	                        NOW, 0, &out, &err),
+	                 -1);
 	assert_non_null(strstr(err.msg, "length"));
 	/* Not base64url; padding; too long; NULL. */
 	snprintf(bad, sizeof(bad), "%s=", tok);
 	assert_int_equal(verify(ring, bad, KR_TOKEN_UNSUBSCRIBE, "sips-report",
-			     NOW, 0, &out, &err),
-	    -1);
+	                        NOW, 0, &out, &err),
+	                 -1);
 	assert_non_null(strstr(err.msg, "base64url"));
 	memcpy(bad, tok, strlen(tok) + 1);
 	bad[3] = '+';
 	assert_int_equal(verify(ring, bad, KR_TOKEN_UNSUBSCRIBE, "sips-report",
-			     NOW, 0, &out, &err),
-	    -1);
+	                        NOW, 0, &out, &err),
+	                 -1);
 	{
 		char big[512];
 
 		memset(big, 'A', sizeof(big) - 1);
 		big[sizeof(big) - 1] = '\0';
 		assert_int_equal(verify(ring, big, KR_TOKEN_UNSUBSCRIBE,
-				     "sips-report", NOW, 0, &out, &err),
-		    -1);
+		                        "sips-report", NOW, 0, &out, &err),
+		                 -1);
 		assert_non_null(strstr(err.msg, "too long"));
 	}
-	assert_int_equal(verify(ring, NULL, KR_TOKEN_UNSUBSCRIBE,
-			     "sips-report", NOW, 0, &out, &err),
-	    -1);
+	assert_int_equal(verify(ring, NULL, KR_TOKEN_UNSUBSCRIBE, "sips-report",
+	                        NOW, 0, &out, &err),
+	                 -1);
 	/* The original still verifies. */
 	assert_int_equal(verify(ring, tok, KR_TOKEN_UNSUBSCRIBE, "sips-report",
-			     NOW, 0, &out, &err),
-	    0);
+	                        NOW, 0, &out, &err),
+	                 0);
 	kr_token_keyring_free(&ring);
 }
 
@@ -477,54 +473,54 @@ test_token_purpose_list_time(void **state)
 	c.purpose = KR_TOKEN_CONFIRM;
 	kr_token_sign(ring, &c, tok);
 	assert_int_equal(verify(ring, tok, KR_TOKEN_UNSUBSCRIBE, "sips-report",
-			     NOW, 0, &out, &err),
-	    -1);
+	                        NOW, 0, &out, &err),
+	                 -1);
 	assert_non_null(strstr(err.msg, "not for unsubscribing"));
 	assert_int_equal(verify(ring, tok, KR_TOKEN_BOUNCE, "sips-report", NOW,
-			     0, &out, &err),
-	    -1);
-	assert_int_equal(verify(ring, tok, KR_TOKEN_CONFIRM, "sips-report",
-			     NOW, 0, &out, &err),
-	    0);
+	                        0, &out, &err),
+	                 -1);
+	assert_int_equal(verify(ring, tok, KR_TOKEN_CONFIRM, "sips-report", NOW,
+	                        0, &out, &err),
+	                 0);
 	c.purpose = KR_TOKEN_UNSUBSCRIBE;
 	kr_token_sign(ring, &c, tok);
-	assert_int_equal(verify(ring, tok, KR_TOKEN_CONFIRM, "sips-report",
-			     NOW, 0, &out, &err),
-	    -1);
+	assert_int_equal(verify(ring, tok, KR_TOKEN_CONFIRM, "sips-report", NOW,
+	                        0, &out, &err),
+	                 -1);
 
 	/* Another list. */
 	assert_int_equal(verify(ring, tok, KR_TOKEN_UNSUBSCRIBE, "other-list",
-			     NOW, 0, &out, &err),
-	    -1);
+	                        NOW, 0, &out, &err),
+	                 -1);
 	assert_non_null(strstr(err.msg, "does not match"));
 	assert_int_equal(verify(ring, tok, KR_TOKEN_UNSUBSCRIBE, "sips-repor",
-			     NOW, 0, &out, &err),
-	    -1);
+	                        NOW, 0, &out, &err),
+	                 -1);
 
 	/* Age: exactly max_age is fine, one second more is not. */
 	assert_int_equal(verify(ring, tok, KR_TOKEN_UNSUBSCRIBE, "sips-report",
-			     NOW + 3600, 3600, &out, &err),
-	    0);
+	                        NOW + 3600, 3600, &out, &err),
+	                 0);
 	assert_int_equal(verify(ring, tok, KR_TOKEN_UNSUBSCRIBE, "sips-report",
-			     NOW + 3601, 3600, &out, &err),
-	    -1);
+	                        NOW + 3601, 3600, &out, &err),
+	                 -1);
 	assert_non_null(strstr(err.msg, "expired"));
 	/* max_age 0: no limit. */
 	assert_int_equal(verify(ring, tok, KR_TOKEN_UNSUBSCRIBE, "sips-report",
-			     NOW + 10 * 365 * 86400LL, 0, &out, &err),
-	    0);
+	                        NOW + 10 * 365 * 86400LL, 0, &out, &err),
+	                 0);
 
 	/* Future: 5 minutes of skew tolerated, not more. */
 	assert_int_equal(verify(ring, tok, KR_TOKEN_UNSUBSCRIBE, "sips-report",
-			     NOW - 300, 3600, &out, &err),
-	    0);
+	                        NOW - 300, 3600, &out, &err),
+	                 0);
 	assert_int_equal(verify(ring, tok, KR_TOKEN_UNSUBSCRIBE, "sips-report",
-			     NOW - 301, 3600, &out, &err),
-	    -1);
+	                        NOW - 301, 3600, &out, &err),
+	                 -1);
 	assert_non_null(strstr(err.msg, "future"));
 	assert_int_equal(verify(ring, tok, KR_TOKEN_UNSUBSCRIBE, "sips-report",
-			     NOW - 301, 0, &out, &err),
-	    -1);
+	                        NOW - 301, 0, &out, &err),
+	                 -1);
 	kr_token_keyring_free(&ring);
 }
 
@@ -594,18 +590,18 @@ test_token_rotate(void **state)
 	assert_int_equal(id, 2);
 	/* Old tokens still verify; new ones carry key 2. */
 	assert_int_equal(verify(ring, t1, KR_TOKEN_UNSUBSCRIBE, "sips-report",
-			     NOW, 0, &out, &err),
-	    0);
+	                        NOW, 0, &out, &err),
+	                 0);
 	kr_token_sign(ring, &claims, t2);
 	assert_int_equal(token_key_id(t2), 2);
 	assert_string_not_equal(t1, t2);
 	assert_int_equal(verify(ring, t2, KR_TOKEN_UNSUBSCRIBE, "sips-report",
-			     NOW, 0, &out, &err),
-	    0);
+	                        NOW, 0, &out, &err),
+	                 0);
 	/* A ring loaded before the rotation does not know key 2. */
 	assert_int_equal(verify(old, t2, KR_TOKEN_UNSUBSCRIBE, "sips-report",
-			     NOW, 0, &out, &err),
-	    -1);
+	                        NOW, 0, &out, &err),
+	                 -1);
 	assert_non_null(strstr(err.msg, "key"));
 	kr_token_keyring_free(&old);
 
@@ -619,11 +615,11 @@ test_token_rotate(void **state)
 	ring = load(fx->path, 0);
 	assert_int_equal(kr_token_keyring_count(ring), 1);
 	assert_int_equal(verify(ring, t1, KR_TOKEN_UNSUBSCRIBE, "sips-report",
-			     NOW, 0, &out, &err),
-	    -1);
+	                        NOW, 0, &out, &err),
+	                 -1);
 	assert_int_equal(verify(ring, t2, KR_TOKEN_UNSUBSCRIBE, "sips-report",
-			     NOW, 0, &out, &err),
-	    0);
+	                        NOW, 0, &out, &err),
+	                 0);
 	/* Ids are never reused: the next is 3. */
 	assert_int_equal(kr_token_rotate(fx->path, &id, &err), 0);
 	assert_int_equal(id, 3);
@@ -637,8 +633,8 @@ test_token_rotate(void **state)
 	{
 		char cmd[200];
 
-		snprintf(cmd, sizeof(cmd),
-		    "test $(ls -A '%s' | wc -l) -eq 1", fx->dir);
+		snprintf(cmd, sizeof(cmd), "test $(ls -A '%s' | wc -l) -eq 1",
+		         fx->dir);
 		assert_int_equal(system(cmd), 0);
 	}
 }
@@ -694,9 +690,8 @@ test_token_rotate_concurrent(void **state)
 		assert_int_equal(kr_token_keyring_key(ring, i, &a, NULL), 0);
 		assert_int_equal(a, i + 1);
 		for (j = 0; j < i; j++) {
-			assert_int_equal(kr_token_keyring_key(ring, j, &b,
-					     NULL),
-			    0);
+			assert_int_equal(
+			    kr_token_keyring_key(ring, j, &b, NULL), 0);
 			assert_true(a != b);
 		}
 	}
@@ -707,28 +702,26 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(
-		    test_token_keyfile_created_0600, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_token_keyfile_modes,
-		    setup, teardown),
-		cmocka_unit_test_setup_teardown(test_token_keyfile_parse,
-		    setup, teardown),
-		cmocka_unit_test_setup_teardown(test_token_round_trip, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_token_mac_is_crypto_auth,
-		    setup, teardown),
-		cmocka_unit_test_setup_teardown(test_token_tampered, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_token_purpose_list_time,
-		    setup, teardown),
-		cmocka_unit_test_setup_teardown(test_token_peek, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_token_rotate, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(
-		    test_token_rotate_missing_creates, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_token_rotate_concurrent,
-		    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_token_keyfile_created_0600,
+	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_token_keyfile_modes, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_token_keyfile_parse, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_token_round_trip, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_token_mac_is_crypto_auth,
+	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_token_tampered, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_token_purpose_list_time, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_token_peek, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_token_rotate, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_token_rotate_missing_creates,
+	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_token_rotate_concurrent, setup,
+	                                    teardown),
 	};
 
 	return cmocka_run_group_tests_name("token", tests, NULL, NULL);
