@@ -3,7 +3,10 @@
  * time, subscriber id, report id, and a crypto_auth MAC over those fields
  * plus the list id. The address never appears in it. Verification is
  * constant-time and accepts every key still in the key file, so links keep
- * working after `kairanctl keys rotate`. */
+ * working after `kairanctl keys rotate`. The MAC is kept to 24 bytes so a
+ * typical token is 48 characters of [A-Za-z0-9_-] and "bounces+TOKEN" fits
+ * the 64-octet local part of a VERP address (tokens are case-sensitive:
+ * never fold the case of a VERP local part). Layout: lib/token.c. */
 #ifndef KR_TOKEN_H
 #define KR_TOKEN_H
 
