@@ -38,6 +38,7 @@
 /* Input past this is refused before any work: even IDN cannot shrink it
  * back under 254 octets. */
 #define INPUT_MAX 1024
+#define IDEOGRAPHIC_SPACE "\xe3\x80\x80" /* U+3000 */
 
 static pthread_once_t utf8_once = PTHREAD_ONCE_INIT;
 static locale_t utf8_locale;
@@ -338,10 +339,25 @@ kr_address_normalize(const char *in, size_t len, char out[KR_ADDRESS_MAX],
 	int rc = -1, r;
 
 	out[0] = '\0';
-	while (n > 0 && (s[0] == ' ' || s[0] == '\t'))
-		s++, n--;
-	while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
-		n--;
+	/* Space, tab, and the ideographic space a Japanese IME types. CR and
+	 * LF are not trimmed but refused: they have no business in a field
+	 * that ends up in a header. */
+	for (;;) {
+		if (n > 0 && (s[0] == ' ' || s[0] == '\t'))
+			s++, n--;
+		else if (n >= 3 && memcmp(s, IDEOGRAPHIC_SPACE, 3) == 0)
+			s += 3, n -= 3;
+		else
+			break;
+	}
+	for (;;) {
+		if (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+			n--;
+		else if (n >= 3 && memcmp(s + n - 3, IDEOGRAPHIC_SPACE, 3) == 0)
+			n -= 3;
+		else
+			break;
+	}
 	if (n == 0) {
 		kr_err_set(err, KR_ERR_INVALID, "the address is empty");
 		goto out;

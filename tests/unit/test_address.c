@@ -21,6 +21,7 @@ struct ok_case {
 static const struct ok_case ok_cases[] = {
     {"user@example.jp", "user@example.jp"},
     {"  user@Example.JP\t", "user@example.jp"},
+    {"\xe3\x80\x80user@example.jp\xe3\x80\x80 ", "user@example.jp"},
     {"User.Name+tag@EXAMPLE.co.jp", "User.Name+tag@example.co.jp"},
     {"a!#$%&'*+-/=?^_`{|}~z@example.jp", "a!#$%&'*+-/=?^_`{|}~z@example.jp"},
     {"\"john doe\"@example.jp", "\"john doe\"@example.jp"},
@@ -75,6 +76,9 @@ static const struct bad_case bad_cases[] = {
     {"a@b.jp, c@d.jp", 0, "one address"},
     {"a@b.jp;c@d.jp", 0, "one address"},
     {"a b@c.jp", 0, "space"},
+    {"a\xe3\x80\x80"
+     "b@c.jp",
+     0, "U+3000"},
     {"user.example.jp", 0, "@ sign is missing"},
     {"@example.jp", 0, "before the @ is missing"},
     {"user@", 0, "domain part is missing"},
