@@ -1323,7 +1323,7 @@ claim_pass(struct kr_store *s, enum stmt_id id, int64_t report_id,
 {
 	sqlite3_stmt *st, *up;
 	size_t first, got, want_n, i, keep;
-	int rc, status[64];
+	int rc, status[1024];
 	enum kr_sub_status want;
 	bool ok;
 
