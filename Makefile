@@ -101,6 +101,9 @@ $(B)/.flags: FORCE
 	  echo '$(ALL_CFLAGS) $(ALL_LDFLAGS)' > $@
 FORCE:
 
+# Keep object files of test binaries (no rebuild on every run).
+.SECONDARY:
+
 $(B)/%.o: %.c $(B)/.flags
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
