@@ -52,7 +52,7 @@ rc, out, err = ctl("--config", "config/kairan.yaml", "check-config",
 ok(rc == 0 and "not-printed" not in out + err, "config/kairan.yaml OK",
    (rc, out, err))
 rc, out, err = ctl("--config", "config/kairan.yaml", "check-config")
-ok(rc == 2 and "config/kairan.yaml:118:20: smtp[0].password_file: cannot "
+ok(rc == 2 and "config/kairan.yaml:122:20: smtp[0].password_file: cannot "
    "read '/etc/kairan/smtp.pass'" in err,
    "example without the password: the file is named at its line",
    (rc, out, err))

@@ -1057,6 +1057,92 @@ test_config_shipped_files(void **state)
 	kr_config_free(&cfg);
 }
 
+static void
+test_config_merge_keys(void **state)
+{
+	struct kr_config *cfg;
+	char *e;
+
+	(void)state;
+	cfg = load_ok(
+	    "x-list: &list\n"
+	    "  from: \"Example <news@example.jp>\"\n"
+	    "  language: ja\n"
+	    "  archive: true\n"
+	    "x-extra: &extra {reply_to: info@example.jp, archive: false}\n"
+	    "public_url: https://x.example\n"
+	    "delivery: {transport: maildir, maildir: m}\n"
+	    "lists:\n"
+	    "  - <<: *list\n"
+	    "    id: one\n"
+	    "  - <<: [*extra, *list]\n"
+	    "    id: two\n"
+	    "    language: en\n");
+	assert_int_equal(cfg->n_lists, 2);
+	assert_string_equal(cfg->lists[0].id, "one");
+	assert_string_equal(cfg->lists[0].from_addr, "news@example.jp");
+	assert_string_equal(cfg->lists[0].language, "ja");
+	assert_true(cfg->lists[0].archive);
+	assert_null(cfg->lists[0].reply_to);
+	assert_string_equal(cfg->lists[1].from_name, "Example");
+	assert_string_equal(cfg->lists[1].language, "en"); /* own key wins */
+	assert_false(cfg->lists[1].archive);               /* first merge */
+	assert_string_equal(cfg->lists[1].reply_to, "info@example.jp");
+	kr_config_free(&cfg);
+
+	/* A bad key in an anchor merged twice: reported once, at the
+	 * anchor. */
+	e = load_fail("x-list: &list {from: a@example.jp, colour: red}\n"
+	              "public_url: https://x.example\n"
+	              "delivery: {transport: maildir, maildir: m}\n"
+	              "lists:\n"
+	              "  - {<<: *list, id: one}\n"
+	              "  - {<<: *list, id: two}\n");
+	assert_string_equal(e, "t.yaml:1:36: unknown key 'colour' in "
+	                       "lists[0], expected one of: id, name, from, "
+	                       "reply_to, double_opt_in, language, archive, "
+	                       "allow_html, footer, unsubscribe_mailto\n"
+	                       "t.yaml:1:36: unknown key 'colour' in "
+	                       "lists[1], expected one of: id, name, from, "
+	                       "reply_to, double_opt_in, language, archive, "
+	                       "allow_html, footer, unsubscribe_mailto\n");
+	free(e);
+	expect_one(BASE "http: {<<: 5}\n",
+	           "t.yaml:8:12: http: '<<' merges text, expected a mapping");
+	/* Merges of merges of merges: bounded work, one error. */
+	{
+		char *text = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&text, &len);
+		int i, j;
+
+		assert_non_null(f);
+		fputs("x-0: &m0 {}\n", f);
+		for (i = 1; i <= 4; i++) {
+			fprintf(f, "x-%d: &m%d {<<: [", i, i);
+			for (j = 0; j < 300; j++)
+				fprintf(f, "%s*m%d", j ? ", " : "", i - 1);
+			fputs("]}\n", f);
+		}
+		fputs(BASE "http: *m4\n", f);
+		fclose(f);
+		e = load_fail(text);
+		assert_line(e, "t.yaml:1:6: http: more than");
+		assert_non_null(strstr(e, "more than 10000 keys through '<<' "
+		                          "merges, expected fewer\n"));
+		assert_int_equal(count_lines(e), 1);
+		free(e);
+		free(text);
+	}
+	/* A mapping merging itself: libyaml allows the cycle. */
+	e = load_fail("x: &a {<<: *a}\n" BASE "http: *a\n");
+	assert_line(e, "t.yaml:1:1: unknown key 'x'");
+	assert_line(e, "t.yaml:1:8: http: '<<' merges nested more than 4 "
+	               "deep");
+	assert_int_equal(count_lines(e), 2);
+	free(e);
+}
+
 /* Every key the loader knows is documented in the example file, as
  * "key:" (set or commented out) or in a "#   key  meaning" table. */
 static void
@@ -1110,6 +1196,7 @@ main(void)
 	    cmocka_unit_test(test_config_values),
 	    cmocka_unit_test(test_config_columns_count_characters),
 	    cmocka_unit_test(test_config_all_errors_at_once),
+	    cmocka_unit_test(test_config_merge_keys),
 	    cmocka_unit_test(test_config_too_many_errors),
 	    cmocka_unit_test(test_config_password_file),
 	    cmocka_unit_test(test_config_password_env),
