@@ -51,9 +51,12 @@ rc, out, err = ctl("--config", "config/kairan.yaml", "check-config",
                    env={"KAIRAN_SMTP_PASSWORD": "not-printed"})
 ok(rc == 0 and "not-printed" not in out + err, "config/kairan.yaml OK",
    (rc, out, err))
+with open(os.path.join(ROOT, "config/kairan.yaml"), encoding="utf-8") as f:
+    pw_line = [i + 1 for i, line in enumerate(f)
+               if line.startswith("    password_file: ")][0]
 rc, out, err = ctl("--config", "config/kairan.yaml", "check-config")
-ok(rc == 2 and "config/kairan.yaml:122:20: smtp[0].password_file: cannot "
-   "read '/etc/kairan/smtp.pass'" in err,
+ok(rc == 2 and ("config/kairan.yaml:%d:20: smtp[0].password_file: cannot "
+                "read '/etc/kairan/smtp.pass'" % pw_line) in err,
    "example without the password: the file is named at its line",
    (rc, out, err))
 
