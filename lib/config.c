@@ -397,8 +397,9 @@ struct ctx {
 	yaml_document_t *doc;
 	struct cfg_error *errs;
 	size_t n_errs;
-	bool stop;     /* too many errors: stop walking */
-	size_t merged; /* pairs seen through "<<", against alias bombs */
+	bool stop;      /* too many errors: stop walking */
+	size_t merged;  /* pairs seen through "<<", against alias bombs */
+	unsigned flags; /* KR_CONFIG_* */
 };
 
 static void cerr(struct ctx *c, const yaml_mark_t *m, const char *fmt, ...)
@@ -1995,13 +1996,13 @@ check_relays(struct ctx *c, struct kr_config *cfg, yaml_node_t *root)
 		yaml_node_t *pf = map_get(c->doc, item, "password_file");
 		char path[64];
 
-		if (item == NULL)
-			continue;
-		snprintf(path, sizeof(path), "smtp[%zu]", i);
 		if (r->port == 0)
 			r->port = r->tls == KR_CFG_TLS_TLS        ? 465
 			          : r->tls == KR_CFG_TLS_STARTTLS ? 587
 			                                          : 25;
+		if (item == NULL || (c->flags & KR_CONFIG_NO_SECRETS))
+			continue;
+		snprintf(path, sizeof(path), "smtp[%zu]", i);
 		if (r->ca_file != NULL && access(r->ca_file, R_OK) < 0)
 			cerr(c, mark_of(map_get(c->doc, item, "ca_file"), item),
 			     "%s.ca_file: cannot read '%s': %s, expected a "
@@ -2198,7 +2199,16 @@ int
 kr_config_load_buf(const char *name, const char *data, size_t len,
                    struct kr_config **cfg_out, char **errors_out)
 {
-	struct ctx c = {.name = name};
+	return kr_config_load_buf_flags(name, data, len, 0, cfg_out,
+	                                errors_out);
+}
+
+int
+kr_config_load_buf_flags(const char *name, const char *data, size_t len,
+                         unsigned flags, struct kr_config **cfg_out,
+                         char **errors_out)
+{
+	struct ctx c = {.name = name, .flags = flags};
 	struct kr_config *cfg = NULL;
 	yaml_parser_t parser;
 	yaml_document_t doc, extra;
@@ -2289,6 +2299,13 @@ out:
 int
 kr_config_load(const char *path, struct kr_config **cfg_out, char **errors_out)
 {
+	return kr_config_load_flags(path, 0, cfg_out, errors_out);
+}
+
+int
+kr_config_load_flags(const char *path, unsigned flags,
+                     struct kr_config **cfg_out, char **errors_out)
+{
 	struct stat st;
 	char *data = NULL;
 	size_t len = 0;
@@ -2343,7 +2360,8 @@ kr_config_load(const char *path, struct kr_config **cfg_out, char **errors_out)
 		                           path, CFG_MAX_FILE);
 		goto out;
 	}
-	r = kr_config_load_buf(path, data, len, cfg_out, errors_out);
+	r = kr_config_load_buf_flags(path, data, len, flags, cfg_out,
+	                             errors_out);
 out:
 	free(data);
 	if (fd >= 0)
@@ -2403,6 +2421,51 @@ kr_config_free(struct kr_config **cfg)
 		return;
 	config_release(*cfg);
 	*cfg = NULL;
+}
+
+static bool
+str_differs(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a != b;
+	return strcmp(a, b) != 0;
+}
+
+size_t
+kr_config_restart_keys(const struct kr_config *old, const struct kr_config *cur,
+                       char *what, size_t size)
+{
+	const struct {
+		const char *key;
+		bool changed;
+	} keys[] = {
+	    {"database", str_differs(old->database, cur->database)},
+	    {"key_file", str_differs(old->key_file, cur->key_file)},
+	    {"http.listen", str_differs(old->http_listen, cur->http_listen)},
+	    {"admin.listen", str_differs(old->admin_listen, cur->admin_listen)},
+	    {"outbox", str_differs(old->outbox, cur->outbox)},
+	    {"delivery.workers",
+	     old->delivery.workers != cur->delivery.workers},
+	};
+	size_t i, n = 0, o = 0, klen;
+
+	if (what != NULL && size > 0)
+		what[0] = '\0';
+	for (i = 0; i < KR_NELEM(keys); i++) {
+		if (!keys[i].changed)
+			continue;
+		klen = strlen(keys[i].key);
+		if (what != NULL && o + klen + 3 <= size) {
+			if (n > 0) {
+				memcpy(what + o, ", ", 2);
+				o += 2;
+			}
+			memcpy(what + o, keys[i].key, klen + 1);
+			o += klen;
+		}
+		n++;
+	}
+	return n;
 }
 
 const struct kr_cfg_list *

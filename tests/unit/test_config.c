@@ -1016,6 +1016,63 @@ test_config_password_env(void **state)
 }
 
 static void
+test_config_no_secrets(void **state)
+{
+	static const char yaml[] = BASE "smtp:\n"
+	                                "  - host: a.example\n"
+	                                "    user: u\n"
+	                                "    password_file: /nonexistent/pass\n"
+	                                "    ca_file: /nonexistent/ca.pem\n";
+	struct kr_config *cfg = NULL;
+	char *e = NULL;
+
+	(void)state;
+	unsetenv("KAIRAN_SMTP_PASSWORD");
+	e = load_fail(yaml);
+	assert_line(e, "t.yaml:11:20: smtp[0].password_file: cannot read");
+	assert_line(e, "t.yaml:12:14: smtp[0].ca_file: cannot read");
+	free(e);
+	assert_int_equal(kr_config_load_buf_flags("t.yaml", yaml, strlen(yaml),
+	                                          KR_CONFIG_NO_SECRETS, &cfg,
+	                                          &e),
+	                 0);
+	assert_null(e);
+	assert_null(cfg->relays[0].password);
+	assert_int_equal(cfg->relays[0].port, 587);
+	kr_config_free(&cfg);
+	/* Everything else is still checked. */
+	assert_int_equal(kr_config_load_buf_flags("t.yaml", "a: 1\n", 5,
+	                                          KR_CONFIG_NO_SECRETS, &cfg,
+	                                          &e),
+	                 -1);
+	assert_line(e, "t.yaml:1:1: unknown key 'a'");
+	free(e);
+}
+
+static void
+test_config_restart_keys(void **state)
+{
+	struct kr_config *a, *b;
+	char what[128];
+
+	(void)state;
+	a = load_ok(BASE);
+	b = load_ok(BASE "  workers: 8\n"
+	                 "  rate: 10/s\n"
+	                 "http: {listen: '127.0.0.1:9090'}\n"
+	                 "outbox: /tmp/outbox\n");
+	assert_int_equal(kr_config_restart_keys(a, a, what, sizeof(what)), 0);
+	assert_string_equal(what, "");
+	assert_int_equal(kr_config_restart_keys(a, b, what, sizeof(what)), 3);
+	assert_string_equal(what, "http.listen, outbox, delivery.workers");
+	assert_int_equal(kr_config_restart_keys(a, b, what, 16), 3);
+	assert_string_equal(what, "http.listen");
+	assert_int_equal(kr_config_restart_keys(b, a, NULL, 0), 3);
+	kr_config_free(&a);
+	kr_config_free(&b);
+}
+
+static void
 test_config_shipped_files(void **state)
 {
 	struct kr_config *cfg = NULL;
@@ -1200,6 +1257,8 @@ main(void)
 	    cmocka_unit_test(test_config_too_many_errors),
 	    cmocka_unit_test(test_config_password_file),
 	    cmocka_unit_test(test_config_password_env),
+	    cmocka_unit_test(test_config_no_secrets),
+	    cmocka_unit_test(test_config_restart_keys),
 	    cmocka_unit_test(test_config_shipped_files),
 	    cmocka_unit_test(test_config_example_documents_every_key),
 	};
