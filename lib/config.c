@@ -1070,6 +1070,15 @@ lower(char *s)
 			*s = (char)(*s - 'A' + 'a');
 }
 
+/* "HTTPS://" → "https://", so users of the URL can compare prefixes. */
+static void
+lower_scheme(char *url)
+{
+	for (; *url && *url != ':'; url++)
+		if (*url >= 'A' && *url <= 'Z')
+			*url = (char)(*url - 'A' + 'a');
+}
+
 /* Converts one scalar into the field at base. node is NULL for a default
  * (which must be valid: it comes from the table). Returns 0 or -1 with an
  * error recorded. */
@@ -1127,9 +1136,11 @@ conv_scalar(struct ctx *c, const struct field *f, const char *s, size_t len,
 	case FT_URL:
 		if (check_url(s, len, f->flags, &why) < 0)
 			break;
-		while (len > 0 && s[len - 1] == '/')
+		/* A base URL: links are built as public_url + "/path". */
+		while (!(f->flags & F_QUERY) && len > 0 && s[len - 1] == '/')
 			len--;
 		set_str(base, f->off, kr_xstrndup(s, len));
+		lower_scheme(*str_at(base, f->off));
 		return 0;
 	case FT_LISTEN:
 		if (check_listen(s, len, &why) < 0)

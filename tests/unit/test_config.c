@@ -698,7 +698,7 @@ test_config_values(void **state)
 
 	(void)state;
 	cfg = load_ok("public_url: HTTPS://news.example.jp:8443/kairan//\n"
-	              "webhook: https://hooks.example.jp/k?token=1\n"
+	              "webhook: Http://hooks.example.jp/k?token=/\n"
 	              "http:\n"
 	              "  listen: '[::1]:8080'\n"
 	              "  trusted_proxies: [127.0.0.1, '::1', 10.0.0.7]\n"
@@ -726,8 +726,8 @@ test_config_values(void **state)
 	              "  bounce_domain: Bounces.Example.JP\n"
 	              "log: {level: debug}\n");
 	assert_string_equal(cfg->public_url,
-	                    "HTTPS://news.example.jp:8443/kairan");
-	assert_string_equal(cfg->webhook, "https://hooks.example.jp/k?token=1");
+	                    "https://news.example.jp:8443/kairan");
+	assert_string_equal(cfg->webhook, "http://hooks.example.jp/k?token=/");
 	assert_string_equal(cfg->http_listen, "[::1]:8080");
 	assert_int_equal(cfg->n_trusted_proxies, 3);
 	assert_string_equal(cfg->trusted_proxies[1], "::1");
