@@ -705,7 +705,7 @@ kr_mime_compose(const struct kr_mime_msg *m, struct kr_buf *out,
     struct kr_err *err)
 {
 	unsigned char rnd[24];
-	char id[49], *dom, *bnd = NULL;
+	char id[49], *dom, *bnd = NULL, *tok = NULL;
 	bool has_html, list_unsub, qp = false;
 	size_t col;
 	int r = -1;
@@ -753,7 +753,9 @@ kr_mime_compose(const struct kr_mime_msg *m, struct kr_buf *out,
 			    put_phrase(out, &col, m->list_name, err) < 0)
 				goto out;
 		}
-		if (kr_buf_printf(out, " <%s>\r\n", m->list_id) < 0)
+		tok = kr_xasprintf(" <%s>", m->list_id);
+		if (put_folded(out, &col, tok, strlen(tok)) < 0 ||
+		    kr_buf_puts(out, "\r\n") < 0)
 			goto full;
 	}
 	list_unsub = (m->unsub_url && m->unsub_url[0]) ||
@@ -812,5 +814,6 @@ full:
 	r = kr_err_set(err, KR_ERR_INVALID, "message too large");
 out:
 	free(bnd);
+	free(tok);
 	return r;
 }

@@ -107,7 +107,11 @@ class Proc:
         if self.alive():
             os.kill(self.pid, sig)
 
-    def stop(self, sig=signal.SIGTERM, timeout=20):
+    def stop(self, sig=None, timeout=20):
+        # (the default cannot be signal.SIGTERM: in this class body
+        # "signal" names the method above)
+        if sig is None:
+            sig = signal.SIGTERM
         if self.alive():
             os.kill(self.pid, sig)
             try:
