@@ -377,7 +377,8 @@ add_footer(struct tpl *t, struct kr_buf *lit, const struct kr_cfg_list *list,
 			tpl_add(t, lit, "\n", 1, mode, v);
 	}
 	snprintf(name, sizeof(name), "footer.%s.txt", lang_of(list));
-	std = kr_compose_template(name);
+	if ((std = kr_compose_template(name)) == NULL)
+		abort(); /* built in for both languages */
 	/* the standard block, without its unsubscribe line when the list's
 	 * footer has the link already */
 	for (p = std; *p != '\0'; p = e) {
