@@ -10,6 +10,7 @@
  * the report body itself is never searched for placeholders. */
 #include "compose.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -333,6 +334,11 @@ struct kr_compose_cache {
 	char *list_id, *from_name, *from_addr, *reply_to, *list_name;
 	char *unsub_mailto, *list_id_hdr, *feedback_id, *subject;
 	int64_t report_id;
+	/* what else the cache was built from, for kr_compose_report's
+	 * per-thread reuse */
+	char hash[65];
+	char *footer, *language, *preheader;
+	bool archive, allow_html;
 	struct kr_mime_part *text, *html;
 	struct tpl text_tail, html_tail;
 };
@@ -428,6 +434,13 @@ kr_compose_prepare(const struct kr_config *cfg,
 	    list->id);
 	c->subject = kr_xstrdup(r->subject);
 	c->report_id = r->id;
+	memcpy(c->hash, r->hash, sizeof(c->hash));
+	c->hash[sizeof(c->hash) - 1] = '\0';
+	c->footer = kr_xstrdup(list->footer);
+	c->language = kr_xstrdup(list->language);
+	c->preheader = kr_xstrdup(r->preheader);
+	c->archive = list->archive;
+	c->allow_html = list->allow_html;
 
 	archive = list->archive && r->id > 0
 	    ? kr_xasprintf("%s/archive/%lld", cfg->public_url, (long long)r->id)
@@ -512,6 +525,9 @@ kr_compose_cache_free(struct kr_compose_cache **cp)
 	free(c->list_id_hdr);
 	free(c->feedback_id);
 	free(c->subject);
+	free(c->footer);
+	free(c->language);
+	free(c->preheader);
 	kr_mime_part_free(&c->text);
 	kr_mime_part_free(&c->html);
 	tpl_fini(&c->text_tail);
@@ -600,19 +616,74 @@ out:
 	return r;
 }
 
+/* NULL-safe string equality. */
+static bool
+same(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return strcmp(a, b) == 0;
+}
+
+/* Whether c was built from these very inputs (by value: a reloaded config
+ * or a re-read report row with equal contents reuses it). */
+static bool
+cache_matches(const struct kr_compose_cache *c, const struct kr_config *cfg,
+    const struct kr_cfg_list *list, const struct kr_report_row *r)
+{
+	return c->report_id == r->id && r->id != 0 &&
+	    strncmp(c->hash, r->hash, sizeof(c->hash)) == 0 &&
+	    same(c->subject, r->subject) && same(c->preheader, r->preheader) &&
+	    same(c->public_url, cfg->public_url) &&
+	    same(c->bounce_domain, cfg->delivery.bounce_domain) &&
+	    same(c->list_id, list->id) && same(c->list_name, list->name) &&
+	    same(c->from_name, list->from_name) &&
+	    same(c->from_addr, list->from_addr) &&
+	    same(c->reply_to, list->reply_to) && same(c->footer, list->footer) &&
+	    same(c->language, list->language) &&
+	    same(c->unsub_mailto, list->unsubscribe_mailto) &&
+	    c->archive == list->archive && c->allow_html == list->allow_html;
+}
+
+/* kr_compose_report keeps the last report's cache per thread, so callers
+ * that compose one report for many subscribers get the fast path without
+ * holding a cache themselves; freed when the thread exits. */
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+
+static void
+cache_destroy(void *p)
+{
+	struct kr_compose_cache *c = p;
+
+	kr_compose_cache_free(&c);
+}
+
+static void
+cache_key_init(void)
+{
+	if (pthread_key_create(&cache_key, cache_destroy) != 0)
+		abort();
+}
+
 int
 kr_compose_report(const struct kr_config *cfg, const struct kr_cfg_list *list,
     const struct kr_report_row *r, const struct kr_claim *c,
     const struct kr_keyring *ring, int64_t now, struct kr_buf *out,
     char env_from[256], struct kr_err *err)
 {
-	struct kr_compose_cache *cache = kr_compose_prepare(cfg, list, r);
-	int rc;
+	struct kr_compose_cache *cache;
 
-	rc = kr_compose_report_cached(cache, c, NULL, ring, now, out, env_from,
-	    err);
-	kr_compose_cache_free(&cache);
-	return rc;
+	pthread_once(&cache_once, cache_key_init);
+	cache = pthread_getspecific(cache_key);
+	if (cache == NULL || !cache_matches(cache, cfg, list, r)) {
+		kr_compose_cache_free(&cache);
+		cache = kr_compose_prepare(cfg, list, r);
+		if (pthread_setspecific(cache_key, cache) != 0)
+			abort();
+	}
+	return kr_compose_report_cached(cache, c, NULL, ring, now, out,
+	    env_from, err);
 }
 
 /* ---- the confirmation mail ---- */
