@@ -24,10 +24,10 @@ DEB_PKGS := build-essential pkg-config libyaml-dev libsqlite3-dev sqlite3 \
 	libcmark-dev libsystemd-dev libcmocka-dev libssl-dev \
 	python3 python3-aiosmtpd python3-dkim postfix curl openssl clang \
 	libclang-rt-14-dev wrk nginx-light spamassassin chromium time systemd \
-	cppcheck clang-tidy valgrind
+	cppcheck clang-tidy valgrind libidn2-dev
 
 PKGS := yaml-0.1 sqlite3 libsodium libesmtp-1.0 libcurl libmicrohttpd \
-	libcmark libsystemd libcrypto
+	libcmark libsystemd libcrypto libidn2
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
 	-Wmissing-prototypes -Wmissing-declarations -Wold-style-definition \
@@ -100,6 +100,9 @@ $(B)/.flags: FORCE
 	@echo '$(ALL_CFLAGS) $(ALL_LDFLAGS)' | cmp -s - $@ || \
 	  echo '$(ALL_CFLAGS) $(ALL_LDFLAGS)' > $@
 FORCE:
+
+# Keep object files of test binaries (no rebuild on every run).
+.SECONDARY:
 
 $(B)/%.o: %.c $(B)/.flags
 	@mkdir -p $(dir $@)

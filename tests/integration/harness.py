@@ -108,8 +108,7 @@ class Proc:
             os.kill(self.pid, sig)
 
     def stop(self, sig=None, timeout=20):
-        # (the default cannot be signal.SIGTERM: in this class body
-        # "signal" names the method above)
+        # (a default of signal.SIGTERM here would name the method above)
         if sig is None:
             sig = signal.SIGTERM
         if self.alive():
