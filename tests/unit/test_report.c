@@ -4,9 +4,11 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -14,22 +16,6 @@
 #include "err.h"
 #include "report.h"
 #include "store.h"
-
-/* XXX(#4): until store.c is on main, kr_report_queue's store call is
- * satisfied here; the queue path is tested end to end by test_send.py. */
-int
-kr_store_report_add(struct kr_store *s, const struct kr_report_row *r,
-    bool again, int64_t now, int64_t *id_out, int64_t *queued_out,
-    struct kr_err *err)
-{
-	(void)s;
-	(void)r;
-	(void)again;
-	(void)now;
-	(void)id_out;
-	(void)queued_out;
-	return kr_err_set(err, KR_ERR_DB, "no store in this test");
-}
 
 static char id1[] = "sips-report", id2[] = "other";
 static struct kr_cfg_list lists[2] = {
@@ -239,6 +225,77 @@ test_report_text_links(void **state)
 	}
 }
 
+static void
+test_report_queue(void **state)
+{
+	/* the one queueing path, against a real SQLite store */
+	char path[64] = "/tmp/kairan-test-report-XXXXXX", side[80];
+	struct kr_store *st = NULL;
+	struct kr_subscriber sub;
+	struct kr_report_row got;
+	struct kr_err err = {0};
+	const char *src = "---\nsubject: 第1号\nsend_at: 2030-01-01T00:00Z\n"
+			  "preheader: 要点\n---\n本文\n";
+	int64_t rid = 0, rid2 = 0, n = -1;
+	bool added;
+	int fd, i;
+
+	(void)state;
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	close(fd);
+	unlink(path);
+	assert_int_equal(kr_store_open(path, &st, &err), 0);
+	for (i = 0; i < 3; i++) {
+		memset(&sub, 0, sizeof(sub));
+		snprintf(sub.list_id, sizeof(sub.list_id), "sips-report");
+		snprintf(sub.email, sizeof(sub.email), "r%d@example.org", i);
+		sub.status = i < 2 ? KR_SUB_ACTIVE : KR_SUB_PENDING;
+		sub.created_at = sub.consent_at = 1;
+		snprintf(sub.consent_source, sizeof(sub.consent_source), "cli");
+		assert_int_equal(
+		    kr_store_subscriber_import(st, &sub, &added, &err), 0);
+	}
+	assert_int_equal(kr_report_queue(st, &one, "r.md", src, strlen(src),
+			     false, &rid, &n, &err),
+	    0);
+	assert_true(rid > 0);
+	assert_int_equal(n, 2); /* active only */
+	memset(&got, 0, sizeof(got));
+	assert_int_equal(kr_store_report_get(st, rid, &got, &err), 1);
+	assert_string_equal(got.subject, "第1号");
+	assert_string_equal(got.preheader, "要点");
+	assert_string_equal(got.text, "本文\n");
+	assert_string_equal(got.html, "<p>本文</p>\n");
+	assert_string_equal(got.source, "r.md");
+	assert_string_equal(got.list_id, "sips-report");
+	assert_int_equal(got.send_at, 1893456000);
+	assert_int_equal(strlen(got.hash), 64);
+	kr_store_report_row_fini(&got);
+	/* the same bytes again: refused, and nothing queued */
+	assert_int_equal(kr_report_queue(st, &one, "again.md", src, strlen(src),
+			     false, &rid2, &n, &err),
+	    -1);
+	assert_int_equal(err.code, KR_ERR_EXISTS);
+	assert_non_null(strstr(err.msg, "--again"));
+	assert_int_equal(kr_report_queue(st, &one, "again.md", src, strlen(src),
+			     true, &rid2, &n, &err),
+	    0);
+	assert_true(rid2 > rid);
+	assert_int_equal(n, 2);
+	/* a bad report never reaches the store */
+	assert_int_equal(kr_report_queue(st, &one, "bad.md", "no", 2, false,
+			     &rid2, &n, &err),
+	    -1);
+	assert_int_equal(err.code, KR_ERR_INVALID);
+	kr_store_close(&st);
+	unlink(path);
+	snprintf(side, sizeof(side), "%s-wal", path);
+	unlink(side);
+	snprintf(side, sizeof(side), "%s-shm", path);
+	unlink(side);
+}
+
 int
 main(void)
 {
@@ -250,6 +307,7 @@ main(void)
 	    cmocka_unit_test(test_report_nul_refused),
 	    cmocka_unit_test(test_report_raw_html),
 	    cmocka_unit_test(test_report_text_links),
+	    cmocka_unit_test(test_report_queue),
 	};
 
 	setenv("TZ", "UTC", 1);
