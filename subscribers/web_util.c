@@ -169,15 +169,19 @@ kr_web_accept(const char *accept)
 	return KR_WEB_FMT_TEXT;
 }
 
-/* Length of the valid UTF-8 sequence at p (1..4), or 0 when invalid. */
+/* Length of the valid UTF-8 sequence at p (1..4), or 0 when invalid;
+ * *ctl says whether it is a control character (C0, DEL, C1). */
 static size_t
-utf8_len(const unsigned char *p)
+utf8_len(const unsigned char *p, bool *ctl)
 {
 	size_t n, i;
 	uint32_t cp;
 
-	if (p[0] < 0x80)
+	*ctl = false;
+	if (p[0] < 0x80) {
+		*ctl = p[0] < 0x20 || p[0] == 0x7f;
 		return 1;
+	}
 	if ((p[0] & 0xe0) == 0xc0) {
 		n = 2;
 		cp = p[0] & 0x1f;
@@ -199,9 +203,7 @@ utf8_len(const unsigned char *p)
 	    (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
 	    (cp >= 0xd800 && cp <= 0xdfff))
 		return 0;
-	/* C1 controls (U+0080..U+009F) count as control characters. */
-	if (cp >= 0x80 && cp <= 0x9f)
-		return 0;
+	*ctl = cp >= 0x80 && cp <= 0x9f;
 	return n;
 }
 
@@ -210,18 +212,17 @@ kr_web_clean_text(const char *in, char *out, size_t max)
 {
 	const unsigned char *p = (const unsigned char *)(in != NULL ? in : "");
 	size_t o = 0, n;
+	bool ctl;
 
 	while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
 		p++;
 	while (*p != '\0') {
-		n = utf8_len(p);
-		if (n == 1 && (*p < 0x20 || *p == 0x7f))
-			n = 0;
-		if (n == 0) {
+		n = utf8_len(p, &ctl);
+		if (n == 0 || ctl) {
 			if (o + 1 >= max)
 				break;
 			out[o++] = ' ';
-			p++;
+			p += n > 0 ? n : 1;
 			continue;
 		}
 		if (o + n >= max)
