@@ -1508,6 +1508,7 @@ start_daemon(struct kr_web *web, int fd, bool public, struct kr_err *err)
 
 	if (public)
 		d = MHD_start_daemon(flags, 0, NULL, NULL, on_http, web,
+		    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, web,
 		    MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
 		    MHD_OPTION_THREAD_POOL_SIZE, (unsigned)KR_WEB_THREADS,
 		    MHD_OPTION_CONNECTION_LIMIT, (unsigned)KR_WEB_CONN_LIMIT,
@@ -1517,15 +1518,14 @@ start_daemon(struct kr_web *web, int fd, bool public, struct kr_err *err)
 		    MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 		    (size_t)KR_WEB_CONN_MEMORY,
 		    MHD_OPTION_NOTIFY_COMPLETED, request_done, web,
-		    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, web,
 		    MHD_OPTION_END);
 	else
 		d = MHD_start_daemon(flags, 0, NULL, NULL, on_admin, web,
+		    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, web,
 		    MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
 		    MHD_OPTION_CONNECTION_LIMIT, 64u,
 		    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)KR_WEB_TIMEOUT,
 		    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(16 * 1024),
-		    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, web,
 		    MHD_OPTION_END);
 	if (d == NULL)
 		kr_err_set(err, KR_ERR_IO, "%s listener: libmicrohttpd "
