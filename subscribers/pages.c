@@ -17,7 +17,7 @@ const char kr_pages_style[] =
     "Meiryo,\"IPAGothic\",sans-serif;overflow-wrap:anywhere}"
     "main{max-width:36rem;margin:0 auto;padding:2rem 1.25rem}"
     "h1{font-size:1.5rem;line-height:1.4;margin:0 0 1rem}"
-    "p{margin:0 0 1rem}.mut{color:var(--mut);font-size:.875rem}"
+    "p{margin:0 0 1rem}form{margin:0 0 1.5rem}.mut{color:var(--mut);font-size:.875rem}"
     "label{display:block;font-weight:600;margin:0 0 .25rem}"
     "input[type=email]{width:100%;font:inherit;padding:.6rem .75rem;"
     "border:1px solid var(--line);border-radius:6px;background:var(--bg);"
@@ -72,7 +72,8 @@ const char kr_pages_signup[] =
     "autocomplete=\"off\"></div>\n"
     "<button type=\"submit\">{{submit}}</button>\n"
     "</form>\n"
-    "<p class=\"mut\">{{privacy}}</p>\n";
+    "<p class=\"mut\">{{privacy}}</p>\n"
+    "{{archive}}";
 
 const char kr_pages_list_fieldset[] =
     "<fieldset>\n<legend>{{legend}}</legend>\n{{choices}}</fieldset>\n";
@@ -109,7 +110,7 @@ const char kr_pages_unsubscribe[] =
 const char kr_pages_archive[] =
     "<h1>{{title}}</h1>\n"
     "{{empty}}"
-    "<ul>\n{{items}}</ul>\n"
+    "{{items}}"
     "<p><a href=\"./\">{{back}}</a></p>\n";
 
 const char kr_pages_archive_item[] =

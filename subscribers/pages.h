@@ -35,7 +35,7 @@ extern const char kr_pages_layout[];
 /* The inline style sheet; the CSP allows exactly its SHA-256. */
 extern const char kr_pages_style[];
 /* {{title}} {{intro}} {{email_label}} {{lists}} (raw) {{honeypot_label}}
- * {{submit}} {{privacy}}. */
+ * {{submit}} {{privacy}} {{archive}} (raw: a link, or ""). */
 extern const char kr_pages_signup[];
 /* One choice of several lists: {{id}} {{name}} {{checked}} (raw). */
 extern const char kr_pages_list_choice[];
@@ -49,7 +49,7 @@ extern const char kr_pages_message[];
 extern const char kr_pages_confirm[];
 /* {{title}} {{message}} {{action}} {{one}} {{all}}. */
 extern const char kr_pages_unsubscribe[];
-/* {{title}} {{items}} (raw) {{empty}} (raw) {{back}}. */
+/* {{title}} {{items}} (raw: a <ul>, or "") {{empty}} (raw) {{back}}. */
 extern const char kr_pages_archive[];
 /* {{id}} {{subject}} {{list}} {{date}}. */
 extern const char kr_pages_archive_item[];

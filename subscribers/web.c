@@ -240,7 +240,7 @@ static int
 render_index(struct kr_web *web, struct view *v, struct kr_err *err)
 {
 	const struct kr_pages_text *t = kr_pages_text(v->lang);
-	struct kr_buf lists, choices, body, page;
+	struct kr_buf lists, choices, body, page, archive;
 	char *intro = NULL;
 	size_t i;
 	int rc = -1;
@@ -249,6 +249,15 @@ render_index(struct kr_web *web, struct view *v, struct kr_err *err)
 	kr_buf_init(&choices, 0);
 	kr_buf_init(&body, 0);
 	kr_buf_init(&page, 0);
+	kr_buf_init(&archive, 0);
+	for (i = 0; i < v->n_lists; i++)
+		if (v->lists[i].archive)
+			break;
+	if (i < v->n_lists &&
+	    (kr_buf_puts(&archive, "<p class=\"mut\"><a href=\"archive\">")
+		== -1 || kr_web_html_escape(&archive, t->archive_title) == -1 ||
+		kr_buf_puts(&archive, "</a></p>\n") == -1))
+		goto fail;
 	if (v->n_lists == 1) {
 		const struct kr_web_var hv[] = { { "id", v->lists[0].id,
 			false } };
@@ -290,6 +299,7 @@ render_index(struct kr_web *web, struct view *v, struct kr_err *err)
 			{ "honeypot_label", t->honeypot_label, false },
 			{ "submit", t->submit, false },
 			{ "privacy", t->privacy, false },
+			{ "archive", archive.data, true },
 		};
 
 		if (kr_web_render(&body, kr_pages_signup, sv, KR_NELEM(sv)) ==
@@ -314,6 +324,7 @@ fail:
 	kr_err_set(err, KR_ERR_INVALID, "web: cannot render the sign-up page");
 out:
 	free(intro);
+	kr_buf_fini(&archive);
 	kr_buf_fini(&lists);
 	kr_buf_fini(&choices);
 	kr_buf_fini(&body);
@@ -969,6 +980,10 @@ do_archive(struct kr_web *web, struct MHD_Connection *c, struct view *v)
 		ret = send_store_error(web, c, KR_WEB_FMT_HTML, v->lang, &e);
 		goto out;
 	}
+	if (a.n > 0 && (kr_buf_puts(&empty, "<ul>\n") == -1 ||
+			   kr_buf_append(&empty, items.data, items.len) == -1 ||
+			   kr_buf_puts(&empty, "</ul>\n") == -1))
+		goto out;
 	if (a.n == 0 && (kr_buf_puts(&empty, "<p>") == -1 ||
 			    kr_web_html_escape(&empty, t->archive_empty) == -1 ||
 			    kr_buf_puts(&empty, "</p>\n") == -1))
@@ -976,7 +991,7 @@ do_archive(struct kr_web *web, struct MHD_Connection *c, struct view *v)
 	{
 		const struct kr_web_var vars[] = {
 			{ "title", t->archive_title, false },
-			{ "items", items.data, true },
+			{ "items", "", true },
 			{ "empty", empty.data, true },
 			{ "back", t->back, false },
 		};
