@@ -176,7 +176,6 @@ outbox_open(struct kd *kd)
 
 struct metrics_ctx {
 	struct kr_buf *out;
-	int pass;
 };
 
 static void
@@ -206,7 +205,7 @@ static void
 metrics(void *ctx, struct kr_buf *out)
 {
 	struct kd *kd = ctx;
-	struct metrics_ctx m = {out, 0};
+	struct metrics_ctx m = {out};
 
 	if (kr_buf_puts(out,
 		"# HELP kairan_delivery_messages_total Delivery attempts by "
