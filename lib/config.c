@@ -5,7 +5,9 @@
  * the "allowed keys" of error messages. Every problem is collected as one
  * "FILE:LINE:COLUMN: what, expected what" line; nothing stops at the first.
  * Cross-field rules (transport needs, unique list ids, secrets) run after
- * the walk, with the tree still there to point at. */
+ * the walk, with the tree still there to point at. YAML merge keys ("<<")
+ * are resolved here (libyaml leaves them to the application), with the
+ * work bounded so an alias bomb costs milliseconds. */
 #include "config.h"
 
 #include <arpa/inet.h>
@@ -1201,6 +1203,11 @@ conv_scalar(struct ctx *c, const struct field *f, const char *s, size_t len,
 			    f->enums[i].value;
 		return 0;
 	case FT_ADDR:
+		if (memchr(s, '<', len) != NULL) {
+			why =
+			    "has a display name or <>: write the bare address";
+			break;
+		}
 		if (check_addr(s, len, &why) < 0)
 			break;
 		set_str(base, f->off, kr_xstrndup(s, len));

@@ -789,6 +789,10 @@ test_config_values(void **state)
 	    LBASE "    language: fr\n",
 	    "t.yaml:6:15: lists[0].language: 'fr' is not one of the choices, "
 	    "expected ja or en\n");
+	expect_one(LBASE "    reply_to: Info <info@example.jp>\n",
+	           "t.yaml:6:15: lists[0].reply_to: 'Info <info@example.jp>' "
+	           "has a display name or <>: write the bare address, "
+	           "expected an address like info@example.jp\n");
 	expect_one(LBASE "    archive: maybe\n",
 	           "t.yaml:6:14: lists[0].archive: 'maybe' is not a boolean");
 	expect_one(BASE "smtp: [{host: h.example, tls: ssl}]\n",
