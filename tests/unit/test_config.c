@@ -631,6 +631,16 @@ test_config_files(void **state)
 	                    ":8:12: delivery.workers: '0' "
 	                    "is out of range, expected a number 1..64\n");
 	free(e);
+	/* Over the 1 MiB cap: refused before parsing. */
+	fd = open(path, O_WRONLY | O_TRUNC);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 1024 * 1024 + 1), 0);
+	close(fd);
+	assert_int_equal(kr_config_load(path, &cfg, &e), -1);
+	assert_string_equal(e + strlen(path),
+	                    ": is larger than 1048576 bytes, expected a config "
+	                    "file\n");
+	free(e);
 	if (geteuid() != 0) {
 		/* root reads anything: only testable as a user. */
 		assert_int_equal(chmod(path, 0), 0);
