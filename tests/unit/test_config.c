@@ -1241,6 +1241,27 @@ test_config_example_documents_every_key(void **state)
 				         "document %s",
 				         names[i]);
 		}
+	}
+	free(text);
+	/* And in the manual page, as ".B key" or ".B section.key". */
+	text = NULL;
+	f = fopen("man/kairan.yaml.5", "r");
+	assert_non_null(f);
+	assert_true(getdelim(&text, &len, '\0', f) > 0);
+	fclose(f);
+	for (i = 0; i < n; i++) {
+		leaf = strrchr(names[i], '.');
+		leaf = leaf ? leaf + 1 : names[i];
+		snprintf(pat, sizeof(pat), ".B %s\n", leaf);
+		if (strstr(text, pat) == NULL) {
+			snprintf(pat, sizeof(pat), ".%s\n", leaf);
+			if (strstr(text, pat) == NULL)
+				snprintf(pat, sizeof(pat), ".B %s.", leaf);
+			if (strstr(text, pat) == NULL)
+				fail_msg("man/kairan.yaml.5 does not "
+				         "document %s",
+				         names[i]);
+		}
 		free(names[i]);
 	}
 	free(text);
