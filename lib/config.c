@@ -73,9 +73,9 @@ struct section;
 struct field {
 	const char *key;
 	enum ftype type;
-	size_t off;      /* in the section's struct */
-	const char *def; /* default, parsed like a value; NULL: none */
 	unsigned flags;
+	size_t off;         /* in the section's struct */
+	const char *def;    /* default, parsed like a value; NULL: none */
 	long long min, max; /* UINT, DURATION, DURLIST items; SEQ: item count */
 	const struct enumval *enums;
 	const struct section *sub; /* MAP, SEQ, DOMAINMAP */
