@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -2213,6 +2214,16 @@ config_release(struct kr_config *cfg)
 	free(cfg);
 }
 
+static pthread_once_t sodium_once = PTHREAD_ONCE_INIT;
+static bool sodium_ok;
+
+/* libsodium once per process, for sodium_malloc'd secrets. */
+static void
+sodium_start(void)
+{
+	sodium_ok = sodium_init() >= 0;
+}
+
 int
 kr_config_load_buf(const char *name, const char *data, size_t len,
                    struct kr_config **cfg_out, char **errors_out)
@@ -2236,7 +2247,7 @@ kr_config_load_buf_flags(const char *name, const char *data, size_t len,
 
 	*cfg_out = NULL;
 	*errors_out = NULL;
-	if (sodium_init() < 0) {
+	if (pthread_once(&sodium_once, sodium_start) != 0 || !sodium_ok) {
 		cerr(&c, NULL, "libsodium failed to initialise");
 		goto out;
 	}
