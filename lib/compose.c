@@ -62,7 +62,7 @@ static const struct {
 	    "Sent by: {{sender}}\n"
 	    "Unsubscribe: {{unsubscribe_url}}\n"},
 	{"confirm.ja.txt",
-	    "Subject: 【{{list_name}}】配信登録の確認をお願いします\n"
+	    "Subject: 配信登録の確認をお願いします\n"
 	    "このメールアドレス（{{email}}）で「{{list_name}}」の配信登録のお申し込みがありました。\n"
 	    "登録を完了するには、次のリンクを開き、表示されるページの「登録を確認する」ボタンを押してください。\n"
 	    "\n"
@@ -721,7 +721,10 @@ kr_compose_confirm(const struct kr_config *cfg, const struct kr_cfg_list *list,
 	s.confirm_url = url;
 	s.email = c->email;
 
-	/* "Subject: …" on the first line, the body after */
+	/* "Subject: …" on the first line, the body after. The Japanese
+	 * subject leaves the list name to From and the body: a name whose only
+	 * Latin letters are capitals ("SIPS") makes SpamAssassin's
+	 * SUBJ_ALL_CAPS fire on an otherwise Japanese subject. */
 	snprintf(name, sizeof(name), "confirm.%s.txt", lang_of(list));
 	tp = kr_compose_template(name);
 	nl = strchr(tp, '\n');
