@@ -22,8 +22,8 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static char id1[] = "sips-report", id2[] = "other";
-static struct kr_cfg_list lists[2] = {{.id = id1}, {.id = id2,
-						       .allow_html = true}};
+static struct kr_cfg_list lists[2] = {{.id = id1},
+                                      {.id = id2, .allow_html = true}};
 static struct kr_config cfg = {.lists = lists, .n_lists = 2};
 
 static void
@@ -53,7 +53,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	kr_log_set_level(KR_LOG_ERR);
 	if (kr_report_parse(&cfg, "fuzz.md", (const char *)data, size, &rep,
-		&err) < 0) {
+	                    &err) < 0) {
 		if (rep != NULL || strncmp(err.msg, "fuzz.md:", 8) != 0)
 			abort();
 		return 0;

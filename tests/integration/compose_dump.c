@@ -18,7 +18,8 @@ main(int argc, char **argv)
 {
 	char id[] = "sips-report", name[] = "SIPS セキュリティレポート";
 	char from_name[] = "SIPS Security Report";
-	char from_addr[] = "report@news.example.jp", reply[] = "info@example.jp";
+	char from_addr[] = "report@news.example.jp",
+	     reply[] = "info@example.jp";
 	char url[] = "https://news.example.jp", bounce[] = "bounces.example.jp";
 	struct kr_cfg_list list = {0};
 	struct kr_config cfg = {0};
@@ -51,7 +52,7 @@ main(int argc, char **argv)
 	kr_buf_init(&out, 0);
 	if (kr_token_keyring_load(argv[1], 1, &ring, &err) < 0 ||
 	    kr_compose_confirm(&cfg, &list, &cl, ring, 1764115200, &out, env,
-		&err) < 0) {
+	                       &err) < 0) {
 		fprintf(stderr, "compose_dump: %s\n", err.msg);
 		goto out;
 	}
