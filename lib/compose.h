@@ -35,10 +35,12 @@ KR_NODISCARD int kr_compose_confirm(const struct kr_config *cfg,
                                     struct kr_buf *out, char env_from[256],
                                     struct kr_err *err);
 /* ---- fast path: one cache per report, shared by every message ----
- * The delivery loop should call kr_compose_prepare once per report and
- * kr_compose_report_cached per claim (kr_compose_report does both each
- * time). The cache copies what it needs from cfg, list and r, and is
- * read-only afterwards: workers may share it across threads. */
+ * kr_compose_prepare renders and encodes what is the same for every
+ * subscriber; kr_compose_report_cached adds one subscriber. The cache
+ * copies what it needs from cfg, list and r and is read-only afterwards,
+ * so threads may share it. kr_compose_report keeps such a cache per
+ * thread for the last report it saw (compared by value, so a reloaded
+ * config takes effect at once): calling it per claim is as fast. */
 struct kr_compose_cache;
 
 /* Renders the layout around r's body and encodes it once. Returns the
