@@ -520,11 +520,11 @@ kr_compose_prepare(const struct kr_config *cfg, const struct kr_cfg_list *list,
 }
 
 void
-kr_compose_cache_free(struct kr_compose_cache **cp)
+kr_compose_cache_free(struct kr_compose_cache **cache)
 {
 	struct kr_compose_cache *c;
 
-	if (cp == NULL || (c = *cp) == NULL)
+	if (cache == NULL || (c = *cache) == NULL)
 		return;
 	free(c->public_url);
 	free(c->bounce_domain);
@@ -545,7 +545,7 @@ kr_compose_cache_free(struct kr_compose_cache **cp)
 	tpl_fini(&c->text_tail);
 	tpl_fini(&c->html_tail);
 	free(c);
-	*cp = NULL;
+	*cache = NULL;
 }
 
 /* The envelope sender: VERP with a BOUNCE token, or the list address. */
@@ -571,8 +571,8 @@ envelope(const char *bounce_domain, const char *from_addr,
 }
 
 int
-kr_compose_report_cached(const struct kr_compose_cache *c,
-                         const struct kr_claim *cl, const char *name,
+kr_compose_report_cached(const struct kr_compose_cache *cache,
+                         const struct kr_claim *c, const char *name,
                          const struct kr_keyring *ring, int64_t now,
                          struct kr_buf *out, char env_from[256],
                          struct kr_err *err)
@@ -587,41 +587,41 @@ kr_compose_report_cached(const struct kr_compose_cache *c,
 	kr_buf_init(&tt, 0);
 	kr_buf_init(&ht, 0);
 	tc.purpose = KR_TOKEN_UNSUBSCRIBE;
-	tc.list_id = c->list_id;
-	tc.subscriber_id = cl->subscriber_id;
-	tc.report_id = c->report_id;
+	tc.list_id = cache->list_id;
+	tc.subscriber_id = c->subscriber_id;
+	tc.report_id = cache->report_id;
 	tc.issued_at = now;
 	kr_token_sign(ring, &tc, tok);
-	snprintf(url, sizeof(url), "%s/unsubscribe?t=%s", c->public_url, tok);
+	snprintf(url, sizeof(url), "%s/unsubscribe?t=%s", cache->public_url, tok);
 	s.unsub_url = url;
 	s.name = name;
-	s.email = cl->email;
-	tpl_render(&c->text_tail, &tt, false, &s);
-	tpl_render(&c->html_tail, &ht, true, &s);
+	s.email = c->email;
+	tpl_render(&cache->text_tail, &tt, false, &s);
+	tpl_render(&cache->html_tail, &ht, true, &s);
 
-	m.from_name = c->from_name;
-	m.from_addr = c->from_addr;
-	m.to_addr = cl->email;
-	m.reply_to = c->reply_to;
-	m.subject = c->subject;
-	m.list_name = c->list_name;
-	m.list_id = c->list_id_hdr;
+	m.from_name = cache->from_name;
+	m.from_addr = cache->from_addr;
+	m.to_addr = c->email;
+	m.reply_to = cache->reply_to;
+	m.subject = cache->subject;
+	m.list_name = cache->list_name;
+	m.list_id = cache->list_id_hdr;
 	m.unsub_url = url;
-	m.unsub_mailto = c->unsub_mailto;
-	m.feedback_id = c->feedback_id;
+	m.unsub_mailto = cache->unsub_mailto;
+	m.feedback_id = cache->feedback_id;
 	m.one_click = true;
 	m.bulk = true;
 	m.date = now;
-	m.text = c->text;
+	m.text = cache->text;
 	m.text_tail = tt.data;
 	m.text_tail_len = tt.len;
-	m.html = c->html;
+	m.html = cache->html;
 	m.html_tail = ht.data;
 	m.html_tail_len = ht.len;
 	if (kr_mime_compose(&m, out, err) < 0)
 		goto out;
-	envelope(c->bounce_domain, c->from_addr, ring, c->list_id,
-	         cl->subscriber_id, c->report_id, now, env_from);
+	envelope(cache->bounce_domain, cache->from_addr, ring, cache->list_id,
+	         c->subscriber_id, cache->report_id, now, env_from);
 	r = 0;
 out:
 	kr_buf_fini(&tt);

@@ -152,7 +152,9 @@ kr_mime_base64(struct kr_buf *out, const char *p, size_t n)
 	size_t i, col = 0;
 	char *d;
 
-	if (kr_buf_reserve(out, b64_len(n)) < 0)
+	if (n == 0)
+		return 0;
+	if (kr_buf_reserve(out, b64_len(n)) < 0 || out->data == NULL)
 		return -1;
 	d = out->data + out->len;
 	for (i = 0; i + 3 <= n; i += 3) {
@@ -288,7 +290,7 @@ kr_mime_qp_len(const char *p, size_t n)
 int
 kr_mime_qp(struct kr_buf *out, const char *p, size_t n)
 {
-	if (kr_buf_reserve(out, kr_mime_qp_len(p, n)) < 0)
+	if (kr_buf_reserve(out, kr_mime_qp_len(p, n)) < 0 || out->data == NULL)
 		return -1;
 	qp_run(out, p, n);
 	return 0;
@@ -304,7 +306,7 @@ canon_crlf(struct kr_buf *out, const char *p, size_t n)
 	for (i = 0; i < n; i++)
 		if (p[i] == '\n' || p[i] == '\r')
 			extra++;
-	if (kr_buf_reserve(out, n + extra) < 0)
+	if (kr_buf_reserve(out, n + extra) < 0 || out->data == NULL)
 		return -1;
 	d = out->data + out->len;
 	for (i = 0; i < n; i++) {

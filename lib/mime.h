@@ -53,7 +53,7 @@ KR_NODISCARD int kr_mime_compose(const struct kr_mime_msg *m,
 /* Encodes a body prefix once (quoted-printable and base64 both, so the
  * smaller can be chosen per message). Caller frees with kr_mime_part_free. */
 struct kr_mime_part *kr_mime_part_new(const char *data, size_t len);
-void kr_mime_part_free(struct kr_mime_part **p);
+void kr_mime_part_free(struct kr_mime_part **pp);
 
 /* ---- encoders (exposed for tests) ---- */
 

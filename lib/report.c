@@ -214,10 +214,9 @@ match_bracket(const char *s, size_t i, size_t n)
 	for (; i < n; i++) {
 		if (s[i] == '\\' && i + 1 < n) {
 			i++;
-		} else if (s[i] == '`') {
-			return 0;
-		} else if (s[i] == '\n' && i + 1 < n && s[i + 1] == '\n') {
-			return 0;
+		} else if (s[i] == '`' ||
+		           (s[i] == '\n' && i + 1 < n && s[i + 1] == '\n')) {
+			return 0; /* a code span or the paragraph's end */
 		} else if (s[i] == '[') {
 			depth++;
 		} else if (s[i] == ']' && --depth == 0) {
@@ -602,13 +601,11 @@ kr_report_parse(const struct kr_config *cfg, const char *name, const char *data,
 	} else if (cfg->n_lists == 1) {
 		list = &cfg->lists[0];
 	} else {
-		fm_error(
-		    err, name, 2, 1,
-		    "list: missing; the config has several lists, say which "
-		    "one (e.g. 'list: ",
-		    cfg->n_lists > 0 ? cfg->lists[0].id : "id");
-		if (err != NULL && strlen(err->msg) + 2 < sizeof(err->msg))
-			strcat(err->msg, "')");
+		kr_err_set(
+		    err, KR_ERR_INVALID,
+		    "%s:2:1: list: missing; the config has several lists, "
+		    "say which one (e.g. 'list: %s')",
+		    name, cfg->n_lists > 0 ? cfg->lists[0].id : "id");
 		goto out;
 	}
 	rep = kr_xcalloc(1, sizeof(*rep));

@@ -46,7 +46,7 @@ KR_NODISCARD int kr_report_parse(const struct kr_config *cfg, const char *name,
                                  const char *data, size_t len,
                                  struct kr_report **rep_out,
                                  struct kr_err *err);
-void kr_report_free(struct kr_report **rep);
+void kr_report_free(struct kr_report **rp);
 
 /* Parses, then stores the report and queues one delivery per active
  * subscriber of its list (kr_store_report_add). The same content queued
@@ -57,9 +57,9 @@ KR_NODISCARD int kr_report_queue(struct kr_store *store,
                                  int64_t *id_out, int64_t *queued_out,
                                  struct kr_err *err);
 
-/* The plain-text form of Markdown md (len bytes): the source as written,
+/* The plain-text form of Markdown s (n bytes): the source as written,
  * with inline links and images made "text <url>" outside code. The
  * caller frees. */
-char *kr_report_text(const char *md, size_t len);
+char *kr_report_text(const char *s, size_t n);
 
 #endif

@@ -127,7 +127,7 @@ test_mime_base64(void **state)
 	(void)state;
 	kr_buf_init(&b, 0);
 	assert_int_equal(kr_mime_base64(&b, "", 0), 0);
-	assert_string_equal(b.data, "");
+	assert_int_equal(b.len, 0);
 	assert_int_equal(kr_mime_base64(&b, "a", 1), 0);
 	assert_string_equal(b.data, "YQ==");
 	kr_buf_reset(&b);
