@@ -244,7 +244,7 @@ ctl_send(struct ctl *c, int argc, char **argv)
 	bool again = false, dry = false;
 	size_t n = 3;
 	int64_t id = 0, queued = 0;
-	char *end;
+	char *end, name[4096];
 	int i, r = CTL_USAGE, rc;
 
 	kr_buf_init(&src, 0);
@@ -305,19 +305,23 @@ ctl_send(struct ctl *c, int argc, char **argv)
 		ctl_error("%s", err.msg);
 		goto out;
 	}
+	/* the name in messages and the store: no URL password or token */
+	if (strcmp(what, "-") == 0)
+		snprintf(name, sizeof(name), "(stdin)");
+	else if (is_url(what))
+		kr_fetch_redact(what, name, sizeof(name));
+	else
+		snprintf(name, sizeof(name), "%s", what);
 	if (dry) {
-		r = dry_run(c, strcmp(what, "-") == 0 ? "(stdin)" : what, &src,
-		            n, outdir);
+		r = dry_run(c, name, &src, n, outdir);
 		goto out;
 	}
 	if ((rc = ctl_store(c)) != CTL_OK) {
 		r = rc;
 		goto out;
 	}
-	if (kr_report_queue(c->store, c->cfg,
-	                    strcmp(what, "-") == 0 ? "(stdin)" : what,
-	                    src.data ? src.data : "", src.len, again, &id,
-	                    &queued, &err) < 0) {
+	if (kr_report_queue(c->store, c->cfg, name, src.data ? src.data : "",
+	                    src.len, again, &id, &queued, &err) < 0) {
 		ctl_error("%s", err.msg);
 		goto out;
 	}

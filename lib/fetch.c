@@ -45,11 +45,9 @@ on_data(char *p, size_t size, size_t n, void *ctx)
 	return len;
 }
 
-/* The URL as it may be shown in errors and logs: without user:password@
- * and with the query replaced by "?…" (report URLs and webhooks often
- * carry access tokens there). */
-static void
-redact(const char *url, char *out, size_t outsz)
+/* Report URLs and webhooks often carry access tokens in the query. */
+void
+kr_fetch_redact(const char *url, char *out, size_t outsz)
 {
 	const char *host = strstr(url, "://"), *at, *end, *q;
 	size_t n;
@@ -95,7 +93,7 @@ kr_fetch_url(const char *url, size_t max_bytes, long timeout_s,
 
 	if (ct_out != NULL && ct_size > 0)
 		ct_out[0] = '\0';
-	redact(url, shown, sizeof(shown));
+	kr_fetch_redact(url, shown, sizeof(shown));
 	if (strncasecmp(url, "https://", 8) != 0) {
 		if (strncasecmp(url, "http://", 7) != 0) {
 			kr_err_set(err, KR_ERR_INVALID,

@@ -27,4 +27,8 @@ KR_NODISCARD int kr_fetch_url(const char *url, size_t max_bytes, long timeout_s,
                               struct kr_buf *out, char *ct_out, size_t ct_size,
                               struct kr_err *err);
 
+/* Writes url as it may be shown in errors, logs and the database: without
+ * "user:password@" and with any query or fragment replaced by "?…". */
+void kr_fetch_redact(const char *url, char *out, size_t outsz);
+
 #endif
