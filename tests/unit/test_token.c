@@ -639,6 +639,29 @@ test_token_rotate(void **state)
 	}
 }
 
+/* Rotation run as root keeps the file's owner, so the daemon's user can
+ * still read it. Needs root to hand a file to another user. */
+static void
+test_token_rotate_keeps_owner(void **state)
+{
+	struct fx *fx = *state;
+	struct kr_keyring *ring = load(fx->path, 1);
+	struct kr_err err = {0};
+	struct stat st;
+	uint32_t id = 0;
+
+	kr_token_keyring_free(&ring);
+	if (geteuid() != 0)
+		skip();
+	assert_int_equal(chown(fx->path, 65534, 65534), 0);
+	assert_int_equal(kr_token_rotate(fx->path, &id, &err), 0);
+	assert_int_equal(id, 2);
+	assert_int_equal(stat(fx->path, &st), 0);
+	assert_int_equal(st.st_uid, 65534);
+	assert_int_equal(st.st_gid, 65534);
+	assert_int_equal(st.st_mode & 07777, 0600);
+}
+
 static void
 test_token_rotate_missing_creates(void **state)
 {
@@ -722,6 +745,8 @@ main(void)
 	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_token_rotate_concurrent, setup,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_token_rotate_keeps_owner,
+	                                    setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("token", tests, NULL, NULL);
