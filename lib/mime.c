@@ -380,7 +380,10 @@ put_part(struct kr_buf *out, const char *subtype,
          const struct kr_mime_part *part, const char *tail, size_t tail_len,
          bool *qp_out)
 {
-	static const struct kr_mime_part empty = {0};
+	/* no prepared prefix: an empty one (never NULL + 0) */
+	static char nothing[1];
+	static const struct kr_mime_part empty = {
+	    .canon = nothing, .qp = nothing, .b64 = nothing};
 	struct kr_buf t, q, b;
 	size_t qlen, blen;
 	int r = -1;
