@@ -598,7 +598,8 @@ put_phrase(struct kr_buf *out, size_t *col, const char *d, struct kr_err *err)
 	}
 	if (ascii && strstr(d, "=?") != NULL)
 		atoms = false;
-	if (!ascii) {
+	/* a long quoted string could not be folded: encoded words can */
+	if (!ascii || (!(atoms && plain_ok(d)) && n > LINE_MAX_COLS - 12)) {
 		r = kr_mime_encode_words(out, d, n, col, err);
 		goto out;
 	}
@@ -608,8 +609,7 @@ put_phrase(struct kr_buf *out, size_t *col, const char *d, struct kr_err *err)
 		r = 0;
 		goto out;
 	}
-	/* a quoted string; folding inside it would change it, so one
-	 * token (display names are short) */
+	/* a short quoted string, as one token */
 	if (kr_buf_puts(&q, " \"") < 0)
 		goto full;
 	for (i = 0; i < n; i++) {

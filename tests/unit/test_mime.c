@@ -284,6 +284,33 @@ test_mime_display_names(void **state)
 	    0);
 	assert_string_equal(
 	    b.data, "From: =?UTF-8?B?5Zue6Kan?= <r@news.example.jp>\r\n");
+	/* a long name with specials: encoded words, folded, never one long
+	 * line */
+	{
+		char longname[2001];
+
+		memset(longname, 'a', 2000);
+		longname[2000] = '\0';
+		longname[500] = ',';
+		kr_buf_reset(&b);
+		assert_int_equal(kr_mime_header_addr(&b, "From", longname,
+		                                     "r@news.example.jp", NULL),
+		                 0);
+		assert_lines(b.data, b.len, 77);
+		assert_words(b.data);
+		/* a 2,000-character atom too */
+		longname[500] = 'a';
+		kr_buf_reset(&b);
+		assert_int_equal(kr_mime_header_addr(&b, "From", longname,
+		                                     "r@news.example.jp", NULL),
+		                 0);
+		assert_lines(b.data, b.len, 77);
+		/* and as a subject */
+		kr_buf_reset(&b);
+		assert_int_equal(
+		    kr_mime_header_text(&b, "Subject", longname, NULL), 0);
+		assert_lines(b.data, b.len, 77);
+	}
 	kr_buf_fini(&b);
 }
 
