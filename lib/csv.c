@@ -285,7 +285,10 @@ kr_csv_put_field(struct kr_buf *b, const char *s)
 {
 	size_t len = strlen(s);
 	const char *p;
-	bool quote = len > 0 && (s[0] == ' ' || s[len - 1] == ' ');
+	/* A leading BOM is quoted so that a reader at the start of a file
+	 * does not take it for the file's. */
+	bool quote = len > 0 && (s[0] == ' ' || s[len - 1] == ' ' ||
+				    strncmp(s, "\xEF\xBB\xBF", 3) == 0);
 
 	if (!quote && strpbrk(s, ",\"\r\n") == NULL)
 		return kr_buf_append(b, s, len);

@@ -213,6 +213,24 @@ test_csv_writer_round_trip(void **state)
 	kr_buf_fini(&b);
 }
 
+static void
+test_csv_writer_quotes_leading_bom(void **state)
+{
+	struct kr_buf b;
+	struct reader r;
+
+	(void)state;
+	/* Found by tests/fuzz/fuzz_csv.c: a first field starting with a BOM
+	 * lost it when read back from the start of a file. */
+	kr_buf_init(&b, 0);
+	assert_int_equal(kr_csv_put_field(&b, "\xEF\xBB\xBFx"), 0);
+	assert_int_equal(kr_buf_puts(&b, "\n"), 0);
+	open_text(&r, b.data, b.len);
+	expect_record(&r, 1, 1, "\xEF\xBB\xBFx");
+	close_text(&r);
+	kr_buf_fini(&b);
+}
+
 int
 main(void)
 {
@@ -224,6 +242,7 @@ main(void)
 		cmocka_unit_test(test_csv_errors_resync),
 		cmocka_unit_test(test_csv_limits),
 		cmocka_unit_test(test_csv_writer_round_trip),
+		cmocka_unit_test(test_csv_writer_quotes_leading_bom),
 	};
 
 	return cmocka_run_group_tests_name("csv", tests, NULL, NULL);
