@@ -2,6 +2,7 @@
  * subscriber table, kr_store_report_add (one INSERT … SELECT), claiming
  * and mark_sent; prints peak RSS and database growth. Built and run by
  * bench/queue_1m.sh. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,9 +89,9 @@ main(int argc, char **argv)
 	before = db_bytes(path);
 	memset(&r, 0, sizeof(r));
 	strcpy(r.list_id, "news");
-	r.subject = (char *)"bench";
-	r.text = (char *)"text";
-	r.html = (char *)"<p>html</p>";
+	r.subject = (char *)(uintptr_t)"bench";
+	r.text = (char *)(uintptr_t)"text";
+	r.html = (char *)(uintptr_t)"<p>html</p>";
 	snprintf(r.hash, sizeof(r.hash), "bench-%ld", (long)time(NULL));
 	t0 = now_s();
 	if (kr_store_report_add(s, &r, true, time(NULL), &id, &queued, &err) <

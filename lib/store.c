@@ -946,7 +946,7 @@ kr_store_subscriber_foreach(struct kr_store *s, const char *list_id,
 	struct kr_subscriber sub;
 	sqlite3_stmt *st = stmt(s, ST_SUB_FOREACH, err);
 	int64_t last = 0;
-	int rc, r = 0;
+	int rc = SQLITE_DONE, r = 0;
 	size_t got;
 
 	if (st == NULL)
