@@ -675,7 +675,7 @@ sub_import(struct ctl *c, int argc, char **argv)
 	struct kr_csv *csv = NULL;
 	struct stat sb;
 	FILE *f = NULL;
-	long long total = 0, rows = 0;
+	long long total = 0, rows = 0, shown = 0;
 	bool in_tx = false;
 	int ch, r, rd;
 
@@ -742,14 +742,15 @@ sub_import(struct ctl *c, int argc, char **argv)
 			if (kr_store_commit(c->store, &err) < 0)
 				goto store_fail;
 			in_tx = false;
-			ctl_progress(c, "import", (long long)ftello(f), total);
+			shown = (long long)ftello(f) / 1024;
+			ctl_progress(c, "import KiB", shown, total / 1024);
 		}
 	}
 	if (kr_store_commit(c->store, &err) < 0)
 		goto store_fail;
 	in_tx = false;
-	if (total > 0 && rows >= IMPORT_BATCH)
-		ctl_progress(c, "import", total, total);
+	if (shown > 0 && shown < total / 1024)
+		ctl_progress(c, "import KiB", total / 1024, total / 1024);
 	printf("%s: %lld added, %lld already there, %lld rejected; %lld "
 	       "confirmation mails queued\n",
 	    im.file, im.added, im.present, im.rejected, im.confirmations);
