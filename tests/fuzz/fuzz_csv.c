@@ -46,7 +46,8 @@ round_trip(struct kr_csv *c)
 		if (kr_csv_read(c2, &err) != 1 || kr_csv_nfields(c2) != n)
 			abort();
 		for (i = 0; i < n; i++)
-			if (strcmp(kr_csv_field(c, i), kr_csv_field(c2, i)) != 0)
+			if (strcmp(kr_csv_field(c, i), kr_csv_field(c2, i)) !=
+			    0)
 				abort();
 	}
 	kr_csv_free(&c2);
