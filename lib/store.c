@@ -129,6 +129,8 @@ enum stmt_id {
 	ST_SUB_SAME_EMAIL,
 	ST_DEL_CANCEL_SUB,
 	ST_SUB_DELETE,
+	ST_SUB_BOUNCE,
+	ST_SUB_BOUNCED,
 	ST_SUB_FOREACH,
 	ST_SUB_COUNT,
 	ST_CONFIRM_COUNT,
@@ -195,6 +197,9 @@ static const char *const stmt_sql[ST__N] = {
     [ST_DEL_CANCEL_SUB] = "UPDATE deliveries SET state = 5, lease_until = 0"
                           " WHERE subscriber_id = ?1 AND state IN (0, 2)",
     [ST_SUB_DELETE] = "DELETE FROM subscribers WHERE id = ?1",
+    [ST_SUB_BOUNCE] = "UPDATE subscribers SET bounces = bounces + ?2"
+                      " WHERE id = ?1 RETURNING bounces, status",
+    [ST_SUB_BOUNCED] = "UPDATE subscribers SET status = 3 WHERE id = ?1",
     [ST_SUB_FOREACH] = "SELECT " SUB_COLS " FROM subscribers"
                        " WHERE (?1 IS NULL OR list_id = ?1)"
                        " AND (?2 < 0 OR status = ?2) AND id > ?3"
@@ -908,6 +913,62 @@ out:
 	free(ids);
 	r = tx_end(s, own, r, err);
 	return r < 0 ? -1 : changed;
+}
+
+int
+kr_store_subscriber_bounce(struct kr_store *s, int64_t id, bool hard,
+                           int hard_limit, int64_t now, const char *detail,
+                           struct kr_err *err)
+{
+	sqlite3_stmt *st;
+	bool own = false;
+	int r = -1, rc, bounces = 0, status = 0, became = 0;
+
+	if (tx_begin(s, &own, err) < 0)
+		return -1;
+	if ((st = stmt(s, ST_SUB_BOUNCE, err)) == NULL)
+		goto out;
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int(st, 2, hard ? 1 : 0);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		bounces = sqlite3_column_int(st, 0);
+		status = sqlite3_column_int(st, 1);
+		rc = sqlite3_step(st);
+	}
+	stmt_done(st);
+	if (rc != SQLITE_DONE) {
+		db_err(s, rc, "bounce", err);
+		goto out;
+	}
+	if (sqlite3_changes(s->db) == 0) {
+		kr_err_set(err, KR_ERR_NOTFOUND, "no subscriber %lld",
+		           (long long)id);
+		goto out;
+	}
+	if (event(s, now, hard ? "bounce-hard" : "bounce-soft", id, 0, detail,
+	          err) < 0)
+		goto out;
+	if (hard && bounces >= hard_limit &&
+	    (status == KR_SUB_ACTIVE || status == KR_SUB_PENDING)) {
+		if ((st = stmt(s, ST_SUB_BOUNCED, err)) == NULL)
+			goto out;
+		sqlite3_bind_int64(st, 1, id);
+		if (run(s, st, "bounce", err) < 0)
+			goto out;
+		if ((st = stmt(s, ST_DEL_CANCEL_SUB, err)) == NULL)
+			goto out;
+		sqlite3_bind_int64(st, 1, id);
+		if (run(s, st, "cancel deliveries", err) < 0)
+			goto out;
+		if (event(s, now, "bounced", id, 0, detail, err) < 0)
+			goto out;
+		became = 1;
+	}
+	r = 0;
+out:
+	r = tx_end(s, own, r, err);
+	return r < 0 ? -1 : became;
 }
 
 int

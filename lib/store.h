@@ -156,6 +156,14 @@ KR_NODISCARD int kr_store_subscriber_confirm(struct kr_store *s, int64_t id,
  * Returns the number of subscriptions changed, or -1. */
 KR_NODISCARD int kr_store_subscriber_unsubscribe(struct kr_store *s,
     int64_t id, bool all_lists, int64_t now, struct kr_err *err);
+/* Records a bounce of subscription id (detail: the DSN status, for the
+ * event log). A hard bounce counts; at hard_limit counted bounces an
+ * ACTIVE or PENDING subscription becomes BOUNCED and its queued
+ * deliveries are cancelled. A soft bounce is only logged. Returns 1 when
+ * it became BOUNCED now, 0 otherwise, -1 on error (KR_ERR_NOTFOUND). */
+KR_NODISCARD int kr_store_subscriber_bounce(struct kr_store *s, int64_t id,
+    bool hard, int hard_limit, int64_t now, const char *detail,
+    struct kr_err *err);
 /* Removes the subscription and its deliveries (operator `remove`). */
 KR_NODISCARD int kr_store_subscriber_delete(struct kr_store *s, int64_t id,
     struct kr_err *err);

@@ -752,8 +752,9 @@ test_store_unsubscribe_cancels_queue(void **state)
 	struct fx *f = *state;
 	struct kr_claim c[8];
 	struct kr_delivery_counts k;
+	struct kr_subscriber sub;
 	struct kr_err err = {0};
-	int64_t a, b, r, q;
+	int64_t a, b, r, q, cb, rb;
 	size_t n = 0;
 
 	open_ok(f);
@@ -791,6 +792,45 @@ test_store_unsubscribe_cancels_queue(void **state)
 	assert_int_equal(kr_store_claim(f->s, NOW, NOW + 60, 8, c, &n, &err),
 	                 0);
 	assert_int_equal(n, 0);
+
+	/* Bounces: soft ones are only logged, the third hard one turns
+	 * the subscription BOUNCED and cancels its queue. */
+	cb = add_sub(f->s, "news", "c@example.jp", KR_SUB_ACTIVE);
+	rb = add_report(f->s, "news", "h-bounce", false, &q);
+	assert_int_equal(q, 2); /* c and the now confirmed p */
+	assert_int_equal(
+	    kr_store_subscriber_bounce(f->s, cb, false, 3, NOW, "4.2.2", &err),
+	    0);
+	assert_int_equal(
+	    kr_store_subscriber_bounce(f->s, cb, true, 3, NOW, "5.1.1", &err),
+	    0);
+	assert_int_equal(
+	    kr_store_subscriber_bounce(f->s, cb, true, 3, NOW, "5.1.1", &err),
+	    0);
+	assert_int_equal(kr_store_subscriber_get(f->s, cb, &sub, &err), 1);
+	assert_int_equal(sub.bounces, 2);
+	assert_int_equal(sub.status, KR_SUB_ACTIVE);
+	assert_int_equal(
+	    kr_store_subscriber_bounce(f->s, cb, true, 3, NOW, "5.1.1", &err),
+	    1);
+	assert_int_equal(kr_store_subscriber_get(f->s, cb, &sub, &err), 1);
+	assert_int_equal(sub.status, KR_SUB_BOUNCED);
+	assert_int_equal(kr_store_delivery_counts(f->s, rb, &k, &err), 0);
+	assert_int_equal(k.cancelled, 1);
+	assert_int_equal(k.queued, 1); /* p's */
+	assert_int_equal(
+	    kr_store_subscriber_bounce(f->s, cb, true, 3, NOW, "5.1.1", &err),
+	    0);
+	assert_int_equal(kr_store_subscriber_bounce(f->s, 99999, true, 3, NOW,
+	                                            "5.1.1", &err),
+	                 -1);
+	assert_int_equal(err.code, KR_ERR_NOTFOUND);
+	/* One soft, four hard, one 'bounced'. */
+	kr_store_close(&f->s);
+	assert_int_equal(shell_int(f->db, "SELECT count(*) FROM events WHERE"
+	                                  " kind LIKE 'bounce%'"),
+	                 6);
+	open_ok(f);
 
 	/* delete removes the subscription and its rows. */
 	assert_int_equal(kr_store_subscriber_delete(f->s, b, &err), 0);
