@@ -15,6 +15,7 @@
 #include "store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -497,6 +498,18 @@ out:
 
 /* ---- open / close ---- */
 
+/* A new database (or backup) holds addresses and consent records: it is
+ * created 0600 before SQLite opens it, and SQLite gives its -wal and -shm
+ * files the same mode. An existing file keeps its mode. */
+static void
+create_private(const char *path)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+
+	if (fd >= 0)
+		close(fd);
+}
+
 int
 kr_store_schema_version(void)
 {
@@ -514,6 +527,7 @@ kr_store_open(const char *path, struct kr_store **store_out, struct kr_err *err)
 
 	*store_out = NULL;
 	s->path = kr_xstrdup(path);
+	create_private(path);
 	rc = sqlite3_open_v2(path, &s->db,
 	                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 	                         SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE,
@@ -1615,6 +1629,7 @@ kr_store_backup(struct kr_store *s, const char *path, struct kr_err *err)
 	int rc, r = -1;
 
 	(void)unlink(tmp);
+	create_private(tmp);
 	rc = sqlite3_open_v2(tmp, &dst,
 	                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
 	if (rc != SQLITE_OK) {

@@ -158,9 +158,13 @@ test_store_open_creates_current_schema(void **state)
 {
 	struct fx *f = *state;
 	struct kr_err err = {0};
+	struct stat sb;
 
 	open_ok(f);
 	assert_int_equal(kr_store_ping(f->s, &err), 0);
+	/* Personal data: readable by its owner only. */
+	assert_int_equal(stat(f->db, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
 	kr_store_close(&f->s);
 	assert_null(f->s);
 	assert_int_equal(shell_int(f->db, "PRAGMA user_version"),
@@ -929,6 +933,7 @@ test_store_send_at_and_backup(void **state)
 	struct kr_store *copy = NULL;
 	int64_t id, q, cnt = 0;
 	size_t n = 0;
+	struct stat sb;
 	char path[192];
 
 	open_ok(f);
@@ -948,7 +953,8 @@ test_store_send_at_and_backup(void **state)
 
 	snprintf(path, sizeof(path), "%s/backup.db", f->dir);
 	assert_int_equal(kr_store_backup(f->s, path, &err), 0);
-	assert_int_equal(access(path, F_OK), 0);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
 	assert_int_equal(kr_store_open(path, &copy, &err), 0);
 	assert_int_equal(
 	    kr_store_subscriber_count(copy, "news", -1, &cnt, &err), 0);
