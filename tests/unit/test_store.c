@@ -964,6 +964,44 @@ test_store_send_at_and_backup(void **state)
 	assert_int_equal(kr_store_backup(f->s, path, &err), -1);
 }
 
+static void
+test_store_busy_and_nested_failure(void **state)
+{
+	struct fx *f = *state;
+	struct kr_store *other = NULL;
+	struct kr_subscriber sub;
+	struct kr_report_row r = {0};
+	struct kr_err err = {0};
+	int64_t id, q;
+
+	open_ok(f);
+	assert_int_equal(kr_store_open(f->db, &other, &err), 0);
+	/* One writer at a time: the second waits out the busy timeout
+	 * (5 s) and is told to try later, not that the data is bad. */
+	assert_int_equal(kr_store_begin(f->s, &err), 0);
+	add_sub(f->s, "news", "a@example.jp", KR_SUB_ACTIVE);
+	assert_int_equal(kr_store_subscribe(other, "news", "b@example.jp", NULL,
+	                                    NULL, true, NOW,
+	                                    &(struct kr_sub_result){0}, &err),
+	                 -1);
+	assert_int_equal(err.code, KR_ERR_BUSY);
+	assert_non_null(strstr(err.msg, "locked"));
+	/* A call that fails inside the caller's transaction undoes only its
+	 * own part (a savepoint); the caller's rows still commit. */
+	add_report(f->s, "news", "dup", false, &q);
+	snprintf(r.list_id, sizeof(r.list_id), "news");
+	snprintf(r.hash, sizeof(r.hash), "dup");
+	assert_int_equal(
+	    kr_store_report_add(f->s, &r, false, NOW, &id, &q, &err), -1);
+	assert_int_equal(err.code, KR_ERR_EXISTS);
+	assert_int_equal(kr_store_commit(f->s, &err), 0);
+	assert_int_equal(
+	    kr_store_subscriber_find(other, "news", "a@example.jp", &sub, &err),
+	    1);
+	assert_int_equal(shell_int(f->db, "SELECT count(*) FROM reports"), 1);
+	kr_store_close(&other);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int
@@ -984,6 +1022,7 @@ main(void)
 	    T(test_store_unsubscribe_cancels_queue),
 	    T(test_store_pause_resume_cancel),
 	    T(test_store_send_at_and_backup),
+	    T(test_store_busy_and_nested_failure),
 	};
 
 	return cmocka_run_group_tests_name("store", tests, NULL, NULL);
