@@ -169,7 +169,8 @@ KR_NODISCARD int kr_store_subscriber_delete(struct kr_store *s, int64_t id,
     struct kr_err *err);
 typedef int (*kr_store_sub_fn)(void *ctx, const struct kr_subscriber *sub);
 /* Calls fn for each subscription (list_id NULL: all lists; status < 0: any
- * status), in id order. A non-zero return from fn stops and is returned. */
+ * status), in id order. A non-zero return from fn stops and is returned.
+ * fn may call other store functions, but not this one. */
 KR_NODISCARD int kr_store_subscriber_foreach(struct kr_store *s,
     const char *list_id, int status, kr_store_sub_fn fn, void *ctx,
     struct kr_err *err);
@@ -197,7 +198,7 @@ KR_NODISCARD int kr_store_report_get(struct kr_store *s, int64_t id,
     struct kr_report_row *out, struct kr_err *err);
 typedef int (*kr_store_report_fn)(void *ctx, const struct kr_report_row *r,
     const struct kr_delivery_counts *counts);
-/* Every report, newest first (limit 0: all). */
+/* Every report, newest first (limit 0: all). fn may use the store. */
 KR_NODISCARD int kr_store_report_foreach(struct kr_store *s, size_t limit,
     kr_store_report_fn fn, void *ctx, struct kr_err *err);
 /* Pause, resume (ACTIVE) or cancel (its queued rows become CANCELLED). */
