@@ -256,12 +256,15 @@ auth_init(void)
 	auth_client_init();
 }
 
-/* Called by connect(): with fd < 0 only reads the timeout. */
+/* Called by connect(): with fd < 0 only reads the timeout, the stage
+ * timeout but at most 30 s, so a relay that drops SYNs passes the batch
+ * to the next relay soon. */
 static int
 sess_connected(struct smtp_sess *s, int fd, int *timeout_ms)
 {
 	if (timeout_ms != NULL)
-		*timeout_ms = (int)s->t->timeout_ms;
+		*timeout_ms = s->t->timeout_ms < 30000 ? (int)s->t->timeout_ms :
+		    30000;
 	if (fd >= 0)
 		s->fd = fd;
 	return 0;
@@ -665,6 +668,8 @@ run_session(struct kr_transport *t, struct smtp_relay *r,
 		(void)smtp_set_reverse_path(ms[i].m,
 		    ms[i].msg->mail_from != NULL ? ms[i].msg->mail_from : "");
 		ms[i].r = smtp_add_recipient(ms[i].m, ms[i].msg->rcpt);
+		/* SIZE=: a relay that would refuse it says so at MAIL */
+		(void)smtp_size_set_estimate(ms[i].m, ms[i].msg->len);
 		(void)smtp_set_messagecb(ms[i].m, on_message, &ms[i]);
 		queued++;
 	}

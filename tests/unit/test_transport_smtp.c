@@ -552,7 +552,8 @@ test_smtp_all_relays_down(void **state)
 	free_msgs(m, 2);
 }
 
-/* An address that would smuggle a command is refused, never sent. */
+/* An address that would smuggle a command is refused, never sent; a 452
+ * at RCPT defers only that message. */
 static void
 test_smtp_refuses_command_injection(void **state)
 {
@@ -563,25 +564,31 @@ test_smtp_refuses_command_injection(void **state)
 	    NULL, NULL, NULL } };
 	struct kr_transport *t = NULL;
 	struct kr_err err = { 0 };
-	struct kr_msg m[2];
+	struct kr_msg m[3];
 	struct outcome o = { 0 };
 
 	(void)state;
-	server_start(&s, NULL, NULL);
+	server_start(&s, "{\"rcpt\": {\"full@example.jp\": "
+	    "\"452 4.2.2 mailbox full\"}}", NULL);
 	spec[0].port = s.port;
 	make_config(&cfg, relays, spec, 1, 20);
 	init_msg(&m[0], 1, "x@example.jp>\r\nRCPT TO:<victim@example.jp",
 	    make_message("x@example.jp", 1));
-	init_msg(&m[1], 2, "b@example.jp", make_message("b@example.jp", 1));
+	init_msg(&m[1], 2, "full@example.jp",
+	    make_message("full@example.jp", 1));
+	init_msg(&m[2], 3, "b@example.jp", make_message("b@example.jp", 1));
 	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), 0);
-	assert_int_equal(kr_transport_smtp_ops.send(t, m, 2, on_done, &o,
+	assert_int_equal(kr_transport_smtp_ops.send(t, m, 3, on_done, &o,
 	    &err), 0);
-	assert_int_equal(o.calls, 2);
+	assert_int_equal(o.calls, 3);
 	assert_int_equal(m[0].result, KR_SEND_PERM);
-	assert_int_equal(m[1].result, KR_SEND_OK);
+	assert_int_equal(m[1].result, KR_SEND_TEMP);
+	assert_int_equal(m[1].code, 452);
+	assert_non_null(strstr(m[1].reply, "mailbox full"));
+	assert_int_equal(m[2].result, KR_SEND_OK);
 	assert_int_equal(server_count(&s), 1);
 	kr_transport_smtp_ops.destroy(&t);
-	free_msgs(m, 2);
+	free_msgs(m, 3);
 	server_stop(&s);
 }
 
