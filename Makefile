@@ -24,10 +24,10 @@ DEB_PKGS := build-essential pkg-config libyaml-dev libsqlite3-dev sqlite3 \
 	libcmark-dev libsystemd-dev libcmocka-dev libssl-dev \
 	python3 python3-aiosmtpd python3-dkim postfix curl openssl clang \
 	libclang-rt-14-dev wrk nginx-light spamassassin chromium time systemd \
-	cppcheck clang-tidy valgrind fonts-ipafont-gothic
+	cppcheck clang-tidy valgrind libidn2-dev fonts-ipafont-gothic
 
 PKGS := yaml-0.1 sqlite3 libsodium libesmtp-1.0 libcurl libmicrohttpd \
-	libcmark libsystemd libcrypto
+	libcmark libsystemd libcrypto libidn2
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
 	-Wmissing-prototypes -Wmissing-declarations -Wold-style-definition \
@@ -44,6 +44,12 @@ ifeq ($(FLAVOUR),asan)
 OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 	-fno-sanitize-recover=all
 LDOPT := -fsanitize=address,undefined
+else ifeq ($(FLAVOUR),fuzz)
+# libFuzzer: clang only; the library is instrumented, the harness links the
+# fuzzer's main.
+OPT := -O1 -g -fno-omit-frame-pointer \
+	-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
+LDOPT := -fsanitize=fuzzer,address,undefined
 else ifeq ($(FLAVOUR),debug)
 OPT := -O0 -g
 LDOPT :=
@@ -64,6 +70,10 @@ KAIRAND_SRC := daemon/kairand.c $(sort $(wildcard daemon/kd_*.c))
 KAIRANCTL_SRC := daemon/kairanctl.c $(sort $(wildcard daemon/ctl_*.c))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
+
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(B)/fuzz/%)
+FUZZ_TIME ?= 60
 
 DEPS_STAMP := $(BUILDROOT)/.deps-ok
 
@@ -101,6 +111,9 @@ $(B)/.flags: FORCE
 	  echo '$(ALL_CFLAGS) $(ALL_LDFLAGS)' > $@
 FORCE:
 
+# Keep object files of test binaries (no rebuild on every run).
+.SECONDARY:
+
 $(B)/%.o: %.c $(B)/.flags
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
@@ -118,6 +131,30 @@ $(B)/kairanctl: $(KAIRANCTL_SRC:%.c=$(B)/%.o) $(B)/libkairan.a
 $(B)/tests/%: $(B)/tests/unit/%.o $(B)/libkairan.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) $(shell pkg-config --libs cmocka)
+
+$(B)/fuzz/%: $(B)/tests/fuzz/%.o $(B)/libkairan.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+.PHONY: fuzz-bins-$(FLAVOUR)
+fuzz-bins-$(FLAVOUR): $(FUZZ_BIN)
+
+# ---- make fuzz: every harness for FUZZ_TIME seconds on its seed corpus ----
+# New inputs go to build/fuzz/corpus/NAME (the committed seeds stay as they
+# are); crashes to build/fuzz/crashes/. A crash becomes a seed and a test.
+fuzz: $(DEPS_STAMP)
+	@$(MAKE) --no-print-directory FLAVOUR=fuzz CC=clang fuzz-bins-fuzz
+	@set -e; for f in $(BUILDROOT)/fuzz/fuzz/fuzz_*; do \
+	  n=$${f##*/fuzz_}; mkdir -p $(BUILDROOT)/fuzz/corpus/$$n \
+	    $(BUILDROOT)/fuzz/crashes; \
+	  echo "fuzz: $$n for $(FUZZ_TIME)s"; \
+	  $$f -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
+	    -artifact_prefix=$(BUILDROOT)/fuzz/crashes/$$n- \
+	    $(BUILDROOT)/fuzz/corpus/$$n tests/fuzz/$$n 2>&1 | \
+	    grep -E '^(stat::number_of_executed_units|stat::average_exec_per_sec|==.*ERROR|SUMMARY)' || true; \
+	  ls $(BUILDROOT)/fuzz/crashes/$$n-* >/dev/null 2>&1 && \
+	    { echo "fuzz: $$n crashed"; exit 1; } || true; \
+	done
 
 # ---- make run: the daemon on config/dev.yaml, state under ./var ----
 run: $(DEPS_STAMP)

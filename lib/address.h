@@ -18,8 +18,10 @@ struct kr_err;
  * white space is trimmed) and writes the normalised address to out.
  * Returns 0, or -1 with a reason a person can read in err. */
 KR_NODISCARD int kr_address_normalize(const char *in, size_t len,
-    char out[KR_ADDRESS_MAX], struct kr_err *err);
-/* Returns a pointer to the domain part of a normalised address. */
+                                      char out[KR_ADDRESS_MAX],
+                                      struct kr_err *err);
+/* Returns a pointer into addr: the domain part of a normalised address
+ * (after its last @), or "" at its end when there is no @. */
 const char *kr_address_domain(const char *addr);
 
 #endif

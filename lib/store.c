@@ -1,0 +1,1614 @@
+/* store.c — the SQLite backend of store.h; the only file that includes
+ * sqlite3.h.
+ *
+ * One file in WAL mode, synchronous=NORMAL (a power cut may lose the last
+ * transactions but never corrupts), foreign keys on, a 5 s busy timeout.
+ * The schema carries its version in PRAGMA user_version; kr_store_open runs
+ * the missing forward steps of `migrations` in one IMMEDIATE transaction.
+ * Every data statement is prepared once, cached on the handle and
+ * finalised in kr_store_close.
+ *
+ * Delivery rows: a partial index on the due states (QUEUED, DEFERRED)
+ * keyed by (report_id, id) lets kr_store_claim walk the queue in order
+ * without looking at sent rows; confirmations have report_id NULL and sort
+ * first. */
+#include "store.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "err.h"
+#include "xmem.h"
+
+#define BUSY_TIMEOUT_MS 5000
+
+/* ---- schema ---- */
+
+/* v1: the initial schema. Never edit a step once released: add one. */
+static const char schema_v1[] =
+    "CREATE TABLE subscribers ("
+    " id INTEGER PRIMARY KEY,"
+    " list_id TEXT NOT NULL,"
+    " email TEXT NOT NULL,"
+    " name TEXT NOT NULL DEFAULT '',"
+    " status INTEGER NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " consent_at INTEGER NOT NULL DEFAULT 0,"
+    " confirmed_at INTEGER NOT NULL DEFAULT 0,"
+    " unsubscribed_at INTEGER NOT NULL DEFAULT 0,"
+    " consent_source TEXT NOT NULL DEFAULT '',"
+    " consent_ip TEXT NOT NULL DEFAULT '',"
+    " consent_ua TEXT NOT NULL DEFAULT '',"
+    " bounces INTEGER NOT NULL DEFAULT 0,"
+    " UNIQUE (list_id, email));"
+    "CREATE TABLE reports ("
+    " id INTEGER PRIMARY KEY,"
+    " list_id TEXT NOT NULL,"
+    " subject TEXT NOT NULL,"
+    " preheader TEXT NOT NULL DEFAULT '',"
+    " text TEXT NOT NULL,"
+    " html TEXT NOT NULL,"
+    " source TEXT NOT NULL DEFAULT '',"
+    " hash TEXT NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " send_at INTEGER NOT NULL DEFAULT 0,"
+    " state INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX reports_hash ON reports (hash);"
+    "CREATE TABLE deliveries ("
+    " id INTEGER PRIMARY KEY,"
+    " kind INTEGER NOT NULL,"
+    " report_id INTEGER REFERENCES reports (id) ON DELETE CASCADE,"
+    " subscriber_id INTEGER NOT NULL"
+    "  REFERENCES subscribers (id) ON DELETE CASCADE,"
+    " domain TEXT NOT NULL DEFAULT '',"
+    " state INTEGER NOT NULL DEFAULT 0,"
+    " attempts INTEGER NOT NULL DEFAULT 0,"
+    " queued_at INTEGER NOT NULL,"
+    " next_attempt INTEGER NOT NULL DEFAULT 0,"
+    " lease_until INTEGER NOT NULL DEFAULT 0,"
+    " code INTEGER NOT NULL DEFAULT 0,"
+    " reply TEXT,"
+    " sent_at INTEGER NOT NULL DEFAULT 0,"
+    " UNIQUE (report_id, subscriber_id));"
+    "CREATE INDEX deliveries_subscriber ON deliveries (subscriber_id);"
+    "CREATE INDEX deliveries_report ON deliveries"
+    " (report_id, state, lease_until);"
+    "CREATE INDEX deliveries_due ON deliveries"
+    " (report_id, id, next_attempt, lease_until) WHERE state IN (0, 2);";
+
+/* v2: the event log (consent, operator actions) and the index that finds
+ * every subscription of one address (unsubscribe from all lists, the
+ * confirmation limit of the form). */
+static const char schema_v2[] =
+    "CREATE TABLE events ("
+    " id INTEGER PRIMARY KEY,"
+    " at INTEGER NOT NULL,"
+    " kind TEXT NOT NULL,"
+    " subscriber_id INTEGER,"
+    " report_id INTEGER,"
+    " detail TEXT NOT NULL DEFAULT '');"
+    "CREATE INDEX events_subscriber ON events (subscriber_id);"
+    "CREATE INDEX subscribers_email ON subscribers (email);";
+
+/* migrations[i] takes the schema from version i to i + 1. */
+static const char *const migrations[] = {schema_v1, schema_v2};
+
+/* ---- prepared statements ---- */
+
+#define SUB_COLS                                                          \
+	"id, list_id, email, name, status, created_at, consent_at,"       \
+	" confirmed_at, unsubscribed_at, consent_source, consent_ip,"    \
+	" consent_ua, bounces"
+#define REPORT_COLS                                                       \
+	"id, list_id, subject, preheader, text, html, source, hash,"      \
+	" created_at, send_at, state"
+#define CLAIM_COLS                                                        \
+	"d.id, d.kind, coalesce(d.report_id, 0), d.subscriber_id,"       \
+	" s.list_id, s.email, d.attempts, d.queued_at, s.status"
+
+enum stmt_id {
+	ST_BEGIN,
+	ST_COMMIT,
+	ST_ROLLBACK,
+	ST_SAVEPOINT,
+	ST_RELEASE_SP,
+	ST_ROLLBACK_SP,
+	ST_SUB_INSERT,
+	ST_SUB_IMPORT,
+	ST_SUB_GET,
+	ST_SUB_FIND,
+	ST_SUB_RESUB,
+	ST_SUB_CONFIRM,
+	ST_SUB_UNSUB,
+	ST_SUB_SAME_EMAIL,
+	ST_DEL_CANCEL_SUB,
+	ST_SUB_DELETE,
+	ST_SUB_FOREACH,
+	ST_SUB_COUNT,
+	ST_CONFIRM_COUNT,
+	ST_CONFIRM_ENQUEUE,
+	ST_REPORT_BY_HASH,
+	ST_REPORT_INSERT,
+	ST_REPORT_QUEUE,
+	ST_REPORT_GET,
+	ST_REPORT_LIST,
+	ST_REPORT_SET_STATE,
+	ST_REPORT_CANCEL_ROWS,
+	ST_COUNTS_REPORT,
+	ST_COUNTS_ALL,
+	ST_RETRY,
+	ST_CLAIM_CONFIRM,
+	ST_CLAIM_REPORTS,
+	ST_CLAIM_ROWS,
+	ST_LEASE,
+	ST_CANCEL_ONE,
+	ST_MARK_SENT,
+	ST_MARK_DEFERRED,
+	ST_MARK_FAILED,
+	ST_MARK_UNCERTAIN,
+	ST_RELEASE,
+	ST_EVENT,
+	ST_PING,
+	ST__N
+};
+
+static const char *const stmt_sql[ST__N] = {
+	[ST_BEGIN] = "BEGIN IMMEDIATE",
+	[ST_COMMIT] = "COMMIT",
+	[ST_ROLLBACK] = "ROLLBACK",
+	[ST_SAVEPOINT] = "SAVEPOINT kr",
+	[ST_RELEASE_SP] = "RELEASE kr",
+	[ST_ROLLBACK_SP] = "ROLLBACK TO kr",
+	[ST_SUB_INSERT] =
+	    "INSERT INTO subscribers (list_id, email, name, status,"
+	    " created_at, consent_at, confirmed_at, consent_source,"
+	    " consent_ip, consent_ua) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6,"
+	    " ?7, ?8, ?9)",
+	[ST_SUB_IMPORT] =
+	    "INSERT INTO subscribers (list_id, email, name, status,"
+	    " created_at, consent_at, confirmed_at, unsubscribed_at,"
+	    " consent_source, consent_ip, consent_ua, bounces)"
+	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+	    " ON CONFLICT (list_id, email) DO NOTHING",
+	[ST_SUB_GET] = "SELECT " SUB_COLS " FROM subscribers WHERE id = ?1",
+	[ST_SUB_FIND] = "SELECT " SUB_COLS " FROM subscribers"
+			" WHERE list_id = ?1 AND email = ?2",
+	[ST_SUB_RESUB] =
+	    "UPDATE subscribers SET status = ?2, consent_at = ?3,"
+	    " confirmed_at = ?4, unsubscribed_at = 0, bounces = 0,"
+	    " consent_source = ?5, consent_ip = ?6, consent_ua = ?7,"
+	    " name = CASE WHEN ?8 IS NULL THEN name ELSE ?8 END"
+	    " WHERE id = ?1",
+	[ST_SUB_CONFIRM] = "UPDATE subscribers SET status = 1,"
+			   " confirmed_at = ?2 WHERE id = ?1 AND status = 0",
+	[ST_SUB_UNSUB] = "UPDATE subscribers SET status = 2,"
+			 " unsubscribed_at = ?2"
+			 " WHERE id = ?1 AND status IN (0, 1)",
+	[ST_SUB_SAME_EMAIL] =
+	    "SELECT id FROM subscribers WHERE email ="
+	    " (SELECT email FROM subscribers WHERE id = ?1) ORDER BY id",
+	[ST_DEL_CANCEL_SUB] = "UPDATE deliveries SET state = 5, lease_until = 0"
+			      " WHERE subscriber_id = ?1 AND state IN (0, 2)",
+	[ST_SUB_DELETE] = "DELETE FROM subscribers WHERE id = ?1",
+	[ST_SUB_FOREACH] = "SELECT " SUB_COLS " FROM subscribers"
+			   " WHERE (?1 IS NULL OR list_id = ?1)"
+			   " AND (?2 < 0 OR status = ?2) AND id > ?3"
+			   " ORDER BY id LIMIT 1000",
+	[ST_SUB_COUNT] = "SELECT count(*) FROM subscribers"
+			 " WHERE (?1 IS NULL OR list_id = ?1)"
+			 " AND (?2 < 0 OR status = ?2)",
+	[ST_CONFIRM_COUNT] =
+	    "SELECT count(*) FROM deliveries d"
+	    " JOIN subscribers s ON s.id = d.subscriber_id"
+	    " WHERE s.email = ?1 AND d.kind = 1 AND d.queued_at >= ?2",
+	[ST_CONFIRM_ENQUEUE] =
+	    "INSERT INTO deliveries (kind, report_id, subscriber_id, domain,"
+	    " state, queued_at, next_attempt)"
+	    " SELECT 1, NULL, id, kr_domain(email), 0, ?2, ?2"
+	    " FROM subscribers WHERE id = ?1",
+	[ST_REPORT_BY_HASH] = "SELECT id FROM reports WHERE hash = ?1 LIMIT 1",
+	[ST_REPORT_INSERT] =
+	    "INSERT INTO reports (list_id, subject, preheader, text, html,"
+	    " source, hash, created_at, send_at, state)"
+	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0)",
+	[ST_REPORT_QUEUE] =
+	    "INSERT INTO deliveries (kind, report_id, subscriber_id, domain,"
+	    " state, queued_at, next_attempt)"
+	    " SELECT 0, ?1, id, kr_domain(email), 0, ?3, ?4"
+	    " FROM subscribers WHERE list_id = ?2 AND status = 1"
+	    " ORDER BY id",
+	[ST_REPORT_GET] = "SELECT " REPORT_COLS " FROM reports WHERE id = ?1",
+	[ST_REPORT_LIST] = "SELECT " REPORT_COLS " FROM reports"
+			   " ORDER BY id DESC LIMIT ?1",
+	[ST_REPORT_SET_STATE] = "UPDATE reports SET state = ?2 WHERE id = ?1",
+	[ST_REPORT_CANCEL_ROWS] =
+	    "UPDATE deliveries SET state = 5, lease_until = 0"
+	    " WHERE report_id = ?1 AND state IN (0, 2)",
+	[ST_COUNTS_REPORT] =
+	    "SELECT state, count(*), sum(lease_until >= ?2) FROM deliveries"
+	    " WHERE report_id = ?1 GROUP BY state",
+	[ST_COUNTS_ALL] =
+	    "SELECT state, count(*), sum(lease_until >= ?1) FROM deliveries"
+	    " GROUP BY state",
+	[ST_RETRY] = "UPDATE deliveries SET state = 0, attempts = 0,"
+		     " queued_at = ?3, next_attempt = ?3, lease_until = 0"
+		     " WHERE report_id = ?1 AND (state = 3 OR"
+		     " (?2 AND state = 4))",
+	[ST_CLAIM_CONFIRM] =
+	    "SELECT " CLAIM_COLS " FROM deliveries d"
+	    " JOIN subscribers s ON s.id = d.subscriber_id"
+	    " WHERE d.report_id IS NULL AND d.state IN (0, 2)"
+	    " AND d.next_attempt <= ?1 AND d.lease_until < ?1"
+	    " ORDER BY d.id LIMIT ?2",
+	[ST_CLAIM_REPORTS] =
+	    "SELECT id FROM reports r WHERE state = 0 AND send_at <= ?1"
+	    " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.report_id = r.id"
+	    " AND d.state IN (0, 2)) ORDER BY id",
+	[ST_CLAIM_ROWS] =
+	    "SELECT " CLAIM_COLS " FROM deliveries d"
+	    " JOIN subscribers s ON s.id = d.subscriber_id"
+	    " WHERE d.report_id = ?3 AND d.state IN (0, 2)"
+	    " AND d.next_attempt <= ?1 AND d.lease_until < ?1"
+	    " ORDER BY d.id LIMIT ?2",
+	[ST_LEASE] = "UPDATE deliveries SET lease_until = ?2 WHERE id = ?1",
+	[ST_CANCEL_ONE] = "UPDATE deliveries SET state = 5, lease_until = 0"
+			  " WHERE id = ?1",
+	[ST_MARK_SENT] = "UPDATE deliveries SET state = 1,"
+			 " attempts = attempts + 1, lease_until = 0,"
+			 " sent_at = ?2, code = 0, reply = ?3 WHERE id = ?1",
+	[ST_MARK_DEFERRED] = "UPDATE deliveries SET state = 2,"
+			     " attempts = attempts + 1, lease_until = 0,"
+			     " next_attempt = ?3, code = ?4, reply = ?5"
+			     " WHERE id = ?1",
+	[ST_MARK_FAILED] = "UPDATE deliveries SET state = 3,"
+			   " attempts = attempts + 1, lease_until = 0,"
+			   " code = ?3, reply = ?4 WHERE id = ?1",
+	[ST_MARK_UNCERTAIN] = "UPDATE deliveries SET state = 4,"
+			      " attempts = attempts + 1, lease_until = 0,"
+			      " reply = ?3 WHERE id = ?1",
+	[ST_RELEASE] = "UPDATE deliveries SET lease_until = 0 WHERE id = ?1",
+	[ST_EVENT] = "INSERT INTO events (at, kind, subscriber_id, report_id,"
+		     " detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+	[ST_PING] = "SELECT 1",
+};
+
+struct kr_store {
+	sqlite3 *db;
+	char *path;
+	sqlite3_stmt *st[ST__N];
+};
+
+/* ---- helpers ---- */
+
+static int
+db_err(const struct kr_store *s, int rc, const char *what,
+    struct kr_err *err)
+{
+	int prim = rc & 0xff;
+	enum kr_err_code code = KR_ERR_DB;
+
+	if (prim == SQLITE_BUSY || prim == SQLITE_LOCKED || prim == SQLITE_FULL)
+		code = KR_ERR_BUSY;
+	return kr_err_set(err, code, "database %s: %s: %s", s->path, what,
+	    s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+}
+
+/* The cached statement id, reset and unbound; NULL with err set. */
+static sqlite3_stmt *
+stmt(struct kr_store *s, enum stmt_id id, struct kr_err *err)
+{
+	int rc;
+
+	if (s->st[id] == NULL) {
+		rc = sqlite3_prepare_v3(s->db, stmt_sql[id], -1,
+		    SQLITE_PREPARE_PERSISTENT, &s->st[id], NULL);
+		if (rc != SQLITE_OK) {
+			db_err(s, rc, "prepare", err);
+			s->st[id] = NULL;
+			return NULL;
+		}
+	}
+	return s->st[id];
+}
+
+static void
+stmt_done(sqlite3_stmt *st)
+{
+	if (st != NULL) {
+		sqlite3_reset(st);
+		sqlite3_clear_bindings(st);
+	}
+}
+
+static void
+bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+	sqlite3_bind_text(st, i, v ? v : "", -1, SQLITE_TRANSIENT);
+}
+
+static void
+col_copy(char *dst, size_t n, sqlite3_stmt *st, int col)
+{
+	const unsigned char *v = sqlite3_column_text(st, col);
+	size_t len = v ? (size_t)sqlite3_column_bytes(st, col) : 0;
+
+	if (len >= n)
+		len = n - 1;
+	if (len)
+		memcpy(dst, v, len);
+	dst[len] = '\0';
+}
+
+static char *
+col_dup(sqlite3_stmt *st, int col)
+{
+	const unsigned char *v = sqlite3_column_text(st, col);
+
+	return kr_xstrndup(v ? (const char *)v : "",
+	    v ? (size_t)sqlite3_column_bytes(st, col) : 0);
+}
+
+/* Runs a statement that returns no rows; 0 or -1. */
+static int
+run(struct kr_store *s, sqlite3_stmt *st, const char *what,
+    struct kr_err *err)
+{
+	int rc = sqlite3_step(st), r = 0;
+
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		r = db_err(s, rc, what, err);
+	stmt_done(st);
+	return r;
+}
+
+static int
+run_id(struct kr_store *s, enum stmt_id id, const char *what,
+    struct kr_err *err)
+{
+	sqlite3_stmt *st = stmt(s, id, err);
+
+	return st ? run(s, st, what, err) : -1;
+}
+
+/* A write transaction of its own, or a savepoint inside the caller's
+ * (kr_store_begin). *own_out tells tx_end which. */
+static int
+tx_begin(struct kr_store *s, bool *own_out, struct kr_err *err)
+{
+	*own_out = sqlite3_get_autocommit(s->db) != 0;
+	return run_id(s, *own_out ? ST_BEGIN : ST_SAVEPOINT, "begin", err);
+}
+
+/* Commits when r is 0, else rolls back; returns r, or -1 when the commit
+ * fails. */
+static int
+tx_end(struct kr_store *s, bool own, int r, struct kr_err *err)
+{
+	if (r == 0) {
+		if (run_id(s, own ? ST_COMMIT : ST_RELEASE_SP, "commit", err) ==
+		    0)
+			return 0;
+		r = -1;
+	}
+	if (own) {
+		if (!sqlite3_get_autocommit(s->db))
+			(void)run_id(s, ST_ROLLBACK, "rollback", NULL);
+	} else {
+		(void)run_id(s, ST_ROLLBACK_SP, "rollback", NULL);
+		(void)run_id(s, ST_RELEASE_SP, "rollback", NULL);
+	}
+	return r;
+}
+
+/* kr_domain(email): the part after the last '@' (a quoted local part may
+ * hold one), for per-domain limits. */
+static void
+sql_domain(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	const unsigned char *e = sqlite3_value_text(argv[0]);
+	const char *at;
+
+	(void)argc;
+	if (e == NULL) {
+		sqlite3_result_text(ctx, "", 0, SQLITE_STATIC);
+		return;
+	}
+	at = strrchr((const char *)e, '@');
+	sqlite3_result_text(ctx, at ? at + 1 : "", -1, SQLITE_TRANSIENT);
+}
+
+static int
+exec(struct kr_store *s, const char *sql, const char *what,
+    struct kr_err *err)
+{
+	int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+
+	return rc == SQLITE_OK ? 0 : db_err(s, rc, what, err);
+}
+
+/* One integer from a PRAGMA or query without parameters. */
+static int
+query_int(struct kr_store *s, const char *sql, int64_t *out,
+    struct kr_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, r = -1;
+
+	rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		goto fail;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*out = sqlite3_column_int64(st, 0);
+		r = 0;
+		goto out;
+	}
+	if (rc == SQLITE_DONE) {
+		*out = 0;
+		r = 0;
+		goto out;
+	}
+fail:
+	if ((rc & 0xff) == SQLITE_NOTADB)
+		r = kr_err_set(err, KR_ERR_DB,
+		    "database %s: not an SQLite database; refusing to touch it",
+		    s->path);
+	else
+		r = db_err(s, rc, "read", err);
+out:
+	sqlite3_finalize(st);
+	return r;
+}
+
+static int
+migrate(struct kr_store *s, struct kr_err *err)
+{
+	int64_t v = 0;
+	int r = -1;
+	char *sql = NULL;
+	bool own = true;
+
+	if (exec(s, "BEGIN IMMEDIATE", "begin migration", err) < 0)
+		return -1;
+	/* Again under the write lock: another process may have won. */
+	if (query_int(s, "PRAGMA user_version", &v, err) < 0)
+		goto out;
+	for (; v < (int64_t)KR_NELEM(migrations); v++) {
+		if (exec(s, migrations[v], "migration", err) < 0) {
+			kr_err_prefix(err, "schema v%lld -> v%lld",
+			    (long long)v, (long long)v + 1);
+			goto out;
+		}
+	}
+	sql = kr_xasprintf("PRAGMA user_version = %d",
+	    kr_store_schema_version());
+	if (exec(s, sql, "set schema version", err) < 0)
+		goto out;
+	r = 0;
+out:
+	free(sql);
+	return tx_end(s, own, r, err);
+}
+
+/* ---- open / close ---- */
+
+int
+kr_store_schema_version(void)
+{
+	return (int)KR_NELEM(migrations);
+}
+
+int
+kr_store_open(const char *path, struct kr_store **store_out,
+    struct kr_err *err)
+{
+	struct kr_store *s = kr_xcalloc(1, sizeof(*s));
+	int64_t v = 0, ntables = 0;
+	int rc, r = -1;
+	char mode[16] = "";
+	sqlite3_stmt *st = NULL;
+
+	*store_out = NULL;
+	s->path = kr_xstrdup(path);
+	rc = sqlite3_open_v2(path, &s->db,
+	    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
+		SQLITE_OPEN_EXRESCODE,
+	    NULL);
+	if (rc != SQLITE_OK) {
+		db_err(s, rc, "open", err);
+		goto out;
+	}
+	sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
+	/* Read before anything writes: a foreign or newer file is left as
+	 * it was. */
+	if (query_int(s, "PRAGMA user_version", &v, err) < 0)
+		goto out;
+	if (v > kr_store_schema_version()) {
+		kr_err_set(err, KR_ERR_DB,
+		    "database %s: schema version %lld is newer than this "
+		    "kairan understands (%d); upgrade kairan or use a backup",
+		    path, (long long)v, kr_store_schema_version());
+		goto out;
+	}
+	if (v == 0) {
+		if (query_int(s, "SELECT count(*) FROM sqlite_master",
+			&ntables, err) < 0)
+			goto out;
+		if (ntables > 0) {
+			kr_err_set(err, KR_ERR_DB,
+			    "database %s: an SQLite file that is not kairan's "
+			    "(tables but no schema version); refusing to "
+			    "touch it",
+			    path);
+			goto out;
+		}
+	}
+	rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &st,
+	    NULL);
+	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		col_copy(mode, sizeof(mode), st, 0);
+		rc = SQLITE_OK;
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_OK) {
+		db_err(s, rc, "journal_mode", err);
+		goto out;
+	}
+	if (strcmp(mode, "wal") != 0) {
+		kr_err_set(err, KR_ERR_DB,
+		    "database %s: cannot use WAL mode (got %s)", path, mode);
+		goto out;
+	}
+	if (exec(s, "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;"
+		    " PRAGMA cache_size = -32768;",
+		"pragma", err) < 0)
+		goto out;
+	rc = sqlite3_create_function(s->db, "kr_domain", 1,
+	    SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, sql_domain, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		db_err(s, rc, "create function", err);
+		goto out;
+	}
+	if (v < kr_store_schema_version() && migrate(s, err) < 0)
+		goto out;
+	*store_out = s;
+	s = NULL;
+	r = 0;
+out:
+	kr_store_close(&s);
+	return r;
+}
+
+void
+kr_store_close(struct kr_store **sp)
+{
+	struct kr_store *s;
+	size_t i;
+
+	if (sp == NULL || (s = *sp) == NULL)
+		return;
+	for (i = 0; i < ST__N; i++)
+		sqlite3_finalize(s->st[i]);
+	if (s->db && !sqlite3_get_autocommit(s->db))
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	sqlite3_close(s->db);
+	free(s->path);
+	free(s);
+	*sp = NULL;
+}
+
+int
+kr_store_begin(struct kr_store *s, struct kr_err *err)
+{
+	if (!sqlite3_get_autocommit(s->db))
+		return kr_err_set(err, KR_ERR_INVALID,
+		    "store: transaction already open");
+	return run_id(s, ST_BEGIN, "begin", err);
+}
+
+int
+kr_store_commit(struct kr_store *s, struct kr_err *err)
+{
+	return run_id(s, ST_COMMIT, "commit", err);
+}
+
+void
+kr_store_rollback(struct kr_store *s)
+{
+	if (s != NULL && !sqlite3_get_autocommit(s->db))
+		(void)run_id(s, ST_ROLLBACK, "rollback", NULL);
+}
+
+/* ---- subscribers ---- */
+
+static void
+sub_from_row(sqlite3_stmt *st, struct kr_subscriber *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->id = sqlite3_column_int64(st, 0);
+	col_copy(out->list_id, sizeof(out->list_id), st, 1);
+	col_copy(out->email, sizeof(out->email), st, 2);
+	col_copy(out->name, sizeof(out->name), st, 3);
+	out->status = (enum kr_sub_status)sqlite3_column_int(st, 4);
+	out->created_at = sqlite3_column_int64(st, 5);
+	out->consent_at = sqlite3_column_int64(st, 6);
+	out->confirmed_at = sqlite3_column_int64(st, 7);
+	out->unsubscribed_at = sqlite3_column_int64(st, 8);
+	col_copy(out->consent_source, sizeof(out->consent_source), st, 9);
+	col_copy(out->consent_ip, sizeof(out->consent_ip), st, 10);
+	col_copy(out->consent_ua, sizeof(out->consent_ua), st, 11);
+	out->bounces = sqlite3_column_int(st, 12);
+}
+
+/* Steps a lookup statement: 1 row copied, 0 none, -1 error. */
+static int
+sub_lookup(struct kr_store *s, sqlite3_stmt *st, struct kr_subscriber *out,
+    struct kr_err *err)
+{
+	int rc = sqlite3_step(st), r;
+
+	if (rc == SQLITE_ROW) {
+		sub_from_row(st, out);
+		r = 1;
+	} else if (rc == SQLITE_DONE) {
+		r = 0;
+	} else {
+		r = db_err(s, rc, "subscriber lookup", err);
+	}
+	stmt_done(st);
+	return r;
+}
+
+int
+kr_store_subscriber_get(struct kr_store *s, int64_t id,
+    struct kr_subscriber *out, struct kr_err *err)
+{
+	sqlite3_stmt *st = stmt(s, ST_SUB_GET, err);
+
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, id);
+	return sub_lookup(s, st, out, err);
+}
+
+int
+kr_store_subscriber_find(struct kr_store *s, const char *list_id,
+    const char *email, struct kr_subscriber *out, struct kr_err *err)
+{
+	sqlite3_stmt *st = stmt(s, ST_SUB_FIND, err);
+
+	if (st == NULL)
+		return -1;
+	bind_text(st, 1, list_id);
+	bind_text(st, 2, email);
+	return sub_lookup(s, st, out, err);
+}
+
+static int
+event(struct kr_store *s, int64_t at, const char *kind, int64_t sub_id,
+    int64_t report_id, const char *detail, struct kr_err *err)
+{
+	sqlite3_stmt *st = stmt(s, ST_EVENT, err);
+
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, at);
+	bind_text(st, 2, kind);
+	if (sub_id > 0)
+		sqlite3_bind_int64(st, 3, sub_id);
+	if (report_id > 0)
+		sqlite3_bind_int64(st, 4, report_id);
+	bind_text(st, 5, detail);
+	return run(s, st, "event", err);
+}
+
+int
+kr_store_subscribe(struct kr_store *s, const char *list_id,
+    const char *email, const char *name, const struct kr_consent *consent,
+    bool double_opt_in, int64_t now, struct kr_sub_result *res_out,
+    struct kr_err *err)
+{
+	struct kr_subscriber cur;
+	sqlite3_stmt *st;
+	enum kr_sub_status to =
+	    double_opt_in ? KR_SUB_PENDING : KR_SUB_ACTIVE;
+	const char *src = consent && consent->source ? consent->source : "";
+	bool own = false;
+	int r = -1, found;
+
+	memset(res_out, 0, sizeof(*res_out));
+	if (tx_begin(s, &own, err) < 0)
+		return -1;
+	if ((found = kr_store_subscriber_find(s, list_id, email, &cur, err)) <
+	    0)
+		goto out;
+	if (!found) {
+		if ((st = stmt(s, ST_SUB_INSERT, err)) == NULL)
+			goto out;
+		bind_text(st, 1, list_id);
+		bind_text(st, 2, email);
+		bind_text(st, 3, name);
+		sqlite3_bind_int(st, 4, (int)to);
+		sqlite3_bind_int64(st, 5, now);
+		sqlite3_bind_int64(st, 6, to == KR_SUB_ACTIVE ? now : 0);
+		bind_text(st, 7, src);
+		bind_text(st, 8, consent ? consent->ip : NULL);
+		bind_text(st, 9, consent ? consent->ua : NULL);
+		if (run(s, st, "subscribe", err) < 0)
+			goto out;
+		res_out->id = sqlite3_last_insert_rowid(s->db);
+		res_out->before = (enum kr_sub_status) - 1;
+		res_out->is_new = true;
+		res_out->after = to;
+	} else {
+		res_out->id = cur.id;
+		res_out->before = cur.status;
+		res_out->after = cur.status;
+		if (cur.status == KR_SUB_UNSUBSCRIBED ||
+		    cur.status == KR_SUB_BOUNCED) {
+			if ((st = stmt(s, ST_SUB_RESUB, err)) == NULL)
+				goto out;
+			sqlite3_bind_int64(st, 1, cur.id);
+			sqlite3_bind_int(st, 2, (int)to);
+			sqlite3_bind_int64(st, 3, now);
+			sqlite3_bind_int64(st, 4,
+			    to == KR_SUB_ACTIVE ? now : 0);
+			bind_text(st, 5, src);
+			bind_text(st, 6, consent ? consent->ip : NULL);
+			bind_text(st, 7, consent ? consent->ua : NULL);
+			if (name != NULL)
+				bind_text(st, 8, name);
+			if (run(s, st, "subscribe again", err) < 0)
+				goto out;
+			res_out->after = to;
+		}
+	}
+	if (res_out->is_new || res_out->before != res_out->after) {
+		if (event(s, now, "subscribe", res_out->id, 0, src, err) < 0)
+			goto out;
+	}
+	r = 0;
+out:
+	return tx_end(s, own, r, err);
+}
+
+int
+kr_store_subscriber_import_id(struct kr_store *s,
+    const struct kr_subscriber *sub, int64_t *id_out, struct kr_err *err)
+{
+	sqlite3_stmt *st = stmt(s, ST_SUB_IMPORT, err);
+	int64_t created = sub->created_at ? sub->created_at : (int64_t)time(NULL);
+	int r;
+
+	*id_out = 0;
+	if (st == NULL)
+		return -1;
+	bind_text(st, 1, sub->list_id);
+	bind_text(st, 2, sub->email);
+	bind_text(st, 3, sub->name);
+	sqlite3_bind_int(st, 4, (int)sub->status);
+	sqlite3_bind_int64(st, 5, created);
+	sqlite3_bind_int64(st, 6, sub->consent_at ? sub->consent_at : created);
+	sqlite3_bind_int64(st, 7, sub->confirmed_at);
+	sqlite3_bind_int64(st, 8, sub->unsubscribed_at);
+	bind_text(st, 9, sub->consent_source);
+	bind_text(st, 10, sub->consent_ip);
+	bind_text(st, 11, sub->consent_ua);
+	sqlite3_bind_int(st, 12, sub->bounces);
+	r = run(s, st, "import subscriber", err);
+	if (r == 0 && sqlite3_changes(s->db) > 0)
+		*id_out = sqlite3_last_insert_rowid(s->db);
+	return r;
+}
+
+int
+kr_store_subscriber_import(struct kr_store *s,
+    const struct kr_subscriber *sub, bool *added_out, struct kr_err *err)
+{
+	int64_t id = 0;
+	int r = kr_store_subscriber_import_id(s, sub, &id, err);
+
+	*added_out = id != 0;
+	return r;
+}
+
+int
+kr_store_subscriber_confirm(struct kr_store *s, int64_t id, int64_t now,
+    struct kr_err *err)
+{
+	sqlite3_stmt *st;
+	bool own = false;
+	int r = -1, changed = 0;
+
+	if (tx_begin(s, &own, err) < 0)
+		return -1;
+	if ((st = stmt(s, ST_SUB_CONFIRM, err)) == NULL)
+		goto out;
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int64(st, 2, now);
+	if (run(s, st, "confirm", err) < 0)
+		goto out;
+	changed = sqlite3_changes(s->db) > 0;
+	if (changed && event(s, now, "confirm", id, 0, "", err) < 0)
+		goto out;
+	r = 0;
+out:
+	r = tx_end(s, own, r, err);
+	return r < 0 ? -1 : changed;
+}
+
+static int
+unsub_one(struct kr_store *s, int64_t id, int64_t now, int *changed,
+    struct kr_err *err)
+{
+	sqlite3_stmt *st = stmt(s, ST_SUB_UNSUB, err);
+
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int64(st, 2, now);
+	if (run(s, st, "unsubscribe", err) < 0)
+		return -1;
+	if (sqlite3_changes(s->db) > 0) {
+		(*changed)++;
+		if (event(s, now, "unsubscribe", id, 0, "", err) < 0)
+			return -1;
+	}
+	/* Whatever the status was, nothing more goes out to it. */
+	if ((st = stmt(s, ST_DEL_CANCEL_SUB, err)) == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, id);
+	return run(s, st, "cancel deliveries", err);
+}
+
+int
+kr_store_subscriber_unsubscribe(struct kr_store *s, int64_t id,
+    bool all_lists, int64_t now, struct kr_err *err)
+{
+	sqlite3_stmt *st;
+	int64_t *ids = NULL;
+	size_t n = 0, cap = 0, i;
+	bool own = false;
+	int r = -1, changed = 0, rc;
+
+	if (tx_begin(s, &own, err) < 0)
+		return -1;
+	if (!all_lists) {
+		if (unsub_one(s, id, now, &changed, err) < 0)
+			goto out;
+		r = 0;
+		goto out;
+	}
+	if ((st = stmt(s, ST_SUB_SAME_EMAIL, err)) == NULL)
+		goto out;
+	sqlite3_bind_int64(st, 1, id);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 8;
+			ids = kr_xrealloc(ids, cap * sizeof(*ids));
+		}
+		ids[n++] = sqlite3_column_int64(st, 0);
+	}
+	stmt_done(st);
+	if (rc != SQLITE_DONE) {
+		db_err(s, rc, "unsubscribe", err);
+		goto out;
+	}
+	for (i = 0; i < n; i++)
+		if (unsub_one(s, ids[i], now, &changed, err) < 0)
+			goto out;
+	r = 0;
+out:
+	free(ids);
+	r = tx_end(s, own, r, err);
+	return r < 0 ? -1 : changed;
+}
+
+int
+kr_store_subscriber_delete(struct kr_store *s, int64_t id,
+    struct kr_err *err)
+{
+	sqlite3_stmt *st;
+	bool own = false;
+	int r = -1;
+
+	if (tx_begin(s, &own, err) < 0)
+		return -1;
+	/* Deliveries go by ON DELETE CASCADE. */
+	if ((st = stmt(s, ST_SUB_DELETE, err)) == NULL)
+		goto out;
+	sqlite3_bind_int64(st, 1, id);
+	if (run(s, st, "delete subscriber", err) < 0)
+		goto out;
+	if (sqlite3_changes(s->db) == 0) {
+		kr_err_set(err, KR_ERR_NOTFOUND, "no subscriber %lld",
+		    (long long)id);
+		goto out;
+	}
+	if (event(s, (int64_t)time(NULL), "delete", id, 0, "operator", err) <
+	    0)
+		goto out;
+	r = 0;
+out:
+	return tx_end(s, own, r, err);
+}
+
+int
+kr_store_subscriber_foreach(struct kr_store *s, const char *list_id,
+    int status, kr_store_sub_fn fn, void *ctx, struct kr_err *err)
+{
+	struct kr_subscriber sub;
+	sqlite3_stmt *st = stmt(s, ST_SUB_FOREACH, err);
+	int64_t last = 0;
+	int rc, r = 0;
+	size_t got;
+
+	if (st == NULL)
+		return -1;
+	/* Pages of 1000 by id, so a long export holds no snapshot for
+	 * long. fn may use the store, except this function. */
+	do {
+		got = 0;
+		if (list_id)
+			bind_text(st, 1, list_id);
+		sqlite3_bind_int(st, 2, status);
+		sqlite3_bind_int64(st, 3, last);
+		while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+			sub_from_row(st, &sub);
+			last = sub.id;
+			got++;
+			r = fn(ctx, &sub);
+		}
+		if (r == 0 && rc != SQLITE_DONE)
+			r = db_err(s, rc, "list subscribers", err);
+		stmt_done(st);
+	} while (r == 0 && got > 0);
+	return r;
+}
+
+int
+kr_store_subscriber_count(struct kr_store *s, const char *list_id,
+    int status, int64_t *n_out, struct kr_err *err)
+{
+	sqlite3_stmt *st = stmt(s, ST_SUB_COUNT, err);
+	int rc, r = 0;
+
+	*n_out = 0;
+	if (st == NULL)
+		return -1;
+	if (list_id)
+		bind_text(st, 1, list_id);
+	sqlite3_bind_int(st, 2, status);
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		*n_out = sqlite3_column_int64(st, 0);
+	else
+		r = db_err(s, rc, "count subscribers", err);
+	stmt_done(st);
+	return r;
+}
+
+int
+kr_store_confirm_count(struct kr_store *s, const char *email, int64_t since,
+    int64_t *n_out, struct kr_err *err)
+{
+	sqlite3_stmt *st = stmt(s, ST_CONFIRM_COUNT, err);
+	int rc, r = 0;
+
+	*n_out = 0;
+	if (st == NULL)
+		return -1;
+	bind_text(st, 1, email);
+	sqlite3_bind_int64(st, 2, since);
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		*n_out = sqlite3_column_int64(st, 0);
+	else
+		r = db_err(s, rc, "count confirmations", err);
+	stmt_done(st);
+	return r;
+}
+
+int
+kr_store_confirm_enqueue(struct kr_store *s, int64_t id, int64_t now,
+    struct kr_err *err)
+{
+	sqlite3_stmt *st = stmt(s, ST_CONFIRM_ENQUEUE, err);
+
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int64(st, 2, now);
+	if (run(s, st, "queue confirmation", err) < 0)
+		return -1;
+	if (sqlite3_changes(s->db) == 0)
+		return kr_err_set(err, KR_ERR_NOTFOUND, "no subscriber %lld",
+		    (long long)id);
+	return 0;
+}
+
+/* ---- reports ---- */
+
+void
+kr_store_report_row_fini(struct kr_report_row *r)
+{
+	if (r == NULL)
+		return;
+	free(r->subject);
+	free(r->preheader);
+	free(r->text);
+	free(r->html);
+	free(r->source);
+	r->subject = r->preheader = r->text = r->html = r->source = NULL;
+}
+
+int
+kr_store_report_add(struct kr_store *s, const struct kr_report_row *rep,
+    bool again, int64_t now, int64_t *id_out, int64_t *queued_out,
+    struct kr_err *err)
+{
+	sqlite3_stmt *st;
+	int64_t id = 0;
+	bool own = false;
+	int r = -1, rc;
+
+	*id_out = 0;
+	*queued_out = 0;
+	if (tx_begin(s, &own, err) < 0)
+		return -1;
+	if (rep->hash[0] != '\0' && !again) {
+		if ((st = stmt(s, ST_REPORT_BY_HASH, err)) == NULL)
+			goto out;
+		bind_text(st, 1, rep->hash);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW)
+			id = sqlite3_column_int64(st, 0);
+		stmt_done(st);
+		if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+			db_err(s, rc, "report lookup", err);
+			goto out;
+		}
+		if (id != 0) {
+			kr_err_set(err, KR_ERR_EXISTS,
+			    "this report was stored before as report %lld "
+			    "(same content hash)",
+			    (long long)id);
+			*id_out = id;
+			goto out;
+		}
+	}
+	if ((st = stmt(s, ST_REPORT_INSERT, err)) == NULL)
+		goto out;
+	bind_text(st, 1, rep->list_id);
+	bind_text(st, 2, rep->subject);
+	bind_text(st, 3, rep->preheader);
+	bind_text(st, 4, rep->text);
+	bind_text(st, 5, rep->html);
+	bind_text(st, 6, rep->source);
+	bind_text(st, 7, rep->hash);
+	sqlite3_bind_int64(st, 8, now);
+	sqlite3_bind_int64(st, 9, rep->send_at);
+	if (run(s, st, "store report", err) < 0)
+		goto out;
+	id = sqlite3_last_insert_rowid(s->db);
+	/* One INSERT … SELECT queues every active subscriber. */
+	if ((st = stmt(s, ST_REPORT_QUEUE, err)) == NULL)
+		goto out;
+	sqlite3_bind_int64(st, 1, id);
+	bind_text(st, 2, rep->list_id);
+	sqlite3_bind_int64(st, 3, now);
+	sqlite3_bind_int64(st, 4, rep->send_at > now ? rep->send_at : now);
+	if (run(s, st, "queue report", err) < 0)
+		goto out;
+	*queued_out = sqlite3_changes64(s->db);
+	*id_out = id;
+	r = 0;
+out:
+	r = tx_end(s, own, r, err);
+	if (r < 0 && (err == NULL || err->code != KR_ERR_EXISTS))
+		*id_out = 0;
+	if (r < 0)
+		*queued_out = 0;
+	return r;
+}
+
+static void
+report_from_row(sqlite3_stmt *st, struct kr_report_row *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->id = sqlite3_column_int64(st, 0);
+	col_copy(out->list_id, sizeof(out->list_id), st, 1);
+	out->subject = col_dup(st, 2);
+	out->preheader = col_dup(st, 3);
+	out->text = col_dup(st, 4);
+	out->html = col_dup(st, 5);
+	out->source = col_dup(st, 6);
+	col_copy(out->hash, sizeof(out->hash), st, 7);
+	out->created_at = sqlite3_column_int64(st, 8);
+	out->send_at = sqlite3_column_int64(st, 9);
+	out->state = (enum kr_report_state)sqlite3_column_int(st, 10);
+}
+
+int
+kr_store_report_get(struct kr_store *s, int64_t id, struct kr_report_row *out,
+    struct kr_err *err)
+{
+	sqlite3_stmt *st = stmt(s, ST_REPORT_GET, err);
+	int rc, r;
+
+	memset(out, 0, sizeof(*out));
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		report_from_row(st, out);
+		r = 1;
+	} else if (rc == SQLITE_DONE) {
+		r = 0;
+	} else {
+		r = db_err(s, rc, "report lookup", err);
+	}
+	stmt_done(st);
+	return r;
+}
+
+int
+kr_store_delivery_counts(struct kr_store *s, int64_t report_id,
+    struct kr_delivery_counts *out, struct kr_err *err)
+{
+	sqlite3_stmt *st;
+	int64_t now = (int64_t)time(NULL), n, live;
+	int rc, r = 0;
+
+	memset(out, 0, sizeof(*out));
+	st = stmt(s, report_id ? ST_COUNTS_REPORT : ST_COUNTS_ALL, err);
+	if (st == NULL)
+		return -1;
+	if (report_id) {
+		sqlite3_bind_int64(st, 1, report_id);
+		sqlite3_bind_int64(st, 2, now);
+	} else {
+		sqlite3_bind_int64(st, 1, now);
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		n = sqlite3_column_int64(st, 1);
+		live = sqlite3_column_int64(st, 2);
+		switch (sqlite3_column_int(st, 0)) {
+		case KR_DS_QUEUED:
+			out->queued = n;
+			out->in_flight += live;
+			break;
+		case KR_DS_SENT:
+			out->sent = n;
+			break;
+		case KR_DS_DEFERRED:
+			out->deferred = n;
+			out->in_flight += live;
+			break;
+		case KR_DS_FAILED:
+			out->failed = n;
+			break;
+		case KR_DS_UNCERTAIN:
+			out->uncertain = n;
+			break;
+		case KR_DS_CANCELLED:
+			out->cancelled = n;
+			break;
+		default:
+			break;
+		}
+	}
+	if (rc != SQLITE_DONE)
+		r = db_err(s, rc, "count deliveries", err);
+	stmt_done(st);
+	return r;
+}
+
+int
+kr_store_report_foreach(struct kr_store *s, size_t limit,
+    kr_store_report_fn fn, void *ctx, struct kr_err *err)
+{
+	struct kr_report_row *rows = NULL;
+	struct kr_delivery_counts counts;
+	sqlite3_stmt *st = stmt(s, ST_REPORT_LIST, err);
+	size_t n = 0, cap = 0, i;
+	int rc, r = -1;
+
+	if (st == NULL)
+		return -1;
+	/* Copied first, so fn may use the store. */
+	sqlite3_bind_int64(st, 1, limit ? (int64_t)limit : -1);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			rows = kr_xrealloc(rows, cap * sizeof(*rows));
+		}
+		report_from_row(st, &rows[n++]);
+	}
+	stmt_done(st);
+	if (rc != SQLITE_DONE) {
+		db_err(s, rc, "list reports", err);
+		goto out;
+	}
+	r = 0;
+	for (i = 0; i < n && r == 0; i++) {
+		if ((r = kr_store_delivery_counts(s, rows[i].id, &counts, err)) <
+		    0)
+			break;
+		r = fn(ctx, &rows[i], &counts);
+	}
+out:
+	for (i = 0; i < n; i++)
+		kr_store_report_row_fini(&rows[i]);
+	free(rows);
+	return r;
+}
+
+int
+kr_store_report_set_state(struct kr_store *s, int64_t id,
+    enum kr_report_state state, struct kr_err *err)
+{
+	static const char *const names[] = {"resume", "pause", "cancel"};
+	sqlite3_stmt *st;
+	bool own = false;
+	int r = -1;
+
+	if ((unsigned)state >= KR_NELEM(names))
+		return kr_err_set(err, KR_ERR_INVALID, "bad report state %d",
+		    (int)state);
+	if (tx_begin(s, &own, err) < 0)
+		return -1;
+	if ((st = stmt(s, ST_REPORT_SET_STATE, err)) == NULL)
+		goto out;
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int(st, 2, (int)state);
+	if (run(s, st, "set report state", err) < 0)
+		goto out;
+	if (sqlite3_changes(s->db) == 0) {
+		kr_err_set(err, KR_ERR_NOTFOUND, "no report %lld",
+		    (long long)id);
+		goto out;
+	}
+	if (state == KR_RS_CANCELLED) {
+		if ((st = stmt(s, ST_REPORT_CANCEL_ROWS, err)) == NULL)
+			goto out;
+		sqlite3_bind_int64(st, 1, id);
+		if (run(s, st, "cancel deliveries", err) < 0)
+			goto out;
+	}
+	if (event(s, (int64_t)time(NULL), names[state], 0, id, "operator",
+		err) < 0)
+		goto out;
+	r = 0;
+out:
+	return tx_end(s, own, r, err);
+}
+
+int
+kr_store_report_retry(struct kr_store *s, int64_t report_id,
+    bool with_uncertain, int64_t *n_out, struct kr_err *err)
+{
+	sqlite3_stmt *st;
+	int64_t now = (int64_t)time(NULL);
+	bool own = false;
+	int r = -1;
+
+	*n_out = 0;
+	if (tx_begin(s, &own, err) < 0)
+		return -1;
+	/* A retried row starts afresh: attempts and age restart, so the
+	 * retry schedule and max_age apply again from now. */
+	if ((st = stmt(s, ST_RETRY, err)) == NULL)
+		goto out;
+	sqlite3_bind_int64(st, 1, report_id);
+	sqlite3_bind_int(st, 2, with_uncertain);
+	sqlite3_bind_int64(st, 3, now);
+	if (run(s, st, "retry", err) < 0)
+		goto out;
+	*n_out = sqlite3_changes64(s->db);
+	if (event(s, now, "retry", 0, report_id, "operator", err) < 0)
+		goto out;
+	r = 0;
+out:
+	r = tx_end(s, own, r, err);
+	if (r < 0)
+		*n_out = 0;
+	return r;
+}
+
+/* ---- delivery ---- */
+
+/* Claims from one query (confirmations, or one report's rows): selects
+ * up to max - *n rows into out, then leases those whose subscriber may
+ * still get mail and cancels the others (unsubscribed meanwhile), so
+ * they leave the due index for good. */
+static int
+claim_pass(struct kr_store *s, enum stmt_id id, int64_t report_id,
+    int64_t now, int64_t lease_until, size_t max, struct kr_claim *out,
+    size_t *n, struct kr_err *err)
+{
+	sqlite3_stmt *st, *up;
+	size_t first, got, want_n, i, keep;
+	int rc, status[1024];
+	enum kr_sub_status want;
+	bool ok;
+
+	for (;;) {
+		if (*n >= max)
+			return 0;
+		if ((st = stmt(s, id, err)) == NULL)
+			return -1;
+		first = *n;
+		want_n = max - first;
+		if (want_n > KR_NELEM(status))
+			want_n = KR_NELEM(status);
+		sqlite3_bind_int64(st, 1, now);
+		sqlite3_bind_int64(st, 2, (int64_t)want_n);
+		if (report_id)
+			sqlite3_bind_int64(st, 3, report_id);
+		got = 0;
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			struct kr_claim *c = &out[first + got];
+
+			memset(c, 0, sizeof(*c));
+			c->delivery_id = sqlite3_column_int64(st, 0);
+			c->kind = (enum kr_delivery_kind)sqlite3_column_int(st,
+			    1);
+			c->report_id = sqlite3_column_int64(st, 2);
+			c->subscriber_id = sqlite3_column_int64(st, 3);
+			col_copy(c->list_id, sizeof(c->list_id), st, 4);
+			col_copy(c->email, sizeof(c->email), st, 5);
+			c->attempts = sqlite3_column_int(st, 6);
+			c->queued_at = sqlite3_column_int64(st, 7);
+			status[got++] = sqlite3_column_int(st, 8);
+		}
+		stmt_done(st);
+		if (rc != SQLITE_DONE)
+			return db_err(s, rc, "claim", err);
+		if (got == 0)
+			return 0;
+		keep = first;
+		for (i = 0; i < got; i++) {
+			struct kr_claim *c = &out[first + i];
+
+			want = c->kind == KR_DELIVERY_CONFIRM ? KR_SUB_PENDING
+							      : KR_SUB_ACTIVE;
+			ok = status[i] == (int)want;
+			up = stmt(s, ok ? ST_LEASE : ST_CANCEL_ONE, err);
+			if (up == NULL)
+				return -1;
+			sqlite3_bind_int64(up, 1, c->delivery_id);
+			if (ok)
+				sqlite3_bind_int64(up, 2, lease_until);
+			if (run(s, up, "claim", err) < 0)
+				return -1;
+			if (ok)
+				out[keep++] = *c;
+		}
+		*n = keep;
+		/* Fewer than asked and none cancelled: there are no more.
+		 * Else look again (rows now leased or cancelled are out). */
+		if (keep == first + got && got < want_n)
+			return 0;
+	}
+}
+
+int
+kr_store_claim(struct kr_store *s, int64_t now, int64_t lease_until,
+    size_t max, struct kr_claim *out, size_t *n_out, struct kr_err *err)
+{
+	sqlite3_stmt *st;
+	int64_t *reports = NULL;
+	size_t nrep = 0, cap = 0, i;
+	bool own = false;
+	int r = -1, rc;
+
+	*n_out = 0;
+	if (max == 0)
+		return 0;
+	/* A lease must outlive now, or claimed rows would be due again. */
+	if (lease_until < now)
+		lease_until = now;
+	if (tx_begin(s, &own, err) < 0)
+		return -1;
+	if (claim_pass(s, ST_CLAIM_CONFIRM, 0, now, lease_until, max, out,
+		n_out, err) < 0)
+		goto out;
+	if (*n_out < max) {
+		if ((st = stmt(s, ST_CLAIM_REPORTS, err)) == NULL)
+			goto out;
+		sqlite3_bind_int64(st, 1, now);
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			if (nrep == cap) {
+				cap = cap ? cap * 2 : 8;
+				reports = kr_xrealloc(reports,
+				    cap * sizeof(*reports));
+			}
+			reports[nrep++] = sqlite3_column_int64(st, 0);
+		}
+		stmt_done(st);
+		if (rc != SQLITE_DONE) {
+			db_err(s, rc, "claim", err);
+			goto out;
+		}
+	}
+	for (i = 0; i < nrep && *n_out < max; i++)
+		if (claim_pass(s, ST_CLAIM_ROWS, reports[i], now, lease_until,
+			max, out, n_out, err) < 0)
+			goto out;
+	r = 0;
+out:
+	free(reports);
+	r = tx_end(s, own, r, err);
+	if (r < 0)
+		*n_out = 0;
+	return r;
+}
+
+/* Runs a mark statement on one row; NOTFOUND when there is no such row. */
+static int
+mark(struct kr_store *s, sqlite3_stmt *st, int64_t delivery_id,
+    struct kr_err *err)
+{
+	if (run(s, st, "mark delivery", err) < 0)
+		return -1;
+	if (sqlite3_changes(s->db) == 0)
+		return kr_err_set(err, KR_ERR_NOTFOUND, "no delivery %lld",
+		    (long long)delivery_id);
+	return 0;
+}
+
+int
+kr_store_mark_sent(struct kr_store *s, int64_t delivery_id, int64_t now,
+    const char *reply, struct kr_err *err)
+{
+	sqlite3_stmt *st = stmt(s, ST_MARK_SENT, err);
+
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, delivery_id);
+	sqlite3_bind_int64(st, 2, now);
+	if (reply)
+		bind_text(st, 3, reply);
+	return mark(s, st, delivery_id, err);
+}
+
+int
+kr_store_mark_deferred(struct kr_store *s, int64_t delivery_id, int64_t now,
+    int64_t next_attempt, int code, const char *reply, struct kr_err *err)
+{
+	sqlite3_stmt *st = stmt(s, ST_MARK_DEFERRED, err);
+
+	(void)now;
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, delivery_id);
+	sqlite3_bind_int64(st, 3, next_attempt);
+	sqlite3_bind_int(st, 4, code);
+	if (reply)
+		bind_text(st, 5, reply);
+	return mark(s, st, delivery_id, err);
+}
+
+int
+kr_store_mark_failed(struct kr_store *s, int64_t delivery_id, int64_t now,
+    int code, const char *reply, struct kr_err *err)
+{
+	sqlite3_stmt *st = stmt(s, ST_MARK_FAILED, err);
+
+	(void)now;
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, delivery_id);
+	sqlite3_bind_int(st, 3, code);
+	if (reply)
+		bind_text(st, 4, reply);
+	return mark(s, st, delivery_id, err);
+}
+
+int
+kr_store_mark_uncertain(struct kr_store *s, int64_t delivery_id,
+    int64_t now, const char *reply, struct kr_err *err)
+{
+	sqlite3_stmt *st = stmt(s, ST_MARK_UNCERTAIN, err);
+
+	(void)now;
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, delivery_id);
+	if (reply)
+		bind_text(st, 3, reply);
+	return mark(s, st, delivery_id, err);
+}
+
+int
+kr_store_release(struct kr_store *s, int64_t delivery_id,
+    struct kr_err *err)
+{
+	sqlite3_stmt *st = stmt(s, ST_RELEASE, err);
+
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, delivery_id);
+	return mark(s, st, delivery_id, err);
+}
+
+int
+kr_store_event(struct kr_store *s, const char *kind, int64_t subscriber_id,
+    int64_t report_id, const char *detail, struct kr_err *err)
+{
+	return event(s, (int64_t)time(NULL), kind, subscriber_id, report_id,
+	    detail, err);
+}
+
+int
+kr_store_backup(struct kr_store *s, const char *path, struct kr_err *err)
+{
+	sqlite3 *dst = NULL;
+	sqlite3_backup *b = NULL;
+	char *tmp = kr_xasprintf("%s.tmp", path);
+	int rc, r = -1;
+
+	(void)unlink(tmp);
+	rc = sqlite3_open_v2(tmp, &dst,
+	    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+	if (rc != SQLITE_OK) {
+		kr_err_set(err, KR_ERR_IO, "backup %s: %s", tmp,
+		    dst ? sqlite3_errmsg(dst) : sqlite3_errstr(rc));
+		goto out;
+	}
+	/* One step copies all pages under one read snapshot: consistent
+	 * while the daemon keeps writing (WAL). */
+	if ((b = sqlite3_backup_init(dst, "main", s->db, "main")) == NULL) {
+		kr_err_set(err, KR_ERR_DB, "backup %s: %s", path,
+		    sqlite3_errmsg(dst));
+		goto out;
+	}
+	rc = sqlite3_backup_step(b, -1);
+	sqlite3_backup_finish(b);
+	if (rc != SQLITE_DONE) {
+		kr_err_set(err, (rc & 0xff) == SQLITE_BUSY ? KR_ERR_BUSY
+							    : KR_ERR_DB,
+		    "backup %s: %s", path, sqlite3_errstr(rc));
+		goto out;
+	}
+	/* Fold the copy's WAL into the file so one file is the backup. */
+	rc = sqlite3_exec(dst, "PRAGMA journal_mode = DELETE", NULL, NULL,
+	    NULL);
+	if (rc != SQLITE_OK) {
+		kr_err_set(err, KR_ERR_DB, "backup %s: %s", path,
+		    sqlite3_errmsg(dst));
+		goto out;
+	}
+	rc = sqlite3_close(dst);
+	dst = NULL;
+	if (rc != SQLITE_OK) {
+		kr_err_set(err, KR_ERR_IO, "backup %s: %s", path,
+		    sqlite3_errstr(rc));
+		goto out;
+	}
+	if (rename(tmp, path) < 0) {
+		kr_err_set(err, KR_ERR_IO, "backup %s: %s", path,
+		    strerror(errno));
+		goto out;
+	}
+	r = 0;
+out:
+	if (dst)
+		sqlite3_close(dst);
+	if (r < 0)
+		(void)unlink(tmp);
+	free(tmp);
+	return r;
+}
+
+int
+kr_store_ping(struct kr_store *s, struct kr_err *err)
+{
+	return run_id(s, ST_PING, "ping", err);
+}

@@ -1,0 +1,127 @@
+"""kairanctl check-config: exit codes, FILE:LINE:COLUMN lines on stderr,
+--config before or after the verb, --help. Runs the real binary."""
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import KAIRANCTL, ROOT, ok, done, tmpdir, config_text  # noqa
+
+base = tmpdir()
+
+
+def ctl(*args, env=None):
+    e = dict(os.environ)
+    e.pop("KAIRAN_SMTP_PASSWORD", None)
+    e.pop("KAIRAN_CONFIG", None)
+    if env:
+        e.update(env)
+    r = subprocess.run([KAIRANCTL] + list(args), capture_output=True,
+                       env=e, cwd=ROOT)
+    return (r.returncode, r.stdout.decode("utf-8", "replace"),
+            r.stderr.decode("utf-8", "replace"))
+
+
+def write(name, text, mode=0o600):
+    p = os.path.join(base, name)
+    with open(p, "w") as f:
+        f.write(text)
+    os.chmod(p, mode)
+    return p
+
+
+# The harness's own config (what every integration test runs on) is valid.
+good = write("good.yaml", config_text(base, 18080, 18081))
+rc, out, err = ctl("--config", good, "check-config")
+ok(rc == 0 and "config OK" in out and err == "",
+   "harness config is OK, exit 0", (rc, out, err))
+rc, out, err = ctl("check-config", "--config", good)
+ok(rc == 0 and out.startswith(good + ": config OK"),
+   "--config after the verb", (rc, out, err))
+rc, out, err = ctl("check-config", "--config=" + good)
+ok(rc == 0, "--config=FILE", (rc, out, err))
+rc, out, err = ctl("check-config", env={"KAIRAN_CONFIG": good})
+ok(rc == 0, "KAIRAN_CONFIG", (rc, out, err))
+
+# The shipped files (the example needs its relay password from the env).
+rc, out, err = ctl("--config", "config/dev.yaml", "check-config")
+ok(rc == 0 and "transport maildir" in out, "config/dev.yaml OK",
+   (rc, out, err))
+rc, out, err = ctl("--config", "config/kairan.yaml", "check-config",
+                   env={"KAIRAN_SMTP_PASSWORD": "not-printed"})
+ok(rc == 0 and "not-printed" not in out + err, "config/kairan.yaml OK",
+   (rc, out, err))
+with open(os.path.join(ROOT, "config/kairan.yaml"), encoding="utf-8") as f:
+    pw_line = [i + 1 for i, line in enumerate(f)
+               if line.startswith("    password_file: ")][0]
+rc, out, err = ctl("--config", "config/kairan.yaml", "check-config")
+ok(rc == 2 and ("config/kairan.yaml:%d:20: smtp[0].password_file: cannot "
+                "read '/etc/kairan/smtp.pass'" % pw_line) in err,
+   "example without the password: the file is named at its line",
+   (rc, out, err))
+
+# Every error, in file order, exit 2, nothing on stdout.
+bad = write("bad.yaml", """public_url: ftp://x
+lists:
+  - id: Bad
+    from: nobody
+delivery:
+  workers: 0
+  colour: red
+log: {level: loud}
+""")
+rc, out, err = ctl("--config", bad, "check-config")
+lines = err.splitlines()
+want = [bad + ":1:13: public_url: 'ftp://x' is not an http:// or https:// "
+        "URL",
+        bad + ":3:9: lists[0].id: 'Bad' is not a list id",
+        bad + ":4:11: lists[0].from: 'nobody' has no '@'",
+        bad + ":6:12: delivery.workers: '0' is out of range, expected a "
+        "number 1..64",
+        bad + ":7:3: unknown key 'colour' in delivery, expected one of: "
+        "transport, maildir, workers,",
+        bad + ":8:14: log.level: 'loud' is not one of the choices",
+        bad + ":1:1: missing required key 'smtp'"]
+ok(rc == 2 and out == "", "bad config: exit 2, nothing on stdout",
+   (rc, out, err))
+ok(len(lines) == len(want), "bad config: %d error lines" % len(want), err)
+for w in want:
+    ok(any(line.startswith(w) for line in lines), "error: " + w[len(base):],
+       err)
+
+# Files that are not configs: one clear line each, exit 2, no crash.
+cases = [
+    ("empty", write("empty.yaml", ""), ":1:1: the file is empty"),
+    ("text", write("text.yaml", "just some words\n"),
+     ":1:1: the file holds text at the top"),
+    ("binary", write("bin.yaml", "\x7fELF\x01\x00\x00"),
+     ":1:1: not valid UTF-8 text"),
+    ("tab", write("tab.yaml", "http:\n\tlisten: 1\n"),
+     ":2:1: tab character in indentation"),
+    ("directory", base, ": is a directory"),
+    ("missing", os.path.join(base, "nope.yaml"), ": cannot open: No such"),
+]
+if os.geteuid() != 0:
+    cases.append(("unreadable", write("secret.yaml", "a: 1\n", 0),
+                  ": cannot open: Permission denied"))
+for what, path, msg in cases:
+    rc, out, err = ctl("--config", path, "check-config")
+    ok(rc == 2 and err.startswith(path + msg) and err.count("\n") == 1,
+       "%s file: one clear line, exit 2" % what, (rc, out, err))
+
+# Other verbs load the config without the relay password: an operator
+# who may not read the password file can still use them.
+rc, out, err = ctl("--config", "config/kairan.yaml", "keys", "list")
+ok("password_file" not in err, "keys list does not need the SMTP password",
+   (rc, out, err))
+
+rc, out, err = ctl("check-config", "--help")
+ok(rc == 0 and "usage: kairanctl check-config" in out, "--help",
+   (rc, out, err))
+rc, out, err = ctl("check-config", "--bogus")
+ok(rc == 2 and "unexpected argument" in err, "unknown option: exit 2",
+   (rc, out, err))
+rc, out, err = ctl("--help")
+ok(rc == 0 and "check-config" in out, "listed in kairanctl --help",
+   (rc, out, err))
+done()

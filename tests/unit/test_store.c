@@ -1,0 +1,966 @@
+/* test_store.c — the SQLite store on real files in a temporary folder.
+ * Older and foreign files are made by hand with the sqlite3 shell, so the
+ * tests do not trust store.c to build what they check. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "err.h"
+#include "store.h"
+#include "xmem.h"
+
+#define NOW 1000000
+
+struct fx {
+	char dir[64];
+	char db[128];
+	struct kr_store *s;
+};
+
+static int
+setup(void **state)
+{
+	struct fx *f = kr_xcalloc(1, sizeof(*f));
+
+	strcpy(f->dir, "/tmp/kairan-store-XXXXXX");
+	if (mkdtemp(f->dir) == NULL)
+		return -1;
+	snprintf(f->db, sizeof(f->db), "%s/kairan.db", f->dir);
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *f = *state;
+	char cmd[128];
+
+	kr_store_close(&f->s);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+	if (system(cmd) != 0)
+		return -1;
+	free(f);
+	return 0;
+}
+
+static void
+open_ok(struct fx *f)
+{
+	struct kr_err err = {0};
+
+	if (kr_store_open(f->db, &f->s, &err) < 0)
+		fail_msg("open: %s", err.msg);
+}
+
+/* Runs SQL through the sqlite3 shell on path; returns its exit status. */
+static int
+shell_sql(const char *path, const char *sql)
+{
+	char cmd[512];
+	FILE *p;
+	int st;
+
+	snprintf(cmd, sizeof(cmd), "sqlite3 -bail '%s' >/dev/null 2>&1",
+	    path);
+	p = popen(cmd, "w");
+	assert_non_null(p);
+	fputs(sql, p);
+	st = pclose(p);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* One integer from the sqlite3 shell. */
+static long long
+shell_int(const char *path, const char *sql)
+{
+	char cmd[512], line[64] = "";
+	FILE *p;
+	long long v;
+
+	snprintf(cmd, sizeof(cmd), "sqlite3 '%s' \"%s\"", path, sql);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	if (fgets(line, sizeof(line), p) == NULL)
+		line[0] = '\0';
+	assert_int_equal(pclose(p), 0);
+	v = strtoll(line, NULL, 10);
+	return v;
+}
+
+static char *
+slurp(const char *path, size_t *len)
+{
+	FILE *fp = fopen(path, "rb");
+	char *buf;
+	long n;
+
+	assert_non_null(fp);
+	assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+	n = ftell(fp);
+	rewind(fp);
+	buf = kr_xmalloc((size_t)n + 1);
+	assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
+	fclose(fp);
+	*len = (size_t)n;
+	return buf;
+}
+
+static int64_t
+add_sub(struct kr_store *s, const char *list, const char *email,
+    enum kr_sub_status status)
+{
+	struct kr_subscriber sub = {0};
+	struct kr_err err = {0};
+	bool added = false;
+	struct kr_subscriber got;
+
+	snprintf(sub.list_id, sizeof(sub.list_id), "%s", list);
+	snprintf(sub.email, sizeof(sub.email), "%s", email);
+	sub.status = status;
+	sub.created_at = NOW - 100;
+	snprintf(sub.consent_source, sizeof(sub.consent_source), "import");
+	assert_int_equal(kr_store_subscriber_import(s, &sub, &added, &err), 0);
+	assert_true(added);
+	assert_int_equal(kr_store_subscriber_find(s, list, email, &got, &err),
+	    1);
+	return got.id;
+}
+
+static int64_t
+add_report(struct kr_store *s, const char *list, const char *hash,
+    bool again, int64_t *queued)
+{
+	struct kr_report_row r = {0};
+	struct kr_err err = {0};
+	int64_t id = 0;
+
+	snprintf(r.list_id, sizeof(r.list_id), "%s", list);
+	r.subject = (char *)(uintptr_t)"月次レポート";
+	r.text = (char *)(uintptr_t)"text";
+	r.html = (char *)(uintptr_t)"<p>html</p>";
+	r.source = (char *)(uintptr_t)"/tmp/r.md";
+	snprintf(r.hash, sizeof(r.hash), "%s", hash);
+	if (kr_store_report_add(s, &r, again, NOW, &id, queued, &err) < 0)
+		fail_msg("report_add: %s", err.msg);
+	return id;
+}
+
+static void
+test_store_open_creates_current_schema(void **state)
+{
+	struct fx *f = *state;
+	struct kr_err err = {0};
+
+	open_ok(f);
+	assert_int_equal(kr_store_ping(f->s, &err), 0);
+	kr_store_close(&f->s);
+	assert_null(f->s);
+	assert_int_equal(shell_int(f->db, "PRAGMA user_version"),
+	    kr_store_schema_version());
+	assert_int_equal(shell_int(f->db,
+			     "SELECT count(*) FROM pragma_journal_mode "
+			     "WHERE journal_mode = 'wal'"),
+	    1);
+	/* Reopening an up-to-date file is fine. */
+	open_ok(f);
+	kr_store_close(&f->s);
+	kr_store_close(&f->s); /* NULL is accepted */
+}
+
+/* The v1 schema as the first release wrote it. */
+static const char v1_sql[] =
+    "CREATE TABLE subscribers (id INTEGER PRIMARY KEY, list_id TEXT NOT NULL,"
+    " email TEXT NOT NULL, name TEXT NOT NULL DEFAULT '',"
+    " status INTEGER NOT NULL, created_at INTEGER NOT NULL,"
+    " consent_at INTEGER NOT NULL DEFAULT 0,"
+    " confirmed_at INTEGER NOT NULL DEFAULT 0,"
+    " unsubscribed_at INTEGER NOT NULL DEFAULT 0,"
+    " consent_source TEXT NOT NULL DEFAULT '',"
+    " consent_ip TEXT NOT NULL DEFAULT '',"
+    " consent_ua TEXT NOT NULL DEFAULT '',"
+    " bounces INTEGER NOT NULL DEFAULT 0, UNIQUE (list_id, email));\n"
+    "CREATE TABLE reports (id INTEGER PRIMARY KEY, list_id TEXT NOT NULL,"
+    " subject TEXT NOT NULL, preheader TEXT NOT NULL DEFAULT '',"
+    " text TEXT NOT NULL, html TEXT NOT NULL,"
+    " source TEXT NOT NULL DEFAULT '', hash TEXT NOT NULL,"
+    " created_at INTEGER NOT NULL, send_at INTEGER NOT NULL DEFAULT 0,"
+    " state INTEGER NOT NULL DEFAULT 0);\n"
+    "CREATE INDEX reports_hash ON reports (hash);\n"
+    "CREATE TABLE deliveries (id INTEGER PRIMARY KEY, kind INTEGER NOT NULL,"
+    " report_id INTEGER REFERENCES reports (id) ON DELETE CASCADE,"
+    " subscriber_id INTEGER NOT NULL"
+    "  REFERENCES subscribers (id) ON DELETE CASCADE,"
+    " domain TEXT NOT NULL DEFAULT '', state INTEGER NOT NULL DEFAULT 0,"
+    " attempts INTEGER NOT NULL DEFAULT 0, queued_at INTEGER NOT NULL,"
+    " next_attempt INTEGER NOT NULL DEFAULT 0,"
+    " lease_until INTEGER NOT NULL DEFAULT 0,"
+    " code INTEGER NOT NULL DEFAULT 0, reply TEXT,"
+    " sent_at INTEGER NOT NULL DEFAULT 0,"
+    " UNIQUE (report_id, subscriber_id));\n"
+    "CREATE INDEX deliveries_subscriber ON deliveries (subscriber_id);\n"
+    "CREATE INDEX deliveries_report ON deliveries"
+    " (report_id, state, lease_until);\n"
+    "CREATE INDEX deliveries_due ON deliveries"
+    " (report_id, id, next_attempt, lease_until) WHERE state IN (0, 2);\n";
+
+static void
+test_store_migrates_v1_in_place(void **state)
+{
+	struct fx *f = *state;
+	struct kr_subscriber sub;
+	struct kr_err err = {0};
+	struct kr_claim c[4];
+	size_t n = 0;
+	int64_t cnt = 0;
+	char *sql = kr_xasprintf(
+	    "%s"
+	    "INSERT INTO subscribers (list_id, email, status, created_at,"
+	    " consent_source) VALUES ('news', 'old@example.jp', 0, 5, 'form');\n"
+	    "INSERT INTO deliveries (kind, report_id, subscriber_id, domain,"
+	    " queued_at, next_attempt) VALUES (1, NULL, 1, 'example.jp', 7, 7);\n"
+	    "PRAGMA user_version = 1;\n",
+	    v1_sql);
+
+	assert_int_equal(shell_sql(f->db, sql), 0);
+	free(sql);
+	assert_int_equal(shell_int(f->db, "PRAGMA user_version"), 1);
+
+	open_ok(f);
+	/* The rows are still there and usable through the new schema. */
+	assert_int_equal(kr_store_subscriber_find(f->s, "news",
+			     "old@example.jp", &sub, &err),
+	    1);
+	assert_string_equal(sub.consent_source, "form");
+	assert_int_equal(sub.status, KR_SUB_PENDING);
+	assert_int_equal(kr_store_confirm_count(f->s, "old@example.jp", 0, &cnt,
+			     &err),
+	    0);
+	assert_int_equal(cnt, 1);
+	assert_int_equal(kr_store_claim(f->s, NOW, NOW + 60, 4, c, &n, &err),
+	    0);
+	assert_int_equal(n, 1);
+	assert_int_equal(c[0].kind, KR_DELIVERY_CONFIRM);
+	assert_string_equal(c[0].email, "old@example.jp");
+	/* v2's table exists. */
+	assert_int_equal(kr_store_event(f->s, "test", sub.id, 0, "x", &err),
+	    0);
+	kr_store_close(&f->s);
+	assert_int_equal(shell_int(f->db, "PRAGMA user_version"), 2);
+	assert_int_equal(shell_int(f->db, "SELECT count(*) FROM events"), 1);
+	assert_int_equal(shell_int(f->db,
+			     "SELECT count(*) FROM sqlite_master WHERE name = "
+			     "'subscribers_email'"),
+	    1);
+}
+
+static void
+refuse_untouched(struct fx *f, const char *want)
+{
+	struct kr_err err = {0};
+	char *before, *after;
+	size_t n1, n2;
+
+	before = slurp(f->db, &n1);
+	assert_int_equal(kr_store_open(f->db, &f->s, &err), -1);
+	assert_null(f->s);
+	assert_int_equal(err.code, KR_ERR_DB);
+	if (strstr(err.msg, want) == NULL)
+		fail_msg("message '%s' lacks '%s'", err.msg, want);
+	after = slurp(f->db, &n2);
+	assert_int_equal(n1, n2);
+	assert_memory_equal(before, after, n1);
+	free(before);
+	free(after);
+}
+
+static void
+test_store_refuses_not_sqlite(void **state)
+{
+	struct fx *f = *state;
+	FILE *fp = fopen(f->db, "w");
+
+	assert_non_null(fp);
+	fputs("email,name\nsomeone@example.jp,Someone\n"
+	      "this is a CSV file, not a database, and long enough to have a "
+	      "header of its own...............................\n",
+	    fp);
+	fclose(fp);
+	refuse_untouched(f, "not an SQLite database");
+}
+
+static void
+test_store_refuses_newer_schema(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(shell_sql(f->db, "CREATE TABLE future (x);"
+					  "INSERT INTO future VALUES (1);"
+					  "PRAGMA user_version = 99;"),
+	    0);
+	refuse_untouched(f, "schema version 99 is newer");
+}
+
+static void
+test_store_refuses_foreign_sqlite(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(shell_sql(f->db, "CREATE TABLE other (x);"), 0);
+	refuse_untouched(f, "not kairan's");
+}
+
+static void
+test_store_subscribe_state_machine(void **state)
+{
+	struct fx *f = *state;
+	struct kr_consent form = {"form", "192.0.2.1", "Mozilla"};
+	struct kr_consent again = {"form", "192.0.2.9", "curl"};
+	struct kr_sub_result res;
+	struct kr_subscriber sub;
+	struct kr_err err = {0};
+	int64_t id;
+
+	open_ok(f);
+	/* New, double opt-in: PENDING with the consent record. */
+	assert_int_equal(kr_store_subscribe(f->s, "news", "a@example.jp",
+			     "Ａさん", &form, true, NOW, &res, &err),
+	    0);
+	assert_true(res.is_new);
+	assert_int_equal(res.after, KR_SUB_PENDING);
+	assert_int_equal((int)res.before, -1);
+	id = res.id;
+	assert_int_equal(kr_store_subscriber_get(f->s, id, &sub, &err), 1);
+	assert_string_equal(sub.name, "Ａさん");
+	assert_string_equal(sub.consent_ip, "192.0.2.1");
+	assert_string_equal(sub.consent_ua, "Mozilla");
+	assert_int_equal(sub.consent_at, NOW);
+	assert_int_equal(sub.confirmed_at, 0);
+
+	/* PENDING stays PENDING. */
+	assert_int_equal(kr_store_subscribe(f->s, "news", "a@example.jp",
+			     NULL, &again, true, NOW + 1, &res, &err),
+	    0);
+	assert_false(res.is_new);
+	assert_int_equal(res.id, id);
+	assert_int_equal(res.before, KR_SUB_PENDING);
+	assert_int_equal(res.after, KR_SUB_PENDING);
+
+	/* Confirm: once. */
+	assert_int_equal(kr_store_subscriber_confirm(f->s, id, NOW + 2, &err),
+	    1);
+	assert_int_equal(kr_store_subscriber_confirm(f->s, id, NOW + 3, &err),
+	    0);
+	assert_int_equal(kr_store_subscriber_get(f->s, id, &sub, &err), 1);
+	assert_int_equal(sub.status, KR_SUB_ACTIVE);
+	assert_int_equal(sub.confirmed_at, NOW + 2);
+
+	/* ACTIVE is left alone. */
+	assert_int_equal(kr_store_subscribe(f->s, "news", "a@example.jp",
+			     NULL, &again, true, NOW + 4, &res, &err),
+	    0);
+	assert_int_equal(res.before, KR_SUB_ACTIVE);
+	assert_int_equal(res.after, KR_SUB_ACTIVE);
+	assert_int_equal(kr_store_subscriber_get(f->s, id, &sub, &err), 1);
+	assert_string_equal(sub.consent_ip, "192.0.2.1");
+
+	/* Unsubscribed, then back: PENDING with a fresh consent record. */
+	assert_int_equal(kr_store_subscriber_unsubscribe(f->s, id, false,
+			     NOW + 5, &err),
+	    1);
+	assert_int_equal(kr_store_subscriber_unsubscribe(f->s, id, false,
+			     NOW + 6, &err),
+	    0);
+	assert_int_equal(kr_store_subscriber_get(f->s, id, &sub, &err), 1);
+	assert_int_equal(sub.status, KR_SUB_UNSUBSCRIBED);
+	assert_int_equal(sub.unsubscribed_at, NOW + 5);
+	assert_int_equal(kr_store_subscribe(f->s, "news", "a@example.jp",
+			     NULL, &again, true, NOW + 7, &res, &err),
+	    0);
+	assert_int_equal(res.before, KR_SUB_UNSUBSCRIBED);
+	assert_int_equal(res.after, KR_SUB_PENDING);
+	assert_int_equal(kr_store_subscriber_get(f->s, id, &sub, &err), 1);
+	assert_int_equal(sub.status, KR_SUB_PENDING);
+	assert_string_equal(sub.consent_ip, "192.0.2.9");
+	assert_int_equal(sub.consent_at, NOW + 7);
+	assert_int_equal(sub.confirmed_at, 0);
+	assert_string_equal(sub.name, "Ａさん");
+
+	/* Without double opt-in: ACTIVE at once; another list is another
+	 * subscription of the same address. */
+	assert_int_equal(kr_store_subscribe(f->s, "other", "a@example.jp",
+			     NULL, &form, false, NOW, &res, &err),
+	    0);
+	assert_true(res.is_new);
+	assert_int_equal(res.after, KR_SUB_ACTIVE);
+	assert_int_equal(kr_store_subscriber_get(f->s, res.id, &sub, &err), 1);
+	assert_int_equal(sub.confirmed_at, NOW);
+
+	/* Unsubscribe from all lists of the address. */
+	assert_int_equal(kr_store_subscriber_confirm(f->s, id, NOW + 8, &err),
+	    1);
+	assert_int_equal(kr_store_subscriber_unsubscribe(f->s, id, true,
+			     NOW + 9, &err),
+	    2);
+	assert_int_equal(kr_store_subscriber_find(f->s, "other",
+			     "a@example.jp", &sub, &err),
+	    1);
+	assert_int_equal(sub.status, KR_SUB_UNSUBSCRIBED);
+	assert_int_equal(kr_store_subscriber_find(f->s, "news",
+			     "nobody@example.jp", &sub, &err),
+	    0);
+	assert_int_equal(kr_store_subscriber_get(f->s, 999, &sub, &err), 0);
+}
+
+static void
+test_store_import_and_lists(void **state)
+{
+	struct fx *f = *state;
+	struct kr_subscriber sub = {0};
+	struct kr_err err = {0};
+	bool added = true;
+	int64_t n = 0, id = -1;
+
+	open_ok(f);
+	add_sub(f->s, "news", "a@example.jp", KR_SUB_ACTIVE);
+	add_sub(f->s, "news", "b@example.jp", KR_SUB_PENDING);
+	add_sub(f->s, "other", "a@example.jp", KR_SUB_UNSUBSCRIBED);
+	/* The same (list, email) again changes nothing. */
+	snprintf(sub.list_id, sizeof(sub.list_id), "news");
+	snprintf(sub.email, sizeof(sub.email), "a@example.jp");
+	sub.status = KR_SUB_UNSUBSCRIBED;
+	assert_int_equal(kr_store_subscriber_import(f->s, &sub, &added, &err),
+	    0);
+	assert_false(added);
+	assert_int_equal(kr_store_subscriber_import_id(f->s, &sub, &id, &err),
+	    0);
+	assert_int_equal(id, 0);
+	assert_int_equal(kr_store_subscriber_find(f->s, "news", "a@example.jp",
+			     &sub, &err),
+	    1);
+	assert_int_equal(sub.status, KR_SUB_ACTIVE);
+	snprintf(sub.email, sizeof(sub.email), "new@example.jp");
+	assert_int_equal(kr_store_subscriber_import_id(f->s, &sub, &id, &err),
+	    0);
+	assert_true(id > 0);
+	assert_int_equal(kr_store_subscriber_get(f->s, id, &sub, &err), 1);
+	assert_string_equal(sub.email, "new@example.jp");
+	assert_int_equal(sub.status, KR_SUB_ACTIVE);
+	assert_int_equal(kr_store_subscriber_delete(f->s, id, &err), 0);
+
+	assert_int_equal(kr_store_subscriber_count(f->s, NULL, -1, &n, &err),
+	    0);
+	assert_int_equal(n, 3);
+	assert_int_equal(kr_store_subscriber_count(f->s, "news", -1, &n, &err),
+	    0);
+	assert_int_equal(n, 2);
+	assert_int_equal(kr_store_subscriber_count(f->s, "news",
+			     KR_SUB_ACTIVE, &n, &err),
+	    0);
+	assert_int_equal(n, 1);
+	assert_int_equal(kr_store_subscriber_count(f->s, NULL,
+			     KR_SUB_UNSUBSCRIBED, &n, &err),
+	    0);
+	assert_int_equal(n, 1);
+
+	/* An explicit transaction rolled back leaves nothing. */
+	assert_int_equal(kr_store_begin(f->s, &err), 0);
+	assert_int_equal(kr_store_begin(f->s, &err), -1);
+	add_sub(f->s, "news", "c@example.jp", KR_SUB_ACTIVE);
+	kr_store_rollback(f->s);
+	assert_int_equal(kr_store_subscriber_find(f->s, "news", "c@example.jp",
+			     &sub, &err),
+	    0);
+	assert_int_equal(kr_store_begin(f->s, &err), 0);
+	add_sub(f->s, "news", "c@example.jp", KR_SUB_ACTIVE);
+	assert_int_equal(kr_store_commit(f->s, &err), 0);
+	assert_int_equal(kr_store_subscriber_find(f->s, "news", "c@example.jp",
+			     &sub, &err),
+	    1);
+}
+
+struct collect {
+	int n;
+	char emails[8][256];
+	int stop_at;
+};
+
+static int
+collect_sub(void *ctx, const struct kr_subscriber *sub)
+{
+	struct collect *c = ctx;
+
+	if (c->n < 8)
+		snprintf(c->emails[c->n], sizeof(c->emails[0]), "%s",
+		    sub->email);
+	c->n++;
+	return c->n == c->stop_at ? 42 : 0;
+}
+
+static void
+test_store_foreach(void **state)
+{
+	struct fx *f = *state;
+	struct collect c = {0};
+	struct kr_err err = {0};
+	int i;
+	char email[64];
+
+	open_ok(f);
+	/* More than one page of 1000. */
+	assert_int_equal(kr_store_begin(f->s, &err), 0);
+	for (i = 0; i < 2500; i++) {
+		snprintf(email, sizeof(email), "u%04d@example.jp", i);
+		add_sub(f->s, i % 2 ? "news" : "other", email,
+		    i % 5 ? KR_SUB_ACTIVE : KR_SUB_PENDING);
+	}
+	assert_int_equal(kr_store_commit(f->s, &err), 0);
+	assert_int_equal(kr_store_subscriber_foreach(f->s, NULL, -1,
+			     collect_sub, &c, &err),
+	    0);
+	assert_int_equal(c.n, 2500);
+	assert_string_equal(c.emails[0], "u0000@example.jp");
+	assert_string_equal(c.emails[1], "u0001@example.jp");
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(kr_store_subscriber_foreach(f->s, "news",
+			     KR_SUB_ACTIVE, collect_sub, &c, &err),
+	    0);
+	/* Odd i, not a multiple of 5: 1250 - 250. */
+	assert_int_equal(c.n, 1000);
+	assert_string_equal(c.emails[0], "u0001@example.jp");
+	assert_string_equal(c.emails[1], "u0003@example.jp");
+	memset(&c, 0, sizeof(c));
+	c.stop_at = 3;
+	assert_int_equal(kr_store_subscriber_foreach(f->s, NULL, -1,
+			     collect_sub, &c, &err),
+	    42);
+	assert_int_equal(c.n, 3);
+	/* The statement was reset: the store still works. */
+	assert_int_equal(kr_store_ping(f->s, &err), 0);
+}
+
+static void
+test_store_report_dedupe_and_unique_key(void **state)
+{
+	struct fx *f = *state;
+	struct kr_report_row r = {0}, got;
+	struct kr_err err = {0};
+	int64_t id, id2, q = 0, dup = 0;
+
+	open_ok(f);
+	add_sub(f->s, "news", "a@example.jp", KR_SUB_ACTIVE);
+	add_sub(f->s, "news", "b@example.jp", KR_SUB_ACTIVE);
+	add_sub(f->s, "news", "p@example.jp", KR_SUB_PENDING);
+	add_sub(f->s, "other", "c@example.jp", KR_SUB_ACTIVE);
+	id = add_report(f->s, "news", "abc123", false, &q);
+	assert_true(id > 0);
+	assert_int_equal(q, 2);
+
+	assert_int_equal(kr_store_report_get(f->s, id, &got, &err), 1);
+	assert_string_equal(got.subject, "月次レポート");
+	assert_string_equal(got.preheader, "");
+	assert_string_equal(got.hash, "abc123");
+	assert_int_equal(got.state, KR_RS_ACTIVE);
+	assert_int_equal(got.created_at, NOW);
+	kr_store_report_row_fini(&got);
+	kr_store_report_row_fini(&got);
+	assert_int_equal(kr_store_report_get(f->s, id + 100, &got, &err), 0);
+
+	/* The same source again: refused, nothing queued. */
+	snprintf(r.list_id, sizeof(r.list_id), "news");
+	snprintf(r.hash, sizeof(r.hash), "abc123");
+	assert_int_equal(kr_store_report_add(f->s, &r, false, NOW, &dup, &q,
+			     &err),
+	    -1);
+	assert_int_equal(err.code, KR_ERR_EXISTS);
+	assert_int_equal(q, 0);
+	assert_int_equal(shell_int(f->db, "SELECT count(*) FROM reports"), 1);
+	/* Unless on purpose. */
+	id2 = add_report(f->s, "news", "abc123", true, &q);
+	assert_true(id2 > id);
+	assert_int_equal(q, 2);
+
+	/* One row per (report, subscriber), enforced by the schema. */
+	kr_store_close(&f->s);
+	assert_int_not_equal(shell_sql(f->db,
+				 "INSERT INTO deliveries (kind, report_id,"
+				 " subscriber_id, queued_at) SELECT kind,"
+				 " report_id, subscriber_id, 0 FROM "
+				 "deliveries LIMIT 1;"),
+	    0);
+	assert_int_equal(shell_int(f->db, "SELECT count(*) FROM deliveries"),
+	    4);
+	assert_int_equal(shell_int(f->db,
+			     "SELECT count(*) FROM deliveries WHERE domain = "
+			     "'example.jp'"),
+	    4);
+}
+
+static void
+test_store_claim_order_and_lease(void **state)
+{
+	struct fx *f = *state;
+	struct kr_claim c[8];
+	struct kr_err err = {0};
+	int64_t a, b, p, r1, r2, q;
+	size_t n = 0;
+
+	open_ok(f);
+	a = add_sub(f->s, "news", "a@example.jp", KR_SUB_ACTIVE);
+	b = add_sub(f->s, "news", "b@example.jp", KR_SUB_ACTIVE);
+	r1 = add_report(f->s, "news", "h1", false, &q);
+	r2 = add_report(f->s, "news", "h2", false, &q);
+	/* A confirmation queued last still goes first. */
+	p = add_sub(f->s, "news", "p@example.jp", KR_SUB_PENDING);
+	assert_int_equal(kr_store_confirm_enqueue(f->s, p, NOW, &err), 0);
+	assert_int_equal(kr_store_confirm_enqueue(f->s, 9999, NOW, &err), -1);
+	assert_int_equal(err.code, KR_ERR_NOTFOUND);
+
+	assert_int_equal(kr_store_claim(f->s, NOW, NOW + 300, 3, c, &n, &err),
+	    0);
+	assert_int_equal(n, 3);
+	assert_int_equal(c[0].kind, KR_DELIVERY_CONFIRM);
+	assert_int_equal(c[0].report_id, 0);
+	assert_int_equal(c[0].subscriber_id, p);
+	assert_string_equal(c[0].email, "p@example.jp");
+	assert_string_equal(c[0].list_id, "news");
+	assert_int_equal(c[1].report_id, r1);
+	assert_int_equal(c[1].subscriber_id, a);
+	assert_int_equal(c[2].report_id, r1);
+	assert_int_equal(c[2].subscriber_id, b);
+	assert_int_equal(c[1].attempts, 0);
+	assert_int_equal(c[1].queued_at, NOW);
+
+	/* Leased rows are not handed out twice. */
+	assert_int_equal(kr_store_claim(f->s, NOW + 1, NOW + 301, 8, c, &n,
+			     &err),
+	    0);
+	assert_int_equal(n, 2);
+	assert_int_equal(c[0].report_id, r2);
+	assert_int_equal(c[1].report_id, r2);
+	assert_int_equal(kr_store_claim(f->s, NOW + 2, NOW + 302, 8, c, &n,
+			     &err),
+	    0);
+	assert_int_equal(n, 0);
+
+	/* A crashed worker's rows come back once the lease has passed. */
+	assert_int_equal(kr_store_claim(f->s, NOW + 300, NOW + 600, 8, c, &n,
+			     &err),
+	    0);
+	assert_int_equal(n, 0);
+	assert_int_equal(kr_store_claim(f->s, NOW + 301, NOW + 600, 8, c, &n,
+			     &err),
+	    0);
+	assert_int_equal(n, 3);
+	assert_int_equal(c[0].kind, KR_DELIVERY_CONFIRM);
+	assert_int_equal(kr_store_claim(f->s, NOW + 302, NOW + 600, 8, c, &n,
+			     &err),
+	    0);
+	assert_int_equal(n, 2);
+
+	/* Release drops the lease at once. */
+	assert_int_equal(kr_store_release(f->s, c[0].delivery_id, &err), 0);
+	assert_int_equal(kr_store_claim(f->s, NOW + 303, NOW + 600, 8, c, &n,
+			     &err),
+	    0);
+	assert_int_equal(n, 1);
+	assert_int_equal(kr_store_release(f->s, 424242, &err), -1);
+	assert_int_equal(err.code, KR_ERR_NOTFOUND);
+}
+
+static void
+test_store_mark_outcomes_and_counts(void **state)
+{
+	struct fx *f = *state;
+	struct kr_claim c[8];
+	struct kr_delivery_counts k;
+	struct kr_err err = {0};
+	int64_t r, q;
+	size_t n = 0;
+	char email[32];
+	int i;
+
+	open_ok(f);
+	for (i = 0; i < 6; i++) {
+		snprintf(email, sizeof(email), "u%d@example.jp", i);
+		add_sub(f->s, "news", email, KR_SUB_ACTIVE);
+	}
+	r = add_report(f->s, "news", "h", false, &q);
+	assert_int_equal(q, 6);
+	assert_int_equal(kr_store_delivery_counts(f->s, r, &k, &err), 0);
+	assert_int_equal(k.queued, 6);
+	assert_int_equal(k.sent + k.deferred + k.failed + k.in_flight, 0);
+
+	assert_int_equal(kr_store_claim(f->s, NOW, NOW + 60, 5, c, &n, &err),
+	    0);
+	assert_int_equal(n, 5);
+	assert_int_equal(kr_store_mark_sent(f->s, c[0].delivery_id, NOW,
+			     "250 2.0.0 Ok: queued", &err),
+	    0);
+	assert_int_equal(kr_store_mark_deferred(f->s, c[1].delivery_id, NOW,
+			     NOW + 100, 451, "451 4.7.1 later", &err),
+	    0);
+	assert_int_equal(kr_store_mark_failed(f->s, c[2].delivery_id, NOW,
+			     550, "550 5.1.1 no such user", &err),
+	    0);
+	assert_int_equal(kr_store_mark_uncertain(f->s, c[3].delivery_id, NOW,
+			     NULL, &err),
+	    0);
+	assert_int_equal(kr_store_mark_sent(f->s, 777777, NOW, NULL, &err),
+	    -1);
+	assert_int_equal(err.code, KR_ERR_NOTFOUND);
+	/* c[4] stays in flight. in_flight uses the clock: leases far
+	 * ahead of it. */
+	assert_int_equal(kr_store_delivery_counts(f->s, r, &k, &err), 0);
+	assert_int_equal(k.sent, 1);
+	assert_int_equal(k.deferred, 1);
+	assert_int_equal(k.failed, 1);
+	assert_int_equal(k.uncertain, 1);
+	assert_int_equal(k.queued, 2);
+	assert_int_equal(k.in_flight, 0); /* NOW + 60 is long past */
+
+	/* The deferred row waits for next_attempt; its attempt counted.
+	 * c[4]'s lease (NOW + 60) has passed: it is due again. */
+	assert_int_equal(kr_store_claim(f->s, NOW + 99, NOW + 160, 8, c, &n,
+			     &err),
+	    0);
+	assert_int_equal(n, 2);
+	assert_int_equal(c[0].attempts, 0);
+	assert_int_equal(kr_store_claim(f->s, NOW + 100, NOW + 4000000000LL,
+			     8, c, &n, &err),
+	    0);
+	assert_int_equal(n, 1);
+	assert_int_equal(c[0].attempts, 1);
+	assert_int_equal(kr_store_delivery_counts(f->s, r, &k, &err), 0);
+	assert_int_equal(k.in_flight, 1);
+	assert_int_equal(kr_store_delivery_counts(f->s, 0, &k, &err), 0);
+	assert_int_equal(k.queued + k.deferred, 3);
+	assert_int_equal(k.in_flight, 1);
+
+	/* retry --failed: the failed row only; with uncertain both. */
+	assert_int_equal(kr_store_report_retry(f->s, r, false, &q, &err), 0);
+	assert_int_equal(q, 1);
+	assert_int_equal(kr_store_report_retry(f->s, r, true, &q, &err), 0);
+	assert_int_equal(q, 1);
+	assert_int_equal(kr_store_delivery_counts(f->s, r, &k, &err), 0);
+	assert_int_equal(k.failed + k.uncertain, 0);
+	assert_int_equal(k.sent, 1);
+	assert_int_equal(k.queued, 4);
+}
+
+static void
+test_store_unsubscribe_cancels_queue(void **state)
+{
+	struct fx *f = *state;
+	struct kr_claim c[8];
+	struct kr_delivery_counts k;
+	struct kr_err err = {0};
+	int64_t a, b, r, q;
+	size_t n = 0;
+
+	open_ok(f);
+	a = add_sub(f->s, "news", "a@example.jp", KR_SUB_ACTIVE);
+	b = add_sub(f->s, "news", "b@example.jp", KR_SUB_ACTIVE);
+	r = add_report(f->s, "news", "h", false, &q);
+	assert_int_equal(kr_store_subscriber_unsubscribe(f->s, a, false, NOW,
+			     &err),
+	    1);
+	assert_int_equal(kr_store_delivery_counts(f->s, r, &k, &err), 0);
+	assert_int_equal(k.cancelled, 1);
+	assert_int_equal(k.queued, 1);
+	assert_int_equal(kr_store_claim(f->s, NOW, NOW + 60, 8, c, &n, &err),
+	    0);
+	assert_int_equal(n, 1);
+	assert_int_equal(c[0].subscriber_id, b);
+
+	/* A subscriber no longer active by another way (bounced through
+	 * the shell) is skipped, and its row cancelled by claim. */
+	assert_int_equal(kr_store_release(f->s, c[0].delivery_id, &err), 0);
+	kr_store_close(&f->s);
+	assert_int_equal(shell_sql(f->db, "UPDATE subscribers SET status = 3 "
+					  "WHERE email = 'b@example.jp';"),
+	    0);
+	open_ok(f);
+	assert_int_equal(kr_store_claim(f->s, NOW, NOW + 60, 8, c, &n, &err),
+	    0);
+	assert_int_equal(n, 0);
+	assert_int_equal(kr_store_delivery_counts(f->s, r, &k, &err), 0);
+	assert_int_equal(k.cancelled, 2);
+
+	/* A confirmed subscriber's pending confirmation is not sent. */
+	a = add_sub(f->s, "news", "p@example.jp", KR_SUB_PENDING);
+	assert_int_equal(kr_store_confirm_enqueue(f->s, a, NOW, &err), 0);
+	assert_int_equal(kr_store_subscriber_confirm(f->s, a, NOW, &err), 1);
+	assert_int_equal(kr_store_claim(f->s, NOW, NOW + 60, 8, c, &n, &err),
+	    0);
+	assert_int_equal(n, 0);
+
+	/* delete removes the subscription and its rows. */
+	assert_int_equal(kr_store_subscriber_delete(f->s, b, &err), 0);
+	assert_int_equal(kr_store_subscriber_delete(f->s, b, &err), -1);
+	assert_int_equal(err.code, KR_ERR_NOTFOUND);
+	assert_int_equal(kr_store_delivery_counts(f->s, r, &k, &err), 0);
+	assert_int_equal(k.cancelled, 1);
+}
+
+struct rep_seen {
+	int n;
+	int64_t ids[4];
+	int64_t queued[4];
+};
+
+static int
+collect_report(void *ctx, const struct kr_report_row *r,
+    const struct kr_delivery_counts *k)
+{
+	struct rep_seen *s = ctx;
+
+	if (s->n < 4) {
+		s->ids[s->n] = r->id;
+		s->queued[s->n] = k->queued;
+	}
+	s->n++;
+	return 0;
+}
+
+static void
+test_store_pause_resume_cancel(void **state)
+{
+	struct fx *f = *state;
+	struct kr_claim c[8];
+	struct kr_delivery_counts k;
+	struct rep_seen seen = {0};
+	struct kr_err err = {0};
+	int64_t r, r2, q;
+	size_t n = 0;
+
+	open_ok(f);
+	add_sub(f->s, "news", "a@example.jp", KR_SUB_ACTIVE);
+	add_sub(f->s, "news", "b@example.jp", KR_SUB_ACTIVE);
+	r = add_report(f->s, "news", "h", false, &q);
+	r2 = add_report(f->s, "news", "h2", false, &q);
+	assert_int_equal(kr_store_report_set_state(f->s, r, KR_RS_PAUSED,
+			     &err),
+	    0);
+	assert_int_equal(kr_store_claim(f->s, NOW, NOW + 60, 8, c, &n, &err),
+	    0);
+	assert_int_equal(n, 2);
+	assert_int_equal(c[0].report_id, r2);
+	assert_int_equal(kr_store_report_set_state(f->s, r, KR_RS_ACTIVE,
+			     &err),
+	    0);
+	assert_int_equal(kr_store_claim(f->s, NOW, NOW + 60, 8, c, &n, &err),
+	    0);
+	assert_int_equal(n, 2);
+	assert_int_equal(c[0].report_id, r);
+	assert_int_equal(kr_store_release(f->s, c[0].delivery_id, &err), 0);
+	assert_int_equal(kr_store_report_set_state(f->s, r, KR_RS_CANCELLED,
+			     &err),
+	    0);
+	assert_int_equal(kr_store_delivery_counts(f->s, r, &k, &err), 0);
+	assert_int_equal(k.cancelled, 2);
+	assert_int_equal(k.queued, 0);
+	/* The copy in flight when it was cancelled went out after all: the
+	 * worker's outcome is the truth. */
+	assert_int_equal(kr_store_mark_sent(f->s, c[1].delivery_id, NOW, NULL,
+			     &err),
+	    0);
+	assert_int_equal(kr_store_delivery_counts(f->s, r, &k, &err), 0);
+	assert_int_equal(k.cancelled, 1);
+	assert_int_equal(k.sent, 1);
+	assert_int_equal(kr_store_claim(f->s, NOW, NOW + 60, 8, c, &n, &err),
+	    0);
+	assert_int_equal(n, 0);
+	assert_int_equal(kr_store_report_set_state(f->s, 999, KR_RS_PAUSED,
+			     &err),
+	    -1);
+	assert_int_equal(err.code, KR_ERR_NOTFOUND);
+
+	assert_int_equal(kr_store_report_foreach(f->s, 0, collect_report,
+			     &seen, &err),
+	    0);
+	assert_int_equal(seen.n, 2);
+	assert_int_equal(seen.ids[0], r2); /* newest first */
+	assert_int_equal(seen.ids[1], r);
+	memset(&seen, 0, sizeof(seen));
+	assert_int_equal(kr_store_report_foreach(f->s, 1, collect_report,
+			     &seen, &err),
+	    0);
+	assert_int_equal(seen.n, 1);
+}
+
+static void
+test_store_send_at_and_backup(void **state)
+{
+	struct fx *f = *state;
+	struct kr_report_row r = {0};
+	struct kr_claim c[4];
+	struct kr_err err = {0};
+	struct kr_store *copy = NULL;
+	int64_t id, q, cnt = 0;
+	size_t n = 0;
+	char path[192];
+
+	open_ok(f);
+	add_sub(f->s, "news", "a@example.jp", KR_SUB_ACTIVE);
+	snprintf(r.list_id, sizeof(r.list_id), "news");
+	snprintf(r.hash, sizeof(r.hash), "later");
+	r.send_at = NOW + 500;
+	assert_int_equal(kr_store_report_add(f->s, &r, false, NOW, &id, &q,
+			     &err),
+	    0);
+	assert_int_equal(q, 1);
+	assert_int_equal(kr_store_claim(f->s, NOW + 499, NOW + 600, 4, c, &n,
+			     &err),
+	    0);
+	assert_int_equal(n, 0);
+	assert_int_equal(kr_store_claim(f->s, NOW + 500, NOW + 600, 4, c, &n,
+			     &err),
+	    0);
+	assert_int_equal(n, 1);
+
+	snprintf(path, sizeof(path), "%s/backup.db", f->dir);
+	assert_int_equal(kr_store_backup(f->s, path, &err), 0);
+	assert_int_equal(access(path, F_OK), 0);
+	assert_int_equal(kr_store_open(path, &copy, &err), 0);
+	assert_int_equal(kr_store_subscriber_count(copy, "news", -1, &cnt,
+			     &err),
+	    0);
+	assert_int_equal(cnt, 1);
+	kr_store_close(&copy);
+	snprintf(path, sizeof(path), "%s/no/such/dir/backup.db", f->dir);
+	assert_int_equal(kr_store_backup(f->s, path, &err), -1);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_store_open_creates_current_schema),
+		T(test_store_migrates_v1_in_place),
+		T(test_store_refuses_not_sqlite),
+		T(test_store_refuses_newer_schema),
+		T(test_store_refuses_foreign_sqlite),
+		T(test_store_subscribe_state_machine),
+		T(test_store_import_and_lists),
+		T(test_store_foreach),
+		T(test_store_report_dedupe_and_unique_key),
+		T(test_store_claim_order_and_lease),
+		T(test_store_mark_outcomes_and_counts),
+		T(test_store_unsubscribe_cancels_queue),
+		T(test_store_pause_resume_cancel),
+		T(test_store_send_at_and_backup),
+	};
+
+	return cmocka_run_group_tests_name("store", tests, NULL, NULL);
+}
