@@ -1263,12 +1263,12 @@ on_http(void *cls, struct MHD_Connection *c, const char *url,
 				*upload_data_size) != MHD_YES)
 				rq->field_too_long = true;
 			*upload_data_size = 0;
-			if (!rq->too_large)
-				return MHD_YES;
-			/* Answer now; MHD closes the connection after. */
-			v = view_acquire(web);
-			ret = send_too_large(web, c, v);
-			goto out;
+			/* MHD cannot answer in the middle of a body: drop the
+			 * rest and answer 413 at its end, unless it goes on
+			 * and on (chunked), then hang up. */
+			if (rq->body_len > 4 * KR_WEB_BODY_MAX)
+				return MHD_NO;
+			return MHD_YES;
 		}
 		v = view_acquire(web);
 		ret = rq->too_large ? send_too_large(web, c, v)
