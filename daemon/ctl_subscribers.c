@@ -580,15 +580,15 @@ static int
 import_row(struct import *im, const struct kr_csv *csv, size_t line,
     struct kr_err *err)
 {
-	struct kr_subscriber sub, cur;
+	struct kr_subscriber sub;
 	struct kr_err aerr = {0};
 	const char *email = field(im, csv, COL_EMAIL);
 	const char *list = field(im, csv, COL_LIST);
 	const char *st = field(im, csv, COL_STATUS);
 	const char *src = field(im, csv, COL_CONSENT_SOURCE);
 	char addr[KR_ADDRESS_MAX];
+	int64_t id = 0;
 	int status;
-	bool added = false;
 
 	memset(&sub, 0, sizeof(sub));
 	if (kr_address_normalize(email, strlen(email), addr, &aerr) < 0) {
@@ -648,18 +648,16 @@ import_row(struct import *im, const struct kr_csv *csv, size_t line,
 		sub.confirmed_at = im->now;
 	if (sub.status == KR_SUB_PENDING)
 		sub.confirmed_at = 0;
-	if (kr_store_subscriber_import(im->c->store, &sub, &added, err) < 0)
+	if (kr_store_subscriber_import_id(im->c->store, &sub, &id, err) < 0)
 		return -1;
-	if (!added) {
+	if (id == 0) {
 		im->present++;
 		return 0;
 	}
 	im->added++;
 	if (sub.status == KR_SUB_PENDING) {
-		if (kr_store_subscriber_find(im->c->store, sub.list_id,
-			sub.email, &cur, err) < 0 ||
-		    kr_store_confirm_enqueue(im->c->store, cur.id, im->now,
-			err) < 0)
+		if (kr_store_confirm_enqueue(im->c->store, id, im->now, err) <
+		    0)
 			return -1;
 		im->confirmations++;
 	}

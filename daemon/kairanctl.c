@@ -78,7 +78,11 @@ ctl_config(struct ctl *c)
 
 	if (c->cfg != NULL)
 		return CTL_OK;
-	if (kr_config_load(c->config_path, &c->cfg, &errors) < 0) {
+	/* kairanctl never sends mail itself: it needs no relay password, and
+	 * an operator who may not read the password file can still use it
+	 * (check-config reads everything). */
+	if (kr_config_load_flags(c->config_path, KR_CONFIG_NO_SECRETS, &c->cfg,
+	    &errors) < 0) {
 		fputs(errors ? errors : "config: unknown error\n", stderr);
 		free(errors);
 		return CTL_USAGE;

@@ -31,6 +31,29 @@ KR_NODISCARD int kr_compose_confirm(const struct kr_config *cfg,
     const struct kr_cfg_list *list, const struct kr_claim *c,
     const struct kr_keyring *ring, int64_t now, struct kr_buf *out,
     char env_from[256], struct kr_err *err);
+/* ---- fast path: one cache per report, shared by every message ----
+ * The delivery loop should call kr_compose_prepare once per report and
+ * kr_compose_report_cached per claim (kr_compose_report does both each
+ * time). The cache copies what it needs from cfg, list and r, and is
+ * read-only afterwards: workers may share it across threads. */
+struct kr_compose_cache;
+
+/* Renders the layout around r's body and encodes it once. Returns the
+ * cache (free with kr_compose_cache_free). r->id may be 0 (dry runs). */
+struct kr_compose_cache *kr_compose_prepare(const struct kr_config *cfg,
+    const struct kr_cfg_list *list, const struct kr_report_row *r);
+void kr_compose_cache_free(struct kr_compose_cache **cache);
+/* As kr_compose_report; name (may be NULL) fills {{name}} in the footer,
+ * since struct kr_claim carries no name. */
+KR_NODISCARD int kr_compose_report_cached(
+    const struct kr_compose_cache *cache, const struct kr_claim *c,
+    const char *name, const struct kr_keyring *ring, int64_t now,
+    struct kr_buf *out, char env_from[256], struct kr_err *err);
+/* The built-in template called name ("report.html", "report.txt",
+ * "footer.ja.txt", "confirm.en.txt"…; the same text as
+ * config/templates/), or NULL. */
+const char *kr_compose_template(const char *name);
+
 /* Writes the public link for a token: "<public_url>/<path>?t=<token>". */
 void kr_compose_link(const struct kr_config *cfg, const char *path,
     const char *token, char *out, size_t outsz);

@@ -449,7 +449,9 @@ struct ctx {
 	yaml_document_t *doc;
 	struct cfg_error *errs;
 	size_t n_errs;
-	bool stop; /* too many errors: stop walking */
+	bool stop;      /* too many errors: stop walking */
+	size_t merged;  /* pairs seen through "<<", against alias bombs */
+	unsigned flags; /* KR_CONFIG_* */
 };
 
 static void cerr(struct ctx *c, const yaml_mark_t *m, const char *fmt, ...)
@@ -525,10 +527,13 @@ errors_take(struct ctx *c)
 	kr_buf_init(&b, 0);
 	qsort(c->errs, c->n_errs, sizeof(*c->errs), cfg_error_cmp);
 	for (i = 0; i < c->n_errs; i++) {
-		if (r == 0)
+		/* One anchor merged in three places: say it once. */
+		if (r == 0 && (i == 0 || strcmp(c->errs[i].text,
+		                                c->errs[i - 1].text) != 0))
 			r = kr_buf_puts(&b, c->errs[i].text);
-		free(c->errs[i].text);
 	}
+	for (i = 0; i < c->n_errs; i++)
+		free(c->errs[i].text);
 	(void)r;
 	free(c->errs);
 	c->errs = NULL;
@@ -1117,6 +1122,15 @@ lower(char *s)
 			*s = (char)(*s - 'A' + 'a');
 }
 
+/* "HTTPS://" → "https://", so users of the URL can compare prefixes. */
+static void
+lower_scheme(char *url)
+{
+	for (; *url && *url != ':'; url++)
+		if (*url >= 'A' && *url <= 'Z')
+			*url = (char)(*url - 'A' + 'a');
+}
+
 /* Converts one scalar into the field at base. node is NULL for a default
  * (which must be valid: it comes from the table). Returns 0 or -1 with an
  * error recorded. */
@@ -1174,9 +1188,11 @@ conv_scalar(struct ctx *c, const struct field *f, const char *s, size_t len,
 	case FT_URL:
 		if (check_url(s, len, f->flags, &why) < 0)
 			break;
-		while (len > 0 && s[len - 1] == '/')
+		/* A base URL: links are built as public_url + "/path". */
+		while (!(f->flags & F_QUERY) && len > 0 && s[len - 1] == '/')
 			len--;
 		set_str(base, f->off, kr_xstrndup(s, len));
+		lower_scheme(*str_at(base, f->off));
 		return 0;
 	case FT_LISTEN:
 		if (check_listen(s, len, &why) < 0)
@@ -1739,23 +1755,37 @@ unknown_key(struct ctx *c, const struct section *s, const yaml_node_t *k,
 	kr_buf_fini(&allowed);
 }
 
-static void
-walk_map(struct ctx *c, const struct section *s, yaml_node_t *map, void *base,
-         const char *path, const yaml_node_t *at)
+#define CFG_MAX_MERGE 4            /* nesting of "<<" merge keys */
+#define CFG_MAX_MERGED_PAIRS 10000 /* pairs visited through merges */
+
+static bool
+key_is(const yaml_node_t *k, const char *name)
 {
-	const yaml_node_t *seen[32] = {NULL};
+	return k->type == YAML_SCALAR_NODE &&
+	       k->data.scalar.length == strlen(name) &&
+	       memcmp(k->data.scalar.value, name, strlen(name)) == 0;
+}
+
+/* The pairs of one mapping. depth > 0: a mapping merged with "<<" (YAML
+ * merge keys, which libyaml leaves to us), whose keys give way silently
+ * to keys already set. */
+static void
+walk_pairs(struct ctx *c, const struct section *s, yaml_node_t *map, void *base,
+           const char *path, const yaml_node_t **seen, int depth)
+{
 	yaml_node_pair_t *p;
 	size_t i;
 
-	if (map->type != YAML_MAPPING_NODE) {
-		if (is_null(map) && s != &list_section && s != &relay_section &&
-		    s != &domain_section && s != &dkim_section &&
-		    s != &dkim_rsa_section && s != &dkim_ed_section)
-			return; /* "http:" alone: all defaults */
-		cerr(c, &map->start_mark,
-		     "%s: expected a mapping (key: value "
-		     "lines), got %s",
-		     path, node_kind(map));
+	/* Merges can name each other many times over: bound the work. */
+	c->merged += depth > 0 ? 1 + (size_t)(map->data.mapping.pairs.top -
+	                                      map->data.mapping.pairs.start)
+	                       : 0;
+	if (c->merged > CFG_MAX_MERGED_PAIRS) {
+		cerr(
+		    c, &map->start_mark,
+		    "%s: more than %d keys through '<<' merges, expected fewer",
+		    *path ? path : s->name, CFG_MAX_MERGED_PAIRS);
+		c->stop = true;
 		return;
 	}
 	for (p = map->data.mapping.pairs.start;
@@ -1766,17 +1796,19 @@ walk_map(struct ctx *c, const struct section *s, yaml_node_t *map, void *base,
 		size_t klen;
 		char *fpath;
 
-		if (k == NULL || v == NULL)
+		if (k == NULL || v == NULL || key_is(k, "<<"))
 			continue;
 		if (k->type != YAML_SCALAR_NODE) {
 			cerr(c, &k->start_mark,
-			     "%s: a key is %s, expected a "
-			     "plain name",
-			     path, node_kind(k));
+			     "%s: a key is %s, expected a plain name", path,
+			     node_kind(k));
 			continue;
 		}
 		ks = (const char *)k->data.scalar.value;
 		klen = k->data.scalar.length;
+		/* Extension keys at the top, a home for YAML anchors. */
+		if (s == &root_section && klen >= 2 && memcmp(ks, "x-", 2) == 0)
+			continue;
 		for (i = 0; i < s->n_fields; i++)
 			if (strlen(s->fields[i].key) == klen &&
 			    memcmp(s->fields[i].key, ks, klen) == 0)
@@ -1786,11 +1818,12 @@ walk_map(struct ctx *c, const struct section *s, yaml_node_t *map, void *base,
 			continue;
 		}
 		if (seen[i] != NULL) {
-			cerr(c, &k->start_mark,
-			     "%s%s%s: duplicate key (first "
-			     "at line %zu), expected each key once",
-			     path, *path ? "." : "", s->fields[i].key,
-			     seen[i]->start_mark.line + 1);
+			if (depth == 0)
+				cerr(c, &k->start_mark,
+				     "%s%s%s: duplicate key (first at line "
+				     "%zu), expected each key once",
+				     path, *path ? "." : "", s->fields[i].key,
+				     seen[i]->start_mark.line + 1);
 			continue;
 		}
 		seen[i] = k;
@@ -1799,12 +1832,76 @@ walk_map(struct ctx *c, const struct section *s, yaml_node_t *map, void *base,
 		walk_value(c, &s->fields[i], v, base, fpath, k);
 		free(fpath);
 	}
+	/* Merges after the mapping's own keys, in order: first one wins. */
+	for (p = map->data.mapping.pairs.start;
+	     p < map->data.mapping.pairs.top && !c->stop; p++) {
+		yaml_node_t *k = yaml_document_get_node(c->doc, p->key);
+		yaml_node_t *v = yaml_document_get_node(c->doc, p->value);
+		yaml_node_item_t *it;
+
+		if (k == NULL || v == NULL || !key_is(k, "<<"))
+			continue;
+		if (depth >= CFG_MAX_MERGE) {
+			cerr(c, &k->start_mark,
+			     "%s: '<<' merges nested more than %d deep, "
+			     "expected fewer",
+			     *path ? path : s->name, CFG_MAX_MERGE);
+			continue;
+		}
+		if (v->type == YAML_MAPPING_NODE) {
+			walk_pairs(c, s, v, base, path, seen, depth + 1);
+			continue;
+		}
+		if (v->type == YAML_SEQUENCE_NODE) {
+			for (it = v->data.sequence.items.start;
+			     it < v->data.sequence.items.top && !c->stop;
+			     it++) {
+				yaml_node_t *m =
+				    yaml_document_get_node(c->doc, *it);
+
+				if (m != NULL && m->type == YAML_MAPPING_NODE)
+					walk_pairs(c, s, m, base, path, seen,
+					           depth + 1);
+				else if (m != NULL)
+					cerr(
+					    c, &m->start_mark,
+					    "%s: '<<' list holds %s, expected "
+					    "mappings (aliases like *defaults)",
+					    *path ? path : s->name,
+					    node_kind(m));
+			}
+			continue;
+		}
+		cerr(c, &v->start_mark,
+		     "%s: '<<' merges %s, expected a mapping or a list of "
+		     "them (an alias like *defaults)",
+		     *path ? path : s->name, node_kind(v));
+	}
+}
+
+static void
+walk_map(struct ctx *c, const struct section *s, yaml_node_t *map, void *base,
+         const char *path, const yaml_node_t *at)
+{
+	const yaml_node_t *seen[32] = {NULL};
+	size_t i;
+
+	if (map->type != YAML_MAPPING_NODE) {
+		if (is_null(map) && s != &list_section && s != &relay_section &&
+		    s != &domain_section && s != &dkim_section &&
+		    s != &dkim_rsa_section && s != &dkim_ed_section)
+			return; /* "http:" alone: all defaults */
+		cerr(c, &map->start_mark,
+		     "%s: expected a mapping (key: value lines), got %s", path,
+		     node_kind(map));
+		return;
+	}
+	walk_pairs(c, s, map, base, path, seen, 0);
 	for (i = 0; i < s->n_fields && !c->stop; i++)
 		if ((s->fields[i].flags & F_REQUIRED) && seen[i] == NULL)
 			cerr(c, &at->start_mark,
-			     "%s%smissing required key "
-			     "'%s', expected %s",
-			     path, *path ? ": " : "", s->fields[i].key,
+			     "%s%smissing required key '%s', expected %s", path,
+			     *path ? ": " : "", s->fields[i].key,
 			     s->fields[i].expect);
 }
 
@@ -1963,13 +2060,13 @@ check_relays(struct ctx *c, struct kr_config *cfg, yaml_node_t *root)
 		yaml_node_t *pf = map_get(c->doc, item, "password_file");
 		char path[64];
 
-		if (item == NULL)
-			continue;
-		snprintf(path, sizeof(path), "smtp[%zu]", i);
 		if (r->port == 0)
 			r->port = r->tls == KR_CFG_TLS_TLS        ? 465
 			          : r->tls == KR_CFG_TLS_STARTTLS ? 587
 			                                          : 25;
+		if (item == NULL || (c->flags & KR_CONFIG_NO_SECRETS))
+			continue;
+		snprintf(path, sizeof(path), "smtp[%zu]", i);
 		if (r->ca_file != NULL && access(r->ca_file, R_OK) < 0)
 			cerr(c, mark_of(map_get(c->doc, item, "ca_file"), item),
 			     "%s.ca_file: cannot read '%s': %s, expected a "
@@ -2184,7 +2281,16 @@ int
 kr_config_load_buf(const char *name, const char *data, size_t len,
                    struct kr_config **cfg_out, char **errors_out)
 {
-	struct ctx c = {.name = name};
+	return kr_config_load_buf_flags(name, data, len, 0, cfg_out,
+	                                errors_out);
+}
+
+int
+kr_config_load_buf_flags(const char *name, const char *data, size_t len,
+                         unsigned flags, struct kr_config **cfg_out,
+                         char **errors_out)
+{
+	struct ctx c = {.name = name, .flags = flags};
 	struct kr_config *cfg = NULL;
 	yaml_parser_t parser;
 	yaml_document_t doc, extra;
@@ -2275,6 +2381,13 @@ out:
 int
 kr_config_load(const char *path, struct kr_config **cfg_out, char **errors_out)
 {
+	return kr_config_load_flags(path, 0, cfg_out, errors_out);
+}
+
+int
+kr_config_load_flags(const char *path, unsigned flags,
+                     struct kr_config **cfg_out, char **errors_out)
+{
 	struct stat st;
 	char *data = NULL;
 	size_t len = 0;
@@ -2329,7 +2442,8 @@ kr_config_load(const char *path, struct kr_config **cfg_out, char **errors_out)
 		                           path, CFG_MAX_FILE);
 		goto out;
 	}
-	r = kr_config_load_buf(path, data, len, cfg_out, errors_out);
+	r = kr_config_load_buf_flags(path, data, len, flags, cfg_out,
+	                             errors_out);
 out:
 	free(data);
 	if (fd >= 0)
@@ -2389,6 +2503,51 @@ kr_config_free(struct kr_config **cfg)
 		return;
 	config_release(*cfg);
 	*cfg = NULL;
+}
+
+static bool
+str_differs(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a != b;
+	return strcmp(a, b) != 0;
+}
+
+size_t
+kr_config_restart_keys(const struct kr_config *old, const struct kr_config *cur,
+                       char *what, size_t size)
+{
+	const struct {
+		const char *key;
+		bool changed;
+	} keys[] = {
+	    {"database", str_differs(old->database, cur->database)},
+	    {"key_file", str_differs(old->key_file, cur->key_file)},
+	    {"http.listen", str_differs(old->http_listen, cur->http_listen)},
+	    {"admin.listen", str_differs(old->admin_listen, cur->admin_listen)},
+	    {"outbox", str_differs(old->outbox, cur->outbox)},
+	    {"delivery.workers",
+	     old->delivery.workers != cur->delivery.workers},
+	};
+	size_t i, n = 0, o = 0, klen;
+
+	if (what != NULL && size > 0)
+		what[0] = '\0';
+	for (i = 0; i < KR_NELEM(keys); i++) {
+		if (!keys[i].changed)
+			continue;
+		klen = strlen(keys[i].key);
+		if (what != NULL && o + klen + 3 <= size) {
+			if (n > 0) {
+				memcpy(what + o, ", ", 2);
+				o += 2;
+			}
+			memcpy(what + o, keys[i].key, klen + 1);
+			o += klen;
+		}
+		n++;
+	}
+	return n;
 }
 
 const struct kr_cfg_list *

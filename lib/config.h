@@ -98,6 +98,21 @@ KR_NODISCARD int kr_config_load(const char *path, struct kr_config **cfg_out,
 /* Same, from a buffer; name is used in messages as FILE. */
 KR_NODISCARD int kr_config_load_buf(const char *name, const char *data,
     size_t len, struct kr_config **cfg_out, char **errors_out);
+/* Don't read relay passwords (nor check ca_file): for tools that never
+ * send mail, run by users who may not read the password file. */
+#define KR_CONFIG_NO_SECRETS 0x1
+/* kr_config_load and kr_config_load_buf with KR_CONFIG_* flags. */
+KR_NODISCARD int kr_config_load_flags(const char *path, unsigned flags,
+    struct kr_config **cfg_out, char **errors_out);
+KR_NODISCARD int kr_config_load_buf_flags(const char *name, const char *data,
+    size_t len, unsigned flags, struct kr_config **cfg_out,
+    char **errors_out);
+/* For a reload: returns how many settings differ between old and cur that
+ * take effect only on restart (database, key_file, http.listen,
+ * admin.listen, outbox, delivery.workers), and writes their names,
+ * comma-separated, to what (size bytes; may be NULL). */
+size_t kr_config_restart_keys(const struct kr_config *old,
+    const struct kr_config *cur, char *what, size_t size);
 /* Frees cfg (wiping secrets) and sets *cfg to NULL. Accepts NULL. */
 void kr_config_free(struct kr_config **cfg);
 /* Returns the list with this id, or NULL. Borrowed from cfg. */

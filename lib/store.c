@@ -779,14 +779,14 @@ out:
 }
 
 int
-kr_store_subscriber_import(struct kr_store *s,
-    const struct kr_subscriber *sub, bool *added_out, struct kr_err *err)
+kr_store_subscriber_import_id(struct kr_store *s,
+    const struct kr_subscriber *sub, int64_t *id_out, struct kr_err *err)
 {
 	sqlite3_stmt *st = stmt(s, ST_SUB_IMPORT, err);
 	int64_t created = sub->created_at ? sub->created_at : (int64_t)time(NULL);
 	int r;
 
-	*added_out = false;
+	*id_out = 0;
 	if (st == NULL)
 		return -1;
 	bind_text(st, 1, sub->list_id);
@@ -802,8 +802,19 @@ kr_store_subscriber_import(struct kr_store *s,
 	bind_text(st, 11, sub->consent_ua);
 	sqlite3_bind_int(st, 12, sub->bounces);
 	r = run(s, st, "import subscriber", err);
-	if (r == 0)
-		*added_out = sqlite3_changes(s->db) > 0;
+	if (r == 0 && sqlite3_changes(s->db) > 0)
+		*id_out = sqlite3_last_insert_rowid(s->db);
+	return r;
+}
+
+int
+kr_store_subscriber_import(struct kr_store *s,
+    const struct kr_subscriber *sub, bool *added_out, struct kr_err *err)
+{
+	int64_t id = 0;
+	int r = kr_store_subscriber_import_id(s, sub, &id, err);
+
+	*added_out = id != 0;
 	return r;
 }
 

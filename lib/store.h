@@ -137,6 +137,10 @@ KR_NODISCARD int kr_store_subscribe(struct kr_store *s, const char *list_id,
  * email) exists nothing changes and *added_out is false. */
 KR_NODISCARD int kr_store_subscriber_import(struct kr_store *s,
     const struct kr_subscriber *sub, bool *added_out, struct kr_err *err);
+/* The same, giving the new row's id in *id_out (0 when the (list, email)
+ * existed), so a confirmation can be queued without a lookup. */
+KR_NODISCARD int kr_store_subscriber_import_id(struct kr_store *s,
+    const struct kr_subscriber *sub, int64_t *id_out, struct kr_err *err);
 /* Lookups: 1 found (copied to *out), 0 not found, -1 error. */
 KR_NODISCARD int kr_store_subscriber_get(struct kr_store *s, int64_t id,
     struct kr_subscriber *out, struct kr_err *err);

@@ -64,4 +64,9 @@ extern const struct kr_transport_ops kr_transport_maildir_ops;
 /* The ops for cfg->delivery.transport. */
 const struct kr_transport_ops *kr_transport_for(const struct kr_config *cfg);
 
+/* Benchmarks only: on (the default) sets TCP_NODELAY on the sockets
+ * libesmtp opens; 0 leaves Nagle on, to measure what it costs.
+ * Process-wide, takes effect at the next session. */
+void kr_transport_smtp_set_nodelay(int on);
+
 #endif

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import signal as _sig
 import socket
 import subprocess
 import sys
@@ -107,21 +108,18 @@ class Proc:
         if self.alive():
             os.kill(self.pid, sig)
 
-    def stop(self, sig=None, timeout=20):
-        # (a default of signal.SIGTERM here would name the method above)
-        if sig is None:
-            sig = signal.SIGTERM
+    def stop(self, sig=_sig.SIGTERM, timeout=20):
         if self.alive():
             os.kill(self.pid, sig)
             try:
                 self.p.wait(timeout)
             except subprocess.TimeoutExpired:
-                os.kill(self.pid, signal.SIGKILL)
+                os.kill(self.pid, _sig.SIGKILL)
                 self.p.wait()
         return self.p.returncode
 
     def kill9(self):
-        return self.stop(signal.SIGKILL)
+        return self.stop(_sig.SIGKILL)
 
 
 def stop_all():
@@ -181,8 +179,9 @@ class SmtpServer:
 
 
 def config_text(base, http_port, admin_port, smtp_port=None, lists=None,
-                extra=""):
-    """A complete kairan.yaml for a test, state under base."""
+                extra="", delivery_extra=""):
+    """A complete kairan.yaml for a test, state under base. delivery_extra:
+    more "  key: value" lines for the delivery section."""
     lists = lists or """
   - id: sips-report
     name: SIPS セキュリティレポート
@@ -200,16 +199,18 @@ def config_text(base, http_port, admin_port, smtp_port=None, lists=None,
   workers: 2
   retry: [1s, 2s]
   max_age: 1h
+%s
 smtp:
   - host: 127.0.0.1
     port: %d
     tls: none
-""" % smtp_port
+""" % (delivery_extra, smtp_port)
     else:
         transport = """delivery:
   transport: maildir
   maildir: %s/mail
-""" % base
+%s
+""" % (base, delivery_extra)
     return """database: {base}/kairan.db
 key_file: {base}/token.key
 public_url: https://news.example.jp
@@ -232,7 +233,7 @@ class Kairan:
     """A real kairand on a temporary config."""
 
     def __init__(self, base, smtp_port=None, lists=None, extra="",
-                 env=None, start=True):
+                 env=None, start=True, delivery_extra=""):
         self.base = base
         self.http_port = free_port()
         self.admin_port = free_port()
@@ -240,7 +241,7 @@ class Kairan:
         self.config = os.path.join(base, "kairan.yaml")
         with open(self.config, "w") as f:
             f.write(config_text(base, self.http_port, self.admin_port,
-                                smtp_port, lists, extra))
+                                smtp_port, lists, extra, delivery_extra))
         self.env = env or {}
         self.proc = None
         if start:
@@ -249,8 +250,65 @@ class Kairan:
     def start(self):
         self.proc = Proc([KAIRAND, "--config", self.config], env=self.env,
                          log=os.path.join(self.base, "kairand.log"))
-        if not wait_port(self.http_port, 20):
+        if not wait_port(self.http_port, 20) or \
+                not wait_port(self.admin_port, 10):
             raise RuntimeError("kairand did not start:\n" + self.logtext())
+
+    def log_has(self, needle):
+        try:
+            with open(os.path.join(self.base, "kairand.log"),
+                      errors="replace") as f:
+                return needle in f.read()
+        except OSError:
+            return False
+
+    def wait_log(self, needle, timeout=30):
+        return wait_for(lambda: self.log_has(needle), timeout)
+
+    def metrics(self):
+        """GET /metrics on the admin listener: {"name{labels}": value}."""
+        st, _, body = http("GET", self.admin_url("/metrics"))
+        out = {}
+        if st != 200:
+            return out
+        for line in body.decode("utf-8", "replace").splitlines():
+            if not line or line.startswith("#"):
+                continue
+            k, _, v = line.rpartition(" ")
+            try:
+                out[k] = float(v)
+            except ValueError:
+                pass
+        return out
+
+    def counter(self, outcome, list_id="sips-report"):
+        return self.metrics().get(
+            'kairan_delivery_messages_total{list="%s",outcome="%s"}'
+            % (list_id, outcome), 0)
+
+    def add_subscribers(self, emails, list_id="sips-report"):
+        """Adds confirmed subscribers through `kairanctl subscribers
+        import` (CSV). Returns (rc, stdout, stderr)."""
+        path = os.path.join(self.base, "import-%d.csv" % len(emails))
+        with open(path, "w") as f:
+            f.write("email,name\n")
+            for e in emails:
+                f.write("%s,\n" % e)
+        return self.ctl("subscribers", "import", "--list", list_id,
+                        "--confirmed", path)
+
+    def send_report(self, text, name="report.md"):
+        path = os.path.join(self.base, name)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        return self.ctl("send", path)
+
+    def drop_report(self, text, name="report.md"):
+        """The outbox contract: write elsewhere, rename into the folder."""
+        tmp = os.path.join(self.base, "outbox", "." + name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.rename(tmp, os.path.join(self.base, "outbox", name))
 
     def logtext(self):
         try:
@@ -275,6 +333,54 @@ class Kairan:
 
     def stop(self, sig=signal.SIGTERM):
         return self.proc.stop(sig)
+
+
+def report(subject, body, list_id="sips-report"):
+    """A report file: YAML front matter and Markdown."""
+    return "---\nsubject: %s\nlist: %s\n---\n%s\n" % (subject, list_id,
+                                                        body)
+
+
+def rcpt_counts(smtp):
+    """{recipient: copies received} at an SmtpServer."""
+    out = {}
+    for e in smtp.log():
+        for r in e["rcpt"]:
+            out[r.lower()] = out.get(r.lower(), 0) + 1
+    return out
+
+
+class NotifySocket:
+    """A unix datagram socket standing in for systemd's NOTIFY_SOCKET."""
+
+    def __init__(self, base):
+        self.path = os.path.join(base, "notify.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.2)
+        self.seen = []
+
+    def poll(self):
+        while True:
+            try:
+                data = self.sock.recv(4096)
+            except (socket.timeout, BlockingIOError):
+                return self.seen
+            self.seen.extend(data.decode("utf-8", "replace").splitlines())
+
+    def wait(self, line, timeout=20, after=0):
+        """Waits for an exact line at index >= after; returns its index
+        or -1."""
+        end = time.time() + timeout
+        while time.time() < end:
+            self.poll()
+            for i in range(after, len(self.seen)):
+                if self.seen[i] == line:
+                    return i
+        return -1
+
+    def close(self):
+        self.sock.close()
 
 
 def http(method, url, data=None, headers=None, timeout=10):

@@ -698,7 +698,7 @@ test_config_values(void **state)
 
 	(void)state;
 	cfg = load_ok("public_url: HTTPS://news.example.jp:8443/kairan//\n"
-	              "webhook: https://hooks.example.jp/k?token=1\n"
+	              "webhook: Http://hooks.example.jp/k?token=/\n"
 	              "http:\n"
 	              "  listen: '[::1]:8080'\n"
 	              "  trusted_proxies: [127.0.0.1, '::1', 10.0.0.7]\n"
@@ -726,8 +726,8 @@ test_config_values(void **state)
 	              "  bounce_domain: Bounces.Example.JP\n"
 	              "log: {level: debug}\n");
 	assert_string_equal(cfg->public_url,
-	                    "HTTPS://news.example.jp:8443/kairan");
-	assert_string_equal(cfg->webhook, "https://hooks.example.jp/k?token=1");
+	                    "https://news.example.jp:8443/kairan");
+	assert_string_equal(cfg->webhook, "http://hooks.example.jp/k?token=/");
 	assert_string_equal(cfg->http_listen, "[::1]:8080");
 	assert_int_equal(cfg->n_trusted_proxies, 3);
 	assert_string_equal(cfg->trusted_proxies[1], "::1");
@@ -1016,6 +1016,63 @@ test_config_password_env(void **state)
 }
 
 static void
+test_config_no_secrets(void **state)
+{
+	static const char yaml[] = BASE "smtp:\n"
+	                                "  - host: a.example\n"
+	                                "    user: u\n"
+	                                "    password_file: /nonexistent/pass\n"
+	                                "    ca_file: /nonexistent/ca.pem\n";
+	struct kr_config *cfg = NULL;
+	char *e = NULL;
+
+	(void)state;
+	unsetenv("KAIRAN_SMTP_PASSWORD");
+	e = load_fail(yaml);
+	assert_line(e, "t.yaml:11:20: smtp[0].password_file: cannot read");
+	assert_line(e, "t.yaml:12:14: smtp[0].ca_file: cannot read");
+	free(e);
+	assert_int_equal(kr_config_load_buf_flags("t.yaml", yaml, strlen(yaml),
+	                                          KR_CONFIG_NO_SECRETS, &cfg,
+	                                          &e),
+	                 0);
+	assert_null(e);
+	assert_null(cfg->relays[0].password);
+	assert_int_equal(cfg->relays[0].port, 587);
+	kr_config_free(&cfg);
+	/* Everything else is still checked. */
+	assert_int_equal(kr_config_load_buf_flags("t.yaml", "a: 1\n", 5,
+	                                          KR_CONFIG_NO_SECRETS, &cfg,
+	                                          &e),
+	                 -1);
+	assert_line(e, "t.yaml:1:1: unknown key 'a'");
+	free(e);
+}
+
+static void
+test_config_restart_keys(void **state)
+{
+	struct kr_config *a, *b;
+	char what[128];
+
+	(void)state;
+	a = load_ok(BASE);
+	b = load_ok(BASE "  workers: 8\n"
+	                 "  rate: 10/s\n"
+	                 "http: {listen: '127.0.0.1:9090'}\n"
+	                 "outbox: /tmp/outbox\n");
+	assert_int_equal(kr_config_restart_keys(a, a, what, sizeof(what)), 0);
+	assert_string_equal(what, "");
+	assert_int_equal(kr_config_restart_keys(a, b, what, sizeof(what)), 3);
+	assert_string_equal(what, "http.listen, outbox, delivery.workers");
+	assert_int_equal(kr_config_restart_keys(a, b, what, 16), 3);
+	assert_string_equal(what, "http.listen");
+	assert_int_equal(kr_config_restart_keys(b, a, NULL, 0), 3);
+	kr_config_free(&a);
+	kr_config_free(&b);
+}
+
+static void
 test_config_shipped_files(void **state)
 {
 	struct kr_config *cfg = NULL;
@@ -1055,6 +1112,92 @@ test_config_shipped_files(void **state)
 	assert_true(cfg->lists[0].double_opt_in);
 	assert_non_null(strstr(cfg->lists[0].footer, "{{unsubscribe_url}}"));
 	kr_config_free(&cfg);
+}
+
+static void
+test_config_merge_keys(void **state)
+{
+	struct kr_config *cfg;
+	char *e;
+
+	(void)state;
+	cfg = load_ok(
+	    "x-list: &list\n"
+	    "  from: \"Example <news@example.jp>\"\n"
+	    "  language: ja\n"
+	    "  archive: true\n"
+	    "x-extra: &extra {reply_to: info@example.jp, archive: false}\n"
+	    "public_url: https://x.example\n"
+	    "delivery: {transport: maildir, maildir: m}\n"
+	    "lists:\n"
+	    "  - <<: *list\n"
+	    "    id: one\n"
+	    "  - <<: [*extra, *list]\n"
+	    "    id: two\n"
+	    "    language: en\n");
+	assert_int_equal(cfg->n_lists, 2);
+	assert_string_equal(cfg->lists[0].id, "one");
+	assert_string_equal(cfg->lists[0].from_addr, "news@example.jp");
+	assert_string_equal(cfg->lists[0].language, "ja");
+	assert_true(cfg->lists[0].archive);
+	assert_null(cfg->lists[0].reply_to);
+	assert_string_equal(cfg->lists[1].from_name, "Example");
+	assert_string_equal(cfg->lists[1].language, "en"); /* own key wins */
+	assert_false(cfg->lists[1].archive);               /* first merge */
+	assert_string_equal(cfg->lists[1].reply_to, "info@example.jp");
+	kr_config_free(&cfg);
+
+	/* A bad key in an anchor merged twice: reported once, at the
+	 * anchor. */
+	e = load_fail("x-list: &list {from: a@example.jp, colour: red}\n"
+	              "public_url: https://x.example\n"
+	              "delivery: {transport: maildir, maildir: m}\n"
+	              "lists:\n"
+	              "  - {<<: *list, id: one}\n"
+	              "  - {<<: *list, id: two}\n");
+	assert_string_equal(e, "t.yaml:1:36: unknown key 'colour' in "
+	                       "lists[0], expected one of: id, name, from, "
+	                       "reply_to, double_opt_in, language, archive, "
+	                       "allow_html, footer, unsubscribe_mailto\n"
+	                       "t.yaml:1:36: unknown key 'colour' in "
+	                       "lists[1], expected one of: id, name, from, "
+	                       "reply_to, double_opt_in, language, archive, "
+	                       "allow_html, footer, unsubscribe_mailto\n");
+	free(e);
+	expect_one(BASE "http: {<<: 5}\n",
+	           "t.yaml:8:12: http: '<<' merges text, expected a mapping");
+	/* Merges of merges of merges: bounded work, one error. */
+	{
+		char *text = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&text, &len);
+		int i, j;
+
+		assert_non_null(f);
+		fputs("x-0: &m0 {}\n", f);
+		for (i = 1; i <= 4; i++) {
+			fprintf(f, "x-%d: &m%d {<<: [", i, i);
+			for (j = 0; j < 300; j++)
+				fprintf(f, "%s*m%d", j ? ", " : "", i - 1);
+			fputs("]}\n", f);
+		}
+		fputs(BASE "http: *m4\n", f);
+		fclose(f);
+		e = load_fail(text);
+		assert_line(e, "t.yaml:1:6: http: more than");
+		assert_non_null(strstr(e, "more than 10000 keys through '<<' "
+		                          "merges, expected fewer\n"));
+		assert_int_equal(count_lines(e), 1);
+		free(e);
+		free(text);
+	}
+	/* A mapping merging itself: libyaml allows the cycle. */
+	e = load_fail("x: &a {<<: *a}\n" BASE "http: *a\n");
+	assert_line(e, "t.yaml:1:1: unknown key 'x'");
+	assert_line(e, "t.yaml:1:8: http: '<<' merges nested more than 4 "
+	               "deep");
+	assert_int_equal(count_lines(e), 2);
+	free(e);
 }
 
 /* Every key the loader knows is documented in the example file, as
@@ -1110,9 +1253,12 @@ main(void)
 	    cmocka_unit_test(test_config_values),
 	    cmocka_unit_test(test_config_columns_count_characters),
 	    cmocka_unit_test(test_config_all_errors_at_once),
+	    cmocka_unit_test(test_config_merge_keys),
 	    cmocka_unit_test(test_config_too_many_errors),
 	    cmocka_unit_test(test_config_password_file),
 	    cmocka_unit_test(test_config_password_env),
+	    cmocka_unit_test(test_config_no_secrets),
+	    cmocka_unit_test(test_config_restart_keys),
 	    cmocka_unit_test(test_config_shipped_files),
 	    cmocka_unit_test(test_config_example_documents_every_key),
 	};

@@ -427,7 +427,7 @@ test_store_import_and_lists(void **state)
 	struct kr_subscriber sub = {0};
 	struct kr_err err = {0};
 	bool added = true;
-	int64_t n = 0;
+	int64_t n = 0, id = -1;
 
 	open_ok(f);
 	add_sub(f->s, "news", "a@example.jp", KR_SUB_ACTIVE);
@@ -440,10 +440,21 @@ test_store_import_and_lists(void **state)
 	assert_int_equal(kr_store_subscriber_import(f->s, &sub, &added, &err),
 	    0);
 	assert_false(added);
+	assert_int_equal(kr_store_subscriber_import_id(f->s, &sub, &id, &err),
+	    0);
+	assert_int_equal(id, 0);
 	assert_int_equal(kr_store_subscriber_find(f->s, "news", "a@example.jp",
 			     &sub, &err),
 	    1);
 	assert_int_equal(sub.status, KR_SUB_ACTIVE);
+	snprintf(sub.email, sizeof(sub.email), "new@example.jp");
+	assert_int_equal(kr_store_subscriber_import_id(f->s, &sub, &id, &err),
+	    0);
+	assert_true(id > 0);
+	assert_int_equal(kr_store_subscriber_get(f->s, id, &sub, &err), 1);
+	assert_string_equal(sub.email, "new@example.jp");
+	assert_int_equal(sub.status, KR_SUB_ACTIVE);
+	assert_int_equal(kr_store_subscriber_delete(f->s, id, &err), 0);
 
 	assert_int_equal(kr_store_subscriber_count(f->s, NULL, -1, &n, &err),
 	    0);

@@ -1,0 +1,21 @@
+#!/bin/sh
+# Messages composed per second per core: config/sample-report.md (a 10 KB
+# Japanese report) for COUNT subscribers, each with its own signed
+# unsubscribe link and VERP token, on one pinned core, release build.
+# usage: bench/compose.sh [COUNT]   (default 200000)
+set -eu
+cd "$(dirname "$0")/.."
+count=${1:-200000}
+make -s FLAVOUR=release build/release/libkairan.a >/dev/null
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+# shellcheck disable=SC2046 # word splitting of pkg-config output is wanted
+cc -O2 -g -std=c11 -D_GNU_SOURCE -pthread -Ilib bench/compose_bench.c \
+	build/release/libkairan.a \
+	$(pkg-config --libs yaml-0.1 sqlite3 libsodium libcurl libcmark) \
+	$(pkg-config --libs libidn2 2>/dev/null || true) \
+	-o "$tmp/compose_bench"
+echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+echo "report: config/sample-report.md ($(wc -c <config/sample-report.md) bytes)"
+taskset -c 0 "$tmp/compose_bench" config/sample-report.md "$count" \
+	"$tmp/token.key"

@@ -1,0 +1,595 @@
+/* kairand — the kairan daemon: wiring, the main loop, signals, sd_notify.
+ * No SQL, no MIME, no HTTP parsing here: those live in lib/ and
+ * subscribers/.
+ *
+ * Threads: the main thread runs the loop below (signals through a
+ * signalfd, the outbox's inotify descriptor, the watchdog and STATUS=
+ * timer); libmicrohttpd runs its own threads for the two listeners; the
+ * delivery pool runs cfg->delivery.workers threads.
+ *
+ * Config lifetime: a reload builds a new struct kr_config and swaps it in.
+ * The web module lets go of the old one when kr_web_set_config returns, but
+ * a delivery batch in flight may still read it, so every config (and
+ * keyring) ever loaded is kept until exit: reloads are rare and a config is
+ * a few kilobytes. */
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+#include <systemd/sd-daemon.h>
+
+#include "buf.h"
+#include "config.h"
+#include "delivery.h"
+#include "err.h"
+#include "log.h"
+#include "outbox.h"
+#include "report.h"
+#include "store.h"
+#include "token.h"
+#include "web.h"
+#include "xmem.h"
+
+#define DEFAULT_CONFIG "/etc/kairan/kairan.yaml"
+/* STATUS= is refreshed this often (ms) when it changed. */
+#define STATUS_EVERY 1000
+
+/* Exit codes (kairand(8)). */
+enum { KD_OK = 0, KD_FAIL = 1, KD_USAGE = 2 };
+
+struct kd {
+	const char *config_path;
+	struct kr_config *cfg; /* in force */
+	struct kr_keyring *ring;
+	/* Every config and keyring loaded, freed at exit (see top). */
+	struct kr_config **cfgs;
+	size_t n_cfgs;
+	struct kr_keyring **rings;
+	size_t n_rings;
+
+	struct kr_store *store; /* the main thread's: outbox intake, STATUS */
+	struct kr_web *web;
+	struct kr_outbox *outbox;
+	char *outbox_dir;
+	struct kr_delivery *delivery;
+	int sigfd;
+
+	uint64_t watchdog_usec; /* 0: no watchdog */
+	char status[256];
+};
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: kairand [--config FILE] [--check]\n\n"
+	    "The kairan daemon: serves the sign-up, confirm and unsubscribe\n"
+	    "pages, watches the outbox folder and delivers queued mail.\n\n"
+	    "  -c, --config FILE  the YAML config ($KAIRAN_CONFIG, or "
+	    DEFAULT_CONFIG ")\n"
+	    "  --check            validate the config and exit\n"
+	    "  -h, --help         this text\n\n"
+	    "Signals: SIGHUP reloads the config (a bad file is logged and the\n"
+	    "running config stays); SIGTERM and SIGINT finish the SMTP\n"
+	    "transactions in flight and exit.\n"
+	    "Exit status: 0 ok, 1 runtime failure, 2 usage or config error.\n");
+}
+
+static uint64_t
+now_usec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* Logs each line of a multi-line error text. */
+static void
+log_lines(enum kr_log_level level, const char *prefix, const char *text)
+{
+	const char *p = text, *nl;
+
+	while (p != NULL && *p != '\0') {
+		nl = strchr(p, '\n');
+		kr_log_msg(level, 0, "%s%.*s", prefix,
+		    (int)(nl ? (size_t)(nl - p) : strlen(p)), p);
+		p = nl ? nl + 1 : NULL;
+	}
+}
+
+static void
+keep_config(struct kd *kd, struct kr_config *cfg)
+{
+	kd->cfgs = kr_xrealloc(kd->cfgs, (kd->n_cfgs + 1) * sizeof(*kd->cfgs));
+	kd->cfgs[kd->n_cfgs++] = cfg;
+}
+
+static void
+keep_ring(struct kd *kd, struct kr_keyring *ring)
+{
+	kd->rings = kr_xrealloc(kd->rings,
+	    (kd->n_rings + 1) * sizeof(*kd->rings));
+	kd->rings[kd->n_rings++] = ring;
+}
+
+static void
+apply_log_level(const struct kr_config *cfg)
+{
+	kr_log_set_level((enum kr_log_level)cfg->log_level);
+}
+
+/* ---- outbox: reports dropped in the folder ---- */
+
+static int
+outbox_queue(void *ctx, const char *name, const char *data, size_t len,
+    struct kr_err *err)
+{
+	struct kd *kd = ctx;
+	int64_t id = 0, n = 0;
+
+	if (kr_report_queue(kd->store, kd->cfg, name, data, len, false, &id,
+		&n, err) < 0)
+		return -1;
+	kr_log_info("report queued id=%lld recipients=%lld source=outbox "
+		    "file=%s",
+	    (long long)id, (long long)n, name);
+	kr_delivery_kick();
+	return 0;
+}
+
+static void
+outbox_open(struct kd *kd)
+{
+	struct kr_err err = {0};
+
+	kr_outbox_close(&kd->outbox);
+	free(kd->outbox_dir);
+	kd->outbox_dir = NULL;
+	if (kd->cfg->outbox == NULL)
+		return;
+	if (kr_outbox_open(kd->cfg->outbox, outbox_queue, kd, &kd->outbox,
+		&err) < 0) {
+		/* Not fatal: the web form and delivery still work, and a
+		 * reload after fixing the folder retries. */
+		kr_log_err("%s", err.msg);
+		return;
+	}
+	kd->outbox_dir = kr_xstrdup(kd->cfg->outbox);
+	kr_log_info("outbox watching dir=%s", kd->outbox_dir);
+	kr_outbox_scan(kd->outbox);
+}
+
+/* ---- /metrics: the delivery counters ---- */
+
+struct metrics_ctx {
+	struct kr_buf *out;
+	int pass;
+};
+
+static void
+metrics_line(void *ctx, const char *list_id,
+    const struct kr_delivery_stats *st)
+{
+	struct metrics_ctx *m = ctx;
+	static const char *names[] = {"sent", "deferred", "failed",
+	    "uncertain", "bounced"};
+	uint64_t v[5];
+	size_t i;
+
+	v[0] = st->sent;
+	v[1] = st->deferred;
+	v[2] = st->failed;
+	v[3] = st->uncertain;
+	v[4] = st->bounced;
+	for (i = 0; i < KR_NELEM(names); i++)
+		if (kr_buf_printf(m->out,
+			"kairan_delivery_messages_total{list=\"%s\","
+			"outcome=\"%s\"} %llu\n",
+			list_id, names[i], (unsigned long long)v[i]) < 0)
+			return;
+}
+
+static void
+metrics(void *ctx, struct kr_buf *out)
+{
+	struct kd *kd = ctx;
+	struct metrics_ctx m = {out, 0};
+
+	if (kr_buf_puts(out,
+		"# HELP kairan_delivery_messages_total Delivery attempts by "
+		"list and outcome since kairand started.\n"
+		"# TYPE kairan_delivery_messages_total counter\n") < 0)
+		return;
+	if (kd->delivery != NULL)
+		kr_delivery_stats_foreach(kd->delivery, metrics_line, &m);
+}
+
+/* ---- systemd ---- */
+
+static void
+notify(const char *fmt, ...) KR_PRINTF(1, 2);
+
+static void
+notify(const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	(void)sd_notify(0, buf);
+}
+
+static void
+update_status(struct kd *kd)
+{
+	struct kr_delivery_counts c;
+	struct kr_err err = {0};
+	char s[256];
+	int64_t rid, total, done;
+
+	rid = kd->delivery ? kr_delivery_current_report(kd->delivery) : 0;
+	if (rid <= 0) {
+		snprintf(s, sizeof(s), "idle");
+	} else {
+		memset(&c, 0, sizeof(c));
+		if (kr_store_delivery_counts(kd->store, rid, &c, &err) < 0)
+			return;
+		total = c.queued + c.sent + c.deferred + c.failed +
+		    c.uncertain;
+		done = c.sent + c.failed + c.uncertain;
+		if (c.queued + c.deferred > 0)
+			snprintf(s, sizeof(s),
+			    "sending report %lld: %lld/%lld (%lld failed, "
+			    "%lld deferred)",
+			    (long long)rid, (long long)done, (long long)total,
+			    (long long)c.failed, (long long)c.deferred);
+		else
+			snprintf(s, sizeof(s),
+			    "idle; report %lld done: %lld sent, %lld failed",
+			    (long long)rid, (long long)c.sent,
+			    (long long)c.failed);
+	}
+	if (strcmp(s, kd->status) != 0) {
+		snprintf(kd->status, sizeof(kd->status), "%s", s);
+		notify("STATUS=%s", s);
+	}
+}
+
+/* ---- reload ---- */
+
+static void
+reload(struct kd *kd)
+{
+	struct kr_config *cfg = NULL;
+	struct kr_keyring *ring = NULL;
+	struct kr_err err = {0};
+	char *errors = NULL;
+
+	notify("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading",
+	    (unsigned long long)now_usec());
+	kr_log_info("reload config=%s", kd->config_path);
+	if (kr_config_load(kd->config_path, &cfg, &errors) < 0) {
+		log_lines(KR_LOG_ERR, "reload: ",
+		    errors ? errors : "config: unknown error");
+		kr_log_err("reload failed: keeping the running config");
+		goto out;
+	}
+	/* Keys added by `kairanctl keys rotate` sign from now on. */
+	if (kr_token_keyring_load(cfg->key_file, 0, &ring, &err) < 0) {
+		kr_log_err("reload failed: %s: keeping the running config",
+		    err.msg);
+		goto out;
+	}
+	if (kd->web != NULL && kr_web_set_config(kd->web, cfg, ring,
+				   &err) < 0) {
+		kr_log_err("reload failed: web: %s: keeping the running "
+			   "config",
+		    err.msg);
+		goto out;
+	}
+	if (strcmp(cfg->database, kd->cfg->database) != 0)
+		kr_log_warn("reload: database change takes effect at restart");
+	if (kd->delivery != NULL)
+		kr_delivery_set_config(kd->delivery, cfg, ring);
+	keep_config(kd, cfg);
+	keep_ring(kd, ring);
+	kd->cfg = cfg;
+	kd->ring = ring;
+	cfg = NULL;
+	ring = NULL;
+	apply_log_level(kd->cfg);
+	if ((kd->cfg->outbox == NULL) != (kd->outbox_dir == NULL) ||
+	    (kd->outbox_dir != NULL &&
+		strcmp(kd->cfg->outbox, kd->outbox_dir) != 0))
+		outbox_open(kd);
+	kr_log_info("reload done lists=%zu relays=%zu", kd->cfg->n_lists,
+	    kd->cfg->n_relays);
+	kr_delivery_kick();
+out:
+	free(errors);
+	kr_config_free(&cfg);
+	kr_token_keyring_free(&ring);
+	kd->status[0] = '\0';
+	notify("READY=1");
+	update_status(kd);
+}
+
+/* ---- start and stop ---- */
+
+static int
+listen_fds(struct kr_web_listen *l)
+{
+	char **names = NULL;
+	int n, i;
+
+	l->http_fd = -1;
+	l->admin_fd = -1;
+	n = sd_listen_fds_with_names(1, &names);
+	if (n < 0) {
+		kr_log_err("socket activation: %s", strerror(-n));
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		int fd = SD_LISTEN_FDS_START + i;
+		const char *name = names ? names[i] : "";
+
+		if (strcmp(name, "admin") == 0 && l->admin_fd < 0)
+			l->admin_fd = fd;
+		else if (l->http_fd < 0)
+			l->http_fd = fd;
+		else
+			kr_log_warn("socket activation: extra fd %d (%s) "
+				    "ignored",
+			    fd, name);
+	}
+	if (names != NULL) {
+		for (i = 0; i < n; i++)
+			free(names[i]);
+		free(names);
+	}
+	if (n > 0)
+		kr_log_info("socket activation fds=%d http_fd=%d admin_fd=%d",
+		    n, l->http_fd, l->admin_fd);
+	return 0;
+}
+
+static int
+setup_signals(struct kd *kd)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	/* Blocked before any thread starts, so every thread inherits the
+	 * mask and the signals only reach the signalfd. */
+	if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0)
+		return -1;
+	signal(SIGPIPE, SIG_IGN);
+	kd->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	return kd->sigfd < 0 ? -1 : 0;
+}
+
+static int
+start(struct kd *kd)
+{
+	struct kr_web_listen l;
+	struct kr_err err = {0};
+
+	if (kr_token_keyring_load(kd->cfg->key_file, 1, &kd->ring, &err) < 0) {
+		kr_log_err("%s", err.msg);
+		return -1;
+	}
+	keep_ring(kd, kd->ring);
+	/* Opening migrates the schema, once, before any other connection. */
+	if (kr_store_open(kd->cfg->database, &kd->store, &err) < 0) {
+		kr_log_err("%s", err.msg);
+		return -1;
+	}
+	if (listen_fds(&l) < 0)
+		return -1;
+	if (kr_web_start(kd->cfg, kd->ring, &l, &kd->web, &err) < 0) {
+		kr_log_err("web: %s", err.msg);
+		return -1;
+	}
+	kr_web_set_metrics(kd->web, metrics, kd);
+	if (kr_delivery_start(kd->cfg, kd->ring, &kd->delivery, &err) < 0) {
+		kr_log_err("%s", err.msg);
+		return -1;
+	}
+	kr_log_info("kairand ready pid=%ld http=%s admin=%s",
+	    (long)getpid(),
+	    l.http_fd >= 0 ? "socket-activated" : kd->cfg->http_listen,
+	    l.admin_fd >= 0 ? "socket-activated" : kd->cfg->admin_listen);
+	notify("READY=1\nSTATUS=ready\nMAINPID=%ld", (long)getpid());
+	outbox_open(kd);
+	return 0;
+}
+
+static void
+shutdown_all(struct kd *kd)
+{
+	size_t i;
+
+	kr_outbox_close(&kd->outbox);
+	/* New requests stop first, then delivery drains. */
+	kr_web_stop(&kd->web);
+	kr_delivery_stop(&kd->delivery);
+	kr_store_close(&kd->store);
+	for (i = 0; i < kd->n_rings; i++)
+		kr_token_keyring_free(&kd->rings[i]);
+	free(kd->rings);
+	for (i = 0; i < kd->n_cfgs; i++)
+		kr_config_free(&kd->cfgs[i]);
+	free(kd->cfgs);
+	free(kd->outbox_dir);
+	if (kd->sigfd >= 0)
+		close(kd->sigfd);
+}
+
+/* Returns 1 to go on, 0 to stop. */
+static int
+handle_signals(struct kd *kd)
+{
+	struct signalfd_siginfo si;
+	int go = 1;
+
+	while (read(kd->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		switch (si.ssi_signo) {
+		case SIGHUP:
+			reload(kd);
+			break;
+		case SIGTERM:
+		case SIGINT:
+			kr_log_info("signal %s: stopping",
+			    si.ssi_signo == SIGTERM ? "TERM" : "INT");
+			go = 0;
+			break;
+		default:
+			break;
+		}
+	}
+	return go;
+}
+
+static void
+loop(struct kd *kd)
+{
+	struct pollfd pfd[2];
+	uint64_t next_wd = 0, next_status = 0, now, wait_ms;
+	nfds_t n;
+
+	for (;;) {
+		now = now_usec();
+		if (kd->watchdog_usec && now >= next_wd) {
+			notify("WATCHDOG=1");
+			next_wd = now + kd->watchdog_usec / 2;
+		}
+		if (now >= next_status) {
+			update_status(kd);
+			next_status = now + STATUS_EVERY * 1000u;
+		}
+		wait_ms = (next_status - now) / 1000u;
+		if (kd->watchdog_usec && (next_wd - now) / 1000u < wait_ms)
+			wait_ms = (next_wd - now) / 1000u;
+		pfd[0].fd = kd->sigfd;
+		pfd[0].events = POLLIN;
+		n = 1;
+		if (kd->outbox != NULL) {
+			pfd[1].fd = kr_outbox_fd(kd->outbox);
+			pfd[1].events = POLLIN;
+			n = 2;
+		}
+		if (poll(pfd, n, (int)wait_ms + 1) < 0) {
+			if (errno == EINTR)
+				continue;
+			kr_log_err_errno("poll");
+			break;
+		}
+		if (pfd[0].revents & POLLIN) {
+			if (!handle_signals(kd))
+				break;
+			continue; /* the outbox may have changed */
+		}
+		if (n == 2 && (pfd[1].revents & POLLIN))
+			(void)kr_outbox_process(kd->outbox);
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"config", required_argument, NULL, 'c'},
+	    {"check", no_argument, NULL, 'C'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	struct kd kd;
+	char *errors = NULL;
+	const char *env;
+	bool check = false;
+	int ch, rc = KD_FAIL;
+	uint64_t wd = 0;
+
+	memset(&kd, 0, sizeof(kd));
+	kd.sigfd = -1;
+	kd.config_path = (env = getenv("KAIRAN_CONFIG")) && *env ?
+	    env : DEFAULT_CONFIG;
+	while ((ch = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			kd.config_path = optarg;
+			break;
+		case 'C':
+			check = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return KD_OK;
+		default:
+			usage(stderr);
+			return KD_USAGE;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "kairand: unexpected argument '%s'\n",
+		    argv[optind]);
+		usage(stderr);
+		return KD_USAGE;
+	}
+	if (kr_config_load(kd.config_path, &kd.cfg, &errors) < 0) {
+		fputs(errors ? errors : "config: unknown error\n", stderr);
+		if (errors && errors[0] && errors[strlen(errors) - 1] != '\n')
+			fputc('\n', stderr);
+		free(errors);
+		return KD_USAGE;
+	}
+	keep_config(&kd, kd.cfg);
+	if (check) {
+		printf("%s: ok\n", kd.config_path);
+		rc = KD_OK;
+		goto out;
+	}
+	apply_log_level(kd.cfg);
+	if (sodium_init() < 0) {
+		kr_log_err("libsodium failed to initialise");
+		goto out;
+	}
+	if (setup_signals(&kd) < 0) {
+		kr_log_err_errno("signals");
+		goto out;
+	}
+	if (sd_watchdog_enabled(0, &wd) > 0)
+		kd.watchdog_usec = wd;
+	kr_log_info("kairand starting config=%s", kd.config_path);
+	if (start(&kd) < 0) {
+		notify("STATUS=failed to start; see the log");
+		goto out;
+	}
+	loop(&kd);
+	notify("STOPPING=1\nSTATUS=stopping: finishing deliveries in "
+	       "flight");
+	rc = KD_OK;
+out:
+	shutdown_all(&kd);
+	if (rc == KD_OK && !check)
+		kr_log_info("kairand stopped");
+	return rc;
+}

@@ -1,0 +1,1037 @@
+/* delivery.c — the worker pool that moves queued rows to the relay.
+ *
+ * Each worker: claim a batch (lease), wait for connection slots of capped
+ * domains (all at once, so two workers never hold one slot each and wait
+ * for the other's), compose each copy while taking tokens from the global
+ * and per-domain buckets (so a stop request interrupts a rate wait), send
+ * the batch over one transport session, and record each outcome in the
+ * transport's done callback right after the server's reply: a 250 is in
+ * the store before the next message leaves. Rows claimed but never handed
+ * to the transport are released at the end of the batch.
+ *
+ * The workers share one store connection guarded by store_lock: claim and
+ * mark are single short statements, and one connection means no SQLite
+ * BUSY between our own threads. */
+#include "delivery.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "buf.h"
+#include "compose.h"
+#include "config.h"
+#include "err.h"
+#include "log.h"
+#include "store.h"
+#include "transport.h"
+#include "xmem.h"
+
+/* How long a "slow down" reply halves the rate. */
+#define BACKOFF_HOLD 60.0
+/* Idle wait when nothing is due. */
+#define IDLE_WAIT 1.0
+/* Tries of a store call that says BUSY, 50 ms apart. */
+#define BUSY_TRIES 100
+
+struct domain_state {
+	char *domain;                     /* lower-case */
+	unsigned cap;                     /* connections, 0: none */
+	unsigned used;                    /* workers holding a slot */
+	struct kr_delivery_bucket bucket; /* rate 0: none */
+};
+
+struct list_stats {
+	char list_id[65];
+	struct kr_delivery_stats st;
+};
+
+struct worker;
+
+struct kr_delivery {
+	pthread_mutex_t lock; /* everything below but the store */
+	pthread_cond_t wake;  /* kicks, stop, slots freed */
+	const struct kr_config *cfg;
+	unsigned cfg_gen;
+	const struct kr_keyring *ring;
+	struct kr_delivery_bucket global;
+	struct domain_state *domains;
+	size_t n_domains;
+	struct list_stats *stats;
+	size_t n_stats;
+	unsigned kicks;
+	bool stop;
+	int64_t current_report;
+
+	pthread_mutex_t store_lock;
+	struct kr_store *store;
+
+	struct worker *workers;
+	size_t n_workers;
+};
+
+enum msg_state { MS_CLAIMED = 0, MS_COMPOSED, MS_DONE };
+
+struct worker {
+	struct kr_delivery *d;
+	unsigned idx;
+	pthread_t thread;
+	bool started;
+	unsigned seed;
+
+	const struct kr_config *cfg; /* this batch's */
+	const struct kr_keyring *ring;
+	unsigned cfg_gen;
+	const struct kr_transport_ops *ops;
+	struct kr_transport *t;
+
+	struct kr_report_row report; /* cache: the last report used */
+	bool have_report;
+
+	size_t cap; /* size of the arrays below */
+	struct kr_claim *claims;
+	struct kr_msg *msgs;
+	struct kr_buf *bufs;
+	char (*env_from)[256];
+	enum msg_state *state;
+	ssize_t *dom;       /* domain index per claim, -1: none */
+	size_t *held;       /* domain indexes holding a slot */
+	size_t n_held;
+};
+
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct kr_delivery *pool; /* for kr_delivery_kick() */
+
+/* ---- pure helpers ---- */
+
+static double
+bucket_factor(const struct kr_delivery_bucket *b, double now)
+{
+	return now < b->factor_until ? b->factor : 1.0;
+}
+
+static void
+bucket_refill(struct kr_delivery_bucket *b, double now)
+{
+	double r = b->rate * bucket_factor(b, now);
+
+	if (now > b->last) {
+		b->tokens += (now - b->last) * r;
+		if (b->tokens > b->burst)
+			b->tokens = b->burst;
+		b->last = now;
+	}
+}
+
+void
+kr_delivery_bucket_init(struct kr_delivery_bucket *b, double rate,
+    double now)
+{
+	memset(b, 0, sizeof(*b));
+	b->factor = 1.0;
+	b->last = now;
+	kr_delivery_bucket_set_rate(b, rate, now);
+	b->tokens = b->burst;
+}
+
+void
+kr_delivery_bucket_set_rate(struct kr_delivery_bucket *b, double rate,
+    double now)
+{
+	bucket_refill(b, now);
+	b->rate = rate > 0 ? rate : 0;
+	/* A burst of one second's worth (at least one message) keeps the
+	 * rate smooth over any window longer than a second. */
+	b->burst = b->rate >= 1.0 ? b->rate : 1.0;
+	if (b->tokens > b->burst)
+		b->tokens = b->burst;
+}
+
+/* Seconds until a token is there (0: there is one), taking nothing. */
+static double
+bucket_wait(struct kr_delivery_bucket *b, double now)
+{
+	double r;
+
+	if (b->rate <= 0)
+		return 0;
+	bucket_refill(b, now);
+	/* The epsilon absorbs rounding of the time differences. */
+	if (b->tokens >= 1.0 - 1e-9)
+		return 0;
+	r = b->rate * bucket_factor(b, now);
+	return (1.0 - b->tokens) / r;
+}
+
+double
+kr_delivery_bucket_take(struct kr_delivery_bucket *b, double now)
+{
+	double w = bucket_wait(b, now);
+
+	if (w > 0)
+		return w;
+	if (b->rate > 0) {
+		b->tokens -= 1.0;
+		if (b->tokens < 0)
+			b->tokens = 0;
+	}
+	return 0;
+}
+
+void
+kr_delivery_bucket_backoff(struct kr_delivery_bucket *b, double now,
+    double hold)
+{
+	double f = bucket_factor(b, now);
+
+	bucket_refill(b, now);
+	f /= 2;
+	if (f < 1.0 / 16)
+		f = 1.0 / 16;
+	b->factor = f;
+	b->factor_until = now + hold;
+}
+
+double
+kr_delivery_bucket_rate(const struct kr_delivery_bucket *b, double now)
+{
+	return b->rate * bucket_factor(b, now);
+}
+
+int
+kr_delivery_retry_next(const unsigned *retry, size_t n_retry,
+    unsigned max_age, int attempts, int64_t queued_at, int64_t now,
+    double rnd, int64_t *next_out)
+{
+	double delay;
+	int64_t next;
+
+	if (attempts < 0 || (size_t)attempts >= n_retry)
+		return 1;
+	if (max_age > 0 && now - queued_at >= (int64_t)max_age)
+		return 1;
+	if (rnd < 0 || rnd >= 1)
+		rnd = 0.5;
+	delay = (double)retry[attempts] * (0.9 + 0.2 * rnd);
+	next = now + (int64_t)(delay + 0.5);
+	if (next < now + 1)
+		next = now + 1;
+	if (max_age > 0 && next > queued_at + (int64_t)max_age)
+		next = queued_at + (int64_t)max_age;
+	*next_out = next;
+	return 0;
+}
+
+int
+kr_delivery_is_slowdown(int code, const char *reply)
+{
+	const char *p;
+
+	if (code == 421)
+		return 1;
+	if (code < 400 || code > 499 || reply == NULL)
+		return 0;
+	/* The enhanced status code leads the text, perhaps after the basic
+	 * code: "4.7.1 …" or "450 4.7.1 …". */
+	p = reply;
+	if (p[0] >= '0' && p[0] <= '9' && p[1] >= '0' && p[1] <= '9' &&
+	    p[2] >= '0' && p[2] <= '9' && (p[3] == ' ' || p[3] == '-'))
+		p += 4;
+	while (*p == ' ')
+		p++;
+	return strncmp(p, "4.7.", 4) == 0;
+}
+
+/* ---- clock and small things ---- */
+
+static double
+mono_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Waits on d->wake for at most secs (d->lock held). */
+static void
+timed_wait(struct kr_delivery *d, double secs)
+{
+	struct timespec ts;
+	time_t whole;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	if (secs > 5)
+		secs = 5;
+	secs += (double)ts.tv_nsec / 1e9;
+	whole = (time_t)secs;
+	ts.tv_sec += whole;
+	ts.tv_nsec = (long)((secs - (double)whole) * 1e9);
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	(void)pthread_cond_timedwait(&d->wake, &d->lock, &ts);
+}
+
+static void
+nap(double secs)
+{
+	struct timespec ts;
+
+	ts.tv_sec = (time_t)secs;
+	ts.tv_nsec = (long)((secs - (double)ts.tv_sec) * 1e9);
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static const char *
+addr_domain(const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+
+	return at ? at + 1 : "";
+}
+
+/* ---- config-derived state (d->lock held) ---- */
+
+static void
+apply_config(struct kr_delivery *d, const struct kr_config *cfg)
+{
+	double now = mono_now();
+	size_t i, j;
+
+	d->cfg = cfg;
+	d->cfg_gen++;
+	kr_delivery_bucket_set_rate(&d->global, cfg->delivery.rate, now);
+	/* Domains are only ever added, so the indexes workers hold stay
+	 * valid; one dropped from the config loses its caps. */
+	for (j = 0; j < d->n_domains; j++) {
+		d->domains[j].cap = 0;
+		kr_delivery_bucket_set_rate(&d->domains[j].bucket, 0, now);
+	}
+	for (i = 0; i < cfg->delivery.n_per_domain; i++) {
+		const struct kr_cfg_domain *cd = &cfg->delivery.per_domain[i];
+		struct domain_state *ds = NULL;
+
+		for (j = 0; j < d->n_domains; j++)
+			if (strcasecmp(d->domains[j].domain, cd->domain) == 0)
+				ds = &d->domains[j];
+		if (ds == NULL) {
+			d->domains = kr_xrealloc(d->domains,
+			    (d->n_domains + 1) * sizeof(*d->domains));
+			ds = &d->domains[d->n_domains++];
+			memset(ds, 0, sizeof(*ds));
+			ds->domain = kr_xstrdup(cd->domain);
+			kr_delivery_bucket_init(&ds->bucket, 0, now);
+		}
+		ds->cap = cd->connections;
+		kr_delivery_bucket_set_rate(&ds->bucket, cd->rate, now);
+	}
+	pthread_cond_broadcast(&d->wake);
+}
+
+static ssize_t
+domain_find(struct kr_delivery *d, const char *domain)
+{
+	size_t j;
+
+	for (j = 0; j < d->n_domains; j++)
+		if (strcasecmp(d->domains[j].domain, domain) == 0)
+			return (ssize_t)j;
+	return -1;
+}
+
+static struct kr_delivery_stats *
+stats_for(struct kr_delivery *d, const char *list_id)
+{
+	size_t i;
+	struct list_stats *ls;
+
+	for (i = 0; i < d->n_stats; i++)
+		if (strcmp(d->stats[i].list_id, list_id) == 0)
+			return &d->stats[i].st;
+	d->stats = kr_xrealloc(d->stats, (d->n_stats + 1) * sizeof(*d->stats));
+	ls = &d->stats[d->n_stats++];
+	memset(ls, 0, sizeof(*ls));
+	snprintf(ls->list_id, sizeof(ls->list_id), "%s", list_id);
+	return &ls->st;
+}
+
+/* ---- store calls under the shared lock, retried while BUSY ---- */
+
+enum mark_op { MARK_SENT, MARK_DEFERRED, MARK_FAILED, MARK_UNCERTAIN,
+	MARK_RELEASE };
+
+static int
+store_mark(struct kr_delivery *d, enum mark_op op, int64_t id, int64_t now,
+    int64_t next, int code, const char *reply, struct kr_err *err)
+{
+	int r = -1, tries;
+
+	for (tries = 0; tries < BUSY_TRIES; tries++) {
+		kr_err_clear(err);
+		pthread_mutex_lock(&d->store_lock);
+		switch (op) {
+		case MARK_SENT:
+			r = kr_store_mark_sent(d->store, id, now, reply, err);
+			break;
+		case MARK_DEFERRED:
+			r = kr_store_mark_deferred(d->store, id, now, next,
+			    code, reply, err);
+			break;
+		case MARK_FAILED:
+			r = kr_store_mark_failed(d->store, id, now, code,
+			    reply, err);
+			break;
+		case MARK_UNCERTAIN:
+			r = kr_store_mark_uncertain(d->store, id, now, reply,
+			    err);
+			break;
+		case MARK_RELEASE:
+			r = kr_store_release(d->store, id, err);
+			break;
+		}
+		pthread_mutex_unlock(&d->store_lock);
+		if (r == 0 || err == NULL || err->code != KR_ERR_BUSY)
+			break;
+		nap(0.05);
+	}
+	return r;
+}
+
+/* ---- one worker ---- */
+
+static void
+worker_grow(struct worker *w, size_t n)
+{
+	size_t i;
+
+	if (n <= w->cap)
+		return;
+	w->claims = kr_xrealloc(w->claims, n * sizeof(*w->claims));
+	w->msgs = kr_xrealloc(w->msgs, n * sizeof(*w->msgs));
+	w->bufs = kr_xrealloc(w->bufs, n * sizeof(*w->bufs));
+	for (i = w->cap; i < n; i++)
+		kr_buf_init(&w->bufs[i], 0);
+	w->env_from = kr_xrealloc(w->env_from, n * sizeof(*w->env_from));
+	w->state = kr_xrealloc(w->state, n * sizeof(*w->state));
+	w->dom = kr_xrealloc(w->dom, n * sizeof(*w->dom));
+	w->held = kr_xrealloc(w->held, n * sizeof(*w->held));
+	w->cap = n;
+}
+
+static void
+worker_fini(struct worker *w)
+{
+	size_t i;
+
+	if (w->t != NULL && w->ops != NULL)
+		w->ops->destroy(&w->t);
+	if (w->have_report)
+		kr_store_report_row_fini(&w->report);
+	for (i = 0; i < w->cap; i++)
+		kr_buf_fini(&w->bufs[i]);
+	free(w->claims);
+	free(w->msgs);
+	free(w->bufs);
+	free(w->env_from);
+	free(w->state);
+	free(w->dom);
+	free(w->held);
+}
+
+/* Makes sure the transport matches the config of this batch. */
+static int
+worker_transport(struct worker *w, unsigned gen, struct kr_err *err)
+{
+	const struct kr_transport_ops *ops;
+
+	if (w->t != NULL && w->cfg_gen == gen)
+		return 0;
+	if (w->t != NULL)
+		w->ops->destroy(&w->t);
+	ops = kr_transport_for(w->cfg);
+	if (ops == NULL)
+		return kr_err_set(err, KR_ERR_INVALID, "no transport");
+	if (ops->create(w->cfg, &w->t, err) < 0) {
+		w->t = NULL;
+		return -1;
+	}
+	w->ops = ops;
+	w->cfg_gen = gen;
+	return 0;
+}
+
+static int
+worker_report(struct worker *w, int64_t id, struct kr_err *err)
+{
+	struct kr_delivery *d = w->d;
+	int r;
+
+	if (w->have_report && w->report.id == id)
+		return 0;
+	if (w->have_report) {
+		kr_store_report_row_fini(&w->report);
+		w->have_report = false;
+	}
+	memset(&w->report, 0, sizeof(w->report));
+	pthread_mutex_lock(&d->store_lock);
+	r = kr_store_report_get(d->store, id, &w->report, err);
+	pthread_mutex_unlock(&d->store_lock);
+	if (r < 0)
+		return -1;
+	if (w->report.id != id) {
+		kr_store_report_row_fini(&w->report);
+		return kr_err_set(err, KR_ERR_NOTFOUND, "report %lld missing",
+		    (long long)id);
+	}
+	w->have_report = true;
+	return 0;
+}
+
+static void
+count_outcome(struct kr_delivery *d, const char *list_id,
+    enum kr_send_result res, bool failed_now, int64_t report_id)
+{
+	struct kr_delivery_stats *st;
+
+	pthread_mutex_lock(&d->lock);
+	st = stats_for(d, list_id);
+	switch (res) {
+	case KR_SEND_OK:
+		st->sent++;
+		break;
+	case KR_SEND_TEMP:
+		if (failed_now)
+			st->failed++;
+		else
+			st->deferred++;
+		break;
+	case KR_SEND_PERM:
+		st->failed++;
+		st->bounced++;
+		break;
+	case KR_SEND_UNCERTAIN:
+		st->uncertain++;
+		break;
+	}
+	if (report_id > 0)
+		d->current_report = report_id;
+	pthread_mutex_unlock(&d->lock);
+}
+
+/* The transport's done callback: records one outcome at once. */
+static void
+worker_done(void *ctx, struct kr_msg *m)
+{
+	struct worker *w = ctx;
+	struct kr_delivery *d = w->d;
+	struct kr_claim *c = &w->claims[(size_t)(uintptr_t)m->user];
+	const struct kr_config *cfg = w->cfg;
+	struct kr_err err = {0};
+	int64_t now = (int64_t)time(NULL), next = 0;
+	bool failed_now = false;
+	int r = 0;
+	double rnd;
+
+	switch (m->result) {
+	case KR_SEND_OK:
+		r = store_mark(d, MARK_SENT, c->delivery_id, now, 0, m->code,
+		    m->reply, &err);
+		kr_log_debug("delivery sent id=%lld report=%lld sub=%lld "
+			     "rcpt=%s code=%d relay=%s reply=\"%s\"",
+		    (long long)c->delivery_id, (long long)c->report_id,
+		    (long long)c->subscriber_id, c->email, m->code, m->relay,
+		    m->reply);
+		break;
+	case KR_SEND_TEMP:
+		if (kr_delivery_is_slowdown(m->code, m->reply)) {
+			double mn = mono_now();
+			ssize_t j;
+
+			pthread_mutex_lock(&d->lock);
+			if (d->global.rate > 0)
+				kr_delivery_bucket_backoff(&d->global, mn,
+				    BACKOFF_HOLD);
+			j = domain_find(d, addr_domain(c->email));
+			if (j >= 0 && d->domains[j].bucket.rate > 0)
+				kr_delivery_bucket_backoff(
+				    &d->domains[j].bucket, mn, BACKOFF_HOLD);
+			pthread_mutex_unlock(&d->lock);
+			kr_log_warn("delivery slow-down code=%d relay=%s "
+				    "hold=%.0fs",
+			    m->code, m->relay, BACKOFF_HOLD);
+		}
+		rnd = (double)rand_r(&w->seed) / ((double)RAND_MAX + 1.0);
+		if (kr_delivery_retry_next(cfg->delivery.retry,
+			cfg->delivery.n_retry, cfg->delivery.max_age,
+			c->attempts, c->queued_at, now, rnd, &next) != 0) {
+			failed_now = true;
+			r = store_mark(d, MARK_FAILED, c->delivery_id, now, 0,
+			    m->code, m->reply, &err);
+			kr_log_info("delivery failed id=%lld report=%lld "
+				    "sub=%lld code=%d attempts=%d "
+				    "reason=retries-exhausted reply=\"%s\"",
+			    (long long)c->delivery_id, (long long)c->report_id,
+			    (long long)c->subscriber_id, m->code,
+			    c->attempts + 1, m->reply);
+		} else {
+			r = store_mark(d, MARK_DEFERRED, c->delivery_id, now,
+			    next, m->code, m->reply, &err);
+			kr_log_info("delivery deferred id=%lld report=%lld "
+				    "sub=%lld code=%d retry_in=%llds "
+				    "reply=\"%s\"",
+			    (long long)c->delivery_id, (long long)c->report_id,
+			    (long long)c->subscriber_id, m->code,
+			    (long long)(next - now), m->reply);
+		}
+		break;
+	case KR_SEND_PERM:
+		r = store_mark(d, MARK_FAILED, c->delivery_id, now, 0,
+		    m->code, m->reply, &err);
+		if (r == 0) {
+			struct kr_err e2 = {0};
+
+			pthread_mutex_lock(&d->store_lock);
+			if (kr_store_event(d->store, "bounce",
+				c->subscriber_id, c->report_id, m->reply,
+				&e2) < 0)
+				kr_log_warn("delivery bounce event id=%lld: %s",
+				    (long long)c->delivery_id, e2.msg);
+			pthread_mutex_unlock(&d->store_lock);
+		}
+		kr_log_info("delivery failed id=%lld report=%lld sub=%lld "
+			    "code=%d reason=rejected reply=\"%s\"",
+		    (long long)c->delivery_id, (long long)c->report_id,
+		    (long long)c->subscriber_id, m->code, m->reply);
+		break;
+	case KR_SEND_UNCERTAIN:
+		r = store_mark(d, MARK_UNCERTAIN, c->delivery_id, now, 0,
+		    m->code, m->reply, &err);
+		kr_log_warn("delivery uncertain id=%lld report=%lld sub=%lld "
+			    "relay=%s",
+		    (long long)c->delivery_id, (long long)c->report_id,
+		    (long long)c->subscriber_id, m->relay);
+		break;
+	}
+	if (r < 0)
+		/* The row keeps its lease and comes back when it expires: a
+		 * duplicate at worst, never a loss. */
+		kr_log_err("delivery record id=%lld: %s",
+		    (long long)c->delivery_id, err.msg);
+	w->state[(size_t)(uintptr_t)m->user] = MS_DONE;
+	count_outcome(d, c->list_id, m->result, failed_now, c->report_id);
+}
+
+/* Composes claim i into bufs[i]; 0, or -1 with err set. */
+static int
+worker_compose(struct worker *w, size_t i, struct kr_err *err)
+{
+	const struct kr_claim *c = &w->claims[i];
+	const struct kr_cfg_list *list;
+	int64_t now = (int64_t)time(NULL);
+
+	list = kr_config_list(w->cfg, c->list_id);
+	if (list == NULL)
+		return kr_err_set(err, KR_ERR_INVALID,
+		    "list %s is not in the config", c->list_id);
+	kr_buf_reset(&w->bufs[i]);
+	w->env_from[i][0] = '\0';
+	if (c->kind == KR_DELIVERY_CONFIRM)
+		return kr_compose_confirm(w->cfg, list, c, w->ring, now,
+		    &w->bufs[i], w->env_from[i], err);
+	if (worker_report(w, c->report_id, err) < 0)
+		return -1;
+	return kr_compose_report(w->cfg, list, &w->report, c, w->ring,
+	    now, &w->bufs[i], w->env_from[i], err);
+}
+
+/* A message that could not be composed: bad input (a list gone from the
+ * config, a report row missing) fails it; anything else (the store busy
+ * or broken for a moment) defers it on the retry schedule, so a passing
+ * problem neither loses it nor spins on it. */
+static void
+compose_failed(struct worker *w, size_t i, struct kr_err *cerr)
+{
+	struct kr_delivery *d = w->d;
+	struct kr_claim *c = &w->claims[i];
+	const struct kr_config *cfg = w->cfg;
+	struct kr_err err = {0};
+	int64_t now = (int64_t)time(NULL), next = 0;
+	bool fail;
+	double rnd;
+
+	fail = cerr->code == KR_ERR_INVALID || cerr->code == KR_ERR_NOTFOUND;
+	rnd = (double)rand_r(&w->seed) / ((double)RAND_MAX + 1.0);
+	if (!fail && kr_delivery_retry_next(cfg->delivery.retry,
+			 cfg->delivery.n_retry, cfg->delivery.max_age,
+			 c->attempts, c->queued_at, now, rnd, &next) != 0)
+		fail = true;
+	kr_log_err("delivery compose id=%lld report=%lld sub=%lld "
+		   "outcome=%s: %s",
+	    (long long)c->delivery_id, (long long)c->report_id,
+	    (long long)c->subscriber_id, fail ? "failed" : "deferred",
+	    cerr->msg);
+	if (store_mark(d, fail ? MARK_FAILED : MARK_DEFERRED, c->delivery_id,
+		now, next, 0, cerr->msg, &err) < 0)
+		kr_log_err("delivery record id=%lld: %s",
+		    (long long)c->delivery_id, err.msg);
+	w->state[i] = MS_DONE;
+	count_outcome(d, c->list_id, KR_SEND_TEMP, fail, 0);
+}
+
+/* Takes a token from the global bucket and claim i's domain bucket, waiting
+ * as long as needed. Returns 0, or -1 when asked to stop meanwhile. */
+static int
+worker_rate(struct worker *w, size_t i)
+{
+	struct kr_delivery *d = w->d;
+	struct kr_delivery_bucket *db;
+	double now, w1, w2;
+	int r = -1;
+
+	pthread_mutex_lock(&d->lock);
+	while (!d->stop) {
+		now = mono_now();
+		db = w->dom[i] >= 0 ? &d->domains[w->dom[i]].bucket : NULL;
+		w1 = bucket_wait(&d->global, now);
+		w2 = db ? bucket_wait(db, now) : 0;
+		if (w1 <= 0 && w2 <= 0) {
+			(void)kr_delivery_bucket_take(&d->global, now);
+			if (db)
+				(void)kr_delivery_bucket_take(db, now);
+			r = 0;
+			break;
+		}
+		timed_wait(d, w1 > w2 ? w1 : w2);
+	}
+	pthread_mutex_unlock(&d->lock);
+	return r;
+}
+
+/* Takes a connection slot in every capped domain of the batch at once.
+ * Returns 0, or -1 when asked to stop meanwhile. */
+static int
+worker_slots(struct worker *w, size_t n)
+{
+	struct kr_delivery *d = w->d;
+	size_t i, k;
+	bool all;
+	int r = -1;
+
+	pthread_mutex_lock(&d->lock);
+	w->n_held = 0;
+	for (i = 0; i < n; i++) {
+		w->dom[i] = domain_find(d, addr_domain(w->claims[i].email));
+		if (w->dom[i] < 0 || d->domains[w->dom[i]].cap == 0)
+			continue;
+		for (k = 0; k < w->n_held; k++)
+			if (w->held[k] == (size_t)w->dom[i])
+				break;
+		if (k == w->n_held)
+			w->held[w->n_held++] = (size_t)w->dom[i];
+	}
+	while (!d->stop) {
+		all = true;
+		for (k = 0; k < w->n_held && all; k++)
+			if (d->domains[w->held[k]].cap > 0 &&
+			    d->domains[w->held[k]].used >=
+				d->domains[w->held[k]].cap)
+				all = false;
+		if (all) {
+			for (k = 0; k < w->n_held; k++)
+				d->domains[w->held[k]].used++;
+			r = 0;
+			break;
+		}
+		timed_wait(d, IDLE_WAIT);
+	}
+	if (r < 0)
+		w->n_held = 0;
+	pthread_mutex_unlock(&d->lock);
+	return r;
+}
+
+static void
+worker_unslot(struct worker *w)
+{
+	struct kr_delivery *d = w->d;
+	size_t k;
+
+	pthread_mutex_lock(&d->lock);
+	for (k = 0; k < w->n_held; k++)
+		if (d->domains[w->held[k]].used > 0)
+			d->domains[w->held[k]].used--;
+	w->n_held = 0;
+	pthread_cond_broadcast(&d->wake);
+	pthread_mutex_unlock(&d->lock);
+}
+
+static void
+worker_batch(struct worker *w, size_t n)
+{
+	struct kr_delivery *d = w->d;
+	struct kr_err err = {0};
+	size_t i, k = 0;
+	bool slots = false;
+
+	for (i = 0; i < n; i++) {
+		w->state[i] = MS_CLAIMED;
+		w->dom[i] = -1;
+	}
+	if (worker_slots(w, n) < 0)
+		goto out;
+	slots = true;
+	for (i = 0; i < n; i++) {
+		struct kr_claim *c = &w->claims[i];
+
+		if (worker_compose(w, i, &err) < 0) {
+			compose_failed(w, i, &err);
+			continue;
+		}
+		if (worker_rate(w, i) < 0)
+			break; /* stopping: the rest is released below */
+		memset(&w->msgs[k], 0, sizeof(w->msgs[k]));
+		w->msgs[k].id = c->delivery_id;
+		w->msgs[k].mail_from = w->env_from[i];
+		w->msgs[k].rcpt = c->email;
+		w->msgs[k].data = w->bufs[i].data ? w->bufs[i].data : "";
+		w->msgs[k].len = w->bufs[i].len;
+		w->msgs[k].user = (void *)(uintptr_t)i;
+		w->state[i] = MS_COMPOSED;
+		k++;
+	}
+	if (k > 0 && w->ops->send(w->t, w->msgs, k, worker_done, w, &err) < 0)
+		kr_log_warn("delivery session failed worker=%u messages=%zu: "
+			    "%s",
+		    w->idx, k, err.msg);
+out:
+	if (slots)
+		worker_unslot(w);
+	for (i = 0; i < n; i++) {
+		if (w->state[i] == MS_DONE)
+			continue;
+		if (store_mark(d, MARK_RELEASE, w->claims[i].delivery_id, 0,
+			0, 0, NULL, &err) < 0)
+			kr_log_err("delivery release id=%lld: %s",
+			    (long long)w->claims[i].delivery_id, err.msg);
+	}
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct kr_delivery *d = w->d;
+	struct kr_err err = {0};
+	size_t max, n;
+	unsigned kicks, gen;
+	int64_t now;
+	int r;
+
+	for (;;) {
+		pthread_mutex_lock(&d->lock);
+		if (d->stop) {
+			pthread_mutex_unlock(&d->lock);
+			break;
+		}
+		w->cfg = d->cfg;
+		w->ring = d->ring;
+		kicks = d->kicks;
+		max = w->cfg->delivery.batch ? w->cfg->delivery.batch : 100;
+		/* With a global rate, a batch holds at most about a second
+		 * of sending, so leases and shutdown stay short. */
+		if (d->global.rate > 0 && max > (size_t)d->global.rate + 1)
+			max = (size_t)d->global.rate + 1;
+		gen = d->cfg_gen;
+		pthread_mutex_unlock(&d->lock);
+		if (worker_transport(w, gen, &err) < 0) {
+			kr_log_err("delivery transport worker=%u: %s", w->idx,
+			    err.msg);
+			pthread_mutex_lock(&d->lock);
+			if (!d->stop)
+				timed_wait(d, 5.0);
+			pthread_mutex_unlock(&d->lock);
+			continue;
+		}
+
+		worker_grow(w, max);
+		now = (int64_t)time(NULL);
+		n = 0;
+		pthread_mutex_lock(&d->store_lock);
+		r = kr_store_claim(d->store, now,
+		    now + (int64_t)(w->cfg->delivery.lease ?
+			    w->cfg->delivery.lease : 300),
+		    max, w->claims, &n, &err);
+		pthread_mutex_unlock(&d->store_lock);
+		if (r < 0) {
+			if (err.code != KR_ERR_BUSY)
+				kr_log_err("delivery claim: %s", err.msg);
+			nap(err.code == KR_ERR_BUSY ? 0.05 : 1.0);
+			continue;
+		}
+		if (n == 0) {
+			pthread_mutex_lock(&d->lock);
+			if (!d->stop && d->kicks == kicks)
+				timed_wait(d, IDLE_WAIT);
+			pthread_mutex_unlock(&d->lock);
+			continue;
+		}
+		worker_batch(w, n);
+	}
+	return NULL;
+}
+
+/* ---- the pool ---- */
+
+static void
+pool_free(struct kr_delivery *d)
+{
+	size_t i;
+
+	for (i = 0; i < d->n_workers; i++)
+		worker_fini(&d->workers[i]);
+	free(d->workers);
+	for (i = 0; i < d->n_domains; i++)
+		free(d->domains[i].domain);
+	free(d->domains);
+	free(d->stats);
+	kr_store_close(&d->store);
+	pthread_mutex_destroy(&d->lock);
+	pthread_mutex_destroy(&d->store_lock);
+	pthread_cond_destroy(&d->wake);
+	free(d);
+}
+
+int
+kr_delivery_start(const struct kr_config *cfg, const struct kr_keyring *ring,
+    struct kr_delivery **d_out, struct kr_err *err)
+{
+	struct kr_delivery *d;
+	pthread_condattr_t ca;
+	size_t i;
+	int rc = -1, e;
+
+	d = kr_xcalloc(1, sizeof(*d));
+	pthread_mutex_init(&d->lock, NULL);
+	pthread_mutex_init(&d->store_lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&d->wake, &ca);
+	pthread_condattr_destroy(&ca);
+	d->ring = ring;
+	kr_delivery_bucket_init(&d->global, 0, mono_now());
+	apply_config(d, cfg);
+	if (kr_store_open(cfg->database, &d->store, err) < 0) {
+		kr_err_prefix(err, "delivery");
+		goto out;
+	}
+	d->n_workers = cfg->delivery.workers ? cfg->delivery.workers : 1;
+	d->workers = kr_xcalloc(d->n_workers, sizeof(*d->workers));
+	for (i = 0; i < d->n_workers; i++) {
+		struct worker *w = &d->workers[i];
+
+		w->d = d;
+		w->idx = (unsigned)i;
+		w->seed = (unsigned)time(NULL) ^ ((unsigned)i * 2654435761u);
+		if ((e = pthread_create(&w->thread, NULL, worker_main, w))) {
+			kr_err_set(err, KR_ERR_IO, "delivery: thread: %s",
+			    strerror(e));
+			goto out;
+		}
+		w->started = true;
+	}
+	pthread_mutex_lock(&pool_lock);
+	pool = d;
+	pthread_mutex_unlock(&pool_lock);
+	kr_log_info("delivery started workers=%zu transport=%s rate=%g",
+	    d->n_workers, kr_transport_for(cfg) ?
+		kr_transport_for(cfg)->name : "?", cfg->delivery.rate);
+	*d_out = d;
+	d = NULL;
+	rc = 0;
+out:
+	if (d != NULL)
+		kr_delivery_stop(&d);
+	return rc;
+}
+
+void
+kr_delivery_set_config(struct kr_delivery *d, const struct kr_config *cfg,
+    const struct kr_keyring *ring)
+{
+	pthread_mutex_lock(&d->lock);
+	apply_config(d, cfg);
+	if (ring != NULL)
+		d->ring = ring;
+	pthread_mutex_unlock(&d->lock);
+	if (cfg->delivery.workers != d->n_workers)
+		kr_log_warn("delivery workers=%u takes effect at restart "
+			    "(running %zu)",
+		    cfg->delivery.workers, d->n_workers);
+}
+
+void
+kr_delivery_kick(void)
+{
+	pthread_mutex_lock(&pool_lock);
+	if (pool != NULL) {
+		pthread_mutex_lock(&pool->lock);
+		pool->kicks++;
+		pthread_cond_broadcast(&pool->wake);
+		pthread_mutex_unlock(&pool->lock);
+	}
+	pthread_mutex_unlock(&pool_lock);
+}
+
+void
+kr_delivery_stop(struct kr_delivery **dp)
+{
+	struct kr_delivery *d;
+	size_t i;
+
+	if (dp == NULL || (d = *dp) == NULL)
+		return;
+	*dp = NULL;
+	pthread_mutex_lock(&pool_lock);
+	if (pool == d)
+		pool = NULL;
+	pthread_mutex_unlock(&pool_lock);
+	pthread_mutex_lock(&d->lock);
+	d->stop = true;
+	pthread_cond_broadcast(&d->wake);
+	pthread_mutex_unlock(&d->lock);
+	for (i = 0; i < d->n_workers; i++)
+		if (d->workers[i].started)
+			pthread_join(d->workers[i].thread, NULL);
+	pool_free(d);
+}
+
+void
+kr_delivery_stats_foreach(struct kr_delivery *d, kr_delivery_stats_fn fn,
+    void *ctx)
+{
+	size_t i;
+
+	pthread_mutex_lock(&d->lock);
+	for (i = 0; i < d->n_stats; i++)
+		fn(ctx, d->stats[i].list_id, &d->stats[i].st);
+	pthread_mutex_unlock(&d->lock);
+}
+
+int64_t
+kr_delivery_current_report(struct kr_delivery *d)
+{
+	int64_t r;
+
+	pthread_mutex_lock(&d->lock);
+	r = d->current_report;
+	pthread_mutex_unlock(&d->lock);
+	return r;
+}

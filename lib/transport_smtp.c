@@ -1,0 +1,1039 @@
+/* transport_smtp.c — SMTP delivery through libesmtp 1.1.
+ *
+ * One send() is one SMTP session carrying the whole batch, one envelope
+ * recipient per message; libesmtp pipelines RCPT+DATA when the server
+ * offers PIPELINING (it always waits for the MAIL reply). The outcome of
+ * each message is handed to the caller from libesmtp's event callback
+ * right after the server's reply to the final dot, so the store can mark
+ * it sent before the next message goes out.
+ *
+ * Relays are tried in order: a relay that cannot be used (no connection,
+ * 4xx/5xx greeting, TLS or AUTH failure) passes the messages it did not
+ * get to the next one. After a dropped connection the same relay is
+ * tried again for the messages that got no outcome, as long as each new
+ * session makes progress.
+ *
+ * Things libesmtp 1.1 does that matter here (read from its source):
+ * - it does the dot-stuffing and sends the message as given, except
+ *   that it drops Return-Path: (and a second Date:, From:, To:,
+ *   Message-Id: …) and adds Date:, From: and Message-Id: when missing;
+ * - it writes the message through a 2 KB buffer, several writes per
+ *   message: without TCP_NODELAY each message then waits ~40 ms for a
+ *   delayed ACK, see connect() below;
+ * - it has no implicit TLS (port 465): `tls: tls` is refused at create;
+ * - after a failed AUTH it carries on with MAIL unauthenticated: we watch
+ *   the AUTH reply (monitor callback) and stop the session instead;
+ * - it writes with write(2): SIGPIPE is blocked around the session;
+ * - its connect(2) is blocking with no timeout: our wrapper adds one.
+ *
+ * libssl: the Makefile links libcrypto but not libssl (pkg-config
+ * "libssl" is not in PKGS). libssl is loaded anyway, as a dependency of
+ * libesmtp, so the few SSL_* functions used here are looked up with
+ * dlsym(). XXX(#5): add libssl to PKGS and call them directly. */
+#include "transport.h"
+
+#include <arpa/inet.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <sodium.h>
+
+#include <stddef.h> /* libesmtp.h needs size_t */
+#include <auth-client.h>
+#include <libesmtp.h>
+
+#include "config.h"
+#include "err.h"
+#include "log.h"
+#include "xmem.h"
+
+/* ---- libssl through dlsym ---- */
+
+static struct {
+	const SSL_METHOD *(*client_method)(void);
+	SSL_CTX *(*ctx_new)(const SSL_METHOD *);
+	void (*ctx_free)(SSL_CTX *);
+	void (*ctx_set_verify)(SSL_CTX *, int, SSL_verify_cb);
+	int (*ctx_load_verify_locations)(SSL_CTX *, const char *,
+	    const char *);
+	int (*ctx_set_default_verify_paths)(SSL_CTX *);
+	X509_VERIFY_PARAM *(*ctx_get0_param)(SSL_CTX *);
+	long (*ctx_ctrl)(SSL_CTX *, int, long, void *);
+	long (*get_verify_result)(const SSL *);
+	X509 *(*get1_peer_certificate)(const SSL *);
+	int ok;
+} ssl_fn;
+static pthread_once_t ssl_once = PTHREAD_ONCE_INIT;
+
+static void *
+ssl_sym(const char *name)
+{
+	void *p = dlsym(RTLD_DEFAULT, name);
+
+	if (p == NULL)
+		ssl_fn.ok = 0;
+	return p;
+}
+
+#define SSL_SYM(field, name)                                   \
+	do {                                                   \
+		void *p_ = ssl_sym(name);                      \
+		memcpy(&ssl_fn.field, &p_, sizeof(p_));        \
+	} while (0)
+
+static void
+ssl_load(void)
+{
+	ssl_fn.ok = 1;
+	SSL_SYM(client_method, "TLS_client_method");
+	SSL_SYM(ctx_new, "SSL_CTX_new");
+	SSL_SYM(ctx_free, "SSL_CTX_free");
+	SSL_SYM(ctx_set_verify, "SSL_CTX_set_verify");
+	SSL_SYM(ctx_load_verify_locations, "SSL_CTX_load_verify_locations");
+	SSL_SYM(ctx_set_default_verify_paths,
+	    "SSL_CTX_set_default_verify_paths");
+	SSL_SYM(ctx_get0_param, "SSL_CTX_get0_param");
+	SSL_SYM(ctx_ctrl, "SSL_CTX_ctrl");
+	SSL_SYM(get_verify_result, "SSL_get_verify_result");
+	SSL_SYM(get1_peer_certificate, "SSL_get1_peer_certificate");
+}
+
+/* ---- connect() wrapper: TCP_NODELAY and a connect timeout ---- */
+
+struct smtp_sess;
+static _Thread_local struct smtp_sess *tl_sess;
+static atomic_int smtp_nodelay = 1;
+static int (*real_connect)(int, const struct sockaddr *, socklen_t);
+static pthread_once_t connect_once = PTHREAD_ONCE_INIT;
+
+static void
+connect_load(void)
+{
+	void *p = dlsym(RTLD_NEXT, "connect");
+
+	memcpy(&real_connect, &p, sizeof(p));
+}
+
+void
+kr_transport_smtp_set_nodelay(int on)
+{
+	atomic_store(&smtp_nodelay, on ? 1 : 0);
+}
+
+static int sess_connected(struct smtp_sess *s, int fd, int *timeout_ms);
+
+/* libesmtp 1.1 opens its socket itself and offers no hook, so kairan's
+ * executables define connect(): the dynamic linker binds libesmtp's call
+ * to it. Outside an SMTP session of this file (tl_sess unset: other
+ * threads, libcurl, …) it is exactly the libc connect(). Inside, for a
+ * TCP socket, it sets TCP_NODELAY (each message then leaves without
+ * waiting for a delayed ACK: 23 → thousands of messages/s, see
+ * bench/RESULTS.md) and bounds the connect by delivery.timeout. */
+int
+connect(int fd, __CONST_SOCKADDR_ARG addr_arg, socklen_t len)
+{
+	const struct sockaddr *addr = addr_arg.__sockaddr__;
+	struct smtp_sess *s = tl_sess;
+	int type = 0, one = 1, flags, r, timeout_ms = 0, e;
+	socklen_t tl = sizeof(type);
+	struct pollfd pfd;
+
+	pthread_once(&connect_once, connect_load);
+	if (real_connect == NULL) {
+		errno = ENOSYS;
+		return -1;
+	}
+	if (s == NULL || addr == NULL ||
+	    (addr->sa_family != AF_INET && addr->sa_family != AF_INET6) ||
+	    getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 ||
+	    type != SOCK_STREAM)
+		return real_connect(fd, addr, len);
+
+	if (atomic_load(&smtp_nodelay))
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+		    sizeof(one));
+	(void)sess_connected(s, -1, &timeout_ms);
+	flags = fcntl(fd, F_GETFL);
+	if (flags < 0 || (flags & O_NONBLOCK) ||
+	    fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0)
+		return real_connect(fd, addr, len);
+	r = real_connect(fd, addr, len);
+	if (r != 0 && errno == EINPROGRESS) {
+		pfd.fd = fd;
+		pfd.events = POLLOUT;
+		do
+			r = poll(&pfd, 1, timeout_ms);
+		while (r < 0 && errno == EINTR);
+		if (r == 0) {
+			errno = ETIMEDOUT;
+			r = -1;
+		} else if (r > 0) {
+			e = 0;
+			tl = sizeof(e);
+			if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &tl) != 0)
+				e = errno;
+			errno = e;
+			r = e == 0 ? 0 : -1;
+		}
+	}
+	e = errno;
+	(void)fcntl(fd, F_SETFL, flags);
+	if (r == 0)
+		(void)sess_connected(s, fd, NULL);
+	errno = e;
+	return r;
+}
+
+/* ---- the transport ---- */
+
+struct smtp_relay {
+	char *host;
+	unsigned port;
+	char hostport[64];
+	enum kr_cfg_tls tls;
+	char *user;
+	char *password; /* sodium_malloc'd */
+	SSL_CTX *ssl_ctx;
+	auth_context_t auth;
+};
+
+struct kr_transport {
+	struct smtp_relay *relays;
+	size_t n_relays;
+	long timeout_ms;
+};
+
+/* Per message, for one send(). */
+struct smtp_mstate {
+	struct kr_msg *msg;
+	smtp_message_t m;    /* in the current session */
+	smtp_recipient_t r;
+	size_t off;          /* how much libesmtp has read */
+	bool eof;            /* libesmtp read the whole message */
+	bool mail_answered;  /* the server replied to its MAIL */
+	bool finished;       /* outcome set and done called */
+	bool invalid;
+};
+
+struct smtp_sess {
+	struct kr_transport *t;
+	struct smtp_relay *relay;
+	kr_transport_done_fn done;
+	void *ctx;
+	int fd;
+	bool fatal;          /* relay unusable: stop, try the next */
+	bool auth_sent, authenticated;
+	char why[200];       /* why the relay was unusable */
+	size_t n_finished;   /* outcomes given in this session */
+};
+
+static pthread_once_t auth_once = PTHREAD_ONCE_INIT;
+
+static void
+auth_init(void)
+{
+	auth_client_init();
+}
+
+/* Called by connect(): with fd < 0 only reads the timeout. */
+static int
+sess_connected(struct smtp_sess *s, int fd, int *timeout_ms)
+{
+	if (timeout_ms != NULL)
+		*timeout_ms = (int)s->t->timeout_ms;
+	if (fd >= 0)
+		s->fd = fd;
+	return 0;
+}
+
+/* Copies a server reply into dst without control characters. */
+static void
+copy_reply(char *dst, size_t size, const char *src)
+{
+	size_t i = 0;
+
+	if (src != NULL)
+		for (; *src != '\0' && i + 1 < size; src++) {
+			unsigned char c = (unsigned char)*src;
+
+			if (c == '\r' || c == '\n') {
+				if (i > 0 && dst[i - 1] != ' ')
+					dst[i++] = ' ';
+				continue;
+			}
+			dst[i++] = (c < 0x20 || c >= 0x7f) ? '?' : (char)c;
+		}
+	while (i > 0 && dst[i - 1] == ' ')
+		i--;
+	dst[i] = '\0';
+}
+
+static enum kr_send_result
+class_of(int code)
+{
+	switch (code / 100) {
+	case 2:
+		return KR_SEND_OK;
+	case 5:
+		return KR_SEND_PERM;
+	default:
+		return KR_SEND_TEMP;
+	}
+}
+
+static void
+finish(struct smtp_sess *s, struct smtp_mstate *ms, enum kr_send_result res,
+    int code, const char *text)
+{
+	if (ms->finished)
+		return;
+	ms->finished = true;
+	ms->msg->result = res;
+	ms->msg->code = code;
+	copy_reply(ms->msg->reply, sizeof(ms->msg->reply), text);
+	if (s != NULL && s->relay != NULL)
+		snprintf(ms->msg->relay, sizeof(ms->msg->relay), "%s",
+		    s->relay->hostport);
+	if (s != NULL)
+		s->n_finished++;
+	kr_log_debug("smtp outcome id=%lld rcpt=%s result=%d code=%d",
+	    (long long)ms->msg->id, ms->msg->rcpt, (int)res, code);
+	if (s != NULL && s->done != NULL)
+		s->done(s->ctx, ms->msg);
+}
+
+/* Stops the session at once (the socket is shut down, so libesmtp's next
+ * read or write fails) and marks the relay unusable. */
+static void
+abort_session(struct smtp_sess *s, const char *fmt, ...) KR_PRINTF(2, 3);
+
+static void
+abort_session(struct smtp_sess *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!s->fatal) {
+		va_start(ap, fmt);
+		vsnprintf(s->why, sizeof(s->why), fmt, ap);
+		va_end(ap);
+	}
+	s->fatal = true;
+	if (s->fd >= 0)
+		(void)shutdown(s->fd, SHUT_RDWR);
+}
+
+/* Host name (or IP address) check of the peer certificate, and the
+ * chain verification result, done by us whatever libesmtp concluded. */
+static int
+peer_ok(struct smtp_sess *s, SSL *ssl, char *why, size_t size)
+{
+	X509 *cert = NULL;
+	long v;
+	int ok = 0, r;
+	const char *host = s->relay->host;
+	unsigned char ipbuf[16];
+
+	v = ssl_fn.get_verify_result(ssl);
+	if (v != X509_V_OK) {
+		snprintf(why, size, "certificate not trusted: %s",
+		    X509_verify_cert_error_string(v));
+		goto out;
+	}
+	cert = ssl_fn.get1_peer_certificate(ssl);
+	if (cert == NULL) {
+		snprintf(why, size, "no server certificate");
+		goto out;
+	}
+	if (inet_pton(AF_INET, host, ipbuf) == 1 ||
+	    inet_pton(AF_INET6, host, ipbuf) == 1)
+		r = X509_check_ip_asc(cert, host, 0);
+	else
+		r = X509_check_host(cert, host, 0, 0, NULL);
+	if (r != 1) {
+		snprintf(why, size, "certificate does not name %s", host);
+		goto out;
+	}
+	ok = 1;
+out:
+	X509_free(cert);
+	return ok;
+}
+
+static struct smtp_mstate *
+mstate_of(smtp_message_t m)
+{
+	return m != NULL ? smtp_message_get_application_data(m) : NULL;
+}
+
+static void
+on_event(smtp_session_t session, int event, void *arg, ...)
+{
+	struct smtp_sess *s = arg;
+	struct smtp_mstate *ms;
+	const smtp_status_t *st, *rst;
+	smtp_message_t m;
+	va_list ap;
+	int *ok;
+	SSL *ssl;
+	char why[160];
+
+	(void)session;
+	va_start(ap, arg);
+	switch (event) {
+	case SMTP_EV_MAILSTATUS:
+		(void)va_arg(ap, const char *);
+		m = va_arg(ap, smtp_message_t);
+		ms = mstate_of(m);
+		if (ms == NULL)
+			break;
+		if (s->relay->user != NULL && !s->authenticated) {
+			/* Never send unauthenticated when AUTH is configured:
+			 * the relay is unusable, the message got nothing. */
+			abort_session(s, "AUTH failed or not offered");
+			break;
+		}
+		ms->mail_answered = true;
+		st = smtp_reverse_path_status(m);
+		if (st != NULL && st->code / 100 != 2)
+			finish(s, ms, class_of(st->code), st->code, st->text);
+		break;
+	case SMTP_EV_MESSAGESENT:
+		m = va_arg(ap, smtp_message_t);
+		ms = mstate_of(m);
+		if (ms == NULL)
+			break;
+		ms->mail_answered = true;
+		rst = ms->r != NULL ? smtp_recipient_status(ms->r) : NULL;
+		st = smtp_message_transfer_status(m);
+		/* A refused recipient explains the DATA failure that
+		 * follows; report the RCPT reply. */
+		if (rst != NULL && rst->code != 0 && rst->code / 100 != 2)
+			finish(s, ms, class_of(rst->code), rst->code,
+			    rst->text);
+		else if (st != NULL && st->code != 0)
+			finish(s, ms, class_of(st->code), st->code, st->text);
+		break;
+	case SMTP_EV_EXTNA_STARTTLS:
+		abort_session(s, "relay does not offer STARTTLS");
+		break;
+	case SMTP_EV_INVALID_PEER_CERTIFICATE:
+		(void)va_arg(ap, long);
+		ok = va_arg(ap, int *);
+		ssl = va_arg(ap, SSL *);
+		*ok = 0;
+		(void)peer_ok(s, ssl, why, sizeof(why));
+		abort_session(s, "TLS: %s", why);
+		break;
+	case SMTP_EV_NO_PEER_CERTIFICATE:
+		ok = va_arg(ap, int *);
+		*ok = 0;
+		abort_session(s, "TLS: no server certificate");
+		break;
+	case SMTP_EV_WRONG_PEER_CERTIFICATE:
+		/* libesmtp's own name check knows no IP addresses; ours
+		 * (OpenSSL's) decides. */
+		ok = va_arg(ap, int *);
+		(void)va_arg(ap, char *);
+		ssl = va_arg(ap, SSL *);
+		*ok = peer_ok(s, ssl, why, sizeof(why));
+		if (!*ok)
+			abort_session(s, "TLS: %s", why);
+		break;
+	case SMTP_EV_WEAK_CIPHER:
+		(void)va_arg(ap, int);
+		ok = va_arg(ap, int *);
+		*ok = 0;
+		abort_session(s, "TLS: weak cipher");
+		break;
+	case SMTP_EV_STARTTLS_OK:
+		ssl = va_arg(ap, SSL *);
+		if (!peer_ok(s, ssl, why, sizeof(why)))
+			abort_session(s, "TLS: %s", why);
+		break;
+	case SMTP_EV_NO_CLIENT_CERTIFICATE:
+	case SMTP_EV_UNUSABLE_CLIENT_CERTIFICATE:
+	case SMTP_EV_UNUSABLE_CA_LIST:
+		abort_session(s, "TLS: client set-up failed (event %d)",
+		    event);
+		break;
+	case SMTP_EV_EXTNA_DSN:
+	case SMTP_EV_EXTNA_ETRN:
+	case SMTP_EV_EXTNA_CHUNKING:
+	case SMTP_EV_SYNTAXWARNING:
+		/* (int *quit_now) or nothing: keep libesmtp's default. */
+		break;
+	default:
+		break;
+	}
+	va_end(ap);
+}
+
+/* Watches the replies to AUTH (the payload is never looked at or
+ * logged): libesmtp does not say whether AUTH succeeded. */
+static void
+on_monitor(const char *buf, int len, int writing, void *arg)
+{
+	struct smtp_sess *s = arg;
+	const char *p, *end;
+
+	if (len <= 0 || buf == NULL)
+		return;
+	if (writing == SMTP_CB_WRITING) {
+		if (len >= 5 && strncasecmp(buf, "AUTH ", 5) == 0)
+			s->auth_sent = true;
+		return;
+	}
+	if (writing != SMTP_CB_READING || !s->auth_sent || s->authenticated)
+		return;
+	end = buf + len;
+	for (p = buf; p < end;) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+
+		if (end - p >= 4 && memcmp(p, "235", 3) == 0 &&
+		    (p[3] == ' ' || p[3] == '-'))
+			s->authenticated = true;
+		if (nl == NULL)
+			break;
+		p = nl + 1;
+	}
+}
+
+static char no_realm[1];
+
+static int
+on_interact(auth_client_request_t req, char **result, int fields, void *arg)
+{
+	struct smtp_relay *r = arg;
+	int i;
+
+	for (i = 0; i < fields; i++) {
+		if (req[i].flags & AUTH_USER)
+			result[i] = r->user;
+		else if (req[i].flags & AUTH_PASS)
+			result[i] = r->password;
+		else if (req[i].flags & AUTH_REALM)
+			result[i] = no_realm;
+		else
+			return 0;
+		if (result[i] == NULL)
+			return 0;
+	}
+	return 1;
+}
+
+static const char *
+on_message(void **ctx, int *len, void *arg)
+{
+	struct smtp_mstate *ms = arg;
+	size_t left, chunk;
+	const char *p;
+
+	(void)ctx;
+	if (len == NULL) { /* rewind */
+		ms->off = 0;
+		return NULL;
+	}
+	left = ms->msg->len - ms->off;
+	if (left == 0) {
+		ms->eof = true;
+		*len = 0;
+		return NULL;
+	}
+	chunk = left > (1u << 20) ? (1u << 20) : left;
+	p = ms->msg->data + ms->off;
+	ms->off += chunk;
+	*len = (int)chunk;
+	return p;
+}
+
+/* An envelope address goes into "RCPT TO:<%s>" verbatim: refuse
+ * anything that could end or extend the command. */
+static bool
+addr_ok(const char *a)
+{
+	const unsigned char *p;
+
+	if (a == NULL || strlen(a) > 320)
+		return false;
+	for (p = (const unsigned char *)a; *p != '\0'; p++)
+		if (*p < 0x20 || *p == 0x7f || *p == '<' || *p == '>')
+			return false;
+	return true;
+}
+
+static void
+errstr(char *buf, size_t size)
+{
+	int e = smtp_errno();
+	char tmp[128];
+
+	if (e == 0) {
+		snprintf(buf, size, "connection failed");
+		return;
+	}
+	if (smtp_strerror(e, tmp, sizeof(tmp)) == NULL)
+		snprintf(tmp, sizeof(tmp), "libesmtp error %d", e);
+	snprintf(buf, size, "%s", tmp);
+}
+
+/* One SMTP session to relay r for the unfinished messages of ms. Returns
+ * the number of messages that got an outcome; *why_out says why the
+ * session ended early, if it did. */
+static size_t
+run_session(struct kr_transport *t, struct smtp_relay *r,
+    struct smtp_mstate *ms, size_t n, kr_transport_done_fn done, void *ctx,
+    char *why_out, size_t why_size, bool *fatal_out)
+{
+	struct smtp_sess s;
+	smtp_session_t session = NULL;
+	size_t i, queued = 0;
+	sigset_t pipe_set, old_set, pending;
+	bool pipe_was_pending;
+	char emsg[160];
+	struct timespec zero = { 0, 0 };
+	unsigned long tls_err;
+
+	memset(&s, 0, sizeof(s));
+	s.t = t;
+	s.relay = r;
+	s.done = done;
+	s.ctx = ctx;
+	s.fd = -1;
+	*fatal_out = false;
+	why_out[0] = '\0';
+
+	session = smtp_create_session();
+	if (session == NULL) {
+		snprintf(why_out, why_size, "libesmtp: out of memory");
+		*fatal_out = true;
+		goto out;
+	}
+	(void)smtp_set_server(session, r->hostport);
+	(void)smtp_set_eventcb(session, on_event, &s);
+	(void)smtp_set_timeout(session,
+	    Timeout_GREETING | Timeout_OVERRIDE_RFC2822_MINIMUM, t->timeout_ms);
+	(void)smtp_set_timeout(session,
+	    Timeout_ENVELOPE | Timeout_OVERRIDE_RFC2822_MINIMUM, t->timeout_ms);
+	(void)smtp_set_timeout(session,
+	    Timeout_DATA | Timeout_OVERRIDE_RFC2822_MINIMUM, t->timeout_ms);
+	(void)smtp_set_timeout(session,
+	    Timeout_TRANSFER | Timeout_OVERRIDE_RFC2822_MINIMUM, t->timeout_ms);
+	(void)smtp_set_timeout(session,
+	    Timeout_DATA2 | Timeout_OVERRIDE_RFC2822_MINIMUM, t->timeout_ms);
+	if (r->tls == KR_CFG_TLS_STARTTLS) {
+		(void)smtp_starttls_set_ctx(session, r->ssl_ctx);
+		(void)smtp_starttls_enable(session, Starttls_REQUIRED);
+	} else {
+		(void)smtp_starttls_enable(session, Starttls_DISABLED);
+	}
+	if (r->auth != NULL) {
+		(void)smtp_auth_set_context(session, r->auth);
+		(void)smtp_set_monitorcb(session, on_monitor, &s, 0);
+	}
+	for (i = 0; i < n; i++) {
+		if (ms[i].finished)
+			continue;
+		ms[i].m = smtp_add_message(session);
+		if (ms[i].m == NULL)
+			continue;
+		ms[i].off = 0;
+		ms[i].eof = false;
+		ms[i].mail_answered = false;
+		smtp_message_set_application_data_release(ms[i].m, &ms[i],
+		    NULL);
+		(void)smtp_set_reverse_path(ms[i].m,
+		    ms[i].msg->mail_from != NULL ? ms[i].msg->mail_from : "");
+		ms[i].r = smtp_add_recipient(ms[i].m, ms[i].msg->rcpt);
+		(void)smtp_set_messagecb(ms[i].m, on_message, &ms[i]);
+		queued++;
+	}
+	if (queued == 0)
+		goto out;
+
+	/* libesmtp writes with write(2): a peer that closed would kill us
+	 * with SIGPIPE. Block it in this thread, and swallow one raised
+	 * here (unless it was already pending). */
+	sigemptyset(&pipe_set);
+	sigaddset(&pipe_set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe_set, &old_set);
+	sigpending(&pending);
+	pipe_was_pending = sigismember(&pending, SIGPIPE);
+
+	ERR_clear_error();
+	tl_sess = &s;
+	(void)smtp_start_session(session);
+	tl_sess = NULL;
+
+	if (!pipe_was_pending) {
+		sigpending(&pending);
+		if (sigismember(&pending, SIGPIPE))
+			(void)sigtimedwait(&pipe_set, NULL, &zero);
+	}
+	pthread_sigmask(SIG_SETMASK, &old_set, NULL);
+
+	errstr(emsg, sizeof(emsg));
+	tls_err = ERR_peek_last_error();
+	if (tls_err != 0 && !s.fatal && s.n_finished == 0) {
+		/* A failed handshake (untrusted or misnamed certificate)
+		 * shows only as "client error" in libesmtp. */
+		char e[120];
+
+		ERR_error_string_n(tls_err, e, sizeof(e));
+		snprintf(why_out, why_size, "%s: TLS: %.150s", r->hostport, e);
+	} else if (s.fatal) {
+		snprintf(why_out, why_size, "%s: %.180s", r->hostport, s.why);
+		*fatal_out = true;
+	} else {
+		snprintf(why_out, why_size, "%s: %.150s", r->hostport, emsg);
+	}
+	ERR_clear_error();
+	/* Messages still without an outcome: if the whole message went
+	 * and no reply came, nobody knows (RFC 1047); if the server had
+	 * answered for it, the failure is temporary; else it is handed to
+	 * the next session. */
+	for (i = 0; i < n; i++) {
+		if (ms[i].finished || ms[i].m == NULL)
+			continue;
+		if (ms[i].eof)
+			finish(&s, &ms[i], KR_SEND_UNCERTAIN, 0, why_out);
+		else if (ms[i].mail_answered)
+			finish(&s, &ms[i], KR_SEND_TEMP, 0, why_out);
+	}
+	if (s.n_finished == 0 && !s.fatal)
+		*fatal_out = true; /* no progress: do not loop on it */
+out:
+	for (i = 0; i < n; i++) {
+		ms[i].m = NULL;
+		ms[i].r = NULL;
+	}
+	if (session != NULL)
+		smtp_destroy_session(session);
+	kr_log_debug("smtp session relay=%s outcomes=%zu fatal=%d",
+	    r->hostport, s.n_finished, (int)*fatal_out);
+	return s.n_finished;
+}
+
+static int
+smtp_send(struct kr_transport *t, struct kr_msg *msgs, size_t n,
+    kr_transport_done_fn done, void *ctx, struct kr_err *err)
+{
+	struct smtp_mstate *ms = NULL;
+	size_t i, ri, left = 0, got, total = 0, rounds;
+	char why[256] = "no relay configured";
+	bool fatal;
+	struct smtp_sess dummy;
+	int ret = 0;
+	size_t counts[4] = { 0, 0, 0, 0 };
+
+	if (n == 0)
+		return 0;
+	memset(&dummy, 0, sizeof(dummy));
+	dummy.done = done;
+	dummy.ctx = ctx;
+	ms = kr_xcalloc(n, sizeof(*ms));
+	for (i = 0; i < n; i++) {
+		ms[i].msg = &msgs[i];
+		msgs[i].result = KR_SEND_TEMP;
+		msgs[i].code = 0;
+		msgs[i].reply[0] = '\0';
+		msgs[i].relay[0] = '\0';
+		if (msgs[i].data == NULL || msgs[i].len == 0 ||
+		    msgs[i].len > INT_MAX || !addr_ok(msgs[i].rcpt) ||
+		    (msgs[i].mail_from != NULL &&
+			!addr_ok(msgs[i].mail_from))) {
+			ms[i].invalid = true;
+			finish(&dummy, &ms[i], KR_SEND_PERM, 0,
+			    "invalid message or envelope address");
+			total++;
+		} else {
+			left++;
+		}
+	}
+	for (ri = 0; ri < t->n_relays && left > 0; ri++) {
+		/* Reconnect to the same relay while sessions make progress
+		 * (a dropped connection mid-batch). */
+		for (rounds = 0; left > 0 && rounds <= n; rounds++) {
+			got = run_session(t, &t->relays[ri], ms, n, done, ctx,
+			    why, sizeof(why), &fatal);
+			total += got;
+			left -= got < left ? got : left;
+			if (fatal)
+				break;
+		}
+		if (left > 0)
+			kr_log_warn("smtp relay unusable relay=%s reason=\"%s\"",
+			    t->relays[ri].hostport, why);
+	}
+	/* What no relay took is deferred. */
+	for (i = 0; i < n; i++)
+		if (!ms[i].finished)
+			finish(&dummy, &ms[i], KR_SEND_TEMP, 0, why);
+	for (i = 0; i < n; i++)
+		counts[msgs[i].result & 3]++;
+	if (total == 0) {
+		kr_err_set(err, KR_ERR_TEMP, "%s", why);
+		ret = -1;
+	}
+	kr_log_info("smtp batch n=%zu ok=%zu temp=%zu perm=%zu uncertain=%zu",
+	    n, counts[KR_SEND_OK], counts[KR_SEND_TEMP], counts[KR_SEND_PERM],
+	    counts[KR_SEND_UNCERTAIN]);
+	free(ms);
+	return ret;
+}
+
+static void
+relay_fini(struct smtp_relay *r)
+{
+	free(r->host);
+	free(r->user);
+	if (r->password != NULL)
+		sodium_free(r->password);
+	if (r->ssl_ctx != NULL)
+		ssl_fn.ctx_free(r->ssl_ctx);
+	if (r->auth != NULL)
+		auth_destroy_context(r->auth);
+	memset(r, 0, sizeof(*r));
+}
+
+static void
+smtp_destroy(struct kr_transport **tp)
+{
+	size_t i;
+
+	if (tp == NULL || *tp == NULL)
+		return;
+	for (i = 0; i < (*tp)->n_relays; i++)
+		relay_fini(&(*tp)->relays[i]);
+	free((*tp)->relays);
+	free(*tp);
+	*tp = NULL;
+}
+
+static int
+relay_tls(struct smtp_relay *r, const struct kr_cfg_relay *c,
+    struct kr_err *err)
+{
+	X509_VERIFY_PARAM *vp;
+	unsigned char ipbuf[16];
+	int ret = -1;
+
+	pthread_once(&ssl_once, ssl_load);
+	if (!ssl_fn.ok)
+		return kr_err_set(err, KR_ERR_INVALID,
+		    "smtp %s: libssl not available for STARTTLS",
+		    r->hostport);
+	r->ssl_ctx = ssl_fn.ctx_new(ssl_fn.client_method());
+	if (r->ssl_ctx == NULL) {
+		kr_err_set(err, KR_ERR_IO, "smtp %s: SSL_CTX_new failed",
+		    r->hostport);
+		goto out;
+	}
+	/* SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) */
+	(void)ssl_fn.ctx_ctrl(r->ssl_ctx, SSL_CTRL_SET_MIN_PROTO_VERSION,
+	    TLS1_2_VERSION, NULL);
+	ssl_fn.ctx_set_verify(r->ssl_ctx, SSL_VERIFY_PEER, NULL);
+	if (c->ca_file != NULL) {
+		if (ssl_fn.ctx_load_verify_locations(r->ssl_ctx, c->ca_file,
+			NULL) != 1) {
+			kr_err_set(err, KR_ERR_INVALID,
+			    "smtp %s: ca_file %s: cannot load certificates",
+			    r->hostport, c->ca_file);
+			goto out;
+		}
+	} else if (ssl_fn.ctx_set_default_verify_paths(r->ssl_ctx) != 1) {
+		kr_err_set(err, KR_ERR_IO,
+		    "smtp %s: cannot load the system CA certificates",
+		    r->hostport);
+		goto out;
+	}
+	/* The handshake itself fails on a wrong name. */
+	vp = ssl_fn.ctx_get0_param(r->ssl_ctx);
+	if (inet_pton(AF_INET, r->host, ipbuf) == 1 ||
+	    inet_pton(AF_INET6, r->host, ipbuf) == 1)
+		(void)X509_VERIFY_PARAM_set1_ip_asc(vp, r->host);
+	else
+		(void)X509_VERIFY_PARAM_set1_host(vp, r->host, 0);
+	ret = 0;
+out:
+	return ret;
+}
+
+static int
+smtp_create(const struct kr_config *cfg, struct kr_transport **out,
+    struct kr_err *err)
+{
+	struct kr_transport *t = NULL;
+	size_t i;
+	int ret = -1;
+
+	*out = NULL;
+	if (cfg == NULL || cfg->n_relays == 0) {
+		kr_err_set(err, KR_ERR_INVALID,
+		    "smtp: at least one relay is required");
+		goto out;
+	}
+	if (sodium_init() < 0) {
+		kr_err_set(err, KR_ERR_IO, "smtp: libsodium init failed");
+		goto out;
+	}
+	pthread_once(&auth_once, auth_init);
+	t = kr_xcalloc(1, sizeof(*t));
+	t->relays = kr_xcalloc(cfg->n_relays, sizeof(*t->relays));
+	t->n_relays = cfg->n_relays;
+	t->timeout_ms = (long)(cfg->delivery.timeout > 0 ?
+		cfg->delivery.timeout : 300) * 1000L;
+	for (i = 0; i < cfg->n_relays; i++) {
+		const struct kr_cfg_relay *c = &cfg->relays[i];
+		struct smtp_relay *r = &t->relays[i];
+		int w;
+
+		if (c->host == NULL || c->host[0] == '\0' ||
+		    strchr(c->host, ':') != NULL || c->port == 0 ||
+		    c->port > 65535) {
+			kr_err_set(err, KR_ERR_INVALID,
+			    "smtp[%zu]: host must be a name or IPv4 address "
+			    "and port 1..65535", i);
+			goto out;
+		}
+		r->host = kr_xstrdup(c->host);
+		r->port = c->port;
+		r->tls = c->tls;
+		w = snprintf(r->hostport, sizeof(r->hostport), "%s:%u",
+		    c->host, c->port);
+		if (w < 0 || (size_t)w >= sizeof(r->hostport)) {
+			kr_err_set(err, KR_ERR_INVALID,
+			    "smtp[%zu]: host name too long", i);
+			goto out;
+		}
+		if (c->tls == KR_CFG_TLS_TLS) {
+			/* libesmtp 1.1 has no implicit TLS: refuse rather
+			 * than talk in plain text to port 465. */
+			kr_err_set(err, KR_ERR_INVALID,
+			    "smtp %s: tls: tls (implicit TLS, port 465) is not "
+			    "supported by libesmtp 1.1; use tls: starttls "
+			    "(port 587)", r->hostport);
+			goto out;
+		}
+		if (c->tls == KR_CFG_TLS_STARTTLS && relay_tls(r, c, err) != 0)
+			goto out;
+		if (c->user != NULL) {
+			size_t pl;
+
+			if (c->tls != KR_CFG_TLS_STARTTLS) {
+				kr_err_set(err, KR_ERR_INVALID,
+				    "smtp %s: AUTH (user) needs tls: starttls; "
+				    "the password is never sent in clear",
+				    r->hostport);
+				goto out;
+			}
+			if (c->password == NULL) {
+				kr_err_set(err, KR_ERR_INVALID,
+				    "smtp %s: user set but no password "
+				    "(password_file or KAIRAN_SMTP_PASSWORD)",
+				    r->hostport);
+				goto out;
+			}
+			r->user = kr_xstrdup(c->user);
+			pl = strlen(c->password);
+			r->password = sodium_malloc(pl + 1);
+			if (r->password == NULL) {
+				kr_err_set(err, KR_ERR_IO,
+				    "smtp: sodium_malloc failed");
+				goto out;
+			}
+			memcpy(r->password, c->password, pl + 1);
+			r->auth = auth_create_context();
+			if (r->auth == NULL) {
+				kr_err_set(err, KR_ERR_IO,
+				    "smtp: auth_create_context failed");
+				goto out;
+			}
+			(void)auth_set_mechanism_flags(r->auth,
+			    AUTH_PLUGIN_PLAIN, 0);
+			(void)auth_set_interact_cb(r->auth, on_interact, r);
+		}
+	}
+	*out = t;
+	t = NULL;
+	ret = 0;
+out:
+	smtp_destroy(&t);
+	return ret;
+}
+
+/* Connects to the relays in order (a TCP connect, no SMTP) with a short
+ * timeout; usable when one answers. */
+static int
+smtp_probe(struct kr_transport *t, struct kr_err *err)
+{
+	struct addrinfo hints, *res = NULL, *a;
+	char port[8];
+	size_t i;
+	int fd, ok = 0, flags, r;
+	struct pollfd pfd;
+
+	for (i = 0; i < t->n_relays && !ok; i++) {
+		memset(&hints, 0, sizeof(hints));
+		hints.ai_socktype = SOCK_STREAM;
+		snprintf(port, sizeof(port), "%u", t->relays[i].port);
+		if (getaddrinfo(t->relays[i].host, port, &hints, &res) != 0)
+			continue;
+		for (a = res; a != NULL && !ok; a = a->ai_next) {
+			fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC,
+			    a->ai_protocol);
+			if (fd < 0)
+				continue;
+			flags = fcntl(fd, F_GETFL);
+			(void)fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+			r = connect(fd, a->ai_addr, a->ai_addrlen);
+			if (r != 0 && errno == EINPROGRESS) {
+				pfd.fd = fd;
+				pfd.events = POLLOUT;
+				if (poll(&pfd, 1, 3000) == 1) {
+					int e = 0;
+					socklen_t el = sizeof(e);
+
+					getsockopt(fd, SOL_SOCKET, SO_ERROR,
+					    &e, &el);
+					r = e == 0 ? 0 : -1;
+				}
+			}
+			ok = r == 0;
+			close(fd);
+		}
+		freeaddrinfo(res);
+		res = NULL;
+	}
+	if (!ok)
+		return kr_err_set(err, KR_ERR_TEMP, "smtp: no relay reachable");
+	kr_err_clear(err);
+	return 0;
+}
+
+const struct kr_transport_ops kr_transport_smtp_ops = {
+	.name = "smtp",
+	.create = smtp_create,
+	.send = smtp_send,
+	.probe = smtp_probe,
+	.destroy = smtp_destroy,
+};

@@ -1,0 +1,59 @@
+/* pages.h — the HTML of the public pages and their words in each
+ * language, as C strings (rendered by web.c with kr_web_render; every
+ * value from config or strangers is escaped there). Templates mark
+ * values with {{name}}; a string in struct kr_pages_text may carry
+ * {{list}}, the list's display name. */
+#ifndef KR_PAGES_H
+#define KR_PAGES_H
+
+struct kr_pages_text {
+	const char *lang;
+	const char *signup_title, *signup_intro, *signup_intro_many;
+	const char *email_label, *lists_legend, *honeypot_label, *submit;
+	const char *privacy;
+	const char *check_title, *check_body;
+	const char *active_title, *active_body;
+	const char *invalid_title, *bad_list, *no_email;
+	const char *limit_title, *limit_body;
+	const char *confirm_title, *confirm_body, *confirm_button;
+	const char *confirmed_title, *confirmed_body, *confirm_gone;
+	const char *unsub_title, *unsub_body, *unsub_one, *unsub_all;
+	const char *unsubbed_title, *unsubbed_body, *unsubbed_all;
+	const char *token_title, *token_body;
+	const char *notfound_title, *notfound_body;
+	const char *method_title, *method_body;
+	const char *large_title, *large_body;
+	const char *busy_title, *busy_body;
+	const char *archive_title, *archive_empty, *back;
+};
+
+/* The table for lang ("ja", "en"); anything else gets English. */
+const struct kr_pages_text *kr_pages_text(const char *lang);
+
+/* {{lang}} {{title}} {{style}} {{body}} (style and body raw). */
+extern const char kr_pages_layout[];
+/* The inline style sheet; the CSP allows exactly its SHA-256. */
+extern const char kr_pages_style[];
+/* {{title}} {{intro}} {{email_label}} {{lists}} (raw) {{honeypot_label}}
+ * {{submit}} {{privacy}} {{archive}} (raw: a link, or ""). */
+extern const char kr_pages_signup[];
+/* One choice of several lists: {{id}} {{name}} {{checked}} (raw). */
+extern const char kr_pages_list_choice[];
+/* {{legend}} {{choices}} (raw). */
+extern const char kr_pages_list_fieldset[];
+/* A single list: {{id}}. */
+extern const char kr_pages_list_hidden[];
+/* {{title}} {{message}} {{detail}} {{back}}. */
+extern const char kr_pages_message[];
+/* {{title}} {{message}} {{action}} {{button}}. */
+extern const char kr_pages_confirm[];
+/* {{title}} {{message}} {{action}} {{one}} {{all}}. */
+extern const char kr_pages_unsubscribe[];
+/* {{title}} {{items}} (raw: a <ul>, or "") {{empty}} (raw) {{back}}. */
+extern const char kr_pages_archive[];
+/* {{id}} {{subject}} {{list}} {{date}}. */
+extern const char kr_pages_archive_item[];
+/* {{subject}} {{list}} {{date}} {{html}} (raw) {{back}}. */
+extern const char kr_pages_report[];
+
+#endif

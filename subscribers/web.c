@@ -1,0 +1,1685 @@
+/* web.c — the public and admin HTTP listeners on libmicrohttpd (see
+ * web.h). libmicrohttpd parses HTTP and form bodies; this file routes,
+ * checks and answers.
+ *
+ * Threads: the public daemon runs a pool of KR_WEB_THREADS epoll threads,
+ * the admin daemon one. The config lives in a refcounted "view" swapped
+ * under web->lock; a handler holds the view only while it runs (not across
+ * a slow upload), so kr_web_set_config waits milliseconds at most. The
+ * store handle is one SQLite connection guarded by web->store_lock.
+ *
+ * Pages: GET / is rendered once per config into an MHD response that is
+ * queued as is for every request (MHD responses are refcounted and may be
+ * shared between threads), so it costs no rendering or allocation. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+#include <sodium.h>
+
+#include "address.h"
+#include "buf.h"
+#include "config.h"
+#include "err.h"
+#include "log.h"
+#include "pages.h"
+#include "store.h"
+#include "token.h"
+#include "web.h"
+#include "web_int.h"
+#include "xmem.h"
+
+#define KR_WEB_THREADS 2
+#define KR_WEB_CONN_LIMIT 1000
+#define KR_WEB_PER_IP_LIMIT 64
+#define KR_WEB_TIMEOUT 10                 /* seconds idle: slowloris */
+#define KR_WEB_CONN_MEMORY (32 * 1024)    /* headers + buffers per conn */
+#define KR_WEB_BODY_MAX (16 * 1024)       /* form bodies: 413 past this */
+#define KR_WEB_FIELD_MAX 1024             /* one form field */
+#define KR_WEB_RATE_PER_MIN 10.0          /* POST /subscribe per client */
+#define KR_WEB_RATE_BURST 20.0
+#define KR_WEB_RATE_KEYS 65536
+#define KR_WEB_CONFIRM_PER_DAY 3          /* confirmation mails per address */
+#define KR_WEB_CONFIRM_MAX_AGE (7 * 86400)
+#define KR_WEB_ARCHIVE_MAX 500
+
+struct view_list {
+	char *id;
+	char *name;
+	char *lang;
+	bool double_opt_in;
+	bool archive;
+};
+
+struct view {
+	unsigned refs; /* under web->lock */
+	const struct kr_keyring *ring;
+	struct kr_web_nets *trusted;
+	struct view_list *lists;
+	size_t n_lists;
+	const char *lang; /* of the first list */
+	struct MHD_Response *index;
+	char *http_listen, *admin_listen, *database;
+};
+
+struct kr_web {
+	pthread_mutex_t lock;
+	pthread_cond_t released;
+	struct view *view;
+	kr_web_metrics_fn metrics_fn;
+	void *metrics_ctx;
+
+	pthread_mutex_t store_lock;
+	struct kr_store *store;
+
+	struct MHD_Daemon *http;
+	struct MHD_Daemon *admin;
+	unsigned http_port;
+	struct kr_web_rl *rl;
+	char csp[160];
+	char csp_archive[200];
+
+	atomic_ulong n_requests, n_subscribe, n_subscribe_new, n_honeypot,
+	    n_rate_limited, n_confirm_mail, n_confirm_limited, n_confirmed,
+	    n_unsubscribed, n_bad_token, n_bad_address, n_errors;
+};
+
+enum route {
+	R_NONE,
+	R_INDEX,
+	R_SUBSCRIBE,
+	R_CONFIRM,
+	R_UNSUBSCRIBE,
+	R_ARCHIVE,
+	R_ARCHIVE_ITEM,
+};
+
+/* One request with a body. */
+struct req {
+	enum route route;
+	size_t body_len;
+	bool too_large;
+	bool field_too_long;
+	struct MHD_PostProcessor *pp;
+	struct kr_buf email, list, name, honeypot, one_click, scope;
+};
+
+static int64_t
+now_unix(void)
+{
+	return (int64_t)time(NULL);
+}
+
+static double
+now_mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- views ---- */
+
+static struct view *
+view_acquire(struct kr_web *web)
+{
+	struct view *v;
+
+	pthread_mutex_lock(&web->lock);
+	v = web->view;
+	v->refs++;
+	pthread_mutex_unlock(&web->lock);
+	return v;
+}
+
+static void
+view_release(struct kr_web *web, struct view *v)
+{
+	pthread_mutex_lock(&web->lock);
+	v->refs--;
+	if (v->refs == 0 && v != web->view)
+		pthread_cond_broadcast(&web->released);
+	pthread_mutex_unlock(&web->lock);
+}
+
+static void
+view_free(struct view **vp)
+{
+	struct view *v = *vp;
+	size_t i;
+
+	if (v == NULL)
+		return;
+	for (i = 0; i < v->n_lists; i++) {
+		free(v->lists[i].id);
+		free(v->lists[i].name);
+		free(v->lists[i].lang);
+	}
+	free(v->lists);
+	kr_web_nets_free(&v->trusted);
+	if (v->index != NULL)
+		MHD_destroy_response(v->index);
+	free(v->http_listen);
+	free(v->admin_listen);
+	free(v->database);
+	free(v);
+	*vp = NULL;
+}
+
+static const struct view_list *
+view_list(const struct view *v, const char *id)
+{
+	size_t i;
+
+	for (i = 0; i < v->n_lists; i++)
+		if (strcmp(v->lists[i].id, id) == 0)
+			return &v->lists[i];
+	return NULL;
+}
+
+/* A text string of the pages table with {{list}} filled in: plain text,
+ * escaped later by whoever puts it in HTML. The caller frees. */
+static char *
+say(const char *text, const char *list_name)
+{
+	struct kr_buf b;
+	struct kr_web_var v = { "list", list_name, true };
+
+	kr_buf_init(&b, 0);
+	if (kr_web_render(&b, text, &v, 1) == -1)
+		kr_buf_reset(&b);
+	return kr_buf_steal(&b);
+}
+
+/* Wraps body (HTML) in the layout. */
+static int
+render_page(struct kr_buf *out, const char *lang, const char *title,
+    const char *body)
+{
+	const struct kr_web_var vars[] = {
+		{ "lang", lang, false },
+		{ "title", title, false },
+		{ "style", kr_pages_style, true },
+		{ "body", body, true },
+	};
+
+	return kr_web_render(out, kr_pages_layout, vars, KR_NELEM(vars));
+}
+
+static void
+add_common_headers(struct kr_web *web, struct MHD_Response *r, bool html,
+    bool archive)
+{
+	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+	MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+	if (html) {
+		MHD_add_response_header(r, "Content-Security-Policy",
+		    archive ? web->csp_archive : web->csp);
+		MHD_add_response_header(r, "X-Frame-Options", "DENY");
+	}
+}
+
+static int
+render_index(struct kr_web *web, struct view *v, struct kr_err *err)
+{
+	const struct kr_pages_text *t = kr_pages_text(v->lang);
+	struct kr_buf lists, choices, body, page, archive;
+	char *intro = NULL;
+	size_t i;
+	int rc = -1;
+
+	kr_buf_init(&lists, 0);
+	kr_buf_init(&choices, 0);
+	kr_buf_init(&body, 0);
+	kr_buf_init(&page, 0);
+	kr_buf_init(&archive, 0);
+	for (i = 0; i < v->n_lists; i++)
+		if (v->lists[i].archive)
+			break;
+	if (i < v->n_lists &&
+	    (kr_buf_puts(&archive, "<p class=\"mut\"><a href=\"archive\">")
+		== -1 || kr_web_html_escape(&archive, t->archive_title) == -1 ||
+		kr_buf_puts(&archive, "</a></p>\n") == -1))
+		goto fail;
+	if (v->n_lists == 1) {
+		const struct kr_web_var hv[] = { { "id", v->lists[0].id,
+			false } };
+
+		intro = say(t->signup_intro, v->lists[0].name);
+		if (kr_web_render(&lists, kr_pages_list_hidden, hv, 1) == -1)
+			goto fail;
+	} else {
+		intro = say(t->signup_intro_many, NULL);
+		for (i = 0; i < v->n_lists; i++) {
+			const struct kr_web_var cv[] = {
+				{ "id", v->lists[i].id, false },
+				{ "name", v->lists[i].name, false },
+				{ "checked", i == 0 ? " checked" : "", true },
+			};
+
+			if (kr_web_render(&choices, kr_pages_list_choice, cv,
+				KR_NELEM(cv)) == -1)
+				goto fail;
+		}
+		{
+			const struct kr_web_var fv[] = {
+				{ "legend", t->lists_legend, false },
+				{ "choices", choices.data, true },
+			};
+
+			if (kr_web_render(&lists, kr_pages_list_fieldset, fv,
+				KR_NELEM(fv)) == -1)
+				goto fail;
+		}
+	}
+	{
+		const struct kr_web_var sv[] = {
+			{ "title", v->n_lists == 1 ? v->lists[0].name
+						   : t->signup_title, false },
+			{ "intro", intro, false },
+			{ "email_label", t->email_label, false },
+			{ "lists", lists.data, true },
+			{ "honeypot_label", t->honeypot_label, false },
+			{ "submit", t->submit, false },
+			{ "privacy", t->privacy, false },
+			{ "archive", archive.data, true },
+		};
+
+		if (kr_web_render(&body, kr_pages_signup, sv, KR_NELEM(sv)) ==
+		    -1)
+			goto fail;
+	}
+	if (render_page(&page, v->lang, v->n_lists == 1 ? v->lists[0].name
+	    : t->signup_title, body.data) == -1)
+		goto fail;
+	v->index = MHD_create_response_from_buffer(page.len, page.data,
+	    MHD_RESPMEM_MUST_COPY);
+	if (v->index == NULL)
+		goto fail;
+	MHD_add_response_header(v->index, "Content-Type",
+	    "text/html; charset=utf-8");
+	MHD_add_response_header(v->index, "Content-Language", v->lang);
+	MHD_add_response_header(v->index, "Cache-Control", "max-age=60");
+	add_common_headers(web, v->index, true, false);
+	rc = 0;
+	goto out;
+fail:
+	kr_err_set(err, KR_ERR_INVALID, "web: cannot render the sign-up page");
+out:
+	free(intro);
+	kr_buf_fini(&archive);
+	kr_buf_fini(&lists);
+	kr_buf_fini(&choices);
+	kr_buf_fini(&body);
+	kr_buf_fini(&page);
+	return rc;
+}
+
+static int
+view_new(struct kr_web *web, const struct kr_config *cfg,
+    const struct kr_keyring *ring, struct view **view_out, struct kr_err *err)
+{
+	struct view *v;
+	size_t i;
+	int rc = -1;
+
+	v = kr_xcalloc(1, sizeof(*v));
+	v->ring = ring;
+	if (cfg->n_lists == 0) {
+		kr_err_set(err, KR_ERR_INVALID, "web: the config has no list");
+		goto out;
+	}
+	if (kr_web_nets_parse(cfg->trusted_proxies, cfg->n_trusted_proxies,
+		&v->trusted, err) == -1)
+		goto out;
+	v->lists = kr_xcalloc(cfg->n_lists, sizeof(*v->lists));
+	for (i = 0; i < cfg->n_lists; i++) {
+		const struct kr_cfg_list *l = &cfg->lists[i];
+
+		v->lists[i].id = kr_xstrdup(l->id);
+		v->lists[i].name = kr_xstrdup(l->name != NULL && *l->name != '\0'
+			? l->name : l->id);
+		v->lists[i].lang = kr_xstrdup(
+		    kr_pages_text(l->language)->lang);
+		v->lists[i].double_opt_in = l->double_opt_in;
+		v->lists[i].archive = l->archive;
+		v->n_lists++;
+	}
+	v->lang = v->lists[0].lang;
+	v->http_listen = kr_xstrdup(cfg->http_listen);
+	v->admin_listen = kr_xstrdup(cfg->admin_listen);
+	v->database = kr_xstrdup(cfg->database);
+	if (render_index(web, v, err) == -1)
+		goto out;
+	*view_out = v;
+	v = NULL;
+	rc = 0;
+out:
+	view_free(&v);
+	return rc;
+}
+
+/* ---- answers ---- */
+
+static enum MHD_Result
+send_buf(struct kr_web *web, struct MHD_Connection *c, unsigned status,
+    const char *ctype, const char *lang, const char *data, size_t len,
+    const char *allow, unsigned retry_after, bool archive)
+{
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+	char num[24];
+	bool html = strncmp(ctype, "text/html", 9) == 0;
+
+	r = MHD_create_response_from_buffer(len, (void *)(uintptr_t)data,
+	    MHD_RESPMEM_MUST_COPY);
+	if (r == NULL)
+		return MHD_NO;
+	MHD_add_response_header(r, "Content-Type", ctype);
+	if (lang != NULL && html)
+		MHD_add_response_header(r, "Content-Language", lang);
+	MHD_add_response_header(r, "Cache-Control",
+	    archive ? "max-age=300" : "no-store");
+	if (allow != NULL)
+		MHD_add_response_header(r, "Allow", allow);
+	if (retry_after > 0) {
+		snprintf(num, sizeof(num), "%u", retry_after);
+		MHD_add_response_header(r, "Retry-After", num);
+	}
+	add_common_headers(web, r, html, archive);
+	ret = MHD_queue_response(c, status, r);
+	MHD_destroy_response(r);
+	if (status >= 500)
+		atomic_fetch_add(&web->n_errors, 1);
+	return ret;
+}
+
+/* A message in the format the client asked for: an HTML page with title,
+ * message and detail (may be NULL), a JSON object, or plain text. */
+static enum MHD_Result
+send_message(struct kr_web *web, struct MHD_Connection *c, unsigned status,
+    enum kr_web_fmt fmt, const char *lang, const char *title,
+    const char *message, const char *detail, const char *allow,
+    unsigned retry_after)
+{
+	const struct kr_pages_text *t = kr_pages_text(lang);
+	struct kr_buf body, out;
+	enum MHD_Result ret = MHD_NO;
+	const char *ctype;
+
+	kr_buf_init(&body, 0);
+	kr_buf_init(&out, 0);
+	if (fmt == KR_WEB_FMT_HTML) {
+		const struct kr_web_var vars[] = {
+			{ "title", title, false },
+			{ "message", message, false },
+			{ "detail", detail, false },
+			{ "back", t->back, false },
+		};
+
+		if (kr_web_render(&body, kr_pages_message, vars,
+			KR_NELEM(vars)) == -1 ||
+		    render_page(&out, t->lang, title, body.data) == -1)
+			goto out;
+		ctype = "text/html; charset=utf-8";
+	} else if (fmt == KR_WEB_FMT_JSON) {
+		if (kr_buf_printf(&out, "{\"status\":\"%s\",\"message\":\"",
+			status < 300 ? "ok" : "error") == -1 ||
+		    kr_web_json_escape(&out, message) == -1)
+			goto out;
+		if (detail != NULL && *detail != '\0' &&
+		    (kr_buf_puts(&out, "\",\"detail\":\"") == -1 ||
+			kr_web_json_escape(&out, detail) == -1))
+			goto out;
+		if (kr_buf_puts(&out, "\"}\n") == -1)
+			goto out;
+		ctype = "application/json";
+	} else {
+		if (kr_buf_puts(&out, message) == -1 ||
+		    (detail != NULL && *detail != '\0' &&
+			kr_buf_printf(&out, " (%s)", detail) == -1) ||
+		    kr_buf_putc(&out, '\n') == -1)
+			goto out;
+		ctype = "text/plain; charset=utf-8";
+	}
+	ret = send_buf(web, c, status, ctype, t->lang, out.data, out.len, allow,
+	    retry_after, false);
+out:
+	kr_buf_fini(&body);
+	kr_buf_fini(&out);
+	return ret;
+}
+
+static enum MHD_Result
+send_html(struct kr_web *web, struct MHD_Connection *c, unsigned status,
+    const char *lang, const char *title, const char *body, bool archive)
+{
+	struct kr_buf out;
+	enum MHD_Result ret = MHD_NO;
+
+	kr_buf_init(&out, 0);
+	if (render_page(&out, lang, title, body) == 0)
+		ret = send_buf(web, c, status, "text/html; charset=utf-8", lang,
+		    out.data, out.len, NULL, 0, archive);
+	kr_buf_fini(&out);
+	return ret;
+}
+
+static enum MHD_Result
+send_store_error(struct kr_web *web, struct MHD_Connection *c,
+    enum kr_web_fmt fmt, const char *lang, const struct kr_err *e)
+{
+	const struct kr_pages_text *t = kr_pages_text(lang);
+
+	kr_log_err("web: store: %s", e->msg);
+	return send_message(web, c, e->code == KR_ERR_BUSY ? 503 : 500, fmt,
+	    lang, t->busy_title, t->busy_body, NULL, NULL,
+	    e->code == KR_ERR_BUSY ? 5 : 0);
+}
+
+static enum MHD_Result
+send_bad_token(struct kr_web *web, struct MHD_Connection *c, const char *lang,
+    bool one_click)
+{
+	const struct kr_pages_text *t = kr_pages_text(lang);
+
+	atomic_fetch_add(&web->n_bad_token, 1);
+	return send_message(web, c, 400,
+	    one_click ? KR_WEB_FMT_TEXT : KR_WEB_FMT_HTML, lang, t->token_title,
+	    t->token_body, NULL, NULL, 0);
+}
+
+/* ---- request details ---- */
+
+static void
+peer_ip(struct MHD_Connection *c, char out[KR_WEB_IP_MAX])
+{
+	const union MHD_ConnectionInfo *ci;
+	const struct sockaddr *sa;
+
+	snprintf(out, KR_WEB_IP_MAX, "unknown");
+	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (ci == NULL || ci->client_addr == NULL)
+		return;
+	sa = ci->client_addr;
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET,
+		    &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
+		    out, KR_WEB_IP_MAX);
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6,
+		    &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
+		    out, KR_WEB_IP_MAX);
+}
+
+static enum MHD_Result
+collect_xff(void *cls, enum MHD_ValueKind kind, const char *key,
+    const char *value)
+{
+	struct kr_buf *b = cls;
+
+	(void)kind;
+	if (value == NULL || strcasecmp(key, "X-Forwarded-For") != 0)
+		return MHD_YES;
+	if ((b->len > 0 && kr_buf_putc(b, ',') == -1) ||
+	    kr_buf_puts(b, value) == -1)
+		return MHD_NO;
+	return MHD_YES;
+}
+
+static void
+client_ip(struct MHD_Connection *c, const struct view *v,
+    char out[KR_WEB_IP_MAX])
+{
+	char peer[KR_WEB_IP_MAX];
+	struct kr_buf xff;
+
+	peer_ip(c, peer);
+	kr_buf_init(&xff, 4096);
+	MHD_get_connection_values(c, MHD_HEADER_KIND, collect_xff, &xff);
+	kr_web_client_ip(v->trusted, peer, xff.len > 0 ? xff.data : NULL, out);
+	kr_buf_fini(&xff);
+}
+
+static enum kr_web_fmt
+wanted_fmt(struct MHD_Connection *c)
+{
+	return kr_web_accept(MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+	    MHD_HTTP_HEADER_ACCEPT));
+}
+
+/* ---- POST /subscribe ---- */
+
+static enum MHD_Result
+do_subscribe(struct kr_web *web, struct MHD_Connection *c, struct view *v,
+    struct req *rq)
+{
+	const struct kr_pages_text *t;
+	const struct view_list *l;
+	enum kr_web_fmt fmt = wanted_fmt(c);
+	char ip[KR_WEB_IP_MAX], addr[KR_ADDRESS_MAX], name[256], ua[256];
+	struct kr_sub_result res;
+	struct kr_consent consent;
+	struct kr_err e;
+	int64_t now = now_unix(), sent = 0;
+	unsigned retry = 0;
+	bool mailed = false, locked = false;
+	enum MHD_Result ret;
+
+	kr_err_clear(&e);
+	client_ip(c, v, ip);
+	if (rq->list.len > 0) {
+		l = view_list(v, rq->list.data);
+	} else {
+		l = &v->lists[0];
+	}
+	t = kr_pages_text(l != NULL ? l->lang : v->lang);
+	atomic_fetch_add(&web->n_subscribe, 1);
+	if (!kr_web_rl_take(web->rl, ip, now_mono(), &retry)) {
+		atomic_fetch_add(&web->n_rate_limited, 1);
+		kr_log_info("web: subscribe rate limited retry_in=%us", retry);
+		kr_log_debug("web: rate limited ip=%s", ip);
+		ret = send_message(web, c, 429, fmt, t->lang, t->limit_title,
+		    t->limit_body, NULL, NULL, retry);
+		goto out;
+	}
+	if (l == NULL) {
+		ret = send_message(web, c, 400, fmt, t->lang, t->invalid_title,
+		    t->bad_list, NULL, NULL, 0);
+		goto out;
+	}
+	if (rq->field_too_long || rq->email.len == 0 ||
+	    kr_address_normalize(rq->email.data, rq->email.len, addr,
+		&e) == -1) {
+		atomic_fetch_add(&web->n_bad_address, 1);
+		ret = send_message(web, c, 400, fmt, t->lang, t->invalid_title,
+		    rq->email.len == 0 ? t->no_email
+		    : (e.msg[0] != '\0' ? e.msg : t->invalid_title),
+		    NULL, NULL, 0);
+		goto out;
+	}
+	if (rq->honeypot.len > 0) {
+		/* A bot: the same answer as everyone, nothing stored. */
+		atomic_fetch_add(&web->n_honeypot, 1);
+		kr_log_info("web: subscribe honeypot list=%s", l->id);
+		goto answer;
+	}
+	kr_web_clean_text(rq->name.data, name, sizeof(name));
+	kr_web_clean_text(MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+	    MHD_HTTP_HEADER_USER_AGENT), ua, sizeof(ua));
+	consent.source = "form";
+	consent.ip = ip;
+	consent.ua = ua;
+	pthread_mutex_lock(&web->store_lock);
+	locked = true;
+	if (kr_store_subscribe(web->store, l->id, addr,
+		name[0] != '\0' ? name : NULL, &consent, l->double_opt_in, now,
+		&res, &e) == -1) {
+		ret = send_store_error(web, c, fmt, t->lang, &e);
+		goto out;
+	}
+	if (res.after == KR_SUB_PENDING) {
+		if (kr_store_confirm_count(web->store, addr, now - 86400, &sent,
+			&e) == -1) {
+			ret = send_store_error(web, c, fmt, t->lang, &e);
+			goto out;
+		}
+		if (sent < KR_WEB_CONFIRM_PER_DAY) {
+			if (kr_store_confirm_enqueue(web->store, res.id, now,
+				&e) == -1) {
+				ret = send_store_error(web, c, fmt, t->lang,
+				    &e);
+				goto out;
+			}
+			mailed = true;
+			atomic_fetch_add(&web->n_confirm_mail, 1);
+		} else {
+			atomic_fetch_add(&web->n_confirm_limited, 1);
+		}
+	}
+	pthread_mutex_unlock(&web->store_lock);
+	locked = false;
+	if (res.is_new)
+		atomic_fetch_add(&web->n_subscribe_new, 1);
+	kr_log_info("web: subscribe list=%s sub=%" PRId64 " new=%d "
+		    "status=%d confirm=%s", l->id, res.id, res.is_new ? 1 : 0,
+	    (int)res.after, mailed ? "queued"
+	    : (res.after == KR_SUB_PENDING ? "limited" : "none"));
+	kr_log_debug("web: subscribe addr=%s ip=%s", addr, ip);
+answer:
+	/* The same status and body whatever the address's state was. */
+	{
+		char *msg = say(l->double_opt_in ? t->check_body
+						 : t->active_body, l->name);
+
+		ret = send_message(web, c, 200, fmt, t->lang,
+		    l->double_opt_in ? t->check_title : t->active_title, msg,
+		    NULL, NULL, 0);
+		free(msg);
+	}
+out:
+	if (locked)
+		pthread_mutex_unlock(&web->store_lock);
+	return ret;
+}
+
+/* ---- /confirm and /unsubscribe ---- */
+
+/* Looks up and verifies the token of the request for purpose. 1 valid
+ * (*sub_out filled, *l_out the list or NULL when no longer configured),
+ * 0 invalid, -1 store error (in e). Takes and releases the store lock. */
+static int
+check_token(struct kr_web *web, struct view *v, const char *tok,
+    enum kr_token_purpose purpose, int64_t max_age,
+    struct kr_subscriber *sub_out, const struct view_list **l_out,
+    struct kr_err *e)
+{
+	struct kr_token_claims claims;
+	int rc = 0, found;
+
+	*l_out = NULL;
+	if (tok == NULL || *tok == '\0' || strlen(tok) >= KR_TOKEN_MAX ||
+	    kr_token_peek(tok, &claims, NULL) == -1 ||
+	    claims.purpose != purpose)
+		return 0;
+	pthread_mutex_lock(&web->store_lock);
+	found = kr_store_subscriber_get(web->store, claims.subscriber_id,
+	    sub_out, e);
+	pthread_mutex_unlock(&web->store_lock);
+	if (found == -1)
+		return -1;
+	if (found == 0)
+		return 0;
+	if (kr_token_verify(v->ring, tok, purpose, sub_out->list_id,
+		now_unix(), max_age, &claims, NULL) == -1 ||
+	    claims.subscriber_id != sub_out->id)
+		goto out;
+	*l_out = view_list(v, sub_out->list_id);
+	rc = 1;
+out:
+	return rc;
+}
+
+static enum MHD_Result
+do_confirm(struct kr_web *web, struct MHD_Connection *c, struct view *v,
+    bool post)
+{
+	const char *tok = MHD_lookup_connection_value(c,
+	    MHD_GET_ARGUMENT_KIND, "t");
+	const struct kr_pages_text *t;
+	const struct view_list *l = NULL;
+	struct kr_subscriber sub;
+	struct kr_buf body, action;
+	struct kr_err e;
+	char *msg = NULL;
+	enum MHD_Result ret = MHD_NO;
+	int rc;
+
+	kr_err_clear(&e);
+	kr_buf_init(&body, 0);
+	kr_buf_init(&action, 0);
+	rc = check_token(web, v, tok, KR_TOKEN_CONFIRM, KR_WEB_CONFIRM_MAX_AGE,
+	    &sub, &l, &e);
+	if (rc == -1) {
+		ret = send_store_error(web, c, KR_WEB_FMT_HTML, v->lang, &e);
+		goto out;
+	}
+	if (rc == 0 || l == NULL) {
+		/* A list no longer in the config takes no new subscribers. */
+		ret = send_bad_token(web, c, v->lang, false);
+		goto out;
+	}
+	t = kr_pages_text(l->lang);
+	if (!post) {
+		const struct kr_web_var vars[] = {
+			{ "title", t->confirm_title, false },
+			{ "message", NULL, false },
+			{ "action", NULL, false },
+			{ "button", t->confirm_button, false },
+		};
+		struct kr_web_var vv[KR_NELEM(vars)];
+
+		memcpy(vv, vars, sizeof(vars));
+		msg = say(t->confirm_body, l->name);
+		vv[1].value = msg;
+		if (kr_buf_puts(&action, "confirm?t=") == -1 ||
+		    kr_buf_puts(&action, tok) == -1)
+			goto out;
+		vv[2].value = action.data;
+		if (kr_web_render(&body, kr_pages_confirm, vv, KR_NELEM(vv)) ==
+		    -1)
+			goto out;
+		ret = send_html(web, c, 200, t->lang, t->confirm_title,
+		    body.data, false);
+		goto out;
+	}
+	pthread_mutex_lock(&web->store_lock);
+	rc = kr_store_subscriber_confirm(web->store, sub.id, now_unix(), &e);
+	pthread_mutex_unlock(&web->store_lock);
+	if (rc == -1) {
+		ret = send_store_error(web, c, KR_WEB_FMT_HTML, t->lang, &e);
+		goto out;
+	}
+	if (rc == 0 && sub.status != KR_SUB_ACTIVE) {
+		ret = send_message(web, c, 400, KR_WEB_FMT_HTML, t->lang,
+		    t->token_title, t->confirm_gone, NULL, NULL, 0);
+		goto out;
+	}
+	if (rc == 1) {
+		atomic_fetch_add(&web->n_confirmed, 1);
+		kr_log_info("web: confirmed list=%s sub=%" PRId64, l->id,
+		    sub.id);
+	}
+	msg = say(t->confirmed_body, l->name);
+	ret = send_message(web, c, 200, KR_WEB_FMT_HTML, t->lang,
+	    t->confirmed_title, msg, NULL, NULL, 0);
+out:
+	free(msg);
+	kr_buf_fini(&body);
+	kr_buf_fini(&action);
+	return ret;
+}
+
+static enum MHD_Result
+do_unsubscribe(struct kr_web *web, struct MHD_Connection *c, struct view *v,
+    struct req *rq)
+{
+	const char *tok = MHD_lookup_connection_value(c,
+	    MHD_GET_ARGUMENT_KIND, "t");
+	const struct kr_pages_text *t;
+	const struct view_list *l = NULL;
+	struct kr_subscriber sub;
+	struct kr_buf body, action;
+	struct kr_err e;
+	char *msg = NULL;
+	const char *name;
+	enum MHD_Result ret = MHD_NO;
+	bool one_click = false, all = false;
+	int rc;
+
+	kr_err_clear(&e);
+	kr_buf_init(&body, 0);
+	kr_buf_init(&action, 0);
+	if (rq != NULL) {
+		one_click = rq->one_click.len > 0 &&
+		    strcmp(rq->one_click.data, "One-Click") == 0;
+		all = !one_click && rq->scope.len > 0 &&
+		    strcmp(rq->scope.data, "all") == 0;
+	}
+	/* Unsubscribe links never expire: people must always be able to
+	 * leave, however old the mail. */
+	rc = check_token(web, v, tok, KR_TOKEN_UNSUBSCRIBE, 0, &sub, &l, &e);
+	if (rc == -1) {
+		ret = send_store_error(web, c,
+		    one_click ? KR_WEB_FMT_TEXT : KR_WEB_FMT_HTML, v->lang, &e);
+		goto out;
+	}
+	if (rc == 0) {
+		ret = send_bad_token(web, c, v->lang, one_click);
+		goto out;
+	}
+	t = kr_pages_text(l != NULL ? l->lang : v->lang);
+	name = l != NULL ? l->name : sub.list_id;
+	if (rq == NULL) {
+		const struct kr_web_var vars[] = {
+			{ "title", t->unsub_title, false },
+			{ "message", NULL, false },
+			{ "action", NULL, false },
+			{ "one", t->unsub_one, false },
+			{ "all", t->unsub_all, false },
+		};
+		struct kr_web_var vv[KR_NELEM(vars)];
+
+		memcpy(vv, vars, sizeof(vars));
+		msg = say(t->unsub_body, name);
+		vv[1].value = msg;
+		if (kr_buf_puts(&action, "unsubscribe?t=") == -1 ||
+		    kr_buf_puts(&action, tok) == -1)
+			goto out;
+		vv[2].value = action.data;
+		if (kr_web_render(&body, kr_pages_unsubscribe, vv,
+			KR_NELEM(vv)) == -1)
+			goto out;
+		ret = send_html(web, c, 200, t->lang, t->unsub_title, body.data,
+		    false);
+		goto out;
+	}
+	pthread_mutex_lock(&web->store_lock);
+	rc = kr_store_subscriber_unsubscribe(web->store, sub.id, all,
+	    now_unix(), &e);
+	pthread_mutex_unlock(&web->store_lock);
+	if (rc == -1) {
+		ret = send_store_error(web, c,
+		    one_click ? KR_WEB_FMT_TEXT : KR_WEB_FMT_HTML, t->lang, &e);
+		goto out;
+	}
+	atomic_fetch_add(&web->n_unsubscribed, (unsigned long)rc);
+	kr_log_info("web: unsubscribed list=%s sub=%" PRId64 " scope=%s "
+		    "changed=%d", sub.list_id, sub.id,
+	    one_click ? "one-click" : (all ? "all" : "list"), rc);
+	if (one_click) {
+		/* RFC 8058: 200, no redirect, nothing to read. */
+		ret = send_buf(web, c, 200, "text/plain; charset=utf-8", NULL,
+		    "unsubscribed\n", 13, NULL, 0, false);
+		goto out;
+	}
+	msg = all ? say(t->unsubbed_all, name) : say(t->unsubbed_body, name);
+	ret = send_message(web, c, 200, KR_WEB_FMT_HTML, t->lang,
+	    t->unsubbed_title, msg, NULL, NULL, 0);
+out:
+	free(msg);
+	kr_buf_fini(&body);
+	kr_buf_fini(&action);
+	return ret;
+}
+
+/* ---- /archive ---- */
+
+/* Whether a report may be shown: its list archives, it was not
+ * cancelled, and it went out (some copy sent, or nothing left to send). */
+static const struct view_list *
+archived(const struct view *v, const struct kr_report_row *r,
+    const struct kr_delivery_counts *n)
+{
+	const struct view_list *l = view_list(v, r->list_id);
+
+	if (l == NULL || !l->archive || r->state == KR_RS_CANCELLED)
+		return NULL;
+	if (n->sent > 0)
+		return l;
+	if (n->queued + n->deferred == 0 && r->send_at <= now_unix())
+		return l;
+	return NULL;
+}
+
+static void
+format_date(int64_t t, char out[32])
+{
+	struct tm tm;
+	time_t tt = (time_t)t;
+
+	if (gmtime_r(&tt, &tm) == NULL ||
+	    strftime(out, 32, "%Y-%m-%d", &tm) == 0)
+		snprintf(out, 32, "-");
+}
+
+struct archive_ctx {
+	const struct view *v;
+	struct kr_buf *items;
+	size_t n;
+};
+
+static int
+archive_one(void *ctx, const struct kr_report_row *r,
+    const struct kr_delivery_counts *counts)
+{
+	struct archive_ctx *a = ctx;
+	const struct view_list *l = archived(a->v, r, counts);
+	char id[24], date[32];
+
+	if (l == NULL)
+		return 0;
+	snprintf(id, sizeof(id), "%" PRId64, r->id);
+	format_date(r->send_at > r->created_at ? r->send_at : r->created_at,
+	    date);
+	{
+		const struct kr_web_var vars[] = {
+			{ "id", id, false },
+			{ "subject", r->subject, false },
+			{ "list", l->name, false },
+			{ "date", date, false },
+		};
+
+		if (kr_web_render(a->items, kr_pages_archive_item, vars,
+			KR_NELEM(vars)) == -1)
+			return -1;
+	}
+	a->n++;
+	return 0;
+}
+
+static enum MHD_Result
+do_archive(struct kr_web *web, struct MHD_Connection *c, struct view *v)
+{
+	const struct kr_pages_text *t = kr_pages_text(v->lang);
+	struct kr_buf items, body, empty;
+	struct archive_ctx a;
+	struct kr_err e;
+	enum MHD_Result ret = MHD_NO;
+	int rc;
+
+	kr_err_clear(&e);
+	kr_buf_init(&items, 0);
+	kr_buf_init(&body, 0);
+	kr_buf_init(&empty, 0);
+	a.v = v;
+	a.items = &items;
+	a.n = 0;
+	pthread_mutex_lock(&web->store_lock);
+	rc = kr_store_report_foreach(web->store, KR_WEB_ARCHIVE_MAX,
+	    archive_one, &a, &e);
+	pthread_mutex_unlock(&web->store_lock);
+	if (rc == -1) {
+		ret = send_store_error(web, c, KR_WEB_FMT_HTML, v->lang, &e);
+		goto out;
+	}
+	if (a.n > 0 && (kr_buf_puts(&empty, "<ul>\n") == -1 ||
+			   kr_buf_append(&empty, items.data, items.len) == -1 ||
+			   kr_buf_puts(&empty, "</ul>\n") == -1))
+		goto out;
+	if (a.n == 0 && (kr_buf_puts(&empty, "<p>") == -1 ||
+			    kr_web_html_escape(&empty, t->archive_empty) == -1 ||
+			    kr_buf_puts(&empty, "</p>\n") == -1))
+		goto out;
+	{
+		const struct kr_web_var vars[] = {
+			{ "title", t->archive_title, false },
+			{ "items", "", true },
+			{ "empty", empty.data, true },
+			{ "back", t->back, false },
+		};
+
+		if (kr_web_render(&body, kr_pages_archive, vars,
+			KR_NELEM(vars)) == -1)
+			goto out;
+	}
+	ret = send_html(web, c, 200, v->lang, t->archive_title, body.data,
+	    false);
+out:
+	kr_buf_fini(&items);
+	kr_buf_fini(&body);
+	kr_buf_fini(&empty);
+	return ret;
+}
+
+static enum MHD_Result
+send_not_found(struct kr_web *web, struct MHD_Connection *c, const char *lang)
+{
+	const struct kr_pages_text *t = kr_pages_text(lang);
+
+	return send_message(web, c, 404, KR_WEB_FMT_HTML, lang,
+	    t->notfound_title, t->notfound_body, NULL, NULL, 0);
+}
+
+static enum MHD_Result
+do_archive_item(struct kr_web *web, struct MHD_Connection *c, struct view *v,
+    const char *ids)
+{
+	const struct kr_pages_text *t;
+	const struct view_list *l;
+	struct kr_report_row r;
+	struct kr_delivery_counts counts;
+	struct kr_buf body;
+	struct kr_err e;
+	char date[32];
+	char *end = NULL;
+	long long id;
+	enum MHD_Result ret = MHD_NO;
+	int found = 0;
+
+	kr_err_clear(&e);
+	memset(&r, 0, sizeof(r));
+	memset(&counts, 0, sizeof(counts));
+	kr_buf_init(&body, 0);
+	errno = 0;
+	id = (*ids >= '1' && *ids <= '9' && strlen(ids) <= 18)
+	    ? strtoll(ids, &end, 10) : 0;
+	if (id <= 0 || errno != 0 || end == NULL || *end != '\0') {
+		ret = send_not_found(web, c, v->lang);
+		goto out;
+	}
+	pthread_mutex_lock(&web->store_lock);
+	found = kr_store_report_get(web->store, (int64_t)id, &r, &e);
+	if (found == 1 && kr_store_delivery_counts(web->store, (int64_t)id,
+		&counts, &e) == -1)
+		found = -1;
+	pthread_mutex_unlock(&web->store_lock);
+	if (found == -1) {
+		ret = send_store_error(web, c, KR_WEB_FMT_HTML, v->lang, &e);
+		goto out;
+	}
+	if (found == 0 || (l = archived(v, &r, &counts)) == NULL) {
+		ret = send_not_found(web, c, v->lang);
+		goto out;
+	}
+	t = kr_pages_text(l->lang);
+	format_date(r.send_at > r.created_at ? r.send_at : r.created_at, date);
+	{
+		const struct kr_web_var vars[] = {
+			{ "subject", r.subject, false },
+			{ "list", l->name, false },
+			{ "date", date, false },
+			/* The stored body was rendered by the report module
+			 * (cmark, raw HTML dropped unless allow_html). */
+			{ "html", r.html, true },
+			{ "back", t->archive_title, false },
+		};
+
+		if (kr_web_render(&body, kr_pages_report, vars,
+			KR_NELEM(vars)) == -1)
+			goto out;
+	}
+	ret = send_html(web, c, 200, l->lang, r.subject, body.data, true);
+out:
+	if (found == 1)
+		kr_store_report_row_fini(&r);
+	kr_buf_fini(&body);
+	return ret;
+}
+
+/* ---- the public handler ---- */
+
+static enum route
+route_of(const char *url)
+{
+	if (strcmp(url, "/") == 0)
+		return R_INDEX;
+	if (strcmp(url, "/subscribe") == 0)
+		return R_SUBSCRIBE;
+	if (strcmp(url, "/confirm") == 0)
+		return R_CONFIRM;
+	if (strcmp(url, "/unsubscribe") == 0)
+		return R_UNSUBSCRIBE;
+	if (strcmp(url, "/archive") == 0 || strcmp(url, "/archive/") == 0)
+		return R_ARCHIVE;
+	if (strncmp(url, "/archive/", 9) == 0)
+		return R_ARCHIVE_ITEM;
+	return R_NONE;
+}
+
+static const char *
+allowed(enum route r)
+{
+	switch (r) {
+	case R_SUBSCRIBE:
+		return "POST";
+	case R_CONFIRM:
+	case R_UNSUBSCRIBE:
+		return "GET, HEAD, POST";
+	default:
+		return "GET, HEAD";
+	}
+}
+
+static enum MHD_Result
+post_field(void *cls, enum MHD_ValueKind kind, const char *key,
+    const char *filename, const char *content_type,
+    const char *transfer_encoding, const char *data, uint64_t off,
+    size_t size)
+{
+	struct req *rq = cls;
+	struct kr_buf *b = NULL;
+
+	(void)kind;
+	(void)filename;
+	(void)content_type;
+	(void)transfer_encoding;
+	(void)off;
+	if (strcmp(key, "email") == 0)
+		b = &rq->email;
+	else if (strcmp(key, "list") == 0)
+		b = &rq->list;
+	else if (strcmp(key, "name") == 0)
+		b = &rq->name;
+	else if (strcmp(key, "website") == 0)
+		b = &rq->honeypot;
+	else if (strcmp(key, "List-Unsubscribe") == 0)
+		b = &rq->one_click;
+	else if (strcmp(key, "scope") == 0)
+		b = &rq->scope;
+	if (b != NULL && size > 0 && kr_buf_append(b, data, size) == -1)
+		rq->field_too_long = true;
+	/* A NUL inside a field would cut it short later: refuse it. */
+	if (b != NULL && size > 0 && memchr(data, '\0', size) != NULL)
+		rq->field_too_long = true;
+	return MHD_YES;
+}
+
+static void
+req_free(struct req *rq)
+{
+	if (rq == NULL)
+		return;
+	if (rq->pp != NULL)
+		MHD_destroy_post_processor(rq->pp);
+	kr_buf_fini(&rq->email);
+	kr_buf_fini(&rq->list);
+	kr_buf_fini(&rq->name);
+	kr_buf_fini(&rq->honeypot);
+	kr_buf_fini(&rq->one_click);
+	kr_buf_fini(&rq->scope);
+	free(rq);
+}
+
+static void
+request_done(void *cls, struct MHD_Connection *c, void **con_cls,
+    enum MHD_RequestTerminationCode toe)
+{
+	(void)cls;
+	(void)c;
+	(void)toe;
+	req_free(*con_cls);
+	*con_cls = NULL;
+}
+
+static enum MHD_Result
+send_too_large(struct kr_web *web, struct MHD_Connection *c, struct view *v)
+{
+	const struct kr_pages_text *t = kr_pages_text(v->lang);
+
+	return send_message(web, c, 413, wanted_fmt(c), v->lang,
+	    t->large_title, t->large_body, NULL, NULL, 0);
+}
+
+static enum MHD_Result
+handle_get(struct kr_web *web, struct MHD_Connection *c, struct view *v,
+    enum route r, const char *url)
+{
+	switch (r) {
+	case R_INDEX:
+		return MHD_queue_response(c, MHD_HTTP_OK, v->index);
+	case R_CONFIRM:
+		return do_confirm(web, c, v, false);
+	case R_UNSUBSCRIBE:
+		return do_unsubscribe(web, c, v, NULL);
+	case R_ARCHIVE:
+		return do_archive(web, c, v);
+	case R_ARCHIVE_ITEM:
+		return do_archive_item(web, c, v, url + 9);
+	default:
+		return send_not_found(web, c, v->lang);
+	}
+}
+
+static enum MHD_Result
+handle_post(struct kr_web *web, struct MHD_Connection *c, struct view *v,
+    struct req *rq)
+{
+	switch (rq->route) {
+	case R_SUBSCRIBE:
+		return do_subscribe(web, c, v, rq);
+	case R_CONFIRM:
+		return do_confirm(web, c, v, true);
+	case R_UNSUBSCRIBE:
+		return do_unsubscribe(web, c, v, rq);
+	default:
+		return send_not_found(web, c, v->lang);
+	}
+}
+
+static enum MHD_Result
+on_http(void *cls, struct MHD_Connection *c, const char *url,
+    const char *method, const char *version, const char *upload_data,
+    size_t *upload_data_size, void **con_cls)
+{
+	struct kr_web *web = cls;
+	struct req *rq = *con_cls;
+	struct view *v = NULL;
+	const char *cl;
+	enum route r;
+	bool get, post;
+	enum MHD_Result ret = MHD_NO;
+
+	(void)version;
+	if (rq != NULL) {
+		/* The body of a POST, in pieces, then one final call. */
+		if (*upload_data_size > 0) {
+			rq->body_len += *upload_data_size;
+			if (rq->body_len > KR_WEB_BODY_MAX)
+				rq->too_large = true;
+			if (!rq->too_large && rq->pp != NULL &&
+			    MHD_post_process(rq->pp, upload_data,
+				*upload_data_size) != MHD_YES)
+				rq->field_too_long = true;
+			*upload_data_size = 0;
+			if (!rq->too_large)
+				return MHD_YES;
+			/* Answer now; MHD closes the connection after. */
+			v = view_acquire(web);
+			ret = send_too_large(web, c, v);
+			goto out;
+		}
+		v = view_acquire(web);
+		ret = rq->too_large ? send_too_large(web, c, v)
+				    : handle_post(web, c, v, rq);
+		goto out;
+	}
+
+	atomic_fetch_add(&web->n_requests, 1);
+	r = route_of(url);
+	get = strcmp(method, MHD_HTTP_METHOD_GET) == 0 ||
+	    strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+	post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
+	v = view_acquire(web);
+	if (r == R_NONE) {
+		ret = send_not_found(web, c, v->lang);
+		goto out;
+	}
+	if (get && r != R_SUBSCRIBE) {
+		ret = handle_get(web, c, v, r, url);
+		goto out;
+	}
+	if (!post || r == R_INDEX || r == R_ARCHIVE || r == R_ARCHIVE_ITEM) {
+		const struct kr_pages_text *t = kr_pages_text(v->lang);
+
+		ret = send_message(web, c, 405, KR_WEB_FMT_HTML, v->lang,
+		    t->method_title, t->method_body, NULL, allowed(r), 0);
+		goto out;
+	}
+	cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+	    MHD_HTTP_HEADER_CONTENT_LENGTH);
+	if (cl != NULL && strtoull(cl, NULL, 10) > KR_WEB_BODY_MAX) {
+		ret = send_too_large(web, c, v);
+		goto out;
+	}
+	rq = kr_xcalloc(1, sizeof(*rq));
+	rq->route = r;
+	kr_buf_init(&rq->email, KR_WEB_FIELD_MAX);
+	kr_buf_init(&rq->list, 128);
+	kr_buf_init(&rq->name, KR_WEB_FIELD_MAX);
+	kr_buf_init(&rq->honeypot, KR_WEB_FIELD_MAX);
+	kr_buf_init(&rq->one_click, 64);
+	kr_buf_init(&rq->scope, 64);
+	/* NULL when the body is neither urlencoded nor multipart: the form
+	 * is then empty. */
+	rq->pp = MHD_create_post_processor(c, 1024, post_field, rq);
+	*con_cls = rq;
+	ret = MHD_YES;
+out:
+	if (v != NULL)
+		view_release(web, v);
+	return ret;
+}
+
+/* ---- the admin handler ---- */
+
+static void
+metric(struct kr_buf *b, const char *name, const char *help,
+    unsigned long value)
+{
+	if (kr_buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %lu\n", name,
+		help, name, name, value) == -1)
+		return;
+}
+
+static enum MHD_Result
+on_admin(void *cls, struct MHD_Connection *c, const char *url,
+    const char *method, const char *version, const char *upload_data,
+    size_t *upload_data_size, void **con_cls)
+{
+	struct kr_web *web = cls;
+	struct kr_buf out;
+	struct kr_err e;
+	kr_web_metrics_fn fn;
+	void *fn_ctx;
+	enum MHD_Result ret = MHD_NO;
+	int rc;
+
+	(void)version;
+	(void)upload_data;
+	(void)upload_data_size;
+	(void)con_cls;
+	kr_err_clear(&e);
+	kr_buf_init(&out, 0);
+	if (strcmp(url, "/healthz") != 0 && strcmp(url, "/metrics") != 0) {
+		ret = send_buf(web, c, 404, "text/plain; charset=utf-8", NULL,
+		    "not found\n", 10, NULL, 0, false);
+		goto out;
+	}
+	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 &&
+	    strcmp(method, MHD_HTTP_METHOD_HEAD) != 0) {
+		ret = send_buf(web, c, 405, "text/plain; charset=utf-8", NULL,
+		    "method not allowed\n", 19, "GET, HEAD", 0, false);
+		goto out;
+	}
+	if (strcmp(url, "/healthz") == 0) {
+		pthread_mutex_lock(&web->store_lock);
+		rc = kr_store_ping(web->store, &e);
+		pthread_mutex_unlock(&web->store_lock);
+		if (rc == 0)
+			ret = send_buf(web, c, 200, "text/plain; charset=utf-8",
+			    NULL, "ok\n", 3, NULL, 0, false);
+		else if (kr_buf_printf(&out, "store: %s\n", e.msg) == 0)
+			ret = send_buf(web, c, 503, "text/plain; charset=utf-8",
+			    NULL, out.data, out.len, NULL, 0, false);
+		goto out;
+	}
+	metric(&out, "kairan_http_requests_total",
+	    "Requests on the public listener.", web->n_requests);
+	metric(&out, "kairan_http_subscribe_total", "POST /subscribe requests.",
+	    web->n_subscribe);
+	metric(&out, "kairan_http_subscribe_new_total",
+	    "Sign-ups that created a subscription.", web->n_subscribe_new);
+	metric(&out, "kairan_http_honeypot_total",
+	    "Sign-ups dropped for a filled honeypot.", web->n_honeypot);
+	metric(&out, "kairan_http_rate_limited_total",
+	    "Sign-ups refused by the per-client rate limit.",
+	    web->n_rate_limited);
+	metric(&out, "kairan_http_confirm_mail_total",
+	    "Confirmation mails queued by the form.", web->n_confirm_mail);
+	metric(&out, "kairan_http_confirm_limited_total",
+	    "Confirmation mails not queued (per-address daily limit).",
+	    web->n_confirm_limited);
+	metric(&out, "kairan_http_confirmed_total",
+	    "Subscriptions confirmed.", web->n_confirmed);
+	metric(&out, "kairan_http_unsubscribed_total",
+	    "Subscriptions ended from a link.", web->n_unsubscribed);
+	metric(&out, "kairan_http_bad_token_total",
+	    "Invalid, tampered or expired tokens.", web->n_bad_token);
+	metric(&out, "kairan_http_bad_address_total",
+	    "Sign-ups refused for a bad address.", web->n_bad_address);
+	metric(&out, "kairan_http_errors_total", "Answers with a 5xx status.",
+	    web->n_errors);
+	pthread_mutex_lock(&web->lock);
+	fn = web->metrics_fn;
+	fn_ctx = web->metrics_ctx;
+	pthread_mutex_unlock(&web->lock);
+	if (fn != NULL)
+		fn(fn_ctx, &out);
+	ret = send_buf(web, c, 200, "text/plain; version=0.0.4; charset=utf-8",
+	    NULL, out.data, out.len, NULL, 0, false);
+out:
+	kr_buf_fini(&out);
+	return ret;
+}
+
+/* ---- start and stop ---- */
+
+static void
+mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char msg[256];
+	size_t n;
+
+	(void)cls;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	n = strlen(msg);
+	while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+		msg[--n] = '\0';
+	kr_log_debug("web: libmicrohttpd: %s", msg);
+}
+
+/* Opens a listening socket on "host:port" ("[v6]:port" too). */
+static int
+listen_on(const char *what, const char *spec, int *fd_out, struct kr_err *err)
+{
+	struct addrinfo hints, *res = NULL, *ai;
+	char host[256], *port;
+	int fd = -1, one = 1, rc = -1, gai, saved = 0;
+
+	if (spec == NULL || strlen(spec) >= sizeof(host)) {
+		kr_err_set(err, KR_ERR_INVALID, "%s: no address", what);
+		goto out;
+	}
+	snprintf(host, sizeof(host), "%s", spec);
+	port = strrchr(host, ':');
+	if (port == NULL || port[1] == '\0') {
+		kr_err_set(err, KR_ERR_INVALID,
+		    "%s: \"%s\": expected host:port", what, spec);
+		goto out;
+	}
+	*port++ = '\0';
+	if (host[0] == '[' && port - host >= 3 && port[-2] == ']') {
+		port[-2] = '\0';
+		memmove(host, host + 1, strlen(host + 1) + 1);
+	}
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	gai = getaddrinfo(host[0] != '\0' ? host : NULL, port, &hints, &res);
+	if (gai != 0) {
+		kr_err_set(err, KR_ERR_IO, "%s: \"%s\": %s", what, spec,
+		    gai_strerror(gai));
+		goto out;
+	}
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC |
+			SOCK_NONBLOCK, ai->ai_protocol);
+		if (fd == -1) {
+			saved = errno;
+			continue;
+		}
+		(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one,
+		    sizeof(one));
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+		    listen(fd, 1024) == 0)
+			break;
+		saved = errno;
+		close(fd);
+		fd = -1;
+	}
+	if (fd == -1) {
+		kr_err_set(err, KR_ERR_IO, "%s: cannot listen on %s: %s", what,
+		    spec, strerror(saved));
+		goto out;
+	}
+	*fd_out = fd;
+	rc = 0;
+out:
+	if (res != NULL)
+		freeaddrinfo(res);
+	return rc;
+}
+
+static unsigned
+port_of(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) == -1)
+		return 0;
+	if (ss.ss_family == AF_INET)
+		return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	if (ss.ss_family == AF_INET6)
+		return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	return 0;
+}
+
+static void
+make_csp(struct kr_web *web)
+{
+	unsigned char h[crypto_hash_sha256_BYTES];
+	char b64[sodium_base64_ENCODED_LEN(crypto_hash_sha256_BYTES,
+	    sodium_base64_VARIANT_ORIGINAL)];
+
+	crypto_hash_sha256(h, (const unsigned char *)kr_pages_style,
+	    strlen(kr_pages_style));
+	sodium_bin2base64(b64, sizeof(b64), h, sizeof(h),
+	    sodium_base64_VARIANT_ORIGINAL);
+#define KR_WEB_CSP \
+	"default-src 'none'; style-src 'sha256-%s'; %sform-action 'self'; " \
+	"frame-ancestors 'none'; base-uri 'none'"
+	snprintf(web->csp, sizeof(web->csp), KR_WEB_CSP, b64, "");
+	/* Reports may show pictures from the publisher's site. */
+	snprintf(web->csp_archive, sizeof(web->csp_archive), KR_WEB_CSP, b64,
+	    "img-src https: data:; ");
+}
+
+static struct MHD_Daemon *
+start_daemon(struct kr_web *web, int fd, bool public, struct kr_err *err)
+{
+	struct MHD_Daemon *d;
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+	    MHD_USE_ERROR_LOG;
+
+	if (public)
+		d = MHD_start_daemon(flags, 0, NULL, NULL, on_http, web,
+		    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, web,
+		    MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+		    MHD_OPTION_THREAD_POOL_SIZE, (unsigned)KR_WEB_THREADS,
+		    MHD_OPTION_CONNECTION_LIMIT, (unsigned)KR_WEB_CONN_LIMIT,
+		    MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+		    (unsigned)KR_WEB_PER_IP_LIMIT,
+		    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)KR_WEB_TIMEOUT,
+		    MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+		    (size_t)KR_WEB_CONN_MEMORY,
+		    MHD_OPTION_NOTIFY_COMPLETED, request_done, web,
+		    MHD_OPTION_END);
+	else
+		d = MHD_start_daemon(flags, 0, NULL, NULL, on_admin, web,
+		    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, web,
+		    MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+		    MHD_OPTION_CONNECTION_LIMIT, 64u,
+		    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)KR_WEB_TIMEOUT,
+		    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(16 * 1024),
+		    MHD_OPTION_END);
+	if (d == NULL)
+		kr_err_set(err, KR_ERR_IO, "%s listener: libmicrohttpd "
+		    "failed to start", public ? "http" : "admin");
+	return d;
+}
+
+int
+kr_web_start(const struct kr_config *cfg, const struct kr_keyring *ring,
+    const struct kr_web_listen *listen, struct kr_web **web_out,
+    struct kr_err *err)
+{
+	struct kr_web *web;
+	int http_fd = listen != NULL ? listen->http_fd : -1;
+	int admin_fd = listen != NULL ? listen->admin_fd : -1;
+	int rc = -1;
+
+	web = kr_xcalloc(1, sizeof(*web));
+	pthread_mutex_init(&web->lock, NULL);
+	pthread_cond_init(&web->released, NULL);
+	pthread_mutex_init(&web->store_lock, NULL);
+	if (sodium_init() < 0) {
+		kr_err_set(err, KR_ERR_IO, "web: libsodium failed to start");
+		goto out;
+	}
+	make_csp(web);
+	web->rl = kr_web_rl_new(KR_WEB_RATE_PER_MIN / 60.0, KR_WEB_RATE_BURST,
+	    KR_WEB_RATE_KEYS);
+	if (view_new(web, cfg, ring, &web->view, err) == -1)
+		goto out;
+	if (kr_store_open(cfg->database, &web->store, err) == -1) {
+		kr_err_prefix(err, "web");
+		goto out;
+	}
+	if (http_fd == -1 &&
+	    listen_on("http.listen", cfg->http_listen, &http_fd, err) == -1)
+		goto out;
+	web->http_port = port_of(http_fd);
+	web->http = start_daemon(web, http_fd, true, err);
+	if (web->http == NULL)
+		goto out;
+	http_fd = -1; /* MHD closes it */
+	if (admin_fd == -1 && cfg->admin_listen != NULL &&
+	    *cfg->admin_listen != '\0' &&
+	    listen_on("admin.listen", cfg->admin_listen, &admin_fd, err) == -1)
+		goto out;
+	if (admin_fd != -1) {
+		web->admin = start_daemon(web, admin_fd, false, err);
+		if (web->admin == NULL)
+			goto out;
+		admin_fd = -1;
+	}
+	kr_log_info("web: listening http=%s admin=%s lists=%zu",
+	    cfg->http_listen != NULL ? cfg->http_listen : "-",
+	    cfg->admin_listen != NULL ? cfg->admin_listen : "-", cfg->n_lists);
+	*web_out = web;
+	web = NULL;
+	rc = 0;
+out:
+	if (http_fd != -1)
+		close(http_fd);
+	if (admin_fd != -1)
+		close(admin_fd);
+	kr_web_stop(&web);
+	return rc;
+}
+
+static bool
+differs(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a != b;
+	return strcmp(a, b) != 0;
+}
+
+int
+kr_web_set_config(struct kr_web *web, const struct kr_config *cfg,
+    const struct kr_keyring *ring, struct kr_err *err)
+{
+	struct view *nv = NULL, *old;
+	int rc = -1;
+
+	pthread_mutex_lock(&web->lock);
+	old = web->view;
+	pthread_mutex_unlock(&web->lock);
+	/* Only this thread swaps views, so old stays valid here. */
+	if (view_new(web, cfg, ring != NULL ? ring : old->ring, &nv, err) == -1)
+		goto out;
+	if (differs(nv->http_listen, old->http_listen) ||
+	    differs(nv->admin_listen, old->admin_listen))
+		kr_log_warn("web: http.listen or admin.listen changed; "
+			    "takes effect at restart");
+	if (differs(nv->database, old->database))
+		kr_log_warn("web: database changed; takes effect at restart");
+	pthread_mutex_lock(&web->lock);
+	web->view = nv;
+	while (old->refs > 0)
+		pthread_cond_wait(&web->released, &web->lock);
+	pthread_mutex_unlock(&web->lock);
+	view_free(&old);
+	kr_log_info("web: config reloaded lists=%zu", cfg->n_lists);
+	rc = 0;
+out:
+	return rc;
+}
+
+void
+kr_web_set_metrics(struct kr_web *web, kr_web_metrics_fn fn, void *ctx)
+{
+	pthread_mutex_lock(&web->lock);
+	web->metrics_fn = fn;
+	web->metrics_ctx = ctx;
+	pthread_mutex_unlock(&web->lock);
+}
+
+unsigned
+kr_web_http_port(const struct kr_web *web)
+{
+	return web->http_port;
+}
+
+void
+kr_web_stop(struct kr_web **webp)
+{
+	struct kr_web *web;
+
+	if (webp == NULL || *webp == NULL)
+		return;
+	web = *webp;
+	if (web->http != NULL)
+		MHD_stop_daemon(web->http);
+	if (web->admin != NULL)
+		MHD_stop_daemon(web->admin);
+	view_free(&web->view);
+	kr_store_close(&web->store);
+	kr_web_rl_free(&web->rl);
+	pthread_mutex_destroy(&web->store_lock);
+	pthread_cond_destroy(&web->released);
+	pthread_mutex_destroy(&web->lock);
+	free(web);
+	*webp = NULL;
+}

@@ -1,0 +1,253 @@
+#!/usr/bin/python3
+"""kairand against a real SMTP server (aiosmtpd): temporary and permanent
+failures, exactly-once delivery to many subscribers, kill -9 and SIGTERM
+in the middle of a send, the sd_notify protocol, and a broken config on
+SIGHUP. Each scenario runs its own kairand and SMTP server."""
+import os
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import ok, done, http  # noqa: E402
+
+# Short leases (the shortest the config takes) so rows claimed by a
+# killed daemon come back quickly.
+FAST = "  lease: 10s\n  batch: 50"
+
+
+def addrs(n, dom="example.org"):
+    return ["reader%04d@%s" % (i, dom) for i in range(n)]
+
+
+def setup(subs, delivery_extra=FAST, rules=None, env=None):
+    base = harness.tmpdir()
+    smtp = harness.SmtpServer(base, rules=rules)
+    k = harness.Kairan(base, smtp_port=smtp.port,
+                       delivery_extra=delivery_extra, env=env)
+    rc, out, err = k.add_subscribers(subs)
+    ok(rc == 0, "import %d subscribers" % len(subs), out + err)
+    return base, smtp, k
+
+
+def test_temp_and_perm():
+    good = addrs(5)
+    soft, hard = "soft@example.org", "hard@example.org"
+    base, smtp, k = setup(good + [soft, hard], rules={
+        "data": {soft: "451 4.3.0 mailbox busy, try later"},
+        "rcpt": {hard: "550 5.1.1 no such user"}})
+    rc, out, err = k.send_report(harness.report("一時と恒久", "本文\n"))
+    ok(rc == 0, "report queued", out + err)
+    got = harness.wait_for(lambda: all(
+        harness.rcpt_counts(smtp).get(a) for a in good), 60)
+    ok(got, "the good addresses receive the report", k.logtext())
+    ok(k.wait_log("delivery deferred", 30),
+       "4xx: the soft address is deferred", k.logtext())
+    ok(harness.rcpt_counts(smtp).get(soft) is None,
+       "4xx: nothing accepted for it yet")
+    smtp.set_rules({"rcpt": {hard: "550 5.1.1 no such user"}})
+    ok(harness.wait_for(lambda: harness.rcpt_counts(smtp).get(soft), 30),
+       "4xx: it arrives after the 1 s retry once the server takes it",
+       k.logtext())
+    ok(harness.wait_for(lambda: k.counter("failed") >= 1, 30),
+       "5xx: the hard address ends failed (metrics)", k.metrics())
+    ok(k.counter("bounced") == 1, "5xx: counted as a bounce",
+       k.metrics())
+    ok(harness.rcpt_counts(smtp).get(hard) is None,
+       "5xx: nothing delivered to it")
+    time.sleep(2.5)  # past the retry schedule: a failed row stays failed
+    counts = harness.rcpt_counts(smtp)
+    ok(all(counts.get(a) == 1 for a in good + [soft]),
+       "each deliverable address got exactly one copy", counts)
+    ok(k.counter("sent") == len(good) + 1, "metrics: sent adds up",
+       k.metrics())
+    ok(k.counter("deferred") >= 1, "metrics: deferred counted",
+       k.metrics())
+    ok(k.stop() == 0, "SIGTERM exits 0")
+
+
+def test_exactly_once_200():
+    subs = addrs(200)
+    base, smtp, k = setup(subs)
+    rc, out, err = k.send_report(harness.report("二百通", "本文\n"))
+    ok(rc == 0, "report to 200 queued", out + err)
+    ok(smtp.wait_count(200, 120), "200 messages arrive", k.logtext())
+    time.sleep(1)
+    counts = harness.rcpt_counts(smtp)
+    ok(len(counts) == 200 and set(counts) == set(subs),
+       "every subscriber received the report", len(counts))
+    ok(all(v == 1 for v in counts.values()),
+       "each exactly once", [a for a, v in counts.items() if v != 1][:10])
+    ok(k.counter("sent") == 200, "metrics: 200 sent", k.metrics())
+    ok(k.stop() == 0, "SIGTERM exits 0")
+
+
+def test_kill9_and_restart():
+    n = 2000
+    subs = addrs(n)
+    base, smtp, k = setup(subs, delivery_extra=FAST)
+    rc, out, err = k.send_report(harness.report("二千通", "本文\n" * 50))
+    ok(rc == 0, "report to %d queued" % n, out + err)
+    ok(smtp.wait_count(300, 120), "sending is under way", k.logtext())
+    k.proc.kill9()
+    before = len(smtp.log())
+    ok(before < n, "killed mid-send (%d of %d arrived)" % (before, n))
+    k.start()
+    ok(harness.wait_for(lambda: len(harness.rcpt_counts(smtp)) >= n, 240),
+       "after restart every subscriber got the report", k.logtext())
+    time.sleep(12)  # past the lease: nothing more may come
+    counts = harness.rcpt_counts(smtp)
+    missing = [a for a in subs if a not in counts]
+    dups = sum(v - 1 for v in counts.values())
+    # In flight at the kill: at most one batch per worker (2 × 50).
+    ok(not missing, "none lost", missing[:10])
+    ok(dups <= 100, "duplicates (%d) at most the messages in flight" % dups)
+    ok(k.stop() == 0, "SIGTERM exits 0")
+
+
+def test_sigterm_drains():
+    n = 600
+    subs = addrs(n)
+    base, smtp, k = setup(subs)
+    rc, out, err = k.send_report(harness.report("停止", "本文\n"))
+    ok(rc == 0, "report queued", out + err)
+    ok(smtp.wait_count(50, 60), "sending is under way")
+    rc = k.stop()
+    ok(rc == 0, "SIGTERM mid-send exits 0 (%s)" % rc, k.logtext())
+    ok(k.log_has("kairand stopped"), "it says it stopped")
+    k.start()
+    ok(harness.wait_for(lambda: len(harness.rcpt_counts(smtp)) >= n, 120),
+       "after restart every subscriber got the report", k.logtext())
+    time.sleep(4)
+    counts = harness.rcpt_counts(smtp)
+    ok(all(counts.get(a) == 1 for a in subs),
+       "nothing lost, nothing twice after a clean stop",
+       [(a, counts.get(a)) for a in subs if counts.get(a) != 1][:10])
+    ok(k.stop() == 0, "SIGTERM exits 0")
+
+
+def test_notify_and_reload():
+    base = harness.tmpdir()
+    smtp = harness.SmtpServer(base)
+    ns = harness.NotifySocket(base)
+    k = harness.Kairan(base, smtp_port=smtp.port, delivery_extra=FAST,
+                       env={"NOTIFY_SOCKET": ns.path,
+                            "WATCHDOG_USEC": "1000000"})
+    i = ns.wait("READY=1")
+    ok(i >= 0, "READY=1 arrives", ns.seen)
+    st, _, _ = http("GET", k.url("/"))
+    ok(st == 200, "serving once READY")
+    w = ns.wait("WATCHDOG=1", 10)
+    w2 = ns.wait("WATCHDOG=1", 10, after=w + 1) if w >= 0 else -1
+    ok(w >= 0 and w2 >= 0, "watchdog pings keep coming", ns.seen)
+    ok(any(s.startswith("STATUS=") for s in ns.seen), "STATUS= lines")
+
+    # A good reload: RELOADING=1 then READY=1 again.
+    mark = len(ns.poll())
+    k.proc.signal(signal.SIGHUP)
+    r = ns.wait("RELOADING=1", 20, after=mark)
+    ok(r >= 0, "SIGHUP sends RELOADING=1", ns.seen[mark:])
+    ok(ns.wait("READY=1", 20, after=max(r, mark)) > r,
+       "then READY=1", ns.seen[mark:])
+    ok(any(s.startswith("MONOTONIC_USEC=") for s in ns.seen[mark:]),
+       "RELOADING=1 carries MONOTONIC_USEC")
+
+    # A broken file: logged with line and column, the old config stays.
+    with open(k.config) as f:
+        good_cfg = f.read()
+    with open(k.config, "w") as f:
+        f.write(good_cfg.replace("  workers: 2", "  workers: [oops"))
+    mark = len(ns.poll())
+    k.proc.signal(signal.SIGHUP)
+    r = ns.wait("RELOADING=1", 20, after=mark)
+    ok(ns.wait("READY=1", 20, after=max(r, mark)) > r,
+       "a broken config still ends the reload with READY=1")
+    ok(k.wait_log("keeping the running config", 10),
+       "the failed reload is logged", k.logtext())
+    ok(k.wait_log("kairan.yaml:", 5), "with FILE:LINE:COL", k.logtext())
+    ok(k.proc.alive(), "the daemon is still running")
+    st, _, _ = http("GET", k.url("/"))
+    ok(st == 200, "and still serving the form")
+    st, _, _ = http("GET", k.admin_url("/healthz"))
+    ok(st == 200, "healthz still 200")
+    # kairanctl reads the good copy; the daemon keeps the broken path.
+    good = os.path.join(base, "good.yaml")
+    with open(good, "w") as f:
+        f.write(good_cfg)
+    k.config = good
+    rc, out, err = k.add_subscribers(["after@example.org"])
+    rc, out, err = k.send_report(harness.report("再読込後", "本文\n"))
+    ok(rc == 0 and harness.wait_for(
+        lambda: harness.rcpt_counts(smtp).get("after@example.org"), 60),
+       "and still delivering on the old config", k.logtext())
+
+    mark = len(ns.poll())
+    rc = k.stop()
+    ok(ns.wait("STOPPING=1", 5, after=mark) >= 0, "SIGTERM sends STOPPING=1",
+       ns.seen[mark:])
+    ok(rc == 0, "and exits 0")
+    ns.close()
+
+
+def test_socket_activation():
+    """systemd hands over the public socket: kairand serves on it and does
+    not bind the configured address."""
+    base = harness.tmpdir()
+    k = harness.Kairan(base, start=False)
+    port = harness.free_port()
+    p = harness.Proc(["/usr/bin/systemd-socket-activate", "-l",
+                      "127.0.0.1:%d" % port, harness.KAIRAND, "--config",
+                      k.config], log=os.path.join(base, "kairand.log"))
+    # The first connection starts kairand, which answers it.
+    ok(harness.wait_port(port, 10), "systemd-socket-activate listens")
+    st, _, body = http("GET", "http://127.0.0.1:%d/" % port, timeout=30)
+    ok(st == 200, "the activated socket serves the sign-up page",
+       k.logtext())
+    ok(k.log_has("socket activation fds=1"), "kairand took the socket")
+    ok(not harness.wait_port(k.http_port, 1),
+       "the configured address is not bound")
+    ok(harness.wait_port(k.admin_port, 5), "the admin listener is bound")
+    ok(p.stop() == 0, "SIGTERM exits 0")
+
+
+def test_check_and_bad_config():
+    base = harness.tmpdir()
+    k = harness.Kairan(base, start=False)
+    r = harness.subprocess.run([harness.KAIRAND, "--config", k.config,
+                                "--check"], capture_output=True)
+    ok(r.returncode == 0, "--check accepts a good config", r.stderr)
+    bad = os.path.join(base, "bad.yaml")
+    with open(bad, "w") as f:
+        f.write("database: [\n")
+    r = harness.subprocess.run([harness.KAIRAND, "--config", bad],
+                               capture_output=True)
+    ok(r.returncode == 2, "a broken config at start exits 2", r.returncode)
+    ok(b"bad.yaml:" in r.stderr, "and names FILE:LINE:COL on stderr",
+       r.stderr)
+    r = harness.subprocess.run([harness.KAIRAND, "--bogus"],
+                               capture_output=True)
+    ok(r.returncode == 2, "an unknown option exits 2")
+
+
+def main():
+    only = sys.argv[1:]
+    for name, fn in [("temp_and_perm", test_temp_and_perm),
+                     ("exactly_once_200", test_exactly_once_200),
+                     ("kill9", test_kill9_and_restart),
+                     ("sigterm", test_sigterm_drains),
+                     ("notify", test_notify_and_reload),
+                     ("socket", test_socket_activation),
+                     ("check", test_check_and_bad_config)]:
+        if only and name not in only:
+            continue
+        try:
+            fn()
+        except Exception as e:  # a scenario that blew up is a failure
+            ok(False, "%s raised %r" % (name, e))
+        harness.stop_all()
+    done()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,548 @@
+/* test_delivery_pool.c — the worker pool's bookkeeping, against an
+ * in-memory store, composer and transport defined here (the linker takes
+ * these instead of libkairan.a's, since they resolve every symbol
+ * delivery.o needs). What it checks is what the real store cannot show
+ * cheaply: every row ends marked exactly once, temporary failures come back
+ * on the retry schedule, a stop leaves no claimed row behind, and a
+ * per-domain connection cap holds under four workers. The real thing (SQLite,
+ * SMTP) is covered by tests/integration/test_daemon.py. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "compose.h"
+#include "config.h"
+#include "delivery.h"
+#include "err.h"
+#include "store.h"
+#include "transport.h"
+#include "xmem.h"
+
+/* ---- the fake store ---- */
+
+enum { ROW_QUEUED, ROW_SENT, ROW_DEFERRED, ROW_FAILED, ROW_UNCERTAIN };
+
+struct row {
+	int state;
+	int64_t lease_until, next_attempt;
+	int attempts;
+	int marks; /* outcome records: must end at exactly 1 for sent */
+	char email[64];
+};
+
+struct kr_store {
+	int unused;
+};
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static struct row *rows;
+static size_t n_rows;
+static struct kr_store the_store;
+static int fake_temp_once; /* "temp*" rows answer 451 on the first try */
+static int fake_delay_us;  /* per message */
+static int domain_now, domain_max; /* sessions holding capped.example */
+
+int
+kr_store_open(const char *path, struct kr_store **s, struct kr_err *err)
+{
+	(void)path;
+	(void)err;
+	*s = &the_store;
+	return 0;
+}
+
+void
+kr_store_close(struct kr_store **s)
+{
+	*s = NULL;
+}
+
+int
+kr_store_claim(struct kr_store *s, int64_t now, int64_t lease_until,
+    size_t max, struct kr_claim *out, size_t *n_out, struct kr_err *err)
+{
+	size_t i, n = 0;
+
+	(void)s;
+	(void)err;
+	pthread_mutex_lock(&mu);
+	for (i = 0; i < n_rows && n < max; i++) {
+		struct row *r = &rows[i];
+
+		if (r->state != ROW_QUEUED && r->state != ROW_DEFERRED)
+			continue;
+		if (r->next_attempt > now || r->lease_until > now)
+			continue;
+		r->lease_until = lease_until;
+		memset(&out[n], 0, sizeof(out[n]));
+		out[n].delivery_id = (int64_t)i + 1;
+		out[n].kind = KR_DELIVERY_REPORT;
+		out[n].report_id = 1;
+		out[n].subscriber_id = (int64_t)i + 1;
+		snprintf(out[n].list_id, sizeof(out[n].list_id), "l");
+		snprintf(out[n].email, sizeof(out[n].email), "%s", r->email);
+		out[n].attempts = r->attempts;
+		out[n].queued_at = now;
+		n++;
+	}
+	pthread_mutex_unlock(&mu);
+	*n_out = n;
+	return 0;
+}
+
+/* cmocka's asserts may only run on the main thread; the fakes run on
+ * the workers, so they abort instead. */
+#define CHECK(c)                                                          \
+	do {                                                              \
+		if (!(c)) {                                               \
+			fprintf(stderr, "%s:%d: check failed: %s\n",       \
+			    __FILE__, __LINE__, #c);                      \
+			abort();                                          \
+		}                                                         \
+	} while (0)
+
+static struct row *
+row_of(int64_t id)
+{
+	CHECK(id >= 1 && (size_t)id <= n_rows);
+	return &rows[id - 1];
+}
+
+static int
+mark(int64_t id, int state, int64_t next)
+{
+	struct row *r;
+
+	pthread_mutex_lock(&mu);
+	r = row_of(id);
+	/* Only a claimed row may be marked. */
+	CHECK(r->lease_until > 0);
+	r->state = state;
+	r->lease_until = 0;
+	r->next_attempt = next;
+	r->attempts++;
+	if (state == ROW_SENT)
+		r->marks++;
+	pthread_mutex_unlock(&mu);
+	return 0;
+}
+
+int
+kr_store_mark_sent(struct kr_store *s, int64_t id, int64_t now,
+    const char *reply, struct kr_err *err)
+{
+	(void)s, (void)now, (void)reply, (void)err;
+	return mark(id, ROW_SENT, 0);
+}
+
+int
+kr_store_mark_deferred(struct kr_store *s, int64_t id, int64_t now,
+    int64_t next, int code, const char *reply, struct kr_err *err)
+{
+	(void)s, (void)now, (void)code, (void)reply, (void)err;
+	return mark(id, ROW_DEFERRED, next);
+}
+
+int
+kr_store_mark_failed(struct kr_store *s, int64_t id, int64_t now, int code,
+    const char *reply, struct kr_err *err)
+{
+	(void)s, (void)now, (void)code, (void)reply, (void)err;
+	return mark(id, ROW_FAILED, 0);
+}
+
+int
+kr_store_mark_uncertain(struct kr_store *s, int64_t id, int64_t now,
+    const char *reply, struct kr_err *err)
+{
+	(void)s, (void)now, (void)reply, (void)err;
+	return mark(id, ROW_UNCERTAIN, 0);
+}
+
+int
+kr_store_release(struct kr_store *s, int64_t id, struct kr_err *err)
+{
+	(void)s, (void)err;
+	pthread_mutex_lock(&mu);
+	row_of(id)->lease_until = 0;
+	pthread_mutex_unlock(&mu);
+	return 0;
+}
+
+int
+kr_store_report_get(struct kr_store *s, int64_t id, struct kr_report_row *out,
+    struct kr_err *err)
+{
+	(void)s, (void)err;
+	memset(out, 0, sizeof(*out));
+	out->id = id;
+	out->subject = kr_xstrdup("s");
+	out->text = kr_xstrdup("t");
+	out->html = kr_xstrdup("h");
+	return 1;
+}
+
+void
+kr_store_report_row_fini(struct kr_report_row *r)
+{
+	free(r->subject);
+	free(r->text);
+	free(r->html);
+	r->subject = r->text = r->html = NULL;
+}
+
+int
+kr_store_event(struct kr_store *s, const char *kind, int64_t sub,
+    int64_t report, const char *detail, struct kr_err *err)
+{
+	(void)s, (void)kind, (void)sub, (void)report, (void)detail, (void)err;
+	return 0;
+}
+
+/* ---- the fake composer and config ---- */
+
+static char list_id_l[] = "l";
+static struct kr_cfg_list the_list = {.id = list_id_l};
+
+const struct kr_cfg_list *
+kr_config_list(const struct kr_config *cfg, const char *id)
+{
+	(void)cfg;
+	return strcmp(id, "l") == 0 ? &the_list : NULL;
+}
+
+int
+kr_compose_report(const struct kr_config *cfg, const struct kr_cfg_list *list,
+    const struct kr_report_row *r, const struct kr_claim *c,
+    const struct kr_keyring *ring, int64_t now, struct kr_buf *out,
+    char env_from[256], struct kr_err *err)
+{
+	(void)cfg, (void)list, (void)r, (void)ring, (void)now, (void)err;
+	snprintf(env_from, 256, "bounces@example.jp");
+	return kr_buf_printf(out, "To: %s\r\n\r\nhi\r\n", c->email);
+}
+
+int
+kr_compose_confirm(const struct kr_config *cfg,
+    const struct kr_cfg_list *list, const struct kr_claim *c,
+    const struct kr_keyring *ring, int64_t now, struct kr_buf *out,
+    char env_from[256], struct kr_err *err)
+{
+	(void)cfg, (void)list, (void)c, (void)ring, (void)now, (void)out;
+	(void)env_from;
+	return kr_err_set(err, KR_ERR_INVALID, "no confirmations here");
+}
+
+/* ---- the fake transport ---- */
+
+struct kr_transport {
+	int unused;
+};
+
+static int
+t_create(const struct kr_config *cfg, struct kr_transport **out,
+    struct kr_err *err)
+{
+	(void)cfg, (void)err;
+	*out = kr_xcalloc(1, sizeof(**out));
+	return 0;
+}
+
+static int
+t_send(struct kr_transport *t, struct kr_msg *msgs, size_t n,
+    kr_transport_done_fn done, void *ctx, struct kr_err *err)
+{
+	size_t i;
+	bool capped = false;
+
+	(void)t, (void)err;
+	for (i = 0; i < n; i++)
+		if (strstr(msgs[i].rcpt, "@capped.example"))
+			capped = true;
+	if (capped) {
+		pthread_mutex_lock(&mu);
+		if (++domain_now > domain_max)
+			domain_max = domain_now;
+		pthread_mutex_unlock(&mu);
+	}
+	for (i = 0; i < n; i++) {
+		struct row *r;
+		bool temp;
+
+		if (fake_delay_us)
+			usleep((useconds_t)fake_delay_us);
+		pthread_mutex_lock(&mu);
+		r = row_of(msgs[i].id);
+		temp = fake_temp_once && strncmp(r->email, "temp", 4) == 0 &&
+		    r->attempts == 0;
+		pthread_mutex_unlock(&mu);
+		CHECK(strstr(msgs[i].data, msgs[i].rcpt) != NULL);
+		msgs[i].result = temp ? KR_SEND_TEMP : KR_SEND_OK;
+		msgs[i].code = temp ? 451 : 250;
+		snprintf(msgs[i].reply, sizeof(msgs[i].reply), "%s",
+		    temp ? "4.3.0 later" : "2.0.0 ok");
+		done(ctx, &msgs[i]);
+	}
+	if (capped) {
+		pthread_mutex_lock(&mu);
+		domain_now--;
+		pthread_mutex_unlock(&mu);
+	}
+	return 0;
+}
+
+static int
+t_probe(struct kr_transport *t, struct kr_err *err)
+{
+	(void)t, (void)err;
+	return 0;
+}
+
+static void
+t_destroy(struct kr_transport **t)
+{
+	free(*t);
+	*t = NULL;
+}
+
+static const struct kr_transport_ops fake_ops = {
+    "fake", t_create, t_send, t_probe, t_destroy};
+
+const struct kr_transport_ops *
+kr_transport_for(const struct kr_config *cfg)
+{
+	(void)cfg;
+	return &fake_ops;
+}
+
+/* ---- the tests ---- */
+
+static unsigned retry[] = {1, 1};
+static char capped_name[] = "capped.example";
+static struct kr_cfg_domain capped = {capped_name, 1, 0};
+
+static char memory_db[] = ":memory:";
+
+static void
+make_cfg(struct kr_config *cfg, unsigned workers, unsigned batch)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->database = memory_db;
+	cfg->delivery.workers = workers;
+	cfg->delivery.batch = batch;
+	cfg->delivery.lease = 600;
+	cfg->delivery.retry = retry;
+	cfg->delivery.n_retry = 2;
+	cfg->delivery.max_age = 3600;
+	cfg->delivery.per_domain = &capped;
+	cfg->delivery.n_per_domain = 1;
+}
+
+static void
+make_rows(size_t n, const char *(*name)(size_t i))
+{
+	size_t i;
+
+	free(rows);
+	rows = kr_xcalloc(n, sizeof(*rows));
+	n_rows = n;
+	for (i = 0; i < n; i++)
+		snprintf(rows[i].email, sizeof(rows[i].email), "%s",
+		    name(i));
+}
+
+static size_t
+count_state(int state)
+{
+	size_t i, n = 0;
+
+	pthread_mutex_lock(&mu);
+	for (i = 0; i < n_rows; i++)
+		if (rows[i].state == state)
+			n++;
+	pthread_mutex_unlock(&mu);
+	return n;
+}
+
+static bool
+wait_sent(size_t want, int secs)
+{
+	int i;
+
+	for (i = 0; i < secs * 100; i++) {
+		if (count_state(ROW_SENT) >= want)
+			return true;
+		usleep(10000);
+	}
+	return count_state(ROW_SENT) >= want;
+}
+
+struct sums {
+	uint64_t sent, deferred;
+};
+
+static void
+sum_stats(void *ctx, const char *list_id, const struct kr_delivery_stats *st)
+{
+	struct sums *s = ctx;
+
+	(void)list_id;
+	s->sent += st->sent;
+	s->deferred += st->deferred;
+}
+
+static const char *
+name_mixed(size_t i)
+{
+	static char b[8][64];
+	static int k;
+	char *p = b[k++ % 8];
+
+	snprintf(p, 64, "%s%zu@%s", i % 10 == 3 ? "temp" : "r", i,
+	    i % 7 == 0 ? "capped.example" : "example.org");
+	return p;
+}
+
+static void
+test_delivery_pool_all_once(void **state)
+{
+	struct kr_config cfg;
+	struct kr_delivery *d = NULL;
+	struct kr_err err = {0};
+	struct sums s = {0};
+	size_t i;
+
+	(void)state;
+	make_cfg(&cfg, 4, 16);
+	make_rows(1000, name_mixed);
+	fake_temp_once = 1;
+	domain_now = domain_max = 0;
+	assert_int_equal(kr_delivery_start(&cfg, NULL, &d, &err), 0);
+	kr_delivery_kick();
+	/* The 100 "temp" rows are deferred once and come back a second
+	 * later on the retry schedule. */
+	assert_true(wait_sent(1000, 60));
+	kr_delivery_stop(&d);
+	assert_null(d);
+	for (i = 0; i < n_rows; i++) {
+		assert_int_equal(rows[i].state, ROW_SENT);
+		assert_int_equal(rows[i].marks, 1);
+		assert_int_equal(rows[i].lease_until, 0);
+		assert_int_equal(rows[i].attempts,
+		    strncmp(rows[i].email, "temp", 4) == 0 ? 2 : 1);
+	}
+	/* The cap of one connection for capped.example held. */
+	assert_int_equal(domain_max, 1);
+	(void)s;
+}
+
+static void
+test_delivery_pool_stats(void **state)
+{
+	struct kr_config cfg;
+	struct kr_delivery *d = NULL;
+	struct kr_err err = {0};
+	struct sums s = {0};
+
+	(void)state;
+	make_cfg(&cfg, 2, 10);
+	make_rows(50, name_mixed);
+	fake_temp_once = 1;
+	assert_int_equal(kr_delivery_start(&cfg, NULL, &d, &err), 0);
+	assert_true(wait_sent(50, 30));
+	kr_delivery_stats_foreach(d, sum_stats, &s);
+	assert_int_equal(s.sent, 50);
+	assert_int_equal(s.deferred, 5);
+	assert_int_equal(kr_delivery_current_report(d), 1);
+	kr_delivery_stop(&d);
+}
+
+static void
+test_delivery_pool_stop_releases(void **state)
+{
+	struct kr_config cfg;
+	struct kr_delivery *d = NULL;
+	struct kr_err err = {0};
+	size_t i, sent;
+
+	(void)state;
+	make_cfg(&cfg, 4, 50);
+	make_rows(5000, name_mixed);
+	fake_temp_once = 0;
+	fake_delay_us = 200;
+	assert_int_equal(kr_delivery_start(&cfg, NULL, &d, &err), 0);
+	assert_true(wait_sent(100, 30));
+	kr_delivery_stop(&d);
+	fake_delay_us = 0;
+	sent = count_state(ROW_SENT);
+	assert_true(sent >= 100 && sent < 5000);
+	/* Nothing is left leased: what was not sent can be claimed at once
+	 * by the next start. */
+	for (i = 0; i < n_rows; i++) {
+		assert_int_equal(rows[i].lease_until, 0);
+		assert_true(rows[i].marks <= 1);
+	}
+	/* And the next pool finishes the job, once each. */
+	assert_int_equal(kr_delivery_start(&cfg, NULL, &d, &err), 0);
+	assert_true(wait_sent(5000, 60));
+	kr_delivery_stop(&d);
+	for (i = 0; i < n_rows; i++)
+		assert_int_equal(rows[i].marks, 1);
+}
+
+static void
+test_delivery_pool_reload(void **state)
+{
+	struct kr_config cfg, cfg2;
+	struct kr_delivery *d = NULL;
+	struct kr_err err = {0};
+
+	(void)state;
+	make_cfg(&cfg, 2, 10);
+	make_cfg(&cfg2, 3, 5);
+	make_rows(300, name_mixed);
+	fake_temp_once = 0;
+	assert_int_equal(kr_delivery_start(&cfg, NULL, &d, &err), 0);
+	kr_delivery_set_config(d, &cfg2, NULL);
+	assert_true(wait_sent(300, 30));
+	kr_delivery_stop(&d);
+	/* Stopping NULL and kicking with no pool are harmless. */
+	kr_delivery_stop(&d);
+	kr_delivery_kick();
+}
+
+static int
+cleanup(void **state)
+{
+	(void)state;
+	free(rows);
+	rows = NULL;
+	n_rows = 0;
+	return 0;
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_teardown(test_delivery_pool_all_once, cleanup),
+	    cmocka_unit_test_teardown(test_delivery_pool_stats, cleanup),
+	    cmocka_unit_test_teardown(test_delivery_pool_stop_releases,
+		cleanup),
+	    cmocka_unit_test_teardown(test_delivery_pool_reload, cleanup),
+	};
+
+	return cmocka_run_group_tests_name("delivery_pool", tests, NULL, NULL);
+}
