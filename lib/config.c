@@ -2126,9 +2126,13 @@ check_dkim(struct ctx *c, const struct kr_cfg_list *l, yaml_node_t *item,
            size_t i)
 {
 	yaml_node_t *k = map_key(c->doc, item, "dkim");
+	yaml_node_t *v = map_get(c->doc, item, "dkim");
 
+	/* A bad rsa: or ed25519: block has its own error already. */
 	if (k == NULL || l->dkim_domain == NULL ||
-	    l->dkim_rsa_selector != NULL || l->dkim_ed25519_selector != NULL)
+	    l->dkim_rsa_selector != NULL || l->dkim_ed25519_selector != NULL ||
+	    map_key(c->doc, v, "rsa") != NULL ||
+	    map_key(c->doc, v, "ed25519") != NULL)
 		return;
 	cerr(c, &k->start_mark,
 	     "lists[%zu].dkim: no key, expected rsa: { selector, key_file } "
