@@ -587,6 +587,12 @@ check_name(const char *what, const char *s, struct kr_err *err)
 	return 0;
 }
 
+bool
+kr_dkim_name_ok(const char *s)
+{
+	return check_name("name", s, NULL) == 0;
+}
+
 /* Reads a key file into locked memory (freed with sodium_free), refusing
  * one that group or others may read. */
 static int

@@ -46,6 +46,10 @@ KR_NODISCARD int kr_dkim_sign(const struct kr_dkim *dkim, const char *msg,
 KR_NODISCARD int kr_dkim_prepend(const struct kr_dkim *dkim,
     struct kr_buf *msg, int64_t now, struct kr_err *err);
 
+/* True when s is a DNS name fit for d= or s= (letters, digits, '-' and
+ * dots between labels). */
+bool kr_dkim_name_ok(const char *s);
+
 /* Key generation for `kairanctl dkim keygen`: writes DIR/SELECTOR-rsa.key
  * (RSA-2048, PEM PKCS#8) and DIR/SELECTOR-ed25519.key (base64 seed), both
  * 0600, refusing to overwrite either (KR_ERR_EXISTS, nothing written).
