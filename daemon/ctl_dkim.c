@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "buf.h"
 #include "config.h"
@@ -18,7 +19,8 @@
 static const char usage_text[] =
     "usage: kairanctl dkim keygen --domain DOMAIN --selector SEL "
     "[--dir DIR]\n"
-    "       kairanctl dkim check\n\n"
+    "       kairanctl dkim check\n"
+    "       kairanctl dkim sign [--list ID] [--time T] < MESSAGE > SIGNED\n\n"
     "keygen writes DIR/SEL-rsa.key (RSA-2048, PEM) and DIR/SEL-ed25519.key\n"
     "(Ed25519 seed, base64), both mode 0600, in DIR (default: the current\n"
     "folder); it never overwrites a key. It prints the two DNS TXT records\n"
@@ -26,6 +28,11 @@ static const char usage_text[] =
     "in zone-file form, and the dkim: block for the list in kairan.yaml.\n\n"
     "check looks up the TXT record of each key of each list with a dkim:\n"
     "block and says whether it matches the key file.\n\n"
+    "sign signs a whole message (RFC 5322) read on stdin as kairand does\n"
+    "for the list (default: the first list with a dkim: block; t= is now,\n"
+    "or T seconds since 1970) and writes it with its DKIM-Signature\n"
+    "fields on stdout, lines ending in CRLF: to try keys and DNS with an\n"
+    "outside checker.\n\n"
     "exit status: 0 ok (check: every record matches), 1 failure, 2 usage\n";
 
 static int
@@ -198,9 +205,108 @@ dkim_check(struct ctl *c, int argc, char **argv)
 	return CTL_OK;
 }
 
+#define SIGN_MAX (64 * 1024 * 1024) /* bytes of a message to sign */
+
+static int
+dkim_sign(struct ctl *c, int argc, char **argv)
+{
+	static const struct option opts[] = {{"list", 1, NULL, 'l'},
+	                                     {"time", 1, NULL, 't'},
+	                                     {NULL, 0, NULL, 0}};
+	const struct kr_cfg_list *l = NULL;
+	const char *list_id = NULL;
+	struct kr_dkim *d = NULL;
+	struct kr_err err = {0};
+	struct kr_buf msg;
+	char chunk[65536], *end;
+	long long now = (long long)time(NULL);
+	size_t n, i;
+	int ch, r = CTL_USAGE;
+
+	kr_buf_init(&msg, SIGN_MAX);
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "l:t:", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'l':
+			list_id = optarg;
+			break;
+		case 't':
+			now = strtoll(optarg, &end, 10);
+			if (*optarg == '\0' || *end != '\0' || now < 0) {
+				ctl_error("dkim sign: --time '%s' is not a "
+				          "number of seconds",
+				          optarg);
+				goto out;
+			}
+			break;
+		default:
+			fputs(usage_text, stderr);
+			goto out;
+		}
+	}
+	if (optind != argc) {
+		fputs(usage_text, stderr);
+		goto out;
+	}
+	if ((r = ctl_config(c)) != CTL_OK)
+		goto out;
+	r = CTL_FAIL;
+	for (i = 0; i < c->cfg->n_lists && l == NULL; i++)
+		if (list_id != NULL ? strcmp(c->cfg->lists[i].id, list_id) == 0
+		                    : c->cfg->lists[i].dkim_domain != NULL)
+			l = &c->cfg->lists[i];
+	if (l == NULL || l->dkim_domain == NULL) {
+		ctl_error("dkim sign: %s%s%s", list_id ? "list " : "",
+		          list_id ? list_id : "no list has a dkim: block",
+		          list_id ? (l ? " has no dkim: block" : " not found")
+		                  : "");
+		goto out;
+	}
+	if (kr_dkim_for_list(l, &d, &err) < 0) {
+		ctl_error("dkim sign: %s", err.msg);
+		goto out;
+	}
+	/* Lines ending in LF alone become CRLF, as SMTP will send them. */
+	while ((n = fread(chunk, 1, sizeof(chunk), stdin)) > 0) {
+		for (i = 0; i < n; i++) {
+			if (chunk[i] == '\n' &&
+			    (msg.len == 0 || msg.data[msg.len - 1] != '\r') &&
+			    kr_buf_putc(&msg, '\r') < 0)
+				break;
+			if (kr_buf_putc(&msg, chunk[i]) < 0)
+				break;
+		}
+		if (i < n) {
+			ctl_error("dkim sign: the message is over %d bytes",
+			          SIGN_MAX);
+			goto out;
+		}
+	}
+	if (ferror(stdin)) {
+		ctl_error("dkim sign: reading stdin failed");
+		goto out;
+	}
+	if (kr_dkim_prepend(d, &msg, (int64_t)now, &err) < 0) {
+		ctl_error("dkim sign: %s", err.msg);
+		goto out;
+	}
+	if (fwrite(msg.data, 1, msg.len, stdout) != msg.len ||
+	    fflush(stdout) != 0) {
+		ctl_error("dkim sign: writing stdout failed");
+		goto out;
+	}
+	r = CTL_OK;
+out:
+	kr_dkim_free(&d);
+	kr_buf_fini(&msg);
+	return r;
+}
+
 static int
 ctl_dkim(struct ctl *c, int argc, char **argv)
 {
+	if (argc >= 2 && strcmp(argv[1], "sign") == 0)
+		return dkim_sign(c, argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "keygen") == 0)
 		return dkim_keygen(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "check") == 0)
@@ -217,4 +323,4 @@ ctl_dkim(struct ctl *c, int argc, char **argv)
 }
 
 CTL_VERB(dkim, "dkim", ctl_dkim,
-         "keygen --domain D --selector S [--dir DIR] | check: DKIM keys");
+         "keygen --domain D --selector S [--dir DIR] | check | sign: DKIM");
