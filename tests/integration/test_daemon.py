@@ -167,7 +167,8 @@ def test_notify_and_reload():
     ns = harness.NotifySocket(base)
     k = harness.Kairan(base, smtp_port=smtp.port, delivery_extra=FAST,
                        env={"NOTIFY_SOCKET": ns.path,
-                            "WATCHDOG_USEC": "1000000"})
+                            "WATCHDOG_USEC": "1000000",
+                            "JOURNAL_STREAM": "8:12345"})
     i = ns.wait("READY=1")
     ok(i >= 0, "READY=1 arrives", ns.seen)
     st, _, _ = http("GET", k.url("/"))
@@ -215,6 +216,14 @@ def test_notify_and_reload():
     ok(rc == 0 and harness.wait_for(
         lambda: harness.rcpt_counts(smtp).get("after@example.org"), 60),
        "and still delivering on the old config", k.logtext())
+    ok(harness.wait_for(lambda: any(
+        x.startswith("STATUS=") and "report" in x for x in ns.poll()), 10),
+       "STATUS= tells about the report", [x for x in ns.seen
+                                          if x.startswith("STATUS=")])
+    with open(os.path.join(base, "kairand.log"), errors="replace") as f:
+        first = f.readline()
+    ok(first.startswith("<6>kairand starting"),
+       "under journald, log lines carry priority prefixes", first)
 
     mark = len(ns.poll())
     rc = k.stop()
