@@ -47,7 +47,7 @@
 
 #define KR_WEB_THREADS 2
 #define KR_WEB_CONN_LIMIT 1000
-#define KR_WEB_PER_IP_LIMIT 64
+#define KR_WEB_PER_IP_LIMIT 64            /* trusted proxies exempt */
 #define KR_WEB_TIMEOUT 10                 /* seconds idle: slowloris */
 #define KR_WEB_CONN_MEMORY (32 * 1024)    /* headers + buffers per conn */
 #define KR_WEB_BODY_MAX (16 * 1024)       /* form bodies: 413 past this */
@@ -92,12 +92,14 @@ struct kr_web {
 	struct MHD_Daemon *admin;
 	unsigned http_port;
 	struct kr_web_rl *rl;
+	struct kr_web_conns *conns;
 	char csp[160];
 	char csp_archive[200];
 
 	atomic_ulong n_requests, n_subscribe, n_subscribe_new, n_honeypot,
 	    n_rate_limited, n_confirm_mail, n_confirm_limited, n_confirmed,
-	    n_unsubscribed, n_bad_token, n_bad_address, n_errors;
+	    n_unsubscribed, n_bad_token, n_bad_address, n_errors,
+	    n_conn_refused;
 };
 
 enum route {
@@ -119,6 +121,9 @@ struct req {
 	struct MHD_PostProcessor *pp;
 	struct kr_buf email, list, name, honeypot, one_click, scope;
 };
+
+/* con_cls of a request without a body between the two calls. */
+static char no_body;
 
 static int64_t
 now_unix(void)
@@ -508,25 +513,77 @@ send_bad_token(struct kr_web *web, struct MHD_Connection *c, const char *lang,
 
 /* ---- request details ---- */
 
+/* The text of a socket address; false when it is not IP. */
+static bool
+sockaddr_text(const struct sockaddr *sa, char out[KR_WEB_IP_MAX])
+{
+	if (sa != NULL && sa->sa_family == AF_INET)
+		return inet_ntop(AF_INET,
+		    &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
+		    out, KR_WEB_IP_MAX) != NULL;
+	if (sa != NULL && sa->sa_family == AF_INET6)
+		return inet_ntop(AF_INET6,
+		    &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
+		    out, KR_WEB_IP_MAX) != NULL;
+	return false;
+}
+
 static void
 peer_ip(struct MHD_Connection *c, char out[KR_WEB_IP_MAX])
 {
 	const union MHD_ConnectionInfo *ci;
-	const struct sockaddr *sa;
 
-	snprintf(out, KR_WEB_IP_MAX, "unknown");
 	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-	if (ci == NULL || ci->client_addr == NULL)
-		return;
-	sa = ci->client_addr;
-	if (sa->sa_family == AF_INET)
-		inet_ntop(AF_INET,
-		    &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
-		    out, KR_WEB_IP_MAX);
-	else if (sa->sa_family == AF_INET6)
-		inet_ntop(AF_INET6,
-		    &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
-		    out, KR_WEB_IP_MAX);
+	if (ci == NULL || !sockaddr_text(ci->client_addr, out))
+		snprintf(out, KR_WEB_IP_MAX, "unknown");
+}
+
+static bool
+is_trusted(struct kr_web *web, const char *ip)
+{
+	struct view *v = view_acquire(web);
+	bool trusted = kr_web_nets_match(v->trusted, ip);
+
+	view_release(web, v);
+	return trusted;
+}
+
+/* The cap on connections per client address. MHD's own
+ * (MHD_OPTION_PER_IP_CONNECTION_LIMIT) would also cap a reverse proxy
+ * that carries everyone's requests, so trusted proxies are exempt here. */
+static enum MHD_Result
+accept_policy(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+	struct kr_web *web = cls;
+	char ip[KR_WEB_IP_MAX];
+
+	(void)addrlen;
+	if (!sockaddr_text(addr, ip) || is_trusted(web, ip) ||
+	    kr_web_conns_get(web->conns, ip) < KR_WEB_PER_IP_LIMIT)
+		return MHD_YES;
+	atomic_fetch_add(&web->n_conn_refused, 1);
+	return MHD_NO;
+}
+
+static void
+on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+    enum MHD_ConnectionNotificationCode toe)
+{
+	struct kr_web *web = cls;
+	char ip[KR_WEB_IP_MAX];
+
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		peer_ip(c, ip);
+		if (is_trusted(web, ip))
+			return;
+		kr_web_conns_add(web->conns, ip, 1);
+		*socket_context = kr_xstrdup(ip);
+	} else if (toe == MHD_CONNECTION_NOTIFY_CLOSED &&
+	    *socket_context != NULL) {
+		kr_web_conns_add(web->conns, *socket_context, -1);
+		free(*socket_context);
+		*socket_context = NULL;
+	}
 }
 
 static enum MHD_Result
@@ -1189,7 +1246,8 @@ request_done(void *cls, struct MHD_Connection *c, void **con_cls,
 	(void)cls;
 	(void)c;
 	(void)toe;
-	req_free(*con_cls);
+	if (*con_cls != &no_body)
+		req_free(*con_cls);
 	*con_cls = NULL;
 }
 
@@ -1238,20 +1296,63 @@ handle_post(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 	}
 }
 
+static bool
+has_body(struct MHD_Connection *c)
+{
+	const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+	    MHD_HTTP_HEADER_CONTENT_LENGTH);
+
+	return (cl != NULL && strtoull(cl, NULL, 10) > 0) ||
+	    MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+		MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
+}
+
+/* Answers a request that is not a POST to a POST route. */
+static enum MHD_Result
+handle_other(struct kr_web *web, struct MHD_Connection *c, const char *url,
+    const char *method)
+{
+	struct view *v = view_acquire(web);
+	enum route r = route_of(url);
+	bool get = strcmp(method, MHD_HTTP_METHOD_GET) == 0 ||
+	    strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+	enum MHD_Result ret;
+
+	if (r == R_NONE) {
+		ret = send_not_found(web, c, v->lang);
+	} else if (get && r != R_SUBSCRIBE) {
+		ret = handle_get(web, c, v, r, url);
+	} else {
+		const struct kr_pages_text *t = kr_pages_text(v->lang);
+
+		ret = send_message(web, c, 405, KR_WEB_FMT_HTML, v->lang,
+		    t->method_title, t->method_body, NULL, allowed(r), 0);
+	}
+	view_release(web, v);
+	return ret;
+}
+
 static enum MHD_Result
 on_http(void *cls, struct MHD_Connection *c, const char *url,
     const char *method, const char *version, const char *upload_data,
     size_t *upload_data_size, void **con_cls)
 {
 	struct kr_web *web = cls;
-	struct req *rq = *con_cls;
+	struct req *rq;
 	struct view *v = NULL;
 	const char *cl;
 	enum route r;
-	bool get, post;
 	enum MHD_Result ret = MHD_NO;
 
 	(void)version;
+	if (*con_cls == &no_body) {
+		/* The second call. Answering only now (not in the first call,
+		 * when MHD cannot know the body was read) keeps the
+		 * connection alive for the next request. */
+		*con_cls = NULL;
+		return handle_other(web, c, url, method);
+	}
+	rq = *con_cls;
 	if (rq != NULL) {
 		/* The body of a POST, in pieces, then one final call. */
 		if (*upload_data_size > 0) {
@@ -1276,30 +1377,22 @@ on_http(void *cls, struct MHD_Connection *c, const char *url,
 		goto out;
 	}
 
+	/* The first call: headers are in. */
 	atomic_fetch_add(&web->n_requests, 1);
 	r = route_of(url);
-	get = strcmp(method, MHD_HTTP_METHOD_GET) == 0 ||
-	    strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
-	post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
-	v = view_acquire(web);
-	if (r == R_NONE) {
-		ret = send_not_found(web, c, v->lang);
-		goto out;
-	}
-	if (get && r != R_SUBSCRIBE) {
-		ret = handle_get(web, c, v, r, url);
-		goto out;
-	}
-	if (!post || r == R_INDEX || r == R_ARCHIVE || r == R_ARCHIVE_ITEM) {
-		const struct kr_pages_text *t = kr_pages_text(v->lang);
-
-		ret = send_message(web, c, 405, KR_WEB_FMT_HTML, v->lang,
-		    t->method_title, t->method_body, NULL, allowed(r), 0);
-		goto out;
+	if (strcmp(method, MHD_HTTP_METHOD_POST) != 0 || r == R_NONE ||
+	    r == R_INDEX || r == R_ARCHIVE || r == R_ARCHIVE_ITEM) {
+		if (!has_body(c)) {
+			*con_cls = &no_body;
+			return MHD_YES;
+		}
+		/* A body nobody reads: answer now, MHD closes after. */
+		return handle_other(web, c, url, method);
 	}
 	cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
 	    MHD_HTTP_HEADER_CONTENT_LENGTH);
 	if (cl != NULL && strtoull(cl, NULL, 10) > KR_WEB_BODY_MAX) {
+		v = view_acquire(web);
 		ret = send_too_large(web, c, v);
 		goto out;
 	}
@@ -1401,6 +1494,9 @@ on_admin(void *cls, struct MHD_Connection *c, const char *url,
 	    "Sign-ups refused for a bad address.", web->n_bad_address);
 	metric(&out, "kairan_http_errors_total", "Answers with a 5xx status.",
 	    web->n_errors);
+	metric(&out, "kairan_http_connections_refused_total",
+	    "Connections refused by the per-address cap.",
+	    web->n_conn_refused);
 	pthread_mutex_lock(&web->lock);
 	fn = web->metrics_fn;
 	fn_ctx = web->metrics_ctx;
@@ -1415,6 +1511,8 @@ out:
 }
 
 /* ---- start and stop ---- */
+
+static void mhd_log(void *cls, const char *fmt, va_list ap) KR_PRINTF(2, 0);
 
 static void
 mhd_log(void *cls, const char *fmt, va_list ap)
@@ -1550,13 +1648,12 @@ start_daemon(struct kr_web *web, int fd, bool public, struct kr_err *err)
 	    MHD_USE_TURBO | MHD_USE_ERROR_LOG;
 
 	if (public)
-		d = MHD_start_daemon(flags, 0, NULL, NULL, on_http, web,
+		d = MHD_start_daemon(flags, 0, accept_policy, web, on_http, web,
 		    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, web,
 		    MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
 		    MHD_OPTION_THREAD_POOL_SIZE, (unsigned)KR_WEB_THREADS,
 		    MHD_OPTION_CONNECTION_LIMIT, (unsigned)KR_WEB_CONN_LIMIT,
-		    MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-		    (unsigned)KR_WEB_PER_IP_LIMIT,
+		    MHD_OPTION_NOTIFY_CONNECTION, on_connection, web,
 		    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)KR_WEB_TIMEOUT,
 		    MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 		    (size_t)KR_WEB_CONN_MEMORY,
@@ -1595,6 +1692,7 @@ kr_web_start(const struct kr_config *cfg, const struct kr_keyring *ring,
 		goto out;
 	}
 	make_csp(web);
+	web->conns = kr_web_conns_new();
 	web->rl = kr_web_rl_new(KR_WEB_RATE_PER_MIN / 60.0, KR_WEB_RATE_BURST,
 	    KR_WEB_RATE_KEYS);
 	if (view_new(web, cfg, ring, &web->view, err) == -1)
@@ -1709,6 +1807,7 @@ kr_web_stop(struct kr_web **webp)
 	view_free(&web->view);
 	kr_store_close(&web->store);
 	kr_web_rl_free(&web->rl);
+	kr_web_conns_free(&web->conns);
 	pthread_mutex_destroy(&web->store_lock);
 	pthread_cond_destroy(&web->released);
 	pthread_mutex_destroy(&web->lock);
