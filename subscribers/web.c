@@ -755,6 +755,7 @@ out:
 
 /* Looks up and verifies the token of the request for purpose. 1 valid
  * (*sub_out filled, *l_out the list or NULL when no longer configured),
+ * 2 valid but the subscription is gone (*sub_out holds the id and list),
  * 0 invalid, -1 store error (in e). Takes and releases the store lock. */
 static int
 check_token(struct kr_web *web, struct view *v, const char *tok,
@@ -776,8 +777,26 @@ check_token(struct kr_web *web, struct view *v, const char *tok,
 	pthread_mutex_unlock(&web->store_lock);
 	if (found == -1)
 		return -1;
-	if (found == 0)
+	if (found == 0) {
+		/* Removed by the operator since: a genuine token for one
+		 * of our lists still deserves a straight answer. */
+		size_t i;
+
+		for (i = 0; i < v->n_lists; i++)
+			if (kr_token_verify(v->ring, tok, purpose,
+				v->lists[i].id, now_unix(), max_age, &claims,
+				NULL) == 0) {
+				memset(sub_out, 0, sizeof(*sub_out));
+				sub_out->id = claims.subscriber_id;
+				snprintf(sub_out->list_id,
+				    sizeof(sub_out->list_id), "%s",
+				    v->lists[i].id);
+				sub_out->status = KR_SUB_UNSUBSCRIBED;
+				*l_out = &v->lists[i];
+				return 2;
+			}
 		return 0;
+	}
 	if (kr_token_verify(v->ring, tok, purpose, sub_out->list_id,
 		now_unix(), max_age, &claims, NULL) == -1 ||
 	    claims.subscriber_id != sub_out->id)
@@ -818,6 +837,11 @@ do_confirm(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 		goto out;
 	}
 	t = kr_pages_text(l->lang);
+	if (rc == 2) {
+		ret = send_message(web, c, 400, KR_WEB_FMT_HTML, t->lang,
+		    t->token_title, t->confirm_gone, NULL, NULL, 0);
+		goto out;
+	}
 	if (!post) {
 		const struct kr_web_var vars[] = {
 			{ "title", t->confirm_title, false },
@@ -932,10 +956,14 @@ do_unsubscribe(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 		    false);
 		goto out;
 	}
-	pthread_mutex_lock(&web->store_lock);
-	rc = kr_store_subscriber_unsubscribe(web->store, sub.id, all,
-	    now_unix(), &e);
-	pthread_mutex_unlock(&web->store_lock);
+	if (rc == 2) {
+		rc = 0; /* nothing left to change */
+	} else {
+		pthread_mutex_lock(&web->store_lock);
+		rc = kr_store_subscriber_unsubscribe(web->store, sub.id, all,
+		    now_unix(), &e);
+		pthread_mutex_unlock(&web->store_lock);
+	}
 	if (rc == -1) {
 		ret = send_store_error(web, c,
 		    one_click ? KR_WEB_FMT_TEXT : KR_WEB_FMT_HTML, t->lang, &e);

@@ -593,6 +593,14 @@ def main():
     st, _, _ = post(k, "/unsubscribe?t=" + tamper(ub or "x"),
                     "List-Unsubscribe=One-Click")
     h.ok(st == 400, "one-click with a tampered token: 400", st)
+    rc, out, err = k.ctl("subscribers", "remove", b2, "--list",
+                         "sips-report")
+    h.ok(rc == 0 and sub_row(k, "sips-report", b2) is None,
+         "the operator removes bob", out + err)
+    st, _, body = post(k, "/unsubscribe?t=" + (ub or ""),
+                       "List-Unsubscribe=One-Click")
+    h.ok(st == 200, "one-click for a removed subscription: still 200",
+         (st, body))
 
     # ---- archive ----
     st, _, body = get(k, "/archive")
