@@ -88,6 +88,15 @@ struct kr_web {
 	pthread_mutex_t store_lock;
 	struct kr_store *store;
 
+	/* The store worker: requests that touch the store run there, so
+	 * that an MHD thread never waits for SQLite and a slow write never
+	 * holds up the pages of the other connections on that thread. */
+	pthread_mutex_t q_lock;
+	pthread_cond_t q_cond;
+	struct req *q_head, *q_tail;
+	bool q_busy, q_stopping, q_quit, worker_started;
+	pthread_t worker;
+
 	struct MHD_Daemon *http;
 	struct MHD_Daemon *admin;
 	unsigned http_port;
@@ -115,12 +124,24 @@ enum route {
 /* One request with a body. */
 struct req {
 	enum route route;
+	bool is_post;
 	size_t body_len;
 	bool too_large;
 	bool field_too_long;
 	struct MHD_PostProcessor *pp;
 	struct kr_buf email, list, name, honeypot, one_click, scope;
+	/* Handed to the store worker: */
+	struct req *next;
+	struct MHD_Connection *conn;
+	char *url;
+	bool done;                  /* answer in resp/status */
+	struct MHD_Response *resp;
+	unsigned status;
 };
+
+/* While the store worker runs a handler, answers are captured here
+ * instead of queued (the connection is suspended). */
+static _Thread_local struct req *tl_capture;
 
 /* con_cls of a request without a body between the two calls. */
 static char no_body;
@@ -409,8 +430,16 @@ send_buf(struct kr_web *web, struct MHD_Connection *c, unsigned status,
 		MHD_add_response_header(r, "Retry-After", num);
 	}
 	add_common_headers(web, r, html, archive);
-	ret = MHD_queue_response(c, status, r);
-	MHD_destroy_response(r);
+	if (tl_capture != NULL) {
+		if (tl_capture->resp != NULL)
+			MHD_destroy_response(tl_capture->resp);
+		tl_capture->resp = r;
+		tl_capture->status = status;
+		ret = MHD_YES;
+	} else {
+		ret = MHD_queue_response(c, status, r);
+		MHD_destroy_response(r);
+	}
 	if (status >= 500)
 		atomic_fetch_add(&web->n_errors, 1);
 	return ret;
@@ -1264,6 +1293,9 @@ req_free(struct req *rq)
 	kr_buf_fini(&rq->honeypot);
 	kr_buf_fini(&rq->one_click);
 	kr_buf_fini(&rq->scope);
+	free(rq->url);
+	if (rq->resp != NULL)
+		MHD_destroy_response(rq->resp);
 	free(rq);
 }
 
@@ -1360,6 +1392,103 @@ handle_other(struct kr_web *web, struct MHD_Connection *c, const char *url,
 	return ret;
 }
 
+static struct req *
+req_new(enum route r, bool is_post)
+{
+	struct req *rq = kr_xcalloc(1, sizeof(*rq));
+
+	rq->route = r;
+	rq->is_post = is_post;
+	kr_buf_init(&rq->email, KR_WEB_FIELD_MAX);
+	kr_buf_init(&rq->list, 128);
+	kr_buf_init(&rq->name, KR_WEB_FIELD_MAX);
+	kr_buf_init(&rq->honeypot, KR_WEB_FIELD_MAX);
+	kr_buf_init(&rq->one_click, 64);
+	kr_buf_init(&rq->scope, 64);
+	return rq;
+}
+
+/* Runs queued requests against the store, one at a time (the store
+ * connection is one anyway), then wakes their connections. */
+static void *
+store_worker(void *arg)
+{
+	struct kr_web *web = arg;
+	struct req *rq;
+	struct view *v;
+
+	pthread_mutex_lock(&web->q_lock);
+	for (;;) {
+		while (web->q_head == NULL && !web->q_quit)
+			pthread_cond_wait(&web->q_cond, &web->q_lock);
+		if (web->q_head == NULL)
+			break;
+		rq = web->q_head;
+		web->q_head = rq->next;
+		if (web->q_head == NULL)
+			web->q_tail = NULL;
+		web->q_busy = true;
+		pthread_mutex_unlock(&web->q_lock);
+
+		tl_capture = rq;
+		v = view_acquire(web);
+		if (rq->is_post)
+			(void)handle_post(web, rq->conn, v, rq);
+		else
+			(void)handle_get(web, rq->conn, v, rq->route, rq->url);
+		view_release(web, v);
+		tl_capture = NULL;
+		rq->done = true;
+		MHD_resume_connection(rq->conn);
+
+		pthread_mutex_lock(&web->q_lock);
+		web->q_busy = false;
+		pthread_cond_broadcast(&web->q_cond);
+	}
+	pthread_mutex_unlock(&web->q_lock);
+	return NULL;
+}
+
+/* Suspends the connection and hands rq to the store worker; answers 503
+ * at once when the module is stopping. */
+static enum MHD_Result
+dispatch(struct kr_web *web, struct MHD_Connection *c, const char *url,
+    struct req *rq)
+{
+	const struct kr_pages_text *t;
+	struct view *v;
+	enum MHD_Result ret;
+
+	pthread_mutex_lock(&web->q_lock);
+	if (!web->q_stopping) {
+		rq->conn = c;
+		rq->url = kr_xstrdup(url);
+		MHD_suspend_connection(c);
+		if (web->q_tail != NULL)
+			web->q_tail->next = rq;
+		else
+			web->q_head = rq;
+		web->q_tail = rq;
+		pthread_cond_broadcast(&web->q_cond);
+		pthread_mutex_unlock(&web->q_lock);
+		return MHD_YES;
+	}
+	pthread_mutex_unlock(&web->q_lock);
+	v = view_acquire(web);
+	t = kr_pages_text(v->lang);
+	ret = send_message(web, c, 503, KR_WEB_FMT_HTML, v->lang, t->busy_title,
+	    t->busy_body, NULL, NULL, 5);
+	view_release(web, v);
+	return ret;
+}
+
+static bool
+needs_store(enum route r)
+{
+	return r == R_CONFIRM || r == R_UNSUBSCRIBE || r == R_ARCHIVE ||
+	    r == R_ARCHIVE_ITEM;
+}
+
 static enum MHD_Result
 on_http(void *cls, struct MHD_Connection *c, const char *url,
     const char *method, const char *version, const char *upload_data,
@@ -1378,10 +1507,24 @@ on_http(void *cls, struct MHD_Connection *c, const char *url,
 		 * when MHD cannot know the body was read) keeps the
 		 * connection alive for the next request. */
 		*con_cls = NULL;
+		r = route_of(url);
+		if (needs_store(r) &&
+		    (strcmp(method, MHD_HTTP_METHOD_GET) == 0 ||
+			strcmp(method, MHD_HTTP_METHOD_HEAD) == 0)) {
+			rq = req_new(r, false);
+			*con_cls = rq;
+			return dispatch(web, c, url, rq);
+		}
 		return handle_other(web, c, url, method);
 	}
 	rq = *con_cls;
 	if (rq != NULL) {
+		if (rq->done) {
+			/* Back from the store worker. */
+			if (rq->resp == NULL)
+				return MHD_NO;
+			return MHD_queue_response(c, rq->status, rq->resp);
+		}
 		/* The body of a POST, in pieces, then one final call. */
 		if (*upload_data_size > 0) {
 			rq->body_len += *upload_data_size;
@@ -1399,9 +1542,10 @@ on_http(void *cls, struct MHD_Connection *c, const char *url,
 				return MHD_NO;
 			return MHD_YES;
 		}
+		if (!rq->too_large)
+			return dispatch(web, c, url, rq);
 		v = view_acquire(web);
-		ret = rq->too_large ? send_too_large(web, c, v)
-				    : handle_post(web, c, v, rq);
+		ret = send_too_large(web, c, v);
 		goto out;
 	}
 
@@ -1414,7 +1558,16 @@ on_http(void *cls, struct MHD_Connection *c, const char *url,
 			*con_cls = &no_body;
 			return MHD_YES;
 		}
-		/* A body nobody reads: answer now, MHD closes after. */
+		/* A body nobody reads: answer now (MHD closes after), store
+		 * routes with a plain 405 or 404. */
+		if (needs_store(r)) {
+			v = view_acquire(web);
+			ret = send_message(web, c, 405, KR_WEB_FMT_HTML, v->lang,
+			    kr_pages_text(v->lang)->method_title,
+			    kr_pages_text(v->lang)->method_body, NULL,
+			    allowed(r), 0);
+			goto out;
+		}
 		return handle_other(web, c, url, method);
 	}
 	cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
@@ -1424,14 +1577,7 @@ on_http(void *cls, struct MHD_Connection *c, const char *url,
 		ret = send_too_large(web, c, v);
 		goto out;
 	}
-	rq = kr_xcalloc(1, sizeof(*rq));
-	rq->route = r;
-	kr_buf_init(&rq->email, KR_WEB_FIELD_MAX);
-	kr_buf_init(&rq->list, 128);
-	kr_buf_init(&rq->name, KR_WEB_FIELD_MAX);
-	kr_buf_init(&rq->honeypot, KR_WEB_FIELD_MAX);
-	kr_buf_init(&rq->one_click, 64);
-	kr_buf_init(&rq->scope, 64);
+	rq = req_new(r, true);
 	/* NULL when the body is neither urlencoded nor multipart: the form
 	 * is then empty. */
 	rq->pp = MHD_create_post_processor(c, 1024, post_field, rq);
@@ -1676,6 +1822,9 @@ start_daemon(struct kr_web *web, int fd, bool public, struct kr_err *err)
 	    MHD_USE_TURBO | MHD_USE_ERROR_LOG;
 
 	if (public)
+		flags |= MHD_ALLOW_SUSPEND_RESUME;
+
+	if (public)
 		d = MHD_start_daemon(flags, 0, accept_policy, web, on_http, web,
 		    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, web,
 		    MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
@@ -1715,6 +1864,8 @@ kr_web_start(const struct kr_config *cfg, const struct kr_keyring *ring,
 	pthread_mutex_init(&web->lock, NULL);
 	pthread_cond_init(&web->released, NULL);
 	pthread_mutex_init(&web->store_lock, NULL);
+	pthread_mutex_init(&web->q_lock, NULL);
+	pthread_cond_init(&web->q_cond, NULL);
 	if (sodium_init() < 0) {
 		kr_err_set(err, KR_ERR_IO, "web: libsodium failed to start");
 		goto out;
@@ -1729,6 +1880,11 @@ kr_web_start(const struct kr_config *cfg, const struct kr_keyring *ring,
 		kr_err_prefix(err, "web");
 		goto out;
 	}
+	if (pthread_create(&web->worker, NULL, store_worker, web) != 0) {
+		kr_err_set(err, KR_ERR_IO, "web: cannot start a thread");
+		goto out;
+	}
+	web->worker_started = true;
 	if (http_fd == -1 &&
 	    listen_on("http.listen", cfg->http_listen, &http_fd, err) == -1)
 		goto out;
@@ -1828,8 +1984,22 @@ kr_web_stop(struct kr_web **webp)
 	if (webp == NULL || *webp == NULL)
 		return;
 	web = *webp;
+	/* No connection may be suspended when MHD stops: let the worker
+	 * finish what is queued and take no more (dispatch answers 503). */
+	pthread_mutex_lock(&web->q_lock);
+	web->q_stopping = true;
+	while (web->q_head != NULL || web->q_busy)
+		pthread_cond_wait(&web->q_cond, &web->q_lock);
+	pthread_mutex_unlock(&web->q_lock);
 	if (web->http != NULL)
 		MHD_stop_daemon(web->http);
+	if (web->worker_started) {
+		pthread_mutex_lock(&web->q_lock);
+		web->q_quit = true;
+		pthread_cond_broadcast(&web->q_cond);
+		pthread_mutex_unlock(&web->q_lock);
+		pthread_join(web->worker, NULL);
+	}
 	if (web->admin != NULL)
 		MHD_stop_daemon(web->admin);
 	view_free(&web->view);
@@ -1837,6 +2007,8 @@ kr_web_stop(struct kr_web **webp)
 	kr_web_rl_free(&web->rl);
 	kr_web_conns_free(&web->conns);
 	pthread_mutex_destroy(&web->store_lock);
+	pthread_cond_destroy(&web->q_cond);
+	pthread_mutex_destroy(&web->q_lock);
 	pthread_cond_destroy(&web->released);
 	pthread_mutex_destroy(&web->lock);
 	free(web);
