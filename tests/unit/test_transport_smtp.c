@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -552,6 +553,82 @@ test_smtp_all_relays_down(void **state)
 	free_msgs(m, 2);
 }
 
+/* Looks, from inside the session (the done callback runs in it), for
+ * the client socket connected to the server and reads its TCP_NODELAY. */
+struct nodelay_probe {
+	int port;
+	int seen;    /* sockets to the server found */
+	int nodelay; /* their TCP_NODELAY, ANDed */
+};
+
+static void
+on_done_nodelay(void *ctx, struct kr_msg *msg)
+{
+	struct nodelay_probe *p = ctx;
+	struct sockaddr_in peer;
+	socklen_t l;
+	int fd, type, v;
+
+	(void)msg;
+	for (fd = 3; fd < 1024; fd++) {
+		l = sizeof(type);
+		if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l) != 0 ||
+		    type != SOCK_STREAM)
+			continue;
+		l = sizeof(peer);
+		if (getpeername(fd, (struct sockaddr *)&peer, &l) != 0 ||
+		    peer.sin_family != AF_INET ||
+		    ntohs(peer.sin_port) != p->port)
+			continue;
+		l = sizeof(v);
+		if (getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &l) != 0)
+			continue;
+		p->seen++;
+		p->nodelay = p->nodelay && v != 0;
+	}
+}
+
+/* libesmtp's socket gets TCP_NODELAY through our connect(), and does not
+ * when the benchmark switch turns it off. */
+static void
+test_smtp_sets_tcp_nodelay(void **state)
+{
+	struct server s = { 0 };
+	struct kr_config cfg;
+	struct kr_cfg_relay relays[1];
+	struct relay_spec spec[1] = { { "127.0.0.1", 0, KR_CFG_TLS_NONE,
+	    NULL, NULL, NULL } };
+	struct kr_transport *t = NULL;
+	struct kr_err err = { 0 };
+	struct kr_msg m[1];
+	struct nodelay_probe p = { 0, 0, 1 };
+
+	(void)state;
+	server_start(&s, NULL, NULL);
+	spec[0].port = s.port;
+	p.port = s.port;
+	make_config(&cfg, relays, spec, 1, 20);
+	init_msg(&m[0], 1, "a@example.jp", make_message("a@example.jp", 1));
+	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), 0);
+	assert_int_equal(kr_transport_smtp_ops.send(t, m, 1, on_done_nodelay,
+	    &p, &err), 0);
+	assert_int_equal(m[0].result, KR_SEND_OK);
+	assert_int_equal(p.seen, 1);
+	assert_int_equal(p.nodelay, 1);
+
+	kr_transport_smtp_set_nodelay(0);
+	p.seen = 0;
+	p.nodelay = 1;
+	assert_int_equal(kr_transport_smtp_ops.send(t, m, 1, on_done_nodelay,
+	    &p, &err), 0);
+	kr_transport_smtp_set_nodelay(1);
+	assert_int_equal(p.seen, 1);
+	assert_int_equal(p.nodelay, 0);
+	kr_transport_smtp_ops.destroy(&t);
+	free_msgs(m, 1);
+	server_stop(&s);
+}
+
 /* An address that would smuggle a command is refused, never sent; a 452
  * at RCPT defers only that message. */
 static void
@@ -828,6 +905,7 @@ main(void)
 		    test_smtp_drop_before_data_is_temp_and_hang_uncertain),
 		cmocka_unit_test(test_smtp_failover),
 		cmocka_unit_test(test_smtp_all_relays_down),
+		cmocka_unit_test(test_smtp_sets_tcp_nodelay),
 		cmocka_unit_test(test_smtp_refuses_command_injection),
 		cmocka_unit_test(test_smtp_refuses_plaintext_configs),
 		cmocka_unit_test(test_smtp_starttls_verified),
