@@ -31,8 +31,8 @@
 #include "transport.h"
 #include "xmem.h"
 
-static char base[64];      /* temporary folder of this run */
-static char *server_py;    /* tests/integration/smtp_server.py */
+static char base[64];   /* temporary folder of this run */
+static char *server_py; /* tests/integration/smtp_server.py */
 
 struct server {
 	pid_t pid;
@@ -127,7 +127,7 @@ server_start(struct server *s, const char *rules, const char *const *extra)
 	}
 	free(log);
 	for (i = 0; i < 300 && !port_open(s->port); i++) {
-		struct timespec ts = { 0, 50 * 1000 * 1000 };
+		struct timespec ts = {0, 50 * 1000 * 1000};
 
 		assert_int_equal(waitpid(s->pid, NULL, WNOHANG), 0);
 		nanosleep(&ts, NULL);
@@ -240,28 +240,33 @@ make_message(const char *rcpt, int body_lines)
 	int i;
 
 	kr_buf_init(&b, 0);
-	assert_int_equal(kr_buf_printf(&b,
-	    "From: SIPS <report@news.example.jp>\r\n"
-	    "To: <%s>\r\n"
-	    "Date: Wed, 25 Nov 2026 10:00:00 +0900\r\n"
-	    "Message-ID: <%s.1@news.example.jp>\r\n"
-	    "Subject: =?UTF-8?B?44K744Kt44Ol44Oq44OG44Kj?=\r\n"
-	    "MIME-Version: 1.0\r\n"
-	    "Content-Type: text/plain; charset=UTF-8\r\n"
-	    "Content-Transfer-Encoding: 8bit\r\n"
-	    "\r\n"
-	    "\xe3\x81\x93\xe3\x82\x93\xe3\x81\xab\xe3\x81\xa1\xe3\x81\xaf\r\n"
-	    ".\r\n"
-	    "..\r\n"
-	    ".leading dot\r\n"
-	    ". \r\n"
-	    "\r\n.\r\n",
-	    rcpt, rcpt), 0);
+	assert_int_equal(
+	    kr_buf_printf(&b,
+	                  "From: SIPS <report@news.example.jp>\r\n"
+	                  "To: <%s>\r\n"
+	                  "Date: Wed, 25 Nov 2026 10:00:00 +0900\r\n"
+	                  "Message-ID: <%s.1@news.example.jp>\r\n"
+	                  "Subject: =?UTF-8?B?44K744Kt44Ol44Oq44OG44Kj?=\r\n"
+	                  "MIME-Version: 1.0\r\n"
+	                  "Content-Type: text/plain; charset=UTF-8\r\n"
+	                  "Content-Transfer-Encoding: 8bit\r\n"
+	                  "\r\n"
+	                  "\xe3\x81\x93\xe3\x82\x93\xe3\x81\xab\xe3\x81\xa1\xe3"
+	                  "\x81\xaf\r\n"
+	                  ".\r\n"
+	                  "..\r\n"
+	                  ".leading dot\r\n"
+	                  ". \r\n"
+	                  "\r\n.\r\n",
+	                  rcpt, rcpt),
+	    0);
 	for (i = 0; i < body_lines; i++)
-		assert_int_equal(kr_buf_printf(&b,
-		    "%s%06d 0123456789abcdefghijklmnopqrstuvwxyz"
-		    "ABCDEFGHIJKLMNOPQRSTUVWXYZ\r\n",
-		    i % 7 == 0 ? "." : "", i), 0);
+		assert_int_equal(
+		    kr_buf_printf(&b,
+		                  "%s%06d 0123456789abcdefghijklmnopqrstuvwxyz"
+		                  "ABCDEFGHIJKLMNOPQRSTUVWXYZ\r\n",
+		                  i % 7 == 0 ? "." : "", i),
+		    0);
 	assert_int_equal(kr_buf_puts(&b, "end\r\n"), 0);
 	return kr_buf_steal(&b);
 }
@@ -298,7 +303,7 @@ struct relay_spec {
 
 static void
 make_config(struct kr_config *cfg, struct kr_cfg_relay *relays,
-    const struct relay_spec *spec, size_t n, unsigned timeout)
+            const struct relay_spec *spec, size_t n, unsigned timeout)
 {
 	size_t i;
 
@@ -337,33 +342,37 @@ assert_exact(const struct server *s, const struct kr_msg *m)
 static void
 test_smtp_batch_outcomes(void **state)
 {
-	struct server s = { 0 };
+	struct server s = {0};
 	struct kr_config cfg;
 	struct kr_cfg_relay relays[1];
-	struct relay_spec spec[1] = { { "127.0.0.1", 0, KR_CFG_TLS_NONE,
-	    NULL, NULL, NULL } };
+	struct relay_spec spec[1] = {
+	    {"127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL}};
 	struct kr_transport *t = NULL;
-	struct kr_err err = { 0 };
+	struct kr_err err = {0};
 	struct kr_msg m[5];
-	struct outcome o = { 0 };
-	const char *rcpt[5] = { "a@example.jp", "nobody@example.jp",
-		"later@example.jp", "b@example.jp", "c@example.jp" };
+	struct outcome o = {0};
+	const char *rcpt[5] = {"a@example.jp", "nobody@example.jp",
+	                       "later@example.jp", "b@example.jp",
+	                       "c@example.jp"};
 	char hp[64];
 	int i;
 
 	(void)state;
-	server_start(&s, "{\"rcpt\": {\"nobody@example.jp\": "
+	server_start(
+	    &s,
+	    "{\"rcpt\": {\"nobody@example.jp\": "
 	    "\"550 5.1.1 no such user\"}, \"data\": {\"later@example.jp\": "
-	    "\"451 4.3.0 try later\"}}", NULL);
+	    "\"451 4.3.0 try later\"}}",
+	    NULL);
 	spec[0].port = s.port;
 	make_config(&cfg, relays, spec, 1, 20);
 	for (i = 0; i < 5; i++)
 		init_msg(&m[i], 100 + i, rcpt[i],
-		    make_message(rcpt[i], i == 3 ? 20000 : 10));
+		         make_message(rcpt[i], i == 3 ? 20000 : 10));
 	o.srv = &s;
 	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), 0);
-	assert_int_equal(kr_transport_smtp_ops.send(t, m, 5, on_done, &o,
-	    &err), 0);
+	assert_int_equal(kr_transport_smtp_ops.send(t, m, 5, on_done, &o, &err),
+	                 0);
 	assert_int_equal(o.calls, 5);
 	for (i = 0; i < 5; i++)
 		assert_int_equal(o.ids[i], 100 + i);
@@ -402,17 +411,17 @@ test_smtp_batch_outcomes(void **state)
 static void
 test_smtp_drop_after_data_is_uncertain(void **state)
 {
-	struct server s = { 0 };
+	struct server s = {0};
 	struct kr_config cfg;
 	struct kr_cfg_relay relays[1];
-	struct relay_spec spec[1] = { { "127.0.0.1", 0, KR_CFG_TLS_NONE,
-	    NULL, NULL, NULL } };
+	struct relay_spec spec[1] = {
+	    {"127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL}};
 	struct kr_transport *t = NULL;
-	struct kr_err err = { 0 };
+	struct kr_err err = {0};
 	struct kr_msg m[3];
-	struct outcome o = { 0 };
-	const char *rcpt[3] = { "a@example.jp", "drop@example.jp",
-		"b@example.jp" };
+	struct outcome o = {0};
+	const char *rcpt[3] = {"a@example.jp", "drop@example.jp",
+	                       "b@example.jp"};
 	int i;
 
 	(void)state;
@@ -422,8 +431,8 @@ test_smtp_drop_after_data_is_uncertain(void **state)
 	for (i = 0; i < 3; i++)
 		init_msg(&m[i], i, rcpt[i], make_message(rcpt[i], 5));
 	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), 0);
-	assert_int_equal(kr_transport_smtp_ops.send(t, m, 3, on_done, &o,
-	    &err), 0);
+	assert_int_equal(kr_transport_smtp_ops.send(t, m, 3, on_done, &o, &err),
+	                 0);
 	assert_int_equal(o.calls, 3);
 	assert_int_equal(m[0].result, KR_SEND_OK);
 	assert_int_equal(m[1].result, KR_SEND_UNCERTAIN);
@@ -442,29 +451,31 @@ test_smtp_drop_after_data_is_uncertain(void **state)
 static void
 test_smtp_drop_before_data_is_temp_and_hang_uncertain(void **state)
 {
-	struct server s = { 0 };
+	struct server s = {0};
 	struct kr_config cfg;
 	struct kr_cfg_relay relays[1];
-	struct relay_spec spec[1] = { { "127.0.0.1", 0, KR_CFG_TLS_NONE,
-	    NULL, NULL, NULL } };
+	struct relay_spec spec[1] = {
+	    {"127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL}};
 	struct kr_transport *t = NULL;
-	struct kr_err err = { 0 };
+	struct kr_err err = {0};
 	struct kr_msg m[3];
-	struct outcome o = { 0 };
-	const char *rcpt[3] = { "dropcmd@example.jp", "a@example.jp",
-		"hang@example.jp" };
+	struct outcome o = {0};
+	const char *rcpt[3] = {"dropcmd@example.jp", "a@example.jp",
+	                       "hang@example.jp"};
 	int i;
 
 	(void)state;
-	server_start(&s, "{\"drop_at_data\": [\"dropcmd@example.jp\"], "
-	    "\"hang_data\": [\"hang@example.jp\"]}", NULL);
+	server_start(&s,
+	             "{\"drop_at_data\": [\"dropcmd@example.jp\"], "
+	             "\"hang_data\": [\"hang@example.jp\"]}",
+	             NULL);
 	spec[0].port = s.port;
 	make_config(&cfg, relays, spec, 1, 2);
 	for (i = 0; i < 3; i++)
 		init_msg(&m[i], i, rcpt[i], make_message(rcpt[i], 5));
 	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), 0);
-	assert_int_equal(kr_transport_smtp_ops.send(t, m, 3, on_done, &o,
-	    &err), 0);
+	assert_int_equal(kr_transport_smtp_ops.send(t, m, 3, on_done, &o, &err),
+	                 0);
 	assert_int_equal(o.calls, 3);
 	assert_int_equal(m[0].result, KR_SEND_TEMP);
 	assert_int_equal(m[1].result, KR_SEND_OK);
@@ -479,18 +490,18 @@ test_smtp_drop_before_data_is_temp_and_hang_uncertain(void **state)
 static void
 test_smtp_failover(void **state)
 {
-	struct server busy = { 0 }, s = { 0 };
+	struct server busy = {0}, s = {0};
 	struct kr_config cfg;
 	struct kr_cfg_relay relays[3];
 	struct relay_spec spec[3] = {
-		{ "127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL },
-		{ "127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL },
-		{ "127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL },
+	    {"127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL},
+	    {"127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL},
+	    {"127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL},
 	};
 	struct kr_transport *t = NULL;
-	struct kr_err err = { 0 };
+	struct kr_err err = {0};
 	struct kr_msg m[2];
-	struct outcome o = { 0 };
+	struct outcome o = {0};
 	char hp[64];
 
 	(void)state;
@@ -504,8 +515,8 @@ test_smtp_failover(void **state)
 	init_msg(&m[1], 2, "b@example.jp", make_message("b@example.jp", 3));
 	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), 0);
 	assert_int_equal(kr_transport_smtp_ops.probe(t, &err), 0);
-	assert_int_equal(kr_transport_smtp_ops.send(t, m, 2, on_done, &o,
-	    &err), 0);
+	assert_int_equal(kr_transport_smtp_ops.send(t, m, 2, on_done, &o, &err),
+	                 0);
 	assert_int_equal(o.calls, 2);
 	snprintf(hp, sizeof(hp), "127.0.0.1:%d", s.port);
 	assert_int_equal(m[0].result, KR_SEND_OK);
@@ -526,13 +537,13 @@ test_smtp_all_relays_down(void **state)
 	struct kr_config cfg;
 	struct kr_cfg_relay relays[2];
 	struct relay_spec spec[2] = {
-		{ "127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL },
-		{ "127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL },
+	    {"127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL},
+	    {"127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL},
 	};
 	struct kr_transport *t = NULL;
-	struct kr_err err = { 0 };
+	struct kr_err err = {0};
 	struct kr_msg m[2];
-	struct outcome o = { 0 };
+	struct outcome o = {0};
 
 	(void)state;
 	spec[0].port = free_port();
@@ -542,8 +553,8 @@ test_smtp_all_relays_down(void **state)
 	init_msg(&m[1], 2, "b@example.jp", make_message("b@example.jp", 1));
 	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), 0);
 	assert_int_equal(kr_transport_smtp_ops.probe(t, &err), -1);
-	assert_int_equal(kr_transport_smtp_ops.send(t, m, 2, on_done, &o,
-	    &err), -1);
+	assert_int_equal(kr_transport_smtp_ops.send(t, m, 2, on_done, &o, &err),
+	                 -1);
 	assert_int_equal(err.code, KR_ERR_TEMP);
 	assert_true(err.msg[0] != '\0');
 	assert_int_equal(o.calls, 2);
@@ -593,15 +604,15 @@ on_done_nodelay(void *ctx, struct kr_msg *msg)
 static void
 test_smtp_sets_tcp_nodelay(void **state)
 {
-	struct server s = { 0 };
+	struct server s = {0};
 	struct kr_config cfg;
 	struct kr_cfg_relay relays[1];
-	struct relay_spec spec[1] = { { "127.0.0.1", 0, KR_CFG_TLS_NONE,
-	    NULL, NULL, NULL } };
+	struct relay_spec spec[1] = {
+	    {"127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL}};
 	struct kr_transport *t = NULL;
-	struct kr_err err = { 0 };
+	struct kr_err err = {0};
 	struct kr_msg m[1];
-	struct nodelay_probe p = { 0, 0, 1 };
+	struct nodelay_probe p = {0, 0, 1};
 
 	(void)state;
 	server_start(&s, NULL, NULL);
@@ -610,8 +621,8 @@ test_smtp_sets_tcp_nodelay(void **state)
 	make_config(&cfg, relays, spec, 1, 20);
 	init_msg(&m[0], 1, "a@example.jp", make_message("a@example.jp", 1));
 	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), 0);
-	assert_int_equal(kr_transport_smtp_ops.send(t, m, 1, on_done_nodelay,
-	    &p, &err), 0);
+	assert_int_equal(
+	    kr_transport_smtp_ops.send(t, m, 1, on_done_nodelay, &p, &err), 0);
 	assert_int_equal(m[0].result, KR_SEND_OK);
 	assert_int_equal(p.seen, 1);
 	assert_int_equal(p.nodelay, 1);
@@ -619,8 +630,8 @@ test_smtp_sets_tcp_nodelay(void **state)
 	kr_transport_smtp_set_nodelay(0);
 	p.seen = 0;
 	p.nodelay = 1;
-	assert_int_equal(kr_transport_smtp_ops.send(t, m, 1, on_done_nodelay,
-	    &p, &err), 0);
+	assert_int_equal(
+	    kr_transport_smtp_ops.send(t, m, 1, on_done_nodelay, &p, &err), 0);
 	kr_transport_smtp_set_nodelay(1);
 	assert_int_equal(p.seen, 1);
 	assert_int_equal(p.nodelay, 0);
@@ -634,29 +645,31 @@ test_smtp_sets_tcp_nodelay(void **state)
 static void
 test_smtp_refuses_command_injection(void **state)
 {
-	struct server s = { 0 };
+	struct server s = {0};
 	struct kr_config cfg;
 	struct kr_cfg_relay relays[1];
-	struct relay_spec spec[1] = { { "127.0.0.1", 0, KR_CFG_TLS_NONE,
-	    NULL, NULL, NULL } };
+	struct relay_spec spec[1] = {
+	    {"127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL}};
 	struct kr_transport *t = NULL;
-	struct kr_err err = { 0 };
+	struct kr_err err = {0};
 	struct kr_msg m[3];
-	struct outcome o = { 0 };
+	struct outcome o = {0};
 
 	(void)state;
-	server_start(&s, "{\"rcpt\": {\"full@example.jp\": "
-	    "\"452 4.2.2 mailbox full\"}}", NULL);
+	server_start(&s,
+	             "{\"rcpt\": {\"full@example.jp\": "
+	             "\"452 4.2.2 mailbox full\"}}",
+	             NULL);
 	spec[0].port = s.port;
 	make_config(&cfg, relays, spec, 1, 20);
 	init_msg(&m[0], 1, "x@example.jp>\r\nRCPT TO:<victim@example.jp",
-	    make_message("x@example.jp", 1));
+	         make_message("x@example.jp", 1));
 	init_msg(&m[1], 2, "full@example.jp",
-	    make_message("full@example.jp", 1));
+	         make_message("full@example.jp", 1));
 	init_msg(&m[2], 3, "b@example.jp", make_message("b@example.jp", 1));
 	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), 0);
-	assert_int_equal(kr_transport_smtp_ops.send(t, m, 3, on_done, &o,
-	    &err), 0);
+	assert_int_equal(kr_transport_smtp_ops.send(t, m, 3, on_done, &o, &err),
+	                 0);
 	assert_int_equal(o.calls, 3);
 	assert_int_equal(m[0].result, KR_SEND_PERM);
 	assert_int_equal(m[1].result, KR_SEND_TEMP);
@@ -675,14 +688,14 @@ test_smtp_refuses_plaintext_configs(void **state)
 {
 	struct kr_config cfg;
 	struct kr_cfg_relay relays[1];
-	struct relay_spec implicit[1] = { { "127.0.0.1", 465, KR_CFG_TLS_TLS,
-	    NULL, NULL, NULL } };
-	struct relay_spec auth_clear[1] = { { "127.0.0.1", 25,
-	    KR_CFG_TLS_NONE, NULL, "kairan", "secret" } };
-	struct relay_spec bad_ca[1] = { { "127.0.0.1", 587,
-	    KR_CFG_TLS_STARTTLS, "/nonexistent/ca.pem", NULL, NULL } };
+	struct relay_spec implicit[1] = {
+	    {"127.0.0.1", 465, KR_CFG_TLS_TLS, NULL, NULL, NULL}};
+	struct relay_spec auth_clear[1] = {
+	    {"127.0.0.1", 25, KR_CFG_TLS_NONE, NULL, "kairan", "secret"}};
+	struct relay_spec bad_ca[1] = {{"127.0.0.1", 587, KR_CFG_TLS_STARTTLS,
+	                                "/nonexistent/ca.pem", NULL, NULL}};
 	struct kr_transport *t = NULL;
-	struct kr_err err = { 0 };
+	struct kr_err err = {0};
 
 	(void)state;
 	make_config(&cfg, relays, implicit, 1, 20);
@@ -738,15 +751,15 @@ make_tls_material(void)
  * message's outcome; *delivered how many the server took. */
 static int
 tls_send(const struct relay_spec *spec, const char *const *extra,
-    enum kr_send_result *res, int *delivered, struct kr_err *err)
+         enum kr_send_result *res, int *delivered, struct kr_err *err)
 {
-	struct server s = { 0 };
+	struct server s = {0};
 	struct kr_config cfg;
 	struct kr_cfg_relay relays[1];
 	struct relay_spec sp = *spec;
 	struct kr_transport *t = NULL;
 	struct kr_msg m[1];
-	struct outcome o = { 0 };
+	struct outcome o = {0};
 	int r;
 
 	server_start(&s, NULL, extra);
@@ -769,11 +782,12 @@ tls_send(const struct relay_spec *spec, const char *const *extra,
 static void
 test_smtp_starttls_verified(void **state)
 {
-	const char *extra[] = { "--tls-cert", srv_pem, "--tls-key", srv_key,
-		"--require-starttls", NULL };
-	struct relay_spec spec = { "localhost", 0, KR_CFG_TLS_STARTTLS,
-		ca_pem, NULL, NULL };
-	struct kr_err err = { 0 };
+	const char *extra[] = {"--tls-cert",         srv_pem,
+	                       "--tls-key",          srv_key,
+	                       "--require-starttls", NULL};
+	struct relay_spec spec = {"localhost", 0,    KR_CFG_TLS_STARTTLS,
+	                          ca_pem,      NULL, NULL};
+	struct kr_err err = {0};
 	enum kr_send_result res;
 	int delivered;
 
@@ -786,11 +800,12 @@ test_smtp_starttls_verified(void **state)
 static void
 test_smtp_starttls_wrong_ca_refused(void **state)
 {
-	const char *extra[] = { "--tls-cert", srv_pem, "--tls-key", srv_key,
-		"--require-starttls", NULL };
-	struct relay_spec spec = { "localhost", 0, KR_CFG_TLS_STARTTLS,
-		other_ca_pem, NULL, NULL };
-	struct kr_err err = { 0 };
+	const char *extra[] = {"--tls-cert",         srv_pem,
+	                       "--tls-key",          srv_key,
+	                       "--require-starttls", NULL};
+	struct relay_spec spec = {"localhost",  0,    KR_CFG_TLS_STARTTLS,
+	                          other_ca_pem, NULL, NULL};
+	struct kr_err err = {0};
 	enum kr_send_result res;
 	int delivered;
 
@@ -805,12 +820,13 @@ test_smtp_starttls_wrong_ca_refused(void **state)
 static void
 test_smtp_starttls_wrong_name_refused(void **state)
 {
-	const char *extra[] = { "--tls-cert", srv_pem, "--tls-key", srv_key,
-		"--require-starttls", NULL };
+	const char *extra[] = {"--tls-cert",         srv_pem,
+	                       "--tls-key",          srv_key,
+	                       "--require-starttls", NULL};
 	/* the certificate names "localhost", not 127.0.0.1 */
-	struct relay_spec spec = { "127.0.0.1", 0, KR_CFG_TLS_STARTTLS,
-		ca_pem, NULL, NULL };
-	struct kr_err err = { 0 };
+	struct relay_spec spec = {"127.0.0.1", 0,    KR_CFG_TLS_STARTTLS,
+	                          ca_pem,      NULL, NULL};
+	struct kr_err err = {0};
 	enum kr_send_result res;
 	int delivered;
 
@@ -823,9 +839,9 @@ test_smtp_starttls_wrong_name_refused(void **state)
 static void
 test_smtp_starttls_not_offered_no_downgrade(void **state)
 {
-	struct relay_spec spec = { "localhost", 0, KR_CFG_TLS_STARTTLS,
-		ca_pem, NULL, NULL };
-	struct kr_err err = { 0 };
+	struct relay_spec spec = {"localhost", 0,    KR_CFG_TLS_STARTTLS,
+	                          ca_pem,      NULL, NULL};
+	struct kr_err err = {0};
 	enum kr_send_result res;
 	int delivered;
 
@@ -839,13 +855,14 @@ test_smtp_starttls_not_offered_no_downgrade(void **state)
 static void
 test_smtp_auth(void **state)
 {
-	const char *extra[] = { "--tls-cert", srv_pem, "--tls-key", srv_key,
-		"--require-starttls", "--auth", "kairan:s3cret pass", NULL };
-	struct relay_spec good = { "localhost", 0, KR_CFG_TLS_STARTTLS,
-		ca_pem, "kairan", "s3cret pass" };
-	struct relay_spec bad = { "localhost", 0, KR_CFG_TLS_STARTTLS,
-		ca_pem, "kairan", "wrong" };
-	struct kr_err err = { 0 };
+	const char *extra[] = {
+	    "--tls-cert",         srv_pem,  "--tls-key",          srv_key,
+	    "--require-starttls", "--auth", "kairan:s3cret pass", NULL};
+	struct relay_spec good = {"localhost", 0,        KR_CFG_TLS_STARTTLS,
+	                          ca_pem,      "kairan", "s3cret pass"};
+	struct relay_spec bad = {"localhost", 0,        KR_CFG_TLS_STARTTLS,
+	                         ca_pem,      "kairan", "wrong"};
+	struct kr_err err = {0};
 	enum kr_send_result res;
 	int delivered;
 
@@ -872,7 +889,7 @@ group_setup(void **state)
 	if (mkdtemp(base) == NULL)
 		return -1;
 	server_py = kr_xasprintf("%s/tests/integration/smtp_server.py",
-	    root != NULL ? root : ".");
+	                         root != NULL ? root : ".");
 	if (access(server_py, R_OK) != 0)
 		return -1;
 	return make_tls_material();
@@ -899,22 +916,22 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_smtp_batch_outcomes),
-		cmocka_unit_test(test_smtp_drop_after_data_is_uncertain),
-		cmocka_unit_test(
-		    test_smtp_drop_before_data_is_temp_and_hang_uncertain),
-		cmocka_unit_test(test_smtp_failover),
-		cmocka_unit_test(test_smtp_all_relays_down),
-		cmocka_unit_test(test_smtp_sets_tcp_nodelay),
-		cmocka_unit_test(test_smtp_refuses_command_injection),
-		cmocka_unit_test(test_smtp_refuses_plaintext_configs),
-		cmocka_unit_test(test_smtp_starttls_verified),
-		cmocka_unit_test(test_smtp_starttls_wrong_ca_refused),
-		cmocka_unit_test(test_smtp_starttls_wrong_name_refused),
-		cmocka_unit_test(test_smtp_starttls_not_offered_no_downgrade),
-		cmocka_unit_test(test_smtp_auth),
+	    cmocka_unit_test(test_smtp_batch_outcomes),
+	    cmocka_unit_test(test_smtp_drop_after_data_is_uncertain),
+	    cmocka_unit_test(
+	        test_smtp_drop_before_data_is_temp_and_hang_uncertain),
+	    cmocka_unit_test(test_smtp_failover),
+	    cmocka_unit_test(test_smtp_all_relays_down),
+	    cmocka_unit_test(test_smtp_sets_tcp_nodelay),
+	    cmocka_unit_test(test_smtp_refuses_command_injection),
+	    cmocka_unit_test(test_smtp_refuses_plaintext_configs),
+	    cmocka_unit_test(test_smtp_starttls_verified),
+	    cmocka_unit_test(test_smtp_starttls_wrong_ca_refused),
+	    cmocka_unit_test(test_smtp_starttls_wrong_name_refused),
+	    cmocka_unit_test(test_smtp_starttls_not_offered_no_downgrade),
+	    cmocka_unit_test(test_smtp_auth),
 	};
 
-	return cmocka_run_group_tests_name("transport_smtp", tests,
-	    group_setup, group_teardown);
+	return cmocka_run_group_tests_name("transport_smtp", tests, group_setup,
+	                                   group_teardown);
 }
