@@ -232,6 +232,7 @@ struct smtp_mstate {
 	smtp_recipient_t r;
 	size_t off;         /* how much libesmtp has read */
 	bool eof;           /* libesmtp read the whole message */
+	bool peer_gone;     /* ... and the server had hung up by then */
 	bool mail_answered; /* the server replied to its MAIL */
 	bool finished;      /* outcome set and done called */
 	bool invalid;
@@ -545,6 +546,22 @@ on_interact(auth_client_request_t req, char **result, int fields, void *arg)
 	return 1;
 }
 
+/* True when the session's socket has seen the server close or reset. */
+static bool
+peer_hung_up(void)
+{
+	struct pollfd pfd;
+
+	if (tl_sess == NULL || tl_sess->fd < 0)
+		return false;
+	pfd.fd = tl_sess->fd;
+	pfd.events = POLLRDHUP;
+	pfd.revents = 0;
+	if (poll(&pfd, 1, 0) != 1)
+		return false;
+	return (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
 static const char *
 on_message(void **ctx, int *len, void *arg)
 {
@@ -559,7 +576,12 @@ on_message(void **ctx, int *len, void *arg)
 	}
 	left = ms->msg->len - ms->off;
 	if (left == 0) {
+		/* libesmtp writes the final dot next. If the server has
+		 * already hung up, it cannot get it: the message was not
+		 * delivered (libesmtp ignores write errors, so this is the
+		 * only place to tell). */
 		ms->eof = true;
+		ms->peer_gone = peer_hung_up();
 		*len = 0;
 		return NULL;
 	}
@@ -667,6 +689,7 @@ run_session(struct kr_transport *t, struct smtp_relay *r,
 			continue;
 		ms[i].off = 0;
 		ms[i].eof = false;
+		ms[i].peer_gone = false;
 		ms[i].mail_answered = false;
 		smtp_message_set_application_data_release(ms[i].m, &ms[i],
 		                                          NULL);
@@ -722,11 +745,12 @@ run_session(struct kr_transport *t, struct smtp_relay *r,
 	/* Messages still without an outcome: if the whole message went
 	 * and no reply came, nobody knows (RFC 1047); if the server had
 	 * answered for it, the failure is temporary; else it is handed to
-	 * the next session. */
+	 * the next session. A server that hung up before the final dot was
+	 * sent did not take the message: temporary. */
 	for (i = 0; i < n; i++) {
 		if (ms[i].finished || ms[i].m == NULL)
 			continue;
-		if (ms[i].eof)
+		if (ms[i].eof && !ms[i].peer_gone)
 			finish(&s, &ms[i], KR_SEND_UNCERTAIN, 0, why_out);
 		else if (ms[i].mail_answered)
 			finish(&s, &ms[i], KR_SEND_TEMP, 0, why_out);

@@ -12,6 +12,8 @@ test can change it while the server runs):
                                    # (the whole message came, no reply)
    "drop_at_data": ["addr@x"],     # close the connection on the DATA
                                    # command (no message sent)
+   "drop_mid_data": ["addr@x"],    # answer 354 to DATA, then close (the
+                                   # message body never arrives)
    "hang_data": ["addr@x"],        # take the whole message, never reply
    "connect": "421 4.7.0 busy",    # answer to every new connection
    "hang": false}                  # accept but never answer
@@ -100,9 +102,13 @@ class RuleSMTP(SMTP):
 
     async def smtp_DATA(self, arg):
         r = load_rules(self.event_handler.rules_path)
-        drop = r.get("drop_at_data", [])
-        if self.envelope is not None and any(
-                rc.lower() in drop for rc in self.envelope.rcpt_tos):
+        rcpts = [rc.lower() for rc in self.envelope.rcpt_tos] \
+            if self.envelope is not None else []
+        if any(rc in r.get("drop_at_data", []) for rc in rcpts):
+            self.transport.close()
+            return
+        if any(rc in r.get("drop_mid_data", []) for rc in rcpts):
+            await self.push("354 End data with <CR><LF>.<CR><LF>")
             self.transport.close()
             return
         await super().smtp_DATA(arg)

@@ -486,6 +486,41 @@ test_smtp_drop_before_data_is_temp_and_hang_uncertain(void **state)
 	server_stop(&s);
 }
 
+/* The server hangs up in the middle of a message: it cannot have it,
+ * temporary, not uncertain. 21 MB, more than loopback socket buffers
+ * hold, so the hang-up is seen before the end whatever the timing. */
+static void
+test_smtp_drop_mid_data_is_temp(void **state)
+{
+	struct server s = {0};
+	struct kr_config cfg;
+	struct kr_cfg_relay relays[1];
+	struct relay_spec spec[1] = {
+	    {"127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL}};
+	struct kr_transport *t = NULL;
+	struct kr_err err = {0};
+	struct kr_msg m[2];
+	struct outcome o = {0};
+
+	(void)state;
+	server_start(&s, "{\"drop_mid_data\": [\"mid@example.jp\"]}", NULL);
+	spec[0].port = s.port;
+	make_config(&cfg, relays, spec, 1, 20);
+	init_msg(&m[0], 1, "mid@example.jp",
+	         make_message("mid@example.jp", 300000));
+	init_msg(&m[1], 2, "b@example.jp", make_message("b@example.jp", 3));
+	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), 0);
+	assert_int_equal(kr_transport_smtp_ops.send(t, m, 2, on_done, &o, &err),
+	                 0);
+	assert_int_equal(o.calls, 2);
+	assert_int_equal(m[0].result, KR_SEND_TEMP);
+	assert_int_equal(m[1].result, KR_SEND_OK);
+	assert_int_equal(server_count(&s), 1);
+	kr_transport_smtp_ops.destroy(&t);
+	free_msgs(m, 2);
+	server_stop(&s);
+}
+
 /* Relay 1 refuses connections, relay 2 answers 421: relay 3 takes all. */
 static void
 test_smtp_failover(void **state)
@@ -920,6 +955,7 @@ main(void)
 	    cmocka_unit_test(test_smtp_drop_after_data_is_uncertain),
 	    cmocka_unit_test(
 	        test_smtp_drop_before_data_is_temp_and_hang_uncertain),
+	    cmocka_unit_test(test_smtp_drop_mid_data_is_temp),
 	    cmocka_unit_test(test_smtp_failover),
 	    cmocka_unit_test(test_smtp_all_relays_down),
 	    cmocka_unit_test(test_smtp_sets_tcp_nodelay),
