@@ -413,8 +413,9 @@ on_event(smtp_session_t session, int event, void *arg, ...)
 		if (ms == NULL)
 			break;
 		if (s->relay->user != NULL && !s->authenticated) {
-			/* Never send unauthenticated when AUTH is configured:
-			 * the relay is unusable, the message got nothing. */
+			/* AUTH is configured but did not succeed: no message
+			 * goes unauthenticated (libesmtp would carry on), the
+			 * relay is unusable and the message got nothing. */
 			abort_session(s, "AUTH failed or not offered");
 			break;
 		}

@@ -565,6 +565,42 @@ test_smtp_failover(void **state)
 	server_stop(&s);
 }
 
+/* A relay that accepts the connection and never greets times out (the
+ * greeting stage timeout) and the next relay takes the batch. */
+static void
+test_smtp_greeting_timeout_fails_over(void **state)
+{
+	struct server mute = {0}, s = {0};
+	struct kr_config cfg;
+	struct kr_cfg_relay relays[2];
+	struct relay_spec spec[2] = {
+	    {"127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL},
+	    {"127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL},
+	};
+	struct kr_transport *t = NULL;
+	struct kr_err err = {0};
+	struct kr_msg m[1];
+	struct outcome o = {0};
+
+	(void)state;
+	server_start(&mute, "{\"hang\": true}", NULL);
+	server_start(&s, NULL, NULL);
+	spec[0].port = mute.port;
+	spec[1].port = s.port;
+	make_config(&cfg, relays, spec, 2, 1);
+	init_msg(&m[0], 1, "a@example.jp", make_message("a@example.jp", 3));
+	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), 0);
+	assert_int_equal(kr_transport_smtp_ops.send(t, m, 1, on_done, &o, &err),
+	                 0);
+	assert_int_equal(o.calls, 1);
+	assert_int_equal(m[0].result, KR_SEND_OK);
+	assert_int_equal(server_count(&s), 1);
+	kr_transport_smtp_ops.destroy(&t);
+	free_msgs(m, 1);
+	server_stop(&mute);
+	server_stop(&s);
+}
+
 /* No relay reachable: -1, every message deferred, done still called. */
 static void
 test_smtp_all_relays_down(void **state)
@@ -957,6 +993,7 @@ main(void)
 	        test_smtp_drop_before_data_is_temp_and_hang_uncertain),
 	    cmocka_unit_test(test_smtp_drop_mid_data_is_temp),
 	    cmocka_unit_test(test_smtp_failover),
+	    cmocka_unit_test(test_smtp_greeting_timeout_fails_over),
 	    cmocka_unit_test(test_smtp_all_relays_down),
 	    cmocka_unit_test(test_smtp_sets_tcp_nodelay),
 	    cmocka_unit_test(test_smtp_refuses_command_injection),
