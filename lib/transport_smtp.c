@@ -47,6 +47,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,6 +84,9 @@ static struct {
 	long (*ctx_ctrl)(SSL_CTX *, int, long, void *);
 	long (*get_verify_result)(const SSL *);
 	X509 *(*get1_peer_certificate)(const SSL *);
+	void (*ctx_set_info_callback)(SSL_CTX *,
+	                              void (*)(const SSL *, int, int));
+	long (*ctrl)(SSL *, int, long, void *);
 	int ok;
 } ssl_fn;
 static pthread_once_t ssl_once = PTHREAD_ONCE_INIT;
@@ -118,6 +122,8 @@ ssl_load(void)
 	SSL_SYM(ctx_ctrl, "SSL_CTX_ctrl");
 	SSL_SYM(get_verify_result, "SSL_get_verify_result");
 	SSL_SYM(get1_peer_certificate, "SSL_get1_peer_certificate");
+	SSL_SYM(ctx_set_info_callback, "SSL_CTX_set_info_callback");
+	SSL_SYM(ctrl, "SSL_ctrl");
 }
 
 /* ---- connect() wrapper: TCP_NODELAY and a connect timeout ---- */
@@ -383,6 +389,27 @@ peer_ok(struct smtp_sess *s, SSL *ssl, char *why, size_t size)
 out:
 	X509_free(cert);
 	return ok;
+}
+
+/* libesmtp sends no SNI; many relays need it to pick their certificate.
+ * OpenSSL calls this as the handshake starts, before the ClientHello is
+ * built, in the session's thread: name the relay there. */
+static void
+on_tls_info(const SSL *ssl, int where, int ret)
+{
+	const char *host;
+	unsigned char ipbuf[16];
+
+	(void)ret;
+	if (!(where & SSL_CB_HANDSHAKE_START) || tl_sess == NULL)
+		return;
+	host = tl_sess->relay->host;
+	if (inet_pton(AF_INET, host, ipbuf) == 1 ||
+	    inet_pton(AF_INET6, host, ipbuf) == 1)
+		return; /* RFC 6066: no IP addresses in SNI */
+	/* SSL_set_tlsext_host_name(), which takes a non-const SSL */
+	(void)ssl_fn.ctrl((SSL *)(uintptr_t)ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME,
+	                  TLSEXT_NAMETYPE_host_name, (void *)(uintptr_t)host);
 }
 
 static struct smtp_mstate *
@@ -913,6 +940,7 @@ relay_tls(struct smtp_relay *r, const struct kr_cfg_relay *c,
 		           r->hostport);
 		goto out;
 	}
+	ssl_fn.ctx_set_info_callback(r->ssl_ctx, on_tls_info);
 	/* The handshake itself fails on a wrong name. */
 	vp = ssl_fn.ctx_get0_param(r->ssl_ctx);
 	if (inet_pton(AF_INET, r->host, ipbuf) == 1 ||

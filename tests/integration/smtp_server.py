@@ -3,6 +3,8 @@
 
 Every accepted message is written to DIR/<n>.eml and one JSON line is
 appended to DIR/log.jsonl: {"n", "mail_from", "rcpt", "size", "time"}.
+With TLS, the server name (SNI) each client sent is appended to
+DIR/sni.txt ("None" when it sent none).
 
 Behaviour is steered by a JSON rules file (re-read on every command, so a
 test can change it while the server runs):
@@ -141,6 +143,12 @@ def main():
     if a.tls_cert:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(a.tls_cert, a.tls_key)
+
+        def sni(sslobj, name, _ctx):
+            # the server name each TLS client asked for, one per line
+            with open(os.path.join(a.dir, "sni.txt"), "a") as f:
+                f.write("%s\n" % name)
+        ctx.sni_callback = sni
     if ctx and not a.implicit_tls:
         kw["tls_context"] = ctx
         kw["require_starttls"] = a.require_starttls

@@ -842,6 +842,17 @@ tls_send(const struct relay_spec *spec, const char *const *extra,
 	assert_int_equal(o.calls, 1);
 	*res = m[0].result;
 	*delivered = server_count(&s);
+	if (*delivered == 1) {
+		/* the client named the relay (SNI) */
+		char *p = kr_xasprintf("%s/sni.txt", s.dir);
+		size_t l = 0;
+		char *sni = slurp(p, &l);
+
+		assert_non_null(sni);
+		assert_string_equal(sni, "localhost\n");
+		free(sni);
+		free(p);
+	}
 	if (*delivered == 1)
 		assert_exact(&s, &m[0]);
 	kr_transport_smtp_ops.destroy(&t);
