@@ -24,7 +24,13 @@
  * - after a failed AUTH it carries on with MAIL unauthenticated: we watch
  *   the AUTH reply (monitor callback) and stop the session instead;
  * - it writes with write(2): SIGPIPE is blocked around the session;
+ * - it ignores write errors: whether the server hung up before the final
+ *   dot is read from the socket when the message ends (TEMP, else a
+ *   missing reply is UNCERTAIN);
  * - it hangs on TLS 1.3 session tickets: STARTTLS is capped at TLS 1.2;
+ * - it sends no SNI and checks host names without IP addresses: we add
+ *   SNI from an OpenSSL info callback and check the certificate with
+ *   OpenSSL (X509_check_host / X509_check_ip_asc) ourselves;
  * - its connect(2) is blocking with no timeout: our wrapper adds one.
  *
  * libssl: the Makefile links libcrypto but not libssl (pkg-config
