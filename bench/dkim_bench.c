@@ -115,10 +115,9 @@ worker_run(void *arg)
 			         "reader%zu@example.org", w->first + i + k);
 			snprintf(cl.email, sizeof(cl.email), "%s", rcpt[k]);
 			kr_buf_reset(&bufs[k]);
-			if (kr_compose_report_cached(w->cache, &cl, NULL,
-			                             w->ring, 1764115200,
-			                             &bufs[k], env[k],
-			                             &err) < 0 ||
+			if (kr_compose_report_cached(
+			        w->cache, &cl, NULL, w->ring, 1764115200,
+			        &bufs[k], env[k], &err) < 0 ||
 			    (w->dkim != NULL &&
 			     kr_dkim_prepend(w->dkim, &bufs[k], 1764115200,
 			                     &err) < 0)) {
@@ -161,8 +160,11 @@ pipeline(const struct kr_config *cfg, const struct kr_compose_cache *cache,
 	memset(w, 0, sizeof(w));
 	t0 = wall_now();
 	for (i = 0; i < nw; i++) {
-		w[i] = (struct worker){.cfg = cfg, .cache = cache, .ring = ring,
-		                       .dkim = dkim, .first = i * (n / nw),
+		w[i] = (struct worker){.cfg = cfg,
+		                       .cache = cache,
+		                       .ring = ring,
+		                       .dkim = dkim,
+		                       .first = i * (n / nw),
 		                       .n = n / nw};
 		if (pthread_create(&w[i].th, NULL, worker_run, &w[i]) != 0)
 			exit(1);
@@ -284,7 +286,8 @@ main(int argc, char **argv)
 			before = out.len;
 			if (runs[r].dkim != NULL &&
 			    kr_dkim_prepend(runs[r].dkim, &out,
-			                    1764115200 + (int64_t)i, &err) < 0) {
+			                    1764115200 + (int64_t)i,
+			                    &err) < 0) {
 				fprintf(stderr, "dkim_bench: %s\n", err.msg);
 				return 1;
 			}
@@ -296,8 +299,8 @@ main(int argc, char **argv)
 		runs[r].us = (cpu_now() - t0) * 1e6 / (double)(n ? n : 1);
 	}
 
-	printf("messages=%zu message_bytes=%zu dkim_fields_bytes_both=%zu\n",
-	       n, bytes / (n ? n : 1), sig_bytes / (n ? n : 1));
+	printf("messages=%zu message_bytes=%zu dkim_fields_bytes_both=%zu\n", n,
+	       bytes / (n ? n : 1), sig_bytes / (n ? n : 1));
 	/* Signing alone, kr_dkim_sign on one message: the composed one and
 	 * a 10 KB one (its header block, a 10 KB base64 body). */
 	{
@@ -340,14 +343,17 @@ main(int argc, char **argv)
 				printf("sign only, %5zu-byte message, %-6s "
 				       "%7.1f us/msg\n",
 				       sizes[k],
-				       r == 1 ? "Ed25519" : r == 2 ? "RSA" : "both",
+				       r == 1   ? "Ed25519"
+				       : r == 2 ? "RSA"
+				                : "both",
 				       (cpu_now() - t0) * 1e6 / (double)n);
 			}
 		kr_buf_fini(&m10);
 		kr_buf_fini(&sig);
 	}
 	for (r = 0; r < KR_NELEM(runs); r++) {
-		double base = (runs[0].us + runs[4].us) / 2, add = runs[r].us - base;
+		double base = (runs[0].us + runs[4].us) / 2,
+		       add = runs[r].us - base;
 
 		printf("%-30s %8.1f us/msg %8.0f msgs/cpu-s", runs[r].name,
 		       runs[r].us, 1e6 / runs[r].us);

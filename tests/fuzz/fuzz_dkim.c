@@ -70,9 +70,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		r = kr_dkim_txt_from_answer(data + 1, n, &a);
 		check(r >= -1 && r <= 1);
 		if (r == 1)
-			(void)kr_dkim_txt_match(a.data,
-			                        "v=DKIM1; k=ed25519; p=AAAA",
-			                        &err);
+			(void)kr_dkim_txt_match(
+			    a.data, "v=DKIM1; k=ed25519; p=AAAA", &err);
 		break;
 	case 1:
 		check(kr_dkim_canon_body(p, n, &a) == 0);
@@ -92,7 +91,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		r = kr_dkim_sign(dkim, p, n, 1764115200, &a, &err);
 		check(r == 0 || a.len == 0);
 		if (r == 0)
-			check(strncmp(a.data, "DKIM-Signature: v=1; ", 21) == 0);
+			check(strncmp(a.data, "DKIM-Signature: v=1; ", 21) ==
+			      0);
 		break;
 	}
 	kr_buf_fini(&a);

@@ -86,8 +86,9 @@ test_dkim_canon_header(void **state)
 	EXPECT_H("Subject: a\r\n b\r\n\tc", "subject:a b c");
 	EXPECT_H("Subject:\r\n =?UTF-8?B?5pel5pys?=\r\n =?UTF-8?B?6Kqe?=",
 	         "subject:=?UTF-8?B?5pel5pys?= =?UTF-8?B?6Kqe?=");
-	EXPECT_H("List-Unsubscribe: <https://x/u?t=a>,\r\n  <mailto:u@x>  \r\n ",
-	         "list-unsubscribe:<https://x/u?t=a>, <mailto:u@x>");
+	EXPECT_H(
+	    "List-Unsubscribe: <https://x/u?t=a>,\r\n  <mailto:u@x>  \r\n ",
+	    "list-unsubscribe:<https://x/u?t=a>, <mailto:u@x>");
 	/* Empty value; raw UTF-8 untouched. */
 	EXPECT_H("X-Empty:", "x-empty:");
 	EXPECT_H("X-Empty:  \r\n ", "x-empty:");
@@ -136,8 +137,9 @@ test_dkim_canon_body_paths(void **state)
 
 	(void)state;
 	for (i = 0; len < 10240; i++) {
-		body[len++] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx"
-		              "yz0123456789+/"[i % 64];
+		body[len++] =
+		    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx"
+		    "yz0123456789+/"[i % 64];
 		if (i % 76 == 75) {
 			body[len++] = '\r';
 			body[len++] = '\n';
@@ -146,7 +148,8 @@ test_dkim_canon_body_paths(void **state)
 	memcpy(body + len, "\r\n\r\n", 4);
 	len += 4;
 	got = canon_b(body, len);
-	assert_int_equal(strlen(got), len - 2 - (body[len - 5] == '\n' ? 2 : 0));
+	assert_int_equal(strlen(got),
+	                 len - 2 - (body[len - 5] == '\n' ? 2 : 0));
 	assert_memory_equal(got, body, strlen(got));
 	free(got);
 	for (i = 0; i < 200; i += 7) {
@@ -154,7 +157,9 @@ test_dkim_canon_body_paths(void **state)
 		size_t n = 200;
 
 		memcpy(flawed, body, n);
-		flawed[i] = (i / 7) % 3 == 0 ? ' ' : (i / 7) % 3 == 1 ? '\t' : '\n';
+		flawed[i] = (i / 7) % 3 == 0   ? ' '
+		            : (i / 7) % 3 == 1 ? '\t'
+		                               : '\n';
 		free(canon_b(flawed, n)); /* asserts the two agree */
 	}
 }
@@ -245,14 +250,14 @@ test_dkim_sign_shape(void **state)
 	(void)state;
 	kr_buf_init(&out, 0);
 	kr_buf_init(&again, 0);
-	assert_int_equal(kr_dkim_sign(d, MSG, strlen(MSG), 1764111600, &out,
-	                              &err),
-	                 0);
+	assert_int_equal(
+	    kr_dkim_sign(d, MSG, strlen(MSG), 1764111600, &out, &err), 0);
 	/* Two fields, RSA first, each one folded with CRLF lines of at
 	 * most 78 characters, every continuation starting with a TAB. */
-	assert_true(strncmp(out.data, "DKIM-Signature: v=1; a=rsa-sha256; "
-	                              "c=relaxed/relaxed;\r\n\td=news.example.jp;"
-	                              " s=t-rsa; t=1764111600;\r\n\th=From:",
+	assert_true(strncmp(out.data,
+	                    "DKIM-Signature: v=1; a=rsa-sha256; "
+	                    "c=relaxed/relaxed;\r\n\td=news.example.jp;"
+	                    " s=t-rsa; t=1764111600;\r\n\th=From:",
 	                    103) == 0);
 	ed = strstr(out.data, "\r\nDKIM-Signature: v=1; a=ed25519-sha256;");
 	assert_non_null(ed);
@@ -266,21 +271,21 @@ test_dkim_sign_shape(void **state)
 	assert_int_equal(out.data[out.len - 1], '\n');
 	/* h=: the present fields, From, Subject and the List-Unsubscribe
 	 * pair once more. Same (folded) list in both. */
-	assert_non_null(strstr(out.data, "h=From:From:To:Subject:Subject:Date:"
-	                                 "Message-ID:MIME-Version:\r\n\t"
-	                                 "Content-Type:List-Id:List-Unsubscribe:"
-	                                 "List-Unsubscribe:\r\n\t"
-	                                 "List-Unsubscribe-Post:"
-	                                 "List-Unsubscribe-Post;"));
+	assert_non_null(strstr(out.data,
+	                       "h=From:From:To:Subject:Subject:Date:"
+	                       "Message-ID:MIME-Version:\r\n\t"
+	                       "Content-Type:List-Id:List-Unsubscribe:"
+	                       "List-Unsubscribe:\r\n\t"
+	                       "List-Unsubscribe-Post:"
+	                       "List-Unsubscribe-Post;"));
 	assert_non_null(strstr(ed, "h=From:From:To:Subject:Subject:Date:"));
 	/* One body hash for both. */
 	assert_non_null(strstr(out.data, "bh="));
 	assert_memory_equal(strstr(out.data, "bh="), strstr(ed, "bh="), 47);
 	/* Both algorithms are deterministic: the same input signs the
 	 * same. */
-	assert_int_equal(kr_dkim_sign(d, MSG, strlen(MSG), 1764111600, &again,
-	                              &err),
-	                 0);
+	assert_int_equal(
+	    kr_dkim_sign(d, MSG, strlen(MSG), 1764111600, &again, &err), 0);
 	assert_string_equal(out.data, again.data);
 	kr_buf_fini(&out);
 	kr_buf_fini(&again);
@@ -309,8 +314,9 @@ test_dkim_empty_body_hash(void **state)
 	assert_non_null(strstr(out.data, "bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NM"
 	                                 "pJWZG3hSuFU=;"));
 	/* Only the fields present (plus the over-signed ones). */
-	assert_non_null(strstr(out.data, "h=From:From:Subject:Subject:"
-	                                 "List-Unsubscribe:List-Unsubscribe-Post;"));
+	assert_non_null(strstr(out.data,
+	                       "h=From:From:Subject:Subject:"
+	                       "List-Unsubscribe:List-Unsubscribe-Post;"));
 	kr_buf_fini(&out);
 	kr_dkim_free(&d);
 }
@@ -327,8 +333,8 @@ test_dkim_sign_refuses(void **state)
 	(void)state;
 	kr_buf_init(&out, 0);
 	assert_int_equal(kr_buf_puts(&out, "kept"), 0);
-	assert_int_equal(
-	    kr_dkim_sign(d, nofrom, strlen(nofrom), 1, &out, &err), -1);
+	assert_int_equal(kr_dkim_sign(d, nofrom, strlen(nofrom), 1, &out, &err),
+	                 -1);
 	assert_int_equal(err.code, KR_ERR_INVALID);
 	assert_non_null(strstr(err.msg, "no From"));
 	assert_string_equal(out.data, "kept");
@@ -404,13 +410,11 @@ test_dkim_key_files(void **state)
 	assert_int_equal(stat(ed, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
 	/* Either key alone. */
-	assert_int_equal(kr_dkim_new("example.jp", "s", rsa, NULL, NULL, &d,
-	                             &err),
-	                 0);
+	assert_int_equal(
+	    kr_dkim_new("example.jp", "s", rsa, NULL, NULL, &d, &err), 0);
 	kr_dkim_free(&d);
-	assert_int_equal(kr_dkim_new("example.jp", NULL, NULL, "s", ed, &d,
-	                             &err),
-	                 0);
+	assert_int_equal(
+	    kr_dkim_new("example.jp", NULL, NULL, "s", ed, &d, &err), 0);
 	kr_dkim_free(&d);
 	/* Neither, or a selector without a file. */
 	assert_int_equal(
@@ -418,20 +422,16 @@ test_dkim_key_files(void **state)
 	assert_int_equal(
 	    kr_dkim_new("example.jp", "s", NULL, NULL, NULL, &d, &err), -1);
 	/* Bad names never reach a field or a file name. */
-	assert_int_equal(kr_dkim_new("exa mple.jp", "s", rsa, NULL, NULL, &d,
-	                             &err),
-	                 -1);
-	assert_int_equal(kr_dkim_new("example.jp", "../s", rsa, NULL, NULL, &d,
-	                             &err),
-	                 -1);
-	assert_int_equal(kr_dkim_new("example.jp", "s;x=1", rsa, NULL, NULL,
-	                             &d, &err),
-	                 -1);
+	assert_int_equal(
+	    kr_dkim_new("exa mple.jp", "s", rsa, NULL, NULL, &d, &err), -1);
+	assert_int_equal(
+	    kr_dkim_new("example.jp", "../s", rsa, NULL, NULL, &d, &err), -1);
+	assert_int_equal(
+	    kr_dkim_new("example.jp", "s;x=1", rsa, NULL, NULL, &d, &err), -1);
 	/* Group-readable: refused, the message says how to fix it. */
 	assert_int_equal(chmod(ed, 0640), 0);
-	assert_int_equal(kr_dkim_new("example.jp", NULL, NULL, "s", ed, &d,
-	                             &err),
-	                 -1);
+	assert_int_equal(
+	    kr_dkim_new("example.jp", NULL, NULL, "s", ed, &d, &err), -1);
 	assert_int_equal(err.code, KR_ERR_INVALID);
 	assert_non_null(strstr(err.msg, "mode 0640"));
 	assert_non_null(strstr(err.msg, "chmod 600"));
@@ -443,30 +443,26 @@ test_dkim_key_files(void **state)
 	assert_int_equal(err.code, KR_ERR_NOTFOUND);
 	/* The wrong kind of key in each slot, garbage, short seeds: clear
 	 * errors, and never a key byte in the message. */
-	assert_int_equal(kr_dkim_new("example.jp", "s", ed, NULL, NULL, &d,
-	                             &err),
-	                 -1);
+	assert_int_equal(
+	    kr_dkim_new("example.jp", "s", ed, NULL, NULL, &d, &err), -1);
 	assert_non_null(strstr(err.msg, "RSA private key in PEM"));
-	assert_int_equal(kr_dkim_new("example.jp", NULL, NULL, "s", rsa, &d,
-	                             &err),
-	                 -1);
+	assert_int_equal(
+	    kr_dkim_new("example.jp", NULL, NULL, "s", rsa, &d, &err), -1);
 	assert_non_null(strstr(err.msg, "32-byte"));
 	write_file(bad, "c2hvcnQ=\n", 0600);
-	assert_int_equal(kr_dkim_new("example.jp", NULL, NULL, "s", bad, &d,
-	                             &err),
-	                 -1);
+	assert_int_equal(
+	    kr_dkim_new("example.jp", NULL, NULL, "s", bad, &d, &err), -1);
 	assert_non_null(strstr(err.msg, "32-byte"));
-	write_file(bad, "-----BEGIN PRIVATE KEY-----\nAAAA\n"
-	                "-----END PRIVATE KEY-----\n",
+	write_file(bad,
+	           "-----BEGIN PRIVATE KEY-----\nAAAA\n"
+	           "-----END PRIVATE KEY-----\n",
 	           0600);
-	assert_int_equal(kr_dkim_new("example.jp", "s", bad, NULL, NULL, &d,
-	                             &err),
-	                 -1);
+	assert_int_equal(
+	    kr_dkim_new("example.jp", "s", bad, NULL, NULL, &d, &err), -1);
 	assert_non_null(strstr(err.msg, "RSA private key in PEM"));
 	write_file(bad, "", 0600);
-	assert_int_equal(kr_dkim_new("example.jp", "s", bad, NULL, NULL, &d,
-	                             &err),
-	                 -1);
+	assert_int_equal(
+	    kr_dkim_new("example.jp", "s", bad, NULL, NULL, &d, &err), -1);
 	assert_null(d);
 	free(rsa);
 	free(ed);
@@ -515,11 +511,11 @@ test_dkim_txt_records(void **state)
 	assert_true(strncmp(txt_ed, "v=DKIM1; k=ed25519; p=", 22) == 0);
 	assert_int_equal(strlen(txt_ed), 22 + 44);
 	/* The RSA one is split into quoted strings of at most 255. */
-	assert_int_equal(kr_dkim_zone_record("t-rsa", "news.example.jp",
-	                                     txt_rsa, &z),
-	                 0);
-	assert_true(strncmp(z.data, "t-rsa._domainkey.news.example.jp. IN TXT "
-	                            "( \"v=DKIM1; k=rsa; p=",
+	assert_int_equal(
+	    kr_dkim_zone_record("t-rsa", "news.example.jp", txt_rsa, &z), 0);
+	assert_true(strncmp(z.data,
+	                    "t-rsa._domainkey.news.example.jp. IN TXT "
+	                    "( \"v=DKIM1; k=rsa; p=",
 	                    60) == 0);
 	assert_true(strlen(txt_rsa) > 255);
 	n = 0;
@@ -536,8 +532,9 @@ test_dkim_txt_records(void **state)
 	kr_buf_reset(&z);
 	assert_int_equal(
 	    kr_dkim_zone_record("t-ed25519", "news.example.jp", txt_ed, &z), 0);
-	assert_true(strncmp(z.data, "t-ed25519._domainkey.news.example.jp. IN "
-	                            "TXT \"v=DKIM1; k=ed25519; p=",
+	assert_true(strncmp(z.data,
+	                    "t-ed25519._domainkey.news.example.jp. IN "
+	                    "TXT \"v=DKIM1; k=ed25519; p=",
 	                    66) == 0);
 
 	/* Matching: whitespace and tag order do not matter, k= and p= do. */
