@@ -892,6 +892,76 @@ kr_dkim_free(struct kr_dkim **dkim)
 	*dkim = NULL;
 }
 
+struct kr_dkim_set {
+	size_t n;
+	char **ids;
+	struct kr_dkim **signers;
+};
+
+int
+kr_dkim_set_new(const struct kr_config *cfg, struct kr_dkim_set **set_out,
+                struct kr_err *err)
+{
+	struct kr_dkim_set *set = kr_xcalloc(1, sizeof(*set));
+	struct kr_dkim *d = NULL;
+	size_t i;
+	int rc = -1;
+
+	*set_out = NULL;
+	set->ids = kr_xcalloc(cfg->n_lists + 1, sizeof(*set->ids));
+	set->signers = kr_xcalloc(cfg->n_lists + 1, sizeof(*set->signers));
+	for (i = 0; i < cfg->n_lists; i++) {
+		switch (kr_dkim_for_list(&cfg->lists[i], &d, err)) {
+		case 1:
+			set->ids[set->n] = kr_xstrdup(cfg->lists[i].id);
+			set->signers[set->n++] = d;
+			d = NULL;
+			break;
+		case 0:
+			break;
+		default:
+			goto out;
+		}
+	}
+	*set_out = set;
+	set = NULL;
+	rc = 0;
+out:
+	kr_dkim_set_free(&set);
+	return rc;
+}
+
+const struct kr_dkim *
+kr_dkim_set_get(const struct kr_dkim_set *set, const char *list_id)
+{
+	size_t i;
+
+	if (set == NULL || list_id == NULL)
+		return NULL;
+	for (i = 0; i < set->n; i++)
+		if (strcmp(set->ids[i], list_id) == 0)
+			return set->signers[i];
+	return NULL;
+}
+
+void
+kr_dkim_set_free(struct kr_dkim_set **setp)
+{
+	struct kr_dkim_set *set;
+	size_t i;
+
+	if (setp == NULL || (set = *setp) == NULL)
+		return;
+	for (i = 0; i < set->n; i++) {
+		free(set->ids[i]);
+		kr_dkim_free(&set->signers[i]);
+	}
+	free(set->ids);
+	free(set->signers);
+	free(set);
+	*setp = NULL;
+}
+
 /* ---- keygen and DNS records ---- */
 
 static int

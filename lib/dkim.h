@@ -13,7 +13,9 @@
 
 struct kr_buf;
 struct kr_cfg_list;
+struct kr_config;
 struct kr_dkim;
+struct kr_dkim_set;
 struct kr_err;
 
 /* Loads the keys for domain d=: an RSA PEM key (1024 bits or more) and/or
@@ -34,6 +36,22 @@ KR_NODISCARD int kr_dkim_for_list(const struct kr_cfg_list *list,
                                   struct kr_err *err);
 /* Frees (wiping the keys) and sets *dkim to NULL. Accepts NULL. */
 void kr_dkim_free(struct kr_dkim **dkim);
+
+/* The signers of every list of a config, for the delivery workers: made
+ * once per config (start, reload) and swapped with it; read-only, shared
+ * by all threads. */
+/* Loads the keys of every list with a dkim: block. Returns 0 and *set_out
+ * (free with kr_dkim_set_free; empty when no list signs), or -1 with err
+ * naming the list and file: treat it like a config error (refuse to
+ * start; on reload keep the old config and set). */
+KR_NODISCARD int kr_dkim_set_new(const struct kr_config *cfg,
+                                 struct kr_dkim_set **set_out,
+                                 struct kr_err *err);
+/* The signer for list_id, or NULL when that list does not sign. Borrowed
+ * from set. */
+const struct kr_dkim *kr_dkim_set_get(const struct kr_dkim_set *set,
+                                      const char *list_id);
+void kr_dkim_set_free(struct kr_dkim_set **set);
 
 /* Signs msg (a whole RFC 5322 message, CRLF lines, as it will be sent)
  * and appends the DKIM-Signature field(s) to out, folded, each ending in

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "config.h"
 #include "dkim.h"
 #include "dkim_int.h"
 #include "err.h"
@@ -628,6 +629,66 @@ test_dkim_txt_from_answer(void **state)
 	kr_buf_fini(&out);
 }
 
+/* One signer per list that has a dkim: block, found by list id; a bad key
+ * file fails the whole set and names the list. */
+static void
+test_dkim_set(void **state)
+{
+	struct kr_config *cfg = NULL;
+	struct kr_dkim_set *set = NULL;
+	struct kr_err err = {0};
+	char *yaml, *errors = NULL;
+
+	(void)state;
+	yaml = kr_xasprintf(
+	    "public_url: https://news.example.jp\n"
+	    "delivery: {transport: maildir, maildir: m}\n"
+	    "lists:\n"
+	    "  - id: signed\n"
+	    "    from: a@news.example.jp\n"
+	    "    dkim: {domain: news.example.jp, ed25519: {selector: t-ed, "
+	    "key_file: %s/t-ed25519.key}}\n"
+	    "  - id: plain\n"
+	    "    from: b@news.example.jp\n"
+	    "  - id: both\n"
+	    "    from: c@news.example.jp\n"
+	    "    dkim:\n"
+	    "      domain: news.example.jp\n"
+	    "      rsa: {selector: t-rsa, key_file: %s/t-rsa.key}\n"
+	    "      ed25519: {selector: t-ed, key_file: %s/t-ed25519.key}\n",
+	    tmpdir, tmpdir, tmpdir);
+	if (kr_config_load_buf("t.yaml", yaml, strlen(yaml), &cfg, &errors) < 0)
+		fail_msg("%s", errors);
+	assert_int_equal(kr_dkim_set_new(cfg, &set, &err), 0);
+	assert_non_null(kr_dkim_set_get(set, "signed"));
+	assert_non_null(kr_dkim_set_get(set, "both"));
+	assert_null(kr_dkim_set_get(set, "plain"));
+	assert_null(kr_dkim_set_get(set, "nope"));
+	assert_null(kr_dkim_set_get(NULL, "signed"));
+	kr_dkim_set_free(&set);
+	assert_null(set);
+	kr_config_free(&cfg);
+	free(yaml);
+
+	yaml = kr_xasprintf("public_url: https://news.example.jp\n"
+	                    "delivery: {transport: maildir, maildir: m}\n"
+	                    "lists:\n"
+	                    "  - id: gone\n"
+	                    "    from: a@news.example.jp\n"
+	                    "    dkim: {domain: news.example.jp, ed25519: "
+	                    "{selector: t, key_file: %s/missing.key}}\n",
+	                    tmpdir);
+	if (kr_config_load_buf("t.yaml", yaml, strlen(yaml), &cfg, &errors) < 0)
+		fail_msg("%s", errors);
+	assert_int_equal(kr_dkim_set_new(cfg, &set, &err), -1);
+	assert_null(set);
+	assert_int_equal(err.code, KR_ERR_NOTFOUND);
+	assert_non_null(strstr(err.msg, "list gone: "));
+	assert_non_null(strstr(err.msg, "missing.key"));
+	kr_config_free(&cfg);
+	free(yaml);
+}
+
 int
 main(void)
 {
@@ -644,6 +705,7 @@ main(void)
 	    cmocka_unit_test(test_dkim_keygen_refuses_overwrite),
 	    cmocka_unit_test(test_dkim_txt_records),
 	    cmocka_unit_test(test_dkim_txt_from_answer),
+	    cmocka_unit_test(test_dkim_set),
 	};
 
 	return cmocka_run_group_tests_name("dkim", tests, setup_keys,
