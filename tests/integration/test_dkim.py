@@ -14,7 +14,8 @@ from email.message import EmailMessage
 from email.policy import SMTP
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import KAIRANCTL, Kairan, done, ok, tmpdir  # noqa: E402
+from harness import (KAIRANCTL, Kairan, done, ok, report, tmpdir,  # noqa
+                     wait_for)
 
 import dkim  # noqa: E402
 
@@ -283,6 +284,31 @@ def main():
     ok(rc == 1 and "mode 0644" in out, "dkim check names the bad key file",
        (rc, out, err))
     os.chmod(ed_key, 0o600)
+
+    # ---- a report composed by a real kairand (maildir transport) ----
+    base2 = tmpdir()
+    k2 = Kairan(base2, lists=lists_yaml(keys))
+    rc, out, err = k2.add_subscribers(["読者@example.jp", "reader@example.com"],
+                                      list_id="both")
+    ok(rc == 0, "kairand: two subscribers imported", (rc, out, err))
+    rc, out, err = k2.send_report(report(
+        "セキュリティレポート 2026年11月号：ネットワーク機器を狙う攻撃の急増",
+        "# 今月の要点\n\n- VPN 機器の脆弱性悪用  が急増\n\n本文です。\n" * 20,
+        list_id="both"))
+    ok(rc == 0, "kairand: report queued", (rc, out, err))
+    new = os.path.join(base2, "mail", "new")
+    wait_for(lambda: os.path.isdir(new) and len(os.listdir(new)) >= 2, 60)
+    files = sorted(os.listdir(new)) if os.path.isdir(new) else []
+    ok(len(files) == 2, "kairand composed two personal copies", files)
+    for name in files:
+        with open(os.path.join(new, name), "rb") as f:
+            composed = f.read()
+        rc, signed, err = sign(composed)
+        ok(rc == 0 and verify_all(signed, dnsfunc) == [True, True] and
+           b"List-Unsubscribe-Post" in signed,
+           "kairand's composed copy, signed, verifies (RSA and Ed25519)",
+           (rc, err, signed[:1500]))
+    k2.stop()
 
     # ---- check: this machine has no DNS ----
     rc, out, err = run("--config", k.config, "dkim", "check")
