@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -384,6 +385,59 @@ test_dkim_prepend(void **state)
 	kr_dkim_free(&d);
 }
 
+/* One struct kr_dkim shared by several threads, as the delivery workers
+ * share it: every signature equals the one made alone. */
+struct sign_job {
+	const struct kr_dkim *d;
+	const char *want;
+	int bad;
+};
+
+static void *
+sign_many(void *arg)
+{
+	struct sign_job *j = arg;
+	struct kr_buf out;
+	struct kr_err err = {0};
+	int i;
+
+	kr_buf_init(&out, 0);
+	for (i = 0; i < 40; i++) {
+		kr_buf_reset(&out);
+		if (kr_dkim_sign(j->d, MSG, strlen(MSG), 7, &out, &err) < 0 ||
+		    strcmp(out.data, j->want) != 0)
+			j->bad++;
+	}
+	kr_buf_fini(&out);
+	return NULL;
+}
+
+static void
+test_dkim_threads(void **state)
+{
+	struct kr_dkim *d = new_both();
+	struct sign_job jobs[4];
+	pthread_t th[4];
+	struct kr_buf want;
+	struct kr_err err = {0};
+	size_t i;
+
+	(void)state;
+	kr_buf_init(&want, 0);
+	assert_int_equal(kr_dkim_sign(d, MSG, strlen(MSG), 7, &want, &err), 0);
+	for (i = 0; i < 4; i++) {
+		jobs[i] = (struct sign_job){d, want.data, 0};
+		assert_int_equal(
+		    pthread_create(&th[i], NULL, sign_many, &jobs[i]), 0);
+	}
+	for (i = 0; i < 4; i++) {
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+		assert_int_equal(jobs[i].bad, 0);
+	}
+	kr_buf_fini(&want);
+	kr_dkim_free(&d);
+}
+
 static void
 write_file(const char *path, const char *text, mode_t mode)
 {
@@ -701,6 +755,7 @@ main(void)
 	    cmocka_unit_test(test_dkim_empty_body_hash),
 	    cmocka_unit_test(test_dkim_sign_refuses),
 	    cmocka_unit_test(test_dkim_prepend),
+	    cmocka_unit_test(test_dkim_threads),
 	    cmocka_unit_test(test_dkim_key_files),
 	    cmocka_unit_test(test_dkim_keygen_refuses_overwrite),
 	    cmocka_unit_test(test_dkim_txt_records),
