@@ -54,7 +54,7 @@ main(int argc, char **argv)
 	char from_name[] = "SIPS Security Report";
 	char from_addr[] = "report@news.example.jp", lang[] = "ja";
 	char footer[] = "株式会社Example 東京都千代田区… / 配信停止: "
-			"{{unsubscribe_url}}\n";
+	                "{{unsubscribe_url}}\n";
 	char url[] = "https://news.example.jp", bounce[] = "bounces.example.jp";
 	char reply[] = "info@example.jp";
 	struct kr_cfg_list list = {0};
@@ -71,7 +71,8 @@ main(int argc, char **argv)
 	double t0, t1, cached, plain, cold;
 
 	if (argc < 4) {
-		fprintf(stderr, "usage: compose_bench REPORT.md COUNT KEYFILE\n");
+		fprintf(stderr,
+		        "usage: compose_bench REPORT.md COUNT KEYFILE\n");
 		return 2;
 	}
 	n = strtoul(argv[2], NULL, 10);
@@ -110,10 +111,12 @@ main(int argc, char **argv)
 	cache = kr_compose_prepare(&cfg, &list, &row);
 	for (i = 0; i < n; i++) {
 		cl.subscriber_id = (int64_t)i + 1;
-		snprintf(cl.email, sizeof(cl.email), "reader%zu@example.org", i);
+		snprintf(cl.email, sizeof(cl.email), "reader%zu@example.org",
+		         i);
 		kr_buf_reset(&out);
 		if (kr_compose_report_cached(cache, &cl, NULL, ring,
-			1764115200 + (int64_t)i, &out, env, &err) < 0) {
+		                             1764115200 + (int64_t)i, &out, env,
+		                             &err) < 0) {
 			fprintf(stderr, "compose_bench: %s\n", err.msg);
 			return 1;
 		}
@@ -121,7 +124,8 @@ main(int argc, char **argv)
 		if (i == 0 && argc > 4) {
 			FILE *f = fopen(argv[4], "wb");
 
-			if (f == NULL || fwrite(out.data, 1, out.len, f) != out.len ||
+			if (f == NULL ||
+			    fwrite(out.data, 1, out.len, f) != out.len ||
 			    fclose(f) != 0) {
 				perror(argv[4]);
 				return 1;
@@ -137,7 +141,7 @@ main(int argc, char **argv)
 		cl.subscriber_id = (int64_t)i + 1;
 		kr_buf_reset(&out);
 		if (kr_compose_report(&cfg, &list, &row, &cl, ring, 1764115200,
-			&out, env, &err) < 0) {
+		                      &out, env, &err) < 0) {
 			fprintf(stderr, "compose_bench: %s\n", err.msg);
 			return 1;
 		}
@@ -151,7 +155,7 @@ main(int argc, char **argv)
 		kr_buf_reset(&out);
 		cache = kr_compose_prepare(&cfg, &list, &row);
 		if (kr_compose_report_cached(cache, &cl, NULL, ring, 1764115200,
-			&out, env, &err) < 0) {
+		                             &out, env, &err) < 0) {
 			fprintf(stderr, "compose_bench: %s\n", err.msg);
 			return 1;
 		}
@@ -161,7 +165,7 @@ main(int argc, char **argv)
 	cold = (double)(n / 20 + 1) / (t1 - t0);
 
 	printf("report_source_bytes=%zu html_bytes=%zu message_bytes=%zu\n",
-	    len, strlen(rep->html), bytes / (n ? n : 1));
+	       len, strlen(rep->html), bytes / (n ? n : 1));
 	printf("prepared_cache_msgs_per_cpu_second=%.0f\n", cached);
 	printf("kr_compose_report_msgs_per_cpu_second=%.0f\n", plain);
 	printf("cold_msgs_per_cpu_second=%.0f\n", cold);

@@ -27,12 +27,13 @@
 
 static int ctl_send(struct ctl *c, int argc, char **argv);
 CTL_VERB(send, "send", ctl_send,
-    "queue a report (FILE, URL or -) to its list; --dry-run renders only");
+         "queue a report (FILE, URL or -) to its list; --dry-run renders only");
 
 static void
 send_usage(FILE *f)
 {
-	fprintf(f,
+	fprintf(
+	    f,
 	    "usage: kairanctl send FILE|URL|- [--again] "
 	    "[--dry-run [N] [--out DIR]]\n\n"
 	    "Queues the report (Markdown with YAML front matter: subject,\n"
@@ -49,15 +50,14 @@ send_usage(FILE *f)
 
 /* Reads all of path ("-": stdin) into b, refusing more than max bytes. */
 static int
-read_source(const char *path, size_t max, struct kr_buf *b,
-    struct kr_err *err)
+read_source(const char *path, size_t max, struct kr_buf *b, struct kr_err *err)
 {
 	char chunk[65536];
 	ssize_t n;
 	int fd = -1, r = -1;
 
 	fd = strcmp(path, "-") == 0 ? STDIN_FILENO
-				     : open(path, O_RDONLY | O_CLOEXEC);
+	                            : open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		kr_err_set(err, KR_ERR_IO, "%s: %s", path, strerror(errno));
 		goto out;
@@ -68,7 +68,7 @@ read_source(const char *path, size_t max, struct kr_buf *b,
 			continue;
 		if (n < 0) {
 			kr_err_set(err, KR_ERR_IO, "%s: %s", path,
-			    strerror(errno));
+			           strerror(errno));
 			goto out;
 		}
 		if (n == 0)
@@ -76,7 +76,8 @@ read_source(const char *path, size_t max, struct kr_buf *b,
 		if (b->len + (size_t)n > max ||
 		    kr_buf_append(b, chunk, (size_t)n) < 0) {
 			kr_err_set(err, KR_ERR_INVALID,
-			    "%s: larger than %zu bytes, refused", path, max);
+			           "%s: larger than %zu bytes, refused", path,
+			           max);
 			goto out;
 		}
 	}
@@ -133,7 +134,7 @@ write_file(const char *dir, size_t i, const struct kr_buf *msg)
 
 static int
 dry_run(struct ctl *c, const char *name, const struct kr_buf *src, size_t n,
-    const char *outdir)
+        const char *outdir)
 {
 	struct kr_report *rep = NULL;
 	struct kr_report_row row;
@@ -154,7 +155,7 @@ dry_run(struct ctl *c, const char *name, const struct kr_buf *src, size_t n,
 		goto out;
 	}
 	if (kr_report_parse(c->cfg, name, src->data ? src->data : "", src->len,
-		&rep, &err) < 0) {
+	                    &rep, &err) < 0) {
 		ctl_error("%s", err.msg);
 		goto out;
 	}
@@ -171,17 +172,17 @@ dry_run(struct ctl *c, const char *name, const struct kr_buf *src, size_t n,
 	pick.v = calloc(n ? n : 1, sizeof(*pick.v));
 	if (pick.v == NULL)
 		abort();
-	if (kr_store_subscriber_count(c->store, list->id, KR_SUB_ACTIVE,
-		&total, &err) < 0 ||
+	if (kr_store_subscriber_count(c->store, list->id, KR_SUB_ACTIVE, &total,
+	                              &err) < 0 ||
 	    kr_store_subscriber_foreach(c->store, list->id, KR_SUB_ACTIVE,
-		pick_one, &pick, &err) < 0) {
+	                                pick_one, &pick, &err) < 0) {
 		ctl_error("%s", err.msg);
 		goto out;
 	}
 	if (pick.n == 0 && n > 0) {
 		/* nobody yet: show the message an example reader would get */
 		snprintf(pick.v[0].email, sizeof(pick.v[0].email),
-		    "reader@example.com");
+		         "reader@example.com");
 		snprintf(pick.v[0].name, sizeof(pick.v[0].name), "Example");
 		pick.n = 1;
 	}
@@ -204,7 +205,7 @@ dry_run(struct ctl *c, const char *name, const struct kr_buf *src, size_t n,
 		snprintf(cl.email, sizeof(cl.email), "%s", pick.v[i].email);
 		kr_buf_reset(&msg);
 		if (kr_compose_report_cached(cache, &cl, pick.v[i].name, ring,
-			now, &msg, env, &err) < 0) {
+		                             now, &msg, env, &err) < 0) {
 			ctl_error("%s: %s", cl.email, err.msg);
 			goto out;
 		}
@@ -212,17 +213,18 @@ dry_run(struct ctl *c, const char *name, const struct kr_buf *src, size_t n,
 			if (write_file(outdir, i + 1, &msg) < 0)
 				goto out;
 		} else {
-			printf("%s==> dry run %zu/%zu, envelope sender %s <==\n",
+			printf(
+			    "%s==> dry run %zu/%zu, envelope sender %s <==\n",
 			    i ? "\n" : "", i + 1, pick.n, env);
 			fwrite(msg.data, 1, msg.len, stdout);
 		}
 	}
 	fprintf(stderr,
-	    "dry run: report \"%s\" for list %s would go to %lld "
-	    "subscriber%s; rendered %zu message%s%s%s, queued nothing\n",
-	    rep->subject, list->id, (long long)total, total == 1 ? "" : "s",
-	    pick.n, pick.n == 1 ? "" : "s", outdir ? " into " : "",
-	    outdir ? outdir : "");
+	        "dry run: report \"%s\" for list %s would go to %lld "
+	        "subscriber%s; rendered %zu message%s%s%s, queued nothing\n",
+	        rep->subject, list->id, (long long)total, total == 1 ? "" : "s",
+	        pick.n, pick.n == 1 ? "" : "s", outdir ? " into " : "",
+	        outdir ? outdir : "");
 	r = CTL_OK;
 out:
 	kr_compose_cache_free(&cache);
@@ -242,12 +244,13 @@ ctl_send(struct ctl *c, int argc, char **argv)
 	bool again = false, dry = false;
 	size_t n = 3;
 	int64_t id = 0, queued = 0;
-	char *end;
+	char *end, name[4096];
 	int i, r = CTL_USAGE, rc;
 
 	kr_buf_init(&src, 0);
 	for (i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+		if (strcmp(argv[i], "--help") == 0 ||
+		    strcmp(argv[i], "-h") == 0) {
 			send_usage(stdout);
 			r = CTL_OK;
 			goto out;
@@ -259,8 +262,9 @@ ctl_send(struct ctl *c, int argc, char **argv)
 			    argv[i + 1][0] <= '9') {
 				n = strtoul(argv[++i], &end, 10);
 				if (*end != '\0' || n > 100000) {
-					ctl_error("--dry-run: expected a count, "
-						  "got '%s'",
+					ctl_error(
+					    "--dry-run: expected a count, "
+					    "got '%s'",
 					    argv[i]);
 					goto out;
 				}
@@ -293,7 +297,7 @@ ctl_send(struct ctl *c, int argc, char **argv)
 	r = CTL_FAIL;
 	if (is_url(what)) {
 		if (kr_fetch_url(what, KR_REPORT_MAX, KR_FETCH_DEFAULT_TIMEOUT,
-			&src, NULL, 0, &err) < 0) {
+		                 &src, NULL, 0, &err) < 0) {
 			ctl_error("%s", err.msg);
 			goto out;
 		}
@@ -301,24 +305,28 @@ ctl_send(struct ctl *c, int argc, char **argv)
 		ctl_error("%s", err.msg);
 		goto out;
 	}
+	/* the name in messages and the store: no URL password or token */
+	if (strcmp(what, "-") == 0)
+		snprintf(name, sizeof(name), "(stdin)");
+	else if (is_url(what))
+		kr_fetch_redact(what, name, sizeof(name));
+	else
+		snprintf(name, sizeof(name), "%s", what);
 	if (dry) {
-		r = dry_run(c, strcmp(what, "-") == 0 ? "(stdin)" : what, &src,
-		    n, outdir);
+		r = dry_run(c, name, &src, n, outdir);
 		goto out;
 	}
 	if ((rc = ctl_store(c)) != CTL_OK) {
 		r = rc;
 		goto out;
 	}
-	if (kr_report_queue(c->store, c->cfg,
-		strcmp(what, "-") == 0 ? "(stdin)" : what,
-		src.data ? src.data : "", src.len, again, &id, &queued,
-		&err) < 0) {
+	if (kr_report_queue(c->store, c->cfg, name, src.data ? src.data : "",
+	                    src.len, again, &id, &queued, &err) < 0) {
 		ctl_error("%s", err.msg);
 		goto out;
 	}
 	printf("report %lld queued to %lld subscribers\n", (long long)id,
-	    (long long)queued);
+	       (long long)queued);
 	r = CTL_OK;
 out:
 	kr_buf_fini(&src);

@@ -31,58 +31,67 @@ static const struct {
 	const char *name;
 	const char *text;
 } templates[] = {
-	{"report.html",
-	    "<!DOCTYPE html>\n"
-	    "<html lang=\"{{lang}}\">\n"
-	    "<head>\n"
-	    "<meta charset=\"utf-8\">\n"
-	    "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-	    "<title>{{report_title}}</title>\n"
-	    "</head>\n"
-	    "<body style=\"margin:0;padding:0;background:#ffffff;color:#222222;\">\n"
-	    "{{preheader}}<div style=\"max-width:640px;margin:0 auto;padding:16px;font-family:sans-serif;line-height:1.7;\">\n"
-	    "{{body}}\n"
-	    "<hr style=\"border:none;border-top:1px solid #cccccc;margin:32px 0 16px;\">\n"
-	    "<div style=\"font-size:13px;color:#444444;\">\n"
-	    "{{footer}}\n"
-	    "</div>\n"
-	    "</div>\n"
-	    "</body>\n"
-	    "</html>\n"},
-	{"report.txt",
-	    "{{body}}\n"
-	    "-- \n"
-	    "{{footer}}\n"},
-	{"footer.ja.txt",
-	    "このメールは「{{list_name}}」にご登録いただいた方にお送りしています。\n"
-	    "発行者: {{sender}}\n"
-	    "配信停止: {{unsubscribe_url}}\n"},
-	{"footer.en.txt",
-	    "You receive this because you subscribed to {{list_name}}.\n"
-	    "Sent by: {{sender}}\n"
-	    "Unsubscribe: {{unsubscribe_url}}\n"},
-	{"confirm.ja.txt",
-	    "Subject: 【{{list_name}}】配信登録の確認をお願いします\n"
-	    "このメールアドレス（{{email}}）で「{{list_name}}」の配信登録のお申し込みがありました。\n"
-	    "登録を完了するには、次のリンクを開き、表示されるページの「登録を確認する」ボタンを押してください。\n"
-	    "\n"
-	    "{{confirm_url}}\n"
-	    "\n"
-	    "お心当たりがない場合や登録をやめる場合は、このメールを破棄してください。確認されない限り登録は完了せず、今後このリストからメールが届くことはありません。\n"
-	    "\n"
-	    "このメールは自動送信です。\n"
-	    "発行者: {{sender}}\n"},
-	{"confirm.en.txt",
-	    "Subject: Please confirm your subscription to {{list_name}}\n"
-	    "Someone, probably you, asked to subscribe this address ({{email}}) to {{list_name}}.\n"
-	    "To complete the subscription, open the link below and press the \"Confirm\" button on the page it shows.\n"
-	    "\n"
-	    "{{confirm_url}}\n"
-	    "\n"
-	    "If you did not ask for this, or changed your mind, simply ignore this mail. Unless the subscription is confirmed, it is not completed and you will get no mail from this list.\n"
-	    "\n"
-	    "This message was sent automatically.\n"
-	    "Sent by: {{sender}}\n"},
+    {"report.html",
+     "<!DOCTYPE html>\n"
+     "<html lang=\"{{lang}}\">\n"
+     "<head>\n"
+     "<meta charset=\"utf-8\">\n"
+     "<meta name=\"viewport\" content=\"width=device-width, "
+     "initial-scale=1\">\n"
+     "<title>{{report_title}}</title>\n"
+     "</head>\n"
+     "<body style=\"margin:0;padding:0;background:#ffffff;color:#222222;\">\n"
+     "{{preheader}}<div style=\"max-width:640px;margin:0 "
+     "auto;padding:16px;font-family:sans-serif;line-height:1.7;\">\n"
+     "{{body}}\n"
+     "<hr style=\"border:none;border-top:1px solid #cccccc;margin:32px 0 "
+     "16px;\">\n"
+     "<div style=\"font-size:13px;color:#444444;\">\n"
+     "{{footer}}\n"
+     "</div>\n"
+     "</div>\n"
+     "</body>\n"
+     "</html>\n"},
+    {"report.txt", "{{body}}\n"
+                   "-- \n"
+                   "{{footer}}\n"},
+    {"footer.ja.txt",
+     "このメールは「{{list_name}}」にご登録いただいた方にお送りしています。\n"
+     "発行者: {{sender}}\n"
+     "配信停止: {{unsubscribe_url}}\n"},
+    {"footer.en.txt",
+     "You receive this because you subscribed to {{list_name}}.\n"
+     "Sent by: {{sender}}\n"
+     "Unsubscribe: {{unsubscribe_url}}\n"},
+    {"confirm.ja.txt", "Subject: 配信登録の確認をお願いします\n"
+                       "このメールアドレス（{{email}}）で「{{list_name}}"
+                       "」の配信登録のお申し込みがありました。\n"
+                       "登録を完了するには、次のリンクを開き、表示されるページ"
+                       "の「登録を確認する」ボタンを押してください。\n"
+                       "\n"
+                       "{{confirm_url}}\n"
+                       "\n"
+                       "お心当たりがない場合や登録をやめる場合は、このメールを"
+                       "破棄してください。確認されない限り登録は完了せず、今後"
+                       "このリストからメールが届くことはありません。\n"
+                       "\n"
+                       "このメールは自動送信です。\n"
+                       "発行者: {{sender}}\n"},
+    {"confirm.en.txt",
+     "Subject: Please confirm your subscription to {{list_name}}\n"
+     "Someone, probably you, asked to subscribe this address ({{email}}) to "
+     "{{list_name}}.\n"
+     "To complete the subscription, open the link below and press the "
+     "\"Confirm\" button on the page it shows.\n"
+     "\n"
+     "{{confirm_url}}\n"
+     "\n"
+     "If you did not ask for this, or changed your mind, simply ignore this "
+     "mail. Unless the subscription is confirmed, it is not completed and you "
+     "will get no mail from this list.\n"
+     "\n"
+     "This message was sent automatically.\n"
+     "Sent by: {{sender}}\n"},
 };
 
 const char *
@@ -227,7 +236,7 @@ tpl_fini(struct tpl *t)
  * slots, unknown placeholders kept as written. */
 static void
 tpl_add(struct tpl *t, struct kr_buf *lit, const char *src, size_t n,
-    enum tpl_mode mode, const struct vals *v)
+        enum tpl_mode mode, const struct vals *v)
 {
 	size_t i = 0, start = 0, e;
 	char key[32];
@@ -242,7 +251,8 @@ tpl_add(struct tpl *t, struct kr_buf *lit, const char *src, size_t n,
 			continue;
 		}
 		close = memmem(src + i + 2, n - i - 2, "}}", 2);
-		if (close == NULL || (size_t)(close - src - i - 2) >= sizeof(key)) {
+		if (close == NULL ||
+		    (size_t)(close - src - i - 2) >= sizeof(key)) {
 			i++;
 			continue;
 		}
@@ -267,8 +277,9 @@ tpl_add(struct tpl *t, struct kr_buf *lit, const char *src, size_t n,
 		} else if (strcmp(key, "preheader") == 0) {
 			val = v->preheader_html;
 		} else if (strcmp(key, "unsubscribe_url") != 0 &&
-		    strcmp(key, "name") != 0 && strcmp(key, "confirm_url") != 0 &&
-		    strcmp(key, "email") != 0) {
+		           strcmp(key, "name") != 0 &&
+		           strcmp(key, "confirm_url") != 0 &&
+		           strcmp(key, "email") != 0) {
 			i++;
 			continue; /* not ours: left as written */
 		}
@@ -306,7 +317,7 @@ struct subst {
 
 static void
 tpl_render(const struct tpl *t, struct kr_buf *out, bool html,
-    const struct subst *s)
+           const struct subst *s)
 {
 	size_t i;
 	const char *v;
@@ -321,9 +332,9 @@ tpl_render(const struct tpl *t, struct kr_buf *out, bool html,
 		v = g->kind == SEG_UNSUB     ? s->unsub_url
 		    : g->kind == SEG_CONFIRM ? s->confirm_url
 		    : g->kind == SEG_EMAIL   ? s->email
-					     : s->name;
+		                             : s->name;
 		put_val(out, v ? v : "", html ? MODE_HTML_TEXT : MODE_TEXT,
-		    (g->kind == SEG_UNSUB || g->kind == SEG_CONFIRM));
+		        (g->kind == SEG_UNSUB || g->kind == SEG_CONFIRM));
 	}
 }
 
@@ -345,7 +356,7 @@ struct kr_compose_cache {
 
 void
 kr_compose_link(const struct kr_config *cfg, const char *path,
-    const char *token, char *out, size_t outsz)
+                const char *token, char *out, size_t outsz)
 {
 	snprintf(out, outsz, "%s/%s?t=%s", cfg->public_url, path, token);
 }
@@ -354,7 +365,7 @@ static const char *
 lang_of(const struct kr_cfg_list *list)
 {
 	return list->language && strcmp(list->language, "ja") == 0 ? "ja"
-								   : "en";
+	                                                           : "en";
 }
 
 static char *
@@ -362,7 +373,7 @@ sender_of(const struct kr_cfg_list *list)
 {
 	if (list->from_name && list->from_name[0])
 		return kr_xasprintf("%s <%s>", list->from_name,
-		    list->from_addr);
+		                    list->from_addr);
 	return kr_xstrdup(list->from_addr);
 }
 
@@ -370,7 +381,7 @@ sender_of(const struct kr_cfg_list *list)
  * sender and how to stop) to t in the given mode. */
 static void
 add_footer(struct tpl *t, struct kr_buf *lit, const struct kr_cfg_list *list,
-    enum tpl_mode mode, const struct vals *v)
+           enum tpl_mode mode, const struct vals *v)
 {
 	char name[32];
 	const char *std, *p, *e;
@@ -391,7 +402,7 @@ add_footer(struct tpl *t, struct kr_buf *lit, const struct kr_cfg_list *list,
 		e = strchr(p, '\n');
 		e = e ? e + 1 : p + strlen(p);
 		if (has_unsub && memmem(p, (size_t)(e - p),
-				     "{{unsubscribe_url}}", 19) != NULL)
+		                        "{{unsubscribe_url}}", 19) != NULL)
 			continue;
 		tpl_add(t, lit, p, (size_t)(e - p), mode, v);
 	}
@@ -407,8 +418,8 @@ split_layout(const char *l, const char **body, const char **footer)
 }
 
 struct kr_compose_cache *
-kr_compose_prepare(const struct kr_config *cfg,
-    const struct kr_cfg_list *list, const struct kr_report_row *r)
+kr_compose_prepare(const struct kr_config *cfg, const struct kr_cfg_list *list,
+                   const struct kr_report_row *r)
 {
 	struct kr_compose_cache *c = kr_xcalloc(1, sizeof(*c));
 	struct kr_buf pre, lit;
@@ -430,8 +441,8 @@ kr_compose_prepare(const struct kr_config *cfg,
 	c->unsub_mailto = kr_xstrdup(list->unsubscribe_mailto);
 	dom = strrchr(list->from_addr, '@');
 	c->list_id_hdr = kr_xasprintf("%s.%s", list->id, dom ? dom + 1 : "");
-	c->feedback_id = kr_xasprintf("%lld:%s:kairan", (long long)r->id,
-	    list->id);
+	c->feedback_id =
+	    kr_xasprintf("%lld:%s:kairan", (long long)r->id, list->id);
 	c->subject = kr_xstrdup(r->subject);
 	c->report_id = r->id;
 	memcpy(c->hash, r->hash, sizeof(c->hash));
@@ -443,16 +454,17 @@ kr_compose_prepare(const struct kr_config *cfg,
 	c->allow_html = list->allow_html;
 
 	archive = list->archive && r->id > 0
-	    ? kr_xasprintf("%s/archive/%lld", cfg->public_url, (long long)r->id)
-	    : kr_xstrdup("");
+	              ? kr_xasprintf("%s/archive/%lld", cfg->public_url,
+	                             (long long)r->id)
+	              : kr_xstrdup("");
 	sender = sender_of(list);
 	if (r->preheader && r->preheader[0]) {
 		/* hidden preview text for mail clients' list view */
 		put_esc(&lit, r->preheader, strlen(r->preheader), false);
 		ph = kr_xasprintf("<div style=\"display:none;font-size:1px;"
-				  "line-height:1px;max-height:0;max-width:0;"
-				  "opacity:0;overflow:hidden;\">%s</div>\n",
-		    lit.data);
+		                  "line-height:1px;max-height:0;max-width:0;"
+		                  "opacity:0;overflow:hidden;\">%s</div>\n",
+		                  lit.data);
 		kr_buf_reset(&lit);
 	}
 	v.list_name = list->name ? list->name : list->id;
@@ -471,10 +483,10 @@ kr_compose_prepare(const struct kr_config *cfg,
 	if (pre.len > 0 && pre.data[pre.len - 1] != '\n')
 		puts_(&pre, "\n");
 	tpl_add(&scratch, &pre, body + 8, (size_t)(footer - body - 8),
-	    MODE_TEXT, &v);
+	        MODE_TEXT, &v);
 	add_footer(&c->text_tail, &lit, list, MODE_TEXT, &v);
 	tpl_add(&c->text_tail, &lit, footer + 10, strlen(footer + 10),
-	    MODE_TEXT, &v);
+	        MODE_TEXT, &v);
 	tpl_push(&c->text_tail, SEG_LIT, &lit);
 	/* the head has no subscriber slots: they would have been pushed
 	 * into scratch, which is dropped */
@@ -491,10 +503,10 @@ kr_compose_prepare(const struct kr_config *cfg,
 	tpl_add(&scratch, &pre, lay, (size_t)(body - lay), MODE_HTML, &v);
 	puts_(&pre, r->html ? r->html : "");
 	tpl_add(&scratch, &pre, body + 8, (size_t)(footer - body - 8),
-	    MODE_HTML, &v);
+	        MODE_HTML, &v);
 	add_footer(&c->html_tail, &lit, list, MODE_HTML_TEXT, &v);
 	tpl_add(&c->html_tail, &lit, footer + 10, strlen(footer + 10),
-	    MODE_HTML, &v);
+	        MODE_HTML, &v);
 	tpl_push(&c->html_tail, SEG_LIT, &lit);
 	c->html = kr_mime_part_new(pre.data ? pre.data : "", pre.len);
 
@@ -508,11 +520,11 @@ kr_compose_prepare(const struct kr_config *cfg,
 }
 
 void
-kr_compose_cache_free(struct kr_compose_cache **cp)
+kr_compose_cache_free(struct kr_compose_cache **cache)
 {
 	struct kr_compose_cache *c;
 
-	if (cp == NULL || (c = *cp) == NULL)
+	if (cache == NULL || (c = *cache) == NULL)
 		return;
 	free(c->public_url);
 	free(c->bounce_domain);
@@ -533,14 +545,14 @@ kr_compose_cache_free(struct kr_compose_cache **cp)
 	tpl_fini(&c->text_tail);
 	tpl_fini(&c->html_tail);
 	free(c);
-	*cp = NULL;
+	*cache = NULL;
 }
 
 /* The envelope sender: VERP with a BOUNCE token, or the list address. */
 static void
 envelope(const char *bounce_domain, const char *from_addr,
-    const struct kr_keyring *ring, const char *list_id, int64_t sub_id,
-    int64_t report_id, int64_t now, char env_from[256])
+         const struct kr_keyring *ring, const char *list_id, int64_t sub_id,
+         int64_t report_id, int64_t now, char env_from[256])
 {
 	struct kr_token_claims tc = {0};
 	char tok[KR_TOKEN_MAX];
@@ -559,10 +571,11 @@ envelope(const char *bounce_domain, const char *from_addr,
 }
 
 int
-kr_compose_report_cached(const struct kr_compose_cache *c,
-    const struct kr_claim *cl, const char *name,
-    const struct kr_keyring *ring, int64_t now, struct kr_buf *out,
-    char env_from[256], struct kr_err *err)
+kr_compose_report_cached(const struct kr_compose_cache *cache,
+                         const struct kr_claim *c, const char *name,
+                         const struct kr_keyring *ring, int64_t now,
+                         struct kr_buf *out, char env_from[256],
+                         struct kr_err *err)
 {
 	struct kr_token_claims tc = {0};
 	struct kr_mime_msg m = {0};
@@ -574,41 +587,41 @@ kr_compose_report_cached(const struct kr_compose_cache *c,
 	kr_buf_init(&tt, 0);
 	kr_buf_init(&ht, 0);
 	tc.purpose = KR_TOKEN_UNSUBSCRIBE;
-	tc.list_id = c->list_id;
-	tc.subscriber_id = cl->subscriber_id;
-	tc.report_id = c->report_id;
+	tc.list_id = cache->list_id;
+	tc.subscriber_id = c->subscriber_id;
+	tc.report_id = cache->report_id;
 	tc.issued_at = now;
 	kr_token_sign(ring, &tc, tok);
-	snprintf(url, sizeof(url), "%s/unsubscribe?t=%s", c->public_url, tok);
+	snprintf(url, sizeof(url), "%s/unsubscribe?t=%s", cache->public_url, tok);
 	s.unsub_url = url;
 	s.name = name;
-	s.email = cl->email;
-	tpl_render(&c->text_tail, &tt, false, &s);
-	tpl_render(&c->html_tail, &ht, true, &s);
+	s.email = c->email;
+	tpl_render(&cache->text_tail, &tt, false, &s);
+	tpl_render(&cache->html_tail, &ht, true, &s);
 
-	m.from_name = c->from_name;
-	m.from_addr = c->from_addr;
-	m.to_addr = cl->email;
-	m.reply_to = c->reply_to;
-	m.subject = c->subject;
-	m.list_name = c->list_name;
-	m.list_id = c->list_id_hdr;
+	m.from_name = cache->from_name;
+	m.from_addr = cache->from_addr;
+	m.to_addr = c->email;
+	m.reply_to = cache->reply_to;
+	m.subject = cache->subject;
+	m.list_name = cache->list_name;
+	m.list_id = cache->list_id_hdr;
 	m.unsub_url = url;
-	m.unsub_mailto = c->unsub_mailto;
-	m.feedback_id = c->feedback_id;
+	m.unsub_mailto = cache->unsub_mailto;
+	m.feedback_id = cache->feedback_id;
 	m.one_click = true;
 	m.bulk = true;
 	m.date = now;
-	m.text = c->text;
+	m.text = cache->text;
 	m.text_tail = tt.data;
 	m.text_tail_len = tt.len;
-	m.html = c->html;
+	m.html = cache->html;
 	m.html_tail = ht.data;
 	m.html_tail_len = ht.len;
 	if (kr_mime_compose(&m, out, err) < 0)
 		goto out;
-	envelope(c->bounce_domain, c->from_addr, ring, c->list_id,
-	    cl->subscriber_id, c->report_id, now, env_from);
+	envelope(cache->bounce_domain, cache->from_addr, ring, cache->list_id,
+	         c->subscriber_id, cache->report_id, now, env_from);
 	r = 0;
 out:
 	kr_buf_fini(&tt);
@@ -629,20 +642,22 @@ same(const char *a, const char *b)
  * or a re-read report row with equal contents reuses it). */
 static bool
 cache_matches(const struct kr_compose_cache *c, const struct kr_config *cfg,
-    const struct kr_cfg_list *list, const struct kr_report_row *r)
+              const struct kr_cfg_list *list, const struct kr_report_row *r)
 {
 	return c->report_id == r->id && r->id != 0 &&
-	    strncmp(c->hash, r->hash, sizeof(c->hash)) == 0 &&
-	    same(c->subject, r->subject) && same(c->preheader, r->preheader) &&
-	    same(c->public_url, cfg->public_url) &&
-	    same(c->bounce_domain, cfg->delivery.bounce_domain) &&
-	    same(c->list_id, list->id) && same(c->list_name, list->name) &&
-	    same(c->from_name, list->from_name) &&
-	    same(c->from_addr, list->from_addr) &&
-	    same(c->reply_to, list->reply_to) && same(c->footer, list->footer) &&
-	    same(c->language, list->language) &&
-	    same(c->unsub_mailto, list->unsubscribe_mailto) &&
-	    c->archive == list->archive && c->allow_html == list->allow_html;
+	       strncmp(c->hash, r->hash, sizeof(c->hash)) == 0 &&
+	       same(c->subject, r->subject) &&
+	       same(c->preheader, r->preheader) &&
+	       same(c->public_url, cfg->public_url) &&
+	       same(c->bounce_domain, cfg->delivery.bounce_domain) &&
+	       same(c->list_id, list->id) && same(c->list_name, list->name) &&
+	       same(c->from_name, list->from_name) &&
+	       same(c->from_addr, list->from_addr) &&
+	       same(c->reply_to, list->reply_to) &&
+	       same(c->footer, list->footer) &&
+	       same(c->language, list->language) &&
+	       same(c->unsub_mailto, list->unsubscribe_mailto) &&
+	       c->archive == list->archive && c->allow_html == list->allow_html;
 }
 
 /* kr_compose_report keeps the last report's cache per thread, so callers
@@ -668,9 +683,9 @@ cache_key_init(void)
 
 int
 kr_compose_report(const struct kr_config *cfg, const struct kr_cfg_list *list,
-    const struct kr_report_row *r, const struct kr_claim *c,
-    const struct kr_keyring *ring, int64_t now, struct kr_buf *out,
-    char env_from[256], struct kr_err *err)
+                  const struct kr_report_row *r, const struct kr_claim *c,
+                  const struct kr_keyring *ring, int64_t now,
+                  struct kr_buf *out, char env_from[256], struct kr_err *err)
 {
 	struct kr_compose_cache *cache;
 
@@ -683,15 +698,16 @@ kr_compose_report(const struct kr_config *cfg, const struct kr_cfg_list *list,
 			abort();
 	}
 	return kr_compose_report_cached(cache, c, NULL, ring, now, out,
-	    env_from, err);
+	                                env_from, err);
 }
 
 /* ---- the confirmation mail ---- */
 
 int
 kr_compose_confirm(const struct kr_config *cfg, const struct kr_cfg_list *list,
-    const struct kr_claim *c, const struct kr_keyring *ring, int64_t now,
-    struct kr_buf *out, char env_from[256], struct kr_err *err)
+                   const struct kr_claim *c, const struct kr_keyring *ring,
+                   int64_t now, struct kr_buf *out, char env_from[256],
+                   struct kr_err *err)
 {
 	struct kr_token_claims tc = {0};
 	struct kr_mime_msg m = {0};
@@ -721,7 +737,10 @@ kr_compose_confirm(const struct kr_config *cfg, const struct kr_cfg_list *list,
 	s.confirm_url = url;
 	s.email = c->email;
 
-	/* "Subject: …" on the first line, the body after */
+	/* "Subject: …" on the first line, the body after. The Japanese
+	 * subject leaves the list name to From and the body: a name whose only
+	 * Latin letters are capitals ("SIPS") makes SpamAssassin's
+	 * SUBJ_ALL_CAPS fire on an otherwise Japanese subject. */
 	snprintf(name, sizeof(name), "confirm.%s.txt", lang_of(list));
 	tp = kr_compose_template(name);
 	nl = strchr(tp, '\n');
@@ -736,7 +755,7 @@ kr_compose_confirm(const struct kr_config *cfg, const struct kr_cfg_list *list,
 	puts_(&lit, "\">\n<head>\n<meta charset=\"utf-8\">\n<title>");
 	put_esc(&lit, st.data, st.len, false);
 	puts_(&lit, "</title>\n</head>\n<body style=\"font-family:sans-serif;"
-		    "line-height:1.7;\">\n<p>");
+	            "line-height:1.7;\">\n<p>");
 	tpl_add(&html, &lit, nl + 1, strlen(nl + 1), MODE_HTML_TEXT, &v);
 	puts_(&lit, "</p>\n</body>\n</html>\n");
 	tpl_push(&html, SEG_LIT, &lit);
@@ -756,7 +775,7 @@ kr_compose_confirm(const struct kr_config *cfg, const struct kr_cfg_list *list,
 	if (kr_mime_compose(&m, out, err) < 0)
 		goto out;
 	envelope(cfg->delivery.bounce_domain, list->from_addr, ring, list->id,
-	    c->subscriber_id, 0, now, env_from);
+	         c->subscriber_id, 0, now, env_from);
 	r = 0;
 out:
 	tpl_fini(&subj);

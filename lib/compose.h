@@ -21,27 +21,33 @@ struct kr_report_row;
  * subscriber to out, and writes the envelope sender (VERP
  * bounces+TOKEN@bounce_domain when configured, else the list's address)
  * to env_from (256 bytes). */
-KR_NODISCARD int kr_compose_report(const struct kr_config *cfg,
-    const struct kr_cfg_list *list, const struct kr_report_row *r,
-    const struct kr_claim *c, const struct kr_keyring *ring, int64_t now,
-    struct kr_buf *out, char env_from[256], struct kr_err *err);
+KR_NODISCARD int
+kr_compose_report(const struct kr_config *cfg, const struct kr_cfg_list *list,
+                  const struct kr_report_row *r, const struct kr_claim *c,
+                  const struct kr_keyring *ring, int64_t now,
+                  struct kr_buf *out, char env_from[256], struct kr_err *err);
 /* The same for a confirmation mail (Auto-Submitted: auto-generated, in the
  * list's language, with the confirm link; never the subscriber's name). */
 KR_NODISCARD int kr_compose_confirm(const struct kr_config *cfg,
-    const struct kr_cfg_list *list, const struct kr_claim *c,
-    const struct kr_keyring *ring, int64_t now, struct kr_buf *out,
-    char env_from[256], struct kr_err *err);
+                                    const struct kr_cfg_list *list,
+                                    const struct kr_claim *c,
+                                    const struct kr_keyring *ring, int64_t now,
+                                    struct kr_buf *out, char env_from[256],
+                                    struct kr_err *err);
 /* ---- fast path: one cache per report, shared by every message ----
- * The delivery loop should call kr_compose_prepare once per report and
- * kr_compose_report_cached per claim (kr_compose_report does both each
- * time). The cache copies what it needs from cfg, list and r, and is
- * read-only afterwards: workers may share it across threads. */
+ * kr_compose_prepare renders and encodes what is the same for every
+ * subscriber; kr_compose_report_cached adds one subscriber. The cache
+ * copies what it needs from cfg, list and r and is read-only afterwards,
+ * so threads may share it. kr_compose_report keeps such a cache per
+ * thread for the last report it saw (compared by value, so a reloaded
+ * config takes effect at once): calling it per claim is as fast. */
 struct kr_compose_cache;
 
 /* Renders the layout around r's body and encodes it once. Returns the
  * cache (free with kr_compose_cache_free). r->id may be 0 (dry runs). */
 struct kr_compose_cache *kr_compose_prepare(const struct kr_config *cfg,
-    const struct kr_cfg_list *list, const struct kr_report_row *r);
+                                            const struct kr_cfg_list *list,
+                                            const struct kr_report_row *r);
 void kr_compose_cache_free(struct kr_compose_cache **cache);
 /* As kr_compose_report; name (may be NULL) fills {{name}} in the footer,
  * since struct kr_claim carries no name. */
@@ -56,6 +62,6 @@ const char *kr_compose_template(const char *name);
 
 /* Writes the public link for a token: "<public_url>/<path>?t=<token>". */
 void kr_compose_link(const struct kr_config *cfg, const char *path,
-    const char *token, char *out, size_t outsz);
+                     const char *token, char *out, size_t outsz);
 
 #endif

@@ -5,13 +5,16 @@
  * the "allowed keys" of error messages. Every problem is collected as one
  * "FILE:LINE:COLUMN: what, expected what" line; nothing stops at the first.
  * Cross-field rules (transport needs, unique list ids, secrets) run after
- * the walk, with the tree still there to point at. */
+ * the walk, with the tree still there to point at. YAML merge keys ("<<")
+ * are resolved here (libyaml leaves them to the application), with the
+ * work bounded so an alias bomb costs milliseconds. */
 #include "config.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -71,9 +74,9 @@ struct section;
 struct field {
 	const char *key;
 	enum ftype type;
-	size_t off;      /* in the section's struct */
-	const char *def; /* default, parsed like a value; NULL: none */
 	unsigned flags;
+	size_t off;         /* in the section's struct */
+	const char *def;    /* default, parsed like a value; NULL: none */
 	long long min, max; /* UINT, DURATION, DURLIST items; SEQ: item count */
 	const struct enumval *enums;
 	const struct section *sub; /* MAP, SEQ, DOMAINMAP */
@@ -1253,6 +1256,11 @@ conv_scalar(struct ctx *c, const struct field *f, const char *s, size_t len,
 			    f->enums[i].value;
 		return 0;
 	case FT_ADDR:
+		if (memchr(s, '<', len) != NULL) {
+			why =
+			    "has a display name or <>: write the bare address";
+			break;
+		}
 		if (check_addr(s, len, &why) < 0)
 			break;
 		set_str(base, f->off, kr_xstrndup(s, len));
@@ -2281,6 +2289,16 @@ config_release(struct kr_config *cfg)
 	free(cfg);
 }
 
+static pthread_once_t sodium_once = PTHREAD_ONCE_INIT;
+static bool sodium_ok;
+
+/* libsodium once per process, for sodium_malloc'd secrets. */
+static void
+sodium_start(void)
+{
+	sodium_ok = sodium_init() >= 0;
+}
+
 int
 kr_config_load_buf(const char *name, const char *data, size_t len,
                    struct kr_config **cfg_out, char **errors_out)
@@ -2304,7 +2322,7 @@ kr_config_load_buf_flags(const char *name, const char *data, size_t len,
 
 	*cfg_out = NULL;
 	*errors_out = NULL;
-	if (sodium_init() < 0) {
+	if (pthread_once(&sodium_once, sodium_start) != 0 || !sodium_ok) {
 		cerr(&c, NULL, "libsodium failed to initialise");
 		goto out;
 	}

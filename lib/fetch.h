@@ -23,8 +23,12 @@ struct kr_err;
  * Returns 0, or -1 with KR_ERR_INVALID (bad URL or scheme, HTTP 4xx,
  * wrong type, too large) or KR_ERR_IO (network, TLS, timeout, HTTP 5xx);
  * the message names the URL and the reason. */
-KR_NODISCARD int kr_fetch_url(const char *url, size_t max_bytes,
-    long timeout_s, struct kr_buf *out, char *ct_out, size_t ct_size,
-    struct kr_err *err);
+KR_NODISCARD int kr_fetch_url(const char *url, size_t max_bytes, long timeout_s,
+                              struct kr_buf *out, char *ct_out, size_t ct_size,
+                              struct kr_err *err);
+
+/* Writes url as it may be shown in errors, logs and the database: without
+ * "user:password@" and with any query or fragment replaced by "?…". */
+void kr_fetch_redact(const char *url, char *out, size_t outsz);
 
 #endif

@@ -24,17 +24,17 @@
 #define EW_MAX 75        /* RFC 2047: an encoded word's length */
 #define EW_OVERHEAD 12   /* "=?UTF-8?B?" + "?=" */
 #define B64_LINE 76
-#define B64_LINE_IN 57   /* input octets per full base64 line */
+#define B64_LINE_IN 57 /* input octets per full base64 line */
 
 struct kr_mime_part {
-	char *canon;      /* the prefix with CRLF line ends */
+	char *canon; /* the prefix with CRLF line ends */
 	size_t canon_len;
-	char *qp;         /* QP of canon[0..qcut): ends with CRLF or empty */
+	char *qp; /* QP of canon[0..qcut): ends with CRLF or empty */
 	size_t qp_len;
-	size_t qcut;      /* just after the last LF */
-	char *b64;        /* base64 of canon[0..bcut), no final CRLF */
+	size_t qcut; /* just after the last LF */
+	char *b64;   /* base64 of canon[0..bcut), no final CRLF */
 	size_t b64_len;
-	size_t bcut;      /* a multiple of 57 */
+	size_t bcut; /* a multiple of 57 */
 };
 
 static const char b64_tab[] =
@@ -106,12 +106,14 @@ static int
 check_value(const char *what, const char *v, struct kr_err *err)
 {
 	if (kr_mime_has_ctl(v))
-		return kr_err_set(err, KR_ERR_INVALID,
+		return kr_err_set(
+		    err, KR_ERR_INVALID,
 		    "%s: control character (CR, LF, NUL…) refused in a "
-		    "header", what);
+		    "header",
+		    what);
 	if (!kr_mime_utf8_valid(v, strlen(v)))
-		return kr_err_set(err, KR_ERR_INVALID,
-		    "%s: not valid UTF-8", what);
+		return kr_err_set(err, KR_ERR_INVALID, "%s: not valid UTF-8",
+		                  what);
 	return 0;
 }
 
@@ -122,12 +124,12 @@ check_addr(const char *what, const char *a, struct kr_err *err)
 {
 	if (a == NULL || a[0] == '\0')
 		return kr_err_set(err, KR_ERR_INVALID, "%s: address missing",
-		    what);
+		                  what);
 	if (check_value(what, a, err) < 0)
 		return -1;
 	if (strpbrk(a, " <>,\"()") != NULL || strchr(a, '@') == NULL)
 		return kr_err_set(err, KR_ERR_INVALID,
-		    "%s: not a plain address", what);
+		                  "%s: not a plain address", what);
 	return 0;
 }
 
@@ -150,12 +152,14 @@ kr_mime_base64(struct kr_buf *out, const char *p, size_t n)
 	size_t i, col = 0;
 	char *d;
 
-	if (kr_buf_reserve(out, b64_len(n)) < 0)
+	if (n == 0)
+		return 0;
+	if (kr_buf_reserve(out, b64_len(n)) < 0 || out->data == NULL)
 		return -1;
 	d = out->data + out->len;
 	for (i = 0; i + 3 <= n; i += 3) {
-		unsigned v = (unsigned)s[i] << 16 | (unsigned)s[i + 1] << 8 |
-		    s[i + 2];
+		unsigned v =
+		    (unsigned)s[i] << 16 | (unsigned)s[i + 1] << 8 | s[i + 2];
 
 		if (col == B64_LINE) {
 			*d++ = '\r';
@@ -196,8 +200,8 @@ b64_raw(char *d, const unsigned char *s, size_t n)
 	size_t i;
 
 	for (i = 0; i + 3 <= n; i += 3) {
-		unsigned v = (unsigned)s[i] << 16 | (unsigned)s[i + 1] << 8 |
-		    s[i + 2];
+		unsigned v =
+		    (unsigned)s[i] << 16 | (unsigned)s[i + 1] << 8 | s[i + 2];
 
 		*d++ = b64_tab[v >> 18];
 		*d++ = b64_tab[(v >> 12) & 63];
@@ -245,7 +249,7 @@ qp_run(struct kr_buf *out, const char *p, size_t n)
 		}
 		if ((c >= 33 && c <= 126 && c != '=') ||
 		    ((c == ' ' || c == '\t') && i + 1 < n && s[i + 1] != '\n' &&
-			s[i + 1] != '\r')) {
+		     s[i + 1] != '\r')) {
 			tok[0] = (char)c;
 			tl = 1;
 		} else {
@@ -286,7 +290,7 @@ kr_mime_qp_len(const char *p, size_t n)
 int
 kr_mime_qp(struct kr_buf *out, const char *p, size_t n)
 {
-	if (kr_buf_reserve(out, kr_mime_qp_len(p, n)) < 0)
+	if (kr_buf_reserve(out, kr_mime_qp_len(p, n)) < 0 || out->data == NULL)
 		return -1;
 	qp_run(out, p, n);
 	return 0;
@@ -302,7 +306,7 @@ canon_crlf(struct kr_buf *out, const char *p, size_t n)
 	for (i = 0; i < n; i++)
 		if (p[i] == '\n' || p[i] == '\r')
 			extra++;
-	if (kr_buf_reserve(out, n + extra) < 0)
+	if (kr_buf_reserve(out, n + extra) < 0 || out->data == NULL)
 		return -1;
 	d = out->data + out->len;
 	for (i = 0; i < n; i++) {
@@ -373,10 +377,13 @@ kr_mime_part_free(struct kr_mime_part **pp)
  * encoded body of one text part (prefix part, then tail). */
 static int
 put_part(struct kr_buf *out, const char *subtype,
-    const struct kr_mime_part *part, const char *tail, size_t tail_len,
-    bool *qp_out)
+         const struct kr_mime_part *part, const char *tail, size_t tail_len,
+         bool *qp_out)
 {
-	static const struct kr_mime_part empty = {0};
+	/* no prepared prefix: an empty one (never NULL + 0) */
+	static char nothing[1];
+	static const struct kr_mime_part empty = {
+	    .canon = nothing, .qp = nothing, .b64 = nothing};
 	struct kr_buf t, q, b;
 	size_t qlen, blen;
 	int r = -1;
@@ -391,28 +398,29 @@ put_part(struct kr_buf *out, const char *subtype,
 	/* QP continues after the last complete line of the prefix; base64
 	 * after its last full line of 57 octets. */
 	if (kr_buf_append(&q, part->canon + part->qcut,
-		part->canon_len - part->qcut) < 0 ||
+	                  part->canon_len - part->qcut) < 0 ||
 	    kr_buf_append(&q, t.data ? t.data : "", t.len) < 0 ||
 	    kr_buf_append(&b, part->canon + part->bcut,
-		part->canon_len - part->bcut) < 0 ||
+	                  part->canon_len - part->bcut) < 0 ||
 	    kr_buf_append(&b, t.data ? t.data : "", t.len) < 0)
 		goto out;
 	qlen = part->qp_len + kr_mime_qp_len(q.data ? q.data : "", q.len);
 	blen = b64_len(part->canon_len + t.len);
 	if (kr_buf_printf(out,
-		"Content-Type: text/%s; charset=utf-8\r\n"
-		"Content-Transfer-Encoding: %s\r\n\r\n",
-		subtype, qlen <= blen ? "quoted-printable" : "base64") < 0)
+	                  "Content-Type: text/%s; charset=utf-8\r\n"
+	                  "Content-Transfer-Encoding: %s\r\n\r\n",
+	                  subtype,
+	                  qlen <= blen ? "quoted-printable" : "base64") < 0)
 		goto out;
 	*qp_out = qlen <= blen;
 	if (qlen <= blen) {
 		if (kr_buf_append(out, part->qp ? part->qp : "", part->qp_len) <
-			0 ||
+		        0 ||
 		    kr_mime_qp(out, q.data ? q.data : "", q.len) < 0)
 			goto out;
 	} else {
 		if (kr_buf_append(out, part->b64 ? part->b64 : "",
-			part->b64_len) < 0)
+		                  part->b64_len) < 0)
 			goto out;
 		if (part->b64_len > 0 && b.len > 0 &&
 		    kr_buf_puts(out, "\r\n") < 0)
@@ -447,8 +455,8 @@ put_folded(struct kr_buf *out, size_t *col, const char *tok, size_t n)
 }
 
 int
-kr_mime_encode_words(struct kr_buf *out, const char *s, size_t len,
-    size_t *col, struct kr_err *err)
+kr_mime_encode_words(struct kr_buf *out, const char *s, size_t len, size_t *col,
+                     struct kr_err *err)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	char word[EW_MAX + 2];
@@ -537,7 +545,7 @@ put_plain(struct kr_buf *out, size_t *col, const char *v)
 
 int
 kr_mime_header_text(struct kr_buf *out, const char *name, const char *value,
-    struct kr_err *err)
+                    struct kr_err *err)
 {
 	size_t col;
 
@@ -549,8 +557,8 @@ kr_mime_header_text(struct kr_buf *out, const char *name, const char *value,
 	if (plain_ok(value)) {
 		if (put_plain(out, &col, value) < 0)
 			goto full;
-	} else if (kr_mime_encode_words(out, value, strlen(value), &col,
-		       err) < 0) {
+	} else if (kr_mime_encode_words(out, value, strlen(value), &col, err) <
+	           0) {
 		kr_err_prefix(err, "%s", name);
 		return -1;
 	}
@@ -565,7 +573,8 @@ static bool
 is_atext(unsigned char c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	    (c >= '0' && c <= '9') || strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL;
+	       (c >= '0' && c <= '9') ||
+	       strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL;
 }
 
 /* Appends a phrase (display name) starting at *col. */
@@ -583,13 +592,14 @@ put_phrase(struct kr_buf *out, size_t *col, const char *d, struct kr_err *err)
 
 		if (c > 0x7e)
 			ascii = false;
-		if (!is_atext(c) && !(c == ' ' && i > 0 && i + 1 < n &&
-					d[i + 1] != ' '))
+		if (!is_atext(c) &&
+		    !(c == ' ' && i > 0 && i + 1 < n && d[i + 1] != ' '))
 			atoms = false;
 	}
 	if (ascii && strstr(d, "=?") != NULL)
 		atoms = false;
-	if (!ascii) {
+	/* a long quoted string could not be folded: encoded words can */
+	if (!ascii || (!(atoms && plain_ok(d)) && n > LINE_MAX_COLS - 12)) {
 		r = kr_mime_encode_words(out, d, n, col, err);
 		goto out;
 	}
@@ -599,8 +609,7 @@ put_phrase(struct kr_buf *out, size_t *col, const char *d, struct kr_err *err)
 		r = 0;
 		goto out;
 	}
-	/* a quoted string; folding inside it would change it, so one
-	 * token (display names are short) */
+	/* a short quoted string, as one token */
 	if (kr_buf_puts(&q, " \"") < 0)
 		goto full;
 	for (i = 0; i < n; i++) {
@@ -622,7 +631,7 @@ out:
 
 int
 kr_mime_header_addr(struct kr_buf *out, const char *name, const char *display,
-    const char *addr, struct kr_err *err)
+                    const char *addr, struct kr_err *err)
 {
 	size_t col;
 	char *tok = NULL;
@@ -659,16 +668,18 @@ out:
 static int
 put_date(struct kr_buf *out, int64_t t)
 {
-	static const char *const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu",
-	    "Fri", "Sat"};
+	static const char *const days[] = {"Sun", "Mon", "Tue", "Wed",
+	                                   "Thu", "Fri", "Sat"};
 	static const char *const months[] = {"Jan", "Feb", "Mar", "Apr",
-	    "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+	                                     "May", "Jun", "Jul", "Aug",
+	                                     "Sep", "Oct", "Nov", "Dec"};
 	time_t tt = (time_t)t;
 	struct tm tm;
 
 	if (gmtime_r(&tt, &tm) == NULL)
 		return -1;
-	return kr_buf_printf(out, "Date: %s, %d %s %04d %02d:%02d:%02d +0000\r\n",
+	return kr_buf_printf(
+	    out, "Date: %s, %d %s %04d %02d:%02d:%02d +0000\r\n",
 	    days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12],
 	    tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
@@ -693,7 +704,8 @@ check_token(const char *what, const char *v, struct kr_err *err)
 
 	for (p = (const unsigned char *)v; *p != '\0'; p++)
 		if (*p <= 0x20 || *p >= 0x7f || *p == '<' || *p == '>')
-			return kr_err_set(err, KR_ERR_INVALID,
+			return kr_err_set(
+			    err, KR_ERR_INVALID,
 			    "%s: control, space or non-ASCII character "
 			    "refused in a header",
 			    what);
@@ -702,7 +714,7 @@ check_token(const char *what, const char *v, struct kr_err *err)
 
 int
 kr_mime_compose(const struct kr_mime_msg *m, struct kr_buf *out,
-    struct kr_err *err)
+                struct kr_err *err)
 {
 	unsigned char rnd[24];
 	char id[49], *dom, *bnd = NULL, *tok = NULL;
@@ -717,14 +729,14 @@ kr_mime_compose(const struct kr_mime_msg *m, struct kr_buf *out,
 	if (check_addr("From", m->from_addr, err) < 0 ||
 	    check_addr("To", m->to_addr, err) < 0 ||
 	    (m->reply_to && m->reply_to[0] &&
-		check_addr("Reply-To", m->reply_to, err) < 0) ||
+	     check_addr("Reply-To", m->reply_to, err) < 0) ||
 	    (m->unsub_mailto && m->unsub_mailto[0] &&
-		check_addr("List-Unsubscribe", m->unsub_mailto, err) < 0) ||
-	    (m->unsub_url && check_token("List-Unsubscribe", m->unsub_url,
-				 err) < 0) ||
+	     check_addr("List-Unsubscribe", m->unsub_mailto, err) < 0) ||
+	    (m->unsub_url &&
+	     check_token("List-Unsubscribe", m->unsub_url, err) < 0) ||
 	    (m->list_id && check_token("List-Id", m->list_id, err) < 0) ||
 	    (m->feedback_id &&
-		check_token("Feedback-ID", m->feedback_id, err) < 0))
+	     check_token("Feedback-ID", m->feedback_id, err) < 0))
 		goto out;
 	dom = strrchr(m->from_addr, '@') + 1;
 	randombytes_buf(rnd, sizeof(rnd));
@@ -732,14 +744,14 @@ kr_mime_compose(const struct kr_mime_msg *m, struct kr_buf *out,
 	bnd = kr_xasprintf("=_kr_%.24s", id + 24);
 	has_html = m->html != NULL || m->html_tail != NULL;
 
-	if (kr_mime_header_addr(out, "From", m->from_name, m->from_addr,
-		err) < 0 ||
+	if (kr_mime_header_addr(out, "From", m->from_name, m->from_addr, err) <
+	        0 ||
 	    kr_mime_header_addr(out, "To", NULL, m->to_addr, err) < 0 ||
 	    kr_mime_header_text(out, "Subject", m->subject, err) < 0)
 		goto out;
 	if (put_date(out, m->date) < 0 ||
 	    kr_buf_printf(out, "Message-ID: <%lld.%.24s@%s>\r\n",
-		(long long)m->date, id, dom) < 0)
+	                  (long long)m->date, id, dom) < 0)
 		goto full;
 	if (m->reply_to && m->reply_to[0] &&
 	    kr_mime_header_addr(out, "Reply-To", NULL, m->reply_to, err) < 0)
@@ -759,7 +771,7 @@ kr_mime_compose(const struct kr_mime_msg *m, struct kr_buf *out,
 			goto full;
 	}
 	list_unsub = (m->unsub_url && m->unsub_url[0]) ||
-	    (m->unsub_mailto && m->unsub_mailto[0]);
+	             (m->unsub_mailto && m->unsub_mailto[0]);
 	if (list_unsub) {
 		if (kr_buf_puts(out, "List-Unsubscribe:") < 0)
 			goto full;
@@ -768,37 +780,37 @@ kr_mime_compose(const struct kr_mime_msg *m, struct kr_buf *out,
 			goto full;
 		if (m->unsub_mailto && m->unsub_mailto[0] &&
 		    kr_buf_printf(out, "%s\r\n <mailto:%s>",
-			m->unsub_url && m->unsub_url[0] ? "," : "",
-			m->unsub_mailto) < 0)
+		                  m->unsub_url && m->unsub_url[0] ? "," : "",
+		                  m->unsub_mailto) < 0)
 			goto full;
 		if (kr_buf_puts(out, "\r\n") < 0)
 			goto full;
 		if (m->one_click && m->unsub_url && m->unsub_url[0] &&
 		    kr_buf_puts(out, "List-Unsubscribe-Post: "
-				     "List-Unsubscribe=One-Click\r\n") < 0)
+		                     "List-Unsubscribe=One-Click\r\n") < 0)
 			goto full;
 	}
 	if ((m->bulk && kr_buf_puts(out, "Precedence: bulk\r\n") < 0) ||
 	    (m->auto_submitted &&
-		kr_buf_puts(out, "Auto-Submitted: auto-generated\r\n") < 0) ||
+	     kr_buf_puts(out, "Auto-Submitted: auto-generated\r\n") < 0) ||
 	    (m->feedback_id &&
-		kr_buf_printf(out, "Feedback-ID: %s\r\n", m->feedback_id) < 0) ||
+	     kr_buf_printf(out, "Feedback-ID: %s\r\n", m->feedback_id) < 0) ||
 	    kr_buf_puts(out, "MIME-Version: 1.0\r\n") < 0)
 		goto full;
 	if (!has_html) {
 		if (put_part(out, "plain", m->text, m->text_tail,
-			m->text_tail_len, &qp) < 0)
+		             m->text_tail_len, &qp) < 0)
 			goto full;
 	} else {
 		if (kr_buf_printf(out,
-			"Content-Type: multipart/alternative;\r\n"
-			" boundary=\"%s\"\r\n\r\n--%s\r\n",
-			bnd, bnd) < 0 ||
+		                  "Content-Type: multipart/alternative;\r\n"
+		                  " boundary=\"%s\"\r\n\r\n--%s\r\n",
+		                  bnd, bnd) < 0 ||
 		    put_part(out, "plain", m->text, m->text_tail,
-			m->text_tail_len, &qp) < 0 ||
+		             m->text_tail_len, &qp) < 0 ||
 		    kr_buf_printf(out, "\r\n--%s\r\n", bnd) < 0 ||
 		    put_part(out, "html", m->html, m->html_tail,
-			m->html_tail_len, &qp) < 0 ||
+		             m->html_tail_len, &qp) < 0 ||
 		    kr_buf_printf(out, "\r\n--%s--\r\n", bnd) < 0)
 			goto full;
 	}

@@ -48,12 +48,12 @@ struct kr_mime_msg {
  * a header value holding CR, LF, NUL or another control character, or
  * text that is not UTF-8; out may then hold a partial message. */
 KR_NODISCARD int kr_mime_compose(const struct kr_mime_msg *m,
-    struct kr_buf *out, struct kr_err *err);
+                                 struct kr_buf *out, struct kr_err *err);
 
 /* Encodes a body prefix once (quoted-printable and base64 both, so the
  * smaller can be chosen per message). Caller frees with kr_mime_part_free. */
 struct kr_mime_part *kr_mime_part_new(const char *data, size_t len);
-void kr_mime_part_free(struct kr_mime_part **p);
+void kr_mime_part_free(struct kr_mime_part **pp);
 
 /* ---- encoders (exposed for tests) ---- */
 
@@ -62,16 +62,18 @@ void kr_mime_part_free(struct kr_mime_part **p);
  * of at most 75 characters that never split a character. -1 on CR, LF,
  * NUL, other controls or invalid UTF-8. */
 KR_NODISCARD int kr_mime_header_text(struct kr_buf *out, const char *name,
-    const char *value, struct kr_err *err);
+                                     const char *value, struct kr_err *err);
 /* Appends "Name: phrase <addr>" CRLF; the phrase as atoms, a quoted
  * string, or encoded words, whichever the text needs; display may be
  * NULL or "". */
 KR_NODISCARD int kr_mime_header_addr(struct kr_buf *out, const char *name,
-    const char *display, const char *addr, struct kr_err *err);
+                                     const char *display, const char *addr,
+                                     struct kr_err *err);
 /* Appends s (len bytes of UTF-8) as encoded words separated by folding
  * white space; *col is the current column and is updated. */
 KR_NODISCARD int kr_mime_encode_words(struct kr_buf *out, const char *s,
-    size_t len, size_t *col, struct kr_err *err);
+                                      size_t len, size_t *col,
+                                      struct kr_err *err);
 /* Quoted-printable (RFC 2045 6.7): LF or CRLF become CRLF, lines of at
  * most 76 octets with soft breaks. qp_len gives the output length. */
 KR_NODISCARD int kr_mime_qp(struct kr_buf *out, const char *p, size_t n);

@@ -19,7 +19,7 @@
 #include "store.h"
 #include "xmem.h"
 
-#define SUBJECT_MAX 1000   /* bytes; folded into encoded words anyway */
+#define SUBJECT_MAX 1000 /* bytes; folded into encoded words anyway */
 #define PREHEADER_MAX 1000
 
 /* Line and column (1-based, columns in characters) of byte off. */
@@ -59,7 +59,7 @@ is_fence(const char *p, size_t n, bool closing)
 	size_t i;
 
 	if (n < 3 || (memcmp(p, "---", 3) != 0 &&
-			 !(closing && memcmp(p, "...", 3) == 0)))
+	              !(closing && memcmp(p, "...", 3) == 0)))
 		return false;
 	for (i = 3; i < n; i++)
 		if (p[i] != ' ' && p[i] != '\t')
@@ -80,8 +80,8 @@ static int
 parse_date(const char *s, struct tm *tm)
 {
 	int y1, y2, mo, d;
-	static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31,
-	    30, 31};
+	static const int mdays[] = {31, 29, 31, 30, 31, 30,
+	                            31, 31, 30, 31, 30, 31};
 
 	if (strlen(s) < 10 || s[4] != '-' || s[7] != '-')
 		return -1;
@@ -112,8 +112,9 @@ parse_iso8601(const char *s, int64_t *out)
 	p = s + 10;
 	if (*p == 'T' || *p == 't' || *p == ' ') {
 		p++;
-		if ((tm.tm_hour = two(p)) < 0 || tm.tm_hour > 23 || p[2] != ':' ||
-		    (tm.tm_min = two(p + 3)) < 0 || tm.tm_min > 59)
+		if ((tm.tm_hour = two(p)) < 0 || tm.tm_hour > 23 ||
+		    p[2] != ':' || (tm.tm_min = two(p + 3)) < 0 ||
+		    tm.tm_min > 59)
 			return -1;
 		p += 5;
 		if (*p == ':') {
@@ -213,10 +214,9 @@ match_bracket(const char *s, size_t i, size_t n)
 	for (; i < n; i++) {
 		if (s[i] == '\\' && i + 1 < n) {
 			i++;
-		} else if (s[i] == '`') {
-			return 0;
-		} else if (s[i] == '\n' && i + 1 < n && s[i + 1] == '\n') {
-			return 0;
+		} else if (s[i] == '`' ||
+		           (s[i] == '\n' && i + 1 < n && s[i + 1] == '\n')) {
+			return 0; /* a code span or the paragraph's end */
 		} else if (s[i] == '[') {
 			depth++;
 		} else if (s[i] == ']' && --depth == 0) {
@@ -265,15 +265,18 @@ kr_report_text(const char *s, size_t n)
 			while (j < 3 && j < ll && s[i + j] == ' ')
 				j++;
 			code = fence != 0;
-			if (j + 3 <= ll && (s[i + j] == '`' || s[i + j] == '~')) {
+			if (j + 3 <= ll &&
+			    (s[i + j] == '`' || s[i + j] == '~')) {
 				run = 0;
-				while (j + run < ll && s[i + j + run] == s[i + j])
+				while (j + run < ll &&
+				       s[i + j + run] == s[i + j])
 					run++;
 				if (run >= 3 && fence == 0) {
 					fence = s[i + j];
 					fence_len = run;
 					code = true;
-				} else if (run >= fence_len && fence == s[i + j]) {
+				} else if (run >= fence_len &&
+				           fence == s[i + j]) {
 					fence = 0;
 				}
 			}
@@ -330,8 +333,7 @@ kr_report_text(const char *s, size_t n)
 			ub_append(&o, s + j + 1, close - j - 1);
 			if (dest.len > 0 &&
 			    !(dest.len == close - j - 1 &&
-				memcmp(dest.data, s + j + 1, dest.len) == 0))
-				{
+			      memcmp(dest.data, s + j + 1, dest.len) == 0)) {
 				ub_append(&o, " <", 2);
 				ub_append(&o, dest.data, dest.len);
 				ub_append(&o, ">", 1);
@@ -358,16 +360,16 @@ struct fm {
 
 static int
 fm_error(struct kr_err *err, const char *name, size_t line, size_t col,
-    const char *msg, const char *arg)
+         const char *msg, const char *arg)
 {
 	return kr_err_set(err, KR_ERR_INVALID, "%s:%zu:%zu: %s%s", name, line,
-	    col, msg, arg ? arg : "");
+	                  col, msg, arg ? arg : "");
 }
 
 /* Reads the YAML mapping fm_src (which starts on file line first_line). */
 static int
 parse_front(struct fm *f, const char *src, size_t len, size_t first_line,
-    struct kr_err *err)
+            struct kr_err *err)
 {
 	yaml_parser_t parser;
 	yaml_document_t doc;
@@ -384,17 +386,17 @@ parse_front(struct fm *f, const char *src, size_t len, size_t first_line,
 	yaml_parser_set_input_string(&parser, (const unsigned char *)src, len);
 	if (!yaml_parser_load(&parser, &doc)) {
 		fm_error(err, f->name, parser.problem_mark.line + first_line,
-		    parser.problem_mark.column + 1, "front matter: ",
-		    parser.problem ? parser.problem : "YAML error");
+		         parser.problem_mark.column + 1, "front matter: ",
+		         parser.problem ? parser.problem : "YAML error");
 		goto out;
 	}
 	doc_ok = true;
 	root = yaml_document_get_root_node(&doc);
 	if (root == NULL || root->type != YAML_MAPPING_NODE) {
 		fm_error(err, f->name, first_line, 1,
-		    "front matter: expected a mapping with at least "
-		    "'subject: …'",
-		    NULL);
+		         "front matter: expected a mapping with at least "
+		         "'subject: …'",
+		         NULL);
 		goto out;
 	}
 	for (pair = root->data.mapping.pairs.start;
@@ -411,7 +413,7 @@ parse_front(struct fm *f, const char *src, size_t len, size_t first_line,
 		col = k->start_mark.column + 1;
 		if (k->type != YAML_SCALAR_NODE) {
 			fm_error(err, f->name, line, col,
-			    "front matter: expected a key", NULL);
+			         "front matter: expected a key", NULL);
 			goto out;
 		}
 		key = (const char *)k->data.scalar.value;
@@ -433,42 +435,47 @@ parse_front(struct fm *f, const char *src, size_t len, size_t first_line,
 			slot = &f->preheader;
 		} else {
 			fm_error(err, f->name, line, col,
-			    "unknown key, expected subject, list, date, "
-			    "send_at or preheader: ",
-			    key);
+			         "unknown key, expected subject, list, date, "
+			         "send_at or preheader: ",
+			         key);
 			goto out;
 		}
 		if (*slot != NULL) {
-			fm_error(err, f->name, line, col, "duplicate key: ", key);
+			fm_error(err, f->name, line, col,
+			         "duplicate key: ", key);
 			goto out;
 		}
 		if (v->type != YAML_SCALAR_NODE) {
 			fm_error(err, f->name, v->start_mark.line + first_line,
-			    v->start_mark.column + 1,
-			    "expected a single value (text) for ", key);
+			         v->start_mark.column + 1,
+			         "expected a single value (text) for ", key);
 			goto out;
 		}
 		if (strlen((const char *)v->data.scalar.value) !=
 		    v->data.scalar.length) {
 			fm_error(err, f->name, v->start_mark.line + first_line,
-			    v->start_mark.column + 1, "NUL character in ", key);
+			         v->start_mark.column + 1, "NUL character in ",
+			         key);
 			goto out;
 		}
 		*slot = kr_xstrdup((const char *)v->data.scalar.value);
 		if (strcmp(key, "date") == 0) {
 			struct tm tm;
 
-			if (parse_date(*slot, &tm) != 10 || (*slot)[10] != '\0') {
+			if (parse_date(*slot, &tm) != 10 ||
+			    (*slot)[10] != '\0') {
 				fm_error(err, f->name,
-				    v->start_mark.line + first_line,
-				    v->start_mark.column + 1,
-				    "date: expected YYYY-MM-DD, got ", *slot);
+				         v->start_mark.line + first_line,
+				         v->start_mark.column + 1,
+				         "date: expected YYYY-MM-DD, got ",
+				         *slot);
 				goto out;
 			}
 		}
 		if (strcmp(key, "preheader") == 0 &&
 		    (kr_mime_has_ctl(*slot) || strlen(*slot) > PREHEADER_MAX)) {
-			fm_error(err, f->name, v->start_mark.line + first_line,
+			fm_error(
+			    err, f->name, v->start_mark.line + first_line,
 			    v->start_mark.column + 1,
 			    "preheader: expected one line of text (no control "
 			    "characters, at most 1000 bytes)",
@@ -486,9 +493,8 @@ out:
 }
 
 int
-kr_report_parse(const struct kr_config *cfg, const char *name,
-    const char *data, size_t len, struct kr_report **rep_out,
-    struct kr_err *err)
+kr_report_parse(const struct kr_config *cfg, const char *name, const char *data,
+                size_t len, struct kr_report **rep_out, struct kr_err *err)
 {
 	struct fm f = {0};
 	struct kr_report *rep = NULL;
@@ -503,14 +509,15 @@ kr_report_parse(const struct kr_config *cfg, const char *name,
 	f.data = data;
 	if (len > KR_REPORT_MAX) {
 		kr_err_set(err, KR_ERR_INVALID,
-		    "%s: report too large (%zu bytes, at most %u)", name, len,
-		    KR_REPORT_MAX);
+		           "%s: report too large (%zu bytes, at most %u)", name,
+		           len, KR_REPORT_MAX);
 		goto out;
 	}
 	for (i = 0; i < len; i++)
 		if (data[i] == '\0') {
 			position(data, i, &l, &c);
-			fm_error(err, name, l, c, "NUL byte in the report", NULL);
+			fm_error(err, name, l, c, "NUL byte in the report",
+			         NULL);
 			goto out;
 		}
 	for (i = 0; i < len;) {
@@ -537,9 +544,9 @@ kr_report_parse(const struct kr_config *cfg, const char *name,
 	n = line_len(p, end);
 	if (!is_fence(p, n, false)) {
 		fm_error(err, name, 1, 1,
-		    "expected front matter: a first line '---', then "
-		    "'subject: …', then '---'",
-		    NULL);
+		         "expected front matter: a first line '---', then "
+		         "'subject: …', then '---'",
+		         NULL);
 		goto out;
 	}
 	p += n;
@@ -549,7 +556,8 @@ kr_report_parse(const struct kr_config *cfg, const char *name,
 	line = 2;
 	for (;;) {
 		if (p >= end) {
-			fm_error(err, name, line, 1,
+			fm_error(
+			    err, name, line, 1,
 			    "front matter not closed: expected a line '---'",
 			    NULL);
 			goto out;
@@ -574,7 +582,8 @@ kr_report_parse(const struct kr_config *cfg, const char *name,
 	}
 	if (f.subject[strspn(f.subject, " \t")] == '\0' ||
 	    kr_mime_has_ctl(f.subject) || strlen(f.subject) > SUBJECT_MAX) {
-		fm_error(err, name, f.subject_line, f.subject_col,
+		fm_error(
+		    err, name, f.subject_line, f.subject_col,
 		    "subject: expected one non-empty line of text (no CR, LF "
 		    "or other control characters, at most 1000 bytes)",
 		    NULL);
@@ -586,36 +595,37 @@ kr_report_parse(const struct kr_config *cfg, const char *name,
 				list = &cfg->lists[i];
 		if (list == NULL) {
 			fm_error(err, name, f.list_line, f.list_col,
-			    "list: no such list in the config: ", f.list);
+			         "list: no such list in the config: ", f.list);
 			goto out;
 		}
 	} else if (cfg->n_lists == 1) {
 		list = &cfg->lists[0];
 	} else {
-		fm_error(err, name, 2, 1,
-		    "list: missing; the config has several lists, say which "
-		    "one (e.g. 'list: ",
-		    cfg->n_lists > 0 ? cfg->lists[0].id : "id");
-		if (err != NULL && strlen(err->msg) + 2 < sizeof(err->msg))
-			strcat(err->msg, "')");
+		kr_err_set(
+		    err, KR_ERR_INVALID,
+		    "%s:2:1: list: missing; the config has several lists, "
+		    "say which one (e.g. 'list: %s')",
+		    name, cfg->n_lists > 0 ? cfg->lists[0].id : "id");
 		goto out;
 	}
 	rep = kr_xcalloc(1, sizeof(*rep));
 	if (f.send_at_s != NULL &&
 	    parse_iso8601(f.send_at_s, &rep->send_at) < 0) {
 		fm_error(err, name, f.send_line, f.send_col,
-		    "send_at: expected ISO 8601 like 2026-11-26T09:00:00+09:00, "
-		    "got ",
-		    f.send_at_s);
+		         "send_at: expected ISO 8601 like "
+		         "2026-11-26T09:00:00+09:00, "
+		         "got ",
+		         f.send_at_s);
 		goto out;
 	}
-	for (p = body; p < end && (*p == ' ' || *p == '\t' || *p == '\n' ||
-				      *p == '\r');
+	for (p = body;
+	     p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r');
 	     p++)
 		;
 	if (p == end) {
 		position(data, (size_t)(body - data), &l, &c);
-		fm_error(err, name, l, 1,
+		fm_error(
+		    err, name, l, 1,
 		    "the report body is empty: expected Markdown after the "
 		    "front matter",
 		    NULL);
@@ -629,9 +639,10 @@ kr_report_parse(const struct kr_config *cfg, const char *name,
 	rep->preheader = f.preheader ? f.preheader : kr_xstrdup("");
 	f.preheader = NULL;
 	rep->text = kr_report_text(body, (size_t)(end - body));
-	rep->html = cmark_markdown_to_html(body, (size_t)(end - body),
+	rep->html = cmark_markdown_to_html(
+	    body, (size_t)(end - body),
 	    CMARK_OPT_VALIDATE_UTF8 |
-		(list->allow_html ? CMARK_OPT_UNSAFE : CMARK_OPT_SAFE));
+	        (list->allow_html ? CMARK_OPT_UNSAFE : CMARK_OPT_SAFE));
 	if (rep->html == NULL)
 		abort(); /* cmark only fails on allocation */
 	crypto_hash_sha256(digest, (const unsigned char *)data, len);
@@ -651,8 +662,8 @@ out:
 
 int
 kr_report_queue(struct kr_store *store, const struct kr_config *cfg,
-    const char *name, const char *data, size_t len, bool again,
-    int64_t *id_out, int64_t *queued_out, struct kr_err *err)
+                const char *name, const char *data, size_t len, bool again,
+                int64_t *id_out, int64_t *queued_out, struct kr_err *err)
 {
 	struct kr_report *rep = NULL;
 	struct kr_report_row row;
@@ -670,9 +681,10 @@ kr_report_queue(struct kr_store *store, const struct kr_config *cfg,
 	memcpy(row.hash, rep->hash, sizeof(row.hash));
 	row.send_at = rep->send_at;
 	if (kr_store_report_add(store, &row, again, (int64_t)time(NULL), id_out,
-		queued_out, err) < 0) {
+	                        queued_out, err) < 0) {
 		if (err != NULL && err->code == KR_ERR_EXISTS)
-			kr_err_set(err, KR_ERR_EXISTS,
+			kr_err_set(
+			    err, KR_ERR_EXISTS,
 			    "%s: this report (same content, sha256 %.12s…) was "
 			    "queued before; use --again to send it again",
 			    name, rep->hash);

@@ -42,22 +42,24 @@ struct kr_report {
 /* Parses and renders data (len bytes; name is FILE in messages). Returns 0
  * and *rep_out (free with kr_report_free), or -1 with KR_ERR_INVALID and a
  * "name:line:col: …" message. */
-KR_NODISCARD int kr_report_parse(const struct kr_config *cfg,
-    const char *name, const char *data, size_t len,
-    struct kr_report **rep_out, struct kr_err *err);
-void kr_report_free(struct kr_report **rep);
+KR_NODISCARD int kr_report_parse(const struct kr_config *cfg, const char *name,
+                                 const char *data, size_t len,
+                                 struct kr_report **rep_out,
+                                 struct kr_err *err);
+void kr_report_free(struct kr_report **rp);
 
 /* Parses, then stores the report and queues one delivery per active
  * subscriber of its list (kr_store_report_add). The same content queued
  * before fails with KR_ERR_EXISTS unless again. */
 KR_NODISCARD int kr_report_queue(struct kr_store *store,
-    const struct kr_config *cfg, const char *name, const char *data,
-    size_t len, bool again, int64_t *id_out, int64_t *queued_out,
-    struct kr_err *err);
+                                 const struct kr_config *cfg, const char *name,
+                                 const char *data, size_t len, bool again,
+                                 int64_t *id_out, int64_t *queued_out,
+                                 struct kr_err *err);
 
-/* The plain-text form of Markdown md (len bytes): the source as written,
+/* The plain-text form of Markdown s (n bytes): the source as written,
  * with inline links and images made "text <url>" outside code. The
  * caller frees. */
-char *kr_report_text(const char *md, size_t len);
+char *kr_report_text(const char *s, size_t n);
 
 #endif

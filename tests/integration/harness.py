@@ -282,9 +282,11 @@ class Kairan:
         return out
 
     def counter(self, outcome, list_id="sips-report"):
-        return self.metrics().get(
-            'kairan_delivery_messages_total{list="%s",outcome="%s"}'
-            % (list_id, outcome), 0)
+        """kairan_delivery_messages_total summed over relays."""
+        pre = 'kairan_delivery_messages_total{list="%s",' % list_id
+        suf = 'outcome="%s"}' % outcome
+        return sum(v for k, v in self.metrics().items()
+                   if k.startswith(pre) and k.endswith(suf))
 
     def add_subscribers(self, emails, list_id="sips-report"):
         """Adds confirmed subscribers through `kairanctl subscribers
@@ -399,3 +401,28 @@ def http(method, url, data=None, headers=None, timeout=10):
 
 
 import urllib.parse  # noqa: E402  (used by http())
+
+
+def build_c_helper(name, base):
+    """Compiles tests/integration/NAME.c against the build's libkairan.a
+    with the build's flags (a small driver for one lib/ module); returns
+    the executable's path, or None (the compiler's message is printed as
+    TAP comments)."""
+    flags = open(os.path.join(BUILD, ".flags")).read().split()
+    libs = []
+    for pkgs in (["libsodium", "yaml-0.1", "sqlite3", "libcurl", "libcmark"],
+                 ["libidn2"]):
+        libs += subprocess.run(["pkg-config", "--libs"] + pkgs,
+                               capture_output=True,
+                               text=True).stdout.split()
+    exe = os.path.join(base, name)
+    r = subprocess.run(["cc"] + [f for f in flags if f not in ("-MMD", "-MP")]
+                       + ["-I" + os.path.join(ROOT, "lib"),
+                          os.path.join(HERE, name + ".c"),
+                          os.path.join(BUILD, "libkairan.a")] + libs
+                       + ["-o", exe], capture_output=True, text=True,
+                       cwd=base)
+    if r.returncode != 0:
+        print("# " + r.stderr.replace("\n", "\n# "))
+        return None
+    return exe

@@ -47,7 +47,7 @@ main(int argc, char **argv)
 
 	if (argc < 6) {
 		fprintf(stderr, "usage: mime_dump SUBJECT FROM_NAME TEXT HTML "
-				"SPLIT [LIST_NAME]\n");
+		                "SPLIT [LIST_NAME]\n");
 		return 2;
 	}
 	text = slurp(argv[3], &tl);

@@ -15,29 +15,16 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BUILD, ROOT, done, ok, tmpdir  # noqa: E402
+from harness import ROOT, build_c_helper, done, ok, tmpdir  # noqa: E402
 
 base = tmpdir()
 
 
-def build_dump():
-    flags = open(os.path.join(BUILD, ".flags")).read().split()
-    libs = subprocess.run(["pkg-config", "--libs", "libsodium"],
-                          capture_output=True, text=True).stdout.split()
-    exe = os.path.join(base, "mime_dump")
-    r = subprocess.run(["cc"] + [f for f in flags if f not in ("-MMD", "-MP")]
-                       + ["-I" + os.path.join(ROOT, "lib"),
-                          os.path.join(ROOT, "tests/integration/mime_dump.c"),
-                          os.path.join(BUILD, "libkairan.a")] + libs
-                       + ["-o", exe], capture_output=True, text=True,
-                      cwd=base)
-    if r.returncode != 0:
-        print("# " + r.stderr.replace("\n", "\n# "))
-        return None
-    return exe
+def build(name):
+    return build_c_helper(name, base)
 
 
-EXE = build_dump()
+EXE = build("mime_dump")
 ok(EXE is not None, "mime_dump builds against libkairan.a")
 if EXE is None:
     done()
@@ -186,5 +173,47 @@ rc, raw, errs = compose("fine", "Name\r\nBcc: x@example.org", "t\n", "h\n", 0)
 ok(rc != 0 and raw == b"", "display name with CRLF refused", errs)
 rc, raw, errs = compose("fine", "Name", "t\n", "h\n", 0, "List\nX: y")
 ok(rc != 0 and raw == b"", "list name with LF refused", errs)
+
+# ---- the confirmation mail (kr_compose_confirm) ----
+CEXE = build("compose_dump")
+ok(CEXE is not None, "compose_dump builds against libkairan.a")
+SENDER = "SIPS Security Report <report@news.example.jp>"
+for lang, lname in (("ja", "SIPS セキュリティレポート"), ("en", "SIPS Report")):
+    if CEXE is None:
+        break
+    r = subprocess.run([CEXE, os.path.join(base, "key"), lang, lname],
+                       capture_output=True)
+    ok(r.returncode == 0, "confirm %s: composed" % lang, r.stderr)
+    raw = r.stdout
+    m = email.message_from_bytes(raw, policy=email.policy.default)
+    tpl = open(os.path.join(ROOT, "config/templates/confirm.%s.txt" % lang),
+               encoding="utf-8").read()
+    subj_tpl, body_tpl = tpl.split("\n", 1)
+    want_subj = subj_tpl[len("Subject: "):].replace("{{list_name}}", lname)
+    ok(str(m["Subject"]) == want_subj, "confirm %s: subject" % lang,
+       str(m["Subject"]))
+    ok(m["Auto-Submitted"] == "auto-generated" and
+       m["List-Unsubscribe"] is None and m["Precedence"] is None,
+       "confirm %s: Auto-Submitted, no list headers" % lang)
+    ok(m["To"].addresses[0].addr_spec == "new.reader@example.org",
+       "confirm %s: To" % lang)
+    parts = list(m.iter_parts())
+    text = parts[0].get_content().replace("\r\n", "\n")
+    html = parts[1].get_content().replace("\r\n", "\n")
+    link = re.search(r"https://news\.example\.jp/confirm\?t=[A-Za-z0-9_-]+",
+                     text)
+    ok(link is not None, "confirm %s: confirm link in text" % lang, text)
+    if link:
+        want = (body_tpl.replace("{{list_name}}", lname)
+                .replace("{{email}}", "new.reader@example.org")
+                .replace("{{sender}}", SENDER)
+                .replace("{{confirm_url}}", link.group(0)))
+        ok(text == want, "confirm %s: text is the template, filled" % lang,
+           text)
+        ok('<a href="%s">' % link.group(0) in html and
+           "&lt;report@news.example.jp&gt;" in html,
+           "confirm %s: HTML has the link and escapes the sender" % lang)
+    ok(max(len(x) for x in raw.split(b"\r\n")) <= 998,
+       "confirm %s: no line over 998 octets" % lang)
 
 done()

@@ -220,6 +220,11 @@ ok(rc == 0 and glob.glob(os.path.join(base, "dry-url", "*.eml")),
 rc, out, err = k.ctl("send", u + "/gone")
 ok(rc == 1 and "HTTP status 404" in err, "a URL that returns 404: clear "
    "error", err)
+rc, out, err = k.ctl("send", u.replace("http://", "http://user:pw1@")
+                     + "/gone?private_token=SECRET42")
+ok(rc == 1 and "HTTP status 404" in err and "SECRET42" not in err and
+   "pw1" not in err and "/gone?" in err,
+   "the URL's password and query are not shown in errors or logs", err)
 rc, out, err = k.ctl("send", u + "/boom")
 ok(rc == 1 and "HTTP status 500" in err, "a URL that returns 500", err)
 rc, out, err = k.ctl("send", u + "/png")

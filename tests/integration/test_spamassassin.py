@@ -1,6 +1,7 @@
 """Debian's SpamAssassin (spamassassin -t -L: local tests only, no network)
 on a message composed from config/sample-report.md by `kairanctl send
---dry-run --out`: the total must be <= 0 and no rule with a positive score
+--dry-run --out`, and on the confirmation mails (ja, en) from
+kr_compose_confirm (tests/integration/compose_dump.c): the total must be <= 0 and no rule with a positive score
 may fire (0-point informational rules such as NO_RECEIVED, NO_RELAYS and
 HTML_MESSAGE are expected). The score and the rules are printed as TAP
 comments for the record."""
@@ -11,7 +12,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Kairan, ROOT, done, ok, tmpdir  # noqa: E402
+from harness import Kairan, ROOT, build_c_helper, done, ok, tmpdir  # noqa: E402,E501
 
 
 def score(path, home):
@@ -47,5 +48,23 @@ if files:
     ok(total is not None and total <= 0, "total score <= 0", total)
     pos = [(p, n) for p, n in rules if p > 0]
     ok(not pos, "no rule with a positive score fired", pos)
+
+exe = build_c_helper("compose_dump", base)
+ok(exe is not None, "compose_dump builds")
+for lang in ("ja", "en"):
+    if exe is None:
+        break
+    path = os.path.join(base, "confirm-%s.eml" % lang)
+    with open(path, "wb") as f:
+        r = subprocess.run([exe, os.path.join(base, "key"), lang], stdout=f)
+    total, rules = score(path, base)
+    print("# spamassassin -t -L on the %s confirmation mail: %s points"
+          % (lang, total))
+    for p, n in rules:
+        print("#   %5.1f %s" % (p, n))
+    ok(r.returncode == 0 and total is not None and total <= 0,
+       "confirmation mail (%s): total score <= 0" % lang, total)
+    pos = [(p, n) for p, n in rules if p > 0]
+    ok(not pos, "confirmation mail (%s): no positive rule" % lang, pos)
 
 done()

@@ -30,7 +30,7 @@ static char s_from_addr[] = "report@news.example.jp";
 static char s_reply[] = "info@example.jp", s_lang_ja[] = "ja";
 static char s_lang_en[] = "en";
 static char s_footer[] = "株式会社Example / {{name}} 様 / {{report_title}} / "
-			 "{{archive_url}} / {{list_name}} / {{unknown}}\n";
+                         "{{archive_url}} / {{list_name}} / {{unknown}}\n";
 static char s_url[] = "https://news.example.jp";
 static char s_bounce[] = "bounces.example.jp";
 static char s_subject[] = "第12号 <脅威> レポート";
@@ -104,9 +104,10 @@ part(const char *msg, const char *type)
 	raw = strndup(b, n);
 	out = calloc(1, n + 1);
 	if (strncmp(cte + 27, "base64", 6) == 0) {
-		assert_int_equal(sodium_base642bin((unsigned char *)out, n, raw,
-				     n, "\r\n", &outlen, NULL,
-				     sodium_base64_VARIANT_ORIGINAL),
+		assert_int_equal(
+		    sodium_base642bin((unsigned char *)out, n, raw, n, "\r\n",
+		                      &outlen, NULL,
+		                      sodium_base64_VARIANT_ORIGINAL),
 		    0);
 		/* text is canonical CRLF inside base64 */
 		for (i = 0; i < outlen; i++)
@@ -134,7 +135,7 @@ part(const char *msg, const char *type)
 /* The token after "?t=" in s, checked against purpose. */
 static void
 verify_link(const char *s, const char *prefix, enum kr_token_purpose purpose,
-    int64_t sub, int64_t report)
+            int64_t sub, int64_t report)
 {
 	struct kr_token_claims tc;
 	struct kr_err err = {0};
@@ -145,12 +146,12 @@ verify_link(const char *s, const char *prefix, enum kr_token_purpose purpose,
 	assert_non_null(p);
 	p += strlen(prefix);
 	n = strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-		      "0123456789-_");
+	              "0123456789-_");
 	assert_true(n > 10 && n < sizeof(tok));
 	memcpy(tok, p, n);
 	tok[n] = '\0';
-	assert_int_equal(kr_token_verify(ring, tok, purpose, s_id, 1764115300,
-			     0, &tc, &err),
+	assert_int_equal(
+	    kr_token_verify(ring, tok, purpose, s_id, 1764115300, 0, &tc, &err),
 	    0);
 	assert_int_equal(tc.subscriber_id, sub);
 	assert_int_equal(tc.report_id, report);
@@ -172,15 +173,16 @@ test_compose_report(void **state)
 	snprintf(cl.list_id, sizeof(cl.list_id), "%s", s_id);
 	c = kr_compose_prepare(&cfg, &list, &row);
 	assert_int_equal(kr_compose_report_cached(c, &cl, "Al<i>ce & Bob", ring,
-			     1764115200, &out, env, NULL),
-	    0);
+	                                          1764115200, &out, env, NULL),
+	                 0);
 	assert_non_null(strstr(out.data, "\r\nTo: reader@example.org\r\n"));
 	assert_non_null(strstr(out.data, "\r\nPrecedence: bulk\r\n"));
 	assert_non_null(strstr(out.data, "\r\nFeedback-ID: 42:sips-report:"));
 	assert_null(strstr(out.data, "Auto-Submitted"));
-	verify_link(out.data, "List-Unsubscribe: <https://news.example.jp/"
-			      "unsubscribe?t=",
-	    KR_TOKEN_UNSUBSCRIBE, 7, 42);
+	verify_link(out.data,
+	            "List-Unsubscribe: <https://news.example.jp/"
+	            "unsubscribe?t=",
+	            KR_TOKEN_UNSUBSCRIBE, 7, 42);
 	/* VERP: bounces+TOKEN@bounce_domain with a BOUNCE token */
 	assert_memory_equal(env, "bounces+", 8);
 	assert_non_null(strstr(env, "@bounces.example.jp"));
@@ -188,25 +190,29 @@ test_compose_report(void **state)
 
 	text = part(out.data, "text/plain");
 	html = part(out.data, "text/html");
-	assert_memory_equal(text, "本文です。\n\n-- \n", strlen("本文です。\n\n-- \n"));
-	assert_non_null(strstr(text, "/ Al<i>ce & Bob 様 / 第12号 <脅威> レポート"
-				     " / https://news.example.jp/archive/42 / "
-				     "SIPS <セキュリティ> & 回覧 / {{unknown}}\n"));
+	assert_memory_equal(text, "本文です。\n\n-- \n",
+	                    strlen("本文です。\n\n-- \n"));
+	assert_non_null(strstr(text,
+	                       "/ Al<i>ce & Bob 様 / 第12号 <脅威> レポート"
+	                       " / https://news.example.jp/archive/42 / "
+	                       "SIPS <セキュリティ> & 回覧 / {{unknown}}\n"));
 	assert_non_null(strstr(html, "/ Al&lt;i&gt;ce &amp; Bob 様 / "
-				     "第12号 &lt;脅威&gt; レポート / <a href=\""
-				     "https://news.example.jp/archive/42\">"));
-	assert_non_null(strstr(html, "<title>第12号 &lt;脅威&gt; レポート</title>"));
+	                             "第12号 &lt;脅威&gt; レポート / <a href=\""
+	                             "https://news.example.jp/archive/42\">"));
+	assert_non_null(
+	    strstr(html, "<title>第12号 &lt;脅威&gt; レポート</title>"));
 	assert_non_null(strstr(html, "<p>本文です。</p>\n"));
 	assert_non_null(strstr(html, "<html lang=\"ja\">"));
 	/* the standard block: sender, and no second unsubscribe line since
 	 * this footer has none… it has none, so the line is there */
 	assert_non_null(strstr(text, "発行者: SIPS Security Report "
-				     "<report@news.example.jp>\n"));
+	                             "<report@news.example.jp>\n"));
 	assert_non_null(strstr(text, "配信停止: https://news.example.jp/"
-				     "unsubscribe?t="));
-	verify_link(html, "配信停止: <a href=\"https://news.example.jp/"
-			  "unsubscribe?t=",
-	    KR_TOKEN_UNSUBSCRIBE, 7, 42);
+	                             "unsubscribe?t="));
+	verify_link(html,
+	            "配信停止: <a href=\"https://news.example.jp/"
+	            "unsubscribe?t=",
+	            KR_TOKEN_UNSUBSCRIBE, 7, 42);
 	free(text);
 	free(html);
 
@@ -214,8 +220,8 @@ test_compose_report(void **state)
 	cfg.delivery.bounce_domain = NULL;
 	kr_buf_reset(&out);
 	assert_int_equal(kr_compose_report(&cfg, &list, &row, &cl, ring,
-			     1764115200, &out, env, NULL),
-	    0);
+	                                   1764115200, &out, env, NULL),
+	                 0);
 	assert_string_equal(env, "report@news.example.jp");
 	cfg.delivery.bounce_domain = s_bounce;
 	kr_compose_cache_free(&c);
@@ -226,7 +232,8 @@ test_compose_report(void **state)
 static void
 test_compose_preheader_and_footer_unsub(void **state)
 {
-	static char pre[] = "今月の要点 <3", foot[] = "停止: {{unsubscribe_url}}";
+	static char pre[] = "今月の要点 <3",
+	            foot[] = "停止: {{unsubscribe_url}}";
 	struct kr_compose_cache *c;
 	struct kr_claim cl = {0};
 	struct kr_buf out;
@@ -241,8 +248,8 @@ test_compose_preheader_and_footer_unsub(void **state)
 	snprintf(cl.email, sizeof(cl.email), "x@example.org");
 	c = kr_compose_prepare(&cfg, &list, &row);
 	assert_int_equal(kr_compose_report_cached(c, &cl, NULL, ring,
-			     1764115200, &out, env, NULL),
-	    0);
+	                                          1764115200, &out, env, NULL),
+	                 0);
 	text = part(out.data, "text/plain");
 	html = part(out.data, "text/html");
 	assert_non_null(strstr(html, "display:none"));
@@ -276,16 +283,16 @@ test_compose_report_thread_cache(void **state)
 	(void)state;
 	kr_buf_init(&out, 0);
 	snprintf(cl.email, sizeof(cl.email), "x@example.org");
-	assert_int_equal(kr_compose_report(&cfg, &list, &row, &cl, ring, 1,
-			     &out, env, NULL),
+	assert_int_equal(
+	    kr_compose_report(&cfg, &list, &row, &cl, ring, 1, &out, env, NULL),
 	    0);
 	text = part(out.data, "text/plain");
 	assert_non_null(strstr(text, "株式会社Example"));
 	free(text);
 	list.footer = foot2;
 	kr_buf_reset(&out);
-	assert_int_equal(kr_compose_report(&cfg, &list, &row, &cl, ring, 1,
-			     &out, env, NULL),
+	assert_int_equal(
+	    kr_compose_report(&cfg, &list, &row, &cl, ring, 1, &out, env, NULL),
 	    0);
 	text = part(out.data, "text/plain");
 	assert_null(strstr(text, "株式会社Example"));
@@ -309,8 +316,8 @@ test_compose_confirm(void **state)
 	cl.subscriber_id = 9;
 	snprintf(cl.email, sizeof(cl.email), "new@example.org");
 	assert_int_equal(kr_compose_confirm(&cfg, &list, &cl, ring, 1764115200,
-			     &out, env, NULL),
-	    0);
+	                                    &out, env, NULL),
+	                 0);
 	assert_non_null(strstr(out.data, "\r\nAuto-Submitted: auto-generated"));
 	assert_null(strstr(out.data, "List-Unsubscribe"));
 	assert_null(strstr(out.data, "Precedence"));
@@ -319,23 +326,23 @@ test_compose_confirm(void **state)
 	assert_non_null(strstr(text, "（new@example.org）"));
 	assert_non_null(strstr(text, "登録を確認する"));
 	assert_non_null(strstr(text, "破棄してください"));
-	verify_link(text, "https://news.example.jp/confirm?t=",
-	    KR_TOKEN_CONFIRM, 9, 0);
+	verify_link(
+	    text, "https://news.example.jp/confirm?t=", KR_TOKEN_CONFIRM, 9, 0);
 	verify_link(env, "bounces+", KR_TOKEN_BOUNCE, 9, 0);
 	free(text);
 	text = part(out.data, "text/html");
 	verify_link(text, "<a href=\"https://news.example.jp/confirm?t=",
-	    KR_TOKEN_CONFIRM, 9, 0);
+	            KR_TOKEN_CONFIRM, 9, 0);
 	free(text);
 
 	list.language = s_lang_en;
 	list.name = ascii_name;
 	kr_buf_reset(&out);
 	assert_int_equal(kr_compose_confirm(&cfg, &list, &cl, ring, 1764115200,
-			     &out, env, NULL),
-	    0);
+	                                    &out, env, NULL),
+	                 0);
 	assert_non_null(strstr(out.data, "\r\nSubject: Please confirm your "
-					 "subscription to SIPS Report\r\n"));
+	                                 "subscription to SIPS Report\r\n"));
 	text = part(out.data, "text/plain");
 	assert_non_null(strstr(text, "ignore this mail"));
 	free(text);
@@ -358,19 +365,18 @@ test_compose_config_injection(void **state)
 	kr_buf_init(&out, 0);
 	snprintf(cl.email, sizeof(cl.email), "x@example.org");
 	list.name = bad_name;
-	assert_int_equal(kr_compose_report(&cfg, &list, &row, &cl, ring, 1,
-			     &out, env, &err),
+	assert_int_equal(
+	    kr_compose_report(&cfg, &list, &row, &cl, ring, 1, &out, env, &err),
 	    -1);
 	assert_int_equal(err.code, KR_ERR_INVALID);
 	list.name = s_name;
 	list.from_name = bad_from;
-	assert_int_equal(kr_compose_confirm(&cfg, &list, &cl, ring, 1, &out,
-			     env, &err),
-	    -1);
+	assert_int_equal(
+	    kr_compose_confirm(&cfg, &list, &cl, ring, 1, &out, env, &err), -1);
 	list.from_name = s_from_name;
 	snprintf(cl.email, sizeof(cl.email), "x@example.org\r\nBcc: y@z");
-	assert_int_equal(kr_compose_report(&cfg, &list, &row, &cl, ring, 1,
-			     &out, env, &err),
+	assert_int_equal(
+	    kr_compose_report(&cfg, &list, &row, &cl, ring, 1, &out, env, &err),
 	    -1);
 	kr_buf_fini(&out);
 }
@@ -378,9 +384,9 @@ test_compose_config_injection(void **state)
 static void
 test_compose_templates_match_files(void **state)
 {
-	static const char *const names[] = {"report.html", "report.txt",
-	    "footer.ja.txt", "footer.en.txt", "confirm.ja.txt",
-	    "confirm.en.txt"};
+	static const char *const names[] = {"report.html",    "report.txt",
+	                                    "footer.ja.txt",  "footer.en.txt",
+	                                    "confirm.ja.txt", "confirm.en.txt"};
 	const char *root = getenv("KAIRAN_ROOT");
 	char path[1024], buf[8192];
 	size_t i, n;
@@ -389,7 +395,7 @@ test_compose_templates_match_files(void **state)
 	(void)state;
 	for (i = 0; i < KR_NELEM(names); i++) {
 		snprintf(path, sizeof(path), "%s/config/templates/%s",
-		    root ? root : ".", names[i]);
+		         root ? root : ".", names[i]);
 		f = fopen(path, "rb");
 		assert_non_null(f);
 		n = fread(buf, 1, sizeof(buf) - 1, f);

@@ -631,6 +631,16 @@ test_config_files(void **state)
 	                    ":8:12: delivery.workers: '0' "
 	                    "is out of range, expected a number 1..64\n");
 	free(e);
+	/* Over the 1 MiB cap: refused before parsing. */
+	fd = open(path, O_WRONLY | O_TRUNC);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 1024 * 1024 + 1), 0);
+	close(fd);
+	assert_int_equal(kr_config_load(path, &cfg, &e), -1);
+	assert_string_equal(e + strlen(path),
+	                    ": is larger than 1048576 bytes, expected a config "
+	                    "file\n");
+	free(e);
 	if (geteuid() != 0) {
 		/* root reads anything: only testable as a user. */
 		assert_int_equal(chmod(path, 0), 0);
@@ -789,6 +799,10 @@ test_config_values(void **state)
 	    LBASE "    language: fr\n",
 	    "t.yaml:6:15: lists[0].language: 'fr' is not one of the choices, "
 	    "expected ja or en\n");
+	expect_one(LBASE "    reply_to: Info <info@example.jp>\n",
+	           "t.yaml:6:15: lists[0].reply_to: 'Info <info@example.jp>' "
+	           "has a display name or <>: write the bare address, "
+	           "expected an address like info@example.jp\n");
 	expect_one(LBASE "    archive: maybe\n",
 	           "t.yaml:6:14: lists[0].archive: 'maybe' is not a boolean");
 	expect_one(BASE "smtp: [{host: h.example, tls: ssl}]\n",
@@ -1224,6 +1238,27 @@ test_config_example_documents_every_key(void **state)
 			snprintf(pat, sizeof(pat), "#   %s ", leaf);
 			if (strstr(text, pat) == NULL)
 				fail_msg("config/kairan.yaml does not "
+				         "document %s",
+				         names[i]);
+		}
+	}
+	free(text);
+	/* And in the manual page, as ".B key" or ".B section.key". */
+	text = NULL;
+	f = fopen("man/kairan.yaml.5", "r");
+	assert_non_null(f);
+	assert_true(getdelim(&text, &len, '\0', f) > 0);
+	fclose(f);
+	for (i = 0; i < n; i++) {
+		leaf = strrchr(names[i], '.');
+		leaf = leaf ? leaf + 1 : names[i];
+		snprintf(pat, sizeof(pat), ".B %s\n", leaf);
+		if (strstr(text, pat) == NULL) {
+			snprintf(pat, sizeof(pat), ".%s\n", leaf);
+			if (strstr(text, pat) == NULL)
+				snprintf(pat, sizeof(pat), ".B %s.", leaf);
+			if (strstr(text, pat) == NULL)
+				fail_msg("man/kairan.yaml.5 does not "
 				         "document %s",
 				         names[i]);
 		}

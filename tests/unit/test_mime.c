@@ -67,7 +67,7 @@ test_mime_qp_basic(void **state)
 	kr_buf_init(&b, 0);
 	assert_int_equal(kr_mime_qp(&b, in, strlen(in)), 0);
 	assert_string_equal(b.data,
-	    "a=3Db \ttab=09\r\nend=20\r\n=E6=97=A5=E6=9C=AC");
+	                    "a=3Db \ttab=09\r\nend=20\r\n=E6=97=A5=E6=9C=AC");
 	assert_int_equal(kr_mime_qp_len(in, strlen(in)), b.len);
 	kr_buf_fini(&b);
 }
@@ -104,8 +104,8 @@ test_mime_qp_japanese_no_spaces(void **state)
 	kr_buf_init(&b, 0);
 	kr_buf_init(&in, 0);
 	for (i = 0; i < 300; i++)
-		assert_int_equal(kr_buf_puts(&in, "空白のない段落、「全角」。🎉"),
-		    0);
+		assert_int_equal(
+		    kr_buf_puts(&in, "空白のない段落、「全角」。🎉"), 0);
 	assert_int_equal(kr_mime_qp(&b, in.data, in.len), 0);
 	assert_lines(b.data, b.len, 76);
 	/* a soft break never splits an =XX escape */
@@ -127,7 +127,7 @@ test_mime_base64(void **state)
 	(void)state;
 	kr_buf_init(&b, 0);
 	assert_int_equal(kr_mime_base64(&b, "", 0), 0);
-	assert_string_equal(b.data, "");
+	assert_int_equal(b.len, 0);
 	assert_int_equal(kr_mime_base64(&b, "a", 1), 0);
 	assert_string_equal(b.data, "YQ==");
 	kr_buf_reset(&b);
@@ -212,15 +212,15 @@ test_mime_subject_ascii(void **state)
 
 	(void)state;
 	kr_buf_init(&b, 0);
-	assert_int_equal(kr_mime_header_text(&b, "Subject", "Hello world",
-			     NULL),
-	    0);
+	assert_int_equal(
+	    kr_mime_header_text(&b, "Subject", "Hello world", NULL), 0);
 	assert_string_equal(b.data, "Subject: Hello world\r\n");
 	kr_buf_reset(&b);
-	assert_int_equal(kr_mime_header_text(&b, "Subject",
-			     "one two three four five six seven eight nine "
-			     "ten eleven twelve thirteen fourteen",
-			     NULL),
+	assert_int_equal(
+	    kr_mime_header_text(&b, "Subject",
+	                        "one two three four five six seven eight nine "
+	                        "ten eleven twelve thirteen fourteen",
+	                        NULL),
 	    0);
 	assert_lines(b.data, b.len, 77);
 	assert_non_null(strstr(b.data, "\r\n "));
@@ -231,7 +231,7 @@ static void
 test_mime_injection_refused(void **state)
 {
 	static const char *const bad[] = {"a\r\nBcc: x@example.org", "a\nb",
-	    "a\rb", "tab\tand\x01ctl", "\x7f"};
+	                                  "a\rb", "tab\tand\x01ctl", "\x7f"};
 	struct kr_buf b;
 	struct kr_err err = {0};
 	size_t i;
@@ -242,19 +242,20 @@ test_mime_injection_refused(void **state)
 		assert_int_equal(
 		    kr_mime_header_text(&b, "Subject", bad[i], &err), -1);
 		assert_int_equal(err.code, KR_ERR_INVALID);
-		assert_int_equal(
-		    kr_mime_header_addr(&b, "From", bad[i], "a@b.example", &err),
-		    -1);
+		assert_int_equal(kr_mime_header_addr(&b, "From", bad[i],
+		                                     "a@b.example", &err),
+		                 -1);
 		assert_int_equal(
 		    kr_mime_header_addr(&b, "To", NULL, bad[i], &err), -1);
 	}
 	assert_int_equal(kr_mime_header_addr(&b, "To", NULL,
-			     "a@b.example>, <evil@example.org", &err),
-	    -1);
+	                                     "a@b.example>, <evil@example.org",
+	                                     &err),
+	                 -1);
 	assert_int_equal(b.len, 0);
 	/* invalid UTF-8 too */
 	assert_int_equal(kr_mime_header_text(&b, "Subject", "\xe6\x97", &err),
-	    -1);
+	                 -1);
 	kr_buf_fini(&b);
 }
 
@@ -266,21 +267,50 @@ test_mime_display_names(void **state)
 	(void)state;
 	kr_buf_init(&b, 0);
 	assert_int_equal(kr_mime_header_addr(&b, "From", "SIPS Report",
-			     "r@news.example.jp", NULL),
-	    0);
-	assert_string_equal(b.data, "From: SIPS Report <r@news.example.jp>\r\n");
+	                                     "r@news.example.jp", NULL),
+	                 0);
+	assert_string_equal(b.data,
+	                    "From: SIPS Report <r@news.example.jp>\r\n");
 	kr_buf_reset(&b);
 	assert_int_equal(kr_mime_header_addr(&b, "From", "Example, Inc. \"x\"",
-			     "r@news.example.jp", NULL),
-	    0);
-	assert_string_equal(b.data,
+	                                     "r@news.example.jp", NULL),
+	                 0);
+	assert_string_equal(
+	    b.data,
 	    "From: \"Example, Inc. \\\"x\\\"\" <r@news.example.jp>\r\n");
 	kr_buf_reset(&b);
-	assert_int_equal(kr_mime_header_addr(&b, "From", "回覧",
-			     "r@news.example.jp", NULL),
+	assert_int_equal(
+	    kr_mime_header_addr(&b, "From", "回覧", "r@news.example.jp", NULL),
 	    0);
-	assert_string_equal(b.data,
-	    "From: =?UTF-8?B?5Zue6Kan?= <r@news.example.jp>\r\n");
+	assert_string_equal(
+	    b.data, "From: =?UTF-8?B?5Zue6Kan?= <r@news.example.jp>\r\n");
+	/* a long name with specials: encoded words, folded, never one long
+	 * line */
+	{
+		char longname[2001];
+
+		memset(longname, 'a', 2000);
+		longname[2000] = '\0';
+		longname[500] = ',';
+		kr_buf_reset(&b);
+		assert_int_equal(kr_mime_header_addr(&b, "From", longname,
+		                                     "r@news.example.jp", NULL),
+		                 0);
+		assert_lines(b.data, b.len, 77);
+		assert_words(b.data);
+		/* a 2,000-character atom too */
+		longname[500] = 'a';
+		kr_buf_reset(&b);
+		assert_int_equal(kr_mime_header_addr(&b, "From", longname,
+		                                     "r@news.example.jp", NULL),
+		                 0);
+		assert_lines(b.data, b.len, 77);
+		/* and as a subject */
+		kr_buf_reset(&b);
+		assert_int_equal(
+		    kr_mime_header_text(&b, "Subject", longname, NULL), 0);
+		assert_lines(b.data, b.len, 77);
+	}
 	kr_buf_fini(&b);
 }
 
@@ -310,7 +340,8 @@ test_mime_compose_prefix_equals_whole(void **state)
 	kr_buf_init(&b, 0);
 	kr_buf_init(&text, 0);
 	for (i = 0; i < 200; i++)
-		assert_int_equal(kr_buf_printf(&text, "行%d: 本文です。\n", i), 0);
+		assert_int_equal(kr_buf_printf(&text, "行%d: 本文です。\n", i),
+		                 0);
 	m.from_addr = "r@news.example.jp";
 	m.to_addr = "x@example.org";
 	m.subject = "件名";

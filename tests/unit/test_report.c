@@ -28,7 +28,7 @@ static struct kr_config two = {.lists = lists, .n_lists = 2};
 
 static int
 parse(const struct kr_config *cfg, const char *src, struct kr_report **rep,
-    struct kr_err *err)
+      struct kr_err *err)
 {
 	return kr_report_parse(cfg, "r.md", src, strlen(src), rep, err);
 }
@@ -39,7 +39,7 @@ test_report_minimal(void **state)
 	struct kr_report *rep = NULL;
 	struct kr_err err = {0};
 	const char *src = "---\nsubject: 第12号 脅威レポート\n---\n# 見出し\n\n"
-			  "本文です。\n";
+	                  "本文です。\n";
 
 	(void)state;
 	assert_int_equal(parse(&one, src, &rep, &err), 0);
@@ -48,8 +48,7 @@ test_report_minimal(void **state)
 	assert_string_equal(rep->preheader, "");
 	assert_string_equal(rep->date, "");
 	assert_int_equal(rep->send_at, 0);
-	assert_string_equal(rep->html,
-	    "<h1>見出し</h1>\n<p>本文です。</p>\n");
+	assert_string_equal(rep->html, "<h1>見出し</h1>\n<p>本文です。</p>\n");
 	assert_string_equal(rep->text, "# 見出し\n\n本文です。\n");
 	assert_int_equal(strlen(rep->hash), 64);
 	kr_report_free(&rep);
@@ -62,9 +61,10 @@ test_report_all_keys(void **state)
 {
 	struct kr_report *rep = NULL;
 	struct kr_err err = {0};
-	const char *src = "---\r\nsubject: \"Quoted: yes\"\r\nlist: other\r\n"
-			  "date: 2026-11-26\r\nsend_at: 2026-11-26T09:00:00+09:00"
-			  "\r\npreheader: 今月の要点\r\n---\r\nBody\r\n";
+	const char *src =
+	    "---\r\nsubject: \"Quoted: yes\"\r\nlist: other\r\n"
+	    "date: 2026-11-26\r\nsend_at: 2026-11-26T09:00:00+09:00"
+	    "\r\npreheader: 今月の要点\r\n---\r\nBody\r\n";
 
 	(void)state;
 	assert_int_equal(parse(&two, src, &rep, &err), 0);
@@ -94,12 +94,13 @@ test_report_hash(void **state)
 
 	(void)state;
 	assert_int_equal(parse(&one, "---\nsubject: s\n---\nbody\n", &a, NULL),
-	    0);
+	                 0);
 	assert_int_equal(parse(&one, "---\nsubject: s\n---\nbody!\n", &b, NULL),
-	    0);
+	                 0);
 	assert_string_not_equal(a->hash, b->hash);
 	/* sha256("---\nsubject: s\n---\nbody\n") */
-	assert_string_equal(a->hash,
+	assert_string_equal(
+	    a->hash,
 	    "4d69bc67410b604b200d1998b682ddd3914dd2fa20f85034a14d11e3740faea2");
 	kr_report_free(&a);
 	kr_report_free(&b);
@@ -125,38 +126,38 @@ test_report_errors(void **state)
 	(void)state;
 	expect_error(&one, "# no front matter\n", "r.md:1:1: expected front");
 	expect_error(&one, "---\nsubject: s\nbody\n",
-	    "r.md:4:1: front matter not closed");
+	             "r.md:4:1: front matter not closed");
 	expect_error(&one, "---\nlist: sips-report\n---\nb\n",
-	    "r.md:2:1: subject: missing");
+	             "r.md:2:1: subject: missing");
 	expect_error(&one, "---\nsubject: \"a\\r\\nBcc: x@y\"\n---\nb\n",
-	    "r.md:2:10: subject: expected one");
+	             "r.md:2:10: subject: expected one");
 	expect_error(&one, "---\nsubject: |\n  two\n  lines\n---\nb\n",
-	    "r.md:2:10: subject: expected one");
+	             "r.md:2:10: subject: expected one");
 	expect_error(&one, "---\nsubject: \"\"\n---\nb\n",
-	    "r.md:2:10: subject: expected one");
+	             "r.md:2:10: subject: expected one");
 	expect_error(&one, "---\nsubject: s\nsubjet: typo\n---\nb\n",
-	    "r.md:3:1: unknown key");
+	             "r.md:3:1: unknown key");
 	expect_error(&one, "---\nsubject: s\nsubject: t\n---\nb\n",
-	    "r.md:3:1: duplicate key");
+	             "r.md:3:1: duplicate key");
 	expect_error(&one, "---\nsubject: [a, b]\n---\nb\n",
-	    "r.md:2:10: expected a single value");
+	             "r.md:2:10: expected a single value");
 	expect_error(&one, "---\nsubject: s\nlist: nope\n---\nb\n",
-	    "r.md:3:7: list: no such list");
+	             "r.md:3:7: list: no such list");
 	expect_error(&two, "---\nsubject: s\n---\nb\n",
-	    "r.md:2:1: list: missing");
+	             "r.md:2:1: list: missing");
 	expect_error(&one, "---\nsubject: s\nsend_at: tomorrow\n---\nb\n",
-	    "r.md:3:10: send_at: expected ISO 8601");
+	             "r.md:3:10: send_at: expected ISO 8601");
 	expect_error(&one, "---\nsubject: s\ndate: 2026-02-30\n---\nb\n",
-	    "r.md:3:7: date: expected YYYY-MM-DD");
+	             "r.md:3:7: date: expected YYYY-MM-DD");
 	expect_error(&one, "---\nsubject: s\n---\n\n  \n",
-	    "r.md:4:1: the report body is empty");
+	             "r.md:4:1: the report body is empty");
 	expect_error(&one, "---\nsubject: 'unclosed\n---\nb\n", "r.md:");
 	expect_error(&one, "---\nsubject: s\n  bad: indent\n---\nb\n",
-	    "r.md:3:");
+	             "r.md:3:");
 	expect_error(&one, "---\nsubject: s\n---\nok\n\xff\n",
-	    "r.md:5:1: not valid UTF-8");
+	             "r.md:5:1: not valid UTF-8");
 	expect_error(&one, "---\nsubject: s\n---\nbody\n日本\xe6\x97\n",
-	    "r.md:5:3: not valid UTF-8");
+	             "r.md:5:3: not valid UTF-8");
 }
 
 static void
@@ -167,8 +168,8 @@ test_report_nul_refused(void **state)
 	struct kr_err err = {0};
 
 	(void)state;
-	assert_int_equal(kr_report_parse(&one, "r.md", src, sizeof(src) - 1,
-			     &rep, &err),
+	assert_int_equal(
+	    kr_report_parse(&one, "r.md", src, sizeof(src) - 1, &rep, &err),
 	    -1);
 	assert_string_equal(err.msg, "r.md:4:3: NUL byte in the report");
 }
@@ -200,8 +201,9 @@ test_report_text_links(void **state)
 		const char *in, *out;
 	} cases[] = {
 	    {"see [the site](https://ex.jp/a) now",
-		"see the site <https://ex.jp/a> now"},
-	    {"![図1](https://ex.jp/1.png \"title\")", "図1 <https://ex.jp/1.png>"},
+	     "see the site <https://ex.jp/a> now"},
+	    {"![図1](https://ex.jp/1.png \"title\")",
+	     "図1 <https://ex.jp/1.png>"},
 	    {"[https://ex.jp](https://ex.jp)", "https://ex.jp"},
 	    {"[x](<https://ex.jp/a b>)", "x <https://ex.jp/a b>"},
 	    {"[wiki](https://ex.jp/A_(b))", "wiki <https://ex.jp/A_(b)>"},
@@ -211,7 +213,7 @@ test_report_text_links(void **state)
 	    {"[unclosed](x", "[unclosed](x"},
 	    {"a [b] c", "a [b] c"},
 	    {"全角「括弧」[リンク](https://ex.jp/ja)。",
-		"全角「括弧」リンク <https://ex.jp/ja>。"},
+	     "全角「括弧」リンク <https://ex.jp/ja>。"},
 	};
 	size_t i;
 	char *t;
@@ -235,7 +237,7 @@ test_report_queue(void **state)
 	struct kr_report_row got;
 	struct kr_err err = {0};
 	const char *src = "---\nsubject: 第1号\nsend_at: 2030-01-01T00:00Z\n"
-			  "preheader: 要点\n---\n本文\n";
+	                  "preheader: 要点\n---\n本文\n";
 	int64_t rid = 0, rid2 = 0, n = -1;
 	bool added;
 	int fd, i;
@@ -257,8 +259,8 @@ test_report_queue(void **state)
 		    kr_store_subscriber_import(st, &sub, &added, &err), 0);
 	}
 	assert_int_equal(kr_report_queue(st, &one, "r.md", src, strlen(src),
-			     false, &rid, &n, &err),
-	    0);
+	                                 false, &rid, &n, &err),
+	                 0);
 	assert_true(rid > 0);
 	assert_int_equal(n, 2); /* active only */
 	memset(&got, 0, sizeof(got));
@@ -274,19 +276,19 @@ test_report_queue(void **state)
 	kr_store_report_row_fini(&got);
 	/* the same bytes again: refused, and nothing queued */
 	assert_int_equal(kr_report_queue(st, &one, "again.md", src, strlen(src),
-			     false, &rid2, &n, &err),
-	    -1);
+	                                 false, &rid2, &n, &err),
+	                 -1);
 	assert_int_equal(err.code, KR_ERR_EXISTS);
 	assert_non_null(strstr(err.msg, "--again"));
 	assert_int_equal(kr_report_queue(st, &one, "again.md", src, strlen(src),
-			     true, &rid2, &n, &err),
-	    0);
+	                                 true, &rid2, &n, &err),
+	                 0);
 	assert_true(rid2 > rid);
 	assert_int_equal(n, 2);
 	/* a bad report never reaches the store */
 	assert_int_equal(kr_report_queue(st, &one, "bad.md", "no", 2, false,
-			     &rid2, &n, &err),
-	    -1);
+	                                 &rid2, &n, &err),
+	                 -1);
 	assert_int_equal(err.code, KR_ERR_INVALID);
 	kr_store_close(&st);
 	unlink(path);
