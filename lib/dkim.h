@@ -39,8 +39,8 @@ void kr_dkim_free(struct kr_dkim **dkim);
 
 /* The signers of every list of a config, for the delivery workers: made
  * once per config (start, reload) and swapped with it; read-only, shared
- * by all threads. */
-/* Loads the keys of every list with a dkim: block. Returns 0 and *set_out
+ * by all threads. Loads the keys of every list with a dkim: block.
+ * Returns 0 and *set_out
  * (free with kr_dkim_set_free; empty when no list signs), or -1 with err
  * naming the list and file: treat it like a config error (refuse to
  * start; on reload keep the old config and set). */
