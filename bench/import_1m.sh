@@ -32,7 +32,7 @@ with open(sys.argv[1], "w") as f:
 PY
 echo "machine: $(nproc) cores, $(free -h | awk '/^Mem:/ {print $2}') RAM; rows: $rows; CSV $(du -h "$dir/subs.csv" | cut -f1)"
 run() {
-	/usr/bin/time -f "  %e s wall, peak RSS %M KB" "$ctl" \
+	/usr/bin/time -f "  %e s wall (%U s user, %S s sys), peak RSS %M KB" "$ctl" \
 		--config "$dir/kairan.yaml" "$@"
 }
 echo "import --confirmed (active):"

@@ -2,6 +2,7 @@
  * subscriber table, kr_store_report_add (one INSERT … SELECT), claiming
  * and mark_sent; prints peak RSS and database growth. Built and run by
  * bench/queue_1m.sh. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,7 +75,7 @@ main(int argc, char **argv)
 		if (i % 10000 == 0 && kr_store_begin(s, &err) < 0)
 			die("begin", &err);
 		snprintf(sub.email, sizeof(sub.email), "user%07ld@d%ld.example",
-		    i, i % 500);
+		         i, i % 500);
 		if (kr_store_subscriber_import(s, &sub, &added, &err) < 0)
 			die("import", &err);
 		if ((i % 10000 == 9999 || i == n - 1) &&
@@ -83,14 +84,14 @@ main(int argc, char **argv)
 	}
 	t = now_s() - t0;
 	printf("subscribers: %ld rows in %.2f s (%.0f rows/s)\n", n, t,
-	    (double)n / t);
+	       (double)n / t);
 
 	before = db_bytes(path);
 	memset(&r, 0, sizeof(r));
 	strcpy(r.list_id, "news");
-	r.subject = (char *)"bench";
-	r.text = (char *)"text";
-	r.html = (char *)"<p>html</p>";
+	r.subject = (char *)(uintptr_t) "bench";
+	r.text = (char *)(uintptr_t) "text";
+	r.html = (char *)(uintptr_t) "<p>html</p>";
 	snprintf(r.hash, sizeof(r.hash), "bench-%ld", (long)time(NULL));
 	t0 = now_s();
 	if (kr_store_report_add(s, &r, true, time(NULL), &id, &queued, &err) <
@@ -98,9 +99,9 @@ main(int argc, char **argv)
 		die("report_add", &err);
 	t = now_s() - t0;
 	printf("report_add: %lld deliveries queued in %.2f s\n",
-	    (long long)queued, t);
+	       (long long)queued, t);
 	printf("db growth: %.1f MB (file + WAL)\n",
-	    (double)(db_bytes(path) - before) / 1e6);
+	       (double)(db_bytes(path) - before) / 1e6);
 
 	/* Steady state, as the delivery workers run: claim a batch, mark
 	 * each copy sent, one transaction per mark. */
@@ -109,27 +110,27 @@ main(int argc, char **argv)
 	for (i = 0; i < 100; i++) {
 		t0 = now_s();
 		if (kr_store_claim(s, time(NULL), time(NULL) + 300, 1000, c,
-			&got, &err) < 0)
+		                   &got, &err) < 0)
 			die("claim", &err);
 		tc += now_s() - t0;
 		total += got;
 		t0 = now_s();
 		for (j = 0; j < got; j++)
 			if (kr_store_mark_sent(s, c[j].delivery_id, time(NULL),
-				"250 2.0.0 Ok", &err) < 0)
+			                       "250 2.0.0 Ok", &err) < 0)
 				die("mark_sent", &err);
 		tm += now_s() - t0;
 	}
 	printf("claim: %zu rows in 100 claims of 1000: %.1f ms per claim\n",
-	    total, tc * 1000 / 100);
+	       total, tc * 1000 / 100);
 	printf("mark_sent: %zu in %.2f s (%.0f per second, each its own "
 	       "transaction)\n",
-	    total, tm, (double)total / tm);
+	       total, tm, (double)total / tm);
 	t0 = now_s();
 	if (kr_store_delivery_counts(s, id, &k, &err) < 0)
 		die("counts", &err);
 	printf("delivery_counts: queued %lld sent %lld in %.1f ms\n",
-	    (long long)k.queued, (long long)k.sent, (now_s() - t0) * 1000);
+	       (long long)k.queued, (long long)k.sent, (now_s() - t0) * 1000);
 	free(c);
 	kr_store_close(&s);
 	getrusage(RUSAGE_SELF, &ru);

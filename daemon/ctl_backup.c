@@ -50,7 +50,8 @@ ctl_backup(struct ctl *c, int argc, char **argv)
 		return CTL_USAGE;
 	}
 	if (!force && stat(file, &sb) == 0) {
-		ctl_error("%s exists; choose another name or add --force", file);
+		ctl_error("%s exists; choose another name or add --force",
+		          file);
 		return CTL_FAIL;
 	}
 	if ((r = ctl_store(c)) != CTL_OK)
@@ -61,9 +62,9 @@ ctl_backup(struct ctl *c, int argc, char **argv)
 	}
 	if (stat(file, &sb) == 0)
 		printf("backup written to %s (%lld bytes)\n", file,
-		    (long long)sb.st_size);
+		       (long long)sb.st_size);
 	return CTL_OK;
 }
 
 CTL_VERB(backup, "backup", ctl_backup,
-    "write a consistent copy of the database while kairand runs");
+         "write a consistent copy of the database while kairand runs");

@@ -30,8 +30,8 @@ set_state(struct ctl *c, int argc, char **argv, enum kr_report_state state)
 	long long id;
 	int r;
 
-	if (argc == 2 && (strcmp(argv[1], "--help") == 0 ||
-			     strcmp(argv[1], "-h") == 0)) {
+	if (argc == 2 &&
+	    (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
 		fputs(usage_text, stdout);
 		return CTL_OK;
 	}
@@ -55,8 +55,8 @@ set_state(struct ctl *c, int argc, char **argv, enum kr_report_state state)
 	}
 	printf("report %lld %s: %lld queued, %lld deferred, %lld sent, "
 	       "%lld cancelled\n",
-	    id, done[state], (long long)k.queued, (long long)k.deferred,
-	    (long long)k.sent, (long long)k.cancelled);
+	       id, done[state], (long long)k.queued, (long long)k.deferred,
+	       (long long)k.sent, (long long)k.cancelled);
 	return CTL_OK;
 }
 
@@ -81,4 +81,4 @@ ctl_cancel(struct ctl *c, int argc, char **argv)
 CTL_VERB(pause, "pause", ctl_pause, "stop sending a report for now");
 CTL_VERB(resume, "resume", ctl_resume, "go on sending a paused report");
 CTL_VERB(cancel, "cancel", ctl_cancel,
-    "drop the unsent copies of a report for good");
+         "drop the unsent copies of a report for good");

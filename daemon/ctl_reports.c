@@ -22,13 +22,13 @@ static const char *const state_names[] = {"active", "paused", "cancelled"};
 
 static int
 print_report(void *ctx, const struct kr_report_row *r,
-    const struct kr_delivery_counts *k)
+             const struct kr_delivery_counts *k)
 {
 	time_t t = (time_t)r->created_at;
 	struct tm tm;
 	char when[32] = "", *subj, *p;
 	long long all = k->queued + k->sent + k->deferred + k->failed +
-	    k->uncertain + k->cancelled;
+	                k->uncertain + k->cancelled;
 
 	(void)ctx;
 	if (gmtime_r(&t, &tm) != NULL)
@@ -40,10 +40,9 @@ print_report(void *ctx, const struct kr_report_row *r,
 	for (p = subj; *p; p++)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			*p = ' ';
-	printf("%-6lld %-9s %-16s %9lld/%-9lld %7lld  %s\n",
-	    (long long)r->id,
-	    (unsigned)r->state < 3 ? state_names[r->state] : "?", when,
-	    (long long)k->sent, all, (long long)k->failed, subj);
+	printf("%-6lld %-9s %-16s %9lld/%-9lld %7lld  %s\n", (long long)r->id,
+	       (unsigned)r->state < 3 ? state_names[r->state] : "?", when,
+	       (long long)k->sent, all, (long long)k->failed, subj);
 	free(subj);
 	return 0;
 }
@@ -56,8 +55,8 @@ ctl_reports(struct ctl *c, int argc, char **argv)
 	char *end;
 	int r;
 
-	if (argc == 2 && (strcmp(argv[1], "--help") == 0 ||
-			     strcmp(argv[1], "-h") == 0)) {
+	if (argc == 2 &&
+	    (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
 		fputs(usage_text, stdout);
 		return CTL_OK;
 	}
@@ -74,10 +73,10 @@ ctl_reports(struct ctl *c, int argc, char **argv)
 	}
 	if ((r = ctl_store(c)) != CTL_OK)
 		return r;
-	printf("%-6s %-9s %-16s %19s %7s  %s\n", "ID", "STATE",
-	    "STORED (UTC)", "SENT/ALL", "FAILED", "SUBJECT");
-	if (kr_store_report_foreach(c->store, (size_t)limit, print_report,
-		NULL, &err) != 0) {
+	printf("%-6s %-9s %-16s %19s %7s  %s\n", "ID", "STATE", "STORED (UTC)",
+	       "SENT/ALL", "FAILED", "SUBJECT");
+	if (kr_store_report_foreach(c->store, (size_t)limit, print_report, NULL,
+	                            &err) != 0) {
 		ctl_error("%s", err.msg[0] ? err.msg : "listing failed");
 		return CTL_FAIL;
 	}
@@ -85,4 +84,4 @@ ctl_reports(struct ctl *c, int argc, char **argv)
 }
 
 CTL_VERB(reports, "reports", ctl_reports,
-    "list the reports, newest first, with delivery counts");
+         "list the reports, newest first, with delivery counts");

@@ -23,8 +23,9 @@ static int
 ctl_retry(struct ctl *c, int argc, char **argv)
 {
 	static const struct option opts[] = {{"failed", 0, NULL, 'f'},
-		{"uncertain", 0, NULL, 'u'}, {"help", 0, NULL, 'h'},
-		{NULL, 0, NULL, 0}};
+	                                     {"uncertain", 0, NULL, 'u'},
+	                                     {"help", 0, NULL, 'h'},
+	                                     {NULL, 0, NULL, 0}};
 	struct kr_report_row rep;
 	struct kr_err err = {0};
 	bool failed = false, uncertain = false;
@@ -77,7 +78,7 @@ ctl_retry(struct ctl *c, int argc, char **argv)
 	if (rep.state != KR_RS_ACTIVE && n > 0)
 		printf("note: the report is %s; `kairanctl resume %lld` to "
 		       "send them\n",
-		    rep.state == KR_RS_PAUSED ? "paused" : "cancelled", id);
+		       rep.state == KR_RS_PAUSED ? "paused" : "cancelled", id);
 	kr_store_report_row_fini(&rep);
 	return CTL_OK;
 fail:
@@ -86,4 +87,4 @@ fail:
 }
 
 CTL_VERB(retry, "retry", ctl_retry,
-    "queue a report's failed (and uncertain) copies again");
+         "queue a report's failed (and uncertain) copies again");

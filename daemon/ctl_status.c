@@ -30,24 +30,24 @@ print_counts(const char *indent, const struct kr_delivery_counts *k)
 	printf("%squeued     %lld\n%sin flight  %lld\n%sdeferred   %lld\n"
 	       "%ssent       %lld\n%sfailed     %lld\n%suncertain  %lld\n"
 	       "%scancelled  %lld\n",
-	    indent, (long long)k->queued, indent, (long long)k->in_flight,
-	    indent, (long long)k->deferred, indent, (long long)k->sent,
-	    indent, (long long)k->failed, indent, (long long)k->uncertain,
-	    indent, (long long)k->cancelled);
+	       indent, (long long)k->queued, indent, (long long)k->in_flight,
+	       indent, (long long)k->deferred, indent, (long long)k->sent,
+	       indent, (long long)k->failed, indent, (long long)k->uncertain,
+	       indent, (long long)k->cancelled);
 }
 
 static int
 print_line(void *ctx, const struct kr_report_row *r,
-    const struct kr_delivery_counts *k)
+           const struct kr_delivery_counts *k)
 {
 	(void)ctx;
 	printf("report %-6lld %-9s queued %lld, deferred %lld, sent %lld, "
 	       "failed %lld, uncertain %lld, cancelled %lld\n",
-	    (long long)r->id,
-	    (unsigned)r->state < 3 ? state_names[r->state] : "?",
-	    (long long)k->queued, (long long)k->deferred, (long long)k->sent,
-	    (long long)k->failed, (long long)k->uncertain,
-	    (long long)k->cancelled);
+	       (long long)r->id,
+	       (unsigned)r->state < 3 ? state_names[r->state] : "?",
+	       (long long)k->queued, (long long)k->deferred, (long long)k->sent,
+	       (long long)k->failed, (long long)k->uncertain,
+	       (long long)k->cancelled);
 	return 0;
 }
 
@@ -67,7 +67,7 @@ watch(struct ctl *c, long long id)
 			return CTL_FAIL;
 		}
 		all = k.queued + k.deferred + k.sent + k.failed + k.uncertain +
-		    k.cancelled;
+		      k.cancelled;
 		done = all - k.queued - k.deferred;
 		if (c->tty) {
 			ctl_progress(c, "sending", done, all > 0 ? all : 1);
@@ -75,10 +75,10 @@ watch(struct ctl *c, long long id)
 			printf("queued %lld, in flight %lld, deferred %lld, "
 			       "sent %lld, failed %lld, uncertain %lld, "
 			       "cancelled %lld\n",
-			    (long long)k.queued, (long long)k.in_flight,
-			    (long long)k.deferred, (long long)k.sent,
-			    (long long)k.failed, (long long)k.uncertain,
-			    (long long)k.cancelled);
+			       (long long)k.queued, (long long)k.in_flight,
+			       (long long)k.deferred, (long long)k.sent,
+			       (long long)k.failed, (long long)k.uncertain,
+			       (long long)k.cancelled);
 			fflush(stdout);
 		}
 		if (k.queued + k.deferred == 0) {
@@ -110,7 +110,7 @@ ctl_status(struct ctl *c, int argc, char **argv)
 			fputs(usage_text, stdout);
 			return CTL_OK;
 		} else if (strcmp(argv[i], "--watch") == 0 ||
-		    strcmp(argv[i], "-w") == 0) {
+		           strcmp(argv[i], "-w") == 0) {
 			watching = true;
 		} else if (argv[i][0] != '-' && arg == NULL) {
 			arg = argv[i];
@@ -131,8 +131,7 @@ ctl_status(struct ctl *c, int argc, char **argv)
 	if ((r = ctl_store(c)) != CTL_OK)
 		return r;
 	if (id != 0) {
-		if ((found = kr_store_report_get(c->store, id, &rep, &err)) <
-		    0)
+		if ((found = kr_store_report_get(c->store, id, &rep, &err)) < 0)
 			goto fail;
 		if (!found) {
 			ctl_error("no report %lld", id);
@@ -145,9 +144,9 @@ ctl_status(struct ctl *c, int argc, char **argv)
 				goto fail;
 			}
 			printf("report %lld (%s, list %s)\n", id,
-			    (unsigned)rep.state < 3 ? state_names[rep.state]
-						    : "?",
-			    rep.list_id);
+			       (unsigned)rep.state < 3 ? state_names[rep.state]
+			                               : "?",
+			       rep.list_id);
 			print_counts("  ", &k);
 		}
 		kr_store_report_row_fini(&rep);
@@ -157,7 +156,7 @@ ctl_status(struct ctl *c, int argc, char **argv)
 		printf("all copies (reports and confirmations)\n");
 		print_counts("  ", &k);
 		if (kr_store_report_foreach(c->store, 10, print_line, NULL,
-			&err) != 0)
+		                            &err) != 0)
 			goto fail;
 	}
 	if (watching)
@@ -169,4 +168,4 @@ fail:
 }
 
 CTL_VERB(status, "status", ctl_status,
-    "delivery progress of all reports or one (--watch: live)");
+         "delivery progress of all reports or one (--watch: live)");

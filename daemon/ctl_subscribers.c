@@ -24,8 +24,8 @@
  * that an interrupted import keeps most of its work. */
 #define IMPORT_BATCH 10000
 
-static const char *const status_names[] = {"pending", "active",
-	"unsubscribed", "bounced"};
+static const char *const status_names[] = {"pending", "active", "unsubscribed",
+                                           "bounced"};
 
 /* The columns of export, in order; import takes any subset in any order
  * (email required). */
@@ -43,9 +43,11 @@ enum col {
 	COL_CREATED_AT,
 	COL__N
 };
-static const char *const col_names[COL__N] = {"email", "name", "list",
-	"status", "consent_at", "consent_source", "consent_ip", "consent_ua",
-	"confirmed_at", "unsubscribed_at", "created_at"};
+static const char *const col_names[COL__N] = {
+    "email",           "name",       "list",
+    "status",          "consent_at", "consent_source",
+    "consent_ip",      "consent_ua", "confirmed_at",
+    "unsubscribed_at", "created_at"};
 
 static const char usage_text[] =
     "usage: kairanctl subscribers add EMAIL [--list L] [--name N] "
@@ -81,8 +83,7 @@ static const char usage_text[] =
     "           config has more than one list.\n"
     "exit status: 0 ok, 1 failure (or some rows rejected), 2 usage\n";
 
-static int KR_PRINTF(1, 2)
-usage_err(const char *fmt, ...)
+static int KR_PRINTF(1, 2) usage_err(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -131,7 +132,7 @@ pick_list(const struct ctl *c, const char *opt, const char **out)
 		return CTL_OK;
 	}
 	ctl_error("%s has %zu lists: name one with --list", cfg->path,
-	    cfg->n_lists);
+	          cfg->n_lists);
 	return CTL_USAGE;
 }
 
@@ -201,8 +202,10 @@ static int
 sub_add(struct ctl *c, int argc, char **argv)
 {
 	static const struct option opts[] = {{"list", 1, NULL, 'l'},
-		{"name", 1, NULL, 'n'}, {"confirmed", 0, NULL, 'c'},
-		{"help", 0, NULL, 'h'}, {NULL, 0, NULL, 0}};
+	                                     {"name", 1, NULL, 'n'},
+	                                     {"confirmed", 0, NULL, 'c'},
+	                                     {"help", 0, NULL, 'h'},
+	                                     {NULL, 0, NULL, 0}};
 	struct kr_subscriber sub, cur;
 	struct kr_err err = {0};
 	const char *list_opt = NULL, *name = NULL, *list = NULL;
@@ -234,14 +237,14 @@ sub_add(struct ctl *c, int argc, char **argv)
 	if (optind != argc - 1)
 		return usage_err("%s", "subscribers add: one EMAIL expected");
 	if (kr_address_normalize(argv[optind], strlen(argv[optind]), addr,
-		&err) < 0) {
+	                         &err) < 0) {
 		ctl_error("not an address: %s", err.msg);
 		return CTL_USAGE;
 	}
 	if (name != NULL && (strlen(name) >= sizeof(sub.name) ||
-				strpbrk(name, "\r\n\t") != NULL)) {
+	                     strpbrk(name, "\r\n\t") != NULL)) {
 		ctl_error("--name: at most %zu bytes, on one line",
-		    sizeof(sub.name) - 1);
+		          sizeof(sub.name) - 1);
 		return CTL_USAGE;
 	}
 	if ((r = ctl_store(c)) != CTL_OK)
@@ -269,16 +272,15 @@ sub_add(struct ctl *c, int argc, char **argv)
 		goto fail;
 	if (added) {
 		printf("added to %s (%s)%s\n", list, status_name(cur.status),
-		    confirmed ? "" : "; confirmation mail queued");
+		       confirmed ? "" : "; confirmation mail queued");
 		return CTL_OK;
 	}
 	printf("already on %s (%s); nothing changed\n", list,
-	    status_name(cur.status));
+	       status_name(cur.status));
 	/* An unsubscribed reader is not signed up again by the operator. */
-	return cur.status == KR_SUB_UNSUBSCRIBED ||
-		cur.status == KR_SUB_BOUNCED
-	    ? CTL_FAIL
-	    : CTL_OK;
+	return cur.status == KR_SUB_UNSUBSCRIBED || cur.status == KR_SUB_BOUNCED
+	           ? CTL_FAIL
+	           : CTL_OK;
 fail:
 	kr_store_rollback(c->store);
 	ctl_error("%s", err.msg);
@@ -288,8 +290,8 @@ fail:
 static int
 sub_remove(struct ctl *c, int argc, char **argv)
 {
-	static const struct option opts[] = {{"list", 1, NULL, 'l'},
-		{"help", 0, NULL, 'h'}, {NULL, 0, NULL, 0}};
+	static const struct option opts[] = {
+	    {"list", 1, NULL, 'l'}, {"help", 0, NULL, 'h'}, {NULL, 0, NULL, 0}};
 	struct kr_subscriber cur;
 	struct kr_err err = {0};
 	const char *list_opt = NULL;
@@ -312,9 +314,10 @@ sub_remove(struct ctl *c, int argc, char **argv)
 		}
 	}
 	if (optind != argc - 1)
-		return usage_err("%s", "subscribers remove: one EMAIL expected");
+		return usage_err("%s",
+		                 "subscribers remove: one EMAIL expected");
 	if (kr_address_normalize(argv[optind], strlen(argv[optind]), addr,
-		&err) < 0) {
+	                         &err) < 0) {
 		ctl_error("not an address: %s", err.msg);
 		return CTL_USAGE;
 	}
@@ -329,12 +332,10 @@ sub_remove(struct ctl *c, int argc, char **argv)
 
 		if (list_opt != NULL && strcmp(list_opt, id) != 0)
 			continue;
-		found = kr_store_subscriber_find(c->store, id, addr, &cur,
-		    &err);
-		if (found < 0 ||
-		    (found &&
-			kr_store_subscriber_delete(c->store, cur.id, &err) <
-			    0)) {
+		found =
+		    kr_store_subscriber_find(c->store, id, addr, &cur, &err);
+		if (found < 0 || (found && kr_store_subscriber_delete(
+		                               c->store, cur.id, &err) < 0)) {
 			ctl_error("%s", err.msg);
 			return CTL_FAIL;
 		}
@@ -345,7 +346,7 @@ sub_remove(struct ctl *c, int argc, char **argv)
 	}
 	if (removed == 0) {
 		ctl_error("not subscribed%s%s", list_opt ? " to " : "",
-		    list_opt ? list_opt : "");
+		          list_opt ? list_opt : "");
 		return CTL_FAIL;
 	}
 	return CTL_OK;
@@ -358,7 +359,7 @@ print_row(void *ctx, const struct kr_subscriber *s)
 {
 	(void)ctx;
 	printf("%lld\t%s\t%s\t%s\t%s\n", (long long)s->id, s->list_id,
-	    status_name(s->status), s->email, s->name);
+	       status_name(s->status), s->email, s->name);
 	return ferror(stdout) ? -1 : 0;
 }
 
@@ -404,8 +405,9 @@ static int
 sub_list_or_export(struct ctl *c, int argc, char **argv, bool export)
 {
 	static const struct option opts[] = {{"list", 1, NULL, 'l'},
-		{"status", 1, NULL, 's'}, {"help", 0, NULL, 'h'},
-		{NULL, 0, NULL, 0}};
+	                                     {"status", 1, NULL, 's'},
+	                                     {"help", 0, NULL, 'h'},
+	                                     {NULL, 0, NULL, 0}};
 	struct kr_err err = {0};
 	struct kr_buf b;
 	const char *list = NULL;
@@ -414,7 +416,7 @@ sub_list_or_export(struct ctl *c, int argc, char **argv, bool export)
 
 	optind = 0;
 	while ((ch = getopt_long(argc, argv, export ? "l:h" : "l:s:h", opts,
-		    NULL)) != -1) {
+	                         NULL)) != -1) {
 		switch (ch) {
 		case 'l':
 			list = optarg;
@@ -422,9 +424,9 @@ sub_list_or_export(struct ctl *c, int argc, char **argv, bool export)
 		case 's':
 			if (export || (status = status_parse(optarg)) < 0)
 				return usage_err("--status: '%s' is not "
-						 "pending, active, "
-						 "unsubscribed or bounced",
-				    optarg);
+				                 "pending, active, "
+				                 "unsubscribed or bounced",
+				                 optarg);
 			break;
 		case 'h':
 			fputs(usage_text, stdout);
@@ -444,14 +446,14 @@ sub_list_or_export(struct ctl *c, int argc, char **argv, bool export)
 	}
 	if (!export) {
 		r = kr_store_subscriber_foreach(c->store, list, status,
-		    print_row, NULL, &err);
+		                                print_row, NULL, &err);
 	} else {
 		kr_buf_init(&b, 0);
 		for (i = 0; i < COL__N; i++)
 			printf("%s%s", i ? "," : "", col_names[i]);
 		printf("\r\n");
-		r = kr_store_subscriber_foreach(c->store, list, -1,
-		    export_row, &b, &err);
+		r = kr_store_subscriber_foreach(c->store, list, -1, export_row,
+		                                &b, &err);
 		kr_buf_fini(&b);
 	}
 	if (fflush(stdout) != 0 || ferror(stdout)) {
@@ -478,7 +480,7 @@ struct import {
 };
 
 static void KR_PRINTF(3, 4)
-row_error(struct import *im, size_t line, const char *fmt, ...)
+    row_error(struct import *im, size_t line, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -493,7 +495,8 @@ row_error(struct import *im, size_t line, const char *fmt, ...)
 static const char *
 field(const struct import *im, const struct kr_csv *csv, enum col col)
 {
-	return im->cols[col] < 0 ? "" : kr_csv_field(csv, (size_t)im->cols[col]);
+	return im->cols[col] < 0 ? ""
+	                         : kr_csv_field(csv, (size_t)im->cols[col]);
 }
 
 static int
@@ -508,9 +511,10 @@ read_header(struct import *im, struct kr_csv *csv)
 		im->cols[j] = -1;
 	if ((r = kr_csv_read(csv, &err)) <= 0) {
 		ctl_error("%s:%zu: %s", im->file, kr_csv_line(csv),
-		    r == 0 ? "empty file: a header row naming the columns "
-			     "(email, name, ...) was expected"
-			   : err.msg);
+		          r == 0
+		              ? "empty file: a header row naming the columns "
+		                "(email, name, ...) was expected"
+		              : err.msg);
 		return -1;
 	}
 	n = kr_csv_nfields(csv);
@@ -520,21 +524,20 @@ read_header(struct import *im, struct kr_csv *csv)
 			if (strcasecmp(name, col_names[j]) == 0)
 				break;
 		if (j == COL__N) {
-			fprintf(stderr,
-			    "%s:%zu: unknown column '%s' ignored\n", im->file,
-			    kr_csv_line(csv), name);
+			fprintf(stderr, "%s:%zu: unknown column '%s' ignored\n",
+			        im->file, kr_csv_line(csv), name);
 			continue;
 		}
 		if (im->cols[j] >= 0) {
 			ctl_error("%s:%zu: column '%s' twice", im->file,
-			    kr_csv_line(csv), name);
+			          kr_csv_line(csv), name);
 			return -1;
 		}
 		im->cols[j] = (int)i;
 	}
 	if (im->cols[COL_EMAIL] < 0) {
 		ctl_error("%s:%zu: no 'email' column in the header row",
-		    im->file, kr_csv_line(csv));
+		          im->file, kr_csv_line(csv));
 		return -1;
 	}
 	return 0;
@@ -542,8 +545,8 @@ read_header(struct import *im, struct kr_csv *csv)
 
 /* Copies v into dst or reports that it does not fit / holds controls. */
 static bool
-put(struct import *im, size_t line, const char *what, char *dst,
-    size_t n, const char *v)
+put(struct import *im, size_t line, const char *what, char *dst, size_t n,
+    const char *v)
 {
 	const unsigned char *p;
 
@@ -562,14 +565,14 @@ put(struct import *im, size_t line, const char *what, char *dst,
 }
 
 static bool
-put_time(struct import *im, size_t line, enum col col,
-    const struct kr_csv *csv, int64_t *out)
+put_time(struct import *im, size_t line, enum col col, const struct kr_csv *csv,
+         int64_t *out)
 {
 	if (parse_time(field(im, csv, col), out) < 0) {
 		row_error(im, line,
-		    "%s: not a time (Unix seconds or ISO 8601, e.g. "
-		    "2026-04-01T09:00:00Z)",
-		    col_names[col]);
+		          "%s: not a time (Unix seconds or ISO 8601, e.g. "
+		          "2026-04-01T09:00:00Z)",
+		          col_names[col]);
 		return false;
 	}
 	return true;
@@ -578,7 +581,7 @@ put_time(struct import *im, size_t line, enum col col,
 /* One data row; false when rejected (reported). -1 on a store error. */
 static int
 import_row(struct import *im, const struct kr_csv *csv, size_t line,
-    struct kr_err *err)
+           struct kr_err *err)
 {
 	struct kr_subscriber sub;
 	struct kr_err aerr = {0};
@@ -601,8 +604,8 @@ import_row(struct import *im, const struct kr_csv *csv, size_t line,
 		list = im->c->cfg->lists[0].id;
 	if (list == NULL) {
 		row_error(im, line,
-		    "list: empty, and no --list given (the config has "
-		    "several)");
+		          "list: empty, and no --list given (the config has "
+		          "several)");
 		return 0;
 	}
 	if (kr_config_list(im->c->cfg, list) == NULL) {
@@ -612,7 +615,8 @@ import_row(struct import *im, const struct kr_csv *csv, size_t line,
 	if (*st == '\0') {
 		status = KR_SUB_ACTIVE;
 	} else if ((status = status_parse(st)) < 0) {
-		row_error(im, line,
+		row_error(
+		    im, line,
 		    "status: '%s' is not pending, active, unsubscribed or "
 		    "bounced",
 		    st);
@@ -627,17 +631,17 @@ import_row(struct import *im, const struct kr_csv *csv, size_t line,
 	if (*src == '\0')
 		src = im->confirmed ? "import-confirmed" : "import";
 	if (!put(im, line, "name", sub.name, sizeof(sub.name),
-		field(im, csv, COL_NAME)) ||
+	         field(im, csv, COL_NAME)) ||
 	    !put(im, line, "consent_source", sub.consent_source,
-		sizeof(sub.consent_source), src) ||
-	    !put(im, line, "consent_ip", sub.consent_ip,
-		sizeof(sub.consent_ip), field(im, csv, COL_CONSENT_IP)) ||
-	    !put(im, line, "consent_ua", sub.consent_ua,
-		sizeof(sub.consent_ua), field(im, csv, COL_CONSENT_UA)) ||
+	         sizeof(sub.consent_source), src) ||
+	    !put(im, line, "consent_ip", sub.consent_ip, sizeof(sub.consent_ip),
+	         field(im, csv, COL_CONSENT_IP)) ||
+	    !put(im, line, "consent_ua", sub.consent_ua, sizeof(sub.consent_ua),
+	         field(im, csv, COL_CONSENT_UA)) ||
 	    !put_time(im, line, COL_CONSENT_AT, csv, &sub.consent_at) ||
 	    !put_time(im, line, COL_CONFIRMED_AT, csv, &sub.confirmed_at) ||
 	    !put_time(im, line, COL_UNSUBSCRIBED_AT, csv,
-		&sub.unsubscribed_at) ||
+	              &sub.unsubscribed_at) ||
 	    !put_time(im, line, COL_CREATED_AT, csv, &sub.created_at))
 		return 0;
 	if (sub.created_at == 0)
@@ -668,14 +672,15 @@ static int
 sub_import(struct ctl *c, int argc, char **argv)
 {
 	static const struct option opts[] = {{"list", 1, NULL, 'l'},
-		{"confirmed", 0, NULL, 'c'}, {"help", 0, NULL, 'h'},
-		{NULL, 0, NULL, 0}};
+	                                     {"confirmed", 0, NULL, 'c'},
+	                                     {"help", 0, NULL, 'h'},
+	                                     {NULL, 0, NULL, 0}};
 	struct import im;
 	struct kr_err err = {0};
 	struct kr_csv *csv = NULL;
 	struct stat sb;
 	FILE *f = NULL;
-	long long total = 0, rows = 0;
+	long long total = 0, rows = 0, shown = 0;
 	bool in_tx = false;
 	int ch, r, rd;
 
@@ -704,7 +709,8 @@ sub_import(struct ctl *c, int argc, char **argv)
 	im.file = argv[optind];
 	if ((r = ctl_store(c)) != CTL_OK)
 		return r;
-	if (im.list_opt != NULL && kr_config_list(c->cfg, im.list_opt) == NULL) {
+	if (im.list_opt != NULL &&
+	    kr_config_list(c->cfg, im.list_opt) == NULL) {
 		ctl_error("no list '%s' in %s", im.list_opt, c->cfg->path);
 		return CTL_USAGE;
 	}
@@ -742,23 +748,24 @@ sub_import(struct ctl *c, int argc, char **argv)
 			if (kr_store_commit(c->store, &err) < 0)
 				goto store_fail;
 			in_tx = false;
-			ctl_progress(c, "import", (long long)ftello(f), total);
+			shown = (long long)ftello(f) / 1024;
+			ctl_progress(c, "import KiB", shown, total / 1024);
 		}
 	}
 	if (kr_store_commit(c->store, &err) < 0)
 		goto store_fail;
 	in_tx = false;
-	if (total > 0 && rows >= IMPORT_BATCH)
-		ctl_progress(c, "import", total, total);
+	if (shown > 0 && shown < total / 1024)
+		ctl_progress(c, "import KiB", total / 1024, total / 1024);
 	printf("%s: %lld added, %lld already there, %lld rejected; %lld "
 	       "confirmation mails queued\n",
-	    im.file, im.added, im.present, im.rejected, im.confirmations);
+	       im.file, im.added, im.present, im.rejected, im.confirmations);
 	r = im.rejected ? CTL_FAIL : CTL_OK;
 	goto out;
 store_fail:
 	ctl_error("%s (rows of the current batch were not imported; "
-		  "running the import again is safe)",
-	    err.msg);
+	          "running the import again is safe)",
+	          err.msg);
 out:
 	if (in_tx)
 		kr_store_rollback(c->store);
@@ -794,4 +801,4 @@ ctl_subscribers(struct ctl *c, int argc, char **argv)
 }
 
 CTL_VERB(subscribers, "subscribers", ctl_subscribers,
-    "add, remove, list, import or export subscribers (CSV)");
+         "add, remove, list, import or export subscribers (CSV)");

@@ -174,47 +174,14 @@ outbox_open(struct kd *kd)
 
 /* ---- /metrics: the delivery counters ---- */
 
-struct metrics_ctx {
-	struct kr_buf *out;
-	int pass;
-};
-
-static void
-metrics_line(void *ctx, const char *list_id,
-    const struct kr_delivery_stats *st)
-{
-	struct metrics_ctx *m = ctx;
-	static const char *names[] = {"sent", "deferred", "failed",
-	    "uncertain", "bounced"};
-	uint64_t v[5];
-	size_t i;
-
-	v[0] = st->sent;
-	v[1] = st->deferred;
-	v[2] = st->failed;
-	v[3] = st->uncertain;
-	v[4] = st->bounced;
-	for (i = 0; i < KR_NELEM(names); i++)
-		if (kr_buf_printf(m->out,
-			"kairan_delivery_messages_total{list=\"%s\","
-			"outcome=\"%s\"} %llu\n",
-			list_id, names[i], (unsigned long long)v[i]) < 0)
-			return;
-}
-
 static void
 metrics(void *ctx, struct kr_buf *out)
 {
 	struct kd *kd = ctx;
-	struct metrics_ctx m = {out, 0};
 
-	if (kr_buf_puts(out,
-		"# HELP kairan_delivery_messages_total Delivery attempts by "
-		"list and outcome since kairand started.\n"
-		"# TYPE kairan_delivery_messages_total counter\n") < 0)
-		return;
-	if (kd->delivery != NULL)
-		kr_delivery_stats_foreach(kd->delivery, metrics_line, &m);
+	/* A full buffer only truncates the page: nothing to report. */
+	if (kd->delivery != NULL && kr_delivery_metrics(kd->delivery, out) < 0)
+		kr_log_debug("metrics: delivery section truncated");
 }
 
 /* ---- systemd ---- */

@@ -5,13 +5,16 @@
  * the "allowed keys" of error messages. Every problem is collected as one
  * "FILE:LINE:COLUMN: what, expected what" line; nothing stops at the first.
  * Cross-field rules (transport needs, unique list ids, secrets) run after
- * the walk, with the tree still there to point at. */
+ * the walk, with the tree still there to point at. YAML merge keys ("<<")
+ * are resolved here (libyaml leaves them to the application), with the
+ * work bounded so an alias bomb costs milliseconds. */
 #include "config.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -71,9 +74,9 @@ struct section;
 struct field {
 	const char *key;
 	enum ftype type;
-	size_t off;      /* in the section's struct */
-	const char *def; /* default, parsed like a value; NULL: none */
 	unsigned flags;
+	size_t off;         /* in the section's struct */
+	const char *def;    /* default, parsed like a value; NULL: none */
 	long long min, max; /* UINT, DURATION, DURLIST items; SEQ: item count */
 	const struct enumval *enums;
 	const struct section *sub; /* MAP, SEQ, DOMAINMAP */
@@ -109,6 +112,54 @@ static const struct enumval levels[] = {{"error", KR_LOG_ERR},
 #define LOFF(f) offsetof(struct kr_cfg_list, f)
 #define ROFF(f) offsetof(struct kr_cfg_relay, f)
 #define DOFF(f) offsetof(struct kr_cfg_domain, f)
+
+static const struct field dkim_rsa_fields[] = {
+    {.key = "selector",
+     .type = FT_DOMAIN,
+     .off = LOFF(dkim_rsa_selector),
+     .flags = F_REQUIRED,
+     .expect = "a DNS label like news2024-rsa"},
+    {.key = "key_file",
+     .type = FT_PATH,
+     .off = LOFF(dkim_rsa_key_file),
+     .flags = F_REQUIRED,
+     .expect = "the RSA private key file (kairanctl dkim keygen)"},
+};
+static const struct section dkim_rsa_section = {
+    "dkim.rsa", dkim_rsa_fields, KR_NELEM(dkim_rsa_fields), 0, 0, 0};
+
+static const struct field dkim_ed_fields[] = {
+    {.key = "selector",
+     .type = FT_DOMAIN,
+     .off = LOFF(dkim_ed25519_selector),
+     .flags = F_REQUIRED,
+     .expect = "a DNS label like news2024-ed25519"},
+    {.key = "key_file",
+     .type = FT_PATH,
+     .off = LOFF(dkim_ed25519_key_file),
+     .flags = F_REQUIRED,
+     .expect = "the Ed25519 key file (kairanctl dkim keygen)"},
+};
+static const struct section dkim_ed_section = {
+    "dkim.ed25519", dkim_ed_fields, KR_NELEM(dkim_ed_fields), 0, 0, 0};
+
+static const struct field dkim_fields[] = {
+    {.key = "domain",
+     .type = FT_DOMAIN,
+     .off = LOFF(dkim_domain),
+     .flags = F_REQUIRED,
+     .expect = "the signing domain d= like news.example.jp"},
+    {.key = "rsa",
+     .type = FT_MAP,
+     .sub = &dkim_rsa_section,
+     .expect = "a mapping with selector, key_file"},
+    {.key = "ed25519",
+     .type = FT_MAP,
+     .sub = &dkim_ed_section,
+     .expect = "a mapping with selector, key_file"},
+};
+static const struct section dkim_section = {
+    "dkim", dkim_fields, KR_NELEM(dkim_fields), 0, 0, 0};
 
 static const struct field list_fields[] = {
     {.key = "id",
@@ -159,6 +210,10 @@ static const struct field list_fields[] = {
      .type = FT_ADDR,
      .off = LOFF(unsubscribe_mailto),
      .expect = "an address like unsubscribe@example.jp"},
+    {.key = "dkim",
+     .type = FT_MAP,
+     .sub = &dkim_section,
+     .expect = "a mapping with domain and rsa and/or ed25519"},
 };
 static const struct section list_section = {
     "lists[]", list_fields, KR_NELEM(list_fields), sizeof(struct kr_cfg_list),
@@ -1201,6 +1256,11 @@ conv_scalar(struct ctx *c, const struct field *f, const char *s, size_t len,
 			    f->enums[i].value;
 		return 0;
 	case FT_ADDR:
+		if (memchr(s, '<', len) != NULL) {
+			why =
+			    "has a display name or <>: write the bare address";
+			break;
+		}
 		if (check_addr(s, len, &why) < 0)
 			break;
 		set_str(base, f->off, kr_xstrndup(s, len));
@@ -1836,7 +1896,8 @@ walk_map(struct ctx *c, const struct section *s, yaml_node_t *map, void *base,
 
 	if (map->type != YAML_MAPPING_NODE) {
 		if (is_null(map) && s != &list_section && s != &relay_section &&
-		    s != &domain_section)
+		    s != &domain_section && s != &dkim_section &&
+		    s != &dkim_rsa_section && s != &dkim_ed_section)
 			return; /* "http:" alone: all defaults */
 		cerr(c, &map->start_mark,
 		     "%s: expected a mapping (key: value lines), got %s", path,
@@ -2066,6 +2127,27 @@ check_relays(struct ctx *c, struct kr_config *cfg, yaml_node_t *root)
 	}
 }
 
+/* A dkim block names a domain (walk_map saw to that) and at least one
+ * key to sign with. */
+static void
+check_dkim(struct ctx *c, const struct kr_cfg_list *l, yaml_node_t *item,
+           size_t i)
+{
+	yaml_node_t *k = map_key(c->doc, item, "dkim");
+	yaml_node_t *v = map_get(c->doc, item, "dkim");
+
+	/* A bad rsa: or ed25519: block has its own error already. */
+	if (k == NULL || l->dkim_domain == NULL ||
+	    l->dkim_rsa_selector != NULL || l->dkim_ed25519_selector != NULL ||
+	    map_key(c->doc, v, "rsa") != NULL ||
+	    map_key(c->doc, v, "ed25519") != NULL)
+		return;
+	cerr(c, &k->start_mark,
+	     "lists[%zu].dkim: no key, expected rsa: { selector, key_file } "
+	     "and/or ed25519: { selector, key_file }",
+	     i);
+}
+
 static void
 check_all(struct ctx *c, struct kr_config *cfg, yaml_node_t *root)
 {
@@ -2098,6 +2180,7 @@ check_all(struct ctx *c, struct kr_config *cfg, yaml_node_t *root)
 			        1);
 			break;
 		}
+		check_dkim(c, l, seq_get(c->doc, lists, i), i);
 	}
 	if (cfg->delivery.transport == KR_CFG_TRANSPORT_MAILDIR &&
 	    cfg->delivery.maildir == NULL)
@@ -2206,6 +2289,16 @@ config_release(struct kr_config *cfg)
 	free(cfg);
 }
 
+static pthread_once_t sodium_once = PTHREAD_ONCE_INIT;
+static bool sodium_ok;
+
+/* libsodium once per process, for sodium_malloc'd secrets. */
+static void
+sodium_start(void)
+{
+	sodium_ok = sodium_init() >= 0;
+}
+
 int
 kr_config_load_buf(const char *name, const char *data, size_t len,
                    struct kr_config **cfg_out, char **errors_out)
@@ -2229,7 +2322,7 @@ kr_config_load_buf_flags(const char *name, const char *data, size_t len,
 
 	*cfg_out = NULL;
 	*errors_out = NULL;
-	if (sodium_init() < 0) {
+	if (pthread_once(&sodium_once, sodium_start) != 0 || !sodium_ok) {
 		cerr(&c, NULL, "libsodium failed to initialise");
 		goto out;
 	}

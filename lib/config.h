@@ -25,6 +25,14 @@ struct kr_cfg_list {
 	bool allow_html;         /* raw HTML in reports kept; default false */
 	char *footer;            /* text with {{placeholders}}, may be NULL */
 	char *unsubscribe_mailto; /* addr for mailto: List-Unsubscribe or NULL */
+	/* dkim: { domain, rsa: { selector, key_file }, ed25519: { … } }.
+	 * dkim_domain NULL: no signing. Else at least one selector is set,
+	 * each with its key_file (checked by kr_dkim_new, not here). */
+	char *dkim_domain;           /* d=, lower-case */
+	char *dkim_rsa_selector;     /* NULL: no RSA signature */
+	char *dkim_rsa_key_file;
+	char *dkim_ed25519_selector; /* NULL: no Ed25519 signature */
+	char *dkim_ed25519_key_file;
 };
 
 struct kr_cfg_domain {

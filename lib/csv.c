@@ -13,14 +13,14 @@
 
 struct kr_csv {
 	FILE *f;
-	struct kr_buf buf;                /* fields, each NUL-terminated */
+	struct kr_buf buf;                 /* fields, each NUL-terminated */
 	size_t off[KR_CSV_FIELDS_MAX + 1]; /* start of field i in buf */
-	size_t n;                         /* fields in the record */
-	size_t line;                      /* line of the next character */
-	size_t rec_line;                  /* line the record started on */
-	int pb[4];                        /* pushed-back characters */
+	size_t n;                          /* fields in the record */
+	size_t line;                       /* line of the next character */
+	size_t rec_line;                   /* line the record started on */
+	int pb[4];                         /* pushed-back characters */
 	int npb;
-	bool started;                     /* BOM checked */
+	bool started; /* BOM checked */
 };
 
 enum csv_state { ST_START, ST_PLAIN, ST_QUOTED, ST_QUOTE };
@@ -117,7 +117,8 @@ field_end(struct kr_csv *c, struct kr_err *err)
 {
 	if (c->n >= KR_CSV_FIELDS_MAX)
 		return kr_err_set(err, KR_ERR_INVALID,
-		    "more than %d fields in a record", KR_CSV_FIELDS_MAX);
+		                  "more than %d fields in a record",
+		                  KR_CSV_FIELDS_MAX);
 	if (kr_buf_putc(&c->buf, '\0') < 0)
 		return kr_err_set(err, KR_ERR_INVALID, "record too long");
 	c->n++;
@@ -130,7 +131,8 @@ field_add(struct kr_csv *c, int ch, struct kr_err *err)
 {
 	if (c->buf.len - c->off[c->n] >= KR_CSV_FIELD_MAX)
 		return kr_err_set(err, KR_ERR_INVALID,
-		    "field longer than %d bytes", KR_CSV_FIELD_MAX);
+		                  "field longer than %d bytes",
+		                  KR_CSV_FIELD_MAX);
 	if (kr_buf_putc(&c->buf, (char)ch) < 0)
 		return kr_err_set(err, KR_ERR_INVALID, "record too long");
 	return 0;
@@ -193,7 +195,8 @@ kr_csv_read(struct kr_csv *c, struct kr_err *err)
 				continue;
 			}
 			if (ch == '"') {
-				kr_err_set(err, KR_ERR_INVALID,
+				kr_err_set(
+				    err, KR_ERR_INVALID,
 				    "a quote inside an unquoted field (quote "
 				    "the whole field and double the quote)");
 				goto bad;
@@ -204,8 +207,8 @@ kr_csv_read(struct kr_csv *c, struct kr_err *err)
 		case ST_QUOTED:
 			if (ch == EOF) {
 				kr_err_set(err, KR_ERR_INVALID,
-				    "quoted field opened here is never "
-				    "closed");
+				           "quoted field opened here is never "
+				           "closed");
 				c->line = c->rec_line;
 				goto bad;
 			}
@@ -232,7 +235,7 @@ kr_csv_read(struct kr_csv *c, struct kr_err *err)
 				continue;
 			}
 			kr_err_set(err, KR_ERR_INVALID,
-			    "text after the closing quote of a field");
+			           "text after the closing quote of a field");
 			goto bad;
 		}
 	}
@@ -241,7 +244,7 @@ kr_csv_read(struct kr_csv *c, struct kr_err *err)
 bad:
 	if (ferror(c->f)) {
 		r = kr_err_set(err, KR_ERR_IO, "read error: %s",
-		    strerror(errno));
+		               strerror(errno));
 		goto out;
 	}
 	/* Report where it went wrong, then skip to the next line. */
@@ -256,7 +259,7 @@ bad:
 out:
 	if (r == 0 && ferror(c->f))
 		r = kr_err_set(err, KR_ERR_IO, "read error: %s",
-		    strerror(errno));
+		               strerror(errno));
 	return r;
 }
 
@@ -285,7 +288,10 @@ kr_csv_put_field(struct kr_buf *b, const char *s)
 {
 	size_t len = strlen(s);
 	const char *p;
-	bool quote = len > 0 && (s[0] == ' ' || s[len - 1] == ' ');
+	/* A leading BOM is quoted so that a reader at the start of a file
+	 * does not take it for the file's. */
+	bool quote = len > 0 && (s[0] == ' ' || s[len - 1] == ' ' ||
+	                         strncmp(s, "\xEF\xBB\xBF", 3) == 0);
 
 	if (!quote && strpbrk(s, ",\"\r\n") == NULL)
 		return kr_buf_append(b, s, len);

@@ -35,7 +35,8 @@ const char *kr_csv_field(const struct kr_csv *c, size_t i);
  * of a failed read was found. */
 size_t kr_csv_line(const struct kr_csv *c);
 /* Appends s as one field, quoted when it holds a comma, a quote, CR or
- * LF or starts or ends with a space. Returns 0, or -1 past b's cap. */
+ * LF, starts or ends with a space or starts with a BOM. Returns 0, or -1
+ * past b's cap. */
 KR_NODISCARD int kr_csv_put_field(struct kr_buf *b, const char *s);
 
 #endif

@@ -48,8 +48,15 @@ struct domain_state {
 
 struct list_stats {
 	char list_id[65];
+	char relay[64]; /* "" when no relay answered (compose errors) */
 	struct kr_delivery_stats st;
 };
+
+/* SMTP transaction latency: from the previous outcome of the session (or
+ * the start of the session for its first message) to this one's. */
+static const double lat_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+#define N_LAT (sizeof(lat_bounds) / sizeof(lat_bounds[0]))
 
 struct worker;
 
@@ -64,6 +71,9 @@ struct kr_delivery {
 	size_t n_domains;
 	struct list_stats *stats;
 	size_t n_stats;
+	uint64_t lat_count[N_LAT + 1]; /* last: +Inf */
+	uint64_t lat_n;
+	double lat_sum;
 	unsigned kicks;
 	bool stop;
 	int64_t current_report;
@@ -102,6 +112,7 @@ struct worker {
 	ssize_t *dom;       /* domain index per claim, -1: none */
 	size_t *held;       /* domain indexes holding a slot */
 	size_t n_held;
+	double t_last;      /* previous outcome, for latency */
 };
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -348,18 +359,20 @@ domain_find(struct kr_delivery *d, const char *domain)
 }
 
 static struct kr_delivery_stats *
-stats_for(struct kr_delivery *d, const char *list_id)
+stats_for(struct kr_delivery *d, const char *list_id, const char *relay)
 {
 	size_t i;
 	struct list_stats *ls;
 
 	for (i = 0; i < d->n_stats; i++)
-		if (strcmp(d->stats[i].list_id, list_id) == 0)
+		if (strcmp(d->stats[i].list_id, list_id) == 0 &&
+		    strcmp(d->stats[i].relay, relay) == 0)
 			return &d->stats[i].st;
 	d->stats = kr_xrealloc(d->stats, (d->n_stats + 1) * sizeof(*d->stats));
 	ls = &d->stats[d->n_stats++];
 	memset(ls, 0, sizeof(*ls));
 	snprintf(ls->list_id, sizeof(ls->list_id), "%s", list_id);
+	snprintf(ls->relay, sizeof(ls->relay), "%s", relay);
 	return &ls->st;
 }
 
@@ -495,14 +508,24 @@ worker_report(struct worker *w, int64_t id, struct kr_err *err)
 	return 0;
 }
 
+/* Counts one outcome; latency < 0: no SMTP transaction to time. */
 static void
-count_outcome(struct kr_delivery *d, const char *list_id,
-    enum kr_send_result res, bool failed_now, int64_t report_id)
+count_outcome(struct kr_delivery *d, const char *list_id, const char *relay,
+    enum kr_send_result res, bool failed_now, int64_t report_id,
+    double latency)
 {
 	struct kr_delivery_stats *st;
+	size_t b;
 
 	pthread_mutex_lock(&d->lock);
-	st = stats_for(d, list_id);
+	st = stats_for(d, list_id, relay);
+	if (latency >= 0) {
+		for (b = 0; b < N_LAT && latency > lat_bounds[b]; b++)
+			;
+		d->lat_count[b]++;
+		d->lat_n++;
+		d->lat_sum += latency;
+	}
 	switch (res) {
 	case KR_SEND_OK:
 		st->sent++;
@@ -538,7 +561,7 @@ worker_done(void *ctx, struct kr_msg *m)
 	int64_t now = (int64_t)time(NULL), next = 0;
 	bool failed_now = false;
 	int r = 0;
-	double rnd;
+	double rnd, mn;
 
 	switch (m->result) {
 	case KR_SEND_OK:
@@ -552,9 +575,9 @@ worker_done(void *ctx, struct kr_msg *m)
 		break;
 	case KR_SEND_TEMP:
 		if (kr_delivery_is_slowdown(m->code, m->reply)) {
-			double mn = mono_now();
 			ssize_t j;
 
+			mn = mono_now();
 			pthread_mutex_lock(&d->lock);
 			if (d->global.rate > 0)
 				kr_delivery_bucket_backoff(&d->global, mn,
@@ -626,7 +649,10 @@ worker_done(void *ctx, struct kr_msg *m)
 		kr_log_err("delivery record id=%lld: %s",
 		    (long long)c->delivery_id, err.msg);
 	w->state[(size_t)(uintptr_t)m->user] = MS_DONE;
-	count_outcome(d, c->list_id, m->result, failed_now, c->report_id);
+	mn = mono_now();
+	count_outcome(d, c->list_id, m->relay, m->result, failed_now,
+	    c->report_id, mn - w->t_last);
+	w->t_last = mn;
 }
 
 /* Composes claim i into bufs[i]; 0, or -1 with err set. */
@@ -683,7 +709,7 @@ compose_failed(struct worker *w, size_t i, struct kr_err *cerr)
 		kr_log_err("delivery record id=%lld: %s",
 		    (long long)c->delivery_id, err.msg);
 	w->state[i] = MS_DONE;
-	count_outcome(d, c->list_id, KR_SEND_TEMP, fail, 0);
+	count_outcome(d, c->list_id, "", KR_SEND_TEMP, fail, 0, -1);
 }
 
 /* Takes a token from the global bucket and claim i's domain bucket, waiting
@@ -807,6 +833,7 @@ worker_batch(struct worker *w, size_t n)
 		w->state[i] = MS_COMPOSED;
 		k++;
 	}
+	w->t_last = mono_now();
 	if (k > 0 && w->ops->send(w->t, w->msgs, k, worker_done, w, &err) < 0)
 		kr_log_warn("delivery session failed worker=%u messages=%zu: "
 			    "%s",
@@ -1021,8 +1048,73 @@ kr_delivery_stats_foreach(struct kr_delivery *d, kr_delivery_stats_fn fn,
 
 	pthread_mutex_lock(&d->lock);
 	for (i = 0; i < d->n_stats; i++)
-		fn(ctx, d->stats[i].list_id, &d->stats[i].st);
+		fn(ctx, d->stats[i].list_id, d->stats[i].relay,
+		    &d->stats[i].st);
 	pthread_mutex_unlock(&d->lock);
+}
+
+int
+kr_delivery_metrics(struct kr_delivery *d, struct kr_buf *out)
+{
+	static const char *names[] = {"sent", "deferred", "failed",
+	    "uncertain", "bounced"};
+	const struct kr_delivery_stats *st;
+	uint64_t v[5], cum = 0;
+	size_t i, j;
+	int r = -1;
+
+	pthread_mutex_lock(&d->lock);
+	if (kr_buf_puts(out,
+		"# HELP kairan_delivery_messages_total Delivery outcomes by "
+		"list and relay since kairand started.\n"
+		"# TYPE kairan_delivery_messages_total counter\n") < 0)
+		goto out;
+	for (i = 0; i < d->n_stats; i++) {
+		st = &d->stats[i].st;
+		v[0] = st->sent;
+		v[1] = st->deferred;
+		v[2] = st->failed;
+		v[3] = st->uncertain;
+		v[4] = st->bounced;
+		/* List ids are [a-z0-9._-] and relays host:port from the
+		 * config: nothing to escape in a label. */
+		for (j = 0; j < KR_NELEM(names); j++)
+			if (kr_buf_printf(out,
+				"kairan_delivery_messages_total{list=\"%s\","
+				"relay=\"%s\",outcome=\"%s\"} %llu\n",
+				d->stats[i].list_id, d->stats[i].relay,
+				names[j], (unsigned long long)v[j]) < 0)
+				goto out;
+	}
+	if (kr_buf_puts(out,
+		"# HELP kairan_smtp_transaction_seconds Time from one SMTP "
+		"outcome to the next in a session (the first includes the "
+		"connection).\n"
+		"# TYPE kairan_smtp_transaction_seconds histogram\n") < 0)
+		goto out;
+	for (i = 0; i <= N_LAT; i++) {
+		cum += d->lat_count[i];
+		if (i < N_LAT) {
+			if (kr_buf_printf(out,
+				"kairan_smtp_transaction_seconds_bucket{le=\"%g\"}"
+				" %llu\n",
+				lat_bounds[i], (unsigned long long)cum) < 0)
+				goto out;
+		} else if (kr_buf_printf(out,
+			       "kairan_smtp_transaction_seconds_bucket{le=\"+Inf\"}"
+			       " %llu\n",
+			       (unsigned long long)cum) < 0)
+			goto out;
+	}
+	if (kr_buf_printf(out,
+		"kairan_smtp_transaction_seconds_sum %.6f\n"
+		"kairan_smtp_transaction_seconds_count %llu\n",
+		d->lat_sum, (unsigned long long)d->lat_n) < 0)
+		goto out;
+	r = 0;
+out:
+	pthread_mutex_unlock(&d->lock);
+	return r;
 }
 
 int64_t

@@ -12,6 +12,7 @@
 
 #include "common.h"
 
+struct kr_buf;
 struct kr_config;
 struct kr_err;
 struct kr_keyring;
@@ -38,17 +39,22 @@ void kr_delivery_kick(void);
  * frees the pool. Accepts NULL. */
 void kr_delivery_stop(struct kr_delivery **d);
 
-/* Counters since start, per list (list_id "" for outcomes whose list is
- * unknown). */
+/* Counters since start, per list and relay ("host:port", or "" for
+ * outcomes no relay gave, such as a message that could not be composed). */
 struct kr_delivery_stats {
 	uint64_t sent, deferred, failed, uncertain, bounced;
 };
 typedef void (*kr_delivery_stats_fn)(void *ctx, const char *list_id,
-    const struct kr_delivery_stats *st);
-/* Calls fn for each list with outcomes so far, under the pool's lock (fn
- * must not call back into the pool). */
+    const char *relay, const struct kr_delivery_stats *st);
+/* Calls fn for each (list, relay) with outcomes so far, under the pool's
+ * lock (fn must not call back into the pool). */
 void kr_delivery_stats_foreach(struct kr_delivery *d, kr_delivery_stats_fn fn,
     void *ctx);
+/* Appends Prometheus text to out: kairan_delivery_messages_total{list,
+ * relay,outcome} and the histogram kairan_smtp_transaction_seconds.
+ * Returns 0, or -1 when out's cap was reached. */
+KR_NODISCARD int kr_delivery_metrics(struct kr_delivery *d,
+    struct kr_buf *out);
 /* The report most recently sent from (0: none yet), for STATUS= lines. */
 int64_t kr_delivery_current_report(struct kr_delivery *d);
 

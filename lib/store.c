@@ -15,6 +15,7 @@
 #include "store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,15 +102,15 @@ static const char *const migrations[] = {schema_v1, schema_v2};
 
 /* ---- prepared statements ---- */
 
-#define SUB_COLS                                                          \
-	"id, list_id, email, name, status, created_at, consent_at,"       \
-	" confirmed_at, unsubscribed_at, consent_source, consent_ip,"    \
+#define SUB_COLS                                                               \
+	"id, list_id, email, name, status, created_at, consent_at,"            \
+	" confirmed_at, unsubscribed_at, consent_source, consent_ip,"          \
 	" consent_ua, bounces"
-#define REPORT_COLS                                                       \
-	"id, list_id, subject, preheader, text, html, source, hash,"      \
+#define REPORT_COLS                                                            \
+	"id, list_id, subject, preheader, text, html, source, hash,"           \
 	" created_at, send_at, state"
-#define CLAIM_COLS                                                        \
-	"d.id, d.kind, coalesce(d.report_id, 0), d.subscriber_id,"       \
+#define CLAIM_COLS                                                             \
+	"d.id, d.kind, coalesce(d.report_id, 0), d.subscriber_id,"             \
 	" s.list_id, s.email, d.attempts, d.queued_at, s.status"
 
 enum stmt_id {
@@ -129,6 +130,8 @@ enum stmt_id {
 	ST_SUB_SAME_EMAIL,
 	ST_DEL_CANCEL_SUB,
 	ST_SUB_DELETE,
+	ST_SUB_BOUNCE,
+	ST_SUB_BOUNCED,
 	ST_SUB_FOREACH,
 	ST_SUB_COUNT,
 	ST_CONFIRM_COUNT,
@@ -159,123 +162,122 @@ enum stmt_id {
 };
 
 static const char *const stmt_sql[ST__N] = {
-	[ST_BEGIN] = "BEGIN IMMEDIATE",
-	[ST_COMMIT] = "COMMIT",
-	[ST_ROLLBACK] = "ROLLBACK",
-	[ST_SAVEPOINT] = "SAVEPOINT kr",
-	[ST_RELEASE_SP] = "RELEASE kr",
-	[ST_ROLLBACK_SP] = "ROLLBACK TO kr",
-	[ST_SUB_INSERT] =
-	    "INSERT INTO subscribers (list_id, email, name, status,"
-	    " created_at, consent_at, confirmed_at, consent_source,"
-	    " consent_ip, consent_ua) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6,"
-	    " ?7, ?8, ?9)",
-	[ST_SUB_IMPORT] =
-	    "INSERT INTO subscribers (list_id, email, name, status,"
-	    " created_at, consent_at, confirmed_at, unsubscribed_at,"
-	    " consent_source, consent_ip, consent_ua, bounces)"
-	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
-	    " ON CONFLICT (list_id, email) DO NOTHING",
-	[ST_SUB_GET] = "SELECT " SUB_COLS " FROM subscribers WHERE id = ?1",
-	[ST_SUB_FIND] = "SELECT " SUB_COLS " FROM subscribers"
-			" WHERE list_id = ?1 AND email = ?2",
-	[ST_SUB_RESUB] =
-	    "UPDATE subscribers SET status = ?2, consent_at = ?3,"
-	    " confirmed_at = ?4, unsubscribed_at = 0, bounces = 0,"
-	    " consent_source = ?5, consent_ip = ?6, consent_ua = ?7,"
-	    " name = CASE WHEN ?8 IS NULL THEN name ELSE ?8 END"
-	    " WHERE id = ?1",
-	[ST_SUB_CONFIRM] = "UPDATE subscribers SET status = 1,"
-			   " confirmed_at = ?2 WHERE id = ?1 AND status = 0",
-	[ST_SUB_UNSUB] = "UPDATE subscribers SET status = 2,"
-			 " unsubscribed_at = ?2"
-			 " WHERE id = ?1 AND status IN (0, 1)",
-	[ST_SUB_SAME_EMAIL] =
-	    "SELECT id FROM subscribers WHERE email ="
-	    " (SELECT email FROM subscribers WHERE id = ?1) ORDER BY id",
-	[ST_DEL_CANCEL_SUB] = "UPDATE deliveries SET state = 5, lease_until = 0"
-			      " WHERE subscriber_id = ?1 AND state IN (0, 2)",
-	[ST_SUB_DELETE] = "DELETE FROM subscribers WHERE id = ?1",
-	[ST_SUB_FOREACH] = "SELECT " SUB_COLS " FROM subscribers"
-			   " WHERE (?1 IS NULL OR list_id = ?1)"
-			   " AND (?2 < 0 OR status = ?2) AND id > ?3"
-			   " ORDER BY id LIMIT 1000",
-	[ST_SUB_COUNT] = "SELECT count(*) FROM subscribers"
-			 " WHERE (?1 IS NULL OR list_id = ?1)"
-			 " AND (?2 < 0 OR status = ?2)",
-	[ST_CONFIRM_COUNT] =
-	    "SELECT count(*) FROM deliveries d"
-	    " JOIN subscribers s ON s.id = d.subscriber_id"
-	    " WHERE s.email = ?1 AND d.kind = 1 AND d.queued_at >= ?2",
-	[ST_CONFIRM_ENQUEUE] =
-	    "INSERT INTO deliveries (kind, report_id, subscriber_id, domain,"
-	    " state, queued_at, next_attempt)"
-	    " SELECT 1, NULL, id, kr_domain(email), 0, ?2, ?2"
-	    " FROM subscribers WHERE id = ?1",
-	[ST_REPORT_BY_HASH] = "SELECT id FROM reports WHERE hash = ?1 LIMIT 1",
-	[ST_REPORT_INSERT] =
-	    "INSERT INTO reports (list_id, subject, preheader, text, html,"
-	    " source, hash, created_at, send_at, state)"
-	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0)",
-	[ST_REPORT_QUEUE] =
-	    "INSERT INTO deliveries (kind, report_id, subscriber_id, domain,"
-	    " state, queued_at, next_attempt)"
-	    " SELECT 0, ?1, id, kr_domain(email), 0, ?3, ?4"
-	    " FROM subscribers WHERE list_id = ?2 AND status = 1"
-	    " ORDER BY id",
-	[ST_REPORT_GET] = "SELECT " REPORT_COLS " FROM reports WHERE id = ?1",
-	[ST_REPORT_LIST] = "SELECT " REPORT_COLS " FROM reports"
-			   " ORDER BY id DESC LIMIT ?1",
-	[ST_REPORT_SET_STATE] = "UPDATE reports SET state = ?2 WHERE id = ?1",
-	[ST_REPORT_CANCEL_ROWS] =
-	    "UPDATE deliveries SET state = 5, lease_until = 0"
-	    " WHERE report_id = ?1 AND state IN (0, 2)",
-	[ST_COUNTS_REPORT] =
-	    "SELECT state, count(*), sum(lease_until >= ?2) FROM deliveries"
-	    " WHERE report_id = ?1 GROUP BY state",
-	[ST_COUNTS_ALL] =
-	    "SELECT state, count(*), sum(lease_until >= ?1) FROM deliveries"
-	    " GROUP BY state",
-	[ST_RETRY] = "UPDATE deliveries SET state = 0, attempts = 0,"
-		     " queued_at = ?3, next_attempt = ?3, lease_until = 0"
-		     " WHERE report_id = ?1 AND (state = 3 OR"
-		     " (?2 AND state = 4))",
-	[ST_CLAIM_CONFIRM] =
-	    "SELECT " CLAIM_COLS " FROM deliveries d"
-	    " JOIN subscribers s ON s.id = d.subscriber_id"
-	    " WHERE d.report_id IS NULL AND d.state IN (0, 2)"
-	    " AND d.next_attempt <= ?1 AND d.lease_until < ?1"
-	    " ORDER BY d.id LIMIT ?2",
-	[ST_CLAIM_REPORTS] =
-	    "SELECT id FROM reports r WHERE state = 0 AND send_at <= ?1"
-	    " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.report_id = r.id"
-	    " AND d.state IN (0, 2)) ORDER BY id",
-	[ST_CLAIM_ROWS] =
-	    "SELECT " CLAIM_COLS " FROM deliveries d"
-	    " JOIN subscribers s ON s.id = d.subscriber_id"
-	    " WHERE d.report_id = ?3 AND d.state IN (0, 2)"
-	    " AND d.next_attempt <= ?1 AND d.lease_until < ?1"
-	    " ORDER BY d.id LIMIT ?2",
-	[ST_LEASE] = "UPDATE deliveries SET lease_until = ?2 WHERE id = ?1",
-	[ST_CANCEL_ONE] = "UPDATE deliveries SET state = 5, lease_until = 0"
-			  " WHERE id = ?1",
-	[ST_MARK_SENT] = "UPDATE deliveries SET state = 1,"
-			 " attempts = attempts + 1, lease_until = 0,"
-			 " sent_at = ?2, code = 0, reply = ?3 WHERE id = ?1",
-	[ST_MARK_DEFERRED] = "UPDATE deliveries SET state = 2,"
-			     " attempts = attempts + 1, lease_until = 0,"
-			     " next_attempt = ?3, code = ?4, reply = ?5"
-			     " WHERE id = ?1",
-	[ST_MARK_FAILED] = "UPDATE deliveries SET state = 3,"
-			   " attempts = attempts + 1, lease_until = 0,"
-			   " code = ?3, reply = ?4 WHERE id = ?1",
-	[ST_MARK_UNCERTAIN] = "UPDATE deliveries SET state = 4,"
-			      " attempts = attempts + 1, lease_until = 0,"
-			      " reply = ?3 WHERE id = ?1",
-	[ST_RELEASE] = "UPDATE deliveries SET lease_until = 0 WHERE id = ?1",
-	[ST_EVENT] = "INSERT INTO events (at, kind, subscriber_id, report_id,"
-		     " detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-	[ST_PING] = "SELECT 1",
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_SAVEPOINT] = "SAVEPOINT kr",
+    [ST_RELEASE_SP] = "RELEASE kr",
+    [ST_ROLLBACK_SP] = "ROLLBACK TO kr",
+    [ST_SUB_INSERT] =
+        "INSERT INTO subscribers (list_id, email, name, status,"
+        " created_at, consent_at, confirmed_at, consent_source,"
+        " consent_ip, consent_ua) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6,"
+        " ?7, ?8, ?9)",
+    [ST_SUB_IMPORT] =
+        "INSERT INTO subscribers (list_id, email, name, status,"
+        " created_at, consent_at, confirmed_at, unsubscribed_at,"
+        " consent_source, consent_ip, consent_ua, bounces)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+        " ON CONFLICT (list_id, email) DO NOTHING",
+    [ST_SUB_GET] = "SELECT " SUB_COLS " FROM subscribers WHERE id = ?1",
+    [ST_SUB_FIND] = "SELECT " SUB_COLS " FROM subscribers"
+                    " WHERE list_id = ?1 AND email = ?2",
+    [ST_SUB_RESUB] = "UPDATE subscribers SET status = ?2, consent_at = ?3,"
+                     " confirmed_at = ?4, unsubscribed_at = 0, bounces = 0,"
+                     " consent_source = ?5, consent_ip = ?6, consent_ua = ?7,"
+                     " name = CASE WHEN ?8 IS NULL THEN name ELSE ?8 END"
+                     " WHERE id = ?1",
+    [ST_SUB_CONFIRM] = "UPDATE subscribers SET status = 1,"
+                       " confirmed_at = ?2 WHERE id = ?1 AND status = 0",
+    [ST_SUB_UNSUB] = "UPDATE subscribers SET status = 2,"
+                     " unsubscribed_at = ?2"
+                     " WHERE id = ?1 AND status IN (0, 1)",
+    [ST_SUB_SAME_EMAIL] =
+        "SELECT id FROM subscribers WHERE email ="
+        " (SELECT email FROM subscribers WHERE id = ?1) ORDER BY id",
+    [ST_DEL_CANCEL_SUB] = "UPDATE deliveries SET state = 5, lease_until = 0"
+                          " WHERE subscriber_id = ?1 AND state IN (0, 2)",
+    [ST_SUB_DELETE] = "DELETE FROM subscribers WHERE id = ?1",
+    [ST_SUB_BOUNCE] = "UPDATE subscribers SET bounces = bounces + ?2"
+                      " WHERE id = ?1 RETURNING bounces, status",
+    [ST_SUB_BOUNCED] = "UPDATE subscribers SET status = 3 WHERE id = ?1",
+    [ST_SUB_FOREACH] = "SELECT " SUB_COLS " FROM subscribers"
+                       " WHERE (?1 IS NULL OR list_id = ?1)"
+                       " AND (?2 < 0 OR status = ?2) AND id > ?3"
+                       " ORDER BY id LIMIT 1000",
+    [ST_SUB_COUNT] = "SELECT count(*) FROM subscribers"
+                     " WHERE (?1 IS NULL OR list_id = ?1)"
+                     " AND (?2 < 0 OR status = ?2)",
+    [ST_CONFIRM_COUNT] =
+        "SELECT count(*) FROM deliveries d"
+        " JOIN subscribers s ON s.id = d.subscriber_id"
+        " WHERE s.email = ?1 AND d.kind = 1 AND d.queued_at >= ?2",
+    [ST_CONFIRM_ENQUEUE] =
+        "INSERT INTO deliveries (kind, report_id, subscriber_id, domain,"
+        " state, queued_at, next_attempt)"
+        " SELECT 1, NULL, id, kr_domain(email), 0, ?2, ?2"
+        " FROM subscribers WHERE id = ?1",
+    [ST_REPORT_BY_HASH] = "SELECT id FROM reports WHERE hash = ?1 LIMIT 1",
+    [ST_REPORT_INSERT] =
+        "INSERT INTO reports (list_id, subject, preheader, text, html,"
+        " source, hash, created_at, send_at, state)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0)",
+    [ST_REPORT_QUEUE] =
+        "INSERT INTO deliveries (kind, report_id, subscriber_id, domain,"
+        " state, queued_at, next_attempt)"
+        " SELECT 0, ?1, id, kr_domain(email), 0, ?3, ?4"
+        " FROM subscribers WHERE list_id = ?2 AND status = 1"
+        " ORDER BY id",
+    [ST_REPORT_GET] = "SELECT " REPORT_COLS " FROM reports WHERE id = ?1",
+    [ST_REPORT_LIST] = "SELECT " REPORT_COLS " FROM reports"
+                       " ORDER BY id DESC LIMIT ?1",
+    [ST_REPORT_SET_STATE] = "UPDATE reports SET state = ?2 WHERE id = ?1",
+    [ST_REPORT_CANCEL_ROWS] = "UPDATE deliveries SET state = 5, lease_until = 0"
+                              " WHERE report_id = ?1 AND state IN (0, 2)",
+    [ST_COUNTS_REPORT] =
+        "SELECT state, count(*), sum(lease_until >= ?2) FROM deliveries"
+        " WHERE report_id = ?1 GROUP BY state",
+    [ST_COUNTS_ALL] =
+        "SELECT state, count(*), sum(lease_until >= ?1) FROM deliveries"
+        " GROUP BY state",
+    [ST_RETRY] = "UPDATE deliveries SET state = 0, attempts = 0,"
+                 " queued_at = ?3, next_attempt = ?3, lease_until = 0"
+                 " WHERE report_id = ?1 AND (state = 3 OR"
+                 " (?2 AND state = 4))",
+    [ST_CLAIM_CONFIRM] = "SELECT " CLAIM_COLS " FROM deliveries d"
+                         " JOIN subscribers s ON s.id = d.subscriber_id"
+                         " WHERE d.report_id IS NULL AND d.state IN (0, 2)"
+                         " AND d.next_attempt <= ?1 AND d.lease_until < ?1"
+                         " ORDER BY d.id LIMIT ?2",
+    [ST_CLAIM_REPORTS] =
+        "SELECT id FROM reports r WHERE state = 0 AND send_at <= ?1"
+        " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.report_id = r.id"
+        " AND d.state IN (0, 2)) ORDER BY id",
+    [ST_CLAIM_ROWS] = "SELECT " CLAIM_COLS " FROM deliveries d"
+                      " JOIN subscribers s ON s.id = d.subscriber_id"
+                      " WHERE d.report_id = ?3 AND d.state IN (0, 2)"
+                      " AND d.next_attempt <= ?1 AND d.lease_until < ?1"
+                      " ORDER BY d.id LIMIT ?2",
+    [ST_LEASE] = "UPDATE deliveries SET lease_until = ?2 WHERE id = ?1",
+    [ST_CANCEL_ONE] = "UPDATE deliveries SET state = 5, lease_until = 0"
+                      " WHERE id = ?1",
+    [ST_MARK_SENT] = "UPDATE deliveries SET state = 1,"
+                     " attempts = attempts + 1, lease_until = 0,"
+                     " sent_at = ?2, code = 0, reply = ?3 WHERE id = ?1",
+    [ST_MARK_DEFERRED] = "UPDATE deliveries SET state = 2,"
+                         " attempts = attempts + 1, lease_until = 0,"
+                         " next_attempt = ?3, code = ?4, reply = ?5"
+                         " WHERE id = ?1",
+    [ST_MARK_FAILED] = "UPDATE deliveries SET state = 3,"
+                       " attempts = attempts + 1, lease_until = 0,"
+                       " code = ?3, reply = ?4 WHERE id = ?1",
+    [ST_MARK_UNCERTAIN] = "UPDATE deliveries SET state = 4,"
+                          " attempts = attempts + 1, lease_until = 0,"
+                          " reply = ?3 WHERE id = ?1",
+    [ST_RELEASE] = "UPDATE deliveries SET lease_until = 0 WHERE id = ?1",
+    [ST_EVENT] = "INSERT INTO events (at, kind, subscriber_id, report_id,"
+                 " detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_PING] = "SELECT 1",
 };
 
 struct kr_store {
@@ -287,8 +289,7 @@ struct kr_store {
 /* ---- helpers ---- */
 
 static int
-db_err(const struct kr_store *s, int rc, const char *what,
-    struct kr_err *err)
+db_err(const struct kr_store *s, int rc, const char *what, struct kr_err *err)
 {
 	int prim = rc & 0xff;
 	enum kr_err_code code = KR_ERR_DB;
@@ -296,7 +297,7 @@ db_err(const struct kr_store *s, int rc, const char *what,
 	if (prim == SQLITE_BUSY || prim == SQLITE_LOCKED || prim == SQLITE_FULL)
 		code = KR_ERR_BUSY;
 	return kr_err_set(err, code, "database %s: %s: %s", s->path, what,
-	    s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+	                  s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
 }
 
 /* The cached statement id, reset and unbound; NULL with err set. */
@@ -307,7 +308,8 @@ stmt(struct kr_store *s, enum stmt_id id, struct kr_err *err)
 
 	if (s->st[id] == NULL) {
 		rc = sqlite3_prepare_v3(s->db, stmt_sql[id], -1,
-		    SQLITE_PREPARE_PERSISTENT, &s->st[id], NULL);
+		                        SQLITE_PREPARE_PERSISTENT, &s->st[id],
+		                        NULL);
 		if (rc != SQLITE_OK) {
 			db_err(s, rc, "prepare", err);
 			s->st[id] = NULL;
@@ -351,13 +353,12 @@ col_dup(sqlite3_stmt *st, int col)
 	const unsigned char *v = sqlite3_column_text(st, col);
 
 	return kr_xstrndup(v ? (const char *)v : "",
-	    v ? (size_t)sqlite3_column_bytes(st, col) : 0);
+	                   v ? (size_t)sqlite3_column_bytes(st, col) : 0);
 }
 
 /* Runs a statement that returns no rows; 0 or -1. */
 static int
-run(struct kr_store *s, sqlite3_stmt *st, const char *what,
-    struct kr_err *err)
+run(struct kr_store *s, sqlite3_stmt *st, const char *what, struct kr_err *err)
 {
 	int rc = sqlite3_step(st), r = 0;
 
@@ -369,7 +370,7 @@ run(struct kr_store *s, sqlite3_stmt *st, const char *what,
 
 static int
 run_id(struct kr_store *s, enum stmt_id id, const char *what,
-    struct kr_err *err)
+       struct kr_err *err)
 {
 	sqlite3_stmt *st = stmt(s, id, err);
 
@@ -424,8 +425,7 @@ sql_domain(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 }
 
 static int
-exec(struct kr_store *s, const char *sql, const char *what,
-    struct kr_err *err)
+exec(struct kr_store *s, const char *sql, const char *what, struct kr_err *err)
 {
 	int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
 
@@ -434,8 +434,7 @@ exec(struct kr_store *s, const char *sql, const char *what,
 
 /* One integer from a PRAGMA or query without parameters. */
 static int
-query_int(struct kr_store *s, const char *sql, int64_t *out,
-    struct kr_err *err)
+query_int(struct kr_store *s, const char *sql, int64_t *out, struct kr_err *err)
 {
 	sqlite3_stmt *st = NULL;
 	int rc, r = -1;
@@ -456,7 +455,8 @@ query_int(struct kr_store *s, const char *sql, int64_t *out,
 	}
 fail:
 	if ((rc & 0xff) == SQLITE_NOTADB)
-		r = kr_err_set(err, KR_ERR_DB,
+		r = kr_err_set(
+		    err, KR_ERR_DB,
 		    "database %s: not an SQLite database; refusing to touch it",
 		    s->path);
 	else
@@ -482,12 +482,12 @@ migrate(struct kr_store *s, struct kr_err *err)
 	for (; v < (int64_t)KR_NELEM(migrations); v++) {
 		if (exec(s, migrations[v], "migration", err) < 0) {
 			kr_err_prefix(err, "schema v%lld -> v%lld",
-			    (long long)v, (long long)v + 1);
+			              (long long)v, (long long)v + 1);
 			goto out;
 		}
 	}
-	sql = kr_xasprintf("PRAGMA user_version = %d",
-	    kr_store_schema_version());
+	sql =
+	    kr_xasprintf("PRAGMA user_version = %d", kr_store_schema_version());
 	if (exec(s, sql, "set schema version", err) < 0)
 		goto out;
 	r = 0;
@@ -498,6 +498,18 @@ out:
 
 /* ---- open / close ---- */
 
+/* A new database (or backup) holds addresses and consent records: it is
+ * created 0600 before SQLite opens it, and SQLite gives its -wal and -shm
+ * files the same mode. An existing file keeps its mode. */
+static void
+create_private(const char *path)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+
+	if (fd >= 0)
+		close(fd);
+}
+
 int
 kr_store_schema_version(void)
 {
@@ -505,8 +517,7 @@ kr_store_schema_version(void)
 }
 
 int
-kr_store_open(const char *path, struct kr_store **store_out,
-    struct kr_err *err)
+kr_store_open(const char *path, struct kr_store **store_out, struct kr_err *err)
 {
 	struct kr_store *s = kr_xcalloc(1, sizeof(*s));
 	int64_t v = 0, ntables = 0;
@@ -516,10 +527,11 @@ kr_store_open(const char *path, struct kr_store **store_out,
 
 	*store_out = NULL;
 	s->path = kr_xstrdup(path);
+	create_private(path);
 	rc = sqlite3_open_v2(path, &s->db,
-	    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
-		SQLITE_OPEN_EXRESCODE,
-	    NULL);
+	                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+	                         SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE,
+	                     NULL);
 	if (rc != SQLITE_OK) {
 		db_err(s, rc, "open", err);
 		goto out;
@@ -530,18 +542,20 @@ kr_store_open(const char *path, struct kr_store **store_out,
 	if (query_int(s, "PRAGMA user_version", &v, err) < 0)
 		goto out;
 	if (v > kr_store_schema_version()) {
-		kr_err_set(err, KR_ERR_DB,
+		kr_err_set(
+		    err, KR_ERR_DB,
 		    "database %s: schema version %lld is newer than this "
 		    "kairan understands (%d); upgrade kairan or use a backup",
 		    path, (long long)v, kr_store_schema_version());
 		goto out;
 	}
 	if (v == 0) {
-		if (query_int(s, "SELECT count(*) FROM sqlite_master",
-			&ntables, err) < 0)
+		if (query_int(s, "SELECT count(*) FROM sqlite_master", &ntables,
+		              err) < 0)
 			goto out;
 		if (ntables > 0) {
-			kr_err_set(err, KR_ERR_DB,
+			kr_err_set(
+			    err, KR_ERR_DB,
 			    "database %s: an SQLite file that is not kairan's "
 			    "(tables but no schema version); refusing to "
 			    "touch it",
@@ -550,7 +564,7 @@ kr_store_open(const char *path, struct kr_store **store_out,
 		}
 	}
 	rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &st,
-	    NULL);
+	                        NULL);
 	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		col_copy(mode, sizeof(mode), st, 0);
 		rc = SQLITE_OK;
@@ -562,15 +576,18 @@ kr_store_open(const char *path, struct kr_store **store_out,
 	}
 	if (strcmp(mode, "wal") != 0) {
 		kr_err_set(err, KR_ERR_DB,
-		    "database %s: cannot use WAL mode (got %s)", path, mode);
+		           "database %s: cannot use WAL mode (got %s)", path,
+		           mode);
 		goto out;
 	}
-	if (exec(s, "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;"
-		    " PRAGMA cache_size = -32768;",
-		"pragma", err) < 0)
+	if (exec(s,
+	         "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;"
+	         " PRAGMA cache_size = -32768;",
+	         "pragma", err) < 0)
 		goto out;
 	rc = sqlite3_create_function(s->db, "kr_domain", 1,
-	    SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, sql_domain, NULL, NULL);
+	                             SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL,
+	                             sql_domain, NULL, NULL);
 	if (rc != SQLITE_OK) {
 		db_err(s, rc, "create function", err);
 		goto out;
@@ -608,7 +625,7 @@ kr_store_begin(struct kr_store *s, struct kr_err *err)
 {
 	if (!sqlite3_get_autocommit(s->db))
 		return kr_err_set(err, KR_ERR_INVALID,
-		    "store: transaction already open");
+		                  "store: transaction already open");
 	return run_id(s, ST_BEGIN, "begin", err);
 }
 
@@ -649,7 +666,7 @@ sub_from_row(sqlite3_stmt *st, struct kr_subscriber *out)
 /* Steps a lookup statement: 1 row copied, 0 none, -1 error. */
 static int
 sub_lookup(struct kr_store *s, sqlite3_stmt *st, struct kr_subscriber *out,
-    struct kr_err *err)
+           struct kr_err *err)
 {
 	int rc = sqlite3_step(st), r;
 
@@ -667,7 +684,7 @@ sub_lookup(struct kr_store *s, sqlite3_stmt *st, struct kr_subscriber *out,
 
 int
 kr_store_subscriber_get(struct kr_store *s, int64_t id,
-    struct kr_subscriber *out, struct kr_err *err)
+                        struct kr_subscriber *out, struct kr_err *err)
 {
 	sqlite3_stmt *st = stmt(s, ST_SUB_GET, err);
 
@@ -679,7 +696,8 @@ kr_store_subscriber_get(struct kr_store *s, int64_t id,
 
 int
 kr_store_subscriber_find(struct kr_store *s, const char *list_id,
-    const char *email, struct kr_subscriber *out, struct kr_err *err)
+                         const char *email, struct kr_subscriber *out,
+                         struct kr_err *err)
 {
 	sqlite3_stmt *st = stmt(s, ST_SUB_FIND, err);
 
@@ -692,7 +710,7 @@ kr_store_subscriber_find(struct kr_store *s, const char *list_id,
 
 static int
 event(struct kr_store *s, int64_t at, const char *kind, int64_t sub_id,
-    int64_t report_id, const char *detail, struct kr_err *err)
+      int64_t report_id, const char *detail, struct kr_err *err)
 {
 	sqlite3_stmt *st = stmt(s, ST_EVENT, err);
 
@@ -709,15 +727,14 @@ event(struct kr_store *s, int64_t at, const char *kind, int64_t sub_id,
 }
 
 int
-kr_store_subscribe(struct kr_store *s, const char *list_id,
-    const char *email, const char *name, const struct kr_consent *consent,
-    bool double_opt_in, int64_t now, struct kr_sub_result *res_out,
-    struct kr_err *err)
+kr_store_subscribe(struct kr_store *s, const char *list_id, const char *email,
+                   const char *name, const struct kr_consent *consent,
+                   bool double_opt_in, int64_t now,
+                   struct kr_sub_result *res_out, struct kr_err *err)
 {
 	struct kr_subscriber cur;
 	sqlite3_stmt *st;
-	enum kr_sub_status to =
-	    double_opt_in ? KR_SUB_PENDING : KR_SUB_ACTIVE;
+	enum kr_sub_status to = double_opt_in ? KR_SUB_PENDING : KR_SUB_ACTIVE;
 	const char *src = consent && consent->source ? consent->source : "";
 	bool own = false;
 	int r = -1, found;
@@ -758,7 +775,7 @@ kr_store_subscribe(struct kr_store *s, const char *list_id,
 			sqlite3_bind_int(st, 2, (int)to);
 			sqlite3_bind_int64(st, 3, now);
 			sqlite3_bind_int64(st, 4,
-			    to == KR_SUB_ACTIVE ? now : 0);
+			                   to == KR_SUB_ACTIVE ? now : 0);
 			bind_text(st, 5, src);
 			bind_text(st, 6, consent ? consent->ip : NULL);
 			bind_text(st, 7, consent ? consent->ua : NULL);
@@ -780,10 +797,12 @@ out:
 
 int
 kr_store_subscriber_import_id(struct kr_store *s,
-    const struct kr_subscriber *sub, int64_t *id_out, struct kr_err *err)
+                              const struct kr_subscriber *sub, int64_t *id_out,
+                              struct kr_err *err)
 {
 	sqlite3_stmt *st = stmt(s, ST_SUB_IMPORT, err);
-	int64_t created = sub->created_at ? sub->created_at : (int64_t)time(NULL);
+	int64_t created =
+	    sub->created_at ? sub->created_at : (int64_t)time(NULL);
 	int r;
 
 	*id_out = 0;
@@ -808,8 +827,8 @@ kr_store_subscriber_import_id(struct kr_store *s,
 }
 
 int
-kr_store_subscriber_import(struct kr_store *s,
-    const struct kr_subscriber *sub, bool *added_out, struct kr_err *err)
+kr_store_subscriber_import(struct kr_store *s, const struct kr_subscriber *sub,
+                           bool *added_out, struct kr_err *err)
 {
 	int64_t id = 0;
 	int r = kr_store_subscriber_import_id(s, sub, &id, err);
@@ -820,7 +839,7 @@ kr_store_subscriber_import(struct kr_store *s,
 
 int
 kr_store_subscriber_confirm(struct kr_store *s, int64_t id, int64_t now,
-    struct kr_err *err)
+                            struct kr_err *err)
 {
 	sqlite3_stmt *st;
 	bool own = false;
@@ -845,7 +864,7 @@ out:
 
 static int
 unsub_one(struct kr_store *s, int64_t id, int64_t now, int *changed,
-    struct kr_err *err)
+          struct kr_err *err)
 {
 	sqlite3_stmt *st = stmt(s, ST_SUB_UNSUB, err);
 
@@ -868,8 +887,8 @@ unsub_one(struct kr_store *s, int64_t id, int64_t now, int *changed,
 }
 
 int
-kr_store_subscriber_unsubscribe(struct kr_store *s, int64_t id,
-    bool all_lists, int64_t now, struct kr_err *err)
+kr_store_subscriber_unsubscribe(struct kr_store *s, int64_t id, bool all_lists,
+                                int64_t now, struct kr_err *err)
 {
 	sqlite3_stmt *st;
 	int64_t *ids = NULL;
@@ -911,8 +930,63 @@ out:
 }
 
 int
-kr_store_subscriber_delete(struct kr_store *s, int64_t id,
-    struct kr_err *err)
+kr_store_subscriber_bounce(struct kr_store *s, int64_t id, bool hard,
+                           int hard_limit, int64_t now, const char *detail,
+                           struct kr_err *err)
+{
+	sqlite3_stmt *st;
+	bool own = false;
+	int r = -1, rc, bounces = 0, status = 0, became = 0;
+
+	if (tx_begin(s, &own, err) < 0)
+		return -1;
+	if ((st = stmt(s, ST_SUB_BOUNCE, err)) == NULL)
+		goto out;
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int(st, 2, hard ? 1 : 0);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		bounces = sqlite3_column_int(st, 0);
+		status = sqlite3_column_int(st, 1);
+		rc = sqlite3_step(st);
+	}
+	stmt_done(st);
+	if (rc != SQLITE_DONE) {
+		db_err(s, rc, "bounce", err);
+		goto out;
+	}
+	if (sqlite3_changes(s->db) == 0) {
+		kr_err_set(err, KR_ERR_NOTFOUND, "no subscriber %lld",
+		           (long long)id);
+		goto out;
+	}
+	if (event(s, now, hard ? "bounce-hard" : "bounce-soft", id, 0, detail,
+	          err) < 0)
+		goto out;
+	if (hard && bounces >= hard_limit &&
+	    (status == KR_SUB_ACTIVE || status == KR_SUB_PENDING)) {
+		if ((st = stmt(s, ST_SUB_BOUNCED, err)) == NULL)
+			goto out;
+		sqlite3_bind_int64(st, 1, id);
+		if (run(s, st, "bounce", err) < 0)
+			goto out;
+		if ((st = stmt(s, ST_DEL_CANCEL_SUB, err)) == NULL)
+			goto out;
+		sqlite3_bind_int64(st, 1, id);
+		if (run(s, st, "cancel deliveries", err) < 0)
+			goto out;
+		if (event(s, now, "bounced", id, 0, detail, err) < 0)
+			goto out;
+		became = 1;
+	}
+	r = 0;
+out:
+	r = tx_end(s, own, r, err);
+	return r < 0 ? -1 : became;
+}
+
+int
+kr_store_subscriber_delete(struct kr_store *s, int64_t id, struct kr_err *err)
 {
 	sqlite3_stmt *st;
 	bool own = false;
@@ -928,11 +1002,10 @@ kr_store_subscriber_delete(struct kr_store *s, int64_t id,
 		goto out;
 	if (sqlite3_changes(s->db) == 0) {
 		kr_err_set(err, KR_ERR_NOTFOUND, "no subscriber %lld",
-		    (long long)id);
+		           (long long)id);
 		goto out;
 	}
-	if (event(s, (int64_t)time(NULL), "delete", id, 0, "operator", err) <
-	    0)
+	if (event(s, (int64_t)time(NULL), "delete", id, 0, "operator", err) < 0)
 		goto out;
 	r = 0;
 out:
@@ -940,13 +1013,13 @@ out:
 }
 
 int
-kr_store_subscriber_foreach(struct kr_store *s, const char *list_id,
-    int status, kr_store_sub_fn fn, void *ctx, struct kr_err *err)
+kr_store_subscriber_foreach(struct kr_store *s, const char *list_id, int status,
+                            kr_store_sub_fn fn, void *ctx, struct kr_err *err)
 {
 	struct kr_subscriber sub;
 	sqlite3_stmt *st = stmt(s, ST_SUB_FOREACH, err);
 	int64_t last = 0;
-	int rc, r = 0;
+	int rc = SQLITE_DONE, r = 0;
 	size_t got;
 
 	if (st == NULL)
@@ -973,8 +1046,8 @@ kr_store_subscriber_foreach(struct kr_store *s, const char *list_id,
 }
 
 int
-kr_store_subscriber_count(struct kr_store *s, const char *list_id,
-    int status, int64_t *n_out, struct kr_err *err)
+kr_store_subscriber_count(struct kr_store *s, const char *list_id, int status,
+                          int64_t *n_out, struct kr_err *err)
 {
 	sqlite3_stmt *st = stmt(s, ST_SUB_COUNT, err);
 	int rc, r = 0;
@@ -995,7 +1068,7 @@ kr_store_subscriber_count(struct kr_store *s, const char *list_id,
 
 int
 kr_store_confirm_count(struct kr_store *s, const char *email, int64_t since,
-    int64_t *n_out, struct kr_err *err)
+                       int64_t *n_out, struct kr_err *err)
 {
 	sqlite3_stmt *st = stmt(s, ST_CONFIRM_COUNT, err);
 	int rc, r = 0;
@@ -1015,7 +1088,7 @@ kr_store_confirm_count(struct kr_store *s, const char *email, int64_t since,
 
 int
 kr_store_confirm_enqueue(struct kr_store *s, int64_t id, int64_t now,
-    struct kr_err *err)
+                         struct kr_err *err)
 {
 	sqlite3_stmt *st = stmt(s, ST_CONFIRM_ENQUEUE, err);
 
@@ -1027,7 +1100,7 @@ kr_store_confirm_enqueue(struct kr_store *s, int64_t id, int64_t now,
 		return -1;
 	if (sqlite3_changes(s->db) == 0)
 		return kr_err_set(err, KR_ERR_NOTFOUND, "no subscriber %lld",
-		    (long long)id);
+		                  (long long)id);
 	return 0;
 }
 
@@ -1048,8 +1121,8 @@ kr_store_report_row_fini(struct kr_report_row *r)
 
 int
 kr_store_report_add(struct kr_store *s, const struct kr_report_row *rep,
-    bool again, int64_t now, int64_t *id_out, int64_t *queued_out,
-    struct kr_err *err)
+                    bool again, int64_t now, int64_t *id_out,
+                    int64_t *queued_out, struct kr_err *err)
 {
 	sqlite3_stmt *st;
 	int64_t id = 0;
@@ -1073,7 +1146,8 @@ kr_store_report_add(struct kr_store *s, const struct kr_report_row *rep,
 			goto out;
 		}
 		if (id != 0) {
-			kr_err_set(err, KR_ERR_EXISTS,
+			kr_err_set(
+			    err, KR_ERR_EXISTS,
 			    "this report was stored before as report %lld "
 			    "(same content hash)",
 			    (long long)id);
@@ -1135,7 +1209,7 @@ report_from_row(sqlite3_stmt *st, struct kr_report_row *out)
 
 int
 kr_store_report_get(struct kr_store *s, int64_t id, struct kr_report_row *out,
-    struct kr_err *err)
+                    struct kr_err *err)
 {
 	sqlite3_stmt *st = stmt(s, ST_REPORT_GET, err);
 	int rc, r;
@@ -1159,7 +1233,7 @@ kr_store_report_get(struct kr_store *s, int64_t id, struct kr_report_row *out,
 
 int
 kr_store_delivery_counts(struct kr_store *s, int64_t report_id,
-    struct kr_delivery_counts *out, struct kr_err *err)
+                         struct kr_delivery_counts *out, struct kr_err *err)
 {
 	sqlite3_stmt *st;
 	int64_t now = (int64_t)time(NULL), n, live;
@@ -1210,8 +1284,8 @@ kr_store_delivery_counts(struct kr_store *s, int64_t report_id,
 }
 
 int
-kr_store_report_foreach(struct kr_store *s, size_t limit,
-    kr_store_report_fn fn, void *ctx, struct kr_err *err)
+kr_store_report_foreach(struct kr_store *s, size_t limit, kr_store_report_fn fn,
+                        void *ctx, struct kr_err *err)
 {
 	struct kr_report_row *rows = NULL;
 	struct kr_delivery_counts counts;
@@ -1237,8 +1311,8 @@ kr_store_report_foreach(struct kr_store *s, size_t limit,
 	}
 	r = 0;
 	for (i = 0; i < n && r == 0; i++) {
-		if ((r = kr_store_delivery_counts(s, rows[i].id, &counts, err)) <
-		    0)
+		if ((r = kr_store_delivery_counts(s, rows[i].id, &counts,
+		                                  err)) < 0)
 			break;
 		r = fn(ctx, &rows[i], &counts);
 	}
@@ -1251,7 +1325,7 @@ out:
 
 int
 kr_store_report_set_state(struct kr_store *s, int64_t id,
-    enum kr_report_state state, struct kr_err *err)
+                          enum kr_report_state state, struct kr_err *err)
 {
 	static const char *const names[] = {"resume", "pause", "cancel"};
 	sqlite3_stmt *st;
@@ -1260,7 +1334,7 @@ kr_store_report_set_state(struct kr_store *s, int64_t id,
 
 	if ((unsigned)state >= KR_NELEM(names))
 		return kr_err_set(err, KR_ERR_INVALID, "bad report state %d",
-		    (int)state);
+		                  (int)state);
 	if (tx_begin(s, &own, err) < 0)
 		return -1;
 	if ((st = stmt(s, ST_REPORT_SET_STATE, err)) == NULL)
@@ -1271,7 +1345,7 @@ kr_store_report_set_state(struct kr_store *s, int64_t id,
 		goto out;
 	if (sqlite3_changes(s->db) == 0) {
 		kr_err_set(err, KR_ERR_NOTFOUND, "no report %lld",
-		    (long long)id);
+		           (long long)id);
 		goto out;
 	}
 	if (state == KR_RS_CANCELLED) {
@@ -1282,7 +1356,7 @@ kr_store_report_set_state(struct kr_store *s, int64_t id,
 			goto out;
 	}
 	if (event(s, (int64_t)time(NULL), names[state], 0, id, "operator",
-		err) < 0)
+	          err) < 0)
 		goto out;
 	r = 0;
 out:
@@ -1291,7 +1365,7 @@ out:
 
 int
 kr_store_report_retry(struct kr_store *s, int64_t report_id,
-    bool with_uncertain, int64_t *n_out, struct kr_err *err)
+                      bool with_uncertain, int64_t *n_out, struct kr_err *err)
 {
 	sqlite3_stmt *st;
 	int64_t now = (int64_t)time(NULL);
@@ -1328,9 +1402,9 @@ out:
  * still get mail and cancels the others (unsubscribed meanwhile), so
  * they leave the due index for good. */
 static int
-claim_pass(struct kr_store *s, enum stmt_id id, int64_t report_id,
-    int64_t now, int64_t lease_until, size_t max, struct kr_claim *out,
-    size_t *n, struct kr_err *err)
+claim_pass(struct kr_store *s, enum stmt_id id, int64_t report_id, int64_t now,
+           int64_t lease_until, size_t max, struct kr_claim *out, size_t *n,
+           struct kr_err *err)
 {
 	sqlite3_stmt *st, *up;
 	size_t first, got, want_n, i, keep;
@@ -1357,8 +1431,8 @@ claim_pass(struct kr_store *s, enum stmt_id id, int64_t report_id,
 
 			memset(c, 0, sizeof(*c));
 			c->delivery_id = sqlite3_column_int64(st, 0);
-			c->kind = (enum kr_delivery_kind)sqlite3_column_int(st,
-			    1);
+			c->kind =
+			    (enum kr_delivery_kind)sqlite3_column_int(st, 1);
 			c->report_id = sqlite3_column_int64(st, 2);
 			c->subscriber_id = sqlite3_column_int64(st, 3);
 			col_copy(c->list_id, sizeof(c->list_id), st, 4);
@@ -1377,7 +1451,7 @@ claim_pass(struct kr_store *s, enum stmt_id id, int64_t report_id,
 			struct kr_claim *c = &out[first + i];
 
 			want = c->kind == KR_DELIVERY_CONFIRM ? KR_SUB_PENDING
-							      : KR_SUB_ACTIVE;
+			                                      : KR_SUB_ACTIVE;
 			ok = status[i] == (int)want;
 			up = stmt(s, ok ? ST_LEASE : ST_CANCEL_ONE, err);
 			if (up == NULL)
@@ -1399,8 +1473,8 @@ claim_pass(struct kr_store *s, enum stmt_id id, int64_t report_id,
 }
 
 int
-kr_store_claim(struct kr_store *s, int64_t now, int64_t lease_until,
-    size_t max, struct kr_claim *out, size_t *n_out, struct kr_err *err)
+kr_store_claim(struct kr_store *s, int64_t now, int64_t lease_until, size_t max,
+               struct kr_claim *out, size_t *n_out, struct kr_err *err)
 {
 	sqlite3_stmt *st;
 	int64_t *reports = NULL;
@@ -1417,7 +1491,7 @@ kr_store_claim(struct kr_store *s, int64_t now, int64_t lease_until,
 	if (tx_begin(s, &own, err) < 0)
 		return -1;
 	if (claim_pass(s, ST_CLAIM_CONFIRM, 0, now, lease_until, max, out,
-		n_out, err) < 0)
+	               n_out, err) < 0)
 		goto out;
 	if (*n_out < max) {
 		if ((st = stmt(s, ST_CLAIM_REPORTS, err)) == NULL)
@@ -1427,7 +1501,7 @@ kr_store_claim(struct kr_store *s, int64_t now, int64_t lease_until,
 			if (nrep == cap) {
 				cap = cap ? cap * 2 : 8;
 				reports = kr_xrealloc(reports,
-				    cap * sizeof(*reports));
+				                      cap * sizeof(*reports));
 			}
 			reports[nrep++] = sqlite3_column_int64(st, 0);
 		}
@@ -1439,7 +1513,7 @@ kr_store_claim(struct kr_store *s, int64_t now, int64_t lease_until,
 	}
 	for (i = 0; i < nrep && *n_out < max; i++)
 		if (claim_pass(s, ST_CLAIM_ROWS, reports[i], now, lease_until,
-			max, out, n_out, err) < 0)
+		               max, out, n_out, err) < 0)
 			goto out;
 	r = 0;
 out:
@@ -1453,19 +1527,19 @@ out:
 /* Runs a mark statement on one row; NOTFOUND when there is no such row. */
 static int
 mark(struct kr_store *s, sqlite3_stmt *st, int64_t delivery_id,
-    struct kr_err *err)
+     struct kr_err *err)
 {
 	if (run(s, st, "mark delivery", err) < 0)
 		return -1;
 	if (sqlite3_changes(s->db) == 0)
 		return kr_err_set(err, KR_ERR_NOTFOUND, "no delivery %lld",
-		    (long long)delivery_id);
+		                  (long long)delivery_id);
 	return 0;
 }
 
 int
 kr_store_mark_sent(struct kr_store *s, int64_t delivery_id, int64_t now,
-    const char *reply, struct kr_err *err)
+                   const char *reply, struct kr_err *err)
 {
 	sqlite3_stmt *st = stmt(s, ST_MARK_SENT, err);
 
@@ -1480,7 +1554,8 @@ kr_store_mark_sent(struct kr_store *s, int64_t delivery_id, int64_t now,
 
 int
 kr_store_mark_deferred(struct kr_store *s, int64_t delivery_id, int64_t now,
-    int64_t next_attempt, int code, const char *reply, struct kr_err *err)
+                       int64_t next_attempt, int code, const char *reply,
+                       struct kr_err *err)
 {
 	sqlite3_stmt *st = stmt(s, ST_MARK_DEFERRED, err);
 
@@ -1497,7 +1572,7 @@ kr_store_mark_deferred(struct kr_store *s, int64_t delivery_id, int64_t now,
 
 int
 kr_store_mark_failed(struct kr_store *s, int64_t delivery_id, int64_t now,
-    int code, const char *reply, struct kr_err *err)
+                     int code, const char *reply, struct kr_err *err)
 {
 	sqlite3_stmt *st = stmt(s, ST_MARK_FAILED, err);
 
@@ -1512,8 +1587,8 @@ kr_store_mark_failed(struct kr_store *s, int64_t delivery_id, int64_t now,
 }
 
 int
-kr_store_mark_uncertain(struct kr_store *s, int64_t delivery_id,
-    int64_t now, const char *reply, struct kr_err *err)
+kr_store_mark_uncertain(struct kr_store *s, int64_t delivery_id, int64_t now,
+                        const char *reply, struct kr_err *err)
 {
 	sqlite3_stmt *st = stmt(s, ST_MARK_UNCERTAIN, err);
 
@@ -1527,8 +1602,7 @@ kr_store_mark_uncertain(struct kr_store *s, int64_t delivery_id,
 }
 
 int
-kr_store_release(struct kr_store *s, int64_t delivery_id,
-    struct kr_err *err)
+kr_store_release(struct kr_store *s, int64_t delivery_id, struct kr_err *err)
 {
 	sqlite3_stmt *st = stmt(s, ST_RELEASE, err);
 
@@ -1540,10 +1614,10 @@ kr_store_release(struct kr_store *s, int64_t delivery_id,
 
 int
 kr_store_event(struct kr_store *s, const char *kind, int64_t subscriber_id,
-    int64_t report_id, const char *detail, struct kr_err *err)
+               int64_t report_id, const char *detail, struct kr_err *err)
 {
 	return event(s, (int64_t)time(NULL), kind, subscriber_id, report_id,
-	    detail, err);
+	             detail, err);
 }
 
 int
@@ -1555,46 +1629,47 @@ kr_store_backup(struct kr_store *s, const char *path, struct kr_err *err)
 	int rc, r = -1;
 
 	(void)unlink(tmp);
+	create_private(tmp);
 	rc = sqlite3_open_v2(tmp, &dst,
-	    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+	                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
 	if (rc != SQLITE_OK) {
 		kr_err_set(err, KR_ERR_IO, "backup %s: %s", tmp,
-		    dst ? sqlite3_errmsg(dst) : sqlite3_errstr(rc));
+		           dst ? sqlite3_errmsg(dst) : sqlite3_errstr(rc));
 		goto out;
 	}
 	/* One step copies all pages under one read snapshot: consistent
 	 * while the daemon keeps writing (WAL). */
 	if ((b = sqlite3_backup_init(dst, "main", s->db, "main")) == NULL) {
 		kr_err_set(err, KR_ERR_DB, "backup %s: %s", path,
-		    sqlite3_errmsg(dst));
+		           sqlite3_errmsg(dst));
 		goto out;
 	}
 	rc = sqlite3_backup_step(b, -1);
 	sqlite3_backup_finish(b);
 	if (rc != SQLITE_DONE) {
-		kr_err_set(err, (rc & 0xff) == SQLITE_BUSY ? KR_ERR_BUSY
-							    : KR_ERR_DB,
-		    "backup %s: %s", path, sqlite3_errstr(rc));
+		kr_err_set(err,
+		           (rc & 0xff) == SQLITE_BUSY ? KR_ERR_BUSY : KR_ERR_DB,
+		           "backup %s: %s", path, sqlite3_errstr(rc));
 		goto out;
 	}
 	/* Fold the copy's WAL into the file so one file is the backup. */
-	rc = sqlite3_exec(dst, "PRAGMA journal_mode = DELETE", NULL, NULL,
-	    NULL);
+	rc =
+	    sqlite3_exec(dst, "PRAGMA journal_mode = DELETE", NULL, NULL, NULL);
 	if (rc != SQLITE_OK) {
 		kr_err_set(err, KR_ERR_DB, "backup %s: %s", path,
-		    sqlite3_errmsg(dst));
+		           sqlite3_errmsg(dst));
 		goto out;
 	}
 	rc = sqlite3_close(dst);
 	dst = NULL;
 	if (rc != SQLITE_OK) {
 		kr_err_set(err, KR_ERR_IO, "backup %s: %s", path,
-		    sqlite3_errstr(rc));
+		           sqlite3_errstr(rc));
 		goto out;
 	}
 	if (rename(tmp, path) < 0) {
 		kr_err_set(err, KR_ERR_IO, "backup %s: %s", path,
-		    strerror(errno));
+		           strerror(errno));
 		goto out;
 	}
 	r = 0;

@@ -156,12 +156,21 @@ KR_NODISCARD int kr_store_subscriber_confirm(struct kr_store *s, int64_t id,
  * Returns the number of subscriptions changed, or -1. */
 KR_NODISCARD int kr_store_subscriber_unsubscribe(struct kr_store *s,
     int64_t id, bool all_lists, int64_t now, struct kr_err *err);
+/* Records a bounce of subscription id (detail: the DSN status, for the
+ * event log). A hard bounce counts; at hard_limit counted bounces an
+ * ACTIVE or PENDING subscription becomes BOUNCED and its queued
+ * deliveries are cancelled. A soft bounce is only logged. Returns 1 when
+ * it became BOUNCED now, 0 otherwise, -1 on error (KR_ERR_NOTFOUND). */
+KR_NODISCARD int kr_store_subscriber_bounce(struct kr_store *s, int64_t id,
+    bool hard, int hard_limit, int64_t now, const char *detail,
+    struct kr_err *err);
 /* Removes the subscription and its deliveries (operator `remove`). */
 KR_NODISCARD int kr_store_subscriber_delete(struct kr_store *s, int64_t id,
     struct kr_err *err);
 typedef int (*kr_store_sub_fn)(void *ctx, const struct kr_subscriber *sub);
 /* Calls fn for each subscription (list_id NULL: all lists; status < 0: any
- * status), in id order. A non-zero return from fn stops and is returned. */
+ * status), in id order. A non-zero return from fn stops and is returned.
+ * fn may call other store functions, but not this one. */
 KR_NODISCARD int kr_store_subscriber_foreach(struct kr_store *s,
     const char *list_id, int status, kr_store_sub_fn fn, void *ctx,
     struct kr_err *err);
@@ -189,7 +198,7 @@ KR_NODISCARD int kr_store_report_get(struct kr_store *s, int64_t id,
     struct kr_report_row *out, struct kr_err *err);
 typedef int (*kr_store_report_fn)(void *ctx, const struct kr_report_row *r,
     const struct kr_delivery_counts *counts);
-/* Every report, newest first (limit 0: all). */
+/* Every report, newest first (limit 0: all). fn may use the store. */
 KR_NODISCARD int kr_store_report_foreach(struct kr_store *s, size_t limit,
     kr_store_report_fn fn, void *ctx, struct kr_err *err);
 /* Pause, resume (ACTIVE) or cancel (its queued rows become CANCELLED). */

@@ -580,7 +580,7 @@ do_subscribe(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 	struct kr_err e;
 	int64_t now = now_unix(), sent = 0;
 	unsigned retry = 0;
-	bool mailed = false, locked = false;
+	bool mailed = false, locked = false, in_tx = false;
 	enum MHD_Result ret;
 
 	kr_err_clear(&e);
@@ -629,6 +629,12 @@ do_subscribe(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 	consent.ua = ua;
 	pthread_mutex_lock(&web->store_lock);
 	locked = true;
+	/* One transaction for the three steps: one write lock, one commit. */
+	if (kr_store_begin(web->store, &e) == -1) {
+		ret = send_store_error(web, c, fmt, t->lang, &e);
+		goto out;
+	}
+	in_tx = true;
 	if (kr_store_subscribe(web->store, l->id, addr,
 		name[0] != '\0' ? name : NULL, &consent, l->double_opt_in, now,
 		&res, &e) == -1) {
@@ -654,6 +660,12 @@ do_subscribe(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 			atomic_fetch_add(&web->n_confirm_limited, 1);
 		}
 	}
+	in_tx = false;
+	if (kr_store_commit(web->store, &e) == -1) {
+		kr_store_rollback(web->store);
+		ret = send_store_error(web, c, fmt, t->lang, &e);
+		goto out;
+	}
 	pthread_mutex_unlock(&web->store_lock);
 	locked = false;
 	if (res.is_new)
@@ -675,6 +687,8 @@ answer:
 		free(msg);
 	}
 out:
+	if (in_tx)
+		kr_store_rollback(web->store);
 	if (locked)
 		pthread_mutex_unlock(&web->store_lock);
 	return ret;
@@ -1249,12 +1263,12 @@ on_http(void *cls, struct MHD_Connection *c, const char *url,
 				*upload_data_size) != MHD_YES)
 				rq->field_too_long = true;
 			*upload_data_size = 0;
-			if (!rq->too_large)
-				return MHD_YES;
-			/* Answer now; MHD closes the connection after. */
-			v = view_acquire(web);
-			ret = send_too_large(web, c, v);
-			goto out;
+			/* MHD cannot answer in the middle of a body: drop the
+			 * rest and answer 413 at its end, unless it goes on
+			 * and on (chunked), then hang up. */
+			if (rq->body_len > 4 * KR_WEB_BODY_MAX)
+				return MHD_NO;
+			return MHD_YES;
 		}
 		v = view_acquire(web);
 		ret = rq->too_large ? send_too_large(web, c, v)
@@ -1514,12 +1528,26 @@ make_csp(struct kr_web *web)
 	    "img-src https: data:; ");
 }
 
+/* Socket-activated descriptors come as systemd made them. */
+static int
+nonblocking(const char *what, int fd, struct kr_err *err)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl == -1 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) == -1)
+		return kr_err_set(err, KR_ERR_IO, "%s: fd %d: %s", what, fd,
+		    strerror(errno));
+	return 0;
+}
+
 static struct MHD_Daemon *
 start_daemon(struct kr_web *web, int fd, bool public, struct kr_err *err)
 {
 	struct MHD_Daemon *d;
+	/* TURBO: read, write and accept before asking epoll (the listen
+	 * socket is non-blocking, see nonblocking()). */
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-	    MHD_USE_ERROR_LOG;
+	    MHD_USE_TURBO | MHD_USE_ERROR_LOG;
 
 	if (public)
 		d = MHD_start_daemon(flags, 0, NULL, NULL, on_http, web,
@@ -1578,6 +1606,8 @@ kr_web_start(const struct kr_config *cfg, const struct kr_keyring *ring,
 	if (http_fd == -1 &&
 	    listen_on("http.listen", cfg->http_listen, &http_fd, err) == -1)
 		goto out;
+	if (nonblocking("http", http_fd, err) == -1)
+		goto out;
 	web->http_port = port_of(http_fd);
 	web->http = start_daemon(web, http_fd, true, err);
 	if (web->http == NULL)
@@ -1588,6 +1618,8 @@ kr_web_start(const struct kr_config *cfg, const struct kr_keyring *ring,
 	    listen_on("admin.listen", cfg->admin_listen, &admin_fd, err) == -1)
 		goto out;
 	if (admin_fd != -1) {
+		if (nonblocking("admin", admin_fd, err) == -1)
+			goto out;
 		web->admin = start_daemon(web, admin_fd, false, err);
 		if (web->admin == NULL)
 			goto out;

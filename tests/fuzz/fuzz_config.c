@@ -1,4 +1,5 @@
-/* fuzz_config.c — libFuzzer harness for the YAML config loader.
+/* fuzz_config.c — libFuzzer harness for the YAML config loader. `make fuzz`
+ * runs it on tests/fuzz/config/; by hand:
  *   clang -g -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Ilib \
  *     tests/fuzz/fuzz_config.c lib/config.c lib/buf.c lib/log.c \
  *     lib/xmem.c lib/err.c -lyaml -lsodium -o fuzz_config

@@ -282,9 +282,11 @@ class Kairan:
         return out
 
     def counter(self, outcome, list_id="sips-report"):
-        return self.metrics().get(
-            'kairan_delivery_messages_total{list="%s",outcome="%s"}'
-            % (list_id, outcome), 0)
+        """kairan_delivery_messages_total summed over relays."""
+        pre = 'kairan_delivery_messages_total{list="%s",' % list_id
+        suf = 'outcome="%s"}' % outcome
+        return sum(v for k, v in self.metrics().items()
+                   if k.startswith(pre) and k.endswith(suf))
 
     def add_subscribers(self, emails, list_id="sips-report"):
         """Adds confirmed subscribers through `kairanctl subscribers

@@ -9,6 +9,10 @@ test can change it while the server runs):
   {"rcpt": {"addr@x": "550 5.1.1 no such user", ...},   # RCPT answers
    "data": {"addr@x": "451 4.3.0 try later", ...},      # answers to DATA end
    "drop_data": ["addr@x"],        # close the connection at the end of DATA
+                                   # (the whole message came, no reply)
+   "drop_at_data": ["addr@x"],     # close the connection on the DATA
+                                   # command (no message sent)
+   "hang_data": ["addr@x"],        # take the whole message, never reply
    "connect": "421 4.7.0 busy",    # answer to every new connection
    "hang": false}                  # accept but never answer
 
@@ -58,8 +62,11 @@ class Handler:
     async def handle_DATA(self, server, session, envelope):
         r = self.rules()
         for rc in envelope.rcpt_tos:
+            if rc.lower() in r.get("hang_data", []):
+                await asyncio.sleep(3600)
+                return "451 4.3.0 too late"
             if rc.lower() in r.get("drop_data", []):
-                session.transport.close()
+                server.transport.close()
                 return "421 4.4.2 closing"
             ans = r.get("data", {}).get(rc.lower())
             if ans:
@@ -90,6 +97,15 @@ class RuleSMTP(SMTP):
             self.transport.close()
             return
         await super()._handle_client()
+
+    async def smtp_DATA(self, arg):
+        r = load_rules(self.event_handler.rules_path)
+        drop = r.get("drop_at_data", [])
+        if self.envelope is not None and any(
+                rc.lower() in drop for rc in self.envelope.rcpt_tos):
+            self.transport.close()
+            return
+        await super().smtp_DATA(arg)
 
 
 class RuleController(Controller):
@@ -129,7 +145,7 @@ def main():
             ok = (isinstance(auth_data, LoginPassword)
                   and auth_data.login.decode() == user
                   and auth_data.password.decode() == pw)
-            return AuthResult(success=ok)
+            return AuthResult(success=ok, handled=False)
         kw["authenticator"] = authenticator
         kw["auth_required"] = True
         kw["auth_require_tls"] = True

@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Kairan, ok, done, tmpdir  # noqa: E402
@@ -249,5 +250,47 @@ with open(junk) as f:
     same = f.read() == "hello, this is not SQLite\n" * 10
 ok(rc == 1 and "not an SQLite database" in err and same,
    "non-SQLite database refused, untouched", (rc, err))
+
+# With kairand running: an import takes turns with the daemon on the same
+# database, the confirmations it queues are delivered, and importing the
+# same file again sends nothing more.
+import glob  # noqa: E402
+from harness import wait_for  # noqa: E402
+
+base4 = tmpdir()
+k4 = Kairan(base4)
+maildir = os.path.join(base4, "mail", "new")
+src4 = os.path.join(base4, "live.csv")
+with open(src4, "w", encoding="utf-8") as f:
+    f.write("email,name\n")
+    for n in range(40):
+        f.write("reader%02d@example.jp,読者 %d\n" % (n, n))
+
+
+def mails():
+    return len(glob.glob(os.path.join(maildir, "*")))
+
+
+rc, out, err = k4.ctl("subscribers", "import", src4)
+ok(rc == 0 and "40 confirmation mails queued" in out,
+   "import while kairand runs", (rc, out, err))
+ok(wait_for(lambda: mails() >= 40, 60) and mails() == 40,
+   "kairand delivers the 40 confirmations the import queued", mails())
+rc, out, err = k4.ctl("subscribers", "import", src4)
+ok(rc == 0 and "0 added, 40 already there" in out, "import again", out)
+rc, out, err = k4.ctl("status")
+ok(rc == 0 and "sent       40" in out and "queued     0" in out,
+   "status counts the sent confirmations", out)
+time.sleep(1)
+ok(mails() == 40, "the second import sent nothing", mails())
+bk4 = os.path.join(base4, "live-backup.db")
+rc, out, err = k4.ctl("backup", bk4)
+ok(rc == 0, "backup while kairand runs", (rc, out, err))
+con = sqlite3.connect(bk4)
+sent = con.execute("SELECT count(*) FROM deliveries WHERE state = 1"
+                   ).fetchone()[0]
+con.close()
+ok(sent == 40, "the backup holds the delivery state", sent)
+ok(k4.proc.alive(), "kairand still running", k4.logtext())
 
 done()

@@ -64,6 +64,16 @@ def test_temp_and_perm():
        k.metrics())
     ok(k.counter("deferred") >= 1, "metrics: deferred counted",
        k.metrics())
+    m = k.metrics()
+    relay = "127.0.0.1:%d" % smtp.port
+    ok(m.get('kairan_delivery_messages_total{list="sips-report",relay="%s",'
+             'outcome="sent"}' % relay) == len(good) + 1,
+       "metrics: counted under the relay that took them", m)
+    attempts = k.counter("sent") + k.counter("deferred") + \
+        k.counter("failed")
+    ok(m.get("kairan_smtp_transaction_seconds_count") == attempts and
+       m.get('kairan_smtp_transaction_seconds_bucket{le="+Inf"}')
+       == attempts, "metrics: every SMTP transaction timed", m)
     ok(k.stop() == 0, "SIGTERM exits 0")
 
 

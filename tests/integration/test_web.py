@@ -20,6 +20,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sqlite3
 import sys
 import time
@@ -206,6 +207,101 @@ def tamper(tok):
     i = len(tok) // 2
     c = "A" if tok[i] != "A" else "B"
     return tok[:i] + c + tok[i + 1:]
+
+
+def raw_conn(k, source):
+    s = socket.create_connection(("127.0.0.1", k.http_port), timeout=30,
+                                 source_address=(source, 0))
+    return s
+
+
+def closed_by_peer(s, timeout=30):
+    """True when the server closes s (recv gives EOF or a reset)."""
+    s.settimeout(timeout)
+    try:
+        while True:
+            data = s.recv(4096)
+            if not data:
+                return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except socket.timeout:
+        return False
+
+
+def limits(k):
+    # Slowloris: half-sent headers from one client are dropped in time,
+    # and meanwhile the page still answers others.
+    slow = [raw_conn(k, "127.0.0.4") for _ in range(20)]
+    for s in slow:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+    st, _, _ = get(k, "/")
+    h.ok(st == 200, "with 20 half-open requests the page still answers", st)
+    h.ok(closed_by_peer(slow[0], 40),
+         "a request whose headers never end is closed (idle timeout)")
+    for s in slow:
+        s.close()
+    # Connections per client address are capped.
+    many = []
+    try:
+        for _ in range(70):
+            many.append(raw_conn(k, "127.0.0.5"))
+    except OSError:
+        pass
+    for s in many:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    served = 0
+    for s in many:
+        s.settimeout(10)
+        try:
+            if s.recv(12).startswith(b"HTTP/1.1 200"):
+                served += 1
+        except OSError:
+            pass
+        s.close()
+    h.ok(0 < served <= 64, "at most 64 connections per client address",
+         served)
+    # Oversized headers and chunked bodies.
+    s = raw_conn(k, "127.0.0.6")
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40000 +
+              b"\r\n\r\n")
+    s.settimeout(10)
+    try:
+        head = s.recv(64)
+    except OSError:
+        head = b""
+    s.close()
+    h.ok(head[9:12] in (b"431", b"413") or head == b"",
+         "40 KB of headers: refused (431/413 or closed)", head)
+    s = raw_conn(k, "127.0.0.6")
+    s.sendall(b"POST /subscribe HTTP/1.1\r\nHost: x\r\nContent-Type: "
+              b"application/x-www-form-urlencoded\r\nTransfer-Encoding: "
+              b"chunked\r\n\r\n")
+    try:
+        for _ in range(40):
+            s.sendall(b"400\r\n" + b"e" * 1024 + b"\r\n")
+        s.sendall(b"0\r\n\r\n")
+    except OSError:
+        pass
+    s.settimeout(10)
+    try:
+        head = s.recv(64)
+    except OSError:
+        head = b""
+    s.close()
+    h.ok(head[9:12] == b"413", "a chunked body past 16 KiB: 413", head)
+    s = raw_conn(k, "127.0.0.6")
+    s.sendall(b"POST /subscribe HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
+              b"chunked\r\n\r\n")
+    hung_up = False
+    try:
+        for _ in range(1000):
+            s.sendall(b"400\r\n" + b"e" * 1024 + b"\r\n")
+    except OSError:
+        hung_up = True
+    h.ok(hung_up or closed_by_peer(s, 20),
+         "an endless chunked body: the server hangs up")
+    s.close()
 
 
 def main():
@@ -510,6 +606,9 @@ def main():
     k.proc.signal(signal.SIGHUP)
     h.ok(h.wait_for(lambda: "SIPS 月報" in get(k, "/")[2].decode(), 10),
          "SIGHUP: the page shows the new config")
+
+    # ---- connection limits ----
+    limits(k)
 
     # ---- admin ----
     st, _, body = h.http("GET", k.admin_url("/healthz"))

@@ -631,6 +631,16 @@ test_config_files(void **state)
 	                    ":8:12: delivery.workers: '0' "
 	                    "is out of range, expected a number 1..64\n");
 	free(e);
+	/* Over the 1 MiB cap: refused before parsing. */
+	fd = open(path, O_WRONLY | O_TRUNC);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 1024 * 1024 + 1), 0);
+	close(fd);
+	assert_int_equal(kr_config_load(path, &cfg, &e), -1);
+	assert_string_equal(e + strlen(path),
+	                    ": is larger than 1048576 bytes, expected a config "
+	                    "file\n");
+	free(e);
 	if (geteuid() != 0) {
 		/* root reads anything: only testable as a user. */
 		assert_int_equal(chmod(path, 0), 0);
@@ -789,6 +799,10 @@ test_config_values(void **state)
 	    LBASE "    language: fr\n",
 	    "t.yaml:6:15: lists[0].language: 'fr' is not one of the choices, "
 	    "expected ja or en\n");
+	expect_one(LBASE "    reply_to: Info <info@example.jp>\n",
+	           "t.yaml:6:15: lists[0].reply_to: 'Info <info@example.jp>' "
+	           "has a display name or <>: write the bare address, "
+	           "expected an address like info@example.jp\n");
 	expect_one(LBASE "    archive: maybe\n",
 	           "t.yaml:6:14: lists[0].archive: 'maybe' is not a boolean");
 	expect_one(BASE "smtp: [{host: h.example, tls: ssl}]\n",
@@ -1158,11 +1172,11 @@ test_config_merge_keys(void **state)
 	assert_string_equal(e, "t.yaml:1:36: unknown key 'colour' in "
 	                       "lists[0], expected one of: id, name, from, "
 	                       "reply_to, double_opt_in, language, archive, "
-	                       "allow_html, footer, unsubscribe_mailto\n"
+	                       "allow_html, footer, unsubscribe_mailto, dkim\n"
 	                       "t.yaml:1:36: unknown key 'colour' in "
 	                       "lists[1], expected one of: id, name, from, "
 	                       "reply_to, double_opt_in, language, archive, "
-	                       "allow_html, footer, unsubscribe_mailto\n");
+	                       "allow_html, footer, unsubscribe_mailto, dkim\n");
 	free(e);
 	expect_one(BASE "http: {<<: 5}\n",
 	           "t.yaml:8:12: http: '<<' merges text, expected a mapping");
@@ -1227,9 +1241,89 @@ test_config_example_documents_every_key(void **state)
 				         "document %s",
 				         names[i]);
 		}
+	}
+	free(text);
+	/* And in the manual page, as ".B key" or ".B section.key". */
+	text = NULL;
+	f = fopen("man/kairan.yaml.5", "r");
+	assert_non_null(f);
+	assert_true(getdelim(&text, &len, '\0', f) > 0);
+	fclose(f);
+	for (i = 0; i < n; i++) {
+		leaf = strrchr(names[i], '.');
+		leaf = leaf ? leaf + 1 : names[i];
+		snprintf(pat, sizeof(pat), ".B %s\n", leaf);
+		if (strstr(text, pat) == NULL) {
+			snprintf(pat, sizeof(pat), ".%s\n", leaf);
+			if (strstr(text, pat) == NULL)
+				snprintf(pat, sizeof(pat), ".B %s.", leaf);
+			if (strstr(text, pat) == NULL)
+				fail_msg("man/kairan.yaml.5 does not "
+				         "document %s",
+				         names[i]);
+		}
 		free(names[i]);
 	}
 	free(text);
+}
+
+/* lists[].dkim: the good forms fill the list, every bad one is reported
+ * at its line and column. */
+static void
+test_config_dkim(void **state)
+{
+	struct kr_config *cfg;
+	char *e;
+
+	(void)state;
+	cfg = load_ok(LBASE "    dkim:\n"
+	                    "      domain: News.Example.JP\n"
+	                    "      rsa: {selector: s1-rsa, key_file: k1}\n"
+	                    "      ed25519:\n"
+	                    "        selector: s1-ed25519\n"
+	                    "        key_file: /etc/k2\n");
+	assert_string_equal(cfg->lists[0].dkim_domain, "news.example.jp");
+	assert_string_equal(cfg->lists[0].dkim_rsa_selector, "s1-rsa");
+	assert_string_equal(cfg->lists[0].dkim_rsa_key_file, "k1");
+	assert_string_equal(cfg->lists[0].dkim_ed25519_selector, "s1-ed25519");
+	assert_string_equal(cfg->lists[0].dkim_ed25519_key_file, "/etc/k2");
+	kr_config_free(&cfg);
+	cfg = load_ok(LBASE "    dkim: {domain: example.jp, ed25519: "
+	                    "{selector: e, key_file: k}}\n");
+	assert_null(cfg->lists[0].dkim_rsa_selector);
+	assert_null(cfg->lists[0].dkim_rsa_key_file);
+	assert_string_equal(cfg->lists[0].dkim_ed25519_selector, "e");
+	kr_config_free(&cfg);
+	cfg = load_ok(LBASE);
+	assert_null(cfg->lists[0].dkim_domain);
+	kr_config_free(&cfg);
+
+	/* No key at all. */
+	expect_one(LBASE "    dkim: {domain: example.jp}\n",
+	           "t.yaml:6:5: lists[0].dkim: no key, expected rsa: { "
+	           "selector, key_file } and/or ed25519");
+	/* "dkim:" or "rsa:" alone is not "no signing". */
+	expect_one(LBASE "    dkim:\n",
+	           "t.yaml:6:10: lists[0].dkim: expected a mapping");
+	expect_one(LBASE "    dkim: {domain: example.jp, rsa: }\n",
+	           "t.yaml:6:37: lists[0].dkim.rsa: expected a mapping");
+	/* Missing pieces, a bad domain, a bad selector, an unknown key:
+	 * all at once, each where it is. */
+	e = load_fail(LBASE "    dkim:\n"
+	                    "      domain: exa mple.jp\n"
+	                    "      rsa: {key_file: k}\n"
+	                    "      ed25519: {selector: \"a_b\", key_file: k,"
+	                    " bits: 256}\n");
+	assert_line(e, "t.yaml:7:15: lists[0].dkim.domain: ");
+	assert_line(e, "t.yaml:8:7: lists[0].dkim.rsa: missing required key "
+	               "'selector', expected a DNS label");
+	assert_line(e, "t.yaml:9:27: lists[0].dkim.ed25519.selector: 'a_b' has ");
+	assert_line(e, "t.yaml:9:47: unknown key 'bits' in "
+	               "lists[0].dkim.ed25519");
+	free(e);
+	expect_one(LBASE "    dkim: {rsa: {selector: s, key_file: k}}\n",
+	           "t.yaml:6:5: lists[0].dkim: missing required key "
+	           "'domain', expected the signing domain");
 }
 
 int
@@ -1261,6 +1355,7 @@ main(void)
 	    cmocka_unit_test(test_config_restart_keys),
 	    cmocka_unit_test(test_config_shipped_files),
 	    cmocka_unit_test(test_config_example_documents_every_key),
+	    cmocka_unit_test(test_config_dkim),
 	};
 
 	kr_log_set_level(KR_LOG_ERR); /* the world-readable warning */

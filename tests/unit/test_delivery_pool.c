@@ -293,6 +293,7 @@ t_send(struct kr_transport *t, struct kr_msg *msgs, size_t n,
 		msgs[i].code = temp ? 451 : 250;
 		snprintf(msgs[i].reply, sizeof(msgs[i].reply), "%s",
 		    temp ? "4.3.0 later" : "2.0.0 ok");
+		snprintf(msgs[i].relay, sizeof(msgs[i].relay), "fake:25");
 		done(ctx, &msgs[i]);
 	}
 	if (capped) {
@@ -394,11 +395,13 @@ struct sums {
 };
 
 static void
-sum_stats(void *ctx, const char *list_id, const struct kr_delivery_stats *st)
+sum_stats(void *ctx, const char *list_id, const char *relay,
+    const struct kr_delivery_stats *st)
 {
 	struct sums *s = ctx;
 
-	(void)list_id;
+	assert_string_equal(list_id, "l");
+	assert_string_equal(relay, "fake:25");
 	s->sent += st->sent;
 	s->deferred += st->deferred;
 }
@@ -466,6 +469,24 @@ test_delivery_pool_stats(void **state)
 	assert_int_equal(s.sent, 50);
 	assert_int_equal(s.deferred, 5);
 	assert_int_equal(kr_delivery_current_report(d), 1);
+	{
+		struct kr_buf b;
+
+		kr_buf_init(&b, 0);
+		assert_int_equal(kr_delivery_metrics(d, &b), 0);
+		assert_non_null(strstr(b.data,
+		    "kairan_delivery_messages_total{list=\"l\","
+		    "relay=\"fake:25\",outcome=\"sent\"} 50\n"));
+		assert_non_null(strstr(b.data,
+		    "kairan_delivery_messages_total{list=\"l\","
+		    "relay=\"fake:25\",outcome=\"deferred\"} 5\n"));
+		/* Every attempt timed: 55 in the +Inf bucket and count. */
+		assert_non_null(strstr(b.data,
+		    "kairan_smtp_transaction_seconds_bucket{le=\"+Inf\"} 55\n"));
+		assert_non_null(strstr(b.data,
+		    "kairan_smtp_transaction_seconds_count 55\n"));
+		kr_buf_fini(&b);
+	}
 	kr_delivery_stop(&d);
 }
 

@@ -69,8 +69,7 @@ shell_sql(const char *path, const char *sql)
 	FILE *p;
 	int st;
 
-	snprintf(cmd, sizeof(cmd), "sqlite3 -bail '%s' >/dev/null 2>&1",
-	    path);
+	snprintf(cmd, sizeof(cmd), "sqlite3 -bail '%s' >/dev/null 2>&1", path);
 	p = popen(cmd, "w");
 	assert_non_null(p);
 	fputs(sql, p);
@@ -116,7 +115,7 @@ slurp(const char *path, size_t *len)
 
 static int64_t
 add_sub(struct kr_store *s, const char *list, const char *email,
-    enum kr_sub_status status)
+        enum kr_sub_status status)
 {
 	struct kr_subscriber sub = {0};
 	struct kr_err err = {0};
@@ -131,23 +130,23 @@ add_sub(struct kr_store *s, const char *list, const char *email,
 	assert_int_equal(kr_store_subscriber_import(s, &sub, &added, &err), 0);
 	assert_true(added);
 	assert_int_equal(kr_store_subscriber_find(s, list, email, &got, &err),
-	    1);
+	                 1);
 	return got.id;
 }
 
 static int64_t
-add_report(struct kr_store *s, const char *list, const char *hash,
-    bool again, int64_t *queued)
+add_report(struct kr_store *s, const char *list, const char *hash, bool again,
+           int64_t *queued)
 {
 	struct kr_report_row r = {0};
 	struct kr_err err = {0};
 	int64_t id = 0;
 
 	snprintf(r.list_id, sizeof(r.list_id), "%s", list);
-	r.subject = (char *)(uintptr_t)"月次レポート";
-	r.text = (char *)(uintptr_t)"text";
-	r.html = (char *)(uintptr_t)"<p>html</p>";
-	r.source = (char *)(uintptr_t)"/tmp/r.md";
+	r.subject = (char *)(uintptr_t) "月次レポート";
+	r.text = (char *)(uintptr_t) "text";
+	r.html = (char *)(uintptr_t) "<p>html</p>";
+	r.source = (char *)(uintptr_t) "/tmp/r.md";
 	snprintf(r.hash, sizeof(r.hash), "%s", hash);
 	if (kr_store_report_add(s, &r, again, NOW, &id, queued, &err) < 0)
 		fail_msg("report_add: %s", err.msg);
@@ -159,17 +158,21 @@ test_store_open_creates_current_schema(void **state)
 {
 	struct fx *f = *state;
 	struct kr_err err = {0};
+	struct stat sb;
 
 	open_ok(f);
 	assert_int_equal(kr_store_ping(f->s, &err), 0);
+	/* Personal data: readable by its owner only. */
+	assert_int_equal(stat(f->db, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
 	kr_store_close(&f->s);
 	assert_null(f->s);
 	assert_int_equal(shell_int(f->db, "PRAGMA user_version"),
-	    kr_store_schema_version());
+	                 kr_store_schema_version());
 	assert_int_equal(shell_int(f->db,
-			     "SELECT count(*) FROM pragma_journal_mode "
-			     "WHERE journal_mode = 'wal'"),
-	    1);
+	                           "SELECT count(*) FROM pragma_journal_mode "
+	                           "WHERE journal_mode = 'wal'"),
+	                 1);
 	/* Reopening an up-to-date file is fine. */
 	open_ok(f);
 	kr_store_close(&f->s);
@@ -224,9 +227,11 @@ test_store_migrates_v1_in_place(void **state)
 	char *sql = kr_xasprintf(
 	    "%s"
 	    "INSERT INTO subscribers (list_id, email, status, created_at,"
-	    " consent_source) VALUES ('news', 'old@example.jp', 0, 5, 'form');\n"
+	    " consent_source) VALUES ('news', 'old@example.jp', 0, 5, "
+	    "'form');\n"
 	    "INSERT INTO deliveries (kind, report_id, subscriber_id, domain,"
-	    " queued_at, next_attempt) VALUES (1, NULL, 1, 'example.jp', 7, 7);\n"
+	    " queued_at, next_attempt) VALUES (1, NULL, 1, 'example.jp', 7, "
+	    "7);\n"
 	    "PRAGMA user_version = 1;\n",
 	    v1_sql);
 
@@ -237,28 +242,26 @@ test_store_migrates_v1_in_place(void **state)
 	open_ok(f);
 	/* The rows are still there and usable through the new schema. */
 	assert_int_equal(kr_store_subscriber_find(f->s, "news",
-			     "old@example.jp", &sub, &err),
-	    1);
+	                                          "old@example.jp", &sub, &err),
+	                 1);
 	assert_string_equal(sub.consent_source, "form");
 	assert_int_equal(sub.status, KR_SUB_PENDING);
-	assert_int_equal(kr_store_confirm_count(f->s, "old@example.jp", 0, &cnt,
-			     &err),
-	    0);
+	assert_int_equal(
+	    kr_store_confirm_count(f->s, "old@example.jp", 0, &cnt, &err), 0);
 	assert_int_equal(cnt, 1);
 	assert_int_equal(kr_store_claim(f->s, NOW, NOW + 60, 4, c, &n, &err),
-	    0);
+	                 0);
 	assert_int_equal(n, 1);
 	assert_int_equal(c[0].kind, KR_DELIVERY_CONFIRM);
 	assert_string_equal(c[0].email, "old@example.jp");
 	/* v2's table exists. */
-	assert_int_equal(kr_store_event(f->s, "test", sub.id, 0, "x", &err),
-	    0);
+	assert_int_equal(kr_store_event(f->s, "test", sub.id, 0, "x", &err), 0);
 	kr_store_close(&f->s);
 	assert_int_equal(shell_int(f->db, "PRAGMA user_version"), 2);
 	assert_int_equal(shell_int(f->db, "SELECT count(*) FROM events"), 1);
-	assert_int_equal(shell_int(f->db,
-			     "SELECT count(*) FROM sqlite_master WHERE name = "
-			     "'subscribers_email'"),
+	assert_int_equal(
+	    shell_int(f->db, "SELECT count(*) FROM sqlite_master WHERE name = "
+	                     "'subscribers_email'"),
 	    1);
 }
 
@@ -292,7 +295,7 @@ test_store_refuses_not_sqlite(void **state)
 	fputs("email,name\nsomeone@example.jp,Someone\n"
 	      "this is a CSV file, not a database, and long enough to have a "
 	      "header of its own...............................\n",
-	    fp);
+	      fp);
 	fclose(fp);
 	refuse_untouched(f, "not an SQLite database");
 }
@@ -303,9 +306,9 @@ test_store_refuses_newer_schema(void **state)
 	struct fx *f = *state;
 
 	assert_int_equal(shell_sql(f->db, "CREATE TABLE future (x);"
-					  "INSERT INTO future VALUES (1);"
-					  "PRAGMA user_version = 99;"),
-	    0);
+	                                  "INSERT INTO future VALUES (1);"
+	                                  "PRAGMA user_version = 99;"),
+	                 0);
 	refuse_untouched(f, "schema version 99 is newer");
 }
 
@@ -332,8 +335,9 @@ test_store_subscribe_state_machine(void **state)
 	open_ok(f);
 	/* New, double opt-in: PENDING with the consent record. */
 	assert_int_equal(kr_store_subscribe(f->s, "news", "a@example.jp",
-			     "Ａさん", &form, true, NOW, &res, &err),
-	    0);
+	                                    "Ａさん", &form, true, NOW, &res,
+	                                    &err),
+	                 0);
 	assert_true(res.is_new);
 	assert_int_equal(res.after, KR_SUB_PENDING);
 	assert_int_equal((int)res.before, -1);
@@ -346,9 +350,9 @@ test_store_subscribe_state_machine(void **state)
 	assert_int_equal(sub.confirmed_at, 0);
 
 	/* PENDING stays PENDING. */
-	assert_int_equal(kr_store_subscribe(f->s, "news", "a@example.jp",
-			     NULL, &again, true, NOW + 1, &res, &err),
-	    0);
+	assert_int_equal(kr_store_subscribe(f->s, "news", "a@example.jp", NULL,
+	                                    &again, true, NOW + 1, &res, &err),
+	                 0);
 	assert_false(res.is_new);
 	assert_int_equal(res.id, id);
 	assert_int_equal(res.before, KR_SUB_PENDING);
@@ -356,35 +360,33 @@ test_store_subscribe_state_machine(void **state)
 
 	/* Confirm: once. */
 	assert_int_equal(kr_store_subscriber_confirm(f->s, id, NOW + 2, &err),
-	    1);
+	                 1);
 	assert_int_equal(kr_store_subscriber_confirm(f->s, id, NOW + 3, &err),
-	    0);
+	                 0);
 	assert_int_equal(kr_store_subscriber_get(f->s, id, &sub, &err), 1);
 	assert_int_equal(sub.status, KR_SUB_ACTIVE);
 	assert_int_equal(sub.confirmed_at, NOW + 2);
 
 	/* ACTIVE is left alone. */
-	assert_int_equal(kr_store_subscribe(f->s, "news", "a@example.jp",
-			     NULL, &again, true, NOW + 4, &res, &err),
-	    0);
+	assert_int_equal(kr_store_subscribe(f->s, "news", "a@example.jp", NULL,
+	                                    &again, true, NOW + 4, &res, &err),
+	                 0);
 	assert_int_equal(res.before, KR_SUB_ACTIVE);
 	assert_int_equal(res.after, KR_SUB_ACTIVE);
 	assert_int_equal(kr_store_subscriber_get(f->s, id, &sub, &err), 1);
 	assert_string_equal(sub.consent_ip, "192.0.2.1");
 
 	/* Unsubscribed, then back: PENDING with a fresh consent record. */
-	assert_int_equal(kr_store_subscriber_unsubscribe(f->s, id, false,
-			     NOW + 5, &err),
-	    1);
-	assert_int_equal(kr_store_subscriber_unsubscribe(f->s, id, false,
-			     NOW + 6, &err),
-	    0);
+	assert_int_equal(
+	    kr_store_subscriber_unsubscribe(f->s, id, false, NOW + 5, &err), 1);
+	assert_int_equal(
+	    kr_store_subscriber_unsubscribe(f->s, id, false, NOW + 6, &err), 0);
 	assert_int_equal(kr_store_subscriber_get(f->s, id, &sub, &err), 1);
 	assert_int_equal(sub.status, KR_SUB_UNSUBSCRIBED);
 	assert_int_equal(sub.unsubscribed_at, NOW + 5);
-	assert_int_equal(kr_store_subscribe(f->s, "news", "a@example.jp",
-			     NULL, &again, true, NOW + 7, &res, &err),
-	    0);
+	assert_int_equal(kr_store_subscribe(f->s, "news", "a@example.jp", NULL,
+	                                    &again, true, NOW + 7, &res, &err),
+	                 0);
 	assert_int_equal(res.before, KR_SUB_UNSUBSCRIBED);
 	assert_int_equal(res.after, KR_SUB_PENDING);
 	assert_int_equal(kr_store_subscriber_get(f->s, id, &sub, &err), 1);
@@ -396,9 +398,9 @@ test_store_subscribe_state_machine(void **state)
 
 	/* Without double opt-in: ACTIVE at once; another list is another
 	 * subscription of the same address. */
-	assert_int_equal(kr_store_subscribe(f->s, "other", "a@example.jp",
-			     NULL, &form, false, NOW, &res, &err),
-	    0);
+	assert_int_equal(kr_store_subscribe(f->s, "other", "a@example.jp", NULL,
+	                                    &form, false, NOW, &res, &err),
+	                 0);
 	assert_true(res.is_new);
 	assert_int_equal(res.after, KR_SUB_ACTIVE);
 	assert_int_equal(kr_store_subscriber_get(f->s, res.id, &sub, &err), 1);
@@ -406,17 +408,16 @@ test_store_subscribe_state_machine(void **state)
 
 	/* Unsubscribe from all lists of the address. */
 	assert_int_equal(kr_store_subscriber_confirm(f->s, id, NOW + 8, &err),
-	    1);
-	assert_int_equal(kr_store_subscriber_unsubscribe(f->s, id, true,
-			     NOW + 9, &err),
-	    2);
-	assert_int_equal(kr_store_subscriber_find(f->s, "other",
-			     "a@example.jp", &sub, &err),
+	                 1);
+	assert_int_equal(
+	    kr_store_subscriber_unsubscribe(f->s, id, true, NOW + 9, &err), 2);
+	assert_int_equal(
+	    kr_store_subscriber_find(f->s, "other", "a@example.jp", &sub, &err),
 	    1);
 	assert_int_equal(sub.status, KR_SUB_UNSUBSCRIBED);
-	assert_int_equal(kr_store_subscriber_find(f->s, "news",
-			     "nobody@example.jp", &sub, &err),
-	    0);
+	assert_int_equal(kr_store_subscriber_find(
+	                     f->s, "news", "nobody@example.jp", &sub, &err),
+	                 0);
 	assert_int_equal(kr_store_subscriber_get(f->s, 999, &sub, &err), 0);
 }
 
@@ -438,18 +439,18 @@ test_store_import_and_lists(void **state)
 	snprintf(sub.email, sizeof(sub.email), "a@example.jp");
 	sub.status = KR_SUB_UNSUBSCRIBED;
 	assert_int_equal(kr_store_subscriber_import(f->s, &sub, &added, &err),
-	    0);
+	                 0);
 	assert_false(added);
 	assert_int_equal(kr_store_subscriber_import_id(f->s, &sub, &id, &err),
-	    0);
+	                 0);
 	assert_int_equal(id, 0);
-	assert_int_equal(kr_store_subscriber_find(f->s, "news", "a@example.jp",
-			     &sub, &err),
+	assert_int_equal(
+	    kr_store_subscriber_find(f->s, "news", "a@example.jp", &sub, &err),
 	    1);
 	assert_int_equal(sub.status, KR_SUB_ACTIVE);
 	snprintf(sub.email, sizeof(sub.email), "new@example.jp");
 	assert_int_equal(kr_store_subscriber_import_id(f->s, &sub, &id, &err),
-	    0);
+	                 0);
 	assert_true(id > 0);
 	assert_int_equal(kr_store_subscriber_get(f->s, id, &sub, &err), 1);
 	assert_string_equal(sub.email, "new@example.jp");
@@ -457,18 +458,18 @@ test_store_import_and_lists(void **state)
 	assert_int_equal(kr_store_subscriber_delete(f->s, id, &err), 0);
 
 	assert_int_equal(kr_store_subscriber_count(f->s, NULL, -1, &n, &err),
-	    0);
+	                 0);
 	assert_int_equal(n, 3);
 	assert_int_equal(kr_store_subscriber_count(f->s, "news", -1, &n, &err),
-	    0);
+	                 0);
 	assert_int_equal(n, 2);
-	assert_int_equal(kr_store_subscriber_count(f->s, "news",
-			     KR_SUB_ACTIVE, &n, &err),
+	assert_int_equal(
+	    kr_store_subscriber_count(f->s, "news", KR_SUB_ACTIVE, &n, &err),
 	    0);
 	assert_int_equal(n, 1);
-	assert_int_equal(kr_store_subscriber_count(f->s, NULL,
-			     KR_SUB_UNSUBSCRIBED, &n, &err),
-	    0);
+	assert_int_equal(kr_store_subscriber_count(
+	                     f->s, NULL, KR_SUB_UNSUBSCRIBED, &n, &err),
+	                 0);
 	assert_int_equal(n, 1);
 
 	/* An explicit transaction rolled back leaves nothing. */
@@ -476,14 +477,14 @@ test_store_import_and_lists(void **state)
 	assert_int_equal(kr_store_begin(f->s, &err), -1);
 	add_sub(f->s, "news", "c@example.jp", KR_SUB_ACTIVE);
 	kr_store_rollback(f->s);
-	assert_int_equal(kr_store_subscriber_find(f->s, "news", "c@example.jp",
-			     &sub, &err),
+	assert_int_equal(
+	    kr_store_subscriber_find(f->s, "news", "c@example.jp", &sub, &err),
 	    0);
 	assert_int_equal(kr_store_begin(f->s, &err), 0);
 	add_sub(f->s, "news", "c@example.jp", KR_SUB_ACTIVE);
 	assert_int_equal(kr_store_commit(f->s, &err), 0);
-	assert_int_equal(kr_store_subscriber_find(f->s, "news", "c@example.jp",
-			     &sub, &err),
+	assert_int_equal(
+	    kr_store_subscriber_find(f->s, "news", "c@example.jp", &sub, &err),
 	    1);
 }
 
@@ -500,7 +501,7 @@ collect_sub(void *ctx, const struct kr_subscriber *sub)
 
 	if (c->n < 8)
 		snprintf(c->emails[c->n], sizeof(c->emails[0]), "%s",
-		    sub->email);
+		         sub->email);
 	c->n++;
 	return c->n == c->stop_at ? 42 : 0;
 }
@@ -520,27 +521,28 @@ test_store_foreach(void **state)
 	for (i = 0; i < 2500; i++) {
 		snprintf(email, sizeof(email), "u%04d@example.jp", i);
 		add_sub(f->s, i % 2 ? "news" : "other", email,
-		    i % 5 ? KR_SUB_ACTIVE : KR_SUB_PENDING);
+		        i % 5 ? KR_SUB_ACTIVE : KR_SUB_PENDING);
 	}
 	assert_int_equal(kr_store_commit(f->s, &err), 0);
-	assert_int_equal(kr_store_subscriber_foreach(f->s, NULL, -1,
-			     collect_sub, &c, &err),
+	assert_int_equal(
+	    kr_store_subscriber_foreach(f->s, NULL, -1, collect_sub, &c, &err),
 	    0);
 	assert_int_equal(c.n, 2500);
 	assert_string_equal(c.emails[0], "u0000@example.jp");
 	assert_string_equal(c.emails[1], "u0001@example.jp");
 	memset(&c, 0, sizeof(c));
 	assert_int_equal(kr_store_subscriber_foreach(f->s, "news",
-			     KR_SUB_ACTIVE, collect_sub, &c, &err),
-	    0);
+	                                             KR_SUB_ACTIVE, collect_sub,
+	                                             &c, &err),
+	                 0);
 	/* Odd i, not a multiple of 5: 1250 - 250. */
 	assert_int_equal(c.n, 1000);
 	assert_string_equal(c.emails[0], "u0001@example.jp");
 	assert_string_equal(c.emails[1], "u0003@example.jp");
 	memset(&c, 0, sizeof(c));
 	c.stop_at = 3;
-	assert_int_equal(kr_store_subscriber_foreach(f->s, NULL, -1,
-			     collect_sub, &c, &err),
+	assert_int_equal(
+	    kr_store_subscriber_foreach(f->s, NULL, -1, collect_sub, &c, &err),
 	    42);
 	assert_int_equal(c.n, 3);
 	/* The statement was reset: the store still works. */
@@ -577,9 +579,8 @@ test_store_report_dedupe_and_unique_key(void **state)
 	/* The same source again: refused, nothing queued. */
 	snprintf(r.list_id, sizeof(r.list_id), "news");
 	snprintf(r.hash, sizeof(r.hash), "abc123");
-	assert_int_equal(kr_store_report_add(f->s, &r, false, NOW, &dup, &q,
-			     &err),
-	    -1);
+	assert_int_equal(
+	    kr_store_report_add(f->s, &r, false, NOW, &dup, &q, &err), -1);
 	assert_int_equal(err.code, KR_ERR_EXISTS);
 	assert_int_equal(q, 0);
 	assert_int_equal(shell_int(f->db, "SELECT count(*) FROM reports"), 1);
@@ -590,17 +591,17 @@ test_store_report_dedupe_and_unique_key(void **state)
 
 	/* One row per (report, subscriber), enforced by the schema. */
 	kr_store_close(&f->s);
-	assert_int_not_equal(shell_sql(f->db,
-				 "INSERT INTO deliveries (kind, report_id,"
-				 " subscriber_id, queued_at) SELECT kind,"
-				 " report_id, subscriber_id, 0 FROM "
-				 "deliveries LIMIT 1;"),
+	assert_int_not_equal(
+	    shell_sql(f->db, "INSERT INTO deliveries (kind, report_id,"
+	                     " subscriber_id, queued_at) SELECT kind,"
+	                     " report_id, subscriber_id, 0 FROM "
+	                     "deliveries LIMIT 1;"),
 	    0);
 	assert_int_equal(shell_int(f->db, "SELECT count(*) FROM deliveries"),
-	    4);
-	assert_int_equal(shell_int(f->db,
-			     "SELECT count(*) FROM deliveries WHERE domain = "
-			     "'example.jp'"),
+	                 4);
+	assert_int_equal(
+	    shell_int(f->db, "SELECT count(*) FROM deliveries WHERE domain = "
+	                     "'example.jp'"),
 	    4);
 }
 
@@ -625,7 +626,7 @@ test_store_claim_order_and_lease(void **state)
 	assert_int_equal(err.code, KR_ERR_NOTFOUND);
 
 	assert_int_equal(kr_store_claim(f->s, NOW, NOW + 300, 3, c, &n, &err),
-	    0);
+	                 0);
 	assert_int_equal(n, 3);
 	assert_int_equal(c[0].kind, KR_DELIVERY_CONFIRM);
 	assert_int_equal(c[0].report_id, 0);
@@ -640,37 +641,31 @@ test_store_claim_order_and_lease(void **state)
 	assert_int_equal(c[1].queued_at, NOW);
 
 	/* Leased rows are not handed out twice. */
-	assert_int_equal(kr_store_claim(f->s, NOW + 1, NOW + 301, 8, c, &n,
-			     &err),
-	    0);
+	assert_int_equal(
+	    kr_store_claim(f->s, NOW + 1, NOW + 301, 8, c, &n, &err), 0);
 	assert_int_equal(n, 2);
 	assert_int_equal(c[0].report_id, r2);
 	assert_int_equal(c[1].report_id, r2);
-	assert_int_equal(kr_store_claim(f->s, NOW + 2, NOW + 302, 8, c, &n,
-			     &err),
-	    0);
+	assert_int_equal(
+	    kr_store_claim(f->s, NOW + 2, NOW + 302, 8, c, &n, &err), 0);
 	assert_int_equal(n, 0);
 
 	/* A crashed worker's rows come back once the lease has passed. */
-	assert_int_equal(kr_store_claim(f->s, NOW + 300, NOW + 600, 8, c, &n,
-			     &err),
-	    0);
+	assert_int_equal(
+	    kr_store_claim(f->s, NOW + 300, NOW + 600, 8, c, &n, &err), 0);
 	assert_int_equal(n, 0);
-	assert_int_equal(kr_store_claim(f->s, NOW + 301, NOW + 600, 8, c, &n,
-			     &err),
-	    0);
+	assert_int_equal(
+	    kr_store_claim(f->s, NOW + 301, NOW + 600, 8, c, &n, &err), 0);
 	assert_int_equal(n, 3);
 	assert_int_equal(c[0].kind, KR_DELIVERY_CONFIRM);
-	assert_int_equal(kr_store_claim(f->s, NOW + 302, NOW + 600, 8, c, &n,
-			     &err),
-	    0);
+	assert_int_equal(
+	    kr_store_claim(f->s, NOW + 302, NOW + 600, 8, c, &n, &err), 0);
 	assert_int_equal(n, 2);
 
 	/* Release drops the lease at once. */
 	assert_int_equal(kr_store_release(f->s, c[0].delivery_id, &err), 0);
-	assert_int_equal(kr_store_claim(f->s, NOW + 303, NOW + 600, 8, c, &n,
-			     &err),
-	    0);
+	assert_int_equal(
+	    kr_store_claim(f->s, NOW + 303, NOW + 600, 8, c, &n, &err), 0);
 	assert_int_equal(n, 1);
 	assert_int_equal(kr_store_release(f->s, 424242, &err), -1);
 	assert_int_equal(err.code, KR_ERR_NOTFOUND);
@@ -700,22 +695,22 @@ test_store_mark_outcomes_and_counts(void **state)
 	assert_int_equal(k.sent + k.deferred + k.failed + k.in_flight, 0);
 
 	assert_int_equal(kr_store_claim(f->s, NOW, NOW + 60, 5, c, &n, &err),
-	    0);
+	                 0);
 	assert_int_equal(n, 5);
 	assert_int_equal(kr_store_mark_sent(f->s, c[0].delivery_id, NOW,
-			     "250 2.0.0 Ok: queued", &err),
-	    0);
+	                                    "250 2.0.0 Ok: queued", &err),
+	                 0);
 	assert_int_equal(kr_store_mark_deferred(f->s, c[1].delivery_id, NOW,
-			     NOW + 100, 451, "451 4.7.1 later", &err),
+	                                        NOW + 100, 451,
+	                                        "451 4.7.1 later", &err),
+	                 0);
+	assert_int_equal(kr_store_mark_failed(f->s, c[2].delivery_id, NOW, 550,
+	                                      "550 5.1.1 no such user", &err),
+	                 0);
+	assert_int_equal(
+	    kr_store_mark_uncertain(f->s, c[3].delivery_id, NOW, NULL, &err),
 	    0);
-	assert_int_equal(kr_store_mark_failed(f->s, c[2].delivery_id, NOW,
-			     550, "550 5.1.1 no such user", &err),
-	    0);
-	assert_int_equal(kr_store_mark_uncertain(f->s, c[3].delivery_id, NOW,
-			     NULL, &err),
-	    0);
-	assert_int_equal(kr_store_mark_sent(f->s, 777777, NOW, NULL, &err),
-	    -1);
+	assert_int_equal(kr_store_mark_sent(f->s, 777777, NOW, NULL, &err), -1);
 	assert_int_equal(err.code, KR_ERR_NOTFOUND);
 	/* c[4] stays in flight. in_flight uses the clock: leases far
 	 * ahead of it. */
@@ -729,13 +724,12 @@ test_store_mark_outcomes_and_counts(void **state)
 
 	/* The deferred row waits for next_attempt; its attempt counted.
 	 * c[4]'s lease (NOW + 60) has passed: it is due again. */
-	assert_int_equal(kr_store_claim(f->s, NOW + 99, NOW + 160, 8, c, &n,
-			     &err),
-	    0);
+	assert_int_equal(
+	    kr_store_claim(f->s, NOW + 99, NOW + 160, 8, c, &n, &err), 0);
 	assert_int_equal(n, 2);
 	assert_int_equal(c[0].attempts, 0);
-	assert_int_equal(kr_store_claim(f->s, NOW + 100, NOW + 4000000000LL,
-			     8, c, &n, &err),
+	assert_int_equal(
+	    kr_store_claim(f->s, NOW + 100, NOW + 4000000000LL, 8, c, &n, &err),
 	    0);
 	assert_int_equal(n, 1);
 	assert_int_equal(c[0].attempts, 1);
@@ -762,22 +756,22 @@ test_store_unsubscribe_cancels_queue(void **state)
 	struct fx *f = *state;
 	struct kr_claim c[8];
 	struct kr_delivery_counts k;
+	struct kr_subscriber sub;
 	struct kr_err err = {0};
-	int64_t a, b, r, q;
+	int64_t a, b, r, q, cb, rb;
 	size_t n = 0;
 
 	open_ok(f);
 	a = add_sub(f->s, "news", "a@example.jp", KR_SUB_ACTIVE);
 	b = add_sub(f->s, "news", "b@example.jp", KR_SUB_ACTIVE);
 	r = add_report(f->s, "news", "h", false, &q);
-	assert_int_equal(kr_store_subscriber_unsubscribe(f->s, a, false, NOW,
-			     &err),
-	    1);
+	assert_int_equal(
+	    kr_store_subscriber_unsubscribe(f->s, a, false, NOW, &err), 1);
 	assert_int_equal(kr_store_delivery_counts(f->s, r, &k, &err), 0);
 	assert_int_equal(k.cancelled, 1);
 	assert_int_equal(k.queued, 1);
 	assert_int_equal(kr_store_claim(f->s, NOW, NOW + 60, 8, c, &n, &err),
-	    0);
+	                 0);
 	assert_int_equal(n, 1);
 	assert_int_equal(c[0].subscriber_id, b);
 
@@ -786,11 +780,11 @@ test_store_unsubscribe_cancels_queue(void **state)
 	assert_int_equal(kr_store_release(f->s, c[0].delivery_id, &err), 0);
 	kr_store_close(&f->s);
 	assert_int_equal(shell_sql(f->db, "UPDATE subscribers SET status = 3 "
-					  "WHERE email = 'b@example.jp';"),
-	    0);
+	                                  "WHERE email = 'b@example.jp';"),
+	                 0);
 	open_ok(f);
 	assert_int_equal(kr_store_claim(f->s, NOW, NOW + 60, 8, c, &n, &err),
-	    0);
+	                 0);
 	assert_int_equal(n, 0);
 	assert_int_equal(kr_store_delivery_counts(f->s, r, &k, &err), 0);
 	assert_int_equal(k.cancelled, 2);
@@ -800,8 +794,47 @@ test_store_unsubscribe_cancels_queue(void **state)
 	assert_int_equal(kr_store_confirm_enqueue(f->s, a, NOW, &err), 0);
 	assert_int_equal(kr_store_subscriber_confirm(f->s, a, NOW, &err), 1);
 	assert_int_equal(kr_store_claim(f->s, NOW, NOW + 60, 8, c, &n, &err),
-	    0);
+	                 0);
 	assert_int_equal(n, 0);
+
+	/* Bounces: soft ones are only logged, the third hard one turns
+	 * the subscription BOUNCED and cancels its queue. */
+	cb = add_sub(f->s, "news", "c@example.jp", KR_SUB_ACTIVE);
+	rb = add_report(f->s, "news", "h-bounce", false, &q);
+	assert_int_equal(q, 2); /* c and the now confirmed p */
+	assert_int_equal(
+	    kr_store_subscriber_bounce(f->s, cb, false, 3, NOW, "4.2.2", &err),
+	    0);
+	assert_int_equal(
+	    kr_store_subscriber_bounce(f->s, cb, true, 3, NOW, "5.1.1", &err),
+	    0);
+	assert_int_equal(
+	    kr_store_subscriber_bounce(f->s, cb, true, 3, NOW, "5.1.1", &err),
+	    0);
+	assert_int_equal(kr_store_subscriber_get(f->s, cb, &sub, &err), 1);
+	assert_int_equal(sub.bounces, 2);
+	assert_int_equal(sub.status, KR_SUB_ACTIVE);
+	assert_int_equal(
+	    kr_store_subscriber_bounce(f->s, cb, true, 3, NOW, "5.1.1", &err),
+	    1);
+	assert_int_equal(kr_store_subscriber_get(f->s, cb, &sub, &err), 1);
+	assert_int_equal(sub.status, KR_SUB_BOUNCED);
+	assert_int_equal(kr_store_delivery_counts(f->s, rb, &k, &err), 0);
+	assert_int_equal(k.cancelled, 1);
+	assert_int_equal(k.queued, 1); /* p's */
+	assert_int_equal(
+	    kr_store_subscriber_bounce(f->s, cb, true, 3, NOW, "5.1.1", &err),
+	    0);
+	assert_int_equal(kr_store_subscriber_bounce(f->s, 99999, true, 3, NOW,
+	                                            "5.1.1", &err),
+	                 -1);
+	assert_int_equal(err.code, KR_ERR_NOTFOUND);
+	/* One soft, four hard, one 'bounced'. */
+	kr_store_close(&f->s);
+	assert_int_equal(shell_int(f->db, "SELECT count(*) FROM events WHERE"
+	                                  " kind LIKE 'bounce%'"),
+	                 6);
+	open_ok(f);
 
 	/* delete removes the subscription and its rows. */
 	assert_int_equal(kr_store_subscriber_delete(f->s, b, &err), 0);
@@ -819,7 +852,7 @@ struct rep_seen {
 
 static int
 collect_report(void *ctx, const struct kr_report_row *r,
-    const struct kr_delivery_counts *k)
+               const struct kr_delivery_counts *k)
 {
 	struct rep_seen *s = ctx;
 
@@ -847,53 +880,46 @@ test_store_pause_resume_cancel(void **state)
 	add_sub(f->s, "news", "b@example.jp", KR_SUB_ACTIVE);
 	r = add_report(f->s, "news", "h", false, &q);
 	r2 = add_report(f->s, "news", "h2", false, &q);
-	assert_int_equal(kr_store_report_set_state(f->s, r, KR_RS_PAUSED,
-			     &err),
-	    0);
+	assert_int_equal(kr_store_report_set_state(f->s, r, KR_RS_PAUSED, &err),
+	                 0);
 	assert_int_equal(kr_store_claim(f->s, NOW, NOW + 60, 8, c, &n, &err),
-	    0);
+	                 0);
 	assert_int_equal(n, 2);
 	assert_int_equal(c[0].report_id, r2);
-	assert_int_equal(kr_store_report_set_state(f->s, r, KR_RS_ACTIVE,
-			     &err),
-	    0);
+	assert_int_equal(kr_store_report_set_state(f->s, r, KR_RS_ACTIVE, &err),
+	                 0);
 	assert_int_equal(kr_store_claim(f->s, NOW, NOW + 60, 8, c, &n, &err),
-	    0);
+	                 0);
 	assert_int_equal(n, 2);
 	assert_int_equal(c[0].report_id, r);
 	assert_int_equal(kr_store_release(f->s, c[0].delivery_id, &err), 0);
-	assert_int_equal(kr_store_report_set_state(f->s, r, KR_RS_CANCELLED,
-			     &err),
-	    0);
+	assert_int_equal(
+	    kr_store_report_set_state(f->s, r, KR_RS_CANCELLED, &err), 0);
 	assert_int_equal(kr_store_delivery_counts(f->s, r, &k, &err), 0);
 	assert_int_equal(k.cancelled, 2);
 	assert_int_equal(k.queued, 0);
 	/* The copy in flight when it was cancelled went out after all: the
 	 * worker's outcome is the truth. */
-	assert_int_equal(kr_store_mark_sent(f->s, c[1].delivery_id, NOW, NULL,
-			     &err),
-	    0);
+	assert_int_equal(
+	    kr_store_mark_sent(f->s, c[1].delivery_id, NOW, NULL, &err), 0);
 	assert_int_equal(kr_store_delivery_counts(f->s, r, &k, &err), 0);
 	assert_int_equal(k.cancelled, 1);
 	assert_int_equal(k.sent, 1);
 	assert_int_equal(kr_store_claim(f->s, NOW, NOW + 60, 8, c, &n, &err),
-	    0);
+	                 0);
 	assert_int_equal(n, 0);
-	assert_int_equal(kr_store_report_set_state(f->s, 999, KR_RS_PAUSED,
-			     &err),
-	    -1);
+	assert_int_equal(
+	    kr_store_report_set_state(f->s, 999, KR_RS_PAUSED, &err), -1);
 	assert_int_equal(err.code, KR_ERR_NOTFOUND);
 
-	assert_int_equal(kr_store_report_foreach(f->s, 0, collect_report,
-			     &seen, &err),
-	    0);
+	assert_int_equal(
+	    kr_store_report_foreach(f->s, 0, collect_report, &seen, &err), 0);
 	assert_int_equal(seen.n, 2);
 	assert_int_equal(seen.ids[0], r2); /* newest first */
 	assert_int_equal(seen.ids[1], r);
 	memset(&seen, 0, sizeof(seen));
-	assert_int_equal(kr_store_report_foreach(f->s, 1, collect_report,
-			     &seen, &err),
-	    0);
+	assert_int_equal(
+	    kr_store_report_foreach(f->s, 1, collect_report, &seen, &err), 0);
 	assert_int_equal(seen.n, 1);
 }
 
@@ -907,6 +933,7 @@ test_store_send_at_and_backup(void **state)
 	struct kr_store *copy = NULL;
 	int64_t id, q, cnt = 0;
 	size_t n = 0;
+	struct stat sb;
 	char path[192];
 
 	open_ok(f);
@@ -914,30 +941,65 @@ test_store_send_at_and_backup(void **state)
 	snprintf(r.list_id, sizeof(r.list_id), "news");
 	snprintf(r.hash, sizeof(r.hash), "later");
 	r.send_at = NOW + 500;
-	assert_int_equal(kr_store_report_add(f->s, &r, false, NOW, &id, &q,
-			     &err),
-	    0);
+	assert_int_equal(
+	    kr_store_report_add(f->s, &r, false, NOW, &id, &q, &err), 0);
 	assert_int_equal(q, 1);
-	assert_int_equal(kr_store_claim(f->s, NOW + 499, NOW + 600, 4, c, &n,
-			     &err),
-	    0);
+	assert_int_equal(
+	    kr_store_claim(f->s, NOW + 499, NOW + 600, 4, c, &n, &err), 0);
 	assert_int_equal(n, 0);
-	assert_int_equal(kr_store_claim(f->s, NOW + 500, NOW + 600, 4, c, &n,
-			     &err),
-	    0);
+	assert_int_equal(
+	    kr_store_claim(f->s, NOW + 500, NOW + 600, 4, c, &n, &err), 0);
 	assert_int_equal(n, 1);
 
 	snprintf(path, sizeof(path), "%s/backup.db", f->dir);
 	assert_int_equal(kr_store_backup(f->s, path, &err), 0);
-	assert_int_equal(access(path, F_OK), 0);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
 	assert_int_equal(kr_store_open(path, &copy, &err), 0);
-	assert_int_equal(kr_store_subscriber_count(copy, "news", -1, &cnt,
-			     &err),
-	    0);
+	assert_int_equal(
+	    kr_store_subscriber_count(copy, "news", -1, &cnt, &err), 0);
 	assert_int_equal(cnt, 1);
 	kr_store_close(&copy);
 	snprintf(path, sizeof(path), "%s/no/such/dir/backup.db", f->dir);
 	assert_int_equal(kr_store_backup(f->s, path, &err), -1);
+}
+
+static void
+test_store_busy_and_nested_failure(void **state)
+{
+	struct fx *f = *state;
+	struct kr_store *other = NULL;
+	struct kr_subscriber sub;
+	struct kr_report_row r = {0};
+	struct kr_err err = {0};
+	int64_t id, q;
+
+	open_ok(f);
+	assert_int_equal(kr_store_open(f->db, &other, &err), 0);
+	/* One writer at a time: the second waits out the busy timeout
+	 * (5 s) and is told to try later, not that the data is bad. */
+	assert_int_equal(kr_store_begin(f->s, &err), 0);
+	add_sub(f->s, "news", "a@example.jp", KR_SUB_ACTIVE);
+	assert_int_equal(kr_store_subscribe(other, "news", "b@example.jp", NULL,
+	                                    NULL, true, NOW,
+	                                    &(struct kr_sub_result){0}, &err),
+	                 -1);
+	assert_int_equal(err.code, KR_ERR_BUSY);
+	assert_non_null(strstr(err.msg, "locked"));
+	/* A call that fails inside the caller's transaction undoes only its
+	 * own part (a savepoint); the caller's rows still commit. */
+	add_report(f->s, "news", "dup", false, &q);
+	snprintf(r.list_id, sizeof(r.list_id), "news");
+	snprintf(r.hash, sizeof(r.hash), "dup");
+	assert_int_equal(
+	    kr_store_report_add(f->s, &r, false, NOW, &id, &q, &err), -1);
+	assert_int_equal(err.code, KR_ERR_EXISTS);
+	assert_int_equal(kr_store_commit(f->s, &err), 0);
+	assert_int_equal(
+	    kr_store_subscriber_find(other, "news", "a@example.jp", &sub, &err),
+	    1);
+	assert_int_equal(shell_int(f->db, "SELECT count(*) FROM reports"), 1);
+	kr_store_close(&other);
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -946,20 +1008,21 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		T(test_store_open_creates_current_schema),
-		T(test_store_migrates_v1_in_place),
-		T(test_store_refuses_not_sqlite),
-		T(test_store_refuses_newer_schema),
-		T(test_store_refuses_foreign_sqlite),
-		T(test_store_subscribe_state_machine),
-		T(test_store_import_and_lists),
-		T(test_store_foreach),
-		T(test_store_report_dedupe_and_unique_key),
-		T(test_store_claim_order_and_lease),
-		T(test_store_mark_outcomes_and_counts),
-		T(test_store_unsubscribe_cancels_queue),
-		T(test_store_pause_resume_cancel),
-		T(test_store_send_at_and_backup),
+	    T(test_store_open_creates_current_schema),
+	    T(test_store_migrates_v1_in_place),
+	    T(test_store_refuses_not_sqlite),
+	    T(test_store_refuses_newer_schema),
+	    T(test_store_refuses_foreign_sqlite),
+	    T(test_store_subscribe_state_machine),
+	    T(test_store_import_and_lists),
+	    T(test_store_foreach),
+	    T(test_store_report_dedupe_and_unique_key),
+	    T(test_store_claim_order_and_lease),
+	    T(test_store_mark_outcomes_and_counts),
+	    T(test_store_unsubscribe_cancels_queue),
+	    T(test_store_pause_resume_cancel),
+	    T(test_store_send_at_and_backup),
+	    T(test_store_busy_and_nested_failure),
 	};
 
 	return cmocka_run_group_tests_name("store", tests, NULL, NULL);

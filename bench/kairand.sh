@@ -1,0 +1,228 @@
+#!/usr/bin/env bash
+# bench/kairand.sh — kairand end to end into Postfix's smtp-sink on loopback:
+# import N subscribers, queue one ~10 KB Japanese report with `kairanctl
+# send`, and time until smtp-sink has N messages. Records messages/s, CPU
+# seconds and µs per message, and peak RSS of kairand, then runs
+# `smtp-source -d -s W` (same sessions, connections reused, no composition,
+# no state: the ceiling) with one of kairand's own composed messages, and
+# appends both and their ratio to bench/RESULTS.md.
+#
+# usage: bench/kairand.sh [-n SUBSCRIBERS] [-w WORKERS] [-b BATCH] [-r RUNS]
+#                         [-o RESULTS.md | -o -]
+# Needs: postfix's /usr/sbin/smtp-sink and smtp-source, /usr/bin/python3.
+# The machine is shared and noisy: compare only numbers from one run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+n=100000
+workers=4
+batch=100
+runs=1
+out=bench/RESULTS.md
+while getopts "n:w:b:r:o:" o; do
+	case "$o" in
+	n) n=$OPTARG ;;
+	w) workers=$OPTARG ;;
+	b) batch=$OPTARG ;;
+	r) runs=$OPTARG ;;
+	o) out=$OPTARG ;;
+	*) sed -n '2,13p' "$0"; exit 2 ;;
+	esac
+done
+SINK=/usr/sbin/smtp-sink
+SOURCE=/usr/sbin/smtp-source
+[ -x "$SINK" ] && [ -x "$SOURCE" ] || {
+	echo "bench: needs postfix's smtp-sink and smtp-source" >&2; exit 2; }
+
+# KAIRAN_BENCH_NOBUILD=1 uses build/release as it is.
+[ -n "${KAIRAN_BENCH_NOBUILD:-}" ] ||
+	make --no-print-directory FLAVOUR=release build-release >/dev/null
+B=$ROOT/build/release
+tmp=$(mktemp -d /tmp/kairan-bench.XXXXXX)
+kpid=""
+spid=""
+cleanup() {
+	[ -n "$kpid" ] && kill "$kpid" 2>/dev/null && wait "$kpid" 2>/dev/null
+	[ -n "$spid" ] && kill "$spid" 2>/dev/null && wait "$spid" 2>/dev/null
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+free_port() {
+	/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+tck=$(getconf CLK_TCK)
+cpu_of() { awk -v t="$tck" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$1/stat"; }
+mesg_of() {
+	[ -s "$1" ] || { echo 0; return; }
+	tail -c 200 "$1" | tr '\r' '\n' | grep -E '^sess=' | tail -n1 |
+		sed -E 's/.*mesg=([0-9]+).*/\1/'
+}
+start_sink() { # PORT LOG
+	local args=(-c -m 1024 -t 300)
+	[ "$(id -u)" = 0 ] && args+=(-u nobody)
+	: >"$2"
+	[ "$(id -u)" = 0 ] && chown nobody "$2"
+	"$SINK" "${args[@]}" "127.0.0.1:$1" 4096 >"$2" 2>&1 </dev/null &
+	spid=$!
+	for _ in $(seq 1 100); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+		sleep 0.05
+	done
+	echo "bench: smtp-sink did not start" >&2; exit 1
+}
+stop_sink() { kill "$spid" 2>/dev/null; wait "$spid" 2>/dev/null || true; spid=""; }
+wait_mesg() { # LOG N TIMEOUT
+	local end=$(($(date +%s) + $3))
+	while [ "$(mesg_of "$1")" -lt "$2" ]; do
+		[ "$(date +%s)" -lt "$end" ] || return 1
+		sleep 0.01
+	done
+}
+
+# The subscribers, and a ~10 KB Japanese report.
+/usr/bin/python3 - "$tmp" "$n" <<'EOF'
+import sys
+d, n = sys.argv[1], int(sys.argv[2])
+with open(d + "/subs.csv", "w") as f:
+    f.write("email,name\n")
+    for i in range(n):
+        f.write("reader%07d@example.net,読者%d\n" % (i, i))
+para = ("今月は、取引先を装ったメールでマルウェアを送り込む手口が再び増えました。"
+        "添付ファイルを開く前に送信元を確かめ、マクロを有効にしないでください。"
+        "詳しくは [解説ページ](https://example.jp/advisory) をご覧ください。\n\n")
+body = "# 今月の脅威動向\n\n"
+while len(body.encode()) < 9000:
+    body += para
+with open(d + "/report.md", "w") as f:
+    f.write("---\nsubject: 第12号 SIPS セキュリティレポート：標的型メールの新しい手口\n"
+            "list: bench\npreheader: 今月の要点\n---\n" + body)
+EOF
+
+run_kairand() { # RUN
+	local port http admin log cfg t0 t1 c0 c1 rss wall
+	port=$(free_port); http=$(free_port); admin=$(free_port)
+	log=$tmp/sink.log
+	rm -f "$tmp/kairan.db"* "$tmp/token.key"
+	mkdir -p "$tmp/outbox"
+	cfg=$tmp/kairan.yaml
+	cat >"$cfg" <<EOF
+database: $tmp/kairan.db
+key_file: $tmp/token.key
+public_url: https://news.example.jp
+http:
+  listen: 127.0.0.1:$http
+admin:
+  listen: 127.0.0.1:$admin
+outbox: $tmp/outbox
+lists:
+  - id: bench
+    name: SIPS セキュリティレポート
+    from: "SIPS Security Report <report@news.example.jp>"
+    language: ja
+    footer: |
+      株式会社Example 東京都千代田区 / 配信停止: {{unsubscribe_url}}
+delivery:
+  transport: smtp
+  workers: $workers
+  batch: $batch
+  bounce_domain: bounces.example.jp
+smtp:
+  - host: 127.0.0.1
+    port: $port
+    tls: none
+log:
+  level: warn
+EOF
+	t0=$(date +%s%N)
+	"$B/kairanctl" --config "$cfg" subscribers import "$tmp/subs.csv" \
+		--list bench --confirmed >/dev/null
+	t1=$(date +%s%N)
+	import_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", (b-a)/1e9}')
+	if [ "$1" = 1 ]; then
+		"$B/kairanctl" --config "$cfg" send "$tmp/report.md" \
+			--dry-run 1 --out "$tmp/dry" >/dev/null
+		msgfile=$(ls "$tmp"/dry/*.eml | head -n1)
+		msgsize=$(stat -c %s "$msgfile")
+	fi
+	start_sink "$port" "$log"
+	"$B/kairand" --config "$cfg" 2>"$tmp/kairand.log" &
+	kpid=$!
+	for _ in $(seq 1 200); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$admin") 2>/dev/null && break
+		sleep 0.05
+	done
+	sleep 0.5
+	c0=$(cpu_of "$kpid")
+	t0=$(date +%s%N)
+	"$B/kairanctl" --config "$cfg" send "$tmp/report.md" >/dev/null
+	if ! wait_mesg "$log" "$n" 1800; then
+		echo "bench: kairand stalled at $(mesg_of "$log") of $n" >&2
+		tail -n 20 "$tmp/kairand.log" >&2
+		exit 1
+	fi
+	t1=$(date +%s%N)
+	c1=$(cpu_of "$kpid")
+	rss=$(awk '/VmHWM/ {print $2}' "/proc/$kpid/status")
+	kill "$kpid"; wait "$kpid" || true; kpid=""
+	stop_sink
+	wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", (b-a)/1e9}')
+	k_wall+=("$wall")
+	k_cpu+=("$(awk -v a="$c0" -v b="$c1" 'BEGIN{printf "%.2f", b-a}')")
+	k_rss+=("$rss")
+	k_import+=("$import_s")
+	echo "kairand run $1: $n messages in ${wall}s, cpu ${k_cpu[-1]}s, peak rss ${rss} KB (import ${import_s}s)" >&2
+}
+
+run_source() { # RUN
+	local port log t0 t1 wall
+	port=$(free_port); log=$tmp/sink-src.log
+	start_sink "$port" "$log"
+	t0=$(date +%s%N)
+	"$SOURCE" -d -s "$workers" -m "$n" -F "$msgfile" \
+		-f report@news.example.jp -t reader@example.net \
+		"127.0.0.1:$port" >/dev/null 2>&1
+	wait_mesg "$log" "$n" 600 || echo "bench: smtp-source short" >&2
+	t1=$(date +%s%N)
+	stop_sink
+	wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", (b-a)/1e9}')
+	s_wall+=("$wall")
+	echo "smtp-source run $1: $n messages in ${wall}s" >&2
+}
+
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+k_wall=(); k_cpu=(); k_rss=(); k_import=(); s_wall=()
+for r in $(seq 1 "$runs"); do
+	run_kairand "$r"
+	run_source "$r"
+done
+kw=$(median "${k_wall[@]}"); kc=$(median "${k_cpu[@]}")
+kr=$(median "${k_rss[@]}"); ki=$(median "${k_import[@]}")
+sw=$(median "${s_wall[@]}")
+kmps=$(awk -v n="$n" -v w="$kw" 'BEGIN{printf "%.0f", n/w}')
+smps=$(awk -v n="$n" -v w="$sw" 'BEGIN{printf "%.0f", n/w}')
+kus=$(awk -v n="$n" -v c="$kc" 'BEGIN{printf "%.0f", c*1e6/n}')
+ratio=$(awk -v a="$kmps" -v b="$smps" 'BEGIN{printf "%.2f", a/b}')
+
+report=$(cat <<EOF
+
+## Delivery: kairand end to end into smtp-sink ($(date -u +%Y-%m-%d), $(nproc) cores)
+
+\`bench/kairand.sh -n $n -w $workers -b $batch -r $runs\` — $n subscribers,
+one report of $msgsize bytes as composed (Japanese, multipart, personal
+unsubscribe token and VERP per copy), $workers workers = $workers SMTP
+sessions, release build, medians of $runs run(s).
+
+| sender → smtp-sink, $workers sessions | messages/s | CPU µs/message | peak RSS |
+|---|---|---|---|
+| kairand (claim, compose, send, mark sent per message) | $kmps | $kus | $((kr / 1024)) MB |
+| smtp-source -d -s $workers (no composition, no state) | $smps | – | – |
+
+kairand / smtp-source = **$ratio**. Importing the $n subscribers took ${ki}s.
+EOF
+)
+echo "$report"
+if [ "$out" != "-" ]; then
+	echo "$report" >>"$out"
+	echo "bench: appended to $out" >&2
+fi

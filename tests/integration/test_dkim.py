@@ -1,0 +1,297 @@
+"""DKIM signatures made by kairan's code (lib/dkim.c through `kairanctl
+dkim sign`, the same call the delivery worker makes) verify with an
+independent verifier, Debian's python3-dkim, whose DNS lookup is replaced
+by the records `kairanctl dkim keygen` printed: RSA and Ed25519, Japanese
+subjects and bodies (base64, quoted-printable, 8bit, multipart), RFC 6376
+relaxed edge cases; and they stop verifying once a signed header or body
+byte changes, or a second List-Unsubscribe is added (over-signing)."""
+import os
+import re
+import stat
+import subprocess
+import sys
+from email.message import EmailMessage
+from email.policy import SMTP
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import KAIRANCTL, Kairan, done, ok, tmpdir  # noqa: E402
+
+import dkim  # noqa: E402
+
+DOMAIN = "news.example.jp"
+ENV = dict(os.environ, RES_OPTIONS="timeout:1 attempts:1")
+
+
+def run(*args, stdin=b""):
+    p = subprocess.run([KAIRANCTL] + list(args), input=stdin,
+                       capture_output=True, env=ENV, timeout=120)
+    return p.returncode, p.stdout, p.stderr.decode("utf-8", "replace")
+
+
+def zone_records(text):
+    """{name: value} from zone-file lines: quoted strings joined."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith(";"):
+            continue
+        name = line.split()[0].rstrip(".")
+        strings = re.findall(r'"([^"]*)"', line)
+        out[name] = "".join(strings)
+        out[name + "#parts"] = strings
+    return out
+
+
+def lists_yaml(keys):
+    rsa = os.path.join(keys, "k2026-rsa.key")
+    ed = os.path.join(keys, "k2026-ed25519.key")
+    return """
+  - id: both
+    from: "SIPS <report@news.example.jp>"
+    dkim:
+      domain: news.example.jp
+      rsa: {selector: k2026-rsa, key_file: %s}
+      ed25519: {selector: k2026-ed25519, key_file: %s}
+  - id: rsa-only
+    from: report@news.example.jp
+    dkim: {domain: news.example.jp, rsa: {selector: k2026-rsa, key_file: %s}}
+  - id: ed-only
+    from: report@news.example.jp
+    dkim:
+      domain: news.example.jp
+      ed25519: {selector: k2026-ed25519, key_file: %s}
+  - id: plain
+    from: report@news.example.jp
+""" % (rsa, ed, rsa, ed)
+
+
+def newsletter(cte, n=1):
+    m = EmailMessage(policy=SMTP)
+    m["From"] = "SIPS セキュリティレポート <report@news.example.jp>"
+    m["To"] = "読者 <reader@example.com>"
+    m["Subject"] = ("SIPS セキュリティレポート 2026年11月号：ランサムウェアと"
+                    "サプライチェーン攻撃の最新動向 第%d回" % n)
+    m["Date"] = "Wed, 25 Nov 2026 23:00:00 +0900"
+    m["Message-ID"] = "<%d.report@news.example.jp>" % n
+    m["List-Id"] = "SIPS <sips-report.news.example.jp>"
+    m["List-Unsubscribe"] = ("<https://news.example.jp/unsubscribe?t=AbC"
+                             "dEf012345678901234567890123456789>")
+    m["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    m["X-Mailer"] = "kairan"
+    body = ("今月のレポートをお届けします。\n\n"
+            "1. 概要　　全角スペースと  半角スペース  の混在\n"
+            "2. 詳細は https://news.example.jp/archive/%d をご覧ください。\n"
+            % n) * 40
+    body += "\n配信停止: https://news.example.jp/unsubscribe?t=AbCdEf\n"
+    m.set_content(body, charset="utf-8", cte=cte)
+    return m.as_bytes()
+
+
+def multipart():
+    m = EmailMessage(policy=SMTP)
+    m["From"] = "report@news.example.jp"
+    m["To"] = "reader@example.com"
+    m["Subject"] = "マルチパート 日本語 HTML"
+    m["Message-ID"] = "<mp@news.example.jp>"
+    m["List-Unsubscribe"] = "<https://news.example.jp/u?t=x>"
+    m["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    m.set_content("本文（テキスト）\n", charset="utf-8")
+    m.add_alternative("<p>本文（<b>HTML</b>）</p>\n", subtype="html",
+                      charset="utf-8")
+    return m.as_bytes()
+
+
+# RFC 6376 3.4 edge cases as raw bytes: WSP runs and trailing WSP in
+# headers and body, a folded Subject with TABs, empty lines at the end.
+EDGE = (b"From:   report@news.example.jp  \r\n"
+        b"To: reader@example.com\r\n"
+        b"Subject: \t=?UTF-8?B?5pel5pys6Kqe?=  \r\n"
+        b"\t =?UTF-8?B?44Gu5Lu25ZCN?=\t\r\n"
+        b"subject-x: not signed\r\n"
+        b"MIME-Version: 1.0\r\n"
+        b"Content-Type: text/plain;\r\n  charset=UTF-8\r\n"
+        b"Content-Transfer-Encoding: 8bit\r\n"
+        b"\r\n"
+        b"  leading  and trailing \t \r\n"
+        b"\r\n"
+        + "日本語の本文\t\tです \r\n".encode() +
+        b"\r\n\r\n \r\n\r\n")
+EMPTY_BODY = (b"From: report@news.example.jp\r\n"
+              b"Subject: empty\r\n\r\n")
+
+
+def sigs(msg):
+    return re.findall(rb"^DKIM-Signature:.*?a=([a-z0-9-]+);", msg, re.M)
+
+
+def verify_all(msg, dnsfunc):
+    """[bool] per signature, with the verifier's own DNS function."""
+    d = dkim.DKIM(msg)
+    n = len(sigs(msg))
+    res = []
+    for i in range(n):
+        try:
+            res.append(bool(d.verify(idx=i, dnsfunc=dnsfunc)))
+        except dkim.DKIMException:
+            res.append(False)
+    return res
+
+
+def main():
+    base = tmpdir()
+    keys = os.path.join(base, "keys")
+    os.mkdir(keys, 0o700)
+
+    # ---- keygen ----
+    old = os.umask(0)
+    try:
+        rc, out, err = run("dkim", "keygen", "--domain", DOMAIN,
+                           "--selector", "k2026", "--dir", keys)
+    finally:
+        os.umask(old)
+    out = out.decode()
+    ok(rc == 0, "dkim keygen exits 0", (rc, out, err))
+    rsa_key = os.path.join(keys, "k2026-rsa.key")
+    ed_key = os.path.join(keys, "k2026-ed25519.key")
+    modes = [stat.S_IMODE(os.stat(p).st_mode) if os.path.exists(p) else None
+             for p in (rsa_key, ed_key)]
+    ok(modes == [0o600, 0o600], "both key files 0600 even with umask 0",
+       modes)
+    ok("PRIVATE KEY" not in out and open(ed_key).read().strip() not in out,
+       "keygen prints no private key bytes")
+    zone = zone_records(out)
+    rname = "k2026-rsa._domainkey." + DOMAIN
+    ename = "k2026-ed25519._domainkey." + DOMAIN
+    ok(zone.get(rname, "").startswith("v=DKIM1; k=rsa; p=MII") and
+       zone.get(ename, "").startswith("v=DKIM1; k=ed25519; p="),
+       "keygen prints both TXT records in zone-file form", out)
+    ok(len(zone.get(rname + "#parts", [])) >= 2 and
+       all(len(s) <= 255 for s in zone.get(rname + "#parts", [])),
+       "the RSA record is split into quoted strings of at most 255", out)
+    before = open(rsa_key).read()
+    rc, out2, err = run("dkim", "keygen", "--domain", DOMAIN, "--selector",
+                        "k2026", "--dir", keys)
+    ok(rc == 1 and "exists, not overwriting" in err and
+       open(rsa_key).read() == before,
+       "keygen again refuses to overwrite the keys", (rc, err))
+    rc, _, err = run("dkim", "keygen", "--domain", DOMAIN)
+    ok(rc == 2 and "--selector" in err, "keygen without --selector: usage",
+       (rc, err))
+
+    def dnsfunc(name, timeout=5):
+        v = zone.get(name.decode().rstrip("."))
+        return v.encode() if v is not None else None
+
+    k = Kairan(base, start=False, lists=lists_yaml(keys))
+
+    def sign(msg, list_id="both"):
+        return run("--config", k.config, "dkim", "sign", "--list", list_id,
+                   stdin=msg)
+
+    # ---- good signatures ----
+    cases = [("Japanese, base64", newsletter("base64", 1)),
+             ("Japanese, quoted-printable", newsletter("quoted-printable",
+                                                       2)),
+             ("Japanese, 8bit", newsletter("8bit", 3)),
+             ("multipart/alternative text + HTML", multipart()),
+             ("RFC 6376 3.4 edge cases (WSP runs, folds, trailing "
+              "WSP, empty lines at the end)", EDGE),
+             ("empty body", EMPTY_BODY)]
+    signed_first = None
+    for what, msg in cases:
+        rc, signed, err = sign(msg)
+        if not ok(rc == 0 and signed.endswith(msg), "sign: " + what,
+                  (rc, err)):
+            continue
+        ok(sigs(signed) == [b"rsa-sha256", b"ed25519-sha256"],
+           "two signatures, RSA then Ed25519: " + what, sigs(signed))
+        res = verify_all(signed, dnsfunc)
+        ok(res == [True, True],
+           "python3-dkim verifies RSA and Ed25519: " + what,
+           signed[:2000].decode("utf-8", "replace"))
+        if signed_first is None:
+            signed_first = signed
+
+    for list_id, algo in (("rsa-only", b"rsa-sha256"),
+                          ("ed-only", b"ed25519-sha256")):
+        rc, signed, err = sign(newsletter("base64", 4), list_id)
+        ok(rc == 0 and sigs(signed) == [algo] and
+           verify_all(signed, dnsfunc) == [True],
+           "list %s: one %s signature that verifies" % (list_id,
+                                                        algo.decode()),
+           (rc, err, signed[:600]))
+
+    # ---- what the signature covers ----
+    s = signed_first or b""
+    head, _, body = s.partition(b"\r\n\r\n")
+    h = re.search(rb"h=([^;]*);", head.replace(b"\r\n\t", b" "))
+    names = [x.strip() for x in h.group(1).split(b":")] if h else []
+    ok(names.count(b"From") == 2 and names.count(b"Subject") == 2 and
+       names.count(b"List-Unsubscribe") == 2 and
+       names.count(b"List-Unsubscribe-Post") == 2 and
+       names.count(b"To") == 1 and b"Message-ID" in names and
+       b"X-Mailer" not in names,
+       "h= over-signs From, Subject, List-Unsubscribe(-Post); not "
+       "X-Mailer", names)
+    ok(b"l=" not in re.sub(rb"b=[^;]*", b"", head.split(b"From:")[0])
+       and b"c=relaxed/relaxed" in head, "c=relaxed/relaxed and no l=")
+
+    def tampered(what, new):
+        ok(new != s and verify_all(new, dnsfunc) == [False, False],
+           "fails to verify after " + what)
+
+    # One body byte.
+    i = len(head) + 4 + 10
+    tampered("a body byte changes",
+             s[:i] + (b"B" if s[i:i + 1] != b"B" else b"C") + s[i + 1:])
+    # Appended body text (no l=: the whole body counts).
+    tampered("a line is appended to the body", s + b"PS: click here\r\n")
+    # One byte of the (encoded) Subject, of From, of List-Unsubscribe.
+    for field in (b"Subject", b"From", b"List-Unsubscribe"):
+        j = head.find(b"\r\n" + field + b":") + len(field) + 6
+        tampered("a byte of %s changes" % field.decode(),
+                 s[:j] + (b"x" if s[j:j + 1] != b"x" else b"y") + s[j + 1:])
+    # Over-signing: a second List-Unsubscribe, a second Subject.
+    for field, value in ((b"List-Unsubscribe", b"<https://evil.example/>"),
+                         (b"Subject", b"second subject")):
+        tampered("a second %s is added" % field.decode(),
+                 s.replace(b"\r\n\r\n", b"\r\n" + field + b": " + value +
+                           b"\r\n\r\n", 1))
+    # Controls: what relays do keeps it valid, so the failures above are
+    # about the bytes, not about any change at all.
+    ok(verify_all(b"Received: from relay by mx; Wed, 25 Nov 2026\r\n" + s,
+                  dnsfunc) == [True, True],
+       "a Received: field added on top still verifies")
+    refolded = s.replace(b"\r\nTo: ", b"\r\nTo:   \r\n\t ", 1)
+    ok(refolded != s and verify_all(refolded, dnsfunc) == [True, True],
+       "re-folding a signed field still verifies (relaxed)")
+    ok(verify_all(s + b"\r\n\r\n", dnsfunc) == [True, True],
+       "empty lines added at the end still verify (relaxed)")
+
+    # ---- refusals ----
+    rc, out, err = sign(b"To: a@example.com\r\nSubject: x\r\n\r\nbody\r\n")
+    ok(rc == 1 and "no From field" in err and out == b"",
+       "a message without From is not signed", (rc, err))
+    rc, out, err = sign(newsletter("base64"), "plain")
+    ok(rc == 1 and "no dkim: block" in err, "a list without dkim: says so",
+       (rc, err))
+    os.chmod(ed_key, 0o644)
+    rc, out, err = sign(newsletter("base64"))
+    ok(rc == 1 and "mode 0644" in err and "chmod 600" in err and
+       out == b"", "a group/world-readable key file is refused", (rc, err))
+    rc, out, err = run("--config", k.config, "dkim", "check")
+    out = out.decode()
+    ok(rc == 1 and "mode 0644" in out, "dkim check names the bad key file",
+       (rc, out, err))
+    os.chmod(ed_key, 0o600)
+
+    # ---- check: this machine has no DNS ----
+    rc, out, err = run("--config", k.config, "dkim", "check")
+    out = out.decode()
+    ok(rc == 1 and ("no answer for " + rname) in out and
+       ("no answer for " + ename) in out and "of 4 records" in err,
+       "dkim check without DNS: 'no answer for SEL._domainkey.DOMAIN', "
+       "exit 1", (rc, out, err))
+    done()
+
+
+main()

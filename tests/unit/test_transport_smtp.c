@@ -1,0 +1,842 @@
+/* test_transport_smtp.c — the SMTP transport against a real SMTP server:
+ * tests/integration/smtp_server.py (aiosmtpd), started here on a free
+ * loopback port with a JSON rules file, and stopped by its pid. TLS
+ * material (a test CA, a server certificate for "localhost", a second CA
+ * that signed nothing) is made with the openssl command. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "config.h"
+#include "err.h"
+#include "transport.h"
+#include "xmem.h"
+
+static char base[64];      /* temporary folder of this run */
+static char *server_py;    /* tests/integration/smtp_server.py */
+
+struct server {
+	pid_t pid;
+	int port;
+	char *dir;
+	char *rules;
+};
+
+static int
+free_port(void)
+{
+	struct sockaddr_in a;
+	socklen_t l = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&a, &l) == 0)
+		port = ntohs(a.sin_port);
+	close(fd);
+	return port;
+}
+
+static int
+port_open(int port)
+{
+	struct sockaddr_in a;
+	int fd = socket(AF_INET, SOCK_STREAM, 0), r;
+
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	a.sin_port = htons((uint16_t)port);
+	r = connect(fd, (struct sockaddr *)&a, sizeof(a));
+	close(fd);
+	return r == 0;
+}
+
+static void
+write_file(const char *path, const char *text)
+{
+	char *tmp = kr_xasprintf("%s.tmp", path);
+	FILE *fp = fopen(tmp, "w");
+
+	assert_non_null(fp);
+	fputs(text, fp);
+	fclose(fp);
+	assert_int_equal(rename(tmp, path), 0);
+	free(tmp);
+}
+
+/* Starts smtp_server.py with rules (JSON) and extra arguments (NULL
+ * terminated). */
+static void
+server_start(struct server *s, const char *rules, const char *const *extra)
+{
+	const char *argv[32];
+	char port[16], *log;
+	size_t n = 0;
+	int i, fd;
+
+	s->port = free_port();
+	assert_true(s->port > 0);
+	s->dir = kr_xasprintf("%s/smtp-%d", base, s->port);
+	s->rules = kr_xasprintf("%s/rules-%d.json", base, s->port);
+	log = kr_xasprintf("%s/smtp-%d.log", base, s->port);
+	write_file(s->rules, rules != NULL ? rules : "{}");
+	snprintf(port, sizeof(port), "%d", s->port);
+	argv[n++] = "/usr/bin/python3";
+	argv[n++] = server_py;
+	argv[n++] = "--port";
+	argv[n++] = port;
+	argv[n++] = "--dir";
+	argv[n++] = s->dir;
+	argv[n++] = "--rules";
+	argv[n++] = s->rules;
+	for (i = 0; extra != NULL && extra[i] != NULL && n < 30; i++)
+		argv[n++] = extra[i];
+	argv[n] = NULL;
+	s->pid = fork();
+	assert_true(s->pid >= 0);
+	if (s->pid == 0) {
+		fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		execv(argv[0], (char *const *)(uintptr_t)argv);
+		_exit(127);
+	}
+	free(log);
+	for (i = 0; i < 300 && !port_open(s->port); i++) {
+		struct timespec ts = { 0, 50 * 1000 * 1000 };
+
+		assert_int_equal(waitpid(s->pid, NULL, WNOHANG), 0);
+		nanosleep(&ts, NULL);
+	}
+	assert_true(port_open(s->port));
+}
+
+static void
+server_stop(struct server *s)
+{
+	if (s->pid > 0) {
+		kill(s->pid, SIGTERM);
+		waitpid(s->pid, NULL, 0);
+	}
+	s->pid = 0;
+	free(s->dir);
+	free(s->rules);
+	s->dir = s->rules = NULL;
+}
+
+static char *
+slurp(const char *path, size_t *len)
+{
+	FILE *fp = fopen(path, "rb");
+	struct kr_buf b;
+	char chunk[65536];
+	size_t r;
+
+	if (fp == NULL)
+		return NULL;
+	kr_buf_init(&b, 0);
+	while ((r = fread(chunk, 1, sizeof(chunk), fp)) > 0)
+		assert_int_equal(kr_buf_append(&b, chunk, r), 0);
+	fclose(fp);
+	*len = b.len;
+	return kr_buf_steal(&b);
+}
+
+/* Messages the server accepted so far (lines of log.jsonl). */
+static int
+server_count(const struct server *s)
+{
+	char *p = kr_xasprintf("%s/log.jsonl", s->dir);
+	size_t len = 0, i;
+	char *text = slurp(p, &len);
+	int n = 0;
+
+	for (i = 0; text != NULL && i < len; i++)
+		n += text[i] == '\n';
+	free(text);
+	free(p);
+	return n;
+}
+
+/* The raw message the server stored for rcpt (its log line names the
+ * recipient and the file number), or NULL. */
+static char *
+server_message_for(const struct server *s, const char *rcpt, size_t *len)
+{
+	char *p = kr_xasprintf("%s/log.jsonl", s->dir);
+	size_t l = 0;
+	char *text = slurp(p, &l), *line, *save = NULL, *res = NULL;
+	char *needle = kr_xasprintf("\"rcpt\": [\"%s\"]", rcpt);
+
+	for (line = text != NULL ? strtok_r(text, "\n", &save) : NULL;
+	     line != NULL && res == NULL; line = strtok_r(NULL, "\n", &save)) {
+		int n;
+
+		if (strstr(line, needle) == NULL ||
+		    sscanf(line, "{\"n\": %d", &n) != 1)
+			continue;
+		free(p);
+		p = kr_xasprintf("%s/%d.eml", s->dir, n);
+		res = slurp(p, len);
+	}
+	free(needle);
+	free(text);
+	free(p);
+	return res;
+}
+
+/* ---- messages and outcomes ---- */
+
+struct outcome {
+	int calls;
+	int64_t ids[16];
+	int server_count_at[16]; /* what the server had when done came */
+	const struct server *srv;
+};
+
+static void
+on_done(void *ctx, struct kr_msg *msg)
+{
+	struct outcome *o = ctx;
+
+	if (o->calls < 16) {
+		o->ids[o->calls] = msg->id;
+		o->server_count_at[o->calls] =
+		    o->srv != NULL ? server_count(o->srv) : -1;
+	}
+	o->calls++;
+}
+
+/* A complete message for rcpt; with body_lines > 0 a long body. Lines
+ * that start with dots test the dot-stuffing. */
+static char *
+make_message(const char *rcpt, int body_lines)
+{
+	struct kr_buf b;
+	int i;
+
+	kr_buf_init(&b, 0);
+	assert_int_equal(kr_buf_printf(&b,
+	    "From: SIPS <report@news.example.jp>\r\n"
+	    "To: <%s>\r\n"
+	    "Date: Wed, 25 Nov 2026 10:00:00 +0900\r\n"
+	    "Message-ID: <%s.1@news.example.jp>\r\n"
+	    "Subject: =?UTF-8?B?44K744Kt44Ol44Oq44OG44Kj?=\r\n"
+	    "MIME-Version: 1.0\r\n"
+	    "Content-Type: text/plain; charset=UTF-8\r\n"
+	    "Content-Transfer-Encoding: 8bit\r\n"
+	    "\r\n"
+	    "\xe3\x81\x93\xe3\x82\x93\xe3\x81\xab\xe3\x81\xa1\xe3\x81\xaf\r\n"
+	    ".\r\n"
+	    "..\r\n"
+	    ".leading dot\r\n"
+	    ". \r\n"
+	    "\r\n.\r\n",
+	    rcpt, rcpt), 0);
+	for (i = 0; i < body_lines; i++)
+		assert_int_equal(kr_buf_printf(&b,
+		    "%s%06d 0123456789abcdefghijklmnopqrstuvwxyz"
+		    "ABCDEFGHIJKLMNOPQRSTUVWXYZ\r\n",
+		    i % 7 == 0 ? "." : "", i), 0);
+	assert_int_equal(kr_buf_puts(&b, "end\r\n"), 0);
+	return kr_buf_steal(&b);
+}
+
+static void
+init_msg(struct kr_msg *m, int64_t id, const char *rcpt, char *data)
+{
+	memset(m, 0, sizeof(*m));
+	m->id = id;
+	m->mail_from = "bounces+t1@news.example.jp";
+	m->rcpt = rcpt;
+	m->data = data;
+	m->len = data != NULL ? strlen(data) : 0;
+	m->result = (enum kr_send_result)99;
+}
+
+static void
+free_msgs(struct kr_msg *m, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free((char *)(uintptr_t)m[i].data);
+}
+
+struct relay_spec {
+	const char *host;
+	int port;
+	enum kr_cfg_tls tls;
+	const char *ca_file;
+	const char *user;
+	const char *password;
+};
+
+static void
+make_config(struct kr_config *cfg, struct kr_cfg_relay *relays,
+    const struct relay_spec *spec, size_t n, unsigned timeout)
+{
+	size_t i;
+
+	memset(cfg, 0, sizeof(*cfg));
+	memset(relays, 0, n * sizeof(*relays));
+	for (i = 0; i < n; i++) {
+		relays[i].host = (char *)(uintptr_t)spec[i].host;
+		relays[i].port = (unsigned)spec[i].port;
+		relays[i].tls = spec[i].tls;
+		relays[i].ca_file = (char *)(uintptr_t)spec[i].ca_file;
+		relays[i].user = (char *)(uintptr_t)spec[i].user;
+		relays[i].password = (char *)(uintptr_t)spec[i].password;
+	}
+	cfg->delivery.transport = KR_CFG_TRANSPORT_SMTP;
+	cfg->delivery.timeout = timeout;
+	cfg->relays = relays;
+	cfg->n_relays = n;
+}
+
+static void
+assert_exact(const struct server *s, const struct kr_msg *m)
+{
+	size_t len = 0;
+	char *got = server_message_for(s, m->rcpt, &len);
+
+	assert_non_null(got);
+	assert_int_equal(len, m->len);
+	assert_memory_equal(got, m->data, m->len);
+	free(got);
+}
+
+/* ---- tests ---- */
+
+/* 550 for one recipient, 451 for another, the rest arrive byte-exact,
+ * and every outcome is reported before the next message is sent. */
+static void
+test_smtp_batch_outcomes(void **state)
+{
+	struct server s = { 0 };
+	struct kr_config cfg;
+	struct kr_cfg_relay relays[1];
+	struct relay_spec spec[1] = { { "127.0.0.1", 0, KR_CFG_TLS_NONE,
+	    NULL, NULL, NULL } };
+	struct kr_transport *t = NULL;
+	struct kr_err err = { 0 };
+	struct kr_msg m[5];
+	struct outcome o = { 0 };
+	const char *rcpt[5] = { "a@example.jp", "nobody@example.jp",
+		"later@example.jp", "b@example.jp", "c@example.jp" };
+	char hp[64];
+	int i;
+
+	(void)state;
+	server_start(&s, "{\"rcpt\": {\"nobody@example.jp\": "
+	    "\"550 5.1.1 no such user\"}, \"data\": {\"later@example.jp\": "
+	    "\"451 4.3.0 try later\"}}", NULL);
+	spec[0].port = s.port;
+	make_config(&cfg, relays, spec, 1, 20);
+	for (i = 0; i < 5; i++)
+		init_msg(&m[i], 100 + i, rcpt[i],
+		    make_message(rcpt[i], i == 3 ? 20000 : 10));
+	o.srv = &s;
+	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), 0);
+	assert_int_equal(kr_transport_smtp_ops.send(t, m, 5, on_done, &o,
+	    &err), 0);
+	assert_int_equal(o.calls, 5);
+	for (i = 0; i < 5; i++)
+		assert_int_equal(o.ids[i], 100 + i);
+	assert_int_equal(m[0].result, KR_SEND_OK);
+	assert_int_equal(m[0].code, 250);
+	assert_non_null(strstr(m[0].reply, "queued as T"));
+	assert_int_equal(m[1].result, KR_SEND_PERM);
+	assert_int_equal(m[1].code, 550);
+	assert_non_null(strstr(m[1].reply, "no such user"));
+	assert_int_equal(m[2].result, KR_SEND_TEMP);
+	assert_int_equal(m[2].code, 451);
+	assert_int_equal(m[3].result, KR_SEND_OK);
+	assert_int_equal(m[4].result, KR_SEND_OK);
+	snprintf(hp, sizeof(hp), "127.0.0.1:%d", s.port);
+	assert_string_equal(m[4].relay, hp);
+	/* done(i) came right after the reply to message i, before the
+	 * next message was sent */
+	assert_int_equal(o.server_count_at[0], 1);
+	assert_int_equal(o.server_count_at[1], 1);
+	assert_int_equal(o.server_count_at[2], 1);
+	assert_int_equal(o.server_count_at[3], 2);
+	assert_int_equal(o.server_count_at[4], 3);
+	assert_int_equal(server_count(&s), 3);
+	/* dot lines and a 1.4 MB body arrive exactly as given */
+	assert_exact(&s, &m[0]);
+	assert_exact(&s, &m[3]);
+	assert_exact(&s, &m[4]);
+	kr_transport_smtp_ops.destroy(&t);
+	assert_null(t);
+	free_msgs(m, 5);
+	server_stop(&s);
+}
+
+/* The server closes the connection after the whole message came, with no
+ * reply: uncertain. The messages after it go in a new session. */
+static void
+test_smtp_drop_after_data_is_uncertain(void **state)
+{
+	struct server s = { 0 };
+	struct kr_config cfg;
+	struct kr_cfg_relay relays[1];
+	struct relay_spec spec[1] = { { "127.0.0.1", 0, KR_CFG_TLS_NONE,
+	    NULL, NULL, NULL } };
+	struct kr_transport *t = NULL;
+	struct kr_err err = { 0 };
+	struct kr_msg m[3];
+	struct outcome o = { 0 };
+	const char *rcpt[3] = { "a@example.jp", "drop@example.jp",
+		"b@example.jp" };
+	int i;
+
+	(void)state;
+	server_start(&s, "{\"drop_data\": [\"drop@example.jp\"]}", NULL);
+	spec[0].port = s.port;
+	make_config(&cfg, relays, spec, 1, 20);
+	for (i = 0; i < 3; i++)
+		init_msg(&m[i], i, rcpt[i], make_message(rcpt[i], 5));
+	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), 0);
+	assert_int_equal(kr_transport_smtp_ops.send(t, m, 3, on_done, &o,
+	    &err), 0);
+	assert_int_equal(o.calls, 3);
+	assert_int_equal(m[0].result, KR_SEND_OK);
+	assert_int_equal(m[1].result, KR_SEND_UNCERTAIN);
+	assert_int_equal(m[1].code, 0);
+	assert_int_equal(m[2].result, KR_SEND_OK);
+	assert_int_equal(server_count(&s), 2);
+	assert_exact(&s, &m[2]);
+	kr_transport_smtp_ops.destroy(&t);
+	free_msgs(m, 3);
+	server_stop(&s);
+}
+
+/* The connection drops at the DATA command (nothing of the message was
+ * sent): temporary. A server that takes the message and never answers:
+ * uncertain, after the DATA timeout. */
+static void
+test_smtp_drop_before_data_is_temp_and_hang_uncertain(void **state)
+{
+	struct server s = { 0 };
+	struct kr_config cfg;
+	struct kr_cfg_relay relays[1];
+	struct relay_spec spec[1] = { { "127.0.0.1", 0, KR_CFG_TLS_NONE,
+	    NULL, NULL, NULL } };
+	struct kr_transport *t = NULL;
+	struct kr_err err = { 0 };
+	struct kr_msg m[3];
+	struct outcome o = { 0 };
+	const char *rcpt[3] = { "dropcmd@example.jp", "a@example.jp",
+		"hang@example.jp" };
+	int i;
+
+	(void)state;
+	server_start(&s, "{\"drop_at_data\": [\"dropcmd@example.jp\"], "
+	    "\"hang_data\": [\"hang@example.jp\"]}", NULL);
+	spec[0].port = s.port;
+	make_config(&cfg, relays, spec, 1, 2);
+	for (i = 0; i < 3; i++)
+		init_msg(&m[i], i, rcpt[i], make_message(rcpt[i], 5));
+	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), 0);
+	assert_int_equal(kr_transport_smtp_ops.send(t, m, 3, on_done, &o,
+	    &err), 0);
+	assert_int_equal(o.calls, 3);
+	assert_int_equal(m[0].result, KR_SEND_TEMP);
+	assert_int_equal(m[1].result, KR_SEND_OK);
+	assert_int_equal(m[2].result, KR_SEND_UNCERTAIN);
+	assert_int_equal(server_count(&s), 1);
+	kr_transport_smtp_ops.destroy(&t);
+	free_msgs(m, 3);
+	server_stop(&s);
+}
+
+/* Relay 1 refuses connections, relay 2 answers 421: relay 3 takes all. */
+static void
+test_smtp_failover(void **state)
+{
+	struct server busy = { 0 }, s = { 0 };
+	struct kr_config cfg;
+	struct kr_cfg_relay relays[3];
+	struct relay_spec spec[3] = {
+		{ "127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL },
+		{ "127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL },
+		{ "127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL },
+	};
+	struct kr_transport *t = NULL;
+	struct kr_err err = { 0 };
+	struct kr_msg m[2];
+	struct outcome o = { 0 };
+	char hp[64];
+
+	(void)state;
+	server_start(&busy, "{\"connect\": \"421 4.7.0 busy\"}", NULL);
+	server_start(&s, NULL, NULL);
+	spec[0].port = free_port(); /* nothing listens there */
+	spec[1].port = busy.port;
+	spec[2].port = s.port;
+	make_config(&cfg, relays, spec, 3, 20);
+	init_msg(&m[0], 1, "a@example.jp", make_message("a@example.jp", 3));
+	init_msg(&m[1], 2, "b@example.jp", make_message("b@example.jp", 3));
+	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), 0);
+	assert_int_equal(kr_transport_smtp_ops.probe(t, &err), 0);
+	assert_int_equal(kr_transport_smtp_ops.send(t, m, 2, on_done, &o,
+	    &err), 0);
+	assert_int_equal(o.calls, 2);
+	snprintf(hp, sizeof(hp), "127.0.0.1:%d", s.port);
+	assert_int_equal(m[0].result, KR_SEND_OK);
+	assert_int_equal(m[1].result, KR_SEND_OK);
+	assert_string_equal(m[0].relay, hp);
+	assert_int_equal(server_count(&s), 2);
+	assert_int_equal(server_count(&busy), 0);
+	kr_transport_smtp_ops.destroy(&t);
+	free_msgs(m, 2);
+	server_stop(&busy);
+	server_stop(&s);
+}
+
+/* No relay reachable: -1, every message deferred, done still called. */
+static void
+test_smtp_all_relays_down(void **state)
+{
+	struct kr_config cfg;
+	struct kr_cfg_relay relays[2];
+	struct relay_spec spec[2] = {
+		{ "127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL },
+		{ "127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL },
+	};
+	struct kr_transport *t = NULL;
+	struct kr_err err = { 0 };
+	struct kr_msg m[2];
+	struct outcome o = { 0 };
+
+	(void)state;
+	spec[0].port = free_port();
+	spec[1].port = free_port();
+	make_config(&cfg, relays, spec, 2, 5);
+	init_msg(&m[0], 1, "a@example.jp", make_message("a@example.jp", 1));
+	init_msg(&m[1], 2, "b@example.jp", make_message("b@example.jp", 1));
+	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), 0);
+	assert_int_equal(kr_transport_smtp_ops.probe(t, &err), -1);
+	assert_int_equal(kr_transport_smtp_ops.send(t, m, 2, on_done, &o,
+	    &err), -1);
+	assert_int_equal(err.code, KR_ERR_TEMP);
+	assert_true(err.msg[0] != '\0');
+	assert_int_equal(o.calls, 2);
+	assert_int_equal(m[0].result, KR_SEND_TEMP);
+	assert_int_equal(m[1].result, KR_SEND_TEMP);
+	kr_transport_smtp_ops.destroy(&t);
+	free_msgs(m, 2);
+}
+
+/* An address that would smuggle a command is refused, never sent; a 452
+ * at RCPT defers only that message. */
+static void
+test_smtp_refuses_command_injection(void **state)
+{
+	struct server s = { 0 };
+	struct kr_config cfg;
+	struct kr_cfg_relay relays[1];
+	struct relay_spec spec[1] = { { "127.0.0.1", 0, KR_CFG_TLS_NONE,
+	    NULL, NULL, NULL } };
+	struct kr_transport *t = NULL;
+	struct kr_err err = { 0 };
+	struct kr_msg m[3];
+	struct outcome o = { 0 };
+
+	(void)state;
+	server_start(&s, "{\"rcpt\": {\"full@example.jp\": "
+	    "\"452 4.2.2 mailbox full\"}}", NULL);
+	spec[0].port = s.port;
+	make_config(&cfg, relays, spec, 1, 20);
+	init_msg(&m[0], 1, "x@example.jp>\r\nRCPT TO:<victim@example.jp",
+	    make_message("x@example.jp", 1));
+	init_msg(&m[1], 2, "full@example.jp",
+	    make_message("full@example.jp", 1));
+	init_msg(&m[2], 3, "b@example.jp", make_message("b@example.jp", 1));
+	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), 0);
+	assert_int_equal(kr_transport_smtp_ops.send(t, m, 3, on_done, &o,
+	    &err), 0);
+	assert_int_equal(o.calls, 3);
+	assert_int_equal(m[0].result, KR_SEND_PERM);
+	assert_int_equal(m[1].result, KR_SEND_TEMP);
+	assert_int_equal(m[1].code, 452);
+	assert_non_null(strstr(m[1].reply, "mailbox full"));
+	assert_int_equal(m[2].result, KR_SEND_OK);
+	assert_int_equal(server_count(&s), 1);
+	kr_transport_smtp_ops.destroy(&t);
+	free_msgs(m, 3);
+	server_stop(&s);
+}
+
+/* Configurations that would send in plain text are refused at create. */
+static void
+test_smtp_refuses_plaintext_configs(void **state)
+{
+	struct kr_config cfg;
+	struct kr_cfg_relay relays[1];
+	struct relay_spec implicit[1] = { { "127.0.0.1", 465, KR_CFG_TLS_TLS,
+	    NULL, NULL, NULL } };
+	struct relay_spec auth_clear[1] = { { "127.0.0.1", 25,
+	    KR_CFG_TLS_NONE, NULL, "kairan", "secret" } };
+	struct relay_spec bad_ca[1] = { { "127.0.0.1", 587,
+	    KR_CFG_TLS_STARTTLS, "/nonexistent/ca.pem", NULL, NULL } };
+	struct kr_transport *t = NULL;
+	struct kr_err err = { 0 };
+
+	(void)state;
+	make_config(&cfg, relays, implicit, 1, 20);
+	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), -1);
+	assert_null(t);
+	assert_int_equal(err.code, KR_ERR_INVALID);
+	assert_non_null(strstr(err.msg, "implicit TLS"));
+	make_config(&cfg, relays, auth_clear, 1, 20);
+	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), -1);
+	assert_non_null(strstr(err.msg, "starttls"));
+	make_config(&cfg, relays, bad_ca, 1, 20);
+	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), -1);
+	assert_non_null(strstr(err.msg, "ca_file"));
+	make_config(&cfg, relays, bad_ca, 0, 20);
+	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), -1);
+}
+
+/* ---- TLS ---- */
+
+static char *ca_pem, *other_ca_pem, *srv_pem, *srv_key;
+
+static int
+make_tls_material(void)
+{
+	char *cmd;
+	int r;
+
+	ca_pem = kr_xasprintf("%s/ca.pem", base);
+	other_ca_pem = kr_xasprintf("%s/other-ca.pem", base);
+	srv_pem = kr_xasprintf("%s/srv.pem", base);
+	srv_key = kr_xasprintf("%s/srv.key", base);
+	cmd = kr_xasprintf(
+	    "set -e; cd '%s';"
+	    "K='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes';"
+	    "openssl req -x509 $K -keyout ca.key -out ca.pem -days 2"
+	    " -subj /CN=kairan-test-ca 2>/dev/null;"
+	    "openssl req -x509 $K -keyout other-ca.key -out other-ca.pem"
+	    " -days 2 -subj /CN=kairan-other-ca 2>/dev/null;"
+	    "openssl req $K -keyout srv.key -out srv.csr -subj /CN=localhost"
+	    " 2>/dev/null;"
+	    "printf 'subjectAltName=DNS:localhost\\nbasicConstraints=CA:FALSE"
+	    "\\nextendedKeyUsage=serverAuth\\n' > srv.ext;"
+	    "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key"
+	    " -CAcreateserial -out srv.pem -days 2 -extfile srv.ext"
+	    " 2>/dev/null",
+	    base);
+	r = system(cmd);
+	free(cmd);
+	return r == 0 ? 0 : -1;
+}
+
+/* One message through a STARTTLS relay; returns send()'s result and the
+ * message's outcome; *delivered how many the server took. */
+static int
+tls_send(const struct relay_spec *spec, const char *const *extra,
+    enum kr_send_result *res, int *delivered, struct kr_err *err)
+{
+	struct server s = { 0 };
+	struct kr_config cfg;
+	struct kr_cfg_relay relays[1];
+	struct relay_spec sp = *spec;
+	struct kr_transport *t = NULL;
+	struct kr_msg m[1];
+	struct outcome o = { 0 };
+	int r;
+
+	server_start(&s, NULL, extra);
+	sp.port = s.port;
+	make_config(&cfg, relays, &sp, 1, 20);
+	init_msg(&m[0], 1, "a@example.jp", make_message("a@example.jp", 50));
+	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, err), 0);
+	r = kr_transport_smtp_ops.send(t, m, 1, on_done, &o, err);
+	assert_int_equal(o.calls, 1);
+	*res = m[0].result;
+	*delivered = server_count(&s);
+	if (*delivered == 1)
+		assert_exact(&s, &m[0]);
+	kr_transport_smtp_ops.destroy(&t);
+	free_msgs(m, 1);
+	server_stop(&s);
+	return r;
+}
+
+static void
+test_smtp_starttls_verified(void **state)
+{
+	const char *extra[] = { "--tls-cert", srv_pem, "--tls-key", srv_key,
+		"--require-starttls", NULL };
+	struct relay_spec spec = { "localhost", 0, KR_CFG_TLS_STARTTLS,
+		ca_pem, NULL, NULL };
+	struct kr_err err = { 0 };
+	enum kr_send_result res;
+	int delivered;
+
+	(void)state;
+	assert_int_equal(tls_send(&spec, extra, &res, &delivered, &err), 0);
+	assert_int_equal(res, KR_SEND_OK);
+	assert_int_equal(delivered, 1);
+}
+
+static void
+test_smtp_starttls_wrong_ca_refused(void **state)
+{
+	const char *extra[] = { "--tls-cert", srv_pem, "--tls-key", srv_key,
+		"--require-starttls", NULL };
+	struct relay_spec spec = { "localhost", 0, KR_CFG_TLS_STARTTLS,
+		other_ca_pem, NULL, NULL };
+	struct kr_err err = { 0 };
+	enum kr_send_result res;
+	int delivered;
+
+	(void)state;
+	assert_int_equal(tls_send(&spec, extra, &res, &delivered, &err), -1);
+	assert_int_equal(res, KR_SEND_TEMP);
+	assert_int_equal(delivered, 0);
+	assert_int_equal(err.code, KR_ERR_TEMP);
+	assert_non_null(strstr(err.msg, "TLS"));
+}
+
+static void
+test_smtp_starttls_wrong_name_refused(void **state)
+{
+	const char *extra[] = { "--tls-cert", srv_pem, "--tls-key", srv_key,
+		"--require-starttls", NULL };
+	/* the certificate names "localhost", not 127.0.0.1 */
+	struct relay_spec spec = { "127.0.0.1", 0, KR_CFG_TLS_STARTTLS,
+		ca_pem, NULL, NULL };
+	struct kr_err err = { 0 };
+	enum kr_send_result res;
+	int delivered;
+
+	(void)state;
+	assert_int_equal(tls_send(&spec, extra, &res, &delivered, &err), -1);
+	assert_int_equal(res, KR_SEND_TEMP);
+	assert_int_equal(delivered, 0);
+}
+
+static void
+test_smtp_starttls_not_offered_no_downgrade(void **state)
+{
+	struct relay_spec spec = { "localhost", 0, KR_CFG_TLS_STARTTLS,
+		ca_pem, NULL, NULL };
+	struct kr_err err = { 0 };
+	enum kr_send_result res;
+	int delivered;
+
+	(void)state;
+	assert_int_equal(tls_send(&spec, NULL, &res, &delivered, &err), -1);
+	assert_int_equal(res, KR_SEND_TEMP);
+	assert_int_equal(delivered, 0);
+	assert_non_null(strstr(err.msg, "STARTTLS"));
+}
+
+static void
+test_smtp_auth(void **state)
+{
+	const char *extra[] = { "--tls-cert", srv_pem, "--tls-key", srv_key,
+		"--require-starttls", "--auth", "kairan:s3cret pass", NULL };
+	struct relay_spec good = { "localhost", 0, KR_CFG_TLS_STARTTLS,
+		ca_pem, "kairan", "s3cret pass" };
+	struct relay_spec bad = { "localhost", 0, KR_CFG_TLS_STARTTLS,
+		ca_pem, "kairan", "wrong" };
+	struct kr_err err = { 0 };
+	enum kr_send_result res;
+	int delivered;
+
+	(void)state;
+	assert_int_equal(tls_send(&good, extra, &res, &delivered, &err), 0);
+	assert_int_equal(res, KR_SEND_OK);
+	assert_int_equal(delivered, 1);
+	/* a refused password defers (the relay is unusable), it never
+	 * fails the subscriber's message */
+	assert_int_equal(tls_send(&bad, extra, &res, &delivered, &err), -1);
+	assert_int_equal(res, KR_SEND_TEMP);
+	assert_int_equal(delivered, 0);
+	assert_non_null(strstr(err.msg, "AUTH"));
+}
+
+static int
+group_setup(void **state)
+{
+	const char *root = getenv("KAIRAN_ROOT");
+
+	(void)state;
+	signal(SIGPIPE, SIG_DFL); /* the transport must cope on its own */
+	snprintf(base, sizeof(base), "/tmp/kairan-smtp-XXXXXX");
+	if (mkdtemp(base) == NULL)
+		return -1;
+	server_py = kr_xasprintf("%s/tests/integration/smtp_server.py",
+	    root != NULL ? root : ".");
+	if (access(server_py, R_OK) != 0)
+		return -1;
+	return make_tls_material();
+}
+
+static int
+group_teardown(void **state)
+{
+	char *cmd = kr_xasprintf("rm -rf '%s'", base);
+
+	(void)state;
+	if (getenv("KAIRAN_KEEP") == NULL && system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", base);
+	free(cmd);
+	free(server_py);
+	free(ca_pem);
+	free(other_ca_pem);
+	free(srv_pem);
+	free(srv_key);
+	return 0;
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_smtp_batch_outcomes),
+		cmocka_unit_test(test_smtp_drop_after_data_is_uncertain),
+		cmocka_unit_test(
+		    test_smtp_drop_before_data_is_temp_and_hang_uncertain),
+		cmocka_unit_test(test_smtp_failover),
+		cmocka_unit_test(test_smtp_all_relays_down),
+		cmocka_unit_test(test_smtp_refuses_command_injection),
+		cmocka_unit_test(test_smtp_refuses_plaintext_configs),
+		cmocka_unit_test(test_smtp_starttls_verified),
+		cmocka_unit_test(test_smtp_starttls_wrong_ca_refused),
+		cmocka_unit_test(test_smtp_starttls_wrong_name_refused),
+		cmocka_unit_test(test_smtp_starttls_not_offered_no_downgrade),
+		cmocka_unit_test(test_smtp_auth),
+	};
+
+	return cmocka_run_group_tests_name("transport_smtp", tests,
+	    group_setup, group_teardown);
+}
