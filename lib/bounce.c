@@ -443,13 +443,85 @@ line_copy(const char *s, size_t n, const char *at, char *out, size_t outsz)
 	val_copy(b, (size_t)(e - b), out, outsz, false);
 }
 
-/* kind from an enhanced status or a reply code; default when neither. */
-static enum kr_bounce_kind
-kind_of(const char *status, int code, enum kr_bounce_kind def)
+static const char *const unknown_user[] = {
+    "user unknown", "unknown user", "no such user", "no such mailbox",
+    "does not exist", "doesn't exist", "invalid recipient",
+    "recipient unknown", "unknown recipient", "address rejected",
+    "mailbox unavailable", "mailbox not found", "no mailbox",
+    "account disabled", "account has been disabled", "not our customer",
+    "invalid mailbox", "undeliverable address",
+};
+
+static const char *const about_us[] = {
+    "relay access denied", "relaying denied", "relay not permitted",
+    "authentication required", "authentication failed",
+    "must authenticate", "sender address rejected",
+};
+
+static bool
+text_has_any(const char *text, const char *const *words, size_t n)
 {
-	if (status[0] == '5' || (status[0] == '\0' && code >= 500))
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (ci_has(text, words[i]))
+			return true;
+	return false;
+}
+
+/* What a failure means for the recipient, from its enhanced status (the
+ * RFC 3463 subject), its reply code and the words of the diagnostic:
+ * HARD for the address (5.1.x, 5.2.1, 5.4.4, "user unknown"), SOFT for
+ * the mailbox or the way there (5.2.2 full, 5.3.x, 5.4.x, 4.x.x) and for
+ * policy or content blocks (5.6.x, 5.7.x: the address may be fine),
+ * IGNORE when it is about us (5.5.x protocol, 5.1.7/5.1.8 our sender,
+ * authentication, relaying). def when there is neither status nor code. */
+static enum kr_bounce_kind
+kind_of(const char *status, int code, const char *text,
+    enum kr_bounce_kind def)
+{
+	unsigned subject = 0, detail = 0;
+	const char *p;
+
+	if (text_has_any(text, about_us, KR_NELEM(about_us)) || code == 530 ||
+	    code == 534 || code == 535 || code == 538)
+		return KR_BOUNCE_IGNORE;
+	if (status[0] == '4')
+		return KR_BOUNCE_SOFT;
+	if (status[0] == '5') {
+		for (p = status + 2; is_digit(*p); p++)
+			subject = subject * 10 + (unsigned)(*p - '0');
+		if (*p == '.')
+			for (p++; is_digit(*p); p++)
+				detail = detail * 10 + (unsigned)(*p - '0');
+		switch (subject) {
+		case 1:
+			return detail == 7 || detail == 8 ? KR_BOUNCE_IGNORE
+							  : KR_BOUNCE_HARD;
+		case 2:
+			return detail == 1 ? KR_BOUNCE_HARD : KR_BOUNCE_SOFT;
+		case 4:
+			return detail == 4 ? KR_BOUNCE_HARD : KR_BOUNCE_SOFT;
+		case 5:
+			return KR_BOUNCE_IGNORE;
+		case 7:
+			if (detail == 0 || detail == 8 || detail == 9 ||
+			    detail == 11)
+				return KR_BOUNCE_IGNORE;
+			return text_has_any(text, unknown_user,
+				   KR_NELEM(unknown_user))
+			    ? KR_BOUNCE_HARD
+			    : KR_BOUNCE_SOFT;
+		default:
+			return KR_BOUNCE_SOFT;
+		}
+	}
+	if (text_has_any(text, unknown_user, KR_NELEM(unknown_user)))
+		return code >= 400 && code < 500 ? KR_BOUNCE_SOFT
+						 : KR_BOUNCE_HARD;
+	if (code == 550 || code == 551 || code == 553)
 		return KR_BOUNCE_HARD;
-	if (status[0] == '4' || (status[0] == '\0' && code >= 400))
+	if (code >= 400)
 		return KR_BOUNCE_SOFT;
 	return def;
 }
@@ -492,11 +564,13 @@ dsn_block(struct walk *w, const struct hdrs *h)
 		if (st[0] == '\0')
 			code = code_find(after_semicolon(diag),
 			    strlen(after_semicolon(diag)), NULL);
-		/* "failed" is final: without a code it is permanent */
-		b->kind = kind_of(st, code, KR_BOUNCE_HARD);
 		scopy(b->status, sizeof(b->status), st);
 		scopy(b->recipient, sizeof(b->recipient), after_semicolon(rcpt));
 		scopy(b->diagnostic, sizeof(b->diagnostic), after_semicolon(diag));
+		/* "failed" is final: without a code it is permanent */
+		b->kind = kind_of(st, code, b->diagnostic, KR_BOUNCE_HARD);
+		if (b->kind == KR_BOUNCE_IGNORE)
+			b->reason = "not about the recipient";
 	} else if (strncmp(action, "delayed", 7) == 0) {
 		w->dsn_delayed = true;
 	} else {
@@ -670,7 +744,9 @@ text_qmail(struct walk *w, const char *t, size_t n)
 	if (at)
 		line_copy(t, n, at, b->diagnostic, sizeof(b->diagnostic));
 	/* qmail-send reports a failure only when it has given up */
-	b->kind = kind_of(st, code, KR_BOUNCE_HARD);
+	b->kind = kind_of(st, code, b->diagnostic, KR_BOUNCE_HARD);
+	if (b->kind == KR_BOUNCE_IGNORE)
+		b->reason = "not about the recipient";
 	scopy(b->status, sizeof(b->status), st);
 	return true;
 }
@@ -710,9 +786,11 @@ text_exim(struct walk *w, const char *t, size_t n)
 		code = code_find(t, n, &at);
 	if (at)
 		line_copy(t, n, at, b->diagnostic, sizeof(b->diagnostic));
-	b->kind = kind_of(st, code,
+	b->kind = kind_of(st, code, b->diagnostic,
 	    ci_find(t, n, "permanent error") ? KR_BOUNCE_HARD
 					     : KR_BOUNCE_SOFT);
+	if (b->kind == KR_BOUNCE_IGNORE)
+		b->reason = "not about the recipient";
 	scopy(b->status, sizeof(b->status), st);
 	return true;
 }
@@ -767,7 +845,9 @@ text_generic(struct walk *w, const struct hdrs *top, const char *t,
 	b->source = "text";
 	if (at)
 		line_copy(t, n, at, b->diagnostic, sizeof(b->diagnostic));
-	b->kind = kind_of(st, code, KR_BOUNCE_SOFT);
+	b->kind = kind_of(st, code, b->diagnostic, KR_BOUNCE_SOFT);
+	if (b->kind == KR_BOUNCE_IGNORE)
+		b->reason = "not about the recipient";
 	scopy(b->status, sizeof(b->status), st);
 	return true;
 }
@@ -923,18 +1003,12 @@ kr_bounce_smtp_kind(int code, const char *reply, char *status_out)
 
 	(void)status_find(r, strlen(r), st);
 	if (status_out)
-		snprintf(status_out, 16, "%s", st);
-	if (code < 500 || code > 599)
-		return code >= 400 && code < 500 ? KR_BOUNCE_SOFT
-						 : KR_BOUNCE_IGNORE;
-	/* About us, not the address: authentication and relaying. */
-	if (code == 530 || code == 534 || code == 535 || code == 538 ||
-	    strcmp(st, "5.7.0") == 0 || strcmp(st, "5.7.8") == 0 ||
-	    strcmp(st, "5.7.9") == 0 || strcmp(st, "5.7.11") == 0 ||
-	    ci_has(r, "relay access denied") || ci_has(r, "relaying denied") ||
-	    ci_has(r, "authentication required"))
+		scopy(status_out, 16, st);
+	if (code < 400 || code > 599)
 		return KR_BOUNCE_IGNORE;
-	return KR_BOUNCE_HARD;
+	if (code < 500 && st[0] == '5')
+		st[0] = '\0'; /* a 4xx reply decides, whatever its text */
+	return kind_of(st, code, r, KR_BOUNCE_SOFT);
 }
 
 const char *

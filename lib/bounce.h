@@ -54,10 +54,12 @@ struct kr_bounce {
 KR_NODISCARD int kr_bounce_parse(const char *msg, size_t len,
     const char *recipient, struct kr_bounce *out, struct kr_err *err);
 
-/* The kind an SMTP-time rejection of one recipient means: HARD for a 5xx
- * about the recipient, IGNORE for a 5xx about us or the session
- * (authentication, relay access) that says nothing about the address.
- * status_out (16 bytes, may be NULL) gets the enhanced status or "". */
+/* The kind an SMTP-time rejection of one recipient means (as for a
+ * returned message): HARD for a 5xx about the address (5.1.x, 5.2.1,
+ * 5.4.4, "user unknown"), SOFT for a full mailbox, a policy or content
+ * block (5.7.x, 5.6.x: the address may be fine) or a 4xx, IGNORE for one
+ * about us or the session (5.5.x, authentication, relaying). status_out
+ * (16 bytes, may be NULL) gets the enhanced status or "". */
 enum kr_bounce_kind kr_bounce_smtp_kind(int code, const char *reply,
     char *status_out);
 

@@ -551,9 +551,10 @@ count_outcome(struct kr_delivery *d, const char *list_id, const char *relay,
 }
 
 /* The transport's done callback: records one outcome at once. */
-/* An SMTP-time 5xx counts like a returned hard bounce (bounce policy of
- * kr_store_bounce_record), unless it is about us rather than the address
- * (authentication, relaying): that one is only an event. */
+/* An SMTP-time 5xx counts like a returned bounce (policy of
+ * kr_store_bounce_record): hard when it is about the address, soft for a
+ * full mailbox or a policy/content block, and only an event when it is
+ * about us (authentication, relaying, protocol): kr_bounce_smtp_kind. */
 static void
 record_rejection(struct kr_delivery *d, const struct kr_config *cfg,
     const struct kr_claim *c, const struct kr_msg *m, int64_t now)
@@ -563,11 +564,13 @@ record_rejection(struct kr_delivery *d, const struct kr_config *cfg,
 	struct kr_bounce_result res;
 	struct kr_err err = {0};
 	char st[16];
+	enum kr_bounce_kind kind;
 	int r;
 
 	memset(&row, 0, sizeof(row));
+	kind = kr_bounce_smtp_kind(m->code, m->reply, st);
 	pthread_mutex_lock(&d->store_lock);
-	if (kr_bounce_smtp_kind(m->code, m->reply, st) != KR_BOUNCE_HARD) {
+	if (kind == KR_BOUNCE_IGNORE) {
 		r = kr_store_event(d->store, "rejected", c->subscriber_id,
 		    c->report_id, m->reply, &err);
 		pthread_mutex_unlock(&d->store_lock);
@@ -582,7 +585,8 @@ record_rejection(struct kr_delivery *d, const struct kr_config *cfg,
 	row.at = now;
 	row.subscriber_id = c->subscriber_id;
 	row.report_id = c->report_id;
-	row.kind = KR_STORE_BOUNCE_HARD;
+	row.kind = kind == KR_BOUNCE_SOFT ? KR_STORE_BOUNCE_SOFT
+					  : KR_STORE_BOUNCE_HARD;
 	memcpy(row.status, st, sizeof(row.status));
 	snprintf(row.diagnostic, sizeof(row.diagnostic), "%d %.240s", m->code,
 	    m->reply);

@@ -280,6 +280,7 @@ test_bounce_smtp_kind(void **state)
 	char st[16];
 
 	(void)state;
+	/* about the address: hard */
 	assert_int_equal(kr_bounce_smtp_kind(550, "5.1.1 <x@y>: User unknown",
 			     st),
 	    KR_BOUNCE_HARD);
@@ -287,15 +288,47 @@ test_bounce_smtp_kind(void **state)
 	assert_int_equal(kr_bounce_smtp_kind(554, "no such user", st),
 	    KR_BOUNCE_HARD);
 	assert_string_equal(st, "");
-	/* about us, not the address */
-	assert_int_equal(kr_bounce_smtp_kind(530, "5.7.0 Authentication "
-						  "required", st),
-	    KR_BOUNCE_IGNORE);
-	assert_int_equal(kr_bounce_smtp_kind(554, "5.7.1 <x@y>: Relay access "
-						  "denied", NULL),
-	    KR_BOUNCE_IGNORE);
+	assert_int_equal(kr_bounce_smtp_kind(550, "mailbox disabled 5.2.1", st),
+	    KR_BOUNCE_HARD);
+	assert_int_equal(kr_bounce_smtp_kind(550, "Requested action not taken",
+			     st),
+	    KR_BOUNCE_HARD);
+	assert_int_equal(kr_bounce_smtp_kind(550, "5.7.1 <x@y>: Recipient "
+						  "address rejected: user "
+						  "unknown",
+			     st),
+	    KR_BOUNCE_HARD);
+	/* the mailbox, or a block on us or the content: soft */
+	assert_int_equal(kr_bounce_smtp_kind(552, "5.2.2 mailbox full", st),
+	    KR_BOUNCE_SOFT);
+	assert_int_equal(kr_bounce_smtp_kind(550, "5.7.1 Message rejected as "
+						  "spam",
+			     st),
+	    KR_BOUNCE_SOFT);
+	assert_int_equal(kr_bounce_smtp_kind(554, "5.6.0 content rejected",
+			     st),
+	    KR_BOUNCE_SOFT);
+	assert_int_equal(kr_bounce_smtp_kind(554, "Transaction failed", st),
+	    KR_BOUNCE_SOFT);
 	assert_int_equal(kr_bounce_smtp_kind(452, "4.2.2 mailbox full", st),
 	    KR_BOUNCE_SOFT);
+	assert_int_equal(kr_bounce_smtp_kind(451, "5.1.1 odd but 4xx", st),
+	    KR_BOUNCE_SOFT);
+	/* about us, not the address */
+	assert_int_equal(kr_bounce_smtp_kind(530, "5.7.0 Authentication "
+						  "required",
+			     st),
+	    KR_BOUNCE_IGNORE);
+	assert_int_equal(kr_bounce_smtp_kind(554, "5.7.1 <x@y>: Relay access "
+						  "denied",
+			     NULL),
+	    KR_BOUNCE_IGNORE);
+	assert_int_equal(kr_bounce_smtp_kind(500, "5.5.2 Syntax error", st),
+	    KR_BOUNCE_IGNORE);
+	assert_int_equal(kr_bounce_smtp_kind(553, "5.1.8 sender domain does "
+						  "not resolve",
+			     st),
+	    KR_BOUNCE_IGNORE);
 	assert_int_equal(kr_bounce_smtp_kind(250, "ok", st), KR_BOUNCE_IGNORE);
 	assert_string_equal(kr_bounce_kind_name(KR_BOUNCE_COMPLAINT),
 	    "complaint");
