@@ -8,10 +8,11 @@
  * Every data statement is prepared once, cached on the handle and
  * finalised in kr_store_close.
  *
- * Delivery rows: a partial index on the due states (QUEUED, DEFERRED)
- * keyed by (report_id, id) lets kr_store_claim walk the queue in order
- * without looking at sent rows; confirmations have report_id NULL and sort
- * first. */
+ * Delivery rows: a partial index on QUEUED rows keyed by (report_id, id)
+ * lets kr_store_claim walk the queue in order without looking at sent or
+ * deferred rows (confirmations have report_id NULL and come first), and a
+ * partial index on DEFERRED rows keyed by next_attempt finds the retries
+ * that are due without scanning those that wait. */
 #include "store.h"
 
 #include <errno.h>
@@ -80,8 +81,10 @@ static const char schema_v1[] =
     "CREATE INDEX deliveries_subscriber ON deliveries (subscriber_id);"
     "CREATE INDEX deliveries_report ON deliveries"
     " (report_id, state, lease_until);"
-    "CREATE INDEX deliveries_due ON deliveries"
-    " (report_id, id, next_attempt, lease_until) WHERE state IN (0, 2);";
+    "CREATE INDEX deliveries_queued ON deliveries"
+    " (report_id, id, lease_until) WHERE state = 0;"
+    "CREATE INDEX deliveries_deferred ON deliveries"
+    " (next_attempt, id) WHERE state = 2;";
 
 /* v2: the event log (consent, operator actions) and the index that finds
  * every subscription of one address (unsubscribe from all lists, the
@@ -165,6 +168,7 @@ enum stmt_id {
 	ST_COUNTS_ALL,
 	ST_RETRY,
 	ST_CLAIM_CONFIRM,
+	ST_CLAIM_DEFERRED,
 	ST_CLAIM_REPORTS,
 	ST_CLAIM_ROWS,
 	ST_LEASE,
@@ -262,20 +266,32 @@ static const char *const stmt_sql[ST__N] = {
                  " queued_at = ?3, next_attempt = ?3, lease_until = 0"
                  " WHERE report_id = ?1 AND (state = 3 OR"
                  " (?2 AND state = 4))",
+    /* INDEXED BY: the planner would take deliveries_report (an equality
+     * on state) and sort every due row; these walk the queue in order. */
     [ST_CLAIM_CONFIRM] = "SELECT " CLAIM_COLS " FROM deliveries d"
+                         " INDEXED BY deliveries_queued"
                          " JOIN subscribers s ON s.id = d.subscriber_id"
-                         " WHERE d.report_id IS NULL AND d.state IN (0, 2)"
+                         " WHERE d.report_id IS NULL AND d.state = 0"
                          " AND d.next_attempt <= ?1 AND d.lease_until < ?1"
                          " ORDER BY d.id LIMIT ?2",
     [ST_CLAIM_REPORTS] =
         "SELECT id FROM reports r WHERE state = 0 AND send_at <= ?1"
         " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.report_id = r.id"
-        " AND d.state IN (0, 2)) ORDER BY id",
+        " AND d.state = 0) ORDER BY id",
     [ST_CLAIM_ROWS] = "SELECT " CLAIM_COLS " FROM deliveries d"
+                      " INDEXED BY deliveries_queued"
                       " JOIN subscribers s ON s.id = d.subscriber_id"
-                      " WHERE d.report_id = ?3 AND d.state IN (0, 2)"
+                      " WHERE d.report_id = ?3 AND d.state = 0"
                       " AND d.next_attempt <= ?1 AND d.lease_until < ?1"
                       " ORDER BY d.id LIMIT ?2",
+    [ST_CLAIM_DEFERRED] =
+        "SELECT " CLAIM_COLS " FROM deliveries d"
+        " INDEXED BY deliveries_deferred"
+        " JOIN subscribers s ON s.id = d.subscriber_id"
+        " WHERE d.state = 2 AND d.next_attempt <= ?1 AND d.lease_until < ?1"
+        " AND (d.report_id IS NULL OR d.report_id IN (SELECT id FROM"
+        " reports WHERE state = 0 AND send_at <= ?1))"
+        " ORDER BY d.next_attempt, d.id LIMIT ?2",
     [ST_LEASE] = "UPDATE deliveries SET lease_until = ?2 WHERE id = ?1",
     [ST_CANCEL_ONE] = "UPDATE deliveries SET state = 5, lease_until = 0"
                       " WHERE id = ?1",
@@ -1508,7 +1524,10 @@ kr_store_claim(struct kr_store *s, int64_t now, int64_t lease_until, size_t max,
 		lease_until = now;
 	if (tx_begin(s, &own, err) < 0)
 		return -1;
+	/* Confirmations, then retries that are due, then the queue. */
 	if (claim_pass(s, ST_CLAIM_CONFIRM, 0, now, lease_until, max, out,
+	               n_out, err) < 0 ||
+	    claim_pass(s, ST_CLAIM_DEFERRED, 0, now, lease_until, max, out,
 	               n_out, err) < 0)
 		goto out;
 	if (*n_out < max) {

@@ -216,7 +216,10 @@ KR_NODISCARD int kr_store_report_retry(struct kr_store *s, int64_t report_id,
 /* Claims up to max due deliveries (QUEUED or DEFERRED, next attempt <= now,
  * no live lease, report ACTIVE and send_at <= now, subscriber ACTIVE, or
  * PENDING for confirmations), confirmations first, then in queue order, and
- * leases them until lease_until. Fills out[0..*n_out). */
+ * leases them until lease_until. Fills out[0..*n_out). (Queue order: due
+ * retries, oldest first, before rows not tried yet, by id. A row whose
+ * subscriber is no longer ACTIVE, or PENDING for a confirmation, is
+ * cancelled instead of claimed.) */
 KR_NODISCARD int kr_store_claim(struct kr_store *s, int64_t now,
     int64_t lease_until, size_t max, struct kr_claim *out, size_t *n_out,
     struct kr_err *err);
