@@ -306,38 +306,27 @@ is_token_char(char c)
 
 static void
 token_add(struct kr_bounce *b, const char *t, size_t n,
-    enum kr_token_purpose purpose, bool front)
+    enum kr_token_purpose purpose)
 {
 	size_t i;
 
-	if (n < TOKEN_MIN || n >= KR_TOKEN_MAX)
+	if (n < TOKEN_MIN || n >= KR_TOKEN_MAX ||
+	    b->n_tokens == KR_BOUNCE_MAX_TOKENS)
 		return;
 	for (i = 0; i < b->n_tokens; i++)
 		if (strlen(b->tokens[i].token) == n &&
 		    memcmp(b->tokens[i].token, t, n) == 0)
 			return;
-	if (front) {
-		if (b->n_tokens == KR_BOUNCE_MAX_TOKENS)
-			b->n_tokens--;
-		memmove(&b->tokens[1], &b->tokens[0],
-		    b->n_tokens * sizeof(b->tokens[0]));
-		i = 0;
-	} else {
-		if (b->n_tokens == KR_BOUNCE_MAX_TOKENS)
-			return;
-		i = b->n_tokens;
-	}
-	memcpy(b->tokens[i].token, t, n);
-	b->tokens[i].token[n] = '\0';
-	b->tokens[i].purpose = purpose;
+	memcpy(b->tokens[b->n_tokens].token, t, n);
+	b->tokens[b->n_tokens].token[n] = '\0';
+	b->tokens[b->n_tokens].purpose = purpose;
 	b->n_tokens++;
 }
 
 /* Every "bounces+TOKEN@" (the case of the token kept) and, when unsub,
  * every "unsubscribe?t=TOKEN" in s[0..n). Returns how many were seen. */
 static int
-tokens_scan(struct kr_bounce *b, const char *s, size_t n, bool unsub,
-    bool front)
+tokens_scan(struct kr_bounce *b, const char *s, size_t n, bool unsub)
 {
 	const char *p = s, *q, *end = s + n;
 	int found = 0;
@@ -348,7 +337,7 @@ tokens_scan(struct kr_bounce *b, const char *s, size_t n, bool unsub,
 		while (e < end && is_token_char(*e))
 			e++;
 		if (e < end && *e == '@') {
-			token_add(b, t, (size_t)(e - t), KR_TOKEN_BOUNCE, front);
+			token_add(b, t, (size_t)(e - t), KR_TOKEN_BOUNCE);
 			found++;
 		}
 		p = t;
@@ -360,7 +349,7 @@ tokens_scan(struct kr_bounce *b, const char *s, size_t n, bool unsub,
 
 		while (e < end && is_token_char(*e))
 			e++;
-		token_add(b, t, (size_t)(e - t), KR_TOKEN_UNSUBSCRIBE, false);
+		token_add(b, t, (size_t)(e - t), KR_TOKEN_UNSUBSCRIBE);
 		found++;
 		p = t;
 	}
@@ -615,7 +604,7 @@ arf_parse(struct walk *w, const char *p, size_t len)
 		scopy(w->fb_type, sizeof(w->fb_type), v);
 	}
 	if ((x = hdr_find(&hs, "Original-Mail-From", 0)) != NULL)
-		(void)tokens_scan(w->out, x->val, x->vlen, false, false);
+		(void)tokens_scan(w->out, x->val, x->vlen, false);
 	if (hdr_get(&hs, "Original-Rcpt-To", v, sizeof(v)))
 		scopy(w->out->recipient, sizeof(w->out->recipient), v);
 }
@@ -631,12 +620,11 @@ orig_headers(struct walk *w, const char *p, size_t len)
 
 	(void)hdrs_parse(p, len, &hs);
 	if ((x = hdr_find(&hs, "Return-Path", 0)) != NULL)
-		(void)tokens_scan(w->out, x->val, x->vlen, false, false);
+		(void)tokens_scan(w->out, x->val, x->vlen, false);
 	for (i = 0; i < hs.n; i++)
-		(void)tokens_scan(w->out, hs.h[i].val, hs.h[i].vlen, false,
-		    false);
+		(void)tokens_scan(w->out, hs.h[i].val, hs.h[i].vlen, false);
 	if ((x = hdr_find(&hs, "List-Unsubscribe", 0)) != NULL)
-		(void)tokens_scan(w->out, x->val, x->vlen, true, false);
+		(void)tokens_scan(w->out, x->val, x->vlen, true);
 }
 
 static void walk_entity(struct walk *w, const char *p, size_t len,
@@ -811,19 +799,16 @@ text_generic(struct walk *w, const struct hdrs *top, const char *t,
 {
 	struct kr_bounce *b = w->out;
 	char from[HVAL_MAX], subj[HVAL_MAX], st[16] = "";
+	const struct hdr *x;
 	const char *at = NULL;
 	bool daemon, subject = false;
 	size_t i;
 	int code = 0;
 
 	(void)hdr_get(top, "From", from, sizeof(from));
-	{
-		const struct hdr *x = hdr_find(top, "Subject", 0);
-
-		subj[0] = '\0';
-		if (x)
-			val_copy(x->val, x->vlen, subj, sizeof(subj), true);
-	}
+	subj[0] = '\0';
+	if ((x = hdr_find(top, "Subject", 0)) != NULL)
+		val_copy(x->val, x->vlen, subj, sizeof(subj), true);
 	daemon = ci_has(from, "mailer-daemon") || ci_has(from, "postmaster") ||
 	    ci_has(from, "mail delivery");
 	for (i = 0; i < KR_NELEM(bounce_subjects); i++)
@@ -865,6 +850,7 @@ static const char *const vacation_subjects[] = {
 static bool
 is_autoreply(const struct hdrs *top)
 {
+	const struct hdr *x;
 	char v[HVAL_MAX];
 	size_t i;
 
@@ -878,9 +864,7 @@ is_autoreply(const struct hdrs *top)
 	if (hdr_get(top, "Precedence", v, sizeof(v)) &&
 	    (ci_has(v, "auto_reply") || ci_has(v, "auto-reply")))
 		return true;
-	if (hdr_find(top, "Subject", 0)) {
-		const struct hdr *x = hdr_find(top, "Subject", 0);
-
+	if ((x = hdr_find(top, "Subject", 0)) != NULL) {
 		val_copy(x->val, x->vlen, v, sizeof(v), true);
 		for (i = 0; i < KR_NELEM(vacation_subjects); i++)
 			if (ci_has(v, vacation_subjects[i]))
@@ -925,8 +909,7 @@ verdict(struct walk *w, const struct hdrs *top, const char *msg, size_t len,
 		return;
 	}
 	/* Tokens quoted in a body (returned message pasted as text). */
-	(void)tokens_scan(b, msg, len < TOKEN_SCAN ? len : TOKEN_SCAN, true,
-	    false);
+	(void)tokens_scan(b, msg, len < TOKEN_SCAN ? len : TOKEN_SCAN, true);
 	if (b->n_tokens > 0) {
 		b->kind = KR_BOUNCE_SOFT;
 		b->source = "verp";
@@ -969,15 +952,14 @@ kr_bounce_parse(const char *msg, size_t len, const char *recipient,
 	memset(&w, 0, sizeof(w));
 	w.out = out;
 	if (recipient != NULL)
-		(void)tokens_scan(out, recipient, strlen(recipient), false,
-		    false);
+		(void)tokens_scan(out, recipient, strlen(recipient), false);
 	off = hdrs_parse(msg, len, &top);
 	/* The envelope recipient, as the MTA recorded it. */
 	for (i = 0; i < KR_NELEM(envelope_headers); i++)
 		for (x = hdr_find(&top, envelope_headers[i], 0); x != NULL;
 		     x = hdr_find(&top, envelope_headers[i],
 			 (size_t)(x - top.h) + 1))
-			(void)tokens_scan(out, x->val, x->vlen, false, false);
+			(void)tokens_scan(out, x->val, x->vlen, false);
 	if (hdr_get(&top, "Content-Type", v, sizeof(v)))
 		ctype_parse(v, &ct);
 	else
