@@ -51,10 +51,15 @@ typedef void (*kr_delivery_stats_fn)(void *ctx, const char *list_id,
 void kr_delivery_stats_foreach(struct kr_delivery *d, kr_delivery_stats_fn fn,
     void *ctx);
 /* Appends Prometheus text to out: kairan_delivery_messages_total{list,
- * relay,outcome} and the histogram kairan_smtp_transaction_seconds.
+ * relay,outcome}, the gauge kairan_delivery_rate_limit and the histogram
+ * kairan_smtp_transaction_seconds.
  * Returns 0, or -1 when out's cap was reached. */
 KR_NODISCARD int kr_delivery_metrics(struct kr_delivery *d,
     struct kr_buf *out);
+/* The global rate in force now, in messages per second (0: none): the
+ * configured rate, lower after a 421 or 4.7.x reply; with no configured
+ * rate such a reply imposes half the rate observed for 60 s. */
+double kr_delivery_rate_now(struct kr_delivery *d);
 /* The report most recently sent from (0: none yet), for STATUS= lines. */
 int64_t kr_delivery_current_report(struct kr_delivery *d);
 

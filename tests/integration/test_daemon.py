@@ -101,6 +101,30 @@ def test_dropped_mid_data():
     ok(k.stop() == 0, "SIGTERM exits 0")
 
 
+def test_slowdown():
+    """A relay that says "slow down" (4.7.x) gets a rate limit although
+    none is configured; the message comes back and arrives."""
+    good = addrs(10)
+    slow = "slow@example.org"
+    base, smtp, k = setup(good + [slow], rules={
+        "data": {slow: "451 4.7.1 too fast, slow down"}})
+    ok(k.metrics().get("kairan_delivery_rate_limit") == 0,
+       "no rate limit to begin with", k.metrics())
+    rc, out, err = k.send_report(harness.report("減速", "本文\n"))
+    ok(rc == 0, "report queued", out + err)
+    ok(k.wait_log("delivery slow-down", 60), "the slow-down is noticed",
+       k.logtext())
+    ok(k.metrics().get("kairan_delivery_rate_limit", 0) > 0,
+       "a rate limit is in force", k.metrics())
+    smtp.set_rules({})
+    ok(harness.wait_for(lambda: harness.rcpt_counts(smtp).get(slow), 60),
+       "the deferred message arrives on its retry", k.logtext())
+    counts = harness.rcpt_counts(smtp)
+    ok(all(counts.get(a) == 1 for a in good + [slow]),
+       "everyone exactly once", counts)
+    ok(k.stop() == 0, "SIGTERM exits 0")
+
+
 def test_exactly_once_200():
     subs = addrs(200)
     base, smtp, k = setup(subs)
@@ -277,6 +301,7 @@ def main():
     only = sys.argv[1:]
     for name, fn in [("temp_and_perm", test_temp_and_perm),
                      ("dropped", test_dropped_mid_data),
+                     ("slowdown", test_slowdown),
                      ("exactly_once_200", test_exactly_once_200),
                      ("kill9", test_kill9_and_restart),
                      ("sigterm", test_sigterm_drains),
