@@ -3,6 +3,8 @@
 failures, exactly-once delivery to many subscribers, kill -9 and SIGTERM
 in the middle of a send, the sd_notify protocol, and a broken config on
 SIGHUP. Each scenario runs its own kairand and SMTP server."""
+import email
+import email.policy
 import os
 import signal
 import sys
@@ -202,7 +204,11 @@ def test_notify_and_reload():
     ok(w >= 0 and w2 >= 0, "watchdog pings keep coming", ns.seen)
     ok(any(s.startswith("STATUS=") for s in ns.seen), "STATUS= lines")
 
-    # A good reload: RELOADING=1 then READY=1 again.
+    # A good reload (a new footer): RELOADING=1 then READY=1 again.
+    with open(k.config) as f:
+        cfg0 = f.read()
+    with open(k.config, "w") as f:
+        f.write(cfg0.replace("株式会社Example", "株式会社Reloaded"))
     mark = len(ns.poll())
     k.proc.signal(signal.SIGHUP)
     r = ns.wait("RELOADING=1", 20, after=mark)
@@ -240,6 +246,15 @@ def test_notify_and_reload():
     ok(rc == 0 and harness.wait_for(
         lambda: harness.rcpt_counts(smtp).get("after@example.org"), 60),
        "and still delivering on the old config", k.logtext())
+    msgs = [raw for e, raw in smtp.messages()
+            if "after@example.org" in e["rcpt"]]
+    text = ""
+    if msgs:
+        m = email.message_from_bytes(msgs[0], policy=email.policy.default)
+        part = m.get_body(preferencelist=("plain",))
+        text = part.get_content() if part is not None else ""
+    ok("株式会社Reloaded" in text and "株式会社Example" not in text,
+       "the footer of the good reload is in force", text[-400:])
     ok(harness.wait_for(lambda: any(
         x.startswith("STATUS=") and "report" in x for x in ns.poll()), 10),
        "STATUS= tells about the report", [x for x in ns.seen
