@@ -402,11 +402,12 @@ start(struct kd *kd)
 		kr_log_err("web: %s", err.msg);
 		return -1;
 	}
-	kr_web_set_metrics(kd->web, metrics, kd);
 	if (kr_delivery_start(kd->cfg, kd->ring, &kd->delivery, &err) < 0) {
 		kr_log_err("%s", err.msg);
 		return -1;
 	}
+	/* After the pool exists: the callback runs on MHD's threads. */
+	kr_web_set_metrics(kd->web, metrics, kd);
 	kd->events = kd_events_new();
 	webhook_apply(kd);
 	kr_log_info("kairand ready pid=%ld http=%s admin=%s",
