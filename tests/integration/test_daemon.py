@@ -127,6 +127,42 @@ def test_slowdown():
     ok(k.stop() == 0, "SIGTERM exits 0")
 
 
+def test_outbox_refusals():
+    """The outbox with the real report parser: a report without a subject
+    goes to failed/ with the parser's FILE:LINE:COL reason, the same
+    report dropped twice is not queued twice, unfinished names wait."""
+    base, smtp, k = setup(addrs(2))
+    out = os.path.join(base, "outbox")
+    k.drop_report("---\nlist: sips-report\n---\n本文だけ\n", "nosubject.md")
+    ok(harness.wait_for(lambda: os.path.exists(
+        os.path.join(out, "failed", "nosubject.md.err")), 20),
+       "a report without a subject lands in failed/", os.listdir(out))
+    try:
+        with open(os.path.join(out, "failed", "nosubject.md.err")) as f:
+            why = f.read()
+    except OSError:
+        why = ""
+    ok("nosubject.md:" in why and "subject" in why,
+       "NAME.err says where and what", why)
+    good = harness.report("二重投入", "本文\n")
+    k.drop_report(good, "once.md")
+    ok(harness.wait_for(lambda: os.path.exists(
+        os.path.join(out, "done", "once.md")), 20), "a good one is done")
+    k.drop_report(good, "again.md")
+    ok(harness.wait_for(lambda: os.path.exists(
+        os.path.join(out, "failed", "again.md.err")), 20),
+       "the same report again is refused", os.listdir(out))
+    with open(os.path.join(out, "unfinished.md.part"), "w") as f:
+        f.write(good)
+    ok(smtp.wait_count(2, 30), "the report went out once")
+    time.sleep(1)
+    ok(os.path.exists(os.path.join(out, "unfinished.md.part")),
+       "a .part file is left alone")
+    ok(len(smtp.log()) == 2, "two subscribers, two messages",
+       len(smtp.log()))
+    ok(k.stop() == 0, "SIGTERM exits 0")
+
+
 def test_exactly_once_200():
     subs = addrs(200)
     base, smtp, k = setup(subs)
@@ -317,6 +353,7 @@ def main():
     for name, fn in [("temp_and_perm", test_temp_and_perm),
                      ("dropped", test_dropped_mid_data),
                      ("slowdown", test_slowdown),
+                     ("outbox", test_outbox_refusals),
                      ("exactly_once_200", test_exactly_once_200),
                      ("kill9", test_kill9_and_restart),
                      ("sigterm", test_sigterm_drains),
