@@ -307,10 +307,10 @@ reload(struct kd *kd)
 	ring = NULL;
 	apply_log_level(kd->cfg);
 	webhook_apply(kd);
-	if ((kd->cfg->outbox == NULL) != (kd->outbox_dir == NULL) ||
-	    (kd->outbox_dir != NULL &&
-		strcmp(kd->cfg->outbox, kd->outbox_dir) != 0))
-		outbox_open(kd);
+	/* Reopened every time: a folder that was removed and made again
+	 * is watched again, and files that missed the watch are picked up
+	 * by the scan. */
+	outbox_open(kd);
 	kr_log_info("reload done lists=%zu relays=%zu", kd->cfg->n_lists,
 	    kd->cfg->n_relays);
 	kr_delivery_kick();

@@ -6,6 +6,7 @@ SIGHUP. Each scenario runs its own kairand and SMTP server."""
 import email
 import email.policy
 import os
+import shutil
 import signal
 import sys
 import time
@@ -160,6 +161,15 @@ def test_outbox_refusals():
        "a .part file is left alone")
     ok(len(smtp.log()) == 2, "two subscribers, two messages",
        len(smtp.log()))
+    # The folder removed and made again: a reload watches it again.
+    shutil.rmtree(out)
+    os.makedirs(out)
+    k.proc.signal(signal.SIGHUP)
+    ok(k.wait_log("reload done", 20), "reloaded", k.logtext())
+    k.drop_report(harness.report("再作成後", "本文\n"), "after.md")
+    ok(harness.wait_for(lambda: os.path.exists(
+        os.path.join(out, "done", "after.md")), 20),
+       "a report dropped in the new folder is taken", k.logtext())
     ok(k.stop() == 0, "SIGTERM exits 0")
 
 
