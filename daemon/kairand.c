@@ -9,9 +9,9 @@
  *
  * Config lifetime: a reload builds a new struct kr_config and swaps it in.
  * The web module lets go of the old one when kr_web_set_config returns, but
- * a delivery batch in flight may still read it, so every config (and
- * keyring) ever loaded is kept until exit: reloads are rare and a config is
- * a few kilobytes. */
+ * a delivery batch in flight may still read it, so a retired config (and
+ * its keyring) is freed at a later reload, once no worker is on its
+ * generation any more, or at exit. */
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
@@ -53,15 +53,19 @@
 /* Exit codes (kairand(8)). */
 enum { KD_OK = 0, KD_FAIL = 1, KD_USAGE = 2 };
 
+struct retired {
+	struct kr_config *cfg;
+	struct kr_keyring *ring;
+	unsigned gen;
+};
+
 struct kd {
 	const char *config_path;
 	struct kr_config *cfg; /* in force */
 	struct kr_keyring *ring;
-	/* Every config and keyring loaded, freed at exit (see top). */
-	struct kr_config **cfgs;
-	size_t n_cfgs;
-	struct kr_keyring **rings;
-	size_t n_rings;
+	unsigned gen;          /* delivery's generation of cfg and ring */
+	struct retired *old;   /* replaced, maybe still read (see top) */
+	size_t n_old;
 
 	struct kr_store *store; /* the main thread's: outbox intake, STATUS */
 	struct kr_web *web;
@@ -116,19 +120,31 @@ log_lines(enum kr_log_level level, const char *prefix, const char *text)
 	}
 }
 
+/* Retires the config and keyring in force, and frees the retired ones no
+ * delivery worker can be reading any more. */
 static void
-keep_config(struct kd *kd, struct kr_config *cfg)
+retire(struct kd *kd)
 {
-	kd->cfgs = kr_xrealloc(kd->cfgs, (kd->n_cfgs + 1) * sizeof(*kd->cfgs));
-	kd->cfgs[kd->n_cfgs++] = cfg;
-}
+	unsigned in_use;
+	size_t i, k = 0;
 
-static void
-keep_ring(struct kd *kd, struct kr_keyring *ring)
-{
-	kd->rings = kr_xrealloc(kd->rings,
-	    (kd->n_rings + 1) * sizeof(*kd->rings));
-	kd->rings[kd->n_rings++] = ring;
+	kd->old = kr_xrealloc(kd->old, (kd->n_old + 1) * sizeof(*kd->old));
+	kd->old[kd->n_old].cfg = kd->cfg;
+	kd->old[kd->n_old].ring = kd->ring;
+	kd->old[kd->n_old].gen = kd->gen;
+	kd->n_old++;
+	in_use = kd->delivery ? kr_delivery_gen_in_use(kd->delivery) : 0;
+	for (i = 0; i < kd->n_old; i++) {
+		if (kd->old[i].gen < in_use) {
+			kr_config_free(&kd->old[i].cfg);
+			kr_token_keyring_free(&kd->old[i].ring);
+		} else {
+			kd->old[k++] = kd->old[i];
+		}
+	}
+	if (k < kd->n_old)
+		kr_log_debug("reload freed=%zu retired=%zu", kd->n_old - k, k);
+	kd->n_old = k;
 }
 
 static void
@@ -272,6 +288,7 @@ reload(struct kd *kd)
 	struct kr_keyring *ring = NULL;
 	struct kr_err err = {0};
 	char *errors = NULL;
+	unsigned next_gen;
 
 	notify("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading",
 	    (unsigned long long)now_usec());
@@ -297,12 +314,12 @@ reload(struct kd *kd)
 	}
 	if (strcmp(cfg->database, kd->cfg->database) != 0)
 		kr_log_warn("reload: database change takes effect at restart");
-	if (kd->delivery != NULL)
-		kr_delivery_set_config(kd->delivery, cfg, ring);
-	keep_config(kd, cfg);
-	keep_ring(kd, ring);
+	next_gen = kd->delivery != NULL ?
+	    kr_delivery_set_config(kd->delivery, cfg, ring) : kd->gen + 1;
+	retire(kd);
 	kd->cfg = cfg;
 	kd->ring = ring;
+	kd->gen = next_gen;
 	cfg = NULL;
 	ring = NULL;
 	apply_log_level(kd->cfg);
@@ -390,7 +407,6 @@ start(struct kd *kd)
 		kr_log_err("%s", err.msg);
 		return -1;
 	}
-	keep_ring(kd, kd->ring);
 	/* Opening migrates the schema, once, before any other connection. */
 	if (kr_store_open(kd->cfg->database, &kd->store, &err) < 0) {
 		kr_log_err("%s", err.msg);
@@ -431,12 +447,13 @@ shutdown_all(struct kd *kd)
 	kr_webhook_stop(&kd->hook);
 	kd_events_free(&kd->events);
 	kr_store_close(&kd->store);
-	for (i = 0; i < kd->n_rings; i++)
-		kr_token_keyring_free(&kd->rings[i]);
-	free(kd->rings);
-	for (i = 0; i < kd->n_cfgs; i++)
-		kr_config_free(&kd->cfgs[i]);
-	free(kd->cfgs);
+	for (i = 0; i < kd->n_old; i++) {
+		kr_config_free(&kd->old[i].cfg);
+		kr_token_keyring_free(&kd->old[i].ring);
+	}
+	free(kd->old);
+	kr_token_keyring_free(&kd->ring);
+	kr_config_free(&kd->cfg);
 	free(kd->outbox_dir);
 	if (kd->sigfd >= 0)
 		close(kd->sigfd);
@@ -588,7 +605,7 @@ main(int argc, char **argv)
 		free(errors);
 		return KD_USAGE;
 	}
-	keep_config(&kd, kd.cfg);
+	kd.gen = 1;
 	if (check) {
 		printf("%s: ok\n", kd.config_path);
 		rc = KD_OK;

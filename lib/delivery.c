@@ -124,6 +124,7 @@ struct worker {
 	double t_last;      /* previous outcome, for latency */
 	bool slowed;        /* this batch already backed off once */
 	unsigned pause;     /* seconds to wait after a failed session */
+	unsigned using_gen; /* config generation of w->cfg and w->ring */
 };
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -988,6 +989,7 @@ worker_main(void *arg)
 		}
 		w->cfg = d->cfg;
 		w->ring = d->ring;
+		w->using_gen = d->cfg_gen;
 		kicks = d->kicks;
 		max = w->cfg->delivery.batch ? w->cfg->delivery.batch : 100;
 		/* With a global rate, a batch holds at most about a second
@@ -1116,12 +1118,15 @@ out:
 	return rc;
 }
 
-void
+unsigned
 kr_delivery_set_config(struct kr_delivery *d, const struct kr_config *cfg,
     const struct kr_keyring *ring)
 {
+	unsigned gen;
+
 	pthread_mutex_lock(&d->lock);
 	apply_config(d, cfg);
+	gen = d->cfg_gen;
 	if (ring != NULL)
 		d->ring = ring;
 	pthread_mutex_unlock(&d->lock);
@@ -1129,6 +1134,7 @@ kr_delivery_set_config(struct kr_delivery *d, const struct kr_config *cfg,
 		kr_log_warn("delivery workers=%u takes effect at restart "
 			    "(running %zu)",
 		    cfg->delivery.workers, d->n_workers);
+	return gen;
 }
 
 void
@@ -1250,6 +1256,21 @@ kr_delivery_metrics(struct kr_delivery *d, struct kr_buf *out)
 out:
 	pthread_mutex_unlock(&d->lock);
 	return r;
+}
+
+unsigned
+kr_delivery_gen_in_use(struct kr_delivery *d)
+{
+	unsigned g;
+	size_t i;
+
+	pthread_mutex_lock(&d->lock);
+	g = d->cfg_gen;
+	for (i = 0; i < d->n_workers; i++)
+		if (d->workers[i].using_gen < g)
+			g = d->workers[i].using_gen;
+	pthread_mutex_unlock(&d->lock);
+	return g;
 }
 
 double

@@ -28,9 +28,14 @@ KR_NODISCARD int kr_delivery_start(const struct kr_config *cfg,
 /* Swaps the config after a reload (rates, lists, footers, relays), and the
  * keyring unless ring is NULL. Workers pick them up at their next batch; a
  * batch in flight finishes on the old ones, so the caller keeps the old
- * config and keyring alive until kr_delivery_stop(). */
-void kr_delivery_set_config(struct kr_delivery *d,
+ * config and keyring alive until kr_delivery_gen_in_use() passes their
+ * generation (or kr_delivery_stop()). Returns the new generation; the
+ * config the pool started with is generation 1. */
+unsigned kr_delivery_set_config(struct kr_delivery *d,
     const struct kr_config *cfg, const struct kr_keyring *ring);
+/* The oldest config generation a worker may still be reading: configs and
+ * keyrings of older generations may be freed. */
+unsigned kr_delivery_gen_in_use(struct kr_delivery *d);
 /* Wakes idle workers: something was queued. Safe from any thread, and a
  * no-op when no pool runs. */
 void kr_delivery_kick(void);

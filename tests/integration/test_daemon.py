@@ -263,6 +263,11 @@ def test_notify_and_reload():
        "then READY=1", ns.seen[mark:])
     ok(any(s.startswith("MONOTONIC_USEC=") for s in ns.seen[mark:]),
        "RELOADING=1 carries MONOTONIC_USEC")
+    # Another reload once the workers moved on frees the first config.
+    time.sleep(1.5)
+    k.proc.signal(signal.SIGHUP)
+    ok(k.wait_log("reload freed=", 20),
+       "retired configs are freed once no worker reads them", k.logtext())
 
     # A broken file: logged with line and column, the old config stays.
     with open(k.config) as f:

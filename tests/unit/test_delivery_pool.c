@@ -555,6 +555,7 @@ test_delivery_pool_reload(void **state)
 	struct kr_config cfg, cfg2;
 	struct kr_delivery *d = NULL;
 	struct kr_err err = {0};
+	int i;
 
 	(void)state;
 	make_cfg(&cfg, 2, 10);
@@ -562,8 +563,14 @@ test_delivery_pool_reload(void **state)
 	make_rows(300, name_mixed);
 	fake_temp_once = 0;
 	assert_int_equal(kr_delivery_start(&cfg, NULL, &d, &err), 0);
-	kr_delivery_set_config(d, &cfg2, NULL);
+	assert_int_equal(kr_delivery_gen_in_use(d) <= 1, 1);
+	assert_int_equal(kr_delivery_set_config(d, &cfg2, NULL), 2);
 	assert_true(wait_sent(300, 30));
+	/* Every worker moves on to the new config within its idle wait:
+	 * then the old one may be freed. */
+	for (i = 0; i < 500 && kr_delivery_gen_in_use(d) < 2; i++)
+		usleep(10000);
+	assert_int_equal(kr_delivery_gen_in_use(d), 2);
 	kr_delivery_stop(&d);
 	/* Stopping NULL and kicking with no pool are harmless. */
 	kr_delivery_stop(&d);
