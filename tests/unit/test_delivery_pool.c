@@ -495,6 +495,8 @@ test_delivery_pool_stats(void **state)
 	assert_int_equal(s.sent, 50);
 	assert_int_equal(s.deferred, 5);
 	assert_int_equal(kr_delivery_current_report(d), 1);
+	/* 4.3.0 is not "slow down": no limit is imposed. */
+	assert_true(kr_delivery_rate_now(d) == 0);
 	{
 		struct kr_buf b;
 
@@ -634,7 +636,6 @@ test_delivery_pool_slowdown(void **state)
 	make_rows(30, name_slow_last);
 	fake_temp_once = 0;
 	assert_int_equal(kr_delivery_start(&cfg, NULL, &d, &err), 0);
-	assert_true(kr_delivery_rate_now(d) == 0);
 	assert_true(wait_sent(30, 30));
 	assert_true(kr_delivery_rate_now(d) > 0);
 	{
