@@ -13,6 +13,7 @@
  * mark are single short statements, and one connection means no SQLite
  * BUSY between our own threads. */
 #include "delivery.h"
+#include "delivery_int.h"
 
 #include <errno.h>
 #include <pthread.h>
