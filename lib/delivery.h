@@ -19,8 +19,8 @@ struct kr_err;
 struct kr_keyring;
 struct kr_delivery;
 
-/* Starts the pool. cfg and ring are borrowed: they must outlive the pool,
- * or until kr_delivery_set_config() replaces cfg and the call returns. Each
+/* Starts the pool. cfg and ring are borrowed: they stay in use until
+ * replaced and no longer used (see kr_delivery_set_config()). Each
  * worker opens its own transport; the workers share one store connection
  * on cfg->database (guarded by a mutex: claim and mark are short). */
 KR_NODISCARD int kr_delivery_start(const struct kr_config *cfg,
