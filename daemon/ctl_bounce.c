@@ -256,7 +256,8 @@ ctl_bounce(struct ctl *c, int argc, char **argv)
 	          res.bounced        ? " now bounced"
 	          : res.unsubscribed ? " now unsubscribed"
 	                             : "",
-	          res.counted || b.kind == KR_BOUNCE_COMPLAINT
+	          res.duplicate ? " (this copy bounced before: not counted)"
+	          : res.counted || b.kind == KR_BOUNCE_COMPLAINT
 	              ? ""
 	              : " (not counted yet)");
 	r = CTL_OK;

@@ -449,21 +449,29 @@ teardown(void **state)
 }
 
 static void
-record(struct fx *f, int64_t sub, int kind, const char *status, int64_t at,
-       const struct kr_bounce_policy *p, struct kr_bounce_result *res)
+record_r(struct fx *f, int64_t sub, int64_t report, int kind,
+         const char *status, int64_t at, const struct kr_bounce_policy *p,
+         struct kr_bounce_result *res)
 {
 	struct kr_bounce_row row = {0};
 	struct kr_err err = {0};
 
 	row.at = at;
 	row.subscriber_id = sub;
-	row.report_id = f->report;
+	row.report_id = report;
 	row.kind = kind;
 	snprintf(row.status, sizeof(row.status), "%s", status);
 	snprintf(row.diagnostic, sizeof(row.diagnostic), "diag %s", status);
 	snprintf(row.source, sizeof(row.source), "dsn");
 	if (kr_store_bounce_record(f->s, &row, p, res, &err) < 0)
 		fail_msg("record: %s", err.msg);
+}
+
+static void
+record(struct fx *f, int64_t sub, int kind, const char *status, int64_t at,
+       const struct kr_bounce_policy *p, struct kr_bounce_result *res)
+{
+	record_r(f, sub, f->report, kind, status, at, p, res);
 }
 
 static void
@@ -500,10 +508,21 @@ test_bounce_store_hard(void **state)
 	                 0);
 	assert_int_equal(k.queued, 2);
 	assert_int_equal(k.cancelled, 1);
-	/* again: stored and counted, no second state change */
+	/* the same copy again: stored, a duplicate, not counted */
 	record(f, f->a, KR_STORE_BOUNCE_HARD, "5.1.1", NOW + 1, &p, &res);
+	assert_true(res.duplicate);
+	assert_false(res.counted);
+	assert_false(res.bounced);
+	assert_int_equal(res.bounces, 1);
+	/* another report's copy: counted, no second state change */
+	record_r(f, f->a, f->report + 1, KR_STORE_BOUNCE_HARD, "5.1.1", NOW + 2,
+	         &p, &res);
+	assert_false(res.duplicate);
+	assert_true(res.counted);
 	assert_false(res.bounced);
 	assert_int_equal(res.bounces, 2);
+	sub_get(f, f->a, &s);
+	assert_int_equal(s.bounces, 2);
 }
 
 static void
@@ -518,7 +537,8 @@ test_bounce_store_hard_threshold_two(void **state)
 	assert_false(res.bounced);
 	sub_get(f, f->a, &s);
 	assert_int_equal(s.status, KR_SUB_ACTIVE);
-	record(f, f->a, KR_STORE_BOUNCE_HARD, "5.2.1", NOW + 60, &p, &res);
+	record_r(f, f->a, f->report + 1, KR_STORE_BOUNCE_HARD, "5.2.1",
+	         NOW + 60, &p, &res);
 	assert_true(res.bounced);
 	sub_get(f, f->a, &s);
 	assert_int_equal(s.status, KR_SUB_BOUNCED);
@@ -533,22 +553,30 @@ test_bounce_store_soft_window(void **state)
 	struct kr_subscriber s;
 
 	/* two soft bounces, then one after the window: not three within */
-	record(f, f->b, KR_STORE_BOUNCE_SOFT, "4.2.2", NOW, &p, &res);
+	record_r(f, f->b, 11, KR_STORE_BOUNCE_SOFT, "4.2.2", NOW, &p, &res);
 	assert_false(res.counted);
-	record(f, f->b, KR_STORE_BOUNCE_SOFT, "4.2.2", NOW + 10, &p, &res);
+	record_r(f, f->b, 12, KR_STORE_BOUNCE_SOFT, "4.2.2", NOW + 10, &p,
+	         &res);
 	assert_false(res.counted);
-	record(f, f->b, KR_STORE_BOUNCE_SOFT, "4.2.2", NOW + 86400 + 5, &p,
-	       &res);
+	record_r(f, f->b, 13, KR_STORE_BOUNCE_SOFT, "4.2.2", NOW + 86400 + 5,
+	         &p, &res);
 	assert_false(res.counted);
 	sub_get(f, f->b, &s);
 	assert_int_equal(s.status, KR_SUB_ACTIVE);
 	assert_int_equal(s.bounces, 0);
-	/* two more within a day of the third: three in the window */
-	record(f, f->b, KR_STORE_BOUNCE_SOFT, "4.2.2", NOW + 86400 + 60, &p,
-	       &res);
+	/* the same copies again do not add up */
+	record_r(f, f->b, 13, KR_STORE_BOUNCE_SOFT, "4.2.2", NOW + 86400 + 30,
+	         &p, &res);
+	assert_true(res.duplicate);
+	record_r(f, f->b, 13, KR_STORE_BOUNCE_SOFT, "4.2.2", NOW + 86400 + 40,
+	         &p, &res);
 	assert_false(res.counted);
-	record(f, f->b, KR_STORE_BOUNCE_SOFT, "4.4.7", NOW + 86400 + 120, &p,
-	       &res);
+	/* two more within a day of the third: three in the window */
+	record_r(f, f->b, 14, KR_STORE_BOUNCE_SOFT, "4.2.2", NOW + 86400 + 60,
+	         &p, &res);
+	assert_false(res.counted);
+	record_r(f, f->b, 15, KR_STORE_BOUNCE_SOFT, "4.4.7", NOW + 86400 + 120,
+	         &p, &res);
 	assert_true(res.counted);
 	assert_true(res.bounced);
 	sub_get(f, f->b, &s);
