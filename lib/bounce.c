@@ -18,10 +18,12 @@
 #include <ctype.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "err.h"
+#include "xmem.h"
 
 #define MAX_HDRS 128
 #define MAX_DEPTH 6
@@ -30,6 +32,8 @@
 #define TEXT_SCAN (64u * 1024)   /* bytes of a text part the heuristics read */
 #define TOKEN_SCAN (256u * 1024) /* bytes of the message scanned for tokens */
 #define TOKEN_MIN 16
+
+enum cte { CTE_NONE, CTE_QP, CTE_B64 };
 
 struct hdr {
 	const char *name;
@@ -57,6 +61,7 @@ struct walk {
 	char fb_type[32];
 	const char *text; /* the first text part's body */
 	size_t text_len;
+	int text_cte; /* its enum cte */
 	char ignore_status[16];
 };
 
@@ -294,6 +299,93 @@ ctype_parse(const char *v, struct ctype *ct)
 	}
 	if (ct->report_type[0])
 		lower(ct->report_type);
+}
+
+static int
+cte_of(const struct hdrs *h)
+{
+	char v[64];
+
+	if (!hdr_get(h, "Content-Transfer-Encoding", v, sizeof(v)))
+		return CTE_NONE;
+	if (strncasecmp(v, "quoted-printable", 16) == 0)
+		return CTE_QP;
+	if (strncasecmp(v, "base64", 6) == 0)
+		return CTE_B64;
+	return CTE_NONE;
+}
+
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+static int
+b64val(char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+' || c == '-')
+		return 62;
+	if (c == '/' || c == '_')
+		return 63;
+	return -1;
+}
+
+/* Decodes in[0..n) (cte) into out[0..cap); returns the length. Lenient:
+ * bytes outside the alphabet are skipped, a bad escape is kept as is. */
+static size_t
+cte_decode(int cte, const char *in, size_t n, char *out, size_t cap)
+{
+	size_t i = 0, o = 0;
+	unsigned acc = 0;
+	int bits = 0, v, h, l;
+
+	if (cte == CTE_B64) {
+		for (; i < n && o < cap; i++) {
+			if (in[i] == '=')
+				break;
+			if ((v = b64val(in[i])) < 0)
+				continue;
+			acc = (acc << 6) | (unsigned)v;
+			bits += 6;
+			if (bits >= 8) {
+				bits -= 8;
+				out[o++] = (char)((acc >> bits) & 0xff);
+			}
+		}
+		return o;
+	}
+	while (i < n && o < cap) {
+		if (in[i] != '=') {
+			out[o++] = in[i++];
+			continue;
+		}
+		if (i + 1 < n && in[i + 1] == '\n') {
+			i += 2; /* soft line break */
+		} else if (i + 2 < n && in[i + 1] == '\r' &&
+		           in[i + 2] == '\n') {
+			i += 3;
+		} else if (i + 2 < n && (h = hexval(in[i + 1])) >= 0 &&
+		           (l = hexval(in[i + 2])) >= 0) {
+			out[o++] = (char)(h * 16 + l);
+			i += 3;
+		} else {
+			out[o++] = in[i++];
+		}
+	}
+	return o;
 }
 
 /* ---- tokens ---- */
@@ -702,6 +794,7 @@ walk_entity(struct walk *w, const char *p, size_t len, unsigned depth,
 	} else if (strncmp(ct.type, "text/plain", 10) == 0 && w->text == NULL) {
 		w->text = body;
 		w->text_len = blen;
+		w->text_cte = cte_of(h);
 	}
 }
 
@@ -892,16 +985,13 @@ is_autoreply(const struct hdrs *top)
 	return false;
 }
 
+/* t[0..n): the text the heuristics read (decoded, at most TEXT_SCAN). */
 static void
 verdict(struct walk *w, const struct hdrs *top, const char *msg, size_t len,
-        const char *body, size_t blen)
+        const char *t, size_t n)
 {
 	struct kr_bounce *b = w->out;
-	const char *t = w->text ? w->text : body;
-	size_t n = w->text ? w->text_len : blen;
 
-	if (n > TEXT_SCAN)
-		n = TEXT_SCAN;
 	if (w->arf || w->fb_type[0]) {
 		b->source = "arf";
 		if (strcmp(w->fb_type, "not-spam") == 0) {
@@ -953,8 +1043,10 @@ kr_bounce_parse(const char *msg, size_t len, const char *recipient,
 	char v[HVAL_MAX];
 	struct ctype ct;
 	const struct hdr *x;
-	size_t off, i;
-	int r = -1;
+	const char *text;
+	char *dec = NULL;
+	size_t off, i, tlen;
+	int r = -1, cte;
 
 	if (out == NULL || (msg == NULL && len > 0)) {
 		kr_err_set(err, KR_ERR_INVALID, "bounce: no message");
@@ -990,9 +1082,24 @@ kr_bounce_parse(const char *msg, size_t len, const char *recipient,
 		walk_entity(&w, msg, len, 0, &scratch);
 	if (strcmp(ct.report_type, "feedback-report") == 0)
 		w.arf = true;
-	verdict(&w, &top, msg, len, msg + off, len - off);
+	/* The text for the heuristics: the first text/plain part, or a
+	 * plain body; decoded when it is quoted-printable or base64. */
+	text = w.text ? w.text : msg + off;
+	tlen = w.text ? w.text_len : len - off;
+	cte = w.text ? w.text_cte : cte_of(&top);
+	if (tlen > 2 * TEXT_SCAN)
+		tlen = 2 * TEXT_SCAN;
+	if (cte != CTE_NONE) {
+		dec = kr_xmalloc(TEXT_SCAN);
+		tlen = cte_decode(cte, text, tlen, dec, TEXT_SCAN);
+		text = dec;
+	}
+	if (tlen > TEXT_SCAN)
+		tlen = TEXT_SCAN;
+	verdict(&w, &top, msg, len, text, tlen);
 	r = 0;
 out:
+	free(dec);
 	return r;
 }
 

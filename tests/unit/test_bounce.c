@@ -162,6 +162,27 @@ test_bounce_qmail_exim(void **state)
 }
 
 static void
+test_bounce_encoded_texts(void **state)
+{
+	struct kr_bounce b;
+
+	(void)state;
+	/* a sendmail-style notice whose whole body is base64 (UTF-8) */
+	parse_fixture("sendmail-base64.eml", NULL, &b);
+	assert_int_equal(b.kind, KR_BOUNCE_HARD);
+	assert_string_equal(b.source, "text");
+	assert_string_equal(b.status, "5.1.1");
+	assert_non_null(strstr(b.diagnostic, "User unknown"));
+	/* qmail's words split by quoted-printable soft line breaks */
+	parse_fixture("qmail-qp.eml", NULL, &b);
+	assert_int_equal(b.kind, KR_BOUNCE_SOFT);
+	assert_string_equal(b.source, "qmail");
+	assert_string_equal(b.status, "5.2.2");
+	assert_string_equal(b.recipient, "full@example.com");
+	assert_non_null(strstr(b.diagnostic, "mailbox full = quota exceeded"));
+}
+
+static void
 test_bounce_autoreplies_ignored(void **state)
 {
 	struct kr_bounce b;
@@ -660,6 +681,7 @@ main(void)
 	    cmocka_unit_test(test_bounce_dsn_soft_and_delayed),
 	    cmocka_unit_test(test_bounce_arf),
 	    cmocka_unit_test(test_bounce_qmail_exim),
+	    cmocka_unit_test(test_bounce_encoded_texts),
 	    cmocka_unit_test(test_bounce_autoreplies_ignored),
 	    cmocka_unit_test(test_bounce_truncated_and_garbage),
 	    cmocka_unit_test(test_bounce_verp_fallback_and_recipient),
