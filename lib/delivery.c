@@ -37,6 +37,8 @@
 #define BACKOFF_HOLD 60.0
 /* Idle wait when nothing is due. */
 #define IDLE_WAIT 1.0
+/* Longest pause of a worker after sessions that could not run. */
+#define MAX_PAUSE 30
 /* Tries of a store call that says BUSY, 50 ms apart. */
 #define BUSY_TRIES 100
 
@@ -114,6 +116,7 @@ struct worker {
 	size_t *held;       /* domain indexes holding a slot */
 	size_t n_held;
 	double t_last;      /* previous outcome, for latency */
+	unsigned pause;     /* seconds to wait after a failed session */
 };
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -881,10 +884,19 @@ worker_batch(struct worker *w, size_t n)
 		k++;
 	}
 	w->t_last = mono_now();
-	if (k > 0 && w->ops->send(w->t, w->msgs, k, worker_done, w, &err) < 0)
-		kr_log_warn("delivery session failed worker=%u messages=%zu: "
-			    "%s",
-		    w->idx, k, err.msg);
+	if (k > 0 && w->ops->send(w->t, w->msgs, k, worker_done, w, &err) < 0) {
+		/* No relay could be reached: the batch is deferred on its
+		 * schedule; this worker pauses (1, 2, 4… 30 s) instead of
+		 * burning the attempts of the rest of the queue. */
+		w->pause = w->pause > 0 ? w->pause * 2 : 1;
+		if (w->pause > MAX_PAUSE)
+			w->pause = MAX_PAUSE;
+		kr_log_warn("delivery session failed worker=%u messages=%zu "
+			    "pause=%us: %s",
+		    w->idx, k, w->pause, err.msg);
+	} else if (k > 0) {
+		w->pause = 0;
+	}
 out:
 	if (slots)
 		worker_unslot(w);
@@ -958,6 +970,14 @@ worker_main(void *arg)
 			continue;
 		}
 		worker_batch(w, n);
+		if (w->pause > 0) {
+			double until = mono_now() + w->pause;
+
+			pthread_mutex_lock(&d->lock);
+			while (!d->stop && mono_now() < until)
+				timed_wait(d, until - mono_now());
+			pthread_mutex_unlock(&d->lock);
+		}
 	}
 	return NULL;
 }
