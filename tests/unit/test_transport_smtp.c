@@ -641,6 +641,7 @@ struct nodelay_probe {
 	int port;
 	int seen;    /* sockets to the server found */
 	int nodelay; /* their TCP_NODELAY, ANDed */
+	int corked;  /* their TCP_CORK, ORed: must be off after a message */
 };
 
 static void
@@ -667,6 +668,9 @@ on_done_nodelay(void *ctx, struct kr_msg *msg)
 			continue;
 		p->seen++;
 		p->nodelay = p->nodelay && v != 0;
+		l = sizeof(v);
+		if (getsockopt(fd, IPPROTO_TCP, TCP_CORK, &v, &l) == 0)
+			p->corked = p->corked || v != 0;
 	}
 }
 
@@ -683,7 +687,7 @@ test_smtp_sets_tcp_nodelay(void **state)
 	struct kr_transport *t = NULL;
 	struct kr_err err = {0};
 	struct kr_msg m[1];
-	struct nodelay_probe p = {0, 0, 1};
+	struct nodelay_probe p = {0, 0, 1, 0};
 
 	(void)state;
 	server_start(&s, NULL, NULL);
@@ -697,6 +701,7 @@ test_smtp_sets_tcp_nodelay(void **state)
 	assert_int_equal(m[0].result, KR_SEND_OK);
 	assert_int_equal(p.seen, 1);
 	assert_int_equal(p.nodelay, 1);
+	assert_int_equal(p.corked, 0);
 
 	kr_transport_smtp_set_nodelay(0);
 	p.seen = 0;
