@@ -215,8 +215,9 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
 	echo "driven by \`bench/smtp_bench.c\` (one thread per session, $batch messages"
 	echo "per SMTP session, no composition, no store; TCP_NODELAY, and TCP_CORK"
 	echo "while a message is copied); the Nagle rows leave both off"
-	echo "(\`kr_transport_smtp_set_nodelay(0)\`), as libesmtp does as shipped. CPU is the sender's user+sys per message; medians of $runs"
-	echo "rounds, the rows taking turns in each round."
+	echo "(\`kr_transport_smtp_set_nodelay(0)\`), as libesmtp does as shipped."
+	echo "CPU is the sender's user+sys per message; medians of $runs rounds,"
+	echo "the rows taking turns in each round."
 	echo
 	echo "$table"
 } | tee -a "$out"
