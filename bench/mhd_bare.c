@@ -1,7 +1,12 @@
 /* mhd_bare.c — the reference for bench/web.sh: libmicrohttpd answering one
  * fixed buffer (the same page, the same daemon flags and thread pool as
  * kairand's public listener) and nothing else, to show the library's
- * ceiling on this machine. Usage: mhd_bare PORT FILE */
+ * ceiling on this machine. It answers in the first call of the access
+ * handler, as the simplest server does; libmicrohttpd then cannot know the
+ * request body was read and ends every connection ("Connection: close"),
+ * so each request pays for a TCP handshake. kairand answers in the second
+ * call and keeps connections alive: that difference is most of the gap
+ * this benchmark shows. Usage: mhd_bare PORT FILE */
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>

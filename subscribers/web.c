@@ -47,7 +47,7 @@
 
 #define KR_WEB_THREADS 2
 #define KR_WEB_CONN_LIMIT 1000
-#define KR_WEB_PER_IP_LIMIT 64
+#define KR_WEB_PER_IP_LIMIT 64            /* trusted proxies exempt */
 #define KR_WEB_TIMEOUT 10                 /* seconds idle: slowloris */
 #define KR_WEB_CONN_MEMORY (32 * 1024)    /* headers + buffers per conn */
 #define KR_WEB_BODY_MAX (16 * 1024)       /* form bodies: 413 past this */
@@ -88,16 +88,27 @@ struct kr_web {
 	pthread_mutex_t store_lock;
 	struct kr_store *store;
 
+	/* The store worker: requests that touch the store run there, so
+	 * that an MHD thread never waits for SQLite and a slow write never
+	 * holds up the pages of the other connections on that thread. */
+	pthread_mutex_t q_lock;
+	pthread_cond_t q_cond;
+	struct req *q_head, *q_tail;
+	bool q_busy, q_stopping, q_quit, worker_started;
+	pthread_t worker;
+
 	struct MHD_Daemon *http;
 	struct MHD_Daemon *admin;
 	unsigned http_port;
 	struct kr_web_rl *rl;
+	struct kr_web_conns *conns;
 	char csp[160];
 	char csp_archive[200];
 
 	atomic_ulong n_requests, n_subscribe, n_subscribe_new, n_honeypot,
 	    n_rate_limited, n_confirm_mail, n_confirm_limited, n_confirmed,
-	    n_unsubscribed, n_bad_token, n_bad_address, n_errors;
+	    n_unsubscribed, n_bad_token, n_bad_address, n_errors,
+	    n_conn_refused;
 };
 
 enum route {
@@ -113,12 +124,27 @@ enum route {
 /* One request with a body. */
 struct req {
 	enum route route;
+	bool is_post;
 	size_t body_len;
 	bool too_large;
 	bool field_too_long;
 	struct MHD_PostProcessor *pp;
 	struct kr_buf email, list, name, honeypot, one_click, scope;
+	/* Handed to the store worker: */
+	struct req *next;
+	struct MHD_Connection *conn;
+	char *url;
+	bool done;                  /* answer in resp/status */
+	struct MHD_Response *resp;
+	unsigned status;
 };
+
+/* While the store worker runs a handler, answers are captured here
+ * instead of queued (the connection is suspended). */
+static _Thread_local struct req *tl_capture;
+
+/* con_cls of a request without a body between the two calls. */
+static char no_body;
 
 static int64_t
 now_unix(void)
@@ -404,8 +430,16 @@ send_buf(struct kr_web *web, struct MHD_Connection *c, unsigned status,
 		MHD_add_response_header(r, "Retry-After", num);
 	}
 	add_common_headers(web, r, html, archive);
-	ret = MHD_queue_response(c, status, r);
-	MHD_destroy_response(r);
+	if (tl_capture != NULL) {
+		if (tl_capture->resp != NULL)
+			MHD_destroy_response(tl_capture->resp);
+		tl_capture->resp = r;
+		tl_capture->status = status;
+		ret = MHD_YES;
+	} else {
+		ret = MHD_queue_response(c, status, r);
+		MHD_destroy_response(r);
+	}
 	if (status >= 500)
 		atomic_fetch_add(&web->n_errors, 1);
 	return ret;
@@ -508,25 +542,77 @@ send_bad_token(struct kr_web *web, struct MHD_Connection *c, const char *lang,
 
 /* ---- request details ---- */
 
+/* The text of a socket address; false when it is not IP. */
+static bool
+sockaddr_text(const struct sockaddr *sa, char out[KR_WEB_IP_MAX])
+{
+	if (sa != NULL && sa->sa_family == AF_INET)
+		return inet_ntop(AF_INET,
+		    &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
+		    out, KR_WEB_IP_MAX) != NULL;
+	if (sa != NULL && sa->sa_family == AF_INET6)
+		return inet_ntop(AF_INET6,
+		    &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
+		    out, KR_WEB_IP_MAX) != NULL;
+	return false;
+}
+
 static void
 peer_ip(struct MHD_Connection *c, char out[KR_WEB_IP_MAX])
 {
 	const union MHD_ConnectionInfo *ci;
-	const struct sockaddr *sa;
 
-	snprintf(out, KR_WEB_IP_MAX, "unknown");
 	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-	if (ci == NULL || ci->client_addr == NULL)
-		return;
-	sa = ci->client_addr;
-	if (sa->sa_family == AF_INET)
-		inet_ntop(AF_INET,
-		    &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
-		    out, KR_WEB_IP_MAX);
-	else if (sa->sa_family == AF_INET6)
-		inet_ntop(AF_INET6,
-		    &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
-		    out, KR_WEB_IP_MAX);
+	if (ci == NULL || !sockaddr_text(ci->client_addr, out))
+		snprintf(out, KR_WEB_IP_MAX, "unknown");
+}
+
+static bool
+is_trusted(struct kr_web *web, const char *ip)
+{
+	struct view *v = view_acquire(web);
+	bool trusted = kr_web_nets_match(v->trusted, ip);
+
+	view_release(web, v);
+	return trusted;
+}
+
+/* The cap on connections per client address. MHD's own
+ * (MHD_OPTION_PER_IP_CONNECTION_LIMIT) would also cap a reverse proxy
+ * that carries everyone's requests, so trusted proxies are exempt here. */
+static enum MHD_Result
+accept_policy(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+	struct kr_web *web = cls;
+	char ip[KR_WEB_IP_MAX];
+
+	(void)addrlen;
+	if (!sockaddr_text(addr, ip) || is_trusted(web, ip) ||
+	    kr_web_conns_get(web->conns, ip) < KR_WEB_PER_IP_LIMIT)
+		return MHD_YES;
+	atomic_fetch_add(&web->n_conn_refused, 1);
+	return MHD_NO;
+}
+
+static void
+on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+    enum MHD_ConnectionNotificationCode toe)
+{
+	struct kr_web *web = cls;
+	char ip[KR_WEB_IP_MAX];
+
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		peer_ip(c, ip);
+		if (is_trusted(web, ip))
+			return;
+		kr_web_conns_add(web->conns, ip, 1);
+		*socket_context = kr_xstrdup(ip);
+	} else if (toe == MHD_CONNECTION_NOTIFY_CLOSED &&
+	    *socket_context != NULL) {
+		kr_web_conns_add(web->conns, *socket_context, -1);
+		free(*socket_context);
+		*socket_context = NULL;
+	}
 }
 
 static enum MHD_Result
@@ -698,6 +784,7 @@ out:
 
 /* Looks up and verifies the token of the request for purpose. 1 valid
  * (*sub_out filled, *l_out the list or NULL when no longer configured),
+ * 2 valid but the subscription is gone (*sub_out holds the id and list),
  * 0 invalid, -1 store error (in e). Takes and releases the store lock. */
 static int
 check_token(struct kr_web *web, struct view *v, const char *tok,
@@ -719,8 +806,26 @@ check_token(struct kr_web *web, struct view *v, const char *tok,
 	pthread_mutex_unlock(&web->store_lock);
 	if (found == -1)
 		return -1;
-	if (found == 0)
+	if (found == 0) {
+		/* Removed by the operator since: a genuine token for one
+		 * of our lists still deserves a straight answer. */
+		size_t i;
+
+		for (i = 0; i < v->n_lists; i++)
+			if (kr_token_verify(v->ring, tok, purpose,
+				v->lists[i].id, now_unix(), max_age, &claims,
+				NULL) == 0) {
+				memset(sub_out, 0, sizeof(*sub_out));
+				sub_out->id = claims.subscriber_id;
+				snprintf(sub_out->list_id,
+				    sizeof(sub_out->list_id), "%s",
+				    v->lists[i].id);
+				sub_out->status = KR_SUB_UNSUBSCRIBED;
+				*l_out = &v->lists[i];
+				return 2;
+			}
 		return 0;
+	}
 	if (kr_token_verify(v->ring, tok, purpose, sub_out->list_id,
 		now_unix(), max_age, &claims, NULL) == -1 ||
 	    claims.subscriber_id != sub_out->id)
@@ -761,6 +866,11 @@ do_confirm(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 		goto out;
 	}
 	t = kr_pages_text(l->lang);
+	if (rc == 2) {
+		ret = send_message(web, c, 400, KR_WEB_FMT_HTML, t->lang,
+		    t->token_title, t->confirm_gone, NULL, NULL, 0);
+		goto out;
+	}
 	if (!post) {
 		const struct kr_web_var vars[] = {
 			{ "title", t->confirm_title, false },
@@ -875,10 +985,14 @@ do_unsubscribe(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 		    false);
 		goto out;
 	}
-	pthread_mutex_lock(&web->store_lock);
-	rc = kr_store_subscriber_unsubscribe(web->store, sub.id, all,
-	    now_unix(), &e);
-	pthread_mutex_unlock(&web->store_lock);
+	if (rc == 2) {
+		rc = 0; /* nothing left to change */
+	} else {
+		pthread_mutex_lock(&web->store_lock);
+		rc = kr_store_subscriber_unsubscribe(web->store, sub.id, all,
+		    now_unix(), &e);
+		pthread_mutex_unlock(&web->store_lock);
+	}
 	if (rc == -1) {
 		ret = send_store_error(web, c,
 		    one_click ? KR_WEB_FMT_TEXT : KR_WEB_FMT_HTML, t->lang, &e);
@@ -1179,6 +1293,9 @@ req_free(struct req *rq)
 	kr_buf_fini(&rq->honeypot);
 	kr_buf_fini(&rq->one_click);
 	kr_buf_fini(&rq->scope);
+	free(rq->url);
+	if (rq->resp != NULL)
+		MHD_destroy_response(rq->resp);
 	free(rq);
 }
 
@@ -1189,7 +1306,8 @@ request_done(void *cls, struct MHD_Connection *c, void **con_cls,
 	(void)cls;
 	(void)c;
 	(void)toe;
-	req_free(*con_cls);
+	if (*con_cls != &no_body)
+		req_free(*con_cls);
 	*con_cls = NULL;
 }
 
@@ -1238,21 +1356,175 @@ handle_post(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 	}
 }
 
+static bool
+has_body(struct MHD_Connection *c)
+{
+	const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+	    MHD_HTTP_HEADER_CONTENT_LENGTH);
+
+	return (cl != NULL && strtoull(cl, NULL, 10) > 0) ||
+	    MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+		MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
+}
+
+/* Answers a request that is not a POST to a POST route. */
+static enum MHD_Result
+handle_other(struct kr_web *web, struct MHD_Connection *c, const char *url,
+    const char *method)
+{
+	struct view *v = view_acquire(web);
+	enum route r = route_of(url);
+	bool get = strcmp(method, MHD_HTTP_METHOD_GET) == 0 ||
+	    strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+	enum MHD_Result ret;
+
+	if (r == R_NONE) {
+		ret = send_not_found(web, c, v->lang);
+	} else if (get && r != R_SUBSCRIBE) {
+		ret = handle_get(web, c, v, r, url);
+	} else {
+		const struct kr_pages_text *t = kr_pages_text(v->lang);
+
+		ret = send_message(web, c, 405, KR_WEB_FMT_HTML, v->lang,
+		    t->method_title, t->method_body, NULL, allowed(r), 0);
+	}
+	view_release(web, v);
+	return ret;
+}
+
+static struct req *
+req_new(enum route r, bool is_post)
+{
+	struct req *rq = kr_xcalloc(1, sizeof(*rq));
+
+	rq->route = r;
+	rq->is_post = is_post;
+	kr_buf_init(&rq->email, KR_WEB_FIELD_MAX);
+	kr_buf_init(&rq->list, 128);
+	kr_buf_init(&rq->name, KR_WEB_FIELD_MAX);
+	kr_buf_init(&rq->honeypot, KR_WEB_FIELD_MAX);
+	kr_buf_init(&rq->one_click, 64);
+	kr_buf_init(&rq->scope, 64);
+	return rq;
+}
+
+/* Runs queued requests against the store, one at a time (the store
+ * connection is one anyway), then wakes their connections. */
+static void *
+store_worker(void *arg)
+{
+	struct kr_web *web = arg;
+	struct req *rq;
+	struct view *v;
+
+	pthread_mutex_lock(&web->q_lock);
+	for (;;) {
+		while (web->q_head == NULL && !web->q_quit)
+			pthread_cond_wait(&web->q_cond, &web->q_lock);
+		if (web->q_head == NULL)
+			break;
+		rq = web->q_head;
+		web->q_head = rq->next;
+		if (web->q_head == NULL)
+			web->q_tail = NULL;
+		web->q_busy = true;
+		pthread_mutex_unlock(&web->q_lock);
+
+		tl_capture = rq;
+		v = view_acquire(web);
+		if (rq->is_post)
+			(void)handle_post(web, rq->conn, v, rq);
+		else
+			(void)handle_get(web, rq->conn, v, rq->route, rq->url);
+		view_release(web, v);
+		tl_capture = NULL;
+		rq->done = true;
+		MHD_resume_connection(rq->conn);
+
+		pthread_mutex_lock(&web->q_lock);
+		web->q_busy = false;
+		pthread_cond_broadcast(&web->q_cond);
+	}
+	pthread_mutex_unlock(&web->q_lock);
+	return NULL;
+}
+
+/* Suspends the connection and hands rq to the store worker; answers 503
+ * at once when the module is stopping. */
+static enum MHD_Result
+dispatch(struct kr_web *web, struct MHD_Connection *c, const char *url,
+    struct req *rq)
+{
+	const struct kr_pages_text *t;
+	struct view *v;
+	enum MHD_Result ret;
+
+	pthread_mutex_lock(&web->q_lock);
+	if (!web->q_stopping) {
+		rq->conn = c;
+		rq->url = kr_xstrdup(url);
+		MHD_suspend_connection(c);
+		if (web->q_tail != NULL)
+			web->q_tail->next = rq;
+		else
+			web->q_head = rq;
+		web->q_tail = rq;
+		pthread_cond_broadcast(&web->q_cond);
+		pthread_mutex_unlock(&web->q_lock);
+		return MHD_YES;
+	}
+	pthread_mutex_unlock(&web->q_lock);
+	v = view_acquire(web);
+	t = kr_pages_text(v->lang);
+	ret = send_message(web, c, 503, KR_WEB_FMT_HTML, v->lang, t->busy_title,
+	    t->busy_body, NULL, NULL, 5);
+	view_release(web, v);
+	return ret;
+}
+
+static bool
+needs_store(enum route r)
+{
+	return r == R_CONFIRM || r == R_UNSUBSCRIBE || r == R_ARCHIVE ||
+	    r == R_ARCHIVE_ITEM;
+}
+
 static enum MHD_Result
 on_http(void *cls, struct MHD_Connection *c, const char *url,
     const char *method, const char *version, const char *upload_data,
     size_t *upload_data_size, void **con_cls)
 {
 	struct kr_web *web = cls;
-	struct req *rq = *con_cls;
+	struct req *rq;
 	struct view *v = NULL;
 	const char *cl;
 	enum route r;
-	bool get, post;
 	enum MHD_Result ret = MHD_NO;
 
 	(void)version;
+	if (*con_cls == &no_body) {
+		/* The second call. Answering only now (not in the first call,
+		 * when MHD cannot know the body was read) keeps the
+		 * connection alive for the next request. */
+		*con_cls = NULL;
+		r = route_of(url);
+		if (needs_store(r) &&
+		    (strcmp(method, MHD_HTTP_METHOD_GET) == 0 ||
+			strcmp(method, MHD_HTTP_METHOD_HEAD) == 0)) {
+			rq = req_new(r, false);
+			*con_cls = rq;
+			return dispatch(web, c, url, rq);
+		}
+		return handle_other(web, c, url, method);
+	}
+	rq = *con_cls;
 	if (rq != NULL) {
+		if (rq->done) {
+			/* Back from the store worker. */
+			if (rq->resp == NULL)
+				return MHD_NO;
+			return MHD_queue_response(c, rq->status, rq->resp);
+		}
 		/* The body of a POST, in pieces, then one final call. */
 		if (*upload_data_size > 0) {
 			rq->body_len += *upload_data_size;
@@ -1270,47 +1542,42 @@ on_http(void *cls, struct MHD_Connection *c, const char *url,
 				return MHD_NO;
 			return MHD_YES;
 		}
+		if (!rq->too_large)
+			return dispatch(web, c, url, rq);
 		v = view_acquire(web);
-		ret = rq->too_large ? send_too_large(web, c, v)
-				    : handle_post(web, c, v, rq);
+		ret = send_too_large(web, c, v);
 		goto out;
 	}
 
+	/* The first call: headers are in. */
 	atomic_fetch_add(&web->n_requests, 1);
 	r = route_of(url);
-	get = strcmp(method, MHD_HTTP_METHOD_GET) == 0 ||
-	    strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
-	post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
-	v = view_acquire(web);
-	if (r == R_NONE) {
-		ret = send_not_found(web, c, v->lang);
-		goto out;
-	}
-	if (get && r != R_SUBSCRIBE) {
-		ret = handle_get(web, c, v, r, url);
-		goto out;
-	}
-	if (!post || r == R_INDEX || r == R_ARCHIVE || r == R_ARCHIVE_ITEM) {
-		const struct kr_pages_text *t = kr_pages_text(v->lang);
-
-		ret = send_message(web, c, 405, KR_WEB_FMT_HTML, v->lang,
-		    t->method_title, t->method_body, NULL, allowed(r), 0);
-		goto out;
+	if (strcmp(method, MHD_HTTP_METHOD_POST) != 0 || r == R_NONE ||
+	    r == R_INDEX || r == R_ARCHIVE || r == R_ARCHIVE_ITEM) {
+		if (!has_body(c)) {
+			*con_cls = &no_body;
+			return MHD_YES;
+		}
+		/* A body nobody reads: answer now (MHD closes after), store
+		 * routes with a plain 405 or 404. */
+		if (needs_store(r)) {
+			v = view_acquire(web);
+			ret = send_message(web, c, 405, KR_WEB_FMT_HTML, v->lang,
+			    kr_pages_text(v->lang)->method_title,
+			    kr_pages_text(v->lang)->method_body, NULL,
+			    allowed(r), 0);
+			goto out;
+		}
+		return handle_other(web, c, url, method);
 	}
 	cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
 	    MHD_HTTP_HEADER_CONTENT_LENGTH);
 	if (cl != NULL && strtoull(cl, NULL, 10) > KR_WEB_BODY_MAX) {
+		v = view_acquire(web);
 		ret = send_too_large(web, c, v);
 		goto out;
 	}
-	rq = kr_xcalloc(1, sizeof(*rq));
-	rq->route = r;
-	kr_buf_init(&rq->email, KR_WEB_FIELD_MAX);
-	kr_buf_init(&rq->list, 128);
-	kr_buf_init(&rq->name, KR_WEB_FIELD_MAX);
-	kr_buf_init(&rq->honeypot, KR_WEB_FIELD_MAX);
-	kr_buf_init(&rq->one_click, 64);
-	kr_buf_init(&rq->scope, 64);
+	rq = req_new(r, true);
 	/* NULL when the body is neither urlencoded nor multipart: the form
 	 * is then empty. */
 	rq->pp = MHD_create_post_processor(c, 1024, post_field, rq);
@@ -1401,6 +1668,9 @@ on_admin(void *cls, struct MHD_Connection *c, const char *url,
 	    "Sign-ups refused for a bad address.", web->n_bad_address);
 	metric(&out, "kairan_http_errors_total", "Answers with a 5xx status.",
 	    web->n_errors);
+	metric(&out, "kairan_http_connections_refused_total",
+	    "Connections refused by the per-address cap.",
+	    web->n_conn_refused);
 	pthread_mutex_lock(&web->lock);
 	fn = web->metrics_fn;
 	fn_ctx = web->metrics_ctx;
@@ -1415,6 +1685,8 @@ out:
 }
 
 /* ---- start and stop ---- */
+
+static void mhd_log(void *cls, const char *fmt, va_list ap) KR_PRINTF(2, 0);
 
 static void
 mhd_log(void *cls, const char *fmt, va_list ap)
@@ -1550,13 +1822,15 @@ start_daemon(struct kr_web *web, int fd, bool public, struct kr_err *err)
 	    MHD_USE_TURBO | MHD_USE_ERROR_LOG;
 
 	if (public)
-		d = MHD_start_daemon(flags, 0, NULL, NULL, on_http, web,
+		flags |= MHD_ALLOW_SUSPEND_RESUME;
+
+	if (public)
+		d = MHD_start_daemon(flags, 0, accept_policy, web, on_http, web,
 		    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, web,
 		    MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
 		    MHD_OPTION_THREAD_POOL_SIZE, (unsigned)KR_WEB_THREADS,
 		    MHD_OPTION_CONNECTION_LIMIT, (unsigned)KR_WEB_CONN_LIMIT,
-		    MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-		    (unsigned)KR_WEB_PER_IP_LIMIT,
+		    MHD_OPTION_NOTIFY_CONNECTION, on_connection, web,
 		    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)KR_WEB_TIMEOUT,
 		    MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 		    (size_t)KR_WEB_CONN_MEMORY,
@@ -1590,11 +1864,14 @@ kr_web_start(const struct kr_config *cfg, const struct kr_keyring *ring,
 	pthread_mutex_init(&web->lock, NULL);
 	pthread_cond_init(&web->released, NULL);
 	pthread_mutex_init(&web->store_lock, NULL);
+	pthread_mutex_init(&web->q_lock, NULL);
+	pthread_cond_init(&web->q_cond, NULL);
 	if (sodium_init() < 0) {
 		kr_err_set(err, KR_ERR_IO, "web: libsodium failed to start");
 		goto out;
 	}
 	make_csp(web);
+	web->conns = kr_web_conns_new();
 	web->rl = kr_web_rl_new(KR_WEB_RATE_PER_MIN / 60.0, KR_WEB_RATE_BURST,
 	    KR_WEB_RATE_KEYS);
 	if (view_new(web, cfg, ring, &web->view, err) == -1)
@@ -1603,6 +1880,11 @@ kr_web_start(const struct kr_config *cfg, const struct kr_keyring *ring,
 		kr_err_prefix(err, "web");
 		goto out;
 	}
+	if (pthread_create(&web->worker, NULL, store_worker, web) != 0) {
+		kr_err_set(err, KR_ERR_IO, "web: cannot start a thread");
+		goto out;
+	}
+	web->worker_started = true;
 	if (http_fd == -1 &&
 	    listen_on("http.listen", cfg->http_listen, &http_fd, err) == -1)
 		goto out;
@@ -1702,14 +1984,31 @@ kr_web_stop(struct kr_web **webp)
 	if (webp == NULL || *webp == NULL)
 		return;
 	web = *webp;
+	/* No connection may be suspended when MHD stops: let the worker
+	 * finish what is queued and take no more (dispatch answers 503). */
+	pthread_mutex_lock(&web->q_lock);
+	web->q_stopping = true;
+	while (web->q_head != NULL || web->q_busy)
+		pthread_cond_wait(&web->q_cond, &web->q_lock);
+	pthread_mutex_unlock(&web->q_lock);
 	if (web->http != NULL)
 		MHD_stop_daemon(web->http);
+	if (web->worker_started) {
+		pthread_mutex_lock(&web->q_lock);
+		web->q_quit = true;
+		pthread_cond_broadcast(&web->q_cond);
+		pthread_mutex_unlock(&web->q_lock);
+		pthread_join(web->worker, NULL);
+	}
 	if (web->admin != NULL)
 		MHD_stop_daemon(web->admin);
 	view_free(&web->view);
 	kr_store_close(&web->store);
 	kr_web_rl_free(&web->rl);
+	kr_web_conns_free(&web->conns);
 	pthread_mutex_destroy(&web->store_lock);
+	pthread_cond_destroy(&web->q_cond);
+	pthread_mutex_destroy(&web->q_lock);
 	pthread_cond_destroy(&web->released);
 	pthread_mutex_destroy(&web->lock);
 	free(web);

@@ -72,4 +72,15 @@ bool kr_web_rl_take(struct kr_web_rl *rl, const char *key, double now,
 /* Number of keys tracked, for tests. */
 size_t kr_web_rl_size(struct kr_web_rl *rl);
 
+/* Open connections per client address, thread-safe (the per-address
+ * connection cap, applied to everyone but trusted proxies). */
+struct kr_web_conns;
+struct kr_web_conns *kr_web_conns_new(void);
+void kr_web_conns_free(struct kr_web_conns **cs);
+/* Adds delta (+1 opened, -1 closed) to key's count; returns the new count. */
+unsigned kr_web_conns_add(struct kr_web_conns *cs, const char *key,
+    int delta);
+/* key's current count. */
+unsigned kr_web_conns_get(struct kr_web_conns *cs, const char *key);
+
 #endif

@@ -568,3 +568,80 @@ kr_web_rl_size(struct kr_web_rl *rl)
 	pthread_mutex_unlock(&rl->lock);
 	return n;
 }
+
+/* ---- connections per address ---- */
+
+struct conn_entry {
+	struct conn_entry *next;
+	unsigned n;
+	char key[KR_WEB_IP_MAX];
+};
+
+struct kr_web_conns {
+	pthread_mutex_t lock;
+	struct conn_entry *slots[1024];
+};
+
+struct kr_web_conns *
+kr_web_conns_new(void)
+{
+	struct kr_web_conns *cs = kr_xcalloc(1, sizeof(*cs));
+
+	pthread_mutex_init(&cs->lock, NULL);
+	return cs;
+}
+
+void
+kr_web_conns_free(struct kr_web_conns **cs)
+{
+	struct conn_entry *e, *next;
+	size_t i;
+
+	if (cs == NULL || *cs == NULL)
+		return;
+	for (i = 0; i < KR_NELEM((*cs)->slots); i++)
+		for (e = (*cs)->slots[i]; e != NULL; e = next) {
+			next = e->next;
+			free(e);
+		}
+	pthread_mutex_destroy(&(*cs)->lock);
+	free(*cs);
+	*cs = NULL;
+}
+
+unsigned
+kr_web_conns_add(struct kr_web_conns *cs, const char *key, int delta)
+{
+	struct conn_entry **pp, *e;
+	unsigned n = 0;
+
+	pthread_mutex_lock(&cs->lock);
+	pp = &cs->slots[rl_hash(key) % KR_NELEM(cs->slots)];
+	while ((e = *pp) != NULL && strcmp(e->key, key) != 0)
+		pp = &e->next;
+	if (e == NULL && delta > 0) {
+		e = kr_xcalloc(1, sizeof(*e));
+		snprintf(e->key, sizeof(e->key), "%s", key);
+		e->next = *pp;
+		*pp = e;
+	}
+	if (e != NULL) {
+		if (delta < 0 && e->n < (unsigned)-delta)
+			e->n = 0;
+		else
+			e->n = (unsigned)((int)e->n + delta);
+		n = e->n;
+		if (n == 0) {
+			*pp = e->next;
+			free(e);
+		}
+	}
+	pthread_mutex_unlock(&cs->lock);
+	return n;
+}
+
+unsigned
+kr_web_conns_get(struct kr_web_conns *cs, const char *key)
+{
+	return kr_web_conns_add(cs, key, 0);
+}

@@ -251,6 +251,22 @@ def limits(k):
     for s in many:
         s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     served = 0
+    for s in many:  # all still open while reading: the cap is on open ones
+        s.settimeout(10)
+        try:
+            if s.recv(12).startswith(b"HTTP/1.1 200"):
+                served += 1
+        except OSError:
+            pass
+    for s in many:
+        s.close()
+    h.ok(0 < served <= 64, "at most 64 connections per client address",
+         served)
+    # A trusted proxy carries everyone's requests: it is not capped.
+    many = [raw_conn(k, "127.0.0.1") for _ in range(80)]
+    for s in many:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    served = 0
     for s in many:
         s.settimeout(10)
         try:
@@ -258,9 +274,23 @@ def limits(k):
                 served += 1
         except OSError:
             pass
+    for s in many:
         s.close()
-    h.ok(0 < served <= 64, "at most 64 connections per client address",
-         served)
+    h.ok(served == 80, "a trusted proxy may hold 80 connections", served)
+    # Once the capped client's connections are gone it may come back.
+    def comes_back():
+        s = raw_conn(k, "127.0.0.5")
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.settimeout(10)
+        try:
+            head = s.recv(12)
+        except OSError:
+            head = b""
+        s.close()
+        return head if head.startswith(b"HTTP/1.1 200") else None
+    again = h.wait_for(comes_back, 15, 0.5) or b""
+    h.ok(again.startswith(b"HTTP/1.1 200"),
+         "closed connections are counted down", again)
     # Oversized headers and chunked bodies.
     s = raw_conn(k, "127.0.0.6")
     s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40000 +
@@ -563,6 +593,14 @@ def main():
     st, _, _ = post(k, "/unsubscribe?t=" + tamper(ub or "x"),
                     "List-Unsubscribe=One-Click")
     h.ok(st == 400, "one-click with a tampered token: 400", st)
+    rc, out, err = k.ctl("subscribers", "remove", b2, "--list",
+                         "sips-report")
+    h.ok(rc == 0 and sub_row(k, "sips-report", b2) is None,
+         "the operator removes bob", out + err)
+    st, _, body = post(k, "/unsubscribe?t=" + (ub or ""),
+                       "List-Unsubscribe=One-Click")
+    h.ok(st == 200, "one-click for a removed subscription: still 200",
+         (st, body))
 
     # ---- archive ----
     st, _, body = get(k, "/archive")

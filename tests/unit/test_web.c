@@ -225,6 +225,27 @@ test_web_rl(void **state)
 	kr_web_rl_free(NULL);
 }
 
+static void
+test_web_conns(void **state)
+{
+	struct kr_web_conns *cs = kr_web_conns_new();
+
+	(void)state;
+	assert_int_equal(kr_web_conns_get(cs, "198.51.100.1"), 0);
+	assert_int_equal(kr_web_conns_add(cs, "198.51.100.1", 1), 1);
+	assert_int_equal(kr_web_conns_add(cs, "198.51.100.1", 1), 2);
+	assert_int_equal(kr_web_conns_add(cs, "198.51.100.2", 1), 1);
+	assert_int_equal(kr_web_conns_get(cs, "198.51.100.1"), 2);
+	assert_int_equal(kr_web_conns_add(cs, "198.51.100.1", -1), 1);
+	assert_int_equal(kr_web_conns_add(cs, "198.51.100.1", -1), 0);
+	/* Never below zero; an unknown key stays unknown. */
+	assert_int_equal(kr_web_conns_add(cs, "198.51.100.1", -1), 0);
+	assert_int_equal(kr_web_conns_add(cs, "203.0.113.1", -1), 0);
+	assert_int_equal(kr_web_conns_get(cs, "198.51.100.2"), 1);
+	kr_web_conns_free(&cs);
+	assert_null(cs);
+}
+
 int
 main(void)
 {
@@ -237,6 +258,7 @@ main(void)
 		cmocka_unit_test(test_web_nets),
 		cmocka_unit_test(test_web_client_ip),
 		cmocka_unit_test(test_web_rl),
+		cmocka_unit_test(test_web_conns),
 	};
 
 	return cmocka_run_group_tests_name("web", tests, NULL, NULL);
