@@ -887,9 +887,9 @@ smtp_send(struct kr_transport *t, struct kr_msg *msgs, size_t n,
 		kr_err_set(err, KR_ERR_TEMP, "%s", why);
 		ret = -1;
 	}
-	kr_log_info("smtp batch n=%zu ok=%zu temp=%zu perm=%zu uncertain=%zu",
-	            n, counts[KR_SEND_OK], counts[KR_SEND_TEMP],
-	            counts[KR_SEND_PERM], counts[KR_SEND_UNCERTAIN]);
+	kr_log_debug("smtp batch n=%zu ok=%zu temp=%zu perm=%zu uncertain=%zu",
+	             n, counts[KR_SEND_OK], counts[KR_SEND_TEMP],
+	             counts[KR_SEND_PERM], counts[KR_SEND_UNCERTAIN]);
 	free(ms);
 	return ret;
 }
