@@ -7,6 +7,11 @@
  * right after the server's reply to the final dot, so the store can mark
  * it sent before the next message goes out.
  *
+ * Outcomes: the reply to the final dot decides (2xx OK, 4xx TEMP, 5xx
+ * PERM); a refused RCPT decides for its message (4xx TEMP, 5xx PERM); a
+ * refused MAIL FROM is TEMP whatever its code (it is about the sender,
+ * not the subscriber); no reply after the whole message went: UNCERTAIN.
+ *
  * Relays are tried in order: a relay that cannot be used (no connection,
  * 4xx/5xx greeting, TLS or AUTH failure) passes the messages it did not
  * get to the next one. After a dropped connection the same relay is
@@ -456,8 +461,12 @@ on_event(smtp_session_t session, int event, void *arg, ...)
 		}
 		ms->mail_answered = true;
 		st = smtp_reverse_path_status(m);
+		/* A refused envelope sender says nothing about the
+		 * subscriber (a relay policy, a bounce_domain it does not
+		 * accept): temporary even for a 5xx, so that a config error
+		 * counts no bounces; the operator sees the reply. */
 		if (st != NULL && st->code / 100 != 2)
-			finish(s, ms, class_of(st->code), st->code, st->text);
+			finish(s, ms, KR_SEND_TEMP, st->code, st->text);
 		break;
 	case SMTP_EV_MESSAGESENT:
 		m = va_arg(ap, smtp_message_t);
