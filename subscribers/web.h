@@ -49,13 +49,15 @@ typedef void (*kr_web_metrics_fn)(void *ctx, struct kr_buf *out);
  * *web_out set, or -1 (err: KR_ERR_IO when a socket cannot be bound,
  * KR_ERR_DB when the store cannot be opened). */
 KR_NODISCARD int kr_web_start(const struct kr_config *cfg,
-    const struct kr_keyring *ring, const struct kr_web_listen *listen,
-    struct kr_web **web_out, struct kr_err *err);
+                              const struct kr_keyring *ring,
+                              const struct kr_web_listen *listen,
+                              struct kr_web **web_out, struct kr_err *err);
 /* Swaps in a new config (and keyring, unless ring is NULL), re-rendering
  * the cached pages, and waits until no request holds the old ones. */
 KR_NODISCARD int kr_web_set_config(struct kr_web *web,
-    const struct kr_config *cfg, const struct kr_keyring *ring,
-    struct kr_err *err);
+                                   const struct kr_config *cfg,
+                                   const struct kr_keyring *ring,
+                                   struct kr_err *err);
 /* Adds fn's output to GET /metrics (NULL removes it). */
 void kr_web_set_metrics(struct kr_web *web, kr_web_metrics_fn fn, void *ctx);
 /* The port the public listener is bound to (useful with port 0). */
