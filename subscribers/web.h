@@ -19,10 +19,13 @@
  *	kr_web_stop(&web);   // before freeing the keyring
  *
  * The module copies what it needs from cfg (cfg may be freed after each
- * call returns), opens its own store connection on cfg->database (guarded
- * by a mutex; MHD calls in from a pool of threads) and borrows ring until
- * it is replaced or kr_web_stop returns. Listen addresses and the database
- * path are taken at start only; a reload that changes them logs a warning. */
+ * call returns), opens its own store connection on cfg->database and
+ * borrows ring until it is replaced or kr_web_stop returns. Threads: two
+ * MHD epoll threads for the public listener, one for the admin listener,
+ * and one store worker that runs every request touching the store (the
+ * connection is suspended meanwhile), so pages never wait for SQLite.
+ * Listen addresses and the database path are taken at start only; a reload
+ * that changes them logs a warning. */
 #ifndef KR_WEB_H
 #define KR_WEB_H
 
