@@ -44,8 +44,8 @@ dkim_keygen(int argc, char **argv)
 	                                     {"help", 0, NULL, 'h'},
 	                                     {NULL, 0, NULL, 0}};
 	const char *domain = NULL, *sel = NULL, *dir = ".";
-	char *rsa_path = NULL, *ed_path = NULL, *txt_rsa = NULL,
-	     *txt_ed = NULL, *sel_rsa = NULL, *sel_ed = NULL;
+	char *rsa_path = NULL, *ed_path = NULL, *txt_rsa = NULL, *txt_ed = NULL,
+	     *sel_rsa = NULL, *sel_ed = NULL;
 	char absdir[PATH_MAX];
 	struct kr_err err = {0};
 	struct kr_buf z;
@@ -187,19 +187,20 @@ dkim_check(struct ctl *c, int argc, char **argv)
 		}
 		if (l->dkim_ed25519_selector != NULL) {
 			n++;
-			good += (size_t)check_one(l, l->dkim_domain,
-			                          l->dkim_ed25519_selector,
-			                          l->dkim_ed25519_key_file, true);
+			good += (size_t)check_one(
+			    l, l->dkim_domain, l->dkim_ed25519_selector,
+			    l->dkim_ed25519_key_file, true);
 		}
 	}
 	if (n == 0) {
-		ctl_error("dkim check: no list has a dkim: block, so no mail is "
-		          "signed (see `kairanctl dkim keygen`)");
+		ctl_error(
+		    "dkim check: no list has a dkim: block, so no mail is "
+		    "signed (see `kairanctl dkim keygen`)");
 		return CTL_FAIL;
 	}
 	if (good != n) {
-		ctl_error("dkim check: %zu of %zu records missing or wrong", n - good,
-		          n);
+		ctl_error("dkim check: %zu of %zu records missing or wrong",
+		          n - good, n);
 		return CTL_FAIL;
 	}
 	return CTL_OK;
@@ -210,9 +211,8 @@ dkim_check(struct ctl *c, int argc, char **argv)
 static int
 dkim_sign(struct ctl *c, int argc, char **argv)
 {
-	static const struct option opts[] = {{"list", 1, NULL, 'l'},
-	                                     {"time", 1, NULL, 't'},
-	                                     {NULL, 0, NULL, 0}};
+	static const struct option opts[] = {
+	    {"list", 1, NULL, 'l'}, {"time", 1, NULL, 't'}, {NULL, 0, NULL, 0}};
 	const struct kr_cfg_list *l = NULL;
 	const char *list_id = NULL;
 	struct kr_dkim *d = NULL;

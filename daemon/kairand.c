@@ -34,17 +34,21 @@
 #include "config.h"
 #include "delivery.h"
 #include "err.h"
+#include "kd_events.h"
 #include "log.h"
 #include "outbox.h"
 #include "report.h"
 #include "store.h"
 #include "token.h"
 #include "web.h"
+#include "webhook.h"
 #include "xmem.h"
 
 #define DEFAULT_CONFIG "/etc/kairan/kairan.yaml"
 /* STATUS= is refreshed this often (ms) when it changed. */
 #define STATUS_EVERY 1000
+/* Report life-cycle events for the webhook are looked for this often. */
+#define EVENTS_EVERY 2000
 
 /* Exit codes (kairand(8)). */
 enum { KD_OK = 0, KD_FAIL = 1, KD_USAGE = 2 };
@@ -64,6 +68,8 @@ struct kd {
 	struct kr_outbox *outbox;
 	char *outbox_dir;
 	struct kr_delivery *delivery;
+	struct kr_webhook *hook;     /* NULL: no webhook configured */
+	struct kd_events *events;    /* report life-cycle, for the hook */
 	int sigfd;
 
 	uint64_t watchdog_usec; /* 0: no watchdog */
@@ -237,6 +243,26 @@ update_status(struct kd *kd)
 	}
 }
 
+/* ---- the webhook ---- */
+
+/* Starts, repoints or stops the webhook sender to match kd->cfg. */
+static void
+webhook_apply(struct kd *kd)
+{
+	struct kr_err err = {0};
+
+	if (kd->cfg->webhook == NULL) {
+		kr_webhook_stop(&kd->hook);
+		return;
+	}
+	if (kd->hook != NULL) {
+		kr_webhook_set_url(kd->hook, kd->cfg->webhook);
+		return;
+	}
+	if (kr_webhook_start(kd->cfg->webhook, &kd->hook, &err) < 0)
+		kr_log_err("%s", err.msg);
+}
+
 /* ---- reload ---- */
 
 static void
@@ -280,6 +306,7 @@ reload(struct kd *kd)
 	cfg = NULL;
 	ring = NULL;
 	apply_log_level(kd->cfg);
+	webhook_apply(kd);
 	if ((kd->cfg->outbox == NULL) != (kd->outbox_dir == NULL) ||
 	    (kd->outbox_dir != NULL &&
 		strcmp(kd->cfg->outbox, kd->outbox_dir) != 0))
@@ -380,6 +407,8 @@ start(struct kd *kd)
 		kr_log_err("%s", err.msg);
 		return -1;
 	}
+	kd->events = kd_events_new();
+	webhook_apply(kd);
 	kr_log_info("kairand ready pid=%ld http=%s admin=%s",
 	    (long)getpid(),
 	    l.http_fd >= 0 ? "socket-activated" : kd->cfg->http_listen,
@@ -398,6 +427,8 @@ shutdown_all(struct kd *kd)
 	/* New requests stop first, then delivery drains. */
 	kr_web_stop(&kd->web);
 	kr_delivery_stop(&kd->delivery);
+	kr_webhook_stop(&kd->hook);
+	kd_events_free(&kd->events);
 	kr_store_close(&kd->store);
 	for (i = 0; i < kd->n_rings; i++)
 		kr_token_keyring_free(&kd->rings[i]);
@@ -439,7 +470,7 @@ static void
 loop(struct kd *kd)
 {
 	struct pollfd pfd[2];
-	uint64_t next_wd = 0, next_status = 0, now, wait_ms;
+	uint64_t next_wd = 0, next_status = 0, next_events = 0, now, wait_ms;
 	nfds_t n;
 
 	for (;;) {
@@ -450,6 +481,12 @@ loop(struct kd *kd)
 		}
 		if (now >= next_status) {
 			update_status(kd);
+			/* The per-report counts cost a query each: only when
+			 * someone listens, and not every tick. */
+			if (kd->hook != NULL && now >= next_events) {
+				kd_events_tick(kd->events, kd->store, kd->hook);
+				next_events = now + EVENTS_EVERY * 1000u;
+			}
 			next_status = now + STATUS_EVERY * 1000u;
 		}
 		wait_ms = (next_status - now) / 1000u;

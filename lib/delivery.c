@@ -23,6 +23,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "bounce.h"
 #include "buf.h"
 #include "compose.h"
 #include "config.h"
@@ -36,6 +37,8 @@
 #define BACKOFF_HOLD 60.0
 /* Idle wait when nothing is due. */
 #define IDLE_WAIT 1.0
+/* Longest pause of a worker after sessions that could not run. */
+#define MAX_PAUSE 30
 /* Tries of a store call that says BUSY, 50 ms apart. */
 #define BUSY_TRIES 100
 
@@ -113,6 +116,7 @@ struct worker {
 	size_t *held;       /* domain indexes holding a slot */
 	size_t n_held;
 	double t_last;      /* previous outcome, for latency */
+	unsigned pause;     /* seconds to wait after a failed session */
 };
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -550,6 +554,61 @@ count_outcome(struct kr_delivery *d, const char *list_id, const char *relay,
 }
 
 /* The transport's done callback: records one outcome at once. */
+/* An SMTP-time 5xx counts like a returned bounce (policy of
+ * kr_store_bounce_record): hard when it is about the address, soft for a
+ * full mailbox or a policy/content block, and only an event when it is
+ * about us (authentication, relaying, protocol): kr_bounce_smtp_kind. */
+static void
+record_rejection(struct kr_delivery *d, const struct kr_config *cfg,
+    const struct kr_claim *c, const struct kr_msg *m, int64_t now)
+{
+	struct kr_bounce_row row;
+	struct kr_bounce_policy pol;
+	struct kr_bounce_result res;
+	struct kr_err err = {0};
+	char st[16];
+	enum kr_bounce_kind kind;
+	int r;
+
+	memset(&row, 0, sizeof(row));
+	kind = kr_bounce_smtp_kind(m->code, m->reply, st);
+	pthread_mutex_lock(&d->store_lock);
+	if (kind == KR_BOUNCE_IGNORE) {
+		r = kr_store_event(d->store, "rejected", c->subscriber_id,
+		    c->report_id, m->reply, &err);
+		pthread_mutex_unlock(&d->store_lock);
+		kr_log_warn("delivery rejection not about the recipient, not "
+			    "counted as a bounce id=%lld code=%d",
+		    (long long)c->delivery_id, m->code);
+		if (r < 0)
+			kr_log_warn("delivery event id=%lld: %s",
+			    (long long)c->delivery_id, err.msg);
+		return;
+	}
+	row.at = now;
+	row.subscriber_id = c->subscriber_id;
+	row.report_id = c->report_id;
+	row.kind = kind == KR_BOUNCE_SOFT ? KR_STORE_BOUNCE_SOFT
+					  : KR_STORE_BOUNCE_HARD;
+	memcpy(row.status, st, sizeof(row.status));
+	snprintf(row.diagnostic, sizeof(row.diagnostic), "%d %.240s", m->code,
+	    m->reply);
+	memcpy(row.source, "smtp", 5);
+	pol.hard_threshold = cfg->bounce.hard_threshold;
+	pol.soft_threshold = cfg->bounce.soft_threshold;
+	pol.soft_window = cfg->bounce.soft_window;
+	r = kr_store_bounce_record(d->store, &row, &pol, &res, &err);
+	pthread_mutex_unlock(&d->store_lock);
+	if (r < 0)
+		kr_log_warn("delivery bounce record id=%lld: %s",
+		    (long long)c->delivery_id, err.msg);
+	else if (res.bounced)
+		kr_log_info("delivery subscriber bounced sub=%lld bounces=%d "
+			    "cancelled=%lld",
+		    (long long)c->subscriber_id, res.bounces,
+		    (long long)res.cancelled);
+}
+
 static void
 worker_done(void *ctx, struct kr_msg *m)
 {
@@ -618,17 +677,8 @@ worker_done(void *ctx, struct kr_msg *m)
 	case KR_SEND_PERM:
 		r = store_mark(d, MARK_FAILED, c->delivery_id, now, 0,
 		    m->code, m->reply, &err);
-		if (r == 0) {
-			struct kr_err e2 = {0};
-
-			pthread_mutex_lock(&d->store_lock);
-			if (kr_store_event(d->store, "bounce",
-				c->subscriber_id, c->report_id, m->reply,
-				&e2) < 0)
-				kr_log_warn("delivery bounce event id=%lld: %s",
-				    (long long)c->delivery_id, e2.msg);
-			pthread_mutex_unlock(&d->store_lock);
-		}
+		if (r == 0)
+			record_rejection(d, cfg, c, m, now);
 		kr_log_info("delivery failed id=%lld report=%lld sub=%lld "
 			    "code=%d reason=rejected reply=\"%s\"",
 		    (long long)c->delivery_id, (long long)c->report_id,
@@ -834,10 +884,19 @@ worker_batch(struct worker *w, size_t n)
 		k++;
 	}
 	w->t_last = mono_now();
-	if (k > 0 && w->ops->send(w->t, w->msgs, k, worker_done, w, &err) < 0)
-		kr_log_warn("delivery session failed worker=%u messages=%zu: "
-			    "%s",
-		    w->idx, k, err.msg);
+	if (k > 0 && w->ops->send(w->t, w->msgs, k, worker_done, w, &err) < 0) {
+		/* No relay could be reached: the batch is deferred on its
+		 * schedule; this worker pauses (1, 2, 4… 30 s) instead of
+		 * burning the attempts of the rest of the queue. */
+		w->pause = w->pause > 0 ? w->pause * 2 : 1;
+		if (w->pause > MAX_PAUSE)
+			w->pause = MAX_PAUSE;
+		kr_log_warn("delivery session failed worker=%u messages=%zu "
+			    "pause=%us: %s",
+		    w->idx, k, w->pause, err.msg);
+	} else if (k > 0) {
+		w->pause = 0;
+	}
 out:
 	if (slots)
 		worker_unslot(w);
@@ -911,6 +970,14 @@ worker_main(void *arg)
 			continue;
 		}
 		worker_batch(w, n);
+		if (w->pause > 0) {
+			double until = mono_now() + w->pause;
+
+			pthread_mutex_lock(&d->lock);
+			while (!d->stop && mono_now() < until)
+				timed_wait(d, until - mono_now());
+			pthread_mutex_unlock(&d->lock);
+		}
 	}
 	return NULL;
 }

@@ -77,6 +77,30 @@ def test_temp_and_perm():
     ok(k.stop() == 0, "SIGTERM exits 0")
 
 
+def test_dropped_mid_data():
+    """The server takes the whole message and hangs up before answering:
+    nobody knows whether it was delivered (RFC 1047), so it is marked
+    uncertain and not sent again by itself; the others still go, once."""
+    good = addrs(6)
+    lost = "dropped@example.org"
+    base, smtp, k = setup(good + [lost], rules={"drop_data": [lost]})
+    rc, out, err = k.send_report(harness.report("切断", "本文\n"))
+    ok(rc == 0, "report queued", out + err)
+    ok(harness.wait_for(lambda: k.counter("uncertain") >= 1, 60),
+       "the dropped message is uncertain", (k.metrics(), k.logtext()))
+    ok(harness.wait_for(lambda: all(
+        harness.rcpt_counts(smtp).get(a) for a in good), 60),
+       "the other subscribers get theirs", k.logtext())
+    smtp.set_rules({})
+    time.sleep(3)  # past the 1 s and 2 s retries: it must not come back
+    counts = harness.rcpt_counts(smtp)
+    ok(counts.get(lost) is None, "an uncertain message is not resent",
+       counts)
+    ok(all(counts.get(a) == 1 for a in good), "the others exactly once",
+       counts)
+    ok(k.stop() == 0, "SIGTERM exits 0")
+
+
 def test_exactly_once_200():
     subs = addrs(200)
     base, smtp, k = setup(subs)
@@ -243,6 +267,7 @@ def test_check_and_bad_config():
 def main():
     only = sys.argv[1:]
     for name, fn in [("temp_and_perm", test_temp_and_perm),
+                     ("dropped", test_dropped_mid_data),
                      ("exactly_once_200", test_exactly_once_200),
                      ("kill9", test_kill9_and_restart),
                      ("sigterm", test_sigterm_drains),

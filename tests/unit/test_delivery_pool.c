@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +54,8 @@ static struct kr_store the_store;
 static int fake_temp_once; /* "temp*" rows answer 451 on the first try */
 static int fake_delay_us;  /* per message */
 static int domain_now, domain_max; /* sessions holding capped.example */
+static _Atomic int fake_down; /* every session fails: relay unreachable */
+static int fake_sessions;
 
 int
 kr_store_open(const char *path, struct kr_store **s, struct kr_err *err)
@@ -211,6 +214,16 @@ kr_store_event(struct kr_store *s, const char *kind, int64_t sub,
 	return 0;
 }
 
+int
+kr_store_bounce_record(struct kr_store *s, const struct kr_bounce_row *b,
+    const struct kr_bounce_policy *p, struct kr_bounce_result *res,
+    struct kr_err *err)
+{
+	(void)s, (void)b, (void)p, (void)err;
+	memset(res, 0, sizeof(*res));
+	return 0;
+}
+
 /* ---- the fake composer and config ---- */
 
 static char list_id_l[] = "l";
@@ -267,7 +280,18 @@ t_send(struct kr_transport *t, struct kr_msg *msgs, size_t n,
 	size_t i;
 	bool capped = false;
 
-	(void)t, (void)err;
+	(void)t;
+	pthread_mutex_lock(&mu);
+	fake_sessions++;
+	pthread_mutex_unlock(&mu);
+	if (fake_down) {
+		for (i = 0; i < n; i++) {
+			msgs[i].result = KR_SEND_TEMP;
+			msgs[i].code = 0;
+			done(ctx, &msgs[i]);
+		}
+		return kr_err_set(err, KR_ERR_TEMP, "connection refused");
+	}
 	for (i = 0; i < n; i++)
 		if (strstr(msgs[i].rcpt, "@capped.example"))
 			capped = true;
@@ -544,6 +568,39 @@ test_delivery_pool_reload(void **state)
 	kr_delivery_kick();
 }
 
+static void
+test_delivery_pool_relay_down(void **state)
+{
+	struct kr_config cfg;
+	struct kr_delivery *d = NULL;
+	struct kr_err err = {0};
+	size_t i, tried = 0;
+
+	(void)state;
+	make_cfg(&cfg, 2, 10);
+	make_rows(200, name_mixed);
+	fake_temp_once = 0;
+	fake_down = 1;
+	fake_sessions = 0;
+	assert_int_equal(kr_delivery_start(&cfg, NULL, &d, &err), 0);
+	usleep(1500000);
+	/* Each worker failed once, paused 1 s, perhaps failed again and
+	 * paused 2 s: the queue was not run through at full speed. */
+	pthread_mutex_lock(&mu);
+	assert_in_range(fake_sessions, 1, 4);
+	for (i = 0; i < n_rows; i++)
+		if (rows[i].attempts > 0)
+			tried++;
+	pthread_mutex_unlock(&mu);
+	assert_true(tried <= 40);
+	/* The relay comes back: everything goes, once. */
+	fake_down = 0;
+	assert_true(wait_sent(200, 60));
+	kr_delivery_stop(&d);
+	for (i = 0; i < n_rows; i++)
+		assert_int_equal(rows[i].marks, 1);
+}
+
 static int
 cleanup(void **state)
 {
@@ -563,6 +620,7 @@ main(void)
 	    cmocka_unit_test_teardown(test_delivery_pool_stop_releases,
 		cleanup),
 	    cmocka_unit_test_teardown(test_delivery_pool_reload, cleanup),
+	    cmocka_unit_test_teardown(test_delivery_pool_relay_down, cleanup),
 	};
 
 	return cmocka_run_group_tests_name("delivery_pool", tests, NULL, NULL);
