@@ -584,7 +584,13 @@ is_trusted(struct kr_web *web, const char *ip)
 
 /* The cap on connections per client address. MHD's own
  * (MHD_OPTION_PER_IP_CONNECTION_LIMIT) would also cap a reverse proxy
- * that carries everyone's requests, so trusted proxies are exempt here. */
+ * that carries everyone's requests, so trusted proxies are exempt here.
+ * The count goes up in the accept policy (check and add in one step) and
+ * down when MHD closes the connection. MHD calls the policy and then the
+ * STARTED notification on the same thread for the same socket, so the
+ * address counted travels between them in a thread-local. */
+static _Thread_local char tl_counted[KR_WEB_IP_MAX];
+
 static enum MHD_Result
 accept_policy(void *cls, const struct sockaddr *addr, socklen_t addrlen)
 {
@@ -592,9 +598,13 @@ accept_policy(void *cls, const struct sockaddr *addr, socklen_t addrlen)
 	char ip[KR_WEB_IP_MAX];
 
 	(void)addrlen;
-	if (!sockaddr_text(addr, ip) || is_trusted(web, ip) ||
-	    kr_web_conns_get(web->conns, ip) < KR_WEB_PER_IP_LIMIT)
+	tl_counted[0] = '\0';
+	if (!sockaddr_text(addr, ip) || is_trusted(web, ip))
 		return MHD_YES;
+	if (kr_web_conns_try_add(web->conns, ip, KR_WEB_PER_IP_LIMIT)) {
+		snprintf(tl_counted, sizeof(tl_counted), "%s", ip);
+		return MHD_YES;
+	}
 	atomic_fetch_add(&web->n_conn_refused, 1);
 	return MHD_NO;
 }
@@ -604,14 +614,13 @@ on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
               enum MHD_ConnectionNotificationCode toe)
 {
 	struct kr_web *web = cls;
-	char ip[KR_WEB_IP_MAX];
 
+	(void)c;
 	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-		peer_ip(c, ip);
-		if (is_trusted(web, ip))
-			return;
-		kr_web_conns_add(web->conns, ip, 1);
-		*socket_context = kr_xstrdup(ip);
+		if (tl_counted[0] != '\0') {
+			*socket_context = kr_xstrdup(tl_counted);
+			tl_counted[0] = '\0';
+		}
 	} else if (toe == MHD_CONNECTION_NOTIFY_CLOSED &&
 	           *socket_context != NULL) {
 		kr_web_conns_add(web->conns, *socket_context, -1);

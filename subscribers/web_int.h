@@ -81,5 +81,9 @@ void kr_web_conns_free(struct kr_web_conns **cs);
 unsigned kr_web_conns_add(struct kr_web_conns *cs, const char *key, int delta);
 /* key's current count. */
 unsigned kr_web_conns_get(struct kr_web_conns *cs, const char *key);
+/* Adds one to key's count if it is below limit, in one step: true when
+ * added, false (nothing changed) at the limit. */
+bool kr_web_conns_try_add(struct kr_web_conns *cs, const char *key,
+                          unsigned limit);
 
 #endif

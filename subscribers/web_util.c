@@ -616,13 +616,12 @@ kr_web_conns_free(struct kr_web_conns **cs)
 	*cs = NULL;
 }
 
-unsigned
-kr_web_conns_add(struct kr_web_conns *cs, const char *key, int delta)
+static unsigned
+conns_add_locked(struct kr_web_conns *cs, const char *key, int delta)
 {
 	struct conn_entry **pp, *e;
 	unsigned n = 0;
 
-	pthread_mutex_lock(&cs->lock);
 	pp = &cs->slots[rl_hash(key) % KR_NELEM(cs->slots)];
 	while ((e = *pp) != NULL && strcmp(e->key, key) != 0)
 		pp = &e->next;
@@ -643,6 +642,16 @@ kr_web_conns_add(struct kr_web_conns *cs, const char *key, int delta)
 			free(e);
 		}
 	}
+	return n;
+}
+
+unsigned
+kr_web_conns_add(struct kr_web_conns *cs, const char *key, int delta)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&cs->lock);
+	n = conns_add_locked(cs, key, delta);
 	pthread_mutex_unlock(&cs->lock);
 	return n;
 }
@@ -651,4 +660,17 @@ unsigned
 kr_web_conns_get(struct kr_web_conns *cs, const char *key)
 {
 	return kr_web_conns_add(cs, key, 0);
+}
+
+bool
+kr_web_conns_try_add(struct kr_web_conns *cs, const char *key, unsigned limit)
+{
+	bool ok;
+
+	pthread_mutex_lock(&cs->lock);
+	ok = conns_add_locked(cs, key, 0) < limit;
+	if (ok)
+		(void)conns_add_locked(cs, key, 1);
+	pthread_mutex_unlock(&cs->lock);
+	return ok;
 }

@@ -250,6 +250,11 @@ test_web_conns(void **state)
 	assert_int_equal(kr_web_conns_add(cs, "198.51.100.1", -1), 0);
 	assert_int_equal(kr_web_conns_add(cs, "203.0.113.1", -1), 0);
 	assert_int_equal(kr_web_conns_get(cs, "198.51.100.2"), 1);
+	/* Check and add in one step, up to the limit. */
+	assert_true(kr_web_conns_try_add(cs, "198.51.100.3", 2));
+	assert_true(kr_web_conns_try_add(cs, "198.51.100.3", 2));
+	assert_false(kr_web_conns_try_add(cs, "198.51.100.3", 2));
+	assert_int_equal(kr_web_conns_get(cs, "198.51.100.3"), 2);
 	kr_web_conns_free(&cs);
 	assert_null(cs);
 }
