@@ -101,9 +101,10 @@ static const char schema_v2[] =
     "CREATE INDEX subscribers_email ON subscribers (email);";
 
 /* migrations[i] takes the schema from version i to i + 1. */
-/* v3: returned mail and complaints (kr_store_bounce_record). counted: the
- * row has gone into subscribers.bounces (a hard one at once, soft ones
- * when soft_threshold of them fall within soft_window). */
+/* v3: returned mail and complaints (kr_store_bounce_record). counted: 1
+ * the row has gone into subscribers.bounces (a hard one at once, soft ones
+ * when soft_threshold of them fall within soft_window), 0 not yet, -1
+ * never (a second bounce of the same copy). */
 static const char schema_v3[] =
     "CREATE TABLE bounces ("
     " id INTEGER PRIMARY KEY,"
@@ -550,6 +551,27 @@ kr_store_schema_version(void)
 	return (int)KR_NELEM(migrations);
 }
 
+/* SQLite's own busy timeout sleeps 1, 2, 5, 10, 15, 20, 25, 25, 25, 50 …
+ * ms between tries, so a form POST that meets one delivery commit waits
+ * ~18 ms. Our writers hold the lock for well under a millisecond: poll
+ * every 250 us for the first 10 ms, then every 2 ms, up to
+ * BUSY_TIMEOUT_MS in all. Returns 0 to give up (SQLITE_BUSY). */
+static int
+busy_wait(void *arg, int count)
+{
+	long waited_us;
+
+	(void)arg;
+	if (count < 40)
+		waited_us = 250L * count;
+	else
+		waited_us = 10000L + 2000L * (count - 40);
+	if (waited_us >= BUSY_TIMEOUT_MS * 1000L)
+		return 0;
+	usleep(count < 40 ? 250 : 2000);
+	return 1;
+}
+
 int
 kr_store_open(const char *path, struct kr_store **store_out, struct kr_err *err)
 {
@@ -570,7 +592,7 @@ kr_store_open(const char *path, struct kr_store **store_out, struct kr_err *err)
 		db_err(s, rc, "open", err);
 		goto out;
 	}
-	sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
+	sqlite3_busy_handler(s->db, busy_wait, NULL);
 	/* Read before anything writes: a foreign or newer file is left as
 	 * it was. */
 	if (query_int(s, "PRAGMA user_version", &v, err) < 0)
@@ -616,7 +638,7 @@ kr_store_open(const char *path, struct kr_store **store_out, struct kr_err *err)
 	}
 	if (exec(s,
 	         "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;"
-	         " PRAGMA cache_size = -32768;",
+	         " PRAGMA cache_size = -4096;",
 	         "pragma", err) < 0)
 		goto out;
 	rc = sqlite3_create_function(s->db, "kr_domain", 1,
@@ -1802,6 +1824,16 @@ kr_store_bounce_record(struct kr_store *s, const struct kr_bounce_row *b,
 		    (long long)b->subscriber_id);
 		goto out;
 	}
+	/* One report, one count: a second bounce for the same copy (two
+	 * MTAs of a chain, a DSN after the 5xx) is kept but never counts. */
+	if (b->kind != KR_STORE_BOUNCE_COMPLAINT && b->report_id > 0) {
+		if (exec_ints(s,
+			"SELECT count(*) FROM bounces WHERE subscriber_id = ?1"
+			" AND report_id = ?2 AND kind IN (1, 2)",
+			2, b->subscriber_id, b->report_id, 0, &n, err) < 0)
+			goto out;
+		res_out->duplicate = n > 0;
+	}
 	if (prep(s,
 		"INSERT INTO bounces (at, subscriber_id, report_id, kind,"
 		" status, diagnostic, source, counted)"
@@ -1816,7 +1848,8 @@ kr_store_bounce_record(struct kr_store *s, const struct kr_bounce_row *b,
 	bind_text(st, 5, b->status);
 	bind_text(st, 6, b->diagnostic);
 	bind_text(st, 7, b->source);
-	sqlite3_bind_int(st, 8, b->kind == KR_STORE_BOUNCE_HARD);
+	sqlite3_bind_int(st, 8,
+	    res_out->duplicate ? -1 : b->kind == KR_STORE_BOUNCE_HARD);
 	if (sqlite3_step(st) != SQLITE_DONE) {
 		db_err(s, sqlite3_errcode(s->db), "record bounce", err);
 		goto out;
@@ -1838,7 +1871,9 @@ kr_store_bounce_record(struct kr_store *s, const struct kr_bounce_row *b,
 		r = 0;
 		goto out;
 	}
-	if (b->kind == KR_STORE_BOUNCE_HARD) {
+	if (res_out->duplicate) {
+		res_out->counted = false;
+	} else if (b->kind == KR_STORE_BOUNCE_HARD) {
 		res_out->counted = true;
 	} else {
 		/* Soft: one counted bounce per soft_threshold uncounted soft
