@@ -66,8 +66,8 @@ read_stdin(char **buf_out, size_t *len_out)
 		if (len < KR_BOUNCE_MAX_INPUT) {
 			if (len == cap) {
 				cap = cap * 2 > KR_BOUNCE_MAX_INPUT
-				    ? KR_BOUNCE_MAX_INPUT
-				    : cap * 2;
+				          ? KR_BOUNCE_MAX_INPUT
+				          : cap * 2;
 				buf = kr_xrealloc(buf, cap + 1);
 			}
 			n = read(STDIN_FILENO, buf + len, cap - len);
@@ -108,17 +108,17 @@ print_verdict(const struct kr_bounce *b)
 	for (i = 0; i < b->n_tokens; i++)
 		/* a prefix: enough to tell them apart, not to use one */
 		printf("token: %s %.8s...\n",
-		    b->tokens[i].purpose == KR_TOKEN_BOUNCE ? "verp"
-							    : "unsubscribe",
-		    b->tokens[i].token);
+		       b->tokens[i].purpose == KR_TOKEN_BOUNCE ? "verp"
+		                                               : "unsubscribe",
+		       b->tokens[i].token);
 }
 
 /* Finds the subscriber the first valid token names: 1 found, 0 none, -1
  * store error (err set). */
 static int
 attribute(struct ctl *c, const struct kr_keyring *ring,
-    const struct kr_bounce *b, int64_t now, struct kr_subscriber *sub,
-    int64_t *report_out, struct kr_err *err)
+          const struct kr_bounce *b, int64_t now, struct kr_subscriber *sub,
+          int64_t *report_out, struct kr_err *err)
 {
 	struct kr_token_claims tc;
 	struct kr_err terr;
@@ -130,15 +130,15 @@ attribute(struct ctl *c, const struct kr_keyring *ring,
 		if (kr_token_peek(b->tokens[i].token, &tc, &terr) < 0 ||
 		    tc.purpose != b->tokens[i].purpose)
 			continue;
-		found = kr_store_subscriber_get(c->store, tc.subscriber_id,
-		    sub, err);
+		found = kr_store_subscriber_get(c->store, tc.subscriber_id, sub,
+		                                err);
 		if (found < 0)
 			return -1;
 		if (found == 0)
 			continue;
 		if (kr_token_verify(ring, b->tokens[i].token,
-			b->tokens[i].purpose, sub->list_id, now, 0, &tc,
-			&terr) < 0)
+		                    b->tokens[i].purpose, sub->list_id, now, 0,
+		                    &tc, &terr) < 0)
 			continue;
 		*report_out = tc.report_id;
 		return 1;
@@ -171,7 +171,7 @@ ctl_bounce(struct ctl *c, int argc, char **argv)
 		} else if (strcmp(argv[i], "--dry-run") == 0) {
 			dry = 1;
 		} else if (strcmp(argv[i], "--help") == 0 ||
-		    strcmp(argv[i], "-h") == 0) {
+		           strcmp(argv[i], "-h") == 0) {
 			fputs(bounce_usage, stdout);
 			return CTL_OK;
 		} else {
@@ -181,8 +181,8 @@ ctl_bounce(struct ctl *c, int argc, char **argv)
 	}
 	if (read_stdin(&msg, &len) < 0) {
 		ctl_error("bounce: reading the message: %s; the MTA will "
-			  "retry",
-		    strerror(errno));
+		          "retry",
+		          strerror(errno));
 		goto out;
 	}
 	if (kr_bounce_parse(msg, len, rcpt, &b, &err) < 0) {
@@ -196,14 +196,14 @@ ctl_bounce(struct ctl *c, int argc, char **argv)
 	}
 	if (b.kind == KR_BOUNCE_IGNORE) {
 		ctl_error("bounce: ignored (%s%s%s)", b.reason,
-		    b.source[0] ? ", " : "", b.source);
+		          b.source[0] ? ", " : "", b.source);
 		r = CTL_OK;
 		goto out;
 	}
 	if (b.n_tokens == 0) {
 		ctl_error("bounce: ignored %s %s: no kairan token (not sent "
-			  "by kairan, or no delivery.bounce_domain)",
-		    kr_bounce_kind_name(b.kind), b.source);
+		          "by kairan, or no delivery.bounce_domain)",
+		          kr_bounce_kind_name(b.kind), b.source);
 		r = CTL_OK;
 		goto out;
 	}
@@ -215,15 +215,14 @@ ctl_bounce(struct ctl *c, int argc, char **argv)
 		ctl_error("bounce: %s; the MTA will retry", err.msg);
 		goto out;
 	}
-	if ((found = attribute(c, ring, &b, now, &sub, &report_id, &err)) <
-	    0) {
+	if ((found = attribute(c, ring, &b, now, &sub, &report_id, &err)) < 0) {
 		ctl_error("bounce: %s; the MTA will retry", err.msg);
 		goto out;
 	}
 	if (found == 0) {
 		ctl_error("bounce: ignored %s %s: no valid token (unknown "
-			  "subscriber, forged or retired key)",
-		    kr_bounce_kind_name(b.kind), b.source);
+		          "subscriber, forged or retired key)",
+		          kr_bounce_kind_name(b.kind), b.source);
 		r = CTL_OK;
 		goto out;
 	}
@@ -242,7 +241,7 @@ ctl_bounce(struct ctl *c, int argc, char **argv)
 		if (err.code == KR_ERR_NOTFOUND) {
 			/* deleted between lookup and record */
 			ctl_error("bounce: ignored: subscriber %lld is gone",
-			    (long long)sub.id);
+			          (long long)sub.id);
 			r = CTL_OK;
 		} else {
 			ctl_error("bounce: %s; the MTA will retry", err.msg);
@@ -250,13 +249,17 @@ ctl_bounce(struct ctl *c, int argc, char **argv)
 		goto out;
 	}
 	ctl_error("bounce: recorded %s (%s%s%s) subscriber=%lld report=%lld "
-		  "bounces=%d%s%s",
-	    kr_bounce_kind_name(b.kind), b.source, b.status[0] ? " " : "",
-	    b.status, (long long)sub.id, (long long)report_id, res.bounces,
-	    res.bounced	       ? " now bounced"
-	    : res.unsubscribed ? " now unsubscribed"
-			       : "",
-	    res.counted || b.kind == KR_BOUNCE_COMPLAINT ? "" : " (not counted yet)");
+	          "bounces=%d%s%s",
+	          kr_bounce_kind_name(b.kind), b.source, b.status[0] ? " " : "",
+	          b.status, (long long)sub.id, (long long)report_id,
+	          res.bounces,
+	          res.bounced        ? " now bounced"
+	          : res.unsubscribed ? " now unsubscribed"
+	                             : "",
+	          res.duplicate ? " (this copy bounced before: not counted)"
+	          : res.counted || b.kind == KR_BOUNCE_COMPLAINT
+	              ? ""
+	              : " (not counted yet)");
 	r = CTL_OK;
 out:
 	kr_token_keyring_free(&ring);
@@ -265,10 +268,9 @@ out:
 }
 
 CTL_VERB(bounce, "bounce", ctl_bounce,
-    "record one bounce or complaint read on stdin (MTA pipe)");
+         "record one bounce or complaint read on stdin (MTA pipe)");
 
-static const char *const kind_names[] = {"ignore", "hard", "soft",
-    "complaint"};
+static const char *const kind_names[] = {"ignore", "hard", "soft", "complaint"};
 
 static int
 print_bounce(void *ctx, const struct kr_bounce_row *b)
@@ -286,9 +288,9 @@ print_bounce(void *ctx, const struct kr_bounce_row *b)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			*p = ' ';
 	printf("%-16s  %-9s  %-7s  %6lld  %6lld  %-5s  %s  %s\n", when,
-	    (unsigned)b->kind < 4 ? kind_names[b->kind] : "?",
-	    b->status[0] ? b->status : "-", (long long)b->report_id,
-	    (long long)b->subscriber_id, b->source, b->email, diag);
+	       (unsigned)b->kind < 4 ? kind_names[b->kind] : "?",
+	       b->status[0] ? b->status : "-", (long long)b->report_id,
+	       (long long)b->subscriber_id, b->source, b->email, diag);
 	return ferror(stdout) ? -1 : 0;
 }
 
@@ -332,10 +334,10 @@ ctl_bounces(struct ctl *c, int argc, char **argv)
 	if ((r = ctl_store(c)) != CTL_OK)
 		return r;
 	printf("%-16s  %-9s  %-7s  %6s  %6s  %-5s  %s  %s\n", "WHEN (UTC)",
-	    "KIND", "STATUS", "REPORT", "SUB", "FROM", "ADDRESS",
-	    "DIAGNOSTIC");
+	       "KIND", "STATUS", "REPORT", "SUB", "FROM", "ADDRESS",
+	       "DIAGNOSTIC");
 	if (kr_store_bounce_foreach(c->store, (int64_t)report, (size_t)limit,
-		print_bounce, NULL, &err) != 0) {
+	                            print_bounce, NULL, &err) != 0) {
 		ctl_error("bounces: %s", err.msg[0] ? err.msg : "write error");
 		return CTL_FAIL;
 	}
@@ -343,4 +345,4 @@ ctl_bounces(struct ctl *c, int argc, char **argv)
 }
 
 CTL_VERB(bounces, "bounces", ctl_bounces,
-    "list recent bounces and complaints [--report N] [--limit N]");
+         "list recent bounces and complaints [--report N] [--limit N]");

@@ -18,10 +18,12 @@
 #include <ctype.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "err.h"
+#include "xmem.h"
 
 #define MAX_HDRS 128
 #define MAX_DEPTH 6
@@ -30,6 +32,8 @@
 #define TEXT_SCAN (64u * 1024)   /* bytes of a text part the heuristics read */
 #define TOKEN_SCAN (256u * 1024) /* bytes of the message scanned for tokens */
 #define TOKEN_MIN 16
+
+enum cte { CTE_NONE, CTE_QP, CTE_B64 };
 
 struct hdr {
 	const char *name;
@@ -57,6 +61,7 @@ struct walk {
 	char fb_type[32];
 	const char *text; /* the first text part's body */
 	size_t text_len;
+	int text_cte; /* its enum cte */
 	char ignore_status[16];
 };
 
@@ -101,8 +106,8 @@ is_field_name(const char *p, size_t n)
 	if (n == 0 || n > 76)
 		return false;
 	for (i = 0; i < n; i++)
-		if ((unsigned char)p[i] <= 0x20 || (unsigned char)p[i] >= 0x7f ||
-		    p[i] == ':')
+		if ((unsigned char)p[i] <= 0x20 ||
+		    (unsigned char)p[i] >= 0x7f || p[i] == ':')
 			return false;
 	return true;
 }
@@ -188,7 +193,8 @@ hdr_find(const struct hdrs *h, const char *name, size_t from)
 	size_t i, n = strlen(name);
 
 	for (i = from; i < h->n; i++)
-		if (h->h[i].nlen == n && strncasecmp(h->h[i].name, name, n) == 0)
+		if (h->h[i].nlen == n &&
+		    strncasecmp(h->h[i].name, name, n) == 0)
 			return &h->h[i];
 	return NULL;
 }
@@ -223,7 +229,7 @@ ci_find(const char *hay, size_t n, const char *needle)
 		return NULL;
 	for (i = 0; i + m <= n; i++)
 		if (tolower((unsigned char)hay[i]) ==
-			tolower((unsigned char)needle[0]) &&
+		        tolower((unsigned char)needle[0]) &&
 		    strncasecmp(hay + i, needle, m) == 0)
 			return hay + i;
 	return NULL;
@@ -244,8 +250,8 @@ ctype_parse(const char *v, struct ctype *ct)
 	size_t dsz;
 
 	memset(ct, 0, sizeof(*ct));
-	for (o = 0; i < n && v[i] != ';' && v[i] != ' ' &&
-	     o + 1 < sizeof(ct->type);
+	for (o = 0;
+	     i < n && v[i] != ';' && v[i] != ' ' && o + 1 < sizeof(ct->type);
 	     i++)
 		ct->type[o++] = (char)tolower((unsigned char)v[i]);
 	ct->type[o] = '\0';
@@ -269,7 +275,7 @@ ctype_parse(const char *v, struct ctype *ct)
 			dst = ct->boundary;
 			dsz = sizeof(ct->boundary);
 		} else if (nl == 11 &&
-		    strncasecmp(v + ns, "report-type", 11) == 0) {
+		           strncasecmp(v + ns, "report-type", 11) == 0) {
 			dst = ct->report_type;
 			dsz = sizeof(ct->report_type);
 		}
@@ -295,18 +301,105 @@ ctype_parse(const char *v, struct ctype *ct)
 		lower(ct->report_type);
 }
 
+static int
+cte_of(const struct hdrs *h)
+{
+	char v[64];
+
+	if (!hdr_get(h, "Content-Transfer-Encoding", v, sizeof(v)))
+		return CTE_NONE;
+	if (strncasecmp(v, "quoted-printable", 16) == 0)
+		return CTE_QP;
+	if (strncasecmp(v, "base64", 6) == 0)
+		return CTE_B64;
+	return CTE_NONE;
+}
+
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+static int
+b64val(char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+' || c == '-')
+		return 62;
+	if (c == '/' || c == '_')
+		return 63;
+	return -1;
+}
+
+/* Decodes in[0..n) (cte) into out[0..cap); returns the length. Lenient:
+ * bytes outside the alphabet are skipped, a bad escape is kept as is. */
+static size_t
+cte_decode(int cte, const char *in, size_t n, char *out, size_t cap)
+{
+	size_t i = 0, o = 0;
+	unsigned acc = 0;
+	int bits = 0, v, h, l;
+
+	if (cte == CTE_B64) {
+		for (; i < n && o < cap; i++) {
+			if (in[i] == '=')
+				break;
+			if ((v = b64val(in[i])) < 0)
+				continue;
+			acc = (acc << 6) | (unsigned)v;
+			bits += 6;
+			if (bits >= 8) {
+				bits -= 8;
+				out[o++] = (char)((acc >> bits) & 0xff);
+			}
+		}
+		return o;
+	}
+	while (i < n && o < cap) {
+		if (in[i] != '=') {
+			out[o++] = in[i++];
+			continue;
+		}
+		if (i + 1 < n && in[i + 1] == '\n') {
+			i += 2; /* soft line break */
+		} else if (i + 2 < n && in[i + 1] == '\r' &&
+		           in[i + 2] == '\n') {
+			i += 3;
+		} else if (i + 2 < n && (h = hexval(in[i + 1])) >= 0 &&
+		           (l = hexval(in[i + 2])) >= 0) {
+			out[o++] = (char)(h * 16 + l);
+			i += 3;
+		} else {
+			out[o++] = in[i++];
+		}
+	}
+	return o;
+}
+
 /* ---- tokens ---- */
 
 static bool
 is_token_char(char c)
 {
 	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-	    (c >= '0' && c <= '9') || c == '-' || c == '_';
+	       (c >= '0' && c <= '9') || c == '-' || c == '_';
 }
 
 static void
 token_add(struct kr_bounce *b, const char *t, size_t n,
-    enum kr_token_purpose purpose)
+          enum kr_token_purpose purpose)
 {
 	size_t i;
 
@@ -344,7 +437,7 @@ tokens_scan(struct kr_bounce *b, const char *s, size_t n, bool unsub)
 	}
 	p = s;
 	while (unsub && p < end &&
-	    (q = ci_find(p, (size_t)(end - p), "unsubscribe?t="))) {
+	       (q = ci_find(p, (size_t)(end - p), "unsubscribe?t="))) {
 		const char *t = q + 14, *e = t;
 
 		while (e < end && is_token_char(*e))
@@ -377,16 +470,15 @@ status_find(const char *s, size_t n, char *out)
 			continue;
 		if (i > 0 && (is_digit(s[i - 1]) || s[i - 1] == '.'))
 			continue;
-		for (j = i + 2, d1 = 0; j < n && is_digit(s[j]) && d1 < 4;
-		     j++)
+		for (j = i + 2, d1 = 0; j < n && is_digit(s[j]) && d1 < 4; j++)
 			d1++;
 		if (d1 == 0 || d1 > 3 || j >= n || s[j] != '.')
 			continue;
-		for (k = j + 1, d2 = 0; k < n && is_digit(s[k]) && d2 < 4;
-		     k++)
+		for (k = j + 1, d2 = 0; k < n && is_digit(s[k]) && d2 < 4; k++)
 			d2++;
-		if (d2 == 0 || d2 > 3 || (k < n && (is_digit(s[k]) ||
-		    (s[k] == '.' && k + 1 < n && is_digit(s[k + 1])))))
+		if (d2 == 0 || d2 > 3 ||
+		    (k < n && (is_digit(s[k]) || (s[k] == '.' && k + 1 < n &&
+		                                  is_digit(s[k + 1])))))
 			continue;
 		if (out) {
 			memcpy(out, s + i, k - i);
@@ -408,13 +500,14 @@ code_find(const char *s, size_t n, const char **at)
 		if ((s[i] != '4' && s[i] != '5') || !is_digit(s[i + 1]) ||
 		    !is_digit(s[i + 2]) || (s[i + 3] != ' ' && s[i + 3] != '-'))
 			continue;
-		if (i > 0 && (is_digit(s[i - 1]) || s[i - 1] == '.' ||
-				 s[i - 1] == '#' || isalpha((unsigned char)s[i - 1])))
+		if (i > 0 &&
+		    (is_digit(s[i - 1]) || s[i - 1] == '.' || s[i - 1] == '#' ||
+		     isalpha((unsigned char)s[i - 1])))
 			continue;
 		if (at)
 			*at = s + i;
 		return (s[i] - '0') * 100 + (s[i + 1] - '0') * 10 +
-		    (s[i + 2] - '0');
+		       (s[i + 2] - '0');
 	}
 	return 0;
 }
@@ -433,18 +526,18 @@ line_copy(const char *s, size_t n, const char *at, char *out, size_t outsz)
 }
 
 static const char *const unknown_user[] = {
-    "user unknown", "unknown user", "no such user", "no such mailbox",
-    "does not exist", "doesn't exist", "invalid recipient",
-    "recipient unknown", "unknown recipient", "address rejected",
-    "mailbox unavailable", "mailbox not found", "no mailbox",
-    "account disabled", "account has been disabled", "not our customer",
-    "invalid mailbox", "undeliverable address",
+    "user unknown",      "unknown user",        "no such user",
+    "no such mailbox",   "does not exist",      "doesn't exist",
+    "invalid recipient", "recipient unknown",   "unknown recipient",
+    "address rejected",  "mailbox unavailable", "mailbox not found",
+    "no mailbox",        "account disabled",    "account has been disabled",
+    "not our customer",  "invalid mailbox",     "undeliverable address",
 };
 
 static const char *const about_us[] = {
-    "relay access denied", "relaying denied", "relay not permitted",
-    "authentication required", "authentication failed",
-    "must authenticate", "sender address rejected",
+    "relay access denied",     "relaying denied",       "relay not permitted",
+    "authentication required", "authentication failed", "must authenticate",
+    "sender address rejected",
 };
 
 static bool
@@ -466,8 +559,7 @@ text_has_any(const char *text, const char *const *words, size_t n)
  * IGNORE when it is about us (5.5.x protocol, 5.1.7/5.1.8 our sender,
  * authentication, relaying). def when there is neither status nor code. */
 static enum kr_bounce_kind
-kind_of(const char *status, int code, const char *text,
-    enum kr_bounce_kind def)
+kind_of(const char *status, int code, const char *text, enum kr_bounce_kind def)
 {
 	unsigned subject = 0, detail = 0;
 	const char *p;
@@ -486,7 +578,7 @@ kind_of(const char *status, int code, const char *text,
 		switch (subject) {
 		case 1:
 			return detail == 7 || detail == 8 ? KR_BOUNCE_IGNORE
-							  : KR_BOUNCE_HARD;
+			                                  : KR_BOUNCE_HARD;
 		case 2:
 			return detail == 1 ? KR_BOUNCE_HARD : KR_BOUNCE_SOFT;
 		case 4:
@@ -498,16 +590,16 @@ kind_of(const char *status, int code, const char *text,
 			    detail == 11)
 				return KR_BOUNCE_IGNORE;
 			return text_has_any(text, unknown_user,
-				   KR_NELEM(unknown_user))
-			    ? KR_BOUNCE_HARD
-			    : KR_BOUNCE_SOFT;
+			                    KR_NELEM(unknown_user))
+			           ? KR_BOUNCE_HARD
+			           : KR_BOUNCE_SOFT;
 		default:
 			return KR_BOUNCE_SOFT;
 		}
 	}
 	if (text_has_any(text, unknown_user, KR_NELEM(unknown_user)))
 		return code >= 400 && code < 500 ? KR_BOUNCE_SOFT
-						 : KR_BOUNCE_HARD;
+		                                 : KR_BOUNCE_HARD;
 	if (code == 550 || code == 551 || code == 553)
 		return KR_BOUNCE_HARD;
 	if (code >= 400)
@@ -552,10 +644,12 @@ dsn_block(struct walk *w, const struct hdrs *h)
 			(void)status_find(diag, strlen(diag), st);
 		if (st[0] == '\0')
 			code = code_find(after_semicolon(diag),
-			    strlen(after_semicolon(diag)), NULL);
+			                 strlen(after_semicolon(diag)), NULL);
 		scopy(b->status, sizeof(b->status), st);
-		scopy(b->recipient, sizeof(b->recipient), after_semicolon(rcpt));
-		scopy(b->diagnostic, sizeof(b->diagnostic), after_semicolon(diag));
+		scopy(b->recipient, sizeof(b->recipient),
+		      after_semicolon(rcpt));
+		scopy(b->diagnostic, sizeof(b->diagnostic),
+		      after_semicolon(diag));
 		/* "failed" is final: without a code it is permanent */
 		b->kind = kind_of(st, code, b->diagnostic, KR_BOUNCE_HARD);
 		if (b->kind == KR_BOUNCE_IGNORE)
@@ -628,11 +722,11 @@ orig_headers(struct walk *w, const char *p, size_t len)
 }
 
 static void walk_entity(struct walk *w, const char *p, size_t len,
-    unsigned depth, struct hdrs *h);
+                        unsigned depth, struct hdrs *h);
 
 static void
 walk_multipart(struct walk *w, const char *p, size_t len, const char *bnd,
-    unsigned depth)
+               unsigned depth)
 {
 	size_t dl = strlen(bnd), i = 0, e, ce, start = 0, end;
 	bool in_part = false, closing;
@@ -643,7 +737,7 @@ walk_multipart(struct walk *w, const char *p, size_t len, const char *bnd,
 		if (ce - i >= dl + 2 && p[i] == '-' && p[i + 1] == '-' &&
 		    memcmp(p + i + 2, bnd, dl) == 0) {
 			closing = ce - i >= dl + 4 && p[i + 2 + dl] == '-' &&
-			    p[i + 3 + dl] == '-';
+			          p[i + 3 + dl] == '-';
 			if (in_part) {
 				end = i;
 				if (end > start && p[end - 1] == '\n')
@@ -652,7 +746,7 @@ walk_multipart(struct walk *w, const char *p, size_t len, const char *bnd,
 					end--;
 				if (w->parts++ < MAX_PARTS)
 					walk_entity(w, p + start, end - start,
-					    depth + 1, &hs);
+					            depth + 1, &hs);
 			}
 			if (closing)
 				return;
@@ -669,7 +763,7 @@ walk_multipart(struct walk *w, const char *p, size_t len, const char *bnd,
 /* One MIME entity; h is scratch space for its headers. */
 static void
 walk_entity(struct walk *w, const char *p, size_t len, unsigned depth,
-    struct hdrs *h)
+            struct hdrs *h)
 {
 	char v[HVAL_MAX];
 	struct ctype ct;
@@ -688,19 +782,19 @@ walk_entity(struct walk *w, const char *p, size_t len, unsigned depth,
 		if (ct.boundary[0] && depth < MAX_DEPTH)
 			walk_multipart(w, body, blen, ct.boundary, depth);
 	} else if (strcmp(ct.type, "message/delivery-status") == 0 ||
-	    strcmp(ct.type, "message/global-delivery-status") == 0) {
+	           strcmp(ct.type, "message/global-delivery-status") == 0) {
 		dsn_parse(w, body, blen);
 	} else if (strcmp(ct.type, "message/feedback-report") == 0) {
 		arf_parse(w, body, blen);
 	} else if (strcmp(ct.type, "message/rfc822") == 0 ||
-	    strcmp(ct.type, "text/rfc822-headers") == 0 ||
-	    strcmp(ct.type, "message/global") == 0 ||
-	    strcmp(ct.type, "message/global-headers") == 0) {
+	           strcmp(ct.type, "text/rfc822-headers") == 0 ||
+	           strcmp(ct.type, "message/global") == 0 ||
+	           strcmp(ct.type, "message/global-headers") == 0) {
 		orig_headers(w, body, blen);
-	} else if (strncmp(ct.type, "text/plain", 10) == 0 &&
-	    w->text == NULL) {
+	} else if (strncmp(ct.type, "text/plain", 10) == 0 && w->text == NULL) {
 		w->text = body;
 		w->text_len = blen;
+		w->text_cte = cte_of(h);
 	}
 }
 
@@ -722,7 +816,7 @@ text_qmail(struct walk *w, const char *t, size_t n)
 	    (gt = memchr(lt, '>', n - (size_t)(lt - t))) != NULL &&
 	    gt - lt < 256) {
 		val_copy(lt + 1, (size_t)(gt - lt - 1), b->recipient,
-		    sizeof(b->recipient), false);
+		         sizeof(b->recipient), false);
 		at = gt;
 	}
 	n -= (size_t)(at - t);
@@ -747,9 +841,10 @@ text_exim(struct walk *w, const char *t, size_t n)
 	char st[16] = "", line[256];
 	int code = 0;
 
-	if ((at = ci_find(t, n,
-		 "This message was created automatically by mail delivery "
-		 "software")) == NULL)
+	if ((at = ci_find(
+	         t, n,
+	         "This message was created automatically by mail delivery "
+	         "software")) == NULL)
 		return false;
 	b->source = "exim";
 	if (ci_find(t, n, "has not yet been delivered") ||
@@ -762,7 +857,8 @@ text_exim(struct walk *w, const char *t, size_t n)
 		e = memchr(p, '\n', (size_t)(t + n - p));
 		if (e == NULL)
 			e = t + n;
-		if (e - p > 2 && is_wsp(*p) && memchr(p, '@', (size_t)(e - p))) {
+		if (e - p > 2 && is_wsp(*p) &&
+		    memchr(p, '@', (size_t)(e - p))) {
 			val_copy(p, (size_t)(e - p), line, sizeof(line), false);
 			scopy(b->recipient, sizeof(b->recipient), line);
 			break;
@@ -775,8 +871,8 @@ text_exim(struct walk *w, const char *t, size_t n)
 	if (at)
 		line_copy(t, n, at, b->diagnostic, sizeof(b->diagnostic));
 	b->kind = kind_of(st, code, b->diagnostic,
-	    ci_find(t, n, "permanent error") ? KR_BOUNCE_HARD
-					     : KR_BOUNCE_SOFT);
+	                  ci_find(t, n, "permanent error") ? KR_BOUNCE_HARD
+	                                                   : KR_BOUNCE_SOFT);
 	if (b->kind == KR_BOUNCE_IGNORE)
 		b->reason = "not about the recipient";
 	scopy(b->status, sizeof(b->status), st);
@@ -784,18 +880,25 @@ text_exim(struct walk *w, const char *t, size_t n)
 }
 
 static const char *const bounce_subjects[] = {
-    "undeliver", "undelivered mail", "delivery status notification",
-    "delivery failure", "failure notice", "returned mail",
-    "mail delivery failed", "delivery has failed", "could not be delivered",
-    "non-delivery", "nondeliverable", "mail system error",
+    "undeliver",
+    "undelivered mail",
+    "delivery status notification",
+    "delivery failure",
+    "failure notice",
+    "returned mail",
+    "mail delivery failed",
+    "delivery has failed",
+    "could not be delivered",
+    "non-delivery",
+    "nondeliverable",
+    "mail system error",
     "\xe9\x85\x8d\xe4\xbf\xa1\xe4\xb8\x8d\xe8\x83\xbd", /* 配信不能 */
     "\xe6\x9c\xaa\xe9\x85\x8d\xe9\x81\x94",             /* 未配達 */
 };
 
 /* A notice from a mailer daemon that fits no known shape. */
 static bool
-text_generic(struct walk *w, const struct hdrs *top, const char *t,
-    size_t n)
+text_generic(struct walk *w, const struct hdrs *top, const char *t, size_t n)
 {
 	struct kr_bounce *b = w->out;
 	char from[HVAL_MAX], subj[HVAL_MAX], st[16] = "";
@@ -810,7 +913,7 @@ text_generic(struct walk *w, const struct hdrs *top, const char *t,
 	if ((x = hdr_find(top, "Subject", 0)) != NULL)
 		val_copy(x->val, x->vlen, subj, sizeof(subj), true);
 	daemon = ci_has(from, "mailer-daemon") || ci_has(from, "postmaster") ||
-	    ci_has(from, "mail delivery");
+	         ci_has(from, "mail delivery");
 	for (i = 0; i < KR_NELEM(bounce_subjects); i++)
 		if (ci_has(subj, bounce_subjects[i]))
 			subject = true;
@@ -838,9 +941,17 @@ text_generic(struct walk *w, const struct hdrs *top, const char *t,
 }
 
 static const char *const vacation_subjects[] = {
-    "out of office", "out of the office", "automatic reply",
-    "auto reply", "autoreply", "auto-reply", "auto:", "vacation",
-    "away from", "abwesend", "absence",
+    "out of office",
+    "out of the office",
+    "automatic reply",
+    "auto reply",
+    "autoreply",
+    "auto-reply",
+    "auto:",
+    "vacation",
+    "away from",
+    "abwesend",
+    "absence",
     "\xe8\x87\xaa\xe5\x8b\x95\xe5\xbf\x9c\xe7\xad\x94", /* 自動応答 */
     "\xe8\x87\xaa\xe5\x8b\x95\xe8\xbf\x94\xe4\xbf\xa1", /* 自動返信 */
     "\xe4\xb8\x8d\xe5\x9c\xa8",                         /* 不在 */
@@ -857,7 +968,8 @@ is_autoreply(const struct hdrs *top)
 	if (hdr_get(top, "Auto-Submitted", v, sizeof(v)) &&
 	    strncasecmp(v, "no", 2) != 0)
 		return true;
-	if (hdr_find(top, "X-Autoreply", 0) || hdr_find(top, "X-Autorespond", 0) ||
+	if (hdr_find(top, "X-Autoreply", 0) ||
+	    hdr_find(top, "X-Autorespond", 0) ||
 	    hdr_find(top, "X-Autoresponse", 0) ||
 	    hdr_find(top, "X-Vacation", 0))
 		return true;
@@ -873,16 +985,13 @@ is_autoreply(const struct hdrs *top)
 	return false;
 }
 
+/* t[0..n): the text the heuristics read (decoded, at most TEXT_SCAN). */
 static void
 verdict(struct walk *w, const struct hdrs *top, const char *msg, size_t len,
-    const char *body, size_t blen)
+        const char *t, size_t n)
 {
 	struct kr_bounce *b = w->out;
-	const char *t = w->text ? w->text : body;
-	size_t n = w->text ? w->text_len : blen;
 
-	if (n > TEXT_SCAN)
-		n = TEXT_SCAN;
 	if (w->arf || w->fb_type[0]) {
 		b->source = "arf";
 		if (strcmp(w->fb_type, "not-spam") == 0) {
@@ -891,14 +1000,15 @@ verdict(struct walk *w, const struct hdrs *top, const char *msg, size_t len,
 		}
 		b->kind = KR_BOUNCE_COMPLAINT;
 		snprintf(b->diagnostic, sizeof(b->diagnostic),
-		    "feedback-type: %s", w->fb_type[0] ? w->fb_type : "abuse");
+		         "feedback-type: %s",
+		         w->fb_type[0] ? w->fb_type : "abuse");
 		return;
 	}
 	if (w->dsn && (w->dsn_failed || w->dsn_delayed || w->dsn_delivered)) {
 		b->source = "dsn";
 		if (!w->dsn_failed)
-			b->reason = w->dsn_delayed ? "delayed"
-						   : "delivery notice";
+			b->reason =
+			    w->dsn_delayed ? "delayed" : "delivery notice";
 		return;
 	}
 	if (text_qmail(w, t, n) || text_exim(w, t, n) ||
@@ -914,28 +1024,29 @@ verdict(struct walk *w, const struct hdrs *top, const char *msg, size_t len,
 		b->kind = KR_BOUNCE_SOFT;
 		b->source = "verp";
 		snprintf(b->diagnostic, sizeof(b->diagnostic),
-		    "unrecognised message to a VERP address");
+		         "unrecognised message to a VERP address");
 		return;
 	}
 	b->reason = "not a bounce";
 }
 
 static const char *const envelope_headers[] = {
-    "X-Original-To", "Delivered-To", "Envelope-To", "X-Envelope-To",
-    "To",
+    "X-Original-To", "Delivered-To", "Envelope-To", "X-Envelope-To", "To",
 };
 
 int
 kr_bounce_parse(const char *msg, size_t len, const char *recipient,
-    struct kr_bounce *out, struct kr_err *err)
+                struct kr_bounce *out, struct kr_err *err)
 {
 	struct walk w;
 	struct hdrs top, scratch;
 	char v[HVAL_MAX];
 	struct ctype ct;
 	const struct hdr *x;
-	size_t off, i;
-	int r = -1;
+	const char *text;
+	char *dec = NULL;
+	size_t off, i, tlen;
+	int r = -1, cte;
 
 	if (out == NULL || (msg == NULL && len > 0)) {
 		kr_err_set(err, KR_ERR_INVALID, "bounce: no message");
@@ -958,7 +1069,7 @@ kr_bounce_parse(const char *msg, size_t len, const char *recipient,
 	for (i = 0; i < KR_NELEM(envelope_headers); i++)
 		for (x = hdr_find(&top, envelope_headers[i], 0); x != NULL;
 		     x = hdr_find(&top, envelope_headers[i],
-			 (size_t)(x - top.h) + 1))
+		                  (size_t)(x - top.h) + 1))
 			(void)tokens_scan(out, x->val, x->vlen, false);
 	if (hdr_get(&top, "Content-Type", v, sizeof(v)))
 		ctype_parse(v, &ct);
@@ -971,9 +1082,24 @@ kr_bounce_parse(const char *msg, size_t len, const char *recipient,
 		walk_entity(&w, msg, len, 0, &scratch);
 	if (strcmp(ct.report_type, "feedback-report") == 0)
 		w.arf = true;
-	verdict(&w, &top, msg, len, msg + off, len - off);
+	/* The text for the heuristics: the first text/plain part, or a
+	 * plain body; decoded when it is quoted-printable or base64. */
+	text = w.text ? w.text : msg + off;
+	tlen = w.text ? w.text_len : len - off;
+	cte = w.text ? w.text_cte : cte_of(&top);
+	if (tlen > 2 * TEXT_SCAN)
+		tlen = 2 * TEXT_SCAN;
+	if (cte != CTE_NONE) {
+		dec = kr_xmalloc(TEXT_SCAN);
+		tlen = cte_decode(cte, text, tlen, dec, TEXT_SCAN);
+		text = dec;
+	}
+	if (tlen > TEXT_SCAN)
+		tlen = TEXT_SCAN;
+	verdict(&w, &top, msg, len, text, tlen);
 	r = 0;
 out:
+	free(dec);
 	return r;
 }
 

@@ -47,12 +47,14 @@ struct kr_bounce {
 
 /* Parses msg[0..len) (at most KR_BOUNCE_MAX_INPUT bytes are read) into
  * *out. recipient (may be NULL) is the envelope recipient the MTA gave
- * (Postfix ${original_recipient}): its VERP token is tried first. Never fails on content: garbage gives kind IGNORE, reason "not a
- * bounce". A message that came to a VERP address (a token was found) but
- * says nothing recognisable counts as SOFT with source "verp". Returns 0;
- * -1 only for a NULL argument (KR_ERR_INVALID). */
+ * (Postfix ${original_recipient}): its VERP token is tried first. Never fails
+ * on content: garbage gives kind IGNORE, reason "not a bounce". A message that
+ * came to a VERP address (a token was found) but says nothing recognisable
+ * counts as SOFT with source "verp". Returns 0; -1 only for a NULL argument
+ * (KR_ERR_INVALID). */
 KR_NODISCARD int kr_bounce_parse(const char *msg, size_t len,
-    const char *recipient, struct kr_bounce *out, struct kr_err *err);
+                                 const char *recipient, struct kr_bounce *out,
+                                 struct kr_err *err);
 
 /* The kind an SMTP-time rejection of one recipient means (as for a
  * returned message): HARD for a 5xx about the address (5.1.x, 5.2.1,
@@ -61,7 +63,7 @@ KR_NODISCARD int kr_bounce_parse(const char *msg, size_t len,
  * about us or the session (5.5.x, authentication, relaying). status_out
  * (16 bytes, may be NULL) gets the enhanced status or "". */
 enum kr_bounce_kind kr_bounce_smtp_kind(int code, const char *reply,
-    char *status_out);
+                                        char *status_out);
 
 /* "hard", "soft", "complaint", "ignore". */
 const char *kr_bounce_kind_name(enum kr_bounce_kind kind);

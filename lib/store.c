@@ -101,9 +101,10 @@ static const char schema_v2[] =
     "CREATE INDEX subscribers_email ON subscribers (email);";
 
 /* migrations[i] takes the schema from version i to i + 1. */
-/* v3: returned mail and complaints (kr_store_bounce_record). counted: the
- * row has gone into subscribers.bounces (a hard one at once, soft ones
- * when soft_threshold of them fall within soft_window). */
+/* v3: returned mail and complaints (kr_store_bounce_record). counted: 1
+ * the row has gone into subscribers.bounces (a hard one at once, soft ones
+ * when soft_threshold of them fall within soft_window), 0 not yet, -1
+ * never (a second bounce of the same copy). */
 static const char schema_v3[] =
     "CREATE TABLE bounces ("
     " id INTEGER PRIMARY KEY,"
@@ -1823,6 +1824,16 @@ kr_store_bounce_record(struct kr_store *s, const struct kr_bounce_row *b,
 		    (long long)b->subscriber_id);
 		goto out;
 	}
+	/* One report, one count: a second bounce for the same copy (two
+	 * MTAs of a chain, a DSN after the 5xx) is kept but never counts. */
+	if (b->kind != KR_STORE_BOUNCE_COMPLAINT && b->report_id > 0) {
+		if (exec_ints(s,
+			"SELECT count(*) FROM bounces WHERE subscriber_id = ?1"
+			" AND report_id = ?2 AND kind IN (1, 2)",
+			2, b->subscriber_id, b->report_id, 0, &n, err) < 0)
+			goto out;
+		res_out->duplicate = n > 0;
+	}
 	if (prep(s,
 		"INSERT INTO bounces (at, subscriber_id, report_id, kind,"
 		" status, diagnostic, source, counted)"
@@ -1837,7 +1848,8 @@ kr_store_bounce_record(struct kr_store *s, const struct kr_bounce_row *b,
 	bind_text(st, 5, b->status);
 	bind_text(st, 6, b->diagnostic);
 	bind_text(st, 7, b->source);
-	sqlite3_bind_int(st, 8, b->kind == KR_STORE_BOUNCE_HARD);
+	sqlite3_bind_int(st, 8,
+	    res_out->duplicate ? -1 : b->kind == KR_STORE_BOUNCE_HARD);
 	if (sqlite3_step(st) != SQLITE_DONE) {
 		db_err(s, sqlite3_errcode(s->db), "record bounce", err);
 		goto out;
@@ -1859,7 +1871,9 @@ kr_store_bounce_record(struct kr_store *s, const struct kr_bounce_row *b,
 		r = 0;
 		goto out;
 	}
-	if (b->kind == KR_STORE_BOUNCE_HARD) {
+	if (res_out->duplicate) {
+		res_out->counted = false;
+	} else if (b->kind == KR_STORE_BOUNCE_HARD) {
 		res_out->counted = true;
 	} else {
 		/* Soft: one counted bounce per soft_threshold uncounted soft

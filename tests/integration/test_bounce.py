@@ -104,7 +104,8 @@ ok(rc == 0 and "recorded hard (dsn 5.1.1)" in err and "now bounced" in err,
 ok("@" not in err, "no address on stderr", err)
 ok(states(k)[LATER] == ("bounced", "1"), "%s bounced" % LATER, states(k))
 
-# Two soft bounces within the window: the first does not count yet.
+# Soft bounces count after two within the window, one per copy: the first
+# does not count yet, and the same copy bouncing again adds nothing.
 raw = fixture("dsn-soft-expired.eml", tok[SOFT])
 rc, out, err = bounce(k, raw)
 ok(rc == 0 and "recorded soft" in err and "not counted yet" in err,
@@ -112,8 +113,9 @@ ok(rc == 0 and "recorded soft" in err and "not counted yet" in err,
 ok(states(k)[SOFT] == ("active", "0"), "still active after one soft",
    states(k))
 rc, out, err = bounce(k, raw)
-ok(rc == 0 and "now bounced" in err, "second soft bounce counts", err)
-ok(states(k)[SOFT] == ("bounced", "1"), "%s bounced after two soft" % SOFT,
+ok(rc == 0 and "bounced before: not counted" in err,
+   "the same copy again is a duplicate", err)
+ok(states(k)[SOFT] == ("active", "0"), "still active after the duplicate",
    states(k))
 
 # An ARF complaint naming the reader only by the List-Unsubscribe link.
@@ -188,14 +190,33 @@ ok(rc == 2, "bad --limit is a usage error", (rc, err))
 rc, out, err = k.ctl("bounce", "--what")
 ok(rc == 64, "bad bounce argument: EX_USAGE", (rc, err))
 
-# The next report reaches only the two still active.
+# The next report reaches only the three still active.
 n0 = len(smtp.log())
 rc, out, err = k.send_report(harness.report("第2号", "次号です。"), "r2.md")
-ok(rc == 0 and "2" in out, "second report queued to 2", (out, err))
+ok(rc == 0 and "queued to 3 subscribers" in out,
+   "second report queued to the 3 still active", (out, err))
+smtp.wait_count(n0 + 3, 60)
+new = {r.lower(): e["mail_from"] for e in smtp.log()[n0:] for r in e["rcpt"]}
+ok(sorted(new) == sorted([SOFT, VAC, KEEP]), "bounced and unsubscribed get "
+   "no more mail", new)
+
+# Its copy to SOFT bounces soft too: two copies within the window count.
+m = re.match(r"bounces\+([A-Za-z0-9_-]+)@", new.get(SOFT, ""))
+rc, out, err = bounce(k, fixture("dsn-soft-expired.eml",
+                                 m.group(1) if m else "x"))
+ok(rc == 0 and "now bounced" in err and "report=2" in err,
+   "second soft bounce (report 2) counts", err)
+ok(states(k)[SOFT] == ("bounced", "1"), "%s bounced after two soft" % SOFT,
+   states(k))
+
+n0 = len(smtp.log())
+rc, out, err = k.send_report(harness.report("第3号", "三号です。"), "r3.md")
+ok(rc == 0 and "queued to 2 subscribers" in out,
+   "third report queued to the 2 still active", (out, err))
 smtp.wait_count(n0 + 2, 60)
 new = [r.lower() for e in smtp.log()[n0:] for r in e["rcpt"]]
-ok(sorted(new) == sorted([VAC, KEEP]), "bounced and unsubscribed get no "
-   "more mail", new)
+ok(sorted(new) == sorted([VAC, KEEP]), "only the two untouched get the "
+   "third report", new)
 
 # Store unavailable: 75 so the MTA retries; garbage still 0 without it.
 cfg2 = os.path.join(base, "broken.yaml")

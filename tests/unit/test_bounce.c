@@ -34,7 +34,7 @@ fixture(const char *name, size_t *len_out)
 	long n;
 
 	snprintf(path, sizeof(path), "%s/tests/data/bounces/%s",
-	    root ? root : ".", name);
+	         root ? root : ".", name);
 	fp = fopen(path, "rb");
 	if (fp == NULL)
 		fail_msg("cannot open %s", path);
@@ -79,7 +79,7 @@ test_bounce_dsn_postfix_hard(void **state)
 	/* the List-Unsubscribe token of the returned headers, later */
 	assert_string_equal(b.tokens[b.n_tokens - 1].token, UTOK);
 	assert_int_equal(b.tokens[b.n_tokens - 1].purpose,
-	    KR_TOKEN_UNSUBSCRIBE);
+	                 KR_TOKEN_UNSUBSCRIBE);
 }
 
 static void
@@ -162,6 +162,27 @@ test_bounce_qmail_exim(void **state)
 }
 
 static void
+test_bounce_encoded_texts(void **state)
+{
+	struct kr_bounce b;
+
+	(void)state;
+	/* a sendmail-style notice whose whole body is base64 (UTF-8) */
+	parse_fixture("sendmail-base64.eml", NULL, &b);
+	assert_int_equal(b.kind, KR_BOUNCE_HARD);
+	assert_string_equal(b.source, "text");
+	assert_string_equal(b.status, "5.1.1");
+	assert_non_null(strstr(b.diagnostic, "User unknown"));
+	/* qmail's words split by quoted-printable soft line breaks */
+	parse_fixture("qmail-qp.eml", NULL, &b);
+	assert_int_equal(b.kind, KR_BOUNCE_SOFT);
+	assert_string_equal(b.source, "qmail");
+	assert_string_equal(b.status, "5.2.2");
+	assert_string_equal(b.recipient, "full@example.com");
+	assert_non_null(strstr(b.diagnostic, "mailbox full = quota exceeded"));
+}
+
+static void
 test_bounce_autoreplies_ignored(void **state)
 {
 	struct kr_bounce b;
@@ -205,21 +226,22 @@ test_bounce_verp_fallback_and_recipient(void **state)
 	assert_int_equal(b.kind, KR_BOUNCE_SOFT);
 	assert_string_equal(b.source, "verp");
 	/* the MTA's envelope recipient comes first, case kept */
-	parse_fixture("not-a-bounce.eml",
+	parse_fixture(
+	    "not-a-bounce.eml",
 	    "bounces+AbCdEfGhIjKlMnOpQrStUvWxYz_-0123456789@bounces.example.jp",
 	    &b);
 	assert_int_equal(b.kind, KR_BOUNCE_SOFT);
 	assert_int_equal(b.n_tokens, 1);
 	assert_string_equal(b.tokens[0].token,
-	    "AbCdEfGhIjKlMnOpQrStUvWxYz_-0123456789");
+	                    "AbCdEfGhIjKlMnOpQrStUvWxYz_-0123456789");
 	parse_fixture("dsn-gmail-crlf.eml",
-	    "BOUNCES+ZZZZZZZZZZZZZZZZZZZZZZZZ@x.example", &b);
+	              "BOUNCES+ZZZZZZZZZZZZZZZZZZZZZZZZ@x.example", &b);
 	assert_int_equal(b.n_tokens, 2);
 	assert_string_equal(b.tokens[0].token, "ZZZZZZZZZZZZZZZZZZZZZZZZ");
 	assert_string_equal(b.tokens[1].token, TOK);
 	/* no '@' after it: not a VERP address */
 	parse_fixture("not-a-bounce.eml", "bounces+ZZZZZZZZZZZZZZZZZZZZZZZ",
-	    &b);
+	              &b);
 	assert_int_equal(b.n_tokens, 0);
 }
 
@@ -253,23 +275,25 @@ test_bounce_garbage_inputs(void **state)
 	/* multipart nested 2000 deep, all with one boundary, unclosed */
 	n = 0;
 	for (i = 0; i < 2000; i++)
-		n += (size_t)snprintf(m + n, big - n,
+		n += (size_t)snprintf(
+		    m + n, big - n,
 		    "Content-Type: multipart/mixed; boundary=b\n\n--b\n");
-	n += (size_t)snprintf(m + n, big - n,
+	n += (size_t)snprintf(
+	    m + n, big - n,
 	    "Content-Type: message/delivery-status\n\nAction: failed\n"
 	    "Status: 5.1.1\n");
 	assert_int_equal(kr_bounce_parse(m, n, NULL, &b, &err), 0);
 	/* deeper than the walker goes: not found, no crash */
 	assert_int_equal(b.kind, KR_BOUNCE_IGNORE);
 	/* 100000 empty parts */
-	n = (size_t)snprintf(m, big,
-	    "Content-Type: multipart/report; boundary=\"q\"\n\n");
+	n = (size_t)snprintf(
+	    m, big, "Content-Type: multipart/report; boundary=\"q\"\n\n");
 	for (i = 0; i < 100000; i++)
 		n += (size_t)snprintf(m + n, big - n, "--q\n\n");
 	assert_int_equal(kr_bounce_parse(m, n, NULL, &b, &err), 0);
 	/* a boundary that is never there, a header cut mid-name */
-	n = (size_t)snprintf(m, big,
-	    "Content-Type: multipart/report; boundary=\"\nContent-Typ");
+	n = (size_t)snprintf(
+	    m, big, "Content-Type: multipart/report; boundary=\"\nContent-Typ");
 	assert_int_equal(kr_bounce_parse(m, n, NULL, &b, &err), 0);
 	free(m);
 }
@@ -281,57 +305,61 @@ test_bounce_smtp_kind(void **state)
 
 	(void)state;
 	/* about the address: hard */
-	assert_int_equal(kr_bounce_smtp_kind(550, "5.1.1 <x@y>: User unknown",
-			     st),
+	assert_int_equal(
+	    kr_bounce_smtp_kind(550, "5.1.1 <x@y>: User unknown", st),
 	    KR_BOUNCE_HARD);
 	assert_string_equal(st, "5.1.1");
 	assert_int_equal(kr_bounce_smtp_kind(554, "no such user", st),
-	    KR_BOUNCE_HARD);
+	                 KR_BOUNCE_HARD);
 	assert_string_equal(st, "");
 	assert_int_equal(kr_bounce_smtp_kind(550, "mailbox disabled 5.2.1", st),
+	                 KR_BOUNCE_HARD);
+	assert_int_equal(
+	    kr_bounce_smtp_kind(550, "Requested action not taken", st),
 	    KR_BOUNCE_HARD);
-	assert_int_equal(kr_bounce_smtp_kind(550, "Requested action not taken",
-			     st),
-	    KR_BOUNCE_HARD);
-	assert_int_equal(kr_bounce_smtp_kind(550, "5.7.1 <x@y>: Recipient "
-						  "address rejected: user "
-						  "unknown",
-			     st),
-	    KR_BOUNCE_HARD);
+	assert_int_equal(kr_bounce_smtp_kind(550,
+	                                     "5.7.1 <x@y>: Recipient "
+	                                     "address rejected: user "
+	                                     "unknown",
+	                                     st),
+	                 KR_BOUNCE_HARD);
 	/* the mailbox, or a block on us or the content: soft */
 	assert_int_equal(kr_bounce_smtp_kind(552, "5.2.2 mailbox full", st),
-	    KR_BOUNCE_SOFT);
-	assert_int_equal(kr_bounce_smtp_kind(550, "5.7.1 Message rejected as "
-						  "spam",
-			     st),
-	    KR_BOUNCE_SOFT);
-	assert_int_equal(kr_bounce_smtp_kind(554, "5.6.0 content rejected",
-			     st),
-	    KR_BOUNCE_SOFT);
+	                 KR_BOUNCE_SOFT);
+	assert_int_equal(kr_bounce_smtp_kind(550,
+	                                     "5.7.1 Message rejected as "
+	                                     "spam",
+	                                     st),
+	                 KR_BOUNCE_SOFT);
+	assert_int_equal(kr_bounce_smtp_kind(554, "5.6.0 content rejected", st),
+	                 KR_BOUNCE_SOFT);
 	assert_int_equal(kr_bounce_smtp_kind(554, "Transaction failed", st),
-	    KR_BOUNCE_SOFT);
+	                 KR_BOUNCE_SOFT);
 	assert_int_equal(kr_bounce_smtp_kind(452, "4.2.2 mailbox full", st),
-	    KR_BOUNCE_SOFT);
+	                 KR_BOUNCE_SOFT);
 	assert_int_equal(kr_bounce_smtp_kind(451, "5.1.1 odd but 4xx", st),
-	    KR_BOUNCE_SOFT);
+	                 KR_BOUNCE_SOFT);
 	/* about us, not the address */
-	assert_int_equal(kr_bounce_smtp_kind(530, "5.7.0 Authentication "
-						  "required",
-			     st),
-	    KR_BOUNCE_IGNORE);
-	assert_int_equal(kr_bounce_smtp_kind(554, "5.7.1 <x@y>: Relay access "
-						  "denied",
-			     NULL),
-	    KR_BOUNCE_IGNORE);
+	assert_int_equal(kr_bounce_smtp_kind(530,
+	                                     "5.7.0 Authentication "
+	                                     "required",
+	                                     st),
+	                 KR_BOUNCE_IGNORE);
+	assert_int_equal(kr_bounce_smtp_kind(554,
+	                                     "5.7.1 <x@y>: Relay access "
+	                                     "denied",
+	                                     NULL),
+	                 KR_BOUNCE_IGNORE);
 	assert_int_equal(kr_bounce_smtp_kind(500, "5.5.2 Syntax error", st),
-	    KR_BOUNCE_IGNORE);
-	assert_int_equal(kr_bounce_smtp_kind(553, "5.1.8 sender domain does "
-						  "not resolve",
-			     st),
-	    KR_BOUNCE_IGNORE);
+	                 KR_BOUNCE_IGNORE);
+	assert_int_equal(kr_bounce_smtp_kind(553,
+	                                     "5.1.8 sender domain does "
+	                                     "not resolve",
+	                                     st),
+	                 KR_BOUNCE_IGNORE);
 	assert_int_equal(kr_bounce_smtp_kind(250, "ok", st), KR_BOUNCE_IGNORE);
 	assert_string_equal(kr_bounce_kind_name(KR_BOUNCE_COMPLAINT),
-	    "complaint");
+	                    "complaint");
 }
 
 static void
@@ -346,27 +374,25 @@ test_bounce_config_defaults(void **state)
 	char *errors = NULL;
 
 	(void)state;
-	assert_int_equal(kr_config_load_buf("t.yaml", base, strlen(base), &cfg,
-			     &errors),
-	    0);
+	assert_int_equal(
+	    kr_config_load_buf("t.yaml", base, strlen(base), &cfg, &errors), 0);
 	assert_int_equal(cfg->bounce.hard_threshold, 1);
 	assert_int_equal(cfg->bounce.soft_threshold, 3);
 	assert_int_equal(cfg->bounce.soft_window, 7 * 86400);
 	kr_config_free(&cfg);
 	snprintf(text, sizeof(text),
-	    "%sbounce:\n  hard_threshold: 2\n  soft_threshold: 5\n"
-	    "  soft_window: 2d\n",
-	    base);
-	assert_int_equal(kr_config_load_buf("t.yaml", text, strlen(text), &cfg,
-			     &errors),
-	    0);
+	         "%sbounce:\n  hard_threshold: 2\n  soft_threshold: 5\n"
+	         "  soft_window: 2d\n",
+	         base);
+	assert_int_equal(
+	    kr_config_load_buf("t.yaml", text, strlen(text), &cfg, &errors), 0);
 	assert_int_equal(cfg->bounce.hard_threshold, 2);
 	assert_int_equal(cfg->bounce.soft_threshold, 5);
 	assert_int_equal(cfg->bounce.soft_window, 2 * 86400);
 	kr_config_free(&cfg);
 	snprintf(text, sizeof(text), "%sbounce:\n  hard_threshold: 0\n", base);
-	assert_int_equal(kr_config_load_buf("t.yaml", text, strlen(text), &cfg,
-			     &errors),
+	assert_int_equal(
+	    kr_config_load_buf("t.yaml", text, strlen(text), &cfg, &errors),
 	    -1);
 	assert_non_null(strstr(errors, "t.yaml:9:19: bounce.hard_threshold"));
 	free(errors);
@@ -394,7 +420,7 @@ add_sub(struct kr_store *s, const char *email)
 	sub.created_at = NOW - 100;
 	assert_int_equal(kr_store_subscriber_import(s, &sub, &added, &err), 0);
 	assert_int_equal(kr_store_subscriber_find(s, "news", email, &got, &err),
-	    1);
+	                 1);
 	return got.id;
 }
 
@@ -422,7 +448,7 @@ setup(void **state)
 	r.source = (char *)(uintptr_t) "/tmp/r.md";
 	snprintf(r.hash, sizeof(r.hash), "h1");
 	if (kr_store_report_add(f->s, &r, false, NOW, &f->report, &queued,
-		&err) < 0 ||
+	                        &err) < 0 ||
 	    queued != 3)
 		return -1;
 	*state = f;
@@ -444,21 +470,29 @@ teardown(void **state)
 }
 
 static void
-record(struct fx *f, int64_t sub, int kind, const char *status, int64_t at,
-    const struct kr_bounce_policy *p, struct kr_bounce_result *res)
+record_r(struct fx *f, int64_t sub, int64_t report, int kind,
+         const char *status, int64_t at, const struct kr_bounce_policy *p,
+         struct kr_bounce_result *res)
 {
 	struct kr_bounce_row row = {0};
 	struct kr_err err = {0};
 
 	row.at = at;
 	row.subscriber_id = sub;
-	row.report_id = f->report;
+	row.report_id = report;
 	row.kind = kind;
 	snprintf(row.status, sizeof(row.status), "%s", status);
 	snprintf(row.diagnostic, sizeof(row.diagnostic), "diag %s", status);
 	snprintf(row.source, sizeof(row.source), "dsn");
 	if (kr_store_bounce_record(f->s, &row, p, res, &err) < 0)
 		fail_msg("record: %s", err.msg);
+}
+
+static void
+record(struct fx *f, int64_t sub, int kind, const char *status, int64_t at,
+       const struct kr_bounce_policy *p, struct kr_bounce_result *res)
+{
+	record_r(f, sub, f->report, kind, status, at, p, res);
 }
 
 static void
@@ -492,13 +526,24 @@ test_bounce_store_hard(void **state)
 	assert_int_equal(s.status, KR_SUB_ACTIVE);
 	assert_int_equal(s.bounces, 0);
 	assert_int_equal(kr_store_delivery_counts(f->s, f->report, &k, &err),
-	    0);
+	                 0);
 	assert_int_equal(k.queued, 2);
 	assert_int_equal(k.cancelled, 1);
-	/* again: stored and counted, no second state change */
+	/* the same copy again: stored, a duplicate, not counted */
 	record(f, f->a, KR_STORE_BOUNCE_HARD, "5.1.1", NOW + 1, &p, &res);
+	assert_true(res.duplicate);
+	assert_false(res.counted);
+	assert_false(res.bounced);
+	assert_int_equal(res.bounces, 1);
+	/* another report's copy: counted, no second state change */
+	record_r(f, f->a, f->report + 1, KR_STORE_BOUNCE_HARD, "5.1.1", NOW + 2,
+	         &p, &res);
+	assert_false(res.duplicate);
+	assert_true(res.counted);
 	assert_false(res.bounced);
 	assert_int_equal(res.bounces, 2);
+	sub_get(f, f->a, &s);
+	assert_int_equal(s.bounces, 2);
 }
 
 static void
@@ -513,7 +558,8 @@ test_bounce_store_hard_threshold_two(void **state)
 	assert_false(res.bounced);
 	sub_get(f, f->a, &s);
 	assert_int_equal(s.status, KR_SUB_ACTIVE);
-	record(f, f->a, KR_STORE_BOUNCE_HARD, "5.2.1", NOW + 60, &p, &res);
+	record_r(f, f->a, f->report + 1, KR_STORE_BOUNCE_HARD, "5.2.1",
+	         NOW + 60, &p, &res);
 	assert_true(res.bounced);
 	sub_get(f, f->a, &s);
 	assert_int_equal(s.status, KR_SUB_BOUNCED);
@@ -528,22 +574,30 @@ test_bounce_store_soft_window(void **state)
 	struct kr_subscriber s;
 
 	/* two soft bounces, then one after the window: not three within */
-	record(f, f->b, KR_STORE_BOUNCE_SOFT, "4.2.2", NOW, &p, &res);
+	record_r(f, f->b, 11, KR_STORE_BOUNCE_SOFT, "4.2.2", NOW, &p, &res);
 	assert_false(res.counted);
-	record(f, f->b, KR_STORE_BOUNCE_SOFT, "4.2.2", NOW + 10, &p, &res);
+	record_r(f, f->b, 12, KR_STORE_BOUNCE_SOFT, "4.2.2", NOW + 10, &p,
+	         &res);
 	assert_false(res.counted);
-	record(f, f->b, KR_STORE_BOUNCE_SOFT, "4.2.2", NOW + 86400 + 5, &p,
-	    &res);
+	record_r(f, f->b, 13, KR_STORE_BOUNCE_SOFT, "4.2.2", NOW + 86400 + 5,
+	         &p, &res);
 	assert_false(res.counted);
 	sub_get(f, f->b, &s);
 	assert_int_equal(s.status, KR_SUB_ACTIVE);
 	assert_int_equal(s.bounces, 0);
-	/* two more within a day of the third: three in the window */
-	record(f, f->b, KR_STORE_BOUNCE_SOFT, "4.2.2", NOW + 86400 + 60, &p,
-	    &res);
+	/* the same copies again do not add up */
+	record_r(f, f->b, 13, KR_STORE_BOUNCE_SOFT, "4.2.2", NOW + 86400 + 30,
+	         &p, &res);
+	assert_true(res.duplicate);
+	record_r(f, f->b, 13, KR_STORE_BOUNCE_SOFT, "4.2.2", NOW + 86400 + 40,
+	         &p, &res);
 	assert_false(res.counted);
-	record(f, f->b, KR_STORE_BOUNCE_SOFT, "4.4.7", NOW + 86400 + 120, &p,
-	    &res);
+	/* two more within a day of the third: three in the window */
+	record_r(f, f->b, 14, KR_STORE_BOUNCE_SOFT, "4.2.2", NOW + 86400 + 60,
+	         &p, &res);
+	assert_false(res.counted);
+	record_r(f, f->b, 15, KR_STORE_BOUNCE_SOFT, "4.4.7", NOW + 86400 + 120,
+	         &p, &res);
 	assert_true(res.counted);
 	assert_true(res.bounced);
 	sub_get(f, f->b, &s);
@@ -586,9 +640,8 @@ test_bounce_store_complaint_and_list(void **state)
 	assert_int_equal(s.unsubscribed_at, NOW);
 	record(f, f->a, KR_STORE_BOUNCE_SOFT, "4.2.2", NOW + 1, &p, &res);
 	memset(rows, 0, sizeof(rows));
-	assert_int_equal(kr_store_bounce_foreach(f->s, 0, 0, collect, rows,
-			     &err),
-	    0);
+	assert_int_equal(
+	    kr_store_bounce_foreach(f->s, 0, 0, collect, rows, &err), 0);
 	assert_int_equal(rows[0].kind, KR_STORE_BOUNCE_SOFT); /* newest */
 	assert_string_equal(rows[0].email, "a@example.jp");
 	assert_string_equal(rows[0].status, "4.2.2");
@@ -599,24 +652,23 @@ test_bounce_store_complaint_and_list(void **state)
 	assert_int_equal(rows[2].id, 0);
 	memset(rows, 0, sizeof(rows));
 	assert_int_equal(kr_store_bounce_foreach(f->s, f->report + 1, 0,
-			     collect, rows, &err),
-	    0);
+	                                         collect, rows, &err),
+	                 0);
 	assert_int_equal(rows[0].id, 0);
 	memset(rows, 0, sizeof(rows));
-	assert_int_equal(kr_store_bounce_foreach(f->s, 0, 1, collect, rows,
-			     &err),
-	    0);
+	assert_int_equal(
+	    kr_store_bounce_foreach(f->s, 0, 1, collect, rows, &err), 0);
 	assert_int_equal(rows[1].id, 0);
 	/* unknown subscriber, bad kind */
 	bad.subscriber_id = 9999;
 	bad.kind = KR_STORE_BOUNCE_HARD;
 	assert_int_equal(kr_store_bounce_record(f->s, &bad, &p, &res, &err),
-	    -1);
+	                 -1);
 	assert_int_equal(err.code, KR_ERR_NOTFOUND);
 	bad.subscriber_id = f->a;
 	bad.kind = 7;
 	assert_int_equal(kr_store_bounce_record(f->s, &bad, &p, &res, &err),
-	    -1);
+	                 -1);
 	assert_int_equal(err.code, KR_ERR_INVALID);
 }
 
@@ -629,6 +681,7 @@ main(void)
 	    cmocka_unit_test(test_bounce_dsn_soft_and_delayed),
 	    cmocka_unit_test(test_bounce_arf),
 	    cmocka_unit_test(test_bounce_qmail_exim),
+	    cmocka_unit_test(test_bounce_encoded_texts),
 	    cmocka_unit_test(test_bounce_autoreplies_ignored),
 	    cmocka_unit_test(test_bounce_truncated_and_garbage),
 	    cmocka_unit_test(test_bounce_verp_fallback_and_recipient),
@@ -636,11 +689,11 @@ main(void)
 	    cmocka_unit_test(test_bounce_smtp_kind),
 	    cmocka_unit_test(test_bounce_config_defaults),
 	    cmocka_unit_test_setup_teardown(test_bounce_store_hard, setup,
-	        teardown),
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_bounce_store_hard_threshold_two, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bounce_store_soft_window,
-	        setup, teardown),
+	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_bounce_store_complaint_and_list, setup, teardown),
 	};

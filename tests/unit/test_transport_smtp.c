@@ -565,6 +565,45 @@ test_smtp_failover(void **state)
 	server_stop(&s);
 }
 
+/* A refused envelope sender is the sender's problem, not the
+ * subscriber's: temporary even for a 5xx; the other messages go. */
+static void
+test_smtp_mail_from_refused_is_temp(void **state)
+{
+	struct server s = {0};
+	struct kr_config cfg;
+	struct kr_cfg_relay relays[1];
+	struct relay_spec spec[1] = {
+	    {"127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL}};
+	struct kr_transport *t = NULL;
+	struct kr_err err = {0};
+	struct kr_msg m[2];
+	struct outcome o = {0};
+
+	(void)state;
+	server_start(&s,
+	             "{\"mail\": {\"bad-sender@news.example.jp\": "
+	             "\"553 5.7.1 sender rejected\"}}",
+	             NULL);
+	spec[0].port = s.port;
+	make_config(&cfg, relays, spec, 1, 20);
+	init_msg(&m[0], 1, "a@example.jp", make_message("a@example.jp", 3));
+	m[0].mail_from = "bad-sender@news.example.jp";
+	init_msg(&m[1], 2, "b@example.jp", make_message("b@example.jp", 3));
+	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), 0);
+	assert_int_equal(kr_transport_smtp_ops.send(t, m, 2, on_done, &o, &err),
+	                 0);
+	assert_int_equal(o.calls, 2);
+	assert_int_equal(m[0].result, KR_SEND_TEMP);
+	assert_int_equal(m[0].code, 553);
+	assert_non_null(strstr(m[0].reply, "sender rejected"));
+	assert_int_equal(m[1].result, KR_SEND_OK);
+	assert_int_equal(server_count(&s), 1);
+	kr_transport_smtp_ops.destroy(&t);
+	free_msgs(m, 2);
+	server_stop(&s);
+}
+
 /* A relay that accepts the connection and never greets times out (the
  * greeting stage timeout) and the next relay takes the batch. */
 static void
@@ -641,6 +680,7 @@ struct nodelay_probe {
 	int port;
 	int seen;    /* sockets to the server found */
 	int nodelay; /* their TCP_NODELAY, ANDed */
+	int corked;  /* their TCP_CORK, ORed: must be off after a message */
 };
 
 static void
@@ -667,6 +707,9 @@ on_done_nodelay(void *ctx, struct kr_msg *msg)
 			continue;
 		p->seen++;
 		p->nodelay = p->nodelay && v != 0;
+		l = sizeof(v);
+		if (getsockopt(fd, IPPROTO_TCP, TCP_CORK, &v, &l) == 0)
+			p->corked = p->corked || v != 0;
 	}
 }
 
@@ -683,7 +726,7 @@ test_smtp_sets_tcp_nodelay(void **state)
 	struct kr_transport *t = NULL;
 	struct kr_err err = {0};
 	struct kr_msg m[1];
-	struct nodelay_probe p = {0, 0, 1};
+	struct nodelay_probe p = {0, 0, 1, 0};
 
 	(void)state;
 	server_start(&s, NULL, NULL);
@@ -697,6 +740,7 @@ test_smtp_sets_tcp_nodelay(void **state)
 	assert_int_equal(m[0].result, KR_SEND_OK);
 	assert_int_equal(p.seen, 1);
 	assert_int_equal(p.nodelay, 1);
+	assert_int_equal(p.corked, 0);
 
 	kr_transport_smtp_set_nodelay(0);
 	p.seen = 0;
@@ -1004,6 +1048,7 @@ main(void)
 	        test_smtp_drop_before_data_is_temp_and_hang_uncertain),
 	    cmocka_unit_test(test_smtp_drop_mid_data_is_temp),
 	    cmocka_unit_test(test_smtp_failover),
+	    cmocka_unit_test(test_smtp_mail_from_refused_is_temp),
 	    cmocka_unit_test(test_smtp_greeting_timeout_fails_over),
 	    cmocka_unit_test(test_smtp_all_relays_down),
 	    cmocka_unit_test(test_smtp_sets_tcp_nodelay),
