@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "buf.h"
@@ -128,6 +129,30 @@ out:
 	return rc;
 }
 
+/* DMARC passes on DKIM only when d= is aligned with the From domain:
+ * the same, or (relaxed) the same organizational domain. Without the
+ * public suffix list we can tell only the sure case, d= equal to the
+ * From domain or a parent of it; anything else gets a warning. */
+static void
+warn_alignment(const struct kr_cfg_list *l)
+{
+	const char *at = l->from_addr ? strrchr(l->from_addr, '@') : NULL;
+	size_t fl, dl = strlen(l->dkim_domain);
+
+	if (at == NULL)
+		return;
+	at++;
+	fl = strlen(at);
+	if (strcasecmp(at, l->dkim_domain) == 0 ||
+	    (fl > dl && at[fl - dl - 1] == '.' &&
+	     strcasecmp(at + fl - dl, l->dkim_domain) == 0))
+		return;
+	printf("list %s: WARN d=%s is not the From domain %s nor a parent of "
+	       "it: DMARC counts the signature only if both share an "
+	       "organizational domain\n",
+	       l->id, l->dkim_domain, at);
+}
+
 /* One key of one list: 1 matches, 0 not (message printed). */
 static int
 check_one(const struct kr_cfg_list *l, const char *domain, const char *sel,
@@ -179,6 +204,7 @@ dkim_check(struct ctl *c, int argc, char **argv)
 
 		if (l->dkim_domain == NULL)
 			continue;
+		warn_alignment(l);
 		if (l->dkim_rsa_selector != NULL) {
 			n++;
 			good += (size_t)check_one(l, l->dkim_domain,

@@ -64,7 +64,10 @@ def lists_yaml(keys):
       ed25519: {selector: k2026-ed25519, key_file: %s}
   - id: plain
     from: report@news.example.jp
-""" % (rsa, ed, rsa, ed)
+  - id: other-domain
+    from: report@example.com
+    dkim: {domain: news.example.jp, rsa: {selector: k2026-rsa, key_file: %s}}
+""" % (rsa, ed, rsa, ed, rsa)
 
 
 def newsletter(cte, n=1):
@@ -350,9 +353,12 @@ def main():
     else:
         good = {rname: zone[rname + "#parts"], ename: zone[ename + "#parts"]}
         rc, out, err = check_with_dns(good)
-        ok(rc == 0 and out.count(": OK, matches ") == 4,
-           "dkim check: the published records match (4 keys, 3 lists)",
+        ok(rc == 0 and out.count(": OK, matches ") == 5,
+           "dkim check: the published records match (5 keys, 4 lists)",
            (rc, out, err))
+        ok("list other-domain: WARN d=news.example.jp is not the From "
+           "domain example.com" in out and out.count("WARN") == 1,
+           "dkim check warns when d= is not aligned with From", out)
         other = subprocess.run([KAIRANCTL, "dkim", "keygen", "--domain",
                                 DOMAIN, "--selector", "other", "--dir",
                                 keys], capture_output=True)
@@ -360,9 +366,9 @@ def main():
         wrong = dict(good)
         wrong[ename] = oz["other-ed25519._domainkey." + DOMAIN + "#parts"]
         rc, out, err = check_with_dns(wrong)
-        ok(rc == 1 and out.count(": OK, matches ") == 2 and
+        ok(rc == 1 and out.count(": OK, matches ") == 3 and
            "another key than the key file's" in out and
-           "of 4 records missing or wrong" in err,
+           "2 of 5 records missing or wrong" in err,
            "dkim check: a record of another key is named", (rc, out, err))
         rc, out, err = check_with_dns({rname: ["v=DKIM1; k=rsa; p="]})
         ok(rc == 1 and "key revoked" in out and
@@ -373,7 +379,7 @@ def main():
     rc, out, err = run("--config", k.config, "dkim", "check")
     out = out.decode()
     ok(rc == 1 and ("no answer for " + rname) in out and
-       ("no answer for " + ename) in out and "of 4 records" in err,
+       ("no answer for " + ename) in out and "5 of 5 records" in err,
        "dkim check without DNS: 'no answer for SEL._domainkey.DOMAIN', "
        "exit 1", (rc, out, err))
     done()
