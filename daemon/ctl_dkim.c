@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "config.h"
@@ -117,6 +118,15 @@ dkim_keygen(int argc, char **argv)
 	       ";      ed25519: { selector: %s, key_file: %s }\n",
 	       domain, rsa_path, ed_path, domain, z.data, domain, sel_rsa,
 	       rsa_path, sel_ed, ed_path);
+	if (geteuid() == 0)
+		printf("; the key files belong to root: give them to the user "
+		       "kairand runs as
+		       ;
+		       chown kairan
+		       : % s %
+		             s ",
+		             rsa_path,
+		         ed_path);
 	rc = CTL_OK;
 out:
 	free(rsa_path);
