@@ -120,13 +120,8 @@ dkim_keygen(int argc, char **argv)
 	       rsa_path, sel_ed, ed_path);
 	if (geteuid() == 0)
 		printf("; the key files belong to root: give them to the user "
-		       "kairand runs as
-		       ;
-		       chown kairan
-		       : % s %
-		             s ",
-		             rsa_path,
-		         ed_path);
+		       "kairand runs as\n;   chown kairan: %s %s\n",
+		       rsa_path, ed_path);
 	rc = CTL_OK;
 out:
 	free(rsa_path);
