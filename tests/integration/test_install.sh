@@ -14,7 +14,7 @@
 # `make test`), so nothing is rebuilt here; `make install` alone builds
 # and installs the release flavour.
 set -u
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 BUILD="${KAIRAN_BUILD:-build/asan}"
 FLAVOUR=$(basename "$BUILD")
 BUILDROOT=$(dirname "$BUILD")
