@@ -83,6 +83,7 @@ for _ in $(seq 100); do curl -fsS -o /dev/null "http://127.0.0.1:$np/" 2>/dev/nu
 # libmicrohttpd answering the same bytes and nothing else, in the first
 # call of the handler (see bench/mhd_bare.c: no keep-alive that way).
 bp=$(port)
+# shellcheck disable=SC2046 # pkg-config prints several words
 cc -O2 -o "$base/mhd_bare" bench/mhd_bare.c $(pkg-config --cflags --libs libmicrohttpd)
 "$base/mhd_bare" "$bp" "$base/www/index.html" &
 pids+=($!)

@@ -12,8 +12,10 @@ cd "$(dirname "$0")/.."
 BUILD="${KAIRAN_BUILD:-build/release}"
 N="${1:-100000}"
 RATE="${2:-200}"
-[ -x "$BUILD/kairand" ] && [ -x "$BUILD/kairanctl" ] ||
-	{ echo "no $BUILD/kairand: make FLAVOUR=release" >&2; exit 2; }
+if ! [ -x "$BUILD/kairand" ] || ! [ -x "$BUILD/kairanctl" ]; then
+	echo "no $BUILD/kairand: make FLAVOUR=release" >&2
+	exit 2
+fi
 base=$(mktemp -d /tmp/kairan-bench-webdel.XXXXXX)
 chmod 755 "$base"
 pids=()

@@ -23,6 +23,7 @@ import signal
 import socket
 import sqlite3
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -660,6 +661,39 @@ def main():
     rc = k.stop()
     h.ok(rc == 0, "kairand stops cleanly (no leaks under ASan)",
          k.logtext())
+
+    # ---- reload and stop in the middle of traffic ----
+    k2 = h.Kairan(h.tmpdir(), lists=LISTS)
+    stop = threading.Event()
+    errors = []
+
+    def hammer(n):
+        i = 0
+        while not stop.is_set():
+            i += 1
+            try:
+                if i % 3 == 0:
+                    h.http("GET", k2.url("/archive"), timeout=5)
+                elif i % 3 == 1:
+                    h.http("GET", k2.url("/"), timeout=5)
+                else:
+                    subscribe(k2, {"email": "load%d-%d@example.jp" % (n, i)},
+                              ip="10.9.%d.%d" % (n, i % 250))
+            except Exception as e:  # refused once it stops: expected
+                errors.append(e)
+    threads = [threading.Thread(target=hammer, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    k2.proc.signal(signal.SIGHUP)
+    time.sleep(1.5)
+    rc = k2.stop()
+    stop.set()
+    for t in threads:
+        t.join()
+    log = k2.logtext()
+    h.ok(rc == 0 and "Sanitizer" not in log,
+         "SIGHUP and SIGTERM under load: clean exit", log[-2000:])
     h.done()
 
 

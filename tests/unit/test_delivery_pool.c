@@ -303,7 +303,7 @@ t_send(struct kr_transport *t, struct kr_msg *msgs, size_t n,
 	}
 	for (i = 0; i < n; i++) {
 		struct row *r;
-		bool temp;
+		bool temp, slow;
 
 		if (fake_delay_us)
 			usleep((useconds_t)fake_delay_us);
@@ -311,11 +311,13 @@ t_send(struct kr_transport *t, struct kr_msg *msgs, size_t n,
 		r = row_of(msgs[i].id);
 		temp = fake_temp_once && strncmp(r->email, "temp", 4) == 0 &&
 		    r->attempts == 0;
+		slow = strncmp(r->email, "slow", 4) == 0 && r->attempts == 0;
 		pthread_mutex_unlock(&mu);
 		CHECK(strstr(msgs[i].data, msgs[i].rcpt) != NULL);
-		msgs[i].result = temp ? KR_SEND_TEMP : KR_SEND_OK;
-		msgs[i].code = temp ? 451 : 250;
+		msgs[i].result = temp || slow ? KR_SEND_TEMP : KR_SEND_OK;
+		msgs[i].code = temp || slow ? 451 : 250;
 		snprintf(msgs[i].reply, sizeof(msgs[i].reply), "%s",
+		    slow ? "4.7.1 slow down" :
 		    temp ? "4.3.0 later" : "2.0.0 ok");
 		snprintf(msgs[i].relay, sizeof(msgs[i].relay), "fake:25");
 		done(ctx, &msgs[i]);
@@ -493,6 +495,8 @@ test_delivery_pool_stats(void **state)
 	assert_int_equal(s.sent, 50);
 	assert_int_equal(s.deferred, 5);
 	assert_int_equal(kr_delivery_current_report(d), 1);
+	/* 4.3.0 is not "slow down": no limit is imposed. */
+	assert_true(kr_delivery_rate_now(d) == 0);
 	{
 		struct kr_buf b;
 
@@ -553,6 +557,7 @@ test_delivery_pool_reload(void **state)
 	struct kr_config cfg, cfg2;
 	struct kr_delivery *d = NULL;
 	struct kr_err err = {0};
+	int i;
 
 	(void)state;
 	make_cfg(&cfg, 2, 10);
@@ -560,8 +565,14 @@ test_delivery_pool_reload(void **state)
 	make_rows(300, name_mixed);
 	fake_temp_once = 0;
 	assert_int_equal(kr_delivery_start(&cfg, NULL, &d, &err), 0);
-	kr_delivery_set_config(d, &cfg2, NULL);
+	assert_int_equal(kr_delivery_gen_in_use(d) <= 1, 1);
+	assert_int_equal(kr_delivery_set_config(d, &cfg2, NULL), 2);
 	assert_true(wait_sent(300, 30));
+	/* Every worker moves on to the new config within its idle wait:
+	 * then the old one may be freed. */
+	for (i = 0; i < 500 && kr_delivery_gen_in_use(d) < 2; i++)
+		usleep(10000);
+	assert_int_equal(kr_delivery_gen_in_use(d), 2);
 	kr_delivery_stop(&d);
 	/* Stopping NULL and kicking with no pool are harmless. */
 	kr_delivery_stop(&d);
@@ -601,6 +612,47 @@ test_delivery_pool_relay_down(void **state)
 		assert_int_equal(rows[i].marks, 1);
 }
 
+static const char *
+name_slow_last(size_t i)
+{
+	static char b[64];
+
+	snprintf(b, sizeof(b), "%s%zu@example.org", i == 29 ? "slow" : "r",
+	    i);
+	return b;
+}
+
+static void
+test_delivery_pool_slowdown(void **state)
+{
+	struct kr_config cfg;
+	struct kr_delivery *d = NULL;
+	struct kr_err err = {0};
+	size_t i;
+
+	(void)state;
+	/* No configured rate: a 4.7.1 reply imposes one. */
+	make_cfg(&cfg, 1, 30);
+	make_rows(30, name_slow_last);
+	fake_temp_once = 0;
+	assert_int_equal(kr_delivery_start(&cfg, NULL, &d, &err), 0);
+	assert_true(wait_sent(30, 30));
+	assert_true(kr_delivery_rate_now(d) > 0);
+	{
+		struct kr_buf b;
+
+		kr_buf_init(&b, 0);
+		assert_int_equal(kr_delivery_metrics(d, &b), 0);
+		assert_non_null(strstr(b.data, "kairan_delivery_rate_limit "));
+		assert_null(strstr(b.data, "kairan_delivery_rate_limit 0\n"));
+		kr_buf_fini(&b);
+	}
+	kr_delivery_stop(&d);
+	for (i = 0; i < n_rows; i++)
+		assert_int_equal(rows[i].marks, 1);
+	assert_int_equal(rows[29].attempts, 2);
+}
+
 static int
 cleanup(void **state)
 {
@@ -621,6 +673,7 @@ main(void)
 		cleanup),
 	    cmocka_unit_test_teardown(test_delivery_pool_reload, cleanup),
 	    cmocka_unit_test_teardown(test_delivery_pool_relay_down, cleanup),
+	    cmocka_unit_test_teardown(test_delivery_pool_slowdown, cleanup),
 	};
 
 	return cmocka_run_group_tests_name("delivery_pool", tests, NULL, NULL);
