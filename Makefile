@@ -200,8 +200,7 @@ lint: $(DEPS_STAMP)
 install: all
 	install -d -m 0755 $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) \
 	  $(DESTDIR)$(SYSCONFDIR)/kairan $(DESTDIR)$(UNITDIR) \
-	  $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) \
-	  $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+	  $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR)
 	install -m 0755 $(B)/kairand $(DESTDIR)$(SBINDIR)/kairand
 	install -m 0755 $(B)/kairanctl $(DESTDIR)$(BINDIR)/kairanctl
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/kairan/kairan.yaml ]; then \
@@ -218,19 +217,20 @@ install: all
 	fi
 	@set -e; for f in systemd/*.service systemd/*.socket; do \
 	  [ -e "$$f" ] || continue; d=$(DESTDIR)$(UNITDIR)/$${f##*/}; \
-	  echo "install -m 0644 $$f $$d (Exec paths: $(SBINDIR)," \
-	    "$(SYSCONFDIR)/kairan)"; \
+	  echo "install -m 0644 $$f $$d"; \
 	  sed -e '/^Exec/s|/usr/local/sbin/|$(SBINDIR)/|g' \
 	    -e '/^Exec/s|/etc/kairan/|$(SYSCONFDIR)/kairan/|g' \
 	    "$$f" >"$$d.tmp"; \
 	  chmod 0644 "$$d.tmp"; mv -f "$$d.tmp" "$$d"; done
+	@echo "make install: kairan.service runs $(SBINDIR)/kairand" \
+	  "--config $(SYSCONFDIR)/kairan/kairan.yaml"
 	install -m 0644 systemd/kairan.sysusers \
 	  $(DESTDIR)$(SYSUSERSDIR)/kairan.conf
 	install -m 0644 systemd/kairan.tmpfiles \
 	  $(DESTDIR)$(TMPFILESDIR)/kairan.conf
-	@set -e; for m in man/*.[58]; do \
-	  echo "install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$${m##*.}/"; \
-	  install -m 0644 "$$m" $(DESTDIR)$(MANDIR)/man$${m##*.}/; done
+	@set -e; for m in man/*.[1-9]; do \
+	  d=$(DESTDIR)$(MANDIR)/man$${m##*.}; install -d -m 0755 "$$d"; \
+	  echo "install -m 0644 $$m $$d/"; install -m 0644 "$$m" "$$d/"; done
 	@if [ -z "$(DESTDIR)" ]; then \
 	  echo "make install: next, as root: systemd-sysusers;" \
 	    "systemd-tmpfiles --create; systemctl daemon-reload; edit" \

@@ -58,15 +58,17 @@ expected="0755 usr/bin/kairanctl
 0644 usr/lib/systemd/system/kairan.service
 0644 usr/lib/systemd/system/kairan.socket
 0644 usr/lib/sysusers.d/kairan.conf
-0644 usr/lib/tmpfiles.d/kairan.conf
-0644 usr/share/man/man5/kairan.yaml.5
-0644 usr/share/man/man8/kairanctl.8
-0644 usr/share/man/man8/kairand.8"
+0644 usr/lib/tmpfiles.d/kairan.conf"
+for m in man/*.[1-9]; do
+	expected="$expected
+0644 usr/share/man/man${m##*.}/${m##*/}"
+done
+nexp=$(wc -l <<<"$expected")
 got=$(cd "$D" && find . -type f -printf '%#m %P\n' | sort -k2)
 if [ "$got" = "$(sort -k2 <<<"$expected")" ]; then
-	ok "installed files and modes are exactly the expected ten"
+	ok "installed files and modes are exactly the expected $nexp"
 else
-	notok "installed files and modes are exactly the expected ten" \
+	notok "installed files and modes are exactly the expected $nexp" \
 		"$(diff <(sort -k2 <<<"$expected") <(echo "$got"))"
 fi
 others=$(cd "$D" && find . \( -type l -o ! -type f ! -type d \) -print)
@@ -80,6 +82,10 @@ check "sysusers snippet is systemd/kairan.sysusers" \
 	cmp -s systemd/kairan.sysusers "$D/usr/lib/sysusers.d/kairan.conf"
 check "tmpfiles snippet is systemd/kairan.tmpfiles" \
 	cmp -s systemd/kairan.tmpfiles "$D/usr/lib/tmpfiles.d/kairan.conf"
+for m in man/*.[1-9]; do
+	check "$m installed as is" \
+		cmp -s "$m" "$D/usr/share/man/man${m##*.}/${m##*/}"
+done
 check "kairan.socket is systemd/kairan.socket" \
 	cmp -s systemd/kairan.socket "$D/usr/lib/systemd/system/kairan.socket"
 check "installed kairanctl is the built one" \
