@@ -159,6 +159,20 @@ else
 		"$(cd "$L" 2>/dev/null && find . -type f | sort)"
 fi
 
+# ---- SYSCONFDIR moves the config, and the units follow ----
+E="$tmp/etc"
+u="$E/opt/kairan/lib/systemd/system/kairan.service"
+out=$(mk DESTDIR="$E" PREFIX=/opt/kairan SYSCONFDIR=/opt/kairan/etc)
+if [ $? -eq 0 ] && [ -f "$E/opt/kairan/etc/kairan/kairan.yaml" ] &&
+	[ ! -e "$E/etc" ] &&
+	grep -q '^ExecStart=/opt/kairan/sbin/kairand --config /opt/kairan/etc/kairan/kairan.yaml$' "$u" &&
+	grep -q '^ExecStartPre=/opt/kairan/sbin/kairand --config /opt/kairan/etc/kairan/kairan.yaml --check$' "$u"; then
+	ok "PREFIX=/opt/kairan SYSCONFDIR=/opt/kairan/etc: config and Exec lines follow"
+else
+	notok "PREFIX=/opt/kairan SYSCONFDIR=/opt/kairan/etc: config and Exec lines follow" \
+		"$(grep '^Exec' "$u" 2>&1; cd "$E" && find . -type f | sort)"
+fi
+
 # ---- the man pages ----
 for m in man/*.[0-9]; do
 	out=$(groff -man -ww -z "$m" 2>&1)
