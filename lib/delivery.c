@@ -28,6 +28,7 @@
 #include "buf.h"
 #include "compose.h"
 #include "config.h"
+#include "dkim.h"
 #include "err.h"
 #include "log.h"
 #include "store.h"
@@ -70,6 +71,7 @@ struct kr_delivery {
 	const struct kr_config *cfg;
 	unsigned cfg_gen;
 	const struct kr_keyring *ring;
+	const struct kr_dkim_set *dkim; /* of cfg's generation, NULL: none */
 	struct kr_delivery_bucket global;
 	/* With no global rate, a "slow down" reply imposes one for a while:
 	 * half the rate observed, halved again by each further reply. */
@@ -106,6 +108,7 @@ struct worker {
 
 	const struct kr_config *cfg; /* this batch's */
 	const struct kr_keyring *ring;
+	const struct kr_dkim_set *dkim;
 	unsigned cfg_gen;
 	const struct kr_transport_ops *ops;
 	struct kr_transport *t;
@@ -764,6 +767,7 @@ worker_compose(struct worker *w, size_t i, struct kr_err *err)
 {
 	const struct kr_claim *c = &w->claims[i];
 	const struct kr_cfg_list *list;
+	const struct kr_dkim *dk;
 	int64_t now = (int64_t)time(NULL);
 
 	list = kr_config_list(w->cfg, c->list_id);
@@ -772,13 +776,27 @@ worker_compose(struct worker *w, size_t i, struct kr_err *err)
 		    "list %s is not in the config", c->list_id);
 	kr_buf_reset(&w->bufs[i]);
 	w->env_from[i][0] = '\0';
-	if (c->kind == KR_DELIVERY_CONFIRM)
-		return kr_compose_confirm(w->cfg, list, c, w->ring, now,
-		    &w->bufs[i], w->env_from[i], err);
-	if (worker_report(w, c->report_id, err) < 0)
+	if (c->kind == KR_DELIVERY_CONFIRM) {
+		if (kr_compose_confirm(w->cfg, list, c, w->ring, now,
+			&w->bufs[i], w->env_from[i], err) < 0)
+			return -1;
+	} else {
+		if (worker_report(w, c->report_id, err) < 0)
+			return -1;
+		if (kr_compose_report(w->cfg, list, &w->report, c, w->ring,
+			now, &w->bufs[i], w->env_from[i], err) < 0)
+			return -1;
+	}
+	/* Signed last, over the exact bytes handed to the transport. The
+	 * codes map onto compose_failed(): KR_ERR_INVALID (the message
+	 * itself cannot be signed) fails it, KR_ERR_IO (the crypto library)
+	 * defers it. */
+	dk = kr_dkim_set_get(w->dkim, c->list_id);
+	if (dk != NULL && kr_dkim_prepend(dk, &w->bufs[i], now, err) < 0) {
+		kr_err_prefix(err, "dkim");
 		return -1;
-	return kr_compose_report(w->cfg, list, &w->report, c, w->ring,
-	    now, &w->bufs[i], w->env_from[i], err);
+	}
+	return 0;
 }
 
 /* A message that could not be composed: bad input (a list gone from the
@@ -990,6 +1008,7 @@ worker_main(void *arg)
 		}
 		w->cfg = d->cfg;
 		w->ring = d->ring;
+		w->dkim = d->dkim;
 		w->using_gen = d->cfg_gen;
 		kicks = d->kicks;
 		max = w->cfg->delivery.batch ? w->cfg->delivery.batch : 100;
@@ -1070,6 +1089,14 @@ int
 kr_delivery_start(const struct kr_config *cfg, const struct kr_keyring *ring,
     struct kr_delivery **d_out, struct kr_err *err)
 {
+	return kr_delivery_start_dkim(cfg, ring, NULL, d_out, err);
+}
+
+int
+kr_delivery_start_dkim(const struct kr_config *cfg,
+    const struct kr_keyring *ring, const struct kr_dkim_set *dkim,
+    struct kr_delivery **d_out, struct kr_err *err)
+{
 	struct kr_delivery *d;
 	pthread_condattr_t ca;
 	size_t i;
@@ -1083,6 +1110,7 @@ kr_delivery_start(const struct kr_config *cfg, const struct kr_keyring *ring,
 	pthread_cond_init(&d->wake, &ca);
 	pthread_condattr_destroy(&ca);
 	d->ring = ring;
+	d->dkim = dkim;
 	kr_delivery_bucket_init(&d->global, 0, mono_now());
 	apply_config(d, cfg);
 	if (kr_store_open(cfg->database, &d->store, err) < 0) {
@@ -1123,6 +1151,14 @@ unsigned
 kr_delivery_set_config(struct kr_delivery *d, const struct kr_config *cfg,
     const struct kr_keyring *ring)
 {
+	return kr_delivery_set_config_dkim(d, cfg, ring, NULL);
+}
+
+unsigned
+kr_delivery_set_config_dkim(struct kr_delivery *d,
+    const struct kr_config *cfg, const struct kr_keyring *ring,
+    const struct kr_dkim_set *dkim)
+{
 	unsigned gen;
 
 	pthread_mutex_lock(&d->lock);
@@ -1130,6 +1166,7 @@ kr_delivery_set_config(struct kr_delivery *d, const struct kr_config *cfg,
 	gen = d->cfg_gen;
 	if (ring != NULL)
 		d->ring = ring;
+	d->dkim = dkim;
 	pthread_mutex_unlock(&d->lock);
 	if (cfg->delivery.workers != d->n_workers)
 		kr_log_warn("delivery workers=%u takes effect at restart "
