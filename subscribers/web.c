@@ -36,6 +36,7 @@
 #include "address.h"
 #include "buf.h"
 #include "config.h"
+#include "delivery.h"
 #include "err.h"
 #include "log.h"
 #include "pages.h"
@@ -771,6 +772,10 @@ do_subscribe(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 	}
 	pthread_mutex_unlock(&web->store_lock);
 	locked = false;
+	/* Wake the delivery workers now: the confirmation leaves at once
+	 * instead of at their next idle poll. */
+	if (mailed)
+		kr_delivery_kick();
 	if (res.is_new)
 		atomic_fetch_add(&web->n_subscribe_new, 1);
 	kr_log_info("web: subscribe list=%s sub=%" PRId64 " new=%d "
