@@ -182,6 +182,14 @@ def main():
     rc, _, err = run("dkim", "keygen", "--domain", DOMAIN)
     ok(rc == 2 and "--selector" in err, "keygen without --selector: usage",
        (rc, err))
+    for sub in ("keygen", "check", "sign"):
+        rc, out2, err = run("dkim", sub, "--help")
+        ok(rc == 0 and out2.startswith(b"usage: kairanctl dkim") and
+           err == "", "dkim %s --help: usage on stdout, exit 0" % sub,
+           (rc, out2[:80], err))
+    rc, out2, err = run("dkim", "sign", "--bogus")
+    ok(rc == 2 and "usage:" in err, "dkim sign --bogus: usage, exit 2",
+       (rc, err))
 
     def dnsfunc(name, timeout=5):
         v = zone.get(name.decode().rstrip("."))
