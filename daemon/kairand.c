@@ -184,6 +184,20 @@ metrics(void *ctx, struct kr_buf *out)
 		kr_log_debug("metrics: delivery section truncated");
 }
 
+/* ---- /healthz: what keeps delivery from working ---- */
+
+static int
+health(void *ctx, struct kr_buf *out)
+{
+	struct kd *kd = ctx;
+	int r;
+
+	if (kd->delivery == NULL)
+		return 0;
+	r = kr_delivery_health(kd->delivery, out);
+	return r == 0 ? 0 : 1;
+}
+
 /* ---- systemd ---- */
 
 static void
@@ -376,6 +390,7 @@ start(struct kd *kd)
 		return -1;
 	}
 	kr_web_set_metrics(kd->web, metrics, kd);
+	kr_web_set_health(kd->web, health, kd);
 	if (kr_delivery_start(kd->cfg, kd->ring, &kd->delivery, &err) < 0) {
 		kr_log_err("%s", err.msg);
 		return -1;

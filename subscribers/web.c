@@ -84,6 +84,8 @@ struct kr_web {
 	struct view *view;
 	kr_web_metrics_fn metrics_fn;
 	void *metrics_ctx;
+	kr_web_health_fn health_fn;
+	void *health_ctx;
 
 	pthread_mutex_t store_lock;
 	struct kr_store *store;
@@ -1364,13 +1366,26 @@ on_admin(void *cls, struct MHD_Connection *c, const char *url,
 		goto out;
 	}
 	if (strcmp(url, "/healthz") == 0) {
+		kr_web_health_fn hfn;
+		void *hctx;
+
 		pthread_mutex_lock(&web->store_lock);
 		rc = kr_store_ping(web->store, &e);
 		pthread_mutex_unlock(&web->store_lock);
+		pthread_mutex_lock(&web->lock);
+		hfn = web->health_fn;
+		hctx = web->health_ctx;
+		pthread_mutex_unlock(&web->lock);
+		if (rc != 0 && kr_buf_printf(&out, "store: %s\n", e.msg) < 0)
+			goto out;
+		/* The delivery side: relay refusing or silent, store full or
+		 * locked for the workers. */
+		if (hfn != NULL && hfn(hctx, &out) != 0)
+			rc = -1;
 		if (rc == 0)
 			ret = send_buf(web, c, 200, "text/plain; charset=utf-8",
 			    NULL, "ok\n", 3, NULL, 0, false);
-		else if (kr_buf_printf(&out, "store: %s\n", e.msg) == 0)
+		else
 			ret = send_buf(web, c, 503, "text/plain; charset=utf-8",
 			    NULL, out.data, out.len, NULL, 0, false);
 		goto out;
@@ -1685,6 +1700,15 @@ kr_web_set_metrics(struct kr_web *web, kr_web_metrics_fn fn, void *ctx)
 	pthread_mutex_lock(&web->lock);
 	web->metrics_fn = fn;
 	web->metrics_ctx = ctx;
+	pthread_mutex_unlock(&web->lock);
+}
+
+void
+kr_web_set_health(struct kr_web *web, kr_web_health_fn fn, void *ctx)
+{
+	pthread_mutex_lock(&web->lock);
+	web->health_fn = fn;
+	web->health_ctx = ctx;
 	pthread_mutex_unlock(&web->lock);
 }
 
