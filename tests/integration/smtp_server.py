@@ -46,7 +46,14 @@ class Handler:
     def __init__(self, outdir, rules_path):
         self.outdir = outdir
         self.rules_path = rules_path
+        # A restart on the same folder (relay down, then back) goes on
+        # numbering after the messages already there.
         self.n = 0
+        try:
+            with open(os.path.join(outdir, "log.jsonl")) as f:
+                self.n = sum(1 for line in f if line.strip())
+        except OSError:
+            pass
         self.log = open(os.path.join(outdir, "log.jsonl"), "a", buffering=1)
 
     def rules(self):
