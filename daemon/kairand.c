@@ -113,7 +113,8 @@ log_lines(enum kr_log_level level, const char *prefix, const char *text)
 static void
 keep_config(struct kd *kd, struct kr_config *cfg)
 {
-	kd->cfgs = kr_xrealloc(kd->cfgs, (kd->n_cfgs + 1) * sizeof(*kd->cfgs));
+	/* An array of pointers: sizeof(pointer) is meant. */
+	kd->cfgs = kr_xrealloc(kd->cfgs, (kd->n_cfgs + 1) * sizeof(*kd->cfgs)); /* NOLINT(bugprone-sizeof-expression) */
 	kd->cfgs[kd->n_cfgs++] = cfg;
 }
 
@@ -121,7 +122,7 @@ static void
 keep_ring(struct kd *kd, struct kr_keyring *ring)
 {
 	kd->rings = kr_xrealloc(kd->rings,
-	    (kd->n_rings + 1) * sizeof(*kd->rings));
+	    (kd->n_rings + 1) * sizeof(*kd->rings)); /* NOLINT(bugprone-sizeof-expression): an array of pointers */
 	kd->rings[kd->n_rings++] = ring;
 }
 

@@ -732,7 +732,7 @@ kr_store_subscribe(struct kr_store *s, const char *list_id, const char *email,
                    bool double_opt_in, int64_t now,
                    struct kr_sub_result *res_out, struct kr_err *err)
 {
-	struct kr_subscriber cur;
+	struct kr_subscriber cur = {0};
 	sqlite3_stmt *st;
 	enum kr_sub_status to = double_opt_in ? KR_SUB_PENDING : KR_SUB_ACTIVE;
 	const char *src = consent && consent->source ? consent->source : "";

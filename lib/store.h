@@ -104,7 +104,7 @@ struct kr_claim {
  * leaving it untouched. */
 KR_NODISCARD int kr_store_open(const char *path, struct kr_store **store_out,
     struct kr_err *err);
-void kr_store_close(struct kr_store **store);
+void kr_store_close(struct kr_store **sp);
 /* The schema version this build writes. */
 int kr_store_schema_version(void);
 

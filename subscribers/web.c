@@ -1338,7 +1338,8 @@ metric(struct kr_buf *b, const char *name, const char *help,
 static enum MHD_Result
 on_admin(void *cls, struct MHD_Connection *c, const char *url,
     const char *method, const char *version, const char *upload_data,
-    size_t *upload_data_size, void **con_cls)
+    size_t *upload_data_size, /* NOLINT(readability-non-const-parameter): MHD's handler type */
+    void **con_cls)
 {
 	struct kr_web *web = cls;
 	struct kr_buf out;
@@ -1511,7 +1512,7 @@ out:
 static unsigned
 port_of(int fd)
 {
-	struct sockaddr_storage ss;
+	struct sockaddr_storage ss = {0};
 	socklen_t len = sizeof(ss);
 
 	if (getsockname(fd, (struct sockaddr *)&ss, &len) == -1)
