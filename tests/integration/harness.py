@@ -263,9 +263,18 @@ class Kairan:
             self.start()
 
     def start(self):
-        self.proc = Proc([KAIRAND, "--config", self.config], env=self.env,
+        # make valgrind: KAIRAN_VALGRIND holds the valgrind command line;
+        # its report goes to valgrind-PID.log and an error makes kairand
+        # exit 1 (so "SIGTERM exits 0" fails).
+        vg = os.environ.get("KAIRAN_VALGRIND", "").split()
+        if vg:
+            vg.append("--log-file=" + os.path.join(self.base,
+                                                   "valgrind-%p.log"))
+        self.proc = Proc(vg + [KAIRAND, "--config", self.config],
+                         env=self.env,
                          log=os.path.join(self.base, "kairand.log"))
-        if not wait_port(self.http_port, 20) or \
+        t = 120 if vg else 20
+        if not wait_port(self.http_port, t) or \
                 not wait_port(self.admin_port, 10):
             raise RuntimeError("kairand did not start:\n" + self.logtext())
 
