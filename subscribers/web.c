@@ -733,12 +733,25 @@ out:
 	return rc;
 }
 
+/* The t= argument, or "" (refused as a bad token) when its decoded value
+ * holds a NUL: "t=TOKEN%00junk" must not pass for TOKEN. */
+static const char *
+token_arg(struct MHD_Connection *c)
+{
+	const char *tok = NULL;
+	size_t len = 0;
+
+	if (MHD_lookup_connection_value_n(c, MHD_GET_ARGUMENT_KIND, "t", 1,
+		&tok, &len) != MHD_YES || tok == NULL)
+		return NULL;
+	return strlen(tok) == len ? tok : "";
+}
+
 static enum MHD_Result
 do_confirm(struct kr_web *web, struct MHD_Connection *c, struct view *v,
     bool post)
 {
-	const char *tok = MHD_lookup_connection_value(c,
-	    MHD_GET_ARGUMENT_KIND, "t");
+	const char *tok = token_arg(c);
 	const struct kr_pages_text *t;
 	const struct view_list *l = NULL;
 	struct kr_subscriber sub;
@@ -817,8 +830,7 @@ static enum MHD_Result
 do_unsubscribe(struct kr_web *web, struct MHD_Connection *c, struct view *v,
     struct req *rq)
 {
-	const char *tok = MHD_lookup_connection_value(c,
-	    MHD_GET_ARGUMENT_KIND, "t");
+	const char *tok = token_arg(c);
 	const struct kr_pages_text *t;
 	const struct view_list *l = NULL;
 	struct kr_subscriber sub;
