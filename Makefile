@@ -7,9 +7,10 @@ SBINDIR    ?= $(PREFIX)/sbin
 BINDIR     ?= $(PREFIX)/bin
 MANDIR     ?= $(PREFIX)/share/man
 SYSCONFDIR ?= /etc
-UNITDIR    ?= /lib/systemd/system
-SYSUSERSDIR ?= /usr/lib/sysusers.d
-TMPFILESDIR ?= /usr/lib/tmpfiles.d
+# systemd reads units, sysusers.d and tmpfiles.d from /usr/local/lib too.
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 
 CC ?= cc
 FLAVOUR ?= release
@@ -222,26 +223,50 @@ valgrind: $(DEPS_STAMP)
 	  ASAN_OPTIONS= UBSAN_OPTIONS= tests/run_tests.sh test_e2e || fail=1; \
 	exit $$fail
 
+# `make install` honours PREFIX and DESTDIR (and the *DIR variables at the
+# top). The units' Exec lines are rewritten to $(SBINDIR) and
+# $(SYSCONFDIR); an existing kairan.yaml is never overwritten (the new
+# example goes beside it as kairan.yaml.example). The mail templates are
+# built into the binaries: nothing to install for them.
 install: all
-	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR)
+	install -d -m 0755 $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) \
+	  $(DESTDIR)$(SYSCONFDIR)/kairan $(DESTDIR)$(UNITDIR) \
+	  $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR)
 	install -m 0755 $(B)/kairand $(DESTDIR)$(SBINDIR)/kairand
 	install -m 0755 $(B)/kairanctl $(DESTDIR)$(BINDIR)/kairanctl
-	install -d $(DESTDIR)$(SYSCONFDIR)/kairan
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/kairan/kairan.yaml ]; then \
-	  echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/kairan/kairan.yaml"; \
 	  install -m 0644 config/kairan.yaml \
 	    $(DESTDIR)$(SYSCONFDIR)/kairan/kairan.yaml.example; \
-	else install -m 0644 config/kairan.yaml \
-	    $(DESTDIR)$(SYSCONFDIR)/kairan/kairan.yaml; fi
-	@for f in systemd/*.service systemd/*.socket; do [ -e "$$f" ] || continue; \
-	  install -D -m 0644 $$f $(DESTDIR)$(UNITDIR)/$$(basename $$f); done
-	@[ ! -e systemd/kairan.sysusers ] || install -D -m 0644 \
-	  systemd/kairan.sysusers $(DESTDIR)$(SYSUSERSDIR)/kairan.conf
-	@[ ! -e systemd/kairan.tmpfiles ] || install -D -m 0644 \
-	  systemd/kairan.tmpfiles $(DESTDIR)$(TMPFILESDIR)/kairan.conf
-	@for m in man/*.[0-9]; do [ -e "$$m" ] || continue; \
-	  s=$${m##*.}; install -D -m 0644 $$m \
-	  $(DESTDIR)$(MANDIR)/man$$s/$$(basename $$m); done
+	  echo "make install: kept the existing" \
+	    "$(DESTDIR)$(SYSCONFDIR)/kairan/kairan.yaml; the new example is" \
+	    "$(DESTDIR)$(SYSCONFDIR)/kairan/kairan.yaml.example"; \
+	else \
+	  echo "install -m 0644 config/kairan.yaml" \
+	    "$(DESTDIR)$(SYSCONFDIR)/kairan/kairan.yaml"; \
+	  install -m 0644 config/kairan.yaml \
+	    $(DESTDIR)$(SYSCONFDIR)/kairan/kairan.yaml; \
+	fi
+	@set -e; for f in systemd/*.service systemd/*.socket; do \
+	  [ -e "$$f" ] || continue; d=$(DESTDIR)$(UNITDIR)/$${f##*/}; \
+	  echo "install -m 0644 $$f $$d"; \
+	  sed -e '/^Exec/s|/usr/local/sbin/|$(SBINDIR)/|g' \
+	    -e '/^Exec/s|/etc/kairan/|$(SYSCONFDIR)/kairan/|g' \
+	    "$$f" >"$$d.tmp"; \
+	  chmod 0644 "$$d.tmp"; mv -f "$$d.tmp" "$$d"; done
+	@echo "make install: kairan.service runs $(SBINDIR)/kairand" \
+	  "--config $(SYSCONFDIR)/kairan/kairan.yaml"
+	install -m 0644 systemd/kairan.sysusers \
+	  $(DESTDIR)$(SYSUSERSDIR)/kairan.conf
+	install -m 0644 systemd/kairan.tmpfiles \
+	  $(DESTDIR)$(TMPFILESDIR)/kairan.conf
+	@set -e; for m in man/*.[1-9]; do \
+	  d=$(DESTDIR)$(MANDIR)/man$${m##*.}; install -d -m 0755 "$$d"; \
+	  echo "install -m 0644 $$m $$d/"; install -m 0644 "$$m" "$$d/"; done
+	@if [ -z "$(DESTDIR)" ]; then \
+	  echo "make install: next, as root: systemd-sysusers;" \
+	    "systemd-tmpfiles --create; systemctl daemon-reload; edit" \
+	    "$(SYSCONFDIR)/kairan/kairan.yaml; systemctl enable --now" \
+	    "kairan.socket kairan.service"; fi
 
 clean:
 	rm -rf $(BUILDROOT)/release $(BUILDROOT)/asan $(BUILDROOT)/debug

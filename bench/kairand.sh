@@ -190,6 +190,11 @@ run_source() { # RUN
 }
 
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# "lo–hi" messages/s over the runs' wall times.
+range() {
+	printf '%s\n' "${@:2}" | sort -g | awk -v n="$1" \
+	    'NR == 1 {hi = n / $1} {lo = n / $1} END {printf "%.0f–%.0f", lo, hi}'
+}
 
 k_wall=(); k_cpu=(); k_rss=(); k_import=(); s_wall=()
 for r in $(seq 1 "$runs"); do
@@ -203,6 +208,8 @@ kmps=$(awk -v n="$n" -v w="$kw" 'BEGIN{printf "%.0f", n/w}')
 smps=$(awk -v n="$n" -v w="$sw" 'BEGIN{printf "%.0f", n/w}')
 kus=$(awk -v n="$n" -v c="$kc" 'BEGIN{printf "%.0f", c*1e6/n}')
 ratio=$(awk -v a="$kmps" -v b="$smps" 'BEGIN{printf "%.2f", a/b}')
+krange=$(range "$n" "${k_wall[@]}")
+srange=$(range "$n" "${s_wall[@]}")
 
 report=$(cat <<EOF
 
@@ -211,12 +218,13 @@ report=$(cat <<EOF
 \`bench/kairand.sh -n $n -w $workers -b $batch -r $runs\` — $n subscribers,
 one report of $msgsize bytes as composed (Japanese, multipart, personal
 unsubscribe token and VERP per copy), $workers workers = $workers SMTP
-sessions, release build, medians of $runs run(s).
+sessions, release build, medians of $runs run(s), kairand and
+smtp-source alternating.
 
-| sender → smtp-sink, $workers sessions | messages/s | CPU µs/message | peak RSS |
-|---|---|---|---|
-| kairand (claim, compose, send, mark sent per message) | $kmps | $kus | $((kr / 1024)) MB |
-| smtp-source -d -s $workers (no composition, no state) | $smps | – | – |
+| sender → smtp-sink, $workers sessions | messages/s (median) | range | CPU µs/message | peak RSS |
+|---|---|---|---|---|
+| kairand (claim, compose, send, mark sent per message) | $kmps | $krange | $kus | $((kr / 1024)) MB |
+| smtp-source -d -s $workers (no composition, no state) | $smps | $srange | – | – |
 
 kairand / smtp-source = **$ratio**. Importing the $n subscribers took ${ki}s.
 EOF

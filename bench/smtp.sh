@@ -117,13 +117,13 @@ sink_wait() {
 results="$work/rows.tsv"
 : >"$results"
 
-# row LABEL COUNT -- CMD...: RUNS runs, each against a fresh sink.
+# row LABEL COUNT -- CMD...: one run (number $run) against a fresh sink.
 # @PORT@ in CMD becomes the sink's port. Records msgs/s, CPU µs/msg.
 row() {
-	local label=$1 count=$2 run t0 t1 got wall mps cpu rss u s a
+	local label=$1 count=$2 t0 t1 got wall mps cpu rss u s a
 	local -a cmd
 	shift 3
-	for run in $(seq 1 "$runs"); do
+	{
 		sink_start
 		cmd=()
 		for a in "$@"; do cmd+=("${a//@PORT@/$port}"); done
@@ -148,22 +148,26 @@ row() {
 		    "$got" "$mps" "$cpu" "$rss" >>"$results"
 		printf '%-44s run %d: %6s msgs/s  %5s µs CPU/msg  sink got %s/%s  rss %s KB\n' \
 		    "$label" "$run" "$mps" "$cpu" "$got" "$count" "$rss" >&2
-	done
+	}
 }
 
 K=("$DRIVER" -p @PORT@ -f "$msg" -b "$batch")
 S=(-F "$msg" -f newsletter@news.example.jp -t subscriber@example.net)
 
-row "kairan, 1 session, TCP_NODELAY" "$n" -- "${K[@]}" -n "$n" -c 1
-row "kairan, 4 sessions, TCP_NODELAY" "$n" -- "${K[@]}" -n "$n" -c 4
-row "kairan, 1 session, Nagle (no TCP_NODELAY)" "$nslow" -- \
-	"${K[@]}" -n "$nslow" -c 1 -D
-row "kairan, 4 sessions, Nagle (no TCP_NODELAY)" "$nslow" -- \
-	"${K[@]}" -n "$nslow" -c 4 -D
-row "smtp-source -s 1 -d (ceiling, 1 connection)" "$n" -- \
-	"$SOURCE" -s 1 -d -m "$n" "${S[@]}" 127.0.0.1:@PORT@
-row "smtp-source -s 4 -d (ceiling, 4 connections)" "$n" -- \
-	"$SOURCE" -s 4 -d -m "$n" "${S[@]}" 127.0.0.1:@PORT@
+# The rows take turns within each round, so that the load of the machine
+# (it drifts over minutes) weighs on all of them alike.
+for run in $(seq 1 "$runs"); do
+	row "kairan, 1 session, TCP_NODELAY" "$n" -- "${K[@]}" -n "$n" -c 1
+	row "smtp-source -s 1 -d (ceiling, 1 connection)" "$n" -- \
+		"$SOURCE" -s 1 -d -m "$n" "${S[@]}" 127.0.0.1:@PORT@
+	row "kairan, 4 sessions, TCP_NODELAY" "$n" -- "${K[@]}" -n "$n" -c 4
+	row "smtp-source -s 4 -d (ceiling, 4 connections)" "$n" -- \
+		"$SOURCE" -s 4 -d -m "$n" "${S[@]}" 127.0.0.1:@PORT@
+	row "kairan, 1 session, Nagle (no TCP_NODELAY)" "$nslow" -- \
+		"${K[@]}" -n "$nslow" -c 1 -D
+	row "kairan, 4 sessions, Nagle (no TCP_NODELAY)" "$nslow" -- \
+		"${K[@]}" -n "$nslow" -c 4 -D
+done
 
 # Medians per label, in the order run.
 table=$(awk -F'\t' '
@@ -209,9 +213,11 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
 	echo "recipient per message, into Postfix's \`smtp-sink\` on 127.0.0.1 (fresh"
 	echo "sink per run). kairan rows: \`lib/transport_smtp.c\` (libesmtp 1.1)"
 	echo "driven by \`bench/smtp_bench.c\` (one thread per session, $batch messages"
-	echo "per SMTP session, no composition, no store); the Nagle rows leave"
-	echo "TCP_NODELAY off (\`kr_transport_smtp_set_nodelay(0)\`), as libesmtp does"
-	echo "as shipped. CPU is the sender's user+sys per message; medians of $runs."
+	echo "per SMTP session, no composition, no store; TCP_NODELAY, and TCP_CORK"
+	echo "while a message is copied); the Nagle rows leave both off"
+	echo "(\`kr_transport_smtp_set_nodelay(0)\`), as libesmtp does as shipped."
+	echo "CPU is the sender's user+sys per message; medians of $runs rounds,"
+	echo "the rows taking turns in each round."
 	echo
 	echo "$table"
 } | tee -a "$out"

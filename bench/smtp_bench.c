@@ -52,9 +52,9 @@ run(void *arg)
 	struct worker *w = arg;
 	const struct kr_transport_ops *ops = &kr_transport_smtp_ops;
 	struct kr_transport *t = NULL;
-	struct kr_err err = { 0 };
+	struct kr_err err = {0};
 	struct kr_msg *msgs = kr_xcalloc(w->batch, sizeof(*msgs));
-	char (*rcpt)[64] = kr_xcalloc(w->batch, sizeof(*rcpt));
+	char(*rcpt)[64] = kr_xcalloc(w->batch, sizeof(*rcpt));
 	size_t done = 0, i, n;
 
 	if (ops->create(w->cfg, &t, &err) != 0) {
@@ -67,7 +67,7 @@ run(void *arg)
 		for (i = 0; i < n; i++) {
 			memset(&msgs[i], 0, sizeof(msgs[i]));
 			snprintf(rcpt[i], sizeof(rcpt[i]),
-			    "sub%07zu@example.net", w->first + done + i);
+			         "sub%07zu@example.net", w->first + done + i);
 			msgs[i].id = (int64_t)(w->first + done + i);
 			msgs[i].mail_from = "bounces@news.example.jp";
 			msgs[i].rcpt = rcpt[i];
@@ -132,7 +132,7 @@ main(int argc, char **argv)
 	struct rusage ru;
 	const char *file = NULL;
 	size_t total = 20000, sessions = 1, batch = 100, len = 0, i, ok = 0,
-		  bad = 0;
+	       bad = 0;
 	int port = 0, opt, nodelay = 1;
 	char *data;
 	double t0, t1, cpu;
@@ -159,7 +159,7 @@ main(int argc, char **argv)
 			break;
 		default:
 			fprintf(stderr, "usage: smtp_bench -p PORT -n N -c S "
-			    "-f FILE [-b BATCH] [-D]\n");
+			                "-f FILE [-b BATCH] [-D]\n");
 			return 2;
 		}
 	}
@@ -172,7 +172,7 @@ main(int argc, char **argv)
 	kr_transport_smtp_set_nodelay(nodelay);
 	memset(&cfg, 0, sizeof(cfg));
 	memset(&relay, 0, sizeof(relay));
-	relay.host = (char *)(uintptr_t)"127.0.0.1";
+	relay.host = (char *)(uintptr_t) "127.0.0.1";
 	relay.port = (unsigned)port;
 	relay.tls = KR_CFG_TLS_NONE;
 	cfg.delivery.transport = KR_CFG_TRANSPORT_SMTP;
@@ -202,13 +202,13 @@ main(int argc, char **argv)
 	t1 = now();
 	getrusage(RUSAGE_SELF, &ru);
 	cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-	    (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+	      (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 	printf("messages=%zu ok=%zu failed=%zu sessions=%zu batch=%zu "
 	       "nodelay=%d bytes=%zu wall_s=%.3f msgs_per_s=%.0f cpu_s=%.2f "
 	       "cpu_us_per_msg=%.0f maxrss_kb=%ld\n",
-	    total, ok, bad, sessions, batch, nodelay, len, t1 - t0,
-	    (double)ok / (t1 - t0), cpu, total ? cpu * 1e6 / (double)total : 0,
-	    ru.ru_maxrss);
+	       total, ok, bad, sessions, batch, nodelay, len, t1 - t0,
+	       (double)ok / (t1 - t0), cpu,
+	       total ? cpu * 1e6 / (double)total : 0, ru.ru_maxrss);
 	free(w);
 	free(data);
 	return ok == total ? 0 : 1;

@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "config.h"
@@ -44,8 +46,8 @@ dkim_keygen(int argc, char **argv)
 	                                     {"help", 0, NULL, 'h'},
 	                                     {NULL, 0, NULL, 0}};
 	const char *domain = NULL, *sel = NULL, *dir = ".";
-	char *rsa_path = NULL, *ed_path = NULL, *txt_rsa = NULL,
-	     *txt_ed = NULL, *sel_rsa = NULL, *sel_ed = NULL;
+	char *rsa_path = NULL, *ed_path = NULL, *txt_rsa = NULL, *txt_ed = NULL,
+	     *sel_rsa = NULL, *sel_ed = NULL;
 	char absdir[PATH_MAX];
 	struct kr_err err = {0};
 	struct kr_buf z;
@@ -116,6 +118,10 @@ dkim_keygen(int argc, char **argv)
 	       ";      ed25519: { selector: %s, key_file: %s }\n",
 	       domain, rsa_path, ed_path, domain, z.data, domain, sel_rsa,
 	       rsa_path, sel_ed, ed_path);
+	if (geteuid() == 0)
+		printf("; the key files belong to root: give them to the user "
+		       "kairand runs as\n;   chown kairan: %s %s\n",
+		       rsa_path, ed_path);
 	rc = CTL_OK;
 out:
 	free(rsa_path);
@@ -126,6 +132,30 @@ out:
 	free(txt_ed);
 	kr_buf_fini(&z);
 	return rc;
+}
+
+/* DMARC passes on DKIM only when d= is aligned with the From domain:
+ * the same, or (relaxed) the same organizational domain. Without the
+ * public suffix list we can tell only the sure case, d= equal to the
+ * From domain or a parent of it; anything else gets a warning. */
+static void
+warn_alignment(const struct kr_cfg_list *l)
+{
+	const char *at = l->from_addr ? strrchr(l->from_addr, '@') : NULL;
+	size_t fl, dl = strlen(l->dkim_domain);
+
+	if (at == NULL)
+		return;
+	at++;
+	fl = strlen(at);
+	if (strcasecmp(at, l->dkim_domain) == 0 ||
+	    (fl > dl && at[fl - dl - 1] == '.' &&
+	     strcasecmp(at + fl - dl, l->dkim_domain) == 0))
+		return;
+	printf("list %s: WARN d=%s is not the From domain %s nor a parent of "
+	       "it: DMARC counts the signature only if both share an "
+	       "organizational domain\n",
+	       l->id, l->dkim_domain, at);
 }
 
 /* One key of one list: 1 matches, 0 not (message printed). */
@@ -179,6 +209,7 @@ dkim_check(struct ctl *c, int argc, char **argv)
 
 		if (l->dkim_domain == NULL)
 			continue;
+		warn_alignment(l);
 		if (l->dkim_rsa_selector != NULL) {
 			n++;
 			good += (size_t)check_one(l, l->dkim_domain,
@@ -187,19 +218,20 @@ dkim_check(struct ctl *c, int argc, char **argv)
 		}
 		if (l->dkim_ed25519_selector != NULL) {
 			n++;
-			good += (size_t)check_one(l, l->dkim_domain,
-			                          l->dkim_ed25519_selector,
-			                          l->dkim_ed25519_key_file, true);
+			good += (size_t)check_one(
+			    l, l->dkim_domain, l->dkim_ed25519_selector,
+			    l->dkim_ed25519_key_file, true);
 		}
 	}
 	if (n == 0) {
-		ctl_error("dkim check: no list has a dkim: block, so no mail is "
-		          "signed (see `kairanctl dkim keygen`)");
+		ctl_error(
+		    "dkim check: no list has a dkim: block, so no mail is "
+		    "signed (see `kairanctl dkim keygen`)");
 		return CTL_FAIL;
 	}
 	if (good != n) {
-		ctl_error("dkim check: %zu of %zu records missing or wrong", n - good,
-		          n);
+		ctl_error("dkim check: %zu of %zu records missing or wrong",
+		          n - good, n);
 		return CTL_FAIL;
 	}
 	return CTL_OK;
@@ -210,9 +242,8 @@ dkim_check(struct ctl *c, int argc, char **argv)
 static int
 dkim_sign(struct ctl *c, int argc, char **argv)
 {
-	static const struct option opts[] = {{"list", 1, NULL, 'l'},
-	                                     {"time", 1, NULL, 't'},
-	                                     {NULL, 0, NULL, 0}};
+	static const struct option opts[] = {
+	    {"list", 1, NULL, 'l'}, {"time", 1, NULL, 't'}, {NULL, 0, NULL, 0}};
 	const struct kr_cfg_list *l = NULL;
 	const char *list_id = NULL;
 	struct kr_dkim *d = NULL;

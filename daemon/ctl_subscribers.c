@@ -62,8 +62,9 @@ static const char usage_text[] =
     "           (only when the reader agreed elsewhere).\n"
     "remove     deletes the subscription and its queued mail (from every\n"
     "           list without --list).\n"
-    "list       prints id, list, status, address and name; S is pending,\n"
-    "           active, unsubscribed or bounced.\n"
+    "list       prints id, list, status, address, name and bounce count\n"
+    "           (tab-separated); S is pending, active, unsubscribed or\n"
+    "           bounced. `kairanctl bounces` lists the bounces.\n"
     "import     reads CSV (RFC 4180, UTF-8) with a header row naming the\n"
     "           columns: email (required), name, list, status, consent_at,\n"
     "           consent_source, consent_ip, consent_ua, confirmed_at,\n"
@@ -360,8 +361,8 @@ static int
 print_row(void *ctx, const struct kr_subscriber *s)
 {
 	(void)ctx;
-	printf("%lld\t%s\t%s\t%s\t%s\n", (long long)s->id, s->list_id,
-	       status_name(s->status), s->email, s->name);
+	printf("%lld\t%s\t%s\t%s\t%s\t%d\n", (long long)s->id, s->list_id,
+	       status_name(s->status), s->email, s->name, s->bounces);
 	return ferror(stdout) ? -1 : 0;
 }
 

@@ -9,9 +9,9 @@
  *
  * Config lifetime: a reload builds a new struct kr_config and swaps it in.
  * The web module lets go of the old one when kr_web_set_config returns, but
- * a delivery batch in flight may still read it, so every config (and
- * keyring) ever loaded is kept until exit: reloads are rare and a config is
- * a few kilobytes. */
+ * a delivery batch in flight may still read it, so a retired config (and
+ * its keyring) is freed at a later reload, once no worker is on its
+ * generation any more, or at exit. */
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
@@ -34,36 +34,46 @@
 #include "config.h"
 #include "delivery.h"
 #include "err.h"
+#include "kd_events.h"
 #include "log.h"
 #include "outbox.h"
 #include "report.h"
 #include "store.h"
 #include "token.h"
 #include "web.h"
+#include "webhook.h"
 #include "xmem.h"
 
 #define DEFAULT_CONFIG "/etc/kairan/kairan.yaml"
 /* STATUS= is refreshed this often (ms) when it changed. */
 #define STATUS_EVERY 1000
+/* Report life-cycle events for the webhook are looked for this often. */
+#define EVENTS_EVERY 2000
 
 /* Exit codes (kairand(8)). */
 enum { KD_OK = 0, KD_FAIL = 1, KD_USAGE = 2 };
+
+struct retired {
+	struct kr_config *cfg;
+	struct kr_keyring *ring;
+	unsigned gen;
+};
 
 struct kd {
 	const char *config_path;
 	struct kr_config *cfg; /* in force */
 	struct kr_keyring *ring;
-	/* Every config and keyring loaded, freed at exit (see top). */
-	struct kr_config **cfgs;
-	size_t n_cfgs;
-	struct kr_keyring **rings;
-	size_t n_rings;
+	unsigned gen;          /* delivery's generation of cfg and ring */
+	struct retired *old;   /* replaced, maybe still read (see top) */
+	size_t n_old;
 
 	struct kr_store *store; /* the main thread's: outbox intake, STATUS */
 	struct kr_web *web;
 	struct kr_outbox *outbox;
 	char *outbox_dir;
 	struct kr_delivery *delivery;
+	struct kr_webhook *hook;     /* NULL: no webhook configured */
+	struct kd_events *events;    /* report life-cycle, for the hook */
 	int sigfd;
 
 	uint64_t watchdog_usec; /* 0: no watchdog */
@@ -110,20 +120,31 @@ log_lines(enum kr_log_level level, const char *prefix, const char *text)
 	}
 }
 
+/* Retires the config and keyring in force, and frees the retired ones no
+ * delivery worker can be reading any more. */
 static void
-keep_config(struct kd *kd, struct kr_config *cfg)
+retire(struct kd *kd)
 {
-	/* An array of pointers: sizeof(pointer) is meant. */
-	kd->cfgs = kr_xrealloc(kd->cfgs, (kd->n_cfgs + 1) * sizeof(*kd->cfgs)); /* NOLINT(bugprone-sizeof-expression) */
-	kd->cfgs[kd->n_cfgs++] = cfg;
-}
+	unsigned in_use;
+	size_t i, k = 0;
 
-static void
-keep_ring(struct kd *kd, struct kr_keyring *ring)
-{
-	kd->rings = kr_xrealloc(kd->rings,
-	    (kd->n_rings + 1) * sizeof(*kd->rings)); /* NOLINT(bugprone-sizeof-expression): an array of pointers */
-	kd->rings[kd->n_rings++] = ring;
+	kd->old = kr_xrealloc(kd->old, (kd->n_old + 1) * sizeof(*kd->old));
+	kd->old[kd->n_old].cfg = kd->cfg;
+	kd->old[kd->n_old].ring = kd->ring;
+	kd->old[kd->n_old].gen = kd->gen;
+	kd->n_old++;
+	in_use = kd->delivery ? kr_delivery_gen_in_use(kd->delivery) : 0;
+	for (i = 0; i < kd->n_old; i++) {
+		if (kd->old[i].gen < in_use) {
+			kr_config_free(&kd->old[i].cfg);
+			kr_token_keyring_free(&kd->old[i].ring);
+		} else {
+			kd->old[k++] = kd->old[i];
+		}
+	}
+	if (k < kd->n_old)
+		kr_log_debug("reload freed=%zu retired=%zu", kd->n_old - k, k);
+	kd->n_old = k;
 }
 
 static void
@@ -252,6 +273,26 @@ update_status(struct kd *kd)
 	}
 }
 
+/* ---- the webhook ---- */
+
+/* Starts, repoints or stops the webhook sender to match kd->cfg. */
+static void
+webhook_apply(struct kd *kd)
+{
+	struct kr_err err = {0};
+
+	if (kd->cfg->webhook == NULL) {
+		kr_webhook_stop(&kd->hook);
+		return;
+	}
+	if (kd->hook != NULL) {
+		kr_webhook_set_url(kd->hook, kd->cfg->webhook);
+		return;
+	}
+	if (kr_webhook_start(kd->cfg->webhook, &kd->hook, &err) < 0)
+		kr_log_err("%s", err.msg);
+}
+
 /* ---- reload ---- */
 
 static void
@@ -261,6 +302,7 @@ reload(struct kd *kd)
 	struct kr_keyring *ring = NULL;
 	struct kr_err err = {0};
 	char *errors = NULL;
+	unsigned next_gen;
 
 	notify("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading",
 	    (unsigned long long)now_usec());
@@ -286,19 +328,20 @@ reload(struct kd *kd)
 	}
 	if (strcmp(cfg->database, kd->cfg->database) != 0)
 		kr_log_warn("reload: database change takes effect at restart");
-	if (kd->delivery != NULL)
-		kr_delivery_set_config(kd->delivery, cfg, ring);
-	keep_config(kd, cfg);
-	keep_ring(kd, ring);
+	next_gen = kd->delivery != NULL ?
+	    kr_delivery_set_config(kd->delivery, cfg, ring) : kd->gen + 1;
+	retire(kd);
 	kd->cfg = cfg;
 	kd->ring = ring;
+	kd->gen = next_gen;
 	cfg = NULL;
 	ring = NULL;
 	apply_log_level(kd->cfg);
-	if ((kd->cfg->outbox == NULL) != (kd->outbox_dir == NULL) ||
-	    (kd->outbox_dir != NULL &&
-		strcmp(kd->cfg->outbox, kd->outbox_dir) != 0))
-		outbox_open(kd);
+	webhook_apply(kd);
+	/* Reopened every time: a folder that was removed and made again
+	 * is watched again, and files that missed the watch are picked up
+	 * by the scan. */
+	outbox_open(kd);
 	kr_log_info("reload done lists=%zu relays=%zu", kd->cfg->n_lists,
 	    kd->cfg->n_relays);
 	kr_delivery_kick();
@@ -378,7 +421,6 @@ start(struct kd *kd)
 		kr_log_err("%s", err.msg);
 		return -1;
 	}
-	keep_ring(kd, kd->ring);
 	/* Opening migrates the schema, once, before any other connection. */
 	if (kr_store_open(kd->cfg->database, &kd->store, &err) < 0) {
 		kr_log_err("%s", err.msg);
@@ -390,12 +432,15 @@ start(struct kd *kd)
 		kr_log_err("web: %s", err.msg);
 		return -1;
 	}
-	kr_web_set_metrics(kd->web, metrics, kd);
-	kr_web_set_health(kd->web, health, kd);
 	if (kr_delivery_start(kd->cfg, kd->ring, &kd->delivery, &err) < 0) {
 		kr_log_err("%s", err.msg);
 		return -1;
 	}
+	/* After the pool exists: the callback runs on MHD's threads. */
+	kr_web_set_metrics(kd->web, metrics, kd);
+	kr_web_set_health(kd->web, health, kd);
+	kd->events = kd_events_new();
+	webhook_apply(kd);
 	kr_log_info("kairand ready pid=%ld http=%s admin=%s",
 	    (long)getpid(),
 	    l.http_fd >= 0 ? "socket-activated" : kd->cfg->http_listen,
@@ -414,13 +459,16 @@ shutdown_all(struct kd *kd)
 	/* New requests stop first, then delivery drains. */
 	kr_web_stop(&kd->web);
 	kr_delivery_stop(&kd->delivery);
+	kr_webhook_stop(&kd->hook);
+	kd_events_free(&kd->events);
 	kr_store_close(&kd->store);
-	for (i = 0; i < kd->n_rings; i++)
-		kr_token_keyring_free(&kd->rings[i]);
-	free(kd->rings);
-	for (i = 0; i < kd->n_cfgs; i++)
-		kr_config_free(&kd->cfgs[i]);
-	free(kd->cfgs);
+	for (i = 0; i < kd->n_old; i++) {
+		kr_config_free(&kd->old[i].cfg);
+		kr_token_keyring_free(&kd->old[i].ring);
+	}
+	free(kd->old);
+	kr_token_keyring_free(&kd->ring);
+	kr_config_free(&kd->cfg);
 	free(kd->outbox_dir);
 	if (kd->sigfd >= 0)
 		close(kd->sigfd);
@@ -451,11 +499,28 @@ handle_signals(struct kd *kd)
 	return go;
 }
 
+/* The wait before the next look: every_ms, or 50 times what the look
+ * that started at since took, whichever is longer (µs). */
+static uint64_t
+later(unsigned every_ms, uint64_t since)
+{
+	uint64_t took = now_usec() - since, wait = every_ms * 1000u;
+
+	return took * 50 > wait ? took * 50 : wait;
+}
+
+/* Milliseconds from now until deadline (µs), 0 when passed. */
+static uint64_t
+ms_until(uint64_t deadline, uint64_t now)
+{
+	return deadline > now ? (deadline - now) / 1000u : 0;
+}
+
 static void
 loop(struct kd *kd)
 {
 	struct pollfd pfd[2];
-	uint64_t next_wd = 0, next_status = 0, now, wait_ms;
+	uint64_t next_wd = 0, next_status = 0, next_events = 0, now, wait_ms;
 	nfds_t n;
 
 	for (;;) {
@@ -464,13 +529,24 @@ loop(struct kd *kd)
 			notify("WATCHDOG=1");
 			next_wd = now + kd->watchdog_usec / 2;
 		}
+		/* Counting a report's rows costs ~80 ms at 1,000,000: each
+		 * look waits at least 50 times as long as the last one took,
+		 * so the main thread spends at most 2 % of its time on it. */
 		if (now >= next_status) {
 			update_status(kd);
-			next_status = now + STATUS_EVERY * 1000u;
+			next_status = now + later(STATUS_EVERY, now);
 		}
-		wait_ms = (next_status - now) / 1000u;
-		if (kd->watchdog_usec && (next_wd - now) / 1000u < wait_ms)
-			wait_ms = (next_wd - now) / 1000u;
+		if (kd->hook != NULL && now >= next_events) {
+			now = now_usec();
+			kd_events_tick(kd->events, kd->store, kd->hook);
+			next_events = now + later(EVENTS_EVERY, now);
+		}
+		now = now_usec();
+		wait_ms = ms_until(next_status, now);
+		if (kd->hook != NULL && ms_until(next_events, now) < wait_ms)
+			wait_ms = ms_until(next_events, now);
+		if (kd->watchdog_usec && ms_until(next_wd, now) < wait_ms)
+			wait_ms = ms_until(next_wd, now);
 		pfd[0].fd = kd->sigfd;
 		pfd[0].events = POLLIN;
 		n = 1;
@@ -544,7 +620,7 @@ main(int argc, char **argv)
 		free(errors);
 		return KD_USAGE;
 	}
-	keep_config(&kd, kd.cfg);
+	kd.gen = 1;
 	if (check) {
 		printf("%s: ok\n", kd.config_path);
 		rc = KD_OK;

@@ -382,6 +382,32 @@ static const struct field log_fields[] = {
 static const struct section log_section = {
     "log", log_fields, KR_NELEM(log_fields), 0, 0, 0};
 
+static const struct field bounce_fields[] = {
+    {.key = "hard_threshold",
+     .type = FT_UINT,
+     .off = OFF(bounce.hard_threshold),
+     .def = "1",
+     .min = 1,
+     .max = 100,
+     .expect = "a number 1..100 of counted bounces"},
+    {.key = "soft_threshold",
+     .type = FT_UINT,
+     .off = OFF(bounce.soft_threshold),
+     .def = "3",
+     .min = 1,
+     .max = 100,
+     .expect = "a number 1..100 of soft bounces"},
+    {.key = "soft_window",
+     .type = FT_DURATION,
+     .off = OFF(bounce.soft_window),
+     .def = "7d",
+     .min = 3600,
+     .max = 365 * 86400,
+     .expect = "a duration 1h..365d like 7d"},
+};
+static const struct section bounce_section = {
+    "bounce", bounce_fields, KR_NELEM(bounce_fields), 0, 0, 0};
+
 static const struct field root_fields[] = {
     {.key = "database",
      .type = FT_PATH,
@@ -437,6 +463,10 @@ static const struct field root_fields[] = {
      .type = FT_MAP,
      .sub = &log_section,
      .expect = "a mapping with level"},
+    {.key = "bounce",
+     .type = FT_MAP,
+     .sub = &bounce_section,
+     .expect = "a mapping with hard_threshold, soft_threshold, soft_window"},
 };
 static const struct section root_section = {
     "the top level", root_fields, KR_NELEM(root_fields), 0, 0, 0};

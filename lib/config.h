@@ -87,6 +87,13 @@ struct kr_config {
 	size_t n_relays;
 
 	int log_level;               /* enum kr_log_level, default info */
+
+	struct {
+		unsigned hard_threshold; /* counted bounces -> bounced, def. 1 */
+		unsigned soft_threshold; /* soft bounces in soft_window that
+		                            count as one, default 3 */
+		unsigned soft_window;    /* seconds, default 7d */
+	} bounce;
 };
 
 /* Loads and validates path. On success returns 0 and *cfg_out (free with

@@ -13,6 +13,7 @@
  * mark are single short statements, and one connection means no SQLite
  * BUSY between our own threads. */
 #include "delivery.h"
+#include "delivery_int.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -23,6 +24,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "bounce.h"
 #include "buf.h"
 #include "compose.h"
 #include "config.h"
@@ -36,6 +38,8 @@
 #define BACKOFF_HOLD 60.0
 /* Idle wait when nothing is due. */
 #define IDLE_WAIT 1.0
+/* Longest pause of a worker after sessions that could not run. */
+#define MAX_PAUSE 30
 /* Tries of a store call that says BUSY, 50 ms apart. */
 #define BUSY_TRIES 100
 
@@ -76,6 +80,12 @@ struct kr_delivery {
 	unsigned cfg_gen;
 	const struct kr_keyring *ring;
 	struct kr_delivery_bucket global;
+	/* With no global rate, a "slow down" reply imposes one for a while:
+	 * half the rate observed, halved again by each further reply. */
+	struct kr_delivery_bucket auto_bucket;
+	double auto_until;
+	double obs_rate, obs_start; /* messages/s accepted, smoothed */
+	uint64_t obs_count;
 	struct domain_state *domains;
 	size_t n_domains;
 	struct list_stats *stats;
@@ -124,6 +134,9 @@ struct worker {
 	size_t *held;       /* domain indexes holding a slot */
 	size_t n_held;
 	double t_last;      /* previous outcome, for latency */
+	bool slowed;        /* this batch already backed off once */
+	unsigned pause;     /* seconds to wait after a failed session */
+	unsigned using_gen; /* config generation of w->cfg and w->ring */
 };
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -318,6 +331,43 @@ addr_domain(const char *addr)
 	const char *at = strrchr(addr, '@');
 
 	return at ? at + 1 : "";
+}
+
+static ssize_t domain_find(struct kr_delivery *d, const char *domain);
+
+/* The global rate in force (d->lock held): the configured one (backed
+ * off), the imposed one after a "slow down", or 0 for none. */
+static double
+effective_rate(const struct kr_delivery *d, double now)
+{
+	if (d->global.rate > 0)
+		return kr_delivery_bucket_rate(&d->global, now);
+	if (now < d->auto_until)
+		return kr_delivery_bucket_rate(&d->auto_bucket, now);
+	return 0;
+}
+
+/* A relay asked us to slow down (d->lock held). */
+static double
+slow_down(struct kr_delivery *d, const char *domain, double now)
+{
+	ssize_t j = domain_find(d, domain);
+
+	if (j >= 0 && d->domains[j].bucket.rate > 0)
+		kr_delivery_bucket_backoff(&d->domains[j].bucket, now,
+		    BACKOFF_HOLD);
+	if (d->global.rate > 0) {
+		kr_delivery_bucket_backoff(&d->global, now, BACKOFF_HOLD);
+	} else if (now < d->auto_until) {
+		kr_delivery_bucket_backoff(&d->auto_bucket, now,
+		    BACKOFF_HOLD);
+		d->auto_until = now + BACKOFF_HOLD;
+	} else {
+		kr_delivery_bucket_init(&d->auto_bucket,
+		    d->obs_rate / 2 > 1 ? d->obs_rate / 2 : 1, now);
+		d->auto_until = now + BACKOFF_HOLD;
+	}
+	return effective_rate(d, now);
 }
 
 /* ---- config-derived state (d->lock held) ---- */
@@ -587,8 +637,20 @@ count_outcome(struct kr_delivery *d, const char *list_id, const char *relay,
 	struct kr_delivery_stats *st;
 	size_t b;
 
+	double now = mono_now(), inst;
+
 	pthread_mutex_lock(&d->lock);
 	st = stats_for(d, list_id, relay);
+	if (res == KR_SEND_OK) {
+		d->obs_count++;
+		if (now - d->obs_start >= 1.0) {
+			inst = (double)d->obs_count / (now - d->obs_start);
+			d->obs_rate = d->obs_rate > 0 ?
+			    (d->obs_rate + inst) / 2 : inst;
+			d->obs_start = now;
+			d->obs_count = 0;
+		}
+	}
 	if (latency >= 0) {
 		for (b = 0; b < N_LAT && latency > lat_bounds[b]; b++)
 			;
@@ -620,6 +682,61 @@ count_outcome(struct kr_delivery *d, const char *list_id, const char *relay,
 }
 
 /* The transport's done callback: records one outcome at once. */
+/* An SMTP-time 5xx counts like a returned bounce (policy of
+ * kr_store_bounce_record): hard when it is about the address, soft for a
+ * full mailbox or a policy/content block, and only an event when it is
+ * about us (authentication, relaying, protocol): kr_bounce_smtp_kind. */
+static void
+record_rejection(struct kr_delivery *d, const struct kr_config *cfg,
+    const struct kr_claim *c, const struct kr_msg *m, int64_t now)
+{
+	struct kr_bounce_row row;
+	struct kr_bounce_policy pol;
+	struct kr_bounce_result res;
+	struct kr_err err = {0};
+	char st[16];
+	enum kr_bounce_kind kind;
+	int r;
+
+	memset(&row, 0, sizeof(row));
+	kind = kr_bounce_smtp_kind(m->code, m->reply, st);
+	pthread_mutex_lock(&d->store_lock);
+	if (kind == KR_BOUNCE_IGNORE) {
+		r = kr_store_event(d->store, "rejected", c->subscriber_id,
+		    c->report_id, m->reply, &err);
+		pthread_mutex_unlock(&d->store_lock);
+		kr_log_warn("delivery rejection not about the recipient, not "
+			    "counted as a bounce id=%lld code=%d",
+		    (long long)c->delivery_id, m->code);
+		if (r < 0)
+			kr_log_warn("delivery event id=%lld: %s",
+			    (long long)c->delivery_id, err.msg);
+		return;
+	}
+	row.at = now;
+	row.subscriber_id = c->subscriber_id;
+	row.report_id = c->report_id;
+	row.kind = kind == KR_BOUNCE_SOFT ? KR_STORE_BOUNCE_SOFT
+					  : KR_STORE_BOUNCE_HARD;
+	memcpy(row.status, st, sizeof(row.status));
+	snprintf(row.diagnostic, sizeof(row.diagnostic), "%d %.240s", m->code,
+	    m->reply);
+	memcpy(row.source, "smtp", 5);
+	pol.hard_threshold = cfg->bounce.hard_threshold;
+	pol.soft_threshold = cfg->bounce.soft_threshold;
+	pol.soft_window = cfg->bounce.soft_window;
+	r = kr_store_bounce_record(d->store, &row, &pol, &res, &err);
+	pthread_mutex_unlock(&d->store_lock);
+	if (r < 0)
+		kr_log_warn("delivery bounce record id=%lld: %s",
+		    (long long)c->delivery_id, err.msg);
+	else if (res.bounced)
+		kr_log_info("delivery subscriber bounced sub=%lld bounces=%d "
+			    "cancelled=%lld",
+		    (long long)c->subscriber_id, res.bounces,
+		    (long long)res.cancelled);
+}
+
 static void
 worker_done(void *ctx, struct kr_msg *m)
 {
@@ -644,22 +761,17 @@ worker_done(void *ctx, struct kr_msg *m)
 		    m->reply);
 		break;
 	case KR_SEND_TEMP:
-		if (kr_delivery_is_slowdown(m->code, m->reply)) {
-			ssize_t j;
+		/* Once per batch: a 421 greeting answers every message. */
+		if (!w->slowed && kr_delivery_is_slowdown(m->code, m->reply)) {
+			double rate;
 
-			mn = mono_now();
+			w->slowed = true;
 			pthread_mutex_lock(&d->lock);
-			if (d->global.rate > 0)
-				kr_delivery_bucket_backoff(&d->global, mn,
-				    BACKOFF_HOLD);
-			j = domain_find(d, addr_domain(c->email));
-			if (j >= 0 && d->domains[j].bucket.rate > 0)
-				kr_delivery_bucket_backoff(
-				    &d->domains[j].bucket, mn, BACKOFF_HOLD);
+			rate = slow_down(d, addr_domain(c->email), mono_now());
 			pthread_mutex_unlock(&d->lock);
 			kr_log_warn("delivery slow-down code=%d relay=%s "
-				    "hold=%.0fs",
-			    m->code, m->relay, BACKOFF_HOLD);
+				    "rate=%.1f/s hold=%.0fs",
+			    m->code, m->relay, rate, BACKOFF_HOLD);
 		}
 		rnd = (double)rand_r(&w->seed) / ((double)RAND_MAX + 1.0);
 		if (kr_delivery_retry_next(cfg->delivery.retry,
@@ -688,17 +800,8 @@ worker_done(void *ctx, struct kr_msg *m)
 	case KR_SEND_PERM:
 		r = store_mark(d, MARK_FAILED, c->delivery_id, now, 0,
 		    m->code, m->reply, &err);
-		if (r == 0) {
-			struct kr_err e2 = {0};
-
-			pthread_mutex_lock(&d->store_lock);
-			if (kr_store_event(d->store, "bounce",
-				c->subscriber_id, c->report_id, m->reply,
-				&e2) < 0)
-				kr_log_warn("delivery bounce event id=%lld: %s",
-				    (long long)c->delivery_id, e2.msg);
-			pthread_mutex_unlock(&d->store_lock);
-		}
+		if (r == 0)
+			record_rejection(d, cfg, c, m, now);
 		kr_log_info("delivery failed id=%lld report=%lld sub=%lld "
 			    "code=%d reason=rejected reply=\"%s\"",
 		    (long long)c->delivery_id, (long long)c->report_id,
@@ -791,24 +894,30 @@ static int
 worker_rate(struct worker *w, size_t i)
 {
 	struct kr_delivery *d = w->d;
-	struct kr_delivery_bucket *db;
-	double now, w1, w2;
+	struct kr_delivery_bucket *db, *ab;
+	double now, w1, w2, w3;
 	int r = -1;
 
 	pthread_mutex_lock(&d->lock);
 	while (!d->stop) {
 		now = mono_now();
 		db = w->dom[i] >= 0 ? &d->domains[w->dom[i]].bucket : NULL;
+		ab = now < d->auto_until ? &d->auto_bucket : NULL;
 		w1 = bucket_wait(&d->global, now);
 		w2 = db ? bucket_wait(db, now) : 0;
-		if (w1 <= 0 && w2 <= 0) {
+		w3 = ab ? bucket_wait(ab, now) : 0;
+		if (w1 <= 0 && w2 <= 0 && w3 <= 0) {
 			(void)kr_delivery_bucket_take(&d->global, now);
 			if (db)
 				(void)kr_delivery_bucket_take(db, now);
+			if (ab)
+				(void)kr_delivery_bucket_take(ab, now);
 			r = 0;
 			break;
 		}
-		timed_wait(d, w1 > w2 ? w1 : w2);
+		if (w2 > w1)
+			w1 = w2;
+		timed_wait(d, w3 > w1 ? w3 : w1);
 	}
 	pthread_mutex_unlock(&d->lock);
 	return r;
@@ -880,6 +989,7 @@ worker_batch(struct worker *w, size_t n)
 	size_t i, k = 0;
 	bool slots = false;
 
+	w->slowed = false;
 	for (i = 0; i < n; i++) {
 		w->state[i] = MS_CLAIMED;
 		w->dom[i] = -1;
@@ -908,10 +1018,18 @@ worker_batch(struct worker *w, size_t n)
 	}
 	w->t_last = mono_now();
 	if (k > 0 && w->ops->send(w->t, w->msgs, k, worker_done, w, &err) < 0) {
-		kr_log_warn("delivery session failed worker=%u messages=%zu: "
-			    "%s",
-		    w->idx, k, err.msg);
+		/* No relay could be reached: the batch is deferred on its
+		 * schedule; this worker pauses (1, 2, 4… 30 s) instead of
+		 * burning the attempts of the rest of the queue. */
+		w->pause = w->pause > 0 ? w->pause * 2 : 1;
+		if (w->pause > MAX_PAUSE)
+			w->pause = MAX_PAUSE;
+		kr_log_warn("delivery session failed worker=%u messages=%zu "
+			    "pause=%us: %s",
+		    w->idx, k, w->pause, err.msg);
 		trouble_set(d, &d->relay, "relay", err.msg);
+	} else if (k > 0) {
+		w->pause = 0;
 	}
 out:
 	if (slots)
@@ -934,6 +1052,7 @@ worker_main(void *arg)
 	struct kr_err err = {0};
 	size_t max, n;
 	unsigned kicks, gen;
+	double eff;
 	int64_t now;
 	int r;
 
@@ -945,12 +1064,14 @@ worker_main(void *arg)
 		}
 		w->cfg = d->cfg;
 		w->ring = d->ring;
+		w->using_gen = d->cfg_gen;
 		kicks = d->kicks;
 		max = w->cfg->delivery.batch ? w->cfg->delivery.batch : 100;
 		/* With a global rate, a batch holds at most about a second
 		 * of sending, so leases and shutdown stay short. */
-		if (d->global.rate > 0 && max > (size_t)d->global.rate + 1)
-			max = (size_t)d->global.rate + 1;
+		eff = effective_rate(d, mono_now());
+		if (eff > 0 && max > (size_t)eff + 1)
+			max = (size_t)eff + 1;
 		gen = d->cfg_gen;
 		pthread_mutex_unlock(&d->lock);
 		if (worker_transport(w, gen, &err) < 0) {
@@ -989,6 +1110,14 @@ worker_main(void *arg)
 			continue;
 		}
 		worker_batch(w, n);
+		if (w->pause > 0) {
+			double until = mono_now() + w->pause;
+
+			pthread_mutex_lock(&d->lock);
+			while (!d->stop && mono_now() < until)
+				timed_wait(d, until - mono_now());
+			pthread_mutex_unlock(&d->lock);
+		}
 	}
 	return NULL;
 }
@@ -1067,12 +1196,15 @@ out:
 	return rc;
 }
 
-void
+unsigned
 kr_delivery_set_config(struct kr_delivery *d, const struct kr_config *cfg,
     const struct kr_keyring *ring)
 {
+	unsigned gen;
+
 	pthread_mutex_lock(&d->lock);
 	apply_config(d, cfg);
+	gen = d->cfg_gen;
 	if (ring != NULL)
 		d->ring = ring;
 	pthread_mutex_unlock(&d->lock);
@@ -1080,6 +1212,7 @@ kr_delivery_set_config(struct kr_delivery *d, const struct kr_config *cfg,
 		kr_log_warn("delivery workers=%u takes effect at restart "
 			    "(running %zu)",
 		    cfg->delivery.workers, d->n_workers);
+	return gen;
 }
 
 void
@@ -1185,6 +1318,14 @@ kr_delivery_metrics(struct kr_delivery *d, struct kr_buf *out)
 			goto out;
 	}
 	if (kr_buf_printf(out,
+		"# HELP kairan_delivery_rate_limit Messages per second "
+		"allowed now (0: no limit); lower than configured after a "
+		"\"slow down\" reply.\n"
+		"# TYPE kairan_delivery_rate_limit gauge\n"
+		"kairan_delivery_rate_limit %g\n",
+		effective_rate(d, mono_now())) < 0)
+		goto out;
+	if (kr_buf_printf(out,
 		"kairan_smtp_transaction_seconds_sum %.6f\n"
 		"kairan_smtp_transaction_seconds_count %llu\n",
 		d->lat_sum, (unsigned long long)d->lat_n) < 0)
@@ -1216,6 +1357,32 @@ kr_delivery_health(struct kr_delivery *d, struct kr_buf *out)
 			d->relay.fails) < 0)
 			r = -1;
 	}
+	pthread_mutex_unlock(&d->lock);
+	return r;
+}
+
+unsigned
+kr_delivery_gen_in_use(struct kr_delivery *d)
+{
+	unsigned g;
+	size_t i;
+
+	pthread_mutex_lock(&d->lock);
+	g = d->cfg_gen;
+	for (i = 0; i < d->n_workers; i++)
+		if (d->workers[i].using_gen < g)
+			g = d->workers[i].using_gen;
+	pthread_mutex_unlock(&d->lock);
+	return g;
+}
+
+double
+kr_delivery_rate_now(struct kr_delivery *d)
+{
+	double r;
+
+	pthread_mutex_lock(&d->lock);
+	r = effective_rate(d, mono_now());
 	pthread_mutex_unlock(&d->lock);
 	return r;
 }

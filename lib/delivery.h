@@ -3,7 +3,8 @@
  * batch to the transport and record every outcome as soon as it is known.
  * Rate limits (global and per domain token buckets, halved for a while
  * after a 421 or 4.7.x reply), per-domain connection caps and the retry
- * schedule live here. The pure helpers below are exported for the tests. */
+ * schedule live here (their arithmetic is in delivery_int.h, for the
+ * tests). */
 #ifndef KR_DELIVERY_H
 #define KR_DELIVERY_H
 
@@ -18,8 +19,8 @@ struct kr_err;
 struct kr_keyring;
 struct kr_delivery;
 
-/* Starts the pool. cfg and ring are borrowed: they must outlive the pool,
- * or until kr_delivery_set_config() replaces cfg and the call returns. Each
+/* Starts the pool. cfg and ring are borrowed: they stay in use until
+ * replaced and no longer used (see kr_delivery_set_config()). Each
  * worker opens its own transport; the workers share one store connection
  * on cfg->database (guarded by a mutex: claim and mark are short). */
 KR_NODISCARD int kr_delivery_start(const struct kr_config *cfg,
@@ -28,9 +29,14 @@ KR_NODISCARD int kr_delivery_start(const struct kr_config *cfg,
 /* Swaps the config after a reload (rates, lists, footers, relays), and the
  * keyring unless ring is NULL. Workers pick them up at their next batch; a
  * batch in flight finishes on the old ones, so the caller keeps the old
- * config and keyring alive until kr_delivery_stop(). */
-void kr_delivery_set_config(struct kr_delivery *d,
+ * config and keyring alive until kr_delivery_gen_in_use() passes their
+ * generation (or kr_delivery_stop()). Returns the new generation; the
+ * config the pool started with is generation 1. */
+unsigned kr_delivery_set_config(struct kr_delivery *d,
     const struct kr_config *cfg, const struct kr_keyring *ring);
+/* The oldest config generation a worker may still be reading: configs and
+ * keyrings of older generations may be freed. */
+unsigned kr_delivery_gen_in_use(struct kr_delivery *d);
 /* Wakes idle workers: something was queued. Safe from any thread, and a
  * no-op when no pool runs. */
 void kr_delivery_kick(void);
@@ -51,7 +57,8 @@ typedef void (*kr_delivery_stats_fn)(void *ctx, const char *list_id,
 void kr_delivery_stats_foreach(struct kr_delivery *d, kr_delivery_stats_fn fn,
     void *ctx);
 /* Appends Prometheus text to out: kairan_delivery_messages_total{list,
- * relay,outcome} and the histogram kairan_smtp_transaction_seconds.
+ * relay,outcome}, the gauge kairan_delivery_rate_limit and the histogram
+ * kairan_smtp_transaction_seconds.
  * Returns 0, or -1 when out's cap was reached. */
 KR_NODISCARD int kr_delivery_metrics(struct kr_delivery *d,
     struct kr_buf *out);
@@ -63,45 +70,11 @@ KR_NODISCARD int kr_delivery_metrics(struct kr_delivery *d,
  * were appended, -1 when out's cap was reached. */
 KR_NODISCARD int kr_delivery_health(struct kr_delivery *d,
     struct kr_buf *out);
+/* The global rate in force now, in messages per second (0: none): the
+ * configured rate, lower after a 421 or 4.7.x reply; with no configured
+ * rate such a reply imposes half the rate observed for 60 s. */
+double kr_delivery_rate_now(struct kr_delivery *d);
 /* The report most recently sent from (0: none yet), for STATUS= lines. */
 int64_t kr_delivery_current_report(struct kr_delivery *d);
-
-/* ---- pure helpers (unit-tested) ---- */
-
-/* A token bucket: rate tokens per second, up to burst, with a back-off
- * factor (1 normally, halved on "slow down" replies until factor_until).
- * rate 0 means unlimited. Times are seconds on a monotonic clock. */
-struct kr_delivery_bucket {
-	double rate, burst, tokens, last;
-	double factor, factor_until;
-};
-void kr_delivery_bucket_init(struct kr_delivery_bucket *b, double rate,
-    double now);
-/* Changes the rate (reload), keeping the tokens it has (capped). */
-void kr_delivery_bucket_set_rate(struct kr_delivery_bucket *b, double rate,
-    double now);
-/* Takes one token when there is one and returns 0; else takes nothing and
- * returns the seconds until one will be there (> 0). */
-double kr_delivery_bucket_take(struct kr_delivery_bucket *b, double now);
-/* Halves the effective rate (down to 1/16) for hold seconds from now. */
-void kr_delivery_bucket_backoff(struct kr_delivery_bucket *b, double now,
-    double hold);
-/* The rate in force now (rate × factor; 0 when unlimited). */
-double kr_delivery_bucket_rate(const struct kr_delivery_bucket *b,
-    double now);
-
-/* What to do after a temporary failure of attempt number attempts (0 for
- * the first try) of a message queued at queued_at: returns 0 and the
- * next attempt time in *next_out (now + retry[attempts] ± 10 %, rnd in
- * [0, 1) picks the jitter; never before now + 1 and never after
- * queued_at + max_age, so the last try falls on the deadline), or 1 when
- * it must fail now (retries exhausted, or max_age passed since queued_at;
- * max_age 0 means no limit). */
-int kr_delivery_retry_next(const unsigned *retry, size_t n_retry,
-    unsigned max_age, int attempts, int64_t queued_at, int64_t now,
-    double rnd, int64_t *next_out);
-/* True for SMTP replies that ask the client to slow down: 421, or any
- * enhanced status 4.7.x (e.g. "450 4.7.1 rate limited"). */
-int kr_delivery_is_slowdown(int code, const char *reply);
 
 #endif

@@ -48,8 +48,8 @@
 
 struct kr_dkim {
 	char *domain;
-	char *rsa_sel;      /* NULL: no RSA signature */
-	char *ed_sel;       /* NULL: no Ed25519 signature */
+	char *rsa_sel; /* NULL: no RSA signature */
+	char *ed_sel;  /* NULL: no Ed25519 signature */
 	EVP_PKEY *rsa;
 	unsigned char *ed_sk; /* sodium_malloc'd seed + public key, 64 */
 	EVP_MD *sha256;
@@ -62,11 +62,16 @@ static const struct {
 	size_t len;
 	int over;
 } signed_fields[] = {
-    {"From", 4, 1},          {"To", 2, 0},
-    {"Subject", 7, 1},       {"Date", 4, 0},
-    {"Message-ID", 10, 0},   {"MIME-Version", 12, 0},
-    {"Content-Type", 12, 0}, {"List-Id", 7, 0},
-    {"List-Unsubscribe", 16, 1}, {"List-Unsubscribe-Post", 21, 1},
+    {"From", 4, 1},
+    {"To", 2, 0},
+    {"Subject", 7, 1},
+    {"Date", 4, 0},
+    {"Message-ID", 10, 0},
+    {"MIME-Version", 12, 0},
+    {"Content-Type", 12, 0},
+    {"List-Id", 7, 0},
+    {"List-Unsubscribe", 16, 1},
+    {"List-Unsubscribe-Post", 21, 1},
 };
 
 /* ---- where canonical bytes go: a hash or a buffer ---- */
@@ -182,7 +187,8 @@ canon_body_slow(struct sink *s, const char *p, size_t len)
 			sp = 1;
 			continue;
 		}
-		if (c == '\n' || (c == '\r' && i + 1 < len && p[i + 1] == '\n')) {
+		if (c == '\n' ||
+		    (c == '\r' && i + 1 < len && p[i + 1] == '\n')) {
 			if (c == '\r')
 				i++;
 			sp = 0;
@@ -404,7 +410,8 @@ put_sig_head(struct kr_buf *out, const char *algo, const char *domain,
 	for (i = 0; hlist[i] != '\0'; i += line) {
 		const char *c = strchr(hlist + i, ':');
 
-		line = c == NULL ? strlen(hlist + i) : (size_t)(c - hlist - i) + 1;
+		line =
+		    c == NULL ? strlen(hlist + i) : (size_t)(c - hlist - i) + 1;
 		if (col + line > DKIM_LINE && i > 0) {
 			if (kr_buf_append(out, "\r\n\t", 3) < 0)
 				return -1;
@@ -450,7 +457,8 @@ sign_one(const struct kr_dkim *d, int ed, EVP_MD_CTX *hdr, EVP_MD_CTX *tmp,
 	} else {
 		pctx = EVP_PKEY_CTX_new_from_pkey(NULL, d->rsa, NULL);
 		if (pctx == NULL || EVP_PKEY_sign_init(pctx) != 1 ||
-		    EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) != 1 ||
+		    EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) !=
+		        1 ||
 		    EVP_PKEY_CTX_set_signature_md(pctx, d->sha256) != 1 ||
 		    EVP_PKEY_sign(pctx, sig, &slen, digest, 32) != 1)
 			goto crypto;
@@ -473,8 +481,8 @@ out:
 }
 
 int
-kr_dkim_sign(const struct kr_dkim *d, const char *msg, size_t len,
-             int64_t now, struct kr_buf *out, struct kr_err *err)
+kr_dkim_sign(const struct kr_dkim *d, const char *msg, size_t len, int64_t now,
+             struct kr_buf *out, struct kr_err *err)
 {
 	struct field fields[DKIM_MAX_FIELDS];
 	char hlist[512];
@@ -777,8 +785,7 @@ load_ed25519(const char *path, unsigned char **sk_out, struct kr_err *err)
 		goto out;
 	}
 	sk = sodium_malloc(crypto_sign_SECRETKEYBYTES);
-	if (sk == NULL ||
-	    crypto_sign_seed_keypair(pk, sk, seed) != 0) {
+	if (sk == NULL || crypto_sign_seed_keypair(pk, sk, seed) != 0) {
 		kr_err_set(err, KR_ERR_IO, "dkim key file %s: out of memory",
 		           path);
 		goto out;
@@ -885,6 +892,76 @@ kr_dkim_free(struct kr_dkim **dkim)
 	*dkim = NULL;
 }
 
+struct kr_dkim_set {
+	size_t n;
+	char **ids;
+	struct kr_dkim **signers;
+};
+
+int
+kr_dkim_set_new(const struct kr_config *cfg, struct kr_dkim_set **set_out,
+                struct kr_err *err)
+{
+	struct kr_dkim_set *set = kr_xcalloc(1, sizeof(*set));
+	struct kr_dkim *d = NULL;
+	size_t i;
+	int rc = -1;
+
+	*set_out = NULL;
+	set->ids = kr_xcalloc(cfg->n_lists + 1, sizeof(*set->ids));
+	set->signers = kr_xcalloc(cfg->n_lists + 1, sizeof(*set->signers));
+	for (i = 0; i < cfg->n_lists; i++) {
+		switch (kr_dkim_for_list(&cfg->lists[i], &d, err)) {
+		case 1:
+			set->ids[set->n] = kr_xstrdup(cfg->lists[i].id);
+			set->signers[set->n++] = d;
+			d = NULL;
+			break;
+		case 0:
+			break;
+		default:
+			goto out;
+		}
+	}
+	*set_out = set;
+	set = NULL;
+	rc = 0;
+out:
+	kr_dkim_set_free(&set);
+	return rc;
+}
+
+const struct kr_dkim *
+kr_dkim_set_get(const struct kr_dkim_set *set, const char *list_id)
+{
+	size_t i;
+
+	if (set == NULL || list_id == NULL)
+		return NULL;
+	for (i = 0; i < set->n; i++)
+		if (strcmp(set->ids[i], list_id) == 0)
+			return set->signers[i];
+	return NULL;
+}
+
+void
+kr_dkim_set_free(struct kr_dkim_set **setp)
+{
+	struct kr_dkim_set *set;
+	size_t i;
+
+	if (setp == NULL || (set = *setp) == NULL)
+		return;
+	for (i = 0; i < set->n; i++) {
+		free(set->ids[i]);
+		kr_dkim_free(&set->signers[i]);
+	}
+	free(set->ids);
+	free(set->signers);
+	free(set);
+	*setp = NULL;
+}
+
 /* ---- keygen and DNS records ---- */
 
 static int
@@ -924,8 +1001,8 @@ io:
 	(void)unlink(path);
 out:
 	if (close(fd) < 0 && rc == 0)
-		rc = kr_err_set(err, KR_ERR_IO, "%s: %s", path,
-		                strerror(errno));
+		rc =
+		    kr_err_set(err, KR_ERR_IO, "%s: %s", path, strerror(errno));
 	return rc;
 }
 
@@ -1005,10 +1082,9 @@ kr_dkim_txt(const char *key_file, bool ed25519, char **txt_out,
 
 		if (sodium_init() < 0 || load_ed25519(key_file, &sk, err) < 0)
 			goto out;
-		sodium_bin2base64(pk64, sizeof(pk64),
-		                  sk + crypto_sign_SEEDBYTES,
-		                  crypto_sign_PUBLICKEYBYTES,
-		                  sodium_base64_VARIANT_ORIGINAL);
+		sodium_bin2base64(
+		    pk64, sizeof(pk64), sk + crypto_sign_SEEDBYTES,
+		    crypto_sign_PUBLICKEYBYTES, sodium_base64_VARIANT_ORIGINAL);
 		*txt_out = kr_xasprintf("v=DKIM1; k=ed25519; p=%s", pk64);
 		rc = 0;
 		goto out;
@@ -1038,8 +1114,8 @@ out:
 }
 
 int
-kr_dkim_zone_record(const char *selector, const char *domain,
-                    const char *txt, struct kr_buf *out)
+kr_dkim_zone_record(const char *selector, const char *domain, const char *txt,
+                    struct kr_buf *out)
 {
 	size_t len = strlen(txt), i, take;
 	int split = len > 255;
@@ -1096,8 +1172,7 @@ tag_value(const char *s, char tag, char *out, size_t outsz)
 }
 
 int
-kr_dkim_txt_match(const char *published, const char *want,
-                  struct kr_err *err)
+kr_dkim_txt_match(const char *published, const char *want, struct kr_err *err)
 {
 	char pk[2048], wk[2048], pp[16], wp[16];
 
@@ -1197,8 +1272,8 @@ kr_dkim_txt_from_answer(const unsigned char *ans, size_t len,
 }
 
 int
-kr_dkim_dns_check(const char *selector, const char *domain,
-                  const char *want, struct kr_err *err)
+kr_dkim_dns_check(const char *selector, const char *domain, const char *want,
+                  struct kr_err *err)
 {
 	unsigned char ans[8192];
 	struct kr_buf txt;

@@ -13,7 +13,9 @@
 
 struct kr_buf;
 struct kr_cfg_list;
+struct kr_config;
 struct kr_dkim;
+struct kr_dkim_set;
 struct kr_err;
 
 /* Loads the keys for domain d=: an RSA PEM key (1024 bits or more) and/or
@@ -23,15 +25,33 @@ struct kr_err;
  * *dkim_out (free with kr_dkim_free), or -1 (KR_ERR_INVALID, KR_ERR_IO,
  * KR_ERR_NOTFOUND; the message names the file, never key bytes). */
 KR_NODISCARD int kr_dkim_new(const char *domain, const char *rsa_selector,
-    const char *rsa_key_file, const char *ed25519_selector,
-    const char *ed25519_key_file, struct kr_dkim **dkim_out,
-    struct kr_err *err);
+                             const char *rsa_key_file,
+                             const char *ed25519_selector,
+                             const char *ed25519_key_file,
+                             struct kr_dkim **dkim_out, struct kr_err *err);
 /* The same from a list's dkim: block. Returns 1 and *dkim_out, 0 and NULL
  * when the list has no dkim block, or -1 (err prefixed with the list). */
 KR_NODISCARD int kr_dkim_for_list(const struct kr_cfg_list *list,
-    struct kr_dkim **dkim_out, struct kr_err *err);
+                                  struct kr_dkim **dkim_out,
+                                  struct kr_err *err);
 /* Frees (wiping the keys) and sets *dkim to NULL. Accepts NULL. */
 void kr_dkim_free(struct kr_dkim **dkim);
+
+/* The signers of every list of a config, for the delivery workers: made
+ * once per config (start, reload) and swapped with it; read-only, shared
+ * by all threads. Loads the keys of every list with a dkim: block.
+ * Returns 0 and *set_out
+ * (free with kr_dkim_set_free; empty when no list signs), or -1 with err
+ * naming the list and file: treat it like a config error (refuse to
+ * start; on reload keep the old config and set). */
+KR_NODISCARD int kr_dkim_set_new(const struct kr_config *cfg,
+                                 struct kr_dkim_set **set_out,
+                                 struct kr_err *err);
+/* The signer for list_id, or NULL when that list does not sign. Borrowed
+ * from set. */
+const struct kr_dkim *kr_dkim_set_get(const struct kr_dkim_set *set,
+                                      const char *list_id);
+void kr_dkim_set_free(struct kr_dkim_set **set);
 
 /* Signs msg (a whole RFC 5322 message, CRLF lines, as it will be sent)
  * and appends the DKIM-Signature field(s) to out, folded, each ending in
@@ -40,11 +60,12 @@ void kr_dkim_free(struct kr_dkim **dkim);
  * (KR_ERR_INVALID: no header/From field or over 1000 fields; KR_ERR_IO:
  * the crypto library failed; out is then unchanged). */
 KR_NODISCARD int kr_dkim_sign(const struct kr_dkim *dkim, const char *msg,
-    size_t len, int64_t now, struct kr_buf *out, struct kr_err *err);
+                              size_t len, int64_t now, struct kr_buf *out,
+                              struct kr_err *err);
 /* Signs msg->data and inserts the field(s) at its front, for a caller
  * that composed into a buffer. Returns 0 or -1 (msg unchanged). */
-KR_NODISCARD int kr_dkim_prepend(const struct kr_dkim *dkim,
-    struct kr_buf *msg, int64_t now, struct kr_err *err);
+KR_NODISCARD int kr_dkim_prepend(const struct kr_dkim *dkim, struct kr_buf *msg,
+                                 int64_t now, struct kr_err *err);
 
 /* True when s is a DNS name fit for d= or s= (letters, digits, '-' and
  * dots between labels). */
@@ -55,21 +76,21 @@ bool kr_dkim_name_ok(const char *s);
  * 0600, refusing to overwrite either (KR_ERR_EXISTS, nothing written).
  * Returns 0 or -1. */
 KR_NODISCARD int kr_dkim_keygen(const char *dir, const char *selector,
-    struct kr_err *err);
+                                struct kr_err *err);
 /* The TXT record value for a key file: "v=DKIM1; k=rsa; p=…" or
  * "v=DKIM1; k=ed25519; p=…" (ed25519 picks the format). Returns 0 and
  * *txt_out (caller frees), or -1. */
-KR_NODISCARD int kr_dkim_txt(const char *key_file, bool ed25519,
-    char **txt_out, struct kr_err *err);
+KR_NODISCARD int kr_dkim_txt(const char *key_file, bool ed25519, char **txt_out,
+                             struct kr_err *err);
 /* Appends `SEL._domainkey.DOMAIN. IN TXT ( "…" "…" )` and a newline to
  * out, txt split into quoted strings of at most 255 characters. */
-KR_NODISCARD int kr_dkim_zone_record(const char *selector,
-    const char *domain, const char *txt, struct kr_buf *out);
+KR_NODISCARD int kr_dkim_zone_record(const char *selector, const char *domain,
+                                     const char *txt, struct kr_buf *out);
 /* Looks up the TXT record at SEL._domainkey.DOMAIN and compares its k=
  * and p= with want (a kr_dkim_txt value). Returns 1 match, 0 a record
  * that differs (err says how), -1 no answer or no DKIM record (err:
  * "no answer for SEL._domainkey.DOMAIN: …"). */
 KR_NODISCARD int kr_dkim_dns_check(const char *selector, const char *domain,
-    const char *want, struct kr_err *err);
+                                   const char *want, struct kr_err *err);
 
 #endif

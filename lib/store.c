@@ -8,10 +8,11 @@
  * Every data statement is prepared once, cached on the handle and
  * finalised in kr_store_close.
  *
- * Delivery rows: a partial index on the due states (QUEUED, DEFERRED)
- * keyed by (report_id, id) lets kr_store_claim walk the queue in order
- * without looking at sent rows; confirmations have report_id NULL and sort
- * first. */
+ * Delivery rows: a partial index on QUEUED rows keyed by (report_id, id)
+ * lets kr_store_claim walk the queue in order without looking at sent or
+ * deferred rows (confirmations have report_id NULL and come first), and a
+ * partial index on DEFERRED rows keyed by next_attempt finds the retries
+ * that are due without scanning those that wait. */
 #include "store.h"
 
 #include <errno.h>
@@ -80,8 +81,10 @@ static const char schema_v1[] =
     "CREATE INDEX deliveries_subscriber ON deliveries (subscriber_id);"
     "CREATE INDEX deliveries_report ON deliveries"
     " (report_id, state, lease_until);"
-    "CREATE INDEX deliveries_due ON deliveries"
-    " (report_id, id, next_attempt, lease_until) WHERE state IN (0, 2);";
+    "CREATE INDEX deliveries_queued ON deliveries"
+    " (report_id, id, lease_until) WHERE state = 0;"
+    "CREATE INDEX deliveries_deferred ON deliveries"
+    " (next_attempt, id) WHERE state = 2;";
 
 /* v2: the event log (consent, operator actions) and the index that finds
  * every subscription of one address (unsubscribe from all lists, the
@@ -98,7 +101,26 @@ static const char schema_v2[] =
     "CREATE INDEX subscribers_email ON subscribers (email);";
 
 /* migrations[i] takes the schema from version i to i + 1. */
-static const char *const migrations[] = {schema_v1, schema_v2};
+/* v3: returned mail and complaints (kr_store_bounce_record). counted: 1
+ * the row has gone into subscribers.bounces (a hard one at once, soft ones
+ * when soft_threshold of them fall within soft_window), 0 not yet, -1
+ * never (a second bounce of the same copy). */
+static const char schema_v3[] =
+    "CREATE TABLE bounces ("
+    " id INTEGER PRIMARY KEY,"
+    " at INTEGER NOT NULL,"
+    " subscriber_id INTEGER NOT NULL"
+    "  REFERENCES subscribers (id) ON DELETE CASCADE,"
+    " report_id INTEGER,"
+    " kind INTEGER NOT NULL,"
+    " status TEXT NOT NULL DEFAULT '',"
+    " diagnostic TEXT NOT NULL DEFAULT '',"
+    " source TEXT NOT NULL DEFAULT '',"
+    " counted INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX bounces_subscriber ON bounces (subscriber_id, kind, at);"
+    "CREATE INDEX bounces_report ON bounces (report_id);";
+
+static const char *const migrations[] = {schema_v1, schema_v2, schema_v3};
 
 /* ---- prepared statements ---- */
 
@@ -147,6 +169,7 @@ enum stmt_id {
 	ST_COUNTS_ALL,
 	ST_RETRY,
 	ST_CLAIM_CONFIRM,
+	ST_CLAIM_DEFERRED,
 	ST_CLAIM_REPORTS,
 	ST_CLAIM_ROWS,
 	ST_LEASE,
@@ -244,20 +267,32 @@ static const char *const stmt_sql[ST__N] = {
                  " queued_at = ?3, next_attempt = ?3, lease_until = 0"
                  " WHERE report_id = ?1 AND (state = 3 OR"
                  " (?2 AND state = 4))",
+    /* INDEXED BY: the planner would take deliveries_report (an equality
+     * on state) and sort every due row; these walk the queue in order. */
     [ST_CLAIM_CONFIRM] = "SELECT " CLAIM_COLS " FROM deliveries d"
+                         " INDEXED BY deliveries_queued"
                          " JOIN subscribers s ON s.id = d.subscriber_id"
-                         " WHERE d.report_id IS NULL AND d.state IN (0, 2)"
+                         " WHERE d.report_id IS NULL AND d.state = 0"
                          " AND d.next_attempt <= ?1 AND d.lease_until < ?1"
                          " ORDER BY d.id LIMIT ?2",
     [ST_CLAIM_REPORTS] =
         "SELECT id FROM reports r WHERE state = 0 AND send_at <= ?1"
         " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.report_id = r.id"
-        " AND d.state IN (0, 2)) ORDER BY id",
+        " AND d.state = 0) ORDER BY id",
     [ST_CLAIM_ROWS] = "SELECT " CLAIM_COLS " FROM deliveries d"
+                      " INDEXED BY deliveries_queued"
                       " JOIN subscribers s ON s.id = d.subscriber_id"
-                      " WHERE d.report_id = ?3 AND d.state IN (0, 2)"
+                      " WHERE d.report_id = ?3 AND d.state = 0"
                       " AND d.next_attempt <= ?1 AND d.lease_until < ?1"
                       " ORDER BY d.id LIMIT ?2",
+    [ST_CLAIM_DEFERRED] =
+        "SELECT " CLAIM_COLS " FROM deliveries d"
+        " INDEXED BY deliveries_deferred"
+        " JOIN subscribers s ON s.id = d.subscriber_id"
+        " WHERE d.state = 2 AND d.next_attempt <= ?1 AND d.lease_until < ?1"
+        " AND (d.report_id IS NULL OR d.report_id IN (SELECT id FROM"
+        " reports WHERE state = 0 AND send_at <= ?1))"
+        " ORDER BY d.next_attempt, d.id LIMIT ?2",
     [ST_LEASE] = "UPDATE deliveries SET lease_until = ?2 WHERE id = ?1",
     [ST_CANCEL_ONE] = "UPDATE deliveries SET state = 5, lease_until = 0"
                       " WHERE id = ?1",
@@ -516,6 +551,27 @@ kr_store_schema_version(void)
 	return (int)KR_NELEM(migrations);
 }
 
+/* SQLite's own busy timeout sleeps 1, 2, 5, 10, 15, 20, 25, 25, 25, 50 …
+ * ms between tries, so a form POST that meets one delivery commit waits
+ * ~18 ms. Our writers hold the lock for well under a millisecond: poll
+ * every 250 us for the first 10 ms, then every 2 ms, up to
+ * BUSY_TIMEOUT_MS in all. Returns 0 to give up (SQLITE_BUSY). */
+static int
+busy_wait(void *arg, int count)
+{
+	long waited_us;
+
+	(void)arg;
+	if (count < 40)
+		waited_us = 250L * count;
+	else
+		waited_us = 10000L + 2000L * (count - 40);
+	if (waited_us >= BUSY_TIMEOUT_MS * 1000L)
+		return 0;
+	usleep(count < 40 ? 250 : 2000);
+	return 1;
+}
+
 int
 kr_store_open(const char *path, struct kr_store **store_out, struct kr_err *err)
 {
@@ -536,7 +592,7 @@ kr_store_open(const char *path, struct kr_store **store_out, struct kr_err *err)
 		db_err(s, rc, "open", err);
 		goto out;
 	}
-	sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
+	sqlite3_busy_handler(s->db, busy_wait, NULL);
 	/* Read before anything writes: a foreign or newer file is left as
 	 * it was. */
 	if (query_int(s, "PRAGMA user_version", &v, err) < 0)
@@ -582,7 +638,7 @@ kr_store_open(const char *path, struct kr_store **store_out, struct kr_err *err)
 	}
 	if (exec(s,
 	         "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;"
-	         " PRAGMA cache_size = -32768;",
+	         " PRAGMA cache_size = -4096;",
 	         "pragma", err) < 0)
 		goto out;
 	rc = sqlite3_create_function(s->db, "kr_domain", 1,
@@ -1490,7 +1546,10 @@ kr_store_claim(struct kr_store *s, int64_t now, int64_t lease_until, size_t max,
 		lease_until = now;
 	if (tx_begin(s, &own, err) < 0)
 		return -1;
+	/* Confirmations, then retries that are due, then the queue. */
 	if (claim_pass(s, ST_CLAIM_CONFIRM, 0, now, lease_until, max, out,
+	               n_out, err) < 0 ||
+	    claim_pass(s, ST_CLAIM_DEFERRED, 0, now, lease_until, max, out,
 	               n_out, err) < 0)
 		goto out;
 	if (*n_out < max) {
@@ -1686,4 +1745,224 @@ int
 kr_store_ping(struct kr_store *s, struct kr_err *err)
 {
 	return run_id(s, ST_PING, "ping", err);
+}
+
+/* ---- bounces (schema v3) ----
+ * Rare next to deliveries, so these statements are prepared per call
+ * rather than cached in st[]. */
+
+static int
+prep(struct kr_store *s, const char *sql, sqlite3_stmt **st,
+    struct kr_err *err)
+{
+	int rc = sqlite3_prepare_v2(s->db, sql, -1, st, NULL);
+
+	if (rc != SQLITE_OK) {
+		*st = NULL;
+		return db_err(s, rc, "prepare", err);
+	}
+	return 0;
+}
+
+/* Runs sql with up to three integer parameters (ignored past n); when
+ * out is not NULL, the first column of the first row goes there. */
+static int
+exec_ints(struct kr_store *s, const char *sql, int n, int64_t a, int64_t b,
+    int64_t c, int64_t *out, struct kr_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, r = -1;
+
+	if (prep(s, sql, &st, err) < 0)
+		goto out;
+	if (n > 0)
+		sqlite3_bind_int64(st, 1, a);
+	if (n > 1)
+		sqlite3_bind_int64(st, 2, b);
+	if (n > 2)
+		sqlite3_bind_int64(st, 3, c);
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		db_err(s, rc, "bounce", err);
+		goto out;
+	}
+	if (out)
+		*out = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+	r = 0;
+out:
+	sqlite3_finalize(st);
+	return r;
+}
+
+int
+kr_store_bounce_record(struct kr_store *s, const struct kr_bounce_row *b,
+    const struct kr_bounce_policy *p, struct kr_bounce_result *res_out,
+    struct kr_err *err)
+{
+	struct kr_subscriber sub;
+	sqlite3_stmt *st = NULL;
+	char detail[320];
+	int64_t n = 0;
+	unsigned hard = p && p->hard_threshold ? p->hard_threshold : 1;
+	unsigned soft = p && p->soft_threshold ? p->soft_threshold : 1;
+	int64_t window = p ? p->soft_window : 0;
+	bool own = false;
+	int r = -1, found, changed = 0;
+
+	memset(res_out, 0, sizeof(*res_out));
+	if (b->kind < KR_STORE_BOUNCE_HARD ||
+	    b->kind > KR_STORE_BOUNCE_COMPLAINT)
+		return kr_err_set(err, KR_ERR_INVALID, "bounce: bad kind %d",
+		    b->kind);
+	if (tx_begin(s, &own, err) < 0)
+		return -1;
+	if ((found = kr_store_subscriber_get(s, b->subscriber_id, &sub,
+		 err)) < 0)
+		goto out;
+	if (!found) {
+		kr_err_set(err, KR_ERR_NOTFOUND, "no subscriber %lld",
+		    (long long)b->subscriber_id);
+		goto out;
+	}
+	/* One report, one count: a second bounce for the same copy (two
+	 * MTAs of a chain, a DSN after the 5xx) is kept but never counts. */
+	if (b->kind != KR_STORE_BOUNCE_COMPLAINT && b->report_id > 0) {
+		if (exec_ints(s,
+			"SELECT count(*) FROM bounces WHERE subscriber_id = ?1"
+			" AND report_id = ?2 AND kind IN (1, 2)",
+			2, b->subscriber_id, b->report_id, 0, &n, err) < 0)
+			goto out;
+		res_out->duplicate = n > 0;
+	}
+	if (prep(s,
+		"INSERT INTO bounces (at, subscriber_id, report_id, kind,"
+		" status, diagnostic, source, counted)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+		&st, err) < 0)
+		goto out;
+	sqlite3_bind_int64(st, 1, b->at);
+	sqlite3_bind_int64(st, 2, b->subscriber_id);
+	if (b->report_id > 0)
+		sqlite3_bind_int64(st, 3, b->report_id);
+	sqlite3_bind_int(st, 4, b->kind);
+	bind_text(st, 5, b->status);
+	bind_text(st, 6, b->diagnostic);
+	bind_text(st, 7, b->source);
+	sqlite3_bind_int(st, 8,
+	    res_out->duplicate ? -1 : b->kind == KR_STORE_BOUNCE_HARD);
+	if (sqlite3_step(st) != SQLITE_DONE) {
+		db_err(s, sqlite3_errcode(s->db), "record bounce", err);
+		goto out;
+	}
+	snprintf(detail, sizeof(detail), "kind=%s status=%s source=%s",
+	    b->kind == KR_STORE_BOUNCE_HARD   ? "hard"
+	    : b->kind == KR_STORE_BOUNCE_SOFT ? "soft"
+					      : "complaint",
+	    b->status[0] ? b->status : "-", b->source[0] ? b->source : "-");
+	if (event(s, b->at, b->kind == KR_STORE_BOUNCE_COMPLAINT ? "complaint"
+								 : "bounce",
+		b->subscriber_id, b->report_id, detail, err) < 0)
+		goto out;
+	if (b->kind == KR_STORE_BOUNCE_COMPLAINT) {
+		if (unsub_one(s, b->subscriber_id, b->at, &changed, err) < 0)
+			goto out;
+		res_out->unsubscribed = changed > 0;
+		res_out->bounces = sub.bounces;
+		r = 0;
+		goto out;
+	}
+	if (res_out->duplicate) {
+		res_out->counted = false;
+	} else if (b->kind == KR_STORE_BOUNCE_HARD) {
+		res_out->counted = true;
+	} else {
+		/* Soft: one counted bounce per soft_threshold uncounted soft
+		 * bounces within the window. */
+		if (exec_ints(s,
+			"SELECT count(*) FROM bounces WHERE subscriber_id = ?1"
+			" AND kind = 2 AND counted = 0 AND at > ?2",
+			2, b->subscriber_id, b->at - window, 0, &n, err) < 0)
+			goto out;
+		if (n >= (int64_t)soft) {
+			if (exec_ints(s,
+				"UPDATE bounces SET counted = 1"
+				" WHERE subscriber_id = ?1 AND kind = 2"
+				" AND counted = 0",
+				1, b->subscriber_id, 0, 0, NULL, err) < 0)
+				goto out;
+			res_out->counted = true;
+		}
+	}
+	res_out->bounces = sub.bounces + (res_out->counted ? 1 : 0);
+	if (res_out->counted &&
+	    exec_ints(s,
+		"UPDATE subscribers SET bounces = bounces + 1 WHERE id = ?1",
+		1, b->subscriber_id, 0, 0, NULL, err) < 0)
+		goto out;
+	if (res_out->bounces >= (int)hard &&
+	    (sub.status == KR_SUB_ACTIVE || sub.status == KR_SUB_PENDING)) {
+		if (exec_ints(s,
+			"UPDATE subscribers SET status = 3 WHERE id = ?1"
+			" AND status IN (0, 1)",
+			1, b->subscriber_id, 0, 0, NULL, err) < 0)
+			goto out;
+		res_out->bounced = true;
+		if (exec_ints(s,
+			"UPDATE deliveries SET state = 5, lease_until = 0"
+			" WHERE subscriber_id = ?1 AND state IN (0, 2)",
+			1, b->subscriber_id, 0, 0, NULL, err) < 0)
+			goto out;
+		res_out->cancelled = sqlite3_changes(s->db);
+		snprintf(detail, sizeof(detail), "bounces=%d threshold=%u",
+		    res_out->bounces, hard);
+		if (event(s, b->at, "bounced", b->subscriber_id, b->report_id,
+			detail, err) < 0)
+			goto out;
+	}
+	r = 0;
+out:
+	sqlite3_finalize(st);
+	return tx_end(s, own, r, err);
+}
+
+int
+kr_store_bounce_foreach(struct kr_store *s, int64_t report_id, size_t limit,
+    kr_store_bounce_fn fn, void *ctx, struct kr_err *err)
+{
+	struct kr_bounce_row row;
+	sqlite3_stmt *st = NULL;
+	int rc = SQLITE_DONE, r = -1;
+
+	if (prep(s,
+		"SELECT b.id, b.at, b.subscriber_id, coalesce(b.report_id, 0),"
+		" b.kind, b.status, b.diagnostic, b.source,"
+		" coalesce(s.email, ''), coalesce(s.list_id, '')"
+		" FROM bounces b LEFT JOIN subscribers s"
+		" ON s.id = b.subscriber_id"
+		" WHERE (?1 = 0 OR b.report_id = ?1)"
+		" ORDER BY b.id DESC LIMIT ?2",
+		&st, err) < 0)
+		goto out;
+	sqlite3_bind_int64(st, 1, report_id);
+	sqlite3_bind_int64(st, 2, limit ? (int64_t)limit : -1);
+	r = 0;
+	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		memset(&row, 0, sizeof(row));
+		row.id = sqlite3_column_int64(st, 0);
+		row.at = sqlite3_column_int64(st, 1);
+		row.subscriber_id = sqlite3_column_int64(st, 2);
+		row.report_id = sqlite3_column_int64(st, 3);
+		row.kind = sqlite3_column_int(st, 4);
+		col_copy(row.status, sizeof(row.status), st, 5);
+		col_copy(row.diagnostic, sizeof(row.diagnostic), st, 6);
+		col_copy(row.source, sizeof(row.source), st, 7);
+		col_copy(row.email, sizeof(row.email), st, 8);
+		col_copy(row.list_id, sizeof(row.list_id), st, 9);
+		r = fn(ctx, &row);
+	}
+	if (r == 0 && rc != SQLITE_DONE)
+		r = db_err(s, rc, "list bounces", err);
+out:
+	sqlite3_finalize(st);
+	return r;
 }

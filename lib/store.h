@@ -216,7 +216,10 @@ KR_NODISCARD int kr_store_report_retry(struct kr_store *s, int64_t report_id,
 /* Claims up to max due deliveries (QUEUED or DEFERRED, next attempt <= now,
  * no live lease, report ACTIVE and send_at <= now, subscriber ACTIVE, or
  * PENDING for confirmations), confirmations first, then in queue order, and
- * leases them until lease_until. Fills out[0..*n_out). */
+ * leases them until lease_until. Fills out[0..*n_out). (Queue order: due
+ * retries, oldest first, before rows not tried yet, by id. A row whose
+ * subscriber is no longer ACTIVE, or PENDING for a confirmation, is
+ * cancelled instead of claimed.) */
 KR_NODISCARD int kr_store_claim(struct kr_store *s, int64_t now,
     int64_t lease_until, size_t max, struct kr_claim *out, size_t *n_out,
     struct kr_err *err);
@@ -244,5 +247,66 @@ KR_NODISCARD int kr_store_backup(struct kr_store *s, const char *path,
     struct kr_err *err);
 /* A cheap query: 0 when the database answers. */
 KR_NODISCARD int kr_store_ping(struct kr_store *s, struct kr_err *err);
+
+/* ---- bounces and complaints ---- */
+
+/* kind values; the same numbers as enum kr_bounce_kind (bounce.h). */
+#define KR_STORE_BOUNCE_HARD 1
+#define KR_STORE_BOUNCE_SOFT 2
+#define KR_STORE_BOUNCE_COMPLAINT 3
+
+/* The policy (config `bounce:`). */
+struct kr_bounce_policy {
+	unsigned hard_threshold; /* counted bounces that make a subscriber
+	                            BOUNCED; 0 is taken as 1 */
+	unsigned soft_threshold; /* soft bounces within soft_window that
+	                            count as one; 0 is taken as 1 */
+	int64_t soft_window;     /* seconds */
+};
+
+/* One stored bounce or complaint. email and list_id are filled by
+ * kr_store_bounce_foreach only. */
+struct kr_bounce_row {
+	int64_t id;
+	int64_t at;
+	int64_t subscriber_id;
+	int64_t report_id; /* 0: none or unknown */
+	int kind;          /* KR_STORE_BOUNCE_* */
+	char status[16];   /* "5.1.1" or "" */
+	char diagnostic[256];
+	char source[16];   /* "dsn", "arf", "smtp", … */
+	char email[256];
+	char list_id[65];
+};
+
+struct kr_bounce_result {
+	bool counted;      /* it went into the subscriber's bounce count */
+	bool bounced;      /* the subscriber became BOUNCED now */
+	bool unsubscribed; /* a complaint made it UNSUBSCRIBED now */
+	int bounces;       /* the subscriber's count afterwards */
+	int64_t cancelled; /* queued deliveries cancelled */
+	bool duplicate;    /* the same copy (subscriber, report) bounced
+	                      before: stored, not counted */
+};
+
+/* Stores b (id, email, list_id ignored; at is "now") and applies p in the
+ * same transaction: a bounce of a copy (subscriber, report) that bounced
+ * before is kept but not counted; otherwise HARD counts at once; SOFT counts once soft_threshold
+ * uncounted soft bounces fall within soft_window; when the count reaches
+ * hard_threshold an ACTIVE or PENDING subscriber becomes BOUNCED and its
+ * queued deliveries are cancelled (event "bounced"). A COMPLAINT
+ * unsubscribes at once (event "complaint", then "unsubscribe"). Every
+ * bounce adds an event "bounce". KR_ERR_NOTFOUND when the subscriber does
+ * not exist. */
+KR_NODISCARD int kr_store_bounce_record(struct kr_store *s,
+    const struct kr_bounce_row *b, const struct kr_bounce_policy *p,
+    struct kr_bounce_result *res_out, struct kr_err *err);
+typedef int (*kr_store_bounce_fn)(void *ctx, const struct kr_bounce_row *b);
+/* Calls fn for the newest bounces and complaints first (report_id 0: of
+ * every report; limit 0: all). A non-zero return from fn stops and is
+ * returned. */
+KR_NODISCARD int kr_store_bounce_foreach(struct kr_store *s,
+    int64_t report_id, size_t limit, kr_store_bounce_fn fn, void *ctx,
+    struct kr_err *err);
 
 #endif

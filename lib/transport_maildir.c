@@ -47,7 +47,7 @@ md_mkdir(const char *path, struct kr_err *err)
 	if (errno == EEXIST)
 		errno = ENOTDIR;
 	return kr_err_set(err, KR_ERR_IO, "maildir %s: %s", path,
-	    strerror(errno));
+	                  strerror(errno));
 }
 
 /* Host name for unique file names: '/' and ':' are encoded as the
@@ -79,18 +79,19 @@ md_hostname(void)
 
 static int
 md_create(const struct kr_config *cfg, struct kr_transport **out,
-    struct kr_err *err)
+          struct kr_err *err)
 {
 	struct kr_transport *t = NULL;
 	char *sub = NULL;
-	const char *subs[] = { "tmp", "new", "cur" };
+	const char *subs[] = {"tmp", "new", "cur"};
 	size_t i;
 	int ret = -1;
 
 	*out = NULL;
 	if (cfg == NULL || cfg->delivery.maildir == NULL ||
 	    cfg->delivery.maildir[0] == '\0') {
-		kr_err_set(err, KR_ERR_INVALID,
+		kr_err_set(
+		    err, KR_ERR_INVALID,
 		    "delivery.maildir: required for the maildir transport");
 		goto out;
 	}
@@ -175,17 +176,19 @@ md_deliver(struct kr_transport *t, struct kr_msg *msg)
 		msg->result = KR_SEND_PERM;
 		msg->code = 0;
 		snprintf(msg->reply, sizeof(msg->reply),
-		    "invalid message or envelope address");
+		         "invalid message or envelope address");
 		goto out;
 	}
 	gettimeofday(&tv, NULL);
 	n = atomic_fetch_add(&maildir_counter, 1);
 	name = kr_xasprintf("%lld.M%06ldP%dT%dQ%lu.%s", (long long)tv.tv_sec,
-	    (long)tv.tv_usec, (int)getpid(), (int)gettid(), n, t->host);
+	                    (long)tv.tv_usec, (int)getpid(), (int)gettid(), n,
+	                    t->host);
 	tmp = kr_xasprintf("%s/tmp/%s", t->dir, name);
 	dst = kr_xasprintf("%s/new/%s", t->dir, name);
 	hdr = kr_xasprintf("Return-Path: <%s>\r\nDelivered-To: %s\r\n",
-	    msg->mail_from != NULL ? msg->mail_from : "", msg->rcpt);
+	                   msg->mail_from != NULL ? msg->mail_from : "",
+	                   msg->rcpt);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0)
 		goto io;
@@ -215,7 +218,7 @@ io:
 	msg->result = KR_SEND_TEMP;
 	msg->code = 0;
 	snprintf(msg->reply, sizeof(msg->reply), "maildir: %s",
-	    strerror(errno));
+	         strerror(errno));
 	if (fd >= 0)
 		close(fd);
 	fd = -1;
@@ -248,7 +251,7 @@ md_sync_dir(struct kr_transport *t)
 
 static int
 md_send(struct kr_transport *t, struct kr_msg *msgs, size_t n,
-    kr_transport_done_fn done, void *ctx, struct kr_err *err)
+        kr_transport_done_fn done, void *ctx, struct kr_err *err)
 {
 	size_t i, ok = 0, temp = 0;
 	int ret = 0;
@@ -282,7 +285,7 @@ md_probe(struct kr_transport *t, struct kr_err *err)
 
 	if (access(d, W_OK | X_OK) != 0)
 		r = kr_err_set(err, KR_ERR_IO, "maildir %s: %s", d,
-		    strerror(errno));
+		               strerror(errno));
 	else
 		kr_err_clear(err);
 	free(d);
@@ -290,9 +293,9 @@ md_probe(struct kr_transport *t, struct kr_err *err)
 }
 
 const struct kr_transport_ops kr_transport_maildir_ops = {
-	.name = "maildir",
-	.create = md_create,
-	.send = md_send,
-	.probe = md_probe,
-	.destroy = md_destroy,
+    .name = "maildir",
+    .create = md_create,
+    .send = md_send,
+    .probe = md_probe,
+    .destroy = md_destroy,
 };

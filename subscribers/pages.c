@@ -17,7 +17,8 @@ const char kr_pages_style[] =
     "Meiryo,\"IPAGothic\",sans-serif;overflow-wrap:anywhere}"
     "main{max-width:36rem;margin:0 auto;padding:2rem 1.25rem}"
     "h1{font-size:1.5rem;line-height:1.4;margin:0 0 1rem}"
-    "p{margin:0 0 1rem}form{margin:0 0 1.5rem}.mut{color:var(--mut);font-size:.875rem}"
+    "p{margin:0 0 1rem}form{margin:0 0 "
+    "1.5rem}.mut{color:var(--mut);font-size:.875rem}"
     "label{display:block;font-weight:600;margin:0 0 .25rem}"
     "input[type=email]{width:100%;font:inherit;padding:.6rem .75rem;"
     "border:1px solid var(--line);border-radius:6px;background:var(--bg);"
@@ -85,18 +86,16 @@ const char kr_pages_list_choice[] =
 const char kr_pages_list_hidden[] =
     "<input type=\"hidden\" name=\"list\" value=\"{{id}}\">\n";
 
-const char kr_pages_message[] =
-    "<h1>{{title}}</h1>\n"
-    "<p>{{message}}</p>\n"
-    "<p class=\"mut\">{{detail}}</p>\n"
-    "<p><a href=\"./\">{{back}}</a></p>\n";
+const char kr_pages_message[] = "<h1>{{title}}</h1>\n"
+                                "<p>{{message}}</p>\n"
+                                "<p class=\"mut\">{{detail}}</p>\n"
+                                "<p><a href=\"./\">{{back}}</a></p>\n";
 
-const char kr_pages_confirm[] =
-    "<h1>{{title}}</h1>\n"
-    "<p>{{message}}</p>\n"
-    "<form action=\"{{action}}\" method=\"post\">\n"
-    "<button type=\"submit\">{{button}}</button>\n"
-    "</form>\n";
+const char kr_pages_confirm[] = "<h1>{{title}}</h1>\n"
+                                "<p>{{message}}</p>\n"
+                                "<form action=\"{{action}}\" method=\"post\">\n"
+                                "<button type=\"submit\">{{button}}</button>\n"
+                                "</form>\n";
 
 const char kr_pages_unsubscribe[] =
     "<h1>{{title}}</h1>\n"
@@ -107,11 +106,10 @@ const char kr_pages_unsubscribe[] =
     "class=\"alt\">{{all}}</button>\n"
     "</form>\n";
 
-const char kr_pages_archive[] =
-    "<h1>{{title}}</h1>\n"
-    "{{empty}}"
-    "{{items}}"
-    "<p><a href=\"./\">{{back}}</a></p>\n";
+const char kr_pages_archive[] = "<h1>{{title}}</h1>\n"
+                                "{{empty}}"
+                                "{{items}}"
+                                "<p><a href=\"./\">{{back}}</a></p>\n";
 
 const char kr_pages_archive_item[] =
     "<li><a href=\"archive/{{id}}\">{{subject}}</a> "
@@ -126,114 +124,115 @@ const char kr_pages_report[] =
     "</article>\n";
 
 static const struct kr_pages_text text_en = {
-	.lang = "en",
-	.signup_title = "Subscribe",
-	.signup_intro = "Get {{list}} by email. We will send you a message "
-			"with a link to confirm your address.",
-	.signup_intro_many = "Choose what you would like to receive by email. "
-			     "We will send you a message with a link to "
-			     "confirm your address.",
-	.email_label = "Email address",
-	.lists_legend = "Lists",
-	.honeypot_label = "Leave this field empty",
-	.submit = "Subscribe",
-	.privacy = "Your address is used for this newsletter only. Every "
-		   "message carries a link to unsubscribe.",
-	.check_title = "Check your mail",
-	.check_body = "Thank you. Unless this address is subscribed already, "
-		      "a message with a confirmation link is on its way. Open "
-		      "the link to finish; it is valid for 7 days.",
-	.active_title = "Subscribed",
-	.active_body = "Thank you. {{list}} will come to this address.",
-	.invalid_title = "Please check the address",
-	.bad_list = "There is no such list.",
-	.no_email = "Please enter an email address.",
-	.limit_title = "Too many requests",
-	.limit_body = "Please wait a few minutes and try again.",
-	.confirm_title = "Confirm your subscription",
-	.confirm_body = "Press the button to subscribe to {{list}}.",
-	.confirm_button = "Confirm",
-	.confirmed_title = "You are subscribed",
-	.confirmed_body = "Thank you. {{list}} will come to your mailbox.",
-	.confirm_gone = "This subscription can no longer be confirmed. "
-			"Please sign up again.",
-	.unsub_title = "Unsubscribe",
-	.unsub_body = "Do you want to stop receiving {{list}}?",
-	.unsub_one = "Unsubscribe from this list",
-	.unsub_all = "Unsubscribe from all lists",
-	.unsubbed_title = "You are unsubscribed",
-	.unsubbed_body = "You will not receive {{list}} any more.",
-	.unsubbed_all = "You will not receive any of our lists any more.",
-	.token_title = "This link does not work",
-	.token_body = "The link is invalid or has expired. If you copied it "
-		      "from a mail, check that it is complete.",
-	.notfound_title = "Not found",
-	.notfound_body = "There is no page at this address.",
-	.method_title = "Method not allowed",
-	.method_body = "This page does not accept that kind of request.",
-	.large_title = "Request too large",
-	.large_body = "The request is larger than this form accepts.",
-	.busy_title = "Please try again",
-	.busy_body = "Something went wrong on our side. Please try again in a "
-		     "few minutes.",
-	.archive_title = "Archive",
-	.archive_empty = "Nothing has been published yet.",
-	.back = "Back",
+    .lang = "en",
+    .signup_title = "Subscribe",
+    .signup_intro = "Get {{list}} by email. We will send you a message "
+                    "with a link to confirm your address.",
+    .signup_intro_many = "Choose what you would like to receive by email. "
+                         "We will send you a message with a link to "
+                         "confirm your address.",
+    .email_label = "Email address",
+    .lists_legend = "Lists",
+    .honeypot_label = "Leave this field empty",
+    .submit = "Subscribe",
+    .privacy = "Your address is used for this newsletter only. Every "
+               "message carries a link to unsubscribe.",
+    .check_title = "Check your mail",
+    .check_body = "Thank you. Unless this address is subscribed already, "
+                  "a message with a confirmation link is on its way. Open "
+                  "the link to finish; it is valid for 7 days.",
+    .active_title = "Subscribed",
+    .active_body = "Thank you. {{list}} will come to this address.",
+    .invalid_title = "Please check the address",
+    .bad_list = "There is no such list.",
+    .no_email = "Please enter an email address.",
+    .limit_title = "Too many requests",
+    .limit_body = "Please wait a few minutes and try again.",
+    .confirm_title = "Confirm your subscription",
+    .confirm_body = "Press the button to subscribe to {{list}}.",
+    .confirm_button = "Confirm",
+    .confirmed_title = "You are subscribed",
+    .confirmed_body = "Thank you. {{list}} will come to your mailbox.",
+    .confirm_gone = "This subscription can no longer be confirmed. "
+                    "Please sign up again.",
+    .unsub_title = "Unsubscribe",
+    .unsub_body = "Do you want to stop receiving {{list}}?",
+    .unsub_one = "Unsubscribe from this list",
+    .unsub_all = "Unsubscribe from all lists",
+    .unsubbed_title = "You are unsubscribed",
+    .unsubbed_body = "You will not receive {{list}} any more.",
+    .unsubbed_all = "You will not receive any of our lists any more.",
+    .token_title = "This link does not work",
+    .token_body = "The link is invalid or has expired. If you copied it "
+                  "from a mail, check that it is complete.",
+    .notfound_title = "Not found",
+    .notfound_body = "There is no page at this address.",
+    .method_title = "Method not allowed",
+    .method_body = "This page does not accept that kind of request.",
+    .large_title = "Request too large",
+    .large_body = "The request is larger than this form accepts.",
+    .busy_title = "Please try again",
+    .busy_body = "Something went wrong on our side. Please try again in a "
+                 "few minutes.",
+    .archive_title = "Archive",
+    .archive_empty = "Nothing has been published yet.",
+    .back = "Back",
 };
 
 static const struct kr_pages_text text_ja = {
-	.lang = "ja",
-	.signup_title = "配信登録",
-	.signup_intro = "{{list}}をメールでお届けします。ご登録のアドレスに"
-			"確認用のリンクをお送りします。",
-	.signup_intro_many = "メールで受け取りたいものをお選びください。"
-			     "ご登録のアドレスに確認用のリンクをお送りします。",
-	.email_label = "メールアドレス",
-	.lists_legend = "配信リスト",
-	.honeypot_label = "この欄は空のままにしてください",
-	.submit = "登録する",
-	.privacy = "メールアドレスはこの配信にのみ使用します。すべてのメールに"
-		   "配信停止のリンクがあります。",
-	.check_title = "メールをご確認ください",
-	.check_body = "ありがとうございます。このアドレスがまだ登録されていない"
-		      "場合は、確認用のリンクを記載したメールをお送りしました。"
-		      "リンクを開いて登録を完了してください（有効期限は7日間）。",
-	.active_title = "登録しました",
-	.active_body = "ありがとうございます。{{list}}をこのアドレスにお届けします。",
-	.invalid_title = "メールアドレスをご確認ください",
-	.bad_list = "指定された配信リストはありません。",
-	.no_email = "メールアドレスを入力してください。",
-	.limit_title = "リクエストが多すぎます",
-	.limit_body = "数分待ってからもう一度お試しください。",
-	.confirm_title = "配信登録の確認",
-	.confirm_body = "ボタンを押すと{{list}}の配信登録が完了します。",
-	.confirm_button = "登録を完了する",
-	.confirmed_title = "登録が完了しました",
-	.confirmed_body = "ありがとうございます。{{list}}をお届けします。",
-	.confirm_gone = "この登録は確認できなくなりました。"
-			"お手数ですが、もう一度ご登録ください。",
-	.unsub_title = "配信停止",
-	.unsub_body = "{{list}}の配信を停止しますか？",
-	.unsub_one = "この配信を停止する",
-	.unsub_all = "すべての配信を停止する",
-	.unsubbed_title = "配信を停止しました",
-	.unsubbed_body = "今後{{list}}はお届けしません。",
-	.unsubbed_all = "今後すべての配信をお届けしません。",
-	.token_title = "このリンクは無効です",
-	.token_body = "リンクが正しくないか、有効期限が切れています。メールから"
-		      "コピーした場合は、途中で切れていないかご確認ください。",
-	.notfound_title = "ページが見つかりません",
-	.notfound_body = "このアドレスにページはありません。",
-	.method_title = "許可されていないメソッドです",
-	.method_body = "このページはその種類のリクエストを受け付けません。",
-	.large_title = "リクエストが大きすぎます",
-	.large_body = "このフォームが受け付ける大きさを超えています。",
-	.busy_title = "もう一度お試しください",
-	.busy_body = "サーバー側で問題が発生しました。数分後にもう一度お試し"
-		     "ください。",
-	.archive_title = "バックナンバー",
-	.archive_empty = "まだ公開されたレポートはありません。",
-	.back = "戻る",
+    .lang = "ja",
+    .signup_title = "配信登録",
+    .signup_intro = "{{list}}をメールでお届けします。ご登録のアドレスに"
+                    "確認用のリンクをお送りします。",
+    .signup_intro_many = "メールで受け取りたいものをお選びください。"
+                         "ご登録のアドレスに確認用のリンクをお送りします。",
+    .email_label = "メールアドレス",
+    .lists_legend = "配信リスト",
+    .honeypot_label = "この欄は空のままにしてください",
+    .submit = "登録する",
+    .privacy = "メールアドレスはこの配信にのみ使用します。すべてのメールに"
+               "配信停止のリンクがあります。",
+    .check_title = "メールをご確認ください",
+    .check_body = "ありがとうございます。このアドレスがまだ登録されていない"
+                  "場合は、確認用のリンクを記載したメールをお送りしました。"
+                  "リンクを開いて登録を完了してください（有効期限は7日間）。",
+    .active_title = "登録しました",
+    .active_body =
+        "ありがとうございます。{{list}}をこのアドレスにお届けします。",
+    .invalid_title = "メールアドレスをご確認ください",
+    .bad_list = "指定された配信リストはありません。",
+    .no_email = "メールアドレスを入力してください。",
+    .limit_title = "リクエストが多すぎます",
+    .limit_body = "数分待ってからもう一度お試しください。",
+    .confirm_title = "配信登録の確認",
+    .confirm_body = "ボタンを押すと{{list}}の配信登録が完了します。",
+    .confirm_button = "登録を完了する",
+    .confirmed_title = "登録が完了しました",
+    .confirmed_body = "ありがとうございます。{{list}}をお届けします。",
+    .confirm_gone = "この登録は確認できなくなりました。"
+                    "お手数ですが、もう一度ご登録ください。",
+    .unsub_title = "配信停止",
+    .unsub_body = "{{list}}の配信を停止しますか？",
+    .unsub_one = "この配信を停止する",
+    .unsub_all = "すべての配信を停止する",
+    .unsubbed_title = "配信を停止しました",
+    .unsubbed_body = "今後{{list}}はお届けしません。",
+    .unsubbed_all = "今後すべての配信をお届けしません。",
+    .token_title = "このリンクは無効です",
+    .token_body = "リンクが正しくないか、有効期限が切れています。メールから"
+                  "コピーした場合は、途中で切れていないかご確認ください。",
+    .notfound_title = "ページが見つかりません",
+    .notfound_body = "このアドレスにページはありません。",
+    .method_title = "許可されていないメソッドです",
+    .method_body = "このページはその種類のリクエストを受け付けません。",
+    .large_title = "リクエストが大きすぎます",
+    .large_body = "このフォームが受け付ける大きさを超えています。",
+    .busy_title = "もう一度お試しください",
+    .busy_body = "サーバー側で問題が発生しました。数分後にもう一度お試し"
+                 "ください。",
+    .archive_title = "バックナンバー",
+    .archive_empty = "まだ公開されたレポートはありません。",
+    .back = "戻る",
 };
 
 const struct kr_pages_text *

@@ -47,15 +47,15 @@
 
 #define KR_WEB_THREADS 2
 #define KR_WEB_CONN_LIMIT 1000
-#define KR_WEB_PER_IP_LIMIT 64
-#define KR_WEB_TIMEOUT 10                 /* seconds idle: slowloris */
-#define KR_WEB_CONN_MEMORY (32 * 1024)    /* headers + buffers per conn */
-#define KR_WEB_BODY_MAX (16 * 1024)       /* form bodies: 413 past this */
-#define KR_WEB_FIELD_MAX 1024             /* one form field */
-#define KR_WEB_RATE_PER_MIN 10.0          /* POST /subscribe per client */
+#define KR_WEB_PER_IP_LIMIT 64         /* trusted proxies exempt */
+#define KR_WEB_TIMEOUT 10              /* seconds idle: slowloris */
+#define KR_WEB_CONN_MEMORY (32 * 1024) /* headers + buffers per conn */
+#define KR_WEB_BODY_MAX (16 * 1024)    /* form bodies: 413 past this */
+#define KR_WEB_FIELD_MAX 1024          /* one form field */
+#define KR_WEB_RATE_PER_MIN 10.0       /* POST /subscribe per client */
 #define KR_WEB_RATE_BURST 20.0
 #define KR_WEB_RATE_KEYS 65536
-#define KR_WEB_CONFIRM_PER_DAY 3          /* confirmation mails per address */
+#define KR_WEB_CONFIRM_PER_DAY 3 /* confirmation mails per address */
 #define KR_WEB_CONFIRM_MAX_AGE (7 * 86400)
 #define KR_WEB_ARCHIVE_MAX 500
 
@@ -90,16 +90,27 @@ struct kr_web {
 	pthread_mutex_t store_lock;
 	struct kr_store *store;
 
+	/* The store worker: requests that touch the store run there, so
+	 * that an MHD thread never waits for SQLite and a slow write never
+	 * holds up the pages of the other connections on that thread. */
+	pthread_mutex_t q_lock;
+	pthread_cond_t q_cond;
+	struct req *q_head, *q_tail;
+	bool q_busy, q_stopping, q_quit, worker_started;
+	pthread_t worker;
+
 	struct MHD_Daemon *http;
 	struct MHD_Daemon *admin;
 	unsigned http_port;
 	struct kr_web_rl *rl;
+	struct kr_web_conns *conns;
 	char csp[160];
 	char csp_archive[200];
 
 	atomic_ulong n_requests, n_subscribe, n_subscribe_new, n_honeypot,
 	    n_rate_limited, n_confirm_mail, n_confirm_limited, n_confirmed,
-	    n_unsubscribed, n_bad_token, n_bad_address, n_errors;
+	    n_unsubscribed, n_bad_token, n_bad_address, n_errors,
+	    n_conn_refused;
 };
 
 enum route {
@@ -115,12 +126,27 @@ enum route {
 /* One request with a body. */
 struct req {
 	enum route route;
+	bool is_post;
 	size_t body_len;
 	bool too_large;
 	bool field_too_long;
 	struct MHD_PostProcessor *pp;
 	struct kr_buf email, list, name, honeypot, one_click, scope;
+	/* Handed to the store worker: */
+	struct req *next;
+	struct MHD_Connection *conn;
+	char *url;
+	bool done; /* answer in resp/status */
+	struct MHD_Response *resp;
+	unsigned status;
 };
+
+/* While the store worker runs a handler, answers are captured here
+ * instead of queued (the connection is suspended). */
+static _Thread_local struct req *tl_capture;
+
+/* con_cls of a request without a body between the two calls. */
+static char no_body;
 
 static int64_t
 now_unix(void)
@@ -202,7 +228,7 @@ static char *
 say(const char *text, const char *list_name)
 {
 	struct kr_buf b;
-	struct kr_web_var v = { "list", list_name, true };
+	struct kr_web_var v = {"list", list_name, true};
 
 	kr_buf_init(&b, 0);
 	if (kr_web_render(&b, text, &v, 1) == -1)
@@ -213,13 +239,13 @@ say(const char *text, const char *list_name)
 /* Wraps body (HTML) in the layout. */
 static int
 render_page(struct kr_buf *out, const char *lang, const char *title,
-    const char *body)
+            const char *body)
 {
 	const struct kr_web_var vars[] = {
-		{ "lang", lang, false },
-		{ "title", title, false },
-		{ "style", kr_pages_style, true },
-		{ "body", body, true },
+	    {"lang", lang, false},
+	    {"title", title, false},
+	    {"style", kr_pages_style, true},
+	    {"body", body, true},
 	};
 
 	return kr_web_render(out, kr_pages_layout, vars, KR_NELEM(vars));
@@ -227,13 +253,13 @@ render_page(struct kr_buf *out, const char *lang, const char *title,
 
 static void
 add_common_headers(struct kr_web *web, struct MHD_Response *r, bool html,
-    bool archive)
+                   bool archive)
 {
 	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
 	MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
 	if (html) {
 		MHD_add_response_header(r, "Content-Security-Policy",
-		    archive ? web->csp_archive : web->csp);
+		                        archive ? web->csp_archive : web->csp);
 		MHD_add_response_header(r, "X-Frame-Options", "DENY");
 	}
 }
@@ -256,13 +282,13 @@ render_index(struct kr_web *web, struct view *v, struct kr_err *err)
 		if (v->lists[i].archive)
 			break;
 	if (i < v->n_lists &&
-	    (kr_buf_puts(&archive, "<p class=\"mut\"><a href=\"archive\">")
-		== -1 || kr_web_html_escape(&archive, t->archive_title) == -1 ||
-		kr_buf_puts(&archive, "</a></p>\n") == -1))
+	    (kr_buf_puts(&archive, "<p class=\"mut\"><a href=\"archive\">") ==
+	         -1 ||
+	     kr_web_html_escape(&archive, t->archive_title) == -1 ||
+	     kr_buf_puts(&archive, "</a></p>\n") == -1))
 		goto fail;
 	if (v->n_lists == 1) {
-		const struct kr_web_var hv[] = { { "id", v->lists[0].id,
-			false } };
+		const struct kr_web_var hv[] = {{"id", v->lists[0].id, false}};
 
 		intro = say(t->signup_intro, v->lists[0].name);
 		if (kr_web_render(&lists, kr_pages_list_hidden, hv, 1) == -1)
@@ -271,52 +297,54 @@ render_index(struct kr_web *web, struct view *v, struct kr_err *err)
 		intro = say(t->signup_intro_many, NULL);
 		for (i = 0; i < v->n_lists; i++) {
 			const struct kr_web_var cv[] = {
-				{ "id", v->lists[i].id, false },
-				{ "name", v->lists[i].name, false },
-				{ "checked", i == 0 ? " checked" : "", true },
+			    {"id", v->lists[i].id, false},
+			    {"name", v->lists[i].name, false},
+			    {"checked", i == 0 ? " checked" : "", true},
 			};
 
 			if (kr_web_render(&choices, kr_pages_list_choice, cv,
-				KR_NELEM(cv)) == -1)
+			                  KR_NELEM(cv)) == -1)
 				goto fail;
 		}
 		{
 			const struct kr_web_var fv[] = {
-				{ "legend", t->lists_legend, false },
-				{ "choices", choices.data, true },
+			    {"legend", t->lists_legend, false},
+			    {"choices", choices.data, true},
 			};
 
 			if (kr_web_render(&lists, kr_pages_list_fieldset, fv,
-				KR_NELEM(fv)) == -1)
+			                  KR_NELEM(fv)) == -1)
 				goto fail;
 		}
 	}
 	{
 		const struct kr_web_var sv[] = {
-			{ "title", v->n_lists == 1 ? v->lists[0].name
-						   : t->signup_title, false },
-			{ "intro", intro, false },
-			{ "email_label", t->email_label, false },
-			{ "lists", lists.data, true },
-			{ "honeypot_label", t->honeypot_label, false },
-			{ "submit", t->submit, false },
-			{ "privacy", t->privacy, false },
-			{ "archive", archive.data, true },
+		    {"title",
+		     v->n_lists == 1 ? v->lists[0].name : t->signup_title,
+		     false},
+		    {"intro", intro, false},
+		    {"email_label", t->email_label, false},
+		    {"lists", lists.data, true},
+		    {"honeypot_label", t->honeypot_label, false},
+		    {"submit", t->submit, false},
+		    {"privacy", t->privacy, false},
+		    {"archive", archive.data, true},
 		};
 
 		if (kr_web_render(&body, kr_pages_signup, sv, KR_NELEM(sv)) ==
 		    -1)
 			goto fail;
 	}
-	if (render_page(&page, v->lang, v->n_lists == 1 ? v->lists[0].name
-	    : t->signup_title, body.data) == -1)
+	if (render_page(&page, v->lang,
+	                v->n_lists == 1 ? v->lists[0].name : t->signup_title,
+	                body.data) == -1)
 		goto fail;
 	v->index = MHD_create_response_from_buffer(page.len, page.data,
-	    MHD_RESPMEM_MUST_COPY);
+	                                           MHD_RESPMEM_MUST_COPY);
 	if (v->index == NULL)
 		goto fail;
 	MHD_add_response_header(v->index, "Content-Type",
-	    "text/html; charset=utf-8");
+	                        "text/html; charset=utf-8");
 	MHD_add_response_header(v->index, "Content-Language", v->lang);
 	MHD_add_response_header(v->index, "Cache-Control", "max-age=60");
 	add_common_headers(web, v->index, true, false);
@@ -336,7 +364,8 @@ out:
 
 static int
 view_new(struct kr_web *web, const struct kr_config *cfg,
-    const struct kr_keyring *ring, struct view **view_out, struct kr_err *err)
+         const struct kr_keyring *ring, struct view **view_out,
+         struct kr_err *err)
 {
 	struct view *v;
 	size_t i;
@@ -349,17 +378,16 @@ view_new(struct kr_web *web, const struct kr_config *cfg,
 		goto out;
 	}
 	if (kr_web_nets_parse(cfg->trusted_proxies, cfg->n_trusted_proxies,
-		&v->trusted, err) == -1)
+	                      &v->trusted, err) == -1)
 		goto out;
 	v->lists = kr_xcalloc(cfg->n_lists, sizeof(*v->lists));
 	for (i = 0; i < cfg->n_lists; i++) {
 		const struct kr_cfg_list *l = &cfg->lists[i];
 
 		v->lists[i].id = kr_xstrdup(l->id);
-		v->lists[i].name = kr_xstrdup(l->name != NULL && *l->name != '\0'
-			? l->name : l->id);
-		v->lists[i].lang = kr_xstrdup(
-		    kr_pages_text(l->language)->lang);
+		v->lists[i].name = kr_xstrdup(
+		    l->name != NULL && *l->name != '\0' ? l->name : l->id);
+		v->lists[i].lang = kr_xstrdup(kr_pages_text(l->language)->lang);
 		v->lists[i].double_opt_in = l->double_opt_in;
 		v->lists[i].archive = l->archive;
 		v->n_lists++;
@@ -382,8 +410,8 @@ out:
 
 static enum MHD_Result
 send_buf(struct kr_web *web, struct MHD_Connection *c, unsigned status,
-    const char *ctype, const char *lang, const char *data, size_t len,
-    const char *allow, unsigned retry_after, bool archive)
+         const char *ctype, const char *lang, const char *data, size_t len,
+         const char *allow, unsigned retry_after, bool archive)
 {
 	struct MHD_Response *r;
 	enum MHD_Result ret;
@@ -391,14 +419,14 @@ send_buf(struct kr_web *web, struct MHD_Connection *c, unsigned status,
 	bool html = strncmp(ctype, "text/html", 9) == 0;
 
 	r = MHD_create_response_from_buffer(len, (void *)(uintptr_t)data,
-	    MHD_RESPMEM_MUST_COPY);
+	                                    MHD_RESPMEM_MUST_COPY);
 	if (r == NULL)
 		return MHD_NO;
 	MHD_add_response_header(r, "Content-Type", ctype);
 	if (lang != NULL && html)
 		MHD_add_response_header(r, "Content-Language", lang);
 	MHD_add_response_header(r, "Cache-Control",
-	    archive ? "max-age=300" : "no-store");
+	                        archive ? "max-age=300" : "no-store");
 	if (allow != NULL)
 		MHD_add_response_header(r, "Allow", allow);
 	if (retry_after > 0) {
@@ -406,8 +434,16 @@ send_buf(struct kr_web *web, struct MHD_Connection *c, unsigned status,
 		MHD_add_response_header(r, "Retry-After", num);
 	}
 	add_common_headers(web, r, html, archive);
-	ret = MHD_queue_response(c, status, r);
-	MHD_destroy_response(r);
+	if (tl_capture != NULL) {
+		if (tl_capture->resp != NULL)
+			MHD_destroy_response(tl_capture->resp);
+		tl_capture->resp = r;
+		tl_capture->status = status;
+		ret = MHD_YES;
+	} else {
+		ret = MHD_queue_response(c, status, r);
+		MHD_destroy_response(r);
+	}
 	if (status >= 500)
 		atomic_fetch_add(&web->n_errors, 1);
 	return ret;
@@ -417,9 +453,9 @@ send_buf(struct kr_web *web, struct MHD_Connection *c, unsigned status,
  * message and detail (may be NULL), a JSON object, or plain text. */
 static enum MHD_Result
 send_message(struct kr_web *web, struct MHD_Connection *c, unsigned status,
-    enum kr_web_fmt fmt, const char *lang, const char *title,
-    const char *message, const char *detail, const char *allow,
-    unsigned retry_after)
+             enum kr_web_fmt fmt, const char *lang, const char *title,
+             const char *message, const char *detail, const char *allow,
+             unsigned retry_after)
 {
 	const struct kr_pages_text *t = kr_pages_text(lang);
 	struct kr_buf body, out;
@@ -430,25 +466,25 @@ send_message(struct kr_web *web, struct MHD_Connection *c, unsigned status,
 	kr_buf_init(&out, 0);
 	if (fmt == KR_WEB_FMT_HTML) {
 		const struct kr_web_var vars[] = {
-			{ "title", title, false },
-			{ "message", message, false },
-			{ "detail", detail, false },
-			{ "back", t->back, false },
+		    {"title", title, false},
+		    {"message", message, false},
+		    {"detail", detail, false},
+		    {"back", t->back, false},
 		};
 
 		if (kr_web_render(&body, kr_pages_message, vars,
-			KR_NELEM(vars)) == -1 ||
+		                  KR_NELEM(vars)) == -1 ||
 		    render_page(&out, t->lang, title, body.data) == -1)
 			goto out;
 		ctype = "text/html; charset=utf-8";
 	} else if (fmt == KR_WEB_FMT_JSON) {
 		if (kr_buf_printf(&out, "{\"status\":\"%s\",\"message\":\"",
-			status < 300 ? "ok" : "error") == -1 ||
+		                  status < 300 ? "ok" : "error") == -1 ||
 		    kr_web_json_escape(&out, message) == -1)
 			goto out;
 		if (detail != NULL && *detail != '\0' &&
 		    (kr_buf_puts(&out, "\",\"detail\":\"") == -1 ||
-			kr_web_json_escape(&out, detail) == -1))
+		     kr_web_json_escape(&out, detail) == -1))
 			goto out;
 		if (kr_buf_puts(&out, "\"}\n") == -1)
 			goto out;
@@ -456,13 +492,13 @@ send_message(struct kr_web *web, struct MHD_Connection *c, unsigned status,
 	} else {
 		if (kr_buf_puts(&out, message) == -1 ||
 		    (detail != NULL && *detail != '\0' &&
-			kr_buf_printf(&out, " (%s)", detail) == -1) ||
+		     kr_buf_printf(&out, " (%s)", detail) == -1) ||
 		    kr_buf_putc(&out, '\n') == -1)
 			goto out;
 		ctype = "text/plain; charset=utf-8";
 	}
 	ret = send_buf(web, c, status, ctype, t->lang, out.data, out.len, allow,
-	    retry_after, false);
+	               retry_after, false);
 out:
 	kr_buf_fini(&body);
 	kr_buf_fini(&out);
@@ -471,7 +507,7 @@ out:
 
 static enum MHD_Result
 send_html(struct kr_web *web, struct MHD_Connection *c, unsigned status,
-    const char *lang, const char *title, const char *body, bool archive)
+          const char *lang, const char *title, const char *body, bool archive)
 {
 	struct kr_buf out;
 	enum MHD_Result ret = MHD_NO;
@@ -479,61 +515,125 @@ send_html(struct kr_web *web, struct MHD_Connection *c, unsigned status,
 	kr_buf_init(&out, 0);
 	if (render_page(&out, lang, title, body) == 0)
 		ret = send_buf(web, c, status, "text/html; charset=utf-8", lang,
-		    out.data, out.len, NULL, 0, archive);
+		               out.data, out.len, NULL, 0, archive);
 	kr_buf_fini(&out);
 	return ret;
 }
 
 static enum MHD_Result
 send_store_error(struct kr_web *web, struct MHD_Connection *c,
-    enum kr_web_fmt fmt, const char *lang, const struct kr_err *e)
+                 enum kr_web_fmt fmt, const char *lang, const struct kr_err *e)
 {
 	const struct kr_pages_text *t = kr_pages_text(lang);
 
 	kr_log_err("web: store: %s", e->msg);
 	return send_message(web, c, e->code == KR_ERR_BUSY ? 503 : 500, fmt,
-	    lang, t->busy_title, t->busy_body, NULL, NULL,
-	    e->code == KR_ERR_BUSY ? 5 : 0);
+	                    lang, t->busy_title, t->busy_body, NULL, NULL,
+	                    e->code == KR_ERR_BUSY ? 5 : 0);
 }
 
 static enum MHD_Result
 send_bad_token(struct kr_web *web, struct MHD_Connection *c, const char *lang,
-    bool one_click)
+               bool one_click)
 {
 	const struct kr_pages_text *t = kr_pages_text(lang);
 
 	atomic_fetch_add(&web->n_bad_token, 1);
 	return send_message(web, c, 400,
-	    one_click ? KR_WEB_FMT_TEXT : KR_WEB_FMT_HTML, lang, t->token_title,
-	    t->token_body, NULL, NULL, 0);
+	                    one_click ? KR_WEB_FMT_TEXT : KR_WEB_FMT_HTML, lang,
+	                    t->token_title, t->token_body, NULL, NULL, 0);
 }
 
 /* ---- request details ---- */
+
+/* The text of a socket address; false when it is not IP. */
+static bool
+sockaddr_text(const struct sockaddr *sa, char out[KR_WEB_IP_MAX])
+{
+	if (sa != NULL && sa->sa_family == AF_INET)
+		return inet_ntop(AF_INET,
+		                 &((const struct sockaddr_in *)(const void *)sa)
+		                      ->sin_addr,
+		                 out, KR_WEB_IP_MAX) != NULL;
+	if (sa != NULL && sa->sa_family == AF_INET6)
+		return inet_ntop(
+		           AF_INET6,
+		           &((const struct sockaddr_in6 *)(const void *)sa)
+		                ->sin6_addr,
+		           out, KR_WEB_IP_MAX) != NULL;
+	return false;
+}
 
 static void
 peer_ip(struct MHD_Connection *c, char out[KR_WEB_IP_MAX])
 {
 	const union MHD_ConnectionInfo *ci;
-	const struct sockaddr *sa;
 
-	snprintf(out, KR_WEB_IP_MAX, "unknown");
 	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-	if (ci == NULL || ci->client_addr == NULL)
-		return;
-	sa = ci->client_addr;
-	if (sa->sa_family == AF_INET)
-		inet_ntop(AF_INET,
-		    &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
-		    out, KR_WEB_IP_MAX);
-	else if (sa->sa_family == AF_INET6)
-		inet_ntop(AF_INET6,
-		    &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
-		    out, KR_WEB_IP_MAX);
+	if (ci == NULL || !sockaddr_text(ci->client_addr, out))
+		snprintf(out, KR_WEB_IP_MAX, "unknown");
+}
+
+static bool
+is_trusted(struct kr_web *web, const char *ip)
+{
+	struct view *v = view_acquire(web);
+	bool trusted = kr_web_nets_match(v->trusted, ip);
+
+	view_release(web, v);
+	return trusted;
+}
+
+/* The cap on connections per client address. MHD's own
+ * (MHD_OPTION_PER_IP_CONNECTION_LIMIT) would also cap a reverse proxy
+ * that carries everyone's requests, so trusted proxies are exempt here.
+ * The count goes up in the accept policy (check and add in one step) and
+ * down when MHD closes the connection. MHD calls the policy and then the
+ * STARTED notification on the same thread for the same socket, so the
+ * address counted travels between them in a thread-local. */
+static _Thread_local char tl_counted[KR_WEB_IP_MAX];
+
+static enum MHD_Result
+accept_policy(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+	struct kr_web *web = cls;
+	char ip[KR_WEB_IP_MAX];
+
+	(void)addrlen;
+	tl_counted[0] = '\0';
+	if (!sockaddr_text(addr, ip) || is_trusted(web, ip))
+		return MHD_YES;
+	if (kr_web_conns_try_add(web->conns, ip, KR_WEB_PER_IP_LIMIT)) {
+		snprintf(tl_counted, sizeof(tl_counted), "%s", ip);
+		return MHD_YES;
+	}
+	atomic_fetch_add(&web->n_conn_refused, 1);
+	return MHD_NO;
+}
+
+static void
+on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+              enum MHD_ConnectionNotificationCode toe)
+{
+	struct kr_web *web = cls;
+
+	(void)c;
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		if (tl_counted[0] != '\0') {
+			*socket_context = kr_xstrdup(tl_counted);
+			tl_counted[0] = '\0';
+		}
+	} else if (toe == MHD_CONNECTION_NOTIFY_CLOSED &&
+	           *socket_context != NULL) {
+		kr_web_conns_add(web->conns, *socket_context, -1);
+		free(*socket_context);
+		*socket_context = NULL;
+	}
 }
 
 static enum MHD_Result
 collect_xff(void *cls, enum MHD_ValueKind kind, const char *key,
-    const char *value)
+            const char *value)
 {
 	struct kr_buf *b = cls;
 
@@ -548,7 +648,7 @@ collect_xff(void *cls, enum MHD_ValueKind kind, const char *key,
 
 static void
 client_ip(struct MHD_Connection *c, const struct view *v,
-    char out[KR_WEB_IP_MAX])
+          char out[KR_WEB_IP_MAX])
 {
 	char peer[KR_WEB_IP_MAX];
 	struct kr_buf xff;
@@ -563,15 +663,15 @@ client_ip(struct MHD_Connection *c, const struct view *v,
 static enum kr_web_fmt
 wanted_fmt(struct MHD_Connection *c)
 {
-	return kr_web_accept(MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-	    MHD_HTTP_HEADER_ACCEPT));
+	return kr_web_accept(MHD_lookup_connection_value(
+	    c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT));
 }
 
 /* ---- POST /subscribe ---- */
 
 static enum MHD_Result
 do_subscribe(struct kr_web *web, struct MHD_Connection *c, struct view *v,
-    struct req *rq)
+             struct req *rq)
 {
 	const struct kr_pages_text *t;
 	const struct view_list *l;
@@ -599,21 +699,23 @@ do_subscribe(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 		kr_log_info("web: subscribe rate limited retry_in=%us", retry);
 		kr_log_debug("web: rate limited ip=%s", ip);
 		ret = send_message(web, c, 429, fmt, t->lang, t->limit_title,
-		    t->limit_body, NULL, NULL, retry);
+		                   t->limit_body, NULL, NULL, retry);
 		goto out;
 	}
 	if (l == NULL) {
 		ret = send_message(web, c, 400, fmt, t->lang, t->invalid_title,
-		    t->bad_list, NULL, NULL, 0);
+		                   t->bad_list, NULL, NULL, 0);
 		goto out;
 	}
 	if (rq->field_too_long || rq->email.len == 0 ||
-	    kr_address_normalize(rq->email.data, rq->email.len, addr,
-		&e) == -1) {
+	    kr_address_normalize(rq->email.data, rq->email.len, addr, &e) ==
+	        -1) {
 		atomic_fetch_add(&web->n_bad_address, 1);
-		ret = send_message(web, c, 400, fmt, t->lang, t->invalid_title,
-		    rq->email.len == 0 ? t->no_email
-		    : (e.msg[0] != '\0' ? e.msg : t->invalid_title),
+		ret = send_message(
+		    web, c, 400, fmt, t->lang, t->invalid_title,
+		    rq->email.len == 0
+		        ? t->no_email
+		        : (e.msg[0] != '\0' ? e.msg : t->invalid_title),
 		    NULL, NULL, 0);
 		goto out;
 	}
@@ -624,8 +726,9 @@ do_subscribe(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 		goto answer;
 	}
 	kr_web_clean_text(rq->name.data, name, sizeof(name));
-	kr_web_clean_text(MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-	    MHD_HTTP_HEADER_USER_AGENT), ua, sizeof(ua));
+	kr_web_clean_text(MHD_lookup_connection_value(
+	                      c, MHD_HEADER_KIND, MHD_HTTP_HEADER_USER_AGENT),
+	                  ua, sizeof(ua));
 	consent.source = "form";
 	consent.ip = ip;
 	consent.ua = ua;
@@ -638,22 +741,22 @@ do_subscribe(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 	}
 	in_tx = true;
 	if (kr_store_subscribe(web->store, l->id, addr,
-		name[0] != '\0' ? name : NULL, &consent, l->double_opt_in, now,
-		&res, &e) == -1) {
+	                       name[0] != '\0' ? name : NULL, &consent,
+	                       l->double_opt_in, now, &res, &e) == -1) {
 		ret = send_store_error(web, c, fmt, t->lang, &e);
 		goto out;
 	}
 	if (res.after == KR_SUB_PENDING) {
 		if (kr_store_confirm_count(web->store, addr, now - 86400, &sent,
-			&e) == -1) {
+		                           &e) == -1) {
 			ret = send_store_error(web, c, fmt, t->lang, &e);
 			goto out;
 		}
 		if (sent < KR_WEB_CONFIRM_PER_DAY) {
 			if (kr_store_confirm_enqueue(web->store, res.id, now,
-				&e) == -1) {
-				ret = send_store_error(web, c, fmt, t->lang,
-				    &e);
+			                             &e) == -1) {
+				ret =
+				    send_store_error(web, c, fmt, t->lang, &e);
 				goto out;
 			}
 			mailed = true;
@@ -673,19 +776,22 @@ do_subscribe(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 	if (res.is_new)
 		atomic_fetch_add(&web->n_subscribe_new, 1);
 	kr_log_info("web: subscribe list=%s sub=%" PRId64 " new=%d "
-		    "status=%d confirm=%s", l->id, res.id, res.is_new ? 1 : 0,
-	    (int)res.after, mailed ? "queued"
-	    : (res.after == KR_SUB_PENDING ? "limited" : "none"));
+	            "status=%d confirm=%s",
+	            l->id, res.id, res.is_new ? 1 : 0, (int)res.after,
+	            mailed
+	                ? "queued"
+	                : (res.after == KR_SUB_PENDING ? "limited" : "none"));
 	kr_log_debug("web: subscribe addr=%s ip=%s", addr, ip);
 answer:
 	/* The same status and body whatever the address's state was. */
 	{
-		char *msg = say(l->double_opt_in ? t->check_body
-						 : t->active_body, l->name);
+		char *msg = say(
+		    l->double_opt_in ? t->check_body : t->active_body, l->name);
 
 		ret = send_message(web, c, 200, fmt, t->lang,
-		    l->double_opt_in ? t->check_title : t->active_title, msg,
-		    NULL, NULL, 0);
+		                   l->double_opt_in ? t->check_title
+		                                    : t->active_title,
+		                   msg, NULL, NULL, 0);
 		free(msg);
 	}
 out:
@@ -700,12 +806,13 @@ out:
 
 /* Looks up and verifies the token of the request for purpose. 1 valid
  * (*sub_out filled, *l_out the list or NULL when no longer configured),
+ * 2 valid but the subscription is gone (*sub_out holds the id and list),
  * 0 invalid, -1 store error (in e). Takes and releases the store lock. */
 static int
 check_token(struct kr_web *web, struct view *v, const char *tok,
-    enum kr_token_purpose purpose, int64_t max_age,
-    struct kr_subscriber *sub_out, const struct view_list **l_out,
-    struct kr_err *e)
+            enum kr_token_purpose purpose, int64_t max_age,
+            struct kr_subscriber *sub_out, const struct view_list **l_out,
+            struct kr_err *e)
 {
 	struct kr_token_claims claims;
 	int rc = 0, found;
@@ -717,14 +824,32 @@ check_token(struct kr_web *web, struct view *v, const char *tok,
 		return 0;
 	pthread_mutex_lock(&web->store_lock);
 	found = kr_store_subscriber_get(web->store, claims.subscriber_id,
-	    sub_out, e);
+	                                sub_out, e);
 	pthread_mutex_unlock(&web->store_lock);
 	if (found == -1)
 		return -1;
-	if (found == 0)
+	if (found == 0) {
+		/* Removed by the operator since: a genuine token for one
+		 * of our lists still deserves a straight answer. */
+		size_t i;
+
+		for (i = 0; i < v->n_lists; i++)
+			if (kr_token_verify(v->ring, tok, purpose,
+			                    v->lists[i].id, now_unix(), max_age,
+			                    &claims, NULL) == 0) {
+				memset(sub_out, 0, sizeof(*sub_out));
+				sub_out->id = claims.subscriber_id;
+				snprintf(sub_out->list_id,
+				         sizeof(sub_out->list_id), "%s",
+				         v->lists[i].id);
+				sub_out->status = KR_SUB_UNSUBSCRIBED;
+				*l_out = &v->lists[i];
+				return 2;
+			}
 		return 0;
-	if (kr_token_verify(v->ring, tok, purpose, sub_out->list_id,
-		now_unix(), max_age, &claims, NULL) == -1 ||
+	}
+	if (kr_token_verify(v->ring, tok, purpose, sub_out->list_id, now_unix(),
+	                    max_age, &claims, NULL) == -1 ||
 	    claims.subscriber_id != sub_out->id)
 		goto out;
 	*l_out = view_list(v, sub_out->list_id);
@@ -749,7 +874,7 @@ token_arg(struct MHD_Connection *c)
 
 static enum MHD_Result
 do_confirm(struct kr_web *web, struct MHD_Connection *c, struct view *v,
-    bool post)
+           bool post)
 {
 	const char *tok = token_arg(c);
 	const struct kr_pages_text *t;
@@ -765,7 +890,7 @@ do_confirm(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 	kr_buf_init(&body, 0);
 	kr_buf_init(&action, 0);
 	rc = check_token(web, v, tok, KR_TOKEN_CONFIRM, KR_WEB_CONFIRM_MAX_AGE,
-	    &sub, &l, &e);
+	                 &sub, &l, &e);
 	if (rc == -1) {
 		ret = send_store_error(web, c, KR_WEB_FMT_HTML, v->lang, &e);
 		goto out;
@@ -776,12 +901,18 @@ do_confirm(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 		goto out;
 	}
 	t = kr_pages_text(l->lang);
+	if (rc == 2) {
+		ret = send_message(web, c, 400, KR_WEB_FMT_HTML, t->lang,
+		                   t->token_title, t->confirm_gone, NULL, NULL,
+		                   0);
+		goto out;
+	}
 	if (!post) {
 		const struct kr_web_var vars[] = {
-			{ "title", t->confirm_title, false },
-			{ "message", NULL, false },
-			{ "action", NULL, false },
-			{ "button", t->confirm_button, false },
+		    {"title", t->confirm_title, false},
+		    {"message", NULL, false},
+		    {"action", NULL, false},
+		    {"button", t->confirm_button, false},
 		};
 		struct kr_web_var vv[KR_NELEM(vars)];
 
@@ -796,7 +927,7 @@ do_confirm(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 		    -1)
 			goto out;
 		ret = send_html(web, c, 200, t->lang, t->confirm_title,
-		    body.data, false);
+		                body.data, false);
 		goto out;
 	}
 	pthread_mutex_lock(&web->store_lock);
@@ -808,17 +939,18 @@ do_confirm(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 	}
 	if (rc == 0 && sub.status != KR_SUB_ACTIVE) {
 		ret = send_message(web, c, 400, KR_WEB_FMT_HTML, t->lang,
-		    t->token_title, t->confirm_gone, NULL, NULL, 0);
+		                   t->token_title, t->confirm_gone, NULL, NULL,
+		                   0);
 		goto out;
 	}
 	if (rc == 1) {
 		atomic_fetch_add(&web->n_confirmed, 1);
 		kr_log_info("web: confirmed list=%s sub=%" PRId64, l->id,
-		    sub.id);
+		            sub.id);
 	}
 	msg = say(t->confirmed_body, l->name);
 	ret = send_message(web, c, 200, KR_WEB_FMT_HTML, t->lang,
-	    t->confirmed_title, msg, NULL, NULL, 0);
+	                   t->confirmed_title, msg, NULL, NULL, 0);
 out:
 	free(msg);
 	kr_buf_fini(&body);
@@ -828,7 +960,7 @@ out:
 
 static enum MHD_Result
 do_unsubscribe(struct kr_web *web, struct MHD_Connection *c, struct view *v,
-    struct req *rq)
+               struct req *rq)
 {
 	const char *tok = token_arg(c);
 	const struct kr_pages_text *t;
@@ -847,16 +979,17 @@ do_unsubscribe(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 	kr_buf_init(&action, 0);
 	if (rq != NULL) {
 		one_click = rq->one_click.len > 0 &&
-		    strcmp(rq->one_click.data, "One-Click") == 0;
+		            strcmp(rq->one_click.data, "One-Click") == 0;
 		all = !one_click && rq->scope.len > 0 &&
-		    strcmp(rq->scope.data, "all") == 0;
+		      strcmp(rq->scope.data, "all") == 0;
 	}
 	/* Unsubscribe links never expire: people must always be able to
 	 * leave, however old the mail. */
 	rc = check_token(web, v, tok, KR_TOKEN_UNSUBSCRIBE, 0, &sub, &l, &e);
 	if (rc == -1) {
-		ret = send_store_error(web, c,
-		    one_click ? KR_WEB_FMT_TEXT : KR_WEB_FMT_HTML, v->lang, &e);
+		ret = send_store_error(
+		    web, c, one_click ? KR_WEB_FMT_TEXT : KR_WEB_FMT_HTML,
+		    v->lang, &e);
 		goto out;
 	}
 	if (rc == 0) {
@@ -867,11 +1000,11 @@ do_unsubscribe(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 	name = l != NULL ? l->name : sub.list_id;
 	if (rq == NULL) {
 		const struct kr_web_var vars[] = {
-			{ "title", t->unsub_title, false },
-			{ "message", NULL, false },
-			{ "action", NULL, false },
-			{ "one", t->unsub_one, false },
-			{ "all", t->unsub_all, false },
+		    {"title", t->unsub_title, false},
+		    {"message", NULL, false},
+		    {"action", NULL, false},
+		    {"one", t->unsub_one, false},
+		    {"all", t->unsub_all, false},
 		};
 		struct kr_web_var vv[KR_NELEM(vars)];
 
@@ -883,34 +1016,40 @@ do_unsubscribe(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 			goto out;
 		vv[2].value = action.data;
 		if (kr_web_render(&body, kr_pages_unsubscribe, vv,
-			KR_NELEM(vv)) == -1)
+		                  KR_NELEM(vv)) == -1)
 			goto out;
 		ret = send_html(web, c, 200, t->lang, t->unsub_title, body.data,
-		    false);
+		                false);
 		goto out;
 	}
-	pthread_mutex_lock(&web->store_lock);
-	rc = kr_store_subscriber_unsubscribe(web->store, sub.id, all,
-	    now_unix(), &e);
-	pthread_mutex_unlock(&web->store_lock);
+	if (rc == 2) {
+		rc = 0; /* nothing left to change */
+	} else {
+		pthread_mutex_lock(&web->store_lock);
+		rc = kr_store_subscriber_unsubscribe(web->store, sub.id, all,
+		                                     now_unix(), &e);
+		pthread_mutex_unlock(&web->store_lock);
+	}
 	if (rc == -1) {
-		ret = send_store_error(web, c,
-		    one_click ? KR_WEB_FMT_TEXT : KR_WEB_FMT_HTML, t->lang, &e);
+		ret = send_store_error(
+		    web, c, one_click ? KR_WEB_FMT_TEXT : KR_WEB_FMT_HTML,
+		    t->lang, &e);
 		goto out;
 	}
 	atomic_fetch_add(&web->n_unsubscribed, (unsigned long)rc);
 	kr_log_info("web: unsubscribed list=%s sub=%" PRId64 " scope=%s "
-		    "changed=%d", sub.list_id, sub.id,
-	    one_click ? "one-click" : (all ? "all" : "list"), rc);
+	            "changed=%d",
+	            sub.list_id, sub.id,
+	            one_click ? "one-click" : (all ? "all" : "list"), rc);
 	if (one_click) {
 		/* RFC 8058: 200, no redirect, nothing to read. */
 		ret = send_buf(web, c, 200, "text/plain; charset=utf-8", NULL,
-		    "unsubscribed\n", 13, NULL, 0, false);
+		               "unsubscribed\n", 13, NULL, 0, false);
 		goto out;
 	}
 	msg = all ? say(t->unsubbed_all, name) : say(t->unsubbed_body, name);
 	ret = send_message(web, c, 200, KR_WEB_FMT_HTML, t->lang,
-	    t->unsubbed_title, msg, NULL, NULL, 0);
+	                   t->unsubbed_title, msg, NULL, NULL, 0);
 out:
 	free(msg);
 	kr_buf_fini(&body);
@@ -924,7 +1063,7 @@ out:
  * cancelled, and it went out (some copy sent, or nothing left to send). */
 static const struct view_list *
 archived(const struct view *v, const struct kr_report_row *r,
-    const struct kr_delivery_counts *n)
+         const struct kr_delivery_counts *n)
 {
 	const struct view_list *l = view_list(v, r->list_id);
 
@@ -956,7 +1095,7 @@ struct archive_ctx {
 
 static int
 archive_one(void *ctx, const struct kr_report_row *r,
-    const struct kr_delivery_counts *counts)
+            const struct kr_delivery_counts *counts)
 {
 	struct archive_ctx *a = ctx;
 	const struct view_list *l = archived(a->v, r, counts);
@@ -966,17 +1105,17 @@ archive_one(void *ctx, const struct kr_report_row *r,
 		return 0;
 	snprintf(id, sizeof(id), "%" PRId64, r->id);
 	format_date(r->send_at > r->created_at ? r->send_at : r->created_at,
-	    date);
+	            date);
 	{
 		const struct kr_web_var vars[] = {
-			{ "id", id, false },
-			{ "subject", r->subject, false },
-			{ "list", l->name, false },
-			{ "date", date, false },
+		    {"id", id, false},
+		    {"subject", r->subject, false},
+		    {"list", l->name, false},
+		    {"date", date, false},
 		};
 
 		if (kr_web_render(a->items, kr_pages_archive_item, vars,
-			KR_NELEM(vars)) == -1)
+		                  KR_NELEM(vars)) == -1)
 			return -1;
 	}
 	a->n++;
@@ -1002,34 +1141,34 @@ do_archive(struct kr_web *web, struct MHD_Connection *c, struct view *v)
 	a.n = 0;
 	pthread_mutex_lock(&web->store_lock);
 	rc = kr_store_report_foreach(web->store, KR_WEB_ARCHIVE_MAX,
-	    archive_one, &a, &e);
+	                             archive_one, &a, &e);
 	pthread_mutex_unlock(&web->store_lock);
 	if (rc == -1) {
 		ret = send_store_error(web, c, KR_WEB_FMT_HTML, v->lang, &e);
 		goto out;
 	}
 	if (a.n > 0 && (kr_buf_puts(&empty, "<ul>\n") == -1 ||
-			   kr_buf_append(&empty, items.data, items.len) == -1 ||
-			   kr_buf_puts(&empty, "</ul>\n") == -1))
+	                kr_buf_append(&empty, items.data, items.len) == -1 ||
+	                kr_buf_puts(&empty, "</ul>\n") == -1))
 		goto out;
 	if (a.n == 0 && (kr_buf_puts(&empty, "<p>") == -1 ||
-			    kr_web_html_escape(&empty, t->archive_empty) == -1 ||
-			    kr_buf_puts(&empty, "</p>\n") == -1))
+	                 kr_web_html_escape(&empty, t->archive_empty) == -1 ||
+	                 kr_buf_puts(&empty, "</p>\n") == -1))
 		goto out;
 	{
 		const struct kr_web_var vars[] = {
-			{ "title", t->archive_title, false },
-			{ "items", "", true },
-			{ "empty", empty.data, true },
-			{ "back", t->back, false },
+		    {"title", t->archive_title, false},
+		    {"items", "", true},
+		    {"empty", empty.data, true},
+		    {"back", t->back, false},
 		};
 
 		if (kr_web_render(&body, kr_pages_archive, vars,
-			KR_NELEM(vars)) == -1)
+		                  KR_NELEM(vars)) == -1)
 			goto out;
 	}
-	ret = send_html(web, c, 200, v->lang, t->archive_title, body.data,
-	    false);
+	ret =
+	    send_html(web, c, 200, v->lang, t->archive_title, body.data, false);
 out:
 	kr_buf_fini(&items);
 	kr_buf_fini(&body);
@@ -1043,12 +1182,12 @@ send_not_found(struct kr_web *web, struct MHD_Connection *c, const char *lang)
 	const struct kr_pages_text *t = kr_pages_text(lang);
 
 	return send_message(web, c, 404, KR_WEB_FMT_HTML, lang,
-	    t->notfound_title, t->notfound_body, NULL, NULL, 0);
+	                    t->notfound_title, t->notfound_body, NULL, NULL, 0);
 }
 
 static enum MHD_Result
 do_archive_item(struct kr_web *web, struct MHD_Connection *c, struct view *v,
-    const char *ids)
+                const char *ids)
 {
 	const struct kr_pages_text *t;
 	const struct view_list *l;
@@ -1068,7 +1207,8 @@ do_archive_item(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 	kr_buf_init(&body, 0);
 	errno = 0;
 	id = (*ids >= '1' && *ids <= '9' && strlen(ids) <= 18)
-	    ? strtoll(ids, &end, 10) : 0;
+	         ? strtoll(ids, &end, 10)
+	         : 0;
 	if (id <= 0 || errno != 0 || end == NULL || *end != '\0') {
 		ret = send_not_found(web, c, v->lang);
 		goto out;
@@ -1076,7 +1216,7 @@ do_archive_item(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 	pthread_mutex_lock(&web->store_lock);
 	found = kr_store_report_get(web->store, (int64_t)id, &r, &e);
 	if (found == 1 && kr_store_delivery_counts(web->store, (int64_t)id,
-		&counts, &e) == -1)
+	                                           &counts, &e) == -1)
 		found = -1;
 	pthread_mutex_unlock(&web->store_lock);
 	if (found == -1) {
@@ -1091,17 +1231,17 @@ do_archive_item(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 	format_date(r.send_at > r.created_at ? r.send_at : r.created_at, date);
 	{
 		const struct kr_web_var vars[] = {
-			{ "subject", r.subject, false },
-			{ "list", l->name, false },
-			{ "date", date, false },
-			/* The stored body was rendered by the report module
-			 * (cmark, raw HTML dropped unless allow_html). */
-			{ "html", r.html, true },
-			{ "back", t->archive_title, false },
+		    {"subject", r.subject, false},
+		    {"list", l->name, false},
+		    {"date", date, false},
+		    /* The stored body was rendered by the report module
+		     * (cmark, raw HTML dropped unless allow_html). */
+		    {"html", r.html, true},
+		    {"back", t->archive_title, false},
 		};
 
 		if (kr_web_render(&body, kr_pages_report, vars,
-			KR_NELEM(vars)) == -1)
+		                  KR_NELEM(vars)) == -1)
 			goto out;
 	}
 	ret = send_html(web, c, 200, l->lang, r.subject, body.data, true);
@@ -1148,9 +1288,9 @@ allowed(enum route r)
 
 static enum MHD_Result
 post_field(void *cls, enum MHD_ValueKind kind, const char *key,
-    const char *filename, const char *content_type,
-    const char *transfer_encoding, const char *data, uint64_t off,
-    size_t size)
+           const char *filename, const char *content_type,
+           const char *transfer_encoding, const char *data, uint64_t off,
+           size_t size)
 {
 	struct req *rq = cls;
 	struct kr_buf *b = NULL;
@@ -1193,17 +1333,21 @@ req_free(struct req *rq)
 	kr_buf_fini(&rq->honeypot);
 	kr_buf_fini(&rq->one_click);
 	kr_buf_fini(&rq->scope);
+	free(rq->url);
+	if (rq->resp != NULL)
+		MHD_destroy_response(rq->resp);
 	free(rq);
 }
 
 static void
 request_done(void *cls, struct MHD_Connection *c, void **con_cls,
-    enum MHD_RequestTerminationCode toe)
+             enum MHD_RequestTerminationCode toe)
 {
 	(void)cls;
 	(void)c;
 	(void)toe;
-	req_free(*con_cls);
+	if (*con_cls != &no_body)
+		req_free(*con_cls);
 	*con_cls = NULL;
 }
 
@@ -1212,13 +1356,13 @@ send_too_large(struct kr_web *web, struct MHD_Connection *c, struct view *v)
 {
 	const struct kr_pages_text *t = kr_pages_text(v->lang);
 
-	return send_message(web, c, 413, wanted_fmt(c), v->lang,
-	    t->large_title, t->large_body, NULL, NULL, 0);
+	return send_message(web, c, 413, wanted_fmt(c), v->lang, t->large_title,
+	                    t->large_body, NULL, NULL, 0);
 }
 
 static enum MHD_Result
 handle_get(struct kr_web *web, struct MHD_Connection *c, struct view *v,
-    enum route r, const char *url)
+           enum route r, const char *url)
 {
 	switch (r) {
 	case R_INDEX:
@@ -1238,7 +1382,7 @@ handle_get(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 
 static enum MHD_Result
 handle_post(struct kr_web *web, struct MHD_Connection *c, struct view *v,
-    struct req *rq)
+            struct req *rq)
 {
 	switch (rq->route) {
 	case R_SUBSCRIBE:
@@ -1252,21 +1396,177 @@ handle_post(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 	}
 }
 
+static bool
+has_body(struct MHD_Connection *c)
+{
+	const char *cl = MHD_lookup_connection_value(
+	    c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+
+	return (cl != NULL && strtoull(cl, NULL, 10) > 0) ||
+	       MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+	                                   MHD_HTTP_HEADER_TRANSFER_ENCODING) !=
+	           NULL;
+}
+
+/* Answers a request that is not a POST to a POST route. */
+static enum MHD_Result
+handle_other(struct kr_web *web, struct MHD_Connection *c, const char *url,
+             const char *method)
+{
+	struct view *v = view_acquire(web);
+	enum route r = route_of(url);
+	bool get = strcmp(method, MHD_HTTP_METHOD_GET) == 0 ||
+	           strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+	enum MHD_Result ret;
+
+	if (r == R_NONE) {
+		ret = send_not_found(web, c, v->lang);
+	} else if (get && r != R_SUBSCRIBE) {
+		ret = handle_get(web, c, v, r, url);
+	} else {
+		const struct kr_pages_text *t = kr_pages_text(v->lang);
+
+		ret = send_message(web, c, 405, KR_WEB_FMT_HTML, v->lang,
+		                   t->method_title, t->method_body, NULL,
+		                   allowed(r), 0);
+	}
+	view_release(web, v);
+	return ret;
+}
+
+static struct req *
+req_new(enum route r, bool is_post)
+{
+	struct req *rq = kr_xcalloc(1, sizeof(*rq));
+
+	rq->route = r;
+	rq->is_post = is_post;
+	kr_buf_init(&rq->email, KR_WEB_FIELD_MAX);
+	kr_buf_init(&rq->list, 128);
+	kr_buf_init(&rq->name, KR_WEB_FIELD_MAX);
+	kr_buf_init(&rq->honeypot, KR_WEB_FIELD_MAX);
+	kr_buf_init(&rq->one_click, 64);
+	kr_buf_init(&rq->scope, 64);
+	return rq;
+}
+
+/* Runs queued requests against the store, one at a time (the store
+ * connection is one anyway), then wakes their connections. */
+static void *
+store_worker(void *arg)
+{
+	struct kr_web *web = arg;
+	struct req *rq;
+	struct view *v;
+
+	pthread_mutex_lock(&web->q_lock);
+	for (;;) {
+		while (web->q_head == NULL && !web->q_quit)
+			pthread_cond_wait(&web->q_cond, &web->q_lock);
+		if (web->q_head == NULL)
+			break;
+		rq = web->q_head;
+		web->q_head = rq->next;
+		if (web->q_head == NULL)
+			web->q_tail = NULL;
+		web->q_busy = true;
+		pthread_mutex_unlock(&web->q_lock);
+
+		tl_capture = rq;
+		v = view_acquire(web);
+		if (rq->is_post)
+			(void)handle_post(web, rq->conn, v, rq);
+		else
+			(void)handle_get(web, rq->conn, v, rq->route, rq->url);
+		view_release(web, v);
+		tl_capture = NULL;
+		rq->done = true;
+		MHD_resume_connection(rq->conn);
+
+		pthread_mutex_lock(&web->q_lock);
+		web->q_busy = false;
+		pthread_cond_broadcast(&web->q_cond);
+	}
+	pthread_mutex_unlock(&web->q_lock);
+	return NULL;
+}
+
+/* Suspends the connection and hands rq to the store worker; answers 503
+ * at once when the module is stopping. */
+static enum MHD_Result
+dispatch(struct kr_web *web, struct MHD_Connection *c, const char *url,
+         struct req *rq)
+{
+	const struct kr_pages_text *t;
+	struct view *v;
+	enum MHD_Result ret;
+
+	pthread_mutex_lock(&web->q_lock);
+	if (!web->q_stopping) {
+		rq->conn = c;
+		rq->url = kr_xstrdup(url);
+		MHD_suspend_connection(c);
+		if (web->q_tail != NULL)
+			web->q_tail->next = rq;
+		else
+			web->q_head = rq;
+		web->q_tail = rq;
+		pthread_cond_broadcast(&web->q_cond);
+		pthread_mutex_unlock(&web->q_lock);
+		return MHD_YES;
+	}
+	pthread_mutex_unlock(&web->q_lock);
+	v = view_acquire(web);
+	t = kr_pages_text(v->lang);
+	ret = send_message(web, c, 503, KR_WEB_FMT_HTML, v->lang, t->busy_title,
+	                   t->busy_body, NULL, NULL, 5);
+	view_release(web, v);
+	return ret;
+}
+
+static bool
+needs_store(enum route r)
+{
+	return r == R_CONFIRM || r == R_UNSUBSCRIBE || r == R_ARCHIVE ||
+	       r == R_ARCHIVE_ITEM;
+}
+
 static enum MHD_Result
 on_http(void *cls, struct MHD_Connection *c, const char *url,
-    const char *method, const char *version, const char *upload_data,
-    size_t *upload_data_size, void **con_cls)
+        const char *method, const char *version, const char *upload_data,
+        size_t *upload_data_size, void **con_cls)
 {
 	struct kr_web *web = cls;
-	struct req *rq = *con_cls;
+	struct req *rq;
 	struct view *v = NULL;
 	const char *cl;
 	enum route r;
-	bool get, post;
 	enum MHD_Result ret = MHD_NO;
 
 	(void)version;
+	if (*con_cls == &no_body) {
+		/* The second call. Answering only now (not in the first call,
+		 * when MHD cannot know the body was read) keeps the
+		 * connection alive for the next request. */
+		*con_cls = NULL;
+		r = route_of(url);
+		if (needs_store(r) &&
+		    (strcmp(method, MHD_HTTP_METHOD_GET) == 0 ||
+		     strcmp(method, MHD_HTTP_METHOD_HEAD) == 0)) {
+			rq = req_new(r, false);
+			*con_cls = rq;
+			return dispatch(web, c, url, rq);
+		}
+		return handle_other(web, c, url, method);
+	}
+	rq = *con_cls;
 	if (rq != NULL) {
+		if (rq->done) {
+			/* Back from the store worker. */
+			if (rq->resp == NULL)
+				return MHD_NO;
+			return MHD_queue_response(c, rq->status, rq->resp);
+		}
 		/* The body of a POST, in pieces, then one final call. */
 		if (*upload_data_size > 0) {
 			rq->body_len += *upload_data_size;
@@ -1274,7 +1574,7 @@ on_http(void *cls, struct MHD_Connection *c, const char *url,
 				rq->too_large = true;
 			if (!rq->too_large && rq->pp != NULL &&
 			    MHD_post_process(rq->pp, upload_data,
-				*upload_data_size) != MHD_YES)
+			                     *upload_data_size) != MHD_YES)
 				rq->field_too_long = true;
 			*upload_data_size = 0;
 			/* MHD cannot answer in the middle of a body: drop the
@@ -1284,47 +1584,43 @@ on_http(void *cls, struct MHD_Connection *c, const char *url,
 				return MHD_NO;
 			return MHD_YES;
 		}
+		if (!rq->too_large)
+			return dispatch(web, c, url, rq);
 		v = view_acquire(web);
-		ret = rq->too_large ? send_too_large(web, c, v)
-				    : handle_post(web, c, v, rq);
-		goto out;
-	}
-
-	atomic_fetch_add(&web->n_requests, 1);
-	r = route_of(url);
-	get = strcmp(method, MHD_HTTP_METHOD_GET) == 0 ||
-	    strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
-	post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
-	v = view_acquire(web);
-	if (r == R_NONE) {
-		ret = send_not_found(web, c, v->lang);
-		goto out;
-	}
-	if (get && r != R_SUBSCRIBE) {
-		ret = handle_get(web, c, v, r, url);
-		goto out;
-	}
-	if (!post || r == R_INDEX || r == R_ARCHIVE || r == R_ARCHIVE_ITEM) {
-		const struct kr_pages_text *t = kr_pages_text(v->lang);
-
-		ret = send_message(web, c, 405, KR_WEB_FMT_HTML, v->lang,
-		    t->method_title, t->method_body, NULL, allowed(r), 0);
-		goto out;
-	}
-	cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-	    MHD_HTTP_HEADER_CONTENT_LENGTH);
-	if (cl != NULL && strtoull(cl, NULL, 10) > KR_WEB_BODY_MAX) {
 		ret = send_too_large(web, c, v);
 		goto out;
 	}
-	rq = kr_xcalloc(1, sizeof(*rq));
-	rq->route = r;
-	kr_buf_init(&rq->email, KR_WEB_FIELD_MAX);
-	kr_buf_init(&rq->list, 128);
-	kr_buf_init(&rq->name, KR_WEB_FIELD_MAX);
-	kr_buf_init(&rq->honeypot, KR_WEB_FIELD_MAX);
-	kr_buf_init(&rq->one_click, 64);
-	kr_buf_init(&rq->scope, 64);
+
+	/* The first call: headers are in. */
+	atomic_fetch_add(&web->n_requests, 1);
+	r = route_of(url);
+	if (strcmp(method, MHD_HTTP_METHOD_POST) != 0 || r == R_NONE ||
+	    r == R_INDEX || r == R_ARCHIVE || r == R_ARCHIVE_ITEM) {
+		if (!has_body(c)) {
+			*con_cls = &no_body;
+			return MHD_YES;
+		}
+		/* A body nobody reads: answer now (MHD closes after), store
+		 * routes with a plain 405 or 404. */
+		if (needs_store(r)) {
+			v = view_acquire(web);
+			ret =
+			    send_message(web, c, 405, KR_WEB_FMT_HTML, v->lang,
+			                 kr_pages_text(v->lang)->method_title,
+			                 kr_pages_text(v->lang)->method_body,
+			                 NULL, allowed(r), 0);
+			goto out;
+		}
+		return handle_other(web, c, url, method);
+	}
+	cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+	                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+	if (cl != NULL && strtoull(cl, NULL, 10) > KR_WEB_BODY_MAX) {
+		v = view_acquire(web);
+		ret = send_too_large(web, c, v);
+		goto out;
+	}
+	rq = req_new(r, true);
 	/* NULL when the body is neither urlencoded nor multipart: the form
 	 * is then empty. */
 	rq->pp = MHD_create_post_processor(c, 1024, post_field, rq);
@@ -1340,18 +1636,18 @@ out:
 
 static void
 metric(struct kr_buf *b, const char *name, const char *help,
-    unsigned long value)
+       unsigned long value)
 {
 	if (kr_buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %lu\n", name,
-		help, name, name, value) == -1)
+	                  help, name, name, value) == -1)
 		return;
 }
 
 static enum MHD_Result
 on_admin(void *cls, struct MHD_Connection *c, const char *url,
-    const char *method, const char *version, const char *upload_data,
-    size_t *upload_data_size, /* NOLINT(readability-non-const-parameter): MHD's handler type */
-    void **con_cls)
+         const char *method, const char *version, const char *upload_data,
+         size_t *upload_data_size, /* NOLINT(readability-non-const-parameter): MHD's handler type */
+         void **con_cls)
 {
 	struct kr_web *web = cls;
 	struct kr_buf out;
@@ -1369,13 +1665,14 @@ on_admin(void *cls, struct MHD_Connection *c, const char *url,
 	kr_buf_init(&out, 0);
 	if (strcmp(url, "/healthz") != 0 && strcmp(url, "/metrics") != 0) {
 		ret = send_buf(web, c, 404, "text/plain; charset=utf-8", NULL,
-		    "not found\n", 10, NULL, 0, false);
+		               "not found\n", 10, NULL, 0, false);
 		goto out;
 	}
 	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 &&
 	    strcmp(method, MHD_HTTP_METHOD_HEAD) != 0) {
-		ret = send_buf(web, c, 405, "text/plain; charset=utf-8", NULL,
-		    "method not allowed\n", 19, "GET, HEAD", 0, false);
+		ret =
+		    send_buf(web, c, 405, "text/plain; charset=utf-8", NULL,
+		             "method not allowed\n", 19, "GET, HEAD", 0, false);
 		goto out;
 	}
 	if (strcmp(url, "/healthz") == 0) {
@@ -1397,38 +1694,41 @@ on_admin(void *cls, struct MHD_Connection *c, const char *url,
 			rc = -1;
 		if (rc == 0)
 			ret = send_buf(web, c, 200, "text/plain; charset=utf-8",
-			    NULL, "ok\n", 3, NULL, 0, false);
+			               NULL, "ok\n", 3, NULL, 0, false);
 		else
 			ret = send_buf(web, c, 503, "text/plain; charset=utf-8",
-			    NULL, out.data, out.len, NULL, 0, false);
+			               NULL, out.data, out.len, NULL, 0, false);
 		goto out;
 	}
 	metric(&out, "kairan_http_requests_total",
-	    "Requests on the public listener.", web->n_requests);
+	       "Requests on the public listener.", web->n_requests);
 	metric(&out, "kairan_http_subscribe_total", "POST /subscribe requests.",
-	    web->n_subscribe);
+	       web->n_subscribe);
 	metric(&out, "kairan_http_subscribe_new_total",
-	    "Sign-ups that created a subscription.", web->n_subscribe_new);
+	       "Sign-ups that created a subscription.", web->n_subscribe_new);
 	metric(&out, "kairan_http_honeypot_total",
-	    "Sign-ups dropped for a filled honeypot.", web->n_honeypot);
+	       "Sign-ups dropped for a filled honeypot.", web->n_honeypot);
 	metric(&out, "kairan_http_rate_limited_total",
-	    "Sign-ups refused by the per-client rate limit.",
-	    web->n_rate_limited);
+	       "Sign-ups refused by the per-client rate limit.",
+	       web->n_rate_limited);
 	metric(&out, "kairan_http_confirm_mail_total",
-	    "Confirmation mails queued by the form.", web->n_confirm_mail);
+	       "Confirmation mails queued by the form.", web->n_confirm_mail);
 	metric(&out, "kairan_http_confirm_limited_total",
-	    "Confirmation mails not queued (per-address daily limit).",
-	    web->n_confirm_limited);
-	metric(&out, "kairan_http_confirmed_total",
-	    "Subscriptions confirmed.", web->n_confirmed);
+	       "Confirmation mails not queued (per-address daily limit).",
+	       web->n_confirm_limited);
+	metric(&out, "kairan_http_confirmed_total", "Subscriptions confirmed.",
+	       web->n_confirmed);
 	metric(&out, "kairan_http_unsubscribed_total",
-	    "Subscriptions ended from a link.", web->n_unsubscribed);
+	       "Subscriptions ended from a link.", web->n_unsubscribed);
 	metric(&out, "kairan_http_bad_token_total",
-	    "Invalid, tampered or expired tokens.", web->n_bad_token);
+	       "Invalid, tampered or expired tokens.", web->n_bad_token);
 	metric(&out, "kairan_http_bad_address_total",
-	    "Sign-ups refused for a bad address.", web->n_bad_address);
+	       "Sign-ups refused for a bad address.", web->n_bad_address);
 	metric(&out, "kairan_http_errors_total", "Answers with a 5xx status.",
-	    web->n_errors);
+	       web->n_errors);
+	metric(&out, "kairan_http_connections_refused_total",
+	       "Connections refused by the per-address cap.",
+	       web->n_conn_refused);
 	pthread_mutex_lock(&web->lock);
 	fn = web->metrics_fn;
 	fn_ctx = web->metrics_ctx;
@@ -1436,13 +1736,15 @@ on_admin(void *cls, struct MHD_Connection *c, const char *url,
 	if (fn != NULL)
 		fn(fn_ctx, &out);
 	ret = send_buf(web, c, 200, "text/plain; version=0.0.4; charset=utf-8",
-	    NULL, out.data, out.len, NULL, 0, false);
+	               NULL, out.data, out.len, NULL, 0, false);
 out:
 	kr_buf_fini(&out);
 	return ret;
 }
 
 /* ---- start and stop ---- */
+
+static void mhd_log(void *cls, const char *fmt, va_list ap) KR_PRINTF(2, 0);
 
 static void
 mhd_log(void *cls, const char *fmt, va_list ap)
@@ -1474,7 +1776,7 @@ listen_on(const char *what, const char *spec, int *fd_out, struct kr_err *err)
 	port = strrchr(host, ':');
 	if (port == NULL || port[1] == '\0') {
 		kr_err_set(err, KR_ERR_INVALID,
-		    "%s: \"%s\": expected host:port", what, spec);
+		           "%s: \"%s\": expected host:port", what, spec);
 		goto out;
 	}
 	*port++ = '\0';
@@ -1489,18 +1791,19 @@ listen_on(const char *what, const char *spec, int *fd_out, struct kr_err *err)
 	gai = getaddrinfo(host[0] != '\0' ? host : NULL, port, &hints, &res);
 	if (gai != 0) {
 		kr_err_set(err, KR_ERR_IO, "%s: \"%s\": %s", what, spec,
-		    gai_strerror(gai));
+		           gai_strerror(gai));
 		goto out;
 	}
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC |
-			SOCK_NONBLOCK, ai->ai_protocol);
+		fd = socket(ai->ai_family,
+		            ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
+		            ai->ai_protocol);
 		if (fd == -1) {
 			saved = errno;
 			continue;
 		}
 		(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one,
-		    sizeof(one));
+		                 sizeof(one));
 		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
 		    listen(fd, 1024) == 0)
 			break;
@@ -1510,7 +1813,7 @@ listen_on(const char *what, const char *spec, int *fd_out, struct kr_err *err)
 	}
 	if (fd == -1) {
 		kr_err_set(err, KR_ERR_IO, "%s: cannot listen on %s: %s", what,
-		    spec, strerror(saved));
+		           spec, strerror(saved));
 		goto out;
 	}
 	*fd_out = fd;
@@ -1541,19 +1844,19 @@ make_csp(struct kr_web *web)
 {
 	unsigned char h[crypto_hash_sha256_BYTES];
 	char b64[sodium_base64_ENCODED_LEN(crypto_hash_sha256_BYTES,
-	    sodium_base64_VARIANT_ORIGINAL)];
+	                                   sodium_base64_VARIANT_ORIGINAL)];
 
 	crypto_hash_sha256(h, (const unsigned char *)kr_pages_style,
-	    strlen(kr_pages_style));
+	                   strlen(kr_pages_style));
 	sodium_bin2base64(b64, sizeof(b64), h, sizeof(h),
-	    sodium_base64_VARIANT_ORIGINAL);
-#define KR_WEB_CSP \
-	"default-src 'none'; style-src 'sha256-%s'; %sform-action 'self'; " \
+	                  sodium_base64_VARIANT_ORIGINAL);
+#define KR_WEB_CSP                                                             \
+	"default-src 'none'; style-src 'sha256-%s'; %sform-action 'self'; "    \
 	"frame-ancestors 'none'; base-uri 'none'"
 	snprintf(web->csp, sizeof(web->csp), KR_WEB_CSP, b64, "");
 	/* Reports may show pictures from the publisher's site. */
 	snprintf(web->csp_archive, sizeof(web->csp_archive), KR_WEB_CSP, b64,
-	    "img-src https: data:; ");
+	         "img-src https: data:; ");
 }
 
 /* Socket-activated descriptors come as systemd made them. */
@@ -1564,7 +1867,7 @@ nonblocking(const char *what, int fd, struct kr_err *err)
 
 	if (fl == -1 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) == -1)
 		return kr_err_set(err, KR_ERR_IO, "%s: fd %d: %s", what, fd,
-		    strerror(errno));
+		                  strerror(errno));
 	return 0;
 }
 
@@ -1575,39 +1878,44 @@ start_daemon(struct kr_web *web, int fd, bool public, struct kr_err *err)
 	/* TURBO: read, write and accept before asking epoll (the listen
 	 * socket is non-blocking, see nonblocking()). */
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-	    MHD_USE_TURBO | MHD_USE_ERROR_LOG;
+	                 MHD_USE_TURBO | MHD_USE_ERROR_LOG;
 
 	if (public)
-		d = MHD_start_daemon(flags, 0, NULL, NULL, on_http, web,
+		flags |= MHD_ALLOW_SUSPEND_RESUME;
+
+	if (public)
+		d = MHD_start_daemon(
+		    flags, 0, accept_policy, web, on_http, web,
 		    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, web,
 		    MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
 		    MHD_OPTION_THREAD_POOL_SIZE, (unsigned)KR_WEB_THREADS,
 		    MHD_OPTION_CONNECTION_LIMIT, (unsigned)KR_WEB_CONN_LIMIT,
-		    MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-		    (unsigned)KR_WEB_PER_IP_LIMIT,
+		    MHD_OPTION_NOTIFY_CONNECTION, on_connection, web,
 		    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)KR_WEB_TIMEOUT,
 		    MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-		    (size_t)KR_WEB_CONN_MEMORY,
-		    MHD_OPTION_NOTIFY_COMPLETED, request_done, web,
-		    MHD_OPTION_END);
+		    (size_t)KR_WEB_CONN_MEMORY, MHD_OPTION_NOTIFY_COMPLETED,
+		    request_done, web, MHD_OPTION_END);
 	else
 		d = MHD_start_daemon(flags, 0, NULL, NULL, on_admin, web,
-		    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, web,
-		    MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
-		    MHD_OPTION_CONNECTION_LIMIT, 64u,
-		    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)KR_WEB_TIMEOUT,
-		    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(16 * 1024),
-		    MHD_OPTION_END);
+		                     MHD_OPTION_EXTERNAL_LOGGER, mhd_log, web,
+		                     MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+		                     MHD_OPTION_CONNECTION_LIMIT, 64u,
+		                     MHD_OPTION_CONNECTION_TIMEOUT,
+		                     (unsigned)KR_WEB_TIMEOUT,
+		                     MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+		                     (size_t)(16 * 1024), MHD_OPTION_END);
 	if (d == NULL)
-		kr_err_set(err, KR_ERR_IO, "%s listener: libmicrohttpd "
-		    "failed to start", public ? "http" : "admin");
+		kr_err_set(err, KR_ERR_IO,
+		           "%s listener: libmicrohttpd "
+		           "failed to start",
+		           public ? "http" : "admin");
 	return d;
 }
 
 int
 kr_web_start(const struct kr_config *cfg, const struct kr_keyring *ring,
-    const struct kr_web_listen *listen, struct kr_web **web_out,
-    struct kr_err *err)
+             const struct kr_web_listen *listen, struct kr_web **web_out,
+             struct kr_err *err)
 {
 	struct kr_web *web;
 	int http_fd = listen != NULL ? listen->http_fd : -1;
@@ -1618,19 +1926,27 @@ kr_web_start(const struct kr_config *cfg, const struct kr_keyring *ring,
 	pthread_mutex_init(&web->lock, NULL);
 	pthread_cond_init(&web->released, NULL);
 	pthread_mutex_init(&web->store_lock, NULL);
+	pthread_mutex_init(&web->q_lock, NULL);
+	pthread_cond_init(&web->q_cond, NULL);
 	if (sodium_init() < 0) {
 		kr_err_set(err, KR_ERR_IO, "web: libsodium failed to start");
 		goto out;
 	}
 	make_csp(web);
+	web->conns = kr_web_conns_new();
 	web->rl = kr_web_rl_new(KR_WEB_RATE_PER_MIN / 60.0, KR_WEB_RATE_BURST,
-	    KR_WEB_RATE_KEYS);
+	                        KR_WEB_RATE_KEYS);
 	if (view_new(web, cfg, ring, &web->view, err) == -1)
 		goto out;
 	if (kr_store_open(cfg->database, &web->store, err) == -1) {
 		kr_err_prefix(err, "web");
 		goto out;
 	}
+	if (pthread_create(&web->worker, NULL, store_worker, web) != 0) {
+		kr_err_set(err, KR_ERR_IO, "web: cannot start a thread");
+		goto out;
+	}
+	web->worker_started = true;
 	if (http_fd == -1 &&
 	    listen_on("http.listen", cfg->http_listen, &http_fd, err) == -1)
 		goto out;
@@ -1654,8 +1970,9 @@ kr_web_start(const struct kr_config *cfg, const struct kr_keyring *ring,
 		admin_fd = -1;
 	}
 	kr_log_info("web: listening http=%s admin=%s lists=%zu",
-	    cfg->http_listen != NULL ? cfg->http_listen : "-",
-	    cfg->admin_listen != NULL ? cfg->admin_listen : "-", cfg->n_lists);
+	            cfg->http_listen != NULL ? cfg->http_listen : "-",
+	            cfg->admin_listen != NULL ? cfg->admin_listen : "-",
+	            cfg->n_lists);
 	*web_out = web;
 	web = NULL;
 	rc = 0;
@@ -1678,7 +1995,7 @@ differs(const char *a, const char *b)
 
 int
 kr_web_set_config(struct kr_web *web, const struct kr_config *cfg,
-    const struct kr_keyring *ring, struct kr_err *err)
+                  const struct kr_keyring *ring, struct kr_err *err)
 {
 	struct view *nv = NULL, *old;
 	int rc = -1;
@@ -1692,7 +2009,7 @@ kr_web_set_config(struct kr_web *web, const struct kr_config *cfg,
 	if (differs(nv->http_listen, old->http_listen) ||
 	    differs(nv->admin_listen, old->admin_listen))
 		kr_log_warn("web: http.listen or admin.listen changed; "
-			    "takes effect at restart");
+		            "takes effect at restart");
 	if (differs(nv->database, old->database))
 		kr_log_warn("web: database changed; takes effect at restart");
 	pthread_mutex_lock(&web->lock);
@@ -1739,14 +2056,31 @@ kr_web_stop(struct kr_web **webp)
 	if (webp == NULL || *webp == NULL)
 		return;
 	web = *webp;
+	/* No connection may be suspended when MHD stops: let the worker
+	 * finish what is queued and take no more (dispatch answers 503). */
+	pthread_mutex_lock(&web->q_lock);
+	web->q_stopping = true;
+	while (web->q_head != NULL || web->q_busy)
+		pthread_cond_wait(&web->q_cond, &web->q_lock);
+	pthread_mutex_unlock(&web->q_lock);
 	if (web->http != NULL)
 		MHD_stop_daemon(web->http);
+	if (web->worker_started) {
+		pthread_mutex_lock(&web->q_lock);
+		web->q_quit = true;
+		pthread_cond_broadcast(&web->q_cond);
+		pthread_mutex_unlock(&web->q_lock);
+		pthread_join(web->worker, NULL);
+	}
 	if (web->admin != NULL)
 		MHD_stop_daemon(web->admin);
 	view_free(&web->view);
 	kr_store_close(&web->store);
 	kr_web_rl_free(&web->rl);
+	kr_web_conns_free(&web->conns);
 	pthread_mutex_destroy(&web->store_lock);
+	pthread_cond_destroy(&web->q_cond);
+	pthread_mutex_destroy(&web->q_lock);
 	pthread_cond_destroy(&web->released);
 	pthread_mutex_destroy(&web->lock);
 	free(web);

@@ -19,10 +19,13 @@
  *	kr_web_stop(&web);   // before freeing the keyring
  *
  * The module copies what it needs from cfg (cfg may be freed after each
- * call returns), opens its own store connection on cfg->database (guarded
- * by a mutex; MHD calls in from a pool of threads) and borrows ring until
- * it is replaced or kr_web_stop returns. Listen addresses and the database
- * path are taken at start only; a reload that changes them logs a warning. */
+ * call returns), opens its own store connection on cfg->database and
+ * borrows ring until it is replaced or kr_web_stop returns. Threads: two
+ * MHD epoll threads for the public listener, one for the admin listener,
+ * and one store worker that runs every request touching the store (the
+ * connection is suspended meanwhile), so pages never wait for SQLite.
+ * Listen addresses and the database path are taken at start only; a reload
+ * that changes them logs a warning. */
 #ifndef KR_WEB_H
 #define KR_WEB_H
 
@@ -54,13 +57,15 @@ typedef int (*kr_web_health_fn)(void *ctx, struct kr_buf *out);
  * *web_out set, or -1 (err: KR_ERR_IO when a socket cannot be bound,
  * KR_ERR_DB when the store cannot be opened). */
 KR_NODISCARD int kr_web_start(const struct kr_config *cfg,
-    const struct kr_keyring *ring, const struct kr_web_listen *listen,
-    struct kr_web **web_out, struct kr_err *err);
+                              const struct kr_keyring *ring,
+                              const struct kr_web_listen *listen,
+                              struct kr_web **web_out, struct kr_err *err);
 /* Swaps in a new config (and keyring, unless ring is NULL), re-rendering
  * the cached pages, and waits until no request holds the old ones. */
 KR_NODISCARD int kr_web_set_config(struct kr_web *web,
-    const struct kr_config *cfg, const struct kr_keyring *ring,
-    struct kr_err *err);
+                                   const struct kr_config *cfg,
+                                   const struct kr_keyring *ring,
+                                   struct kr_err *err);
 /* Adds fn's output to GET /metrics (NULL removes it). */
 void kr_web_set_metrics(struct kr_web *web, kr_web_metrics_fn fn, void *ctx);
 /* Adds fn's verdict to GET /healthz (NULL removes it): 503 with its lines

@@ -28,7 +28,7 @@ struct kr_web_var {
 /* Appends tmpl to b with each {{name}} replaced; an unknown name renders
  * as "". 0, or -1 past b's cap. */
 KR_NODISCARD int kr_web_render(struct kr_buf *b, const char *tmpl,
-    const struct kr_web_var *vars, size_t n_vars);
+                               const struct kr_web_var *vars, size_t n_vars);
 
 enum kr_web_fmt { KR_WEB_FMT_TEXT, KR_WEB_FMT_HTML, KR_WEB_FMT_JSON };
 /* What an Accept header (may be NULL) asks for: HTML when text/html
@@ -46,7 +46,8 @@ void kr_web_clean_text(const char *in, char *out, size_t max);
 struct kr_web_nets;
 /* Parses list; -1 with err naming the first bad entry. */
 KR_NODISCARD int kr_web_nets_parse(char *const *list, size_t n,
-    struct kr_web_nets **nets_out, struct kr_err *err);
+                                   struct kr_web_nets **nets_out,
+                                   struct kr_err *err);
 void kr_web_nets_free(struct kr_web_nets **nets);
 /* Whether ip (text; IPv4-mapped IPv6 counts as IPv4) is in nets. */
 bool kr_web_nets_match(const struct kr_web_nets *nets, const char *ip);
@@ -55,21 +56,34 @@ bool kr_web_nets_match(const struct kr_web_nets *nets, const char *ip);
  * right-most hop of X-Forwarded-For that is not trusted (a malformed hop
  * stops the walk at the last trusted one). Writes the text to out. */
 void kr_web_client_ip(const struct kr_web_nets *trusted, const char *peer,
-    const char *xff, char out[KR_WEB_IP_MAX]);
+                      const char *xff, char out[KR_WEB_IP_MAX]);
 
 /* A per-key token bucket (keys are client addresses), thread-safe. At
  * most max_keys are tracked; past that, full buckets are dropped and, if
  * none is, the request is let through (and counted). */
 struct kr_web_rl;
-struct kr_web_rl *kr_web_rl_new(double per_sec, double burst,
-    size_t max_keys);
+struct kr_web_rl *kr_web_rl_new(double per_sec, double burst, size_t max_keys);
 void kr_web_rl_free(struct kr_web_rl **rl);
 /* Takes one token for key at time now (seconds, monotonic). true when
  * allowed; else false and *retry_out (may be NULL) says in how many whole
  * seconds one token is back. */
 bool kr_web_rl_take(struct kr_web_rl *rl, const char *key, double now,
-    unsigned *retry_out);
+                    unsigned *retry_out);
 /* Number of keys tracked, for tests. */
 size_t kr_web_rl_size(struct kr_web_rl *rl);
+
+/* Open connections per client address, thread-safe (the per-address
+ * connection cap, applied to everyone but trusted proxies). */
+struct kr_web_conns;
+struct kr_web_conns *kr_web_conns_new(void);
+void kr_web_conns_free(struct kr_web_conns **cs);
+/* Adds delta (+1 opened, -1 closed) to key's count; returns the new count. */
+unsigned kr_web_conns_add(struct kr_web_conns *cs, const char *key, int delta);
+/* key's current count. */
+unsigned kr_web_conns_get(struct kr_web_conns *cs, const char *key);
+/* Adds one to key's count if it is below limit, in one step: true when
+ * added, false (nothing changed) at the limit. */
+bool kr_web_conns_try_add(struct kr_web_conns *cs, const char *key,
+                          unsigned limit);
 
 #endif

@@ -79,7 +79,7 @@ kr_web_json_escape(struct kr_buf *b, const char *s)
 
 int
 kr_web_render(struct kr_buf *b, const char *tmpl, const struct kr_web_var *vars,
-    size_t n_vars)
+              size_t n_vars)
 {
 	const char *p = tmpl, *open, *close;
 	size_t i, nlen;
@@ -98,9 +98,9 @@ kr_web_render(struct kr_buf *b, const char *tmpl, const struct kr_web_var *vars,
 				continue;
 			if (vars[i].value == NULL)
 				break;
-			if ((vars[i].raw ? kr_buf_puts(b, vars[i].value)
-					 : kr_web_html_escape(b, vars[i].value)) ==
-			    -1)
+			if ((vars[i].raw
+			         ? kr_buf_puts(b, vars[i].value)
+			         : kr_web_html_escape(b, vars[i].value)) == -1)
 				goto out;
 			break;
 		}
@@ -139,7 +139,8 @@ accept_pos(const char *accept, const char *mt)
 				q++;
 				while (*q == ' ')
 					q++;
-				if ((q[0] == 'q' || q[0] == 'Q') && q[1] == '=') {
+				if ((q[0] == 'q' || q[0] == 'Q') &&
+				    q[1] == '=') {
 					if (strtod(q + 2, NULL) <= 0.0)
 						return -1;
 				}
@@ -239,9 +240,9 @@ kr_web_clean_text(const char *in, char *out, size_t max)
 /* ---- networks ---- */
 
 struct net {
-	int family;        /* AF_INET or AF_INET6 */
+	int family; /* AF_INET or AF_INET6 */
 	unsigned char addr[16];
-	unsigned prefix;   /* bits */
+	unsigned prefix; /* bits */
 };
 
 struct kr_web_nets {
@@ -253,8 +254,8 @@ struct kr_web_nets {
 static int
 parse_ip(const char *s, int *family, unsigned char addr[16])
 {
-	static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0,
-		0, 0, 0, 0, 0xff, 0xff };
+	static const unsigned char mapped[12] = {0, 0, 0, 0, 0,    0,
+	                                         0, 0, 0, 0, 0xff, 0xff};
 	unsigned char a6[16];
 
 	if (inet_pton(AF_INET, s, addr) == 1) {
@@ -275,7 +276,7 @@ parse_ip(const char *s, int *family, unsigned char addr[16])
 
 int
 kr_web_nets_parse(char *const *list, size_t n, struct kr_web_nets **nets_out,
-    struct kr_err *err)
+                  struct kr_err *err)
 {
 	struct kr_web_nets *nets;
 	char buf[80], *slash, *end;
@@ -290,7 +291,8 @@ kr_web_nets_parse(char *const *list, size_t n, struct kr_web_nets **nets_out,
 
 		if (strlen(list[i]) >= sizeof(buf)) {
 			kr_err_set(err, KR_ERR_INVALID,
-			    "trusted_proxies: \"%.40s…\" is too long", list[i]);
+			           "trusted_proxies: \"%.40s…\" is too long",
+			           list[i]);
 			goto out;
 		}
 		snprintf(buf, sizeof(buf), "%s", list[i]);
@@ -298,18 +300,23 @@ kr_web_nets_parse(char *const *list, size_t n, struct kr_web_nets **nets_out,
 		if (slash != NULL)
 			*slash++ = '\0';
 		if (parse_ip(buf, &e->family, e->addr) == -1) {
-			kr_err_set(err, KR_ERR_INVALID,
+			kr_err_set(
+			    err, KR_ERR_INVALID,
 			    "trusted_proxies: \"%s\" is not an IP address "
-			    "or network", list[i]);
+			    "or network",
+			    list[i]);
 			goto out;
 		}
 		e->prefix = e->family == AF_INET ? 32 : 128;
 		if (slash != NULL) {
 			bits = strtoul(slash, &end, 10);
-			if (*slash == '\0' || *end != '\0' || bits > e->prefix) {
-				kr_err_set(err, KR_ERR_INVALID,
+			if (*slash == '\0' || *end != '\0' ||
+			    bits > e->prefix) {
+				kr_err_set(
+				    err, KR_ERR_INVALID,
 				    "trusted_proxies: \"%s\": bad prefix "
-				    "length", list[i]);
+				    "length",
+				    list[i]);
 				goto out;
 			}
 			e->prefix = (unsigned)bits;
@@ -379,7 +386,7 @@ canon_ip(const char *ip, char out[KR_WEB_IP_MAX])
 
 void
 kr_web_client_ip(const struct kr_web_nets *trusted, const char *peer,
-    const char *xff, char out[KR_WEB_IP_MAX])
+                 const char *xff, char out[KR_WEB_IP_MAX])
 {
 	char hop[KR_WEB_IP_MAX];
 	const char *end, *start;
@@ -397,8 +404,8 @@ kr_web_client_ip(const struct kr_web_nets *trusted, const char *peer,
 		while (start < end && (*start == ' ' || *start == '\t'))
 			start++;
 		len = (size_t)(end - start);
-		while (len > 0 && (start[len - 1] == ' ' ||
-				      start[len - 1] == '\t'))
+		while (len > 0 &&
+		       (start[len - 1] == ' ' || start[len - 1] == '\t'))
 			len--;
 		if (len > 0) {
 			if (len >= sizeof(hop))
@@ -509,7 +516,7 @@ rl_sweep(struct kr_web_rl *rl, double now)
 
 bool
 kr_web_rl_take(struct kr_web_rl *rl, const char *key, double now,
-    unsigned *retry_out)
+               unsigned *retry_out)
 {
 	struct rl_entry *e;
 	size_t slot;
@@ -547,8 +554,8 @@ kr_web_rl_take(struct kr_web_rl *rl, const char *key, double now,
 		ok = false;
 		if (retry_out != NULL) {
 			double wait = rl->per_sec > 0
-			    ? (1.0 - e->tokens) / rl->per_sec
-			    : 3600.0;
+			                  ? (1.0 - e->tokens) / rl->per_sec
+			                  : 3600.0;
 			unsigned whole = (unsigned)wait;
 
 			*retry_out = (double)whole < wait ? whole + 1 : whole;
@@ -568,4 +575,103 @@ kr_web_rl_size(struct kr_web_rl *rl)
 	n = rl->n;
 	pthread_mutex_unlock(&rl->lock);
 	return n;
+}
+
+/* ---- connections per address ---- */
+
+struct conn_entry {
+	struct conn_entry *next;
+	unsigned n;
+	char key[KR_WEB_IP_MAX];
+};
+
+struct kr_web_conns {
+	pthread_mutex_t lock;
+	struct conn_entry *slots[1024];
+};
+
+struct kr_web_conns *
+kr_web_conns_new(void)
+{
+	struct kr_web_conns *cs = kr_xcalloc(1, sizeof(*cs));
+
+	pthread_mutex_init(&cs->lock, NULL);
+	return cs;
+}
+
+void
+kr_web_conns_free(struct kr_web_conns **cs)
+{
+	struct conn_entry *e, *next;
+	size_t i;
+
+	if (cs == NULL || *cs == NULL)
+		return;
+	for (i = 0; i < KR_NELEM((*cs)->slots); i++)
+		for (e = (*cs)->slots[i]; e != NULL; e = next) {
+			next = e->next;
+			free(e);
+		}
+	pthread_mutex_destroy(&(*cs)->lock);
+	free(*cs);
+	*cs = NULL;
+}
+
+static unsigned
+conns_add_locked(struct kr_web_conns *cs, const char *key, int delta)
+{
+	struct conn_entry **pp, *e;
+	unsigned n = 0;
+
+	pp = &cs->slots[rl_hash(key) % KR_NELEM(cs->slots)];
+	while ((e = *pp) != NULL && strcmp(e->key, key) != 0)
+		pp = &e->next;
+	if (e == NULL && delta > 0) {
+		e = kr_xcalloc(1, sizeof(*e));
+		snprintf(e->key, sizeof(e->key), "%s", key);
+		e->next = *pp;
+		*pp = e;
+	}
+	if (e != NULL) {
+		if (delta < 0 && e->n < (unsigned)-delta)
+			e->n = 0;
+		else
+			e->n = (unsigned)((int)e->n + delta);
+		n = e->n;
+		if (n == 0) {
+			*pp = e->next;
+			free(e);
+		}
+	}
+	return n;
+}
+
+unsigned
+kr_web_conns_add(struct kr_web_conns *cs, const char *key, int delta)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&cs->lock);
+	n = conns_add_locked(cs, key, delta);
+	pthread_mutex_unlock(&cs->lock);
+	return n;
+}
+
+unsigned
+kr_web_conns_get(struct kr_web_conns *cs, const char *key)
+{
+	return kr_web_conns_add(cs, key, 0);
+}
+
+bool
+kr_web_conns_try_add(struct kr_web_conns *cs, const char *key, unsigned limit)
+{
+	bool ok;
+
+	pthread_mutex_lock(&cs->lock);
+	ok = conns_add_locked(cs, key, 0) < limit;
+	if (ok)
+		(void)conns_add_locked(cs, key, 1);
+	pthread_mutex_unlock(&cs->lock);
+	return ok;
 }

@@ -3,15 +3,20 @@
 
 Every accepted message is written to DIR/<n>.eml and one JSON line is
 appended to DIR/log.jsonl: {"n", "mail_from", "rcpt", "size", "time"}.
+With TLS, the server name (SNI) each client sent is appended to
+DIR/sni.txt ("None" when it sent none).
 
 Behaviour is steered by a JSON rules file (re-read on every command, so a
 test can change it while the server runs):
-  {"rcpt": {"addr@x": "550 5.1.1 no such user", ...},   # RCPT answers
+  {"mail": {"addr@x": "553 5.7.1 sender rejected", ...}, # MAIL answers
+   "rcpt": {"addr@x": "550 5.1.1 no such user", ...},   # RCPT answers
    "data": {"addr@x": "451 4.3.0 try later", ...},      # answers to DATA end
    "drop_data": ["addr@x"],        # close the connection at the end of DATA
                                    # (the whole message came, no reply)
    "drop_at_data": ["addr@x"],     # close the connection on the DATA
                                    # command (no message sent)
+   "drop_mid_data": ["addr@x"],    # answer 354 to DATA, then close (the
+                                   # message body never arrives)
    "hang_data": ["addr@x"],        # take the whole message, never reply
    "connect": "421 4.7.0 busy",    # answer to every new connection
    "hang": false}                  # accept but never answer
@@ -59,6 +64,15 @@ class Handler:
 
     def rules(self):
         return load_rules(self.rules_path)
+
+    async def handle_MAIL(self, server, session, envelope, address,
+                          mail_options):
+        ans = self.rules().get("mail", {}).get((address or "").lower())
+        if ans:
+            return ans
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, options):
         ans = self.rules().get("rcpt", {}).get(address.lower())
@@ -109,9 +123,13 @@ class RuleSMTP(SMTP):
 
     async def smtp_DATA(self, arg):
         r = load_rules(self.event_handler.rules_path)
-        drop = r.get("drop_at_data", [])
-        if self.envelope is not None and any(
-                rc.lower() in drop for rc in self.envelope.rcpt_tos):
+        rcpts = [rc.lower() for rc in self.envelope.rcpt_tos] \
+            if self.envelope is not None else []
+        if any(rc in r.get("drop_at_data", []) for rc in rcpts):
+            self.transport.close()
+            return
+        if any(rc in r.get("drop_mid_data", []) for rc in rcpts):
+            await self.push("354 End data with <CR><LF>.<CR><LF>")
             self.transport.close()
             return
         await super().smtp_DATA(arg)
@@ -146,6 +164,12 @@ def main():
     if a.tls_cert:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(a.tls_cert, a.tls_key)
+
+        def sni(sslobj, name, _ctx):
+            # the server name each TLS client asked for, one per line
+            with open(os.path.join(a.dir, "sni.txt"), "a") as f:
+                f.write("%s\n" % name)
+        ctx.sni_callback = sni
     if ctx and not a.implicit_tls:
         kw["tls_context"] = ctx
         kw["require_starttls"] = a.require_starttls

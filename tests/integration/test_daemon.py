@@ -3,7 +3,10 @@
 failures, exactly-once delivery to many subscribers, kill -9 and SIGTERM
 in the middle of a send, the sd_notify protocol, and a broken config on
 SIGHUP. Each scenario runs its own kairand and SMTP server."""
+import email
+import email.policy
 import os
+import shutil
 import signal
 import sys
 import time
@@ -77,6 +80,99 @@ def test_temp_and_perm():
     ok(k.stop() == 0, "SIGTERM exits 0")
 
 
+def test_dropped_mid_data():
+    """The server takes the whole message and hangs up before answering:
+    nobody knows whether it was delivered (RFC 1047), so it is marked
+    uncertain and not sent again by itself; the others still go, once."""
+    good = addrs(6)
+    lost = "dropped@example.org"
+    base, smtp, k = setup(good + [lost], rules={"drop_data": [lost]})
+    rc, out, err = k.send_report(harness.report("切断", "本文\n"))
+    ok(rc == 0, "report queued", out + err)
+    ok(harness.wait_for(lambda: k.counter("uncertain") >= 1, 60),
+       "the dropped message is uncertain", (k.metrics(), k.logtext()))
+    ok(harness.wait_for(lambda: all(
+        harness.rcpt_counts(smtp).get(a) for a in good), 60),
+       "the other subscribers get theirs", k.logtext())
+    smtp.set_rules({})
+    time.sleep(3)  # past the 1 s and 2 s retries: it must not come back
+    counts = harness.rcpt_counts(smtp)
+    ok(counts.get(lost) is None, "an uncertain message is not resent",
+       counts)
+    ok(all(counts.get(a) == 1 for a in good), "the others exactly once",
+       counts)
+    ok(k.stop() == 0, "SIGTERM exits 0")
+
+
+def test_slowdown():
+    """A relay that says "slow down" (4.7.x) gets a rate limit although
+    none is configured; the message comes back and arrives."""
+    good = addrs(10)
+    slow = "slow@example.org"
+    base, smtp, k = setup(good + [slow], rules={
+        "data": {slow: "451 4.7.1 too fast, slow down"}})
+    ok(k.metrics().get("kairan_delivery_rate_limit") == 0,
+       "no rate limit to begin with", k.metrics())
+    rc, out, err = k.send_report(harness.report("減速", "本文\n"))
+    ok(rc == 0, "report queued", out + err)
+    ok(k.wait_log("delivery slow-down", 60), "the slow-down is noticed",
+       k.logtext())
+    ok(k.metrics().get("kairan_delivery_rate_limit", 0) > 0,
+       "a rate limit is in force", k.metrics())
+    smtp.set_rules({})
+    ok(harness.wait_for(lambda: harness.rcpt_counts(smtp).get(slow), 60),
+       "the deferred message arrives on its retry", k.logtext())
+    counts = harness.rcpt_counts(smtp)
+    ok(all(counts.get(a) == 1 for a in good + [slow]),
+       "everyone exactly once", counts)
+    ok(k.stop() == 0, "SIGTERM exits 0")
+
+
+def test_outbox_refusals():
+    """The outbox with the real report parser: a report without a subject
+    goes to failed/ with the parser's FILE:LINE:COL reason, the same
+    report dropped twice is not queued twice, unfinished names wait."""
+    base, smtp, k = setup(addrs(2))
+    out = os.path.join(base, "outbox")
+    k.drop_report("---\nlist: sips-report\n---\n本文だけ\n", "nosubject.md")
+    ok(harness.wait_for(lambda: os.path.exists(
+        os.path.join(out, "failed", "nosubject.md.err")), 20),
+       "a report without a subject lands in failed/", os.listdir(out))
+    try:
+        with open(os.path.join(out, "failed", "nosubject.md.err")) as f:
+            why = f.read()
+    except OSError:
+        why = ""
+    ok("nosubject.md:" in why and "subject" in why,
+       "NAME.err says where and what", why)
+    good = harness.report("二重投入", "本文\n")
+    k.drop_report(good, "once.md")
+    ok(harness.wait_for(lambda: os.path.exists(
+        os.path.join(out, "done", "once.md")), 20), "a good one is done")
+    k.drop_report(good, "again.md")
+    ok(harness.wait_for(lambda: os.path.exists(
+        os.path.join(out, "failed", "again.md.err")), 20),
+       "the same report again is refused", os.listdir(out))
+    with open(os.path.join(out, "unfinished.md.part"), "w") as f:
+        f.write(good)
+    ok(smtp.wait_count(2, 30), "the report went out once")
+    time.sleep(1)
+    ok(os.path.exists(os.path.join(out, "unfinished.md.part")),
+       "a .part file is left alone")
+    ok(len(smtp.log()) == 2, "two subscribers, two messages",
+       len(smtp.log()))
+    # The folder removed and made again: a reload watches it again.
+    shutil.rmtree(out)
+    os.makedirs(out)
+    k.proc.signal(signal.SIGHUP)
+    ok(k.wait_log("reload done", 20), "reloaded", k.logtext())
+    k.drop_report(harness.report("再作成後", "本文\n"), "after.md")
+    ok(harness.wait_for(lambda: os.path.exists(
+        os.path.join(out, "done", "after.md")), 20),
+       "a report dropped in the new folder is taken", k.logtext())
+    ok(k.stop() == 0, "SIGTERM exits 0")
+
+
 def test_exactly_once_200():
     subs = addrs(200)
     base, smtp, k = setup(subs)
@@ -143,7 +239,8 @@ def test_notify_and_reload():
     ns = harness.NotifySocket(base)
     k = harness.Kairan(base, smtp_port=smtp.port, delivery_extra=FAST,
                        env={"NOTIFY_SOCKET": ns.path,
-                            "WATCHDOG_USEC": "1000000"})
+                            "WATCHDOG_USEC": "1000000",
+                            "JOURNAL_STREAM": "8:12345"})
     i = ns.wait("READY=1")
     ok(i >= 0, "READY=1 arrives", ns.seen)
     st, _, _ = http("GET", k.url("/"))
@@ -153,7 +250,11 @@ def test_notify_and_reload():
     ok(w >= 0 and w2 >= 0, "watchdog pings keep coming", ns.seen)
     ok(any(s.startswith("STATUS=") for s in ns.seen), "STATUS= lines")
 
-    # A good reload: RELOADING=1 then READY=1 again.
+    # A good reload (a new footer): RELOADING=1 then READY=1 again.
+    with open(k.config) as f:
+        cfg0 = f.read()
+    with open(k.config, "w") as f:
+        f.write(cfg0.replace("株式会社Example", "株式会社Reloaded"))
     mark = len(ns.poll())
     k.proc.signal(signal.SIGHUP)
     r = ns.wait("RELOADING=1", 20, after=mark)
@@ -162,6 +263,11 @@ def test_notify_and_reload():
        "then READY=1", ns.seen[mark:])
     ok(any(s.startswith("MONOTONIC_USEC=") for s in ns.seen[mark:]),
        "RELOADING=1 carries MONOTONIC_USEC")
+    # Another reload once the workers moved on frees the first config.
+    time.sleep(1.5)
+    k.proc.signal(signal.SIGHUP)
+    ok(k.wait_log("reload freed=", 20),
+       "retired configs are freed once no worker reads them", k.logtext())
 
     # A broken file: logged with line and column, the old config stays.
     with open(k.config) as f:
@@ -191,6 +297,23 @@ def test_notify_and_reload():
     ok(rc == 0 and harness.wait_for(
         lambda: harness.rcpt_counts(smtp).get("after@example.org"), 60),
        "and still delivering on the old config", k.logtext())
+    msgs = [raw for e, raw in smtp.messages()
+            if "after@example.org" in e["rcpt"]]
+    text = ""
+    if msgs:
+        m = email.message_from_bytes(msgs[0], policy=email.policy.default)
+        part = m.get_body(preferencelist=("plain",))
+        text = part.get_content() if part is not None else ""
+    ok("株式会社Reloaded" in text and "株式会社Example" not in text,
+       "the footer of the good reload is in force", text[-400:])
+    ok(harness.wait_for(lambda: any(
+        x.startswith("STATUS=") and "report" in x for x in ns.poll()), 10),
+       "STATUS= tells about the report", [x for x in ns.seen
+                                          if x.startswith("STATUS=")])
+    with open(os.path.join(base, "kairand.log"), errors="replace") as f:
+        first = f.readline()
+    ok(first.startswith("<6>kairand starting"),
+       "under journald, log lines carry priority prefixes", first)
 
     mark = len(ns.poll())
     rc = k.stop()
@@ -243,6 +366,9 @@ def test_check_and_bad_config():
 def main():
     only = sys.argv[1:]
     for name, fn in [("temp_and_perm", test_temp_and_perm),
+                     ("dropped", test_dropped_mid_data),
+                     ("slowdown", test_slowdown),
+                     ("outbox", test_outbox_refusals),
                      ("exactly_once_200", test_exactly_once_200),
                      ("kill9", test_kill9_and_restart),
                      ("sigterm", test_sigterm_drains),

@@ -6,7 +6,9 @@ subjects and bodies (base64, quoted-printable, 8bit, multipart), RFC 6376
 relaxed edge cases; and they stop verifying once a signed header or body
 byte changes, or a second List-Unsubscribe is added (over-signing)."""
 import os
+import json
 import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -14,7 +16,8 @@ from email.message import EmailMessage
 from email.policy import SMTP
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import KAIRANCTL, Kairan, done, ok, tmpdir  # noqa: E402
+from harness import (HERE, KAIRANCTL, Kairan, done, ok, report,  # noqa
+                     tmpdir, wait_for)
 
 import dkim  # noqa: E402
 
@@ -61,7 +64,10 @@ def lists_yaml(keys):
       ed25519: {selector: k2026-ed25519, key_file: %s}
   - id: plain
     from: report@news.example.jp
-""" % (rsa, ed, rsa, ed)
+  - id: other-domain
+    from: report@example.com
+    dkim: {domain: news.example.jp, rsa: {selector: k2026-rsa, key_file: %s}}
+""" % (rsa, ed, rsa, ed, rsa)
 
 
 def newsletter(cte, n=1):
@@ -284,11 +290,96 @@ def main():
        (rc, out, err))
     os.chmod(ed_key, 0o600)
 
+    # ---- a report composed by a real kairand (maildir transport) ----
+    base2 = tmpdir()
+    k2 = Kairan(base2, lists=lists_yaml(keys))
+    rc, out, err = k2.add_subscribers(["読者@example.jp", "reader@example.com"],
+                                      list_id="both")
+    ok(rc == 0, "kairand: two subscribers imported", (rc, out, err))
+    rc, out, err = k2.send_report(report(
+        "セキュリティレポート 2026年11月号：ネットワーク機器を狙う攻撃の急増",
+        "# 今月の要点\n\n- VPN 機器の脆弱性悪用  が急増\n\n本文です。\n" * 20,
+        list_id="both"))
+    ok(rc == 0, "kairand: report queued", (rc, out, err))
+    new = os.path.join(base2, "mail", "new")
+    wait_for(lambda: os.path.isdir(new) and len(os.listdir(new)) >= 2, 60)
+    files = sorted(os.listdir(new)) if os.path.isdir(new) else []
+    ok(len(files) == 2, "kairand composed two personal copies", files)
+    for name in files:
+        with open(os.path.join(new, name), "rb") as f:
+            composed = f.read()
+        rc, signed, err = sign(composed)
+        ok(rc == 0 and verify_all(signed, dnsfunc) == [True, True] and
+           b"List-Unsubscribe-Post" in signed,
+           "kairand's composed copy, signed, verifies (RSA and Ed25519)",
+           (rc, err, signed[:1500]))
+    k2.stop()
+
+    # ---- check against a real DNS server ----
+    # In a mount and network namespace of our own: a resolv.conf naming
+    # 127.0.0.1, and tests/integration/dns_server.py on port 53 there.
+    def check_with_dns(records):
+        rfile = os.path.join(base, "records.json")
+        with open(rfile, "w") as f:
+            json.dump(records, f)
+        conf = os.path.join(base, "resolv.conf")
+        with open(conf, "w") as f:
+            f.write("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+        ready = os.path.join(base, "dns.ready")
+        if os.path.exists(ready):
+            os.unlink(ready)
+        script = (
+            'ip link set lo up && mount --bind "$1" /etc/resolv.conf || '
+            'exit 99\n'
+            '/usr/bin/python3 "$2" --records "$3" --ready "$4" & pid=$!\n'
+            'i=0; while [ ! -e "$4" ] && [ $i -lt 200 ]; do '
+            'sleep 0.05; i=$((i+1)); done\n'
+            '"$5" --config "$6" dkim check; rc=$?\n'
+            'kill $pid; exit $rc\n')
+        p = subprocess.run(
+            ["unshare", "-m", "-n", "--propagation", "private", "sh", "-c",
+             script, "sh", conf, os.path.join(HERE, "dns_server.py"),
+             rfile, ready, KAIRANCTL, k.config],
+            capture_output=True, timeout=120)
+        return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+    # The probe: our server answers NXDOMAIN for every name.
+    can_ns = (os.geteuid() == 0 and shutil.which("unshare") and
+              shutil.which("ip") and
+              "(NXDOMAIN)" in check_with_dns({})[1])
+    if not can_ns:
+        ok(True, "dkim check against a DNS server # SKIP needs root for "
+           "unshare -m -n")
+    else:
+        good = {rname: zone[rname + "#parts"], ename: zone[ename + "#parts"]}
+        rc, out, err = check_with_dns(good)
+        ok(rc == 0 and out.count(": OK, matches ") == 5,
+           "dkim check: the published records match (5 keys, 4 lists)",
+           (rc, out, err))
+        ok("list other-domain: WARN d=news.example.jp is not the From "
+           "domain example.com" in out and out.count("WARN") == 1,
+           "dkim check warns when d= is not aligned with From", out)
+        other = subprocess.run([KAIRANCTL, "dkim", "keygen", "--domain",
+                                DOMAIN, "--selector", "other", "--dir",
+                                keys], capture_output=True)
+        oz = zone_records(other.stdout.decode())
+        wrong = dict(good)
+        wrong[ename] = oz["other-ed25519._domainkey." + DOMAIN + "#parts"]
+        rc, out, err = check_with_dns(wrong)
+        ok(rc == 1 and out.count(": OK, matches ") == 3 and
+           "another key than the key file's" in out and
+           "2 of 5 records missing or wrong" in err,
+           "dkim check: a record of another key is named", (rc, out, err))
+        rc, out, err = check_with_dns({rname: ["v=DKIM1; k=rsa; p="]})
+        ok(rc == 1 and "key revoked" in out and
+           ("no answer for " + ename) in out,
+           "dkim check: a revoked record and a missing one", (rc, out, err))
+
     # ---- check: this machine has no DNS ----
     rc, out, err = run("--config", k.config, "dkim", "check")
     out = out.decode()
     ok(rc == 1 and ("no answer for " + rname) in out and
-       ("no answer for " + ename) in out and "of 4 records" in err,
+       ("no answer for " + ename) in out and "5 of 5 records" in err,
        "dkim check without DNS: 'no answer for SEL._domainkey.DOMAIN', "
        "exit 1", (rc, out, err))
     done()

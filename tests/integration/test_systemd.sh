@@ -7,14 +7,16 @@
 # just built (the installed path does not exist on a build machine), with
 # --man=no because the man pages are not installed here either.
 set -u
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 BUILD="${KAIRAN_BUILD:-build/asan}"
 n=0
 fail=0
 ok() { n=$((n + 1)); echo "ok $n - $1"; }
 notok() {
 	n=$((n + 1)); fail=1; echo "not ok $n - $1"
-	[ -n "${2:-}" ] && sed 's/^/#   /' <<<"$2"
+	if [ -n "${2:-}" ]; then
+		while IFS= read -r line; do echo "#   $line"; done <<<"$2"
+	fi
 }
 
 if ! command -v systemd-analyze >/dev/null; then
@@ -31,8 +33,8 @@ sed "s|/usr/local/sbin/kairand|$kairand|g" systemd/kairan.service \
 cp systemd/kairan.socket "$tmp/kairan.socket"
 
 for u in kairan.service kairan.socket; do
-	out=$(cd "$tmp" && systemd-analyze verify --man=no "$u" 2>&1)
-	if [ $? -eq 0 ] && [ -z "$out" ]; then
+	if out=$(cd "$tmp" && systemd-analyze verify --man=no "$u" 2>&1) &&
+		[ -z "$out" ]; then
 		ok "systemd-analyze verify $u is clean"
 	else
 		notok "systemd-analyze verify $u is clean" "$out"
@@ -47,9 +49,8 @@ if [ -n "$level" ] && awk -v l="$level" 'BEGIN { exit !(l <= 1.5) }'; then
 else
 	notok "exposure '$level' <= 1.5" "$(tail -n 40 <<<"$out")"
 fi
-out=$(systemd-analyze security --offline=true --threshold=15 --no-pager \
-	systemd/kairan.service 2>&1)
-if [ $? -eq 0 ]; then
+if out=$(systemd-analyze security --offline=true --threshold=15 \
+	--no-pager systemd/kairan.service 2>&1); then
 	ok "security --threshold=15 passes"
 else
 	notok "security --threshold=15 passes" "$(tail -n 5 <<<"$out")"
@@ -59,9 +60,9 @@ fi
 # whose passwd knows the user).
 mkdir -p "$tmp/root/etc"
 if command -v systemd-sysusers >/dev/null; then
-	out=$(systemd-sysusers --dry-run --root="$tmp/root" - \
-		<systemd/kairan.sysusers 2>&1)
-	if [ $? -eq 0 ] && grep -q "Creating user 'kairan'" <<<"$out"; then
+	if out=$(systemd-sysusers --dry-run --root="$tmp/root" - \
+		<systemd/kairan.sysusers 2>&1) &&
+		grep -q "Creating user 'kairan'" <<<"$out"; then
 		ok "sysusers snippet creates user kairan"
 	else
 		notok "sysusers snippet creates user kairan" "$out"
@@ -74,7 +75,7 @@ if command -v systemd-tmpfiles >/dev/null; then
 	out=$(systemd-tmpfiles --root="$tmp/root" --create - \
 		<systemd/kairan.tmpfiles 2>&1)
 	mode=$(stat -c %a "$tmp/root/var/spool/kairan/outbox" 2>/dev/null)
-	if [ $? -eq 0 ] && [ "$mode" = 2770 ] &&
+	if [ "$mode" = 2770 ] &&
 		[ -d "$tmp/root/var/spool/kairan/outbox/failed" ]; then
 		ok "tmpfiles snippet creates the outbox (mode $mode)"
 	else

@@ -23,6 +23,7 @@ import signal
 import socket
 import sqlite3
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -251,6 +252,22 @@ def limits(k):
     for s in many:
         s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     served = 0
+    for s in many:  # all still open while reading: the cap is on open ones
+        s.settimeout(10)
+        try:
+            if s.recv(12).startswith(b"HTTP/1.1 200"):
+                served += 1
+        except OSError:
+            pass
+    for s in many:
+        s.close()
+    h.ok(0 < served <= 64, "at most 64 connections per client address",
+         served)
+    # A trusted proxy carries everyone's requests: it is not capped.
+    many = [raw_conn(k, "127.0.0.1") for _ in range(80)]
+    for s in many:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    served = 0
     for s in many:
         s.settimeout(10)
         try:
@@ -258,9 +275,23 @@ def limits(k):
                 served += 1
         except OSError:
             pass
+    for s in many:
         s.close()
-    h.ok(0 < served <= 64, "at most 64 connections per client address",
-         served)
+    h.ok(served == 80, "a trusted proxy may hold 80 connections", served)
+    # Once the capped client's connections are gone it may come back.
+    def comes_back():
+        s = raw_conn(k, "127.0.0.5")
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.settimeout(10)
+        try:
+            head = s.recv(12)
+        except OSError:
+            head = b""
+        s.close()
+        return head if head.startswith(b"HTTP/1.1 200") else None
+    again = h.wait_for(comes_back, 15, 0.5) or b""
+    h.ok(again.startswith(b"HTTP/1.1 200"),
+         "closed connections are counted down", again)
     # Oversized headers and chunked bodies.
     s = raw_conn(k, "127.0.0.6")
     s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40000 +
@@ -563,6 +594,14 @@ def main():
     st, _, _ = post(k, "/unsubscribe?t=" + tamper(ub or "x"),
                     "List-Unsubscribe=One-Click")
     h.ok(st == 400, "one-click with a tampered token: 400", st)
+    rc, out, err = k.ctl("subscribers", "remove", b2, "--list",
+                         "sips-report")
+    h.ok(rc == 0 and sub_row(k, "sips-report", b2) is None,
+         "the operator removes bob", out + err)
+    st, _, body = post(k, "/unsubscribe?t=" + (ub or ""),
+                       "List-Unsubscribe=One-Click")
+    h.ok(st == 200, "one-click for a removed subscription: still 200",
+         (st, body))
 
     # ---- archive ----
     st, _, body = get(k, "/archive")
@@ -622,6 +661,39 @@ def main():
     rc = k.stop()
     h.ok(rc == 0, "kairand stops cleanly (no leaks under ASan)",
          k.logtext())
+
+    # ---- reload and stop in the middle of traffic ----
+    k2 = h.Kairan(h.tmpdir(), lists=LISTS)
+    stop = threading.Event()
+    errors = []
+
+    def hammer(n):
+        i = 0
+        while not stop.is_set():
+            i += 1
+            try:
+                if i % 3 == 0:
+                    h.http("GET", k2.url("/archive"), timeout=5)
+                elif i % 3 == 1:
+                    h.http("GET", k2.url("/"), timeout=5)
+                else:
+                    subscribe(k2, {"email": "load%d-%d@example.jp" % (n, i)},
+                              ip="10.9.%d.%d" % (n, i % 250))
+            except Exception as e:  # refused once it stops: expected
+                errors.append(e)
+    threads = [threading.Thread(target=hammer, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    k2.proc.signal(signal.SIGHUP)
+    time.sleep(1.5)
+    rc = k2.stop()
+    stop.set()
+    for t in threads:
+        t.join()
+    log = k2.logtext()
+    h.ok(rc == 0 and "Sanitizer" not in log,
+         "SIGHUP and SIGTERM under load: clean exit", log[-2000:])
     h.done()
 
 

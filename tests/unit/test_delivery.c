@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "delivery.h"
+#include "delivery_int.h"
 
 static void
 test_delivery_bucket_unlimited(void **state)

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +54,8 @@ static struct kr_store the_store;
 static int fake_temp_once; /* "temp*" rows answer 451 on the first try */
 static int fake_delay_us;  /* per message */
 static int domain_now, domain_max; /* sessions holding capped.example */
+static _Atomic int fake_down; /* every session fails: relay unreachable */
+static int fake_sessions;
 
 int
 kr_store_open(const char *path, struct kr_store **s, struct kr_err *err)
@@ -211,6 +214,16 @@ kr_store_event(struct kr_store *s, const char *kind, int64_t sub,
 	return 0;
 }
 
+int
+kr_store_bounce_record(struct kr_store *s, const struct kr_bounce_row *b,
+    const struct kr_bounce_policy *p, struct kr_bounce_result *res,
+    struct kr_err *err)
+{
+	(void)s, (void)b, (void)p, (void)err;
+	memset(res, 0, sizeof(*res));
+	return 0;
+}
+
 /* ---- the fake composer and config ---- */
 
 static char list_id_l[] = "l";
@@ -267,7 +280,18 @@ t_send(struct kr_transport *t, struct kr_msg *msgs, size_t n,
 	size_t i;
 	bool capped = false;
 
-	(void)t, (void)err;
+	(void)t;
+	pthread_mutex_lock(&mu);
+	fake_sessions++;
+	pthread_mutex_unlock(&mu);
+	if (fake_down) {
+		for (i = 0; i < n; i++) {
+			msgs[i].result = KR_SEND_TEMP;
+			msgs[i].code = 0;
+			done(ctx, &msgs[i]);
+		}
+		return kr_err_set(err, KR_ERR_TEMP, "connection refused");
+	}
 	for (i = 0; i < n; i++)
 		if (strstr(msgs[i].rcpt, "@capped.example"))
 			capped = true;
@@ -279,7 +303,7 @@ t_send(struct kr_transport *t, struct kr_msg *msgs, size_t n,
 	}
 	for (i = 0; i < n; i++) {
 		struct row *r;
-		bool temp;
+		bool temp, slow;
 
 		if (fake_delay_us)
 			usleep((useconds_t)fake_delay_us);
@@ -287,11 +311,13 @@ t_send(struct kr_transport *t, struct kr_msg *msgs, size_t n,
 		r = row_of(msgs[i].id);
 		temp = fake_temp_once && strncmp(r->email, "temp", 4) == 0 &&
 		    r->attempts == 0;
+		slow = strncmp(r->email, "slow", 4) == 0 && r->attempts == 0;
 		pthread_mutex_unlock(&mu);
 		CHECK(strstr(msgs[i].data, msgs[i].rcpt) != NULL);
-		msgs[i].result = temp ? KR_SEND_TEMP : KR_SEND_OK;
-		msgs[i].code = temp ? 451 : 250;
+		msgs[i].result = temp || slow ? KR_SEND_TEMP : KR_SEND_OK;
+		msgs[i].code = temp || slow ? 451 : 250;
 		snprintf(msgs[i].reply, sizeof(msgs[i].reply), "%s",
+		    slow ? "4.7.1 slow down" :
 		    temp ? "4.3.0 later" : "2.0.0 ok");
 		snprintf(msgs[i].relay, sizeof(msgs[i].relay), "fake:25");
 		done(ctx, &msgs[i]);
@@ -469,6 +495,8 @@ test_delivery_pool_stats(void **state)
 	assert_int_equal(s.sent, 50);
 	assert_int_equal(s.deferred, 5);
 	assert_int_equal(kr_delivery_current_report(d), 1);
+	/* 4.3.0 is not "slow down": no limit is imposed. */
+	assert_true(kr_delivery_rate_now(d) == 0);
 	{
 		struct kr_buf b;
 
@@ -529,6 +557,7 @@ test_delivery_pool_reload(void **state)
 	struct kr_config cfg, cfg2;
 	struct kr_delivery *d = NULL;
 	struct kr_err err = {0};
+	int i;
 
 	(void)state;
 	make_cfg(&cfg, 2, 10);
@@ -536,12 +565,92 @@ test_delivery_pool_reload(void **state)
 	make_rows(300, name_mixed);
 	fake_temp_once = 0;
 	assert_int_equal(kr_delivery_start(&cfg, NULL, &d, &err), 0);
-	kr_delivery_set_config(d, &cfg2, NULL);
+	assert_int_equal(kr_delivery_gen_in_use(d) <= 1, 1);
+	assert_int_equal(kr_delivery_set_config(d, &cfg2, NULL), 2);
 	assert_true(wait_sent(300, 30));
+	/* Every worker moves on to the new config within its idle wait:
+	 * then the old one may be freed. */
+	for (i = 0; i < 500 && kr_delivery_gen_in_use(d) < 2; i++)
+		usleep(10000);
+	assert_int_equal(kr_delivery_gen_in_use(d), 2);
 	kr_delivery_stop(&d);
 	/* Stopping NULL and kicking with no pool are harmless. */
 	kr_delivery_stop(&d);
 	kr_delivery_kick();
+}
+
+static void
+test_delivery_pool_relay_down(void **state)
+{
+	struct kr_config cfg;
+	struct kr_delivery *d = NULL;
+	struct kr_err err = {0};
+	size_t i, tried = 0;
+
+	(void)state;
+	make_cfg(&cfg, 2, 10);
+	make_rows(200, name_mixed);
+	fake_temp_once = 0;
+	fake_down = 1;
+	fake_sessions = 0;
+	assert_int_equal(kr_delivery_start(&cfg, NULL, &d, &err), 0);
+	usleep(1500000);
+	/* Each worker failed once, paused 1 s, perhaps failed again and
+	 * paused 2 s: the queue was not run through at full speed. */
+	pthread_mutex_lock(&mu);
+	assert_in_range(fake_sessions, 1, 4);
+	for (i = 0; i < n_rows; i++)
+		if (rows[i].attempts > 0)
+			tried++;
+	pthread_mutex_unlock(&mu);
+	assert_true(tried <= 40);
+	/* The relay comes back: everything goes, once. */
+	fake_down = 0;
+	assert_true(wait_sent(200, 60));
+	kr_delivery_stop(&d);
+	for (i = 0; i < n_rows; i++)
+		assert_int_equal(rows[i].marks, 1);
+}
+
+static const char *
+name_slow_last(size_t i)
+{
+	static char b[64];
+
+	snprintf(b, sizeof(b), "%s%zu@example.org", i == 29 ? "slow" : "r",
+	    i);
+	return b;
+}
+
+static void
+test_delivery_pool_slowdown(void **state)
+{
+	struct kr_config cfg;
+	struct kr_delivery *d = NULL;
+	struct kr_err err = {0};
+	size_t i;
+
+	(void)state;
+	/* No configured rate: a 4.7.1 reply imposes one. */
+	make_cfg(&cfg, 1, 30);
+	make_rows(30, name_slow_last);
+	fake_temp_once = 0;
+	assert_int_equal(kr_delivery_start(&cfg, NULL, &d, &err), 0);
+	assert_true(wait_sent(30, 30));
+	assert_true(kr_delivery_rate_now(d) > 0);
+	{
+		struct kr_buf b;
+
+		kr_buf_init(&b, 0);
+		assert_int_equal(kr_delivery_metrics(d, &b), 0);
+		assert_non_null(strstr(b.data, "kairan_delivery_rate_limit "));
+		assert_null(strstr(b.data, "kairan_delivery_rate_limit 0\n"));
+		kr_buf_fini(&b);
+	}
+	kr_delivery_stop(&d);
+	for (i = 0; i < n_rows; i++)
+		assert_int_equal(rows[i].marks, 1);
+	assert_int_equal(rows[29].attempts, 2);
 }
 
 static int
@@ -563,6 +672,8 @@ main(void)
 	    cmocka_unit_test_teardown(test_delivery_pool_stop_releases,
 		cleanup),
 	    cmocka_unit_test_teardown(test_delivery_pool_reload, cleanup),
+	    cmocka_unit_test_teardown(test_delivery_pool_relay_down, cleanup),
+	    cmocka_unit_test_teardown(test_delivery_pool_slowdown, cleanup),
 	};
 
 	return cmocka_run_group_tests_name("delivery_pool", tests, NULL, NULL);

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "config.h"
 #include "dkim.h"
 #include "dkim_int.h"
 #include "err.h"
@@ -86,8 +88,9 @@ test_dkim_canon_header(void **state)
 	EXPECT_H("Subject: a\r\n b\r\n\tc", "subject:a b c");
 	EXPECT_H("Subject:\r\n =?UTF-8?B?5pel5pys?=\r\n =?UTF-8?B?6Kqe?=",
 	         "subject:=?UTF-8?B?5pel5pys?= =?UTF-8?B?6Kqe?=");
-	EXPECT_H("List-Unsubscribe: <https://x/u?t=a>,\r\n  <mailto:u@x>  \r\n ",
-	         "list-unsubscribe:<https://x/u?t=a>, <mailto:u@x>");
+	EXPECT_H(
+	    "List-Unsubscribe: <https://x/u?t=a>,\r\n  <mailto:u@x>  \r\n ",
+	    "list-unsubscribe:<https://x/u?t=a>, <mailto:u@x>");
 	/* Empty value; raw UTF-8 untouched. */
 	EXPECT_H("X-Empty:", "x-empty:");
 	EXPECT_H("X-Empty:  \r\n ", "x-empty:");
@@ -136,8 +139,9 @@ test_dkim_canon_body_paths(void **state)
 
 	(void)state;
 	for (i = 0; len < 10240; i++) {
-		body[len++] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx"
-		              "yz0123456789+/"[i % 64];
+		body[len++] =
+		    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx"
+		    "yz0123456789+/"[i % 64];
 		if (i % 76 == 75) {
 			body[len++] = '\r';
 			body[len++] = '\n';
@@ -146,7 +150,8 @@ test_dkim_canon_body_paths(void **state)
 	memcpy(body + len, "\r\n\r\n", 4);
 	len += 4;
 	got = canon_b(body, len);
-	assert_int_equal(strlen(got), len - 2 - (body[len - 5] == '\n' ? 2 : 0));
+	assert_int_equal(strlen(got),
+	                 len - 2 - (body[len - 5] == '\n' ? 2 : 0));
 	assert_memory_equal(got, body, strlen(got));
 	free(got);
 	for (i = 0; i < 200; i += 7) {
@@ -154,7 +159,9 @@ test_dkim_canon_body_paths(void **state)
 		size_t n = 200;
 
 		memcpy(flawed, body, n);
-		flawed[i] = (i / 7) % 3 == 0 ? ' ' : (i / 7) % 3 == 1 ? '\t' : '\n';
+		flawed[i] = (i / 7) % 3 == 0   ? ' '
+		            : (i / 7) % 3 == 1 ? '\t'
+		                               : '\n';
 		free(canon_b(flawed, n)); /* asserts the two agree */
 	}
 }
@@ -245,14 +252,14 @@ test_dkim_sign_shape(void **state)
 	(void)state;
 	kr_buf_init(&out, 0);
 	kr_buf_init(&again, 0);
-	assert_int_equal(kr_dkim_sign(d, MSG, strlen(MSG), 1764111600, &out,
-	                              &err),
-	                 0);
+	assert_int_equal(
+	    kr_dkim_sign(d, MSG, strlen(MSG), 1764111600, &out, &err), 0);
 	/* Two fields, RSA first, each one folded with CRLF lines of at
 	 * most 78 characters, every continuation starting with a TAB. */
-	assert_true(strncmp(out.data, "DKIM-Signature: v=1; a=rsa-sha256; "
-	                              "c=relaxed/relaxed;\r\n\td=news.example.jp;"
-	                              " s=t-rsa; t=1764111600;\r\n\th=From:",
+	assert_true(strncmp(out.data,
+	                    "DKIM-Signature: v=1; a=rsa-sha256; "
+	                    "c=relaxed/relaxed;\r\n\td=news.example.jp;"
+	                    " s=t-rsa; t=1764111600;\r\n\th=From:",
 	                    103) == 0);
 	ed = strstr(out.data, "\r\nDKIM-Signature: v=1; a=ed25519-sha256;");
 	assert_non_null(ed);
@@ -266,21 +273,21 @@ test_dkim_sign_shape(void **state)
 	assert_int_equal(out.data[out.len - 1], '\n');
 	/* h=: the present fields, From, Subject and the List-Unsubscribe
 	 * pair once more. Same (folded) list in both. */
-	assert_non_null(strstr(out.data, "h=From:From:To:Subject:Subject:Date:"
-	                                 "Message-ID:MIME-Version:\r\n\t"
-	                                 "Content-Type:List-Id:List-Unsubscribe:"
-	                                 "List-Unsubscribe:\r\n\t"
-	                                 "List-Unsubscribe-Post:"
-	                                 "List-Unsubscribe-Post;"));
+	assert_non_null(strstr(out.data,
+	                       "h=From:From:To:Subject:Subject:Date:"
+	                       "Message-ID:MIME-Version:\r\n\t"
+	                       "Content-Type:List-Id:List-Unsubscribe:"
+	                       "List-Unsubscribe:\r\n\t"
+	                       "List-Unsubscribe-Post:"
+	                       "List-Unsubscribe-Post;"));
 	assert_non_null(strstr(ed, "h=From:From:To:Subject:Subject:Date:"));
 	/* One body hash for both. */
 	assert_non_null(strstr(out.data, "bh="));
 	assert_memory_equal(strstr(out.data, "bh="), strstr(ed, "bh="), 47);
 	/* Both algorithms are deterministic: the same input signs the
 	 * same. */
-	assert_int_equal(kr_dkim_sign(d, MSG, strlen(MSG), 1764111600, &again,
-	                              &err),
-	                 0);
+	assert_int_equal(
+	    kr_dkim_sign(d, MSG, strlen(MSG), 1764111600, &again, &err), 0);
 	assert_string_equal(out.data, again.data);
 	kr_buf_fini(&out);
 	kr_buf_fini(&again);
@@ -309,8 +316,9 @@ test_dkim_empty_body_hash(void **state)
 	assert_non_null(strstr(out.data, "bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NM"
 	                                 "pJWZG3hSuFU=;"));
 	/* Only the fields present (plus the over-signed ones). */
-	assert_non_null(strstr(out.data, "h=From:From:Subject:Subject:"
-	                                 "List-Unsubscribe:List-Unsubscribe-Post;"));
+	assert_non_null(strstr(out.data,
+	                       "h=From:From:Subject:Subject:"
+	                       "List-Unsubscribe:List-Unsubscribe-Post;"));
 	kr_buf_fini(&out);
 	kr_dkim_free(&d);
 }
@@ -327,8 +335,8 @@ test_dkim_sign_refuses(void **state)
 	(void)state;
 	kr_buf_init(&out, 0);
 	assert_int_equal(kr_buf_puts(&out, "kept"), 0);
-	assert_int_equal(
-	    kr_dkim_sign(d, nofrom, strlen(nofrom), 1, &out, &err), -1);
+	assert_int_equal(kr_dkim_sign(d, nofrom, strlen(nofrom), 1, &out, &err),
+	                 -1);
 	assert_int_equal(err.code, KR_ERR_INVALID);
 	assert_non_null(strstr(err.msg, "no From"));
 	assert_string_equal(out.data, "kept");
@@ -377,6 +385,59 @@ test_dkim_prepend(void **state)
 	kr_dkim_free(&d);
 }
 
+/* One struct kr_dkim shared by several threads, as the delivery workers
+ * share it: every signature equals the one made alone. */
+struct sign_job {
+	const struct kr_dkim *d;
+	const char *want;
+	int bad;
+};
+
+static void *
+sign_many(void *arg)
+{
+	struct sign_job *j = arg;
+	struct kr_buf out;
+	struct kr_err err = {0};
+	int i;
+
+	kr_buf_init(&out, 0);
+	for (i = 0; i < 40; i++) {
+		kr_buf_reset(&out);
+		if (kr_dkim_sign(j->d, MSG, strlen(MSG), 7, &out, &err) < 0 ||
+		    strcmp(out.data, j->want) != 0)
+			j->bad++;
+	}
+	kr_buf_fini(&out);
+	return NULL;
+}
+
+static void
+test_dkim_threads(void **state)
+{
+	struct kr_dkim *d = new_both();
+	struct sign_job jobs[4];
+	pthread_t th[4];
+	struct kr_buf want;
+	struct kr_err err = {0};
+	size_t i;
+
+	(void)state;
+	kr_buf_init(&want, 0);
+	assert_int_equal(kr_dkim_sign(d, MSG, strlen(MSG), 7, &want, &err), 0);
+	for (i = 0; i < 4; i++) {
+		jobs[i] = (struct sign_job){d, want.data, 0};
+		assert_int_equal(
+		    pthread_create(&th[i], NULL, sign_many, &jobs[i]), 0);
+	}
+	for (i = 0; i < 4; i++) {
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+		assert_int_equal(jobs[i].bad, 0);
+	}
+	kr_buf_fini(&want);
+	kr_dkim_free(&d);
+}
+
 static void
 write_file(const char *path, const char *text, mode_t mode)
 {
@@ -404,13 +465,11 @@ test_dkim_key_files(void **state)
 	assert_int_equal(stat(ed, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
 	/* Either key alone. */
-	assert_int_equal(kr_dkim_new("example.jp", "s", rsa, NULL, NULL, &d,
-	                             &err),
-	                 0);
+	assert_int_equal(
+	    kr_dkim_new("example.jp", "s", rsa, NULL, NULL, &d, &err), 0);
 	kr_dkim_free(&d);
-	assert_int_equal(kr_dkim_new("example.jp", NULL, NULL, "s", ed, &d,
-	                             &err),
-	                 0);
+	assert_int_equal(
+	    kr_dkim_new("example.jp", NULL, NULL, "s", ed, &d, &err), 0);
 	kr_dkim_free(&d);
 	/* Neither, or a selector without a file. */
 	assert_int_equal(
@@ -418,20 +477,16 @@ test_dkim_key_files(void **state)
 	assert_int_equal(
 	    kr_dkim_new("example.jp", "s", NULL, NULL, NULL, &d, &err), -1);
 	/* Bad names never reach a field or a file name. */
-	assert_int_equal(kr_dkim_new("exa mple.jp", "s", rsa, NULL, NULL, &d,
-	                             &err),
-	                 -1);
-	assert_int_equal(kr_dkim_new("example.jp", "../s", rsa, NULL, NULL, &d,
-	                             &err),
-	                 -1);
-	assert_int_equal(kr_dkim_new("example.jp", "s;x=1", rsa, NULL, NULL,
-	                             &d, &err),
-	                 -1);
+	assert_int_equal(
+	    kr_dkim_new("exa mple.jp", "s", rsa, NULL, NULL, &d, &err), -1);
+	assert_int_equal(
+	    kr_dkim_new("example.jp", "../s", rsa, NULL, NULL, &d, &err), -1);
+	assert_int_equal(
+	    kr_dkim_new("example.jp", "s;x=1", rsa, NULL, NULL, &d, &err), -1);
 	/* Group-readable: refused, the message says how to fix it. */
 	assert_int_equal(chmod(ed, 0640), 0);
-	assert_int_equal(kr_dkim_new("example.jp", NULL, NULL, "s", ed, &d,
-	                             &err),
-	                 -1);
+	assert_int_equal(
+	    kr_dkim_new("example.jp", NULL, NULL, "s", ed, &d, &err), -1);
 	assert_int_equal(err.code, KR_ERR_INVALID);
 	assert_non_null(strstr(err.msg, "mode 0640"));
 	assert_non_null(strstr(err.msg, "chmod 600"));
@@ -443,30 +498,26 @@ test_dkim_key_files(void **state)
 	assert_int_equal(err.code, KR_ERR_NOTFOUND);
 	/* The wrong kind of key in each slot, garbage, short seeds: clear
 	 * errors, and never a key byte in the message. */
-	assert_int_equal(kr_dkim_new("example.jp", "s", ed, NULL, NULL, &d,
-	                             &err),
-	                 -1);
+	assert_int_equal(
+	    kr_dkim_new("example.jp", "s", ed, NULL, NULL, &d, &err), -1);
 	assert_non_null(strstr(err.msg, "RSA private key in PEM"));
-	assert_int_equal(kr_dkim_new("example.jp", NULL, NULL, "s", rsa, &d,
-	                             &err),
-	                 -1);
+	assert_int_equal(
+	    kr_dkim_new("example.jp", NULL, NULL, "s", rsa, &d, &err), -1);
 	assert_non_null(strstr(err.msg, "32-byte"));
 	write_file(bad, "c2hvcnQ=\n", 0600);
-	assert_int_equal(kr_dkim_new("example.jp", NULL, NULL, "s", bad, &d,
-	                             &err),
-	                 -1);
+	assert_int_equal(
+	    kr_dkim_new("example.jp", NULL, NULL, "s", bad, &d, &err), -1);
 	assert_non_null(strstr(err.msg, "32-byte"));
-	write_file(bad, "-----BEGIN PRIVATE KEY-----\nAAAA\n"
-	                "-----END PRIVATE KEY-----\n",
+	write_file(bad,
+	           "-----BEGIN PRIVATE KEY-----\nAAAA\n"
+	           "-----END PRIVATE KEY-----\n",
 	           0600);
-	assert_int_equal(kr_dkim_new("example.jp", "s", bad, NULL, NULL, &d,
-	                             &err),
-	                 -1);
+	assert_int_equal(
+	    kr_dkim_new("example.jp", "s", bad, NULL, NULL, &d, &err), -1);
 	assert_non_null(strstr(err.msg, "RSA private key in PEM"));
 	write_file(bad, "", 0600);
-	assert_int_equal(kr_dkim_new("example.jp", "s", bad, NULL, NULL, &d,
-	                             &err),
-	                 -1);
+	assert_int_equal(
+	    kr_dkim_new("example.jp", "s", bad, NULL, NULL, &d, &err), -1);
 	assert_null(d);
 	free(rsa);
 	free(ed);
@@ -515,11 +566,11 @@ test_dkim_txt_records(void **state)
 	assert_true(strncmp(txt_ed, "v=DKIM1; k=ed25519; p=", 22) == 0);
 	assert_int_equal(strlen(txt_ed), 22 + 44);
 	/* The RSA one is split into quoted strings of at most 255. */
-	assert_int_equal(kr_dkim_zone_record("t-rsa", "news.example.jp",
-	                                     txt_rsa, &z),
-	                 0);
-	assert_true(strncmp(z.data, "t-rsa._domainkey.news.example.jp. IN TXT "
-	                            "( \"v=DKIM1; k=rsa; p=",
+	assert_int_equal(
+	    kr_dkim_zone_record("t-rsa", "news.example.jp", txt_rsa, &z), 0);
+	assert_true(strncmp(z.data,
+	                    "t-rsa._domainkey.news.example.jp. IN TXT "
+	                    "( \"v=DKIM1; k=rsa; p=",
 	                    60) == 0);
 	assert_true(strlen(txt_rsa) > 255);
 	n = 0;
@@ -536,8 +587,9 @@ test_dkim_txt_records(void **state)
 	kr_buf_reset(&z);
 	assert_int_equal(
 	    kr_dkim_zone_record("t-ed25519", "news.example.jp", txt_ed, &z), 0);
-	assert_true(strncmp(z.data, "t-ed25519._domainkey.news.example.jp. IN "
-	                            "TXT \"v=DKIM1; k=ed25519; p=",
+	assert_true(strncmp(z.data,
+	                    "t-ed25519._domainkey.news.example.jp. IN "
+	                    "TXT \"v=DKIM1; k=ed25519; p=",
 	                    66) == 0);
 
 	/* Matching: whitespace and tag order do not matter, k= and p= do. */
@@ -631,6 +683,66 @@ test_dkim_txt_from_answer(void **state)
 	kr_buf_fini(&out);
 }
 
+/* One signer per list that has a dkim: block, found by list id; a bad key
+ * file fails the whole set and names the list. */
+static void
+test_dkim_set(void **state)
+{
+	struct kr_config *cfg = NULL;
+	struct kr_dkim_set *set = NULL;
+	struct kr_err err = {0};
+	char *yaml, *errors = NULL;
+
+	(void)state;
+	yaml = kr_xasprintf(
+	    "public_url: https://news.example.jp\n"
+	    "delivery: {transport: maildir, maildir: m}\n"
+	    "lists:\n"
+	    "  - id: signed\n"
+	    "    from: a@news.example.jp\n"
+	    "    dkim: {domain: news.example.jp, ed25519: {selector: t-ed, "
+	    "key_file: %s/t-ed25519.key}}\n"
+	    "  - id: plain\n"
+	    "    from: b@news.example.jp\n"
+	    "  - id: both\n"
+	    "    from: c@news.example.jp\n"
+	    "    dkim:\n"
+	    "      domain: news.example.jp\n"
+	    "      rsa: {selector: t-rsa, key_file: %s/t-rsa.key}\n"
+	    "      ed25519: {selector: t-ed, key_file: %s/t-ed25519.key}\n",
+	    tmpdir, tmpdir, tmpdir);
+	if (kr_config_load_buf("t.yaml", yaml, strlen(yaml), &cfg, &errors) < 0)
+		fail_msg("%s", errors);
+	assert_int_equal(kr_dkim_set_new(cfg, &set, &err), 0);
+	assert_non_null(kr_dkim_set_get(set, "signed"));
+	assert_non_null(kr_dkim_set_get(set, "both"));
+	assert_null(kr_dkim_set_get(set, "plain"));
+	assert_null(kr_dkim_set_get(set, "nope"));
+	assert_null(kr_dkim_set_get(NULL, "signed"));
+	kr_dkim_set_free(&set);
+	assert_null(set);
+	kr_config_free(&cfg);
+	free(yaml);
+
+	yaml = kr_xasprintf("public_url: https://news.example.jp\n"
+	                    "delivery: {transport: maildir, maildir: m}\n"
+	                    "lists:\n"
+	                    "  - id: gone\n"
+	                    "    from: a@news.example.jp\n"
+	                    "    dkim: {domain: news.example.jp, ed25519: "
+	                    "{selector: t, key_file: %s/missing.key}}\n",
+	                    tmpdir);
+	if (kr_config_load_buf("t.yaml", yaml, strlen(yaml), &cfg, &errors) < 0)
+		fail_msg("%s", errors);
+	assert_int_equal(kr_dkim_set_new(cfg, &set, &err), -1);
+	assert_null(set);
+	assert_int_equal(err.code, KR_ERR_NOTFOUND);
+	assert_non_null(strstr(err.msg, "list gone: "));
+	assert_non_null(strstr(err.msg, "missing.key"));
+	kr_config_free(&cfg);
+	free(yaml);
+}
+
 int
 main(void)
 {
@@ -643,10 +755,12 @@ main(void)
 	    cmocka_unit_test(test_dkim_empty_body_hash),
 	    cmocka_unit_test(test_dkim_sign_refuses),
 	    cmocka_unit_test(test_dkim_prepend),
+	    cmocka_unit_test(test_dkim_threads),
 	    cmocka_unit_test(test_dkim_key_files),
 	    cmocka_unit_test(test_dkim_keygen_refuses_overwrite),
 	    cmocka_unit_test(test_dkim_txt_records),
 	    cmocka_unit_test(test_dkim_txt_from_answer),
+	    cmocka_unit_test(test_dkim_set),
 	};
 
 	return cmocka_run_group_tests_name("dkim", tests, setup_keys,

@@ -212,8 +212,10 @@ static const char v1_sql[] =
     "CREATE INDEX deliveries_subscriber ON deliveries (subscriber_id);\n"
     "CREATE INDEX deliveries_report ON deliveries"
     " (report_id, state, lease_until);\n"
-    "CREATE INDEX deliveries_due ON deliveries"
-    " (report_id, id, next_attempt, lease_until) WHERE state IN (0, 2);\n";
+    "CREATE INDEX deliveries_queued ON deliveries"
+    " (report_id, id, lease_until) WHERE state = 0;\n"
+    "CREATE INDEX deliveries_deferred ON deliveries"
+    " (next_attempt, id) WHERE state = 2;\n";
 
 static void
 test_store_migrates_v1_in_place(void **state)
@@ -257,7 +259,8 @@ test_store_migrates_v1_in_place(void **state)
 	/* v2's table exists. */
 	assert_int_equal(kr_store_event(f->s, "test", sub.id, 0, "x", &err), 0);
 	kr_store_close(&f->s);
-	assert_int_equal(shell_int(f->db, "PRAGMA user_version"), 2);
+	assert_int_equal(shell_int(f->db, "PRAGMA user_version"),
+	                 kr_store_schema_version());
 	assert_int_equal(shell_int(f->db, "SELECT count(*) FROM events"), 1);
 	assert_int_equal(
 	    shell_int(f->db, "SELECT count(*) FROM sqlite_master WHERE name = "
@@ -1002,6 +1005,51 @@ test_store_busy_and_nested_failure(void **state)
 	kr_store_close(&other);
 }
 
+static void
+test_store_claim_retries_before_new_rows(void **state)
+{
+	struct fx *f = *state;
+	struct kr_claim c[8];
+	struct kr_err err = {0};
+	int64_t a, b, r1, r2, q, deferred_id;
+	size_t n = 0;
+
+	open_ok(f);
+	a = add_sub(f->s, "news", "a@example.jp", KR_SUB_ACTIVE);
+	b = add_sub(f->s, "news", "b@example.jp", KR_SUB_ACTIVE);
+	r1 = add_report(f->s, "news", "h1", false, &q);
+	assert_int_equal(kr_store_claim(f->s, NOW, NOW + 60, 8, c, &n, &err),
+	                 0);
+	assert_int_equal(n, 2);
+	/* b's copy waits for a retry; a's is released untried. */
+	assert_int_equal(c[1].subscriber_id, b);
+	deferred_id = c[1].delivery_id;
+	assert_int_equal(kr_store_mark_deferred(f->s, deferred_id, NOW,
+	                                        NOW + 10, 421, "busy", &err),
+	                 0);
+	assert_int_equal(kr_store_release(f->s, c[0].delivery_id, &err), 0);
+	r2 = add_report(f->s, "news", "h2", false, &q);
+	/* Before it is due only the untried rows go. */
+	assert_int_equal(kr_store_claim(f->s, NOW + 9, NOW + 9, 8, c, &n, &err),
+	                 0);
+	assert_int_equal(n, 3);
+	assert_int_not_equal(c[0].delivery_id, deferred_id);
+	assert_int_not_equal(c[1].delivery_id, deferred_id);
+	assert_int_not_equal(c[2].delivery_id, deferred_id);
+	/* Once due, the retry comes first, then the queue by id. */
+	assert_int_equal(
+	    kr_store_claim(f->s, NOW + 10, NOW + 100, 8, c, &n, &err), 0);
+	assert_int_equal(n, 4);
+	assert_int_equal(c[0].delivery_id, deferred_id);
+	assert_int_equal(c[0].attempts, 1);
+	assert_int_equal(c[1].report_id, r1);
+	assert_int_equal(c[1].subscriber_id, a);
+	assert_int_equal(c[2].report_id, r2);
+	assert_int_equal(c[2].subscriber_id, a);
+	assert_int_equal(c[3].report_id, r2);
+	assert_int_equal(c[3].subscriber_id, b);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int
@@ -1023,6 +1071,7 @@ main(void)
 	    T(test_store_pause_resume_cancel),
 	    T(test_store_send_at_and_backup),
 	    T(test_store_busy_and_nested_failure),
+	    T(test_store_claim_retries_before_new_rows),
 	};
 
 	return cmocka_run_group_tests_name("store", tests, NULL, NULL);

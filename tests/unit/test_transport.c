@@ -149,14 +149,14 @@ test_transport_maildir_delivers_each_message(void **state)
 	struct fixture *f = *state;
 	const struct kr_transport_ops *ops = &kr_transport_maildir_ops;
 	struct kr_transport *t = NULL;
-	struct kr_err err = { 0 };
+	struct kr_err err = {0};
 	struct kr_msg msgs[3];
-	struct calls calls = { 0 };
+	struct calls calls = {0};
 	char names[8][256];
 	const char *bodies[3] = {
-		"Subject: one\r\n\r\nfirst\r\n",
-		"Subject: two\r\n\r\n.leading dot\r\n",
-		"Subject: =?UTF-8?B?5pel5pys?=\r\n\r\n\xe6\x97\xa5\xe6\x9c\xac\r\n",
+	    "Subject: one\r\n\r\nfirst\r\n",
+	    "Subject: two\r\n\r\n.leading dot\r\n",
+	    "Subject: =?UTF-8?B?5pel5pys?=\r\n\r\n\xe6\x97\xa5\xe6\x9c\xac\r\n",
 	};
 	size_t i, n, seen = 0;
 
@@ -185,9 +185,11 @@ test_transport_maildir_delivers_each_message(void **state)
 
 		assert_non_null(got);
 		for (j = 0; j < 3; j++) {
-			char *want = kr_xasprintf("Return-Path: "
+			char *want = kr_xasprintf(
+			    "Return-Path: "
 			    "<bounces+x@news.example.jp>\r\nDelivered-To: %s"
-			    "\r\n%s", msgs[j].rcpt, bodies[j]);
+			    "\r\n%s",
+			    msgs[j].rcpt, bodies[j]);
 
 			if (strcmp(got, want) == 0)
 				seen |= 1u << j;
@@ -208,14 +210,14 @@ test_transport_maildir_refuses_header_injection(void **state)
 	struct fixture *f = *state;
 	const struct kr_transport_ops *ops = &kr_transport_maildir_ops;
 	struct kr_transport *t = NULL;
-	struct kr_err err = { 0 };
+	struct kr_err err = {0};
 	struct kr_msg msgs[3];
-	struct calls calls = { 0 };
+	struct calls calls = {0};
 	char names[8][256];
 
 	assert_int_equal(ops->create(&f->cfg, &t, &err), 0);
 	init_msg(&msgs[0], 1, "a@example.jp\r\nBcc: x@evil.example",
-	    "Subject: x\r\n\r\nx\r\n");
+	         "Subject: x\r\n\r\nx\r\n");
 	init_msg(&msgs[1], 2, "ok@example.jp", "Subject: y\r\n\r\ny\r\n");
 	init_msg(&msgs[2], 3, "empty@example.jp", NULL);
 	assert_int_equal(ops->send(t, msgs, 3, on_done, &calls, &err), 0);
@@ -233,7 +235,7 @@ test_transport_maildir_bad_dir_is_an_error(void **state)
 	struct fixture *f = *state;
 	const struct kr_transport_ops *ops = &kr_transport_maildir_ops;
 	struct kr_transport *t = NULL;
-	struct kr_err err = { 0 };
+	struct kr_err err = {0};
 	FILE *fp;
 
 	/* a file where the Maildir should be */
@@ -257,9 +259,9 @@ test_transport_maildir_unwritable_defers(void **state)
 	struct fixture *f = *state;
 	const struct kr_transport_ops *ops = &kr_transport_maildir_ops;
 	struct kr_transport *t = NULL;
-	struct kr_err err = { 0 };
+	struct kr_err err = {0};
 	struct kr_msg msgs[2];
-	struct calls calls = { 0 };
+	struct calls calls = {0};
 	char *tmp = kr_xasprintf("%s/tmp", f->maildir);
 
 	assert_int_equal(ops->create(&f->cfg, &t, &err), 0);
@@ -282,19 +284,17 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(
-		    test_transport_for_picks_backend, setup, teardown),
-		cmocka_unit_test_setup_teardown(
-		    test_transport_maildir_delivers_each_message, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(
-		    test_transport_maildir_refuses_header_injection, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(
-		    test_transport_maildir_bad_dir_is_an_error, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(
-		    test_transport_maildir_unwritable_defers, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_transport_for_picks_backend,
+	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_transport_maildir_delivers_each_message, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_transport_maildir_refuses_header_injection, setup,
+	        teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_transport_maildir_bad_dir_is_an_error, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_transport_maildir_unwritable_defers, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("transport", tests, NULL, NULL);

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,8 +31,8 @@
 #include "transport.h"
 #include "xmem.h"
 
-static char base[64];      /* temporary folder of this run */
-static char *server_py;    /* tests/integration/smtp_server.py */
+static char base[64];   /* temporary folder of this run */
+static char *server_py; /* tests/integration/smtp_server.py */
 
 struct server {
 	pid_t pid;
@@ -126,7 +127,7 @@ server_start(struct server *s, const char *rules, const char *const *extra)
 	}
 	free(log);
 	for (i = 0; i < 300 && !port_open(s->port); i++) {
-		struct timespec ts = { 0, 50 * 1000 * 1000 };
+		struct timespec ts = {0, 50 * 1000 * 1000};
 
 		assert_int_equal(waitpid(s->pid, NULL, WNOHANG), 0);
 		nanosleep(&ts, NULL);
@@ -239,28 +240,33 @@ make_message(const char *rcpt, int body_lines)
 	int i;
 
 	kr_buf_init(&b, 0);
-	assert_int_equal(kr_buf_printf(&b,
-	    "From: SIPS <report@news.example.jp>\r\n"
-	    "To: <%s>\r\n"
-	    "Date: Wed, 25 Nov 2026 10:00:00 +0900\r\n"
-	    "Message-ID: <%s.1@news.example.jp>\r\n"
-	    "Subject: =?UTF-8?B?44K744Kt44Ol44Oq44OG44Kj?=\r\n"
-	    "MIME-Version: 1.0\r\n"
-	    "Content-Type: text/plain; charset=UTF-8\r\n"
-	    "Content-Transfer-Encoding: 8bit\r\n"
-	    "\r\n"
-	    "\xe3\x81\x93\xe3\x82\x93\xe3\x81\xab\xe3\x81\xa1\xe3\x81\xaf\r\n"
-	    ".\r\n"
-	    "..\r\n"
-	    ".leading dot\r\n"
-	    ". \r\n"
-	    "\r\n.\r\n",
-	    rcpt, rcpt), 0);
+	assert_int_equal(
+	    kr_buf_printf(&b,
+	                  "From: SIPS <report@news.example.jp>\r\n"
+	                  "To: <%s>\r\n"
+	                  "Date: Wed, 25 Nov 2026 10:00:00 +0900\r\n"
+	                  "Message-ID: <%s.1@news.example.jp>\r\n"
+	                  "Subject: =?UTF-8?B?44K744Kt44Ol44Oq44OG44Kj?=\r\n"
+	                  "MIME-Version: 1.0\r\n"
+	                  "Content-Type: text/plain; charset=UTF-8\r\n"
+	                  "Content-Transfer-Encoding: 8bit\r\n"
+	                  "\r\n"
+	                  "\xe3\x81\x93\xe3\x82\x93\xe3\x81\xab\xe3\x81\xa1\xe3"
+	                  "\x81\xaf\r\n"
+	                  ".\r\n"
+	                  "..\r\n"
+	                  ".leading dot\r\n"
+	                  ". \r\n"
+	                  "\r\n.\r\n",
+	                  rcpt, rcpt),
+	    0);
 	for (i = 0; i < body_lines; i++)
-		assert_int_equal(kr_buf_printf(&b,
-		    "%s%06d 0123456789abcdefghijklmnopqrstuvwxyz"
-		    "ABCDEFGHIJKLMNOPQRSTUVWXYZ\r\n",
-		    i % 7 == 0 ? "." : "", i), 0);
+		assert_int_equal(
+		    kr_buf_printf(&b,
+		                  "%s%06d 0123456789abcdefghijklmnopqrstuvwxyz"
+		                  "ABCDEFGHIJKLMNOPQRSTUVWXYZ\r\n",
+		                  i % 7 == 0 ? "." : "", i),
+		    0);
 	assert_int_equal(kr_buf_puts(&b, "end\r\n"), 0);
 	return kr_buf_steal(&b);
 }
@@ -297,7 +303,7 @@ struct relay_spec {
 
 static void
 make_config(struct kr_config *cfg, struct kr_cfg_relay *relays,
-    const struct relay_spec *spec, size_t n, unsigned timeout)
+            const struct relay_spec *spec, size_t n, unsigned timeout)
 {
 	size_t i;
 
@@ -336,33 +342,37 @@ assert_exact(const struct server *s, const struct kr_msg *m)
 static void
 test_smtp_batch_outcomes(void **state)
 {
-	struct server s = { 0 };
+	struct server s = {0};
 	struct kr_config cfg;
 	struct kr_cfg_relay relays[1];
-	struct relay_spec spec[1] = { { "127.0.0.1", 0, KR_CFG_TLS_NONE,
-	    NULL, NULL, NULL } };
+	struct relay_spec spec[1] = {
+	    {"127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL}};
 	struct kr_transport *t = NULL;
-	struct kr_err err = { 0 };
+	struct kr_err err = {0};
 	struct kr_msg m[5];
-	struct outcome o = { 0 };
-	const char *rcpt[5] = { "a@example.jp", "nobody@example.jp",
-		"later@example.jp", "b@example.jp", "c@example.jp" };
+	struct outcome o = {0};
+	const char *rcpt[5] = {"a@example.jp", "nobody@example.jp",
+	                       "later@example.jp", "b@example.jp",
+	                       "c@example.jp"};
 	char hp[64];
 	int i;
 
 	(void)state;
-	server_start(&s, "{\"rcpt\": {\"nobody@example.jp\": "
+	server_start(
+	    &s,
+	    "{\"rcpt\": {\"nobody@example.jp\": "
 	    "\"550 5.1.1 no such user\"}, \"data\": {\"later@example.jp\": "
-	    "\"451 4.3.0 try later\"}}", NULL);
+	    "\"451 4.3.0 try later\"}}",
+	    NULL);
 	spec[0].port = s.port;
 	make_config(&cfg, relays, spec, 1, 20);
 	for (i = 0; i < 5; i++)
 		init_msg(&m[i], 100 + i, rcpt[i],
-		    make_message(rcpt[i], i == 3 ? 20000 : 10));
+		         make_message(rcpt[i], i == 3 ? 20000 : 10));
 	o.srv = &s;
 	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), 0);
-	assert_int_equal(kr_transport_smtp_ops.send(t, m, 5, on_done, &o,
-	    &err), 0);
+	assert_int_equal(kr_transport_smtp_ops.send(t, m, 5, on_done, &o, &err),
+	                 0);
 	assert_int_equal(o.calls, 5);
 	for (i = 0; i < 5; i++)
 		assert_int_equal(o.ids[i], 100 + i);
@@ -401,17 +411,17 @@ test_smtp_batch_outcomes(void **state)
 static void
 test_smtp_drop_after_data_is_uncertain(void **state)
 {
-	struct server s = { 0 };
+	struct server s = {0};
 	struct kr_config cfg;
 	struct kr_cfg_relay relays[1];
-	struct relay_spec spec[1] = { { "127.0.0.1", 0, KR_CFG_TLS_NONE,
-	    NULL, NULL, NULL } };
+	struct relay_spec spec[1] = {
+	    {"127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL}};
 	struct kr_transport *t = NULL;
-	struct kr_err err = { 0 };
+	struct kr_err err = {0};
 	struct kr_msg m[3];
-	struct outcome o = { 0 };
-	const char *rcpt[3] = { "a@example.jp", "drop@example.jp",
-		"b@example.jp" };
+	struct outcome o = {0};
+	const char *rcpt[3] = {"a@example.jp", "drop@example.jp",
+	                       "b@example.jp"};
 	int i;
 
 	(void)state;
@@ -421,8 +431,8 @@ test_smtp_drop_after_data_is_uncertain(void **state)
 	for (i = 0; i < 3; i++)
 		init_msg(&m[i], i, rcpt[i], make_message(rcpt[i], 5));
 	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), 0);
-	assert_int_equal(kr_transport_smtp_ops.send(t, m, 3, on_done, &o,
-	    &err), 0);
+	assert_int_equal(kr_transport_smtp_ops.send(t, m, 3, on_done, &o, &err),
+	                 0);
 	assert_int_equal(o.calls, 3);
 	assert_int_equal(m[0].result, KR_SEND_OK);
 	assert_int_equal(m[1].result, KR_SEND_UNCERTAIN);
@@ -441,29 +451,31 @@ test_smtp_drop_after_data_is_uncertain(void **state)
 static void
 test_smtp_drop_before_data_is_temp_and_hang_uncertain(void **state)
 {
-	struct server s = { 0 };
+	struct server s = {0};
 	struct kr_config cfg;
 	struct kr_cfg_relay relays[1];
-	struct relay_spec spec[1] = { { "127.0.0.1", 0, KR_CFG_TLS_NONE,
-	    NULL, NULL, NULL } };
+	struct relay_spec spec[1] = {
+	    {"127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL}};
 	struct kr_transport *t = NULL;
-	struct kr_err err = { 0 };
+	struct kr_err err = {0};
 	struct kr_msg m[3];
-	struct outcome o = { 0 };
-	const char *rcpt[3] = { "dropcmd@example.jp", "a@example.jp",
-		"hang@example.jp" };
+	struct outcome o = {0};
+	const char *rcpt[3] = {"dropcmd@example.jp", "a@example.jp",
+	                       "hang@example.jp"};
 	int i;
 
 	(void)state;
-	server_start(&s, "{\"drop_at_data\": [\"dropcmd@example.jp\"], "
-	    "\"hang_data\": [\"hang@example.jp\"]}", NULL);
+	server_start(&s,
+	             "{\"drop_at_data\": [\"dropcmd@example.jp\"], "
+	             "\"hang_data\": [\"hang@example.jp\"]}",
+	             NULL);
 	spec[0].port = s.port;
 	make_config(&cfg, relays, spec, 1, 2);
 	for (i = 0; i < 3; i++)
 		init_msg(&m[i], i, rcpt[i], make_message(rcpt[i], 5));
 	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), 0);
-	assert_int_equal(kr_transport_smtp_ops.send(t, m, 3, on_done, &o,
-	    &err), 0);
+	assert_int_equal(kr_transport_smtp_ops.send(t, m, 3, on_done, &o, &err),
+	                 0);
 	assert_int_equal(o.calls, 3);
 	assert_int_equal(m[0].result, KR_SEND_TEMP);
 	assert_int_equal(m[1].result, KR_SEND_OK);
@@ -474,22 +486,57 @@ test_smtp_drop_before_data_is_temp_and_hang_uncertain(void **state)
 	server_stop(&s);
 }
 
+/* The server hangs up in the middle of a message: it cannot have it,
+ * temporary, not uncertain. 21 MB, more than loopback socket buffers
+ * hold, so the hang-up is seen before the end whatever the timing. */
+static void
+test_smtp_drop_mid_data_is_temp(void **state)
+{
+	struct server s = {0};
+	struct kr_config cfg;
+	struct kr_cfg_relay relays[1];
+	struct relay_spec spec[1] = {
+	    {"127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL}};
+	struct kr_transport *t = NULL;
+	struct kr_err err = {0};
+	struct kr_msg m[2];
+	struct outcome o = {0};
+
+	(void)state;
+	server_start(&s, "{\"drop_mid_data\": [\"mid@example.jp\"]}", NULL);
+	spec[0].port = s.port;
+	make_config(&cfg, relays, spec, 1, 20);
+	init_msg(&m[0], 1, "mid@example.jp",
+	         make_message("mid@example.jp", 300000));
+	init_msg(&m[1], 2, "b@example.jp", make_message("b@example.jp", 3));
+	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), 0);
+	assert_int_equal(kr_transport_smtp_ops.send(t, m, 2, on_done, &o, &err),
+	                 0);
+	assert_int_equal(o.calls, 2);
+	assert_int_equal(m[0].result, KR_SEND_TEMP);
+	assert_int_equal(m[1].result, KR_SEND_OK);
+	assert_int_equal(server_count(&s), 1);
+	kr_transport_smtp_ops.destroy(&t);
+	free_msgs(m, 2);
+	server_stop(&s);
+}
+
 /* Relay 1 refuses connections, relay 2 answers 421: relay 3 takes all. */
 static void
 test_smtp_failover(void **state)
 {
-	struct server busy = { 0 }, s = { 0 };
+	struct server busy = {0}, s = {0};
 	struct kr_config cfg;
 	struct kr_cfg_relay relays[3];
 	struct relay_spec spec[3] = {
-		{ "127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL },
-		{ "127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL },
-		{ "127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL },
+	    {"127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL},
+	    {"127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL},
+	    {"127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL},
 	};
 	struct kr_transport *t = NULL;
-	struct kr_err err = { 0 };
+	struct kr_err err = {0};
 	struct kr_msg m[2];
-	struct outcome o = { 0 };
+	struct outcome o = {0};
 	char hp[64];
 
 	(void)state;
@@ -503,8 +550,8 @@ test_smtp_failover(void **state)
 	init_msg(&m[1], 2, "b@example.jp", make_message("b@example.jp", 3));
 	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), 0);
 	assert_int_equal(kr_transport_smtp_ops.probe(t, &err), 0);
-	assert_int_equal(kr_transport_smtp_ops.send(t, m, 2, on_done, &o,
-	    &err), 0);
+	assert_int_equal(kr_transport_smtp_ops.send(t, m, 2, on_done, &o, &err),
+	                 0);
 	assert_int_equal(o.calls, 2);
 	snprintf(hp, sizeof(hp), "127.0.0.1:%d", s.port);
 	assert_int_equal(m[0].result, KR_SEND_OK);
@@ -518,6 +565,81 @@ test_smtp_failover(void **state)
 	server_stop(&s);
 }
 
+/* A refused envelope sender is the sender's problem, not the
+ * subscriber's: temporary even for a 5xx; the other messages go. */
+static void
+test_smtp_mail_from_refused_is_temp(void **state)
+{
+	struct server s = {0};
+	struct kr_config cfg;
+	struct kr_cfg_relay relays[1];
+	struct relay_spec spec[1] = {
+	    {"127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL}};
+	struct kr_transport *t = NULL;
+	struct kr_err err = {0};
+	struct kr_msg m[2];
+	struct outcome o = {0};
+
+	(void)state;
+	server_start(&s,
+	             "{\"mail\": {\"bad-sender@news.example.jp\": "
+	             "\"553 5.7.1 sender rejected\"}}",
+	             NULL);
+	spec[0].port = s.port;
+	make_config(&cfg, relays, spec, 1, 20);
+	init_msg(&m[0], 1, "a@example.jp", make_message("a@example.jp", 3));
+	m[0].mail_from = "bad-sender@news.example.jp";
+	init_msg(&m[1], 2, "b@example.jp", make_message("b@example.jp", 3));
+	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), 0);
+	assert_int_equal(kr_transport_smtp_ops.send(t, m, 2, on_done, &o, &err),
+	                 0);
+	assert_int_equal(o.calls, 2);
+	assert_int_equal(m[0].result, KR_SEND_TEMP);
+	assert_int_equal(m[0].code, 553);
+	assert_non_null(strstr(m[0].reply, "sender rejected"));
+	assert_int_equal(m[1].result, KR_SEND_OK);
+	assert_int_equal(server_count(&s), 1);
+	kr_transport_smtp_ops.destroy(&t);
+	free_msgs(m, 2);
+	server_stop(&s);
+}
+
+/* A relay that accepts the connection and never greets times out (the
+ * greeting stage timeout) and the next relay takes the batch. */
+static void
+test_smtp_greeting_timeout_fails_over(void **state)
+{
+	struct server mute = {0}, s = {0};
+	struct kr_config cfg;
+	struct kr_cfg_relay relays[2];
+	struct relay_spec spec[2] = {
+	    {"127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL},
+	    {"127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL},
+	};
+	struct kr_transport *t = NULL;
+	struct kr_err err = {0};
+	struct kr_msg m[1];
+	struct outcome o = {0};
+
+	(void)state;
+	server_start(&mute, "{\"hang\": true}", NULL);
+	server_start(&s, NULL, NULL);
+	spec[0].port = mute.port;
+	spec[1].port = s.port;
+	make_config(&cfg, relays, spec, 2, 1);
+	init_msg(&m[0], 1, "a@example.jp", make_message("a@example.jp", 3));
+	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), 0);
+	assert_int_equal(kr_transport_smtp_ops.send(t, m, 1, on_done, &o, &err),
+	                 0);
+	assert_int_equal(o.calls, 1);
+	assert_int_equal(m[0].result, KR_SEND_OK);
+	assert_int_equal(server_count(&s), 1);
+	kr_transport_smtp_ops.destroy(&t);
+	free_msgs(m, 1);
+	server_stop(&mute);
+	server_stop(&s);
+}
+
 /* No relay reachable: -1, every message deferred, done still called. */
 static void
 test_smtp_all_relays_down(void **state)
@@ -525,13 +647,13 @@ test_smtp_all_relays_down(void **state)
 	struct kr_config cfg;
 	struct kr_cfg_relay relays[2];
 	struct relay_spec spec[2] = {
-		{ "127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL },
-		{ "127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL },
+	    {"127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL},
+	    {"127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL},
 	};
 	struct kr_transport *t = NULL;
-	struct kr_err err = { 0 };
+	struct kr_err err = {0};
 	struct kr_msg m[2];
-	struct outcome o = { 0 };
+	struct outcome o = {0};
 
 	(void)state;
 	spec[0].port = free_port();
@@ -541,8 +663,8 @@ test_smtp_all_relays_down(void **state)
 	init_msg(&m[1], 2, "b@example.jp", make_message("b@example.jp", 1));
 	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), 0);
 	assert_int_equal(kr_transport_smtp_ops.probe(t, &err), -1);
-	assert_int_equal(kr_transport_smtp_ops.send(t, m, 2, on_done, &o,
-	    &err), -1);
+	assert_int_equal(kr_transport_smtp_ops.send(t, m, 2, on_done, &o, &err),
+	                 -1);
 	assert_int_equal(err.code, KR_ERR_TEMP);
 	assert_true(err.msg[0] != '\0');
 	assert_int_equal(o.calls, 2);
@@ -552,34 +674,117 @@ test_smtp_all_relays_down(void **state)
 	free_msgs(m, 2);
 }
 
+/* Looks, from inside the session (the done callback runs in it), for
+ * the client socket connected to the server and reads its TCP_NODELAY. */
+struct nodelay_probe {
+	int port;
+	int seen;    /* sockets to the server found */
+	int nodelay; /* their TCP_NODELAY, ANDed */
+	int corked;  /* their TCP_CORK, ORed: must be off after a message */
+};
+
+static void
+on_done_nodelay(void *ctx, struct kr_msg *msg)
+{
+	struct nodelay_probe *p = ctx;
+	struct sockaddr_in peer;
+	socklen_t l;
+	int fd, type, v;
+
+	(void)msg;
+	for (fd = 3; fd < 1024; fd++) {
+		l = sizeof(type);
+		if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l) != 0 ||
+		    type != SOCK_STREAM)
+			continue;
+		l = sizeof(peer);
+		if (getpeername(fd, (struct sockaddr *)&peer, &l) != 0 ||
+		    peer.sin_family != AF_INET ||
+		    ntohs(peer.sin_port) != p->port)
+			continue;
+		l = sizeof(v);
+		if (getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &l) != 0)
+			continue;
+		p->seen++;
+		p->nodelay = p->nodelay && v != 0;
+		l = sizeof(v);
+		if (getsockopt(fd, IPPROTO_TCP, TCP_CORK, &v, &l) == 0)
+			p->corked = p->corked || v != 0;
+	}
+}
+
+/* libesmtp's socket gets TCP_NODELAY through our connect(), and does not
+ * when the benchmark switch turns it off. */
+static void
+test_smtp_sets_tcp_nodelay(void **state)
+{
+	struct server s = {0};
+	struct kr_config cfg;
+	struct kr_cfg_relay relays[1];
+	struct relay_spec spec[1] = {
+	    {"127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL}};
+	struct kr_transport *t = NULL;
+	struct kr_err err = {0};
+	struct kr_msg m[1];
+	struct nodelay_probe p = {0, 0, 1, 0};
+
+	(void)state;
+	server_start(&s, NULL, NULL);
+	spec[0].port = s.port;
+	p.port = s.port;
+	make_config(&cfg, relays, spec, 1, 20);
+	init_msg(&m[0], 1, "a@example.jp", make_message("a@example.jp", 1));
+	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), 0);
+	assert_int_equal(
+	    kr_transport_smtp_ops.send(t, m, 1, on_done_nodelay, &p, &err), 0);
+	assert_int_equal(m[0].result, KR_SEND_OK);
+	assert_int_equal(p.seen, 1);
+	assert_int_equal(p.nodelay, 1);
+	assert_int_equal(p.corked, 0);
+
+	kr_transport_smtp_set_nodelay(0);
+	p.seen = 0;
+	p.nodelay = 1;
+	assert_int_equal(
+	    kr_transport_smtp_ops.send(t, m, 1, on_done_nodelay, &p, &err), 0);
+	kr_transport_smtp_set_nodelay(1);
+	assert_int_equal(p.seen, 1);
+	assert_int_equal(p.nodelay, 0);
+	kr_transport_smtp_ops.destroy(&t);
+	free_msgs(m, 1);
+	server_stop(&s);
+}
+
 /* An address that would smuggle a command is refused, never sent; a 452
  * at RCPT defers only that message. */
 static void
 test_smtp_refuses_command_injection(void **state)
 {
-	struct server s = { 0 };
+	struct server s = {0};
 	struct kr_config cfg;
 	struct kr_cfg_relay relays[1];
-	struct relay_spec spec[1] = { { "127.0.0.1", 0, KR_CFG_TLS_NONE,
-	    NULL, NULL, NULL } };
+	struct relay_spec spec[1] = {
+	    {"127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL}};
 	struct kr_transport *t = NULL;
-	struct kr_err err = { 0 };
+	struct kr_err err = {0};
 	struct kr_msg m[3];
-	struct outcome o = { 0 };
+	struct outcome o = {0};
 
 	(void)state;
-	server_start(&s, "{\"rcpt\": {\"full@example.jp\": "
-	    "\"452 4.2.2 mailbox full\"}}", NULL);
+	server_start(&s,
+	             "{\"rcpt\": {\"full@example.jp\": "
+	             "\"452 4.2.2 mailbox full\"}}",
+	             NULL);
 	spec[0].port = s.port;
 	make_config(&cfg, relays, spec, 1, 20);
 	init_msg(&m[0], 1, "x@example.jp>\r\nRCPT TO:<victim@example.jp",
-	    make_message("x@example.jp", 1));
+	         make_message("x@example.jp", 1));
 	init_msg(&m[1], 2, "full@example.jp",
-	    make_message("full@example.jp", 1));
+	         make_message("full@example.jp", 1));
 	init_msg(&m[2], 3, "b@example.jp", make_message("b@example.jp", 1));
 	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), 0);
-	assert_int_equal(kr_transport_smtp_ops.send(t, m, 3, on_done, &o,
-	    &err), 0);
+	assert_int_equal(kr_transport_smtp_ops.send(t, m, 3, on_done, &o, &err),
+	                 0);
 	assert_int_equal(o.calls, 3);
 	assert_int_equal(m[0].result, KR_SEND_PERM);
 	assert_int_equal(m[1].result, KR_SEND_TEMP);
@@ -598,14 +803,14 @@ test_smtp_refuses_plaintext_configs(void **state)
 {
 	struct kr_config cfg;
 	struct kr_cfg_relay relays[1];
-	struct relay_spec implicit[1] = { { "127.0.0.1", 465, KR_CFG_TLS_TLS,
-	    NULL, NULL, NULL } };
-	struct relay_spec auth_clear[1] = { { "127.0.0.1", 25,
-	    KR_CFG_TLS_NONE, NULL, "kairan", "secret" } };
-	struct relay_spec bad_ca[1] = { { "127.0.0.1", 587,
-	    KR_CFG_TLS_STARTTLS, "/nonexistent/ca.pem", NULL, NULL } };
+	struct relay_spec implicit[1] = {
+	    {"127.0.0.1", 465, KR_CFG_TLS_TLS, NULL, NULL, NULL}};
+	struct relay_spec auth_clear[1] = {
+	    {"127.0.0.1", 25, KR_CFG_TLS_NONE, NULL, "kairan", "secret"}};
+	struct relay_spec bad_ca[1] = {{"127.0.0.1", 587, KR_CFG_TLS_STARTTLS,
+	                                "/nonexistent/ca.pem", NULL, NULL}};
 	struct kr_transport *t = NULL;
-	struct kr_err err = { 0 };
+	struct kr_err err = {0};
 
 	(void)state;
 	make_config(&cfg, relays, implicit, 1, 20);
@@ -661,15 +866,15 @@ make_tls_material(void)
  * message's outcome; *delivered how many the server took. */
 static int
 tls_send(const struct relay_spec *spec, const char *const *extra,
-    enum kr_send_result *res, int *delivered, struct kr_err *err)
+         enum kr_send_result *res, int *delivered, struct kr_err *err)
 {
-	struct server s = { 0 };
+	struct server s = {0};
 	struct kr_config cfg;
 	struct kr_cfg_relay relays[1];
 	struct relay_spec sp = *spec;
 	struct kr_transport *t = NULL;
 	struct kr_msg m[1];
-	struct outcome o = { 0 };
+	struct outcome o = {0};
 	int r;
 
 	server_start(&s, NULL, extra);
@@ -681,6 +886,17 @@ tls_send(const struct relay_spec *spec, const char *const *extra,
 	assert_int_equal(o.calls, 1);
 	*res = m[0].result;
 	*delivered = server_count(&s);
+	if (*delivered == 1) {
+		/* the client named the relay (SNI) */
+		char *p = kr_xasprintf("%s/sni.txt", s.dir);
+		size_t l = 0;
+		char *sni = slurp(p, &l);
+
+		assert_non_null(sni);
+		assert_string_equal(sni, "localhost\n");
+		free(sni);
+		free(p);
+	}
 	if (*delivered == 1)
 		assert_exact(&s, &m[0]);
 	kr_transport_smtp_ops.destroy(&t);
@@ -692,11 +908,12 @@ tls_send(const struct relay_spec *spec, const char *const *extra,
 static void
 test_smtp_starttls_verified(void **state)
 {
-	const char *extra[] = { "--tls-cert", srv_pem, "--tls-key", srv_key,
-		"--require-starttls", NULL };
-	struct relay_spec spec = { "localhost", 0, KR_CFG_TLS_STARTTLS,
-		ca_pem, NULL, NULL };
-	struct kr_err err = { 0 };
+	const char *extra[] = {"--tls-cert",         srv_pem,
+	                       "--tls-key",          srv_key,
+	                       "--require-starttls", NULL};
+	struct relay_spec spec = {"localhost", 0,    KR_CFG_TLS_STARTTLS,
+	                          ca_pem,      NULL, NULL};
+	struct kr_err err = {0};
 	enum kr_send_result res;
 	int delivered;
 
@@ -709,11 +926,12 @@ test_smtp_starttls_verified(void **state)
 static void
 test_smtp_starttls_wrong_ca_refused(void **state)
 {
-	const char *extra[] = { "--tls-cert", srv_pem, "--tls-key", srv_key,
-		"--require-starttls", NULL };
-	struct relay_spec spec = { "localhost", 0, KR_CFG_TLS_STARTTLS,
-		other_ca_pem, NULL, NULL };
-	struct kr_err err = { 0 };
+	const char *extra[] = {"--tls-cert",         srv_pem,
+	                       "--tls-key",          srv_key,
+	                       "--require-starttls", NULL};
+	struct relay_spec spec = {"localhost",  0,    KR_CFG_TLS_STARTTLS,
+	                          other_ca_pem, NULL, NULL};
+	struct kr_err err = {0};
 	enum kr_send_result res;
 	int delivered;
 
@@ -728,12 +946,13 @@ test_smtp_starttls_wrong_ca_refused(void **state)
 static void
 test_smtp_starttls_wrong_name_refused(void **state)
 {
-	const char *extra[] = { "--tls-cert", srv_pem, "--tls-key", srv_key,
-		"--require-starttls", NULL };
+	const char *extra[] = {"--tls-cert",         srv_pem,
+	                       "--tls-key",          srv_key,
+	                       "--require-starttls", NULL};
 	/* the certificate names "localhost", not 127.0.0.1 */
-	struct relay_spec spec = { "127.0.0.1", 0, KR_CFG_TLS_STARTTLS,
-		ca_pem, NULL, NULL };
-	struct kr_err err = { 0 };
+	struct relay_spec spec = {"127.0.0.1", 0,    KR_CFG_TLS_STARTTLS,
+	                          ca_pem,      NULL, NULL};
+	struct kr_err err = {0};
 	enum kr_send_result res;
 	int delivered;
 
@@ -746,9 +965,9 @@ test_smtp_starttls_wrong_name_refused(void **state)
 static void
 test_smtp_starttls_not_offered_no_downgrade(void **state)
 {
-	struct relay_spec spec = { "localhost", 0, KR_CFG_TLS_STARTTLS,
-		ca_pem, NULL, NULL };
-	struct kr_err err = { 0 };
+	struct relay_spec spec = {"localhost", 0,    KR_CFG_TLS_STARTTLS,
+	                          ca_pem,      NULL, NULL};
+	struct kr_err err = {0};
 	enum kr_send_result res;
 	int delivered;
 
@@ -762,13 +981,14 @@ test_smtp_starttls_not_offered_no_downgrade(void **state)
 static void
 test_smtp_auth(void **state)
 {
-	const char *extra[] = { "--tls-cert", srv_pem, "--tls-key", srv_key,
-		"--require-starttls", "--auth", "kairan:s3cret pass", NULL };
-	struct relay_spec good = { "localhost", 0, KR_CFG_TLS_STARTTLS,
-		ca_pem, "kairan", "s3cret pass" };
-	struct relay_spec bad = { "localhost", 0, KR_CFG_TLS_STARTTLS,
-		ca_pem, "kairan", "wrong" };
-	struct kr_err err = { 0 };
+	const char *extra[] = {
+	    "--tls-cert",         srv_pem,  "--tls-key",          srv_key,
+	    "--require-starttls", "--auth", "kairan:s3cret pass", NULL};
+	struct relay_spec good = {"localhost", 0,        KR_CFG_TLS_STARTTLS,
+	                          ca_pem,      "kairan", "s3cret pass"};
+	struct relay_spec bad = {"localhost", 0,        KR_CFG_TLS_STARTTLS,
+	                         ca_pem,      "kairan", "wrong"};
+	struct kr_err err = {0};
 	enum kr_send_result res;
 	int delivered;
 
@@ -795,7 +1015,7 @@ group_setup(void **state)
 	if (mkdtemp(base) == NULL)
 		return -1;
 	server_py = kr_xasprintf("%s/tests/integration/smtp_server.py",
-	    root != NULL ? root : ".");
+	                         root != NULL ? root : ".");
 	if (access(server_py, R_OK) != 0)
 		return -1;
 	return make_tls_material();
@@ -822,21 +1042,25 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_smtp_batch_outcomes),
-		cmocka_unit_test(test_smtp_drop_after_data_is_uncertain),
-		cmocka_unit_test(
-		    test_smtp_drop_before_data_is_temp_and_hang_uncertain),
-		cmocka_unit_test(test_smtp_failover),
-		cmocka_unit_test(test_smtp_all_relays_down),
-		cmocka_unit_test(test_smtp_refuses_command_injection),
-		cmocka_unit_test(test_smtp_refuses_plaintext_configs),
-		cmocka_unit_test(test_smtp_starttls_verified),
-		cmocka_unit_test(test_smtp_starttls_wrong_ca_refused),
-		cmocka_unit_test(test_smtp_starttls_wrong_name_refused),
-		cmocka_unit_test(test_smtp_starttls_not_offered_no_downgrade),
-		cmocka_unit_test(test_smtp_auth),
+	    cmocka_unit_test(test_smtp_batch_outcomes),
+	    cmocka_unit_test(test_smtp_drop_after_data_is_uncertain),
+	    cmocka_unit_test(
+	        test_smtp_drop_before_data_is_temp_and_hang_uncertain),
+	    cmocka_unit_test(test_smtp_drop_mid_data_is_temp),
+	    cmocka_unit_test(test_smtp_failover),
+	    cmocka_unit_test(test_smtp_mail_from_refused_is_temp),
+	    cmocka_unit_test(test_smtp_greeting_timeout_fails_over),
+	    cmocka_unit_test(test_smtp_all_relays_down),
+	    cmocka_unit_test(test_smtp_sets_tcp_nodelay),
+	    cmocka_unit_test(test_smtp_refuses_command_injection),
+	    cmocka_unit_test(test_smtp_refuses_plaintext_configs),
+	    cmocka_unit_test(test_smtp_starttls_verified),
+	    cmocka_unit_test(test_smtp_starttls_wrong_ca_refused),
+	    cmocka_unit_test(test_smtp_starttls_wrong_name_refused),
+	    cmocka_unit_test(test_smtp_starttls_not_offered_no_downgrade),
+	    cmocka_unit_test(test_smtp_auth),
 	};
 
-	return cmocka_run_group_tests_name("transport_smtp", tests,
-	    group_setup, group_teardown);
+	return cmocka_run_group_tests_name("transport_smtp", tests, group_setup,
+	                                   group_teardown);
 }

@@ -21,10 +21,11 @@ test_web_html_escape(void **state)
 
 	(void)state;
 	kr_buf_init(&b, 0);
-	assert_int_equal(kr_web_html_escape(&b,
-	    "<script>alert('x&y')</script>\"ok\" 日本語"), 0);
+	assert_int_equal(kr_web_html_escape(
+	                     &b, "<script>alert('x&y')</script>\"ok\" 日本語"),
+	                 0);
 	assert_string_equal(b.data, "&lt;script&gt;alert(&#39;x&amp;y&#39;)"
-	    "&lt;/script&gt;&quot;ok&quot; 日本語");
+	                            "&lt;/script&gt;&quot;ok&quot; 日本語");
 	kr_buf_reset(&b);
 	assert_int_equal(kr_web_html_escape(&b, NULL), 0);
 	assert_int_equal(kr_web_html_escape(&b, ""), 0);
@@ -53,17 +54,20 @@ test_web_render(void **state)
 {
 	struct kr_buf b;
 	const struct kr_web_var vars[] = {
-		{ "name", "<b>Tom & Jerry</b>", false },
-		{ "raw", "<i>x</i>", true },
-		{ "nul", NULL, false },
+	    {"name", "<b>Tom & Jerry</b>", false},
+	    {"raw", "<i>x</i>", true},
+	    {"nul", NULL, false},
 	};
 
 	(void)state;
 	kr_buf_init(&b, 0);
-	assert_int_equal(kr_web_render(&b,
-	    "A {{name}} B {{raw}} C {{nul}}{{unknown}} D {{ open", vars, 3), 0);
+	assert_int_equal(
+	    kr_web_render(&b,
+	                  "A {{name}} B {{raw}} C {{nul}}{{unknown}} D {{ open",
+	                  vars, 3),
+	    0);
 	assert_string_equal(b.data, "A &lt;b&gt;Tom &amp; Jerry&lt;/b&gt; B "
-	    "<i>x</i> C  D {{ open");
+	                            "<i>x</i> C  D {{ open");
 	kr_buf_fini(&b);
 }
 
@@ -74,13 +78,14 @@ test_web_accept(void **state)
 	assert_int_equal(kr_web_accept(NULL), KR_WEB_FMT_TEXT);
 	assert_int_equal(kr_web_accept("*/*"), KR_WEB_FMT_TEXT);
 	assert_int_equal(kr_web_accept("text/html,application/xhtml+xml,"
-	    "application/xml;q=0.9,*/*;q=0.8"), KR_WEB_FMT_HTML);
+	                               "application/xml;q=0.9,*/*;q=0.8"),
+	                 KR_WEB_FMT_HTML);
 	assert_int_equal(kr_web_accept("application/json"), KR_WEB_FMT_JSON);
 	assert_int_equal(kr_web_accept("application/json, text/html;q=0.5"),
-	    KR_WEB_FMT_JSON);
+	                 KR_WEB_FMT_JSON);
 	assert_int_equal(kr_web_accept("Text/HTML"), KR_WEB_FMT_HTML);
 	assert_int_equal(kr_web_accept("text/html;q=0, application/json"),
-	    KR_WEB_FMT_JSON);
+	                 KR_WEB_FMT_JSON);
 	assert_int_equal(kr_web_accept("text/plain"), KR_WEB_FMT_TEXT);
 	assert_int_equal(kr_web_accept("text/htmlx"), KR_WEB_FMT_TEXT);
 }
@@ -99,7 +104,10 @@ test_web_clean_text(void **state)
 	kr_web_clean_text("日本語の名前です", out, sizeof(out));
 	assert_string_equal(out, "日本語の名");
 	/* Invalid UTF-8 and C1 controls become spaces. */
-	kr_web_clean_text("a\xff" "b\xc2\x85" "c\xc3", out, sizeof(out));
+	kr_web_clean_text("a\xff"
+	                  "b\xc2\x85"
+	                  "c\xc3",
+	                  out, sizeof(out));
 	assert_string_equal(out, "a b c");
 	kr_web_clean_text("tab\there", out, sizeof(out));
 	assert_string_equal(out, "tab here");
@@ -124,7 +132,7 @@ test_web_nets(void **state)
 	struct kr_web_nets *n;
 	struct kr_err e;
 	char s1[] = "10.0.0.0/33", s2[] = "proxy.example";
-	char *bad[] = { s1 }, *bad2[] = { s2 };
+	char *bad[] = {s1}, *bad2[] = {s2};
 	struct kr_web_nets *none = NULL;
 
 	(void)state;
@@ -167,8 +175,8 @@ test_web_client_ip(void **state)
 	kr_web_client_ip(n, "127.0.0.1", NULL, out);
 	assert_string_equal(out, "127.0.0.1");
 	/* The right-most untrusted hop; a spoofed left part is ignored. */
-	kr_web_client_ip(n, "127.0.0.1",
-	    "1.2.3.4, 198.51.100.7, 10.0.0.5", out);
+	kr_web_client_ip(n, "127.0.0.1", "1.2.3.4, 198.51.100.7, 10.0.0.5",
+	                 out);
 	assert_string_equal(out, "198.51.100.7");
 	kr_web_client_ip(n, "::ffff:127.0.0.1", " 198.51.100.8 ", out);
 	assert_string_equal(out, "198.51.100.8");
@@ -177,7 +185,7 @@ test_web_client_ip(void **state)
 	assert_string_equal(out, "10.0.0.1");
 	/* Garbage hop: stop at the last trusted address. */
 	kr_web_client_ip(n, "127.0.0.1", "198.51.100.1, <script>, 10.0.0.3",
-	    out);
+	                 out);
 	assert_string_equal(out, "10.0.0.3");
 	kr_web_client_ip(n, "127.0.0.1", "bogus", out);
 	assert_string_equal(out, "127.0.0.1");
@@ -225,18 +233,45 @@ test_web_rl(void **state)
 	kr_web_rl_free(NULL);
 }
 
+static void
+test_web_conns(void **state)
+{
+	struct kr_web_conns *cs = kr_web_conns_new();
+
+	(void)state;
+	assert_int_equal(kr_web_conns_get(cs, "198.51.100.1"), 0);
+	assert_int_equal(kr_web_conns_add(cs, "198.51.100.1", 1), 1);
+	assert_int_equal(kr_web_conns_add(cs, "198.51.100.1", 1), 2);
+	assert_int_equal(kr_web_conns_add(cs, "198.51.100.2", 1), 1);
+	assert_int_equal(kr_web_conns_get(cs, "198.51.100.1"), 2);
+	assert_int_equal(kr_web_conns_add(cs, "198.51.100.1", -1), 1);
+	assert_int_equal(kr_web_conns_add(cs, "198.51.100.1", -1), 0);
+	/* Never below zero; an unknown key stays unknown. */
+	assert_int_equal(kr_web_conns_add(cs, "198.51.100.1", -1), 0);
+	assert_int_equal(kr_web_conns_add(cs, "203.0.113.1", -1), 0);
+	assert_int_equal(kr_web_conns_get(cs, "198.51.100.2"), 1);
+	/* Check and add in one step, up to the limit. */
+	assert_true(kr_web_conns_try_add(cs, "198.51.100.3", 2));
+	assert_true(kr_web_conns_try_add(cs, "198.51.100.3", 2));
+	assert_false(kr_web_conns_try_add(cs, "198.51.100.3", 2));
+	assert_int_equal(kr_web_conns_get(cs, "198.51.100.3"), 2);
+	kr_web_conns_free(&cs);
+	assert_null(cs);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_web_html_escape),
-		cmocka_unit_test(test_web_json_escape),
-		cmocka_unit_test(test_web_render),
-		cmocka_unit_test(test_web_accept),
-		cmocka_unit_test(test_web_clean_text),
-		cmocka_unit_test(test_web_nets),
-		cmocka_unit_test(test_web_client_ip),
-		cmocka_unit_test(test_web_rl),
+	    cmocka_unit_test(test_web_html_escape),
+	    cmocka_unit_test(test_web_json_escape),
+	    cmocka_unit_test(test_web_render),
+	    cmocka_unit_test(test_web_accept),
+	    cmocka_unit_test(test_web_clean_text),
+	    cmocka_unit_test(test_web_nets),
+	    cmocka_unit_test(test_web_client_ip),
+	    cmocka_unit_test(test_web_rl),
+	    cmocka_unit_test(test_web_conns),
 	};
 
 	return cmocka_run_group_tests_name("web", tests, NULL, NULL);

@@ -1,0 +1,172 @@
+/* kd_events.c — see kd_events.h. State is kept in memory only: after a
+ * restart the first look is silent, so an event may be missed across a
+ * restart but is never repeated for old news. */
+#include "kd_events.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "buf.h"
+#include "err.h"
+#include "log.h"
+#include "store.h"
+#include "webhook.h"
+#include "xmem.h"
+
+/* Reports looked at per tick: the newest ones are the ones sending. */
+#define KD_EVENTS_LOOK 8
+
+struct seen {
+	int64_t id;
+	bool started, finished, failing;
+};
+
+struct kd_events {
+	struct seen *s;
+	size_t n;
+	bool primed;
+};
+
+struct tick {
+	struct kd_events *ev;
+	struct kr_webhook *hook;
+	int64_t now;
+};
+
+struct kd_events *
+kd_events_new(void)
+{
+	return kr_xcalloc(1, sizeof(struct kd_events));
+}
+
+void
+kd_events_free(struct kd_events **evp)
+{
+	if (evp == NULL || *evp == NULL)
+		return;
+	free((*evp)->s);
+	free(*evp);
+	*evp = NULL;
+}
+
+int
+kd_events_json(struct kr_buf *out, const char *event, int64_t report_id,
+    const char *list_id, const char *subject,
+    const struct kr_delivery_counts *c, int64_t now)
+{
+	struct tm tm;
+	time_t t = (time_t)now;
+	char when[32];
+
+	gmtime_r(&t, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	if (kr_buf_puts(out, "{\"event\":") < 0 ||
+	    kr_webhook_json_str(out, event) < 0 ||
+	    kr_buf_printf(out, ",\"report\":%lld,\"list\":",
+		(long long)report_id) < 0 ||
+	    kr_webhook_json_str(out, list_id) < 0 ||
+	    kr_buf_puts(out, ",\"subject\":") < 0 ||
+	    kr_webhook_json_str(out, subject ? subject : "") < 0)
+		return -1;
+	return kr_buf_printf(out,
+	    ",\"total\":%lld,\"queued\":%lld,\"sent\":%lld,\"deferred\":%lld,"
+	    "\"failed\":%lld,\"uncertain\":%lld,\"cancelled\":%lld,"
+	    "\"at\":\"%s\"}",
+	    (long long)(c->queued + c->sent + c->deferred + c->failed +
+		c->uncertain + c->cancelled),
+	    (long long)c->queued, (long long)c->sent, (long long)c->deferred,
+	    (long long)c->failed, (long long)c->uncertain,
+	    (long long)c->cancelled, when);
+}
+
+static struct seen *
+seen_for(struct kd_events *ev, int64_t id, bool *is_new)
+{
+	size_t i;
+
+	*is_new = false;
+	for (i = 0; i < ev->n; i++)
+		if (ev->s[i].id == id)
+			return &ev->s[i];
+	ev->s = kr_xrealloc(ev->s, (ev->n + 1) * sizeof(*ev->s));
+	memset(&ev->s[ev->n], 0, sizeof(ev->s[0]));
+	ev->s[ev->n].id = id;
+	*is_new = true;
+	return &ev->s[ev->n++];
+}
+
+static void
+emit(struct tick *t, const char *event, const struct kr_report_row *r,
+    const struct kr_delivery_counts *c)
+{
+	struct kr_buf b;
+
+	kr_log_info("report event=%s id=%lld sent=%lld failed=%lld "
+		    "pending=%lld",
+	    event, (long long)r->id, (long long)c->sent,
+	    (long long)c->failed, (long long)(c->queued + c->deferred));
+	if (t->hook == NULL)
+		return;
+	kr_buf_init(&b, 64 * 1024);
+	if (kd_events_json(&b, event, r->id, r->list_id, r->subject, c,
+		t->now) == 0)
+		kr_webhook_post(t->hook, b.data);
+	kr_buf_fini(&b);
+}
+
+static int
+on_report(void *ctx, const struct kr_report_row *r,
+    const struct kr_delivery_counts *c)
+{
+	struct tick *t = ctx;
+	struct seen *s;
+	bool is_new, started, finished, failing;
+	int64_t bad = c->failed + c->uncertain;
+	int64_t tried = c->sent + bad;
+
+	started = c->sent + c->deferred + bad > 0;
+	finished = started && c->queued + c->deferred == 0 &&
+	    c->in_flight == 0;
+	failing = bad >= KD_FAIL_MIN && bad * 100 > tried * KD_FAIL_PERCENT;
+	s = seen_for(t->ev, r->id, &is_new);
+	if (is_new && !t->ev->primed) {
+		s->started = started;
+		s->finished = finished;
+		s->failing = failing;
+		return 0;
+	}
+	if (started && !s->started) {
+		s->started = true;
+		emit(t, "report.started", r, c);
+	}
+	if (failing && !s->failing) {
+		s->failing = true;
+		emit(t, "report.failing", r, c);
+	}
+	if (finished && !s->finished) {
+		s->finished = true;
+		emit(t, "report.finished", r, c);
+	}
+	/* A report retried (`kairanctl retry`) can finish again. */
+	if (!finished && s->finished && c->queued + c->deferred > 0)
+		s->finished = false;
+	return 0;
+}
+
+void
+kd_events_tick(struct kd_events *ev, struct kr_store *store,
+    struct kr_webhook *hook)
+{
+	struct tick t = {ev, hook, (int64_t)time(NULL)};
+	struct kr_err err = {0};
+
+	if (kr_store_report_foreach(store, KD_EVENTS_LOOK, on_report, &t,
+		&err) < 0) {
+		kr_log_warn("report events: %s", err.msg);
+		return;
+	}
+	ev->primed = true;
+}
