@@ -909,7 +909,8 @@ kr_dkim_set_new(const struct kr_config *cfg, struct kr_dkim_set **set_out,
 
 	*set_out = NULL;
 	set->ids = kr_xcalloc(cfg->n_lists + 1, sizeof(*set->ids));
-	set->signers = kr_xcalloc(cfg->n_lists + 1, sizeof(*set->signers));
+	/* An array of pointers: sizeof(pointer) is meant. */
+	set->signers = kr_xcalloc(cfg->n_lists + 1, sizeof(*set->signers)); /* NOLINT(bugprone-sizeof-expression) */
 	for (i = 0; i < cfg->n_lists; i++) {
 		switch (kr_dkim_for_list(&cfg->lists[i], &d, err)) {
 		case 1:

@@ -1799,7 +1799,7 @@ kr_store_bounce_record(struct kr_store *s, const struct kr_bounce_row *b,
     const struct kr_bounce_policy *p, struct kr_bounce_result *res_out,
     struct kr_err *err)
 {
-	struct kr_subscriber sub;
+	struct kr_subscriber sub = {0};
 	sqlite3_stmt *st = NULL;
 	char detail[320];
 	int64_t n = 0;
