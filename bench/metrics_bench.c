@@ -50,7 +50,8 @@ main(int argc, char **argv)
 	t0 = mono();
 	if (sqlite3_open(argv[1], &db) != SQLITE_OK)
 		return 1;
-	snprintf(sql, sizeof(sql),
+	snprintf(
+	    sql, sizeof(sql),
 	    "BEGIN;"
 	    "INSERT INTO subscribers (list_id, email, status, created_at)"
 	    " WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c"
@@ -62,14 +63,16 @@ main(int argc, char **argv)
 	    " queued_at) SELECT 0, 1, id, id %% 6, 0 FROM subscribers;"
 	    "INSERT INTO bounces (at, subscriber_id, kind) SELECT 0, id,"
 	    " 1 + id %% 3 FROM subscribers WHERE id %% 100 = 0;"
-	    "COMMIT;", rows);
+	    "COMMIT;",
+	    rows);
 	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
 		fprintf(stderr, "fill: %s\n", msg);
 		return 1;
 	}
 	sqlite3_close(db);
 	printf("filled %ld subscriptions, %ld deliveries, %ld bounces in "
-	       "%.0f ms\n", rows, rows, rows / 100, ms_since(t0));
+	       "%.0f ms\n",
+	       rows, rows, rows / 100, ms_since(t0));
 
 	m = kd_metrics_new(argv[1], NULL);
 	kr_buf_init(&out, 0);

@@ -36,8 +36,8 @@ struct tally {
 	int64_t n[KR_SUB_BOUNCED + 1];
 };
 
-static const char *const sub_status[] = {"pending", "active",
-    "unsubscribed", "bounced"};
+static const char *const sub_status[] = {"pending", "active", "unsubscribed",
+                                         "bounced"};
 
 static double
 mono(void)
@@ -106,14 +106,13 @@ tally_flush(struct tally *t)
 		if (kr_buf_puts(t->out, "kairan_subscribers{list=\"") < 0 ||
 		    kd_metrics_label(t->out, t->list_id) < 0 ||
 		    kr_buf_printf(t->out, "\",status=\"%s\"} %lld\n",
-			sub_status[i], (long long)t->n[i]) < 0)
+		                  sub_status[i], (long long)t->n[i]) < 0)
 			return -1;
 	return 0;
 }
 
 static int
-tally_one(void *ctx, const char *list_id, enum kr_sub_status status,
-    int64_t n)
+tally_one(void *ctx, const char *list_id, enum kr_sub_status status, int64_t n)
 {
 	struct tally *t = ctx;
 
@@ -140,39 +139,39 @@ look(struct kd_metrics *m, struct kr_buf *out, struct kr_err *err)
 	struct tally t;
 	int r;
 
-	if (m->store == NULL &&
-	    kr_store_open(m->database, &m->store, err) < 0)
+	if (m->store == NULL && kr_store_open(m->database, &m->store, err) < 0)
 		return -1;
 	if (kr_store_delivery_counts(m->store, 0, &c, err) < 0 ||
 	    kr_store_bounce_counts(m->store, &b, err) < 0)
 		return -1;
-	if (kr_buf_printf(out,
-		"# HELP kairan_deliveries Copies (reports and confirmations) "
-		"in the store by state; in_flight: queued or deferred and "
-		"claimed by a worker now.\n"
-		"# TYPE kairan_deliveries gauge\n"
-		"kairan_deliveries{state=\"queued\"} %lld\n"
-		"kairan_deliveries{state=\"deferred\"} %lld\n"
-		"kairan_deliveries{state=\"in_flight\"} %lld\n"
-		"kairan_deliveries{state=\"sent\"} %lld\n"
-		"kairan_deliveries{state=\"failed\"} %lld\n"
-		"kairan_deliveries{state=\"uncertain\"} %lld\n"
-		"kairan_deliveries{state=\"cancelled\"} %lld\n"
-		"# HELP kairan_bounces_total Bounces and complaints stored "
-		"(DSNs and ARF reports piped to kairanctl bounce, 5xx "
-		"replies during delivery).\n"
-		"# TYPE kairan_bounces_total counter\n"
-		"kairan_bounces_total{kind=\"hard\"} %lld\n"
-		"kairan_bounces_total{kind=\"soft\"} %lld\n"
-		"kairan_bounces_total{kind=\"complaint\"} %lld\n"
-		"# HELP kairan_subscribers Subscriptions in the store by list "
-		"and status.\n"
-		"# TYPE kairan_subscribers gauge\n",
-		(long long)c.queued, (long long)c.deferred,
-		(long long)c.in_flight, (long long)c.sent, (long long)c.failed,
-		(long long)c.uncertain, (long long)c.cancelled,
-		(long long)b.hard, (long long)b.soft,
-		(long long)b.complaint) < 0)
+	if (kr_buf_printf(
+	        out,
+	        "# HELP kairan_deliveries Copies (reports and confirmations) "
+	        "in the store by state; in_flight: queued or deferred and "
+	        "claimed by a worker now.\n"
+	        "# TYPE kairan_deliveries gauge\n"
+	        "kairan_deliveries{state=\"queued\"} %lld\n"
+	        "kairan_deliveries{state=\"deferred\"} %lld\n"
+	        "kairan_deliveries{state=\"in_flight\"} %lld\n"
+	        "kairan_deliveries{state=\"sent\"} %lld\n"
+	        "kairan_deliveries{state=\"failed\"} %lld\n"
+	        "kairan_deliveries{state=\"uncertain\"} %lld\n"
+	        "kairan_deliveries{state=\"cancelled\"} %lld\n"
+	        "# HELP kairan_bounces_total Bounces and complaints stored "
+	        "(DSNs and ARF reports piped to kairanctl bounce, 5xx "
+	        "replies during delivery).\n"
+	        "# TYPE kairan_bounces_total counter\n"
+	        "kairan_bounces_total{kind=\"hard\"} %lld\n"
+	        "kairan_bounces_total{kind=\"soft\"} %lld\n"
+	        "kairan_bounces_total{kind=\"complaint\"} %lld\n"
+	        "# HELP kairan_subscribers Subscriptions in the store by list "
+	        "and status.\n"
+	        "# TYPE kairan_subscribers gauge\n",
+	        (long long)c.queued, (long long)c.deferred,
+	        (long long)c.in_flight, (long long)c.sent, (long long)c.failed,
+	        (long long)c.uncertain, (long long)c.cancelled,
+	        (long long)b.hard, (long long)b.soft,
+	        (long long)b.complaint) < 0)
 		return kr_err_set(err, KR_ERR_INVALID, "metrics: out of room");
 	memset(&t, 0, sizeof(t));
 	t.out = out;
@@ -217,8 +216,8 @@ refresh(struct kd_metrics *m)
 		m->failing = true;
 	}
 	took = mono() - start;
-	m->next = start + (took * 50 > KD_METRICS_EVERY ? took * 50 :
-	    KD_METRICS_EVERY);
+	m->next = start +
+	          (took * 50 > KD_METRICS_EVERY ? took * 50 : KD_METRICS_EVERY);
 }
 
 void
@@ -233,13 +232,14 @@ kd_metrics_write(void *ctx, struct kr_buf *out)
 	refresh(m);
 	if (m->have && kr_buf_append(out, m->gauges.data, m->gauges.len) < 0)
 		kr_log_debug("metrics: store section truncated");
-	if (kr_buf_printf(out,
-		"# HELP kairan_metrics_store_up 1 when the last look at the "
-		"store for the gauges above succeeded, 0 when it failed (they "
-		"are then left out).\n"
-		"# TYPE kairan_metrics_store_up gauge\n"
-		"kairan_metrics_store_up %d\n",
-		m->have ? 1 : 0) < 0)
+	if (kr_buf_printf(
+	        out,
+	        "# HELP kairan_metrics_store_up 1 when the last look at the "
+	        "store for the gauges above succeeded, 0 when it failed (they "
+	        "are then left out).\n"
+	        "# TYPE kairan_metrics_store_up gauge\n"
+	        "kairan_metrics_store_up %d\n",
+	        m->have ? 1 : 0) < 0)
 		kr_log_debug("metrics: store section truncated");
 	pthread_mutex_unlock(&m->lock);
 }

@@ -21,7 +21,7 @@ struct kd_metrics;
 /* database is copied; delivery is borrowed (may be NULL) and must outlive
  * the scrapes. */
 struct kd_metrics *kd_metrics_new(const char *database,
-    struct kr_delivery *delivery);
+                                  struct kr_delivery *delivery);
 /* Closes the store connection and frees m; sets *m to NULL. Accepts NULL.
  * Call after the web module stopped calling kd_metrics_write. */
 void kd_metrics_free(struct kd_metrics **m);

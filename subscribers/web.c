@@ -1724,11 +1724,11 @@ metric_answers(struct kr_web *web, struct kr_buf *b)
 			n = atomic_load(&web->n_answers[r][i]);
 			if (n == 0)
 				continue;
-			if (kr_buf_printf(b,
-			                  "kairan_http_requests_total{route=\"%s\","
-			                  "code=\"%zu\"} %lu\n",
-			                  route_labels[r], i + KR_WEB_CODE_MIN,
-			                  n) == -1)
+			if (kr_buf_printf(
+			        b,
+			        "kairan_http_requests_total{route=\"%s\","
+			        "code=\"%zu\"} %lu\n",
+			        route_labels[r], i + KR_WEB_CODE_MIN, n) == -1)
 				return;
 		}
 }

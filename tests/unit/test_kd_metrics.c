@@ -115,8 +115,8 @@ note(void *ctx, const char *list_id, enum kr_sub_status status, int64_t n)
 	struct seen *s = ctx;
 	size_t len = strlen(s->text);
 
-	snprintf(s->text + len, sizeof(s->text) - len, "%s/%d=%lld ",
-	    list_id, (int)status, (long long)n);
+	snprintf(s->text + len, sizeof(s->text) - len, "%s/%d=%lld ", list_id,
+	         (int)status, (long long)n);
 	return ++s->calls == s->stop_at ? 7 : 0;
 }
 
@@ -180,23 +180,24 @@ test_write(void **state)
 	kr_buf_init(&out, 0);
 	kd_metrics_write(m, &out);
 	assert_non_null(strstr(out.data,
-	    "# TYPE kairan_deliveries gauge\n"
-	    "kairan_deliveries{state=\"queued\"} 0\n"));
+	                       "# TYPE kairan_deliveries gauge\n"
+	                       "kairan_deliveries{state=\"queued\"} 0\n"));
 	assert_non_null(strstr(out.data,
-	    "kairan_bounces_total{kind=\"hard\"} 1\n"
-	    "kairan_bounces_total{kind=\"soft\"} 2\n"
-	    "kairan_bounces_total{kind=\"complaint\"} 1\n"));
-	assert_non_null(strstr(out.data,
-	    "# TYPE kairan_subscribers gauge\n"
-	    "kairan_subscribers{list=\"a\",status=\"pending\"} 1\n"
-	    "kairan_subscribers{list=\"a\",status=\"active\"} 1\n"
-	    "kairan_subscribers{list=\"a\",status=\"unsubscribed\"} 1\n"
-	    "kairan_subscribers{list=\"a\",status=\"bounced\"} 0\n"
-	    "kairan_subscribers{list=\"b\",status=\"pending\"} 0\n"
-	    "kairan_subscribers{list=\"b\",status=\"active\"} 0\n"
-	    "kairan_subscribers{list=\"b\",status=\"unsubscribed\"} 1\n"
-	    "kairan_subscribers{list=\"b\",status=\"bounced\"} 0\n"
-	    "# HELP kairan_metrics_store_up"));
+	                       "kairan_bounces_total{kind=\"hard\"} 1\n"
+	                       "kairan_bounces_total{kind=\"soft\"} 2\n"
+	                       "kairan_bounces_total{kind=\"complaint\"} 1\n"));
+	assert_non_null(
+	    strstr(out.data,
+	           "# TYPE kairan_subscribers gauge\n"
+	           "kairan_subscribers{list=\"a\",status=\"pending\"} 1\n"
+	           "kairan_subscribers{list=\"a\",status=\"active\"} 1\n"
+	           "kairan_subscribers{list=\"a\",status=\"unsubscribed\"} 1\n"
+	           "kairan_subscribers{list=\"a\",status=\"bounced\"} 0\n"
+	           "kairan_subscribers{list=\"b\",status=\"pending\"} 0\n"
+	           "kairan_subscribers{list=\"b\",status=\"active\"} 0\n"
+	           "kairan_subscribers{list=\"b\",status=\"unsubscribed\"} 1\n"
+	           "kairan_subscribers{list=\"b\",status=\"bounced\"} 0\n"
+	           "# HELP kairan_metrics_store_up"));
 	assert_non_null(strstr(out.data, "kairan_metrics_store_up 1\n"));
 	assert_null(strstr(out.data, "@"));
 	kr_buf_fini(&out);
@@ -231,8 +232,7 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test_setup_teardown(test_store_counts, setup,
-		teardown),
+	    cmocka_unit_test_setup_teardown(test_store_counts, setup, teardown),
 	    cmocka_unit_test(test_label),
 	    cmocka_unit_test_setup_teardown(test_write, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_store_down, setup, teardown),
