@@ -36,6 +36,7 @@
 #include "dkim.h"
 #include "err.h"
 #include "kd_events.h"
+#include "kd_metrics.h"
 #include "log.h"
 #include "outbox.h"
 #include "report.h"
@@ -77,6 +78,7 @@ struct kd {
 	struct kr_delivery *delivery;
 	struct kr_webhook *hook;     /* NULL: no webhook configured */
 	struct kd_events *events;    /* report life-cycle, for the hook */
+	struct kd_metrics *metrics;  /* GET /metrics (kd_metrics.c) */
 	int sigfd;
 
 	uint64_t watchdog_usec; /* 0: no watchdog */
@@ -199,16 +201,18 @@ outbox_open(struct kd *kd)
 	kr_outbox_scan(kd->outbox);
 }
 
-/* ---- /metrics: the delivery counters ---- */
+/* ---- /healthz: what keeps delivery from working ---- */
 
-static void
-metrics(void *ctx, struct kr_buf *out)
+static int
+health(void *ctx, struct kr_buf *out)
 {
 	struct kd *kd = ctx;
+	int r;
 
-	/* A full buffer only truncates the page: nothing to report. */
-	if (kd->delivery != NULL && kr_delivery_metrics(kd->delivery, out) < 0)
-		kr_log_debug("metrics: delivery section truncated");
+	if (kd->delivery == NULL)
+		return 0;
+	r = kr_delivery_health(kd->delivery, out);
+	return r == 0 ? 0 : 1;
 }
 
 /* ---- systemd ---- */
@@ -441,7 +445,9 @@ start(struct kd *kd)
 		return -1;
 	}
 	/* After the pool exists: the callback runs on MHD's threads. */
-	kr_web_set_metrics(kd->web, metrics, kd);
+	kd->metrics = kd_metrics_new(kd->cfg->database, kd->delivery);
+	kr_web_set_metrics(kd->web, kd_metrics_write, kd->metrics);
+	kr_web_set_health(kd->web, health, kd);
 	kd->events = kd_events_new();
 	webhook_apply(kd);
 	kr_log_info("kairand ready pid=%ld http=%s admin=%s",
@@ -461,6 +467,7 @@ shutdown_all(struct kd *kd)
 	kr_outbox_close(&kd->outbox);
 	/* New requests stop first, then delivery drains. */
 	kr_web_stop(&kd->web);
+	kd_metrics_free(&kd->metrics);
 	kr_delivery_stop(&kd->delivery);
 	kr_webhook_stop(&kd->hook);
 	kd_events_free(&kd->events);

@@ -65,6 +65,15 @@ static const double lat_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025,
 
 struct worker;
 
+/* A failing dependency (the relay, the store) as /healthz reports it: the
+ * last error, since when (wall clock) and how often, cleared by the next
+ * success. "" when fine. */
+struct trouble {
+	char msg[256];
+	int64_t since;
+	unsigned fails;
+};
+
 struct kr_delivery {
 	pthread_mutex_t lock; /* everything below but the store */
 	pthread_cond_t wake;  /* kicks, stop, slots freed */
@@ -89,6 +98,8 @@ struct kr_delivery {
 	unsigned kicks;
 	bool stop;
 	int64_t current_report;
+	struct trouble relay; /* for /healthz: what fails now */
+	struct trouble db;
 
 	pthread_mutex_t store_lock;
 	struct kr_store *store;
@@ -561,6 +572,65 @@ worker_report(struct worker *w, int64_t id, struct kr_err *err)
 	return 0;
 }
 
+/* Records trouble (msg != NULL) or its end (msg NULL) under d->lock. The
+ * log gets one line when trouble starts or its reason changes and one when
+ * it ends, not one per failed attempt. */
+static void
+trouble_set(struct kr_delivery *d, struct trouble *t, const char *what,
+    const char *msg)
+{
+	int64_t now = (int64_t)time(NULL);
+
+	pthread_mutex_lock(&d->lock);
+	if (msg == NULL) {
+		if (t->msg[0] != '\0')
+			kr_log_info("delivery %s ok again after=%llds "
+				    "failures=%u",
+			    what, (long long)(now - t->since), t->fails);
+		t->msg[0] = '\0';
+		t->fails = 0;
+	} else {
+		if (t->msg[0] == '\0') {
+			t->since = now;
+			kr_log_warn("delivery %s failing, holding work: %s",
+			    what, msg);
+		} else if (strcmp(t->msg, msg) != 0)
+			kr_log_warn("delivery %s still failing: %s", what,
+			    msg);
+		snprintf(t->msg, sizeof(t->msg), "%s", msg);
+		t->fails++;
+	}
+	pthread_mutex_unlock(&d->lock);
+}
+
+/* Relay trouble from one message's outcome: a 4xx, a dropped or silent
+ * connection. A 5xx names one recipient, not the relay. */
+static void
+trouble_relay_msg(struct kr_delivery *d, const struct kr_msg *m)
+{
+	char msg[256];
+
+	if (m->result == KR_SEND_OK) {
+		trouble_set(d, &d->relay, "relay", NULL);
+		return;
+	}
+	if (m->result == KR_SEND_PERM)
+		return;
+	/* Without a reply code the transport's text names the relay
+	 * already ("127.0.0.1:25: Connection refused"), as the session
+	 * error does: the same words, so one line in the log. */
+	if (m->code > 0)
+		snprintf(msg, sizeof(msg), "%.63s: %d %.170s",
+		    m->relay[0] ? m->relay : "relay", m->code, m->reply);
+	else if (m->result == KR_SEND_UNCERTAIN)
+		snprintf(msg, sizeof(msg), "%.63s: no answer after the message",
+		    m->relay[0] ? m->relay : "relay");
+	else
+		snprintf(msg, sizeof(msg), "%s",
+		    m->reply[0] ? m->reply : "no answer");
+	trouble_set(d, &d->relay, "relay", msg);
+}
+
 /* Counts one outcome; latency < 0: no SMTP transaction to time. */
 static void
 count_outcome(struct kr_delivery *d, const char *list_id, const char *relay,
@@ -749,11 +819,14 @@ worker_done(void *ctx, struct kr_msg *m)
 		    (long long)c->subscriber_id, m->relay);
 		break;
 	}
-	if (r < 0)
+	if (r < 0) {
 		/* The row keeps its lease and comes back when it expires: a
 		 * duplicate at worst, never a loss. */
 		kr_log_err("delivery record id=%lld: %s",
 		    (long long)c->delivery_id, err.msg);
+		trouble_set(d, &d->db, "store", err.msg);
+	}
+	trouble_relay_msg(d, m);
 	w->state[(size_t)(uintptr_t)m->user] = MS_DONE;
 	mn = mono_now();
 	count_outcome(d, c->list_id, m->relay, m->result, failed_now,
@@ -972,6 +1045,7 @@ worker_batch(struct worker *w, size_t n)
 		kr_log_warn("delivery session failed worker=%u messages=%zu "
 			    "pause=%us: %s",
 		    w->idx, k, w->pause, err.msg);
+		trouble_set(d, &d->relay, "relay", err.msg);
 	} else if (k > 0) {
 		w->pause = 0;
 	}
@@ -1022,6 +1096,7 @@ worker_main(void *arg)
 		if (worker_transport(w, gen, &err) < 0) {
 			kr_log_err("delivery transport worker=%u: %s", w->idx,
 			    err.msg);
+			trouble_set(d, &d->relay, "relay", err.msg);
 			pthread_mutex_lock(&d->lock);
 			if (!d->stop)
 				timed_wait(d, 5.0);
@@ -1039,11 +1114,13 @@ worker_main(void *arg)
 		    max, w->claims, &n, &err);
 		pthread_mutex_unlock(&d->store_lock);
 		if (r < 0) {
-			if (err.code != KR_ERR_BUSY)
-				kr_log_err("delivery claim: %s", err.msg);
+			/* Full disk, a lock held by another process, a broken
+			 * file: claim nothing, say why once, try again. */
+			trouble_set(d, &d->db, "store", err.msg);
 			nap(err.code == KR_ERR_BUSY ? 0.05 : 1.0);
 			continue;
 		}
+		trouble_set(d, &d->db, "store", NULL);
 		if (n == 0) {
 			pthread_mutex_lock(&d->lock);
 			if (!d->stop && d->kicks == kicks)
@@ -1278,6 +1355,12 @@ kr_delivery_metrics(struct kr_delivery *d, struct kr_buf *out)
 			goto out;
 	}
 	if (kr_buf_printf(out,
+		"kairan_smtp_transaction_seconds_sum %.6f\n"
+		"kairan_smtp_transaction_seconds_count %llu\n",
+		d->lat_sum, (unsigned long long)d->lat_n) < 0)
+		goto out;
+	/* After _sum and _count: a family's lines stay together. */
+	if (kr_buf_printf(out,
 		"# HELP kairan_delivery_rate_limit Messages per second "
 		"allowed now (0: no limit); lower than configured after a "
 		"\"slow down\" reply.\n"
@@ -1285,13 +1368,33 @@ kr_delivery_metrics(struct kr_delivery *d, struct kr_buf *out)
 		"kairan_delivery_rate_limit %g\n",
 		effective_rate(d, mono_now())) < 0)
 		goto out;
-	if (kr_buf_printf(out,
-		"kairan_smtp_transaction_seconds_sum %.6f\n"
-		"kairan_smtp_transaction_seconds_count %llu\n",
-		d->lat_sum, (unsigned long long)d->lat_n) < 0)
-		goto out;
 	r = 0;
 out:
+	pthread_mutex_unlock(&d->lock);
+	return r;
+}
+
+int
+kr_delivery_health(struct kr_delivery *d, struct kr_buf *out)
+{
+	int64_t now = (int64_t)time(NULL);
+	int r = 0;
+
+	pthread_mutex_lock(&d->lock);
+	if (d->db.msg[0] != '\0') {
+		r = 1;
+		if (kr_buf_printf(out, "store: %s (for %llds, %u failures)\n",
+			d->db.msg, (long long)(now - d->db.since),
+			d->db.fails) < 0)
+			r = -1;
+	}
+	if (r >= 0 && d->relay.msg[0] != '\0') {
+		r = 1;
+		if (kr_buf_printf(out, "relay: %s (for %llds, %u failures)\n",
+			d->relay.msg, (long long)(now - d->relay.since),
+			d->relay.fails) < 0)
+			r = -1;
+	}
 	pthread_mutex_unlock(&d->lock);
 	return r;
 }

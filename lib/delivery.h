@@ -76,6 +76,14 @@ void kr_delivery_stats_foreach(struct kr_delivery *d, kr_delivery_stats_fn fn,
  * Returns 0, or -1 when out's cap was reached. */
 KR_NODISCARD int kr_delivery_metrics(struct kr_delivery *d,
     struct kr_buf *out);
+/* What keeps delivery from working now, for GET /healthz: appends one
+ * line per failing dependency ("relay: 127.0.0.1:25: connection refused
+ * (for 12s, 3 failures)", "store: database or disk is full ..."). Each is
+ * cleared by the next success (a 250 from the relay, a claim that
+ * worked). Returns 0 when all is well (nothing appended), 1 when lines
+ * were appended, -1 when out's cap was reached. */
+KR_NODISCARD int kr_delivery_health(struct kr_delivery *d,
+    struct kr_buf *out);
 /* The global rate in force now, in messages per second (0: none): the
  * configured rate, lower after a 421 or 4.7.x reply; with no configured
  * rate such a reply imposes half the rate observed for 60 s. */

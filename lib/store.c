@@ -885,7 +885,7 @@ kr_store_subscribe(struct kr_store *s, const char *list_id, const char *email,
                    bool double_opt_in, int64_t now,
                    struct kr_sub_result *res_out, struct kr_err *err)
 {
-	struct kr_subscriber cur;
+	struct kr_subscriber cur = {0};
 	sqlite3_stmt *st;
 	enum kr_sub_status to = double_opt_in ? KR_SUB_PENDING : KR_SUB_ACTIVE;
 	const char *src = consent && consent->source ? consent->source : "";
@@ -1896,7 +1896,7 @@ kr_store_bounce_record(struct kr_store *s, const struct kr_bounce_row *b,
     const struct kr_bounce_policy *p, struct kr_bounce_result *res_out,
     struct kr_err *err)
 {
-	struct kr_subscriber sub;
+	struct kr_subscriber sub = {0};
 	sqlite3_stmt *st = NULL;
 	char detail[320];
 	int64_t n = 0;
@@ -2059,6 +2059,66 @@ kr_store_bounce_foreach(struct kr_store *s, int64_t report_id, size_t limit,
 	}
 	if (r == 0 && rc != SQLITE_DONE)
 		r = db_err(s, rc, "list bounces", err);
+out:
+	sqlite3_finalize(st);
+	return r;
+}
+
+/* ---- counts for /metrics ---- */
+
+int
+kr_store_bounce_counts(struct kr_store *s, struct kr_bounce_counts *out,
+    struct kr_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = SQLITE_DONE, r = -1;
+
+	memset(out, 0, sizeof(*out));
+	if (prep(s, "SELECT kind, count(*) FROM bounces GROUP BY kind", &st,
+		err) < 0)
+		goto out;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		switch (sqlite3_column_int(st, 0)) {
+		case KR_STORE_BOUNCE_HARD:
+			out->hard = sqlite3_column_int64(st, 1);
+			break;
+		case KR_STORE_BOUNCE_SOFT:
+			out->soft = sqlite3_column_int64(st, 1);
+			break;
+		case KR_STORE_BOUNCE_COMPLAINT:
+			out->complaint = sqlite3_column_int64(st, 1);
+			break;
+		default:
+			break;
+		}
+	}
+	r = rc == SQLITE_DONE ? 0 : db_err(s, rc, "count bounces", err);
+out:
+	sqlite3_finalize(st);
+	return r;
+}
+
+int
+kr_store_subscriber_tally(struct kr_store *s, kr_store_tally_fn fn,
+    void *ctx, struct kr_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = SQLITE_DONE, r = -1;
+
+	/* The (list_id, email) unique index gives the list order; status
+	 * is read from each row, so this is a scan: callers cache it. */
+	if (prep(s,
+		"SELECT list_id, status, count(*) FROM subscribers"
+		" GROUP BY list_id, status ORDER BY list_id, status",
+		&st, err) < 0)
+		goto out;
+	r = 0;
+	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW)
+		r = fn(ctx, (const char *)sqlite3_column_text(st, 0),
+		    (enum kr_sub_status)sqlite3_column_int(st, 1),
+		    sqlite3_column_int64(st, 2));
+	if (r == 0 && rc != SQLITE_DONE)
+		r = db_err(s, rc, "count subscribers", err);
 out:
 	sqlite3_finalize(st);
 	return r;
