@@ -266,6 +266,11 @@ test_store_migrates_v1_in_place(void **state)
 	    shell_int(f->db, "SELECT count(*) FROM sqlite_master WHERE name = "
 	                     "'subscribers_email'"),
 	    1);
+	/* v5's index, which /metrics and `subscribers list` group by. */
+	assert_int_equal(
+	    shell_int(f->db, "SELECT count(*) FROM sqlite_master WHERE name = "
+	                     "'subscribers_list_status'"),
+	    1);
 }
 
 /* Addresses differ only in letter case: one subscription, stored as first
