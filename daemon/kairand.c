@@ -35,6 +35,7 @@
 #include "delivery.h"
 #include "err.h"
 #include "kd_events.h"
+#include "kd_metrics.h"
 #include "log.h"
 #include "outbox.h"
 #include "report.h"
@@ -74,6 +75,7 @@ struct kd {
 	struct kr_delivery *delivery;
 	struct kr_webhook *hook;     /* NULL: no webhook configured */
 	struct kd_events *events;    /* report life-cycle, for the hook */
+	struct kd_metrics *metrics;  /* GET /metrics (kd_metrics.c) */
 	int sigfd;
 
 	uint64_t watchdog_usec; /* 0: no watchdog */
@@ -192,18 +194,6 @@ outbox_open(struct kd *kd)
 	kd->outbox_dir = kr_xstrdup(kd->cfg->outbox);
 	kr_log_info("outbox watching dir=%s", kd->outbox_dir);
 	kr_outbox_scan(kd->outbox);
-}
-
-/* ---- /metrics: the delivery counters ---- */
-
-static void
-metrics(void *ctx, struct kr_buf *out)
-{
-	struct kd *kd = ctx;
-
-	/* A full buffer only truncates the page: nothing to report. */
-	if (kd->delivery != NULL && kr_delivery_metrics(kd->delivery, out) < 0)
-		kr_log_debug("metrics: delivery section truncated");
 }
 
 /* ---- /healthz: what keeps delivery from working ---- */
@@ -437,7 +427,8 @@ start(struct kd *kd)
 		return -1;
 	}
 	/* After the pool exists: the callback runs on MHD's threads. */
-	kr_web_set_metrics(kd->web, metrics, kd);
+	kd->metrics = kd_metrics_new(kd->cfg->database, kd->delivery);
+	kr_web_set_metrics(kd->web, kd_metrics_write, kd->metrics);
 	kr_web_set_health(kd->web, health, kd);
 	kd->events = kd_events_new();
 	webhook_apply(kd);
@@ -458,6 +449,7 @@ shutdown_all(struct kd *kd)
 	kr_outbox_close(&kd->outbox);
 	/* New requests stop first, then delivery drains. */
 	kr_web_stop(&kd->web);
+	kd_metrics_free(&kd->metrics);
 	kr_delivery_stop(&kd->delivery);
 	kr_webhook_stop(&kd->hook);
 	kd_events_free(&kd->events);

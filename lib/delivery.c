@@ -1318,17 +1318,18 @@ kr_delivery_metrics(struct kr_delivery *d, struct kr_buf *out)
 			goto out;
 	}
 	if (kr_buf_printf(out,
+		"kairan_smtp_transaction_seconds_sum %.6f\n"
+		"kairan_smtp_transaction_seconds_count %llu\n",
+		d->lat_sum, (unsigned long long)d->lat_n) < 0)
+		goto out;
+	/* After _sum and _count: a family's lines stay together. */
+	if (kr_buf_printf(out,
 		"# HELP kairan_delivery_rate_limit Messages per second "
 		"allowed now (0: no limit); lower than configured after a "
 		"\"slow down\" reply.\n"
 		"# TYPE kairan_delivery_rate_limit gauge\n"
 		"kairan_delivery_rate_limit %g\n",
 		effective_rate(d, mono_now())) < 0)
-		goto out;
-	if (kr_buf_printf(out,
-		"kairan_smtp_transaction_seconds_sum %.6f\n"
-		"kairan_smtp_transaction_seconds_count %llu\n",
-		d->lat_sum, (unsigned long long)d->lat_n) < 0)
 		goto out;
 	r = 0;
 out:

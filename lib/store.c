@@ -1966,3 +1966,63 @@ out:
 	sqlite3_finalize(st);
 	return r;
 }
+
+/* ---- counts for /metrics ---- */
+
+int
+kr_store_bounce_counts(struct kr_store *s, struct kr_bounce_counts *out,
+    struct kr_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = SQLITE_DONE, r = -1;
+
+	memset(out, 0, sizeof(*out));
+	if (prep(s, "SELECT kind, count(*) FROM bounces GROUP BY kind", &st,
+		err) < 0)
+		goto out;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		switch (sqlite3_column_int(st, 0)) {
+		case KR_STORE_BOUNCE_HARD:
+			out->hard = sqlite3_column_int64(st, 1);
+			break;
+		case KR_STORE_BOUNCE_SOFT:
+			out->soft = sqlite3_column_int64(st, 1);
+			break;
+		case KR_STORE_BOUNCE_COMPLAINT:
+			out->complaint = sqlite3_column_int64(st, 1);
+			break;
+		default:
+			break;
+		}
+	}
+	r = rc == SQLITE_DONE ? 0 : db_err(s, rc, "count bounces", err);
+out:
+	sqlite3_finalize(st);
+	return r;
+}
+
+int
+kr_store_subscriber_tally(struct kr_store *s, kr_store_tally_fn fn,
+    void *ctx, struct kr_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = SQLITE_DONE, r = -1;
+
+	/* The (list_id, email) unique index gives the list order; status
+	 * is read from each row, so this is a scan: callers cache it. */
+	if (prep(s,
+		"SELECT list_id, status, count(*) FROM subscribers"
+		" GROUP BY list_id, status ORDER BY list_id, status",
+		&st, err) < 0)
+		goto out;
+	r = 0;
+	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW)
+		r = fn(ctx, (const char *)sqlite3_column_text(st, 0),
+		    (enum kr_sub_status)sqlite3_column_int(st, 1),
+		    sqlite3_column_int64(st, 2));
+	if (r == 0 && rc != SQLITE_DONE)
+		r = db_err(s, rc, "count subscribers", err);
+out:
+	sqlite3_finalize(st);
+	return r;
+}

@@ -59,6 +59,23 @@
 #define KR_WEB_CONFIRM_MAX_AGE (7 * 86400)
 #define KR_WEB_ARCHIVE_MAX 500
 
+/* The route label of kairan_http_requests_total: a fixed set, never the
+ * raw path (tokens, unbounded cardinality). */
+enum route_label {
+	RL_INDEX,
+	RL_SUBSCRIBE,
+	RL_CONFIRM,
+	RL_UNSUBSCRIBE,
+	RL_ARCHIVE,
+	RL_OTHER,
+	RL_N
+};
+static const char *const route_labels[RL_N] = {
+    "/", "/subscribe", "/confirm", "/unsubscribe", "/archive", "other",
+};
+#define KR_WEB_CODE_MIN 100 /* status codes counted: 100..599 */
+#define KR_WEB_CODE_N 500
+
 struct view_list {
 	char *id;
 	char *name;
@@ -111,6 +128,8 @@ struct kr_web {
 	    n_rate_limited, n_confirm_mail, n_confirm_limited, n_confirmed,
 	    n_unsubscribed, n_bad_token, n_bad_address, n_errors,
 	    n_conn_refused;
+	/* Answers queued on the public listener by route and status. */
+	atomic_ulong n_answers[RL_N][KR_WEB_CODE_N];
 };
 
 enum route {
@@ -144,6 +163,10 @@ struct req {
 /* While the store worker runs a handler, answers are captured here
  * instead of queued (the connection is suspended). */
 static _Thread_local struct req *tl_capture;
+
+/* The status of the answer queued by the current call of the MHD access
+ * handler (0: none yet), so on_http can count it by route. */
+static _Thread_local unsigned tl_queued;
 
 /* con_cls of a request without a body between the two calls. */
 static char no_body;
@@ -408,6 +431,18 @@ out:
 
 /* ---- answers ---- */
 
+/* MHD_queue_response, noting the status for kairan_http_requests_total. */
+static enum MHD_Result
+queue_response(struct MHD_Connection *c, unsigned status,
+               struct MHD_Response *r)
+{
+	enum MHD_Result ret = MHD_queue_response(c, status, r);
+
+	if (ret == MHD_YES)
+		tl_queued = status;
+	return ret;
+}
+
 static enum MHD_Result
 send_buf(struct kr_web *web, struct MHD_Connection *c, unsigned status,
          const char *ctype, const char *lang, const char *data, size_t len,
@@ -441,7 +476,7 @@ send_buf(struct kr_web *web, struct MHD_Connection *c, unsigned status,
 		tl_capture->status = status;
 		ret = MHD_YES;
 	} else {
-		ret = MHD_queue_response(c, status, r);
+		ret = queue_response(c, status, r);
 		MHD_destroy_response(r);
 	}
 	if (status >= 500)
@@ -1366,7 +1401,7 @@ handle_get(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 {
 	switch (r) {
 	case R_INDEX:
-		return MHD_queue_response(c, MHD_HTTP_OK, v->index);
+		return queue_response(c, MHD_HTTP_OK, v->index);
 	case R_CONFIRM:
 		return do_confirm(web, c, v, false);
 	case R_UNSUBSCRIBE:
@@ -1532,18 +1567,16 @@ needs_store(enum route r)
 }
 
 static enum MHD_Result
-on_http(void *cls, struct MHD_Connection *c, const char *url,
-        const char *method, const char *version, const char *upload_data,
-        size_t *upload_data_size, void **con_cls)
+route_request(struct kr_web *web, struct MHD_Connection *c, const char *url,
+              const char *method, const char *upload_data,
+              size_t *upload_data_size, void **con_cls)
 {
-	struct kr_web *web = cls;
 	struct req *rq;
 	struct view *v = NULL;
 	const char *cl;
 	enum route r;
 	enum MHD_Result ret = MHD_NO;
 
-	(void)version;
 	if (*con_cls == &no_body) {
 		/* The second call. Answering only now (not in the first call,
 		 * when MHD cannot know the body was read) keeps the
@@ -1565,7 +1598,7 @@ on_http(void *cls, struct MHD_Connection *c, const char *url,
 			/* Back from the store worker. */
 			if (rq->resp == NULL)
 				return MHD_NO;
-			return MHD_queue_response(c, rq->status, rq->resp);
+			return queue_response(c, rq->status, rq->resp);
 		}
 		/* The body of a POST, in pieces, then one final call. */
 		if (*upload_data_size > 0) {
@@ -1632,6 +1665,52 @@ out:
 	return ret;
 }
 
+static enum route_label
+route_label_of(const char *url)
+{
+	switch (route_of(url)) {
+	case R_INDEX:
+		return RL_INDEX;
+	case R_SUBSCRIBE:
+		return RL_SUBSCRIBE;
+	case R_CONFIRM:
+		return RL_CONFIRM;
+	case R_UNSUBSCRIBE:
+		return RL_UNSUBSCRIBE;
+	case R_ARCHIVE:
+	case R_ARCHIVE_ITEM:
+		return RL_ARCHIVE;
+	default:
+		return RL_OTHER;
+	}
+}
+
+/* The access handler of the public listener: routes the request, then
+ * counts the answer queued (if any) by route and status. Answers MHD
+ * makes by itself (a malformed request, headers past the memory limit)
+ * are not seen here. */
+static enum MHD_Result
+on_http(void *cls, struct MHD_Connection *c, const char *url,
+        const char *method, const char *version, const char *upload_data,
+        size_t *upload_data_size, void **con_cls)
+{
+	struct kr_web *web = cls;
+	enum MHD_Result ret;
+	unsigned code;
+
+	(void)version;
+	tl_queued = 0;
+	ret = route_request(web, c, url, method, upload_data, upload_data_size,
+	                    con_cls);
+	code = tl_queued;
+	tl_queued = 0;
+	if (code >= KR_WEB_CODE_MIN && code < KR_WEB_CODE_MIN + KR_WEB_CODE_N)
+		atomic_fetch_add(&web->n_answers[route_label_of(url)]
+		                                [code - KR_WEB_CODE_MIN],
+		                 1);
+	return ret;
+}
+
 /* ---- the admin handler ---- */
 
 static void
@@ -1641,6 +1720,31 @@ metric(struct kr_buf *b, const char *name, const char *help,
 	if (kr_buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %lu\n", name,
 	                  help, name, name, value) == -1)
 		return;
+}
+
+/* kairan_http_requests_total{route,code}: the pairs seen so far. */
+static void
+metric_answers(struct kr_web *web, struct kr_buf *b)
+{
+	unsigned long n;
+	size_t r, i;
+
+	if (kr_buf_puts(b, "# HELP kairan_http_requests_total Answers on the "
+	                   "public listener by route and status code.\n"
+	                   "# TYPE kairan_http_requests_total counter\n") == -1)
+		return;
+	for (r = 0; r < RL_N; r++)
+		for (i = 0; i < KR_WEB_CODE_N; i++) {
+			n = atomic_load(&web->n_answers[r][i]);
+			if (n == 0)
+				continue;
+			if (kr_buf_printf(
+			        b,
+			        "kairan_http_requests_total{route=\"%s\","
+			        "code=\"%zu\"} %lu\n",
+			        route_labels[r], i + KR_WEB_CODE_MIN, n) == -1)
+				return;
+		}
 }
 
 static enum MHD_Result
@@ -1700,8 +1804,10 @@ on_admin(void *cls, struct MHD_Connection *c, const char *url,
 			               NULL, out.data, out.len, NULL, 0, false);
 		goto out;
 	}
-	metric(&out, "kairan_http_requests_total",
-	       "Requests on the public listener.", web->n_requests);
+	metric_answers(web, &out);
+	metric(&out, "kairan_http_requests_received_total",
+	       "Requests on the public listener, answered or not.",
+	       web->n_requests);
 	metric(&out, "kairan_http_subscribe_total", "POST /subscribe requests.",
 	       web->n_subscribe);
 	metric(&out, "kairan_http_subscribe_new_total",
