@@ -37,7 +37,8 @@ SOURCE=/usr/sbin/smtp-source
 # KAIRAN_BENCH_NOBUILD=1 uses build/release as it is.
 [ -n "${KAIRAN_BENCH_NOBUILD:-}" ] ||
 	make --no-print-directory FLAVOUR=release build-release >/dev/null
-B=$ROOT/build/release
+# KAIRAN_BENCH_BUILD=DIR runs the kairand and kairanctl found in DIR (A/B runs).
+B=${KAIRAN_BENCH_BUILD:-$ROOT/build/release}
 tmp=$(mktemp -d /tmp/kairan-bench.XXXXXX)
 kpid=""
 spid=""
