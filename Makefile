@@ -187,10 +187,41 @@ integration: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory FLAVOUR=asan build-asan
 	@KAIRAN_BUILD=$(BUILDROOT)/asan tests/run_tests.sh integration
 
+# ---- make lint: cppcheck, then clang-tidy 14 with .clang-tidy's checks
+# (warnings are errors) on every C file, with the test build's flags ----
+LINT_SRC := $(sort $(wildcard lib/*.c) $(wildcard daemon/*.c) \
+	$(wildcard subscribers/*.c))
+TIDY ?= clang-tidy-14
+TIDY_FLAGS = -std=c11 -D_GNU_SOURCE -pthread -Ilib -Isubscribers \
+	$(PKG_CFLAGS) -fsanitize=address,undefined
 lint: $(DEPS_STAMP)
 	cppcheck --enable=warning,performance,portability --std=c11 \
 	  --inline-suppr --suppress=missingIncludeSystem --error-exitcode=1 \
 	  -q -Ilib -Isubscribers lib daemon subscribers
+	@echo "clang-tidy: $(words $(LINT_SRC)) files"
+	@printf '%s\n' $(LINT_SRC) | xargs -P "$$(nproc)" -I{} \
+	  sh -c '$(TIDY) --quiet "$$1" -- $(TIDY_FLAGS) 2>/dev/null || \
+	    { echo "clang-tidy: $$1 failed"; exit 1; }' sh {} && \
+	  echo "clang-tidy: clean"
+
+# ---- make valgrind: a -O0 -g build without sanitizers (build/debug);
+# every unit binary and one integration run (test_e2e: kairand under
+# valgrind via KAIRAN_VALGRIND) under memcheck; a definite leak or any
+# memory error fails ----
+VALGRIND := valgrind -q --leak-check=full --errors-for-leak-kinds=definite \
+	--error-exitcode=1 --track-origins=yes
+.PHONY: valgrind
+valgrind: $(DEPS_STAMP)
+	@$(MAKE) --no-print-directory FLAVOUR=debug build-debug unit-bins-debug
+	@fail=0; for t in $(BUILDROOT)/debug/tests/test_*; do \
+	  [ -x "$$t" ] || continue; \
+	  if CMOCKA_MESSAGE_OUTPUT=TAP $(VALGRIND) "$$t" >"$$t.out" 2>"$$t.vg"; \
+	  then echo "valgrind: ok $${t##*/}"; \
+	  else echo "valgrind: FAILED $${t##*/}"; tail -n 40 "$$t.vg"; \
+	    grep '^not ok' "$$t.out"; fail=1; fi; done; \
+	KAIRAN_BUILD=$(BUILDROOT)/debug KAIRAN_VALGRIND="$(VALGRIND)" \
+	  ASAN_OPTIONS= UBSAN_OPTIONS= tests/run_tests.sh test_e2e || fail=1; \
+	exit $$fail
 
 # `make install` honours PREFIX and DESTDIR (and the *DIR variables at the
 # top). The units' Exec lines are rewritten to $(SBINDIR) and

@@ -48,7 +48,7 @@ if [ "$out" != - ]; then
 		echo "Machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p' | head -1)," \
 		    "$(free -h | awk '/^Mem:/ {print $2}') RAM, Linux $(uname -r)."
 		echo "Command: \`bench/crash.sh -n $n -r $rounds -s $seed -f $flavour\`"
-		echo "(kairand $flavour build, 2 workers x batch 50, lease 10 s, into aiosmtpd)."
+		echo "(kairand $flavour build, 4 workers x batch 50, lease 10 s, into aiosmtpd)."
 		echo
 		echo "Result: **$verdict** — $summary."
 		echo "\`in_flight_at_kills\` counts the claims (row, lease) that were claimed"

@@ -1,11 +1,15 @@
 /* ctl_check_config.c — `kairanctl check-config [--config FILE]`: loads the
  * operator's file as kairand would and prints every problem as
- * FILE:LINE:COLUMN: message. Exit 0 when the file is good, 2 when not. */
+ * FILE:LINE:COLUMN: message, then loads every list's DKIM keys as kairand
+ * would (a missing or unreadable key file shows up before a reload).
+ * Exit 0 when the file is good, 2 when not. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
+#include "dkim.h"
+#include "err.h"
 #include "ctl.h"
 
 static void
@@ -15,7 +19,8 @@ check_config_usage(FILE *f)
 	    f,
 	    "usage: kairanctl check-config [--config FILE]\n\n"
 	    "Loads the config as kairand would (password files included) and\n"
-	    "prints every problem as FILE:LINE:COLUMN: message on stderr.\n\n"
+	    "prints every problem as FILE:LINE:COLUMN: message on stderr;\n"
+	    "then loads the DKIM keys of every list that signs.\n\n"
 	    "exit status: 0 config OK, 2 errors found or bad usage\n");
 }
 
@@ -23,6 +28,8 @@ static int
 ctl_check_config(struct ctl *c, int argc, char **argv)
 {
 	struct kr_config *cfg = NULL;
+	struct kr_dkim_set *dkim = NULL;
+	struct kr_err err = {0};
 	char *errors = NULL;
 	int i, r = CTL_USAGE;
 
@@ -48,6 +55,10 @@ ctl_check_config(struct ctl *c, int argc, char **argv)
 		      stderr);
 		goto out;
 	}
+	if (kr_dkim_set_new(cfg, &dkim, &err) < 0) {
+		fprintf(stderr, "%s: %s\n", c->config_path, err.msg);
+		goto out;
+	}
 	printf("%s: config OK (%zu list%s, transport %s, %zu relay%s)\n",
 	       c->config_path, cfg->n_lists, cfg->n_lists == 1 ? "" : "s",
 	       cfg->delivery.transport == KR_CFG_TRANSPORT_MAILDIR ? "maildir"
@@ -56,6 +67,7 @@ ctl_check_config(struct ctl *c, int argc, char **argv)
 	r = CTL_OK;
 out:
 	free(errors);
+	kr_dkim_set_free(&dkim);
 	kr_config_free(&cfg);
 	return r;
 }

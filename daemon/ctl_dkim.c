@@ -197,7 +197,11 @@ dkim_check(struct ctl *c, int argc, char **argv)
 	size_t i, n = 0, good = 0;
 	int r;
 
-	(void)argv;
+	if (argc == 2 && (strcmp(argv[1], "--help") == 0 ||
+	                  strcmp(argv[1], "-h") == 0)) {
+		fputs(usage_text, stdout);
+		return CTL_OK;
+	}
 	if (argc != 1) {
 		fputs(usage_text, stderr);
 		return CTL_USAGE;
@@ -243,7 +247,10 @@ static int
 dkim_sign(struct ctl *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"list", 1, NULL, 'l'}, {"time", 1, NULL, 't'}, {NULL, 0, NULL, 0}};
+	    {"list", 1, NULL, 'l'},
+	    {"time", 1, NULL, 't'},
+	    {"help", 0, NULL, 'h'},
+	    {NULL, 0, NULL, 0}};
 	const struct kr_cfg_list *l = NULL;
 	const char *list_id = NULL;
 	struct kr_dkim *d = NULL;
@@ -256,8 +263,12 @@ dkim_sign(struct ctl *c, int argc, char **argv)
 
 	kr_buf_init(&msg, SIGN_MAX);
 	optind = 0;
-	while ((ch = getopt_long(argc, argv, "l:t:", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "l:t:h", opts, NULL)) != -1) {
 		switch (ch) {
+		case 'h':
+			fputs(usage_text, stdout);
+			r = CTL_OK;
+			goto out;
 		case 'l':
 			list_id = optarg;
 			break;

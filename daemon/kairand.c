@@ -10,8 +10,8 @@
  * Config lifetime: a reload builds a new struct kr_config and swaps it in.
  * The web module lets go of the old one when kr_web_set_config returns, but
  * a delivery batch in flight may still read it, so a retired config (and
- * its keyring) is freed at a later reload, once no worker is on its
- * generation any more, or at exit. */
+ * its keyring and DKIM signers) is freed at a later reload, once no
+ * worker is on its generation any more, or at exit. */
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
@@ -33,8 +33,10 @@
 #include "buf.h"
 #include "config.h"
 #include "delivery.h"
+#include "dkim.h"
 #include "err.h"
 #include "kd_events.h"
+#include "kd_metrics.h"
 #include "log.h"
 #include "outbox.h"
 #include "report.h"
@@ -56,6 +58,7 @@ enum { KD_OK = 0, KD_FAIL = 1, KD_USAGE = 2 };
 struct retired {
 	struct kr_config *cfg;
 	struct kr_keyring *ring;
+	struct kr_dkim_set *dkim;
 	unsigned gen;
 };
 
@@ -63,6 +66,7 @@ struct kd {
 	const char *config_path;
 	struct kr_config *cfg; /* in force */
 	struct kr_keyring *ring;
+	struct kr_dkim_set *dkim; /* cfg's DKIM signers (maybe empty) */
 	unsigned gen;          /* delivery's generation of cfg and ring */
 	struct retired *old;   /* replaced, maybe still read (see top) */
 	size_t n_old;
@@ -74,6 +78,7 @@ struct kd {
 	struct kr_delivery *delivery;
 	struct kr_webhook *hook;     /* NULL: no webhook configured */
 	struct kd_events *events;    /* report life-cycle, for the hook */
+	struct kd_metrics *metrics;  /* GET /metrics (kd_metrics.c) */
 	int sigfd;
 
 	uint64_t watchdog_usec; /* 0: no watchdog */
@@ -131,6 +136,7 @@ retire(struct kd *kd)
 	kd->old = kr_xrealloc(kd->old, (kd->n_old + 1) * sizeof(*kd->old));
 	kd->old[kd->n_old].cfg = kd->cfg;
 	kd->old[kd->n_old].ring = kd->ring;
+	kd->old[kd->n_old].dkim = kd->dkim;
 	kd->old[kd->n_old].gen = kd->gen;
 	kd->n_old++;
 	in_use = kd->delivery ? kr_delivery_gen_in_use(kd->delivery) : 0;
@@ -138,6 +144,7 @@ retire(struct kd *kd)
 		if (kd->old[i].gen < in_use) {
 			kr_config_free(&kd->old[i].cfg);
 			kr_token_keyring_free(&kd->old[i].ring);
+			kr_dkim_set_free(&kd->old[i].dkim);
 		} else {
 			kd->old[k++] = kd->old[i];
 		}
@@ -194,16 +201,18 @@ outbox_open(struct kd *kd)
 	kr_outbox_scan(kd->outbox);
 }
 
-/* ---- /metrics: the delivery counters ---- */
+/* ---- /healthz: what keeps delivery from working ---- */
 
-static void
-metrics(void *ctx, struct kr_buf *out)
+static int
+health(void *ctx, struct kr_buf *out)
 {
 	struct kd *kd = ctx;
+	int r;
 
-	/* A full buffer only truncates the page: nothing to report. */
-	if (kd->delivery != NULL && kr_delivery_metrics(kd->delivery, out) < 0)
-		kr_log_debug("metrics: delivery section truncated");
+	if (kd->delivery == NULL)
+		return 0;
+	r = kr_delivery_health(kd->delivery, out);
+	return r == 0 ? 0 : 1;
 }
 
 /* ---- systemd ---- */
@@ -286,6 +295,7 @@ reload(struct kd *kd)
 {
 	struct kr_config *cfg = NULL;
 	struct kr_keyring *ring = NULL;
+	struct kr_dkim_set *dkim = NULL;
 	struct kr_err err = {0};
 	char *errors = NULL;
 	unsigned next_gen;
@@ -305,6 +315,13 @@ reload(struct kd *kd)
 		    err.msg);
 		goto out;
 	}
+	/* A DKIM key that cannot be loaded is a config error: the old
+	 * config and its signers stay. */
+	if (kr_dkim_set_new(cfg, &dkim, &err) < 0) {
+		kr_log_err("reload failed: %s: keeping the running config",
+		    err.msg);
+		goto out;
+	}
 	if (kd->web != NULL && kr_web_set_config(kd->web, cfg, ring,
 				   &err) < 0) {
 		kr_log_err("reload failed: web: %s: keeping the running "
@@ -315,13 +332,16 @@ reload(struct kd *kd)
 	if (strcmp(cfg->database, kd->cfg->database) != 0)
 		kr_log_warn("reload: database change takes effect at restart");
 	next_gen = kd->delivery != NULL ?
-	    kr_delivery_set_config(kd->delivery, cfg, ring) : kd->gen + 1;
+	    kr_delivery_set_config_dkim(kd->delivery, cfg, ring, dkim) :
+	    kd->gen + 1;
 	retire(kd);
 	kd->cfg = cfg;
 	kd->ring = ring;
+	kd->dkim = dkim;
 	kd->gen = next_gen;
 	cfg = NULL;
 	ring = NULL;
+	dkim = NULL;
 	apply_log_level(kd->cfg);
 	webhook_apply(kd);
 	/* Reopened every time: a folder that was removed and made again
@@ -335,6 +355,7 @@ out:
 	free(errors);
 	kr_config_free(&cfg);
 	kr_token_keyring_free(&ring);
+	kr_dkim_set_free(&dkim);
 	kd->status[0] = '\0';
 	notify("READY=1");
 	update_status(kd);
@@ -418,12 +439,15 @@ start(struct kd *kd)
 		kr_log_err("web: %s", err.msg);
 		return -1;
 	}
-	if (kr_delivery_start(kd->cfg, kd->ring, &kd->delivery, &err) < 0) {
+	if (kr_delivery_start_dkim(kd->cfg, kd->ring, kd->dkim, &kd->delivery,
+		&err) < 0) {
 		kr_log_err("%s", err.msg);
 		return -1;
 	}
 	/* After the pool exists: the callback runs on MHD's threads. */
-	kr_web_set_metrics(kd->web, metrics, kd);
+	kd->metrics = kd_metrics_new(kd->cfg->database, kd->delivery);
+	kr_web_set_metrics(kd->web, kd_metrics_write, kd->metrics);
+	kr_web_set_health(kd->web, health, kd);
 	kd->events = kd_events_new();
 	webhook_apply(kd);
 	kr_log_info("kairand ready pid=%ld http=%s admin=%s",
@@ -443,6 +467,7 @@ shutdown_all(struct kd *kd)
 	kr_outbox_close(&kd->outbox);
 	/* New requests stop first, then delivery drains. */
 	kr_web_stop(&kd->web);
+	kd_metrics_free(&kd->metrics);
 	kr_delivery_stop(&kd->delivery);
 	kr_webhook_stop(&kd->hook);
 	kd_events_free(&kd->events);
@@ -450,9 +475,11 @@ shutdown_all(struct kd *kd)
 	for (i = 0; i < kd->n_old; i++) {
 		kr_config_free(&kd->old[i].cfg);
 		kr_token_keyring_free(&kd->old[i].ring);
+		kr_dkim_set_free(&kd->old[i].dkim);
 	}
 	free(kd->old);
 	kr_token_keyring_free(&kd->ring);
+	kr_dkim_set_free(&kd->dkim);
 	kr_config_free(&kd->cfg);
 	free(kd->outbox_dir);
 	if (kd->sigfd >= 0)
@@ -566,6 +593,7 @@ main(int argc, char **argv)
 	    {NULL, 0, NULL, 0},
 	};
 	struct kd kd;
+	struct kr_err err = {0};
 	char *errors = NULL;
 	const char *env;
 	bool check = false;
@@ -606,6 +634,13 @@ main(int argc, char **argv)
 		return KD_USAGE;
 	}
 	kd.gen = 1;
+	/* The keys are part of the config: one that cannot be loaded stops
+	 * the start (and --check) like a config error. */
+	if (kr_dkim_set_new(kd.cfg, &kd.dkim, &err) < 0) {
+		fprintf(stderr, "%s: %s\n", kd.config_path, err.msg);
+		rc = KD_USAGE;
+		goto out;
+	}
 	if (check) {
 		printf("%s: ok\n", kd.config_path);
 		rc = KD_OK;

@@ -75,8 +75,8 @@ kd_events_json(struct kr_buf *out, const char *event, int64_t report_id,
 	    ",\"total\":%lld,\"queued\":%lld,\"sent\":%lld,\"deferred\":%lld,"
 	    "\"failed\":%lld,\"uncertain\":%lld,\"cancelled\":%lld,"
 	    "\"at\":\"%s\"}",
-	    (long long)(c->queued + c->sent + c->deferred + c->failed +
-		c->uncertain + c->cancelled),
+	    (long long)c->queued + c->sent + c->deferred + c->failed +
+		c->uncertain + c->cancelled,
 	    (long long)c->queued, (long long)c->sent, (long long)c->deferred,
 	    (long long)c->failed, (long long)c->uncertain,
 	    (long long)c->cancelled, when);

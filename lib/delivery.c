@@ -28,6 +28,7 @@
 #include "buf.h"
 #include "compose.h"
 #include "config.h"
+#include "dkim.h"
 #include "err.h"
 #include "log.h"
 #include "store.h"
@@ -64,12 +65,22 @@ static const double lat_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025,
 
 struct worker;
 
+/* A failing dependency (the relay, the store) as /healthz reports it: the
+ * last error, since when (wall clock) and how often, cleared by the next
+ * success. "" when fine. */
+struct trouble {
+	char msg[256];
+	int64_t since;
+	unsigned fails;
+};
+
 struct kr_delivery {
 	pthread_mutex_t lock; /* everything below but the store */
 	pthread_cond_t wake;  /* kicks, stop, slots freed */
 	const struct kr_config *cfg;
 	unsigned cfg_gen;
 	const struct kr_keyring *ring;
+	const struct kr_dkim_set *dkim; /* of cfg's generation, NULL: none */
 	struct kr_delivery_bucket global;
 	/* With no global rate, a "slow down" reply imposes one for a while:
 	 * half the rate observed, halved again by each further reply. */
@@ -87,6 +98,8 @@ struct kr_delivery {
 	unsigned kicks;
 	bool stop;
 	int64_t current_report;
+	struct trouble relay; /* for /healthz: what fails now */
+	struct trouble db;
 
 	pthread_mutex_t store_lock;
 	struct kr_store *store;
@@ -106,6 +119,7 @@ struct worker {
 
 	const struct kr_config *cfg; /* this batch's */
 	const struct kr_keyring *ring;
+	const struct kr_dkim_set *dkim;
 	unsigned cfg_gen;
 	const struct kr_transport_ops *ops;
 	struct kr_transport *t;
@@ -558,6 +572,65 @@ worker_report(struct worker *w, int64_t id, struct kr_err *err)
 	return 0;
 }
 
+/* Records trouble (msg != NULL) or its end (msg NULL) under d->lock. The
+ * log gets one line when trouble starts or its reason changes and one when
+ * it ends, not one per failed attempt. */
+static void
+trouble_set(struct kr_delivery *d, struct trouble *t, const char *what,
+    const char *msg)
+{
+	int64_t now = (int64_t)time(NULL);
+
+	pthread_mutex_lock(&d->lock);
+	if (msg == NULL) {
+		if (t->msg[0] != '\0')
+			kr_log_info("delivery %s ok again after=%llds "
+				    "failures=%u",
+			    what, (long long)(now - t->since), t->fails);
+		t->msg[0] = '\0';
+		t->fails = 0;
+	} else {
+		if (t->msg[0] == '\0') {
+			t->since = now;
+			kr_log_warn("delivery %s failing, holding work: %s",
+			    what, msg);
+		} else if (strcmp(t->msg, msg) != 0)
+			kr_log_warn("delivery %s still failing: %s", what,
+			    msg);
+		snprintf(t->msg, sizeof(t->msg), "%s", msg);
+		t->fails++;
+	}
+	pthread_mutex_unlock(&d->lock);
+}
+
+/* Relay trouble from one message's outcome: a 4xx, a dropped or silent
+ * connection. A 5xx names one recipient, not the relay. */
+static void
+trouble_relay_msg(struct kr_delivery *d, const struct kr_msg *m)
+{
+	char msg[256];
+
+	if (m->result == KR_SEND_OK) {
+		trouble_set(d, &d->relay, "relay", NULL);
+		return;
+	}
+	if (m->result == KR_SEND_PERM)
+		return;
+	/* Without a reply code the transport's text names the relay
+	 * already ("127.0.0.1:25: Connection refused"), as the session
+	 * error does: the same words, so one line in the log. */
+	if (m->code > 0)
+		snprintf(msg, sizeof(msg), "%.63s: %d %.170s",
+		    m->relay[0] ? m->relay : "relay", m->code, m->reply);
+	else if (m->result == KR_SEND_UNCERTAIN)
+		snprintf(msg, sizeof(msg), "%.63s: no answer after the message",
+		    m->relay[0] ? m->relay : "relay");
+	else
+		snprintf(msg, sizeof(msg), "%s",
+		    m->reply[0] ? m->reply : "no answer");
+	trouble_set(d, &d->relay, "relay", msg);
+}
+
 /* Counts one outcome; latency < 0: no SMTP transaction to time. */
 static void
 count_outcome(struct kr_delivery *d, const char *list_id, const char *relay,
@@ -746,11 +819,14 @@ worker_done(void *ctx, struct kr_msg *m)
 		    (long long)c->subscriber_id, m->relay);
 		break;
 	}
-	if (r < 0)
+	if (r < 0) {
 		/* The row keeps its lease and comes back when it expires: a
 		 * duplicate at worst, never a loss. */
 		kr_log_err("delivery record id=%lld: %s",
 		    (long long)c->delivery_id, err.msg);
+		trouble_set(d, &d->db, "store", err.msg);
+	}
+	trouble_relay_msg(d, m);
 	w->state[(size_t)(uintptr_t)m->user] = MS_DONE;
 	mn = mono_now();
 	count_outcome(d, c->list_id, m->relay, m->result, failed_now,
@@ -764,6 +840,7 @@ worker_compose(struct worker *w, size_t i, struct kr_err *err)
 {
 	const struct kr_claim *c = &w->claims[i];
 	const struct kr_cfg_list *list;
+	const struct kr_dkim *dk;
 	int64_t now = (int64_t)time(NULL);
 
 	list = kr_config_list(w->cfg, c->list_id);
@@ -772,13 +849,27 @@ worker_compose(struct worker *w, size_t i, struct kr_err *err)
 		    "list %s is not in the config", c->list_id);
 	kr_buf_reset(&w->bufs[i]);
 	w->env_from[i][0] = '\0';
-	if (c->kind == KR_DELIVERY_CONFIRM)
-		return kr_compose_confirm(w->cfg, list, c, w->ring, now,
-		    &w->bufs[i], w->env_from[i], err);
-	if (worker_report(w, c->report_id, err) < 0)
+	if (c->kind == KR_DELIVERY_CONFIRM) {
+		if (kr_compose_confirm(w->cfg, list, c, w->ring, now,
+			&w->bufs[i], w->env_from[i], err) < 0)
+			return -1;
+	} else {
+		if (worker_report(w, c->report_id, err) < 0)
+			return -1;
+		if (kr_compose_report(w->cfg, list, &w->report, c, w->ring,
+			now, &w->bufs[i], w->env_from[i], err) < 0)
+			return -1;
+	}
+	/* Signed last, over the exact bytes handed to the transport. The
+	 * codes map onto compose_failed(): KR_ERR_INVALID (the message
+	 * itself cannot be signed) fails it, KR_ERR_IO (the crypto library)
+	 * defers it. */
+	dk = kr_dkim_set_get(w->dkim, c->list_id);
+	if (dk != NULL && kr_dkim_prepend(dk, &w->bufs[i], now, err) < 0) {
+		kr_err_prefix(err, "dkim");
 		return -1;
-	return kr_compose_report(w->cfg, list, &w->report, c, w->ring,
-	    now, &w->bufs[i], w->env_from[i], err);
+	}
+	return 0;
 }
 
 /* A message that could not be composed: bad input (a list gone from the
@@ -954,6 +1045,7 @@ worker_batch(struct worker *w, size_t n)
 		kr_log_warn("delivery session failed worker=%u messages=%zu "
 			    "pause=%us: %s",
 		    w->idx, k, w->pause, err.msg);
+		trouble_set(d, &d->relay, "relay", err.msg);
 	} else if (k > 0) {
 		w->pause = 0;
 	}
@@ -990,6 +1082,7 @@ worker_main(void *arg)
 		}
 		w->cfg = d->cfg;
 		w->ring = d->ring;
+		w->dkim = d->dkim;
 		w->using_gen = d->cfg_gen;
 		kicks = d->kicks;
 		max = w->cfg->delivery.batch ? w->cfg->delivery.batch : 100;
@@ -1003,6 +1096,7 @@ worker_main(void *arg)
 		if (worker_transport(w, gen, &err) < 0) {
 			kr_log_err("delivery transport worker=%u: %s", w->idx,
 			    err.msg);
+			trouble_set(d, &d->relay, "relay", err.msg);
 			pthread_mutex_lock(&d->lock);
 			if (!d->stop)
 				timed_wait(d, 5.0);
@@ -1020,11 +1114,13 @@ worker_main(void *arg)
 		    max, w->claims, &n, &err);
 		pthread_mutex_unlock(&d->store_lock);
 		if (r < 0) {
-			if (err.code != KR_ERR_BUSY)
-				kr_log_err("delivery claim: %s", err.msg);
+			/* Full disk, a lock held by another process, a broken
+			 * file: claim nothing, say why once, try again. */
+			trouble_set(d, &d->db, "store", err.msg);
 			nap(err.code == KR_ERR_BUSY ? 0.05 : 1.0);
 			continue;
 		}
+		trouble_set(d, &d->db, "store", NULL);
 		if (n == 0) {
 			pthread_mutex_lock(&d->lock);
 			if (!d->stop && d->kicks == kicks)
@@ -1070,6 +1166,14 @@ int
 kr_delivery_start(const struct kr_config *cfg, const struct kr_keyring *ring,
     struct kr_delivery **d_out, struct kr_err *err)
 {
+	return kr_delivery_start_dkim(cfg, ring, NULL, d_out, err);
+}
+
+int
+kr_delivery_start_dkim(const struct kr_config *cfg,
+    const struct kr_keyring *ring, const struct kr_dkim_set *dkim,
+    struct kr_delivery **d_out, struct kr_err *err)
+{
 	struct kr_delivery *d;
 	pthread_condattr_t ca;
 	size_t i;
@@ -1083,6 +1187,7 @@ kr_delivery_start(const struct kr_config *cfg, const struct kr_keyring *ring,
 	pthread_cond_init(&d->wake, &ca);
 	pthread_condattr_destroy(&ca);
 	d->ring = ring;
+	d->dkim = dkim;
 	kr_delivery_bucket_init(&d->global, 0, mono_now());
 	apply_config(d, cfg);
 	if (kr_store_open(cfg->database, &d->store, err) < 0) {
@@ -1123,6 +1228,14 @@ unsigned
 kr_delivery_set_config(struct kr_delivery *d, const struct kr_config *cfg,
     const struct kr_keyring *ring)
 {
+	return kr_delivery_set_config_dkim(d, cfg, ring, NULL);
+}
+
+unsigned
+kr_delivery_set_config_dkim(struct kr_delivery *d,
+    const struct kr_config *cfg, const struct kr_keyring *ring,
+    const struct kr_dkim_set *dkim)
+{
 	unsigned gen;
 
 	pthread_mutex_lock(&d->lock);
@@ -1130,6 +1243,7 @@ kr_delivery_set_config(struct kr_delivery *d, const struct kr_config *cfg,
 	gen = d->cfg_gen;
 	if (ring != NULL)
 		d->ring = ring;
+	d->dkim = dkim;
 	pthread_mutex_unlock(&d->lock);
 	if (cfg->delivery.workers != d->n_workers)
 		kr_log_warn("delivery workers=%u takes effect at restart "
@@ -1241,6 +1355,12 @@ kr_delivery_metrics(struct kr_delivery *d, struct kr_buf *out)
 			goto out;
 	}
 	if (kr_buf_printf(out,
+		"kairan_smtp_transaction_seconds_sum %.6f\n"
+		"kairan_smtp_transaction_seconds_count %llu\n",
+		d->lat_sum, (unsigned long long)d->lat_n) < 0)
+		goto out;
+	/* After _sum and _count: a family's lines stay together. */
+	if (kr_buf_printf(out,
 		"# HELP kairan_delivery_rate_limit Messages per second "
 		"allowed now (0: no limit); lower than configured after a "
 		"\"slow down\" reply.\n"
@@ -1248,13 +1368,33 @@ kr_delivery_metrics(struct kr_delivery *d, struct kr_buf *out)
 		"kairan_delivery_rate_limit %g\n",
 		effective_rate(d, mono_now())) < 0)
 		goto out;
-	if (kr_buf_printf(out,
-		"kairan_smtp_transaction_seconds_sum %.6f\n"
-		"kairan_smtp_transaction_seconds_count %llu\n",
-		d->lat_sum, (unsigned long long)d->lat_n) < 0)
-		goto out;
 	r = 0;
 out:
+	pthread_mutex_unlock(&d->lock);
+	return r;
+}
+
+int
+kr_delivery_health(struct kr_delivery *d, struct kr_buf *out)
+{
+	int64_t now = (int64_t)time(NULL);
+	int r = 0;
+
+	pthread_mutex_lock(&d->lock);
+	if (d->db.msg[0] != '\0') {
+		r = 1;
+		if (kr_buf_printf(out, "store: %s (for %llds, %u failures)\n",
+			d->db.msg, (long long)(now - d->db.since),
+			d->db.fails) < 0)
+			r = -1;
+	}
+	if (r >= 0 && d->relay.msg[0] != '\0') {
+		r = 1;
+		if (kr_buf_printf(out, "relay: %s (for %llds, %u failures)\n",
+			d->relay.msg, (long long)(now - d->relay.since),
+			d->relay.fails) < 0)
+			r = -1;
+	}
 	pthread_mutex_unlock(&d->lock);
 	return r;
 }

@@ -15,6 +15,7 @@
 
 struct kr_buf;
 struct kr_config;
+struct kr_dkim_set;
 struct kr_err;
 struct kr_keyring;
 struct kr_delivery;
@@ -34,6 +35,19 @@ KR_NODISCARD int kr_delivery_start(const struct kr_config *cfg,
  * config the pool started with is generation 1. */
 unsigned kr_delivery_set_config(struct kr_delivery *d,
     const struct kr_config *cfg, const struct kr_keyring *ring);
+/* The same two with the DKIM signers made from that config
+ * (kr_dkim_set_new): every composed message of a list with a signer is
+ * signed before it is sent (a signing error that is the message's fails
+ * it, one of the crypto library defers it). dkim is borrowed like cfg and
+ * belongs to its generation: keep it alive exactly as long as cfg. NULL:
+ * no signing. kr_delivery_start() and kr_delivery_set_config() are these
+ * with dkim NULL. */
+KR_NODISCARD int kr_delivery_start_dkim(const struct kr_config *cfg,
+    const struct kr_keyring *ring, const struct kr_dkim_set *dkim,
+    struct kr_delivery **d_out, struct kr_err *err);
+unsigned kr_delivery_set_config_dkim(struct kr_delivery *d,
+    const struct kr_config *cfg, const struct kr_keyring *ring,
+    const struct kr_dkim_set *dkim);
 /* The oldest config generation a worker may still be reading: configs and
  * keyrings of older generations may be freed. */
 unsigned kr_delivery_gen_in_use(struct kr_delivery *d);
@@ -61,6 +75,14 @@ void kr_delivery_stats_foreach(struct kr_delivery *d, kr_delivery_stats_fn fn,
  * kairan_smtp_transaction_seconds.
  * Returns 0, or -1 when out's cap was reached. */
 KR_NODISCARD int kr_delivery_metrics(struct kr_delivery *d,
+    struct kr_buf *out);
+/* What keeps delivery from working now, for GET /healthz: appends one
+ * line per failing dependency ("relay: 127.0.0.1:25: connection refused
+ * (for 12s, 3 failures)", "store: database or disk is full ..."). Each is
+ * cleared by the next success (a 250 from the relay, a claim that
+ * worked). Returns 0 when all is well (nothing appended), 1 when lines
+ * were appended, -1 when out's cap was reached. */
+KR_NODISCARD int kr_delivery_health(struct kr_delivery *d,
     struct kr_buf *out);
 /* The global rate in force now, in messages per second (0: none): the
  * configured rate, lower after a 421 or 4.7.x reply; with no configured

@@ -12,7 +12,11 @@
  * lets kr_store_claim walk the queue in order without looking at sent or
  * deferred rows (confirmations have report_id NULL and come first), and a
  * partial index on DEFERRED rows keyed by next_attempt finds the retries
- * that are due without scanning those that wait. */
+ * that are due without scanning those that wait.
+ *
+ * Addresses are matched without regard to ASCII letter case (schema v4: a
+ * unique index on (list_id, email COLLATE NOCASE)); the address is stored
+ * as first typed, and mail goes to that spelling. */
 #include "store.h"
 
 #include <errno.h>
@@ -26,6 +30,7 @@
 #include <sqlite3.h>
 
 #include "err.h"
+#include "log.h"
 #include "xmem.h"
 
 #define BUSY_TIMEOUT_MS 5000
@@ -120,7 +125,19 @@ static const char schema_v3[] =
     "CREATE INDEX bounces_subscriber ON bounces (subscriber_id, kind, at);"
     "CREATE INDEX bounces_report ON bounces (report_id);";
 
-static const char *const migrations[] = {schema_v1, schema_v2, schema_v3};
+/* v4: one subscription per (list, address) whatever the letter case
+ * (NOCASE folds ASCII only: enough, since domains are stored lower-case
+ * and A-labels are ASCII), and the index that finds every list of one
+ * address that way. Duplicates already there are dealt with first by
+ * merge_case_duplicates(). */
+static const char schema_v4[] =
+    "CREATE UNIQUE INDEX subscribers_list_email_nocase ON subscribers"
+    " (list_id, email COLLATE NOCASE);"
+    "CREATE INDEX subscribers_email_nocase ON subscribers"
+    " (email COLLATE NOCASE);";
+
+static const char *const migrations[] = {schema_v1, schema_v2, schema_v3,
+                                         schema_v4};
 
 /* ---- prepared statements ---- */
 
@@ -200,11 +217,14 @@ static const char *const stmt_sql[ST__N] = {
         "INSERT INTO subscribers (list_id, email, name, status,"
         " created_at, consent_at, confirmed_at, unsubscribed_at,"
         " consent_source, consent_ip, consent_ua, bounces)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
-        " ON CONFLICT (list_id, email) DO NOTHING",
+        " SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12"
+        " WHERE NOT EXISTS (SELECT 1 FROM subscribers"
+        "  WHERE list_id = ?1 AND email = ?2 COLLATE NOCASE)"
+        " ON CONFLICT DO NOTHING",
     [ST_SUB_GET] = "SELECT " SUB_COLS " FROM subscribers WHERE id = ?1",
     [ST_SUB_FIND] = "SELECT " SUB_COLS " FROM subscribers"
-                    " WHERE list_id = ?1 AND email = ?2",
+                    " WHERE list_id = ?1 AND email = ?2 COLLATE NOCASE"
+                    " ORDER BY email = ?2 DESC, id LIMIT 1",
     [ST_SUB_RESUB] = "UPDATE subscribers SET status = ?2, consent_at = ?3,"
                      " confirmed_at = ?4, unsubscribed_at = 0, bounces = 0,"
                      " consent_source = ?5, consent_ip = ?6, consent_ua = ?7,"
@@ -216,7 +236,7 @@ static const char *const stmt_sql[ST__N] = {
                      " unsubscribed_at = ?2"
                      " WHERE id = ?1 AND status IN (0, 1)",
     [ST_SUB_SAME_EMAIL] =
-        "SELECT id FROM subscribers WHERE email ="
+        "SELECT id FROM subscribers WHERE email COLLATE NOCASE ="
         " (SELECT email FROM subscribers WHERE id = ?1) ORDER BY id",
     [ST_DEL_CANCEL_SUB] = "UPDATE deliveries SET state = 5, lease_until = 0"
                           " WHERE subscriber_id = ?1 AND state IN (0, 2)",
@@ -234,7 +254,8 @@ static const char *const stmt_sql[ST__N] = {
     [ST_CONFIRM_COUNT] =
         "SELECT count(*) FROM deliveries d"
         " JOIN subscribers s ON s.id = d.subscriber_id"
-        " WHERE s.email = ?1 AND d.kind = 1 AND d.queued_at >= ?2",
+        " WHERE s.email = ?1 COLLATE NOCASE AND d.kind = 1"
+        " AND d.queued_at >= ?2",
     [ST_CONFIRM_ENQUEUE] =
         "INSERT INTO deliveries (kind, report_id, subscriber_id, domain,"
         " state, queued_at, next_attempt)"
@@ -501,10 +522,64 @@ out:
 	return r;
 }
 
+/* Before v4's unique index: the subscriptions of one list whose addresses
+ * differ only in letter case. The oldest of each group stays. A newer one
+ * that was never mailed (no delivery row) and says nothing the oldest
+ * does not (same status, or pending beside an active one) is removed, with
+ * an event on the one kept. The others are the operator's to merge (each
+ * copy has mail history or its own consent state: not ours to
+ * drop). Returns 0 and in *left_out the number of addresses still
+ * subscribed twice to one list (0: v4 can go on), or -1. */
+static int
+merge_case_duplicates(struct kr_store *s, int64_t *left_out,
+                      struct kr_err *err)
+{
+	int64_t left = 0;
+
+	if (exec(s,
+	         "CREATE INDEX kr_case_tmp ON subscribers"
+	         " (list_id, email COLLATE NOCASE, id);"
+	         "CREATE TEMP TABLE kr_case_drop AS"
+	         " SELECT s.id AS id, k.id AS keep FROM subscribers s"
+	         " JOIN subscribers k ON k.id = (SELECT min(m.id)"
+	         "  FROM subscribers m WHERE m.list_id = s.list_id"
+	         "  AND m.email = s.email COLLATE NOCASE)"
+	         " WHERE k.id < s.id"
+	         " AND NOT EXISTS (SELECT 1 FROM deliveries d"
+	         "  WHERE d.subscriber_id = s.id)"
+	         " AND (s.status = k.status OR (k.status = 1 AND s.status = 0));"
+	         "INSERT INTO events (at, kind, subscriber_id, detail)"
+	         " SELECT CAST(strftime('%s', 'now') AS INTEGER),"
+	         " 'merged duplicate', keep, 'subscription ' || id ||"
+	         " ' (the same address in other letter case, never mailed)"
+	         " removed by the schema v4 migration' FROM kr_case_drop;"
+	         "DELETE FROM subscribers WHERE id IN"
+	         " (SELECT id FROM kr_case_drop);"
+	         "DROP TABLE kr_case_drop;",
+	         "merge case duplicates", err) < 0)
+		return -1;
+	if (query_int(s,
+	              "SELECT count(*) FROM"
+	              " (SELECT 1 FROM subscribers"
+	              "  GROUP BY list_id, email COLLATE NOCASE"
+	              "  HAVING count(*) > 1)",
+	              &left, err) < 0)
+		return -1;
+	if (exec(s, "DROP INDEX kr_case_tmp", "merge case duplicates", err) <
+	    0)
+		return -1;
+	*left_out = left;
+	return 0;
+}
+
+/* Runs the missing steps in one transaction. The v4 step may stop short
+ * (case duplicates the operator has to merge): then the steps before it
+ * are kept, the schema stays at v3, a warning says what to do, and the
+ * store works on (every lookup ignores letter case already). */
 static int
 migrate(struct kr_store *s, struct kr_err *err)
 {
-	int64_t v = 0;
+	int64_t v = 0, dups = 0;
 	int r = -1;
 	char *sql = NULL;
 	bool own = true;
@@ -515,14 +590,36 @@ migrate(struct kr_store *s, struct kr_err *err)
 	if (query_int(s, "PRAGMA user_version", &v, err) < 0)
 		goto out;
 	for (; v < (int64_t)KR_NELEM(migrations); v++) {
+		if (v == 3) {
+			if (merge_case_duplicates(s, &dups, err) < 0) {
+				kr_err_prefix(err, "schema v3 -> v4");
+				goto out;
+			}
+			if (dups > 0) {
+				kr_log_warn(
+				    "database %s: %lld address%s subscribed "
+				    "twice to one list, in different letter "
+				    "case, each copy with its own mail or "
+				    "state; schema v4 (one subscription per "
+				    "address whatever the case) waits until "
+				    "they are merged, and lookups ignore case "
+				    "meanwhile. See them with `kairanctl "
+				    "subscribers list | cut -f2,4 | sort -f | "
+				    "uniq -Di`; then `kairanctl subscribers "
+				    "remove ADDRESS --list LIST` removes the "
+				    "spelling given exactly",
+				    s->path, (long long)dups,
+				    dups == 1 ? " is" : "es are");
+				break;
+			}
+		}
 		if (exec(s, migrations[v], "migration", err) < 0) {
 			kr_err_prefix(err, "schema v%lld -> v%lld",
 			              (long long)v, (long long)v + 1);
 			goto out;
 		}
 	}
-	sql =
-	    kr_xasprintf("PRAGMA user_version = %d", kr_store_schema_version());
+	sql = kr_xasprintf("PRAGMA user_version = %lld", (long long)v);
 	if (exec(s, sql, "set schema version", err) < 0)
 		goto out;
 	r = 0;
@@ -788,7 +885,7 @@ kr_store_subscribe(struct kr_store *s, const char *list_id, const char *email,
                    bool double_opt_in, int64_t now,
                    struct kr_sub_result *res_out, struct kr_err *err)
 {
-	struct kr_subscriber cur;
+	struct kr_subscriber cur = {0};
 	sqlite3_stmt *st;
 	enum kr_sub_status to = double_opt_in ? KR_SUB_PENDING : KR_SUB_ACTIVE;
 	const char *src = consent && consent->source ? consent->source : "";
@@ -1799,7 +1896,7 @@ kr_store_bounce_record(struct kr_store *s, const struct kr_bounce_row *b,
     const struct kr_bounce_policy *p, struct kr_bounce_result *res_out,
     struct kr_err *err)
 {
-	struct kr_subscriber sub;
+	struct kr_subscriber sub = {0};
 	sqlite3_stmt *st = NULL;
 	char detail[320];
 	int64_t n = 0;
@@ -1962,6 +2059,66 @@ kr_store_bounce_foreach(struct kr_store *s, int64_t report_id, size_t limit,
 	}
 	if (r == 0 && rc != SQLITE_DONE)
 		r = db_err(s, rc, "list bounces", err);
+out:
+	sqlite3_finalize(st);
+	return r;
+}
+
+/* ---- counts for /metrics ---- */
+
+int
+kr_store_bounce_counts(struct kr_store *s, struct kr_bounce_counts *out,
+    struct kr_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = SQLITE_DONE, r = -1;
+
+	memset(out, 0, sizeof(*out));
+	if (prep(s, "SELECT kind, count(*) FROM bounces GROUP BY kind", &st,
+		err) < 0)
+		goto out;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		switch (sqlite3_column_int(st, 0)) {
+		case KR_STORE_BOUNCE_HARD:
+			out->hard = sqlite3_column_int64(st, 1);
+			break;
+		case KR_STORE_BOUNCE_SOFT:
+			out->soft = sqlite3_column_int64(st, 1);
+			break;
+		case KR_STORE_BOUNCE_COMPLAINT:
+			out->complaint = sqlite3_column_int64(st, 1);
+			break;
+		default:
+			break;
+		}
+	}
+	r = rc == SQLITE_DONE ? 0 : db_err(s, rc, "count bounces", err);
+out:
+	sqlite3_finalize(st);
+	return r;
+}
+
+int
+kr_store_subscriber_tally(struct kr_store *s, kr_store_tally_fn fn,
+    void *ctx, struct kr_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = SQLITE_DONE, r = -1;
+
+	/* The (list_id, email) unique index gives the list order; status
+	 * is read from each row, so this is a scan: callers cache it. */
+	if (prep(s,
+		"SELECT list_id, status, count(*) FROM subscribers"
+		" GROUP BY list_id, status ORDER BY list_id, status",
+		&st, err) < 0)
+		goto out;
+	r = 0;
+	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW)
+		r = fn(ctx, (const char *)sqlite3_column_text(st, 0),
+		    (enum kr_sub_status)sqlite3_column_int(st, 1),
+		    sqlite3_column_int64(st, 2));
+	if (r == 0 && rc != SQLITE_DONE)
+		r = db_err(s, rc, "count subscribers", err);
 out:
 	sqlite3_finalize(st);
 	return r;

@@ -104,7 +104,7 @@ struct kr_claim {
  * leaving it untouched. */
 KR_NODISCARD int kr_store_open(const char *path, struct kr_store **store_out,
     struct kr_err *err);
-void kr_store_close(struct kr_store **store);
+void kr_store_close(struct kr_store **sp);
 /* The schema version this build writes. */
 int kr_store_schema_version(void);
 
@@ -308,5 +308,21 @@ typedef int (*kr_store_bounce_fn)(void *ctx, const struct kr_bounce_row *b);
 KR_NODISCARD int kr_store_bounce_foreach(struct kr_store *s,
     int64_t report_id, size_t limit, kr_store_bounce_fn fn, void *ctx,
     struct kr_err *err);
+
+/* ---- counts for /metrics ---- */
+
+/* Bounces and complaints stored so far (every report, counted or not). */
+struct kr_bounce_counts {
+	int64_t hard, soft, complaint;
+};
+KR_NODISCARD int kr_store_bounce_counts(struct kr_store *s,
+    struct kr_bounce_counts *out, struct kr_err *err);
+typedef int (*kr_store_tally_fn)(void *ctx, const char *list_id,
+    enum kr_sub_status status, int64_t n);
+/* Calls fn once per (list, status) that has subscriptions, in list id
+ * then status order (one query). A non-zero return from fn stops and is
+ * returned. fn must not use the store. */
+KR_NODISCARD int kr_store_subscriber_tally(struct kr_store *s,
+    kr_store_tally_fn fn, void *ctx, struct kr_err *err);
 
 #endif

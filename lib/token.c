@@ -240,7 +240,7 @@ kr_token_verify(const struct kr_keyring *ring, const char *token,
                 struct kr_err *err)
 {
 	unsigned char raw[RAW_MAX], mac[MAC_LEN];
-	struct kr_token_claims c;
+	struct kr_token_claims c = {0};
 	size_t body = 0, k;
 	uint32_t kid = 0;
 

@@ -182,7 +182,7 @@ static int sess_connected(struct smtp_sess *s, int fd, int *timeout_ms);
  * waiting for a delayed ACK: 23 → thousands of messages/s, see
  * bench/RESULTS.md) and bounds the connect by delivery.timeout. */
 int
-connect(int fd, __CONST_SOCKADDR_ARG addr_arg, socklen_t len)
+connect(int fd, __CONST_SOCKADDR_ARG addr_arg, socklen_t len) /* NOLINT(readability-inconsistent-declaration-parameter-name): glibc's own names are reserved */
 {
 	const struct sockaddr *addr = addr_arg.__sockaddr__;
 	struct smtp_sess *s = tl_sess;
@@ -627,7 +627,8 @@ on_event(smtp_session_t session, int event, void *arg, ...)
 	case SMTP_EV_UNUSABLE_CA_LIST:
 		abort_session(s, "TLS: client set-up failed (event %d)", event);
 		break;
-	case SMTP_EV_EXTNA_DSN:
+	/* Named on purpose, though they do what default does. */
+	case SMTP_EV_EXTNA_DSN: /* NOLINT(bugprone-branch-clone) */
 	case SMTP_EV_EXTNA_ETRN:
 	case SMTP_EV_EXTNA_CHUNKING:
 	case SMTP_EV_SYNTAXWARNING:

@@ -110,7 +110,7 @@ url_for_log(const char *url, char *out, size_t size)
 }
 
 static size_t
-discard(char *p, size_t size, size_t n, void *ctx)
+discard(char *p, size_t size, size_t n, void *ctx) /* NOLINT(readability-non-const-parameter): curl's write callback type */
 {
 	(void)p;
 	(void)ctx;

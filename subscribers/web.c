@@ -36,6 +36,7 @@
 #include "address.h"
 #include "buf.h"
 #include "config.h"
+#include "delivery.h"
 #include "err.h"
 #include "log.h"
 #include "pages.h"
@@ -58,6 +59,23 @@
 #define KR_WEB_CONFIRM_PER_DAY 3 /* confirmation mails per address */
 #define KR_WEB_CONFIRM_MAX_AGE (7 * 86400)
 #define KR_WEB_ARCHIVE_MAX 500
+
+/* The route label of kairan_http_requests_total: a fixed set, never the
+ * raw path (tokens, unbounded cardinality). */
+enum route_label {
+	RL_INDEX,
+	RL_SUBSCRIBE,
+	RL_CONFIRM,
+	RL_UNSUBSCRIBE,
+	RL_ARCHIVE,
+	RL_OTHER,
+	RL_N
+};
+static const char *const route_labels[RL_N] = {
+    "/", "/subscribe", "/confirm", "/unsubscribe", "/archive", "other",
+};
+#define KR_WEB_CODE_MIN 100 /* status codes counted: 100..599 */
+#define KR_WEB_CODE_N 500
 
 struct view_list {
 	char *id;
@@ -84,6 +102,8 @@ struct kr_web {
 	struct view *view;
 	kr_web_metrics_fn metrics_fn;
 	void *metrics_ctx;
+	kr_web_health_fn health_fn;
+	void *health_ctx;
 
 	pthread_mutex_t store_lock;
 	struct kr_store *store;
@@ -109,6 +129,8 @@ struct kr_web {
 	    n_rate_limited, n_confirm_mail, n_confirm_limited, n_confirmed,
 	    n_unsubscribed, n_bad_token, n_bad_address, n_errors,
 	    n_conn_refused;
+	/* Answers queued on the public listener by route and status. */
+	atomic_ulong n_answers[RL_N][KR_WEB_CODE_N];
 };
 
 enum route {
@@ -142,6 +164,10 @@ struct req {
 /* While the store worker runs a handler, answers are captured here
  * instead of queued (the connection is suspended). */
 static _Thread_local struct req *tl_capture;
+
+/* The status of the answer queued by the current call of the MHD access
+ * handler (0: none yet), so on_http can count it by route. */
+static _Thread_local unsigned tl_queued;
 
 /* con_cls of a request without a body between the two calls. */
 static char no_body;
@@ -406,6 +432,18 @@ out:
 
 /* ---- answers ---- */
 
+/* MHD_queue_response, noting the status for kairan_http_requests_total. */
+static enum MHD_Result
+queue_response(struct MHD_Connection *c, unsigned status,
+               struct MHD_Response *r)
+{
+	enum MHD_Result ret = MHD_queue_response(c, status, r);
+
+	if (ret == MHD_YES)
+		tl_queued = status;
+	return ret;
+}
+
 static enum MHD_Result
 send_buf(struct kr_web *web, struct MHD_Connection *c, unsigned status,
          const char *ctype, const char *lang, const char *data, size_t len,
@@ -439,7 +477,7 @@ send_buf(struct kr_web *web, struct MHD_Connection *c, unsigned status,
 		tl_capture->status = status;
 		ret = MHD_YES;
 	} else {
-		ret = MHD_queue_response(c, status, r);
+		ret = queue_response(c, status, r);
 		MHD_destroy_response(r);
 	}
 	if (status >= 500)
@@ -771,6 +809,10 @@ do_subscribe(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 	}
 	pthread_mutex_unlock(&web->store_lock);
 	locked = false;
+	/* Wake the delivery workers now: the confirmation leaves at once
+	 * instead of at their next idle poll. */
+	if (mailed)
+		kr_delivery_kick();
 	if (res.is_new)
 		atomic_fetch_add(&web->n_subscribe_new, 1);
 	kr_log_info("web: subscribe list=%s sub=%" PRId64 " new=%d "
@@ -856,12 +898,25 @@ out:
 	return rc;
 }
 
+/* The t= argument, or "" (refused as a bad token) when its decoded value
+ * holds a NUL: "t=TOKEN%00junk" must not pass for TOKEN. */
+static const char *
+token_arg(struct MHD_Connection *c)
+{
+	const char *tok = NULL;
+	size_t len = 0;
+
+	if (MHD_lookup_connection_value_n(c, MHD_GET_ARGUMENT_KIND, "t", 1,
+		&tok, &len) != MHD_YES || tok == NULL)
+		return NULL;
+	return strlen(tok) == len ? tok : "";
+}
+
 static enum MHD_Result
 do_confirm(struct kr_web *web, struct MHD_Connection *c, struct view *v,
            bool post)
 {
-	const char *tok =
-	    MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "t");
+	const char *tok = token_arg(c);
 	const struct kr_pages_text *t;
 	const struct view_list *l = NULL;
 	struct kr_subscriber sub;
@@ -947,8 +1002,7 @@ static enum MHD_Result
 do_unsubscribe(struct kr_web *web, struct MHD_Connection *c, struct view *v,
                struct req *rq)
 {
-	const char *tok =
-	    MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "t");
+	const char *tok = token_arg(c);
 	const struct kr_pages_text *t;
 	const struct view_list *l = NULL;
 	struct kr_subscriber sub;
@@ -1352,7 +1406,7 @@ handle_get(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 {
 	switch (r) {
 	case R_INDEX:
-		return MHD_queue_response(c, MHD_HTTP_OK, v->index);
+		return queue_response(c, MHD_HTTP_OK, v->index);
 	case R_CONFIRM:
 		return do_confirm(web, c, v, false);
 	case R_UNSUBSCRIBE:
@@ -1518,18 +1572,16 @@ needs_store(enum route r)
 }
 
 static enum MHD_Result
-on_http(void *cls, struct MHD_Connection *c, const char *url,
-        const char *method, const char *version, const char *upload_data,
-        size_t *upload_data_size, void **con_cls)
+route_request(struct kr_web *web, struct MHD_Connection *c, const char *url,
+              const char *method, const char *upload_data,
+              size_t *upload_data_size, void **con_cls)
 {
-	struct kr_web *web = cls;
 	struct req *rq;
 	struct view *v = NULL;
 	const char *cl;
 	enum route r;
 	enum MHD_Result ret = MHD_NO;
 
-	(void)version;
 	if (*con_cls == &no_body) {
 		/* The second call. Answering only now (not in the first call,
 		 * when MHD cannot know the body was read) keeps the
@@ -1551,7 +1603,7 @@ on_http(void *cls, struct MHD_Connection *c, const char *url,
 			/* Back from the store worker. */
 			if (rq->resp == NULL)
 				return MHD_NO;
-			return MHD_queue_response(c, rq->status, rq->resp);
+			return queue_response(c, rq->status, rq->resp);
 		}
 		/* The body of a POST, in pieces, then one final call. */
 		if (*upload_data_size > 0) {
@@ -1618,6 +1670,52 @@ out:
 	return ret;
 }
 
+static enum route_label
+route_label_of(const char *url)
+{
+	switch (route_of(url)) {
+	case R_INDEX:
+		return RL_INDEX;
+	case R_SUBSCRIBE:
+		return RL_SUBSCRIBE;
+	case R_CONFIRM:
+		return RL_CONFIRM;
+	case R_UNSUBSCRIBE:
+		return RL_UNSUBSCRIBE;
+	case R_ARCHIVE:
+	case R_ARCHIVE_ITEM:
+		return RL_ARCHIVE;
+	default:
+		return RL_OTHER;
+	}
+}
+
+/* The access handler of the public listener: routes the request, then
+ * counts the answer queued (if any) by route and status. Answers MHD
+ * makes by itself (a malformed request, headers past the memory limit)
+ * are not seen here. */
+static enum MHD_Result
+on_http(void *cls, struct MHD_Connection *c, const char *url,
+        const char *method, const char *version, const char *upload_data,
+        size_t *upload_data_size, void **con_cls)
+{
+	struct kr_web *web = cls;
+	enum MHD_Result ret;
+	unsigned code;
+
+	(void)version;
+	tl_queued = 0;
+	ret = route_request(web, c, url, method, upload_data, upload_data_size,
+	                    con_cls);
+	code = tl_queued;
+	tl_queued = 0;
+	if (code >= KR_WEB_CODE_MIN && code < KR_WEB_CODE_MIN + KR_WEB_CODE_N)
+		atomic_fetch_add(&web->n_answers[route_label_of(url)]
+		                                [code - KR_WEB_CODE_MIN],
+		                 1);
+	return ret;
+}
+
 /* ---- the admin handler ---- */
 
 static void
@@ -1629,10 +1727,36 @@ metric(struct kr_buf *b, const char *name, const char *help,
 		return;
 }
 
+/* kairan_http_requests_total{route,code}: the pairs seen so far. */
+static void
+metric_answers(struct kr_web *web, struct kr_buf *b)
+{
+	unsigned long n;
+	size_t r, i;
+
+	if (kr_buf_puts(b, "# HELP kairan_http_requests_total Answers on the "
+	                   "public listener by route and status code.\n"
+	                   "# TYPE kairan_http_requests_total counter\n") == -1)
+		return;
+	for (r = 0; r < RL_N; r++)
+		for (i = 0; i < KR_WEB_CODE_N; i++) {
+			n = atomic_load(&web->n_answers[r][i]);
+			if (n == 0)
+				continue;
+			if (kr_buf_printf(
+			        b,
+			        "kairan_http_requests_total{route=\"%s\","
+			        "code=\"%zu\"} %lu\n",
+			        route_labels[r], i + KR_WEB_CODE_MIN, n) == -1)
+				return;
+		}
+}
+
 static enum MHD_Result
 on_admin(void *cls, struct MHD_Connection *c, const char *url,
          const char *method, const char *version, const char *upload_data,
-         size_t *upload_data_size, void **con_cls)
+         size_t *upload_data_size, /* NOLINT(readability-non-const-parameter): MHD's handler type */
+         void **con_cls)
 {
 	struct kr_web *web = cls;
 	struct kr_buf out;
@@ -1661,19 +1785,34 @@ on_admin(void *cls, struct MHD_Connection *c, const char *url,
 		goto out;
 	}
 	if (strcmp(url, "/healthz") == 0) {
+		kr_web_health_fn hfn;
+		void *hctx;
+
 		pthread_mutex_lock(&web->store_lock);
 		rc = kr_store_ping(web->store, &e);
 		pthread_mutex_unlock(&web->store_lock);
+		pthread_mutex_lock(&web->lock);
+		hfn = web->health_fn;
+		hctx = web->health_ctx;
+		pthread_mutex_unlock(&web->lock);
+		if (rc != 0 && kr_buf_printf(&out, "store: %s\n", e.msg) < 0)
+			goto out;
+		/* The delivery side: relay refusing or silent, store full or
+		 * locked for the workers. */
+		if (hfn != NULL && hfn(hctx, &out) != 0)
+			rc = -1;
 		if (rc == 0)
 			ret = send_buf(web, c, 200, "text/plain; charset=utf-8",
 			               NULL, "ok\n", 3, NULL, 0, false);
-		else if (kr_buf_printf(&out, "store: %s\n", e.msg) == 0)
+		else
 			ret = send_buf(web, c, 503, "text/plain; charset=utf-8",
 			               NULL, out.data, out.len, NULL, 0, false);
 		goto out;
 	}
-	metric(&out, "kairan_http_requests_total",
-	       "Requests on the public listener.", web->n_requests);
+	metric_answers(web, &out);
+	metric(&out, "kairan_http_requests_received_total",
+	       "Requests on the public listener, answered or not.",
+	       web->n_requests);
 	metric(&out, "kairan_http_subscribe_total", "POST /subscribe requests.",
 	       web->n_subscribe);
 	metric(&out, "kairan_http_subscribe_new_total",
@@ -1799,7 +1938,7 @@ out:
 static unsigned
 port_of(int fd)
 {
-	struct sockaddr_storage ss;
+	struct sockaddr_storage ss = {0};
 	socklen_t len = sizeof(ss);
 
 	if (getsockname(fd, (struct sockaddr *)&ss, &len) == -1)
@@ -2002,6 +2141,15 @@ kr_web_set_metrics(struct kr_web *web, kr_web_metrics_fn fn, void *ctx)
 	pthread_mutex_lock(&web->lock);
 	web->metrics_fn = fn;
 	web->metrics_ctx = ctx;
+	pthread_mutex_unlock(&web->lock);
+}
+
+void
+kr_web_set_health(struct kr_web *web, kr_web_health_fn fn, void *ctx)
+{
+	pthread_mutex_lock(&web->lock);
+	web->health_fn = fn;
+	web->health_ctx = ctx;
 	pthread_mutex_unlock(&web->lock);
 }
 

@@ -48,6 +48,11 @@ struct kr_web_listen {
  * Called from an MHD thread. */
 typedef void (*kr_web_metrics_fn)(void *ctx, struct kr_buf *out);
 
+/* Appends what is wrong to out for GET /healthz (one line per failing
+ * part) and returns 1, or returns 0 when all is well. Called from an MHD
+ * thread. */
+typedef int (*kr_web_health_fn)(void *ctx, struct kr_buf *out);
+
 /* Starts both listeners. listen may be NULL (bind both). Returns 0 with
  * *web_out set, or -1 (err: KR_ERR_IO when a socket cannot be bound,
  * KR_ERR_DB when the store cannot be opened). */
@@ -63,6 +68,9 @@ KR_NODISCARD int kr_web_set_config(struct kr_web *web,
                                    struct kr_err *err);
 /* Adds fn's output to GET /metrics (NULL removes it). */
 void kr_web_set_metrics(struct kr_web *web, kr_web_metrics_fn fn, void *ctx);
+/* Adds fn's verdict to GET /healthz (NULL removes it): 503 with its lines
+ * when it returns non-zero, else 200 "ok". */
+void kr_web_set_health(struct kr_web *web, kr_web_health_fn fn, void *ctx);
 /* The port the public listener is bound to (useful with port 0). */
 unsigned kr_web_http_port(const struct kr_web *web);
 /* Stops both listeners (in-flight requests finish), closes the store and

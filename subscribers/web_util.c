@@ -468,7 +468,8 @@ kr_web_rl_new(double per_sec, double burst, size_t max_keys)
 	rl->n_slots = 64;
 	while (rl->n_slots < rl->max_keys && rl->n_slots < (1u << 20))
 		rl->n_slots *= 2;
-	rl->slots = kr_xcalloc(rl->n_slots, sizeof(*rl->slots));
+	/* An array of pointers: sizeof(pointer) is meant. */
+	rl->slots = kr_xcalloc(rl->n_slots, sizeof(*rl->slots)); /* NOLINT(bugprone-sizeof-expression) */
 	return rl;
 }
 

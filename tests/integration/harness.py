@@ -9,6 +9,7 @@ kairanctl; KAIRAN_ROOT the repository.
 import atexit
 import json
 import os
+import re
 import shutil
 import signal
 import signal as _sig
@@ -142,13 +143,25 @@ class SmtpServer:
         os.makedirs(self.dir)
         self.rules_path = os.path.join(base, "rules-%d.json" % self.port)
         self.set_rules(rules or {})
+        self.base = base
+        self.extra = list(extra)
+        self.up()
+
+    def up(self):
+        """Starts the server (again, after down(): same port, same
+        folder; numbering goes on)."""
         self.proc = Proc(["/usr/bin/python3", os.path.join(HERE,
                           "smtp_server.py"), "--port", str(self.port),
                           "--dir", self.dir, "--rules", self.rules_path]
-                         + list(extra),
-                         log=os.path.join(base, "smtp-%d.log" % self.port))
+                         + self.extra,
+                         log=os.path.join(self.base, "smtp-%d.log" %
+                                          self.port))
         if not wait_port(self.port, 15):
             raise RuntimeError("smtp server did not start")
+
+    def down(self):
+        """Stops the server: connections to its port are refused."""
+        self.proc.stop()
 
     def set_rules(self, rules):
         tmp = self.rules_path + ".tmp"
@@ -194,17 +207,19 @@ def config_text(base, http_port, admin_port, smtp_port=None, lists=None,
       株式会社Example 東京都千代田区 / 配信停止: {{unsubscribe_url}}
 """
     if smtp_port:
+        # Defaults for the keys delivery_extra does not set itself.
+        defaults = "".join(
+            "  %s: %s\n" % (key, val) for key, val in
+            (("workers", "2"), ("retry", "[1s, 2s]"), ("max_age", "1h"))
+            if not re.search(r"^  %s:" % key, delivery_extra, re.M))
         transport = """delivery:
   transport: smtp
-  workers: 2
-  retry: [1s, 2s]
-  max_age: 1h
-%s
+%s%s
 smtp:
   - host: 127.0.0.1
     port: %d
     tls: none
-""" % (delivery_extra, smtp_port)
+""" % (defaults, delivery_extra, smtp_port)
     else:
         transport = """delivery:
   transport: maildir
@@ -248,9 +263,18 @@ class Kairan:
             self.start()
 
     def start(self):
-        self.proc = Proc([KAIRAND, "--config", self.config], env=self.env,
+        # make valgrind: KAIRAN_VALGRIND holds the valgrind command line;
+        # its report goes to valgrind-PID.log and an error makes kairand
+        # exit 1 (so "SIGTERM exits 0" fails).
+        vg = os.environ.get("KAIRAN_VALGRIND", "").split()
+        if vg:
+            vg.append("--log-file=" + os.path.join(self.base,
+                                                   "valgrind-%p.log"))
+        self.proc = Proc(vg + [KAIRAND, "--config", self.config],
+                         env=self.env,
                          log=os.path.join(self.base, "kairand.log"))
-        if not wait_port(self.http_port, 20) or \
+        t = 120 if vg else 20
+        if not wait_port(self.http_port, t) or \
                 not wait_port(self.admin_port, 10):
             raise RuntimeError("kairand did not start:\n" + self.logtext())
 

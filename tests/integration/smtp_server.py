@@ -21,7 +21,7 @@ test can change it while the server runs):
    "connect": "421 4.7.0 busy",    # answer to every new connection
    "hang": false}                  # accept but never answer
 
-Usage: smtp_server.py --port P --dir DIR [--rules FILE] [--tls-cert C
+Usage: smtp_server.py --port P --dir DIR [--rules FILE] [--log-only] [--tls-cert C
        --tls-key K] [--require-starttls] [--auth USER:PASS] [--implicit-tls]
 Prints "READY" on stdout once listening.
 """
@@ -48,10 +48,18 @@ def load_rules(path):
 
 
 class Handler:
-    def __init__(self, outdir, rules_path):
+    def __init__(self, outdir, rules_path, store=True):
         self.outdir = outdir
+        self.store = store
         self.rules_path = rules_path
+        # A restart on the same folder (relay down, then back) goes on
+        # numbering after the messages already there.
         self.n = 0
+        try:
+            with open(os.path.join(outdir, "log.jsonl")) as f:
+                self.n = sum(1 for line in f if line.strip())
+        except OSError:
+            pass
         self.log = open(os.path.join(outdir, "log.jsonl"), "a", buffering=1)
 
     def rules(self):
@@ -87,10 +95,11 @@ class Handler:
                 return ans
         self.n += 1
         n = self.n
-        path = os.path.join(self.outdir, "%d.eml" % n)
-        with open(path + ".tmp", "wb") as f:
-            f.write(envelope.original_content or envelope.content)
-        os.rename(path + ".tmp", path)
+        if self.store:
+            path = os.path.join(self.outdir, "%d.eml" % n)
+            with open(path + ".tmp", "wb") as f:
+                f.write(envelope.original_content or envelope.content)
+            os.rename(path + ".tmp", path)
         self.log.write(json.dumps({
             "n": n, "mail_from": envelope.mail_from,
             "rcpt": envelope.rcpt_tos, "size": len(envelope.content),
@@ -145,9 +154,11 @@ def main():
     ap.add_argument("--require-starttls", action="store_true")
     ap.add_argument("--implicit-tls", action="store_true")
     ap.add_argument("--auth")
+    ap.add_argument("--log-only", action="store_true",
+                    help="log.jsonl only, no .eml files (soak runs)")
     a = ap.parse_args()
     os.makedirs(a.dir, exist_ok=True)
-    handler = Handler(a.dir, a.rules)
+    handler = Handler(a.dir, a.rules, store=not a.log_only)
     kw = {"data_size_limit": 64 * 1024 * 1024, "enable_SMTPUTF8": True}
     ctx = None
     if a.tls_cert:

@@ -47,10 +47,26 @@ ok(rc == 0, "KAIRAN_CONFIG", (rc, out, err))
 rc, out, err = ctl("--config", "config/dev.yaml", "check-config")
 ok(rc == 0 and "transport maildir" in out, "config/dev.yaml OK",
    (rc, out, err))
+# Its DKIM keys are not in /etc/kairan/dkim here: check-config loads them
+# (as kairand does), so it names the missing file; with keys made by
+# `kairanctl dkim keygen` in their place the example is OK.
 rc, out, err = ctl("--config", "config/kairan.yaml", "check-config",
                    env={"KAIRAN_SMTP_PASSWORD": "not-printed"})
-ok(rc == 0 and "not-printed" not in out + err, "config/kairan.yaml OK",
+ok(rc == 2 and "/etc/kairan/dkim/kairan-rsa.key" in err and
+   "not-printed" not in out + err,
+   "config/kairan.yaml without its DKIM keys: the key file is named",
    (rc, out, err))
+dkim_dir = os.path.join(base, "dkim")
+os.mkdir(dkim_dir, 0o700)
+rc, out, err = ctl("dkim", "keygen", "--domain", "news.example.jp",
+                   "--selector", "kairan", "--dir", dkim_dir)
+with open(os.path.join(ROOT, "config/kairan.yaml"), encoding="utf-8") as f:
+    example = write("example.yaml", f.read().replace("/etc/kairan/dkim",
+                                                     dkim_dir))
+rc, out, err = ctl("--config", example, "check-config",
+                   env={"KAIRAN_SMTP_PASSWORD": "not-printed"})
+ok(rc == 0 and "not-printed" not in out + err,
+   "config/kairan.yaml OK (with its DKIM keys)", (rc, out, err))
 with open(os.path.join(ROOT, "config/kairan.yaml"), encoding="utf-8") as f:
     pw_line = [i + 1 for i, line in enumerate(f)
                if line.startswith("    password_file: ")][0]

@@ -37,8 +37,8 @@ import harness  # noqa: E402
 from harness import ok, done  # noqa: E402
 
 # The shortest lease the config takes, so rows claimed by a killed
-# daemon come back quickly; 2 workers (the harness) x 50 per batch.
-DELIVERY = "  lease: 10s\n  batch: 50"
+# daemon come back quickly; 4 workers x 50 per batch.
+DELIVERY = "  lease: 10s\n  batch: 50\n  workers: 4"
 
 
 def in_flight(db, now):
@@ -63,7 +63,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--max-delay", type=float, default=None,
-                    help="longest run between kills in seconds")
+                    help="longest wait for the next kill, seconds")
     a = ap.parse_args()
     seed = a.seed if a.seed is not None else int(time.time())
     rnd = random.Random(seed)
@@ -87,17 +87,20 @@ def main():
     for r in range(a.rounds):
         got = len(smtp.log())
         # Kill at a random point: sometimes during start-up (before or
-        # while the first batch is claimed), mostly mid-send.
+        # while the first batch is claimed), mostly mid-send, after a
+        # random number of further messages arrived (so every round
+        # kills mid-send however fast the machine is). Rows leased by
+        # the previous daemon wait for their lease (10 s) meanwhile.
+        t_round = time.time()
         if r > 0 and rnd.random() < 0.25:
-            delay = rnd.uniform(0.0, 0.5)
+            time.sleep(rnd.uniform(0.0, 0.5))
         else:
-            if r == 0:
-                # Make sure sending is under way before the first kill.
-                harness.wait_for(lambda: len(smtp.log()) > got, 60)
-            hi = a.max_delay if a.max_delay else max(
-                1.0, min(6.0, n / 2000.0 * 1.5))
-            delay = rnd.uniform(0.2, hi)
-        time.sleep(delay)
+            share = max(1, (n - got) // (a.rounds - r + 1))
+            target = got + rnd.randint(1, share)
+            harness.wait_for(lambda: len(smtp.log()) >= target,
+                             a.max_delay or 30, 0.02)
+            time.sleep(rnd.uniform(0.0, 0.1))
+        delay = time.time() - t_round
         k.proc.kill9()
         now = int(time.time())
         ids, states = in_flight(db, now)

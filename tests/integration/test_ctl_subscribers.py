@@ -157,6 +157,21 @@ rc, out, err = k.ctl("subscribers", "add", "New@Example.JP", "--list", "ops",
 ok(rc == 0 and "added to ops (active)" in out, "add --confirmed", (out, err))
 rc, out, err = k.ctl("subscribers", "add", "New@example.jp", "--list", "ops")
 ok(rc == 0 and "already on ops (active)" in out, "add twice", (out, err))
+# Letter case: one subscription per address, kept as first typed.
+rc, out, err = k.ctl("subscribers", "add", "NEW@example.jp", "--list", "ops")
+ok(rc == 0 and "already on ops (active)" in out,
+   "add in other letter case: already on", (out, err))
+case_csv = os.path.join(base, "case.csv")
+with open(case_csv, "w") as f:
+    f.write("email\r\nnew@EXAMPLE.jp\r\nnEw@example.jp\r\n")
+rc, out, err = k.ctl("subscribers", "import", case_csv, "--list", "ops",
+                     "--confirmed")
+ok(rc == 0 and "0 added, 2 already there" in out,
+   "import in other letter case adds nothing", (out, err))
+rc, out, err = k.ctl("subscribers", "list", "--list", "ops")
+ops = [l.split("\t")[3] for l in out.splitlines() if l]
+ok([a for a in ops if a.lower() == "new@example.jp"] == ["New@example.jp"],
+   "one row, spelled as first typed", ops)
 rc, out, err = k.ctl("subscribers", "add", "hank@example.jp", "--list",
                      "news")
 ok(rc == 1 and "unsubscribed" in out,

@@ -56,6 +56,16 @@ else
 	notok "security --threshold=15 passes" "$(tail -n 5 <<<"$out")"
 fi
 
+# /etc/kairan keeps the mode `make install` gives it (0755): another mode
+# makes systemd warn at every start.
+cdm=$(sed -n 's/^ConfigurationDirectoryMode=//p' systemd/kairan.service)
+inst=$(sed -n '/install -d -m/{s/.*install -d -m \([0-7]*\).*/\1/p;q}' Makefile)
+if [ "$cdm" = 0755 ] && [ "$inst" = 0755 ]; then
+	ok "ConfigurationDirectoryMode=$cdm matches make install's $inst"
+else
+	notok "ConfigurationDirectoryMode '$cdm' matches make install's '$inst'"
+fi
+
 # The snippets work: sysusers (dry run) and tmpfiles (into a scratch root
 # whose passwd knows the user).
 mkdir -p "$tmp/root/etc"

@@ -268,6 +268,217 @@ test_store_migrates_v1_in_place(void **state)
 	    1);
 }
 
+/* Addresses differ only in letter case: one subscription, stored as first
+ * typed; every lookup by address ignores case. */
+static void
+test_store_email_case_insensitive(void **state)
+{
+	struct fx *f = *state;
+	struct kr_consent form = {"form", "192.0.2.1", "Mozilla"};
+	struct kr_sub_result res;
+	struct kr_subscriber sub = {0}, got;
+	struct kr_err err = {0};
+	bool added = true;
+	int64_t id, n = 0, other;
+
+	open_ok(f);
+	assert_int_equal(kr_store_subscribe(f->s, "news", "Taro@example.jp",
+	                                    NULL, &form, true, NOW, &res, &err),
+	                 0);
+	assert_true(res.is_new);
+	id = res.id;
+	assert_int_equal(kr_store_subscribe(f->s, "news", "taro@example.jp",
+	                                    NULL, &form, true, NOW + 1, &res,
+	                                    &err),
+	                 0);
+	assert_false(res.is_new);
+	assert_int_equal(res.id, id);
+	assert_int_equal(kr_store_subscriber_count(f->s, "news", -1, &n, &err),
+	                 0);
+	assert_int_equal(n, 1);
+	/* Kept as typed first: mail goes to that spelling. */
+	assert_int_equal(kr_store_subscriber_find(f->s, "news",
+	                                          "TARO@EXAMPLE.JP", &got,
+	                                          &err),
+	                 1);
+	assert_int_equal(got.id, id);
+	assert_string_equal(got.email, "Taro@example.jp");
+	/* Import and the confirmation limit. */
+	snprintf(sub.list_id, sizeof(sub.list_id), "news");
+	snprintf(sub.email, sizeof(sub.email), "tArO@example.jp");
+	sub.status = KR_SUB_ACTIVE;
+	assert_int_equal(kr_store_subscriber_import(f->s, &sub, &added, &err),
+	                 0);
+	assert_false(added);
+	assert_int_equal(kr_store_confirm_enqueue(f->s, id, NOW, &err), 0);
+	assert_int_equal(
+	    kr_store_confirm_count(f->s, "taro@example.jp", 0, &n, &err), 0);
+	assert_int_equal(n, 1);
+	/* Another list is another subscription; unsubscribing from every
+	 * list finds it whatever the case. */
+	other = add_sub(f->s, "other", "TARO@example.jp", KR_SUB_ACTIVE);
+	assert_true(other != id);
+	assert_int_equal(
+	    kr_store_subscriber_unsubscribe(f->s, id, true, NOW + 2, &err), 2);
+	assert_int_equal(kr_store_subscriber_get(f->s, other, &got, &err), 1);
+	assert_int_equal(got.status, KR_SUB_UNSUBSCRIBED);
+	kr_store_close(&f->s);
+	/* The database itself refuses a second spelling. */
+	assert_true(shell_sql(f->db, "INSERT INTO subscribers (list_id, email,"
+	                             " status, created_at) VALUES ('news',"
+	                             " 'TARO@example.jp', 1, 1);") != 0);
+}
+
+/* v2 and v3 as released, on top of v1_sql. */
+static const char v2_v3_sql[] =
+    "CREATE TABLE events (id INTEGER PRIMARY KEY, at INTEGER NOT NULL,"
+    " kind TEXT NOT NULL, subscriber_id INTEGER, report_id INTEGER,"
+    " detail TEXT NOT NULL DEFAULT '');\n"
+    "CREATE INDEX events_subscriber ON events (subscriber_id);\n"
+    "CREATE INDEX subscribers_email ON subscribers (email);\n"
+    "CREATE TABLE bounces (id INTEGER PRIMARY KEY, at INTEGER NOT NULL,"
+    " subscriber_id INTEGER NOT NULL"
+    "  REFERENCES subscribers (id) ON DELETE CASCADE,"
+    " report_id INTEGER, kind INTEGER NOT NULL,"
+    " status TEXT NOT NULL DEFAULT '', diagnostic TEXT NOT NULL DEFAULT '',"
+    " source TEXT NOT NULL DEFAULT '', counted INTEGER NOT NULL DEFAULT 0);\n"
+    "CREATE INDEX bounces_subscriber ON bounces (subscriber_id, kind, at);\n"
+    "CREATE INDEX bounces_report ON bounces (report_id);\n";
+
+/* A v3 file with case duplicates: a newer spelling never mailed and no
+ * different from the oldest is merged away; one on another list stays. */
+static void
+test_store_migrates_v3_case_duplicates(void **state)
+{
+	struct fx *f = *state;
+	struct kr_subscriber sub;
+	struct kr_sub_result res;
+	struct kr_consent form = {"form", "192.0.2.1", "Mozilla"};
+	struct kr_err err = {0};
+	int64_t n = 0;
+	char *sql = kr_xasprintf(
+	    "%s%s"
+	    "INSERT INTO subscribers (id, list_id, email, status, created_at)"
+	    " VALUES (1, 'news', 'Taro@example.jp', 1, 5),"
+	    " (2, 'news', 'taro@example.jp', 1, 6),"
+	    " (3, 'other', 'TARO@example.jp', 1, 7),"
+	    " (4, 'news', 'hanako@example.jp', 1, 8),"
+	    " (5, 'news', 'Jiro@example.jp', 2, 9),"
+	    " (6, 'news', 'jiro@example.jp', 1, 10);\n"
+	    "INSERT INTO deliveries (kind, report_id, subscriber_id, domain,"
+	    " queued_at, state) VALUES (1, NULL, 1, 'example.jp', 5, 1);\n"
+	    "PRAGMA user_version = 3;\n",
+	    v1_sql, v2_v3_sql);
+
+	assert_int_equal(shell_sql(f->db, sql), 0);
+	free(sql);
+	/* Jiro's two rows differ (unsubscribed, then active again): that
+	 * is the operator's to merge. Drop it here; the conflict case has
+	 * its own test. */
+	assert_int_equal(shell_sql(f->db, "DELETE FROM subscribers"
+	                                  " WHERE id = 5;"),
+	                 0);
+	open_ok(f);
+	kr_store_close(&f->s);
+	assert_int_equal(shell_int(f->db, "PRAGMA user_version"),
+	                 kr_store_schema_version());
+	assert_int_equal(shell_int(f->db, "SELECT count(*) FROM subscribers"),
+	                 4);
+	assert_int_equal(
+	    shell_int(f->db, "SELECT count(*) FROM subscribers WHERE id = 2"), 0);
+	assert_int_equal(shell_int(f->db, "SELECT subscriber_id FROM events"
+	                                  " WHERE kind = 'merged duplicate'"),
+	                 1);
+	assert_int_equal(
+	    shell_int(f->db, "SELECT count(*) FROM sqlite_master WHERE name ="
+	                     " 'subscribers_list_email_nocase'"),
+	    1);
+	open_ok(f);
+	assert_int_equal(kr_store_subscriber_find(f->s, "news",
+	                                          "taro@example.jp", &sub, &err),
+	                 1);
+	assert_int_equal(sub.id, 1);
+	assert_string_equal(sub.email, "Taro@example.jp");
+	assert_int_equal(kr_store_subscriber_find(f->s, "other",
+	                                          "taro@example.jp", &sub, &err),
+	                 1);
+	assert_int_equal(sub.id, 3);
+	assert_int_equal(kr_store_subscribe(f->s, "news", "JIRO@example.jp",
+	                                    NULL, &form, true, NOW, &res, &err),
+	                 0);
+	assert_false(res.is_new);
+	assert_int_equal(kr_store_subscriber_count(f->s, "news", -1, &n, &err),
+	                 0);
+	assert_int_equal(n, 3);
+}
+
+/* Case duplicates each with mail history (or a different state): the
+ * migration stops before v4, changes nothing, and the store works on,
+ * matching without case (the exact spelling first), until the operator
+ * removes one; the next open completes v4. */
+static void
+test_store_v4_waits_for_operator(void **state)
+{
+	struct fx *f = *state;
+	struct kr_subscriber sub;
+	struct kr_sub_result res;
+	struct kr_consent form = {"form", "192.0.2.1", "Mozilla"};
+	struct kr_err err = {0};
+	int64_t n = 0;
+	char *sql = kr_xasprintf(
+	    "%s%s"
+	    "INSERT INTO subscribers (id, list_id, email, status, created_at)"
+	    " VALUES (1, 'news', 'Hanako@example.jp', 1, 5),"
+	    " (2, 'news', 'hanako@example.jp', 1, 6),"
+	    " (3, 'news', 'Jiro@example.jp', 2, 7),"
+	    " (4, 'news', 'jiro@example.jp', 1, 8);\n"
+	    "INSERT INTO deliveries (kind, report_id, subscriber_id, domain,"
+	    " queued_at, state) VALUES (1, NULL, 1, 'example.jp', 5, 1),"
+	    " (1, NULL, 2, 'example.jp', 6, 1);\n"
+	    "PRAGMA user_version = 3;\n",
+	    v1_sql, v2_v3_sql);
+
+	assert_int_equal(shell_sql(f->db, sql), 0);
+	free(sql);
+	open_ok(f);
+	assert_int_equal(kr_store_subscriber_count(f->s, NULL, -1, &n, &err),
+	                 0);
+	assert_int_equal(n, 4);
+	/* The exact spelling first, so `remove ADDRESS` takes that one. */
+	assert_int_equal(kr_store_subscriber_find(f->s, "news",
+	                                          "hanako@example.jp", &sub,
+	                                          &err),
+	                 1);
+	assert_int_equal(sub.id, 2);
+	assert_int_equal(kr_store_subscriber_find(f->s, "news",
+	                                          "HANAKO@example.jp", &sub,
+	                                          &err),
+	                 1);
+	assert_int_equal(sub.id, 1);
+	/* No third spelling gets in meanwhile. */
+	assert_int_equal(kr_store_subscribe(f->s, "news", "HANAKO@example.jp",
+	                                    NULL, &form, true, NOW, &res, &err),
+	                 0);
+	assert_false(res.is_new);
+	kr_store_close(&f->s);
+	assert_int_equal(shell_int(f->db, "PRAGMA user_version"), 3);
+	assert_int_equal(
+	    shell_int(f->db, "SELECT count(*) FROM sqlite_master WHERE name"
+	                     " LIKE 'kr_case%'"),
+	    0);
+
+	open_ok(f);
+	assert_int_equal(kr_store_subscriber_delete(f->s, 2, &err), 0);
+	assert_int_equal(kr_store_subscriber_delete(f->s, 3, &err), 0);
+	kr_store_close(&f->s);
+	open_ok(f);
+	kr_store_close(&f->s);
+	assert_int_equal(shell_int(f->db, "PRAGMA user_version"),
+	                 kr_store_schema_version());
+	assert_int_equal(shell_int(f->db, "SELECT count(*) FROM subscribers"),
+	                 2);
+}
+
 static void
 refuse_untouched(struct fx *f, const char *want)
 {
@@ -1058,6 +1269,9 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    T(test_store_open_creates_current_schema),
 	    T(test_store_migrates_v1_in_place),
+	    T(test_store_email_case_insensitive),
+	    T(test_store_migrates_v3_case_duplicates),
+	    T(test_store_v4_waits_for_operator),
 	    T(test_store_refuses_not_sqlite),
 	    T(test_store_refuses_newer_schema),
 	    T(test_store_refuses_foreign_sqlite),
