@@ -420,14 +420,15 @@ finish(struct smtp_sess *s, struct smtp_mstate *ms, enum kr_send_result res,
 static void
 flush_outcomes(struct smtp_sess *s)
 {
-	size_t i;
+	size_t i, n;
 
 	if (s == NULL || s->n_pend == 0)
 		return;
-	for (i = 0; i < s->n_pend; i++)
+	n = s->n_pend;
+	s->n_pend = 0; /* taken before done runs: each is handed over once */
+	for (i = 0; i < n; i++)
 		if (s->done != NULL)
 			s->done(s->ctx, s->pend[i]->msg);
-	s->n_pend = 0;
 }
 
 /* Called by poll() in a session, before it polls. */
