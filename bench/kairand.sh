@@ -37,13 +37,16 @@ SOURCE=/usr/sbin/smtp-source
 # KAIRAN_BENCH_NOBUILD=1 uses build/release as it is.
 [ -n "${KAIRAN_BENCH_NOBUILD:-}" ] ||
 	make --no-print-directory FLAVOUR=release build-release >/dev/null
-B=$ROOT/build/release
+# KAIRAN_BENCH_BUILD=DIR runs the kairand and kairanctl found in DIR (A/B runs).
+B=${KAIRAN_BENCH_BUILD:-$ROOT/build/release}
 tmp=$(mktemp -d /tmp/kairan-bench.XXXXXX)
 kpid=""
 spid=""
+wpid=""
 cleanup() {
 	[ -n "$kpid" ] && kill "$kpid" 2>/dev/null && wait "$kpid" 2>/dev/null
 	[ -n "$spid" ] && kill "$spid" 2>/dev/null && wait "$spid" 2>/dev/null
+	[ -n "$wpid" ] && kill "$wpid" 2>/dev/null
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -56,6 +59,33 @@ mesg_of() {
 	[ -s "$1" ] || { echo 0; return; }
 	tail -c 200 "$1" | tr '\r' '\n' | grep -E '^sess=' | tail -n1 |
 		sed -E 's/.*mesg=([0-9]+).*/\1/'
+}
+# watch_start LOG N TIMEOUT: one quiet process that reads the end of the
+# sink's log every 20 ms and exits 0 once it counts N messages (1 on
+# timeout); wpid is its pid. It runs beside both senders alike: polling
+# with tail|tr|grep|sed every 10 ms, as this script did before, took
+# about a quarter of a core on this 2-core machine, during kairand's run
+# only (perf record -a).
+watch_start() {
+	/usr/bin/python3 - "$@" <<'PYEOF' &
+import os, re, sys, time
+log, want, limit = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+end = time.monotonic() + limit
+pat = re.compile(rb"sess=\d+ quit=\d+ mesg=(\d+)")
+while time.monotonic() < end:
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 200))
+            got = pat.findall(f.read())
+        if got and int(got[-1]) >= want:
+            sys.exit(0)
+    except OSError:
+        pass
+    time.sleep(0.02)
+sys.exit(1)
+PYEOF
+	wpid=$!
+	sleep 0.2 # its start-up, before the clock starts
 }
 start_sink() { # PORT LOG
 	local args=(-c -m 1024 -t 300)
@@ -71,13 +101,6 @@ start_sink() { # PORT LOG
 	echo "bench: smtp-sink did not start" >&2; exit 1
 }
 stop_sink() { kill "$spid" 2>/dev/null; wait "$spid" 2>/dev/null || true; spid=""; }
-wait_mesg() { # LOG N TIMEOUT
-	local end=$(($(date +%s) + $3))
-	while [ "$(mesg_of "$1")" -lt "$2" ]; do
-		[ "$(date +%s)" -lt "$end" ] || return 1
-		sleep 0.01
-	done
-}
 
 # The subscribers, and a ~10 KB Japanese report.
 /usr/bin/python3 - "$tmp" "$n" <<'EOF'
@@ -137,6 +160,7 @@ EOF
 	"$B/kairanctl" --config "$cfg" subscribers import "$tmp/subs.csv" \
 		--list bench --confirmed >/dev/null
 	t1=$(date +%s%N)
+	wpid=""
 	import_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", (b-a)/1e9}')
 	if [ "$1" = 1 ]; then
 		"$B/kairanctl" --config "$cfg" send "$tmp/report.md" \
@@ -152,15 +176,18 @@ EOF
 		sleep 0.05
 	done
 	sleep 0.5
+	watch_start "$log" "$n" 1800
 	c0=$(cpu_of "$kpid")
 	t0=$(date +%s%N)
 	"$B/kairanctl" --config "$cfg" send "$tmp/report.md" >/dev/null
-	if ! wait_mesg "$log" "$n" 1800; then
+	tq=$(date +%s%N)
+	if ! wait "$wpid"; then
 		echo "bench: kairand stalled at $(mesg_of "$log") of $n" >&2
 		tail -n 20 "$tmp/kairand.log" >&2
 		exit 1
 	fi
 	t1=$(date +%s%N)
+	wpid=""
 	c1=$(cpu_of "$kpid")
 	rss=$(awk '/VmHWM/ {print $2}' "/proc/$kpid/status")
 	kill "$kpid"; wait "$kpid" || true; kpid=""
@@ -170,19 +197,22 @@ EOF
 	k_cpu+=("$(awk -v a="$c0" -v b="$c1" 'BEGIN{printf "%.2f", b-a}')")
 	k_rss+=("$rss")
 	k_import+=("$import_s")
-	echo "kairand run $1: $n messages in ${wall}s, cpu ${k_cpu[-1]}s, peak rss ${rss} KB (import ${import_s}s)" >&2
+	k_queue+=("$(awk -v a="$t0" -v b="$tq" 'BEGIN{printf "%.2f", (b-a)/1e9}')")
+	echo "kairand run $1: $n messages in ${wall}s, cpu ${k_cpu[-1]}s, peak rss ${rss} KB (import ${import_s}s, send returned after ${k_queue[-1]}s)" >&2
 }
 
 run_source() { # RUN
 	local port log t0 t1 wall
 	port=$(free_port); log=$tmp/sink-src.log
 	start_sink "$port" "$log"
+	watch_start "$log" "$n" 600
 	t0=$(date +%s%N)
 	"$SOURCE" -d -s "$workers" -m "$n" -F "$msgfile" \
 		-f report@news.example.jp -t reader@example.net \
 		"127.0.0.1:$port" >/dev/null 2>&1
-	wait_mesg "$log" "$n" 600 || echo "bench: smtp-source short" >&2
+	wait "$wpid" || echo "bench: smtp-source short" >&2
 	t1=$(date +%s%N)
+	wpid=""
 	stop_sink
 	wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", (b-a)/1e9}')
 	s_wall+=("$wall")
@@ -196,13 +226,14 @@ range() {
 	    'NR == 1 {hi = n / $1} {lo = n / $1} END {printf "%.0f–%.0f", lo, hi}'
 }
 
-k_wall=(); k_cpu=(); k_rss=(); k_import=(); s_wall=()
+k_wall=(); k_cpu=(); k_rss=(); k_import=(); k_queue=(); s_wall=()
 for r in $(seq 1 "$runs"); do
 	run_kairand "$r"
 	run_source "$r"
 done
 kw=$(median "${k_wall[@]}"); kc=$(median "${k_cpu[@]}")
 kr=$(median "${k_rss[@]}"); ki=$(median "${k_import[@]}")
+kq=$(median "${k_queue[@]}")
 sw=$(median "${s_wall[@]}")
 kmps=$(awk -v n="$n" -v w="$kw" 'BEGIN{printf "%.0f", n/w}')
 smps=$(awk -v n="$n" -v w="$sw" 'BEGIN{printf "%.0f", n/w}')
@@ -226,7 +257,9 @@ smtp-source alternating.
 | kairand (claim, compose, send, mark sent per message) | $kmps | $krange | $kus | $((kr / 1024)) MB |
 | smtp-source -d -s $workers (no composition, no state) | $smps | $srange | – | – |
 
-kairand / smtp-source = **$ratio**. Importing the $n subscribers took ${ki}s.
+kairand / smtp-source = **$ratio**. Importing the $n subscribers took ${ki}s;
+\`kairanctl send\` (queueing the $n rows while the workers already send)
+returned after ${kq}s (median).
 EOF
 )
 echo "$report"

@@ -5,9 +5,11 @@
  * this measures the transport alone. Built and run by bench/smtp.sh.
  *
  * usage: smtp_bench -p PORT -n MESSAGES -c SESSIONS -f MESSAGE.eml
- *                   [-b BATCH] [-D]
+ *                   [-b BATCH] [-D] [-w MICROSECONDS]
  *   -b  messages per session (default 100, delivery.batch's default)
  *   -D  leave Nagle on (no TCP_NODELAY), to show what it costs
+ *   -w  the done callback sleeps this long per message, standing in for
+ *       kairand recording the outcome in the store (default 0)
  * Prints one line of key=value pairs; exits 1 unless every message got a
  * 2xx. */
 #include <errno.h>
@@ -35,10 +37,20 @@ struct worker {
 	size_t ok, bad;
 };
 
+static long done_wait_us;
+
 static void
 on_done(void *ctx, struct kr_msg *msg)
 {
 	struct worker *w = ctx;
+
+	if (done_wait_us > 0) {
+		struct timespec ts = {done_wait_us / 1000000,
+		                      (done_wait_us % 1000000) * 1000};
+
+		while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+			;
+	}
 
 	if (msg->result == KR_SEND_OK)
 		w->ok++;
@@ -137,7 +149,7 @@ main(int argc, char **argv)
 	char *data;
 	double t0, t1, cpu;
 
-	while ((opt = getopt(argc, argv, "p:n:c:f:b:D")) != -1) {
+	while ((opt = getopt(argc, argv, "p:n:c:f:b:Dw:")) != -1) {
 		switch (opt) {
 		case 'p':
 			port = atoi(optarg);
@@ -156,6 +168,9 @@ main(int argc, char **argv)
 			break;
 		case 'D':
 			nodelay = 0;
+			break;
+		case 'w':
+			done_wait_us = atol(optarg);
 			break;
 		default:
 			fprintf(stderr, "usage: smtp_bench -p PORT -n N -c S "
