@@ -78,7 +78,7 @@ struct kr_config {
 		size_t n_retry;
 		unsigned max_age;       /* seconds, default 3d */
 		char *bounce_domain;    /* NULL: envelope sender = list from */
-		unsigned batch;         /* messages per SMTP session, default 100 */
+		unsigned batch;         /* messages per SMTP session, default 50 */
 		unsigned lease;         /* seconds a claim holds, default 300 */
 		unsigned timeout;       /* SMTP stage timeout seconds, default 300 */
 	} delivery;

@@ -37,8 +37,10 @@ struct kr_msg {
 	char relay[64];        /* which relay took it ("host:port") */
 };
 
-/* Called once per message as soon as its outcome is known (for SMTP: right
- * after the server's reply to the final dot), from the sending thread. */
+/* Called once per message once its outcome is known, from the sending
+ * thread. For SMTP: after the server's reply to the final dot, while the
+ * next command is on the wire, and always before the next message's
+ * content is sent — so a 250 is recorded before another message leaves. */
 typedef void (*kr_transport_done_fn)(void *ctx, struct kr_msg *msg);
 
 struct kr_transport_ops {

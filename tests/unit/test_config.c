@@ -161,7 +161,7 @@ test_config_defaults(void **state)
 	assert_int_equal(cfg->delivery.retry[4], 12 * 3600);
 	assert_int_equal(cfg->delivery.max_age, 3 * 86400);
 	assert_null(cfg->delivery.bounce_domain);
-	assert_int_equal(cfg->delivery.batch, 100);
+	assert_int_equal(cfg->delivery.batch, 50);
 	assert_int_equal(cfg->delivery.lease, 300);
 	assert_int_equal(cfg->delivery.timeout, 300);
 	assert_int_equal(cfg->n_relays, 1);
