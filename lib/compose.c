@@ -570,6 +570,43 @@ envelope(const char *bounce_domain, const char *from_addr,
 	snprintf(env_from, 256, "bounces+%s@%s", tok, bounce_domain);
 }
 
+/* A copy of a subscriber's name fit for a body: control characters
+ * (CR, LF, tab, DEL…) become spaces, so a name cannot start lines of its
+ * own, and a UTF-8 sequence cut short at the end (a truncated column) is
+ * dropped. NULL stays NULL. */
+static char *
+name_clean(const char *name)
+{
+	char *d;
+	size_t i, n, k;
+
+	if (name == NULL)
+		return NULL;
+	d = kr_xstrdup(name);
+	n = strlen(d);
+	for (i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)d[i];
+
+		if (ch < 0x20 || ch == 0x7f)
+			d[i] = ' ';
+	}
+	/* back off a trailing incomplete UTF-8 sequence */
+	k = 0;
+	while (k < n && k < 4 && ((unsigned char)d[n - 1 - k] & 0xc0) == 0x80)
+		k++;
+	if (k < n && ((unsigned char)d[n - 1 - k] & 0x80) != 0) {
+		unsigned char lead = (unsigned char)d[n - 1 - k];
+		size_t want = (lead & 0xe0) == 0xc0   ? 1
+		              : (lead & 0xf0) == 0xe0 ? 2
+		              : (lead & 0xf8) == 0xf0 ? 3
+		                                      : 0;
+
+		if (want != k)
+			d[n - 1 - k] = '\0';
+	}
+	return d;
+}
+
 int
 kr_compose_report_cached(const struct kr_compose_cache *cache,
                          const struct kr_claim *c, const char *name,
@@ -582,6 +619,7 @@ kr_compose_report_cached(const struct kr_compose_cache *cache,
 	struct kr_buf tt, ht;
 	struct subst s = {0};
 	char tok[KR_TOKEN_MAX], url[1024];
+	char *nm = name_clean(name);
 	int r = -1;
 
 	kr_buf_init(&tt, 0);
@@ -594,7 +632,7 @@ kr_compose_report_cached(const struct kr_compose_cache *cache,
 	kr_token_sign(ring, &tc, tok);
 	snprintf(url, sizeof(url), "%s/unsubscribe?t=%s", cache->public_url, tok);
 	s.unsub_url = url;
-	s.name = name;
+	s.name = nm;
 	s.email = c->email;
 	tpl_render(&cache->text_tail, &tt, false, &s);
 	tpl_render(&cache->html_tail, &ht, true, &s);
@@ -626,6 +664,7 @@ kr_compose_report_cached(const struct kr_compose_cache *cache,
 out:
 	kr_buf_fini(&tt);
 	kr_buf_fini(&ht);
+	free(nm);
 	return r;
 }
 
@@ -697,7 +736,7 @@ kr_compose_report(const struct kr_config *cfg, const struct kr_cfg_list *list,
 		if (pthread_setspecific(cache_key, cache) != 0)
 			abort();
 	}
-	return kr_compose_report_cached(cache, c, NULL, ring, now, out,
+	return kr_compose_report_cached(cache, c, c->name, ring, now, out,
 	                                env_from, err);
 }
 

@@ -18,7 +18,8 @@ struct kr_keyring;
 struct kr_report_row;
 
 /* Appends the whole RFC 5322 message (CRLF lines) for report r to c's
- * subscriber to out, and writes the envelope sender (VERP
+ * subscriber (c->name fills {{name}}) to out, and writes the envelope
+ * sender (VERP
  * bounces+TOKEN@bounce_domain when configured, else the list's address)
  * to env_from (256 bytes). */
 KR_NODISCARD int
@@ -49,8 +50,9 @@ struct kr_compose_cache *kr_compose_prepare(const struct kr_config *cfg,
                                             const struct kr_cfg_list *list,
                                             const struct kr_report_row *r);
 void kr_compose_cache_free(struct kr_compose_cache **cache);
-/* As kr_compose_report; name (may be NULL) fills {{name}} in the footer,
- * since struct kr_claim carries no name. */
+/* As kr_compose_report; name (may be NULL) fills {{name}} in the footer
+ * (kr_compose_report passes c->name). Bodies only, never a header: text
+ * as is, HTML escaped, control characters (CR, LF…) made spaces. */
 KR_NODISCARD int kr_compose_report_cached(
     const struct kr_compose_cache *cache, const struct kr_claim *c,
     const char *name, const struct kr_keyring *ring, int64_t now,

@@ -156,7 +156,7 @@ static const char *const migrations[] = {schema_v1, schema_v2, schema_v3,
 	" created_at, send_at, state"
 #define CLAIM_COLS                                                             \
 	"d.id, d.kind, coalesce(d.report_id, 0), d.subscriber_id,"             \
-	" s.list_id, s.email, d.attempts, d.queued_at, s.status"
+	" s.list_id, s.email, d.attempts, d.queued_at, s.status, s.name"
 
 enum stmt_id {
 	ST_BEGIN,
@@ -1599,6 +1599,7 @@ claim_pass(struct kr_store *s, enum stmt_id id, int64_t report_id, int64_t now,
 			c->attempts = sqlite3_column_int(st, 6);
 			c->queued_at = sqlite3_column_int64(st, 7);
 			status[got++] = sqlite3_column_int(st, 8);
+			col_copy(c->name, sizeof(c->name), st, 9);
 		}
 		stmt_done(st);
 		if (rc != SQLITE_DONE)

@@ -95,6 +95,8 @@ struct kr_claim {
 	int64_t subscriber_id;
 	char list_id[65];
 	char email[256];
+	char name[256];       /* the subscriber's name ("" when none;
+	                       * stranger input: bodies only) */
 	int attempts;         /* before this one */
 	int64_t queued_at;
 };

@@ -3,6 +3,7 @@
  * assets: one inline style sheet, allowed by its hash in the CSP. */
 #include <string.h>
 
+#include "common.h"
 #include "pages.h"
 
 const char kr_pages_style[] =
@@ -146,6 +147,7 @@ static const struct kr_pages_text text_en = {
     .invalid_title = "Please check the address",
     .bad_list = "There is no such list.",
     .no_email = "Please enter an email address.",
+    .bad_address = "This email address is not valid.",
     .limit_title = "Too many requests",
     .limit_body = "Please wait a few minutes and try again.",
     .confirm_title = "Confirm your subscription",
@@ -202,6 +204,7 @@ static const struct kr_pages_text text_ja = {
     .invalid_title = "メールアドレスをご確認ください",
     .bad_list = "指定された配信リストはありません。",
     .no_email = "メールアドレスを入力してください。",
+    .bad_address = "メールアドレスの形式が正しくありません。",
     .limit_title = "リクエストが多すぎます",
     .limit_body = "数分待ってからもう一度お試しください。",
     .confirm_title = "配信登録の確認",
@@ -241,4 +244,41 @@ kr_pages_text(const char *lang)
 	if (lang != NULL && strcmp(lang, "ja") == 0)
 		return &text_ja;
 	return &text_en;
+}
+
+/* Japanese sentences for kr_address_normalize's common reasons, found by
+ * a piece of the English text (lib/address.c); first match wins. */
+static const struct {
+	const char *en, *ja;
+} address_ja[] = {
+    {"full-width", "全角文字が含まれています。メールアドレスは半角英数字"
+                   "で入力してください。"},
+    {"the @ sign and the domain are missing",
+     "「@」とドメイン（@より後ろの部分）がありません。"},
+    {"the @ sign is missing", "「@」がありません。"},
+    {"more than one @", "「@」が2つ以上あります。"},
+    {"the part before the @ is missing", "「@」より前の部分がありません。"},
+    {"the domain part is missing",
+     "ドメイン（@より後ろの部分）がありません。"},
+    {"needs at least one dot",
+     "ドメインに「.」がありません（例: example.jp）。"},
+    {"longer than", "メールアドレスが長すぎます。"},
+    {"contains a space", "空白が含まれています。"},
+    {"line break", "改行が含まれています。"},
+    {"without a name or <>",
+     "名前や「<>」を付けず、メールアドレスだけを入力してください。"},
+    {"give one address only", "メールアドレスは1つだけ入力してください。"},
+};
+
+const char *
+kr_pages_address_reason(const char *lang, const char *reason)
+{
+	size_t i;
+
+	if (lang == NULL || strcmp(lang, "ja") != 0)
+		return NULL;
+	for (i = 0; reason != NULL && i < KR_NELEM(address_ja); i++)
+		if (strstr(reason, address_ja[i].en) != NULL)
+			return address_ja[i].ja;
+	return text_ja.bad_address;
 }

@@ -13,7 +13,7 @@ struct kr_pages_text {
 	const char *privacy;
 	const char *check_title, *check_body;
 	const char *active_title, *active_body;
-	const char *invalid_title, *bad_list, *no_email;
+	const char *invalid_title, *bad_list, *no_email, *bad_address;
 	const char *limit_title, *limit_body;
 	const char *confirm_title, *confirm_body, *confirm_button;
 	const char *confirmed_title, *confirmed_body, *confirm_gone;
@@ -29,6 +29,11 @@ struct kr_pages_text {
 
 /* The table for lang ("ja", "en"); anything else gets English. */
 const struct kr_pages_text *kr_pages_text(const char *lang);
+/* A sentence in lang for reason, the English text kr_address_normalize
+ * gave: the common ones (the @ or the domain missing, too long, full-width
+ * characters, spaces…) have their own, any other gets the language's
+ * bad_address; NULL for English (reason is shown as it is). */
+const char *kr_pages_address_reason(const char *lang, const char *reason);
 
 /* {{lang}} {{title}} {{style}} {{body}} (style and body raw). */
 extern const char kr_pages_layout[];

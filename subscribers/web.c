@@ -746,13 +746,19 @@ do_subscribe(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 	if (rq->field_too_long || rq->email.len == 0 ||
 	    kr_address_normalize(rq->email.data, rq->email.len, addr, &e) ==
 	        -1) {
+		const char *reason, *local = NULL;
+
 		atomic_fetch_add(&web->n_bad_address, 1);
-		ret = send_message(
-		    web, c, 400, fmt, t->lang, t->invalid_title,
-		    rq->email.len == 0
-		        ? t->no_email
-		        : (e.msg[0] != '\0' ? e.msg : t->invalid_title),
-		    NULL, NULL, 0);
+		reason = e.msg[0] != '\0' ? e.msg : t->invalid_title;
+		/* HTML in another language: its sentence, the English
+		 * reason as the detail line; JSON and text keep reason. */
+		if (rq->email.len > 0 && fmt == KR_WEB_FMT_HTML)
+			local = kr_pages_address_reason(t->lang, reason);
+		ret = send_message(web, c, 400, fmt, t->lang, t->invalid_title,
+		                   rq->email.len == 0 ? t->no_email
+		                   : local != NULL    ? local
+		                                      : reason,
+		                   local != NULL ? reason : NULL, NULL, 0);
 		goto out;
 	}
 	if (rq->honeypot.len > 0) {

@@ -488,6 +488,35 @@ def main():
     st, hd, body = subscribe(k, {"email": "bad@"}, accept="application/json")
     h.ok(st == 400 and json.loads(body)["status"] == "error",
          "bad address as JSON: status error", body)
+    # a Japanese list's page: a Japanese sentence, the English reason
+    # as the smaller detail line; JSON and text keep the English reason
+    for bad, ja, en in (
+            ("no-at-sign.example.jp", "「@」がありません。",
+             "the @ sign is missing"),
+            ("taro\uff20example.jp", "全角文字が含まれています。",
+             "full-width @"),
+            ("ta ro@example.jp", "空白が含まれています。",
+             "contains a space"),
+            ("a..b@example.jp", "メールアドレスの形式が正しくありません。",
+             "two dots in a row"),
+            ("<b>x</b>@example.jp", "名前や「&lt;&gt;」を付けず、",
+             "without a name or &lt;&gt;</p>")):
+        st, hd, body = subscribe(k, {"email": bad}, accept="text/html")
+        page = body.decode("utf-8", "replace")
+        mut = page.split('<p class="mut">', 1)[-1]
+        h.ok(st == 400 and "<p>" + ja in page and en in mut and
+             "<b>" not in page,
+             "bad address %r on a ja page: Japanese sentence, English "
+             "detail" % bad, page[-600:])
+    st, hd, body = subscribe(k, {"email": "no-at-sign.example.jp"},
+                             accept="application/json")
+    h.ok(st == 400 and json.loads(body)["message"] == "the @ sign is missing"
+         and "detail" not in json.loads(body),
+         "bad address as JSON on a ja list: the English reason only", body)
+    st, hd, body = subscribe(k, {"email": "no-at-sign.example.jp"},
+                             accept="text/plain")
+    h.ok(st == 400 and body == b"the @ sign is missing\n",
+         "bad address as text on a ja list: the English reason only", body)
     st, _, body = subscribe(k, {"email": "c@example.jp", "list": "nope"})
     h.ok(st == 400, "unknown list: 400", (st, body))
     st, _, body = h.http("POST", k.url("/subscribe"),

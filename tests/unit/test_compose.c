@@ -229,6 +229,72 @@ test_compose_report(void **state)
 	kr_buf_fini(&out);
 }
 
+/* kr_compose_report fills {{name}} from the claim: as is in text,
+ * escaped in HTML, never in a header; CR/LF and <script> cannot break
+ * out, and a UTF-8 character cut at the column's end is dropped. */
+static void
+test_compose_report_claim_name(void **state)
+{
+	static const char evil[] = "<script>alert(1)</script>\r\nBcc: "
+	                           "victim@example.org\r\n\r\n--=_x";
+	struct kr_claim cl = {0};
+	struct kr_buf out;
+	char env[256], *text, *html, *hdr;
+	size_t n;
+
+	(void)state;
+	kr_buf_init(&out, 0);
+	cl.subscriber_id = 9;
+	cl.report_id = 42;
+	snprintf(cl.email, sizeof(cl.email), "taro@example.org");
+	snprintf(cl.list_id, sizeof(cl.list_id), "%s", s_id);
+	snprintf(cl.name, sizeof(cl.name), "太郎");
+	assert_int_equal(kr_compose_report(&cfg, &list, &row, &cl, ring,
+	                                   1764115200, &out, env, NULL),
+	                 0);
+	text = part(out.data, "text/plain");
+	html = part(out.data, "text/html");
+	assert_non_null(strstr(text, "/ 太郎 様 /"));
+	assert_non_null(strstr(html, "/ 太郎 様 /"));
+	free(text);
+	free(html);
+
+	kr_buf_reset(&out);
+	snprintf(cl.name, sizeof(cl.name), "%s", evil);
+	assert_int_equal(kr_compose_report(&cfg, &list, &row, &cl, ring,
+	                                   1764115200, &out, env, NULL),
+	                 0);
+	/* the headers hold none of it */
+	n = (size_t)(strstr(out.data, "\r\n\r\n") - out.data);
+	hdr = strndup(out.data, n);
+	assert_null(strstr(hdr, "script"));
+	assert_null(strstr(hdr, "victim"));
+	free(hdr);
+	assert_null(strstr(out.data, "\nBcc:"));
+	assert_null(strstr(out.data, "\n--=_x"));
+	text = part(out.data, "text/plain");
+	html = part(out.data, "text/html");
+	assert_non_null(strstr(text, "/ <script>alert(1)</script>  Bcc: "
+	                             "victim@example.org    --=_x 様 /"));
+	assert_null(strstr(html, "<script>"));
+	assert_non_null(strstr(html, "/ &lt;script&gt;alert(1)&lt;/script&gt;"
+	                             "  Bcc: victim@example.org    --=_x 様 /"));
+	free(text);
+	free(html);
+
+	/* a name cut inside a character (column truncated) loses the
+	 * partial sequence, not the mail */
+	kr_buf_reset(&out);
+	snprintf(cl.name, sizeof(cl.name), "太\xe9\x83");
+	assert_int_equal(kr_compose_report(&cfg, &list, &row, &cl, ring,
+	                                   1764115200, &out, env, NULL),
+	                 0);
+	text = part(out.data, "text/plain");
+	assert_non_null(strstr(text, "/ 太 様 /"));
+	free(text);
+	kr_buf_fini(&out);
+}
+
 static void
 test_compose_preheader_and_footer_unsub(void **state)
 {
@@ -315,15 +381,20 @@ test_compose_confirm(void **state)
 	cl.kind = KR_DELIVERY_CONFIRM;
 	cl.subscriber_id = 9;
 	snprintf(cl.email, sizeof(cl.email), "new@example.org");
+	/* the claim carries the name now: the confirmation still never
+	 * shows it (a spam carrier) */
+	snprintf(cl.name, sizeof(cl.name), "CHEAP-PILLS-NAME");
 	assert_int_equal(kr_compose_confirm(&cfg, &list, &cl, ring, 1764115200,
 	                                    &out, env, NULL),
 	                 0);
+	assert_null(strstr(out.data, "CHEAP-PILLS-NAME"));
 	assert_non_null(strstr(out.data, "\r\nAuto-Submitted: auto-generated"));
 	assert_null(strstr(out.data, "List-Unsubscribe"));
 	assert_null(strstr(out.data, "Precedence"));
 	assert_non_null(strstr(out.data, "\r\nTo: new@example.org\r\n"));
 	text = part(out.data, "text/plain");
 	assert_non_null(strstr(text, "（new@example.org）"));
+	assert_null(strstr(text, "CHEAP-PILLS-NAME"));
 	assert_non_null(strstr(text, "登録を確認する"));
 	assert_non_null(strstr(text, "破棄してください"));
 	verify_link(
@@ -422,6 +493,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_compose_report),
+	    cmocka_unit_test(test_compose_report_claim_name),
 	    cmocka_unit_test(test_compose_preheader_and_footer_unsub),
 	    cmocka_unit_test(test_compose_report_thread_cache),
 	    cmocka_unit_test(test_compose_confirm),

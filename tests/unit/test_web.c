@@ -12,6 +12,7 @@
 
 #include "buf.h"
 #include "err.h"
+#include "pages.h"
 #include "web_int.h"
 
 static void
@@ -259,6 +260,34 @@ test_web_conns(void **state)
 	assert_null(cs);
 }
 
+static void
+test_web_address_reason_ja(void **state)
+{
+	(void)state;
+	assert_null(kr_pages_address_reason("en", "the @ sign is missing"));
+	assert_null(kr_pages_address_reason(NULL, "the @ sign is missing"));
+	assert_string_equal(
+	    kr_pages_address_reason("ja", "the @ sign is missing"),
+	    "「@」がありません。");
+	assert_string_equal(
+	    kr_pages_address_reason("ja", "the @ sign and the domain are "
+	                                  "missing"),
+	    "「@」とドメイン（@より後ろの部分）がありません。");
+	assert_string_equal(
+	    kr_pages_address_reason("ja", "the address is longer than 254 "
+	                                  "characters"),
+	    "メールアドレスが長すぎます。");
+	assert_non_null(strstr(
+	    kr_pages_address_reason("ja", "the address contains full-width "
+	                                  "characters; type it in half-width "
+	                                  "(ASCII) characters"),
+	    "全角文字"));
+	assert_string_equal(kr_pages_address_reason("ja", "something new"),
+	                    "メールアドレスの形式が正しくありません。");
+	assert_string_equal(kr_pages_address_reason("ja", NULL),
+	                    kr_pages_text("ja")->bad_address);
+}
+
 int
 main(void)
 {
@@ -272,6 +301,7 @@ main(void)
 	    cmocka_unit_test(test_web_client_ip),
 	    cmocka_unit_test(test_web_rl),
 	    cmocka_unit_test(test_web_conns),
+	    cmocka_unit_test(test_web_address_reason_ja),
 	};
 
 	return cmocka_run_group_tests_name("web", tests, NULL, NULL);
