@@ -35,6 +35,42 @@
 #include "transport.h"
 #include "xmem.h"
 
+void
+kr_delivery_log_reply(const char *reply, char *out, size_t outsz)
+{
+	static const char mask[] = "***";
+	size_t i = 0, n = 0, start, end;
+
+	if (outsz == 0)
+		return;
+	if (reply == NULL)
+		reply = "";
+	if (kr_log_get_level() >= KR_LOG_DEBUG) {
+		snprintf(out, outsz, "%s", reply);
+		return;
+	}
+	while (reply[i] != '\0' && n + 1 < outsz) {
+		/* One word: a run without blanks, angle brackets or quotes. */
+		start = i;
+		end = i + strcspn(reply + i, " \t<>\"'(),;");
+		if (end > start && memchr(reply + start, '@', end - start)) {
+			size_t m = sizeof(mask) - 1;
+
+			if (m > outsz - 1 - n)
+				m = outsz - 1 - n;
+			memcpy(out + n, mask, m);
+			n += m;
+			i = end;
+			continue;
+		}
+		if (end == start)
+			end = start + 1; /* a separator: copy it */
+		while (i < end && n + 1 < outsz)
+			out[n++] = reply[i++];
+	}
+	out[n] = '\0';
+}
+
 /* How long a "slow down" reply halves the rate. */
 #define BACKOFF_HOLD 60.0
 /* Idle wait when nothing is due. */
@@ -752,6 +788,7 @@ worker_done(void *ctx, struct kr_msg *m)
 	bool failed_now = false;
 	int r = 0;
 	double rnd, mn;
+	char logreply[sizeof(m->reply)];
 
 	switch (m->result) {
 	case KR_SEND_OK:
@@ -783,21 +820,25 @@ worker_done(void *ctx, struct kr_msg *m)
 			failed_now = true;
 			r = store_mark(d, MARK_FAILED, c->delivery_id, now, 0,
 			    m->code, m->reply, &err);
+			kr_delivery_log_reply(m->reply, logreply,
+			    sizeof(logreply));
 			kr_log_info("delivery failed id=%lld report=%lld "
 				    "sub=%lld code=%d attempts=%d "
 				    "reason=retries-exhausted reply=\"%s\"",
 			    (long long)c->delivery_id, (long long)c->report_id,
 			    (long long)c->subscriber_id, m->code,
-			    c->attempts + 1, m->reply);
+			    c->attempts + 1, logreply);
 		} else {
 			r = store_mark(d, MARK_DEFERRED, c->delivery_id, now,
 			    next, m->code, m->reply, &err);
+			kr_delivery_log_reply(m->reply, logreply,
+			    sizeof(logreply));
 			kr_log_info("delivery deferred id=%lld report=%lld "
 				    "sub=%lld code=%d retry_in=%llds "
 				    "reply=\"%s\"",
 			    (long long)c->delivery_id, (long long)c->report_id,
 			    (long long)c->subscriber_id, m->code,
-			    (long long)(next - now), m->reply);
+			    (long long)(next - now), logreply);
 		}
 		break;
 	case KR_SEND_PERM:
@@ -805,10 +846,11 @@ worker_done(void *ctx, struct kr_msg *m)
 		    m->code, m->reply, &err);
 		if (r == 0)
 			record_rejection(d, cfg, c, m, now);
+		kr_delivery_log_reply(m->reply, logreply, sizeof(logreply));
 		kr_log_info("delivery failed id=%lld report=%lld sub=%lld "
 			    "code=%d reason=rejected reply=\"%s\"",
 		    (long long)c->delivery_id, (long long)c->report_id,
-		    (long long)c->subscriber_id, m->code, m->reply);
+		    (long long)c->subscriber_id, m->code, logreply);
 		break;
 	case KR_SEND_UNCERTAIN:
 		r = store_mark(d, MARK_UNCERTAIN, c->delivery_id, now, 0,

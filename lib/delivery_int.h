@@ -44,4 +44,11 @@ int kr_delivery_retry_next(const unsigned *retry, size_t n_retry,
  * enhanced status 4.7.x (e.g. "450 4.7.1 rate limited"). */
 int kr_delivery_is_slowdown(int code, const char *reply);
 
+/* Copies a relay's reply into out (outsz bytes, NUL-terminated) for a log
+ * line above debug level: every word holding an '@' — the recipient
+ * address relays quote, "<taro@example.jp>: Recipient address rejected" —
+ * becomes "***", so addresses stay out of logs (house rule); codes
+ * and queue ids stay. At debug level the reply is copied unchanged. */
+void kr_delivery_log_reply(const char *reply, char *out, size_t outsz);
+
 #endif

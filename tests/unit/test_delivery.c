@@ -6,10 +6,12 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <cmocka.h>
 
 #include "delivery_int.h"
+#include "log.h"
 
 static void
 test_delivery_bucket_unlimited(void **state)
@@ -220,10 +222,42 @@ test_delivery_slowdown(void **state)
 	assert_false(kr_delivery_is_slowdown(0, "4.7.1"));
 }
 
+
+/* Relays quote the recipient in their replies; above debug level no
+ * address may reach the log, at debug the reply is kept whole. */
+static void
+test_delivery_log_reply_masks_addresses(void **state)
+{
+	char out[256];
+
+	(void)state;
+	kr_log_set_level(KR_LOG_INFO);
+	kr_delivery_log_reply("550 5.1.1 <taro@example.jp>: Recipient address "
+	                      "rejected: User unknown",
+	    out, sizeof(out));
+	assert_string_equal(out, "550 5.1.1 <***>: Recipient address "
+	                         "rejected: User unknown");
+	kr_delivery_log_reply("452 4.2.2 mailbox full hanako@example.org", out,
+	    sizeof(out));
+	assert_string_equal(out, "452 4.2.2 mailbox full ***");
+	kr_delivery_log_reply("250 2.0.0 Ok: queued as 4Xz1", out, sizeof(out));
+	assert_string_equal(out, "250 2.0.0 Ok: queued as 4Xz1");
+	kr_delivery_log_reply(NULL, out, sizeof(out));
+	assert_string_equal(out, "");
+	kr_delivery_log_reply("550 a@b.jp", out, 8);
+	assert_null(strchr(out, '@'));
+	assert_string_equal(out, "550 ***");
+	kr_log_set_level(KR_LOG_DEBUG);
+	kr_delivery_log_reply("550 <a@b.jp>", out, sizeof(out));
+	assert_string_equal(out, "550 <a@b.jp>");
+	kr_log_set_level(KR_LOG_INFO);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_delivery_log_reply_masks_addresses),
 	    cmocka_unit_test(test_delivery_bucket_unlimited),
 	    cmocka_unit_test(test_delivery_bucket_rate),
 	    cmocka_unit_test(test_delivery_bucket_slow_rate),
