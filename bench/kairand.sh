@@ -169,7 +169,7 @@ EOF
 		msgsize=$(stat -c %s "$msgfile")
 	fi
 	start_sink "$port" "$log"
-	"$B/kairand" --config "$cfg" 2>"$tmp/kairand.log" &
+	${KWRAP:-} "$B/kairand" --config "$cfg" 2>"$tmp/kairand.log" &
 	kpid=$!
 	for _ in $(seq 1 200); do
 		(exec 3<>"/dev/tcp/127.0.0.1/$admin") 2>/dev/null && break
@@ -191,6 +191,7 @@ EOF
 	c1=$(cpu_of "$kpid")
 	rss=$(awk '/VmHWM/ {print $2}' "/proc/$kpid/status")
 	kill "$kpid"; wait "$kpid" || true; kpid=""
+	k_sink+=("$(cpu_of "$spid")")
 	stop_sink
 	wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", (b-a)/1e9}')
 	k_wall+=("$wall")
@@ -198,7 +199,7 @@ EOF
 	k_rss+=("$rss")
 	k_import+=("$import_s")
 	k_queue+=("$(awk -v a="$t0" -v b="$tq" 'BEGIN{printf "%.2f", (b-a)/1e9}')")
-	echo "kairand run $1: $n messages in ${wall}s, cpu ${k_cpu[-1]}s, peak rss ${rss} KB (import ${import_s}s, send returned after ${k_queue[-1]}s)" >&2
+	echo "kairand run $1: $n messages in ${wall}s, cpu ${k_cpu[-1]}s, sink cpu ${k_sink[-1]}s, peak rss ${rss} KB (import ${import_s}s, send returned after ${k_queue[-1]}s)" >&2
 }
 
 run_source() { # RUN
@@ -207,16 +208,19 @@ run_source() { # RUN
 	start_sink "$port" "$log"
 	watch_start "$log" "$n" 600
 	t0=$(date +%s%N)
-	"$SOURCE" -d -s "$workers" -m "$n" -F "$msgfile" \
+	/usr/bin/time -f "%U %S" -o "$tmp/source.time" \
+		"$SOURCE" -d -s "$workers" -m "$n" -F "$msgfile" \
 		-f report@news.example.jp -t reader@example.net \
 		"127.0.0.1:$port" >/dev/null 2>&1
 	wait "$wpid" || echo "bench: smtp-source short" >&2
 	t1=$(date +%s%N)
 	wpid=""
+	s_sink+=("$(cpu_of "$spid")")
 	stop_sink
 	wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", (b-a)/1e9}')
 	s_wall+=("$wall")
-	echo "smtp-source run $1: $n messages in ${wall}s" >&2
+	s_cpu+=("$(awk '{printf "%.2f", $1 + $2}' "$tmp/source.time")")
+	echo "smtp-source run $1: $n messages in ${wall}s, cpu ${s_cpu[-1]}s, sink cpu ${s_sink[-1]}s" >&2
 }
 
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
@@ -226,7 +230,8 @@ range() {
 	    'NR == 1 {hi = n / $1} {lo = n / $1} END {printf "%.0f–%.0f", lo, hi}'
 }
 
-k_wall=(); k_cpu=(); k_rss=(); k_import=(); k_queue=(); s_wall=()
+k_wall=(); k_cpu=(); k_rss=(); k_import=(); k_queue=(); k_sink=()
+s_wall=(); s_cpu=(); s_sink=()
 for r in $(seq 1 "$runs"); do
 	run_kairand "$r"
 	run_source "$r"
@@ -234,10 +239,14 @@ done
 kw=$(median "${k_wall[@]}"); kc=$(median "${k_cpu[@]}")
 kr=$(median "${k_rss[@]}"); ki=$(median "${k_import[@]}")
 kq=$(median "${k_queue[@]}")
-sw=$(median "${s_wall[@]}")
+sw=$(median "${s_wall[@]}"); sc=$(median "${s_cpu[@]}")
+ks=$(median "${k_sink[@]}"); ss=$(median "${s_sink[@]}")
 kmps=$(awk -v n="$n" -v w="$kw" 'BEGIN{printf "%.0f", n/w}')
 smps=$(awk -v n="$n" -v w="$sw" 'BEGIN{printf "%.0f", n/w}')
 kus=$(awk -v n="$n" -v c="$kc" 'BEGIN{printf "%.0f", c*1e6/n}')
+sus=$(awk -v n="$n" -v c="$sc" 'BEGIN{printf "%.0f", c*1e6/n}')
+kss=$(awk -v n="$n" -v c="$ks" 'BEGIN{printf "%.0f", c*1e6/n}')
+sss=$(awk -v n="$n" -v c="$ss" 'BEGIN{printf "%.0f", c*1e6/n}')
 ratio=$(awk -v a="$kmps" -v b="$smps" 'BEGIN{printf "%.2f", a/b}')
 krange=$(range "$n" "${k_wall[@]}")
 srange=$(range "$n" "${s_wall[@]}")
@@ -252,10 +261,10 @@ unsubscribe token and VERP per copy), $workers workers = $workers SMTP
 sessions, release build, medians of $runs run(s), kairand and
 smtp-source alternating.
 
-| sender → smtp-sink, $workers sessions | messages/s (median) | range | CPU µs/message | peak RSS |
-|---|---|---|---|---|
-| kairand (claim, compose, send, mark sent per message) | $kmps | $krange | $kus | $((kr / 1024)) MB |
-| smtp-source -d -s $workers (no composition, no state) | $smps | $srange | – | – |
+| sender → smtp-sink, $workers sessions | messages/s (median) | range | sender CPU µs/message | smtp-sink CPU µs/message | peak RSS |
+|---|---|---|---|---|---|
+| kairand (claim, compose, send, mark sent per message) | $kmps | $krange | $kus | $kss | $((kr / 1024)) MB |
+| smtp-source -d -s $workers (no composition, no state) | $smps | $srange | $sus | $sss | – |
 
 kairand / smtp-source = **$ratio**. Importing the $n subscribers took ${ki}s;
 \`kairanctl send\` (queueing the $n rows while the workers already send)

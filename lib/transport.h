@@ -71,4 +71,9 @@ const struct kr_transport_ops *kr_transport_for(const struct kr_config *cfg);
  * Process-wide, takes effect at the next session. */
 void kr_transport_smtp_set_nodelay(int on);
 
+/* write(2) calls made so far on SMTP session sockets, process-wide (the
+ * transport gathers what libesmtp writes: about one per message and
+ * one per reply waited for; benchmarks and tests read it). */
+unsigned long kr_transport_smtp_writes(void);
+
 #endif
