@@ -51,6 +51,11 @@
 #define STATUS_EVERY 1000
 /* Report life-cycle events for the webhook are looked for this often. */
 #define EVENTS_EVERY 2000
+/* The WAL is copied back into the database this often (ms), here, rather
+ * than inside a delivery worker's commit; CKPT_BACKSTOP pages (64 MB) is
+ * where a commit does it anyway (the main loop busy queueing a report). */
+#define CKPT_EVERY 200
+#define CKPT_BACKSTOP 16384
 
 /* Exit codes (kairand(8)). */
 enum { KD_OK = 0, KD_FAIL = 1, KD_USAGE = 2 };
@@ -428,7 +433,9 @@ start(struct kd *kd)
 		kr_log_err("%s", err.msg);
 		return -1;
 	}
-	/* Opening migrates the schema, once, before any other connection. */
+	/* Opening migrates the schema, once, before any other connection.
+	 * Every connection of kairand leaves checkpoints to loop(). */
+	kr_store_set_autocheckpoint(CKPT_BACKSTOP);
 	if (kr_store_open(kd->cfg->database, &kd->store, &err) < 0) {
 		kr_log_err("%s", err.msg);
 		return -1;
@@ -532,7 +539,10 @@ static void
 loop(struct kd *kd)
 {
 	struct pollfd pfd[2];
-	uint64_t next_wd = 0, next_status = 0, next_events = 0, now, wait_ms;
+	uint64_t next_wd = 0, next_status = 0, next_events = 0, next_ckpt = 0;
+	uint64_t now, wait_ms;
+	struct kr_err err = {0};
+	bool ckpt_failing = false;
 	nfds_t n;
 
 	for (;;) {
@@ -553,8 +563,21 @@ loop(struct kd *kd)
 			kd_events_tick(kd->events, kd->store, kd->hook);
 			next_events = now + later(EVENTS_EVERY, now);
 		}
+		if (now_usec() >= next_ckpt) {
+			now = now_usec();
+			if (kr_store_checkpoint(kd->store, NULL, NULL, &err) < 0) {
+				if (!ckpt_failing)
+					kr_log_warn("%s", err.msg);
+				ckpt_failing = true;
+			} else {
+				ckpt_failing = false;
+			}
+			next_ckpt = now + later(CKPT_EVERY, now);
+		}
 		now = now_usec();
 		wait_ms = ms_until(next_status, now);
+		if (ms_until(next_ckpt, now) < wait_ms)
+			wait_ms = ms_until(next_ckpt, now);
 		if (kd->hook != NULL && ms_until(next_events, now) < wait_ms)
 			wait_ms = ms_until(next_events, now);
 		if (kd->watchdog_usec && ms_until(next_wd, now) < wait_ms)

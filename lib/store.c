@@ -21,6 +21,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -675,6 +676,34 @@ busy_wait(void *arg, int count)
 	return 1;
 }
 
+/* 0: SQLite's default (1,000 pages); see kr_store_set_autocheckpoint(). */
+static atomic_int autockpt;
+
+void
+kr_store_set_autocheckpoint(int pages)
+{
+	atomic_store(&autockpt, pages > 0 ? pages : 0);
+}
+
+int
+kr_store_checkpoint(struct kr_store *s, int *wal_pages, int *done_pages,
+                    struct kr_err *err)
+{
+	int log = 0, ckpt = 0, rc;
+
+	rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE,
+	                               &log, &ckpt);
+	if (wal_pages != NULL)
+		*wal_pages = log;
+	if (done_pages != NULL)
+		*done_pages = ckpt;
+	if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
+		return 0; /* another checkpoint runs: next time */
+	if (rc != SQLITE_OK)
+		return db_err(s, rc, "checkpoint", err);
+	return 0;
+}
+
 int
 kr_store_open(const char *path, struct kr_store **store_out, struct kr_err *err)
 {
@@ -744,6 +773,8 @@ kr_store_open(const char *path, struct kr_store **store_out, struct kr_err *err)
 	         " PRAGMA cache_size = -4096;",
 	         "pragma", err) < 0)
 		goto out;
+	if (atomic_load(&autockpt) > 0)
+		(void)sqlite3_wal_autocheckpoint(s->db, atomic_load(&autockpt));
 	rc = sqlite3_create_function(s->db, "kr_domain", 1,
 	                             SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL,
 	                             sql_domain, NULL, NULL);

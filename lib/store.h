@@ -110,6 +110,20 @@ void kr_store_close(struct kr_store **sp);
 /* The schema version this build writes. */
 int kr_store_schema_version(void);
 
+/* WAL checkpoints. By default SQLite copies the WAL back into the
+ * database inside whichever commit takes it past 1,000 pages: a delivery
+ * worker's mark-sent, under the store lock the other workers wait on, or
+ * a sign-up. kairand instead checkpoints from its main loop
+ * (kr_store_checkpoint(), PASSIVE: it never waits for or blocks a reader
+ * or writer) and raises the in-commit threshold of every connection it
+ * opens afterwards to a backstop (kr_store_set_autocheckpoint(), pages;
+ * process-wide, taken at open). kr_store_checkpoint() sets *wal_pages
+ * and *done_pages (may be NULL) to the WAL's size and how much of it is
+ * now in the database. */
+void kr_store_set_autocheckpoint(int pages);
+KR_NODISCARD int kr_store_checkpoint(struct kr_store *s, int *wal_pages,
+    int *done_pages, struct kr_err *err);
+
 /* Explicit transactions around many calls (imports). Nesting not allowed. */
 KR_NODISCARD int kr_store_begin(struct kr_store *s, struct kr_err *err);
 KR_NODISCARD int kr_store_commit(struct kr_store *s, struct kr_err *err);

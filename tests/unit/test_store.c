@@ -1266,6 +1266,80 @@ test_store_claim_retries_before_new_rows(void **state)
 	assert_int_equal(c[3].subscriber_id, b);
 }
 
+/* Size of the WAL file next to f->db, in bytes (0 when none). */
+static long
+wal_bytes(const struct fx *f)
+{
+	char p[160];
+	struct stat st;
+
+	snprintf(p, sizeof(p), "%s-wal", f->db);
+	return stat(p, &st) == 0 ? (long)st.st_size : 0;
+}
+
+/* Inserts n subscribers, one transaction each (as delivery commits). */
+static void
+add_rows(struct fx *f, int from, int n)
+{
+	struct kr_subscriber sub;
+	struct kr_err err = {0};
+	bool added;
+	int i;
+
+	for (i = from; i < from + n; i++) {
+		memset(&sub, 0, sizeof(sub));
+		strcpy(sub.list_id, "news");
+		snprintf(sub.email, sizeof(sub.email),
+		         "reader%06d@example.jp", i);
+		sub.status = KR_SUB_ACTIVE;
+		sub.created_at = NOW;
+		if (kr_store_subscriber_import(f->s, &sub, &added, &err) < 0)
+			fail_msg("import: %s", err.msg);
+		assert_true(added);
+	}
+}
+
+/* With the in-commit threshold raised (kairand), commits leave the WAL
+ * alone past SQLite's 1,000 pages; kr_store_checkpoint() then copies it
+ * all into the database, and the next commits reuse the WAL from its
+ * start instead of growing it. The default (kairanctl) still
+ * checkpoints inside commits. */
+static void
+test_store_checkpoint(void **state)
+{
+	struct fx *f = *state;
+	struct kr_err err = {0};
+	int wal = -1, done = -1;
+	long size1;
+
+	kr_store_set_autocheckpoint(100000);
+	open_ok(f);
+	kr_store_set_autocheckpoint(0);
+	add_rows(f, 0, 3000);
+	size1 = wal_bytes(f);
+	/* 3,000 commits, never checkpointed: far past 1,000 pages */
+	assert_true(size1 > 2000L * 4096L);
+	assert_int_equal(kr_store_checkpoint(f->s, &wal, &done, &err), 0);
+	assert_true(wal > 2000);
+	assert_int_equal(done, wal);
+	/* the rows are in the database file itself now */
+	assert_int_equal(shell_sql(f->db, "PRAGMA query_only = 1;"
+	                                  "SELECT 1;"),
+	                 0);
+	add_rows(f, 3000, 100);
+	assert_int_equal(wal_bytes(f), size1); /* reused, not grown */
+	assert_int_equal(kr_store_checkpoint(f->s, &wal, &done, &err), 0);
+	assert_true(wal < 1000);
+	assert_int_equal(done, wal);
+	kr_store_close(&f->s);
+
+	/* the default: commits checkpoint at 1,000 pages themselves */
+	open_ok(f);
+	add_rows(f, 10000, 3000);
+	assert_int_equal(kr_store_checkpoint(f->s, &wal, &done, &err), 0);
+	assert_true(wal <= 1100);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int
@@ -1291,6 +1365,7 @@ main(void)
 	    T(test_store_send_at_and_backup),
 	    T(test_store_busy_and_nested_failure),
 	    T(test_store_claim_retries_before_new_rows),
+	    T(test_store_checkpoint),
 	};
 
 	return cmocka_run_group_tests_name("store", tests, NULL, NULL);
