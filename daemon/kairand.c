@@ -52,10 +52,13 @@
 /* Report life-cycle events for the webhook are looked for this often. */
 #define EVENTS_EVERY 2000
 /* The WAL is copied back into the database this often (ms), here, rather
- * than inside a delivery worker's commit; CKPT_BACKSTOP pages (64 MB) is
- * where a commit does it anyway (the main loop busy queueing a report). */
+ * than 1,000 pages at a time inside a delivery worker's commit. While
+ * workers commit, such a PASSIVE checkpoint never quite catches up, so
+ * the WAL cannot restart from its beginning: at CKPT_BACKSTOP pages
+ * (16 MB) a commit checkpoints the little that is left itself, and the
+ * WAL is reused from its start. */
 #define CKPT_EVERY 200
-#define CKPT_BACKSTOP 16384
+#define CKPT_BACKSTOP 4096
 
 /* Exit codes (kairand(8)). */
 enum { KD_OK = 0, KD_FAIL = 1, KD_USAGE = 2 };
@@ -572,7 +575,7 @@ loop(struct kd *kd)
 			} else {
 				ckpt_failing = false;
 			}
-			next_ckpt = now + later(CKPT_EVERY, now);
+			next_ckpt = now + CKPT_EVERY * 1000u;
 		}
 		now = now_usec();
 		wait_ms = ms_until(next_status, now);
