@@ -28,7 +28,7 @@ DEB_PKGS := build-essential pkg-config libyaml-dev libsqlite3-dev sqlite3 \
 	cppcheck clang-tidy valgrind libidn2-dev fonts-ipafont-gothic
 
 PKGS := yaml-0.1 sqlite3 libsodium libesmtp-1.0 libcurl libmicrohttpd \
-	libcmark libsystemd libcrypto libidn2
+	libcmark libsystemd libssl libcrypto libidn2
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
 	-Wmissing-prototypes -Wmissing-declarations -Wold-style-definition \

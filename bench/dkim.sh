@@ -20,7 +20,7 @@ trap 'rm -rf "$tmp"; [ -z "$sink" ] || kill "$sink" 2>/dev/null' EXIT
 cc -O2 -g -std=c11 -D_GNU_SOURCE -pthread -Ilib bench/dkim_bench.c \
 	build/release/libkairan.a \
 	$(pkg-config --libs yaml-0.1 sqlite3 libsodium libesmtp-1.0 libcurl \
-	libmicrohttpd libcmark libsystemd libcrypto libidn2) \
+	libmicrohttpd libcmark libsystemd libssl libcrypto libidn2) \
 	-o "$tmp/dkim_bench"
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
 echo "openssl: $(openssl version)"

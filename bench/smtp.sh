@@ -63,7 +63,7 @@ make --no-print-directory FLAVOUR=release build/release/libkairan.a >/dev/null
 # shellcheck disable=SC2046
 cc -O2 -g -std=c11 -D_GNU_SOURCE -pthread -Ilib bench/smtp_bench.c \
 	build/release/libkairan.a \
-	$(pkg-config --libs libesmtp-1.0 libsodium libcrypto) \
+	$(pkg-config --libs libesmtp-1.0 libsodium libssl libcrypto) \
 	-o build/release/smtp_bench
 DRIVER="$ROOT/build/release/smtp_bench"
 msg="$work/newsletter.eml"

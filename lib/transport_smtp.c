@@ -52,11 +52,7 @@
  *   SNI from an OpenSSL info callback and check the certificate with
  *   OpenSSL (X509_check_host / X509_check_ip_asc) ourselves;
  * - its connect(2) is blocking with no timeout: our wrapper adds one.
- *
- * libssl: the Makefile links libcrypto but not libssl (pkg-config
- * "libssl" is not in PKGS). libssl is loaded anyway, as a dependency of
- * libesmtp, so the few SSL_* functions used here are looked up with
- * dlsym(). XXX(#5): add libssl to PKGS and call them directly. */
+ */
 #include "transport.h"
 
 #include <arpa/inet.h>
@@ -96,61 +92,6 @@
 #include "err.h"
 #include "log.h"
 #include "xmem.h"
-
-/* ---- libssl through dlsym ---- */
-
-static struct {
-	const SSL_METHOD *(*client_method)(void);
-	SSL_CTX *(*ctx_new)(const SSL_METHOD *);
-	void (*ctx_free)(SSL_CTX *);
-	void (*ctx_set_verify)(SSL_CTX *, int, SSL_verify_cb);
-	int (*ctx_load_verify_locations)(SSL_CTX *, const char *, const char *);
-	int (*ctx_set_default_verify_paths)(SSL_CTX *);
-	X509_VERIFY_PARAM *(*ctx_get0_param)(SSL_CTX *);
-	long (*ctx_ctrl)(SSL_CTX *, int, long, void *);
-	long (*get_verify_result)(const SSL *);
-	X509 *(*get1_peer_certificate)(const SSL *);
-	void (*ctx_set_info_callback)(SSL_CTX *,
-	                              void (*)(const SSL *, int, int));
-	long (*ctrl)(SSL *, int, long, void *);
-	int ok;
-} ssl_fn;
-static pthread_once_t ssl_once = PTHREAD_ONCE_INIT;
-
-static void *
-ssl_sym(const char *name)
-{
-	void *p = dlsym(RTLD_DEFAULT, name);
-
-	if (p == NULL)
-		ssl_fn.ok = 0;
-	return p;
-}
-
-#define SSL_SYM(field, name)                                                   \
-	do {                                                                   \
-		void *p_ = ssl_sym(name);                                      \
-		memcpy(&ssl_fn.field, &p_, sizeof(p_));                        \
-	} while (0)
-
-static void
-ssl_load(void)
-{
-	ssl_fn.ok = 1;
-	SSL_SYM(client_method, "TLS_client_method");
-	SSL_SYM(ctx_new, "SSL_CTX_new");
-	SSL_SYM(ctx_free, "SSL_CTX_free");
-	SSL_SYM(ctx_set_verify, "SSL_CTX_set_verify");
-	SSL_SYM(ctx_load_verify_locations, "SSL_CTX_load_verify_locations");
-	SSL_SYM(ctx_set_default_verify_paths,
-	        "SSL_CTX_set_default_verify_paths");
-	SSL_SYM(ctx_get0_param, "SSL_CTX_get0_param");
-	SSL_SYM(ctx_ctrl, "SSL_CTX_ctrl");
-	SSL_SYM(get_verify_result, "SSL_get_verify_result");
-	SSL_SYM(get1_peer_certificate, "SSL_get1_peer_certificate");
-	SSL_SYM(ctx_set_info_callback, "SSL_CTX_set_info_callback");
-	SSL_SYM(ctrl, "SSL_ctrl");
-}
 
 /* ---- connect() wrapper: TCP_NODELAY and a connect timeout ---- */
 
@@ -678,13 +619,13 @@ peer_ok(struct smtp_sess *s, SSL *ssl, char *why, size_t size)
 	const char *host = s->relay->host;
 	unsigned char ipbuf[16];
 
-	v = ssl_fn.get_verify_result(ssl);
+	v = SSL_get_verify_result(ssl);
 	if (v != X509_V_OK) {
 		snprintf(why, size, "certificate not trusted: %s",
 		         X509_verify_cert_error_string(v));
 		goto out;
 	}
-	cert = ssl_fn.get1_peer_certificate(ssl);
+	cert = SSL_get1_peer_certificate(ssl);
 	if (cert == NULL) {
 		snprintf(why, size, "no server certificate");
 		goto out;
@@ -721,8 +662,7 @@ on_tls_info(const SSL *ssl, int where, int ret)
 	    inet_pton(AF_INET6, host, ipbuf) == 1)
 		return; /* RFC 6066: no IP addresses in SNI */
 	/* SSL_set_tlsext_host_name(), which takes a non-const SSL */
-	(void)ssl_fn.ctrl((SSL *)(uintptr_t)ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME,
-	                  TLSEXT_NAMETYPE_host_name, (void *)(uintptr_t)host);
+	(void)SSL_set_tlsext_host_name((SSL *)(uintptr_t)ssl, host);
 }
 
 static struct smtp_mstate *
@@ -1202,7 +1142,7 @@ relay_fini(struct smtp_relay *r)
 	if (r->password != NULL)
 		sodium_free(r->password);
 	if (r->ssl_ctx != NULL)
-		ssl_fn.ctx_free(r->ssl_ctx);
+		SSL_CTX_free(r->ssl_ctx);
 	if (r->auth != NULL)
 		auth_destroy_context(r->auth);
 	memset(r, 0, sizeof(*r));
@@ -1230,31 +1170,23 @@ relay_tls(struct smtp_relay *r, const struct kr_cfg_relay *c,
 	unsigned char ipbuf[16];
 	int ret = -1;
 
-	pthread_once(&ssl_once, ssl_load);
-	if (!ssl_fn.ok)
-		return kr_err_set(err, KR_ERR_INVALID,
-		                  "smtp %s: libssl not available for STARTTLS",
-		                  r->hostport);
-	r->ssl_ctx = ssl_fn.ctx_new(ssl_fn.client_method());
+	r->ssl_ctx = SSL_CTX_new(TLS_client_method());
 	if (r->ssl_ctx == NULL) {
 		kr_err_set(err, KR_ERR_IO, "smtp %s: SSL_CTX_new failed",
 		           r->hostport);
 		goto out;
 	}
-	/* SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) */
-	(void)ssl_fn.ctx_ctrl(r->ssl_ctx, SSL_CTRL_SET_MIN_PROTO_VERSION,
-	                      TLS1_2_VERSION, NULL);
+	(void)SSL_CTX_set_min_proto_version(r->ssl_ctx, TLS1_2_VERSION);
 	/* And at most TLS 1.2: with TLS 1.3 the server's post-handshake
 	 * NewSessionTicket records make libesmtp 1.1.0 wait in poll() for a
 	 * reply OpenSSL already holds, until the stage timeout (seen with
 	 * aiosmtpd on loopback: most sessions hung 20 s; none with 1.2 or
 	 * with tickets off on the server). XXX(#5): lift when libesmtp
 	 * handles it. */
-	(void)ssl_fn.ctx_ctrl(r->ssl_ctx, SSL_CTRL_SET_MAX_PROTO_VERSION,
-	                      TLS1_2_VERSION, NULL);
-	ssl_fn.ctx_set_verify(r->ssl_ctx, SSL_VERIFY_PEER, NULL);
+	(void)SSL_CTX_set_max_proto_version(r->ssl_ctx, TLS1_2_VERSION);
+	SSL_CTX_set_verify(r->ssl_ctx, SSL_VERIFY_PEER, NULL);
 	if (c->ca_file != NULL) {
-		if (ssl_fn.ctx_load_verify_locations(r->ssl_ctx, c->ca_file,
+		if (SSL_CTX_load_verify_locations(r->ssl_ctx, c->ca_file,
 		                                     NULL) != 1) {
 			kr_err_set(
 			    err, KR_ERR_INVALID,
@@ -1262,15 +1194,15 @@ relay_tls(struct smtp_relay *r, const struct kr_cfg_relay *c,
 			    r->hostport, c->ca_file);
 			goto out;
 		}
-	} else if (ssl_fn.ctx_set_default_verify_paths(r->ssl_ctx) != 1) {
+	} else if (SSL_CTX_set_default_verify_paths(r->ssl_ctx) != 1) {
 		kr_err_set(err, KR_ERR_IO,
 		           "smtp %s: cannot load the system CA certificates",
 		           r->hostport);
 		goto out;
 	}
-	ssl_fn.ctx_set_info_callback(r->ssl_ctx, on_tls_info);
+	SSL_CTX_set_info_callback(r->ssl_ctx, on_tls_info);
 	/* The handshake itself fails on a wrong name. */
-	vp = ssl_fn.ctx_get0_param(r->ssl_ctx);
+	vp = SSL_CTX_get0_param(r->ssl_ctx);
 	if (inet_pton(AF_INET, r->host, ipbuf) == 1 ||
 	    inet_pton(AF_INET6, r->host, ipbuf) == 1)
 		(void)X509_VERIFY_PARAM_set1_ip_asc(vp, r->host);
