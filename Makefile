@@ -82,7 +82,7 @@ FUZZ_TIME ?= 60
 
 DEPS_STAMP := $(BUILDROOT)/.deps-ok
 
-.PHONY: all deps run test unit integration install clean lint fuzz bench \
+.PHONY: all deps run test unit integration install uninstall clean lint fuzz bench \
 	check-config
 all: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory build-$(FLAVOUR)
@@ -267,6 +267,34 @@ install: all
 	    "systemd-tmpfiles --create; systemctl daemon-reload; edit" \
 	    "$(SYSCONFDIR)/kairan/kairan.yaml; systemctl enable --now" \
 	    "kairan.socket kairan.service"; fi
+
+# make uninstall: removes what make install put in place (same PREFIX,
+# DESTDIR, … variables). The database and token key under /var/lib/kairan
+# are never touched; kairan.yaml goes only when it is still the shipped
+# example, an edited one stays (and is named).
+uninstall:
+	@set -e; for f in $(DESTDIR)$(SBINDIR)/kairand \
+	  $(DESTDIR)$(BINDIR)/kairanctl \
+	  $(DESTDIR)$(UNITDIR)/kairan.service \
+	  $(DESTDIR)$(UNITDIR)/kairan.socket \
+	  $(DESTDIR)$(SYSUSERSDIR)/kairan.conf \
+	  $(DESTDIR)$(TMPFILESDIR)/kairan.conf \
+	  $(DESTDIR)$(SYSCONFDIR)/kairan/kairan.yaml.example; do \
+	  if [ -e "$$f" ] || [ -L "$$f" ]; then echo "rm -f $$f"; rm -f "$$f"; fi; \
+	done
+	@set -e; for m in man/*.[1-9]; do \
+	  f=$(DESTDIR)$(MANDIR)/man$${m##*.}/$${m##*/}; \
+	  if [ -e "$$f" ]; then echo "rm -f $$f"; rm -f "$$f"; fi; done
+	@c=$(DESTDIR)$(SYSCONFDIR)/kairan/kairan.yaml; \
+	if [ -e "$$c" ] && cmp -s config/kairan.yaml "$$c"; then \
+	  echo "rm -f $$c"; rm -f "$$c"; \
+	elif [ -e "$$c" ]; then \
+	  echo "make uninstall: kept $$c (edited; remove it yourself)"; fi
+	@rmdir $(DESTDIR)$(SYSCONFDIR)/kairan 2>/dev/null || true
+	@if [ -z "$(DESTDIR)" ]; then \
+	  echo "make uninstall: the database and token key in /var/lib/kairan" \
+	    "are kept; as root: systemctl disable --now kairan.socket" \
+	    "kairan.service (before), systemctl daemon-reload (after)"; fi
 
 clean:
 	rm -rf $(BUILDROOT)/release $(BUILDROOT)/asan $(BUILDROOT)/debug

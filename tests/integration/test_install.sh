@@ -8,7 +8,8 @@
 # and kairanctl.8 names every command, subcommand and option that
 # `kairanctl --help` and `kairanctl COMMAND --help` print (kairand.8 every
 # option of `kairand --help`), so the pages cannot fall behind the
-# binaries. Prints TAP.
+# binaries; `make uninstall` removes all of it but an edited kairan.yaml.
+# Prints TAP.
 #
 # It installs the flavour the runner built (KAIRAN_BUILD, build/asan under
 # `make test`), so nothing is rebuilt here; `make install` alone builds
@@ -258,6 +259,33 @@ else
 	notok "kairand.8 names each of the $no options of kairand --help" \
 		"missing:$missing"
 fi
+
+# ---- uninstall: what install put there goes; the edited config stays ----
+mku() {
+	env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make --no-print-directory \
+		FLAVOUR="$FLAVOUR" BUILDROOT="$BUILDROOT" uninstall "$@" 2>&1
+}
+out=$(mku DESTDIR="$D" PREFIX=/usr)
+if [ $? -eq 0 ]; then
+	ok "make uninstall DESTDIR=… PREFIX=/usr succeeds"
+else
+	notok "make uninstall DESTDIR=… PREFIX=/usr succeeds" "$(tail -n 20 <<<"$out")"
+fi
+left=$(cd "$D" && find . -type f -printf '%P\n' | sort)
+check "uninstall leaves only the edited kairan.yaml (left: $(tr '\n' ' ' <<<"$left"))" \
+	test "$left" = "etc/kairan/kairan.yaml"
+check "uninstall says it kept the edited kairan.yaml" \
+	grep -q "kept $D/etc/kairan/kairan.yaml (edited" <<<"$out"
+check "the edited kairan.yaml is unchanged" \
+	cmp -s "$tmp/edited.yaml" "$D/etc/kairan/kairan.yaml"
+U="$tmp/fresh"
+out=$(mk DESTDIR="$U" PREFIX=/usr) && out=$(mku DESTDIR="$U" PREFIX=/usr)
+left=$(cd "$U" && find . ! -type d -printf '%P\n')
+check "install then uninstall of an unedited config leaves no file (left: $(tr '\n' ' ' <<<"$left"))" \
+	test -z "$left"
+check "... and no etc/kairan directory" test ! -e "$U/etc/kairan"
+out=$(mku DESTDIR="$U" PREFIX=/usr)
+check "uninstall twice is harmless" test $? -eq 0
 
 echo "1..$n"
 exit $fail
