@@ -18,7 +18,7 @@ static const char usage_text[] =
     "state, and the ten newest reports. With REPORT: that report's copies\n"
     "queued, in flight, deferred (waiting for a retry), sent, failed,\n"
     "uncertain (the connection broke after the message was handed over)\n"
-    "and cancelled. --watch refreshes every second (a progress bar on a\n"
+    "and cancelled, and the bounces and complaints they drew. --watch refreshes every second (a progress bar on a\n"
     "terminal, else a line per change) until nothing is left to send.\n"
     "exit status: 0 ok, 1 failure (no such report), 2 usage\n";
 
@@ -97,6 +97,7 @@ ctl_status(struct ctl *c, int argc, char **argv)
 {
 	struct kr_report_row rep;
 	struct kr_delivery_counts k;
+	struct kr_bounce_counts b;
 	struct kr_err err = {0};
 	const char *arg = NULL;
 	bool watching = false;
@@ -139,7 +140,9 @@ ctl_status(struct ctl *c, int argc, char **argv)
 		}
 		if (!watching) {
 			if (kr_store_delivery_counts(c->store, id, &k, &err) <
-			    0) {
+			        0 ||
+			    kr_store_bounce_counts(c->store, id, &b, &err) <
+			        0) {
 				kr_store_report_row_fini(&rep);
 				goto fail;
 			}
@@ -148,6 +151,12 @@ ctl_status(struct ctl *c, int argc, char **argv)
 			                               : "?",
 			       rep.list_id);
 			print_counts("  ", &k);
+			/* What came back later: bounces (DSNs, SMTP-time
+			 * 5xx) and complaints about this report's copies. */
+			printf("  bounced    %lld hard, %lld soft\n"
+			       "  complaints %lld\n",
+			       (long long)b.hard, (long long)b.soft,
+			       (long long)b.complaint);
 		}
 		kr_store_report_row_fini(&rep);
 	} else if (!watching) {

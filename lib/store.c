@@ -2105,16 +2105,22 @@ out:
 /* ---- counts for /metrics ---- */
 
 int
-kr_store_bounce_counts(struct kr_store *s, struct kr_bounce_counts *out,
-    struct kr_err *err)
+kr_store_bounce_counts(struct kr_store *s, int64_t report_id,
+    struct kr_bounce_counts *out, struct kr_err *err)
 {
 	sqlite3_stmt *st = NULL;
 	int rc = SQLITE_DONE, r = -1;
 
 	memset(out, 0, sizeof(*out));
-	if (prep(s, "SELECT kind, count(*) FROM bounces GROUP BY kind", &st,
-		err) < 0)
+	if (prep(s,
+		report_id > 0 ?
+		    "SELECT kind, count(*) FROM bounces WHERE report_id = ?1"
+		    " GROUP BY kind" :
+		    "SELECT kind, count(*) FROM bounces GROUP BY kind",
+		&st, err) < 0)
 		goto out;
+	if (report_id > 0)
+		sqlite3_bind_int64(st, 1, report_id);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		switch (sqlite3_column_int(st, 0)) {
 		case KR_STORE_BOUNCE_HARD:

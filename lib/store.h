@@ -327,12 +327,13 @@ KR_NODISCARD int kr_store_bounce_foreach(struct kr_store *s,
 
 /* ---- counts for /metrics ---- */
 
-/* Bounces and complaints stored so far (every report, counted or not). */
+/* Bounces and complaints stored so far, counted or not: of one report's
+ * copies, or of every report (report_id 0). */
 struct kr_bounce_counts {
 	int64_t hard, soft, complaint;
 };
 KR_NODISCARD int kr_store_bounce_counts(struct kr_store *s,
-    struct kr_bounce_counts *out, struct kr_err *err);
+    int64_t report_id, struct kr_bounce_counts *out, struct kr_err *err);
 typedef int (*kr_store_tally_fn)(void *ctx, const char *list_id,
     enum kr_sub_status status, int64_t n);
 /* Calls fn once per (list, status) that has subscriptions, in list id

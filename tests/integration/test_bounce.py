@@ -183,6 +183,19 @@ ok(REJECT in out and "5.1.1" in out and "complaint" in out,
    "bounces shows address, status and kind", out)
 rc, out, err = k.ctl("bounces", "--report", "1", "--limit", "2")
 ok(rc == 0 and len(out.splitlines()) == 3, "--report 1 --limit 2", out)
+# kairanctl status REPORT sums what its copies drew, as `bounces` lists it.
+rc, out, err = k.ctl("bounces", "--report", "1")
+kinds = {"hard": 0, "soft": 0, "complaint": 0}
+for line in out.splitlines()[1:]:
+    for w in line.split():
+        if w in kinds:
+            kinds[w] += 1
+            break
+rc, st, err = k.ctl("status", "1")
+ok(rc == 0 and kinds["hard"] >= 2 and kinds["complaint"] == 1 and
+   ("bounced    %d hard, %d soft" % (kinds["hard"], kinds["soft"])) in st and
+   ("complaints %d" % kinds["complaint"]) in st,
+   "status 1 sums report 1's bounces and complaints %s" % kinds, (st, out))
 rc, out, err = k.ctl("bounces", "--report", "99")
 ok(rc == 0 and len(out.splitlines()) == 1, "no bounces for report 99", out)
 rc, out, err = k.ctl("bounces", "--limit", "x")

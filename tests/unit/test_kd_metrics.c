@@ -128,17 +128,20 @@ test_store_counts(void **state)
 	struct kr_err err = {0};
 	struct seen s;
 
-	assert_int_equal(kr_store_bounce_counts(f->s, &b, &err), 0);
+	assert_int_equal(kr_store_bounce_counts(f->s, 0, &b, &err), 0);
 	assert_true(b.hard == 0 && b.soft == 0 && b.complaint == 0);
 	memset(&s, 0, sizeof(s));
 	assert_int_equal(kr_store_subscriber_tally(f->s, note, &s, &err), 0);
 	assert_int_equal(s.calls, 0);
 
 	fill(f);
-	assert_int_equal(kr_store_bounce_counts(f->s, &b, &err), 0);
+	assert_int_equal(kr_store_bounce_counts(f->s, 0, &b, &err), 0);
 	assert_int_equal(b.hard, 1);
 	assert_int_equal(b.soft, 2);
 	assert_int_equal(b.complaint, 1);
+	/* none of them belongs to a report: report 99 drew nothing */
+	assert_int_equal(kr_store_bounce_counts(f->s, 99, &b, &err), 0);
+	assert_true(b.hard == 0 && b.soft == 0 && b.complaint == 0);
 	memset(&s, 0, sizeof(s));
 	assert_int_equal(kr_store_subscriber_tally(f->s, note, &s, &err), 0);
 	/* The complaint unsubscribed x from "a". */
