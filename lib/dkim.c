@@ -39,6 +39,7 @@
 #include "config.h"
 #include "dkim_int.h"
 #include "err.h"
+#include "secret.h"
 #include "xmem.h"
 
 #define DKIM_MAX_FIELDS 1000   /* header fields in a message we sign */
@@ -645,70 +646,8 @@ static int
 read_key_file(const char *path, char **data_out, size_t *len_out,
               struct kr_err *err)
 {
-	struct stat st;
-	char *data = NULL;
-	size_t got = 0;
-	ssize_t r;
-	int fd, rc = -1;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0) {
-		kr_err_set(err, errno == ENOENT ? KR_ERR_NOTFOUND : KR_ERR_IO,
-		           "dkim key file %s: %s", path, strerror(errno));
-		goto out;
-	}
-	if (fstat(fd, &st) < 0) {
-		kr_err_set(err, KR_ERR_IO, "dkim key file %s: %s", path,
-		           strerror(errno));
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		kr_err_set(err, KR_ERR_INVALID,
-		           "dkim key file %s: not a regular file", path);
-		goto out;
-	}
-	if ((st.st_mode & 077) != 0) {
-		kr_err_set(err, KR_ERR_INVALID,
-		           "dkim key file %s: mode %04o lets group or others "
-		           "read it, expected 0600 (chmod 600 %s)",
-		           path, (unsigned)(st.st_mode & 07777), path);
-		goto out;
-	}
-	if (st.st_size <= 0 || st.st_size > DKIM_MAX_KEYFILE) {
-		kr_err_set(err, KR_ERR_INVALID,
-		           "dkim key file %s: %lld bytes, expected a key "
-		           "(1..%d bytes)",
-		           path, (long long)st.st_size, DKIM_MAX_KEYFILE);
-		goto out;
-	}
-	data = sodium_malloc((size_t)st.st_size + 1);
-	if (data == NULL) {
-		kr_err_set(err, KR_ERR_IO, "dkim key file %s: out of memory",
-		           path);
-		goto out;
-	}
-	while (got < (size_t)st.st_size) {
-		r = read(fd, data + got, (size_t)st.st_size - got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			kr_err_set(err, KR_ERR_IO, "dkim key file %s: %s", path,
-			           r < 0 ? strerror(errno) : "short read");
-			goto out;
-		}
-		got += (size_t)r;
-	}
-	data[got] = '\0';
-	*data_out = data;
-	*len_out = got;
-	data = NULL;
-	rc = 0;
-out:
-	if (data != NULL)
-		sodium_free(data);
-	if (fd >= 0)
-		close(fd);
-	return rc;
+	return kr_secret_read(path, "dkim key file", DKIM_MAX_KEYFILE,
+	                      KR_SECRET_NONEMPTY, data_out, len_out, NULL, err);
 }
 
 /* No pass phrase: an encrypted key is refused, never prompted for. */

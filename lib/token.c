@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "secret.h"
 #include "xmem.h"
 
 #define TOKEN_VERSION 1
@@ -341,84 +342,9 @@ static int
 file_read(const char *path, char **data_out, size_t *len_out,
           struct stat *st_out, struct kr_err *err)
 {
-	struct stat st;
-	char *data = NULL;
-	size_t len = 0, cap;
-	ssize_t r;
-	int fd, rc = -1;
-
-	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0) {
-		if (errno == ENOENT)
-			rc = 1;
-		else if (errno == ELOOP)
-			kr_err_set(
-			    err, KR_ERR_INVALID,
-			    "key file %s is a symbolic link; give its real "
-			    "path",
-			    path);
-		else
-			kr_err_set(err, KR_ERR_IO, "key file %s: %s", path,
-			           strerror(errno));
-		goto out;
-	}
-	if (fstat(fd, &st) < 0) {
-		kr_err_set(err, KR_ERR_IO, "key file %s: %s", path,
-		           strerror(errno));
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		kr_err_set(err, KR_ERR_INVALID,
-		           "key file %s is not a regular file", path);
-		goto out;
-	}
-	if ((st.st_mode & 077) != 0) {
-		kr_err_set(
-		    err, KR_ERR_INVALID,
-		    "key file %s has mode %04o: it must not be readable or "
-		    "writable by group or others; run chmod 600 %s",
-		    path, (unsigned)(st.st_mode & 07777), path);
-		goto out;
-	}
-	if (st.st_size > FILE_MAX) {
-		kr_err_set(err, KR_ERR_INVALID,
-		           "key file %s is larger than %d bytes", path,
-		           FILE_MAX);
-		goto out;
-	}
-	/* Sized to the file: locked memory is scarce. A key file is only
-	 * ever replaced by rename, never grown in place. */
-	cap = (size_t)st.st_size;
-	if ((data = sodium_malloc(cap + 1)) == NULL) {
-		kr_err_set(err, KR_ERR_IO, "out of locked memory");
-		goto out;
-	}
-	while (len < cap) {
-		r = read(fd, data + len, cap - len);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			kr_err_set(err, KR_ERR_IO, "key file %s: %s", path,
-			           strerror(errno));
-			goto out;
-		}
-		if (r == 0)
-			break;
-		len += (size_t)r;
-	}
-	data[len] = '\0';
-	if (st_out != NULL)
-		*st_out = st;
-	*data_out = data;
-	*len_out = len;
-	data = NULL;
-	rc = 0;
-out:
-	if (data != NULL)
-		sodium_free(data);
-	if (fd >= 0)
-		close(fd);
-	return rc;
+	return kr_secret_read(path, "key file", FILE_MAX,
+	                      KR_SECRET_NOFOLLOW | KR_SECRET_MISSING_OK,
+	                      data_out, len_out, st_out, err);
 }
 
 static bool

@@ -37,10 +37,13 @@ trap 'rm -rf "$tmp"' EXIT
 D="$tmp/root"
 
 # A make started from `make test` must not inherit its jobserver or flags.
-mk() {
+mkt() { # TARGET VAR=…
+	local target="$1"; shift
 	env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make --no-print-directory \
-		FLAVOUR="$FLAVOUR" BUILDROOT="$BUILDROOT" install "$@" 2>&1
+		FLAVOUR="$FLAVOUR" BUILDROOT="$BUILDROOT" "$target" "$@" 2>&1
 }
+mk() { mkt install "$@"; }
+mku() { mkt uninstall "$@"; }
 
 # ---- first install ----
 out=$(mk DESTDIR="$D" PREFIX=/usr)
@@ -261,10 +264,6 @@ else
 fi
 
 # ---- uninstall: what install put there goes; the edited config stays ----
-mku() {
-	env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make --no-print-directory \
-		FLAVOUR="$FLAVOUR" BUILDROOT="$BUILDROOT" uninstall "$@" 2>&1
-}
 out=$(mku DESTDIR="$D" PREFIX=/usr)
 if [ $? -eq 0 ]; then
 	ok "make uninstall DESTDIR=… PREFIX=/usr succeeds"
