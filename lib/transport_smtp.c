@@ -661,8 +661,10 @@ on_tls_info(const SSL *ssl, int where, int ret)
 	if (inet_pton(AF_INET, host, ipbuf) == 1 ||
 	    inet_pton(AF_INET6, host, ipbuf) == 1)
 		return; /* RFC 6066: no IP addresses in SNI */
-	/* SSL_set_tlsext_host_name(), which takes a non-const SSL */
-	(void)SSL_set_tlsext_host_name((SSL *)(uintptr_t)ssl, host);
+	/* SSL_set_tlsext_host_name(), whose macro casts away host's const
+	 * (and takes a non-const SSL) */
+	(void)SSL_ctrl((SSL *)(uintptr_t)ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME,
+	               TLSEXT_NAMETYPE_host_name, (void *)(uintptr_t)host);
 }
 
 static struct smtp_mstate *
