@@ -40,7 +40,10 @@
  *   in message-source.c), whatever size the pieces we hand it: ~45 µs of
  *   CPU per 29 KB message, its largest cost; only BDAT (CHUNKING, which
  *   it uses when the server offers it) reads the body in blocks;
- * - it has no implicit TLS (port 465): `tls: tls` is refused at create;
+ * - it has no implicit TLS (port 465): for `tls: tls` our connect()
+ *   makes the TLS connection itself (verified like STARTTLS) and our
+ *   read(), write() and poll() carry libesmtp's plain text through it
+ *   (tls_handshake(), sess_read(), wflush(), sess_poll());
  * - after a failed AUTH it carries on with MAIL unauthenticated: we watch
  *   the AUTH reply (monitor callback) and stop the session instead;
  * - it writes with write(2): SIGPIPE is blocked around the session;
@@ -116,6 +119,8 @@ kr_transport_smtp_set_nodelay(int on)
 }
 
 static int sess_connected(struct smtp_sess *s, int fd, int *timeout_ms);
+static int tls_handshake(struct smtp_sess *s, int fd, int timeout_ms);
+static int peer_ok(struct smtp_sess *s, SSL *ssl, char *why, size_t size);
 
 /* libesmtp 1.1 opens its socket itself and offers no hook, so kairan's
  * executables define connect(): the dynamic linker binds libesmtp's call
@@ -150,8 +155,14 @@ connect(int fd, __CONST_SOCKADDR_ARG addr_arg, socklen_t len) /* NOLINT(readabil
 	(void)sess_connected(s, -1, &timeout_ms);
 	flags = fcntl(fd, F_GETFL);
 	if (flags < 0 || (flags & O_NONBLOCK) ||
-	    fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0)
+	    fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+		if (tls_handshake(s, -1, 0) < 0) {
+			/* never plain text to a TLS port */
+			errno = ECONNABORTED;
+			return -1;
+		}
 		return real_connect(fd, addr, len);
+	}
 	r = real_connect(fd, addr, len);
 	if (r != 0 && errno == EINPROGRESS) {
 		pfd.fd = fd;
@@ -171,6 +182,10 @@ connect(int fd, __CONST_SOCKADDR_ARG addr_arg, socklen_t len) /* NOLINT(readabil
 			r = e == 0 ? 0 : -1;
 		}
 	}
+	if (r == 0 && tls_handshake(s, fd, timeout_ms) < 0) {
+		errno = ECONNABORTED;
+		r = -1;
+	}
 	e = errno;
 	(void)fcntl(fd, F_SETFL, flags);
 	if (r == 0)
@@ -183,7 +198,8 @@ static int sess_poll(struct smtp_sess *s, struct pollfd *fds, nfds_t nfds,
                      int timeout);
 static int sess_write(struct smtp_sess *s, int fd, const void *buf, size_t n,
                       ssize_t *ret);
-static void sess_read(struct smtp_sess *s, int fd);
+static int sess_read(struct smtp_sess *s, int fd, void *buf, size_t n,
+                     ssize_t *ret);
 
 static int (*real_poll)(struct pollfd *, nfds_t, int);
 static pthread_once_t poll_once = PTHREAD_ONCE_INIT;
@@ -271,14 +287,15 @@ ssize_t
 kr_smtp_read(int fd, void *buf, size_t n)
 {
 	struct smtp_sess *s = tl_sess;
+	ssize_t r;
 
 	pthread_once(&rw_once, rw_load);
 	if (real_read == NULL) {
 		errno = ENOSYS;
 		return -1;
 	}
-	if (s != NULL)
-		sess_read(s, fd);
+	if (s != NULL && sess_read(s, fd, buf, n, &r))
+		return r;
 	return real_read(fd, buf, n);
 }
 
@@ -330,6 +347,10 @@ struct smtp_sess {
 	size_t wlen, wcap;
 	int werr;                 /* a write(2) failed: errno, kept */
 	struct smtp_mstate *cur;  /* the message libesmtp reads from us */
+	/* Implicit TLS (`tls: tls`): the connection, made in connect();
+	 * in_ssl while OpenSSL itself reads or writes the socket. */
+	SSL *ssl;
+	bool in_ssl;
 	char why[200];     /* why the relay was unusable */
 	size_t n_finished; /* outcomes given in this session */
 	/* Outcomes known but not yet handed to done, in order; see
@@ -464,9 +485,38 @@ wflush(struct smtp_sess *s)
 	int r, e = 0;
 
 	while (off < s->wlen && s->werr == 0) {
-		w = real_write(s->fd, s->wbuf + off, s->wlen - off);
-		atomic_fetch_add_explicit(&smtp_writes, 1,
-		                          memory_order_relaxed);
+		pfd.events = POLLOUT;
+		if (s->ssl != NULL) {
+			int n = (int)(s->wlen - off > INT_MAX ? INT_MAX
+			                                      : s->wlen - off);
+
+			s->in_ssl = true;
+			n = SSL_write(s->ssl, s->wbuf + off, n);
+			s->in_ssl = false;
+			if (n > 0) {
+				off += (size_t)n;
+				continue;
+			}
+			switch (SSL_get_error(s->ssl, n)) {
+			case SSL_ERROR_WANT_READ:
+				pfd.events = POLLIN;
+				w = -1;
+				errno = EAGAIN;
+				break;
+			case SSL_ERROR_WANT_WRITE:
+				w = -1;
+				errno = EAGAIN;
+				break;
+			default:
+				w = -1;
+				errno = EPIPE;
+				break;
+			}
+		} else {
+			w = real_write(s->fd, s->wbuf + off, s->wlen - off);
+			atomic_fetch_add_explicit(&smtp_writes, 1,
+			                          memory_order_relaxed);
+		}
 		if (w > 0) {
 			off += (size_t)w;
 			continue;
@@ -475,7 +525,6 @@ wflush(struct smtp_sess *s)
 			continue;
 		if (w < 0 && errno == EAGAIN) { /* == EWOULDBLOCK here */
 			pfd.fd = s->fd;
-			pfd.events = POLLOUT;
 			pfd.revents = 0;
 			do
 				r = real_poll(&pfd, 1, (int)s->t->timeout_ms);
@@ -507,7 +556,8 @@ sess_write(struct smtp_sess *s, int fd, const void *buf, size_t n,
 
 	if (fd < 0 || fd != s->fd)
 		return 0;
-	if (!s->buffered) {
+	if (s->in_ssl || (!s->buffered && s->ssl == NULL)) {
+		/* OpenSSL writing our TLS records, or libesmtp as shipped */
 		atomic_fetch_add_explicit(&smtp_writes, 1,
 		                          memory_order_relaxed);
 		return 0;
@@ -541,12 +591,116 @@ sess_write(struct smtp_sess *s, int fd, const void *buf, size_t n,
 	return 1;
 }
 
-/* read() on the session's socket: what was written goes first. */
-static void
-sess_read(struct smtp_sess *s, int fd)
+/* read() on the session's socket: what was written goes first. With
+ * implicit TLS, libesmtp's read is an SSL_read(), which says EAGAIN when
+ * no whole record is there yet (libesmtp then polls) and 0 at the end.
+ * Returns false when the call is not ours (libc's read() runs). */
+static int
+sess_read(struct smtp_sess *s, int fd, void *buf, size_t n, ssize_t *ret)
 {
-	if (fd >= 0 && fd == s->fd && s->wlen > 0)
+	int r;
+
+	if (fd < 0 || fd != s->fd || s->in_ssl)
+		return 0;
+	if (s->wlen > 0)
 		(void)wflush(s);
+	if (s->ssl == NULL)
+		return 0;
+	s->in_ssl = true;
+	r = SSL_read(s->ssl, buf, n > INT_MAX ? INT_MAX : (int)n);
+	s->in_ssl = false;
+	if (r > 0) {
+		*ret = r;
+		return 1;
+	}
+	switch (SSL_get_error(s->ssl, r)) {
+	case SSL_ERROR_WANT_READ:
+	case SSL_ERROR_WANT_WRITE:
+		errno = EAGAIN;
+		*ret = -1;
+		break;
+	case SSL_ERROR_ZERO_RETURN:
+		*ret = 0;
+		break;
+	default:
+		errno = ECONNRESET;
+		*ret = -1;
+		break;
+	}
+	return 1;
+}
+
+/* Implicit TLS: the handshake on the freshly connected, non-blocking
+ * socket, bounded by timeout_ms, then the same checks as STARTTLS (chain,
+ * host name or IP; SNI from on_tls_info()). TLS 1.3 is allowed here: the
+ * 1.2 cap is for libesmtp's own STARTTLS. fd < 0: the socket could not be
+ * prepared. Returns 0 (nothing to do for other relays), or -1 with the
+ * relay marked unusable and why. */
+static int
+tls_handshake(struct smtp_sess *s, int fd, int timeout_ms)
+{
+	struct pollfd pfd;
+	struct timespec t0, t1;
+	long left;
+	SSL *ssl;
+	int r, e;
+	char why[160];
+
+	if (s->ssl != NULL) { /* an earlier address of the same relay */
+		SSL_free(s->ssl);
+		s->ssl = NULL;
+	}
+	if (s->relay == NULL || s->relay->tls != KR_CFG_TLS_TLS)
+		return 0;
+	ssl = NULL;
+	if (fd < 0) {
+		snprintf(s->why, sizeof(s->why), "TLS: socket not usable");
+		goto fail;
+	}
+	if ((ssl = SSL_new(s->relay->ssl_ctx)) == NULL ||
+	    SSL_set_fd(ssl, fd) != 1) {
+		snprintf(s->why, sizeof(s->why), "TLS: cannot set up");
+		goto fail;
+	}
+	(void)SSL_set_max_proto_version(ssl, 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	s->in_ssl = true;
+	while ((r = SSL_connect(ssl)) != 1) {
+		e = SSL_get_error(ssl, r);
+		if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+			unsigned long code = ERR_peek_last_error();
+			char es[120] = "handshake failed";
+
+			if (code != 0)
+				ERR_error_string_n(code, es, sizeof(es));
+			snprintf(s->why, sizeof(s->why), "TLS: %.150s", es);
+			goto fail;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		left = timeout_ms - ((t1.tv_sec - t0.tv_sec) * 1000L +
+		                     (t1.tv_nsec - t0.tv_nsec) / 1000000L);
+		pfd.fd = fd;
+		pfd.events = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+		pfd.revents = 0;
+		if (left <= 0 || real_poll(&pfd, 1, (int)left) <= 0) {
+			snprintf(s->why, sizeof(s->why),
+			         "TLS: no handshake within %d ms", timeout_ms);
+			goto fail;
+		}
+	}
+	s->in_ssl = false;
+	if (!peer_ok(s, ssl, why, sizeof(why))) {
+		snprintf(s->why, sizeof(s->why), "TLS: %s", why);
+		goto fail;
+	}
+	s->ssl = ssl;
+	return 0;
+fail:
+	s->in_ssl = false;
+	s->fatal = true;
+	SSL_free(ssl);
+	ERR_clear_error();
+	return -1;
 }
 
 /* poll() in a session. A wait for the socket to become writable is
@@ -572,7 +726,20 @@ sess_poll(struct smtp_sess *s, struct pollfd *fds, nfds_t nfds, int timeout)
 		in = in || (fds[i].events & POLLIN);
 		out = out || (fds[i].events & POLLOUT);
 	}
-	if (s->buffered && out && !other && s->werr == 0) {
+	if (in && s->ssl != NULL && SSL_has_pending(s->ssl)) {
+		/* decrypted or buffered TLS data poll() cannot see */
+		for (i = 0; i < nfds; i++) {
+			fds[i].revents = (fds[i].fd == s->fd &&
+			                  (fds[i].events & POLLIN))
+			                     ? POLLIN
+			                     : 0;
+			n += fds[i].revents != 0;
+		}
+		if (n > 0)
+			return n;
+	}
+	if ((s->buffered || s->ssl != NULL) && out && !other &&
+	    s->werr == 0) {
 		for (i = 0; i < nfds; i++) {
 			fds[i].revents = (fds[i].events & POLLOUT) ? POLLOUT : 0;
 			n += fds[i].revents != 0;
@@ -1012,6 +1179,11 @@ run_session(struct kr_transport *t, struct smtp_relay *r,
 	tl_sess = &s;
 	(void)smtp_start_session(session);
 	tl_sess = NULL;
+	if (s.ssl != NULL) { /* libesmtp closed the socket: no close_notify */
+		SSL_set_quiet_shutdown(s.ssl, 1);
+		SSL_free(s.ssl);
+		s.ssl = NULL;
+	}
 	flush_outcomes(&s);
 
 	if (!pipe_was_pending) {
@@ -1265,27 +1437,16 @@ smtp_create(const struct kr_config *cfg, struct kr_transport **out,
 			           "smtp[%zu]: host name too long", i);
 			goto out;
 		}
-		if (c->tls == KR_CFG_TLS_TLS) {
-			/* libesmtp 1.1 has no implicit TLS: refuse rather
-			 * than talk in plain text to port 465. */
-			kr_err_set(
-			    err, KR_ERR_INVALID,
-			    "smtp %s: tls: tls (implicit TLS, port 465) is not "
-			    "supported by libesmtp 1.1; use tls: starttls "
-			    "(port 587)",
-			    r->hostport);
-			goto out;
-		}
-		if (c->tls == KR_CFG_TLS_STARTTLS && relay_tls(r, c, err) != 0)
+		if (c->tls != KR_CFG_TLS_NONE && relay_tls(r, c, err) != 0)
 			goto out;
 		if (c->user != NULL) {
 			size_t pl;
 
-			if (c->tls != KR_CFG_TLS_STARTTLS) {
+			if (c->tls == KR_CFG_TLS_NONE) {
 				kr_err_set(
 				    err, KR_ERR_INVALID,
-				    "smtp %s: AUTH (user) needs tls: starttls; "
-				    "the password is never sent in clear",
+				    "smtp %s: AUTH (user) needs tls: starttls or "
+				    "tls; the password is never sent in clear",
 				    r->hostport);
 				goto out;
 			}

@@ -183,7 +183,8 @@ def main():
             return AuthResult(success=ok, handled=False)
         kw["authenticator"] = authenticator
         kw["auth_required"] = True
-        kw["auth_require_tls"] = True
+        # implicit TLS is TLS, but aiosmtpd only knows of STARTTLS
+        kw["auth_require_tls"] = not a.implicit_tls
     ckw = {}
     if ctx and a.implicit_tls:
         ckw["ssl_context"] = ctx
