@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """kairand delivering through the SMTP transport the way operators set it
-up: STARTTLS with a private CA (ca_file) and AUTH with the password from
-password_file, to a real aiosmtpd that requires both; a dead first relay
+up: STARTTLS (or implicit TLS) with a private CA (ca_file) and AUTH with
+the password from password_file, to a real aiosmtpd that requires both; a
+dead first relay
 failing over to the second; and a refused password deferring mail instead
 of failing it. The transport's own cases (5xx/4xx per recipient, drops,
 dot-stuffing, wrong CA or host name) are in tests/unit/test_transport_smtp.c.
@@ -139,7 +140,43 @@ def test_wrong_password_defers():
     ok(k.stop() == 0, "SIGTERM exits 0")
 
 
+def test_implicit_tls_auth():
+    """tls: tls (port 465 style): TLS from the first byte, then AUTH."""
+    base = harness.tmpdir()
+    ca, cert, key = tls_material(base)
+    pwfile = os.path.join(base, "smtp.pass")
+    with open(pwfile, "w") as f:
+        f.write(PASSWORD + "\n")
+    os.chmod(pwfile, 0o600)
+    smtp = harness.SmtpServer(base, extra=[
+        "--tls-cert", cert, "--tls-key", key, "--implicit-tls",
+        "--auth", "kairan:" + PASSWORD])
+    relays = """  - host: localhost
+    port: %d
+    tls: tls
+    ca_file: %s
+    user: kairan
+    password_file: %s
+""" % (smtp.port, ca, pwfile)
+    k = kairan_with_relays(base, relays, smtp.port)
+    subs = addrs(30, "tls465")
+    rc, out, err = k.add_subscribers(subs)
+    ok(rc == 0, "import 30 subscribers", out + err)
+    rc, out, err = k.send_report(harness.report("暗号化配信 465", "本文\n"))
+    ok(rc == 0, "report queued", out + err)
+    ok(smtp.wait_count(30, 90),
+       "all 30 arrive over implicit TLS + AUTH", k.logtext())
+    time.sleep(1)
+    counts = harness.rcpt_counts(smtp)
+    ok(set(counts) == set(subs) and all(v == 1 for v in counts.values()),
+       "each subscriber got exactly one copy", counts)
+    ok(not k.log_has("relay unusable"), "the relay was never unusable",
+       k.logtext())
+    ok(k.stop() == 0, "SIGTERM exits 0")
+
+
 if __name__ == "__main__":
     test_starttls_auth_and_failover()
     test_wrong_password_defers()
+    test_implicit_tls_auth()
     done()
