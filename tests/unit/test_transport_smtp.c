@@ -916,6 +916,30 @@ make_tls_material(void)
 	return r == 0 ? 0 : -1;
 }
 
+/* sni.txt holds one line per TLS connection: the name the client sent.
+ * True when kairan's n connections each named "localhost"; with implicit
+ * TLS aiosmtpd's controller also checks its own port once, naming nobody
+ * ("None"), at a moment of its own. */
+static bool
+sni_ok(const char *sni, int n)
+{
+	int named = 0, none = 0;
+	const char *p = sni, *nl;
+
+	for (; *p != '\0'; p = nl + 1) {
+		nl = strchr(p, '\n');
+		if (nl == NULL)
+			return false;
+		if ((size_t)(nl - p) == 9 && strncmp(p, "localhost", 9) == 0)
+			named++;
+		else if ((size_t)(nl - p) == 4 && strncmp(p, "None", 4) == 0)
+			none++;
+		else
+			return false;
+	}
+	return named == n && none <= 1;
+}
+
 /* One message through a STARTTLS relay; returns send()'s result and the
  * message's outcome; *delivered how many the server took. */
 static int
@@ -947,11 +971,8 @@ tls_send(const struct relay_spec *spec, const char *const *extra,
 		char *sni = slurp(p, &l);
 
 		assert_non_null(sni);
-		/* with implicit TLS, aiosmtpd's controller checks its own
-		 * port first, naming nobody ("None") */
-		assert_string_equal(strncmp(sni, "None\n", 5) == 0 ? sni + 5
-		                                                    : sni,
-		                    "localhost\n");
+		if (!sni_ok(sni, 1))
+			fail_msg("SNI seen: %s", sni);
 		free(sni);
 		free(p);
 	}
@@ -1104,9 +1125,9 @@ test_smtp_implicit_tls(void **state)
 	p = kr_xasprintf("%s/sni.txt", s.dir);
 	sni = slurp(p, &l);
 	assert_non_null(sni);
-	/* one connection, naming the relay; before it, aiosmtpd's
-	 * controller checked its own port, naming nobody */
-	assert_string_equal(sni, "None\nlocalhost\n");
+	/* one connection, naming the relay */
+	if (!sni_ok(sni, 1))
+		fail_msg("SNI seen: %s", sni);
 	free(sni);
 	free(p);
 	kr_transport_smtp_ops.destroy(&t);
