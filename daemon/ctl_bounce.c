@@ -237,6 +237,7 @@ ctl_bounce(struct ctl *c, int argc, char **argv)
 	pol.hard_threshold = c->cfg->bounce.hard_threshold;
 	pol.soft_threshold = c->cfg->bounce.soft_threshold;
 	pol.soft_window = c->cfg->bounce.soft_window;
+	pol.reset_after = c->cfg->bounce.reset_after;
 	if (kr_store_bounce_record(c->store, &row, &pol, &res, &err) < 0) {
 		if (err.code == KR_ERR_NOTFOUND) {
 			/* deleted between lookup and record */
@@ -249,10 +250,13 @@ ctl_bounce(struct ctl *c, int argc, char **argv)
 		goto out;
 	}
 	ctl_error("bounce: recorded %s (%s%s%s) subscriber=%lld report=%lld "
-	          "bounces=%d%s%s",
+	          "bounces=%d%s%s%s",
 	          kr_bounce_kind_name(b.kind), b.source, b.status[0] ? " " : "",
 	          b.status, (long long)sub.id, (long long)report_id,
 	          res.bounces,
+	          res.reset ? " (count restarted: the last counted bounce was "
+	                      "older than bounce.reset_after)"
+	                    : "",
 	          res.bounced        ? " now bounced"
 	          : res.unsubscribed ? " now unsubscribed"
 	                             : "",

@@ -407,6 +407,13 @@ static const struct field bounce_fields[] = {
      .min = 3600,
      .max = 365 * 86400,
      .expect = "a duration 1h..365d like 7d"},
+    {.key = "reset_after",
+     .type = FT_DURATION,
+     .off = OFF(bounce.reset_after),
+     .def = "90d",
+     .min = 86400,
+     .max = 3650 * 86400,
+     .expect = "a duration 1d..3650d like 90d"},
 };
 static const struct section bounce_section = {
     "bounce", bounce_fields, KR_NELEM(bounce_fields), 0, 0, 0};
@@ -469,7 +476,8 @@ static const struct field root_fields[] = {
     {.key = "bounce",
      .type = FT_MAP,
      .sub = &bounce_section,
-     .expect = "a mapping with hard_threshold, soft_threshold, soft_window"},
+     .expect = "a mapping with hard_threshold, soft_threshold, soft_window, "
+               "reset_after"},
 };
 static const struct section root_section = {
     "the top level", root_fields, KR_NELEM(root_fields), 0, 0, 0};

@@ -93,6 +93,9 @@ struct kr_config {
 		unsigned soft_threshold; /* soft bounces in soft_window that
 		                            count as one, default 3 */
 		unsigned soft_window;    /* seconds, default 7d */
+		unsigned reset_after;    /* seconds, default 90d: a count
+		                            whose last counted bounce is
+		                            older starts again */
 	} bounce;
 };
 

@@ -764,6 +764,7 @@ record_rejection(struct kr_delivery *d, const struct kr_config *cfg,
 	pol.hard_threshold = cfg->bounce.hard_threshold;
 	pol.soft_threshold = cfg->bounce.soft_threshold;
 	pol.soft_window = cfg->bounce.soft_window;
+	pol.reset_after = cfg->bounce.reset_after;
 	r = kr_store_bounce_record(d->store, &row, &pol, &res, &err);
 	pthread_mutex_unlock(&d->store_lock);
 	if (r < 0)

@@ -1941,6 +1941,7 @@ kr_store_bounce_record(struct kr_store *s, const struct kr_bounce_row *b,
 	unsigned hard = p && p->hard_threshold ? p->hard_threshold : 1;
 	unsigned soft = p && p->soft_threshold ? p->soft_threshold : 1;
 	int64_t window = p ? p->soft_window : 0;
+	int64_t reset = p ? p->reset_after : 0, last_counted = 0;
 	bool own = false;
 	int r = -1, found, changed = 0;
 
@@ -1959,6 +1960,16 @@ kr_store_bounce_record(struct kr_store *s, const struct kr_bounce_row *b,
 		    (long long)b->subscriber_id);
 		goto out;
 	}
+	/* When the last counted bounce was; the count restarts at the next
+	 * one when that is longer ago than reset_after (an address that
+	 * bounced once a year ago and works since is not one bounce away
+	 * from removal). */
+	if (reset > 0 && sub.bounces > 0 &&
+	    exec_ints(s,
+		"SELECT coalesce(max(at), 0) FROM bounces"
+		" WHERE subscriber_id = ?1 AND counted = 1",
+		1, b->subscriber_id, 0, 0, &last_counted, err) < 0)
+		goto out;
 	/* One report, one count: a second bounce for the same copy (two
 	 * MTAs of a chain, a DSN after the 5xx) is kept but never counts. */
 	if (b->kind != KR_STORE_BOUNCE_COMPLAINT && b->report_id > 0) {
@@ -2027,6 +2038,20 @@ kr_store_bounce_record(struct kr_store *s, const struct kr_bounce_row *b,
 				goto out;
 			res_out->counted = true;
 		}
+	}
+	if (res_out->counted && reset > 0 && sub.bounces > 0 &&
+	    last_counted < b->at - reset) {
+		snprintf(detail, sizeof(detail),
+		    "bounces=%d last_counted=%lld reset_after=%llds",
+		    sub.bounces, (long long)last_counted, (long long)reset);
+		if (event(s, b->at, "bounces-reset", b->subscriber_id,
+			b->report_id, detail, err) < 0 ||
+		    exec_ints(s,
+			"UPDATE subscribers SET bounces = 0 WHERE id = ?1", 1,
+			b->subscriber_id, 0, 0, NULL, err) < 0)
+			goto out;
+		sub.bounces = 0;
+		res_out->reset = true;
 	}
 	res_out->bounces = sub.bounces + (res_out->counted ? 1 : 0);
 	if (res_out->counted &&

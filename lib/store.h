@@ -278,6 +278,9 @@ struct kr_bounce_policy {
 	unsigned soft_threshold; /* soft bounces within soft_window that
 	                            count as one; 0 is taken as 1 */
 	int64_t soft_window;     /* seconds */
+	int64_t reset_after;     /* seconds: a subscriber whose last counted
+	                            bounce is older than this starts again
+	                            from 0 at the next one; 0: never */
 };
 
 /* One stored bounce or complaint. email and list_id are filled by
@@ -303,6 +306,7 @@ struct kr_bounce_result {
 	int64_t cancelled; /* queued deliveries cancelled */
 	bool duplicate;    /* the same copy (subscriber, report) bounced
 	                      before: stored, not counted */
+	bool reset;        /* the count started again (reset_after) */
 };
 
 /* Stores b (id, email, list_id ignored; at is "now") and applies p in the

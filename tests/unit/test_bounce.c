@@ -379,22 +379,32 @@ test_bounce_config_defaults(void **state)
 	assert_int_equal(cfg->bounce.hard_threshold, 1);
 	assert_int_equal(cfg->bounce.soft_threshold, 3);
 	assert_int_equal(cfg->bounce.soft_window, 7 * 86400);
+	assert_int_equal(cfg->bounce.reset_after, 90 * 86400);
 	kr_config_free(&cfg);
 	snprintf(text, sizeof(text),
 	         "%sbounce:\n  hard_threshold: 2\n  soft_threshold: 5\n"
-	         "  soft_window: 2d\n",
+	         "  soft_window: 2d\n  reset_after: 30d\n",
 	         base);
 	assert_int_equal(
 	    kr_config_load_buf("t.yaml", text, strlen(text), &cfg, &errors), 0);
 	assert_int_equal(cfg->bounce.hard_threshold, 2);
 	assert_int_equal(cfg->bounce.soft_threshold, 5);
 	assert_int_equal(cfg->bounce.soft_window, 2 * 86400);
+	assert_int_equal(cfg->bounce.reset_after, 30 * 86400);
 	kr_config_free(&cfg);
 	snprintf(text, sizeof(text), "%sbounce:\n  hard_threshold: 0\n", base);
 	assert_int_equal(
 	    kr_config_load_buf("t.yaml", text, strlen(text), &cfg, &errors),
 	    -1);
 	assert_non_null(strstr(errors, "t.yaml:9:19: bounce.hard_threshold"));
+	free(errors);
+	errors = NULL;
+	snprintf(text, sizeof(text), "%sbounce:\n  reset_after: 2h\n", base);
+	assert_int_equal(
+	    kr_config_load_buf("t.yaml", text, strlen(text), &cfg, &errors),
+	    -1);
+	assert_non_null(strstr(errors, "t.yaml:9:16: bounce.reset_after"));
+	assert_non_null(strstr(errors, "1d..3650d"));
 	free(errors);
 }
 
@@ -507,7 +517,7 @@ static void
 test_bounce_store_hard(void **state)
 {
 	struct fx *f = *state;
-	struct kr_bounce_policy p = {1, 3, 7 * 86400};
+	struct kr_bounce_policy p = {1, 3, 7 * 86400, 0};
 	struct kr_bounce_result res;
 	struct kr_subscriber s;
 	struct kr_delivery_counts k;
@@ -550,7 +560,7 @@ static void
 test_bounce_store_hard_threshold_two(void **state)
 {
 	struct fx *f = *state;
-	struct kr_bounce_policy p = {2, 3, 7 * 86400};
+	struct kr_bounce_policy p = {2, 3, 7 * 86400, 0};
 	struct kr_bounce_result res;
 	struct kr_subscriber s;
 
@@ -565,11 +575,65 @@ test_bounce_store_hard_threshold_two(void **state)
 	assert_int_equal(s.status, KR_SUB_BOUNCED);
 }
 
+/* Counts decay: with hard_threshold 3 and reset_after 30 days, two
+ * counted bounces and a third 40 days after the second start the count
+ * again (event bounces-reset) instead of removing the subscriber; three
+ * within 30 days of each other do. */
+static void
+test_bounce_store_reset_after(void **state)
+{
+	struct fx *f = *state;
+	struct kr_bounce_policy p = {3, 1, 86400, 30 * 86400};
+	struct kr_bounce_result res;
+	struct kr_subscriber s;
+	const int64_t day = 86400;
+
+	record_r(f, f->a, 21, KR_STORE_BOUNCE_HARD, "5.1.1", NOW, &p, &res);
+	assert_true(res.counted);
+	assert_int_equal(res.bounces, 1);
+	record_r(f, f->a, 22, KR_STORE_BOUNCE_HARD, "5.1.1", NOW + 10 * day,
+	         &p, &res);
+	assert_int_equal(res.bounces, 2);
+	assert_false(res.reset);
+	record_r(f, f->a, 23, KR_STORE_BOUNCE_HARD, "5.1.1", NOW + 50 * day,
+	         &p, &res);
+	assert_true(res.counted);
+	assert_true(res.reset);
+	assert_false(res.bounced);
+	assert_int_equal(res.bounces, 1);
+	sub_get(f, f->a, &s);
+	assert_int_equal(s.status, KR_SUB_ACTIVE);
+	assert_int_equal(s.bounces, 1);
+	/* a soft bounce that is not counted resets nothing */
+	record_r(f, f->a, 24, KR_STORE_BOUNCE_SOFT, "4.2.2", NOW + 200 * day,
+	         &p, &res);
+	assert_true(res.counted); /* soft_threshold 1: counts at once */
+	assert_true(res.reset);
+	assert_int_equal(res.bounces, 1);
+	record_r(f, f->a, 25, KR_STORE_BOUNCE_HARD, "5.1.1", NOW + 210 * day,
+	         &p, &res);
+	assert_int_equal(res.bounces, 2);
+	record_r(f, f->a, 26, KR_STORE_BOUNCE_HARD, "5.1.1", NOW + 220 * day,
+	         &p, &res);
+	assert_false(res.reset);
+	assert_true(res.bounced);
+	assert_int_equal(res.bounces, 3);
+	sub_get(f, f->a, &s);
+	assert_int_equal(s.status, KR_SUB_BOUNCED);
+	/* reset_after 0: never */
+	p.reset_after = 0;
+	record_r(f, f->b, 31, KR_STORE_BOUNCE_HARD, "5.1.1", NOW, &p, &res);
+	record_r(f, f->b, 32, KR_STORE_BOUNCE_HARD, "5.1.1", NOW + 900 * day,
+	         &p, &res);
+	assert_false(res.reset);
+	assert_int_equal(res.bounces, 2);
+}
+
 static void
 test_bounce_store_soft_window(void **state)
 {
 	struct fx *f = *state;
-	struct kr_bounce_policy p = {1, 3, 86400};
+	struct kr_bounce_policy p = {1, 3, 86400, 0};
 	struct kr_bounce_result res;
 	struct kr_subscriber s;
 
@@ -625,7 +689,7 @@ static void
 test_bounce_store_complaint_and_list(void **state)
 {
 	struct fx *f = *state;
-	struct kr_bounce_policy p = {1, 3, 86400};
+	struct kr_bounce_policy p = {1, 3, 86400, 0};
 	struct kr_bounce_result res;
 	struct kr_subscriber s;
 	struct kr_bounce_row rows[8];
@@ -693,6 +757,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(
 	        test_bounce_store_hard_threshold_two, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bounce_store_soft_window,
+	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bounce_store_reset_after,
 	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_bounce_store_complaint_and_list, setup, teardown),

@@ -76,7 +76,7 @@ static void
 bounce(struct fx *f, int64_t sub, int kind)
 {
 	struct kr_bounce_row b;
-	struct kr_bounce_policy p = {5, 5, 86400};
+	struct kr_bounce_policy p = {5, 5, 86400, 0};
 	struct kr_bounce_result res;
 	struct kr_err err = {0};
 
