@@ -6,6 +6,13 @@
 set -u
 cd "$(dirname "$0")/.."
 export KAIRAN_BUILD="${KAIRAN_BUILD:-build/asan}"
+# Run by hand (not from make, which has just built): bring the sanitized
+# build and the unit binaries up to date first, so a stale test binary is
+# never what passes.
+if [ -z "${MAKELEVEL:-}" ] && [ "$KAIRAN_BUILD" = build/asan ]; then
+	make --no-print-directory FLAVOUR=asan build-asan unit-bins-asan \
+		>/dev/null || { echo "run_tests.sh: the build failed" >&2; exit 1; }
+fi
 export KAIRAN_ROOT="$PWD"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:log_path=/dev/stderr}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
