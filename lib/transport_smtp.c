@@ -29,6 +29,9 @@
  * - it does the dot-stuffing and sends the message as given, except
  *   that it drops Return-Path: (and a second Date:, From:, To:,
  *   Message-Id: …) and adds Date:, From: and Message-Id: when missing;
+ * - relays may answer one pipelined write in two (Postfix to RCPT +
+ *   BDAT), the second held by their Nagle until we ACK the first: we set
+ *   TCP_QUICKACK when we wait again after reading part (sess_poll());
  * - it writes the message through a 2 KB buffer, several writes per
  *   message: without TCP_NODELAY each message then waits ~40 ms for a
  *   delayed ACK, see connect() below. With it, our write() gathers what
@@ -346,6 +349,7 @@ struct smtp_sess {
 	char *wbuf;
 	size_t wlen, wcap;
 	int werr;                 /* a write(2) failed: errno, kept */
+	bool read_since_write;    /* replies read since our last write */
 	struct smtp_mstate *cur;  /* the message libesmtp reads from us */
 	/* Implicit TLS (`tls: tls`): the connection, made in connect();
 	 * in_ssl while OpenSSL itself reads or writes the socket. */
@@ -484,6 +488,7 @@ wflush(struct smtp_sess *s)
 	struct pollfd pfd;
 	int r, e = 0;
 
+	s->read_since_write = false;
 	while (off < s->wlen && s->werr == 0) {
 		pfd.events = POLLOUT;
 		if (s->ssl != NULL) {
@@ -604,12 +609,17 @@ sess_read(struct smtp_sess *s, int fd, void *buf, size_t n, ssize_t *ret)
 		return 0;
 	if (s->wlen > 0)
 		(void)wflush(s);
-	if (s->ssl == NULL)
-		return 0;
+	if (s->ssl == NULL) {
+		*ret = real_read(fd, buf, n);
+		if (*ret > 0)
+			s->read_since_write = true;
+		return 1;
+	}
 	s->in_ssl = true;
 	r = SSL_read(s->ssl, buf, n > INT_MAX ? INT_MAX : (int)n);
 	s->in_ssl = false;
 	if (r > 0) {
+		s->read_since_write = true;
 		*ret = r;
 		return 1;
 	}
@@ -750,6 +760,21 @@ sess_poll(struct smtp_sess *s, struct pollfd *fds, nfds_t nfds, int timeout)
 		return -1;
 	if (s->wlen > 0)
 		(void)wflush(s);
+	if (s->buffered && s->read_since_write) {
+		/* Waiting for more replies to one write of ours, after some
+		 * came: ACK those now. A relay that answers in two writes
+		 * (Postfix's smtpd to RCPT + BDAT: "250 Ok: 685 bytes", then
+		 * the rest) holds the second back by Nagle until the first is
+		 * ACKed, and our delayed ACK takes 40 ms: measured 88
+		 * messages/s into Postfix, over 1,000 with this
+		 * (bench/postfix.sh). Only then: a setsockopt() per wait
+		 * cost 7 µs per message. */
+		int one = 1;
+
+		(void)setsockopt(s->fd, IPPROTO_TCP, TCP_QUICKACK, &one,
+		                 sizeof(one));
+		s->read_since_write = false;
+	}
 	if (s->n_pend > 0 && nfds == 1 && fds[0].events == POLLIN)
 		flush_outcomes(s);
 	return -1;
