@@ -75,6 +75,8 @@ kr_delivery_log_reply(const char *reply, char *out, size_t outsz)
 #define BACKOFF_HOLD 60.0
 /* Idle wait when nothing is due. */
 #define IDLE_WAIT 1.0
+/* ... and looks at the store's data_version this often meanwhile (s) */
+#define IDLE_SLICE 0.1
 /* Longest pause of a worker after sessions that could not run. */
 #define MAX_PAUSE 30
 /* Tries of a store call that says BUSY, 50 ms apart. */
@@ -1105,6 +1107,34 @@ out:
 	}
 }
 
+/* Nothing to claim: wait up to IDLE_WAIT for a kick (a sign-up, the
+ * outbox, a reload in this process) or, every IDLE_SLICE, for a commit by
+ * another connection (`kairanctl send` queueing a report: its process
+ * cannot kick ours), seen as a new data_version. */
+static void
+worker_idle(struct worker *w, unsigned kicks, int64_t version)
+{
+	struct kr_delivery *d = w->d;
+	double until = mono_now() + IDLE_WAIT;
+	int64_t now_version;
+	int r;
+
+	pthread_mutex_lock(&d->lock);
+	while (!d->stop && d->kicks == kicks && mono_now() < until) {
+		timed_wait(d, IDLE_SLICE);
+		if (version < 0 || d->stop || d->kicks != kicks)
+			continue;
+		pthread_mutex_unlock(&d->lock);
+		pthread_mutex_lock(&d->store_lock);
+		r = kr_store_data_version(d->store, &now_version, NULL);
+		pthread_mutex_unlock(&d->store_lock);
+		pthread_mutex_lock(&d->lock);
+		if (r == 0 && now_version != version)
+			break;
+	}
+	pthread_mutex_unlock(&d->lock);
+}
+
 static void *
 worker_main(void *arg)
 {
@@ -1114,7 +1144,7 @@ worker_main(void *arg)
 	size_t max, n;
 	unsigned kicks, gen;
 	double eff;
-	int64_t now;
+	int64_t now, version = -1;
 	int r;
 
 	for (;;) {
@@ -1155,6 +1185,9 @@ worker_main(void *arg)
 		    now + (int64_t)(w->cfg->delivery.lease ?
 			    w->cfg->delivery.lease : 300),
 		    max, w->claims, &n, &err);
+		if (r == 0 && n == 0 &&
+		    kr_store_data_version(d->store, &version, NULL) < 0)
+			version = -1;
 		pthread_mutex_unlock(&d->store_lock);
 		if (r < 0) {
 			/* Full disk, a lock held by another process, a broken
@@ -1165,10 +1198,7 @@ worker_main(void *arg)
 		}
 		trouble_set(d, &d->db, "store", NULL);
 		if (n == 0) {
-			pthread_mutex_lock(&d->lock);
-			if (!d->stop && d->kicks == kicks)
-				timed_wait(d, IDLE_WAIT);
-			pthread_mutex_unlock(&d->lock);
+			worker_idle(w, kicks, version);
 			continue;
 		}
 		worker_batch(w, n);

@@ -1930,6 +1930,12 @@ out:
 }
 
 int
+kr_store_data_version(struct kr_store *s, int64_t *v, struct kr_err *err)
+{
+	return exec_ints(s, "PRAGMA data_version", 0, 0, 0, 0, v, err);
+}
+
+int
 kr_store_bounce_record(struct kr_store *s, const struct kr_bounce_row *b,
     const struct kr_bounce_policy *p, struct kr_bounce_result *res_out,
     struct kr_err *err)

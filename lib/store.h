@@ -121,6 +121,11 @@ int kr_store_schema_version(void);
  * and *done_pages (may be NULL) to the WAL's size and how much of it is
  * now in the database. */
 void kr_store_set_autocheckpoint(int pages);
+/* A number that changes whenever another connection (kairanctl, the web
+ * front end, another process) commits, and not for this connection's own
+ * commits; cheap (no I/O). Delivery watches it while idle. */
+KR_NODISCARD int kr_store_data_version(struct kr_store *s, int64_t *v,
+    struct kr_err *err);
 KR_NODISCARD int kr_store_checkpoint(struct kr_store *s, int *wal_pages,
     int *done_pages, struct kr_err *err);
 

@@ -1340,6 +1340,34 @@ test_store_checkpoint(void **state)
 	assert_true(wal <= 1100);
 }
 
+/* data_version moves when another connection commits (kairanctl queueing
+ * a report while kairand's delivery waits), not for this one's commits. */
+static void
+test_store_data_version(void **state)
+{
+	struct fx *f = *state;
+	struct kr_store *other = NULL;
+	struct kr_err err = {0};
+	int64_t v0 = 0, v1 = 0, v2 = 0;
+
+	open_ok(f);
+	assert_int_equal(kr_store_open(f->db, &other, &err), 0);
+	assert_int_equal(kr_store_data_version(f->s, &v0, &err), 0);
+	add_rows(f, 0, 1); /* this connection's own commit */
+	assert_int_equal(kr_store_data_version(f->s, &v1, &err), 0);
+	assert_true(v1 == v0);
+	{
+		struct kr_store *mine = f->s;
+
+		f->s = other; /* a commit by the other connection */
+		add_rows(f, 1, 1);
+		f->s = mine;
+	}
+	assert_int_equal(kr_store_data_version(f->s, &v2, &err), 0);
+	assert_true(v2 != v1);
+	kr_store_close(&other);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int
@@ -1366,6 +1394,7 @@ main(void)
 	    T(test_store_busy_and_nested_failure),
 	    T(test_store_claim_retries_before_new_rows),
 	    T(test_store_checkpoint),
+	    T(test_store_data_version),
 	};
 
 	return cmocka_run_group_tests_name("store", tests, NULL, NULL);
