@@ -103,23 +103,7 @@ start_sink() { # PORT LOG
 stop_sink() { kill "$spid" 2>/dev/null; wait "$spid" 2>/dev/null || true; spid=""; }
 
 # The subscribers, and a ~10 KB Japanese report.
-/usr/bin/python3 - "$tmp" "$n" <<'EOF'
-import sys
-d, n = sys.argv[1], int(sys.argv[2])
-with open(d + "/subs.csv", "w") as f:
-    f.write("email,name\n")
-    for i in range(n):
-        f.write("reader%07d@example.net,読者%d\n" % (i, i))
-para = ("今月は、取引先を装ったメールでマルウェアを送り込む手口が再び増えました。"
-        "添付ファイルを開く前に送信元を確かめ、マクロを有効にしないでください。"
-        "詳しくは [解説ページ](https://example.jp/advisory) をご覧ください。\n\n")
-body = "# 今月の脅威動向\n\n"
-while len(body.encode()) < 9000:
-    body += para
-with open(d + "/report.md", "w") as f:
-    f.write("---\nsubject: 第12号 SIPS セキュリティレポート：標的型メールの新しい手口\n"
-            "list: bench\npreheader: 今月の要点\n---\n" + body)
-EOF
+/usr/bin/python3 bench/bench_input.py "$tmp" "$n"
 
 run_kairand() { # RUN
 	local port http admin log cfg t0 t1 c0 c1 rss wall
@@ -169,7 +153,7 @@ EOF
 		msgsize=$(stat -c %s "$msgfile")
 	fi
 	start_sink "$port" "$log"
-	${KWRAP:-} "$B/kairand" --config "$cfg" 2>"$tmp/kairand.log" &
+	"$B/kairand" --config "$cfg" 2>"$tmp/kairand.log" &
 	kpid=$!
 	for _ in $(seq 1 200); do
 		(exec 3<>"/dev/tcp/127.0.0.1/$admin") 2>/dev/null && break

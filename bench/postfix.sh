@@ -79,23 +79,7 @@ done
 [ -n "$mpid" ] || { echo "bench/postfix.sh: Postfix did not start" >&2; tail "$tmp/postfix.log" >&2; exit 1; }
 
 # ---- subscribers and the ~10 KB Japanese report of bench/kairand.sh ----
-/usr/bin/python3 - "$tmp" "$n" <<'EOF2'
-import sys
-d, n = sys.argv[1], int(sys.argv[2])
-with open(d + "/subs.csv", "w") as f:
-    f.write("email,name\n")
-    for i in range(n):
-        f.write("reader%07d@example.net,読者%d\n" % (i, i))
-para = ("今月は、取引先を装ったメールでマルウェアを送り込む手口が再び増えました。"
-        "添付ファイルを開く前に送信元を確かめ、マクロを有効にしないでください。"
-        "詳しくは [解説ページ](https://example.jp/advisory) をご覧ください。\n\n")
-body = "# 今月の脅威動向\n\n"
-while len(body.encode()) < 9000:
-    body += para
-with open(d + "/report.md", "w") as f:
-    f.write("---\nsubject: 第12号 SIPS セキュリティレポート：標的型メールの新しい手口\n"
-            "list: bench\npreheader: 今月の要点\n---\n" + body)
-EOF2
+/usr/bin/python3 bench/bench_input.py "$tmp" "$n"
 tck=$(getconf CLK_TCK)
 cpu_of() { awk -v t="$tck" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$1/stat"; }
 k_wall=(); k_cpu=(); s_wall=(); s_cpu=()

@@ -1918,7 +1918,7 @@ exec_ints(struct kr_store *s, const char *sql, int n, int64_t a, int64_t b,
 		sqlite3_bind_int64(st, 3, c);
 	rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-		db_err(s, rc, "bounce", err);
+		db_err(s, rc, sql, err);
 		goto out;
 	}
 	if (out)

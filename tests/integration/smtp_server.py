@@ -23,6 +23,7 @@ test can change it while the server runs):
 
 Usage: smtp_server.py --port P --dir DIR [--rules FILE] [--log-only] [--tls-cert C
        --tls-key K] [--require-starttls] [--auth USER:PASS] [--implicit-tls]
+       [--tls13-only]
 Prints "READY" on stdout once listening.
 """
 import argparse
@@ -153,6 +154,7 @@ def main():
     ap.add_argument("--tls-key")
     ap.add_argument("--require-starttls", action="store_true")
     ap.add_argument("--implicit-tls", action="store_true")
+    ap.add_argument("--tls13-only", action="store_true")
     ap.add_argument("--auth")
     ap.add_argument("--log-only", action="store_true",
                     help="log.jsonl only, no .eml files (soak runs)")
@@ -164,6 +166,8 @@ def main():
     if a.tls_cert:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(a.tls_cert, a.tls_key)
+        if a.tls13_only:
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_3
 
         def sni(sslobj, name, _ctx):
             # the server name each TLS client asked for, one per line

@@ -42,6 +42,15 @@ def tls_material(base):
     return [os.path.join(d, n) for n in ("ca.pem", "srv.pem", "srv.key")]
 
 
+def password_file(base, password):
+    """The relay password in a 0600 file, as operators keep it."""
+    path = os.path.join(base, "smtp.pass")
+    with open(path, "w") as f:
+        f.write(password + "\n")
+    os.chmod(path, 0o600)
+    return path
+
+
 def kairan_with_relays(base, relays_yaml, smtp_port, retry=None):
     """A kairand whose smtp: section is relays_yaml."""
     k = harness.Kairan(base, smtp_port=smtp_port, start=False,
@@ -66,10 +75,7 @@ def addrs(n, tag):
 def test_starttls_auth_and_failover():
     base = harness.tmpdir()
     ca, cert, key = tls_material(base)
-    pwfile = os.path.join(base, "smtp.pass")
-    with open(pwfile, "w") as f:
-        f.write(PASSWORD + "\n")
-    os.chmod(pwfile, 0o600)
+    pwfile = password_file(base, PASSWORD)
     smtp = harness.SmtpServer(base, extra=[
         "--tls-cert", cert, "--tls-key", key, "--require-starttls",
         "--auth", "kairan:" + PASSWORD])
@@ -108,10 +114,7 @@ def test_starttls_auth_and_failover():
 def test_wrong_password_defers():
     base = harness.tmpdir()
     ca, cert, key = tls_material(base)
-    pwfile = os.path.join(base, "smtp.pass")
-    with open(pwfile, "w") as f:
-        f.write("not-the-password\n")
-    os.chmod(pwfile, 0o600)
+    pwfile = password_file(base, "not-the-password")
     smtp = harness.SmtpServer(base, extra=[
         "--tls-cert", cert, "--tls-key", key, "--require-starttls",
         "--auth", "kairan:" + PASSWORD])
@@ -144,10 +147,7 @@ def test_implicit_tls_auth():
     """tls: tls (port 465 style): TLS from the first byte, then AUTH."""
     base = harness.tmpdir()
     ca, cert, key = tls_material(base)
-    pwfile = os.path.join(base, "smtp.pass")
-    with open(pwfile, "w") as f:
-        f.write(PASSWORD + "\n")
-    os.chmod(pwfile, 0o600)
+    pwfile = password_file(base, PASSWORD)
     smtp = harness.SmtpServer(base, extra=[
         "--tls-cert", cert, "--tls-key", key, "--implicit-tls",
         "--auth", "kairan:" + PASSWORD])
