@@ -22,6 +22,7 @@ PY=/usr/bin/python3
 passed=0
 failed=0
 failures=()
+recap=""
 what="${1:-all}"
 
 # count OUTPUT NAME STATUS: TAP "ok"/"not ok" lines; a crash with no
@@ -34,7 +35,14 @@ count() {
 	if [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then f=1; fi
 	passed=$((passed + p))
 	failed=$((failed + f))
-	if [ "$f" -ne 0 ]; then failures+=("$name"); fi
+	if [ "$f" -ne 0 ]; then
+		failures+=("$name")
+		# CI shows only the tail of the output: repeat what failed
+		# (each "not ok" line and the diagnostics after it) there.
+		recap+=$(awk -v n="$name" '/^not ok /{k=8} k>0{print "[" n "] " $0; k--}' <<<"$out" | head -n 40)
+		recap+=$'\n'
+		if [ "$status" -ne 0 ]; then recap+="[$name] exit status $status"$'\n'; fi
+	fi
 }
 
 run_one() {
@@ -79,6 +87,7 @@ for t in tests/integration/test_*.py tests/integration/test_*.sh; do
 done
 
 if [ ${#failures[@]} -ne 0 ]; then
+	printf '%s' "$recap"
 	echo "failing: ${failures[*]}"
 fi
 echo "$passed passed, $failed failed"

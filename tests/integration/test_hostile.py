@@ -280,8 +280,10 @@ def test_outbox(k):
         ok("SECRET-OUTSIDE" in f.read(), "the outside file is intact")
     # A good report after all that still goes through.
     k.drop_report(harness.report("正しい号", "本文"), name="good.md")
-    ok(k.wait_log("outbox report file=good.md", 20),
-       "a proper report dropped afterwards is taken", k.logtext())
+    # "outbox done" is logged after the report is queued and moved
+    # ("outbox report" before: counting then raced the queueing).
+    ok(k.wait_log("outbox done file=good.md", 20),
+       "a proper report dropped afterwards is queued", k.logtext())
     after = snapshot(k)
     ok(after[1] == before[1] + 1, "exactly one report queued (%d -> %d)"
        % (before[1], after[1]))
