@@ -361,6 +361,23 @@ struct smtp_sess {
 	 * flush_outcomes(). NULL: hand them over at once. */
 	struct smtp_mstate **pend;
 	size_t n_pend;
+	/* Commands sent ahead of libesmtp (pipe_ahead()). */
+	struct smtp_mstate *ms; /* the session's messages, in order */
+	size_t n_ms;
+	size_t mail_next;  /* where the next MAIL's message is looked for */
+	int pipe;          /* -1 off, 0 not known yet, 1 on */
+	int connections;   /* connects in this session */
+	bool learning;     /* the next flush shows whether RCPT+DATA pipeline */
+	size_t learn;      /* ... for this message */
+	int mail_size;     /* MAIL FROM carries SIZE=: 1 yes, 0 no, -1 unknown */
+	char xp[700];      /* sent ahead: what libesmtp writes next */
+	size_t xp_len, xp_off;
+	bool dead;         /* connection given up (give_up()) */
+	/* The replies to what went ahead, in order (filter_replies()). */
+	unsigned char rf_q[16];
+	int rf_head, rf_n;
+	int rf_col;
+	char rf_code, rf_sep;
 };
 
 static pthread_once_t auth_once = PTHREAD_ONCE_INIT;
@@ -384,6 +401,19 @@ sess_connected(struct smtp_sess *s, int fd, int *timeout_ms)
 		s->fd = fd;
 		s->wlen = 0;
 		s->werr = 0;
+		/* A second connection of one libesmtp session (its fallback
+		 * to another address) may skip messages: no guessing there. */
+		s->pipe = (++s->connections > 1 || s->relay == NULL ||
+		           s->relay->tls == KR_CFG_TLS_STARTTLS)
+		              ? -1
+		              : 0;
+		s->learning = false;
+		s->mail_next = 0;
+		s->mail_size = -1;
+		s->xp_len = s->xp_off = 0;
+		s->dead = false;
+		s->rf_head = s->rf_n = 0;
+		s->rf_col = 0;
 	}
 	return 0;
 }
@@ -474,6 +504,256 @@ flush_outcomes(struct smtp_sess *s)
 /* The largest gathered write; more is sent at once. */
 #define WBUF_MAX (256u * 1024u)
 
+/* Room for n more bytes in wbuf. */
+static void
+wbuf_reserve(struct smtp_sess *s, size_t n)
+{
+	size_t cap;
+
+	if (s->wlen + n <= s->wcap)
+		return;
+	for (cap = s->wcap ? s->wcap : 32768; cap < s->wlen + n;)
+		cap *= 2;
+	s->wbuf = kr_xrealloc(s->wbuf, cap);
+	s->wcap = cap;
+}
+
+/* The envelope of a message as libesmtp 1.1 writes it (cmd_mail(),
+ * cmd_rcpt(), cmd_data(): kairan sets no DSN, BODY or BY parameters, and
+ * SIZE= is our estimate, the message's length): "MAIL FROM:<from>[
+ * SIZE=n]\r\n" with mail, then "RCPT TO:<rcpt>\r\nDATA\r\n". Appended to
+ * buf (size bytes, len used); returns the new length, 0 when it does not
+ * fit. */
+static size_t
+envelope(const struct smtp_sess *s, const struct smtp_mstate *ms, bool mail,
+         char *buf, size_t len, size_t size)
+{
+	int k = 0;
+
+	if (mail && s->mail_size == 1)
+		k = snprintf(buf + len, size - len, "MAIL FROM:<%s> SIZE=%zu\r\n",
+		             ms->msg->mail_from ? ms->msg->mail_from : "",
+		             ms->msg->len);
+	else if (mail)
+		k = snprintf(buf + len, size - len, "MAIL FROM:<%s>\r\n",
+		             ms->msg->mail_from ? ms->msg->mail_from : "");
+	if (k < 0 || (size_t)k >= size - len)
+		return 0;
+	len += (size_t)k;
+	k = snprintf(buf + len, size - len, "RCPT TO:<%s>\r\nDATA\r\n",
+	             ms->msg->rcpt);
+	if (k < 0 || (size_t)k >= size - len)
+		return 0;
+	return len + (size_t)k;
+}
+
+/* The replies to commands sent ahead, in the order they come. */
+enum { RF_PASS, RF_DOT, RF_MAIL, RF_DROP };
+
+static void
+rf_push(struct smtp_sess *s, unsigned char role)
+{
+	if (s->rf_n == 0)
+		s->rf_col = 0; /* at a reply's start: none is outstanding */
+	s->rf_q[(s->rf_head + s->rf_n) % (int)sizeof(s->rf_q)] = role;
+	s->rf_n++;
+}
+
+/* Ends the connection under libesmtp: its writes fail from now on, its
+ * reads see the end (after what it was just given). */
+static void
+give_up(struct smtp_sess *s, int err)
+{
+	s->dead = true;
+	s->werr = err;
+	s->wlen = 0;
+	s->xp_len = s->xp_off = 0;
+	s->rf_n = 0;
+	if (s->fd >= 0)
+		(void)shutdown(s->fd, SHUT_RDWR);
+}
+
+/* The first message at or after from in the session, or NULL. */
+static struct smtp_mstate *
+next_of(struct smtp_sess *s, size_t from)
+{
+	size_t i;
+
+	for (i = from; i < s->n_ms; i++)
+		if (s->ms[i].m != NULL && !s->ms[i].finished)
+			return &s->ms[i];
+	return NULL;
+}
+
+/* Pipelining ahead of libesmtp (RFC 2920). libesmtp 1.1 pipelines RCPT
+ * TO and DATA, but waits for the reply to MAIL FROM before it writes them
+ * (a TODO in its cmd_mail(): it cannot discard the replies cascading from
+ * a refused MAIL), and for the reply to the final dot before the next
+ * MAIL: 3 round trips per message against a relay without CHUNKING, and
+ * on a busy relay most of a message's time (bench/RESULTS.md). RFC 2920
+ * lets a client send the next envelope right behind the message's dot
+ * ("the transfer of message content is explicitly allowed to be the
+ * first command in a group"), MAIL, RCPT and DATA in one group.
+ *
+ * So what libesmtp will write next is sent early, byte for byte as it
+ * will write it (envelope()):
+ * - behind a message and its dot, the next message's MAIL FROM, RCPT TO
+ *   and DATA: one round trip per message;
+ * - behind a lone MAIL FROM (the first message, or after an RSET), its
+ *   RCPT TO and DATA.
+ * libesmtp's own copy is then swallowed in sess_write() and compared; a
+ * difference gives up the connection (the message is retried in a new
+ * session, never mis-sent). Its view of the replies stays exact
+ * (filter_replies()): if the relay refuses a MAIL sent ahead, libesmtp
+ * never writes the RCPT TO and DATA, and their replies are kept from it;
+ * if it refuses a message at its dot, libesmtp would RSET while the
+ * relay, having taken the next envelope, waits for content: the
+ * connection is given up instead (that next message goes in a new
+ * session; it got no content, so nothing is sent twice).
+ *
+ * Only once the first message of the connection has shown that libesmtp
+ * pipelines RCPT+DATA there (the relay offers PIPELINING and not
+ * CHUNKING: with BDAT the body follows RCPT at once), in plain text or
+ * implicit TLS (after STARTTLS this file sees only TLS records), on a
+ * session's first connection. Called by wflush() before it sends. */
+static void
+pipe_ahead(struct smtp_sess *s)
+{
+	const char *b = s->wbuf, *from;
+	size_t n = s->wlen, fl, i, k;
+	struct smtp_mstate *ms;
+	char want[sizeof(s->xp)];
+
+	if (s->learning) {
+		s->learning = false;
+		k = envelope(s, &s->ms[s->learn], false, want, 0, sizeof(want));
+		s->pipe = (k > 0 && k == n && memcmp(b, want, k) == 0) ? 1 : -1;
+		return;
+	}
+	if (s->pipe == 1 && s->cur != NULL && s->cur->eof && s->xp_len == 0 &&
+	    s->rf_n == 0 && s->mail_size >= 0 && n >= 3 &&
+	    memcmp(b + n - 3, ".\r\n", 3) == 0) {
+		/* a message and its dot: the next envelope goes with it */
+		i = (size_t)(s->cur - s->ms);
+		if ((ms = next_of(s, i + 1)) == NULL)
+			return;
+		k = envelope(s, ms, true, s->xp, 0, sizeof(s->xp));
+		if (k == 0)
+			return;
+		s->mail_next = (size_t)(ms - s->ms) + 1;
+		wbuf_reserve(s, k);
+		memcpy(s->wbuf + s->wlen, s->xp, k);
+		s->wlen += k;
+		s->xp_len = k;
+		s->xp_off = 0;
+		rf_push(s, RF_DOT);
+		rf_push(s, RF_MAIL);
+		rf_push(s, RF_PASS);
+		rf_push(s, RF_PASS);
+		return;
+	}
+	if (n < 14 || memcmp(b, "MAIL FROM:<", 11) != 0 ||
+	    memchr(b, '\n', n) != b + n - 1 || b[n - 2] != '\r')
+		return;
+	if ((ms = next_of(s, s->mail_next)) == NULL) {
+		s->pipe = -1;
+		return;
+	}
+	from = ms->msg->mail_from != NULL ? ms->msg->mail_from : "";
+	fl = strlen(from);
+	if (n < 11 + fl + 3 || memcmp(b + 11, from, fl) != 0 ||
+	    b[11 + fl] != '>') {
+		s->pipe = -1; /* not the MAIL we expected: leave it be */
+		return;
+	}
+	if (s->mail_size < 0) { /* how libesmtp writes MAIL here */
+		s->mail_size = 1;
+		k = envelope(s, ms, true, want, 0, sizeof(want));
+		if (k < n || memcmp(want, b, n) != 0) {
+			s->mail_size = 0;
+			k = envelope(s, ms, true, want, 0, sizeof(want));
+			if (k < n || memcmp(want, b, n) != 0)
+				s->mail_size = -1;
+		}
+	}
+	s->mail_next = (size_t)(ms - s->ms) + 1;
+	if (s->pipe == 0) {
+		s->learning = true;
+		s->learn = (size_t)(ms - s->ms);
+		return;
+	}
+	if (s->xp_len != 0 ||
+	    (k = envelope(s, ms, false, s->xp, 0, sizeof(s->xp))) == 0)
+		return;
+	wbuf_reserve(s, k);
+	memcpy(s->wbuf + s->wlen, s->xp, k);
+	s->wlen += k;
+	s->xp_len = k;
+	s->xp_off = 0;
+	rf_push(s, RF_MAIL);
+	rf_push(s, RF_PASS);
+	rf_push(s, RF_PASS);
+}
+
+/* Reads the replies to what pipe_ahead() sent, and takes out of buf
+ * those libesmtp must not see: after a refused MAIL, the replies to the
+ * RCPT and DATA sent with it (older replies come first on the wire).
+ * Returns how much of buf is left. */
+static size_t
+filter_replies(struct smtp_sess *s, char *buf, size_t n)
+{
+	size_t i, o = 0;
+	unsigned char role;
+	int j;
+	bool last;
+	char c;
+
+	if (s->rf_n == 0)
+		return n;
+	for (i = 0; i < n; i++) {
+		c = buf[i];
+		if (s->rf_n == 0) {
+			buf[o++] = c;
+			continue;
+		}
+		role = s->rf_q[s->rf_head];
+		if (role != RF_DROP)
+			buf[o++] = c;
+		if (c != '\n') {
+			if (s->rf_col == 0)
+				s->rf_code = c;
+			else if (s->rf_col == 3)
+				s->rf_sep = c;
+			if (s->rf_col < 4)
+				s->rf_col++;
+			continue;
+		}
+		/* a reply's last line is "NNN text" (or "NNN") */
+		last = !(s->rf_col >= 4 && s->rf_sep == '-');
+		s->rf_col = 0;
+		if (!last)
+			continue;
+		s->rf_head = (s->rf_head + 1) % (int)sizeof(s->rf_q);
+		s->rf_n--;
+		if (s->rf_code == '2')
+			continue;
+		if (role == RF_DOT) {
+			/* libesmtp would RSET, and the relay took the next
+			 * envelope and may wait for its content: libesmtp
+			 * reads this reply, then the connection ends. */
+			give_up(s, EPIPE);
+			return o;
+		} else if (role == RF_MAIL) {
+			/* libesmtp will not write the RCPT TO + DATA */
+			s->xp_len = s->xp_off = 0;
+			for (j = 0; j < 2 && j < s->rf_n; j++)
+				s->rf_q[(s->rf_head + j) %
+				        (int)sizeof(s->rf_q)] = RF_DROP;
+		}
+	}
+	return o;
+}
+
 /* Sends what write() gathered, in as few write(2)s as the socket takes
  * (it is non-blocking: EAGAIN waits in poll() up to the stage timeout).
  * A failure is kept in werr and the rest dropped: the server is gone,
@@ -488,6 +768,8 @@ wflush(struct smtp_sess *s)
 	struct pollfd pfd;
 	int r, e = 0;
 
+	if (s->pipe >= 0 && s->wlen > 0 && s->werr == 0)
+		pipe_ahead(s);
 	s->read_since_write = false;
 	while (off < s->wlen && s->werr == 0) {
 		pfd.events = POLLOUT;
@@ -557,7 +839,7 @@ static int
 sess_write(struct smtp_sess *s, int fd, const void *buf, size_t n,
            ssize_t *ret)
 {
-	size_t cap;
+	size_t k;
 
 	if (fd < 0 || fd != s->fd)
 		return 0;
@@ -572,19 +854,35 @@ sess_write(struct smtp_sess *s, int fd, const void *buf, size_t n,
 		*ret = -1;
 		return 1;
 	}
-	if (s->wlen + n > s->wcap) {
-		if (s->wlen + n > WBUF_MAX && s->wlen > 0 && wflush(s) < 0) {
-			errno = s->werr;
+	*ret = (ssize_t)n;
+	if (s->xp_off < s->xp_len) {
+		/* what pipe_ahead() sent for libesmtp */
+		k = n < s->xp_len - s->xp_off ? n : s->xp_len - s->xp_off;
+		if (memcmp(buf, s->xp + s->xp_off, k) != 0) {
+			kr_log_err("smtp relay=%s: libesmtp wrote other than "
+			           "what was pipelined for it; connection "
+			           "given up",
+			           s->relay != NULL ? s->relay->hostport : "?");
+			give_up(s, EPROTO);
+			errno = EPROTO;
 			*ret = -1;
 			return 1;
 		}
-		for (cap = s->wcap ? s->wcap : 32768; cap < s->wlen + n;)
-			cap *= 2;
-		if (cap != s->wcap) {
-			s->wbuf = kr_xrealloc(s->wbuf, cap);
-			s->wcap = cap;
-		}
+		s->xp_off += k;
+		if (s->xp_off == s->xp_len)
+			s->xp_len = s->xp_off = 0;
+		buf = (const char *)buf + k;
+		n -= k;
+		if (n == 0)
+			return 1;
 	}
+	if (s->wlen + n > s->wcap && s->wlen + n > WBUF_MAX && s->wlen > 0 &&
+	    wflush(s) < 0) {
+		errno = s->werr;
+		*ret = -1;
+		return 1;
+	}
+	wbuf_reserve(s, n);
 	memcpy(s->wbuf + s->wlen, buf, n);
 	s->wlen += n;
 	if (s->wlen >= WBUF_MAX && wflush(s) < 0) {
@@ -592,7 +890,6 @@ sess_write(struct smtp_sess *s, int fd, const void *buf, size_t n,
 		*ret = -1;
 		return 1;
 	}
-	*ret = (ssize_t)n;
 	return 1;
 }
 
@@ -607,12 +904,22 @@ sess_read(struct smtp_sess *s, int fd, void *buf, size_t n, ssize_t *ret)
 
 	if (fd < 0 || fd != s->fd || s->in_ssl)
 		return 0;
+	if (s->dead) {
+		*ret = 0;
+		return 1;
+	}
 	if (s->wlen > 0)
 		(void)wflush(s);
 	if (s->ssl == NULL) {
 		*ret = real_read(fd, buf, n);
-		if (*ret > 0)
+		if (*ret > 0) {
 			s->read_since_write = true;
+			*ret = (ssize_t)filter_replies(s, buf, (size_t)*ret);
+			if (*ret == 0) { /* all kept from libesmtp: wait on */
+				errno = EAGAIN;
+				*ret = -1;
+			}
+		}
 		return 1;
 	}
 	s->in_ssl = true;
@@ -620,7 +927,11 @@ sess_read(struct smtp_sess *s, int fd, void *buf, size_t n, ssize_t *ret)
 	s->in_ssl = false;
 	if (r > 0) {
 		s->read_since_write = true;
-		*ret = r;
+		*ret = (ssize_t)filter_replies(s, buf, (size_t)r);
+		if (*ret == 0) {
+			errno = EAGAIN;
+			*ret = -1;
+		}
 		return 1;
 	}
 	switch (SSL_get_error(s->ssl, r)) {
@@ -1131,6 +1442,8 @@ run_session(struct kr_transport *t, struct smtp_relay *r,
 	s.fd = -1;
 	s.buffered = atomic_load(&smtp_nodelay) != 0;
 	s.pend = kr_xcalloc(n, sizeof(struct smtp_mstate *));
+	s.ms = ms;
+	s.n_ms = n;
 	*fatal_out = false;
 	why_out[0] = '\0';
 

@@ -23,7 +23,9 @@ test can change it while the server runs):
 
 Usage: smtp_server.py --port P --dir DIR [--rules FILE] [--log-only] [--tls-cert C
        --tls-key K] [--require-starttls] [--auth USER:PASS] [--implicit-tls]
-       [--tls13-only]
+       [--tls13-only] [--pipelining]
+--pipelining: offer PIPELINING (RFC 2920) in the EHLO reply (aiosmtpd
+reads pipelined commands in order anyway, but does not say so).
 Prints "READY" on stdout once listening.
 """
 import argparse
@@ -49,7 +51,8 @@ def load_rules(path):
 
 
 class Handler:
-    def __init__(self, outdir, rules_path, store=True):
+    def __init__(self, outdir, rules_path, store=True, pipelining=False):
+        self.pipelining = pipelining
         self.outdir = outdir
         self.store = store
         self.rules_path = rules_path
@@ -65,6 +68,13 @@ class Handler:
 
     def rules(self):
         return load_rules(self.rules_path)
+
+    async def handle_EHLO(self, server, session, envelope, hostname,
+                          responses):
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(len(responses) - 1, "250-PIPELINING")
+        return responses
 
     async def handle_MAIL(self, server, session, envelope, address,
                           mail_options):
@@ -156,11 +166,13 @@ def main():
     ap.add_argument("--implicit-tls", action="store_true")
     ap.add_argument("--tls13-only", action="store_true")
     ap.add_argument("--auth")
+    ap.add_argument("--pipelining", action="store_true")
     ap.add_argument("--log-only", action="store_true",
                     help="log.jsonl only, no .eml files (soak runs)")
     a = ap.parse_args()
     os.makedirs(a.dir, exist_ok=True)
-    handler = Handler(a.dir, a.rules, store=not a.log_only)
+    handler = Handler(a.dir, a.rules, store=not a.log_only,
+                      pipelining=a.pipelining)
     kw = {"data_size_limit": 64 * 1024 * 1024, "enable_SMTPUTF8": True}
     ctx = None
     if a.tls_cert:

@@ -814,6 +814,108 @@ test_smtp_one_write_per_message(void **state)
 	server_stop(&s);
 }
 
+/* Against a relay with PIPELINING (and no CHUNKING), MAIL FROM goes with
+ * its RCPT TO and DATA: two writes per message (envelope; message and
+ * dot) after the first, not three. Refusals in such a group keep their
+ * meaning: a refused MAIL (one- and multi-line, 5xx and 4xx, two in a
+ * row: the replies to the RCPT and DATA that went with it never reach
+ * libesmtp) is TEMP with its own reply, a refused RCPT PERM, a 451 after
+ * the dot TEMP; every other message arrives once, byte-exact. */
+static void
+test_smtp_pipelined_mail(void **state)
+{
+	struct server s = {0};
+	struct kr_config cfg;
+	struct kr_cfg_relay relays[1];
+	struct relay_spec spec[1] = {
+	    {"127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL}};
+	struct kr_transport *t = NULL;
+	struct kr_err err = {0};
+	struct kr_msg m[12];
+	struct outcome o = {0};
+	char rcpt[12][32];
+	const char *pipelining[] = {"--pipelining", NULL};
+	unsigned long w0, writes;
+	size_t i;
+
+	(void)state;
+	server_start(&s,
+	             "{\"mail\": {"
+	             "\"multi@news.example.jp\": "
+	             "\"553-5.7.1 sender\\r\\n553 5.7.1 not welcome here\", "
+	             "\"later@news.example.jp\": \"451 4.3.0 try later\"}, "
+	             "\"rcpt\": {\"r5@example.jp\": \"550 5.1.1 no such user\"}, "
+	             "\"data\": {\"r7@example.jp\": \"451 4.3.0 disk full\"}}",
+	             pipelining);
+	spec[0].port = s.port;
+	make_config(&cfg, relays, spec, 1, 20);
+	for (i = 0; i < 12; i++) {
+		snprintf(rcpt[i], sizeof(rcpt[i]), "r%zu@example.jp", i);
+		init_msg(&m[i], (int64_t)(700 + i), rcpt[i],
+		         make_message(rcpt[i], i == 9 ? 3000 : 40));
+	}
+	m[2].mail_from = "multi@news.example.jp";
+	m[3].mail_from = "later@news.example.jp";
+	m[4].mail_from = "multi@news.example.jp";
+	m[11].mail_from = "later@news.example.jp"; /* the last one, too */
+	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), 0);
+	w0 = kr_transport_smtp_writes();
+	assert_int_equal(
+	    kr_transport_smtp_ops.send(t, m, 12, on_done, &o, &err), 0);
+	writes = kr_transport_smtp_writes() - w0;
+	assert_int_equal(o.calls, 12);
+	for (i = 0; i < 12; i++)
+		assert_int_equal(o.ids[i], 700 + (int64_t)i);
+	assert_int_equal(m[2].result, KR_SEND_TEMP);
+	assert_int_equal(m[2].code, 553);
+	assert_non_null(strstr(m[2].reply, "not welcome here"));
+	assert_int_equal(m[3].result, KR_SEND_TEMP);
+	assert_int_equal(m[3].code, 451);
+	assert_int_equal(m[4].result, KR_SEND_TEMP);
+	assert_int_equal(m[4].code, 553);
+	assert_int_equal(m[5].result, KR_SEND_PERM);
+	assert_int_equal(m[5].code, 550);
+	assert_non_null(strstr(m[5].reply, "no such user"));
+	assert_int_equal(m[7].result, KR_SEND_TEMP);
+	assert_int_equal(m[7].code, 451);
+	assert_non_null(strstr(m[7].reply, "disk full"));
+	assert_int_equal(m[11].result, KR_SEND_TEMP);
+	assert_int_equal(m[11].code, 451);
+	for (i = 0; i < 12; i++) {
+		if (i == 2 || i == 3 || i == 4 || i == 5 || i == 7 || i == 11)
+			continue;
+		assert_int_equal(m[i].result, KR_SEND_OK);
+		assert_int_equal(m[i].code, 250);
+		assert_exact(&s, &m[i]);
+	}
+	assert_int_equal(server_count(&s), 6);
+	/* Waiting for each reply would take about 30 writes here; ahead
+	 * of libesmtp 19: the 451 after message 7's dot ends that
+	 * connection (the relay took message 8's envelope), and messages
+	 * 8-11 go in a second one. */
+	assert_true(writes <= 22);
+
+	/* The same batch again, all welcome: 2 writes a message. */
+	write_file(s.rules, "{}");
+	memset(&o, 0, sizeof(o));
+	for (i = 0; i < 12; i++)
+		m[i].mail_from = "bounces+t1@news.example.jp";
+	w0 = kr_transport_smtp_writes();
+	assert_int_equal(
+	    kr_transport_smtp_ops.send(t, m, 12, on_done, &o, &err), 0);
+	writes = kr_transport_smtp_writes() - w0;
+	assert_int_equal(o.calls, 12);
+	for (i = 0; i < 12; i++)
+		assert_int_equal(m[i].result, KR_SEND_OK);
+	assert_int_equal(server_count(&s), 18);
+	/* EHLO; MAIL; RCPT+DATA; each message with its dot and the next
+	 * envelope; QUIT (waiting for each reply would be 1 + 3 * 12 + 1) */
+	assert_true(writes <= 1 + 2 + 12 + 1);
+	kr_transport_smtp_ops.destroy(&t);
+	free_msgs(m, 12);
+	server_stop(&s);
+}
+
 /* An address that would smuggle a command is refused, never sent; a 452
  * at RCPT defers only that message. */
 static void
@@ -1225,6 +1327,7 @@ main(void)
 	    cmocka_unit_test(test_smtp_all_relays_down),
 	    cmocka_unit_test(test_smtp_sets_tcp_nodelay),
 	    cmocka_unit_test(test_smtp_one_write_per_message),
+	    cmocka_unit_test(test_smtp_pipelined_mail),
 	    cmocka_unit_test(test_smtp_refuses_command_injection),
 	    cmocka_unit_test(test_smtp_refuses_plaintext_configs),
 	    cmocka_unit_test(test_smtp_starttls_verified),
