@@ -76,4 +76,9 @@ void kr_transport_smtp_set_nodelay(int on);
  * one per reply waited for; benchmarks and tests read it). */
 unsigned long kr_transport_smtp_writes(void);
 
+/* Envelopes (MAIL FROM, RCPT TO, DATA) sent ahead of libesmtp so far,
+ * process-wide: against a relay with PIPELINING and without CHUNKING,
+ * about one per message (tests and benchmarks read it). */
+unsigned long kr_transport_smtp_ahead(void);
+
 #endif

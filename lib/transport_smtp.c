@@ -245,6 +245,7 @@ static ssize_t (*real_write)(int, const void *, size_t);
 static ssize_t (*real_read)(int, void *, size_t);
 static pthread_once_t rw_once = PTHREAD_ONCE_INIT;
 static atomic_ulong smtp_writes; /* write(2)s on session sockets */
+static atomic_ulong smtp_ahead;  /* envelopes sent by pipe_ahead() */
 
 static void
 rw_load(void)
@@ -260,6 +261,12 @@ unsigned long
 kr_transport_smtp_writes(void)
 {
 	return atomic_load(&smtp_writes);
+}
+
+unsigned long
+kr_transport_smtp_ahead(void)
+{
+	return atomic_load(&smtp_ahead);
 }
 
 /* libesmtp (and OpenSSL under it, after STARTTLS) write the session with
@@ -628,6 +635,9 @@ pipe_ahead(struct smtp_sess *s)
 		s->learning = false;
 		k = envelope(s, &s->ms[s->learn], false, want, 0, sizeof(want));
 		s->pipe = (k > 0 && k == n && memcmp(b, want, k) == 0) ? 1 : -1;
+		kr_log_debug("smtp relay=%s pipelining ahead=%s",
+		             s->relay != NULL ? s->relay->hostport : "?",
+		             s->pipe == 1 ? "yes" : "no");
 		return;
 	}
 	if (s->pipe == 1 && s->cur != NULL && s->cur->eof && s->xp_len == 0 &&
@@ -650,6 +660,7 @@ pipe_ahead(struct smtp_sess *s)
 		rf_push(s, RF_MAIL);
 		rf_push(s, RF_PASS);
 		rf_push(s, RF_PASS);
+		atomic_fetch_add_explicit(&smtp_ahead, 1, memory_order_relaxed);
 		return;
 	}
 	if (n < 14 || memcmp(b, "MAIL FROM:<", 11) != 0 ||
@@ -693,6 +704,7 @@ pipe_ahead(struct smtp_sess *s)
 	rf_push(s, RF_MAIL);
 	rf_push(s, RF_PASS);
 	rf_push(s, RF_PASS);
+	atomic_fetch_add_explicit(&smtp_ahead, 1, memory_order_relaxed);
 }
 
 /* Reads the replies to what pipe_ahead() sent, and takes out of buf

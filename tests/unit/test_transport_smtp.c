@@ -5,6 +5,7 @@
  * that signed nothing) is made with the openssl command. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,6 +33,8 @@
 #include "xmem.h"
 
 static char base[64];   /* temporary folder of this run */
+/* The second run of every test: each relay offers PIPELINING. */
+static bool pipelining_relays;
 static char *server_py; /* tests/integration/smtp_server.py */
 
 struct server {
@@ -111,8 +114,10 @@ server_start(struct server *s, const char *rules, const char *const *extra)
 	argv[n++] = s->dir;
 	argv[n++] = "--rules";
 	argv[n++] = s->rules;
-	for (i = 0; extra != NULL && extra[i] != NULL && n < 30; i++)
+	for (i = 0; extra != NULL && extra[i] != NULL && n < 29; i++)
 		argv[n++] = extra[i];
+	if (pipelining_relays)
+		argv[n++] = "--pipelining";
 	argv[n] = NULL;
 	s->pid = fork();
 	assert_true(s->pid >= 0);
@@ -774,7 +779,7 @@ test_smtp_one_write_per_message(void **state)
 	struct kr_msg m[20];
 	struct outcome o = {0};
 	char rcpt[20][32];
-	unsigned long w0, buffered, shipped;
+	unsigned long w0, a0, buffered, shipped;
 	size_t i;
 
 	(void)state;
@@ -789,9 +794,12 @@ test_smtp_one_write_per_message(void **state)
 	}
 	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), 0);
 	w0 = kr_transport_smtp_writes();
+	a0 = kr_transport_smtp_ahead();
 	assert_int_equal(
 	    kr_transport_smtp_ops.send(t, m, 20, on_done, &o, &err), 0);
 	buffered = kr_transport_smtp_writes() - w0;
+	assert_int_equal(kr_transport_smtp_ahead() - a0,
+	                 pipelining_relays ? 19 : 0);
 	assert_int_equal(o.calls, 20);
 	for (i = 0; i < 20; i++) {
 		assert_int_equal(m[i].result, KR_SEND_OK);
@@ -1212,6 +1220,7 @@ test_smtp_implicit_tls(void **state)
 	struct outcome o = {0};
 	char rcpt[4][32], *p, *sni;
 	size_t i, l = 0;
+	unsigned long a0;
 
 	(void)state;
 	server_start(&s, NULL, extra);
@@ -1223,9 +1232,13 @@ test_smtp_implicit_tls(void **state)
 		         make_message(rcpt[i], i == 2 ? 1300 : 30));
 	}
 	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), 0);
+	a0 = kr_transport_smtp_ahead();
 	assert_int_equal(kr_transport_smtp_ops.send(t, m, 4, on_done, &o, &err),
 	                 0);
 	assert_int_equal(o.calls, 4);
+	/* through TLS too: messages 1-3 went behind the dots before them */
+	assert_int_equal(kr_transport_smtp_ahead() - a0,
+	                 pipelining_relays ? 3 : 0);
 	for (i = 0; i < 4; i++) {
 		assert_int_equal(m[i].result, KR_SEND_OK);
 		assert_exact(&s, &m[i]);
@@ -1338,7 +1351,15 @@ main(void)
 	    cmocka_unit_test(test_smtp_implicit_tls),
 	    cmocka_unit_test(test_smtp_implicit_tls_refusals_and_auth),
 	};
+	int failed;
 
-	return cmocka_run_group_tests_name("transport_smtp", tests, group_setup,
-	                                   group_teardown);
+	/* Every test twice: against aiosmtpd as it is (no PIPELINING: the
+	 * transport waits for each reply), then offering PIPELINING (the
+	 * transport sends ahead of libesmtp, see pipe_ahead()). */
+	failed = cmocka_run_group_tests_name("transport_smtp", tests,
+	                                     group_setup, group_teardown);
+	pipelining_relays = true;
+	failed += cmocka_run_group_tests_name("transport_smtp, PIPELINING relays",
+	                                      tests, group_setup, group_teardown);
+	return failed;
 }
