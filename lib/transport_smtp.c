@@ -2,7 +2,9 @@
  *
  * One send() is one SMTP session carrying the whole batch, one envelope
  * recipient per message; libesmtp pipelines RCPT+DATA when the server
- * offers PIPELINING (it always waits for the MAIL reply). The outcome of
+ * offers PIPELINING, and this file sends each next envelope (MAIL, RCPT,
+ * DATA) right behind a message's dot, so that a message costs one round
+ * trip, not three (pipe_ahead()). The outcome of
  * each message is known from libesmtp's event callback right after the
  * server's reply to the final dot, and the store marks it sent before the
  * next message goes out.
@@ -29,6 +31,10 @@
  * - it does the dot-stuffing and sends the message as given, except
  *   that it drops Return-Path: (and a second Date:, From:, To:,
  *   Message-Id: …) and adds Date:, From: and Message-Id: when missing;
+ * - it waits for the reply to MAIL FROM before RCPT TO, and for the
+ *   reply to the dot before the next MAIL FROM: we write those ahead of
+ *   it and keep its view of the replies exact (pipe_ahead(),
+ *   filter_replies());
  * - relays may answer one pipelined write in two (Postfix to RCPT +
  *   BDAT), the second held by their Nagle until we ACK the first: we set
  *   TCP_QUICKACK when we wait again after reading part (sess_poll());
@@ -641,9 +647,11 @@ pipe_ahead(struct smtp_sess *s)
 		return;
 	}
 	if (s->pipe == 1 && s->cur != NULL && s->cur->eof && s->xp_len == 0 &&
-	    s->rf_n == 0 && s->mail_size >= 0 && n >= 3 &&
-	    memcmp(b + n - 3, ".\r\n", 3) == 0) {
-		/* a message and its dot: the next envelope goes with it */
+	    s->rf_n == 0 && s->mail_size >= 0 && n >= 5 &&
+	    memcmp(b + n - 5, "\r\n.\r\n", 5) == 0) {
+		/* a message and its dot (a body line "." went as "..", so
+		 * only the end of the data looks like this): the next
+		 * envelope goes with it */
 		i = (size_t)(s->cur - s->ms);
 		if ((ms = next_of(s, i + 1)) == NULL)
 			return;
