@@ -65,6 +65,10 @@ smtpd_client_connection_count_limit = 0
 smtpd_client_message_rate_limit = 0
 default_process_limit = 100
 EOF2
+# KAIRAN_BENCH_POSTFIX_CF: more main.cf lines, e.g.
+# "smtpd_discard_ehlo_keywords = chunking" (DATA instead of BDAT)
+[ -z "${KAIRAN_BENCH_POSTFIX_CF:-}" ] ||
+	printf '%s\n' "$KAIRAN_BENCH_POSTFIX_CF" >>"$tmp/pf/main.cf"
 # master.cf as Debian ships it, smtpd on our port, nothing chrooted
 awk -v p="127.0.0.1:$pport" '
 	/^smtp[ \t]+inet/ { print p " inet n - n - - smtpd"; next }
