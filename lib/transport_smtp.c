@@ -598,6 +598,24 @@ next_of(struct smtp_sess *s, size_t from)
 	return NULL;
 }
 
+/* Sends the k bytes of envelope in xp with what wflush() sends: behind a
+ * message's dot (its reply comes first) or behind a lone MAIL FROM. */
+static void
+send_ahead(struct smtp_sess *s, size_t k, bool after_dot)
+{
+	wbuf_reserve(s, k);
+	memcpy(s->wbuf + s->wlen, s->xp, k);
+	s->wlen += k;
+	s->xp_len = k;
+	s->xp_off = 0;
+	if (after_dot)
+		rf_push(s, RF_DOT);
+	rf_push(s, RF_MAIL);
+	rf_push(s, RF_PASS); /* RCPT */
+	rf_push(s, RF_PASS); /* DATA */
+	atomic_fetch_add_explicit(&smtp_ahead, 1, memory_order_relaxed);
+}
+
 /* Pipelining ahead of libesmtp (RFC 2920). libesmtp 1.1 pipelines RCPT
  * TO and DATA, but waits for the reply to MAIL FROM before it writes them
  * (a TODO in its cmd_mail(): it cannot discard the replies cascading from
@@ -659,16 +677,7 @@ pipe_ahead(struct smtp_sess *s)
 		if (k == 0)
 			return;
 		s->mail_next = (size_t)(ms - s->ms) + 1;
-		wbuf_reserve(s, k);
-		memcpy(s->wbuf + s->wlen, s->xp, k);
-		s->wlen += k;
-		s->xp_len = k;
-		s->xp_off = 0;
-		rf_push(s, RF_DOT);
-		rf_push(s, RF_MAIL);
-		rf_push(s, RF_PASS);
-		rf_push(s, RF_PASS);
-		atomic_fetch_add_explicit(&smtp_ahead, 1, memory_order_relaxed);
+		send_ahead(s, k, true);
 		return;
 	}
 	if (n < 14 || memcmp(b, "MAIL FROM:<", 11) != 0 ||
@@ -704,15 +713,7 @@ pipe_ahead(struct smtp_sess *s)
 	if (s->xp_len != 0 ||
 	    (k = envelope(s, ms, false, s->xp, 0, sizeof(s->xp))) == 0)
 		return;
-	wbuf_reserve(s, k);
-	memcpy(s->wbuf + s->wlen, s->xp, k);
-	s->wlen += k;
-	s->xp_len = k;
-	s->xp_off = 0;
-	rf_push(s, RF_MAIL);
-	rf_push(s, RF_PASS);
-	rf_push(s, RF_PASS);
-	atomic_fetch_add_explicit(&smtp_ahead, 1, memory_order_relaxed);
+	send_ahead(s, k, false);
 }
 
 /* Reads the replies to what pipe_ahead() sent, and takes out of buf
