@@ -385,6 +385,7 @@ struct smtp_sess {
 	int mail_size;     /* MAIL FROM carries SIZE=: 1 yes, 0 no, -1 unknown */
 	char xp[700];      /* sent ahead: what libesmtp writes next */
 	size_t xp_len, xp_off;
+	size_t xp_mail;    /* of which the MAIL FROM line (0: none) */
 	bool dead;         /* connection given up (give_up()) */
 	/* The replies to what went ahead, in order (filter_replies()). */
 	unsigned char rf_q[16];
@@ -423,7 +424,7 @@ sess_connected(struct smtp_sess *s, int fd, int *timeout_ms)
 		s->learning = false;
 		s->mail_next = 0;
 		s->mail_size = -1;
-		s->xp_len = s->xp_off = 0;
+		s->xp_len = s->xp_off = s->xp_mail = 0;
 		s->dead = false;
 		s->rf_head = s->rf_n = 0;
 		s->rf_col = 0;
@@ -580,7 +581,7 @@ give_up(struct smtp_sess *s, int err)
 	s->dead = true;
 	s->werr = err;
 	s->wlen = 0;
-	s->xp_len = s->xp_off = 0;
+	s->xp_len = s->xp_off = s->xp_mail = 0;
 	s->rf_n = 0;
 	if (s->fd >= 0)
 		(void)shutdown(s->fd, SHUT_RDWR);
@@ -603,11 +604,14 @@ next_of(struct smtp_sess *s, size_t from)
 static void
 send_ahead(struct smtp_sess *s, size_t k, bool after_dot)
 {
+	const char *nl = memchr(s->xp, '\n', k);
+
 	wbuf_reserve(s, k);
 	memcpy(s->wbuf + s->wlen, s->xp, k);
 	s->wlen += k;
 	s->xp_len = k;
 	s->xp_off = 0;
+	s->xp_mail = after_dot && nl != NULL ? (size_t)(nl - s->xp) + 1 : 0;
 	if (after_dot)
 		rf_push(s, RF_DOT);
 	rf_push(s, RF_MAIL);
@@ -765,8 +769,14 @@ filter_replies(struct smtp_sess *s, char *buf, size_t n)
 			give_up(s, EPIPE);
 			return o;
 		} else if (role == RF_MAIL) {
-			/* libesmtp will not write the RCPT TO + DATA */
-			s->xp_len = s->xp_off = 0;
+			/* libesmtp will not write the RCPT TO + DATA; it may
+			 * not have written the MAIL FROM yet (this reply can
+			 * come in one read with the dot's, before libesmtp
+			 * has seen that): that is still to be swallowed. */
+			if (s->xp_off < s->xp_mail)
+				s->xp_len = s->xp_mail;
+			else
+				s->xp_len = s->xp_off = 0;
 			for (j = 0; j < 2 && j < s->rf_n; j++)
 				s->rf_q[(s->rf_head + j) %
 				        (int)sizeof(s->rf_q)] = RF_DROP;
@@ -891,7 +901,7 @@ sess_write(struct smtp_sess *s, int fd, const void *buf, size_t n,
 		}
 		s->xp_off += k;
 		if (s->xp_off == s->xp_len)
-			s->xp_len = s->xp_off = 0;
+			s->xp_len = s->xp_off = s->xp_mail = 0;
 		buf = (const char *)buf + k;
 		n -= k;
 		if (n == 0)

@@ -23,9 +23,12 @@ test can change it while the server runs):
 
 Usage: smtp_server.py --port P --dir DIR [--rules FILE] [--log-only] [--tls-cert C
        --tls-key K] [--require-starttls] [--auth USER:PASS] [--implicit-tls]
-       [--tls13-only] [--pipelining]
+       [--tls13-only] [--pipelining] [--cork]
 --pipelining: offer PIPELINING (RFC 2920) in the EHLO reply (aiosmtpd
 reads pipelined commands in order anyway, but does not say so).
+--cork: the replies to commands that came in one burst leave in one write
+(as a busy relay's often do; aiosmtpd otherwise writes each at once), so
+a client reads several replies at a time. Not with TLS or "connect".
 Prints "READY" on stdout once listening.
 """
 import argparse
@@ -119,7 +122,28 @@ class Handler:
 
 
 class RuleSMTP(SMTP):
-    """Adds connect-time rules (421 greeting, hang)."""
+    """Adds connect-time rules (421 greeting, hang) and --cork."""
+
+    cork = False
+
+    async def push(self, status):
+        if not self.cork:
+            return await super().push(status)
+        if isinstance(status, str):
+            status = status.encode("utf-8")
+        pending = getattr(self, "_corked", None)
+        if pending is None:
+            pending = self._corked = []
+        pending.append(status + b"\r\n")
+        if len(pending) == 1:
+            # after every command already read has been answered
+            asyncio.get_running_loop().call_soon(self._uncork)
+
+    def _uncork(self):
+        data = b"".join(self._corked)
+        self._corked.clear()
+        if self.transport is not None and not self.transport.is_closing():
+            self._writer.write(data)
 
     async def _handle_client(self):
         r = load_rules(self.event_handler.rules_path)
@@ -151,8 +175,12 @@ class RuleController(Controller):
         self._smtp_kwargs = smtp_kwargs or {}
         super().__init__(*a, **kw)
 
+    cork = False
+
     def factory(self):
-        return RuleSMTP(self.handler, **self._smtp_kwargs)
+        smtp = RuleSMTP(self.handler, **self._smtp_kwargs)
+        smtp.cork = self.cork
+        return smtp
 
 
 def main():
@@ -167,6 +195,7 @@ def main():
     ap.add_argument("--tls13-only", action="store_true")
     ap.add_argument("--auth")
     ap.add_argument("--pipelining", action="store_true")
+    ap.add_argument("--cork", action="store_true")
     ap.add_argument("--log-only", action="store_true",
                     help="log.jsonl only, no .eml files (soak runs)")
     a = ap.parse_args()
@@ -206,6 +235,7 @@ def main():
         ckw["ssl_context"] = ctx
     c = RuleController(handler, hostname="127.0.0.1", port=a.port,
                        smtp_kwargs=kw, **ckw)
+    c.cork = a.cork
     c.start()
     print("READY", flush=True)
     try:

@@ -842,11 +842,14 @@ test_smtp_pipelined_mail(void **state)
 	struct kr_msg m[12];
 	struct outcome o = {0};
 	char rcpt[12][32];
-	const char *pipelining[] = {"--pipelining", NULL};
+	/* in the second run, replies also come several to a read */
+	const char *pipelining[] = {"--pipelining", "--cork", NULL};
 	unsigned long w0, writes;
 	size_t i;
 
 	(void)state;
+	if (!pipelining_relays)
+		pipelining[1] = NULL;
 	server_start(&s,
 	             "{\"mail\": {"
 	             "\"multi@news.example.jp\": "
