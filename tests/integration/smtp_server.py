@@ -28,7 +28,7 @@ Usage: smtp_server.py --port P --dir DIR [--rules FILE] [--log-only] [--tls-cert
 reads pipelined commands in order anyway, but does not say so).
 --cork: the replies to commands that came in one burst leave in one write
 (as a busy relay's often do; aiosmtpd otherwise writes each at once), so
-a client reads several replies at a time. Not with TLS or "connect".
+a client reads several replies at a time.
 Prints "READY" on stdout once listening.
 """
 import argparse
@@ -127,20 +127,25 @@ class RuleSMTP(SMTP):
     cork = False
 
     async def push(self, status):
-        if not self.cork:
-            return await super().push(status)
         if isinstance(status, str):
             status = status.encode("utf-8")
         pending = getattr(self, "_corked", None)
         if pending is None:
             pending = self._corked = []
+        # Greetings, STARTTLS's go-ahead, goodbyes and 421s are followed
+        # by a change of the connection: they (and what waits) go now.
+        if not self.cork or status[:3] in (b"220", b"221", b"421"):
+            self._uncork()
+            return await super().push(status)
         pending.append(status + b"\r\n")
         if len(pending) == 1:
             # after every command already read has been answered
             asyncio.get_running_loop().call_soon(self._uncork)
 
     def _uncork(self):
-        data = b"".join(self._corked)
+        data = b"".join(getattr(self, "_corked", []))
+        if not data:
+            return
         self._corked.clear()
         if self.transport is not None and not self.transport.is_closing():
             self._writer.write(data)

@@ -72,10 +72,11 @@ def main():
     n = a.subscribers
     subs = ["reader%06d@example.org" % i for i in range(n)]
     base = harness.tmpdir()
-    # PIPELINING offered, as real relays do: the next envelope goes
-    # behind each message's dot, before its 250 is recorded; kills then
-    # still lose nothing and duplicate only what was in flight.
-    smtp = harness.SmtpServer(base, extra=["--pipelining"])
+    # PIPELINING offered, as real relays do, and replies to a burst of
+    # commands in one write: the next envelope goes behind each message's
+    # dot, before its 250 is recorded; kills then still lose nothing and
+    # duplicate only what was in flight.
+    smtp = harness.SmtpServer(base, extra=["--pipelining", "--cork"])
     k = harness.Kairan(base, smtp_port=smtp.port, delivery_extra=DELIVERY)
     rc, out, err = k.add_subscribers(subs)
     ok(rc == 0, "import %d subscribers" % n, out + err)

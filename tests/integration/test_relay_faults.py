@@ -91,10 +91,11 @@ def phase(k, smtp, name, want, setup):
 
 def main():
     base = harness.tmpdir()
-    # PIPELINING offered: the transport sends each next envelope behind
-    # a message's dot, so a 451 at the dot also gives up the connection
-    # (the relay holds the next envelope); nothing may be lost for it.
-    smtp = harness.SmtpServer(base, extra=["--pipelining"])
+    # PIPELINING offered (replies to a burst in one write): the transport
+    # sends each next envelope behind a message's dot, so a 451 at the dot
+    # also gives up the connection (the relay holds the next envelope);
+    # nothing may be lost for it.
+    smtp = harness.SmtpServer(base, extra=["--pipelining", "--cork"])
     # Without ASan's quarantine, RSS shows what the daemon keeps.
     env = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=1:"
            "quarantine_size_mb=1:log_path=/dev/stderr"}

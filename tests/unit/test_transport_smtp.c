@@ -33,7 +33,8 @@
 #include "xmem.h"
 
 static char base[64];   /* temporary folder of this run */
-/* The second run of every test: each relay offers PIPELINING. */
+/* The second run of every test: each relay offers PIPELINING and answers
+ * a burst of commands in one write (smtp_server.py --cork). */
 static bool pipelining_relays;
 static char *server_py; /* tests/integration/smtp_server.py */
 
@@ -114,10 +115,12 @@ server_start(struct server *s, const char *rules, const char *const *extra)
 	argv[n++] = s->dir;
 	argv[n++] = "--rules";
 	argv[n++] = s->rules;
-	for (i = 0; extra != NULL && extra[i] != NULL && n < 29; i++)
+	for (i = 0; extra != NULL && extra[i] != NULL && n < 28; i++)
 		argv[n++] = extra[i];
-	if (pipelining_relays)
+	if (pipelining_relays) {
 		argv[n++] = "--pipelining";
+		argv[n++] = "--cork"; /* replies to a burst in one write */
+	}
 	argv[n] = NULL;
 	s->pid = fork();
 	assert_true(s->pid >= 0);
