@@ -205,6 +205,7 @@ connect(int fd, __CONST_SOCKADDR_ARG addr_arg, socklen_t len) /* NOLINT(readabil
 
 static int sess_poll(struct smtp_sess *s, struct pollfd *fds, nfds_t nfds,
                      int timeout);
+static void sess_timed_out(struct smtp_sess *s);
 static int sess_write(struct smtp_sess *s, int fd, const void *buf, size_t n,
                       ssize_t *ret);
 static int sess_read(struct smtp_sess *s, int fd, void *buf, size_t n,
@@ -244,7 +245,10 @@ kr_smtp_poll(struct pollfd *fds, nfds_t nfds, int timeout)
 	}
 	if (s != NULL && (r = sess_poll(s, fds, nfds, timeout)) >= 0)
 		return r;
-	return real_poll(fds, nfds, timeout);
+	r = real_poll(fds, nfds, timeout);
+	if (r == 0 && timeout != 0 && s != NULL)
+		sess_timed_out(s);
+	return r;
 }
 
 static ssize_t (*real_write)(int, const void *, size_t);
@@ -326,6 +330,9 @@ struct smtp_relay {
 	char *password; /* sodium_malloc'd */
 	SSL_CTX *ssl_ctx;
 	auth_context_t auth;
+	/* It let a MAIL FROM sent ahead go unanswered: nothing is sent
+	 * ahead to it any more (sess_timed_out()). */
+	atomic_bool no_ahead;
 };
 
 struct kr_transport {
@@ -418,7 +425,8 @@ sess_connected(struct smtp_sess *s, int fd, int *timeout_ms)
 		/* A second connection of one libesmtp session (its fallback
 		 * to another address) may skip messages: no guessing there. */
 		s->pipe = (++s->connections > 1 || s->relay == NULL ||
-		           s->relay->tls == KR_CFG_TLS_STARTTLS)
+		           s->relay->tls == KR_CFG_TLS_STARTTLS ||
+		           atomic_load(&s->relay->no_ahead))
 		              ? -1
 		              : 0;
 		s->learning = false;
@@ -783,6 +791,22 @@ filter_replies(struct smtp_sess *s, char *buf, size_t n)
 		}
 	}
 	return o;
+}
+
+/* libesmtp's wait for a reply timed out. If the reply it waited for is
+ * one to a MAIL FROM sent ahead behind a dot the relay did answer, the
+ * relay drops what a client pipelines after the end of the data (RFC 2920
+ * allows it; some relays mishandle it): nothing more is sent ahead to it
+ * in this process. The message goes again in the next session. */
+static void
+sess_timed_out(struct smtp_sess *s)
+{
+	if (s->relay == NULL || s->rf_n == 0 || s->rf_q[s->rf_head] != RF_MAIL ||
+	    s->xp_mail == 0 || atomic_exchange(&s->relay->no_ahead, true))
+		return;
+	kr_log_warn("smtp relay=%s did not answer the MAIL FROM sent behind "
+	            "the end of a message; no more pipelining ahead to it",
+	            s->relay->hostport);
 }
 
 /* Sends what write() gathered, in as few write(2)s as the socket takes

@@ -23,12 +23,14 @@ test can change it while the server runs):
 
 Usage: smtp_server.py --port P --dir DIR [--rules FILE] [--log-only] [--tls-cert C
        --tls-key K] [--require-starttls] [--auth USER:PASS] [--implicit-tls]
-       [--tls13-only] [--pipelining] [--cork]
+       [--tls13-only] [--pipelining] [--cork] [--discard-pipelined]
 --pipelining: offer PIPELINING (RFC 2920) in the EHLO reply (aiosmtpd
 reads pipelined commands in order anyway, but does not say so).
 --cork: the replies to commands that came in one burst leave in one write
 (as a busy relay's often do; aiosmtpd otherwise writes each at once), so
 a client reads several replies at a time.
+--discard-pipelined: what a client sent behind the end of a message's data
+is thrown away unread (a relay that mishandles RFC 2920 pipelining).
 Prints "READY" on stdout once listening.
 """
 import argparse
@@ -125,6 +127,7 @@ class RuleSMTP(SMTP):
     """Adds connect-time rules (421 greeting, hang) and --cork."""
 
     cork = False
+    discard_pipelined = False
 
     async def push(self, status):
         if isinstance(status, str):
@@ -173,9 +176,14 @@ class RuleSMTP(SMTP):
             self.transport.close()
             return
         await super().smtp_DATA(arg)
+        if self.discard_pipelined and self._reader is not None:
+            self._reader._buffer.clear()
 
 
 class RuleController(Controller):
+    cork = False
+    discard_pipelined = False
+
     def __init__(self, *a, smtp_kwargs=None, **kw):
         self._smtp_kwargs = smtp_kwargs or {}
         super().__init__(*a, **kw)
@@ -185,6 +193,7 @@ class RuleController(Controller):
     def factory(self):
         smtp = RuleSMTP(self.handler, **self._smtp_kwargs)
         smtp.cork = self.cork
+        smtp.discard_pipelined = self.discard_pipelined
         return smtp
 
 
@@ -201,6 +210,7 @@ def main():
     ap.add_argument("--auth")
     ap.add_argument("--pipelining", action="store_true")
     ap.add_argument("--cork", action="store_true")
+    ap.add_argument("--discard-pipelined", action="store_true")
     ap.add_argument("--log-only", action="store_true",
                     help="log.jsonl only, no .eml files (soak runs)")
     a = ap.parse_args()
@@ -241,6 +251,7 @@ def main():
     c = RuleController(handler, hostname="127.0.0.1", port=a.port,
                        smtp_kwargs=kw, **ckw)
     c.cork = a.cork
+    c.discard_pipelined = a.discard_pipelined
     c.start()
     print("READY", flush=True)
     try:

@@ -930,6 +930,61 @@ test_smtp_pipelined_mail(void **state)
 	server_stop(&s);
 }
 
+/* A relay that offers PIPELINING but throws away what comes behind the
+ * end of a message's data: the MAIL FROM sent ahead goes unanswered, the
+ * stage timeout ends the session, and from then on nothing is sent ahead
+ * to that relay; every message arrives once. */
+static void
+test_smtp_relay_that_drops_pipelined_input(void **state)
+{
+	struct server s = {0};
+	struct kr_config cfg;
+	struct kr_cfg_relay relays[1];
+	struct relay_spec spec[1] = {
+	    {"127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL}};
+	struct kr_transport *t = NULL;
+	struct kr_err err = {0};
+	struct kr_msg m[6];
+	struct outcome o = {0};
+	char rcpt[6][32];
+	const char *extra[] = {"--pipelining", "--discard-pipelined", NULL};
+	unsigned long a0;
+	size_t i;
+
+	(void)state;
+	server_start(&s, NULL, extra);
+	spec[0].port = s.port;
+	make_config(&cfg, relays, spec, 1, 2); /* 2 s stage timeout */
+	for (i = 0; i < 6; i++) {
+		snprintf(rcpt[i], sizeof(rcpt[i]), "d%zu@example.jp", i);
+		init_msg(&m[i], (int64_t)(800 + i), rcpt[i],
+		         make_message(rcpt[i], 3));
+	}
+	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), 0);
+	a0 = kr_transport_smtp_ahead();
+	assert_int_equal(kr_transport_smtp_ops.send(t, m, 6, on_done, &o, &err),
+	                 0);
+	assert_int_equal(o.calls, 6);
+	for (i = 0; i < 6; i++) {
+		assert_int_equal(m[i].result, KR_SEND_OK);
+		assert_exact(&s, &m[i]);
+	}
+	assert_int_equal(server_count(&s), 6);
+	/* once, behind message 0; never again to this relay */
+	assert_int_equal(kr_transport_smtp_ahead() - a0, 1);
+	memset(&o, 0, sizeof(o));
+	assert_int_equal(kr_transport_smtp_ops.send(t, m, 6, on_done, &o, &err),
+	                 0);
+	assert_int_equal(o.calls, 6);
+	for (i = 0; i < 6; i++)
+		assert_int_equal(m[i].result, KR_SEND_OK);
+	assert_int_equal(server_count(&s), 12);
+	assert_int_equal(kr_transport_smtp_ahead() - a0, 1);
+	kr_transport_smtp_ops.destroy(&t);
+	free_msgs(m, 6);
+	server_stop(&s);
+}
+
 /* An address that would smuggle a command is refused, never sent; a 452
  * at RCPT defers only that message. */
 static void
@@ -1347,6 +1402,7 @@ main(void)
 	    cmocka_unit_test(test_smtp_sets_tcp_nodelay),
 	    cmocka_unit_test(test_smtp_one_write_per_message),
 	    cmocka_unit_test(test_smtp_pipelined_mail),
+	    cmocka_unit_test(test_smtp_relay_that_drops_pipelined_input),
 	    cmocka_unit_test(test_smtp_refuses_command_injection),
 	    cmocka_unit_test(test_smtp_refuses_plaintext_configs),
 	    cmocka_unit_test(test_smtp_starttls_verified),
