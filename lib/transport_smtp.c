@@ -572,9 +572,15 @@ envelope(const struct smtp_sess *s, const struct smtp_mstate *ms, bool mail,
 /* The replies to commands sent ahead, in the order they come. */
 enum { RF_PASS, RF_DOT, RF_MAIL, RF_DROP };
 
+static void give_up(struct smtp_sess *s, int err);
+
 static void
 rf_push(struct smtp_sess *s, unsigned char role)
 {
+	if (s->rf_n >= (int)sizeof(s->rf_q)) { /* cannot happen: at most 5 */
+		give_up(s, EPROTO);
+		return;
+	}
 	if (s->rf_n == 0)
 		s->rf_col = 0; /* at a reply's start: none is outstanding */
 	s->rf_q[(s->rf_head + s->rf_n) % (int)sizeof(s->rf_q)] = role;
