@@ -49,17 +49,18 @@
  *   in message-source.c), whatever size the pieces we hand it: ~45 µs of
  *   CPU per 29 KB message, its largest cost; only BDAT (CHUNKING, which
  *   it uses when the server offers it) reads the body in blocks;
- * - it has no implicit TLS (port 465): for `tls: tls` our connect()
- *   makes the TLS connection itself (verified like STARTTLS) and our
- *   read(), write() and poll() carry libesmtp's plain text through it
- *   (tls_handshake(), sess_read(), wflush(), sess_poll());
+ * - it has no implicit TLS (port 465), and its STARTTLS hangs on TLS 1.3
+ *   session tickets and hides its plain text from us: for `tls: tls` our
+ *   connect() makes the TLS connection itself, for `tls: starttls` it
+ *   says EHLO and STARTTLS first (starttls()), both verified the same
+ *   way, and our read(), write() and poll() carry libesmtp's plain text
+ *   through it (tls_handshake(), sess_read(), wflush(), sess_poll());
  * - after a failed AUTH it carries on with MAIL unauthenticated: we watch
  *   the AUTH reply (monitor callback) and stop the session instead;
  * - it writes with write(2): SIGPIPE is blocked around the session;
  * - it ignores write errors: whether the server hung up before the final
  *   dot is read from the socket when the message ends (TEMP, else a
  *   missing reply is UNCERTAIN);
- * - it hangs on TLS 1.3 session tickets: STARTTLS is capped at TLS 1.2;
  * - it sends no SNI and checks host names without IP addresses: we add
  *   SNI from an OpenSSL info callback and check the certificate with
  *   OpenSSL (X509_check_host / X509_check_ip_asc) ourselves;
@@ -86,6 +87,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -129,6 +131,7 @@ kr_transport_smtp_set_nodelay(int on)
 
 static int sess_connected(struct smtp_sess *s, int fd, int *timeout_ms);
 static int tls_handshake(struct smtp_sess *s, int fd, int timeout_ms);
+static int starttls(struct smtp_sess *s, int fd, int timeout_ms);
 static int peer_ok(struct smtp_sess *s, SSL *ssl, char *why, size_t size);
 
 /* libesmtp 1.1 opens its socket itself and offers no hook, so kairan's
@@ -191,7 +194,8 @@ connect(int fd, __CONST_SOCKADDR_ARG addr_arg, socklen_t len) /* NOLINT(readabil
 			r = e == 0 ? 0 : -1;
 		}
 	}
-	if (r == 0 && tls_handshake(s, fd, timeout_ms) < 0) {
+	if (r == 0 && (starttls(s, fd, timeout_ms) < 0 ||
+	               tls_handshake(s, fd, timeout_ms) < 0)) {
 		errno = ECONNABORTED;
 		r = -1;
 	}
@@ -279,8 +283,7 @@ kr_transport_smtp_ahead(void)
 	return atomic_load(&smtp_ahead);
 }
 
-/* libesmtp (and OpenSSL under it, after STARTTLS) write the session with
- * write(2); kairan's executables define write() and read() as they
+/* libesmtp writes the session with write(2); kairan's executables define write() and read() as they
  * define connect(). Outside an SMTP session's socket they are exactly
  * libc's. On it, write() appends to the session's buffer (sess_write())
  * and read() first sends that buffer, so nothing written can be waited
@@ -375,6 +378,10 @@ struct smtp_sess {
 	 * in_ssl while OpenSSL itself reads or writes the socket. */
 	SSL *ssl;
 	bool in_ssl;
+	/* STARTTLS done by starttls(): the greeting it read, given to
+	 * libesmtp as if it came through TLS. */
+	char *pre;
+	size_t pre_len, pre_off;
 	char why[200];     /* why the relay was unusable */
 	size_t n_finished; /* outcomes given in this session */
 	/* Outcomes known but not yet handed to done, in order; see
@@ -425,7 +432,6 @@ sess_connected(struct smtp_sess *s, int fd, int *timeout_ms)
 		/* A second connection of one libesmtp session (its fallback
 		 * to another address) may skip messages: no guessing there. */
 		s->pipe = (++s->connections > 1 || s->relay == NULL ||
-		           s->relay->tls == KR_CFG_TLS_STARTTLS ||
 		           atomic_load(&s->relay->no_ahead))
 		              ? -1
 		              : 0;
@@ -662,9 +668,8 @@ send_ahead(struct smtp_sess *s, size_t k, bool after_dot)
  *
  * Only once the first message of the connection has shown that libesmtp
  * pipelines RCPT+DATA there (the relay offers PIPELINING and not
- * CHUNKING: with BDAT the body follows RCPT at once), in plain text or
- * implicit TLS (after STARTTLS this file sees only TLS records), on a
- * session's first connection. Called by wflush() before it sends. */
+ * CHUNKING: with BDAT the body follows RCPT at once), on a session's
+ * first connection. Called by wflush() before it sends. */
 static void
 pipe_ahead(struct smtp_sess *s)
 {
@@ -969,6 +974,14 @@ sess_read(struct smtp_sess *s, int fd, void *buf, size_t n, ssize_t *ret)
 		*ret = 0;
 		return 1;
 	}
+	if (s->pre_off < s->pre_len) { /* the greeting starttls() read */
+		*ret = (ssize_t)(s->pre_len - s->pre_off < n ? s->pre_len -
+		                                                   s->pre_off
+		                                             : n);
+		memcpy(buf, s->pre + s->pre_off, (size_t)*ret);
+		s->pre_off += (size_t)*ret;
+		return 1;
+	}
 	if (s->wlen > 0)
 		(void)wflush(s);
 	if (s->ssl == NULL) {
@@ -1012,11 +1025,173 @@ sess_read(struct smtp_sess *s, int fd, void *buf, size_t n, ssize_t *ret)
 	return 1;
 }
 
-/* Implicit TLS: the handshake on the freshly connected, non-blocking
- * socket, bounded by timeout_ms, then the same checks as STARTTLS (chain,
- * host name or IP; SNI from on_tls_info()). TLS 1.3 is allowed here: the
- * 1.2 cap is for libesmtp's own STARTTLS. fd < 0: the socket could not be
- * prepared. Returns 0 (nothing to do for other relays), or -1 with the
+/* Waits up to timeout_ms for fd to be readable (POLLIN) or writable.
+ * Returns 1 ready, 0 timed out, -1 error. */
+static int
+wait_fd(int fd, short events, int timeout_ms)
+{
+	struct pollfd pfd;
+	int r;
+
+	pfd.fd = fd;
+	pfd.events = events;
+	pfd.revents = 0;
+	do
+		r = real_poll(&pfd, 1, timeout_ms);
+	while (r < 0 && errno == EINTR);
+	return r;
+}
+
+/* Reads one whole SMTP reply from the plain-text socket into buf (size
+ * bytes, NUL-terminated), within timeout_ms. Nothing may follow it: a
+ * server that talks ahead before TLS could smuggle plain text into the
+ * TLS session (the STARTTLS injection flaws). Returns its length, or -1
+ * with why set. */
+static ssize_t
+plain_reply(struct smtp_sess *s, int fd, char *buf, size_t size,
+            int timeout_ms, const char *what)
+{
+	size_t n = 0, at = 0;
+	ssize_t r;
+	char *nl;
+
+	for (;;) {
+		/* complete lines: "NNN-" goes on, anything else ends it */
+		while ((nl = memchr(buf + at, '\n', n - at)) != NULL) {
+			size_t end = (size_t)(nl - buf) + 1;
+			bool more = end - at >= 4 && buf[at + 3] == '-';
+
+			at = end;
+			if (more)
+				continue;
+			if (at != n) {
+				snprintf(s->why, sizeof(s->why),
+				         "STARTTLS: the relay sent more than its "
+				         "%s reply", what);
+				return -1;
+			}
+			buf[n] = '\0';
+			return (ssize_t)n;
+		}
+		if (n + 1 >= size) {
+			snprintf(s->why, sizeof(s->why),
+			         "STARTTLS: %s reply too long", what);
+			return -1;
+		}
+		r = wait_fd(fd, POLLIN, timeout_ms);
+		if (r == 0) {
+			snprintf(s->why, sizeof(s->why),
+			         "STARTTLS: no %s reply within %d ms", what,
+			         timeout_ms);
+			return -1;
+		}
+		r = r > 0 ? real_read(fd, buf + n, size - 1 - n) : -1;
+		if (r < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		if (r <= 0) {
+			snprintf(s->why, sizeof(s->why),
+			         "STARTTLS: connection lost waiting for the %s "
+			         "reply",
+			         what);
+			return -1;
+		}
+		n += (size_t)r;
+	}
+}
+
+/* Writes a short command on the plain-text socket. Returns 0 or -1. */
+static int
+plain_write(struct smtp_sess *s, int fd, const char *cmd, int timeout_ms)
+{
+	size_t off = 0, n = strlen(cmd);
+	ssize_t w;
+
+	while (off < n) {
+		w = real_write(fd, cmd + off, n - off);
+		if (w > 0) {
+			off += (size_t)w;
+			continue;
+		}
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && errno == EAGAIN && wait_fd(fd, POLLOUT, timeout_ms) > 0)
+			continue;
+		snprintf(s->why, sizeof(s->why), "STARTTLS: cannot write: %s",
+		         w < 0 ? strerror(errno) : "closed");
+		return -1;
+	}
+	return 0;
+}
+
+/* STARTTLS (RFC 3207), done here rather than by libesmtp: libesmtp 1.1's
+ * own hangs on TLS 1.3 session tickets and keeps this file from seeing
+ * the plain text it writes (so nothing could be sent ahead of it). On the
+ * fresh connection: the greeting, EHLO, STARTTLS, then tls_handshake();
+ * libesmtp (with STARTTLS off) is then given the greeting, and says EHLO
+ * again inside TLS, as RFC 3207 wants. Never a fallback to plain text: a
+ * relay that does not offer STARTTLS, or refuses it, is unusable. A
+ * greeting that is not 2xx is left to libesmtp, which reads it and quits,
+ * as with any relay. Returns 0, or -1 with the relay marked unusable. */
+static int
+starttls(struct smtp_sess *s, int fd, int timeout_ms)
+{
+	char buf[8192] = {0}, cmd[300];
+	const char *p, *e;
+	struct utsname u;
+	bool offered = false;
+	ssize_t n;
+
+	if (s->relay == NULL || s->relay->tls != KR_CFG_TLS_STARTTLS)
+		return 0;
+	free(s->pre);
+	s->pre = NULL;
+	s->pre_len = s->pre_off = 0;
+	if ((n = plain_reply(s, fd, buf, sizeof(buf), timeout_ms,
+	                     "greeting")) < 0)
+		goto fail;
+	s->pre = kr_xstrdup(buf);
+	s->pre_len = (size_t)n;
+	if (buf[0] != '2')
+		return 0;
+	snprintf(cmd, sizeof(cmd), "EHLO %s\r\n",
+	         uname(&u) == 0 && u.nodename[0] != '\0' ? u.nodename
+	                                                 : "localhost");
+	if (plain_write(s, fd, cmd, timeout_ms) < 0 ||
+	    plain_reply(s, fd, buf, sizeof(buf), timeout_ms, "EHLO") < 0)
+		goto fail;
+	for (p = buf; buf[0] == '2' && *p != '\0'; p = e) {
+		/* "250-STARTTLS" or "250 STARTTLS", any case */
+		e = strchr(p, '\n');
+		e = e != NULL ? e + 1 : p + strlen(p);
+		if (e - p >= 12 && strncasecmp(p + 4, "STARTTLS", 8) == 0 &&
+		    strchr("\r\n ", p[12]) != NULL)
+			offered = true;
+	}
+	if (!offered) {
+		snprintf(s->why, sizeof(s->why),
+		         "relay does not offer STARTTLS");
+		goto fail;
+	}
+	if (plain_write(s, fd, "STARTTLS\r\n", timeout_ms) < 0 ||
+	    plain_reply(s, fd, buf, sizeof(buf), timeout_ms, "STARTTLS") < 0)
+		goto fail;
+	if (strncmp(buf, "220", 3) != 0) {
+		char r[120];
+
+		copy_reply(r, sizeof(r), buf);
+		snprintf(s->why, sizeof(s->why), "STARTTLS refused: %s", r);
+		goto fail;
+	}
+	return 0;
+fail:
+	s->fatal = true;
+	return -1;
+}
+
+/* TLS, implicit or after starttls(): the handshake on the freshly
+ * connected, non-blocking socket, bounded by timeout_ms, then the checks
+ * (chain, host name or IP; SNI from on_tls_info()). TLS 1.2 or 1.3. fd <
+ * 0: the socket could not be prepared. Returns 0 (nothing to do for other relays), or -1 with the
  * relay marked unusable and why. */
 static int
 tls_handshake(struct smtp_sess *s, int fd, int timeout_ms)
@@ -1032,8 +1207,10 @@ tls_handshake(struct smtp_sess *s, int fd, int timeout_ms)
 		SSL_free(s->ssl);
 		s->ssl = NULL;
 	}
-	if (s->relay == NULL || s->relay->tls != KR_CFG_TLS_TLS)
-		return 0;
+	if (s->relay == NULL || s->relay->tls == KR_CFG_TLS_NONE ||
+	    (s->relay->tls == KR_CFG_TLS_STARTTLS && fd >= 0 &&
+	     s->pre_len > 0 && s->pre[0] != '2'))
+		return 0; /* no TLS, or a refusing greeting (see starttls()) */
 	ssl = NULL;
 	if (fd < 0) {
 		snprintf(s->why, sizeof(s->why), "TLS: socket not usable");
@@ -1044,7 +1221,6 @@ tls_handshake(struct smtp_sess *s, int fd, int timeout_ms)
 		snprintf(s->why, sizeof(s->why), "TLS: cannot set up");
 		goto fail;
 	}
-	(void)SSL_set_max_proto_version(ssl, 0);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	s->in_ssl = true;
 	while ((r = SSL_connect(ssl)) != 1) {
@@ -1108,8 +1284,10 @@ sess_poll(struct smtp_sess *s, struct pollfd *fds, nfds_t nfds, int timeout)
 		in = in || (fds[i].events & POLLIN);
 		out = out || (fds[i].events & POLLOUT);
 	}
-	if (in && s->ssl != NULL && SSL_has_pending(s->ssl)) {
-		/* decrypted or buffered TLS data poll() cannot see */
+	if (in && ((s->ssl != NULL && SSL_has_pending(s->ssl)) ||
+	           s->pre_off < s->pre_len)) {
+		/* decrypted or buffered TLS data poll() cannot see, or
+		 * the greeting starttls() read */
 		for (i = 0; i < nfds; i++) {
 			fds[i].revents = (fds[i].fd == s->fd &&
 			                  (fds[i].events & POLLIN))
@@ -1531,12 +1709,9 @@ run_session(struct kr_transport *t, struct smtp_relay *r,
 	(void)smtp_set_timeout(session,
 	                       Timeout_DATA2 | Timeout_OVERRIDE_RFC2822_MINIMUM,
 	                       t->timeout_ms);
-	if (r->tls == KR_CFG_TLS_STARTTLS) {
-		(void)smtp_starttls_set_ctx(session, r->ssl_ctx);
-		(void)smtp_starttls_enable(session, Starttls_REQUIRED);
-	} else {
-		(void)smtp_starttls_enable(session, Starttls_DISABLED);
-	}
+	/* TLS (STARTTLS or implicit) is done in connect(), not by
+	 * libesmtp: see starttls() */
+	(void)smtp_starttls_enable(session, Starttls_DISABLED);
 	if (r->auth != NULL) {
 		(void)smtp_auth_set_context(session, r->auth);
 		(void)smtp_set_monitorcb(session, on_monitor, &s, 0);
@@ -1627,6 +1802,7 @@ out:
 	flush_outcomes(&s);
 	free(s.pend);
 	free(s.wbuf);
+	free(s.pre);
 	for (i = 0; i < n; i++) {
 		ms[i].m = NULL;
 		ms[i].r = NULL;
@@ -1749,14 +1925,10 @@ relay_tls(struct smtp_relay *r, const struct kr_cfg_relay *c,
 		           r->hostport);
 		goto out;
 	}
+	/* TLS 1.2 or 1.3. (libesmtp 1.1's own STARTTLS hung on TLS 1.3
+	 * session tickets, waiting in poll() for a reply OpenSSL already
+	 * held: kairan does STARTTLS itself, see starttls().) */
 	(void)SSL_CTX_set_min_proto_version(r->ssl_ctx, TLS1_2_VERSION);
-	/* And at most TLS 1.2: with TLS 1.3 the server's post-handshake
-	 * NewSessionTicket records make libesmtp 1.1.0 wait in poll() for a
-	 * reply OpenSSL already holds, until the stage timeout (seen with
-	 * aiosmtpd on loopback: most sessions hung 20 s; none with 1.2 or
-	 * with tickets off on the server). XXX(#5): lift when libesmtp
-	 * handles it. */
-	(void)SSL_CTX_set_max_proto_version(r->ssl_ctx, TLS1_2_VERSION);
 	SSL_CTX_set_verify(r->ssl_ctx, SSL_VERIFY_PEER, NULL);
 	if (c->ca_file != NULL) {
 		if (SSL_CTX_load_verify_locations(r->ssl_ctx, c->ca_file,

@@ -24,6 +24,7 @@ test can change it while the server runs):
 Usage: smtp_server.py --port P --dir DIR [--rules FILE] [--log-only] [--tls-cert C
        --tls-key K] [--require-starttls] [--auth USER:PASS] [--implicit-tls]
        [--tls13-only] [--pipelining] [--cork] [--discard-pipelined]
+       [--starttls-inject]
 --pipelining: offer PIPELINING (RFC 2920) in the EHLO reply (aiosmtpd
 reads pipelined commands in order anyway, but does not say so).
 --cork: the replies to commands that came in one burst leave in one write
@@ -31,6 +32,8 @@ reads pipelined commands in order anyway, but does not say so).
 a client reads several replies at a time.
 --discard-pipelined: what a client sent behind the end of a message's data
 is thrown away unread (a relay that mishandles RFC 2920 pipelining).
+--starttls-inject: plain text follows the 220 to STARTTLS in the same
+write (what a man in the middle would smuggle into the TLS session).
 Prints "READY" on stdout once listening.
 """
 import argparse
@@ -128,6 +131,7 @@ class RuleSMTP(SMTP):
 
     cork = False
     discard_pipelined = False
+    starttls_inject = False
 
     async def push(self, status):
         if isinstance(status, str):
@@ -137,6 +141,8 @@ class RuleSMTP(SMTP):
             pending = self._corked = []
         # Greetings, STARTTLS's go-ahead, goodbyes and 421s are followed
         # by a change of the connection: they (and what waits) go now.
+        if self.starttls_inject and status.startswith(b"220 Ready"):
+            status += b"\r\n250 2.0.0 smuggled"
         if not self.cork or status[:3] in (b"220", b"221", b"421"):
             self._uncork()
             return await super().push(status)
@@ -183,6 +189,7 @@ class RuleSMTP(SMTP):
 class RuleController(Controller):
     cork = False
     discard_pipelined = False
+    starttls_inject = False
 
     def __init__(self, *a, smtp_kwargs=None, **kw):
         self._smtp_kwargs = smtp_kwargs or {}
@@ -194,6 +201,7 @@ class RuleController(Controller):
         smtp = RuleSMTP(self.handler, **self._smtp_kwargs)
         smtp.cork = self.cork
         smtp.discard_pipelined = self.discard_pipelined
+        smtp.starttls_inject = self.starttls_inject
         return smtp
 
 
@@ -211,6 +219,7 @@ def main():
     ap.add_argument("--pipelining", action="store_true")
     ap.add_argument("--cork", action="store_true")
     ap.add_argument("--discard-pipelined", action="store_true")
+    ap.add_argument("--starttls-inject", action="store_true")
     ap.add_argument("--log-only", action="store_true",
                     help="log.jsonl only, no .eml files (soak runs)")
     a = ap.parse_args()
@@ -252,6 +261,7 @@ def main():
                        smtp_kwargs=kw, **ckw)
     c.cork = a.cork
     c.discard_pipelined = a.discard_pipelined
+    c.starttls_inject = a.starttls_inject
     c.start()
     print("READY", flush=True)
     try:

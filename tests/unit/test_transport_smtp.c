@@ -1232,6 +1232,71 @@ test_smtp_starttls_not_offered_no_downgrade(void **state)
 	assert_refused(&spec, NULL, "STARTTLS");
 }
 
+/* STARTTLS is kairan's own (libesmtp's hung on TLS 1.3 tickets): against
+ * a relay that speaks TLS 1.3 only, 4 messages in one session arrive
+ * byte-exact, and with PIPELINING the envelopes go ahead inside TLS. */
+static void
+test_smtp_starttls_tls13_and_ahead(void **state)
+{
+	const char *extra[] = {"--tls-cert",         srv_pem,
+	                       "--tls-key",          srv_key,
+	                       "--require-starttls", "--tls13-only",
+	                       NULL};
+	struct server s = {0};
+	struct kr_config cfg;
+	struct kr_cfg_relay relays[1];
+	struct relay_spec spec = {"localhost", 0,    KR_CFG_TLS_STARTTLS,
+	                          ca_pem,      NULL, NULL};
+	struct kr_transport *t = NULL;
+	struct kr_err err = {0};
+	struct kr_msg m[4];
+	struct outcome o = {0};
+	char rcpt[4][32];
+	unsigned long a0;
+	size_t i;
+
+	(void)state;
+	server_start(&s, NULL, extra);
+	spec.port = s.port;
+	make_config(&cfg, relays, &spec, 1, 20);
+	for (i = 0; i < 4; i++) {
+		snprintf(rcpt[i], sizeof(rcpt[i]), "s%zu@example.jp", i);
+		init_msg(&m[i], (int64_t)(900 + i), rcpt[i],
+		         make_message(rcpt[i], i == 1 ? 1300 : 30));
+	}
+	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), 0);
+	a0 = kr_transport_smtp_ahead();
+	assert_int_equal(kr_transport_smtp_ops.send(t, m, 4, on_done, &o, &err),
+	                 0);
+	assert_int_equal(o.calls, 4);
+	for (i = 0; i < 4; i++) {
+		assert_int_equal(m[i].result, KR_SEND_OK);
+		assert_exact(&s, &m[i]);
+	}
+	assert_int_equal(server_count(&s), 4);
+	assert_int_equal(kr_transport_smtp_ahead() - a0,
+	                 pipelining_relays ? 3 : 0);
+	kr_transport_smtp_ops.destroy(&t);
+	free_msgs(m, 4);
+	server_stop(&s);
+}
+
+/* Plain text smuggled behind the 220 to STARTTLS (it would be read as if
+ * it came through TLS) makes the relay unusable; nothing is sent. */
+static void
+test_smtp_starttls_injection_refused(void **state)
+{
+	const char *extra[] = {"--tls-cert",         srv_pem,
+	                       "--tls-key",          srv_key,
+	                       "--require-starttls", "--starttls-inject",
+	                       NULL};
+	struct relay_spec spec = {"localhost", 0,    KR_CFG_TLS_STARTTLS,
+	                          ca_pem,      NULL, NULL};
+
+	(void)state;
+	assert_refused(&spec, extra, "more than its STARTTLS reply");
+}
+
 static void
 test_smtp_auth(void **state)
 {
@@ -1409,6 +1474,8 @@ main(void)
 	    cmocka_unit_test(test_smtp_starttls_wrong_ca_refused),
 	    cmocka_unit_test(test_smtp_starttls_wrong_name_refused),
 	    cmocka_unit_test(test_smtp_starttls_not_offered_no_downgrade),
+	    cmocka_unit_test(test_smtp_starttls_tls13_and_ahead),
+	    cmocka_unit_test(test_smtp_starttls_injection_refused),
 	    cmocka_unit_test(test_smtp_auth),
 	    cmocka_unit_test(test_smtp_implicit_tls),
 	    cmocka_unit_test(test_smtp_implicit_tls_refusals_and_auth),
