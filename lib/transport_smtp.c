@@ -619,6 +619,28 @@ next_of(struct smtp_sess *s, size_t from)
 	return NULL;
 }
 
+/* Whether b (n bytes, one line) is the MAIL FROM libesmtp writes for ms;
+ * the first one shows whether it carries SIZE= here (mail_size). */
+static bool
+mail_is(struct smtp_sess *s, const struct smtp_mstate *ms, const char *b,
+        size_t n)
+{
+	char want[sizeof(s->xp)];
+	int was = s->mail_size, with;
+	size_t k;
+
+	for (with = 1; with >= 0; with--) {
+		if (was >= 0 && was != with)
+			continue;
+		s->mail_size = with;
+		k = envelope(s, ms, true, want, 0, sizeof(want));
+		if (k >= n && memcmp(want, b, n) == 0)
+			return true;
+	}
+	s->mail_size = was;
+	return false;
+}
+
 /* Sends the k bytes of envelope in xp with what wflush() sends: behind a
  * message's dot (its reply comes first) or behind a lone MAIL FROM. */
 static void
@@ -673,8 +695,8 @@ send_ahead(struct smtp_sess *s, size_t k, bool after_dot)
 static void
 pipe_ahead(struct smtp_sess *s)
 {
-	const char *b = s->wbuf, *from;
-	size_t n = s->wlen, fl, i, k;
+	const char *b = s->wbuf;
+	size_t n = s->wlen, i, k;
 	struct smtp_mstate *ms;
 	char want[sizeof(s->xp)];
 
@@ -706,26 +728,9 @@ pipe_ahead(struct smtp_sess *s)
 	if (n < 14 || memcmp(b, "MAIL FROM:<", 11) != 0 ||
 	    memchr(b, '\n', n) != b + n - 1 || b[n - 2] != '\r')
 		return;
-	if ((ms = next_of(s, s->mail_next)) == NULL) {
-		s->pipe = -1;
-		return;
-	}
-	from = ms->msg->mail_from != NULL ? ms->msg->mail_from : "";
-	fl = strlen(from);
-	if (n < 11 + fl + 3 || memcmp(b + 11, from, fl) != 0 ||
-	    b[11 + fl] != '>') {
+	if ((ms = next_of(s, s->mail_next)) == NULL || !mail_is(s, ms, b, n)) {
 		s->pipe = -1; /* not the MAIL we expected: leave it be */
 		return;
-	}
-	if (s->mail_size < 0) { /* how libesmtp writes MAIL here */
-		s->mail_size = 1;
-		k = envelope(s, ms, true, want, 0, sizeof(want));
-		if (k < n || memcmp(want, b, n) != 0) {
-			s->mail_size = 0;
-			k = envelope(s, ms, true, want, 0, sizeof(want));
-			if (k < n || memcmp(want, b, n) != 0)
-				s->mail_size = -1;
-		}
 	}
 	s->mail_next = (size_t)(ms - s->ms) + 1;
 	if (s->pipe == 0) {
