@@ -1232,6 +1232,49 @@ test_smtp_starttls_not_offered_no_downgrade(void **state)
 	assert_refused(&spec, NULL, "STARTTLS");
 }
 
+/* Starts a TLS relay (smtp_server.py with extra) in *s and sends it 4
+ * messages, one of them long, in one session: all arrive byte-exact,
+ * the envelopes of messages 1-3 sent ahead when it offers PIPELINING.
+ * The server is left running. */
+static void
+send_four_over_tls(struct server *s, const char *const *extra,
+                   enum kr_cfg_tls tls)
+{
+	struct kr_config cfg;
+	struct kr_cfg_relay relays[1];
+	struct relay_spec spec = {"localhost", 0, tls, ca_pem, NULL, NULL};
+	struct kr_transport *t = NULL;
+	struct kr_err err = {0};
+	struct kr_msg m[4];
+	struct outcome o = {0};
+	char rcpt[4][32];
+	unsigned long a0;
+	size_t i;
+
+	server_start(s, NULL, extra);
+	spec.port = s->port;
+	make_config(&cfg, relays, &spec, 1, 20);
+	for (i = 0; i < 4; i++) {
+		snprintf(rcpt[i], sizeof(rcpt[i]), "t%zu@example.jp", i);
+		init_msg(&m[i], (int64_t)(400 + i), rcpt[i],
+		         make_message(rcpt[i], i == 2 ? 1300 : 30));
+	}
+	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), 0);
+	a0 = kr_transport_smtp_ahead();
+	assert_int_equal(kr_transport_smtp_ops.send(t, m, 4, on_done, &o, &err),
+	                 0);
+	assert_int_equal(o.calls, 4);
+	for (i = 0; i < 4; i++) {
+		assert_int_equal(m[i].result, KR_SEND_OK);
+		assert_exact(s, &m[i]);
+	}
+	assert_int_equal(server_count(s), 4);
+	assert_int_equal(kr_transport_smtp_ahead() - a0,
+	                 pipelining_relays ? 3 : 0);
+	kr_transport_smtp_ops.destroy(&t);
+	free_msgs(m, 4);
+}
+
 /* STARTTLS is kairan's own (libesmtp's hung on TLS 1.3 tickets): against
  * a relay that speaks TLS 1.3 only, 4 messages in one session arrive
  * byte-exact, and with PIPELINING the envelopes go ahead inside TLS. */
@@ -1243,41 +1286,9 @@ test_smtp_starttls_tls13_and_ahead(void **state)
 	                       "--require-starttls", "--tls13-only",
 	                       NULL};
 	struct server s = {0};
-	struct kr_config cfg;
-	struct kr_cfg_relay relays[1];
-	struct relay_spec spec = {"localhost", 0,    KR_CFG_TLS_STARTTLS,
-	                          ca_pem,      NULL, NULL};
-	struct kr_transport *t = NULL;
-	struct kr_err err = {0};
-	struct kr_msg m[4];
-	struct outcome o = {0};
-	char rcpt[4][32];
-	unsigned long a0;
-	size_t i;
 
 	(void)state;
-	server_start(&s, NULL, extra);
-	spec.port = s.port;
-	make_config(&cfg, relays, &spec, 1, 20);
-	for (i = 0; i < 4; i++) {
-		snprintf(rcpt[i], sizeof(rcpt[i]), "s%zu@example.jp", i);
-		init_msg(&m[i], (int64_t)(900 + i), rcpt[i],
-		         make_message(rcpt[i], i == 1 ? 1300 : 30));
-	}
-	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), 0);
-	a0 = kr_transport_smtp_ahead();
-	assert_int_equal(kr_transport_smtp_ops.send(t, m, 4, on_done, &o, &err),
-	                 0);
-	assert_int_equal(o.calls, 4);
-	for (i = 0; i < 4; i++) {
-		assert_int_equal(m[i].result, KR_SEND_OK);
-		assert_exact(&s, &m[i]);
-	}
-	assert_int_equal(server_count(&s), 4);
-	assert_int_equal(kr_transport_smtp_ahead() - a0,
-	                 pipelining_relays ? 3 : 0);
-	kr_transport_smtp_ops.destroy(&t);
-	free_msgs(m, 4);
+	send_four_over_tls(&s, extra, KR_CFG_TLS_STARTTLS);
 	server_stop(&s);
 }
 
@@ -1325,8 +1336,7 @@ test_smtp_auth(void **state)
 
 /* Implicit TLS (`tls: tls`, port 465 style): kairan's connect() makes
  * the TLS connection and carries libesmtp through it. Against a relay
- * that speaks TLS 1.3 only (STARTTLS stays capped at 1.2 for libesmtp's
- * sake; this path is not), several messages, one of ~90 KB (many TLS
+ * that speaks TLS 1.3 only, several messages, one of ~90 KB (many TLS
  * records), arrive byte-exact in one session, and the client named the
  * relay (SNI) on its connection. */
 static void
@@ -1336,40 +1346,11 @@ test_smtp_implicit_tls(void **state)
 	                       srv_key,          "--implicit-tls", "--tls13-only",
 	                       NULL};
 	struct server s = {0};
-	struct kr_config cfg;
-	struct kr_cfg_relay relays[1];
-	struct relay_spec spec = {"localhost", 0, KR_CFG_TLS_TLS, ca_pem,
-	                          NULL, NULL};
-	struct kr_transport *t = NULL;
-	struct kr_err err = {0};
-	struct kr_msg m[4];
-	struct outcome o = {0};
-	char rcpt[4][32], *p, *sni;
-	size_t i, l = 0;
-	unsigned long a0;
+	char *p, *sni;
+	size_t l = 0;
 
 	(void)state;
-	server_start(&s, NULL, extra);
-	spec.port = s.port;
-	make_config(&cfg, relays, &spec, 1, 20);
-	for (i = 0; i < 4; i++) {
-		snprintf(rcpt[i], sizeof(rcpt[i]), "t%zu@example.jp", i);
-		init_msg(&m[i], (int64_t)(400 + i), rcpt[i],
-		         make_message(rcpt[i], i == 2 ? 1300 : 30));
-	}
-	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), 0);
-	a0 = kr_transport_smtp_ahead();
-	assert_int_equal(kr_transport_smtp_ops.send(t, m, 4, on_done, &o, &err),
-	                 0);
-	assert_int_equal(o.calls, 4);
-	/* through TLS too: messages 1-3 went behind the dots before them */
-	assert_int_equal(kr_transport_smtp_ahead() - a0,
-	                 pipelining_relays ? 3 : 0);
-	for (i = 0; i < 4; i++) {
-		assert_int_equal(m[i].result, KR_SEND_OK);
-		assert_exact(&s, &m[i]);
-	}
-	assert_int_equal(server_count(&s), 4);
+	send_four_over_tls(&s, extra, KR_CFG_TLS_TLS);
 	p = kr_xasprintf("%s/sni.txt", s.dir);
 	sni = slurp(p, &l);
 	assert_non_null(sni);
@@ -1378,8 +1359,6 @@ test_smtp_implicit_tls(void **state)
 		fail_msg("SNI seen: %s", sni);
 	free(sni);
 	free(p);
-	kr_transport_smtp_ops.destroy(&t);
-	free_msgs(m, 4);
 	server_stop(&s);
 }
 
