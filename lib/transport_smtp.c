@@ -1154,7 +1154,8 @@ starttls(struct smtp_sess *s, int fd, int timeout_ms)
 	if ((n = plain_reply(s, fd, buf, sizeof(buf), timeout_ms,
 	                     "greeting")) < 0)
 		goto fail;
-	s->pre = kr_xstrdup(buf);
+	s->pre = kr_xmalloc((size_t)n + 1); /* a NUL in it is the relay's */
+	memcpy(s->pre, buf, (size_t)n + 1);
 	s->pre_len = (size_t)n;
 	if (buf[0] != '2')
 		return 0;
@@ -1162,14 +1163,15 @@ starttls(struct smtp_sess *s, int fd, int timeout_ms)
 	         uname(&u) == 0 && u.nodename[0] != '\0' ? u.nodename
 	                                                 : "localhost");
 	if (plain_write(s, fd, cmd, timeout_ms) < 0 ||
-	    plain_reply(s, fd, buf, sizeof(buf), timeout_ms, "EHLO") < 0)
+	    (n = plain_reply(s, fd, buf, sizeof(buf), timeout_ms, "EHLO")) < 0)
 		goto fail;
-	for (p = buf; buf[0] == '2' && *p != '\0'; p = e) {
-		/* "250-STARTTLS" or "250 STARTTLS", any case */
-		e = strchr(p, '\n');
-		e = e != NULL ? e + 1 : p + strlen(p);
+	for (p = buf; buf[0] == '2' && p < buf + n; p = e) {
+		/* "250-STARTTLS" or "250 STARTTLS", any case; the reply
+		 * may hold NULs (n counts) */
+		e = memchr(p, '\n', (size_t)(buf + n - p));
+		e = e != NULL ? e + 1 : buf + n;
 		if (e - p >= 12 && strncasecmp(p + 4, "STARTTLS", 8) == 0 &&
-		    strchr("\r\n ", p[12]) != NULL)
+		    memchr("\r\n ", p[12], 3) != NULL)
 			offered = true;
 	}
 	if (!offered) {

@@ -19,6 +19,7 @@ test can change it while the server runs):
                                    # message body never arrives)
    "hang_data": ["addr@x"],        # take the whole message, never reply
    "connect": "421 4.7.0 busy",    # answer to every new connection
+   "greeting_host": "a\u0000b",    # the name the greeting gives
    "hang": false}                  # accept but never answer
 
 Usage: smtp_server.py --port P --dir DIR [--rules FILE] [--log-only] [--tls-cert C
@@ -168,6 +169,8 @@ class RuleSMTP(SMTP):
             await self.push(r["connect"])
             self.transport.close()
             return
+        if r.get("greeting_host"):  # the name in "220 NAME ...", any bytes
+            self.hostname = r["greeting_host"]
         await super()._handle_client()
 
     async def smtp_DATA(self, arg):

@@ -1292,6 +1292,40 @@ test_smtp_starttls_tls13_and_ahead(void **state)
 	server_stop(&s);
 }
 
+/* A greeting with a NUL byte in it (a hostile relay's) goes to libesmtp
+ * whole, after STARTTLS, and the message is delivered. */
+static void
+test_smtp_starttls_greeting_with_nul(void **state)
+{
+	const char *extra[] = {"--tls-cert",         srv_pem,
+	                       "--tls-key",          srv_key,
+	                       "--require-starttls", NULL};
+	struct relay_spec spec = {"localhost", 0,    KR_CFG_TLS_STARTTLS,
+	                          ca_pem,      NULL, NULL};
+	struct server s = {0};
+	struct kr_config cfg;
+	struct kr_cfg_relay relays[1];
+	struct kr_transport *t = NULL;
+	struct kr_err err = {0};
+	struct kr_msg m[1];
+	struct outcome o = {0};
+
+	(void)state;
+	server_start(&s, "{\"greeting_host\": \"relay\\u0000with a NUL\"}",
+	             extra);
+	spec.port = s.port;
+	make_config(&cfg, relays, &spec, 1, 20);
+	init_msg(&m[0], 1, "n@example.jp", make_message("n@example.jp", 3));
+	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), 0);
+	assert_int_equal(kr_transport_smtp_ops.send(t, m, 1, on_done, &o, &err),
+	                 0);
+	assert_int_equal(m[0].result, KR_SEND_OK);
+	assert_exact(&s, &m[0]);
+	kr_transport_smtp_ops.destroy(&t);
+	free_msgs(m, 1);
+	server_stop(&s);
+}
+
 /* Plain text smuggled behind the 220 to STARTTLS (it would be read as if
  * it came through TLS) makes the relay unusable; nothing is sent. */
 static void
@@ -1455,6 +1489,7 @@ main(void)
 	    cmocka_unit_test(test_smtp_starttls_not_offered_no_downgrade),
 	    cmocka_unit_test(test_smtp_starttls_tls13_and_ahead),
 	    cmocka_unit_test(test_smtp_starttls_injection_refused),
+	    cmocka_unit_test(test_smtp_starttls_greeting_with_nul),
 	    cmocka_unit_test(test_smtp_auth),
 	    cmocka_unit_test(test_smtp_implicit_tls),
 	    cmocka_unit_test(test_smtp_implicit_tls_refusals_and_auth),
