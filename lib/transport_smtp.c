@@ -1171,7 +1171,7 @@ starttls(struct smtp_sess *s, int fd, int timeout_ms)
 		e = memchr(p, '\n', (size_t)(buf + n - p));
 		e = e != NULL ? e + 1 : buf + n;
 		if (e - p >= 12 && strncasecmp(p + 4, "STARTTLS", 8) == 0 &&
-		    memchr("\r\n ", p[12], 3) != NULL)
+		    (p[12] == '\r' || p[12] == '\n' || p[12] == ' '))
 			offered = true;
 	}
 	if (!offered) {
