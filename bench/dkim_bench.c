@@ -377,6 +377,7 @@ main(int argc, char **argv)
 		relay.host = host;
 		relay.port = (unsigned)strtoul(argv[4], NULL, 10);
 		relay.tls = KR_CFG_TLS_NONE;
+		relay.pipelining = true; /* the config's default */
 		cfg.relays = &relay;
 		cfg.n_relays = 1;
 		cfg.delivery.timeout = 60;

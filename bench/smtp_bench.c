@@ -190,6 +190,7 @@ main(int argc, char **argv)
 	relay.host = (char *)(uintptr_t) "127.0.0.1";
 	relay.port = (unsigned)port;
 	relay.tls = KR_CFG_TLS_NONE;
+	relay.pipelining = true; /* the config's default */
 	cfg.delivery.transport = KR_CFG_TRANSPORT_SMTP;
 	cfg.delivery.timeout = 60;
 	cfg.relays = &relay;

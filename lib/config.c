@@ -267,6 +267,11 @@ static const struct field relay_fields[] = {
      .type = FT_PATH,
      .off = ROFF(password_file),
      .expect = "a file holding the password"},
+    {.key = "pipelining",
+     .type = FT_BOOL,
+     .off = ROFF(pipelining),
+     .def = "true",
+     .expect = "true or false"},
 };
 static const struct section relay_section = {
     "smtp[]", relay_fields, KR_NELEM(relay_fields), sizeof(struct kr_cfg_relay),

@@ -50,6 +50,7 @@ struct kr_cfg_relay {
 	char *password;      /* from password_file or KAIRAN_SMTP_PASSWORD;
 	                        sodium_malloc'd; never logged; NULL if none */
 	char *password_file;
+	bool pipelining;     /* send envelopes ahead of libesmtp; default true */
 };
 
 struct kr_config {

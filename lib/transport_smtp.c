@@ -333,8 +333,9 @@ struct smtp_relay {
 	char *password; /* sodium_malloc'd */
 	SSL_CTX *ssl_ctx;
 	auth_context_t auth;
-	/* It let a MAIL FROM sent ahead go unanswered: nothing is sent
-	 * ahead to it any more (sess_timed_out()). */
+	/* Nothing is sent ahead to it: configured so (`pipelining:
+	 * false`), or it let a MAIL FROM sent ahead go unanswered
+	 * (sess_timed_out()). */
 	atomic_bool no_ahead;
 };
 
@@ -2008,6 +2009,8 @@ smtp_create(const struct kr_config *cfg, struct kr_transport **out,
 		r->host = kr_xstrdup(c->host);
 		r->port = c->port;
 		r->tls = c->tls;
+		/* `pipelining: false`: libesmtp's own pipelining only */
+		atomic_init(&r->no_ahead, !c->pipelining);
 		w = snprintf(r->hostport, sizeof(r->hostport), "%s:%u", c->host,
 		             c->port);
 		if (w < 0 || (size_t)w >= sizeof(r->hostport)) {

@@ -171,6 +171,7 @@ test_config_defaults(void **state)
 	assert_null(cfg->relays[0].ca_file);
 	assert_null(cfg->relays[0].user);
 	assert_null(cfg->relays[0].password);
+	assert_true(cfg->relays[0].pipelining);
 	assert_int_equal(cfg->log_level, KR_LOG_INFO);
 	assert_ptr_equal(kr_config_list(cfg, "a"), l);
 	assert_null(kr_config_list(cfg, "b"));
@@ -191,8 +192,11 @@ test_config_relay_port_by_tls(void **state)
 	              "  - {host: 127.0.0.1, tls: none}\n"
 	              "  - {host: '::1', tls: tls}\n"
 	              "  - {host: relay.example.jp, tls: starttls}\n"
-	              "  - {host: relay.example.jp, tls: tls, port: 2465}\n");
+	              "  - {host: relay.example.jp, tls: tls, port: 2465, "
+	              "pipelining: false}\n");
 	assert_int_equal(cfg->n_relays, 4);
+	assert_true(cfg->relays[2].pipelining);
+	assert_false(cfg->relays[3].pipelining);
 	assert_int_equal(cfg->relays[0].port, 25);
 	assert_int_equal(cfg->relays[0].tls, KR_CFG_TLS_NONE);
 	assert_int_equal(cfg->relays[1].port, 465);
@@ -398,7 +402,8 @@ test_config_unknown_key(void **state)
 	expect_one(
 	    BASE "smtp:\n  - host: h.example\n    password: hunter2\n",
 	    "t.yaml:10:5: unknown key 'password' in smtp[0], expected one "
-	    "of: host, port, tls, ca_file, user, password_file\n");
+	    "of: host, port, tls, ca_file, user, password_file, "
+	    "pipelining\n");
 }
 
 static void
@@ -805,6 +810,9 @@ test_config_values(void **state)
 	           "expected an address like info@example.jp\n");
 	expect_one(LBASE "    archive: maybe\n",
 	           "t.yaml:6:14: lists[0].archive: 'maybe' is not a boolean");
+	expect_one(BASE "smtp: [{host: h.example, pipelining: often}]\n",
+	           "t.yaml:8:38: smtp[0].pipelining: 'often' is not a "
+	           "boolean");
 	expect_one(BASE "smtp: [{host: h.example, tls: ssl}]\n",
 	           "t.yaml:8:31: smtp[0].tls: 'ssl' is not one of the choices, "
 	           "expected none, starttls or tls\n");

@@ -324,6 +324,7 @@ make_config(struct kr_config *cfg, struct kr_cfg_relay *relays,
 		relays[i].ca_file = (char *)(uintptr_t)spec[i].ca_file;
 		relays[i].user = (char *)(uintptr_t)spec[i].user;
 		relays[i].password = (char *)(uintptr_t)spec[i].password;
+		relays[i].pipelining = true; /* the config's default */
 	}
 	cfg->delivery.transport = KR_CFG_TRANSPORT_SMTP;
 	cfg->delivery.timeout = timeout;
@@ -933,7 +934,8 @@ test_smtp_pipelined_mail(void **state)
 /* A relay that offers PIPELINING but throws away what comes behind the
  * end of a message's data: the MAIL FROM sent ahead goes unanswered, the
  * stage timeout ends the session, and from then on nothing is sent ahead
- * to that relay; every message arrives once. */
+ * to that relay; every message arrives once. With `pipelining: false`
+ * nothing is sent ahead from the start. */
 static void
 test_smtp_relay_that_drops_pipelined_input(void **state)
 {
@@ -980,6 +982,21 @@ test_smtp_relay_that_drops_pipelined_input(void **state)
 		assert_int_equal(m[i].result, KR_SEND_OK);
 	assert_int_equal(server_count(&s), 12);
 	assert_int_equal(kr_transport_smtp_ahead() - a0, 1);
+	kr_transport_smtp_ops.destroy(&t);
+
+	/* Configured off (`pipelining: false`): nothing goes ahead, not
+	 * even once, and no stage timeout is waited for. */
+	relays[0].pipelining = false;
+	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), 0);
+	a0 = kr_transport_smtp_ahead();
+	memset(&o, 0, sizeof(o));
+	assert_int_equal(kr_transport_smtp_ops.send(t, m, 6, on_done, &o, &err),
+	                 0);
+	assert_int_equal(o.calls, 6);
+	for (i = 0; i < 6; i++)
+		assert_int_equal(m[i].result, KR_SEND_OK);
+	assert_int_equal(server_count(&s), 18);
+	assert_int_equal(kr_transport_smtp_ahead() - a0, 0);
 	kr_transport_smtp_ops.destroy(&t);
 	free_msgs(m, 6);
 	server_stop(&s);
