@@ -392,11 +392,11 @@ struct smtp_sess {
 	/* Commands sent ahead of libesmtp (pipe_ahead()). */
 	struct smtp_mstate *ms; /* the session's messages, in order */
 	size_t n_ms;
-	size_t mail_next;  /* where the next MAIL's message is looked for */
 	int pipe;          /* -1 off, 0 not known yet, 1 on */
 	int connections;   /* connects in this session */
-	bool learning;     /* the next flush shows whether RCPT+DATA pipeline */
-	size_t learn;      /* ... for this message */
+	/* The message whose MAIL FROM just went: the next flush shows
+	 * whether libesmtp pipelines its RCPT+DATA (pipe 0 -> 1 or -1). */
+	struct smtp_mstate *learn;
 	int mail_size;     /* MAIL FROM carries SIZE=: 1 yes, 0 no, -1 unknown */
 	char xp[700];      /* sent ahead: what libesmtp writes next */
 	size_t xp_len, xp_off;
@@ -436,8 +436,7 @@ sess_connected(struct smtp_sess *s, int fd, int *timeout_ms)
 		           atomic_load(&s->relay->no_ahead))
 		              ? -1
 		              : 0;
-		s->learning = false;
-		s->mail_next = 0;
+		s->learn = NULL;
 		s->mail_size = -1;
 		s->xp_len = s->xp_off = s->xp_mail = 0;
 		s->dead = false;
@@ -528,6 +527,23 @@ flush_outcomes(struct smtp_sess *s)
 	for (i = 0; i < n; i++)
 		if (s->done != NULL)
 			s->done(s->ctx, s->pend[i]->msg);
+}
+
+/* Waits up to timeout_ms for fd to be readable (POLLIN) or writable.
+ * Returns 1 ready, 0 timed out, -1 error. */
+static int
+wait_fd(int fd, short events, int timeout_ms)
+{
+	struct pollfd pfd;
+	int r;
+
+	pfd.fd = fd;
+	pfd.events = events;
+	pfd.revents = 0;
+	do
+		r = real_poll(&pfd, 1, timeout_ms);
+	while (r < 0 && errno == EINTR);
+	return r;
 }
 
 /* The largest gathered write; more is sent at once. */
@@ -701,9 +717,9 @@ pipe_ahead(struct smtp_sess *s)
 	struct smtp_mstate *ms;
 	char want[sizeof(s->xp)];
 
-	if (s->learning) {
-		s->learning = false;
-		k = envelope(s, &s->ms[s->learn], false, want, 0, sizeof(want));
+	if (s->learn != NULL) {
+		k = envelope(s, s->learn, false, want, 0, sizeof(want));
+		s->learn = NULL;
 		s->pipe = (k > 0 && k == n && memcmp(b, want, k) == 0) ? 1 : -1;
 		kr_log_debug("smtp relay=%s pipelining ahead=%s",
 		             s->relay != NULL ? s->relay->hostport : "?",
@@ -722,21 +738,20 @@ pipe_ahead(struct smtp_sess *s)
 		k = envelope(s, ms, true, s->xp, 0, sizeof(s->xp));
 		if (k == 0)
 			return;
-		s->mail_next = (size_t)(ms - s->ms) + 1;
 		send_ahead(s, k, true);
 		return;
 	}
 	if (n < 14 || memcmp(b, "MAIL FROM:<", 11) != 0 ||
 	    memchr(b, '\n', n) != b + n - 1 || b[n - 2] != '\r')
 		return;
-	if ((ms = next_of(s, s->mail_next)) == NULL || !mail_is(s, ms, b, n)) {
+	/* Every message before it has its outcome (libesmtp reports each
+	 * before it writes the next MAIL): it is the first without. */
+	if ((ms = next_of(s, 0)) == NULL || !mail_is(s, ms, b, n)) {
 		s->pipe = -1; /* not the MAIL we expected: leave it be */
 		return;
 	}
-	s->mail_next = (size_t)(ms - s->ms) + 1;
 	if (s->pipe == 0) {
-		s->learning = true;
-		s->learn = (size_t)(ms - s->ms);
+		s->learn = ms;
 		return;
 	}
 	if (s->xp_len != 0 ||
@@ -837,14 +852,14 @@ wflush(struct smtp_sess *s)
 {
 	size_t off = 0;
 	ssize_t w;
-	struct pollfd pfd;
+	short events;
 	int r, e = 0;
 
 	if (s->pipe >= 0 && s->wlen > 0 && s->werr == 0)
 		pipe_ahead(s);
 	s->read_since_write = false;
 	while (off < s->wlen && s->werr == 0) {
-		pfd.events = POLLOUT;
+		events = POLLOUT;
 		if (s->ssl != NULL) {
 			int n = (int)(s->wlen - off > INT_MAX ? INT_MAX
 			                                      : s->wlen - off);
@@ -858,7 +873,7 @@ wflush(struct smtp_sess *s)
 			}
 			switch (SSL_get_error(s->ssl, n)) {
 			case SSL_ERROR_WANT_READ:
-				pfd.events = POLLIN;
+				events = POLLIN;
 				w = -1;
 				errno = EAGAIN;
 				break;
@@ -883,11 +898,7 @@ wflush(struct smtp_sess *s)
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0 && errno == EAGAIN) { /* == EWOULDBLOCK here */
-			pfd.fd = s->fd;
-			pfd.revents = 0;
-			do
-				r = real_poll(&pfd, 1, (int)s->t->timeout_ms);
-			while (r < 0 && errno == EINTR);
+			r = wait_fd(s->fd, events, (int)s->t->timeout_ms);
 			if (r > 0)
 				continue;
 			e = r == 0 ? ETIMEDOUT : errno;
@@ -1029,23 +1040,6 @@ sess_read(struct smtp_sess *s, int fd, void *buf, size_t n, ssize_t *ret)
 		break;
 	}
 	return 1;
-}
-
-/* Waits up to timeout_ms for fd to be readable (POLLIN) or writable.
- * Returns 1 ready, 0 timed out, -1 error. */
-static int
-wait_fd(int fd, short events, int timeout_ms)
-{
-	struct pollfd pfd;
-	int r;
-
-	pfd.fd = fd;
-	pfd.events = events;
-	pfd.revents = 0;
-	do
-		r = real_poll(&pfd, 1, timeout_ms);
-	while (r < 0 && errno == EINTR);
-	return r;
 }
 
 /* Reads one whole SMTP reply from the plain-text socket into buf (size
@@ -1204,7 +1198,6 @@ fail:
 static int
 tls_handshake(struct smtp_sess *s, int fd, int timeout_ms)
 {
-	struct pollfd pfd;
 	struct timespec t0, t1;
 	long left;
 	SSL *ssl;
@@ -1245,10 +1238,9 @@ tls_handshake(struct smtp_sess *s, int fd, int timeout_ms)
 		clock_gettime(CLOCK_MONOTONIC, &t1);
 		left = timeout_ms - ((t1.tv_sec - t0.tv_sec) * 1000L +
 		                     (t1.tv_nsec - t0.tv_nsec) / 1000000L);
-		pfd.fd = fd;
-		pfd.events = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
-		pfd.revents = 0;
-		if (left <= 0 || real_poll(&pfd, 1, (int)left) <= 0) {
+		if (left <= 0 ||
+		    wait_fd(fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT,
+		            (int)left) <= 0) {
 			snprintf(s->why, sizeof(s->why),
 			         "TLS: no handshake within %d ms", timeout_ms);
 			goto fail;

@@ -826,9 +826,10 @@ test_smtp_one_write_per_message(void **state)
 	server_stop(&s);
 }
 
-/* Against a relay with PIPELINING (and no CHUNKING), MAIL FROM goes with
- * its RCPT TO and DATA: two writes per message (envelope; message and
- * dot) after the first, not three. Refusals in such a group keep their
+/* Against a relay with PIPELINING (and no CHUNKING), each next envelope
+ * (MAIL FROM, RCPT TO, DATA) goes behind the previous message's dot, and
+ * a lone MAIL FROM takes its RCPT TO and DATA: about one write per
+ * message, not three. Refusals in such a group keep their
  * meaning: a refused MAIL (one- and multi-line, 5xx and 4xx, two in a
  * row: the replies to the RCPT and DATA that went with it never reach
  * libesmtp) is TEMP with its own reply, a refused RCPT PERM, a 451 after
