@@ -105,6 +105,7 @@
 #include "config.h"
 #include "err.h"
 #include "log.h"
+#include "smtp_sync.h"
 #include "xmem.h"
 
 /* ---- connect() wrapper: TCP_NODELAY and a connect timeout ---- */
@@ -210,6 +211,8 @@ connect(int fd, __CONST_SOCKADDR_ARG addr_arg, socklen_t len) /* NOLINT(readabil
 static int sess_poll(struct smtp_sess *s, struct pollfd *fds, nfds_t nfds,
                      int timeout);
 static void sess_timed_out(struct smtp_sess *s);
+static int sess_stage_left(const struct smtp_sess *s,
+                           const struct pollfd *fds, nfds_t nfds);
 static int sess_write(struct smtp_sess *s, int fd, const void *buf, size_t n,
                       ssize_t *ret);
 static int sess_read(struct smtp_sess *s, int fd, void *buf, size_t n,
@@ -240,7 +243,7 @@ int
 kr_smtp_poll(struct pollfd *fds, nfds_t nfds, int timeout)
 {
 	struct smtp_sess *s = tl_sess;
-	int r;
+	int r, left;
 
 	pthread_once(&poll_once, poll_load);
 	if (real_poll == NULL) {
@@ -249,6 +252,17 @@ kr_smtp_poll(struct pollfd *fds, nfds_t nfds, int timeout)
 	}
 	if (s != NULL && (r = sess_poll(s, fds, nfds, timeout)) >= 0)
 		return r;
+	if (s != NULL && timeout != 0 && (left = sess_stage_left(s, fds, nfds)) >= 0 &&
+	    (timeout < 0 || left < timeout)) {
+		/* libesmtp's timeout restarts with every byte it reads; the
+		 * stage's does not (a relay dripping its reply a byte at a
+		 * time cannot hold a worker past delivery.timeout) */
+		timeout = left;
+		if (timeout == 0) {
+			sess_timed_out(s);
+			return 0;
+		}
+	}
 	r = real_poll(fds, nfds, timeout);
 	if (r == 0 && timeout != 0 && s != NULL)
 		sess_timed_out(s);
@@ -407,9 +421,51 @@ struct smtp_sess {
 	int rf_head, rf_n;
 	int rf_col;
 	char rf_code, rf_sep;
+	/* Which reply answers which command (smtp_sync.c): a reply out
+	 * of step gives the connection up (desync). */
+	struct kr_smtp_sync sync;
+	bool desync;
+	/* The stage deadline (CLOCK_MONOTONIC ms; 0: none): the next
+	 * reply must be complete by then, however the relay drips it. Set
+	 * when something is written and when a reply is complete. */
+	int64_t deadline;
+	/* What the relay sent and libesmtp has not read: r_ready whole
+	 * lines, then the start of one still coming (sess_read()). */
+	char rbuf[16384];
+	size_t r_len, r_ready;
 };
 
 static pthread_once_t auth_once = PTHREAD_ONCE_INIT;
+
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A new stage: the relay has delivery.timeout for its next reply. */
+static void
+stage_start(struct smtp_sess *s)
+{
+	s->deadline = mono_ms() + s->t->timeout_ms;
+}
+
+/* Milliseconds left in the current stage (at least 0), or -1 for none. */
+static int
+stage_left(const struct smtp_sess *s)
+{
+	int64_t left;
+
+	if (s->deadline == 0)
+		return -1;
+	left = s->deadline - mono_ms();
+	if (left < 0)
+		left = 0;
+	return left > INT_MAX ? INT_MAX : (int)left;
+}
 
 static void
 auth_init(void)
@@ -442,6 +498,9 @@ sess_connected(struct smtp_sess *s, int fd, int *timeout_ms)
 		s->dead = false;
 		s->rf_head = s->rf_n = 0;
 		s->rf_col = 0;
+		kr_smtp_sync_init(&s->sync);
+		s->r_len = s->r_ready = 0;
+		stage_start(s); /* the greeting */
 	}
 	return 0;
 }
@@ -858,6 +917,10 @@ wflush(struct smtp_sess *s)
 	if (s->pipe >= 0 && s->wlen > 0 && s->werr == 0)
 		pipe_ahead(s);
 	s->read_since_write = false;
+	if (s->wlen > 0 && s->werr == 0) {
+		kr_smtp_sync_wrote(&s->sync, s->wbuf, s->wlen);
+		stage_start(s);
+	}
 	while (off < s->wlen && s->werr == 0) {
 		events = POLLOUT;
 		if (s->ssl != NULL) {
@@ -898,7 +961,10 @@ wflush(struct smtp_sess *s)
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0 && errno == EAGAIN) { /* == EWOULDBLOCK here */
-			r = wait_fd(s->fd, events, (int)s->t->timeout_ms);
+			/* a relay that reads slowly has the stage's time */
+			r = stage_left(s);
+			r = wait_fd(s->fd, events,
+			            r >= 0 ? r : (int)s->t->timeout_ms);
 			if (r > 0)
 				continue;
 			e = r == 0 ? ETIMEDOUT : errno;
@@ -930,6 +996,10 @@ sess_write(struct smtp_sess *s, int fd, const void *buf, size_t n,
 		/* OpenSSL writing our TLS records, or libesmtp as shipped */
 		atomic_fetch_add_explicit(&smtp_writes, 1,
 		                          memory_order_relaxed);
+		if (!s->in_ssl) {
+			kr_smtp_sync_wrote(&s->sync, buf, n);
+			stage_start(s);
+		}
 		return 0;
 	}
 	if (s->werr != 0) {
@@ -976,69 +1046,134 @@ sess_write(struct smtp_sess *s, int fd, const void *buf, size_t n,
 	return 1;
 }
 
-/* read() on the session's socket: what was written goes first. With
- * implicit TLS, libesmtp's read is an SSL_read(), which says EAGAIN when
- * no whole record is there yet (libesmtp then polls) and 0 at the end.
- * Returns false when the call is not ours (libc's read() runs). */
+/* Checks n bytes the relay sent against what was written (smtp_sync.c)
+ * and returns how many of them libesmtp may see: all, or those before
+ * the first reply out of step, after which the connection is given up
+ * and the relay is unusable for this batch (the copies in flight are
+ * deferred, never taken as sent). A complete reply starts the next
+ * stage's deadline. */
+static size_t
+in_step(struct smtp_sess *s, const char *buf, size_t n)
+{
+	uint64_t before = s->sync.replies;
+	size_t k = kr_smtp_sync_read(&s->sync, buf, n);
+
+	if (s->sync.replies != before)
+		stage_start(s);
+	if (!s->sync.broken || s->desync)
+		return k;
+	s->desync = true;
+	kr_log_warn("smtp relay=%s is out of step (%s); connection given up",
+	            s->relay != NULL ? s->relay->hostport : "?",
+	            s->sync.why);
+	if (!s->fatal)
+		snprintf(s->why, sizeof(s->why), "relay out of step: %s",
+		         s->sync.why);
+	s->fatal = true;
+	give_up(s, EPROTO);
+	return k;
+}
+
+/* Reads what the relay sent into rbuf: > 0 bytes, 0 at the end, -1 with
+ * errno (EAGAIN: nothing yet). */
+static ssize_t
+raw_read(struct smtp_sess *s, int fd)
+{
+	size_t room = sizeof(s->rbuf) - s->r_len;
+	int r;
+
+	if (s->ssl == NULL)
+		return real_read(fd, s->rbuf + s->r_len, room);
+	s->in_ssl = true;
+	r = SSL_read(s->ssl, s->rbuf + s->r_len,
+	             room > INT_MAX ? INT_MAX : (int)room);
+	s->in_ssl = false;
+	if (r > 0)
+		return r;
+	switch (SSL_get_error(s->ssl, r)) {
+	case SSL_ERROR_WANT_READ:
+	case SSL_ERROR_WANT_WRITE:
+		errno = EAGAIN;
+		return -1;
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	default:
+		errno = ECONNRESET;
+		return -1;
+	}
+}
+
+/* read() on the session's socket: what was written goes first. libesmtp
+ * is only ever given whole reply lines: it takes a partial line it holds
+ * when its wait times out, or the connection ends, for a whole reply
+ * ("250 2" of a reply still coming was a message recorded as sent), so
+ * the start of a line stays in rbuf until its end came. Everything read
+ * is checked against what was written first (in_step()), and the replies
+ * libesmtp must not see are taken out (filter_replies()). With implicit
+ * TLS, reading is an SSL_read(), which says EAGAIN when no whole record
+ * is there yet (libesmtp then polls). Returns false when the call is not
+ * ours (libc's read() runs). */
 static int
 sess_read(struct smtp_sess *s, int fd, void *buf, size_t n, ssize_t *ret)
 {
-	int r;
+	ssize_t got;
+	size_t k, whole, tail;
+	const char *nl;
 
 	if (fd < 0 || fd != s->fd || s->in_ssl)
 		return 0;
-	if (s->dead) {
-		*ret = 0;
-		return 1;
-	}
 	if (s->pre_off < s->pre_len) { /* the greeting starttls() read */
 		*ret = (ssize_t)(s->pre_len - s->pre_off < n ? s->pre_len -
 		                                                   s->pre_off
 		                                             : n);
 		memcpy(buf, s->pre + s->pre_off, (size_t)*ret);
 		s->pre_off += (size_t)*ret;
+		*ret = (ssize_t)in_step(s, buf, (size_t)*ret);
 		return 1;
 	}
-	if (s->wlen > 0)
-		(void)wflush(s);
-	if (s->ssl == NULL) {
-		*ret = real_read(fd, buf, n);
-		if (*ret > 0) {
-			s->read_since_write = true;
-			*ret = (ssize_t)filter_replies(s, buf, (size_t)*ret);
-			if (*ret == 0) { /* all kept from libesmtp: wait on */
-				errno = EAGAIN;
-				*ret = -1;
-			}
+	if (s->r_ready == 0) {
+		if (s->dead) {
+			*ret = 0;
+			return 1;
 		}
-		return 1;
-	}
-	s->in_ssl = true;
-	r = SSL_read(s->ssl, buf, n > INT_MAX ? INT_MAX : (int)n);
-	s->in_ssl = false;
-	if (r > 0) {
+		if (s->wlen > 0)
+			(void)wflush(s);
+		got = raw_read(s, fd);
+		if (got <= 0) { /* a line begun and never ended is dropped */
+			*ret = got;
+			return 1;
+		}
 		s->read_since_write = true;
-		*ret = (ssize_t)filter_replies(s, buf, (size_t)r);
-		if (*ret == 0) {
+		k = in_step(s, s->rbuf + s->r_len, (size_t)got);
+		s->r_len += k;
+		for (nl = NULL, whole = s->r_len; whole > 0; whole--)
+			if (s->rbuf[whole - 1] == '\n') {
+				nl = s->rbuf + whole - 1;
+				break;
+			}
+		if (nl == NULL && s->r_len >= sizeof(s->rbuf) / 2)
+			give_up(s, EPROTO); /* in_step() refuses such lines */
+		tail = s->r_len - whole;
+		s->r_ready = filter_replies(s, s->rbuf, whole);
+		memmove(s->rbuf + s->r_ready, s->rbuf + whole, tail);
+		s->r_len = s->r_ready + tail;
+		if (s->r_ready == 0) {
+			/* nothing whole for libesmtp yet: it waits on */
+			if (s->dead) {
+				*ret = 0;
+				return 1;
+			}
 			errno = EAGAIN;
 			*ret = -1;
+			return 1;
 		}
-		return 1;
 	}
-	switch (SSL_get_error(s->ssl, r)) {
-	case SSL_ERROR_WANT_READ:
-	case SSL_ERROR_WANT_WRITE:
-		errno = EAGAIN;
-		*ret = -1;
-		break;
-	case SSL_ERROR_ZERO_RETURN:
-		*ret = 0;
-		break;
-	default:
-		errno = ECONNRESET;
-		*ret = -1;
-		break;
-	}
+	k = n < s->r_ready ? n : s->r_ready;
+	memcpy(buf, s->rbuf, k);
+	memmove(s->rbuf, s->rbuf + k, s->r_len - k);
+	s->r_ready -= k;
+	s->r_len -= k;
+	*ret = (ssize_t)k;
 	return 1;
 }
 
@@ -1285,7 +1420,7 @@ sess_poll(struct smtp_sess *s, struct pollfd *fds, nfds_t nfds, int timeout)
 		out = out || (fds[i].events & POLLOUT);
 	}
 	if (in && ((s->ssl != NULL && SSL_has_pending(s->ssl)) ||
-	           s->pre_off < s->pre_len)) {
+	           s->pre_off < s->pre_len || s->r_ready > 0)) {
 		/* decrypted or buffered TLS data poll() cannot see, or
 		 * the greeting starttls() read */
 		for (i = 0; i < nfds; i++) {
@@ -1327,6 +1462,22 @@ sess_poll(struct smtp_sess *s, struct pollfd *fds, nfds_t nfds, int timeout)
 	}
 	if (s->n_pend > 0 && nfds == 1 && fds[0].events == POLLIN)
 		flush_outcomes(s);
+	return -1;
+}
+
+/* For a wait on the session's socket for a reply: the milliseconds left
+ * in the stage; -1 for any other wait. */
+static int
+sess_stage_left(const struct smtp_sess *s, const struct pollfd *fds,
+                nfds_t nfds)
+{
+	nfds_t i;
+
+	if (s->fd < 0 || s->deadline == 0)
+		return -1;
+	for (i = 0; i < nfds; i++)
+		if (fds[i].fd == s->fd && (fds[i].events & POLLIN))
+			return stage_left(s);
 	return -1;
 }
 
@@ -1791,7 +1942,11 @@ run_session(struct kr_transport *t, struct smtp_relay *r,
 	for (i = 0; i < n; i++) {
 		if (ms[i].finished || ms[i].m == NULL)
 			continue;
-		if (ms[i].eof && !ms[i].peer_gone)
+		if (s.desync && (ms[i].eof || ms[i].mail_answered))
+			/* whatever the relay said of it cannot be trusted:
+			 * again later (a duplicate at most, never a loss) */
+			finish(&s, &ms[i], KR_SEND_TEMP, 0, why_out);
+		else if (ms[i].eof && !ms[i].peer_gone)
 			finish(&s, &ms[i], KR_SEND_UNCERTAIN, 0, why_out);
 		else if (ms[i].mail_answered)
 			finish(&s, &ms[i], KR_SEND_TEMP, 0, why_out);
