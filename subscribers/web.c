@@ -172,6 +172,18 @@ static _Thread_local unsigned tl_queued;
 /* con_cls of a request without a body between the two calls. */
 static char no_body;
 
+/* What the web module keeps per connection (MHD's socket context, made
+ * when MHD reports the connection STARTED, freed when CLOSED). */
+struct conn {
+	char counted[KR_WEB_IP_MAX]; /* "" when not under the per-IP cap */
+	/* The request target of the request being read, as the URI log
+	 * callback saw it before MHD split and decoded it: its strlen
+	 * stops at a raw NUL, which must not cut the path short. */
+	const char *target;
+	size_t target_len;
+	bool bad_target; /* a raw or %00 NUL in it */
+};
+
 static int64_t
 now_unix(void)
 {
@@ -652,19 +664,141 @@ on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
               enum MHD_ConnectionNotificationCode toe)
 {
 	struct kr_web *web = cls;
+	struct conn *cn;
 
 	(void)c;
 	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-		if (tl_counted[0] != '\0') {
-			*socket_context = kr_xstrdup(tl_counted);
-			tl_counted[0] = '\0';
-		}
+		cn = kr_xcalloc(1, sizeof(*cn));
+		snprintf(cn->counted, sizeof(cn->counted), "%s", tl_counted);
+		tl_counted[0] = '\0';
+		*socket_context = cn;
 	} else if (toe == MHD_CONNECTION_NOTIFY_CLOSED &&
 	           *socket_context != NULL) {
-		kr_web_conns_add(web->conns, *socket_context, -1);
-		free(*socket_context);
+		cn = *socket_context;
+		if (cn->counted[0] != '\0')
+			kr_web_conns_add(web->conns, cn->counted, -1);
+		free(cn);
 		*socket_context = NULL;
 	}
+}
+
+static struct conn *
+conn_of(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+	return ci != NULL ? ci->socket_context : NULL;
+}
+
+/* MHD's URI log callback: called for each request line, with the whole
+ * request target before it is split at '?' and decoded in place. */
+static void *
+on_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+	struct conn *cn = conn_of(c);
+
+	(void)cls;
+	if (cn != NULL) {
+		cn->target = uri;
+		cn->target_len = uri != NULL ? strlen(uri) : 0;
+		cn->bad_target = uri == NULL;
+	}
+	return NULL;
+}
+
+/* MHD's unescape callback (the path, each query key and value): MHD's
+ * own decoding, noting a %00, which C strings would silently cut at. */
+static size_t
+on_unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+	size_t n = MHD_http_unescape(s);
+	struct conn *cn;
+
+	(void)cls;
+	if (memchr(s, '\0', n) != NULL && (cn = conn_of(c)) != NULL)
+		cn->bad_target = true;
+	return n;
+}
+
+struct framing {
+	unsigned n_cl, n_te;
+	bool cl_differ, te_bad;
+	const char *cl;
+};
+
+static enum MHD_Result
+collect_framing(void *cls, enum MHD_ValueKind kind, const char *key,
+                const char *value)
+{
+	struct framing *f = cls;
+
+	(void)kind;
+	if (value == NULL)
+		value = "";
+	if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+		if (f->n_cl++ > 0 && strcmp(f->cl, value) != 0)
+			f->cl_differ = true;
+		f->cl = value;
+	} else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+		f->n_te++;
+		if (strcasecmp(value, "chunked") != 0)
+			f->te_bad = true;
+	}
+	return MHD_YES;
+}
+
+/* Why the request must be refused before anything reads its body, or
+ * NULL. RFC 9112 6.1 and 6.3: Content-Length together with
+ * Transfer-Encoding, Content-Lengths that disagree, or a transfer coding
+ * other than chunked make the end of the body ambiguous (a proxy in front
+ * may see another request in it: request smuggling); and a NUL in the
+ * request target would cut the path MHD hands over short
+ * (/archive/1%00x must not be served as /archive/1). */
+static const char *
+bad_framing(struct MHD_Connection *c, const char *url, const char *version)
+{
+	struct conn *cn = conn_of(c);
+	struct framing f = {0};
+
+	/* A raw NUL: strlen stopped short of the space before the version
+	 * (url and version point into MHD's copy of the request line). */
+	if (cn == NULL || cn->bad_target || cn->target != url ||
+	    url + cn->target_len + 1 != version)
+		return "NUL in the request target";
+	MHD_get_connection_values(c, MHD_HEADER_KIND, collect_framing, &f);
+	if (f.n_te > 0 && f.n_cl > 0)
+		return "both Content-Length and Transfer-Encoding";
+	if (f.cl_differ)
+		return "Content-Length values that differ";
+	if (f.n_te > 1 || f.te_bad)
+		return "a transfer coding other than chunked";
+	return NULL;
+}
+
+/* 400 and close: nothing after this request on the connection is read
+ * as another request. */
+static enum MHD_Result
+send_bad_request(struct kr_web *web, struct MHD_Connection *c,
+                 const char *why)
+{
+	static const char body[] = "bad request\n";
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+
+	kr_log_info("web: bad request refused why=\"%s\"", why);
+	r = MHD_create_response_from_buffer(sizeof(body) - 1,
+	                                    (void *)(uintptr_t)body,
+	                                    MHD_RESPMEM_PERSISTENT);
+	if (r == NULL)
+		return MHD_NO;
+	MHD_add_response_header(r, "Content-Type", "text/plain; charset=utf-8");
+	MHD_add_response_header(r, "Cache-Control", "no-store");
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+	add_common_headers(web, r, false, false);
+	ret = queue_response(c, 400, r);
+	MHD_destroy_response(r);
+	return ret;
 }
 
 static enum MHD_Result
@@ -1579,12 +1713,13 @@ needs_store(enum route r)
 
 static enum MHD_Result
 route_request(struct kr_web *web, struct MHD_Connection *c, const char *url,
-              const char *method, const char *upload_data,
-              size_t *upload_data_size, void **con_cls)
+              const char *method, const char *version,
+              const char *upload_data, size_t *upload_data_size,
+              void **con_cls)
 {
 	struct req *rq;
 	struct view *v = NULL;
-	const char *cl;
+	const char *cl, *why;
 	enum route r;
 	enum MHD_Result ret = MHD_NO;
 
@@ -1637,6 +1772,8 @@ route_request(struct kr_web *web, struct MHD_Connection *c, const char *url,
 
 	/* The first call: headers are in. */
 	atomic_fetch_add(&web->n_requests, 1);
+	if ((why = bad_framing(c, url, version)) != NULL)
+		return send_bad_request(web, c, why);
 	r = route_of(url);
 	if (strcmp(method, MHD_HTTP_METHOD_POST) != 0 || r == R_NONE ||
 	    r == R_INDEX || r == R_ARCHIVE || r == R_ARCHIVE_ITEM) {
@@ -1709,10 +1846,9 @@ on_http(void *cls, struct MHD_Connection *c, const char *url,
 	enum MHD_Result ret;
 	unsigned code;
 
-	(void)version;
 	tl_queued = 0;
-	ret = route_request(web, c, url, method, upload_data, upload_data_size,
-	                    con_cls);
+	ret = route_request(web, c, url, method, version, upload_data,
+	                    upload_data_size, con_cls);
 	code = tl_queued;
 	tl_queued = 0;
 	if (code >= KR_WEB_CODE_MIN && code < KR_WEB_CODE_MIN + KR_WEB_CODE_N)
@@ -2008,6 +2144,8 @@ start_daemon(struct kr_web *web, int fd, bool public, struct kr_err *err)
 		    MHD_OPTION_THREAD_POOL_SIZE, (unsigned)KR_WEB_THREADS,
 		    MHD_OPTION_CONNECTION_LIMIT, (unsigned)KR_WEB_CONN_LIMIT,
 		    MHD_OPTION_NOTIFY_CONNECTION, on_connection, web,
+		    MHD_OPTION_URI_LOG_CALLBACK, on_uri, web,
+		    MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, web,
 		    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)KR_WEB_TIMEOUT,
 		    MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 		    (size_t)KR_WEB_CONN_MEMORY, MHD_OPTION_NOTIFY_COMPLETED,
