@@ -289,6 +289,15 @@ static const struct field http_fields[] = {
      .count_off = OFF(n_trusted_proxies),
      .max = 1000,
      .expect = "a list of IP addresses like [127.0.0.1]"},
+    /* One subscriber line gets a /64 (or a /56, /48): limiting IPv6
+     * clients per address would give each of them 2^64 buckets. */
+    {.key = "ipv6_prefix",
+     .type = FT_UINT,
+     .off = OFF(http_ipv6_prefix),
+     .def = "64",
+     .min = 32,
+     .max = 128,
+     .expect = "a prefix length 32..128"},
 };
 static const struct section http_section = {
     "http", http_fields, KR_NELEM(http_fields), 0, 0, 0};
@@ -442,7 +451,7 @@ static const struct field root_fields[] = {
     {.key = "http",
      .type = FT_MAP,
      .sub = &http_section,
-     .expect = "a mapping with listen, trusted_proxies"},
+     .expect = "a mapping with listen, trusted_proxies, ipv6_prefix"},
     {.key = "admin",
      .type = FT_MAP,
      .sub = &admin_section,

@@ -92,6 +92,7 @@ struct view {
 	struct view_list *lists;
 	size_t n_lists;
 	const char *lang; /* of the first list */
+	unsigned ipv6_prefix; /* IPv6 clients limited per /N */
 	struct MHD_Response *index;
 	char *http_listen, *admin_listen, *database;
 };
@@ -429,6 +430,7 @@ view_new(struct kr_web *web, const struct kr_config *cfg,
 		v->n_lists++;
 	}
 	v->lang = v->lists[0].lang;
+	v->ipv6_prefix = cfg->http_ipv6_prefix;
 	v->http_listen = kr_xstrdup(cfg->http_listen);
 	v->admin_listen = kr_xstrdup(cfg->admin_listen);
 	v->database = kr_xstrdup(cfg->database);
@@ -622,12 +624,15 @@ peer_ip(struct MHD_Connection *c, char out[KR_WEB_IP_MAX])
 		snprintf(out, KR_WEB_IP_MAX, "unknown");
 }
 
+/* Whether ip is a trusted proxy; else key_out gets the key the client
+ * is capped by (its IPv6 network). */
 static bool
-is_trusted(struct kr_web *web, const char *ip)
+is_trusted(struct kr_web *web, const char *ip, char key_out[KR_WEB_IP_MAX])
 {
 	struct view *v = view_acquire(web);
 	bool trusted = kr_web_nets_match(v->trusted, ip);
 
+	kr_web_client_key(ip, v->ipv6_prefix, key_out);
 	view_release(web, v);
 	return trusted;
 }
@@ -645,14 +650,14 @@ static enum MHD_Result
 accept_policy(void *cls, const struct sockaddr *addr, socklen_t addrlen)
 {
 	struct kr_web *web = cls;
-	char ip[KR_WEB_IP_MAX];
+	char ip[KR_WEB_IP_MAX], key[KR_WEB_IP_MAX];
 
 	(void)addrlen;
 	tl_counted[0] = '\0';
-	if (!sockaddr_text(addr, ip) || is_trusted(web, ip))
+	if (!sockaddr_text(addr, ip) || is_trusted(web, ip, key))
 		return MHD_YES;
-	if (kr_web_conns_try_add(web->conns, ip, KR_WEB_PER_IP_LIMIT)) {
-		snprintf(tl_counted, sizeof(tl_counted), "%s", ip);
+	if (kr_web_conns_try_add(web->conns, key, KR_WEB_PER_IP_LIMIT)) {
+		snprintf(tl_counted, sizeof(tl_counted), "%s", key);
 		return MHD_YES;
 	}
 	atomic_fetch_add(&web->n_conn_refused, 1);
@@ -846,7 +851,8 @@ do_subscribe(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 	const struct kr_pages_text *t;
 	const struct view_list *l;
 	enum kr_web_fmt fmt = wanted_fmt(c);
-	char ip[KR_WEB_IP_MAX], addr[KR_ADDRESS_MAX], name[256], ua[256];
+	char ip[KR_WEB_IP_MAX], key[KR_WEB_IP_MAX], addr[KR_ADDRESS_MAX];
+	char name[256], ua[256];
 	struct kr_sub_result res;
 	struct kr_consent consent;
 	struct kr_err e;
@@ -864,7 +870,8 @@ do_subscribe(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 	}
 	t = kr_pages_text(l != NULL ? l->lang : v->lang);
 	atomic_fetch_add(&web->n_subscribe, 1);
-	if (!kr_web_rl_take(web->rl, ip, now_mono(), &retry)) {
+	kr_web_client_key(ip, v->ipv6_prefix, key);
+	if (!kr_web_rl_take(web->rl, key, now_mono(), &retry)) {
 		atomic_fetch_add(&web->n_rate_limited, 1);
 		kr_log_info("web: subscribe rate limited retry_in=%us", retry);
 		kr_log_debug("web: rate limited ip=%s", ip);
@@ -1964,6 +1971,10 @@ on_admin(void *cls, struct MHD_Connection *c, const char *url,
 	metric(&out, "kairan_http_rate_limited_total",
 	       "Sign-ups refused by the per-client rate limit.",
 	       web->n_rate_limited);
+	metric(&out, "kairan_http_rate_overflow_total",
+	       "Sign-ups of clients the full rate-limit table had no room "
+	       "for (they share one bucket).",
+	       kr_web_rl_overflowed(web->rl));
 	metric(&out, "kairan_http_confirm_mail_total",
 	       "Confirmation mails queued by the form.", web->n_confirm_mail);
 	metric(&out, "kairan_http_confirm_limited_total",

@@ -557,6 +557,15 @@ def main():
     h.ok(codes[:20] == [200] * 20 and codes[20] == 429,
          "spoofed X-Forwarded-For from an untrusted peer: still limited",
          codes)
+    # IPv6: one /64 is one client, whichever of its 2^64 addresses.
+    codes = [subscribe(k, {"email": "v6-%d@example.jp" % i},
+                       ip="2001:db8:77:1:%x::1" % (i + 1))[0]
+             for i in range(21)]
+    st, _, _ = subscribe(k, {"email": "v6-other@example.jp"},
+                         ip="2001:db8:77:2::1")
+    h.ok(codes[:20] == [200] * 20 and codes[20] == 429 and st == 200,
+         "IPv6 clients are limited per /64 (another /64 is not)",
+         (codes, st))
     # Per address: at most 3 confirmation mails a day.
     victim = "victim@example.jp"
     for i in range(6):
