@@ -50,6 +50,7 @@
 #define KR_WEB_CONN_LIMIT 1000
 #define KR_WEB_PER_IP_LIMIT 64         /* trusted proxies exempt */
 #define KR_WEB_TIMEOUT 10              /* seconds idle: slowloris */
+#define KR_WEB_HEAD_TIMEOUT 15         /* a whole request head: the same */
 #define KR_WEB_CONN_MEMORY (32 * 1024) /* headers + buffers per conn */
 #define KR_WEB_BODY_MAX (16 * 1024)    /* form bodies: 413 past this */
 #define KR_WEB_FIELD_MAX 1024          /* one form field */
@@ -93,6 +94,7 @@ struct view {
 	size_t n_lists;
 	const char *lang; /* of the first list */
 	unsigned ipv6_prefix; /* IPv6 clients limited per /N */
+	unsigned header_timeout; /* seconds for a request head */
 	struct MHD_Response *index;
 	char *http_listen, *admin_listen, *database;
 };
@@ -123,13 +125,24 @@ struct kr_web {
 	unsigned http_port;
 	struct kr_web_rl *rl;
 	struct kr_web_conns *conns;
+
+	/* Every open connection of the public listener, for the head
+	 * deadline: the sweeper closes those whose request head is not in
+	 * within the view's header_timeout (MHD's own timeout is an idle
+	 * one: a header line a second keeps a connection for ever). */
+	pthread_mutex_t conn_lock;
+	pthread_cond_t sweep_cond;
+	struct conn *conn_head;
+	bool sweep_quit, sweeper_started;
+	pthread_t sweeper;
+
 	char csp[160];
 	char csp_archive[200];
 
 	atomic_ulong n_requests, n_subscribe, n_subscribe_new, n_honeypot,
 	    n_rate_limited, n_confirm_mail, n_confirm_limited, n_confirmed,
 	    n_unsubscribed, n_bad_token, n_bad_address, n_errors,
-	    n_conn_refused;
+	    n_conn_refused, n_head_timeout;
 	/* Answers queued on the public listener by route and status. */
 	atomic_ulong n_answers[RL_N][KR_WEB_CODE_N];
 };
@@ -176,6 +189,12 @@ static char no_body;
 /* What the web module keeps per connection (MHD's socket context, made
  * when MHD reports the connection STARTED, freed when CLOSED). */
 struct conn {
+	struct conn *prev, *next; /* web->conn_head, under web->conn_lock */
+	int fd;
+	/* Under web->conn_lock: waiting for a request head since
+	 * head_start (monotonic: the accept, or the previous answer). */
+	bool in_head, cut;
+	double head_start;
 	char counted[KR_WEB_IP_MAX]; /* "" when not under the per-IP cap */
 	/* The request target of the request being read, as the URI log
 	 * callback saw it before MHD split and decoded it: its strlen
@@ -431,6 +450,9 @@ view_new(struct kr_web *web, const struct kr_config *cfg,
 	}
 	v->lang = v->lists[0].lang;
 	v->ipv6_prefix = cfg->http_ipv6_prefix;
+	v->header_timeout = cfg->http_header_timeout > 0
+	                        ? cfg->http_header_timeout
+	                        : KR_WEB_HEAD_TIMEOUT;
 	v->http_listen = kr_xstrdup(cfg->http_listen);
 	v->admin_listen = kr_xstrdup(cfg->admin_listen);
 	v->database = kr_xstrdup(cfg->database);
@@ -669,22 +691,103 @@ on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
               enum MHD_ConnectionNotificationCode toe)
 {
 	struct kr_web *web = cls;
+	const union MHD_ConnectionInfo *ci;
 	struct conn *cn;
 
-	(void)c;
 	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
 		cn = kr_xcalloc(1, sizeof(*cn));
 		snprintf(cn->counted, sizeof(cn->counted), "%s", tl_counted);
 		tl_counted[0] = '\0';
+		ci = MHD_get_connection_info(c,
+		                             MHD_CONNECTION_INFO_CONNECTION_FD);
+		cn->fd = ci != NULL ? ci->connect_fd : -1;
+		cn->in_head = true;
+		cn->head_start = now_mono();
+		pthread_mutex_lock(&web->conn_lock);
+		cn->next = web->conn_head;
+		if (web->conn_head != NULL)
+			web->conn_head->prev = cn;
+		web->conn_head = cn;
+		pthread_mutex_unlock(&web->conn_lock);
 		*socket_context = cn;
 	} else if (toe == MHD_CONNECTION_NOTIFY_CLOSED &&
 	           *socket_context != NULL) {
 		cn = *socket_context;
+		/* MHD closes the socket after this returns: once off the
+		 * list, the sweeper no longer touches cn->fd. */
+		pthread_mutex_lock(&web->conn_lock);
+		if (cn->prev != NULL)
+			cn->prev->next = cn->next;
+		else
+			web->conn_head = cn->next;
+		if (cn->next != NULL)
+			cn->next->prev = cn->prev;
+		pthread_mutex_unlock(&web->conn_lock);
 		if (cn->counted[0] != '\0')
 			kr_web_conns_add(web->conns, cn->counted, -1);
 		free(cn);
 		*socket_context = NULL;
 	}
+}
+
+/* The head of a request is in (true) or the next one is awaited. */
+static void
+conn_in_head(struct kr_web *web, struct conn *cn, bool waiting)
+{
+	if (cn == NULL)
+		return;
+	pthread_mutex_lock(&web->conn_lock);
+	if (cn->in_head != waiting) {
+		cn->in_head = waiting;
+		cn->head_start = now_mono();
+	}
+	pthread_mutex_unlock(&web->conn_lock);
+}
+
+/* Once a second: shuts down every connection whose request head is
+ * overdue. shutdown(), not close(): MHD still owns the descriptor, sees
+ * the end of the stream and closes the connection itself. */
+static void *
+head_sweeper(void *arg)
+{
+	struct kr_web *web = arg;
+	struct timespec ts;
+	struct conn *cn;
+	struct view *v;
+	double limit, now;
+	unsigned long cut;
+
+	pthread_mutex_lock(&web->conn_lock);
+	while (!web->sweep_quit) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		(void)pthread_cond_timedwait(&web->sweep_cond, &web->conn_lock,
+		                             &ts);
+		if (web->sweep_quit)
+			break;
+		pthread_mutex_unlock(&web->conn_lock);
+		v = view_acquire(web);
+		limit = (double)v->header_timeout;
+		view_release(web, v);
+		pthread_mutex_lock(&web->conn_lock);
+		now = now_mono();
+		cut = 0;
+		for (cn = web->conn_head; cn != NULL; cn = cn->next)
+			if (cn->in_head && !cn->cut && cn->fd != -1 &&
+			    now - cn->head_start > limit) {
+				(void)shutdown(cn->fd, SHUT_RDWR);
+				cn->cut = true;
+				cut++;
+			}
+		if (cut > 0) {
+			atomic_fetch_add(&web->n_head_timeout, cut);
+			kr_log_info("web: request head overdue, closed "
+			            "connections=%lu timeout=%.0fs",
+			            cut, limit);
+		}
+	}
+	pthread_mutex_unlock(&web->conn_lock);
+	return NULL;
 }
 
 static struct conn *
@@ -1530,12 +1633,14 @@ static void
 request_done(void *cls, struct MHD_Connection *c, void **con_cls,
              enum MHD_RequestTerminationCode toe)
 {
-	(void)cls;
-	(void)c;
+	struct kr_web *web = cls;
+
 	(void)toe;
 	if (*con_cls != &no_body)
 		req_free(*con_cls);
 	*con_cls = NULL;
+	/* The next request's head has its own deadline. */
+	conn_in_head(web, conn_of(c), true);
 }
 
 static enum MHD_Result
@@ -1854,6 +1959,8 @@ on_http(void *cls, struct MHD_Connection *c, const char *url,
 	unsigned code;
 
 	tl_queued = 0;
+	if (*con_cls == NULL)
+		conn_in_head(web, conn_of(c), false);
 	ret = route_request(web, c, url, method, version, upload_data,
 	                    upload_data_size, con_cls);
 	code = tl_queued;
@@ -1993,6 +2100,10 @@ on_admin(void *cls, struct MHD_Connection *c, const char *url,
 	metric(&out, "kairan_http_connections_refused_total",
 	       "Connections refused by the per-address cap.",
 	       web->n_conn_refused);
+	metric(&out, "kairan_http_header_timeouts_total",
+	       "Connections closed for a request head not in within "
+	       "http.header_timeout.",
+	       web->n_head_timeout);
 	pthread_mutex_lock(&web->lock);
 	fn = web->metrics_fn;
 	fn_ctx = web->metrics_ctx;
@@ -2194,6 +2305,8 @@ kr_web_start(const struct kr_config *cfg, const struct kr_keyring *ring,
 	pthread_mutex_init(&web->store_lock, NULL);
 	pthread_mutex_init(&web->q_lock, NULL);
 	pthread_cond_init(&web->q_cond, NULL);
+	pthread_mutex_init(&web->conn_lock, NULL);
+	pthread_cond_init(&web->sweep_cond, NULL);
 	if (sodium_init() < 0) {
 		kr_err_set(err, KR_ERR_IO, "web: libsodium failed to start");
 		goto out;
@@ -2213,6 +2326,11 @@ kr_web_start(const struct kr_config *cfg, const struct kr_keyring *ring,
 		goto out;
 	}
 	web->worker_started = true;
+	if (pthread_create(&web->sweeper, NULL, head_sweeper, web) != 0) {
+		kr_err_set(err, KR_ERR_IO, "web: cannot start a thread");
+		goto out;
+	}
+	web->sweeper_started = true;
 	if (http_fd == -1 &&
 	    listen_on("http.listen", cfg->http_listen, &http_fd, err) == -1)
 		goto out;
@@ -2331,6 +2449,13 @@ kr_web_stop(struct kr_web **webp)
 	pthread_mutex_unlock(&web->q_lock);
 	if (web->http != NULL)
 		MHD_stop_daemon(web->http);
+	if (web->sweeper_started) {
+		pthread_mutex_lock(&web->conn_lock);
+		web->sweep_quit = true;
+		pthread_cond_broadcast(&web->sweep_cond);
+		pthread_mutex_unlock(&web->conn_lock);
+		pthread_join(web->sweeper, NULL);
+	}
 	if (web->worker_started) {
 		pthread_mutex_lock(&web->q_lock);
 		web->q_quit = true;
@@ -2345,6 +2470,8 @@ kr_web_stop(struct kr_web **webp)
 	kr_web_rl_free(&web->rl);
 	kr_web_conns_free(&web->conns);
 	pthread_mutex_destroy(&web->store_lock);
+	pthread_cond_destroy(&web->sweep_cond);
+	pthread_mutex_destroy(&web->conn_lock);
 	pthread_cond_destroy(&web->q_cond);
 	pthread_mutex_destroy(&web->q_lock);
 	pthread_cond_destroy(&web->released);

@@ -230,7 +230,79 @@ def closed_by_peer(s, timeout=30):
         return False
 
 
+def trickle(k, source, every=0.5, limit=12.0):
+    """Sends a request head one header line every `every` seconds (so the
+    idle timeout never fires) until the server hangs up; returns how long
+    that took, or None when it still listened after `limit` seconds."""
+    s = raw_conn(k, source)
+    t0 = time.time()
+    try:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        s.settimeout(every)
+        i = 0
+        while time.time() - t0 < limit:
+            try:
+                if s.recv(4096) == b"":
+                    return time.time() - t0
+            except socket.timeout:
+                pass
+            i += 1
+            s.sendall(b"X-Trickle-%d: y\r\n" % i)
+    except (ConnectionResetError, BrokenPipeError):
+        return time.time() - t0
+    finally:
+        s.close()
+    return None
+
+
+def head_deadline(k):
+    """http.header_timeout: a request head that trickles in, a header line
+    every half second, is cut off at the deadline (the 10 s idle timeout
+    alone never fires for it); a keep-alive client that asks in time is
+    not."""
+    with open(k.config) as f:
+        text = f.read()
+    with open(k.config, "w") as f:
+        f.write(text.replace("  trusted_proxies: [127.0.0.1]\n",
+                             "  trusted_proxies: [127.0.0.1]\n"
+                             "  header_timeout: 2s\n", 1))
+    n = k.logtext().count("config reloaded")
+    k.proc.signal(signal.SIGHUP)
+    h.ok(h.wait_for(lambda: k.logtext().count("config reloaded") > n, 10),
+         "SIGHUP with http.header_timeout: 2s")
+    took = trickle(k, "127.0.0.8")
+    h.ok(took is not None and took < 8,
+         "a request head trickling a line each 0.5 s is closed at the "
+         "2 s head deadline (took %s s)" % took)
+    # Three requests on one connection, 1 s apart: each head is quick.
+    s = raw_conn(k, "127.0.0.8")
+    answers = 0
+    try:
+        for _ in range(3):
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.settimeout(5)
+            got = b""
+            while b"</html>" not in got:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+            answers += got.startswith(b"HTTP/1.1 200")
+            time.sleep(1.0)
+    except OSError:
+        pass
+    s.close()
+    h.ok(answers == 3, "keep-alive requests in time are not cut", answers)
+    st, _, body = h.http("GET", k.admin_url("/metrics"))
+    h.ok(re.search(rb"^kairan_http_header_timeouts_total [1-9]", body, re.M)
+         is not None, "/metrics counts the connections cut")
+    with open(k.config, "w") as f:
+        f.write(text)
+    k.proc.signal(signal.SIGHUP)
+
+
 def limits(k):
+    head_deadline(k)
     # Slowloris: half-sent headers from one client are dropped in time,
     # and meanwhile the page still answers others.
     slow = [raw_conn(k, "127.0.0.4") for _ in range(20)]
