@@ -57,6 +57,13 @@
 #define KR_WEB_RATE_PER_MIN 10.0       /* POST /subscribe per client */
 #define KR_WEB_RATE_BURST 20.0
 #define KR_WEB_RATE_KEYS 65536
+/* POST /subscribe is answered this long after it reached the store
+ * worker, whatever the work was (a new address writes three rows, a known
+ * one none): the time tells nobody who is subscribed. Timed from the
+ * hand-over, not from when the worker takes it up, so a request queued
+ * behind another sign-up does not show that one's cost either. Well above
+ * the work (~0.5 ms), well below what a person notices. */
+#define KR_WEB_SIGNUP_FLOOR 0.005
 #define KR_WEB_CONFIRM_PER_DAY 3 /* confirmation mails per address */
 #define KR_WEB_CONFIRM_MAX_AGE (7 * 86400)
 #define KR_WEB_ARCHIVE_MAX 500
@@ -117,6 +124,9 @@ struct kr_web {
 	pthread_mutex_t q_lock;
 	pthread_cond_t q_cond;
 	struct req *q_head, *q_tail;
+	/* Sign-ups answered but held until their due time, in due order
+	 * (each is due a fixed time after its hand-over). */
+	struct req *held_head, *held_tail;
 	bool q_busy, q_stopping, q_quit, worker_started;
 	pthread_t worker;
 
@@ -170,6 +180,7 @@ struct req {
 	struct req *next;
 	struct MHD_Connection *conn;
 	char *url;
+	double due; /* monotonic: resume no earlier (0: at once) */
 	bool done; /* answer in resp/status */
 	struct MHD_Response *resp;
 	unsigned status;
@@ -1742,8 +1753,57 @@ req_new(enum route r, bool is_post)
 	return rq;
 }
 
+/* Wakes the connections of held answers that are due (all of them when
+ * stopping). Called and returns with q_lock held. */
+static void
+release_held(struct kr_web *web)
+{
+	struct req *due = NULL, **tail = &due, *rq;
+	double now = now_mono();
+
+	while (web->held_head != NULL &&
+	       (web->held_head->due <= now || web->q_stopping)) {
+		rq = web->held_head;
+		web->held_head = rq->next;
+		rq->next = NULL;
+		*tail = rq;
+		tail = &rq->next;
+	}
+	if (web->held_head == NULL)
+		web->held_tail = NULL;
+	if (due == NULL)
+		return;
+	pthread_mutex_unlock(&web->q_lock);
+	while ((rq = due) != NULL) {
+		due = rq->next;
+		rq->next = NULL;
+		MHD_resume_connection(rq->conn);
+	}
+	pthread_mutex_lock(&web->q_lock);
+	pthread_cond_broadcast(&web->q_cond);
+}
+
+/* Waits on q_cond, no later than the first held answer's due time. */
+static void
+worker_wait(struct kr_web *web)
+{
+	struct timespec ts;
+	double at, whole;
+
+	if (web->held_head == NULL) {
+		pthread_cond_wait(&web->q_cond, &web->q_lock);
+		return;
+	}
+	at = web->held_head->due;
+	whole = (double)(int64_t)at;
+	ts.tv_sec = (time_t)whole;
+	ts.tv_nsec = (long)((at - whole) * 1e9);
+	(void)pthread_cond_timedwait(&web->q_cond, &web->q_lock, &ts);
+}
+
 /* Runs queued requests against the store, one at a time (the store
- * connection is one anyway), then wakes their connections. */
+ * connection is one anyway), then wakes their connections: at once, or
+ * for a sign-up at its due time (KR_WEB_SIGNUP_FLOOR). */
 static void *
 store_worker(void *arg)
 {
@@ -1753,14 +1813,18 @@ store_worker(void *arg)
 
 	pthread_mutex_lock(&web->q_lock);
 	for (;;) {
-		while (web->q_head == NULL && !web->q_quit)
-			pthread_cond_wait(&web->q_cond, &web->q_lock);
-		if (web->q_head == NULL)
-			break;
+		release_held(web);
+		if (web->q_head == NULL) {
+			if (web->q_quit && web->held_head == NULL)
+				break;
+			worker_wait(web);
+			continue;
+		}
 		rq = web->q_head;
 		web->q_head = rq->next;
 		if (web->q_head == NULL)
 			web->q_tail = NULL;
+		rq->next = NULL;
 		web->q_busy = true;
 		pthread_mutex_unlock(&web->q_lock);
 
@@ -1773,9 +1837,19 @@ store_worker(void *arg)
 		view_release(web, v);
 		tl_capture = NULL;
 		rq->done = true;
-		MHD_resume_connection(rq->conn);
 
 		pthread_mutex_lock(&web->q_lock);
+		if (rq->due > now_mono() && !web->q_stopping) {
+			if (web->held_tail != NULL)
+				web->held_tail->next = rq;
+			else
+				web->held_head = rq;
+			web->held_tail = rq;
+		} else {
+			pthread_mutex_unlock(&web->q_lock);
+			MHD_resume_connection(rq->conn);
+			pthread_mutex_lock(&web->q_lock);
+		}
 		web->q_busy = false;
 		pthread_cond_broadcast(&web->q_cond);
 	}
@@ -1797,6 +1871,8 @@ dispatch(struct kr_web *web, struct MHD_Connection *c, const char *url,
 	if (!web->q_stopping) {
 		rq->conn = c;
 		rq->url = kr_xstrdup(url);
+		if (rq->is_post && rq->route == R_SUBSCRIBE)
+			rq->due = now_mono() + KR_WEB_SIGNUP_FLOOR;
 		MHD_suspend_connection(c);
 		if (web->q_tail != NULL)
 			web->q_tail->next = rq;
@@ -2304,7 +2380,15 @@ kr_web_start(const struct kr_config *cfg, const struct kr_keyring *ring,
 	pthread_cond_init(&web->released, NULL);
 	pthread_mutex_init(&web->store_lock, NULL);
 	pthread_mutex_init(&web->q_lock, NULL);
-	pthread_cond_init(&web->q_cond, NULL);
+	{
+		/* Held sign-ups wait against the monotonic clock. */
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&web->q_cond, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	pthread_mutex_init(&web->conn_lock, NULL);
 	pthread_cond_init(&web->sweep_cond, NULL);
 	if (sodium_init() < 0) {
@@ -2444,7 +2528,8 @@ kr_web_stop(struct kr_web **webp)
 	 * finish what is queued and take no more (dispatch answers 503). */
 	pthread_mutex_lock(&web->q_lock);
 	web->q_stopping = true;
-	while (web->q_head != NULL || web->q_busy)
+	pthread_cond_broadcast(&web->q_cond);
+	while (web->q_head != NULL || web->q_busy || web->held_head != NULL)
 		pthread_cond_wait(&web->q_cond, &web->q_lock);
 	pthread_mutex_unlock(&web->q_lock);
 	if (web->http != NULL)
