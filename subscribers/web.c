@@ -67,6 +67,14 @@
 #define KR_WEB_CONFIRM_PER_DAY 3 /* confirmation mails per address */
 #define KR_WEB_CONFIRM_MAX_AGE (7 * 86400)
 #define KR_WEB_ARCHIVE_MAX 500
+/* GET /archive is served from the list as last built; it is built again
+ * when the store changed (another connection committed: a copy sent, a
+ * report added or cancelled; or an unsubscribe here), at most once in
+ * KR_WEB_ARCHIVE_FRESH seconds however busy the store is, and at least
+ * every KR_WEB_ARCHIVE_MAX_AGE (a report with nobody to send to shows
+ * once its send_at has passed). Building counts every report's copies. */
+#define KR_WEB_ARCHIVE_FRESH 2.0
+#define KR_WEB_ARCHIVE_MAX_AGE 60.0
 
 /* The route label of kairan_http_requests_total: a fixed set, never the
  * raw path (tokens, unbounded cardinality). */
@@ -102,6 +110,7 @@ struct view {
 	const char *lang; /* of the first list */
 	unsigned ipv6_prefix; /* IPv6 clients limited per /N */
 	unsigned header_timeout; /* seconds for a request head */
+	unsigned gen; /* a new number for each view */
 	struct MHD_Response *index;
 	char *http_listen, *admin_listen, *database;
 };
@@ -130,6 +139,17 @@ struct kr_web {
 	bool q_busy, q_stopping, q_quit, worker_started;
 	pthread_t worker;
 
+	/* The built /archive list (the HTML between the title and the back
+	 * link). Only the store worker touches it. */
+	struct {
+		char *html; /* NULL: none yet */
+		unsigned gen; /* of the view it was built for */
+		int64_t version; /* kr_store_data_version before the build */
+		double at; /* monotonic time of the build */
+		bool stale; /* changed by this connection since */
+	} archive;
+	unsigned view_gen;
+
 	struct MHD_Daemon *http;
 	struct MHD_Daemon *admin;
 	unsigned http_port;
@@ -152,7 +172,7 @@ struct kr_web {
 	atomic_ulong n_requests, n_subscribe, n_subscribe_new, n_honeypot,
 	    n_rate_limited, n_confirm_mail, n_confirm_limited, n_confirmed,
 	    n_unsubscribed, n_bad_token, n_bad_address, n_errors,
-	    n_conn_refused, n_head_timeout;
+	    n_conn_refused, n_head_timeout, n_archive_builds;
 	/* Answers queued on the public listener by route and status. */
 	atomic_ulong n_answers[RL_N][KR_WEB_CODE_N];
 };
@@ -440,6 +460,7 @@ view_new(struct kr_web *web, const struct kr_config *cfg,
 
 	v = kr_xcalloc(1, sizeof(*v));
 	v->ring = ring;
+	v->gen = ++web->view_gen;
 	if (cfg->n_lists == 0) {
 		kr_err_set(err, KR_ERR_INVALID, "web: the config has no list");
 		goto out;
@@ -1338,6 +1359,8 @@ do_unsubscribe(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 		goto out;
 	}
 	atomic_fetch_add(&web->n_unsubscribed, (unsigned long)rc);
+	if (rc > 0)
+		web->archive.stale = true; /* queued copies cancelled */
 	kr_log_info("web: unsubscribed list=%s sub=%" PRId64 " scope=%s "
 	            "changed=%d",
 	            sub.list_id, sub.id,
@@ -1423,44 +1446,88 @@ archive_one(void *ctx, const struct kr_report_row *r,
 	return 0;
 }
 
+/* Builds the /archive list into *html_out (caller frees). Store lock
+ * held. 0 or -1 (e). */
+static int
+archive_build(struct kr_web *web, const struct view *v, char **html_out,
+              struct kr_err *e)
+{
+	const struct kr_pages_text *t = kr_pages_text(v->lang);
+	struct kr_buf items, out;
+	struct archive_ctx a;
+	int rc = -1;
+
+	kr_buf_init(&items, 0);
+	kr_buf_init(&out, 0);
+	a.v = v;
+	a.items = &items;
+	a.n = 0;
+	atomic_fetch_add(&web->n_archive_builds, 1);
+	if (kr_store_report_foreach(web->store, KR_WEB_ARCHIVE_MAX,
+	                            archive_one, &a, e) == -1)
+		goto out;
+	if (a.n > 0 && (kr_buf_puts(&out, "<ul>\n") == -1 ||
+	                kr_buf_append(&out, items.data, items.len) == -1 ||
+	                kr_buf_puts(&out, "</ul>\n") == -1))
+		goto fail;
+	if (a.n == 0 && (kr_buf_puts(&out, "<p>") == -1 ||
+	                 kr_web_html_escape(&out, t->archive_empty) == -1 ||
+	                 kr_buf_puts(&out, "</p>\n") == -1))
+		goto fail;
+	*html_out = kr_buf_steal(&out);
+	rc = 0;
+	goto out;
+fail:
+	kr_err_set(e, KR_ERR_INVALID, "the archive page is too large");
+out:
+	kr_buf_fini(&items);
+	kr_buf_fini(&out);
+	return rc;
+}
+
 static enum MHD_Result
 do_archive(struct kr_web *web, struct MHD_Connection *c, struct view *v)
 {
 	const struct kr_pages_text *t = kr_pages_text(v->lang);
-	struct kr_buf items, body, empty;
-	struct archive_ctx a;
+	struct kr_buf body;
 	struct kr_err e;
+	char *html = NULL;
 	enum MHD_Result ret = MHD_NO;
+	int64_t version = 0;
+	double now = now_mono(), age = now - web->archive.at;
+	bool fresh;
 	int rc;
 
 	kr_err_clear(&e);
-	kr_buf_init(&items, 0);
 	kr_buf_init(&body, 0);
-	kr_buf_init(&empty, 0);
-	a.v = v;
-	a.items = &items;
-	a.n = 0;
 	pthread_mutex_lock(&web->store_lock);
-	rc = kr_store_report_foreach(web->store, KR_WEB_ARCHIVE_MAX,
-	                             archive_one, &a, &e);
+	/* Read before the build: a commit during it shows next time. */
+	rc = kr_store_data_version(web->store, &version, &e);
+	fresh = rc == 0 && web->archive.html != NULL &&
+	        web->archive.gen == v->gen && age < KR_WEB_ARCHIVE_MAX_AGE &&
+	        ((version == web->archive.version && !web->archive.stale) ||
+	         age < KR_WEB_ARCHIVE_FRESH);
+	if (rc == 0 && !fresh) {
+		rc = archive_build(web, v, &html, &e);
+		if (rc == 0) {
+			free(web->archive.html);
+			web->archive.html = html;
+			web->archive.gen = v->gen;
+			web->archive.version = version;
+			web->archive.at = now;
+			web->archive.stale = false;
+		}
+	}
 	pthread_mutex_unlock(&web->store_lock);
 	if (rc == -1) {
 		ret = send_store_error(web, c, KR_WEB_FMT_HTML, v->lang, &e);
 		goto out;
 	}
-	if (a.n > 0 && (kr_buf_puts(&empty, "<ul>\n") == -1 ||
-	                kr_buf_append(&empty, items.data, items.len) == -1 ||
-	                kr_buf_puts(&empty, "</ul>\n") == -1))
-		goto out;
-	if (a.n == 0 && (kr_buf_puts(&empty, "<p>") == -1 ||
-	                 kr_web_html_escape(&empty, t->archive_empty) == -1 ||
-	                 kr_buf_puts(&empty, "</p>\n") == -1))
-		goto out;
 	{
 		const struct kr_web_var vars[] = {
 		    {"title", t->archive_title, false},
 		    {"items", "", true},
-		    {"empty", empty.data, true},
+		    {"empty", web->archive.html, true},
 		    {"back", t->back, false},
 		};
 
@@ -1471,9 +1538,7 @@ do_archive(struct kr_web *web, struct MHD_Connection *c, struct view *v)
 	ret =
 	    send_html(web, c, 200, v->lang, t->archive_title, body.data, false);
 out:
-	kr_buf_fini(&items);
 	kr_buf_fini(&body);
-	kr_buf_fini(&empty);
 	return ret;
 }
 
@@ -2176,6 +2241,10 @@ on_admin(void *cls, struct MHD_Connection *c, const char *url,
 	metric(&out, "kairan_http_connections_refused_total",
 	       "Connections refused by the per-address cap.",
 	       web->n_conn_refused);
+	metric(&out, "kairan_http_archive_builds_total",
+	       "Times the /archive list was read from the store (else it is "
+	       "served as built).",
+	       web->n_archive_builds);
 	metric(&out, "kairan_http_header_timeouts_total",
 	       "Connections closed for a request head not in within "
 	       "http.header_timeout.",
@@ -2551,6 +2620,7 @@ kr_web_stop(struct kr_web **webp)
 	if (web->admin != NULL)
 		MHD_stop_daemon(web->admin);
 	view_free(&web->view);
+	free(web->archive.html);
 	kr_store_close(&web->store);
 	kr_web_rl_free(&web->rl);
 	kr_web_conns_free(&web->conns);
