@@ -107,10 +107,10 @@ struct view {
 	struct kr_web_nets *trusted;
 	struct view_list *lists;
 	size_t n_lists;
-	const char *lang; /* of the first list */
-	unsigned ipv6_prefix; /* IPv6 clients limited per /N */
+	const char *lang;        /* of the first list */
+	unsigned ipv6_prefix;    /* IPv6 clients limited per /N */
 	unsigned header_timeout; /* seconds for a request head */
-	unsigned gen; /* a new number for each view */
+	unsigned gen;            /* a new number for each view */
 	struct MHD_Response *index;
 	char *http_listen, *admin_listen, *database;
 };
@@ -142,11 +142,11 @@ struct kr_web {
 	/* The built /archive list (the HTML between the title and the back
 	 * link). Only the store worker touches it. */
 	struct {
-		char *html; /* NULL: none yet */
-		unsigned gen; /* of the view it was built for */
+		char *html;      /* NULL: none yet */
+		unsigned gen;    /* of the view it was built for */
 		int64_t version; /* kr_store_data_version before the build */
-		double at; /* monotonic time of the build */
-		bool stale; /* changed by this connection since */
+		double at;       /* monotonic time of the build */
+		bool stale;      /* changed by this connection since */
 	} archive;
 	unsigned view_gen;
 
@@ -201,7 +201,7 @@ struct req {
 	struct MHD_Connection *conn;
 	char *url;
 	double due; /* monotonic: resume no earlier (0: at once) */
-	bool done; /* answer in resp/status */
+	bool done;  /* answer in resp/status */
 	struct MHD_Response *resp;
 	unsigned status;
 };
@@ -919,17 +919,15 @@ bad_framing(struct MHD_Connection *c, const char *url, const char *version)
 /* 400 and close: nothing after this request on the connection is read
  * as another request. */
 static enum MHD_Result
-send_bad_request(struct kr_web *web, struct MHD_Connection *c,
-                 const char *why)
+send_bad_request(struct kr_web *web, struct MHD_Connection *c, const char *why)
 {
 	static const char body[] = "bad request\n";
 	struct MHD_Response *r;
 	enum MHD_Result ret;
 
 	kr_log_info("web: bad request refused why=\"%s\"", why);
-	r = MHD_create_response_from_buffer(sizeof(body) - 1,
-	                                    (void *)(uintptr_t)body,
-	                                    MHD_RESPMEM_PERSISTENT);
+	r = MHD_create_response_from_buffer(
+	    sizeof(body) - 1, (void *)(uintptr_t)body, MHD_RESPMEM_PERSISTENT);
 	if (r == NULL)
 		return MHD_NO;
 	MHD_add_response_header(r, "Content-Type", "text/plain; charset=utf-8");
@@ -1463,8 +1461,8 @@ archive_build(struct kr_web *web, const struct view *v, char **html_out,
 	a.items = &items;
 	a.n = 0;
 	atomic_fetch_add(&web->n_archive_builds, 1);
-	if (kr_store_report_foreach(web->store, KR_WEB_ARCHIVE_MAX,
-	                            archive_one, &a, e) == -1)
+	if (kr_store_report_foreach(web->store, KR_WEB_ARCHIVE_MAX, archive_one,
+	                            &a, e) == -1)
 		goto out;
 	if (a.n > 0 && (kr_buf_puts(&out, "<ul>\n") == -1 ||
 	                kr_buf_append(&out, items.data, items.len) == -1 ||
@@ -1966,9 +1964,8 @@ needs_store(enum route r)
 
 static enum MHD_Result
 route_request(struct kr_web *web, struct MHD_Connection *c, const char *url,
-              const char *method, const char *version,
-              const char *upload_data, size_t *upload_data_size,
-              void **con_cls)
+              const char *method, const char *version, const char *upload_data,
+              size_t *upload_data_size, void **con_cls)
 {
 	struct req *rq;
 	struct view *v = NULL;
