@@ -289,6 +289,24 @@ static const struct field http_fields[] = {
      .count_off = OFF(n_trusted_proxies),
      .max = 1000,
      .expect = "a list of IP addresses like [127.0.0.1]"},
+    /* One subscriber line gets a /64 (or a /56, /48): limiting IPv6
+     * clients per address would give each of them 2^64 buckets. */
+    {.key = "ipv6_prefix",
+     .type = FT_UINT,
+     .off = OFF(http_ipv6_prefix),
+     .def = "64",
+     .min = 32,
+     .max = 128,
+     .expect = "a prefix length 32..128"},
+    /* From accept (or the end of the previous answer) to the end of the
+     * request head, however steadily it trickles in. */
+    {.key = "header_timeout",
+     .type = FT_DURATION,
+     .off = OFF(http_header_timeout),
+     .def = "15s",
+     .min = 1,
+     .max = 300,
+     .expect = "a duration 1s..5m like 15s"},
 };
 static const struct section http_section = {
     "http", http_fields, KR_NELEM(http_fields), 0, 0, 0};
@@ -442,7 +460,8 @@ static const struct field root_fields[] = {
     {.key = "http",
      .type = FT_MAP,
      .sub = &http_section,
-     .expect = "a mapping with listen, trusted_proxies"},
+     .expect = "a mapping with listen, trusted_proxies, ipv6_prefix, "
+               "header_timeout"},
     {.key = "admin",
      .type = FT_MAP,
      .sub = &admin_section,

@@ -61,6 +61,8 @@ struct kr_config {
 	char *http_listen;   /* host:port, default 127.0.0.1:8080 */
 	char **trusted_proxies;
 	size_t n_trusted_proxies;
+	unsigned http_ipv6_prefix; /* IPv6 clients limited per /N, default 64 */
+	unsigned http_header_timeout; /* seconds for a request head, def. 15 */
 	char *admin_listen;  /* host:port, default 127.0.0.1:8081 */
 	char *outbox;        /* NULL: not watched */
 	char *webhook;       /* NULL: none */

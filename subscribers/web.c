@@ -50,15 +50,31 @@
 #define KR_WEB_CONN_LIMIT 1000
 #define KR_WEB_PER_IP_LIMIT 64         /* trusted proxies exempt */
 #define KR_WEB_TIMEOUT 10              /* seconds idle: slowloris */
+#define KR_WEB_HEAD_TIMEOUT 15         /* a whole request head: the same */
 #define KR_WEB_CONN_MEMORY (32 * 1024) /* headers + buffers per conn */
 #define KR_WEB_BODY_MAX (16 * 1024)    /* form bodies: 413 past this */
 #define KR_WEB_FIELD_MAX 1024          /* one form field */
 #define KR_WEB_RATE_PER_MIN 10.0       /* POST /subscribe per client */
 #define KR_WEB_RATE_BURST 20.0
 #define KR_WEB_RATE_KEYS 65536
+/* POST /subscribe is answered this long after it reached the store
+ * worker, whatever the work was (a new address writes three rows, a known
+ * one none): the time tells nobody who is subscribed. Timed from the
+ * hand-over, not from when the worker takes it up, so a request queued
+ * behind another sign-up does not show that one's cost either. Well above
+ * the work (~0.5 ms), well below what a person notices. */
+#define KR_WEB_SIGNUP_FLOOR 0.005
 #define KR_WEB_CONFIRM_PER_DAY 3 /* confirmation mails per address */
 #define KR_WEB_CONFIRM_MAX_AGE (7 * 86400)
 #define KR_WEB_ARCHIVE_MAX 500
+/* GET /archive is served from the list as last built; it is built again
+ * when the store changed (another connection committed: a copy sent, a
+ * report added or cancelled; or an unsubscribe here), at most once in
+ * KR_WEB_ARCHIVE_FRESH seconds however busy the store is, and at least
+ * every KR_WEB_ARCHIVE_MAX_AGE (a report with nobody to send to shows
+ * once its send_at has passed). Building counts every report's copies. */
+#define KR_WEB_ARCHIVE_FRESH 2.0
+#define KR_WEB_ARCHIVE_MAX_AGE 60.0
 
 /* The route label of kairan_http_requests_total: a fixed set, never the
  * raw path (tokens, unbounded cardinality). */
@@ -91,7 +107,10 @@ struct view {
 	struct kr_web_nets *trusted;
 	struct view_list *lists;
 	size_t n_lists;
-	const char *lang; /* of the first list */
+	const char *lang;        /* of the first list */
+	unsigned ipv6_prefix;    /* IPv6 clients limited per /N */
+	unsigned header_timeout; /* seconds for a request head */
+	unsigned gen;            /* a new number for each view */
 	struct MHD_Response *index;
 	char *http_listen, *admin_listen, *database;
 };
@@ -114,21 +133,46 @@ struct kr_web {
 	pthread_mutex_t q_lock;
 	pthread_cond_t q_cond;
 	struct req *q_head, *q_tail;
+	/* Sign-ups answered but held until their due time, in due order
+	 * (each is due a fixed time after its hand-over). */
+	struct req *held_head, *held_tail;
 	bool q_busy, q_stopping, q_quit, worker_started;
 	pthread_t worker;
+
+	/* The built /archive list (the HTML between the title and the back
+	 * link). Only the store worker touches it. */
+	struct {
+		char *html;      /* NULL: none yet */
+		unsigned gen;    /* of the view it was built for */
+		int64_t version; /* kr_store_data_version before the build */
+		double at;       /* monotonic time of the build */
+		bool stale;      /* changed by this connection since */
+	} archive;
+	unsigned view_gen;
 
 	struct MHD_Daemon *http;
 	struct MHD_Daemon *admin;
 	unsigned http_port;
 	struct kr_web_rl *rl;
 	struct kr_web_conns *conns;
+
+	/* Every open connection of the public listener, for the head
+	 * deadline: the sweeper closes those whose request head is not in
+	 * within the view's header_timeout (MHD's own timeout is an idle
+	 * one: a header line a second keeps a connection for ever). */
+	pthread_mutex_t conn_lock;
+	pthread_cond_t sweep_cond;
+	struct conn *conn_head;
+	bool sweep_quit, sweeper_started;
+	pthread_t sweeper;
+
 	char csp[160];
 	char csp_archive[200];
 
 	atomic_ulong n_requests, n_subscribe, n_subscribe_new, n_honeypot,
 	    n_rate_limited, n_confirm_mail, n_confirm_limited, n_confirmed,
 	    n_unsubscribed, n_bad_token, n_bad_address, n_errors,
-	    n_conn_refused;
+	    n_conn_refused, n_head_timeout, n_archive_builds;
 	/* Answers queued on the public listener by route and status. */
 	atomic_ulong n_answers[RL_N][KR_WEB_CODE_N];
 };
@@ -156,7 +200,8 @@ struct req {
 	struct req *next;
 	struct MHD_Connection *conn;
 	char *url;
-	bool done; /* answer in resp/status */
+	double due; /* monotonic: resume no earlier (0: at once) */
+	bool done;  /* answer in resp/status */
 	struct MHD_Response *resp;
 	unsigned status;
 };
@@ -171,6 +216,24 @@ static _Thread_local unsigned tl_queued;
 
 /* con_cls of a request without a body between the two calls. */
 static char no_body;
+
+/* What the web module keeps per connection (MHD's socket context, made
+ * when MHD reports the connection STARTED, freed when CLOSED). */
+struct conn {
+	struct conn *prev, *next; /* web->conn_head, under web->conn_lock */
+	int fd;
+	/* Under web->conn_lock: waiting for a request head since
+	 * head_start (monotonic: the accept, or the previous answer). */
+	bool in_head, cut;
+	double head_start;
+	char counted[KR_WEB_IP_MAX]; /* "" when not under the per-IP cap */
+	/* The request target of the request being read, as the URI log
+	 * callback saw it before MHD split and decoded it: its strlen
+	 * stops at a raw NUL, which must not cut the path short. */
+	const char *target;
+	size_t target_len;
+	bool bad_target; /* a raw or %00 NUL in it */
+};
 
 static int64_t
 now_unix(void)
@@ -397,6 +460,7 @@ view_new(struct kr_web *web, const struct kr_config *cfg,
 
 	v = kr_xcalloc(1, sizeof(*v));
 	v->ring = ring;
+	v->gen = ++web->view_gen;
 	if (cfg->n_lists == 0) {
 		kr_err_set(err, KR_ERR_INVALID, "web: the config has no list");
 		goto out;
@@ -417,6 +481,10 @@ view_new(struct kr_web *web, const struct kr_config *cfg,
 		v->n_lists++;
 	}
 	v->lang = v->lists[0].lang;
+	v->ipv6_prefix = cfg->http_ipv6_prefix;
+	v->header_timeout = cfg->http_header_timeout > 0
+	                        ? cfg->http_header_timeout
+	                        : KR_WEB_HEAD_TIMEOUT;
 	v->http_listen = kr_xstrdup(cfg->http_listen);
 	v->admin_listen = kr_xstrdup(cfg->admin_listen);
 	v->database = kr_xstrdup(cfg->database);
@@ -610,12 +678,15 @@ peer_ip(struct MHD_Connection *c, char out[KR_WEB_IP_MAX])
 		snprintf(out, KR_WEB_IP_MAX, "unknown");
 }
 
+/* Whether ip is a trusted proxy; else key_out gets the key the client
+ * is capped by (its IPv6 network). */
 static bool
-is_trusted(struct kr_web *web, const char *ip)
+is_trusted(struct kr_web *web, const char *ip, char key_out[KR_WEB_IP_MAX])
 {
 	struct view *v = view_acquire(web);
 	bool trusted = kr_web_nets_match(v->trusted, ip);
 
+	kr_web_client_key(ip, v->ipv6_prefix, key_out);
 	view_release(web, v);
 	return trusted;
 }
@@ -633,14 +704,14 @@ static enum MHD_Result
 accept_policy(void *cls, const struct sockaddr *addr, socklen_t addrlen)
 {
 	struct kr_web *web = cls;
-	char ip[KR_WEB_IP_MAX];
+	char ip[KR_WEB_IP_MAX], key[KR_WEB_IP_MAX];
 
 	(void)addrlen;
 	tl_counted[0] = '\0';
-	if (!sockaddr_text(addr, ip) || is_trusted(web, ip))
+	if (!sockaddr_text(addr, ip) || is_trusted(web, ip, key))
 		return MHD_YES;
-	if (kr_web_conns_try_add(web->conns, ip, KR_WEB_PER_IP_LIMIT)) {
-		snprintf(tl_counted, sizeof(tl_counted), "%s", ip);
+	if (kr_web_conns_try_add(web->conns, key, KR_WEB_PER_IP_LIMIT)) {
+		snprintf(tl_counted, sizeof(tl_counted), "%s", key);
 		return MHD_YES;
 	}
 	atomic_fetch_add(&web->n_conn_refused, 1);
@@ -652,19 +723,220 @@ on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
               enum MHD_ConnectionNotificationCode toe)
 {
 	struct kr_web *web = cls;
+	const union MHD_ConnectionInfo *ci;
+	struct conn *cn;
 
-	(void)c;
 	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-		if (tl_counted[0] != '\0') {
-			*socket_context = kr_xstrdup(tl_counted);
-			tl_counted[0] = '\0';
-		}
+		cn = kr_xcalloc(1, sizeof(*cn));
+		snprintf(cn->counted, sizeof(cn->counted), "%s", tl_counted);
+		tl_counted[0] = '\0';
+		ci = MHD_get_connection_info(c,
+		                             MHD_CONNECTION_INFO_CONNECTION_FD);
+		cn->fd = ci != NULL ? ci->connect_fd : -1;
+		cn->in_head = true;
+		cn->head_start = now_mono();
+		pthread_mutex_lock(&web->conn_lock);
+		cn->next = web->conn_head;
+		if (web->conn_head != NULL)
+			web->conn_head->prev = cn;
+		web->conn_head = cn;
+		pthread_mutex_unlock(&web->conn_lock);
+		*socket_context = cn;
 	} else if (toe == MHD_CONNECTION_NOTIFY_CLOSED &&
 	           *socket_context != NULL) {
-		kr_web_conns_add(web->conns, *socket_context, -1);
-		free(*socket_context);
+		cn = *socket_context;
+		/* MHD closes the socket after this returns: once off the
+		 * list, the sweeper no longer touches cn->fd. */
+		pthread_mutex_lock(&web->conn_lock);
+		if (cn->prev != NULL)
+			cn->prev->next = cn->next;
+		else
+			web->conn_head = cn->next;
+		if (cn->next != NULL)
+			cn->next->prev = cn->prev;
+		pthread_mutex_unlock(&web->conn_lock);
+		if (cn->counted[0] != '\0')
+			kr_web_conns_add(web->conns, cn->counted, -1);
+		free(cn);
 		*socket_context = NULL;
 	}
+}
+
+/* The head of a request is in (true) or the next one is awaited. */
+static void
+conn_in_head(struct kr_web *web, struct conn *cn, bool waiting)
+{
+	if (cn == NULL)
+		return;
+	pthread_mutex_lock(&web->conn_lock);
+	if (cn->in_head != waiting) {
+		cn->in_head = waiting;
+		cn->head_start = now_mono();
+	}
+	pthread_mutex_unlock(&web->conn_lock);
+}
+
+/* Once a second: shuts down every connection whose request head is
+ * overdue. shutdown(), not close(): MHD still owns the descriptor, sees
+ * the end of the stream and closes the connection itself. */
+static void *
+head_sweeper(void *arg)
+{
+	struct kr_web *web = arg;
+	struct timespec ts;
+	struct conn *cn;
+	struct view *v;
+	double limit, now;
+	unsigned long cut;
+
+	pthread_mutex_lock(&web->conn_lock);
+	while (!web->sweep_quit) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		(void)pthread_cond_timedwait(&web->sweep_cond, &web->conn_lock,
+		                             &ts);
+		if (web->sweep_quit)
+			break;
+		pthread_mutex_unlock(&web->conn_lock);
+		v = view_acquire(web);
+		limit = (double)v->header_timeout;
+		view_release(web, v);
+		pthread_mutex_lock(&web->conn_lock);
+		now = now_mono();
+		cut = 0;
+		for (cn = web->conn_head; cn != NULL; cn = cn->next)
+			if (cn->in_head && !cn->cut && cn->fd != -1 &&
+			    now - cn->head_start > limit) {
+				(void)shutdown(cn->fd, SHUT_RDWR);
+				cn->cut = true;
+				cut++;
+			}
+		if (cut > 0) {
+			atomic_fetch_add(&web->n_head_timeout, cut);
+			kr_log_info("web: request head overdue, closed "
+			            "connections=%lu timeout=%.0fs",
+			            cut, limit);
+		}
+	}
+	pthread_mutex_unlock(&web->conn_lock);
+	return NULL;
+}
+
+static struct conn *
+conn_of(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+	return ci != NULL ? ci->socket_context : NULL;
+}
+
+/* MHD's URI log callback: called for each request line, with the whole
+ * request target before it is split at '?' and decoded in place. */
+static void *
+on_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+	struct conn *cn = conn_of(c);
+
+	(void)cls;
+	if (cn != NULL) {
+		cn->target = uri;
+		cn->target_len = uri != NULL ? strlen(uri) : 0;
+		cn->bad_target = uri == NULL;
+	}
+	return NULL;
+}
+
+/* MHD's unescape callback (the path, each query key and value): MHD's
+ * own decoding, noting a %00, which C strings would silently cut at. */
+static size_t
+on_unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+	size_t n = MHD_http_unescape(s);
+	struct conn *cn;
+
+	(void)cls;
+	if (memchr(s, '\0', n) != NULL && (cn = conn_of(c)) != NULL)
+		cn->bad_target = true;
+	return n;
+}
+
+struct framing {
+	unsigned n_cl, n_te;
+	bool cl_differ, te_bad;
+	const char *cl;
+};
+
+static enum MHD_Result
+collect_framing(void *cls, enum MHD_ValueKind kind, const char *key,
+                const char *value)
+{
+	struct framing *f = cls;
+
+	(void)kind;
+	if (value == NULL)
+		value = "";
+	if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+		if (f->n_cl++ > 0 && strcmp(f->cl, value) != 0)
+			f->cl_differ = true;
+		f->cl = value;
+	} else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+		f->n_te++;
+		if (strcasecmp(value, "chunked") != 0)
+			f->te_bad = true;
+	}
+	return MHD_YES;
+}
+
+/* Why the request must be refused before anything reads its body, or
+ * NULL. RFC 9112 6.1 and 6.3: Content-Length together with
+ * Transfer-Encoding, Content-Lengths that disagree, or a transfer coding
+ * other than chunked make the end of the body ambiguous (a proxy in front
+ * may see another request in it: request smuggling); and a NUL in the
+ * request target would cut the path MHD hands over short
+ * (/archive/1%00x must not be served as /archive/1). */
+static const char *
+bad_framing(struct MHD_Connection *c, const char *url, const char *version)
+{
+	struct conn *cn = conn_of(c);
+	struct framing f = {0};
+
+	/* A raw NUL: strlen stopped short of the space before the version
+	 * (url and version point into MHD's copy of the request line). */
+	if (cn == NULL || cn->bad_target || cn->target != url ||
+	    url + cn->target_len + 1 != version)
+		return "NUL in the request target";
+	MHD_get_connection_values(c, MHD_HEADER_KIND, collect_framing, &f);
+	if (f.n_te > 0 && f.n_cl > 0)
+		return "both Content-Length and Transfer-Encoding";
+	if (f.cl_differ)
+		return "Content-Length values that differ";
+	if (f.n_te > 1 || f.te_bad)
+		return "a transfer coding other than chunked";
+	return NULL;
+}
+
+/* 400 and close: nothing after this request on the connection is read
+ * as another request. */
+static enum MHD_Result
+send_bad_request(struct kr_web *web, struct MHD_Connection *c, const char *why)
+{
+	static const char body[] = "bad request\n";
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+
+	kr_log_info("web: bad request refused why=\"%s\"", why);
+	r = MHD_create_response_from_buffer(
+	    sizeof(body) - 1, (void *)(uintptr_t)body, MHD_RESPMEM_PERSISTENT);
+	if (r == NULL)
+		return MHD_NO;
+	MHD_add_response_header(r, "Content-Type", "text/plain; charset=utf-8");
+	MHD_add_response_header(r, "Cache-Control", "no-store");
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+	add_common_headers(web, r, false, false);
+	ret = queue_response(c, 400, r);
+	MHD_destroy_response(r);
+	return ret;
 }
 
 static enum MHD_Result
@@ -712,7 +984,8 @@ do_subscribe(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 	const struct kr_pages_text *t;
 	const struct view_list *l;
 	enum kr_web_fmt fmt = wanted_fmt(c);
-	char ip[KR_WEB_IP_MAX], addr[KR_ADDRESS_MAX], name[256], ua[256];
+	char ip[KR_WEB_IP_MAX], key[KR_WEB_IP_MAX], addr[KR_ADDRESS_MAX];
+	char name[256], ua[256];
 	struct kr_sub_result res;
 	struct kr_consent consent;
 	struct kr_err e;
@@ -730,7 +1003,8 @@ do_subscribe(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 	}
 	t = kr_pages_text(l != NULL ? l->lang : v->lang);
 	atomic_fetch_add(&web->n_subscribe, 1);
-	if (!kr_web_rl_take(web->rl, ip, now_mono(), &retry)) {
+	kr_web_client_key(ip, v->ipv6_prefix, key);
+	if (!kr_web_rl_take(web->rl, key, now_mono(), &retry)) {
 		atomic_fetch_add(&web->n_rate_limited, 1);
 		kr_log_info("web: subscribe rate limited retry_in=%us", retry);
 		kr_log_debug("web: rate limited ip=%s", ip);
@@ -1083,6 +1357,8 @@ do_unsubscribe(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 		goto out;
 	}
 	atomic_fetch_add(&web->n_unsubscribed, (unsigned long)rc);
+	if (rc > 0)
+		web->archive.stale = true; /* queued copies cancelled */
 	kr_log_info("web: unsubscribed list=%s sub=%" PRId64 " scope=%s "
 	            "changed=%d",
 	            sub.list_id, sub.id,
@@ -1168,44 +1444,88 @@ archive_one(void *ctx, const struct kr_report_row *r,
 	return 0;
 }
 
+/* Builds the /archive list into *html_out (caller frees). Store lock
+ * held. 0 or -1 (e). */
+static int
+archive_build(struct kr_web *web, const struct view *v, char **html_out,
+              struct kr_err *e)
+{
+	const struct kr_pages_text *t = kr_pages_text(v->lang);
+	struct kr_buf items, out;
+	struct archive_ctx a;
+	int rc = -1;
+
+	kr_buf_init(&items, 0);
+	kr_buf_init(&out, 0);
+	a.v = v;
+	a.items = &items;
+	a.n = 0;
+	atomic_fetch_add(&web->n_archive_builds, 1);
+	if (kr_store_report_foreach(web->store, KR_WEB_ARCHIVE_MAX, archive_one,
+	                            &a, e) == -1)
+		goto out;
+	if (a.n > 0 && (kr_buf_puts(&out, "<ul>\n") == -1 ||
+	                kr_buf_append(&out, items.data, items.len) == -1 ||
+	                kr_buf_puts(&out, "</ul>\n") == -1))
+		goto fail;
+	if (a.n == 0 && (kr_buf_puts(&out, "<p>") == -1 ||
+	                 kr_web_html_escape(&out, t->archive_empty) == -1 ||
+	                 kr_buf_puts(&out, "</p>\n") == -1))
+		goto fail;
+	*html_out = kr_buf_steal(&out);
+	rc = 0;
+	goto out;
+fail:
+	kr_err_set(e, KR_ERR_INVALID, "the archive page is too large");
+out:
+	kr_buf_fini(&items);
+	kr_buf_fini(&out);
+	return rc;
+}
+
 static enum MHD_Result
 do_archive(struct kr_web *web, struct MHD_Connection *c, struct view *v)
 {
 	const struct kr_pages_text *t = kr_pages_text(v->lang);
-	struct kr_buf items, body, empty;
-	struct archive_ctx a;
+	struct kr_buf body;
 	struct kr_err e;
+	char *html = NULL;
 	enum MHD_Result ret = MHD_NO;
+	int64_t version = 0;
+	double now = now_mono(), age = now - web->archive.at;
+	bool fresh;
 	int rc;
 
 	kr_err_clear(&e);
-	kr_buf_init(&items, 0);
 	kr_buf_init(&body, 0);
-	kr_buf_init(&empty, 0);
-	a.v = v;
-	a.items = &items;
-	a.n = 0;
 	pthread_mutex_lock(&web->store_lock);
-	rc = kr_store_report_foreach(web->store, KR_WEB_ARCHIVE_MAX,
-	                             archive_one, &a, &e);
+	/* Read before the build: a commit during it shows next time. */
+	rc = kr_store_data_version(web->store, &version, &e);
+	fresh = rc == 0 && web->archive.html != NULL &&
+	        web->archive.gen == v->gen && age < KR_WEB_ARCHIVE_MAX_AGE &&
+	        ((version == web->archive.version && !web->archive.stale) ||
+	         age < KR_WEB_ARCHIVE_FRESH);
+	if (rc == 0 && !fresh) {
+		rc = archive_build(web, v, &html, &e);
+		if (rc == 0) {
+			free(web->archive.html);
+			web->archive.html = html;
+			web->archive.gen = v->gen;
+			web->archive.version = version;
+			web->archive.at = now;
+			web->archive.stale = false;
+		}
+	}
 	pthread_mutex_unlock(&web->store_lock);
 	if (rc == -1) {
 		ret = send_store_error(web, c, KR_WEB_FMT_HTML, v->lang, &e);
 		goto out;
 	}
-	if (a.n > 0 && (kr_buf_puts(&empty, "<ul>\n") == -1 ||
-	                kr_buf_append(&empty, items.data, items.len) == -1 ||
-	                kr_buf_puts(&empty, "</ul>\n") == -1))
-		goto out;
-	if (a.n == 0 && (kr_buf_puts(&empty, "<p>") == -1 ||
-	                 kr_web_html_escape(&empty, t->archive_empty) == -1 ||
-	                 kr_buf_puts(&empty, "</p>\n") == -1))
-		goto out;
 	{
 		const struct kr_web_var vars[] = {
 		    {"title", t->archive_title, false},
 		    {"items", "", true},
-		    {"empty", empty.data, true},
+		    {"empty", web->archive.html, true},
 		    {"back", t->back, false},
 		};
 
@@ -1216,9 +1536,7 @@ do_archive(struct kr_web *web, struct MHD_Connection *c, struct view *v)
 	ret =
 	    send_html(web, c, 200, v->lang, t->archive_title, body.data, false);
 out:
-	kr_buf_fini(&items);
 	kr_buf_fini(&body);
-	kr_buf_fini(&empty);
 	return ret;
 }
 
@@ -1389,12 +1707,14 @@ static void
 request_done(void *cls, struct MHD_Connection *c, void **con_cls,
              enum MHD_RequestTerminationCode toe)
 {
-	(void)cls;
-	(void)c;
+	struct kr_web *web = cls;
+
 	(void)toe;
 	if (*con_cls != &no_body)
 		req_free(*con_cls);
 	*con_cls = NULL;
+	/* The next request's head has its own deadline. */
+	conn_in_head(web, conn_of(c), true);
 }
 
 static enum MHD_Result
@@ -1496,8 +1816,57 @@ req_new(enum route r, bool is_post)
 	return rq;
 }
 
+/* Wakes the connections of held answers that are due (all of them when
+ * stopping). Called and returns with q_lock held. */
+static void
+release_held(struct kr_web *web)
+{
+	struct req *due = NULL, **tail = &due, *rq;
+	double now = now_mono();
+
+	while (web->held_head != NULL &&
+	       (web->held_head->due <= now || web->q_stopping)) {
+		rq = web->held_head;
+		web->held_head = rq->next;
+		rq->next = NULL;
+		*tail = rq;
+		tail = &rq->next;
+	}
+	if (web->held_head == NULL)
+		web->held_tail = NULL;
+	if (due == NULL)
+		return;
+	pthread_mutex_unlock(&web->q_lock);
+	while ((rq = due) != NULL) {
+		due = rq->next;
+		rq->next = NULL;
+		MHD_resume_connection(rq->conn);
+	}
+	pthread_mutex_lock(&web->q_lock);
+	pthread_cond_broadcast(&web->q_cond);
+}
+
+/* Waits on q_cond, no later than the first held answer's due time. */
+static void
+worker_wait(struct kr_web *web)
+{
+	struct timespec ts;
+	double at, whole;
+
+	if (web->held_head == NULL) {
+		pthread_cond_wait(&web->q_cond, &web->q_lock);
+		return;
+	}
+	at = web->held_head->due;
+	whole = (double)(int64_t)at;
+	ts.tv_sec = (time_t)whole;
+	ts.tv_nsec = (long)((at - whole) * 1e9);
+	(void)pthread_cond_timedwait(&web->q_cond, &web->q_lock, &ts);
+}
+
 /* Runs queued requests against the store, one at a time (the store
- * connection is one anyway), then wakes their connections. */
+ * connection is one anyway), then wakes their connections: at once, or
+ * for a sign-up at its due time (KR_WEB_SIGNUP_FLOOR). */
 static void *
 store_worker(void *arg)
 {
@@ -1507,14 +1876,18 @@ store_worker(void *arg)
 
 	pthread_mutex_lock(&web->q_lock);
 	for (;;) {
-		while (web->q_head == NULL && !web->q_quit)
-			pthread_cond_wait(&web->q_cond, &web->q_lock);
-		if (web->q_head == NULL)
-			break;
+		release_held(web);
+		if (web->q_head == NULL) {
+			if (web->q_quit && web->held_head == NULL)
+				break;
+			worker_wait(web);
+			continue;
+		}
 		rq = web->q_head;
 		web->q_head = rq->next;
 		if (web->q_head == NULL)
 			web->q_tail = NULL;
+		rq->next = NULL;
 		web->q_busy = true;
 		pthread_mutex_unlock(&web->q_lock);
 
@@ -1527,9 +1900,19 @@ store_worker(void *arg)
 		view_release(web, v);
 		tl_capture = NULL;
 		rq->done = true;
-		MHD_resume_connection(rq->conn);
 
 		pthread_mutex_lock(&web->q_lock);
+		if (rq->due > now_mono() && !web->q_stopping) {
+			if (web->held_tail != NULL)
+				web->held_tail->next = rq;
+			else
+				web->held_head = rq;
+			web->held_tail = rq;
+		} else {
+			pthread_mutex_unlock(&web->q_lock);
+			MHD_resume_connection(rq->conn);
+			pthread_mutex_lock(&web->q_lock);
+		}
 		web->q_busy = false;
 		pthread_cond_broadcast(&web->q_cond);
 	}
@@ -1551,6 +1934,8 @@ dispatch(struct kr_web *web, struct MHD_Connection *c, const char *url,
 	if (!web->q_stopping) {
 		rq->conn = c;
 		rq->url = kr_xstrdup(url);
+		if (rq->is_post && rq->route == R_SUBSCRIBE)
+			rq->due = now_mono() + KR_WEB_SIGNUP_FLOOR;
 		MHD_suspend_connection(c);
 		if (web->q_tail != NULL)
 			web->q_tail->next = rq;
@@ -1579,12 +1964,12 @@ needs_store(enum route r)
 
 static enum MHD_Result
 route_request(struct kr_web *web, struct MHD_Connection *c, const char *url,
-              const char *method, const char *upload_data,
+              const char *method, const char *version, const char *upload_data,
               size_t *upload_data_size, void **con_cls)
 {
 	struct req *rq;
 	struct view *v = NULL;
-	const char *cl;
+	const char *cl, *why;
 	enum route r;
 	enum MHD_Result ret = MHD_NO;
 
@@ -1637,6 +2022,8 @@ route_request(struct kr_web *web, struct MHD_Connection *c, const char *url,
 
 	/* The first call: headers are in. */
 	atomic_fetch_add(&web->n_requests, 1);
+	if ((why = bad_framing(c, url, version)) != NULL)
+		return send_bad_request(web, c, why);
 	r = route_of(url);
 	if (strcmp(method, MHD_HTTP_METHOD_POST) != 0 || r == R_NONE ||
 	    r == R_INDEX || r == R_ARCHIVE || r == R_ARCHIVE_ITEM) {
@@ -1709,10 +2096,11 @@ on_http(void *cls, struct MHD_Connection *c, const char *url,
 	enum MHD_Result ret;
 	unsigned code;
 
-	(void)version;
 	tl_queued = 0;
-	ret = route_request(web, c, url, method, upload_data, upload_data_size,
-	                    con_cls);
+	if (*con_cls == NULL)
+		conn_in_head(web, conn_of(c), false);
+	ret = route_request(web, c, url, method, version, upload_data,
+	                    upload_data_size, con_cls);
 	code = tl_queued;
 	tl_queued = 0;
 	if (code >= KR_WEB_CODE_MIN && code < KR_WEB_CODE_MIN + KR_WEB_CODE_N)
@@ -1828,6 +2216,10 @@ on_admin(void *cls, struct MHD_Connection *c, const char *url,
 	metric(&out, "kairan_http_rate_limited_total",
 	       "Sign-ups refused by the per-client rate limit.",
 	       web->n_rate_limited);
+	metric(&out, "kairan_http_rate_overflow_total",
+	       "Sign-ups of clients the full rate-limit table had no room "
+	       "for (they share one bucket).",
+	       kr_web_rl_overflowed(web->rl));
 	metric(&out, "kairan_http_confirm_mail_total",
 	       "Confirmation mails queued by the form.", web->n_confirm_mail);
 	metric(&out, "kairan_http_confirm_limited_total",
@@ -1846,6 +2238,14 @@ on_admin(void *cls, struct MHD_Connection *c, const char *url,
 	metric(&out, "kairan_http_connections_refused_total",
 	       "Connections refused by the per-address cap.",
 	       web->n_conn_refused);
+	metric(&out, "kairan_http_archive_builds_total",
+	       "Times the /archive list was read from the store (else it is "
+	       "served as built).",
+	       web->n_archive_builds);
+	metric(&out, "kairan_http_header_timeouts_total",
+	       "Connections closed for a request head not in within "
+	       "http.header_timeout.",
+	       web->n_head_timeout);
 	pthread_mutex_lock(&web->lock);
 	fn = web->metrics_fn;
 	fn_ctx = web->metrics_ctx;
@@ -2008,6 +2408,8 @@ start_daemon(struct kr_web *web, int fd, bool public, struct kr_err *err)
 		    MHD_OPTION_THREAD_POOL_SIZE, (unsigned)KR_WEB_THREADS,
 		    MHD_OPTION_CONNECTION_LIMIT, (unsigned)KR_WEB_CONN_LIMIT,
 		    MHD_OPTION_NOTIFY_CONNECTION, on_connection, web,
+		    MHD_OPTION_URI_LOG_CALLBACK, on_uri, web,
+		    MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, web,
 		    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)KR_WEB_TIMEOUT,
 		    MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 		    (size_t)KR_WEB_CONN_MEMORY, MHD_OPTION_NOTIFY_COMPLETED,
@@ -2044,7 +2446,17 @@ kr_web_start(const struct kr_config *cfg, const struct kr_keyring *ring,
 	pthread_cond_init(&web->released, NULL);
 	pthread_mutex_init(&web->store_lock, NULL);
 	pthread_mutex_init(&web->q_lock, NULL);
-	pthread_cond_init(&web->q_cond, NULL);
+	{
+		/* Held sign-ups wait against the monotonic clock. */
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&web->q_cond, &ca);
+		pthread_condattr_destroy(&ca);
+	}
+	pthread_mutex_init(&web->conn_lock, NULL);
+	pthread_cond_init(&web->sweep_cond, NULL);
 	if (sodium_init() < 0) {
 		kr_err_set(err, KR_ERR_IO, "web: libsodium failed to start");
 		goto out;
@@ -2064,6 +2476,11 @@ kr_web_start(const struct kr_config *cfg, const struct kr_keyring *ring,
 		goto out;
 	}
 	web->worker_started = true;
+	if (pthread_create(&web->sweeper, NULL, head_sweeper, web) != 0) {
+		kr_err_set(err, KR_ERR_IO, "web: cannot start a thread");
+		goto out;
+	}
+	web->sweeper_started = true;
 	if (http_fd == -1 &&
 	    listen_on("http.listen", cfg->http_listen, &http_fd, err) == -1)
 		goto out;
@@ -2177,11 +2594,19 @@ kr_web_stop(struct kr_web **webp)
 	 * finish what is queued and take no more (dispatch answers 503). */
 	pthread_mutex_lock(&web->q_lock);
 	web->q_stopping = true;
-	while (web->q_head != NULL || web->q_busy)
+	pthread_cond_broadcast(&web->q_cond);
+	while (web->q_head != NULL || web->q_busy || web->held_head != NULL)
 		pthread_cond_wait(&web->q_cond, &web->q_lock);
 	pthread_mutex_unlock(&web->q_lock);
 	if (web->http != NULL)
 		MHD_stop_daemon(web->http);
+	if (web->sweeper_started) {
+		pthread_mutex_lock(&web->conn_lock);
+		web->sweep_quit = true;
+		pthread_cond_broadcast(&web->sweep_cond);
+		pthread_mutex_unlock(&web->conn_lock);
+		pthread_join(web->sweeper, NULL);
+	}
 	if (web->worker_started) {
 		pthread_mutex_lock(&web->q_lock);
 		web->q_quit = true;
@@ -2192,10 +2617,13 @@ kr_web_stop(struct kr_web **webp)
 	if (web->admin != NULL)
 		MHD_stop_daemon(web->admin);
 	view_free(&web->view);
+	free(web->archive.html);
 	kr_store_close(&web->store);
 	kr_web_rl_free(&web->rl);
 	kr_web_conns_free(&web->conns);
 	pthread_mutex_destroy(&web->store_lock);
+	pthread_cond_destroy(&web->sweep_cond);
+	pthread_mutex_destroy(&web->conn_lock);
 	pthread_cond_destroy(&web->q_cond);
 	pthread_mutex_destroy(&web->q_lock);
 	pthread_cond_destroy(&web->released);

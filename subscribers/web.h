@@ -22,8 +22,10 @@
  * call returns), opens its own store connection on cfg->database and
  * borrows ring until it is replaced or kr_web_stop returns. Threads: two
  * MHD epoll threads for the public listener, one for the admin listener,
- * and one store worker that runs every request touching the store (the
- * connection is suspended meanwhile), so pages never wait for SQLite.
+ * one store worker that runs every request touching the store (the
+ * connection is suspended meanwhile), so pages never wait for SQLite, and
+ * one sweeper that closes connections whose request head is overdue
+ * (http.header_timeout).
  * Listen addresses and the database path are taken at start only; a reload
  * that changes them logs a warning. */
 #ifndef KR_WEB_H

@@ -58,9 +58,18 @@ bool kr_web_nets_match(const struct kr_web_nets *nets, const char *ip);
 void kr_web_client_ip(const struct kr_web_nets *trusted, const char *peer,
                       const char *xff, char out[KR_WEB_IP_MAX]);
 
-/* A per-key token bucket (keys are client addresses), thread-safe. At
- * most max_keys are tracked; past that, full buckets are dropped and, if
- * none is, the request is let through (and counted). */
+/* The key a client is limited and counted by: ip itself for IPv4 (and
+ * IPv4-mapped IPv6), the /v6_prefix network for IPv6 ("2001:db8:1:2::/64"
+ * for prefix 64), since one subscriber line gets a whole /64 or more;
+ * v6_prefix 128 (or 0): the address. */
+void kr_web_client_key(const char *ip, unsigned v6_prefix,
+                       char out[KR_WEB_IP_MAX]);
+
+/* A per-key token bucket (keys are client keys), thread-safe. At most
+ * max_keys are tracked; a new key past that reuses the least recently
+ * used bucket if it has refilled, else takes from one overflow bucket
+ * shared by every key the table has no room for (a flood of fresh
+ * addresses is limited as one client, never let through). */
 struct kr_web_rl;
 struct kr_web_rl *kr_web_rl_new(double per_sec, double burst, size_t max_keys);
 void kr_web_rl_free(struct kr_web_rl **rl);
@@ -71,6 +80,8 @@ bool kr_web_rl_take(struct kr_web_rl *rl, const char *key, double now,
                     unsigned *retry_out);
 /* Number of keys tracked, for tests. */
 size_t kr_web_rl_size(struct kr_web_rl *rl);
+/* Takes that went to the overflow bucket so far. */
+unsigned long kr_web_rl_overflowed(struct kr_web_rl *rl);
 
 /* Open connections per client address, thread-safe (the per-address
  * connection cap, applied to everyone but trusted proxies). */

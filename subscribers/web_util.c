@@ -426,22 +426,53 @@ kr_web_client_ip(const struct kr_web_nets *trusted, const char *peer,
 	}
 }
 
+void
+kr_web_client_key(const char *ip, unsigned v6_prefix, char out[KR_WEB_IP_MAX])
+{
+	unsigned char addr[16];
+	char text[INET6_ADDRSTRLEN]; /* 46: room for "/128" in out */
+	unsigned full, rest;
+	int family;
+
+	if (ip == NULL || parse_ip(ip, &family, addr) == -1 ||
+	    family != AF_INET6 || v6_prefix == 0 || v6_prefix >= 128) {
+		snprintf(out, KR_WEB_IP_MAX, "%s", ip != NULL ? ip : "");
+		return;
+	}
+	full = v6_prefix / 8;
+	rest = v6_prefix % 8;
+	if (rest != 0)
+		addr[full++] &= (unsigned char)(0xff00 >> rest);
+	memset(addr + full, 0, 16 - full);
+	if (inet_ntop(AF_INET6, addr, text, sizeof(text)) == NULL)
+		text[0] = '\0';
+	snprintf(out, KR_WEB_IP_MAX, "%s/%u", text, v6_prefix);
+}
+
 /* ---- rate limiter ---- */
 
 struct rl_entry {
-	struct rl_entry *next;
+	struct rl_entry *next;          /* in its hash slot */
+	struct rl_entry *older, *newer; /* by last use */
 	double tokens;
 	double at;
 	char key[KR_WEB_IP_MAX];
 };
 
+/* A hash table of buckets, also kept in order of last use, so that a
+ * full table costs O(1) per new client: the least recently used bucket
+ * is reused if it has refilled (it is as good as absent), else the new
+ * client shares the overflow bucket with every other client the table
+ * has no room for. Full is stricter, never open. */
 struct kr_web_rl {
 	pthread_mutex_t lock;
 	double per_sec, burst;
 	size_t max_keys, n;
 	size_t n_slots;
 	struct rl_entry **slots;
-	unsigned long overflow;
+	struct rl_entry *oldest, *newest;
+	struct rl_entry overflow;
+	unsigned long n_overflow;
 };
 
 static size_t
@@ -470,6 +501,8 @@ kr_web_rl_new(double per_sec, double burst, size_t max_keys)
 		rl->n_slots *= 2;
 	/* An array of pointers: sizeof(pointer) is meant. */
 	rl->slots = kr_xcalloc(rl->n_slots, sizeof(*rl->slots)); /* NOLINT(bugprone-sizeof-expression) */
+	rl->overflow.tokens = rl->burst;
+	rl->overflow.at = -1e18;
 	return rl;
 }
 
@@ -492,26 +525,75 @@ kr_web_rl_free(struct kr_web_rl **rl)
 	*rl = NULL;
 }
 
-/* Drops the entries whose bucket has refilled (as good as absent). */
 static void
-rl_sweep(struct kr_web_rl *rl, double now)
+rl_lru_unlink(struct kr_web_rl *rl, struct rl_entry *e)
 {
-	struct rl_entry **pp, *e;
-	size_t i;
+	if (e->older != NULL)
+		e->older->newer = e->newer;
+	else
+		rl->oldest = e->newer;
+	if (e->newer != NULL)
+		e->newer->older = e->older;
+	else
+		rl->newest = e->older;
+	e->older = e->newer = NULL;
+}
 
-	for (i = 0; i < rl->n_slots; i++) {
-		pp = &rl->slots[i];
-		while ((e = *pp) != NULL) {
-			if (e->tokens + (now - e->at) * rl->per_sec >=
-			    rl->burst) {
-				*pp = e->next;
-				free(e);
-				rl->n--;
-			} else {
-				pp = &e->next;
-			}
-		}
+static void
+rl_lru_push(struct kr_web_rl *rl, struct rl_entry *e)
+{
+	e->older = rl->newest;
+	e->newer = NULL;
+	if (rl->newest != NULL)
+		rl->newest->newer = e;
+	else
+		rl->oldest = e;
+	rl->newest = e;
+}
+
+static void
+rl_unhash(struct kr_web_rl *rl, struct rl_entry *e)
+{
+	struct rl_entry **pp = &rl->slots[rl_hash(e->key) & (rl->n_slots - 1)];
+
+	while (*pp != NULL && *pp != e)
+		pp = &(*pp)->next;
+	if (*pp == e)
+		*pp = e->next;
+	e->next = NULL;
+}
+
+static bool
+rl_refilled(const struct kr_web_rl *rl, const struct rl_entry *e, double now)
+{
+	return e->tokens + (now - e->at) * rl->per_sec >= rl->burst;
+}
+
+/* The bucket for a key not in the table: a new one, the least recently
+ * used one if it has refilled, else the shared overflow bucket. */
+static struct rl_entry *
+rl_make(struct kr_web_rl *rl, const char *key, size_t slot, double now)
+{
+	struct rl_entry *e;
+
+	if (rl->n < rl->max_keys) {
+		e = kr_xcalloc(1, sizeof(*e));
+		rl->n++;
+	} else if (rl->oldest != NULL && rl_refilled(rl, rl->oldest, now)) {
+		e = rl->oldest;
+		rl_lru_unlink(rl, e);
+		rl_unhash(rl, e);
+	} else {
+		rl->n_overflow++;
+		return &rl->overflow;
 	}
+	snprintf(e->key, sizeof(e->key), "%s", key);
+	e->tokens = rl->burst;
+	e->at = now;
+	e->next = rl->slots[slot];
+	rl->slots[slot] = e;
+	rl_lru_push(rl, e);
+	return e;
 }
 
 bool
@@ -527,20 +609,11 @@ kr_web_rl_take(struct kr_web_rl *rl, const char *key, double now,
 	for (e = rl->slots[slot]; e != NULL; e = e->next)
 		if (strcmp(e->key, key) == 0)
 			break;
-	if (e == NULL) {
-		if (rl->n >= rl->max_keys)
-			rl_sweep(rl, now);
-		if (rl->n >= rl->max_keys) {
-			rl->overflow++;
-			goto out;
-		}
-		e = kr_xcalloc(1, sizeof(*e));
-		snprintf(e->key, sizeof(e->key), "%s", key);
-		e->tokens = rl->burst;
-		e->at = now;
-		e->next = rl->slots[slot];
-		rl->slots[slot] = e;
-		rl->n++;
+	if (e != NULL) {
+		rl_lru_unlink(rl, e);
+		rl_lru_push(rl, e);
+	} else {
+		e = rl_make(rl, key, slot, now);
 	}
 	if (now > e->at) {
 		e->tokens += (now - e->at) * rl->per_sec;
@@ -561,7 +634,6 @@ kr_web_rl_take(struct kr_web_rl *rl, const char *key, double now,
 			*retry_out = (double)whole < wait ? whole + 1 : whole;
 		}
 	}
-out:
 	pthread_mutex_unlock(&rl->lock);
 	return ok;
 }
@@ -573,6 +645,17 @@ kr_web_rl_size(struct kr_web_rl *rl)
 
 	pthread_mutex_lock(&rl->lock);
 	n = rl->n;
+	pthread_mutex_unlock(&rl->lock);
+	return n;
+}
+
+unsigned long
+kr_web_rl_overflowed(struct kr_web_rl *rl)
+{
+	unsigned long n;
+
+	pthread_mutex_lock(&rl->lock);
+	n = rl->n_overflow;
 	pthread_mutex_unlock(&rl->lock);
 	return n;
 }

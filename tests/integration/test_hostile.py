@@ -11,7 +11,10 @@ expired or other-list token, a confirm token used on /unsubscribe,
 HTML in list names; test_send.py: a URL with more than 5 redirects, over
 the size cap, a non-text type; test_outbox (unit): symlinks refused.
 
-Added here: NUL and percent-encoded CR/LF in every form field, address
+Added here: request smuggling (Content-Length with Transfer-Encoding,
+two Content-Lengths, a NUL in the request target: one 400, the connection
+closed, the hidden request never answered), NUL and percent-encoded CR/LF
+in every form field, address
 length limits (64/255/label 63), a 10 MB body sent for real, script in
 every field that might be shown back, truncated, replayed and
 cross-purpose tokens (unsubscribe token used to confirm, a confirm
@@ -215,6 +218,96 @@ def test_big_body(k):
     ok(snapshot(k) == before, "10 MB body: the database is unchanged")
 
 
+def raw_exchange(k, data, timeout=10):
+    """Sends data on one connection and reads until the server closes it
+    (or timeout passes): (everything read, whether it closed)."""
+    s = socket.create_connection(("127.0.0.1", k.http_port), timeout)
+    got, closed = b"", False
+    try:
+        s.sendall(data)
+        s.settimeout(timeout)
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                closed = True
+                break
+            got += chunk
+    except (ConnectionResetError, BrokenPipeError):
+        closed = True
+    except socket.timeout:
+        pass
+    finally:
+        s.close()
+    return got, closed
+
+
+def statuses(got):
+    return re.findall(rb"HTTP/1\.[01] (\d{3})", got)
+
+
+def test_smuggling(k):
+    """RFC 9112 6.1, 6.3: a request whose body length is ambiguous is
+    refused with 400 and the connection closed, so a request hidden in
+    its body never runs; so is a NUL in the request target."""
+    before = snapshot(k)
+    hidden = (b"POST /subscribe HTTP/1.1\r\nHost: x\r\nContent-Type: "
+              b"application/x-www-form-urlencoded\r\nContent-Length: 25"
+              b"\r\n\r\nemail=smuggled@example.org")
+    # Content-Length and Transfer-Encoding: MHD goes by the chunks, a
+    # proxy going by Content-Length sees one request.
+    body = b"0\r\n\r\n" + hidden
+    got, closed = raw_exchange(
+        k, b"POST /subscribe HTTP/1.1\r\nHost: x\r\nContent-Type: "
+        b"application/x-www-form-urlencoded\r\nContent-Length: %d\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n" % len(body) + body)
+    ok(statuses(got) == [b"400"] and closed,
+       "Content-Length with Transfer-Encoding: one 400, closed, the "
+       "hidden request not answered", got[:600])
+    # Two different Content-Lengths: MHD takes the first.
+    body = b"email=x@example.org" + hidden
+    got, closed = raw_exchange(
+        k, b"POST /subscribe HTTP/1.1\r\nHost: x\r\nContent-Type: "
+        b"application/x-www-form-urlencoded\r\nContent-Length: 19\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    ok(statuses(got) == [b"400"] and closed,
+       "two different Content-Lengths: one 400, closed, the hidden "
+       "request not answered", got[:600])
+    # The same on a GET, whose body nobody reads.
+    body = b"0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+    got, closed = raw_exchange(
+        k, b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n" % len(body) + body)
+    ok(statuses(got) == [b"400"] and closed,
+       "GET with Content-Length and Transfer-Encoding: one 400, closed",
+       got[:600])
+    # A transfer coding other than chunked: its length is unknowable.
+    got, closed = raw_exchange(
+        k, b"POST /subscribe HTTP/1.1\r\nHost: x\r\n"
+        b"Transfer-Encoding: gzip\r\n\r\n" + hidden)
+    ok(statuses(got) == [b"400"] and closed,
+       "Transfer-Encoding: gzip: one 400, closed", got[:600])
+    # A NUL in the request target, encoded or raw, must not cut the
+    # path short (/archive/1%00x is not /archive/1, /\0x is not /).
+    for target in (b"/archive/1%00x", b"/%00", b"/archive/1\x00x",
+                   b"/\x00x", b"/confirm?t=a\x00b"):
+        got, closed = raw_exchange(
+            k, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        ok(statuses(got) == [b"400"] and closed,
+           "NUL in the target %r: one 400, closed" % target, got[:300])
+    # A proper keep-alive pair still gets two answers.
+    got, closed = raw_exchange(
+        k, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /archive HTTP/1.1\r\nHost: x\r\nConnection: close"
+        b"\r\n\r\n")
+    ok(statuses(got) == [b"200", b"200"],
+       "two plain requests on one connection: two answers",
+       statuses(got))
+    time.sleep(0.5)
+    ok(status_of(k, "smuggled@example.org") is None and
+       snapshot(k) == before, "nothing smuggled reached the database")
+
+
 def test_tokens(k):
     a = "tok@example.org"
     st, _, _ = http("POST", k.url("/subscribe"), {"email": a},
@@ -351,8 +444,8 @@ def main():
     rc, out, err = k.add_subscribers(["r%02d@example.org" % i
                                       for i in range(5)])
     ok(rc == 0, "five subscribers", out + err)
-    for t in (test_form, test_big_body, test_tokens, test_outbox,
-              test_urls):
+    for t in (test_form, test_smuggling, test_big_body, test_tokens,
+              test_outbox, test_urls):
         try:
             t(k)
         except Exception as e:  # one broken scenario is one failure

@@ -132,6 +132,8 @@ test_config_defaults(void **state)
 	assert_string_equal(cfg->http_listen, "127.0.0.1:8080");
 	assert_string_equal(cfg->admin_listen, "127.0.0.1:8081");
 	assert_int_equal(cfg->n_trusted_proxies, 0);
+	assert_int_equal(cfg->http_ipv6_prefix, 64);
+	assert_int_equal(cfg->http_header_timeout, 15);
 	assert_null(cfg->outbox);
 	assert_null(cfg->webhook);
 	assert_int_equal(cfg->n_lists, 1);
@@ -451,6 +453,14 @@ test_config_out_of_range(void **state)
 	    "number 1..64\n");
 	expect_one(BASE "  workers: 65\n",
 	           "t.yaml:8:12: delivery.workers: '65' is out of range");
+	expect_one(BASE "http: {ipv6_prefix: 129}\n",
+	           "t.yaml:8:21: http.ipv6_prefix: '129' is out of range, "
+	           "expected a prefix length 32..128\n");
+	expect_one(BASE "http: {ipv6_prefix: 16}\n",
+	           "t.yaml:8:21: http.ipv6_prefix: '16' is out of range");
+	expect_one(BASE "http: {header_timeout: 10m}\n",
+	           "t.yaml:8:24: http.header_timeout: '10m' is out of range, "
+	           "expected a duration 1s..5m like 15s\n");
 	expect_one(BASE "  workers: -1\n",
 	           "t.yaml:8:12: delivery.workers: '-1' is not a whole number");
 	expect_one(
@@ -717,6 +727,8 @@ test_config_values(void **state)
 	              "http:\n"
 	              "  listen: '[::1]:8080'\n"
 	              "  trusted_proxies: [127.0.0.1, '::1', 10.0.0.7]\n"
+	              "  ipv6_prefix: 56\n"
+	              "  header_timeout: 1m\n"
 	              "admin:\n"
 	              "  listen: '*:9000'\n"
 	              "outbox: spool/outbox\n"
@@ -745,6 +757,8 @@ test_config_values(void **state)
 	assert_string_equal(cfg->webhook, "http://hooks.example.jp/k?token=/");
 	assert_string_equal(cfg->http_listen, "[::1]:8080");
 	assert_int_equal(cfg->n_trusted_proxies, 3);
+	assert_int_equal(cfg->http_ipv6_prefix, 56);
+	assert_int_equal(cfg->http_header_timeout, 60);
 	assert_string_equal(cfg->trusted_proxies[1], "::1");
 	assert_string_equal(cfg->trusted_proxies[2], "10.0.0.7");
 	assert_string_equal(cfg->admin_listen, "*:9000");
@@ -869,7 +883,7 @@ test_config_all_errors_at_once(void **state)
 	    "t.yaml:4:11: http.listen: 'nowhere' has no ':port', expected "
 	    "host:port like 127.0.0.1:8080\n"
 	    "t.yaml:5:3: unknown key 'colour' in http, expected one of: "
-	    "listen, trusted_proxies\n"
+	    "listen, trusted_proxies, ipv6_prefix, header_timeout\n"
 	    "t.yaml:7:9: lists[0].id: 'Bad Id' is not a list id, expected a "
 	    "list id of 1-64 characters a-z 0-9 . _ -\n"
 	    "t.yaml:8:11: lists[0].from: 'nobody' has no '@', expected "

@@ -219,19 +219,72 @@ test_web_rl(void **state)
 	/* A clock going back does not add tokens. */
 	assert_false(kr_web_rl_take(rl, "198.51.100.1", 50.0, NULL));
 	assert_int_equal(kr_web_rl_size(rl), 2);
-	/* The table is capped: full buckets are swept to make room. */
-	assert_true(kr_web_rl_take(rl, "a", 106.0, NULL));
-	assert_true(kr_web_rl_take(rl, "b", 106.0, NULL));
-	assert_int_equal(kr_web_rl_size(rl), 4);
-	/* Nothing full: a new key is let through but not tracked. */
-	assert_true(kr_web_rl_take(rl, "c", 106.0, NULL));
-	assert_int_equal(kr_web_rl_size(rl), 4);
-	/* Much later every bucket is full again and is swept. */
-	assert_true(kr_web_rl_take(rl, "d", 100000.0, NULL));
-	assert_int_equal(kr_web_rl_size(rl), 1);
 	kr_web_rl_free(&rl);
 	assert_null(rl);
 	kr_web_rl_free(NULL);
+}
+
+/* A full table is stricter, not open: a flood of fresh keys (addresses
+ * from a trusted proxy's X-Forwarded-For, a /48 of IPv6) shares one
+ * overflow bucket; a refilled least recently used bucket is reused. */
+static void
+test_web_rl_full(void **state)
+{
+	struct kr_web_rl *rl;
+	char key[32];
+	int i, allowed = 0;
+
+	(void)state;
+	rl = kr_web_rl_new(10.0 / 60.0, 20, 4);
+	for (i = 0; i < 4; i++) {
+		snprintf(key, sizeof(key), "198.51.100.%d", i);
+		assert_true(kr_web_rl_take(rl, key, 100.0, NULL));
+	}
+	assert_int_equal(kr_web_rl_size(rl), 4);
+	/* 1,000 fresh keys at once: the burst of one client, no more. */
+	for (i = 0; i < 1000; i++) {
+		snprintf(key, sizeof(key), "203.0.113.%d/%d", i % 250, i);
+		allowed += kr_web_rl_take(rl, key, 100.5, NULL);
+	}
+	assert_int_equal(allowed, 20);
+	assert_int_equal(kr_web_rl_size(rl), 4);
+	assert_int_equal(kr_web_rl_overflowed(rl), 1000);
+	/* The tracked clients keep their own buckets meanwhile. */
+	assert_true(kr_web_rl_take(rl, "198.51.100.3", 101.0, NULL));
+	/* Once the least recently used bucket has refilled (20 tokens at
+	 * 10 a minute: 2 minutes), a new key takes its place. */
+	assert_true(kr_web_rl_take(rl, "192.0.2.1", 300.0, NULL));
+	assert_int_equal(kr_web_rl_size(rl), 4);
+	assert_int_equal(kr_web_rl_overflowed(rl), 1000);
+	for (i = 0; i < 19; i++)
+		assert_true(kr_web_rl_take(rl, "192.0.2.1", 300.0, NULL));
+	assert_false(kr_web_rl_take(rl, "192.0.2.1", 300.0, NULL));
+	kr_web_rl_free(&rl);
+}
+
+static void
+test_web_client_key(void **state)
+{
+	char out[KR_WEB_IP_MAX];
+
+	(void)state;
+	kr_web_client_key("198.51.100.7", 64, out);
+	assert_string_equal(out, "198.51.100.7");
+	kr_web_client_key("::ffff:198.51.100.7", 64, out);
+	assert_string_equal(out, "::ffff:198.51.100.7");
+	/* Every address of a /64 is one client. */
+	kr_web_client_key("2001:db8:1:2:aaaa:bbbb:cccc:dddd", 64, out);
+	assert_string_equal(out, "2001:db8:1:2::/64");
+	kr_web_client_key("2001:db8:1:2::1", 64, out);
+	assert_string_equal(out, "2001:db8:1:2::/64");
+	kr_web_client_key("2001:db8:1:3::1", 64, out);
+	assert_string_equal(out, "2001:db8:1:3::/64");
+	kr_web_client_key("2001:db8:1:2ff::1", 56, out);
+	assert_string_equal(out, "2001:db8:1:200::/56");
+	kr_web_client_key("2001:db8::1", 128, out);
+	assert_string_equal(out, "2001:db8::1");
+	kr_web_client_key("unknown", 64, out);
+	assert_string_equal(out, "unknown");
 }
 
 static void
@@ -300,6 +353,8 @@ main(void)
 	    cmocka_unit_test(test_web_nets),
 	    cmocka_unit_test(test_web_client_ip),
 	    cmocka_unit_test(test_web_rl),
+	    cmocka_unit_test(test_web_rl_full),
+	    cmocka_unit_test(test_web_client_key),
 	    cmocka_unit_test(test_web_conns),
 	    cmocka_unit_test(test_web_address_reason_ja),
 	};
