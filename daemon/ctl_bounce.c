@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -113,6 +114,23 @@ print_verdict(const struct kr_bounce *b)
 		       b->tokens[i].token);
 }
 
+/* Whether the recipient a bounce reports on (its Final-Recipient, "" when
+ * it names none) can be the subscriber's address: the same, ignoring
+ * case, spaces and angle brackets. */
+static bool
+same_address(const char *reported, const char *email)
+{
+	char a[256];
+	size_t n = 0;
+	const char *p;
+
+	for (p = reported; *p != '\0' && n + 1 < sizeof(a); p++)
+		if (*p != ' ' && *p != '\t' && *p != '<' && *p != '>')
+			a[n++] = *p;
+	a[n] = '\0';
+	return n == 0 || strcasecmp(a, email) == 0;
+}
+
 /* Finds the subscriber the first valid token names: 1 found, 0 none, -1
  * store error (err set). */
 static int
@@ -138,7 +156,8 @@ attribute(struct ctl *c, const struct kr_keyring *ring,
 			continue;
 		if (kr_token_verify(ring, b->tokens[i].token,
 		                    b->tokens[i].purpose, sub->list_id, now, 0,
-		                    &tc, &terr) < 0)
+		                    &tc, &terr) < 0 ||
+		    !kr_token_fits(&tc, sub->created_at, sub->consent_at))
 			continue;
 		*report_out = tc.report_id;
 		return 1;
@@ -223,6 +242,16 @@ ctl_bounce(struct ctl *c, int argc, char **argv)
 		ctl_error("bounce: ignored %s %s: no valid token (unknown "
 		          "subscriber, forged or retired key)",
 		          kr_bounce_kind_name(b.kind), b.source);
+		r = CTL_OK;
+		goto out;
+	}
+	if (b.kind != KR_BOUNCE_COMPLAINT && !same_address(b.recipient, sub.email)) {
+		/* A genuine token in a report about someone else (a quoted
+		 * copy, a forward that bounced) says nothing of this one. */
+		ctl_error("bounce: ignored %s %s: it reports on <%s>, the token "
+		          "names subscriber %lld (another address)",
+		          kr_bounce_kind_name(b.kind), b.source, b.recipient,
+		          (long long)sub.id);
 		r = CTL_OK;
 		goto out;
 	}

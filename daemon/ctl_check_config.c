@@ -11,6 +11,7 @@
 #include "dkim.h"
 #include "err.h"
 #include "ctl.h"
+#include "token.h"
 
 static void
 check_config_usage(FILE *f)
@@ -29,6 +30,7 @@ ctl_check_config(struct ctl *c, int argc, char **argv)
 {
 	struct kr_config *cfg = NULL;
 	struct kr_dkim_set *dkim = NULL;
+	struct kr_keyring *ring = NULL;
 	struct kr_err err = {0};
 	char *errors = NULL;
 	int i, r = CTL_USAGE;
@@ -59,6 +61,21 @@ ctl_check_config(struct ctl *c, int argc, char **argv)
 		fprintf(stderr, "%s: %s\n", c->config_path, err.msg);
 		goto out;
 	}
+	/* The token key file as kairand loads it (mode 0600, its format):
+	 * a file kairand would refuse is an error here too. A missing one
+	 * is made at the first start of an empty database only. */
+	if (kr_token_keyring_load(cfg->key_file, 0, &ring, &err) < 0) {
+		if (err.code != KR_ERR_NOTFOUND) {
+			fprintf(stderr, "%s: key_file: %s\n", c->config_path,
+			        err.msg);
+			goto out;
+		}
+		fprintf(stderr,
+		        "%s: note: key file %s does not exist: kairand "
+		        "creates it on its first start with an empty "
+		        "database, and refuses to start without it otherwise\n",
+		        c->config_path, cfg->key_file);
+	}
 	printf("%s: config OK (%zu list%s, transport %s, %zu relay%s)\n",
 	       c->config_path, cfg->n_lists, cfg->n_lists == 1 ? "" : "s",
 	       cfg->delivery.transport == KR_CFG_TRANSPORT_MAILDIR ? "maildir"
@@ -68,6 +85,7 @@ ctl_check_config(struct ctl *c, int argc, char **argv)
 out:
 	free(errors);
 	kr_dkim_set_free(&dkim);
+	kr_token_keyring_free(&ring);
 	kr_config_free(&cfg);
 	return r;
 }

@@ -2,15 +2,18 @@
  * keys in the config's key_file. Never prints key bytes. */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "config.h"
 #include "ctl.h"
 #include "err.h"
+#include "store.h"
 #include "token.h"
 
 static void
@@ -22,7 +25,12 @@ keys_usage(FILE *f)
 	       "       kairanctl keys list        show key ids and creation "
 	       "times\n"
 	       "       kairanctl keys retire ID   remove an old key: links it "
-	       "signed stop working\n\n"
+	       "signed stop working\n"
+	       "       kairanctl keys rotate --replace-lost\n"
+	       "                                  the key file is lost for "
+	       "good: start a new one\n"
+	       "                                  (every link already sent "
+	       "stops working)\n\n"
 	       "Old keys keep verifying after a rotation, so links in mails "
 	       "already sent\n"
 	       "keep working. Reload kairand afterwards (systemctl reload "
@@ -78,6 +86,9 @@ ctl_keys(struct ctl *c, int argc, char **argv)
 	uint32_t id = 0;
 	char *end;
 	int r;
+	bool replace_lost = false;
+	struct stat st;
+	int64_t issued = 0;
 
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 ||
 	    strcmp(argv[1], "-h") == 0) {
@@ -90,7 +101,10 @@ ctl_keys(struct ctl *c, int argc, char **argv)
 		keys_usage(stderr);
 		return CTL_USAGE;
 	}
-	if ((strcmp(argv[1], "retire") == 0) != (argc == 3) || argc > 3) {
+	if (strcmp(argv[1], "rotate") == 0 && argc == 3 &&
+	    strcmp(argv[2], "--replace-lost") == 0)
+		replace_lost = true;
+	else if ((strcmp(argv[1], "retire") == 0) != (argc == 3) || argc > 3) {
 		keys_usage(stderr);
 		return CTL_USAGE;
 	}
@@ -101,6 +115,38 @@ ctl_keys(struct ctl *c, int argc, char **argv)
 		return keys_list(c->cfg->key_file);
 
 	if (strcmp(argv[1], "rotate") == 0) {
+		/* A missing key file with a database that issued tokens is
+		 * a lost file, not a first start: a new one breaks every
+		 * link already sent, so only on request. */
+		if (stat(c->cfg->key_file, &st) < 0 && errno == ENOENT &&
+		    stat(c->cfg->database, &st) == 0) {
+			if ((r = ctl_store(c)) != CTL_OK)
+				return r;
+			if (kr_store_tokens_issued(c->store, &issued, &err) < 0) {
+				ctl_error("%s", err.msg);
+				return CTL_FAIL;
+			}
+			if (issued > 0 && !replace_lost) {
+				ctl_error("keys rotate: key file %s is missing, "
+				          "and the database has subscribers "
+				          "whose links it signed: restore it "
+				          "from a backup; `kairanctl keys rotate "
+				          "--replace-lost` starts a new one (every "
+				          "link already sent stops working)",
+				          c->cfg->key_file);
+				return CTL_FAIL;
+			}
+			if (issued > 0 &&
+			    kr_store_keys_forget(c->store, &err) < 0) {
+				ctl_error("%s", err.msg);
+				return CTL_FAIL;
+			}
+		} else if (replace_lost) {
+			ctl_error("keys rotate --replace-lost: %s exists; "
+			          "plain `kairanctl keys rotate` adds a key",
+			          c->cfg->key_file);
+			return CTL_USAGE;
+		}
 		if (kr_token_rotate(c->cfg->key_file, &id, &err) < 0) {
 			ctl_error("%s", err.msg);
 			return CTL_FAIL;

@@ -160,7 +160,7 @@ dry_run(struct ctl *c, const char *name, const struct kr_buf *src, size_t n,
 		goto out;
 	}
 	list = kr_config_list(c->cfg, rep->list_id);
-	if (kr_token_keyring_load(c->cfg->key_file, 1, &ring, &err) < 0) {
+	if (kr_token_keyring_open(c->cfg->key_file, c->store, &ring, &err) < 0) {
 		ctl_error("%s", err.msg);
 		goto out;
 	}

@@ -318,7 +318,9 @@ reload(struct kd *kd)
 		goto out;
 	}
 	/* Keys added by `kairanctl keys rotate` sign from now on. */
-	if (kr_token_keyring_load(cfg->key_file, 0, &ring, &err) < 0) {
+	if (kr_token_keyring_load(cfg->key_file, 0, &ring, &err) < 0 ||
+	    kr_token_keyring_check(ring, cfg->key_file, kd->store,
+		(int64_t)time(NULL), &err) < 0) {
 		kr_log_err("reload failed: %s: keeping the running config",
 		    err.msg);
 		goto out;
@@ -432,14 +434,17 @@ start(struct kd *kd)
 	struct kr_web_listen l;
 	struct kr_err err = {0};
 
-	if (kr_token_keyring_load(kd->cfg->key_file, 1, &kd->ring, &err) < 0) {
-		kr_log_err("%s", err.msg);
-		return -1;
-	}
 	/* Opening migrates the schema, once, before any other connection.
 	 * Every connection of kairand leaves checkpoints to loop(). */
 	kr_store_set_autocheckpoint(CKPT_BACKSTOP);
 	if (kr_store_open(kd->cfg->database, &kd->store, &err) < 0) {
+		kr_log_err("%s", err.msg);
+		return -1;
+	}
+	/* Created only for an empty database; checked against the keys
+	 * the database has seen. */
+	if (kr_token_keyring_open(kd->cfg->key_file, kd->store, &kd->ring,
+		&err) < 0) {
 		kr_log_err("%s", err.msg);
 		return -1;
 	}

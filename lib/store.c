@@ -143,8 +143,56 @@ static const char schema_v4[] =
 static const char schema_v5[] =
     "CREATE INDEX subscribers_list_status ON subscribers (list_id, status);";
 
+/* v6: subscriber ids are never used twice. Without AUTOINCREMENT SQLite
+ * gives a new row the largest id + 1, so after the newest subscriber was
+ * removed the next sign-up got their id, and the removed person's old
+ * links (confirm, unsubscribe, VERP) acted on the newcomer. The table is
+ * rebuilt with AUTOINCREMENT (foreign keys are off around the migration,
+ * see migrate()), and its sequence starts above every id the event log
+ * and the bounces have seen, so ids removed before this version are not
+ * given out again either. token_keys: the fingerprint of every token key
+ * the database has seen (never the key), so a lost or different key file
+ * is noticed at start, not by subscribers whose links fail. */
+static const char schema_v6[] =
+    "CREATE TABLE subscribers_v6 ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " list_id TEXT NOT NULL,"
+    " email TEXT NOT NULL,"
+    " name TEXT NOT NULL DEFAULT '',"
+    " status INTEGER NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " consent_at INTEGER NOT NULL DEFAULT 0,"
+    " confirmed_at INTEGER NOT NULL DEFAULT 0,"
+    " unsubscribed_at INTEGER NOT NULL DEFAULT 0,"
+    " consent_source TEXT NOT NULL DEFAULT '',"
+    " consent_ip TEXT NOT NULL DEFAULT '',"
+    " consent_ua TEXT NOT NULL DEFAULT '',"
+    " bounces INTEGER NOT NULL DEFAULT 0,"
+    " UNIQUE (list_id, email));"
+    "INSERT INTO subscribers_v6 SELECT id, list_id, email, name, status,"
+    " created_at, consent_at, confirmed_at, unsubscribed_at,"
+    " consent_source, consent_ip, consent_ua, bounces FROM subscribers;"
+    "DROP TABLE subscribers;"
+    "ALTER TABLE subscribers_v6 RENAME TO subscribers;"
+    "CREATE INDEX subscribers_email ON subscribers (email);"
+    "CREATE UNIQUE INDEX subscribers_list_email_nocase ON subscribers"
+    " (list_id, email COLLATE NOCASE);"
+    "CREATE INDEX subscribers_email_nocase ON subscribers"
+    " (email COLLATE NOCASE);"
+    "CREATE INDEX subscribers_list_status ON subscribers (list_id, status);"
+    "DELETE FROM sqlite_sequence WHERE name = 'subscribers';"
+    "INSERT INTO sqlite_sequence (name, seq) VALUES ('subscribers', max("
+    " coalesce((SELECT max(id) FROM subscribers), 0),"
+    " coalesce((SELECT max(subscriber_id) FROM events), 0),"
+    " coalesce((SELECT max(subscriber_id) FROM bounces), 0),"
+    " coalesce((SELECT max(subscriber_id) FROM deliveries), 0)));"
+    "CREATE TABLE token_keys ("
+    " id INTEGER PRIMARY KEY,"
+    " fingerprint TEXT NOT NULL,"
+    " seen_at INTEGER NOT NULL);";
+
 static const char *const migrations[] = {schema_v1, schema_v2, schema_v3,
-                                         schema_v4, schema_v5};
+                                         schema_v4, schema_v5, schema_v6};
 
 /* ---- prepared statements ---- */
 
@@ -591,8 +639,15 @@ migrate(struct kr_store *s, struct kr_err *err)
 	char *sql = NULL;
 	bool own = true;
 
-	if (exec(s, "BEGIN IMMEDIATE", "begin migration", err) < 0)
+	/* A table rebuild (v6) must not cascade: foreign keys are off for
+	 * the migration (a no-op inside a transaction, so before it) and
+	 * checked before the commit. */
+	if (exec(s, "PRAGMA foreign_keys = OFF", "migration", err) < 0)
 		return -1;
+	if (exec(s, "BEGIN IMMEDIATE", "begin migration", err) < 0) {
+		(void)exec(s, "PRAGMA foreign_keys = ON", "migration", NULL);
+		return -1;
+	}
 	/* Again under the write lock: another process may have won. */
 	if (query_int(s, "PRAGMA user_version", &v, err) < 0)
 		goto out;
@@ -626,13 +681,27 @@ migrate(struct kr_store *s, struct kr_err *err)
 			goto out;
 		}
 	}
+	if (query_int(s, "SELECT count(*) FROM pragma_foreign_key_check",
+	              &dups, err) < 0)
+		goto out;
+	if (dups > 0) {
+		kr_err_set(err, KR_ERR_DB,
+		           "database %s: the migration left %lld rows whose "
+		           "references are broken; nothing was changed",
+		           s->path, (long long)dups);
+		goto out;
+	}
 	sql = kr_xasprintf("PRAGMA user_version = %lld", (long long)v);
 	if (exec(s, sql, "set schema version", err) < 0)
 		goto out;
 	r = 0;
 out:
 	free(sql);
-	return tx_end(s, own, r, err);
+	r = tx_end(s, own, r, err);
+	if (exec(s, "PRAGMA foreign_keys = ON", "migration",
+	         r == 0 ? err : NULL) < 0)
+		r = -1;
+	return r;
 }
 
 /* ---- open / close ---- */
@@ -2197,4 +2266,72 @@ kr_store_subscriber_tally(struct kr_store *s, kr_store_tally_fn fn,
 out:
 	sqlite3_finalize(st);
 	return r;
+}
+
+/* ---- token keys (schema v6) ---- */
+
+int
+kr_store_key_check(struct kr_store *s, uint32_t id, const char *fingerprint,
+                   int64_t now, char *known, size_t known_size,
+                   struct kr_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, r = -1;
+
+	if (prep(s, "SELECT fingerprint FROM token_keys WHERE id = ?1", &st,
+	         err) < 0)
+		return -1;
+	sqlite3_bind_int64(st, 1, (int64_t)id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		col_copy(known, known_size, st, 0);
+		r = strcmp(known, fingerprint) == 0 ? 0 : 1;
+		goto out;
+	}
+	if (rc != SQLITE_DONE) {
+		db_err(s, rc, "token keys", err);
+		goto out;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (prep(s,
+	         "INSERT INTO token_keys (id, fingerprint, seen_at)"
+	         " VALUES (?1, ?2, ?3)",
+	         &st, err) < 0)
+		return -1;
+	sqlite3_bind_int64(st, 1, (int64_t)id);
+	bind_text(st, 2, fingerprint);
+	sqlite3_bind_int64(st, 3, now);
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_DONE) {
+		db_err(s, rc, "token keys", err);
+		goto out;
+	}
+	r = 0;
+out:
+	sqlite3_finalize(st);
+	return r;
+}
+
+int
+kr_store_tokens_issued(struct kr_store *s, int64_t *n_out, struct kr_err *err)
+{
+	int64_t a = 0, b = 0;
+
+	if (query_int(s, "SELECT count(*) FROM token_keys", &a, err) < 0 ||
+	    query_int(s, "SELECT EXISTS (SELECT 1 FROM subscribers)", &b,
+	              err) < 0)
+		return -1;
+	*n_out = a + b;
+	return 0;
+}
+
+int
+kr_store_keys_forget(struct kr_store *s, struct kr_err *err)
+{
+	if (exec(s, "DELETE FROM token_keys", "token keys", err) < 0)
+		return -1;
+	return event(s, (int64_t)time(NULL), "keys-replaced", 0, 0,
+	             "the key file was lost; links signed before stop working",
+	             err);
 }

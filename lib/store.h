@@ -334,6 +334,26 @@ KR_NODISCARD int kr_store_bounce_foreach(struct kr_store *s,
     int64_t report_id, size_t limit, kr_store_bounce_fn fn, void *ctx,
     struct kr_err *err);
 
+/* ---- token keys ----
+ * The database keeps the fingerprint of every token key it has seen (a
+ * keyed hash, never the key), so that a lost or different key file is
+ * found at start, not by subscribers whose links fail. */
+
+/* Records key id with its fingerprint (hex) the first time; 0 when new or
+ * the same as recorded, 1 when the database knows another key under that
+ * id (its fingerprint copied to known), -1 on error. */
+KR_NODISCARD int kr_store_key_check(struct kr_store *s, uint32_t id,
+    const char *fingerprint, int64_t now, char *known, size_t known_size,
+    struct kr_err *err);
+/* Non-zero *n_out when tokens may have been issued from this database
+ * (it has subscribers or knows a key): a missing key file then breaks
+ * links already sent. */
+KR_NODISCARD int kr_store_tokens_issued(struct kr_store *s, int64_t *n_out,
+    struct kr_err *err);
+/* Forgets every recorded key (the operator replaced a lost key file on
+ * purpose: `kairanctl keys rotate --replace-lost`), with an event. */
+KR_NODISCARD int kr_store_keys_forget(struct kr_store *s, struct kr_err *err);
+
 /* ---- counts for /metrics ---- */
 
 /* Bounces and complaints stored so far, counted or not: of one report's

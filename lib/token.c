@@ -38,6 +38,7 @@
 
 #include "err.h"
 #include "secret.h"
+#include "store.h"
 #include "xmem.h"
 
 #define TOKEN_VERSION 1
@@ -834,4 +835,101 @@ kr_token_retire(const char *path, uint32_t id, struct kr_err *err)
 	if (id == 0)
 		return kr_err_set(err, KR_ERR_INVALID, "key ids start at 1");
 	return file_rewrite(path, id, NULL, err);
+}
+
+int
+kr_token_keyring_fingerprint(const struct kr_keyring *ring, size_t i,
+                             char out[KR_TOKEN_FP_LEN])
+{
+	static const char domain[] = "kairan token key fingerprint v1";
+	crypto_generichash_state st;
+	unsigned char h[16];
+
+	if (ring == NULL || i >= ring->n)
+		return -1;
+	crypto_generichash_init(&st, NULL, 0, sizeof(h));
+	crypto_generichash_update(&st, (const unsigned char *)domain,
+	                          sizeof(domain) - 1);
+	crypto_generichash_update(&st, ring->keys + i * KEY_LEN, KEY_LEN);
+	crypto_generichash_final(&st, h, sizeof(h));
+	sodium_bin2hex(out, KR_TOKEN_FP_LEN, h, sizeof(h));
+	sodium_memzero(&st, sizeof(st));
+	return 0;
+}
+
+int
+kr_token_keyring_check(const struct kr_keyring *ring, const char *path,
+                       struct kr_store *store, int64_t now,
+                       struct kr_err *err)
+{
+	char fp[KR_TOKEN_FP_LEN], known[KR_TOKEN_FP_LEN + 8];
+	size_t i;
+	uint32_t id;
+	int r;
+
+	for (i = 0; i < kr_token_keyring_count(ring); i++) {
+		if (kr_token_keyring_key(ring, i, &id, NULL) < 0 ||
+		    kr_token_keyring_fingerprint(ring, i, fp) < 0)
+			return -1;
+		r = kr_store_key_check(store, id, fp, now, known,
+		                       sizeof(known), err);
+		if (r < 0)
+			return -1;
+		if (r == 1) {
+			kr_err_set(err, KR_ERR_INVALID,
+			           "key file %s: key %u is not the key the "
+			           "database knows under that id (fingerprint "
+			           "%s, the database has %s): every link "
+			           "signed with it would fail; every kairan "
+			           "host of one database needs the same key "
+			           "file",
+			           path, (unsigned)id, fp, known);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int
+kr_token_keyring_open(const char *path, struct kr_store *store,
+                      struct kr_keyring **ring_out, struct kr_err *err)
+{
+	int64_t issued = 0;
+
+	*ring_out = NULL;
+	if (kr_token_keyring_load(path, 0, ring_out, err) < 0) {
+		if (err->code != KR_ERR_NOTFOUND)
+			return -1;
+		if (kr_store_tokens_issued(store, &issued, err) < 0)
+			return -1;
+		if (issued > 0) {
+			kr_err_set(err, KR_ERR_NOTFOUND,
+			           "key file %s is missing, and the database "
+			           "already has subscribers whose links (confirm, "
+			           "unsubscribe, List-Unsubscribe in every mail "
+			           "sent) were signed with it: restore it from a "
+			           "backup; to give those links up for good, "
+			           "`kairanctl keys rotate --replace-lost` makes "
+			           "a new key",
+			           path);
+			return -1;
+		}
+		memset(err, 0, sizeof(*err));
+		if (kr_token_keyring_load(path, 1, ring_out, err) < 0)
+			return -1;
+	}
+	if (kr_token_keyring_check(*ring_out, path, store, (int64_t)time(NULL), err) < 0) {
+		kr_token_keyring_free(ring_out);
+		return -1;
+	}
+	return 0;
+}
+
+bool
+kr_token_fits(const struct kr_token_claims *c, int64_t created_at,
+              int64_t consent_at)
+{
+	if (c->issued_at < created_at)
+		return false;
+	return c->purpose != KR_TOKEN_CONFIRM || c->issued_at >= consent_at;
 }

@@ -10,6 +10,7 @@
 #ifndef KR_TOKEN_H
 #define KR_TOKEN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,6 +18,7 @@
 
 struct kr_err;
 struct kr_keyring;
+struct kr_store;
 
 enum kr_token_purpose {
 	KR_TOKEN_CONFIRM = 1,
@@ -56,6 +58,36 @@ KR_NODISCARD int kr_token_rotate(const char *path, uint32_t *new_id_out,
  * (KR_ERR_NOTFOUND when no such key). */
 KR_NODISCARD int kr_token_retire(const char *path, uint32_t id,
                                  struct kr_err *err);
+/* Whether a verified token can be about the subscription as it is now:
+ * issued no earlier than the row was created (a token for a row removed
+ * and made anew, or for an id given out again, belongs to someone else),
+ * and, for a confirmation, no earlier than the consent it confirms (after
+ * leaving and signing up again, only the new mail's link confirms). */
+bool kr_token_fits(const struct kr_token_claims *c, int64_t created_at,
+                   int64_t consent_at);
+/* The key ring for a database: loads path; when it is missing, creates it
+ * only if no token can have been issued yet (an empty database), and
+ * otherwise refuses, naming the file (every link already sent depends on
+ * it). Then checks every key against the fingerprints the database
+ * recorded (kr_token_keyring_check). */
+KR_NODISCARD int kr_token_keyring_open(const char *path,
+                                       struct kr_store *store,
+                                       struct kr_keyring **ring_out,
+                                       struct kr_err *err);
+/* Records the fingerprint of each key of ring in the database the first
+ * time it is seen; -1 (KR_ERR_INVALID) when the database knows another
+ * key under one of its ids (another host's key file, a file restored
+ * from the wrong backup). */
+KR_NODISCARD int kr_token_keyring_check(const struct kr_keyring *ring,
+                                        const char *path,
+                                        struct kr_store *store, int64_t now,
+                                        struct kr_err *err);
+/* Hex fingerprint of key i (a hash with a fixed domain: it tells keys
+ * apart without revealing them). */
+#define KR_TOKEN_FP_LEN 33
+KR_NODISCARD int kr_token_keyring_fingerprint(const struct kr_keyring *ring,
+                                              size_t i,
+                                              char out[KR_TOKEN_FP_LEN]);
 /* The number of keys in ring, oldest first; the last one signs. */
 size_t kr_token_keyring_count(const struct kr_keyring *ring);
 /* Id and creation time (Unix seconds) of key i, never its bytes. Returns 0,

@@ -1170,7 +1170,8 @@ check_token(struct kr_web *web, struct view *v, const char *tok,
 	}
 	if (kr_token_verify(v->ring, tok, purpose, sub_out->list_id, now_unix(),
 	                    max_age, &claims, NULL) == -1 ||
-	    claims.subscriber_id != sub_out->id)
+	    claims.subscriber_id != sub_out->id ||
+	    !kr_token_fits(&claims, sub_out->created_at, sub_out->consent_at))
 		goto out;
 	*l_out = view_list(v, sub_out->list_id);
 	rc = 1;

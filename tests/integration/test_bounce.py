@@ -31,11 +31,24 @@ KEEP = "keep@example.jp"
 ALL = [REJECT, LATER, SOFT, ARF, VAC, KEEP]
 
 
-def fixture(name, tok=None, utok=None):
+# The recipients the sample DSNs report on; fixture() puts the address of
+# the subscriber whose token it plants there (a DSN about another address
+# bounces nobody: checked below).
+FIXTURE_RCPTS = [b"gone@example.net", b"full@example.net", b"cut@example.net",
+                 b"slow@example.net", b"nobody@gmail.example"]
+
+
+def fixture(name, tok=None, utok=None, rcpt=None):
     with open(os.path.join(DATA, name), "rb") as f:
         raw = f.read()
     if tok:
         raw = raw.replace(TOK.encode(), tok.encode())
+        if rcpt is None:
+            rcpt = next((a for a, t in globals().get("tok", {}).items()
+                         if t == tok), None)
+    if rcpt:
+        for r in FIXTURE_RCPTS:
+            raw = raw.replace(r, rcpt.encode())
     if utok:
         raw = raw.replace(UTOK.encode(), utok.encode())
     return raw
@@ -146,7 +159,13 @@ for name, raw, args, why in [
                                              unsub[KEEP]),
          (), "no valid token"),
         ("10 MB of binary", os.urandom(10 * 1024 * 1024 + 4096), (),
-         "ignored")]:
+         "ignored"),
+        # a genuine VERP token in a DSN about someone else (a quoted
+        # copy, a forward that bounced): not this subscriber's bounce
+        ("DSN about another address", fixture("dsn-postfix-hard.eml",
+                                              tok[KEEP],
+                                              rcpt="else@example.net"),
+         (), "another address")]:
     rc, out, err = bounce(k, raw, *args)
     ok(rc == 0 and "ignored" in err and why in err and
        "Sanitizer" not in err, "%s: exit 0, ignored (%s)" % (name, why),
@@ -216,7 +235,7 @@ ok(sorted(new) == sorted([SOFT, VAC, KEEP]), "bounced and unsubscribed get "
 # Its copy to SOFT bounces soft too: two copies within the window count.
 m = re.match(r"bounces\+([A-Za-z0-9_-]+)@", new.get(SOFT, ""))
 rc, out, err = bounce(k, fixture("dsn-soft-expired.eml",
-                                 m.group(1) if m else "x"))
+                                 m.group(1) if m else "x", rcpt=SOFT))
 ok(rc == 0 and "now bounced" in err and "report=2" in err,
    "second soft bounce (report 2) counts", err)
 ok(states(k)[SOFT] == ("bounced", "1"), "%s bounced after two soft" % SOFT,

@@ -33,8 +33,21 @@ def write(name, text, mode=0o600):
 # The harness's own config (what every integration test runs on) is valid.
 good = write("good.yaml", config_text(base, 18080, 18081))
 rc, out, err = ctl("--config", good, "check-config")
-ok(rc == 0 and "config OK" in out and err == "",
+# (its key file does not exist yet: a note, no error)
+ok(rc == 0 and "config OK" in out and
+   [l for l in err.splitlines() if "note: key file" not in l] == [],
    "harness config is OK, exit 0", (rc, out, err))
+ok("does not exist: kairand creates it on its first start with an empty "
+   "database" in err, "a missing key file is a note", err)
+# A key file kairand would refuse (readable by others) is an error here.
+keyf = os.path.join(base, "token.key")
+with open(keyf, "w") as f:
+    f.write("1 1700000000 " + "A" * 43 + "\n")
+os.chmod(keyf, 0o644)
+rc, out, err = ctl("--config", good, "check-config")
+ok(rc == 2 and "key_file" in err and keyf in err and "config OK" not in out,
+   "a 0644 key file: exit 2, the file named", (rc, out, err))
+os.unlink(keyf)
 rc, out, err = ctl("check-config", "--config", good)
 ok(rc == 0 and out.startswith(good + ": config OK"),
    "--config after the verb", (rc, out, err))

@@ -217,6 +217,58 @@ static const char v1_sql[] =
     "CREATE INDEX deliveries_deferred ON deliveries"
     " (next_attempt, id) WHERE state = 2;\n";
 
+/* Subscriber ids are never given out twice (schema v6): after the newest
+ * row is removed, the next sign-up gets a new id, so the removed person's
+ * old links name nobody. The sequence survives reopening; the token keys
+ * table keeps a fingerprint per key id. */
+static void
+test_store_ids_never_reused(void **state)
+{
+	struct fx *f = *state;
+	struct kr_consent form = {"form", "192.0.2.1", "test"};
+	struct kr_sub_result res;
+	struct kr_err err = {0};
+	char known[64] = "";
+	int64_t a, b, issued = -1;
+
+	open_ok(f);
+	assert_int_equal(kr_store_tokens_issued(f->s, &issued, &err), 0);
+	assert_int_equal(issued, 0);
+	assert_int_equal(kr_store_subscribe(f->s, "news", "a@example.jp", NULL,
+	                                    &form, true, NOW, &res, &err),
+	                 0);
+	a = res.id;
+	assert_int_equal(kr_store_subscribe(f->s, "news", "b@example.jp", NULL,
+	                                    &form, true, NOW, &res, &err),
+	                 0);
+	b = res.id;
+	assert_true(b > a);
+	assert_int_equal(kr_store_subscriber_delete(f->s, b, &err), 0);
+	kr_store_close(&f->s);
+	open_ok(f);
+	assert_int_equal(kr_store_subscribe(f->s, "news", "c@example.jp", NULL,
+	                                    &form, true, NOW, &res, &err),
+	                 0);
+	assert_true(res.id > b);
+	assert_int_equal(kr_store_tokens_issued(f->s, &issued, &err), 0);
+	assert_true(issued > 0);
+	/* key fingerprints: recorded once, the same again, another refused */
+	assert_int_equal(kr_store_key_check(f->s, 1, "aa", NOW, known,
+	                                    sizeof(known), &err),
+	                 0);
+	assert_int_equal(kr_store_key_check(f->s, 1, "aa", NOW, known,
+	                                    sizeof(known), &err),
+	                 0);
+	assert_int_equal(kr_store_key_check(f->s, 1, "bb", NOW, known,
+	                                    sizeof(known), &err),
+	                 1);
+	assert_string_equal(known, "aa");
+	assert_int_equal(kr_store_keys_forget(f->s, &err), 0);
+	assert_int_equal(kr_store_key_check(f->s, 1, "bb", NOW, known,
+	                                    sizeof(known), &err),
+	                 0);
+}
+
 static void
 test_store_migrates_v1_in_place(void **state)
 {
@@ -1376,6 +1428,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    T(test_store_open_creates_current_schema),
 	    T(test_store_migrates_v1_in_place),
+	    T(test_store_ids_never_reused),
 	    T(test_store_email_case_insensitive),
 	    T(test_store_migrates_v3_case_duplicates),
 	    T(test_store_v4_waits_for_operator),
