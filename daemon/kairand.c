@@ -437,7 +437,8 @@ start(struct kd *kd)
 	/* Opening migrates the schema, once, before any other connection.
 	 * Every connection of kairand leaves checkpoints to loop(). */
 	kr_store_set_autocheckpoint(CKPT_BACKSTOP);
-	if (kr_store_open(kd->cfg->database, &kd->store, &err) < 0) {
+	if (kr_store_open(kd->cfg->database, &kd->store, &err) < 0 ||
+	    kr_store_lock_daemon(kd->store, &err) < 0) {
 		kr_log_err("%s", err.msg);
 		return -1;
 	}
@@ -575,7 +576,7 @@ loop(struct kd *kd)
 			now = now_usec();
 			if (kr_store_checkpoint(kd->store, NULL, NULL, &err) < 0) {
 				if (!ckpt_failing)
-					kr_log_warn("%s", err.msg);
+					kr_log_err("%s", err.msg);
 				ckpt_failing = true;
 			} else {
 				ckpt_failing = false;

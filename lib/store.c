@@ -25,6 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -189,7 +191,11 @@ static const char schema_v6[] =
     "CREATE TABLE token_keys ("
     " id INTEGER PRIMARY KEY,"
     " fingerprint TEXT NOT NULL,"
-    " seen_at INTEGER NOT NULL);";
+    " seen_at INTEGER NOT NULL);"
+    /* one row kr_store_ping() writes after a failed write, to see
+     * whether writing works again */
+    "CREATE TABLE health (id INTEGER PRIMARY KEY CHECK (id = 1),"
+    " at INTEGER NOT NULL);";
 
 static const char *const migrations[] = {schema_v1, schema_v2, schema_v3,
                                          schema_v4, schema_v5, schema_v6};
@@ -224,6 +230,7 @@ enum stmt_id {
 	ST_SUB_SAME_EMAIL,
 	ST_DEL_CANCEL_SUB,
 	ST_SUB_DELETE,
+	ST_HEALTH,
 	ST_SUB_BOUNCE,
 	ST_SUB_BOUNCED,
 	ST_SUB_FOREACH,
@@ -296,6 +303,8 @@ static const char *const stmt_sql[ST__N] = {
     [ST_DEL_CANCEL_SUB] = "UPDATE deliveries SET state = 5, lease_until = 0"
                           " WHERE subscriber_id = ?1 AND state IN (0, 2)",
     [ST_SUB_DELETE] = "DELETE FROM subscribers WHERE id = ?1",
+    [ST_HEALTH] = "INSERT OR REPLACE INTO health (id, at)"
+                  " VALUES (1, CAST(strftime('%s', 'now') AS INTEGER))",
     [ST_SUB_BOUNCE] = "UPDATE subscribers SET bounces = bounces + ?2"
                       " WHERE id = ?1 RETURNING bounces, status",
     [ST_SUB_BOUNCED] = "UPDATE subscribers SET status = 3 WHERE id = ?1",
@@ -395,9 +404,66 @@ struct kr_store {
 	sqlite3 *db;
 	char *path;
 	sqlite3_stmt *st[ST__N];
+	/* The file opened (device, inode): a database removed or replaced
+	 * under a running kairand would take sign-ups into an unlinked
+	 * file, lost at the next start. Checked at most every
+	 * IDENT_EVERY_MS (ident_ok()); once it differs the store refuses
+	 * all work (gone says why). */
+	dev_t dev;
+	ino_t ino;
+	int64_t ident_at;
+	char gone[320];
+	/* The last write failed (read-only, full, I/O error) and none has
+	 * succeeded since: /healthz says so (kr_store_ping()). */
+	bool wfail;
+	char wfail_msg[320];
+	int lock_fd; /* kr_store_lock_daemon(), -1: none */
 };
 
+#define IDENT_EVERY_MS 250
+
 /* ---- helpers ---- */
+
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Whether the file at path is still the one opened (see struct
+ * kr_store); 0, or -1 with err set (KR_ERR_BUSY: the web side answers
+ * 503, delivery waits). */
+static int
+ident_ok(struct kr_store *s, struct kr_err *err)
+{
+	struct stat st;
+	int64_t now;
+
+	if (s->gone[0] == '\0' && s->ino != 0 &&
+	    (now = mono_ms()) - s->ident_at >= IDENT_EVERY_MS) {
+		s->ident_at = now;
+		if (stat(s->path, &st) < 0)
+			snprintf(s->gone, sizeof(s->gone),
+			         "database %s: the file is gone (%s) while "
+			         "kairan had it open: nothing more is taken, "
+			         "since it would be lost; restore the file and "
+			         "restart",
+			         s->path, strerror(errno));
+		else if (st.st_dev != s->dev || st.st_ino != s->ino)
+			snprintf(s->gone, sizeof(s->gone),
+			         "database %s: the file was replaced while "
+			         "kairan had it open (another inode): nothing "
+			         "more is taken; restart kairan to use the new "
+			         "file",
+			         s->path);
+	}
+	if (s->gone[0] == '\0')
+		return 0;
+	return kr_err_set(err, KR_ERR_BUSY, "%s", s->gone);
+}
 
 static int
 db_err(const struct kr_store *s, int rc, const char *what, struct kr_err *err)
@@ -417,6 +483,8 @@ stmt(struct kr_store *s, enum stmt_id id, struct kr_err *err)
 {
 	int rc;
 
+	if (ident_ok(s, err) < 0)
+		return NULL;
 	if (s->st[id] == NULL) {
 		rc = sqlite3_prepare_v3(s->db, stmt_sql[id], -1,
 		                        SQLITE_PREPARE_PERSISTENT, &s->st[id],
@@ -471,10 +539,19 @@ col_dup(sqlite3_stmt *st, int col)
 static int
 run(struct kr_store *s, sqlite3_stmt *st, const char *what, struct kr_err *err)
 {
-	int rc = sqlite3_step(st), r = 0;
+	int rc = sqlite3_step(st), r = 0, prim = rc & 0xff;
 
 	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
 		r = db_err(s, rc, what, err);
+	if (prim == SQLITE_READONLY || prim == SQLITE_FULL ||
+	    prim == SQLITE_IOERR || prim == SQLITE_CANTOPEN ||
+	    prim == SQLITE_CORRUPT || prim == SQLITE_NOTADB) {
+		s->wfail = true;
+		snprintf(s->wfail_msg, sizeof(s->wfail_msg), "%s: %s: %s",
+		         s->path, what, sqlite3_errmsg(s->db));
+	} else if (rc == SQLITE_DONE && !sqlite3_stmt_readonly(st)) {
+		s->wfail = false;
+	}
 	stmt_done(st);
 	return r;
 }
@@ -760,6 +837,8 @@ kr_store_checkpoint(struct kr_store *s, int *wal_pages, int *done_pages,
 {
 	int log = 0, ckpt = 0, rc;
 
+	if (ident_ok(s, err) < 0)
+		return -1;
 	rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE,
 	                               &log, &ckpt);
 	if (wal_pages != NULL)
@@ -777,6 +856,7 @@ int
 kr_store_open(const char *path, struct kr_store **store_out, struct kr_err *err)
 {
 	struct kr_store *s = kr_xcalloc(1, sizeof(*s));
+	struct stat fst;
 	int64_t v = 0, ntables = 0;
 	int rc, r = -1;
 	char mode[16] = "";
@@ -784,6 +864,7 @@ kr_store_open(const char *path, struct kr_store **store_out, struct kr_err *err)
 
 	*store_out = NULL;
 	s->path = kr_xstrdup(path);
+	s->lock_fd = -1;
 	create_private(path);
 	rc = sqlite3_open_v2(path, &s->db,
 	                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
@@ -794,6 +875,11 @@ kr_store_open(const char *path, struct kr_store **store_out, struct kr_err *err)
 		goto out;
 	}
 	sqlite3_busy_handler(s->db, busy_wait, NULL);
+	if (stat(path, &fst) == 0) {
+		s->dev = fst.st_dev;
+		s->ino = fst.st_ino;
+		s->ident_at = mono_ms();
+	}
 	/* Read before anything writes: a foreign or newer file is left as
 	 * it was. */
 	if (query_int(s, "PRAGMA user_version", &v, err) < 0)
@@ -874,9 +960,40 @@ kr_store_close(struct kr_store **sp)
 	if (s->db && !sqlite3_get_autocommit(s->db))
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 	sqlite3_close(s->db);
+	if (s->lock_fd >= 0)
+		close(s->lock_fd); /* after SQLite let go of the file */
 	free(s->path);
 	free(s);
 	*sp = NULL;
+}
+
+int
+kr_store_lock_daemon(struct kr_store *s, struct kr_err *err)
+{
+	char *lock = kr_xasprintf("%s-lock", s->path);
+	int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+
+	if (fd < 0) {
+		kr_err_set(err, KR_ERR_IO, "database %s: lock file %s: %s",
+		           s->path, lock, strerror(errno));
+		free(lock);
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		kr_err_set(err, KR_ERR_BUSY,
+		           "database %s is in use by another kairand (it holds "
+		           "%s): one kairand per SQLite file; several hosts "
+		           "share a PostgreSQL database instead",
+		           s->path, lock);
+		close(fd);
+		free(lock);
+		return -1;
+	}
+	free(lock);
+	if (s->lock_fd >= 0)
+		close(s->lock_fd);
+	s->lock_fd = fd;
+	return 0;
 }
 
 int
@@ -1948,7 +2065,18 @@ out:
 int
 kr_store_ping(struct kr_store *s, struct kr_err *err)
 {
-	return run_id(s, ST_PING, "ping", err);
+	if (run_id(s, ST_PING, "ping", err) < 0)
+		return -1;
+	/* After a failed write: does writing work again (space freed,
+	 * the file writable)? A real write tells; it clears wfail. */
+	if (s->wfail && sqlite3_get_autocommit(s->db))
+		(void)run_id(s, ST_HEALTH, "health", NULL);
+	if (s->wfail)
+		return kr_err_set(err, KR_ERR_BUSY,
+		                  "database %s: a write failed and none has "
+		                  "succeeded since (%s)",
+		                  s->path, s->wfail_msg);
+	return 0;
 }
 
 /* ---- bounces (schema v3) ----

@@ -266,7 +266,13 @@ KR_NODISCARD int kr_store_event(struct kr_store *s, const char *kind,
 /* Consistent online copy to path (SQLite backup API). */
 KR_NODISCARD int kr_store_backup(struct kr_store *s, const char *path,
     struct kr_err *err);
-/* A cheap query: 0 when the database answers. */
+/* Marks the caller as the one daemon of this database: -1 (KR_ERR_BUSY)
+ * when another kairand has it (SQLite: a lock on DATABASE-lock, held
+ * until kr_store_close). */
+KR_NODISCARD int kr_store_lock_daemon(struct kr_store *s, struct kr_err *err);
+/* A cheap query: 0 when the database answers, is still the file that was
+ * opened, and its last write (if any failed) has been followed by one
+ * that worked; -1 with the reason otherwise. */
 KR_NODISCARD int kr_store_ping(struct kr_store *s, struct kr_err *err);
 
 /* ---- bounces and complaints ---- */

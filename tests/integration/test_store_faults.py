@@ -10,6 +10,7 @@ half-way.
 A tmpfs needs root (mount -t tmpfs); without it the full-disk half is
 skipped (TAP "# SKIP")."""
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -206,8 +207,111 @@ def test_locked():
     smtp.stop()
 
 
+def test_web_full():
+    """No delivery running: a sign-up that meets a full disk makes
+    /healthz say so (the web side's own write failure), until a write
+    succeeds again."""
+    base = harness.tmpdir()
+    dbdir = os.path.join(base, "fs")
+    os.makedirs(dbdir)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs",
+                        dbdir], capture_output=True, text=True)
+    if r.returncode != 0:
+        print("ok - web full disk # SKIP cannot mount a tmpfs: %s" %
+              r.stderr.strip())
+        return
+    try:
+        smtp, k, db = setup(base, dbdir)
+        ok(health(k) == (200, "ok\n"), "web full disk: healthy at first",
+           health(k))
+        c = sqlite3.connect(db, timeout=30)
+        c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        c.close()
+        filler = os.path.join(dbdir, "filler")
+        fill(filler)
+        # the WAL is empty: every commit needs new space
+        codes = [http("POST", k.url("/subscribe"),
+                      {"email": "w%03d@example.org" % i})[0]
+                 for i in range(5)]
+        ok(503 in codes, "web full disk: sign-ups answer 503", codes)
+        st, body = health(k)
+        ok(st == 503 and "write failed" in body,
+           "web full disk: /healthz 503 says a write failed", (st, body))
+        os.unlink(filler)
+        st, _, _ = http("POST", k.url("/subscribe"),
+                        {"email": "after@example.org"})
+        ok(st == 200, "web full disk: space back, a sign-up works", st)
+        ok(health(k) == (200, "ok\n"), "web full disk: /healthz ok again",
+           health(k))
+        k.stop()
+        smtp.stop()
+    finally:
+        harness.stop_all()
+        subprocess.run(["umount", "-l", dbdir])
+
+
+def test_deleted():
+    """kairan.db removed under a running kairand: sign-ups are refused
+    (not taken into an unlinked file), /healthz and the log say why."""
+    base = harness.tmpdir()
+    smtp, k, db = setup(base, base)
+    st, _, _ = http("POST", k.url("/subscribe"),
+                    {"email": "before@example.org"})
+    ok(st == 200, "deleted: a sign-up before", st)
+    for suffix in ("", "-wal", "-shm"):
+        try:
+            os.unlink(db + suffix)
+        except FileNotFoundError:
+            pass
+    time.sleep(0.5)
+    st, _, body = http("POST", k.url("/subscribe"),
+                       {"email": "lost@example.org"})
+    ok(st == 503, "deleted: a sign-up after is refused with 503", (st, body))
+    st, body = health(k)
+    ok(st == 503 and "gone" in body, "deleted: /healthz 503 says the "
+       "database file is gone", (st, body))
+    ok(k.wait_log("the file is gone", 10), "deleted: the log says so",
+       k.logtext())
+    k.stop()
+    # A new kairand starts on a new, empty database: the lost sign-up is
+    # not in it, and was never claimed to be.
+    ok(not os.path.exists(db) or
+       q(db, "SELECT count(*) FROM subscribers WHERE email = "
+             "'lost@example.org'")[0][0] == 0,
+       "deleted: nothing was pretended to be stored")
+    smtp.stop()
+
+
+def test_two_daemons():
+    """A second kairand on the same SQLite file is refused."""
+    base = harness.tmpdir()
+    smtp, k, db = setup(base, base)
+    cfg2 = os.path.join(base, "second.yaml")
+    with open(k.config) as f:
+        text = f.read()
+    text = re.sub(r"listen: 127.0.0.1:\d+", lambda m: "listen: 127.0.0.1:%d"
+                   % harness.free_port(), text)
+    with open(cfg2, "w") as f:
+        f.write(text)
+    p = harness.Proc([harness.KAIRAND, "--config", cfg2],
+                     log=os.path.join(base, "second.log"))
+    try:
+        p.p.wait(20)
+    except subprocess.TimeoutExpired:
+        pass
+    log = open(os.path.join(base, "second.log"), errors="replace").read()
+    ok(p.p.returncode not in (None, 0) and "in use by another kairand" in log,
+       "two daemons: the second kairand is refused", (p.p.returncode,
+                                                       log[-500:]))
+    p.stop()
+    ok(k.proc.alive(), "two daemons: the first runs on")
+    k.stop()
+    smtp.stop()
+
+
 def main():
-    for t in (test_locked, test_full_disk):
+    for t in (test_locked, test_full_disk, test_web_full, test_deleted,
+              test_two_daemons):
         try:
             t()
         except Exception as e:  # a broken scenario is one failure
