@@ -549,6 +549,7 @@ loop(struct kd *kd)
 {
 	struct pollfd pfd[2];
 	uint64_t next_wd = 0, next_status = 0, next_events = 0, next_ckpt = 0;
+	uint64_t next_outbox = 0;
 	uint64_t now, wait_ms;
 	struct kr_err err = {0};
 	bool ckpt_failing = false;
@@ -591,6 +592,15 @@ loop(struct kd *kd)
 			wait_ms = ms_until(next_events, now);
 		if (kd->watchdog_usec && ms_until(next_wd, now) < wait_ms)
 			wait_ms = ms_until(next_wd, now);
+		/* a report still being written is looked at again */
+		if (kd->outbox != NULL) {
+			if (now >= next_outbox) {
+				(void)kr_outbox_retry(kd->outbox);
+				next_outbox = now + 1000000u;
+			}
+			if (ms_until(next_outbox, now) < wait_ms)
+				wait_ms = ms_until(next_outbox, now);
+		}
 		pfd[0].fd = kd->sigfd;
 		pfd[0].events = POLLIN;
 		n = 1;

@@ -5,7 +5,9 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +27,7 @@ struct kr_outbox {
 	int wd;
 	kr_outbox_fn fn;
 	void *ctx;
+	bool waiting; /* a file was still being written: look again */
 };
 
 static int
@@ -110,21 +113,44 @@ kr_outbox_fd(const struct kr_outbox *o)
 	return o->ifd;
 }
 
-/* Moves name into sub/ under a name not taken there yet; writes the name
- * used to used (NAME, or NAME.1, NAME.2…). */
-static int
-move_to(struct kr_outbox *o, const char *name, const char *sub, char *used,
-    size_t usedsz)
+/* The first n bytes of name, or fewer ending on a UTF-8 character
+ * boundary, copied to out (NUL-terminated). */
+static void
+cut_name(char *out, const char *name, size_t n)
 {
-	char to[512];
+	size_t len = strlen(name);
+
+	if (len > n) {
+		len = n;
+		while (len > 0 &&
+		    ((unsigned char)name[len] & 0xc0) == 0x80)
+			len--;
+	}
+	memcpy(out, name, len);
+	out[len] = '\0';
+}
+
+/* Moves name into sub/ under a name not taken there yet; writes the name
+ * used to used (NAME, or NAME.1, NAME.2…). A name near NAME_MAX is cut
+ * (on a character boundary) so that the suffix, and the ".err" beside a
+ * refused file, still fit: a file that cannot be moved would stay in
+ * the outbox for good. */
+static int
+move_to(struct kr_outbox *o, const char *name, const char *sub, size_t reserve,
+    char *used, size_t usedsz)
+{
+	char to[NAME_MAX + 64], base[NAME_MAX + 1], suffix[16];
 	struct stat st;
 	int i;
 
 	for (i = 0; i < 1000; i++) {
 		if (i == 0)
-			snprintf(to, sizeof(to), "%s/%s", sub, name);
+			suffix[0] = '\0';
 		else
-			snprintf(to, sizeof(to), "%s/%s.%d", sub, name, i);
+			snprintf(suffix, sizeof(suffix), ".%d", i);
+		/* room for the suffix and what goes beside it */
+		cut_name(base, name, NAME_MAX - reserve - strlen(suffix));
+		snprintf(to, sizeof(to), "%s/%s%s", sub, base, suffix);
 		if (fstatat(o->dirfd, to, &st, AT_SYMLINK_NOFOLLOW) == 0)
 			continue;
 		if (renameat(o->dirfd, name, o->dirfd, to) < 0) {
@@ -141,11 +167,11 @@ move_to(struct kr_outbox *o, const char *name, const char *sub, char *used,
 static void
 fail_file(struct kr_outbox *o, const char *name, const char *why)
 {
-	char used[300], errname[320];
+	char used[NAME_MAX + 1], errname[NAME_MAX + 16];
 	int fd;
 
 	kr_log_warn("outbox refused file=%s reason=\"%s\"", name, why);
-	if (move_to(o, name, "failed", used, sizeof(used)) < 0)
+	if (move_to(o, name, "failed", strlen(".err"), used, sizeof(used)) < 0)
 		return;
 	snprintf(errname, sizeof(errname), "failed/%s.err", used);
 	fd = openat(o->dirfd, errname,
@@ -157,6 +183,24 @@ fail_file(struct kr_outbox *o, const char *name, const char *why)
 	if (write(fd, why, strlen(why)) < 0 || write(fd, "\n", 1) < 0)
 		kr_log_err_errno("outbox %s", errname);
 	close(fd);
+}
+
+#define STABLE_SECONDS 2
+
+static bool
+busy(int fd, const struct stat *st)
+{
+	struct timespec now;
+
+	if (fcntl(fd, F_SETLEASE, F_RDLCK) == 0) {
+		(void)fcntl(fd, F_SETLEASE, F_UNLCK);
+		return false;
+	}
+	if (errno == EAGAIN || errno == EBUSY)
+		return true;
+	clock_gettime(CLOCK_REALTIME, &now);
+	return now.tv_sec - st->st_mtim.tv_sec < STABLE_SECONDS &&
+	    now.tv_sec >= st->st_mtim.tv_sec;
 }
 
 /* Reads name into a NUL-terminated buffer; 0, or -1 with the reason. */
@@ -186,6 +230,22 @@ read_file(struct kr_outbox *o, const char *name, char **data_out,
 	}
 	if (!S_ISREG(st.st_mode)) {
 		kr_err_set(err, KR_ERR_INVALID, "not a regular file");
+		goto out;
+	}
+	/* A hard link reaches a file kept elsewhere, as a symlink does. */
+	if (st.st_nlink > 1) {
+		kr_err_set(err, KR_ERR_INVALID,
+		    "a file with %lu names (a hard link to a file elsewhere): "
+		    "refused, rename the file itself into the outbox",
+		    (unsigned long)st.st_nlink);
+		goto out;
+	}
+	/* Still being written: a writer has it open (a read lease is
+	 * refused then; needs our own file or CAP_LEASE), or, where that
+	 * cannot be asked, it changed in the last STABLE_SECONDS. It comes
+	 * back with IN_CLOSE_WRITE or the next look (kr_outbox_retry()). */
+	if (busy(fd, &st)) {
+		kr_err_set(err, KR_ERR_BUSY, "still being written");
 		goto out;
 	}
 	if (st.st_size > (off_t)KR_OUTBOX_MAX) {
@@ -225,7 +285,7 @@ handle(struct kr_outbox *o, const char *name)
 {
 	struct kr_err err = {0};
 	struct stat st;
-	char *data = NULL, used[300];
+	char *data = NULL, used[NAME_MAX + 1];
 	size_t len = 0;
 	int w, r = 0;
 
@@ -242,13 +302,19 @@ handle(struct kr_outbox *o, const char *name)
 		return 0;
 	}
 	if (read_file(o, name, &data, &len, &err) < 0) {
+		if (err.code == KR_ERR_BUSY) {
+			kr_log_info("outbox waits file=%s reason=\"%s\"", name,
+			    err.msg);
+			o->waiting = true;
+			return 0;
+		}
 		fail_file(o, name, err.msg);
 		return 0;
 	}
 	kr_log_info("outbox report file=%s bytes=%zu", name, len);
 	if (o->fn(o->ctx, name, data, len, &err) < 0) {
 		fail_file(o, name, err.msg[0] ? err.msg : "not queued");
-	} else if (move_to(o, name, "done", used, sizeof(used)) == 0) {
+	} else if (move_to(o, name, "done", 0, used, sizeof(used)) == 0) {
 		kr_log_info("outbox done file=%s moved=done/%s", name, used);
 	}
 	r = 1;
@@ -328,6 +394,16 @@ kr_outbox_process(struct kr_outbox *o)
 		kr_outbox_scan(o);
 	}
 	return handled;
+}
+
+int
+kr_outbox_retry(struct kr_outbox *o)
+{
+	if (!o->waiting)
+		return 0;
+	o->waiting = false;
+	kr_outbox_scan(o);
+	return o->waiting ? 1 : 0;
 }
 
 void

@@ -5,8 +5,9 @@
  * rename it into the folder as NAME.md. Each such file is read (at most
  * KR_OUTBOX_MAX bytes), handed to the callback, then moved to done/ or, when
  * the callback fails or the file is refused (symlink, not a regular file,
- * too big, not *.md), to failed/ beside a NAME.err saying why. Files there
- * when the watcher opens are processed too. No file is ever deleted. */
+ * too big, not *.md, a hard link), to failed/ beside a NAME.err saying
+ * why. Files there when the watcher opens are processed too. No file is
+ * ever deleted. */
 #ifndef KR_OUTBOX_H
 #define KR_OUTBOX_H
 
@@ -36,6 +37,11 @@ void kr_outbox_scan(struct kr_outbox *o);
 /* Reads the pending inotify events and processes the files they name.
  * Returns the number of files handed to the callback. */
 int kr_outbox_process(struct kr_outbox *o);
+/* A file seen while still being written (its writer has it open, or it
+ * changed in the last 2 s) waits: it is taken when its writer closes it
+ * (IN_CLOSE_WRITE) or at a later call of this function, which the owner
+ * makes about once a second. Returns 1 while some file still waits. */
+int kr_outbox_retry(struct kr_outbox *o);
 /* What the watcher does with a base name: 1 queue it (NAME.md), 0 leave
  * it alone (hidden, *.tmp, *.part, "." and "..", or holding '/'), -1
  * refuse it (moved to failed/: any other name). */

@@ -212,6 +212,105 @@ test_outbox_inotify(void **state)
 	kr_outbox_close(&o);
 }
 
+/* A hard link into the outbox reaches a file kept elsewhere: refused
+ * like a symlink. */
+static void
+test_outbox_hard_link(void **state)
+{
+	struct kr_outbox *o = NULL;
+	struct kr_err err = {0};
+	struct seen s = {0};
+	char outside[512], in[512];
+	FILE *f;
+
+	(void)state;
+	snprintf(outside, sizeof(outside), "%s.secret", dir);
+	f = fopen(outside, "w");
+	assert_non_null(f);
+	fputs("---\nsubject: private\n---\nnot for the outbox\n", f);
+	fclose(f);
+	snprintf(in, sizeof(in), "%s/linked.md", dir);
+	assert_int_equal(link(outside, in), 0);
+	assert_int_equal(kr_outbox_open(dir, queue_fn, &s, &o, &err), 0);
+	kr_outbox_scan(o);
+	assert_int_equal(s.n, 0);
+	assert_false(exists("linked.md"));
+	assert_true(exists("failed/linked.md"));
+	assert_non_null(strstr(slurp("failed/linked.md.err"), "hard link"));
+	kr_outbox_close(&o);
+	unlink(outside);
+}
+
+/* Names near NAME_MAX (255): NAME.1 in done/ and NAME.err in failed/
+ * must still fit, or the file would stay in the outbox for good. */
+static void
+test_outbox_long_names(void **state)
+{
+	struct kr_outbox *o = NULL;
+	struct kr_err err = {0};
+	struct seen s = {0};
+	char name[256], bad[256];
+
+	(void)state;
+	memset(name, 'a', 251);
+	memcpy(name + 251, ".md", 4); /* 254 bytes */
+	memset(bad, 'b', 251);
+	memcpy(bad, "bad", 3);
+	memcpy(bad + 251, ".md", 4);
+	assert_int_equal(kr_outbox_open(dir, queue_fn, &s, &o, &err), 0);
+	put(name, "first");
+	kr_outbox_scan(o);
+	put(name, "second");
+	kr_outbox_scan(o);
+	put(bad, "refused by the callback");
+	kr_outbox_scan(o);
+	assert_int_equal(s.n, 3);
+	assert_false(exists(name));
+	assert_false(exists(bad));
+	kr_outbox_close(&o);
+}
+
+/* Renamed in while its writer still appends: taken only once the writer
+ * closed it, whole. */
+static void
+test_outbox_waits_for_writer(void **state)
+{
+	struct kr_outbox *o = NULL;
+	struct kr_err err = {0};
+	struct seen s = {0};
+	struct pollfd pfd;
+	char from[512], to[512];
+	int fd, i;
+
+	(void)state;
+	assert_int_equal(kr_outbox_open(dir, queue_fn, &s, &o, &err), 0);
+	snprintf(from, sizeof(from), "%s/w.md.part", dir);
+	snprintf(to, sizeof(to), "%s/w.md", dir);
+	fd = open(from, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "part one", 8), 8);
+	assert_int_equal(rename(from, to), 0);
+	pfd.fd = kr_outbox_fd(o);
+	pfd.events = POLLIN;
+	for (i = 0; i < 5; i++) {
+		(void)poll(&pfd, 1, 50);
+		(void)kr_outbox_process(o);
+	}
+	assert_int_equal(s.n, 0);
+	assert_true(exists("w.md"));
+	assert_int_equal(kr_outbox_retry(o), 1); /* still waits */
+	assert_int_equal(write(fd, ", part two", 10), 10);
+	close(fd);
+	for (i = 0; i < 50 && s.n == 0; i++) {
+		(void)poll(&pfd, 1, 100);
+		(void)kr_outbox_process(o);
+	}
+	assert_int_equal(s.n, 1);
+	assert_string_equal(s.data[0], "part one, part two");
+	assert_int_equal(kr_outbox_retry(o), 0);
+	kr_outbox_close(&o);
+}
+
 static void
 test_outbox_missing_dir(void **state)
 {
@@ -236,6 +335,12 @@ main(void)
 		teardown),
 	    cmocka_unit_test_setup_teardown(test_outbox_inotify, setup,
 		teardown),
+	    cmocka_unit_test_setup_teardown(test_outbox_hard_link, setup,
+		teardown),
+	    cmocka_unit_test_setup_teardown(test_outbox_long_names, setup,
+		teardown),
+	    cmocka_unit_test_setup_teardown(test_outbox_waits_for_writer,
+		setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_outbox_missing_dir, setup,
 		teardown),
 	};
