@@ -3,9 +3,11 @@
  * subscribers/.
  *
  * Threads: the main thread runs the loop below (signals through a
- * signalfd, the outbox's inotify descriptor, the watchdog and STATUS=
- * timer); libmicrohttpd runs its own threads for the two listeners; the
- * delivery pool runs cfg->delivery.workers threads.
+ * signalfd, the watchdog and STATUS= timer, checkpoints, applying a
+ * reload); the intake thread (kd_intake.c) reads and parses what comes
+ * as files — the outbox and, on SIGHUP, the config — so that no file
+ * stalls this loop; libmicrohttpd runs its own threads for the two
+ * listeners; the delivery pool runs cfg->delivery.workers threads.
  *
  * Config lifetime: a reload builds a new struct kr_config and swaps it in.
  * The web module lets go of the old one when kr_web_set_config returns, but
@@ -38,7 +40,7 @@
 #include "kd_events.h"
 #include "kd_metrics.h"
 #include "log.h"
-#include "outbox.h"
+#include "kd_intake.h"
 #include "report.h"
 #include "store.h"
 #include "token.h"
@@ -79,10 +81,10 @@ struct kd {
 	struct retired *old;   /* replaced, maybe still read (see top) */
 	size_t n_old;
 
-	struct kr_store *store; /* the main thread's: outbox intake, STATUS */
+	struct kr_store *store; /* the main thread's: checkpoints, STATUS */
 	struct kr_web *web;
-	struct kr_outbox *outbox;
-	char *outbox_dir;
+	struct kd_intake *intake; /* outbox and reloads, off this loop */
+	bool reloading, reload_again;
 	struct kr_delivery *delivery;
 	struct kr_webhook *hook;     /* NULL: no webhook configured */
 	struct kd_events *events;    /* report life-cycle, for the hook */
@@ -170,43 +172,15 @@ apply_log_level(const struct kr_config *cfg)
 
 /* ---- outbox: reports dropped in the folder ---- */
 
-static int
-outbox_queue(void *ctx, const char *name, const char *data, size_t len,
-    struct kr_err *err)
-{
-	struct kd *kd = ctx;
-	int64_t id = 0, n = 0;
-
-	if (kr_report_queue(kd->store, kd->cfg, name, data, len, false, &id,
-		&n, err) < 0)
-		return -1;
-	kr_log_info("report queued id=%lld recipients=%lld source=outbox "
-		    "file=%s",
-	    (long long)id, (long long)n, name);
-	kr_delivery_kick();
-	return 0;
-}
-
+/* Reports dropped in the folder are read, parsed and queued on the intake
+ * thread (kd_intake.c), which now works under kd->cfg. Reopened at every
+ * reload: a folder that was removed and made again is watched again, and
+ * files that missed the watch are picked up by its scan. */
 static void
 outbox_open(struct kd *kd)
 {
-	struct kr_err err = {0};
-
-	kr_outbox_close(&kd->outbox);
-	free(kd->outbox_dir);
-	kd->outbox_dir = NULL;
-	if (kd->cfg->outbox == NULL)
-		return;
-	if (kr_outbox_open(kd->cfg->outbox, outbox_queue, kd, &kd->outbox,
-		&err) < 0) {
-		/* Not fatal: the web form and delivery still work, and a
-		 * reload after fixing the folder retries. */
-		kr_log_err("%s", err.msg);
-		return;
-	}
-	kd->outbox_dir = kr_xstrdup(kd->cfg->outbox);
-	kr_log_info("outbox watching dir=%s", kd->outbox_dir);
-	kr_outbox_scan(kd->outbox);
+	if (kd->intake != NULL)
+		kd_intake_watch(kd->intake, kd->cfg);
 }
 
 /* ---- /healthz: what keeps delivery from working ---- */
@@ -298,77 +272,81 @@ webhook_apply(struct kd *kd)
 
 /* ---- reload ---- */
 
+/* SIGHUP: the file is parsed on the intake thread (a hostile or huge
+ * file cannot stall the watchdog or SIGTERM here); reload_done() applies
+ * the result. A SIGHUP meanwhile runs once more afterwards. */
 static void
 reload(struct kd *kd)
 {
-	struct kr_config *cfg = NULL;
-	struct kr_keyring *ring = NULL;
-	struct kr_dkim_set *dkim = NULL;
-	struct kr_err err = {0};
-	char *errors = NULL;
-	unsigned next_gen;
-
+	if (kd->reloading) {
+		kd->reload_again = true;
+		return;
+	}
 	notify("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading",
 	    (unsigned long long)now_usec());
 	kr_log_info("reload config=%s", kd->config_path);
-	if (kr_config_load(kd->config_path, &cfg, &errors) < 0) {
-		log_lines(KR_LOG_ERR, "reload: ",
-		    errors ? errors : "config: unknown error");
+	kd->reloading = true;
+	kd_intake_reload(kd->intake, kd->config_path);
+}
+
+static void
+reload_done(struct kd *kd, struct kd_reload *r)
+{
+	struct kr_err err = {0};
+	unsigned next_gen;
+
+	if (r->errors != NULL) {
+		log_lines(KR_LOG_ERR, "reload: ", r->errors);
 		kr_log_err("reload failed: keeping the running config");
 		goto out;
 	}
 	/* Keys added by `kairanctl keys rotate` sign from now on. */
-	if (kr_token_keyring_load(cfg->key_file, 0, &ring, &err) < 0 ||
-	    kr_token_keyring_check(ring, cfg->key_file, kd->store,
+	if (r->why[0] != '\0' ||
+	    kr_token_keyring_check(r->ring, r->cfg->key_file, kd->store,
 		(int64_t)time(NULL), &err) < 0) {
 		kr_log_err("reload failed: %s: keeping the running config",
-		    err.msg);
+		    r->why[0] != '\0' ? r->why : err.msg);
 		goto out;
 	}
-	/* A DKIM key that cannot be loaded is a config error: the old
-	 * config and its signers stay. */
-	if (kr_dkim_set_new(cfg, &dkim, &err) < 0) {
-		kr_log_err("reload failed: %s: keeping the running config",
-		    err.msg);
-		goto out;
-	}
-	if (kd->web != NULL && kr_web_set_config(kd->web, cfg, ring,
+	if (kd->web != NULL && kr_web_set_config(kd->web, r->cfg, r->ring,
 				   &err) < 0) {
 		kr_log_err("reload failed: web: %s: keeping the running "
 			   "config",
 		    err.msg);
 		goto out;
 	}
-	if (strcmp(cfg->database, kd->cfg->database) != 0)
+	if (strcmp(r->cfg->database, kd->cfg->database) != 0)
 		kr_log_warn("reload: database change takes effect at restart");
 	next_gen = kd->delivery != NULL ?
-	    kr_delivery_set_config_dkim(kd->delivery, cfg, ring, dkim) :
+	    kr_delivery_set_config_dkim(kd->delivery, r->cfg, r->ring,
+		r->dkim) :
 	    kd->gen + 1;
+	/* The intake thread lets go of the config in force before it is
+	 * retired. */
+	kd_intake_watch(kd->intake, r->cfg);
 	retire(kd);
-	kd->cfg = cfg;
-	kd->ring = ring;
-	kd->dkim = dkim;
+	kd->cfg = r->cfg;
+	kd->ring = r->ring;
+	kd->dkim = r->dkim;
 	kd->gen = next_gen;
-	cfg = NULL;
-	ring = NULL;
-	dkim = NULL;
+	r->cfg = NULL;
+	r->ring = NULL;
+	r->dkim = NULL;
 	apply_log_level(kd->cfg);
 	webhook_apply(kd);
-	/* Reopened every time: a folder that was removed and made again
-	 * is watched again, and files that missed the watch are picked up
-	 * by the scan. */
-	outbox_open(kd);
 	kr_log_info("reload done lists=%zu relays=%zu", kd->cfg->n_lists,
 	    kd->cfg->n_relays);
 	kr_delivery_kick();
 out:
-	free(errors);
-	kr_config_free(&cfg);
-	kr_token_keyring_free(&ring);
-	kr_dkim_set_free(&dkim);
+	kd_intake_result_fini(r);
+	kd->reloading = false;
 	kd->status[0] = '\0';
 	notify("READY=1");
 	update_status(kd);
+	if (kd->reload_again) {
+		kd->reload_again = false;
+		reload(kd);
+	}
 }
 
 /* ---- start and stop ---- */
@@ -470,6 +448,8 @@ start(struct kd *kd)
 	    (long)getpid(),
 	    l.http_fd >= 0 ? "socket-activated" : kd->cfg->http_listen,
 	    l.admin_fd >= 0 ? "socket-activated" : kd->cfg->admin_listen);
+	if ((kd->intake = kd_intake_new()) == NULL)
+		return -1;
 	notify("READY=1\nSTATUS=ready\nMAINPID=%ld", (long)getpid());
 	outbox_open(kd);
 	return 0;
@@ -480,8 +460,9 @@ shutdown_all(struct kd *kd)
 {
 	size_t i;
 
-	kr_outbox_close(&kd->outbox);
-	/* New requests stop first, then delivery drains. */
+	/* The outbox stops first (after the file it is on), then new
+	 * requests, then delivery drains. */
+	kd_intake_free(&kd->intake);
 	kr_web_stop(&kd->web);
 	kd_metrics_free(&kd->metrics);
 	kr_delivery_stop(&kd->delivery);
@@ -497,7 +478,6 @@ shutdown_all(struct kd *kd)
 	kr_token_keyring_free(&kd->ring);
 	kr_dkim_set_free(&kd->dkim);
 	kr_config_free(&kd->cfg);
-	free(kd->outbox_dir);
 	if (kd->sigfd >= 0)
 		close(kd->sigfd);
 }
@@ -549,7 +529,6 @@ loop(struct kd *kd)
 {
 	struct pollfd pfd[2];
 	uint64_t next_wd = 0, next_status = 0, next_events = 0, next_ckpt = 0;
-	uint64_t next_outbox = 0;
 	uint64_t now, wait_ms;
 	struct kr_err err = {0};
 	bool ckpt_failing = false;
@@ -592,23 +571,12 @@ loop(struct kd *kd)
 			wait_ms = ms_until(next_events, now);
 		if (kd->watchdog_usec && ms_until(next_wd, now) < wait_ms)
 			wait_ms = ms_until(next_wd, now);
-		/* a report still being written is looked at again */
-		if (kd->outbox != NULL) {
-			if (now >= next_outbox) {
-				(void)kr_outbox_retry(kd->outbox);
-				next_outbox = now + 1000000u;
-			}
-			if (ms_until(next_outbox, now) < wait_ms)
-				wait_ms = ms_until(next_outbox, now);
-		}
 		pfd[0].fd = kd->sigfd;
 		pfd[0].events = POLLIN;
 		n = 1;
-		if (kd->outbox != NULL) {
-			pfd[1].fd = kr_outbox_fd(kd->outbox);
-			pfd[1].events = POLLIN;
-			n = 2;
-		}
+		pfd[1].fd = kd_intake_fd(kd->intake);
+		pfd[1].events = POLLIN;
+		n = 2;
 		if (poll(pfd, n, (int)wait_ms + 1) < 0) {
 			if (errno == EINTR)
 				continue;
@@ -618,10 +586,14 @@ loop(struct kd *kd)
 		if (pfd[0].revents & POLLIN) {
 			if (!handle_signals(kd))
 				break;
-			continue; /* the outbox may have changed */
+			continue;
 		}
-		if (n == 2 && (pfd[1].revents & POLLIN))
-			(void)kr_outbox_process(kd->outbox);
+		if (pfd[1].revents & POLLIN) {
+			struct kd_reload r;
+
+			if (kd_intake_result(kd->intake, &r))
+				reload_done(kd, &r);
+		}
 	}
 }
 

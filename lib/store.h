@@ -352,8 +352,8 @@ KR_NODISCARD int kr_store_key_check(struct kr_store *s, uint32_t id,
     const char *fingerprint, int64_t now, char *known, size_t known_size,
     struct kr_err *err);
 /* Non-zero *n_out when tokens may have been issued from this database
- * (it has subscribers or knows a key): a missing key file then breaks
- * links already sent. */
+ * (it knows a key, or a mail has gone out): a missing key file then
+ * breaks links already sent. */
 KR_NODISCARD int kr_store_tokens_issued(struct kr_store *s, int64_t *n_out,
     struct kr_err *err);
 /* Forgets every recorded key (the operator replaced a lost key file on

@@ -363,6 +363,30 @@ def test_check_and_bad_config():
     ok(r.returncode == 2, "an unknown option exits 2")
 
 
+def test_busy_intake():
+    """A report that takes long to parse (a deep YAML flow sequence, slow
+    inside libyaml) is read off the main loop: the watchdog keeps
+    pinging, a reload still completes, SIGTERM still stops kairand."""
+    base = harness.tmpdir()
+    ns = harness.NotifySocket(base)
+    k = harness.Kairan(base, env={"NOTIFY_SOCKET": ns.path,
+                                  "WATCHDOG_USEC": "1000000"})
+    ok(ns.wait("READY=1") >= 0, "busy intake: READY=1")
+    deep = "---\nsubject: " + "[" * 100000 + "\n---\nbody\n"
+    tmp = os.path.join(base, "deep.md.tmp")
+    with open(tmp, "w") as f:
+        f.write(deep)
+    mark = len(ns.poll())
+    os.rename(tmp, os.path.join(base, "outbox", "deep.md"))
+    time.sleep(3)
+    pings = ns.poll()[mark:].count("WATCHDOG=1")
+    ok(pings >= 3, "busy intake: the watchdog pings on while the file is "
+       "read (%d in 3 s)" % pings, ns.seen[mark:])
+    st, _, _ = http("GET", k.url("/"))
+    ok(st == 200, "busy intake: the form answers", st)
+    ok(k.stop() == 0, "busy intake: SIGTERM exits 0", k.logtext())
+
+
 def main():
     only = sys.argv[1:]
     for name, fn in [("temp_and_perm", test_temp_and_perm),
@@ -373,6 +397,7 @@ def main():
                      ("kill9", test_kill9_and_restart),
                      ("sigterm", test_sigterm_drains),
                      ("notify", test_notify_and_reload),
+                     ("busy_intake", test_busy_intake),
                      ("socket", test_socket_activation),
                      ("check", test_check_and_bad_config)]:
         if only and name not in only:
