@@ -795,6 +795,40 @@ create_private(const char *path)
 		close(fd);
 }
 
+/* The database and the -wal and -shm files beside it must be writable:
+ * SQLite maps -shm into memory, and one it cannot write or grow (made
+ * read-only, immutable, owned by another user) ends in SIGBUS, and a
+ * read-only database takes every write as an error later. Refused at
+ * open, naming the file. */
+static int
+files_writable(const char *path, struct kr_err *err)
+{
+	static const char *const suffixes[] = {"", "-wal", "-shm"};
+	char *p;
+	size_t i;
+	int fd;
+
+	for (i = 0; i < KR_NELEM(suffixes); i++) {
+		p = kr_xasprintf("%s%s", path, suffixes[i]);
+		fd = open(p, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+		if (fd < 0 && errno != ENOENT) {
+			kr_err_set(err, KR_ERR_DB,
+			           "database %s: %s cannot be opened for "
+			           "writing (%s): kairan needs to write it; fix "
+			           "its owner, mode or attributes (lsattr), or, "
+			           "for the -wal and -shm files, remove them "
+			           "while no kairan process runs",
+			           path, p, strerror(errno));
+			free(p);
+			return -1;
+		}
+		if (fd >= 0)
+			close(fd);
+		free(p);
+	}
+	return 0;
+}
+
 int
 kr_store_schema_version(void)
 {
@@ -866,6 +900,8 @@ kr_store_open(const char *path, struct kr_store **store_out, struct kr_err *err)
 	s->path = kr_xstrdup(path);
 	s->lock_fd = -1;
 	create_private(path);
+	if (files_writable(path, err) < 0)
+		goto out;
 	rc = sqlite3_open_v2(path, &s->db,
 	                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 	                         SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE,

@@ -272,6 +272,38 @@ test_store_ids_never_reused(void **state)
 	                 0);
 }
 
+/* A -shm file kairan cannot write (here: immutable, which stops root
+ * too) is refused at open with its name, not met later as SIGBUS. */
+static void
+test_store_unwritable_shm_refused(void **state)
+{
+	struct fx *f = *state;
+	struct kr_err err = {0};
+	char *shm = kr_xasprintf("%s-shm", f->db), *cmd;
+	FILE *fp;
+
+	open_ok(f);
+	kr_store_close(&f->s);
+	fp = fopen(shm, "w");
+	assert_non_null(fp);
+	fclose(fp);
+	cmd = kr_xasprintf("chattr +i '%s' 2>/dev/null", shm);
+	if (system(cmd) != 0) {
+		free(cmd);
+		free(shm);
+		skip(); /* not root, or a file system without attributes */
+	}
+	free(cmd);
+	assert_int_equal(kr_store_open(f->db, &f->s, &err), -1);
+	assert_null(f->s);
+	assert_non_null(strstr(err.msg, "-shm cannot be opened for writing"));
+	cmd = kr_xasprintf("chattr -i '%s'", shm);
+	assert_int_equal(system(cmd), 0);
+	free(cmd);
+	free(shm);
+	open_ok(f);
+}
+
 static void
 test_store_migrates_v1_in_place(void **state)
 {
@@ -1432,6 +1464,7 @@ main(void)
 	    T(test_store_open_creates_current_schema),
 	    T(test_store_migrates_v1_in_place),
 	    T(test_store_ids_never_reused),
+	    T(test_store_unwritable_shm_refused),
 	    T(test_store_email_case_insensitive),
 	    T(test_store_migrates_v3_case_duplicates),
 	    T(test_store_v4_waits_for_operator),
