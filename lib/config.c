@@ -2379,6 +2379,14 @@ kr_config_load_buf_flags(const char *name, const char *data, size_t len,
 		     CFG_MAX_FILE);
 		goto out;
 	}
+	/* A UTF-8 BOM (some Windows editors write one) is not part of the
+	 * text. libyaml, told the encoding, would read it as a character of
+	 * the first key and shift that key's column, which ends the mapping
+	 * at the second key; the marks then count from after the BOM. */
+	if (len >= 3 && memcmp(data, "\xef\xbb\xbf", 3) == 0) {
+		data += 3;
+		len -= 3;
+	}
 	if (!yaml_parser_initialize(&parser)) {
 		cerr(&c, NULL, "out of memory");
 		goto out;

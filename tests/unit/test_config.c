@@ -604,6 +604,24 @@ test_config_not_a_config(void **state)
 	free(load_fail_len("a: b\0c\n", 7));
 }
 
+/* A UTF-8 BOM is not part of the text: it neither becomes part of the
+ * first key nor shifts that key's column (which ended the mapping at the
+ * second key: four errors, three of them about missing keys). */
+static void
+test_config_bom(void **state)
+{
+	struct kr_config *cfg;
+
+	(void)state;
+	cfg = load_ok("\xef\xbb\xbf" BASE);
+	assert_string_equal(cfg->public_url, "https://news.example.jp");
+	assert_int_equal(cfg->n_lists, 1);
+	kr_config_free(&cfg);
+	expect_one("\xef\xbb\xbf" "bogus: 1\n" BASE,
+	           "t.yaml:1:1: unknown key 'bogus'");
+	expect_one("\xef\xbb\xbf" "a: b\xff\n", "t.yaml:1:5: not valid UTF-8 text");
+}
+
 static void
 test_config_files(void **state)
 {
@@ -1349,6 +1367,7 @@ main(void)
 	    cmocka_unit_test(test_config_missing_required),
 	    cmocka_unit_test(test_config_duplicates),
 	    cmocka_unit_test(test_config_syntax),
+	    cmocka_unit_test(test_config_bom),
 	    cmocka_unit_test(test_config_not_a_config),
 	    cmocka_unit_test(test_config_files),
 	    cmocka_unit_test(test_config_header_injection),

@@ -160,6 +160,31 @@ test_report_errors(void **state)
 	             "r.md:5:3: not valid UTF-8");
 }
 
+/* A BOM before the first fence or at the start of the front matter is
+ * not text (after the fence it made the second key end the mapping). */
+static void
+test_report_bom(void **state)
+{
+	static const char *const srcs[] = {
+	    "\xef\xbb\xbf---\nsubject: s\nlist: other\n---\nb\n",
+	    "---\n\xef\xbb\xbfsubject: s\nlist: other\n---\nb\n",
+	};
+	struct kr_report *rep = NULL;
+	struct kr_err err = {0};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < KR_NELEM(srcs); i++) {
+		if (parse(&two, srcs[i], &rep, &err) != 0)
+			fail_msg("case %zu: %s", i, err.msg);
+		assert_string_equal(rep->subject, "s");
+		assert_string_equal(rep->list_id, "other");
+		kr_report_free(&rep);
+	}
+	expect_error(&one, "---\n\xef\xbb\xbfsubject: s\nsubjet: t\n---\nb\n",
+	             "r.md:3:1: unknown key");
+}
+
 static void
 test_report_nul_refused(void **state)
 {
@@ -306,6 +331,7 @@ main(void)
 	    cmocka_unit_test(test_report_all_keys),
 	    cmocka_unit_test(test_report_hash),
 	    cmocka_unit_test(test_report_errors),
+	    cmocka_unit_test(test_report_bom),
 	    cmocka_unit_test(test_report_nul_refused),
 	    cmocka_unit_test(test_report_raw_html),
 	    cmocka_unit_test(test_report_text_links),
