@@ -478,7 +478,8 @@ parse_front(struct fm *f, const char *src, size_t len, size_t first_line,
 			    err, f->name, v->start_mark.line + first_line,
 			    v->start_mark.column + 1,
 			    "preheader: expected one line of text (no control "
-			    "characters, at most 1000 bytes)",
+			    "characters, NEL or U+2028/U+2029, at most 1000 "
+			    "bytes)",
 			    NULL);
 			goto out;
 		}
@@ -570,6 +571,21 @@ kr_report_parse(const struct kr_config *cfg, const char *name, const char *data,
 		p += p < end && *p == '\n' ? 1 : 0;
 		line++;
 	}
+	/* libyaml reads a raw NEL, U+2028 or U+2029 as a line break: in a
+	 * value it would slip past the checks below as a fold, and every
+	 * position after it would be off by a line. */
+	for (i = (size_t)(fm_start - data); i + 1 < (size_t)(p - data); i++)
+		if ((data[i] == '\xc2' && data[i + 1] == '\x85') ||
+		    (data[i] == '\xe2' && data[i + 1] == '\x80' &&
+		     (data[i + 2] == '\xa8' || data[i + 2] == '\xa9'))) {
+			position(data, i, &l, &c);
+			fm_error(err, name, l, c,
+			         "front matter: a NEL, U+2028 or U+2029 "
+			         "(taken for a line break), expected one line "
+			         "per key",
+			         NULL);
+			goto out;
+		}
 	if (parse_front(&f, fm_start, (size_t)(p - fm_start), 2, err) < 0)
 		goto out;
 	body = p + n;
@@ -584,8 +600,9 @@ kr_report_parse(const struct kr_config *cfg, const char *name, const char *data,
 	    kr_mime_has_ctl(f.subject) || strlen(f.subject) > SUBJECT_MAX) {
 		fm_error(
 		    err, name, f.subject_line, f.subject_col,
-		    "subject: expected one non-empty line of text (no CR, LF "
-		    "or other control characters, at most 1000 bytes)",
+		    "subject: expected one non-empty line of text (no CR, LF, "
+		    "NEL, U+2028/U+2029 or other control characters, at most "
+		    "1000 bytes)",
 		    NULL);
 		goto out;
 	}

@@ -185,6 +185,30 @@ test_report_bom(void **state)
 	             "r.md:3:1: unknown key");
 }
 
+/* Characters that some software takes for line breaks never reach the
+ * Subject header (the config refuses them in header values already). */
+static void
+test_report_subject_separators(void **state)
+{
+	(void)state;
+	expect_error(&one, "---\nsubject: \"a\\Nb\"\n---\nb\n",
+	             "r.md:2:10: subject: expected one non-empty line");
+	expect_error(&one, "---\nsubject: \"a\\Lb\"\n---\nb\n",
+	             "r.md:2:10: subject: expected one non-empty line");
+	expect_error(&one, "---\nsubject: \"a\\Pb\"\n---\nb\n",
+	             "r.md:2:10: subject: expected one non-empty line");
+	/* raw, libyaml counts them as line breaks: refused where they are */
+	expect_error(&one, "---\nlist: sips-report\nsubject: a\xe2\x80\xa8" "b\n"
+	                   "---\nb\n",
+	             "r.md:3:11: front matter: a NEL, U+2028 or U+2029");
+	expect_error(&one, "---\nsubject: 'x \xc2\x85 y'\nlist: x\n---\nb\n",
+	             "r.md:2:13: front matter: a NEL, U+2028 or U+2029");
+	expect_error(&one, "---\nsubject: \"\xe2\x80\xa9\"\n---\nb\n",
+	             "r.md:2:11: front matter: a NEL, U+2028 or U+2029");
+	expect_error(&one, "---\nsubject: s\npreheader: \"p\\Lq\"\n---\nb\n",
+	             "r.md:3:12: preheader: expected one line");
+}
+
 static void
 test_report_nul_refused(void **state)
 {
@@ -332,6 +356,7 @@ main(void)
 	    cmocka_unit_test(test_report_hash),
 	    cmocka_unit_test(test_report_errors),
 	    cmocka_unit_test(test_report_bom),
+	    cmocka_unit_test(test_report_subject_separators),
 	    cmocka_unit_test(test_report_nul_refused),
 	    cmocka_unit_test(test_report_raw_html),
 	    cmocka_unit_test(test_report_text_links),
