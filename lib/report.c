@@ -375,9 +375,21 @@ parse_front(struct fm *f, const char *src, size_t len, size_t first_line,
 	yaml_document_t doc;
 	yaml_node_t *root, *k, *v;
 	yaml_node_pair_t *pair;
+	size_t deep_line, deep_col;
 	bool parser_ok = false, doc_ok = false;
 	int r = -1;
 
+	/* Before libyaml builds a document: its scanner is quadratic in the
+	 * depth of flow collections. */
+	if (kr_config_yaml_too_deep(src, len, &deep_line, &deep_col)) {
+		kr_err_set(err, KR_ERR_INVALID,
+		           "%s:%zu:%zu: front matter: nesting deeper than %d "
+		           "levels, expected at most %d nested lists and "
+		           "mappings",
+		           f->name, deep_line + first_line, deep_col + 1,
+		           KR_CONFIG_YAML_DEPTH, KR_CONFIG_YAML_DEPTH);
+		goto out;
+	}
 	if (!yaml_parser_initialize(&parser)) {
 		kr_err_set(err, KR_ERR_INVALID, "%s: yaml parser", f->name);
 		goto out;

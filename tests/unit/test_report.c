@@ -209,6 +209,35 @@ test_report_subject_separators(void **state)
 	             "r.md:3:12: preheader: expected one line");
 }
 
+/* Nesting in the front matter is bounded before libyaml builds the
+ * document (100,000 '[' took it over 10 s, quadratic in the depth). */
+static void
+test_report_deep_front_matter(void **state)
+{
+	static const char head[] = "---\nsubject: ", tail[] = "\n---\nb\n";
+	struct kr_report *rep = NULL;
+	struct kr_err err = {0};
+	size_t n = 100000, hl = sizeof(head) - 1;
+	char *src = malloc(hl + 2 * n + sizeof(tail));
+
+	(void)state;
+	assert_non_null(src);
+	memcpy(src, head, hl);
+	memset(src + hl, '[', n);
+	memset(src + hl + n, ']', n);
+	memcpy(src + hl + 2 * n, tail, sizeof(tail));
+	assert_int_equal(parse(&one, src, &rep, &err), -1);
+	assert_string_equal(err.msg,
+	                    "r.md:2:73: front matter: nesting deeper than 64 "
+	                    "levels, expected at most 64 nested lists and "
+	                    "mappings");
+	/* 64 levels (the mapping and 63) reach the usual check */
+	memcpy(src + hl + 63, src + hl + n, 63);
+	memcpy(src + hl + 126, tail, sizeof(tail));
+	expect_error(&one, src, "r.md:2:10: expected a single value");
+	free(src);
+}
+
 static void
 test_report_nul_refused(void **state)
 {
@@ -356,6 +385,7 @@ main(void)
 	    cmocka_unit_test(test_report_hash),
 	    cmocka_unit_test(test_report_errors),
 	    cmocka_unit_test(test_report_bom),
+	    cmocka_unit_test(test_report_deep_front_matter),
 	    cmocka_unit_test(test_report_subject_separators),
 	    cmocka_unit_test(test_report_nul_refused),
 	    cmocka_unit_test(test_report_raw_html),
