@@ -2,6 +2,8 @@
  * (libsodium), and the one queueing path behind every intake door. */
 #include "report.h"
 
+#include <setjmp.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -522,6 +524,143 @@ kr_report_text(const char *s, size_t n)
 	return kr_buf_steal(&o);
 }
 
+/* ---- HTML (cmark, within a memory budget) ---- */
+
+/* cmark's tree costs some 200 bytes a node, and a node can be as little
+ * as two bytes of source: 4 MiB of "*a* " or "a <!--" took 500-700 MB.
+ * Its allocations go through md_mem, which counts them and, past
+ * MD_MEM_MAX, jumps back to md_render; every block is on a list, so that
+ * jump frees all of them. A real 4 MiB report needs about 20 MB. */
+#define MD_MEM_MAX (64u * 1024 * 1024)
+
+union md_blk {
+	struct {
+		union md_blk *prev, *next;
+		size_t size;
+	} h;
+	max_align_t align;
+};
+
+struct md_arena {
+	jmp_buf out;
+	size_t used;
+	union md_blk head;
+};
+
+static _Thread_local struct md_arena *md_cur;
+
+/* What a block of size bytes costs: ours, the header and malloc's own. */
+#define MD_COST(size) ((size) + sizeof(union md_blk) + 16)
+
+static void
+md_link(union md_blk *b, size_t size)
+{
+	union md_blk *head = &md_cur->head;
+
+	b->h.size = MD_COST(size);
+	b->h.prev = head;
+	b->h.next = head->h.next;
+	head->h.next->h.prev = b;
+	head->h.next = b;
+	md_cur->used += b->h.size;
+}
+
+static void
+md_unlink(union md_blk *b)
+{
+	b->h.prev->h.next = b->h.next;
+	b->h.next->h.prev = b->h.prev;
+	md_cur->used -= b->h.size;
+}
+
+static void
+md_budget(size_t size)
+{
+	if (size > MD_MEM_MAX || md_cur->used > MD_MEM_MAX - MD_COST(size))
+		longjmp(md_cur->out, 1);
+}
+
+static void *
+md_calloc(size_t nmemb, size_t size)
+{
+	union md_blk *b;
+
+	if (size != 0 && nmemb > SIZE_MAX / 2 / size)
+		longjmp(md_cur->out, 1);
+	md_budget(nmemb * size);
+	b = kr_xcalloc(1, sizeof(*b) + nmemb * size);
+	md_link(b, nmemb * size);
+	return b + 1;
+}
+
+static void *
+md_realloc(void *p, size_t size)
+{
+	union md_blk *b;
+
+	if (p == NULL)
+		return md_calloc(1, size);
+	b = (union md_blk *)p - 1;
+	md_unlink(b);
+	md_budget(size);
+	if (size > SIZE_MAX - sizeof(*b)) /* md_budget keeps it far below */
+		abort();
+	b = kr_xrealloc(b, sizeof(*b) + size);
+	md_link(b, size);
+	return b + 1;
+}
+
+static void
+md_free(void *p)
+{
+	union md_blk *b;
+
+	if (p == NULL)
+		return;
+	b = (union md_blk *)p - 1;
+	md_unlink(b);
+	free(b);
+}
+
+static cmark_mem md_mem = {md_calloc, md_realloc, md_free};
+
+/* Renders Markdown s[0..n) to HTML (options for cmark). Returns 0 and
+ * *html_out (caller frees), or -1 when cmark would need more than
+ * MD_MEM_MAX. */
+static int
+md_render(const char *s, size_t n, int options, char **html_out)
+{
+	struct md_arena a;
+	union md_blk *b, *next;
+	cmark_parser *parser;
+	cmark_node *doc;
+	char *html;
+	int r = -1;
+
+	*html_out = NULL;
+	memset(&a, 0, sizeof(a));
+	a.head.h.prev = a.head.h.next = &a.head;
+	md_cur = &a;
+	if (setjmp(a.out) == 0) {
+		parser = cmark_parser_new_with_mem(options, &md_mem);
+		cmark_parser_feed(parser, s, n);
+		doc = cmark_parser_finish(parser);
+		html = cmark_render_html(doc, options);
+		*html_out = kr_xstrdup(html);
+		md_free(html);
+		cmark_node_free(doc);
+		cmark_parser_free(parser);
+		r = 0;
+	}
+	/* after a jump, cmark's blocks; else none (all freed above) */
+	for (b = a.head.h.next; b != &a.head; b = next) {
+		next = b->h.next;
+		free(b);
+	}
+	md_cur = NULL;
+	return r;
+}
+
 /* ---- front matter ---- */
 
 struct fm {
@@ -841,13 +980,20 @@ kr_report_parse(const struct kr_config *cfg, const char *name, const char *data,
 	f.date = NULL;
 	rep->preheader = f.preheader ? f.preheader : kr_xstrdup("");
 	f.preheader = NULL;
+	if (md_render(body, (size_t)(end - body),
+	              CMARK_OPT_VALIDATE_UTF8 |
+	                  (list->allow_html ? CMARK_OPT_UNSAFE : CMARK_OPT_SAFE),
+	              &rep->html) < 0) {
+		position(data, (size_t)(body - data), &l, &c);
+		kr_err_set(err, KR_ERR_INVALID,
+		           "%s:%zu:1: the Markdown body would take more than "
+		           "%u MiB to render, expected a smaller or plainer "
+		           "report (this many links, emphasis marks, entities "
+		           "or '<' cost memory)",
+		           name, l, MD_MEM_MAX / 1024 / 1024);
+		goto out;
+	}
 	rep->text = kr_report_text(body, (size_t)(end - body));
-	rep->html = cmark_markdown_to_html(
-	    body, (size_t)(end - body),
-	    CMARK_OPT_VALIDATE_UTF8 |
-	        (list->allow_html ? CMARK_OPT_UNSAFE : CMARK_OPT_SAFE));
-	if (rep->html == NULL)
-		abort(); /* cmark only fails on allocation */
 	crypto_hash_sha256(digest, (const unsigned char *)data, len);
 	sodium_bin2hex(rep->hash, sizeof(rep->hash), digest, sizeof(digest));
 	*rep_out = rep;

@@ -348,6 +348,53 @@ test_report_text_linear(void **state)
 	alarm(0);
 }
 
+/* cmark's tree is bounded: 4 MiB of "*a* " took 700 MB (a node of some
+ * 200 bytes per two bytes of source); now a clear error past 64 MiB. A
+ * real report of the same size (the sample, repeated) still renders. */
+static void
+test_report_markdown_memory_bounded(void **state)
+{
+	static const char head[] = "---\nsubject: s\n---\n";
+	const char *root = getenv("KAIRAN_ROOT");
+	size_t max = KR_REPORT_MAX, l, n;
+	char *s = malloc(max + 1), path[512], *sample, *body;
+	struct kr_report *rep = NULL;
+	struct kr_err err = {0};
+	FILE *f;
+
+	(void)state;
+	assert_non_null(s);
+	memcpy(s, head, sizeof(head) - 1);
+	for (l = sizeof(head) - 1; l + 4 <= max; l += 4)
+		memcpy(s + l, "*a* ", 4);
+	assert_int_equal(kr_report_parse(&one, "r.md", s, l, &rep, &err), -1);
+	assert_string_equal(err.msg,
+	                    "r.md:4:1: the Markdown body would take more than "
+	                    "64 MiB to render, expected a smaller or plainer "
+	                    "report (this many links, emphasis marks, entities "
+	                    "or '<' cost memory)");
+	/* the sample report's body, repeated up to the size limit */
+	snprintf(path, sizeof(path), "%s/config/sample-report.md",
+	         root ? root : ".");
+	f = fopen(path, "rb");
+	assert_non_null(f);
+	sample = malloc(65536);
+	assert_non_null(sample);
+	n = fread(sample, 1, 65535, f);
+	fclose(f);
+	sample[n] = '\0';
+	body = strstr(strstr(sample, "---\n") + 4, "---\n") + 4;
+	n = strlen(body);
+	for (l = sizeof(head) - 1; l + n <= max; l += n)
+		memcpy(s + l, body, n);
+	if (kr_report_parse(&one, "r.md", s, l, &rep, &err) != 0)
+		fail_msg("%s", err.msg);
+	assert_true(strlen(rep->html) > l);
+	kr_report_free(&rep);
+	free(sample);
+	free(s);
+}
+
 static void
 test_report_queue(void **state)
 {
@@ -434,6 +481,7 @@ main(void)
 	    cmocka_unit_test(test_report_raw_html),
 	    cmocka_unit_test(test_report_text_links),
 	    cmocka_unit_test(test_report_text_linear),
+	    cmocka_unit_test(test_report_markdown_memory_bounded),
 	    cmocka_unit_test(test_report_queue),
 	};
 
