@@ -302,6 +302,7 @@ match(struct matches *m, const char *s, size_t j, size_t n)
  * bytes are fewer than sqrt(2n). */
 struct ticks {
 	bool filled;
+	size_t until;       /* it covers runs before this offset */
 	size_t *len, *last; /* sorted by len */
 	size_t n, cap;
 };
@@ -312,6 +313,8 @@ ticks_fill(struct ticks *t, const char *s, size_t from, size_t n)
 	size_t k = from, r, a, b, mid, cap;
 
 	t->filled = true;
+	t->until = n;
+	t->n = 0;
 	while (k < n) {
 		if (s[k] != '`') {
 			k++;
@@ -352,7 +355,7 @@ ticks_may_close(const struct ticks *t, size_t r, size_t i)
 {
 	size_t a = 0, b = t->n, mid;
 
-	if (!t->filled)
+	if (!t->filled || i >= t->until)
 		return true;
 	while (a < b) {
 		mid = a + (b - a) / 2;
@@ -370,7 +373,9 @@ struct md {
 	size_t n;
 	char fence; /* in a fenced code block: its character */
 	size_t fence_len;
-	bool bol; /* at the start of a line */
+	bool bol;   /* at the start of a line */
+	bool strip; /* code spans end with their line (see strip_comments) */
+	size_t eol; /* end of the line of the last code span (strip) */
 	struct ticks ticks;
 };
 
@@ -380,7 +385,8 @@ static size_t
 md_verbatim(struct md *m, size_t i)
 {
 	const char *s = m->s;
-	size_t n = m->n, j, k, run, ll;
+	size_t n = m->n, j, k, run, ll, lim;
+	const char *nl;
 	bool code;
 
 	if (m->bol) {
@@ -420,23 +426,31 @@ md_verbatim(struct md *m, size_t i)
 	if (s[i] != '`')
 		return 0;
 	/* a code span: copied up to its matching run */
+	lim = n;
+	if (m->strip) {
+		if (m->eol < i || m->eol == 0) {
+			nl = memchr(s + i, '\n', n - i);
+			m->eol = nl ? (size_t)(nl - s) : n;
+		}
+		lim = m->eol;
+	}
 	run = 0;
-	while (i + run < n && s[i + run] == '`')
+	while (i + run < lim && s[i + run] == '`')
 		run++;
 	if (!ticks_may_close(&m->ticks, run, i))
 		return run;
-	for (k = i + run; k < n; k++) {
+	for (k = i + run; k < lim; k++) {
 		size_t r2 = 0;
 
-		while (k + r2 < n && s[k + r2] == '`')
+		while (k + r2 < lim && s[k + r2] == '`')
 			r2++;
 		if (r2 == run)
 			break;
 		k += r2;
 	}
-	if (k < n)
+	if (k < lim)
 		return k + run - i;
-	ticks_fill(&m->ticks, s, i + run, n);
+	ticks_fill(&m->ticks, s, i + run, lim);
 	return run;
 }
 
@@ -477,8 +491,86 @@ put_dest(struct kr_buf *o, const char *s, size_t a, size_t b)
 	ub_append(o, s + a, e - a);
 }
 
-char *
-kr_report_text(const char *s, size_t n)
+/* End of the comment "<!--…" at s[i] (after its "-->", or "--!>", as
+ * browsers read it: "<!-->" is one too), or 0 when it is not closed. */
+static size_t
+comment_end(const char *s, size_t i, size_t n)
+{
+	size_t k;
+
+	for (k = i + 2; k + 2 < n; k++)
+		if (s[k] == '-' && s[k + 1] == '-') {
+			if (s[k + 2] == '>')
+				return k + 3;
+			if (k + 3 < n && s[k + 2] == '!' && s[k + 3] == '>')
+				return k + 4;
+		}
+	return 0;
+}
+
+/* Appends s[0..n) to o without its HTML comments (as browsers end them),
+ * but for those in fenced code and in code spans on one line: an author's
+ * note must reach no subscriber, and the text part is the source while
+ * cmark passes comments on to the HTML of an allow_html list (and shows
+ * some it does not take for comments, "<!-- a -- b -->"). A code span here
+ * ends with its line: cmark's can end earlier, where a block interrupts
+ * the paragraph ("<!--" at a line's start does), and a comment kept then
+ * would leak. A comment alone on its line takes the line with it. Returns
+ * SIZE_MAX, or the offset of a "<!--" never closed (the rest is dropped). */
+static size_t
+strip_comments(const char *s, size_t n, struct kr_buf *o)
+{
+	struct md m;
+	size_t i = 0, k, e, r = SIZE_MAX, bl;
+
+	md_init(&m, s, n);
+	m.strip = true;
+	while (i < n) {
+		if ((k = md_verbatim(&m, i)) > 0) {
+			ub_append(o, s + i, k);
+			i += k;
+			continue;
+		}
+		if (s[i] != '<' || n - i < 4 || memcmp(s + i, "<!--", 4) != 0) {
+			ub_append(o, s + i, 1);
+			i++;
+			continue;
+		}
+		if ((e = comment_end(s, i, n)) == 0) {
+			r = i;
+			break;
+		}
+		/* blanks before it on its line (in o) and after it */
+		for (bl = o->len; bl > 0 && (o->data[bl - 1] == ' ' ||
+		                             o->data[bl - 1] == '\t');
+		     bl--)
+			;
+		for (k = e; k < n && (s[k] == ' ' || s[k] == '\t'); k++)
+			;
+		if ((bl == 0 || o->data[bl - 1] == '\n') &&
+		    (k == n || s[k] == '\n' || s[k] == '\r')) {
+			o->len = bl;
+			k += k < n && s[k] == '\r' ? 1 : 0;
+			k += k < n && s[k] == '\n' ? 1 : 0;
+			m.bol = true;
+			i = k;
+		} else {
+			/* "a <!-- x --> b" becomes "a b" */
+			i = o->len > 0 && o->data[o->len - 1] == ' ' &&
+			            e < n && s[e] == ' '
+			        ? e + 1
+			        : e;
+		}
+	}
+	md_fini(&m);
+	if (o->data != NULL)
+		o->data[o->len] = '\0';
+	return r;
+}
+
+/* The text form of s[0..n), which holds no comments. */
+static char *
+text_of(const char *s, size_t n)
 {
 	struct kr_buf o;
 	struct md m;
@@ -522,6 +614,20 @@ kr_report_text(const char *s, size_t n)
 	matches_fini(&br);
 	matches_fini(&pa);
 	return kr_buf_steal(&o);
+}
+
+char *
+kr_report_text(const char *s, size_t n)
+{
+	struct kr_buf c;
+	char *t;
+
+	kr_buf_init(&c, 0);
+	ub_append(&c, "", 0);
+	(void)strip_comments(s, n, &c);
+	t = text_of(c.data, c.len);
+	kr_buf_fini(&c);
+	return t;
 }
 
 /* ---- HTML (cmark, within a memory budget) ---- */
@@ -624,6 +730,45 @@ md_free(void *p)
 
 static cmark_mem md_mem = {md_calloc, md_realloc, md_free};
 
+/* Raw HTML nodes lose their comments too: the source keeps those in
+ * code spans, which inside an HTML block are raw HTML to cmark. */
+static void
+drop_html_comments(cmark_node *doc)
+{
+	cmark_iter *it = cmark_iter_new(doc);
+	cmark_event_type ev;
+	cmark_node *node;
+	struct kr_buf b;
+	const char *lit;
+	size_t i, e, n;
+
+	kr_buf_init(&b, 0);
+	while ((ev = cmark_iter_next(it)) != CMARK_EVENT_DONE) {
+		node = cmark_iter_get_node(it);
+		if (ev != CMARK_EVENT_ENTER ||
+		    (cmark_node_get_type(node) != CMARK_NODE_HTML_BLOCK &&
+		     cmark_node_get_type(node) != CMARK_NODE_HTML_INLINE) ||
+		    (lit = cmark_node_get_literal(node)) == NULL ||
+		    strstr(lit, "<!--") == NULL)
+			continue;
+		kr_buf_reset(&b);
+		ub_append(&b, "", 0);
+		n = strlen(lit);
+		for (i = 0; i < n;) {
+			if (n - i >= 4 && memcmp(lit + i, "<!--", 4) == 0) {
+				e = comment_end(lit, i, n);
+				i = e ? e : n;
+			} else {
+				ub_append(&b, lit + i, 1);
+				i++;
+			}
+		}
+		(void)cmark_node_set_literal(node, b.data);
+	}
+	cmark_iter_free(it);
+	kr_buf_fini(&b);
+}
+
 /* Renders Markdown s[0..n) to HTML (options for cmark). Returns 0 and
  * *html_out (caller frees), or -1 when cmark would need more than
  * MD_MEM_MAX. */
@@ -645,6 +790,7 @@ md_render(const char *s, size_t n, int options, char **html_out)
 		parser = cmark_parser_new_with_mem(options, &md_mem);
 		cmark_parser_feed(parser, s, n);
 		doc = cmark_parser_finish(parser);
+		drop_html_comments(doc);
 		html = cmark_render_html(doc, options);
 		*html_out = kr_xstrdup(html);
 		md_free(html);
@@ -828,9 +974,11 @@ kr_report_parse(const struct kr_config *cfg, const char *name, const char *data,
 	const char *p, *end, *fm_start, *body;
 	size_t n, line = 1, i, l, c;
 	unsigned char digest[crypto_hash_sha256_BYTES];
+	struct kr_buf md; /* the body without its comments */
 	int r = -1;
 
 	*rep_out = NULL;
+	kr_buf_init(&md, 0);
 	f.name = name;
 	f.data = data;
 	if (len > KR_REPORT_MAX) {
@@ -980,7 +1128,17 @@ kr_report_parse(const struct kr_config *cfg, const char *name, const char *data,
 	f.date = NULL;
 	rep->preheader = f.preheader ? f.preheader : kr_xstrdup("");
 	f.preheader = NULL;
-	if (md_render(body, (size_t)(end - body),
+	ub_append(&md, "", 0);
+	if ((i = strip_comments(body, (size_t)(end - body), &md)) != SIZE_MAX) {
+		position(data, (size_t)(body - data) + i, &l, &c);
+		fm_error(err, name, l, c,
+		         "an HTML comment '<!--' is not closed, expected '-->' "
+		         "(comments are dropped from every part; write \\<!-- "
+		         "for the characters)",
+		         NULL);
+		goto out;
+	}
+	if (md_render(md.data, md.len,
 	              CMARK_OPT_VALIDATE_UTF8 |
 	                  (list->allow_html ? CMARK_OPT_UNSAFE : CMARK_OPT_SAFE),
 	              &rep->html) < 0) {
@@ -993,13 +1151,14 @@ kr_report_parse(const struct kr_config *cfg, const char *name, const char *data,
 		           name, l, MD_MEM_MAX / 1024 / 1024);
 		goto out;
 	}
-	rep->text = kr_report_text(body, (size_t)(end - body));
+	rep->text = text_of(md.data, md.len);
 	crypto_hash_sha256(digest, (const unsigned char *)data, len);
 	sodium_bin2hex(rep->hash, sizeof(rep->hash), digest, sizeof(digest));
 	*rep_out = rep;
 	rep = NULL;
 	r = 0;
 out:
+	kr_buf_fini(&md);
 	kr_report_free(&rep);
 	free(f.subject);
 	free(f.list);

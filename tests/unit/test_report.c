@@ -395,6 +395,73 @@ test_report_markdown_memory_bounded(void **state)
 	free(s);
 }
 
+/* An author's HTML comment reaches no part: not the text part (the
+ * source), not the HTML (cmark kept it for allow_html lists, and showed
+ * "<!-- a -- b -->" as text to all). Comments in code stay code. */
+static void
+test_report_comments_dropped(void **state)
+{
+	static const char src[] =
+	    "---\nsubject: s\nlist: %s\n---\n"
+	    "# T\n\n"
+	    "<!-- secret 1: whole line -->\n"
+	    "a <!-- secret 2 --> b\n"
+	    "c <!--\nsecret 3\nover lines --> d\n\n"
+	    "<div>e <!-- secret 4 --> f</div>\n\n"
+	    "g <!-- secret 5 -- odd --> h <!--> i\n\n"
+	    "`<!-- kept 1 -->` and\n\n"
+	    "```\n<!-- kept 2 -->\n```\n";
+	static const char *const lists_[] = {"sips-report", "other"};
+	struct kr_report *rep = NULL;
+	struct kr_err err = {0};
+	char buf[1024];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < KR_NELEM(lists_); i++) {
+		snprintf(buf, sizeof(buf), src, lists_[i]);
+		if (parse(&two, buf, &rep, &err) != 0)
+			fail_msg("%s", err.msg);
+		if (strstr(rep->text, "secret") || strstr(rep->html, "secret"))
+			fail_msg("list %s:\n%s\n%s", lists_[i], rep->text,
+			         rep->html);
+		assert_string_equal(rep->text,
+		                    "# T\n\n"
+		                    "a b\n"
+		                    "c d\n\n"
+		                    "<div>e f</div>\n\n"
+		                    "g h i\n\n"
+		                    "`<!-- kept 1 -->` and\n\n"
+		                    "```\n<!-- kept 2 -->\n```\n");
+		assert_non_null(strstr(rep->html,
+		                       "<code>&lt;!-- kept 1 --&gt;</code>"));
+		assert_non_null(strstr(rep->html, "&lt;!-- kept 2 --&gt;\n"));
+		kr_report_free(&rep);
+	}
+	/* the allow_html list keeps its raw HTML, minus the comment */
+	snprintf(buf, sizeof(buf), src, "other");
+	assert_int_equal(parse(&two, buf, &rep, &err), 0);
+	assert_non_null(strstr(rep->html, "<div>e f</div>"));
+	kr_report_free(&rep);
+	/* kr_report_text on its own drops them as well */
+	{
+		char *t = kr_report_text("x <!-- n --> [y](z)", 19);
+
+		assert_string_equal(t, "x y <z>");
+		free(t);
+	}
+	/* never closed: refused where it opens, not half shown */
+	expect_error(&one, "---\nsubject: s\n---\nok\nsee <!-- unclosed\n",
+	             "r.md:5:5: an HTML comment '<!--' is not closed, "
+	             "expected '-->'");
+	/* escaped, it is text */
+	assert_int_equal(parse(&one, "---\nsubject: s\n---\na \\<!-- b\n",
+	                       &rep, &err),
+	                 0);
+	assert_string_equal(rep->text, "a \\<!-- b\n");
+	kr_report_free(&rep);
+}
+
 static void
 test_report_queue(void **state)
 {
@@ -482,6 +549,7 @@ main(void)
 	    cmocka_unit_test(test_report_text_links),
 	    cmocka_unit_test(test_report_text_linear),
 	    cmocka_unit_test(test_report_markdown_memory_bounded),
+	    cmocka_unit_test(test_report_comments_dropped),
 	    cmocka_unit_test(test_report_queue),
 	};
 
