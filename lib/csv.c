@@ -221,11 +221,12 @@ kr_csv_read(struct kr_csv *c, struct kr_err *err)
 				/* A stray quote must not swallow the rows
 				 * after it: the record ends with its line, and
 				 * the next one starts on the next line. */
-				kr_err_set(err, KR_ERR_INVALID,
-				           "a quoted field is not closed on this "
-				           "line, expected a closing quote before "
-				           "the line ends (a field cannot hold a "
-				           "line break)");
+				kr_err_set(
+				    err, KR_ERR_INVALID,
+				    "a quoted field is not closed on this "
+				    "line, expected a closing quote before "
+				    "the line ends (a field cannot hold a "
+				    "line break)");
 				if (ch == '\r')
 					end_cr(c);
 				else

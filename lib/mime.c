@@ -115,11 +115,10 @@ static int
 check_value(const char *what, const char *v, struct kr_err *err)
 {
 	if (kr_mime_has_ctl(v))
-		return kr_err_set(
-		    err, KR_ERR_INVALID,
-		    "%s: control character (CR, LF, NUL, NEL, "
-		    "U+2028…) refused in a header",
-		    what);
+		return kr_err_set(err, KR_ERR_INVALID,
+		                  "%s: control character (CR, LF, NUL, NEL, "
+		                  "U+2028…) refused in a header",
+		                  what);
 	if (!kr_mime_utf8_valid(v, strlen(v)))
 		return kr_err_set(err, KR_ERR_INVALID, "%s: not valid UTF-8",
 		                  what);

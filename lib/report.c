@@ -556,8 +556,8 @@ strip_comments(const char *s, size_t n, struct kr_buf *o)
 			i = k;
 		} else {
 			/* "a <!-- x --> b" becomes "a b" */
-			i = o->len > 0 && o->data[o->len - 1] == ' ' &&
-			            e < n && s[e] == ' '
+			i = o->len > 0 && o->data[o->len - 1] == ' ' && e < n &&
+			            s[e] == ' '
 			        ? e + 1
 			        : e;
 		}
@@ -1138,10 +1138,11 @@ kr_report_parse(const struct kr_config *cfg, const char *name, const char *data,
 		         NULL);
 		goto out;
 	}
-	if (md_render(md.data, md.len,
-	              CMARK_OPT_VALIDATE_UTF8 |
-	                  (list->allow_html ? CMARK_OPT_UNSAFE : CMARK_OPT_SAFE),
-	              &rep->html) < 0) {
+	if (md_render(
+	        md.data, md.len,
+	        CMARK_OPT_VALIDATE_UTF8 |
+	            (list->allow_html ? CMARK_OPT_UNSAFE : CMARK_OPT_SAFE),
+	        &rep->html) < 0) {
 		position(data, (size_t)(body - data), &l, &c);
 		kr_err_set(err, KR_ERR_INVALID,
 		           "%s:%zu:1: the Markdown body would take more than "

@@ -206,9 +206,9 @@ test_bounce_encoded_subject_autoreplies(void **state)
 	static const char *const names[] = {
 	    "vacation-iso2022jp-b.eml", /* 【不在】…, folded over 4 words */
 	    "vacation-iso2022jp-q.eml", /* 自動返信: … */
-	    "vacation-utf8-b.eml",      /* ただいま不在です, 不 split */
-	    "vacation-utf8-q.eml",      /* Re: 12月号 [自動返信] */
-	    "vacation-en-b.eml",        /* Out of Office: … */
+	    "vacation-utf8-b.eml", /* ただいま不在です, 不 split */
+	    "vacation-utf8-q.eml", /* Re: 12月号 [自動返信] */
+	    "vacation-en-b.eml",   /* Out of Office: … */
 	};
 	struct kr_bounce b;
 	size_t i;

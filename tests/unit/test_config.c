@@ -617,9 +617,12 @@ test_config_bom(void **state)
 	assert_string_equal(cfg->public_url, "https://news.example.jp");
 	assert_int_equal(cfg->n_lists, 1);
 	kr_config_free(&cfg);
-	expect_one("\xef\xbb\xbf" "bogus: 1\n" BASE,
+	expect_one("\xef\xbb\xbf"
+	           "bogus: 1\n" BASE,
 	           "t.yaml:1:1: unknown key 'bogus'");
-	expect_one("\xef\xbb\xbf" "a: b\xff\n", "t.yaml:1:5: not valid UTF-8 text");
+	expect_one("\xef\xbb\xbf"
+	           "a: b\xff\n",
+	           "t.yaml:1:5: not valid UTF-8 text");
 }
 
 /* prefix, n '[' then n ']' and suffix, in a malloc'd string. */
@@ -664,8 +667,8 @@ test_config_deep_nesting(void **state)
 	for (i = 0; i < 65; i++)
 		o += (size_t)snprintf(block + o, sizeof(block) - o,
 		                      "%*sx-k%zu:\n", (int)i, "", i);
-	o += (size_t)snprintf(block + o, sizeof(block) - o, "%*sv: 1\n", 65,
-	                      "");
+	o +=
+	    (size_t)snprintf(block + o, sizeof(block) - o, "%*sv: 1\n", 65, "");
 	e = load_fail(block);
 	assert_string_equal(e, "t.yaml:72:65: nesting deeper than 64 levels, "
 	                       "expected at most 64 nested lists and "

@@ -198,8 +198,10 @@ test_report_subject_separators(void **state)
 	expect_error(&one, "---\nsubject: \"a\\Pb\"\n---\nb\n",
 	             "r.md:2:10: subject: expected one non-empty line");
 	/* raw, libyaml counts them as line breaks: refused where they are */
-	expect_error(&one, "---\nlist: sips-report\nsubject: a\xe2\x80\xa8" "b\n"
-	                   "---\nb\n",
+	expect_error(&one,
+	             "---\nlist: sips-report\nsubject: a\xe2\x80\xa8"
+	             "b\n"
+	             "---\nb\n",
 	             "r.md:3:11: front matter: a NEL, U+2028 or U+2029");
 	expect_error(&one, "---\nsubject: 'x \xc2\x85 y'\nlist: x\n---\nb\n",
 	             "r.md:2:13: front matter: a NEL, U+2028 or U+2029");
@@ -401,16 +403,15 @@ test_report_markdown_memory_bounded(void **state)
 static void
 test_report_comments_dropped(void **state)
 {
-	static const char src[] =
-	    "---\nsubject: s\nlist: %s\n---\n"
-	    "# T\n\n"
-	    "<!-- secret 1: whole line -->\n"
-	    "a <!-- secret 2 --> b\n"
-	    "c <!--\nsecret 3\nover lines --> d\n\n"
-	    "<div>e <!-- secret 4 --> f</div>\n\n"
-	    "g <!-- secret 5 -- odd --> h <!--> i\n\n"
-	    "`<!-- kept 1 -->` and\n\n"
-	    "```\n<!-- kept 2 -->\n```\n";
+	static const char src[] = "---\nsubject: s\nlist: %s\n---\n"
+	                          "# T\n\n"
+	                          "<!-- secret 1: whole line -->\n"
+	                          "a <!-- secret 2 --> b\n"
+	                          "c <!--\nsecret 3\nover lines --> d\n\n"
+	                          "<div>e <!-- secret 4 --> f</div>\n\n"
+	                          "g <!-- secret 5 -- odd --> h <!--> i\n\n"
+	                          "`<!-- kept 1 -->` and\n\n"
+	                          "```\n<!-- kept 2 -->\n```\n";
 	static const char *const lists_[] = {"sips-report", "other"};
 	struct kr_report *rep = NULL;
 	struct kr_err err = {0};
@@ -425,16 +426,15 @@ test_report_comments_dropped(void **state)
 		if (strstr(rep->text, "secret") || strstr(rep->html, "secret"))
 			fail_msg("list %s:\n%s\n%s", lists_[i], rep->text,
 			         rep->html);
-		assert_string_equal(rep->text,
-		                    "# T\n\n"
-		                    "a b\n"
-		                    "c d\n\n"
-		                    "<div>e f</div>\n\n"
-		                    "g h i\n\n"
-		                    "`<!-- kept 1 -->` and\n\n"
-		                    "```\n<!-- kept 2 -->\n```\n");
-		assert_non_null(strstr(rep->html,
-		                       "<code>&lt;!-- kept 1 --&gt;</code>"));
+		assert_string_equal(rep->text, "# T\n\n"
+		                               "a b\n"
+		                               "c d\n\n"
+		                               "<div>e f</div>\n\n"
+		                               "g h i\n\n"
+		                               "`<!-- kept 1 -->` and\n\n"
+		                               "```\n<!-- kept 2 -->\n```\n");
+		assert_non_null(
+		    strstr(rep->html, "<code>&lt;!-- kept 1 --&gt;</code>"));
 		assert_non_null(strstr(rep->html, "&lt;!-- kept 2 --&gt;\n"));
 		kr_report_free(&rep);
 	}
@@ -455,9 +455,8 @@ test_report_comments_dropped(void **state)
 	             "r.md:5:5: an HTML comment '<!--' is not closed, "
 	             "expected '-->'");
 	/* escaped, it is text */
-	assert_int_equal(parse(&one, "---\nsubject: s\n---\na \\<!-- b\n",
-	                       &rep, &err),
-	                 0);
+	assert_int_equal(
+	    parse(&one, "---\nsubject: s\n---\na \\<!-- b\n", &rep, &err), 0);
 	assert_string_equal(rep->text, "a \\<!-- b\n");
 	kr_report_free(&rep);
 }
