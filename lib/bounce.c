@@ -514,7 +514,7 @@ words_decode(const char *v, char *out, size_t outsz)
 static void
 subject_get(const struct hdrs *top, char *out, size_t outsz)
 {
-	char v[HVAL_MAX];
+	char v[HVAL_MAX] = {0}; /* all of it, for the static analyser */
 	const struct hdr *x = hdr_find(top, "Subject", 0);
 
 	out[0] = '\0';
