@@ -431,7 +431,10 @@ word_at(const char *v, size_t i, size_t n, char *cs, size_t cssz, char *enc,
 
 	if (i + 2 > n || v[i] != '=' || v[i + 1] != '?')
 		return 0;
-	for (b = a; b < n && v[b] != '?' && v[b] != ' '; b++)
+	/* a charset name as IANA spells them (no '/': iconv's options) */
+	for (b = a; b < n && (isalnum((unsigned char)v[b]) ||
+	                      strchr("-_.:*", v[b]) != NULL);
+	     b++)
 		;
 	if (b >= n || v[b] != '?' || b == a || b - a >= cssz || b + 2 >= n ||
 	    v[b + 2] != '?')
