@@ -18,6 +18,7 @@
 #include "csv.h"
 #include "ctl.h"
 #include "err.h"
+#include "mime.h"
 #include "store.h"
 
 /* Rows per transaction of an import: big enough to be fast, small enough
@@ -563,6 +564,15 @@ put(struct import *im, size_t line, const char *what, char *dst, size_t n,
 			return false;
 		}
 	}
+	/* A Latin-1 or Shift_JIS export would be stored as it is and reach
+	 * mails and pages as garbage. */
+	if (!kr_mime_utf8_valid(v, strlen(v))) {
+		row_error(im, line,
+		          "%s: not valid UTF-8, expected a UTF-8 file (convert "
+		          "it, e.g. iconv -f LATIN1 -t UTF-8)",
+		          what);
+		return false;
+	}
 	memcpy(dst, v, strlen(v) + 1);
 	return true;
 }
@@ -727,6 +737,9 @@ sub_import(struct ctl *c, int argc, char **argv)
 	if (fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode))
 		total = (long long)sb.st_size;
 	csv = kr_csv_new(f);
+	/* No column may hold a line break, so a record is a line: a stray
+	 * quote costs its own row only. */
+	kr_csv_set_one_line(csv, true);
 	r = CTL_FAIL;
 	if (read_header(&im, csv) < 0)
 		goto out;

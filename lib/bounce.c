@@ -16,7 +16,10 @@
 #include "bounce.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <iconv.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -386,6 +389,142 @@ cte_decode(int cte, const char *in, size_t n, char *out, size_t cap)
 		}
 	}
 	return o;
+}
+
+/* ---- RFC 2047 encoded words ---- */
+
+/* Appends in[0..n) in charset cs to out (UTF-8, o of outsz used, always
+ * terminated) through iconv; an unknown charset or a bad byte drops what
+ * cannot be read, never the rest. */
+static void
+charset_put(const char *cs, const char *in, size_t n, char *out, size_t outsz,
+            size_t *o)
+{
+	iconv_t cd;
+	char *ip = (char *)(uintptr_t)in, *op = out + *o;
+	size_t il = n, ol = outsz - 1 - *o;
+
+	if (n == 0)
+		return;
+	cd = iconv_open("UTF-8", cs);
+	if (cd == (iconv_t)-1)
+		return;
+	while (il > 0 && iconv(cd, &ip, &il, &op, &ol) == (size_t)-1) {
+		if (errno != EILSEQ && errno != EINVAL)
+			break; /* E2BIG: out is full */
+		ip++;
+		il--;
+	}
+	if (ol > 0)
+		(void)iconv(cd, NULL, NULL, &op, &ol); /* back to ASCII */
+	iconv_close(cd);
+	*o = (size_t)(op - out);
+	out[*o] = '\0';
+}
+
+/* One "=?charset?B|Q?text?=" at v[i..n): 1 and its parts, or 0. */
+static int
+word_at(const char *v, size_t i, size_t n, char *cs, size_t cssz, char *enc,
+        size_t *text, size_t *text_len, size_t *end)
+{
+	size_t a = i + 2, b, c;
+
+	if (i + 2 > n || v[i] != '=' || v[i + 1] != '?')
+		return 0;
+	/* a charset name as IANA spells them (no '/': iconv's options) */
+	for (b = a; b < n && (isalnum((unsigned char)v[b]) ||
+	                      strchr("-_.:*", v[b]) != NULL);
+	     b++)
+		;
+	if (b >= n || v[b] != '?' || b == a || b - a >= cssz || b + 2 >= n ||
+	    v[b + 2] != '?')
+		return 0;
+	*enc = (char)toupper((unsigned char)v[b + 1]);
+	if (*enc != 'B' && *enc != 'Q')
+		return 0;
+	for (c = b + 3; c + 1 < n && !(v[c] == '?' && v[c + 1] == '='); c++)
+		if (v[c] == ' ')
+			return 0;
+	if (c + 1 >= n)
+		return 0;
+	memcpy(cs, v + a, b - a);
+	cs[b - a] = '\0';
+	cs[strcspn(cs, "*")] = '\0'; /* RFC 2231 language */
+	*text = b + 3;
+	*text_len = c - (b + 3);
+	*end = c + 2;
+	return 1;
+}
+
+/* Decodes the encoded words of an unfolded header value v into out
+ * (UTF-8, truncated to outsz). Adjacent words of one charset are joined
+ * before conversion (a character split over two words is still read),
+ * the blanks between words dropped (RFC 2047 6.2); other text is copied. */
+static void
+words_decode(const char *v, char *out, size_t outsz)
+{
+	char cs[64], pcs[64] = "", raw[HVAL_MAX], enc;
+	size_t n = strlen(v), i = 0, o = 0, rn = 0, t, tl, e, k, gap;
+	int h, l;
+
+	out[0] = '\0';
+	while (i < n && o + 1 < outsz) {
+		if (!word_at(v, i, n, cs, sizeof(cs), &enc, &t, &tl, &e)) {
+			charset_put(pcs, raw, rn, out, outsz, &o);
+			rn = 0;
+			pcs[0] = '\0';
+			if (o + 1 < outsz) {
+				out[o++] = v[i];
+				out[o] = '\0';
+			}
+			i++;
+			continue;
+		}
+		if (rn > 0 && strcasecmp(cs, pcs) != 0) {
+			charset_put(pcs, raw, rn, out, outsz, &o);
+			rn = 0;
+		}
+		memcpy(pcs, cs, sizeof(cs));
+		if (enc == 'B') {
+			rn += cte_decode(CTE_B64, v + t, tl, raw + rn,
+			                 sizeof(raw) - rn);
+		} else {
+			for (k = t; k < t + tl && rn < sizeof(raw); k++) {
+				if (v[k] == '_') {
+					raw[rn++] = ' ';
+				} else if (v[k] == '=' && k + 2 < t + tl &&
+				           (h = hexval(v[k + 1])) >= 0 &&
+				           (l = hexval(v[k + 2])) >= 0) {
+					raw[rn++] = (char)(h * 16 + l);
+					k += 2;
+				} else {
+					raw[rn++] = v[k];
+				}
+			}
+		}
+		/* blanks up to a next word belong to neither */
+		for (gap = e; gap < n && v[gap] == ' '; gap++)
+			;
+		i = gap > e && word_at(v, gap, n, cs, sizeof(cs), &enc, &t, &tl,
+		                       &k)
+		        ? gap
+		        : e;
+	}
+	charset_put(pcs, raw, rn, out, outsz, &o);
+}
+
+/* The Subject, unfolded and decoded (UTF-8 or raw 8-bit), or "". */
+static void
+subject_get(const struct hdrs *top, char *out, size_t outsz)
+{
+	char v[HVAL_MAX] = {0}; /* all of it, for the static analyser */
+	const struct hdr *x = hdr_find(top, "Subject", 0);
+
+	out[0] = '\0';
+	if (x == NULL)
+		return;
+	val_copy(x->val, x->vlen, v, sizeof(v), true);
+	words_decode(v, out, outsz);
 }
 
 /* ---- tokens ---- */
@@ -902,16 +1041,13 @@ text_generic(struct walk *w, const struct hdrs *top, const char *t, size_t n)
 {
 	struct kr_bounce *b = w->out;
 	char from[HVAL_MAX], subj[HVAL_MAX], st[16] = "";
-	const struct hdr *x;
 	const char *at = NULL;
 	bool daemon, subject = false;
 	size_t i;
 	int code = 0;
 
 	(void)hdr_get(top, "From", from, sizeof(from));
-	subj[0] = '\0';
-	if ((x = hdr_find(top, "Subject", 0)) != NULL)
-		val_copy(x->val, x->vlen, subj, sizeof(subj), true);
+	subject_get(top, subj, sizeof(subj));
 	daemon = ci_has(from, "mailer-daemon") || ci_has(from, "postmaster") ||
 	         ci_has(from, "mail delivery");
 	for (i = 0; i < KR_NELEM(bounce_subjects); i++)
@@ -961,7 +1097,6 @@ static const char *const vacation_subjects[] = {
 static bool
 is_autoreply(const struct hdrs *top)
 {
-	const struct hdr *x;
 	char v[HVAL_MAX];
 	size_t i;
 
@@ -976,12 +1111,10 @@ is_autoreply(const struct hdrs *top)
 	if (hdr_get(top, "Precedence", v, sizeof(v)) &&
 	    (ci_has(v, "auto_reply") || ci_has(v, "auto-reply")))
 		return true;
-	if ((x = hdr_find(top, "Subject", 0)) != NULL) {
-		val_copy(x->val, x->vlen, v, sizeof(v), true);
-		for (i = 0; i < KR_NELEM(vacation_subjects); i++)
-			if (ci_has(v, vacation_subjects[i]))
-				return true;
-	}
+	subject_get(top, v, sizeof(v));
+	for (i = 0; i < KR_NELEM(vacation_subjects); i++)
+		if (ci_has(v, vacation_subjects[i]))
+			return true;
 	return false;
 }
 

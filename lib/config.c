@@ -2340,6 +2340,49 @@ syntax_error(struct ctx *c, yaml_parser_t *p, const char *data, size_t len)
 		     p->problem ? p->problem : "unknown");
 }
 
+bool
+kr_config_yaml_too_deep(const char *data, size_t len, size_t *line_out,
+                        size_t *col_out)
+{
+	yaml_parser_t p;
+	yaml_token_t t;
+	size_t depth = 0;
+	bool deep = false, more = true;
+
+	*line_out = *col_out = 0;
+	if (!yaml_parser_initialize(&p))
+		return false;
+	yaml_parser_set_input_string(&p, (const unsigned char *)data, len);
+	while (more && !deep && yaml_parser_scan(&p, &t)) {
+		switch (t.type) {
+		case YAML_FLOW_SEQUENCE_START_TOKEN:
+		case YAML_FLOW_MAPPING_START_TOKEN:
+		case YAML_BLOCK_SEQUENCE_START_TOKEN:
+		case YAML_BLOCK_MAPPING_START_TOKEN:
+			if (++depth > KR_CONFIG_YAML_DEPTH) {
+				deep = true;
+				*line_out = t.start_mark.line;
+				*col_out = t.start_mark.column;
+			}
+			break;
+		case YAML_FLOW_SEQUENCE_END_TOKEN:
+		case YAML_FLOW_MAPPING_END_TOKEN:
+		case YAML_BLOCK_END_TOKEN:
+			if (depth > 0)
+				depth--;
+			break;
+		case YAML_STREAM_END_TOKEN:
+			more = false;
+			break;
+		default:
+			break;
+		}
+		yaml_token_delete(&t);
+	}
+	yaml_parser_delete(&p);
+	return deep;
+}
+
 static void
 config_release(struct kr_config *cfg)
 {
@@ -2382,6 +2425,7 @@ kr_config_load_buf_flags(const char *name, const char *data, size_t len,
 	yaml_parser_t parser;
 	yaml_document_t doc, extra;
 	yaml_node_t *root;
+	size_t deep_line, deep_col;
 	bool have_parser = false, have_doc = false;
 	int r = -1;
 
@@ -2396,6 +2440,25 @@ kr_config_load_buf_flags(const char *name, const char *data, size_t len,
 		     "file is larger than %d bytes, expected a "
 		     "config file",
 		     CFG_MAX_FILE);
+		goto out;
+	}
+	/* A UTF-8 BOM (some Windows editors write one) is not part of the
+	 * text. libyaml, told the encoding, would read it as a character of
+	 * the first key and shift that key's column, which ends the mapping
+	 * at the second key; the marks then count from after the BOM. */
+	if (len >= 3 && memcmp(data, "\xef\xbb\xbf", 3) == 0) {
+		data += 3;
+		len -= 3;
+	}
+	/* Before libyaml builds a document: its scanner is quadratic in the
+	 * depth of flow collections (100,000 '[' took seconds). */
+	if (kr_config_yaml_too_deep(data, len, &deep_line, &deep_col)) {
+		yaml_mark_t m = {.line = deep_line, .column = deep_col};
+
+		cerr(&c, &m,
+		     "nesting deeper than %d levels, expected at most %d "
+		     "nested lists and mappings",
+		     KR_CONFIG_YAML_DEPTH, KR_CONFIG_YAML_DEPTH);
 		goto out;
 	}
 	if (!yaml_parser_initialize(&parser)) {

@@ -113,6 +113,16 @@ KR_NODISCARD int kr_config_load_buf(const char *name, const char *data,
     size_t len, struct kr_config **cfg_out, char **errors_out);
 /* Don't read relay passwords (nor check ca_file): for tools that never
  * send mail, run by users who may not read the password file. */
+/* Deepest nesting of lists and mappings a YAML text may have (config and
+ * report front matter). */
+#define KR_CONFIG_YAML_DEPTH 64
+/* true when the YAML text data[0..len) nests deeper than
+ * KR_CONFIG_YAML_DEPTH; *line_out and *col_out (0-based, columns in
+ * characters) then say where. Reads tokens only, stopping there, so a
+ * hostile text costs little (libyaml 0.2.5 is quadratic in flow depth).
+ * false for text that is not YAML: the parser will say why. */
+bool kr_config_yaml_too_deep(const char *data, size_t len, size_t *line_out,
+                             size_t *col_out);
 #define KR_CONFIG_NO_SECRETS 0x1
 /* kr_config_load and kr_config_load_buf with KR_CONFIG_* flags. */
 KR_NODISCARD int kr_config_load_flags(const char *path, unsigned flags,

@@ -20,7 +20,8 @@ struct kr_csv {
 	size_t rec_line;                   /* line the record started on */
 	int pb[4];                         /* pushed-back characters */
 	int npb;
-	bool started; /* BOM checked */
+	bool started;  /* BOM checked */
+	bool one_line; /* a record is one physical line */
 };
 
 enum csv_state { ST_START, ST_PLAIN, ST_QUOTED, ST_QUOTE };
@@ -143,7 +144,7 @@ kr_csv_read(struct kr_csv *c, struct kr_err *err)
 {
 	enum csv_state st = ST_START;
 	int ch, r = -1;
-	bool done = false;
+	bool done = false, at_bol = false;
 
 	if (!c->started)
 		skip_bom(c);
@@ -216,6 +217,23 @@ kr_csv_read(struct kr_csv *c, struct kr_err *err)
 				st = ST_QUOTE;
 				continue;
 			}
+			if (c->one_line && (ch == '\n' || ch == '\r')) {
+				/* A stray quote must not swallow the rows
+				 * after it: the record ends with its line, and
+				 * the next one starts on the next line. */
+				kr_err_set(
+				    err, KR_ERR_INVALID,
+				    "a quoted field is not closed on this "
+				    "line, expected a closing quote before "
+				    "the line ends (a field cannot hold a "
+				    "line break)");
+				if (ch == '\r')
+					end_cr(c);
+				else
+					c->line++;
+				at_bol = true;
+				goto bad;
+			}
 			if (ch == '\n')
 				c->line++;
 			if (field_add(c, ch, err) < 0)
@@ -248,12 +266,12 @@ bad:
 		goto out;
 	}
 	/* Report where it went wrong, then skip to the next line. */
-	{
+	if (!at_bol) {
 		size_t at = c->line;
 
 		resync(c);
 		c->rec_line = at;
-	}
+	} /* else the line is ended and rec_line is the record's one line */
 	c->n = 0;
 	r = -1;
 out:
@@ -261,6 +279,12 @@ out:
 		r = kr_err_set(err, KR_ERR_IO, "read error: %s",
 		               strerror(errno));
 	return r;
+}
+
+void
+kr_csv_set_one_line(struct kr_csv *c, bool on)
+{
+	c->one_line = on;
 }
 
 size_t

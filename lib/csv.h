@@ -5,6 +5,7 @@
 #ifndef KR_CSV_H
 #define KR_CSV_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -22,6 +23,11 @@ struct kr_csv;
 /* Reads from f (not closed by kr_csv_free). Never NULL. */
 struct kr_csv *kr_csv_new(FILE *f);
 void kr_csv_free(struct kr_csv **c);
+/* With on, a record is one physical line: a quoted field still open at
+ * the line's end is an error reported at that line, and reading goes on
+ * with the next line (so a stray quote costs one row, not every row up to
+ * the next quote). Off by default (RFC 4180: newlines in quoted fields). */
+void kr_csv_set_one_line(struct kr_csv *c, bool on);
 /* Reads the next record: 1 read, 0 end of input, -1 a malformed record
  * (err says what; kr_csv_line where; the reader has skipped to the next
  * line, so the caller may go on reading) or a read error (KR_ERR_IO).

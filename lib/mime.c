@@ -46,9 +46,18 @@ kr_mime_has_ctl(const char *s)
 {
 	const unsigned char *p;
 
-	for (p = (const unsigned char *)s; *p != '\0'; p++)
+	for (p = (const unsigned char *)s; *p != '\0'; p++) {
 		if (*p < 0x20 || *p == 0x7f)
 			return true;
+		/* C1 controls (NEL among them) and U+2028/U+2029, which
+		 * some mail software and most JavaScript take for line
+		 * breaks (as the config refuses them). */
+		if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f)
+			return true;
+		if (p[0] == 0xe2 && p[1] == 0x80 &&
+		    (p[2] == 0xa8 || p[2] == 0xa9))
+			return true;
+	}
 	return false;
 }
 
@@ -106,11 +115,10 @@ static int
 check_value(const char *what, const char *v, struct kr_err *err)
 {
 	if (kr_mime_has_ctl(v))
-		return kr_err_set(
-		    err, KR_ERR_INVALID,
-		    "%s: control character (CR, LF, NUL…) refused in a "
-		    "header",
-		    what);
+		return kr_err_set(err, KR_ERR_INVALID,
+		                  "%s: control character (CR, LF, NUL, NEL, "
+		                  "U+2028…) refused in a header",
+		                  what);
 	if (!kr_mime_utf8_valid(v, strlen(v)))
 		return kr_err_set(err, KR_ERR_INVALID, "%s: not valid UTF-8",
 		                  what);

@@ -80,7 +80,8 @@ KR_NODISCARD int kr_mime_qp(struct kr_buf *out, const char *p, size_t n);
 size_t kr_mime_qp_len(const char *p, size_t n);
 /* Base64 in lines of 76 characters joined by CRLF (none after the last). */
 KR_NODISCARD int kr_mime_base64(struct kr_buf *out, const char *p, size_t n);
-/* true when s holds a CR, LF, NUL or other C0/DEL control. */
+/* true when s holds a CR, LF or other C0/DEL control, a C1 control (NEL)
+ * or U+2028/U+2029 (line and paragraph separators). s ends at its NUL. */
 bool kr_mime_has_ctl(const char *s);
 /* true when s[0..len) is well-formed UTF-8 (no overlongs, surrogates). */
 bool kr_mime_utf8_valid(const char *s, size_t len);

@@ -2,6 +2,8 @@
  * (libsodium), and the one queueing path behind every intake door. */
 #include "report.h"
 
+#include <setjmp.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -186,44 +188,286 @@ ub_append(struct kr_buf *b, const void *p, size_t n)
 		abort();
 }
 
-/* Index of the ')' closing the '(' at s[i], or 0 when none on the line. */
-static size_t
-match_paren(const char *s, size_t i, size_t n)
-{
-	int depth = 0;
+/* The matching bracket or parenthesis of every opener one scan meets, so
+ * that a text of 200,000 '[' costs one scan, not one per '[' (which took
+ * 19.5 s). A scan from an opener at j reads what a scan from any opener
+ * after j (at a character boundary) would read, up to where it stops, so
+ * it answers for all of them. */
+struct matches {
+	char open, close;
+	bool para;         /* '[': stops at a code span or a blank line;
+	                      '(': stops at the end of the line */
+	size_t lo, hi;     /* the last scan covered s[lo..hi) */
+	size_t *pos, *end; /* openers met (ascending) and their match, 0 */
+	size_t n, cap;
+	size_t *stack, sn, scap;
+};
 
-	for (; i < n && s[i] != '\n'; i++) {
-		if (s[i] == '\\' && i + 1 < n) {
-			i++;
-		} else if (s[i] == '(') {
-			depth++;
-		} else if (s[i] == ')' && --depth == 0) {
-			return i;
-		}
-	}
-	return 0;
+static void
+matches_fini(struct matches *m)
+{
+	free(m->pos);
+	free(m->end);
+	free(m->stack);
 }
 
-/* Index of the ']' closing the '[' at s[i], or 0 (stays in a paragraph:
- * stops at a blank line). */
-static size_t
-match_bracket(const char *s, size_t i, size_t n)
+static void
+grow(size_t **a, size_t *cap, size_t need)
 {
-	int depth = 0;
+	if (need <= *cap)
+		return;
+	*cap = *cap ? *cap * 2 : 64;
+	if (*cap < need)
+		*cap = need;
+	*a = kr_xrealloc(*a, *cap * sizeof(**a));
+}
 
-	for (; i < n; i++) {
+/* Records an opener at i and pushes it. */
+static void
+m_push(struct matches *m, size_t i)
+{
+	size_t cap = m->cap;
+
+	grow(&m->pos, &cap, m->n + 1);
+	cap = m->cap;
+	grow(&m->end, &cap, m->n + 1);
+	m->cap = cap;
+	m->pos[m->n] = i;
+	m->end[m->n] = 0;
+	grow(&m->stack, &m->scap, m->sn + 1);
+	m->stack[m->sn++] = m->n++;
+}
+
+/* The scan of the old per-opener matchers, from the opener s[j]: a '\'
+ * takes the next character with it; for '(' the line's end stops it, for
+ * '[' a '`' or a blank line does. */
+static void
+m_scan(struct matches *m, const char *s, size_t j, size_t n)
+{
+	size_t i;
+
+	m->n = m->sn = 0;
+	m->lo = j;
+	for (i = j; i < n; i++) {
+		if (!m->para && s[i] == '\n')
+			break;
 		if (s[i] == '\\' && i + 1 < n) {
 			i++;
-		} else if (s[i] == '`' ||
-		           (s[i] == '\n' && i + 1 < n && s[i + 1] == '\n')) {
-			return 0; /* a code span or the paragraph's end */
-		} else if (s[i] == '[') {
-			depth++;
-		} else if (s[i] == ']' && --depth == 0) {
-			return i;
+		} else if (m->para &&
+		           (s[i] == '`' ||
+		            (s[i] == '\n' && i + 1 < n && s[i + 1] == '\n'))) {
+			break;
+		} else if (s[i] == m->open) {
+			m_push(m, i);
+		} else if (s[i] == m->close && m->sn > 0) {
+			m->end[m->stack[--m->sn]] = i;
+			if (m->sn == 0) {
+				i++;
+				break;
+			}
 		}
 	}
-	return 0;
+	m->hi = i;
+}
+
+/* Index of the closer matching the opener at s[j], or 0 when none (for
+ * '(' on the line; for '[' in the paragraph, before a code span). */
+static size_t
+match(struct matches *m, const char *s, size_t j, size_t n)
+{
+	size_t a, b, mid;
+
+	if (m->n == 0 || j < m->lo || j >= m->hi)
+		m_scan(m, s, j, n);
+	a = 0;
+	b = m->n;
+	while (a < b) {
+		mid = a + (b - a) / 2;
+		if (m->pos[mid] < j)
+			a = mid + 1;
+		else
+			b = mid;
+	}
+	if (a < m->n && m->pos[a] == j)
+		return m->end[a];
+	/* not at a character boundary of the last scan: a scan of its own */
+	m_scan(m, s, j, n);
+	return m->end[0];
+}
+
+/* Where each backtick run length was last seen, filled by one scan to the
+ * end the first time a code span finds no closing run: after that an
+ * opener whose length does not come again fails at once (runs of ever
+ * longer backticks cost one scan, not one each). Distinct lengths in n
+ * bytes are fewer than sqrt(2n). */
+struct ticks {
+	bool filled;
+	size_t until;       /* it covers runs before this offset */
+	size_t *len, *last; /* sorted by len */
+	size_t n, cap;
+};
+
+static void
+ticks_fill(struct ticks *t, const char *s, size_t from, size_t n)
+{
+	size_t k = from, r, a, b, mid, cap;
+
+	t->filled = true;
+	t->until = n;
+	t->n = 0;
+	while (k < n) {
+		if (s[k] != '`') {
+			k++;
+			continue;
+		}
+		for (r = 0; k + r < n && s[k + r] == '`'; r++)
+			;
+		a = 0;
+		b = t->n;
+		while (a < b) {
+			mid = a + (b - a) / 2;
+			if (t->len[mid] < r)
+				a = mid + 1;
+			else
+				b = mid;
+		}
+		if (a == t->n || t->len[a] != r) {
+			cap = t->cap;
+			grow(&t->len, &cap, t->n + 1);
+			cap = t->cap;
+			grow(&t->last, &cap, t->n + 1);
+			t->cap = cap;
+			memmove(t->len + a + 1, t->len + a,
+			        (t->n - a) * sizeof(*t->len));
+			memmove(t->last + a + 1, t->last + a,
+			        (t->n - a) * sizeof(*t->last));
+			t->len[a] = r;
+			t->n++;
+		}
+		t->last[a] = k;
+		k += r;
+	}
+}
+
+/* false when no run of exactly r backticks starts after i. */
+static bool
+ticks_may_close(const struct ticks *t, size_t r, size_t i)
+{
+	size_t a = 0, b = t->n, mid;
+
+	if (!t->filled || i >= t->until)
+		return true;
+	while (a < b) {
+		mid = a + (b - a) / 2;
+		if (t->len[mid] < r)
+			a = mid + 1;
+		else
+			b = mid;
+	}
+	return a < t->n && t->len[a] == r && t->last[a] > i;
+}
+
+/* The state of a left-to-right reading of Markdown source. */
+struct md {
+	const char *s;
+	size_t n;
+	char fence; /* in a fenced code block: its character */
+	size_t fence_len;
+	bool bol;   /* at the start of a line */
+	bool strip; /* code spans end with their line (see strip_comments) */
+	size_t eol; /* end of the line of the last code span (strip) */
+	struct ticks ticks;
+};
+
+/* Length of what stays verbatim at s[i]: a line of a fenced code block, a
+ * line end, a backslash escape or a code span; 0 for anything else. */
+static size_t
+md_verbatim(struct md *m, size_t i)
+{
+	const char *s = m->s;
+	size_t n = m->n, j, k, run, ll, lim;
+	const char *nl;
+	bool code;
+
+	if (m->bol) {
+		/* fenced code blocks are copied as they are */
+		ll = line_len(s + i, s + n);
+		j = 0;
+		while (j < 3 && j < ll && s[i + j] == ' ')
+			j++;
+		code = m->fence != 0;
+		if (j + 3 <= ll && (s[i + j] == '`' || s[i + j] == '~')) {
+			run = 0;
+			while (j + run < ll && s[i + j + run] == s[i + j])
+				run++;
+			if (run >= 3 && m->fence == 0) {
+				m->fence = s[i + j];
+				m->fence_len = run;
+				code = true;
+			} else if (run >= m->fence_len &&
+			           m->fence == s[i + j]) {
+				m->fence = 0;
+			}
+		}
+		if (code) {
+			k = i + ll;
+			while (k < n && s[k] != '\n')
+				k++;
+			return k < n ? k + 1 - i : k - i;
+		}
+		m->bol = false;
+	}
+	if (s[i] == '\n') {
+		m->bol = true;
+		return 1;
+	}
+	if (s[i] == '\\' && i + 1 < n && s[i + 1] != '\n')
+		return 2;
+	if (s[i] != '`')
+		return 0;
+	/* a code span: copied up to its matching run */
+	lim = n;
+	if (m->strip) {
+		if (m->eol < i || m->eol == 0) {
+			nl = memchr(s + i, '\n', n - i);
+			m->eol = nl ? (size_t)(nl - s) : n;
+		}
+		lim = m->eol;
+	}
+	run = 0;
+	while (i + run < lim && s[i + run] == '`')
+		run++;
+	if (!ticks_may_close(&m->ticks, run, i))
+		return run;
+	for (k = i + run; k < lim; k++) {
+		size_t r2 = 0;
+
+		while (k + r2 < lim && s[k + r2] == '`')
+			r2++;
+		if (r2 == run)
+			break;
+		k += r2;
+	}
+	if (k < lim)
+		return k + run - i;
+	ticks_fill(&m->ticks, s, i + run, lim);
+	return run;
+}
+
+static void
+md_init(struct md *m, const char *s, size_t n)
+{
+	memset(m, 0, sizeof(*m));
+	m->s = s;
+	m->n = n;
+	m->bol = true;
+}
+
+static void
+md_fini(struct md *m)
+{
+	free(m->ticks.len);
+	free(m->ticks.last);
 }
 
 /* Appends the link destination of "(…)" s[a..b) without a title. */
@@ -247,85 +491,106 @@ put_dest(struct kr_buf *o, const char *s, size_t a, size_t b)
 	ub_append(o, s + a, e - a);
 }
 
-char *
-kr_report_text(const char *s, size_t n)
+/* End of the comment "<!--…" at s[i] (after its "-->", or "--!>", as
+ * browsers read it: "<!-->" is one too), or 0 when it is not closed. */
+static size_t
+comment_end(const char *s, size_t i, size_t n)
+{
+	size_t k;
+
+	for (k = i + 2; k + 2 < n; k++)
+		if (s[k] == '-' && s[k + 1] == '-') {
+			if (s[k + 2] == '>')
+				return k + 3;
+			if (k + 3 < n && s[k + 2] == '!' && s[k + 3] == '>')
+				return k + 4;
+		}
+	return 0;
+}
+
+/* Appends s[0..n) to o without its HTML comments (as browsers end them),
+ * but for those in fenced code and in code spans on one line: an author's
+ * note must reach no subscriber, and the text part is the source while
+ * cmark passes comments on to the HTML of an allow_html list (and shows
+ * some it does not take for comments, "<!-- a -- b -->"). A code span here
+ * ends with its line: cmark's can end earlier, where a block interrupts
+ * the paragraph ("<!--" at a line's start does), and a comment kept then
+ * would leak. A comment alone on its line takes the line with it. Returns
+ * SIZE_MAX, or the offset of a "<!--" never closed (the rest is dropped). */
+static size_t
+strip_comments(const char *s, size_t n, struct kr_buf *o)
+{
+	struct md m;
+	size_t i = 0, k, e, r = SIZE_MAX, bl;
+
+	md_init(&m, s, n);
+	m.strip = true;
+	while (i < n) {
+		if ((k = md_verbatim(&m, i)) > 0) {
+			ub_append(o, s + i, k);
+			i += k;
+			continue;
+		}
+		if (s[i] != '<' || n - i < 4 || memcmp(s + i, "<!--", 4) != 0) {
+			ub_append(o, s + i, 1);
+			i++;
+			continue;
+		}
+		if ((e = comment_end(s, i, n)) == 0) {
+			r = i;
+			break;
+		}
+		/* blanks before it on its line (in o) and after it */
+		for (bl = o->len; bl > 0 && (o->data[bl - 1] == ' ' ||
+		                             o->data[bl - 1] == '\t');
+		     bl--)
+			;
+		for (k = e; k < n && (s[k] == ' ' || s[k] == '\t'); k++)
+			;
+		if ((bl == 0 || o->data[bl - 1] == '\n') &&
+		    (k == n || s[k] == '\n' || s[k] == '\r')) {
+			o->len = bl;
+			k += k < n && s[k] == '\r' ? 1 : 0;
+			k += k < n && s[k] == '\n' ? 1 : 0;
+			m.bol = true;
+			i = k;
+		} else {
+			/* "a <!-- x --> b" becomes "a b" */
+			i = o->len > 0 && o->data[o->len - 1] == ' ' && e < n &&
+			            s[e] == ' '
+			        ? e + 1
+			        : e;
+		}
+	}
+	md_fini(&m);
+	if (o->data != NULL)
+		o->data[o->len] = '\0';
+	return r;
+}
+
+/* The text form of s[0..n), which holds no comments. */
+static char *
+text_of(const char *s, size_t n)
 {
 	struct kr_buf o;
-	size_t i = 0, j, k, close, fence_len = 0, run, ll;
-	char fence = 0;
-	bool bol = true, code;
+	struct md m;
+	struct matches br = {.open = '[', .close = ']', .para = true};
+	struct matches pa = {.open = '(', .close = ')', .para = false};
+	size_t i = 0, j, k, close;
 
 	kr_buf_init(&o, 0);
 	ub_append(&o, "", 0);
+	md_init(&m, s, n);
 	while (i < n) {
-		if (bol) {
-			/* fenced code blocks are copied as they are */
-			ll = line_len(s + i, s + n);
-			j = 0;
-			while (j < 3 && j < ll && s[i + j] == ' ')
-				j++;
-			code = fence != 0;
-			if (j + 3 <= ll &&
-			    (s[i + j] == '`' || s[i + j] == '~')) {
-				run = 0;
-				while (j + run < ll &&
-				       s[i + j + run] == s[i + j])
-					run++;
-				if (run >= 3 && fence == 0) {
-					fence = s[i + j];
-					fence_len = run;
-					code = true;
-				} else if (run >= fence_len &&
-				           fence == s[i + j]) {
-					fence = 0;
-				}
-			}
-			if (code) {
-				k = i + ll;
-				while (k < n && s[k] != '\n')
-					k++;
-				if (k < n)
-					k++;
-				ub_append(&o, s + i, k - i);
-				i = k;
-				continue;
-			}
-			bol = false;
-		}
-		if (s[i] == '\n') {
-			ub_append(&o, "\n", 1);
-			i++;
-			bol = true;
-			continue;
-		}
-		if (s[i] == '\\' && i + 1 < n && s[i + 1] != '\n') {
-			ub_append(&o, s + i, 2);
-			i += 2;
-			continue;
-		}
-		if (s[i] == '`') {
-			/* a code span: copied up to its matching run */
-			run = 0;
-			while (i + run < n && s[i + run] == '`')
-				run++;
-			for (k = i + run; k < n; k++) {
-				size_t r2 = 0;
-
-				while (k + r2 < n && s[k + r2] == '`')
-					r2++;
-				if (r2 == run)
-					break;
-				k += r2;
-			}
-			k = k < n ? k + run : i + run;
-			ub_append(&o, s + i, k - i);
-			i = k;
+		if ((k = md_verbatim(&m, i)) > 0) {
+			ub_append(&o, s + i, k);
+			i += k;
 			continue;
 		}
 		j = s[i] == '!' && i + 1 < n && s[i + 1] == '[' ? i + 1 : i;
-		if (s[j] == '[' && (close = match_bracket(s, j, n)) != 0 &&
+		if (s[j] == '[' && (close = match(&br, s, j, n)) != 0 &&
 		    close + 1 < n && s[close + 1] == '(' &&
-		    (k = match_paren(s, close + 1, n)) != 0) {
+		    (k = match(&pa, s, close + 1, n)) != 0) {
 			struct kr_buf dest;
 
 			kr_buf_init(&dest, 0);
@@ -345,7 +610,201 @@ kr_report_text(const char *s, size_t n)
 		ub_append(&o, s + i, 1);
 		i++;
 	}
+	md_fini(&m);
+	matches_fini(&br);
+	matches_fini(&pa);
 	return kr_buf_steal(&o);
+}
+
+char *
+kr_report_text(const char *s, size_t n)
+{
+	struct kr_buf c;
+	char *t;
+
+	kr_buf_init(&c, 0);
+	ub_append(&c, "", 0);
+	(void)strip_comments(s, n, &c);
+	t = text_of(c.data, c.len);
+	kr_buf_fini(&c);
+	return t;
+}
+
+/* ---- HTML (cmark, within a memory budget) ---- */
+
+/* cmark's tree costs some 200 bytes a node, and a node can be as little
+ * as two bytes of source: 4 MiB of "*a* " or "a <!--" took 500-700 MB.
+ * Its allocations go through md_mem, which counts them and, past
+ * MD_MEM_MAX, jumps back to md_render; every block is on a list, so that
+ * jump frees all of them. A real 4 MiB report needs about 20 MB. */
+#define MD_MEM_MAX (64u * 1024 * 1024)
+
+union md_blk {
+	struct {
+		union md_blk *prev, *next;
+		size_t size;
+	} h;
+	max_align_t align;
+};
+
+struct md_arena {
+	jmp_buf out;
+	size_t used;
+	union md_blk head;
+};
+
+static _Thread_local struct md_arena *md_cur;
+
+/* What a block of size bytes costs: ours, the header and malloc's own. */
+#define MD_COST(size) ((size) + sizeof(union md_blk) + 16)
+
+static void
+md_link(union md_blk *b, size_t size)
+{
+	union md_blk *head = &md_cur->head;
+
+	b->h.size = MD_COST(size);
+	b->h.prev = head;
+	b->h.next = head->h.next;
+	head->h.next->h.prev = b;
+	head->h.next = b;
+	md_cur->used += b->h.size;
+}
+
+static void
+md_unlink(union md_blk *b)
+{
+	b->h.prev->h.next = b->h.next;
+	b->h.next->h.prev = b->h.prev;
+	md_cur->used -= b->h.size;
+}
+
+static void
+md_budget(size_t size)
+{
+	if (size > MD_MEM_MAX || md_cur->used > MD_MEM_MAX - MD_COST(size))
+		longjmp(md_cur->out, 1);
+}
+
+static void *
+md_calloc(size_t nmemb, size_t size)
+{
+	union md_blk *b;
+
+	if (size != 0 && nmemb > SIZE_MAX / 2 / size)
+		longjmp(md_cur->out, 1);
+	md_budget(nmemb * size);
+	b = kr_xcalloc(1, sizeof(*b) + nmemb * size);
+	md_link(b, nmemb * size);
+	return b + 1;
+}
+
+static void *
+md_realloc(void *p, size_t size)
+{
+	union md_blk *b;
+
+	if (p == NULL)
+		return md_calloc(1, size);
+	b = (union md_blk *)p - 1;
+	md_unlink(b);
+	md_budget(size);
+	if (size > SIZE_MAX - sizeof(*b)) /* md_budget keeps it far below */
+		abort();
+	b = kr_xrealloc(b, sizeof(*b) + size);
+	md_link(b, size);
+	return b + 1;
+}
+
+static void
+md_free(void *p)
+{
+	union md_blk *b;
+
+	if (p == NULL)
+		return;
+	b = (union md_blk *)p - 1;
+	md_unlink(b);
+	free(b);
+}
+
+static cmark_mem md_mem = {md_calloc, md_realloc, md_free};
+
+/* Raw HTML nodes lose their comments too: the source keeps those in
+ * code spans, which inside an HTML block are raw HTML to cmark. */
+static void
+drop_html_comments(cmark_node *doc)
+{
+	cmark_iter *it = cmark_iter_new(doc);
+	cmark_event_type ev;
+	cmark_node *node;
+	struct kr_buf b;
+	const char *lit;
+	size_t i, e, n;
+
+	kr_buf_init(&b, 0);
+	while ((ev = cmark_iter_next(it)) != CMARK_EVENT_DONE) {
+		node = cmark_iter_get_node(it);
+		if (ev != CMARK_EVENT_ENTER ||
+		    (cmark_node_get_type(node) != CMARK_NODE_HTML_BLOCK &&
+		     cmark_node_get_type(node) != CMARK_NODE_HTML_INLINE) ||
+		    (lit = cmark_node_get_literal(node)) == NULL ||
+		    strstr(lit, "<!--") == NULL)
+			continue;
+		kr_buf_reset(&b);
+		ub_append(&b, "", 0);
+		n = strlen(lit);
+		for (i = 0; i < n;) {
+			if (n - i >= 4 && memcmp(lit + i, "<!--", 4) == 0) {
+				e = comment_end(lit, i, n);
+				i = e ? e : n;
+			} else {
+				ub_append(&b, lit + i, 1);
+				i++;
+			}
+		}
+		(void)cmark_node_set_literal(node, b.data);
+	}
+	cmark_iter_free(it);
+	kr_buf_fini(&b);
+}
+
+/* Renders Markdown s[0..n) to HTML (options for cmark). Returns 0 and
+ * *html_out (caller frees), or -1 when cmark would need more than
+ * MD_MEM_MAX. */
+static int
+md_render(const char *s, size_t n, int options, char **html_out)
+{
+	struct md_arena a;
+	union md_blk *b, *next;
+	cmark_parser *parser;
+	cmark_node *doc;
+	char *html;
+	int r = -1;
+
+	*html_out = NULL;
+	memset(&a, 0, sizeof(a));
+	a.head.h.prev = a.head.h.next = &a.head;
+	md_cur = &a;
+	if (setjmp(a.out) == 0) {
+		parser = cmark_parser_new_with_mem(options, &md_mem);
+		cmark_parser_feed(parser, s, n);
+		doc = cmark_parser_finish(parser);
+		drop_html_comments(doc);
+		html = cmark_render_html(doc, options);
+		*html_out = kr_xstrdup(html);
+		md_free(html);
+		cmark_node_free(doc);
+		cmark_parser_free(parser);
+		r = 0;
+	}
+	/* after a jump, cmark's blocks; else none (all freed above) */
+	for (b = a.head.h.next; b != &a.head; b = next) {
+		next = b->h.next;
+		free(b);
+	}
+	md_cur = NULL;
+	return r;
 }
 
 /* ---- front matter ---- */
@@ -375,9 +834,21 @@ parse_front(struct fm *f, const char *src, size_t len, size_t first_line,
 	yaml_document_t doc;
 	yaml_node_t *root, *k, *v;
 	yaml_node_pair_t *pair;
+	size_t deep_line, deep_col;
 	bool parser_ok = false, doc_ok = false;
 	int r = -1;
 
+	/* Before libyaml builds a document: its scanner is quadratic in the
+	 * depth of flow collections. */
+	if (kr_config_yaml_too_deep(src, len, &deep_line, &deep_col)) {
+		kr_err_set(err, KR_ERR_INVALID,
+		           "%s:%zu:%zu: front matter: nesting deeper than %d "
+		           "levels, expected at most %d nested lists and "
+		           "mappings",
+		           f->name, deep_line + first_line, deep_col + 1,
+		           KR_CONFIG_YAML_DEPTH, KR_CONFIG_YAML_DEPTH);
+		goto out;
+	}
 	if (!yaml_parser_initialize(&parser)) {
 		kr_err_set(err, KR_ERR_INVALID, "%s: yaml parser", f->name);
 		goto out;
@@ -478,7 +949,8 @@ parse_front(struct fm *f, const char *src, size_t len, size_t first_line,
 			    err, f->name, v->start_mark.line + first_line,
 			    v->start_mark.column + 1,
 			    "preheader: expected one line of text (no control "
-			    "characters, at most 1000 bytes)",
+			    "characters, NEL or U+2028/U+2029, at most 1000 "
+			    "bytes)",
 			    NULL);
 			goto out;
 		}
@@ -502,9 +974,11 @@ kr_report_parse(const struct kr_config *cfg, const char *name, const char *data,
 	const char *p, *end, *fm_start, *body;
 	size_t n, line = 1, i, l, c;
 	unsigned char digest[crypto_hash_sha256_BYTES];
+	struct kr_buf md; /* the body without its comments */
 	int r = -1;
 
 	*rep_out = NULL;
+	kr_buf_init(&md, 0);
 	f.name = name;
 	f.data = data;
 	if (len > KR_REPORT_MAX) {
@@ -570,6 +1044,21 @@ kr_report_parse(const struct kr_config *cfg, const char *name, const char *data,
 		p += p < end && *p == '\n' ? 1 : 0;
 		line++;
 	}
+	/* libyaml reads a raw NEL, U+2028 or U+2029 as a line break: in a
+	 * value it would slip past the checks below as a fold, and every
+	 * position after it would be off by a line. */
+	for (i = (size_t)(fm_start - data); i + 1 < (size_t)(p - data); i++)
+		if ((data[i] == '\xc2' && data[i + 1] == '\x85') ||
+		    (data[i] == '\xe2' && data[i + 1] == '\x80' &&
+		     (data[i + 2] == '\xa8' || data[i + 2] == '\xa9'))) {
+			position(data, i, &l, &c);
+			fm_error(err, name, l, c,
+			         "front matter: a NEL, U+2028 or U+2029 "
+			         "(taken for a line break), expected one line "
+			         "per key",
+			         NULL);
+			goto out;
+		}
 	if (parse_front(&f, fm_start, (size_t)(p - fm_start), 2, err) < 0)
 		goto out;
 	body = p + n;
@@ -584,8 +1073,9 @@ kr_report_parse(const struct kr_config *cfg, const char *name, const char *data,
 	    kr_mime_has_ctl(f.subject) || strlen(f.subject) > SUBJECT_MAX) {
 		fm_error(
 		    err, name, f.subject_line, f.subject_col,
-		    "subject: expected one non-empty line of text (no CR, LF "
-		    "or other control characters, at most 1000 bytes)",
+		    "subject: expected one non-empty line of text (no CR, LF, "
+		    "NEL, U+2028/U+2029 or other control characters, at most "
+		    "1000 bytes)",
 		    NULL);
 		goto out;
 	}
@@ -638,19 +1128,38 @@ kr_report_parse(const struct kr_config *cfg, const char *name, const char *data,
 	f.date = NULL;
 	rep->preheader = f.preheader ? f.preheader : kr_xstrdup("");
 	f.preheader = NULL;
-	rep->text = kr_report_text(body, (size_t)(end - body));
-	rep->html = cmark_markdown_to_html(
-	    body, (size_t)(end - body),
-	    CMARK_OPT_VALIDATE_UTF8 |
-	        (list->allow_html ? CMARK_OPT_UNSAFE : CMARK_OPT_SAFE));
-	if (rep->html == NULL)
-		abort(); /* cmark only fails on allocation */
+	ub_append(&md, "", 0);
+	if ((i = strip_comments(body, (size_t)(end - body), &md)) != SIZE_MAX) {
+		position(data, (size_t)(body - data) + i, &l, &c);
+		fm_error(err, name, l, c,
+		         "an HTML comment '<!--' is not closed, expected '-->' "
+		         "(comments are dropped from every part; write \\<!-- "
+		         "for the characters)",
+		         NULL);
+		goto out;
+	}
+	if (md_render(
+	        md.data, md.len,
+	        CMARK_OPT_VALIDATE_UTF8 |
+	            (list->allow_html ? CMARK_OPT_UNSAFE : CMARK_OPT_SAFE),
+	        &rep->html) < 0) {
+		position(data, (size_t)(body - data), &l, &c);
+		kr_err_set(err, KR_ERR_INVALID,
+		           "%s:%zu:1: the Markdown body would take more than "
+		           "%u MiB to render, expected a smaller or plainer "
+		           "report (this many links, emphasis marks, entities "
+		           "or '<' cost memory)",
+		           name, l, MD_MEM_MAX / 1024 / 1024);
+		goto out;
+	}
+	rep->text = text_of(md.data, md.len);
 	crypto_hash_sha256(digest, (const unsigned char *)data, len);
 	sodium_bin2hex(rep->hash, sizeof(rep->hash), digest, sizeof(digest));
 	*rep_out = rep;
 	rep = NULL;
 	r = 0;
 out:
+	kr_buf_fini(&md);
 	kr_report_free(&rep);
 	free(f.subject);
 	free(f.list);

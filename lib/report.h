@@ -58,8 +58,9 @@ KR_NODISCARD int kr_report_queue(struct kr_store *store,
                                  struct kr_err *err);
 
 /* The plain-text form of Markdown s (n bytes): the source as written,
- * with inline links and images made "text <url>" outside code. The
- * caller frees. */
+ * with inline links and images made "text <url>" outside code, and HTML
+ * comments dropped outside code (kr_report_parse refuses one never
+ * closed; here it drops the rest). The caller frees. */
 char *kr_report_text(const char *s, size_t n);
 
 #endif

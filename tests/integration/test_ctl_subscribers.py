@@ -27,8 +27,9 @@ base = tmpdir()
 k = Kairan(base, lists=LISTS, start=False)
 db = os.path.join(base, "kairan.db")
 
-# Line numbers: 1 header, 2 ok, 3-4 one record with a newline in a quoted
-# name (refused: names go into mail headers), 5 bad address, 6 unknown
+# Line numbers: 1 header, 2 ok, 3-4 a quoted name holding a newline (a
+# record is one line: line 3's quote is not closed on it, and line 4 has a
+# quote inside an unquoted field), 5 bad address, 6 unknown
 # list, 7 bad status, 8 ok (list from the column), 9 bad time, 10 a quote
 # inside an unquoted field, 11 unsubscribed (kept so, no mail), 12 ok with
 # a UTF-8 name, 13 duplicate of 2, 14 ok: quoted name with comma and
@@ -54,7 +55,8 @@ with open(src, "w", encoding="utf-8") as f:
 
 rc, out, err = k.ctl("subscribers", "import", src, "--list", "news")
 ok(rc == 1, "import with bad rows exits 1", (rc, out, err))
-for line, what in ((3, "name"), (5, "email"), (6, "nosuchlist"),
+for line, what in ((3, "not closed"), (4, "quote"), (5, "email"),
+                   (6, "nosuchlist"),
                    (7, "sleeping"),
                    (9, "consent_at"), (10, "quote")):
     ok(("%s:%d: " % (src, line)) in err and what in
@@ -65,11 +67,42 @@ ok("%s:1: unknown column 'extra' ignored" % src in err,
    "unknown column reported", err)
 bad_lines = [l for l in err.splitlines() if l.startswith(src + ":")
              and "unknown column" not in l]
-ok(len(bad_lines) == 6, "exactly six rejected rows reported", err)
-ok("5 added, 1 already there, 6 rejected; 4 confirmation mails queued" in
+ok(len(bad_lines) == 7, "exactly seven rejected rows reported", err)
+ok("5 added, 1 already there, 7 rejected; 4 confirmation mails queued" in
    out, "import summary", out)
 ok("example.jp" not in err and "not-an-address" not in err,
    "no address echoed in the error lines", err)
+
+
+# A stray quote costs its own row only (it used to swallow the rows up to
+# the next quote, reported as one rejected row at line 5), and a name in
+# Latin-1 is refused with its line instead of stored as it is.
+base3 = tmpdir()
+k3 = Kairan(base3, lists=LISTS, start=False)
+stray = os.path.join(base3, "stray.csv")
+with open(stray, "wb") as f:
+    f.write(b"email,name\n"
+            b"s1@example.jp,One\n"
+            b"s2@example.jp,\"Two\n"
+            b"s3@example.jp,Three\n"
+            b"s4@example.jp,\"Four\"\n"
+            b"s5@example.jp,Jos\xe9\n"
+            b"s6@example.jp,\xe5\xb1\xb1\xe7\x94\xb0\n")
+rc, out, err = k3.ctl("subscribers", "import", stray, "--list", "ops",
+                     "--confirmed")
+errs = [l for l in err.splitlines() if l.startswith(stray + ":")]
+ok(rc == 1 and len(errs) == 2 and errs[0].startswith(stray + ":3: ") and
+   "not closed on this line" in errs[0] and
+   errs[1].startswith(stray + ":6: name: not valid UTF-8"),
+   "stray quote reported at line 3, Latin-1 name at line 6", err)
+ok("4 added, 0 already there, 2 rejected" in out,
+   "the rows after the stray quote are imported", out)
+con = sqlite3.connect(os.path.join(base3, "kairan.db"))
+got = dict(con.execute("SELECT email, name FROM subscribers").fetchall())
+con.close()
+ok(got == {"s1@example.jp": "One", "s3@example.jp": "Three",
+           "s4@example.jp": "Four", "s6@example.jp": "山田"},
+   "exactly the valid rows stored", got)
 
 
 def export(kk, *args):
@@ -110,7 +143,7 @@ ok(n_conf == 4, "one confirmation queued per new pending row", n_conf)
 
 # The same file again changes nothing.
 rc, out, err = k.ctl("subscribers", "import", src, "--list", "news")
-ok("0 added, 6 already there, 6 rejected; 0 confirmation mails queued" in
+ok("0 added, 6 already there, 7 rejected; 0 confirmation mails queued" in
    out, "second import adds nothing", out)
 rc, exp2, err = export(k)
 ok(exp2 == exp1, "export unchanged after importing twice")

@@ -117,6 +117,33 @@ for i, (raw, m) in enumerate(msgs):
 ok(len(set(tokens)) == 2, "each subscriber has an own token", tokens)
 ok(len({m["Message-ID"] for _, m in msgs}) == 2, "Message-IDs differ")
 
+# ---- an author's HTML comments reach neither part ----
+COMMENTED = ("---\nsubject: comments\n---\n# 本文\n\n"
+             "<!-- internal note: 未確認の情報 -->\n"
+             "公開の段落 <!-- internal note 2 --> です。\n\n"
+             "<!--\ninternal note 3\n-->\n\n最後の段落\n")
+csrc = write(base, "commented.md", COMMENTED)
+cdir = os.path.join(base, "dry-comments")
+rc, out, err = k.ctl("send", csrc, "--dry-run", "1", "--out", cdir)
+ok(rc == 0, "send --dry-run of a report with comments", err)
+for path in sorted(glob.glob(os.path.join(cdir, "*.eml")))[:1]:
+    m = email.message_from_bytes(open(path, "rb").read(),
+                                 policy=email.policy.default)
+    parts = list(m.iter_parts())
+    text = parts[0].get_content()
+    html = parts[1].get_content()
+    ok("internal note" not in text and "未確認" not in text and
+       "公開の段落 です。" in text and "最後の段落" in text,
+       "comments dropped from text/plain, the rest kept", text[:400])
+    ok("internal note" not in html and "未確認" not in html and
+       "<p>公開の段落 です。</p>" in html and "最後の段落" in html,
+       "comments dropped from text/html, the rest kept", html[-800:])
+rc, out, err = k.ctl("send", write(base, "unclosed.md",
+                                   "---\nsubject: u\n---\na\nb <!-- x\n"),
+                     "--dry-run", "1")
+ok(rc != 0 and "unclosed.md:5:3: an HTML comment '<!--' is not closed" in
+   err, "an unclosed comment is refused at its line and column", err)
+
 # ---- to stdout ----
 rc, out, err = k.ctl("send", src, "--dry-run", "1")
 ok(rc == 0 and "Subject: =?UTF-8?B?" in out and "dry run 1/1" in out,

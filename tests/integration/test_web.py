@@ -715,12 +715,18 @@ def main():
     rep = os.path.join(k.base, "outbox", "r1.md")
     with open(rep + ".tmp", "w") as f:
         f.write("---\nsubject: 第1号 テスト\nlist: sips-report\n---\n"
-                "# 見出し\n\n本文です。<script>x</script>\n")
+                "# 見出し\n\n本文です。<script>x</script>\n\n"
+                "<!-- 社内メモ: 未公開 -->\n")
     os.rename(rep + ".tmp", rep)
     ua = wait_link(k, a, "unsubscribe", n_before + 1)
     ub = wait_link(k, b2, "unsubscribe", 3)
     h.ok(ua is not None and ub is not None,
          "report mails carry an unsubscribe link", k.logtext()[-1500:])
+    parts = [p.get_content() for m in mails_to(k, a) for p in m.walk()
+             if p.get_content_maintype() == "text"]
+    h.ok(any("本文です" in p for p in parts) and
+         not any("社内メモ" in p for p in parts),
+         "the author's HTML comment is in no part of the mail", parts[-2:])
     st, _, body = get(k, "/unsubscribe?t=" + (ua or ""))
     page = body.decode("utf-8", "replace")
     h.ok(st == 200 and page.count("<button") == 2 and
@@ -768,6 +774,8 @@ def main():
         page = body.decode("utf-8", "replace")
         h.ok(st == 200 and "本文です" in page and "<script>x" not in page,
              "/archive/ID shows the report, raw HTML dropped", page[-600:])
+        h.ok("社内メモ" not in page,
+             "/archive/ID shows no HTML comment of the author", page[-600:])
     # Served as built, not recounted per request: 20 readers cost at most
     # one read of the store; a new report shows all the same.
     def builds():

@@ -197,6 +197,36 @@ test_bounce_autoreplies_ignored(void **state)
 	assert_string_equal(b.reason, "auto-reply");
 }
 
+/* Vacation replies whose only marker is a Subject in RFC 2047 encoded
+ * words (no Auto-Submitted, no X-Autoreply), sent to a VERP address:
+ * they counted as soft bounces until the words were decoded. */
+static void
+test_bounce_encoded_subject_autoreplies(void **state)
+{
+	static const char *const names[] = {
+	    "vacation-iso2022jp-b.eml", /* 【不在】…, folded over 4 words */
+	    "vacation-iso2022jp-q.eml", /* 自動返信: … */
+	    "vacation-utf8-b.eml", /* ただいま不在です, 不 split */
+	    "vacation-utf8-q.eml", /* Re: 12月号 [自動返信] */
+	    "vacation-en-b.eml",   /* Out of Office: … */
+	};
+	struct kr_bounce b;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < KR_NELEM(names); i++) {
+		parse_fixture(names[i], NULL, &b);
+		if (b.kind != KR_BOUNCE_IGNORE || b.reason == NULL ||
+		    strcmp(b.reason, "auto-reply") != 0)
+			fail_msg("%s: kind %d, reason %s", names[i], b.kind,
+			         b.reason ? b.reason : "(null)");
+	}
+	/* a human reply with an encoded subject is still soft (verp) */
+	parse_fixture("human-reply-verp-encoded.eml", NULL, &b);
+	assert_int_equal(b.kind, KR_BOUNCE_SOFT);
+	assert_string_equal(b.source, "verp");
+}
+
 static void
 test_bounce_truncated_and_garbage(void **state)
 {
@@ -747,6 +777,7 @@ main(void)
 	    cmocka_unit_test(test_bounce_qmail_exim),
 	    cmocka_unit_test(test_bounce_encoded_texts),
 	    cmocka_unit_test(test_bounce_autoreplies_ignored),
+	    cmocka_unit_test(test_bounce_encoded_subject_autoreplies),
 	    cmocka_unit_test(test_bounce_truncated_and_garbage),
 	    cmocka_unit_test(test_bounce_verp_fallback_and_recipient),
 	    cmocka_unit_test(test_bounce_garbage_inputs),

@@ -614,6 +614,78 @@ test_config_not_a_config(void **state)
 	free(load_fail_len("a: b\0c\n", 7));
 }
 
+/* A UTF-8 BOM is not part of the text: it neither becomes part of the
+ * first key nor shifts that key's column (which ended the mapping at the
+ * second key: four errors, three of them about missing keys). */
+static void
+test_config_bom(void **state)
+{
+	struct kr_config *cfg;
+
+	(void)state;
+	cfg = load_ok("\xef\xbb\xbf" BASE);
+	assert_string_equal(cfg->public_url, "https://news.example.jp");
+	assert_int_equal(cfg->n_lists, 1);
+	kr_config_free(&cfg);
+	expect_one("\xef\xbb\xbf"
+	           "bogus: 1\n" BASE,
+	           "t.yaml:1:1: unknown key 'bogus'");
+	expect_one("\xef\xbb\xbf"
+	           "a: b\xff\n",
+	           "t.yaml:1:5: not valid UTF-8 text");
+}
+
+/* prefix, n '[' then n ']' and suffix, in a malloc'd string. */
+static char *
+deep_flow(const char *prefix, size_t n, const char *suffix)
+{
+	size_t pl = strlen(prefix), sl = strlen(suffix);
+	char *s = malloc(pl + 2 * n + sl + 1);
+
+	assert_non_null(s);
+	memcpy(s, prefix, pl);
+	memset(s + pl, '[', n);
+	memset(s + pl + n, ']', n);
+	memcpy(s + pl + 2 * n, suffix, sl + 1);
+	return s;
+}
+
+/* Nesting is bounded before libyaml builds the document: 100,000 '['
+ * (200 KB) took libyaml 0.2.5 over 10 s, quadratic in the depth. */
+static void
+test_config_deep_nesting(void **state)
+{
+	struct kr_config *cfg;
+	char *y, *e, block[64 * 70 + 200];
+	size_t i, o = 0;
+
+	(void)state;
+	y = deep_flow("x-deep: ", 100000, "\n" BASE);
+	e = load_fail(y);
+	assert_string_equal(e, "t.yaml:1:72: nesting deeper than 64 levels, "
+	                       "expected at most 64 nested lists and "
+	                       "mappings\n");
+	free(e);
+	free(y);
+	/* 64 levels (the top mapping and 63) are fine (x- keys are ignored) */
+	y = deep_flow(BASE "x-deep: ", 63, "\n");
+	cfg = load_ok(y);
+	kr_config_free(&cfg);
+	free(y);
+	/* block mappings count too: the 65th level is the one of x-k64 */
+	o += (size_t)snprintf(block + o, sizeof(block) - o, "%s", BASE);
+	for (i = 0; i < 65; i++)
+		o += (size_t)snprintf(block + o, sizeof(block) - o,
+		                      "%*sx-k%zu:\n", (int)i, "", i);
+	o +=
+	    (size_t)snprintf(block + o, sizeof(block) - o, "%*sv: 1\n", 65, "");
+	e = load_fail(block);
+	assert_string_equal(e, "t.yaml:72:65: nesting deeper than 64 levels, "
+	                       "expected at most 64 nested lists and "
+	                       "mappings\n");
+	free(e);
+}
+
 static void
 test_config_files(void **state)
 {
@@ -1363,6 +1435,8 @@ main(void)
 	    cmocka_unit_test(test_config_missing_required),
 	    cmocka_unit_test(test_config_duplicates),
 	    cmocka_unit_test(test_config_syntax),
+	    cmocka_unit_test(test_config_bom),
+	    cmocka_unit_test(test_config_deep_nesting),
 	    cmocka_unit_test(test_config_not_a_config),
 	    cmocka_unit_test(test_config_files),
 	    cmocka_unit_test(test_config_header_injection),

@@ -154,6 +154,50 @@ test_csv_errors_resync(void **state)
 	close_text(&r);
 }
 
+/* One record per line: a stray quote on line 3 is reported at line 3
+ * and the rows after it are read (in RFC 4180 mode they vanished into
+ * one field, reported at line 5 where its closing quote met text). */
+static void
+test_csv_one_line_stray_quote(void **state)
+{
+	static const char text[] = "email,name\n"
+	                           "a@example.jp,A\n"
+	                           "c@example.jp,\"Carol\n"
+	                           "d@example.jp,Dan\r\n"
+	                           "e@example.jp,\"Eve\"\r"
+	                           "f@example.jp,\"Fay\r\n"
+	                           "\n"
+	                           "g@example.jp,\"Gil";
+	struct reader r;
+	struct kr_err err = {0};
+
+	(void)state;
+	OPEN(&r, text);
+	kr_csv_set_one_line(r.c, true);
+	expect_record(&r, 1, 2, "email", "name");
+	expect_record(&r, 2, 2, "a@example.jp", "A");
+	assert_int_equal(kr_csv_read(r.c, &err), -1);
+	assert_int_equal(err.code, KR_ERR_INVALID);
+	assert_int_equal(kr_csv_line(r.c), 3);
+	assert_non_null(strstr(err.msg, "not closed on this line"));
+	expect_record(&r, 4, 2, "d@example.jp", "Dan");
+	expect_record(&r, 5, 2, "e@example.jp", "Eve");
+	assert_int_equal(kr_csv_read(r.c, &err), -1);
+	assert_int_equal(kr_csv_line(r.c), 6);
+	assert_int_equal(kr_csv_read(r.c, &err), -1);
+	assert_int_equal(kr_csv_line(r.c), 8);
+	assert_non_null(strstr(err.msg, "never closed"));
+	expect_eof(&r);
+	close_text(&r);
+	/* RFC 4180 mode (the default) is as before */
+	OPEN(&r, text);
+	expect_record(&r, 1, 2, "email", "name");
+	expect_record(&r, 2, 2, "a@example.jp", "A");
+	assert_int_equal(kr_csv_read(r.c, &err), -1);
+	assert_int_equal(kr_csv_line(r.c), 5);
+	close_text(&r);
+}
+
 static void
 test_csv_limits(void **state)
 {
@@ -241,6 +285,7 @@ main(void)
 	    cmocka_unit_test(test_csv_bom_empty_fields_and_lines),
 	    cmocka_unit_test(test_csv_lone_cr_and_utf8),
 	    cmocka_unit_test(test_csv_errors_resync),
+	    cmocka_unit_test(test_csv_one_line_stray_quote),
 	    cmocka_unit_test(test_csv_limits),
 	    cmocka_unit_test(test_csv_writer_round_trip),
 	    cmocka_unit_test(test_csv_writer_quotes_leading_bom),

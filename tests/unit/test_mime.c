@@ -230,8 +230,10 @@ test_mime_subject_ascii(void **state)
 static void
 test_mime_injection_refused(void **state)
 {
-	static const char *const bad[] = {"a\r\nBcc: x@example.org", "a\nb",
-	                                  "a\rb", "tab\tand\x01ctl", "\x7f"};
+	static const char *const bad[] = {
+	    "a\r\nBcc: x@example.org", "a\nb",          "a\rb",
+	    "tab\tand\x01ctl",         "\x7f",          "nel\xc2\x85",
+	    "ls\xe2\x80\xa8",          "ps\xe2\x80\xa9"};
 	struct kr_buf b;
 	struct kr_err err = {0};
 	size_t i;

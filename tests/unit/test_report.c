@@ -160,6 +160,86 @@ test_report_errors(void **state)
 	             "r.md:5:3: not valid UTF-8");
 }
 
+/* A BOM before the first fence or at the start of the front matter is
+ * not text (after the fence it made the second key end the mapping). */
+static void
+test_report_bom(void **state)
+{
+	static const char *const srcs[] = {
+	    "\xef\xbb\xbf---\nsubject: s\nlist: other\n---\nb\n",
+	    "---\n\xef\xbb\xbfsubject: s\nlist: other\n---\nb\n",
+	};
+	struct kr_report *rep = NULL;
+	struct kr_err err = {0};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < KR_NELEM(srcs); i++) {
+		if (parse(&two, srcs[i], &rep, &err) != 0)
+			fail_msg("case %zu: %s", i, err.msg);
+		assert_string_equal(rep->subject, "s");
+		assert_string_equal(rep->list_id, "other");
+		kr_report_free(&rep);
+	}
+	expect_error(&one, "---\n\xef\xbb\xbfsubject: s\nsubjet: t\n---\nb\n",
+	             "r.md:3:1: unknown key");
+}
+
+/* Characters that some software takes for line breaks never reach the
+ * Subject header (the config refuses them in header values already). */
+static void
+test_report_subject_separators(void **state)
+{
+	(void)state;
+	expect_error(&one, "---\nsubject: \"a\\Nb\"\n---\nb\n",
+	             "r.md:2:10: subject: expected one non-empty line");
+	expect_error(&one, "---\nsubject: \"a\\Lb\"\n---\nb\n",
+	             "r.md:2:10: subject: expected one non-empty line");
+	expect_error(&one, "---\nsubject: \"a\\Pb\"\n---\nb\n",
+	             "r.md:2:10: subject: expected one non-empty line");
+	/* raw, libyaml counts them as line breaks: refused where they are */
+	expect_error(&one,
+	             "---\nlist: sips-report\nsubject: a\xe2\x80\xa8"
+	             "b\n"
+	             "---\nb\n",
+	             "r.md:3:11: front matter: a NEL, U+2028 or U+2029");
+	expect_error(&one, "---\nsubject: 'x \xc2\x85 y'\nlist: x\n---\nb\n",
+	             "r.md:2:13: front matter: a NEL, U+2028 or U+2029");
+	expect_error(&one, "---\nsubject: \"\xe2\x80\xa9\"\n---\nb\n",
+	             "r.md:2:11: front matter: a NEL, U+2028 or U+2029");
+	expect_error(&one, "---\nsubject: s\npreheader: \"p\\Lq\"\n---\nb\n",
+	             "r.md:3:12: preheader: expected one line");
+}
+
+/* Nesting in the front matter is bounded before libyaml builds the
+ * document (100,000 '[' took it over 10 s, quadratic in the depth). */
+static void
+test_report_deep_front_matter(void **state)
+{
+	static const char head[] = "---\nsubject: ", tail[] = "\n---\nb\n";
+	struct kr_report *rep = NULL;
+	struct kr_err err = {0};
+	size_t n = 100000, hl = sizeof(head) - 1;
+	char *src = malloc(hl + 2 * n + sizeof(tail));
+
+	(void)state;
+	assert_non_null(src);
+	memcpy(src, head, hl);
+	memset(src + hl, '[', n);
+	memset(src + hl + n, ']', n);
+	memcpy(src + hl + 2 * n, tail, sizeof(tail));
+	assert_int_equal(parse(&one, src, &rep, &err), -1);
+	assert_string_equal(err.msg,
+	                    "r.md:2:73: front matter: nesting deeper than 64 "
+	                    "levels, expected at most 64 nested lists and "
+	                    "mappings");
+	/* 64 levels (the mapping and 63) reach the usual check */
+	memcpy(src + hl + 63, src + hl + n, 63);
+	memcpy(src + hl + 126, tail, sizeof(tail));
+	expect_error(&one, src, "r.md:2:10: expected a single value");
+	free(src);
+}
+
 static void
 test_report_nul_refused(void **state)
 {
@@ -225,6 +305,160 @@ test_report_text_links(void **state)
 			fail_msg("case %zu: got '%s'", i, t);
 		free(t);
 	}
+}
+
+/* The text form is linear in the input: each '[' scanned to the end of
+ * its paragraph (200,000 of them took 19.5 s), each '(' to the end of its
+ * line, each unclosed backtick run to the end. Milliseconds now; the
+ * alarm (a generous watchdog, not a timing check) ends the old minutes. */
+static void
+test_report_text_linear(void **state)
+{
+	size_t n = 200000, i, l = 0, r;
+	char *s = malloc(4 * n + 1), *t;
+
+	(void)state;
+	assert_non_null(s);
+	alarm(120);
+	memset(s, '[', n);
+	s[n] = '\0';
+	t = kr_report_text(s, n);
+	assert_string_equal(t, s);
+	free(t);
+	for (i = 0; i < n / 2; i++)
+		memcpy(s + 4 * i, "[a](", 4);
+	s[2 * n] = '\0';
+	t = kr_report_text(s, 2 * n);
+	assert_string_equal(t, s);
+	free(t);
+	/* runs of 1, 2, 3, … backticks: none has a closing run */
+	for (r = 1; l + r + 1 < 4 * n; r++) {
+		memset(s + l, '`', r);
+		l += r;
+		s[l++] = 'a';
+	}
+	s[l] = '\0';
+	t = kr_report_text(s, l);
+	assert_string_equal(t, s);
+	free(t);
+	/* and a closing run still closes, link syntax inside it left alone */
+	memcpy(s, "``a [b](c) `` [d](e)", 21);
+	t = kr_report_text(s, 20);
+	assert_string_equal(t, "``a [b](c) `` d <e>");
+	free(t);
+	free(s);
+	alarm(0);
+}
+
+/* cmark's tree is bounded: 4 MiB of "*a* " took 700 MB (a node of some
+ * 200 bytes per two bytes of source); now a clear error past 64 MiB. A
+ * real report of the same size (the sample, repeated) still renders. */
+static void
+test_report_markdown_memory_bounded(void **state)
+{
+	static const char head[] = "---\nsubject: s\n---\n";
+	const char *root = getenv("KAIRAN_ROOT");
+	size_t max = KR_REPORT_MAX, l, n;
+	char *s = malloc(max + 1), path[512], *sample, *body;
+	struct kr_report *rep = NULL;
+	struct kr_err err = {0};
+	FILE *f;
+
+	(void)state;
+	assert_non_null(s);
+	memcpy(s, head, sizeof(head) - 1);
+	for (l = sizeof(head) - 1; l + 4 <= max; l += 4)
+		memcpy(s + l, "*a* ", 4);
+	assert_int_equal(kr_report_parse(&one, "r.md", s, l, &rep, &err), -1);
+	assert_string_equal(err.msg,
+	                    "r.md:4:1: the Markdown body would take more than "
+	                    "64 MiB to render, expected a smaller or plainer "
+	                    "report (this many links, emphasis marks, entities "
+	                    "or '<' cost memory)");
+	/* the sample report's body, repeated up to the size limit */
+	snprintf(path, sizeof(path), "%s/config/sample-report.md",
+	         root ? root : ".");
+	f = fopen(path, "rb");
+	assert_non_null(f);
+	sample = malloc(65536);
+	assert_non_null(sample);
+	n = fread(sample, 1, 65535, f);
+	fclose(f);
+	sample[n] = '\0';
+	body = strstr(strstr(sample, "---\n") + 4, "---\n") + 4;
+	n = strlen(body);
+	for (l = sizeof(head) - 1; l + n <= max; l += n)
+		memcpy(s + l, body, n);
+	if (kr_report_parse(&one, "r.md", s, l, &rep, &err) != 0)
+		fail_msg("%s", err.msg);
+	assert_true(strlen(rep->html) > l);
+	kr_report_free(&rep);
+	free(sample);
+	free(s);
+}
+
+/* An author's HTML comment reaches no part: not the text part (the
+ * source), not the HTML (cmark kept it for allow_html lists, and showed
+ * "<!-- a -- b -->" as text to all). Comments in code stay code. */
+static void
+test_report_comments_dropped(void **state)
+{
+	static const char src[] = "---\nsubject: s\nlist: %s\n---\n"
+	                          "# T\n\n"
+	                          "<!-- secret 1: whole line -->\n"
+	                          "a <!-- secret 2 --> b\n"
+	                          "c <!--\nsecret 3\nover lines --> d\n\n"
+	                          "<div>e <!-- secret 4 --> f</div>\n\n"
+	                          "g <!-- secret 5 -- odd --> h <!--> i\n\n"
+	                          "`<!-- kept 1 -->` and\n\n"
+	                          "```\n<!-- kept 2 -->\n```\n";
+	static const char *const lists_[] = {"sips-report", "other"};
+	struct kr_report *rep = NULL;
+	struct kr_err err = {0};
+	char buf[1024];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < KR_NELEM(lists_); i++) {
+		snprintf(buf, sizeof(buf), src, lists_[i]);
+		if (parse(&two, buf, &rep, &err) != 0)
+			fail_msg("%s", err.msg);
+		if (strstr(rep->text, "secret") || strstr(rep->html, "secret"))
+			fail_msg("list %s:\n%s\n%s", lists_[i], rep->text,
+			         rep->html);
+		assert_string_equal(rep->text, "# T\n\n"
+		                               "a b\n"
+		                               "c d\n\n"
+		                               "<div>e f</div>\n\n"
+		                               "g h i\n\n"
+		                               "`<!-- kept 1 -->` and\n\n"
+		                               "```\n<!-- kept 2 -->\n```\n");
+		assert_non_null(
+		    strstr(rep->html, "<code>&lt;!-- kept 1 --&gt;</code>"));
+		assert_non_null(strstr(rep->html, "&lt;!-- kept 2 --&gt;\n"));
+		kr_report_free(&rep);
+	}
+	/* the allow_html list keeps its raw HTML, minus the comment */
+	snprintf(buf, sizeof(buf), src, "other");
+	assert_int_equal(parse(&two, buf, &rep, &err), 0);
+	assert_non_null(strstr(rep->html, "<div>e f</div>"));
+	kr_report_free(&rep);
+	/* kr_report_text on its own drops them as well */
+	{
+		char *t = kr_report_text("x <!-- n --> [y](z)", 19);
+
+		assert_string_equal(t, "x y <z>");
+		free(t);
+	}
+	/* never closed: refused where it opens, not half shown */
+	expect_error(&one, "---\nsubject: s\n---\nok\nsee <!-- unclosed\n",
+	             "r.md:5:5: an HTML comment '<!--' is not closed, "
+	             "expected '-->'");
+	/* escaped, it is text */
+	assert_int_equal(
+	    parse(&one, "---\nsubject: s\n---\na \\<!-- b\n", &rep, &err), 0);
+	assert_string_equal(rep->text, "a \\<!-- b\n");
+	kr_report_free(&rep);
 }
 
 static void
@@ -306,9 +540,15 @@ main(void)
 	    cmocka_unit_test(test_report_all_keys),
 	    cmocka_unit_test(test_report_hash),
 	    cmocka_unit_test(test_report_errors),
+	    cmocka_unit_test(test_report_bom),
+	    cmocka_unit_test(test_report_deep_front_matter),
+	    cmocka_unit_test(test_report_subject_separators),
 	    cmocka_unit_test(test_report_nul_refused),
 	    cmocka_unit_test(test_report_raw_html),
 	    cmocka_unit_test(test_report_text_links),
+	    cmocka_unit_test(test_report_text_linear),
+	    cmocka_unit_test(test_report_markdown_memory_bounded),
+	    cmocka_unit_test(test_report_comments_dropped),
 	    cmocka_unit_test(test_report_queue),
 	};
 
