@@ -806,12 +806,15 @@ files_writable(const char *path, struct kr_err *err)
 	static const char *const suffixes[] = {"", "-wal", "-shm"};
 	char *p;
 	size_t i;
-	int fd;
 
+	/* access(), never open(): closing a descriptor of the file would
+	 * drop every POSIX lock this process's other connections hold on
+	 * it (SQLite's among them). Its write check also refuses an
+	 * immutable file, for root too. */
 	for (i = 0; i < KR_NELEM(suffixes); i++) {
 		p = kr_xasprintf("%s%s", path, suffixes[i]);
-		fd = open(p, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-		if (fd < 0 && errno != ENOENT) {
+		if (faccessat(AT_FDCWD, p, W_OK, AT_EACCESS) < 0 &&
+		    errno != ENOENT) {
 			kr_err_set(err, KR_ERR_DB,
 			           "database %s: %s cannot be opened for "
 			           "writing (%s): kairan needs to write it; fix "
@@ -822,8 +825,6 @@ files_writable(const char *path, struct kr_err *err)
 			free(p);
 			return -1;
 		}
-		if (fd >= 0)
-			close(fd);
 		free(p);
 	}
 	return 0;
