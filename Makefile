@@ -12,6 +12,10 @@ UNITDIR    ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 
+# The one place the version is kept: VERSION (CHANGELOG.md, debian/changelog
+# and the man pages are checked against it or filled from it).
+VERSION := $(shell cat VERSION)
+
 CC ?= cc
 FLAVOUR ?= release
 # Each flavour builds into its own folder; BUILDROOT lets parallel checkouts
@@ -121,7 +125,11 @@ FORCE:
 
 $(B)/%.o: %.c $(B)/.flags
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -c $< -o $@
+	$(CC) $(ALL_CFLAGS) $(VERSION_CFLAGS) -c $< -o $@
+
+# Only version.o sees the version: a new one rebuilds that object alone.
+$(B)/lib/version.o: VERSION
+$(B)/lib/version.o: VERSION_CFLAGS = -DKR_VERSION='"$(VERSION)"'
 
 $(B)/libkairan.a: $(LIB_OBJ)
 	@rm -f $@
@@ -261,7 +269,10 @@ install: all
 	  $(DESTDIR)$(TMPFILESDIR)/kairan.conf
 	@set -e; for m in man/*.[1-9]; do \
 	  d=$(DESTDIR)$(MANDIR)/man$${m##*.}; install -d -m 0755 "$$d"; \
-	  echo "install -m 0644 $$m $$d/"; install -m 0644 "$$m" "$$d/"; done
+	  echo "install -m 0644 $$m $$d/ (kairan $(VERSION))"; \
+	  sed 's/@VERSION@/$(VERSION)/g' "$$m" >"$$d/$${m##*/}.tmp"; \
+	  chmod 0644 "$$d/$${m##*/}.tmp"; \
+	  mv -f "$$d/$${m##*/}.tmp" "$$d/$${m##*/}"; done
 	@if [ -z "$(DESTDIR)" ]; then \
 	  echo "make install: next, as root: systemd-sysusers;" \
 	    "systemd-tmpfiles --create; systemctl daemon-reload; edit" \
