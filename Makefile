@@ -318,7 +318,7 @@ uninstall:
 
 # ---- make dist: kairan-VERSION.tar.gz, the same bytes every time ----
 # The files are git's tracked ones (in an unpacked tarball, which has no
-# .git: every file but build outputs), in name order, owned by 0:0, with
+# .git: every file but build outputs), in byte order of their names, owned by 0:0, with
 # the time of debian/changelog's top entry as every mtime, and gzip -n.
 DISTDIR ?= .
 DIST := kairan-$(VERSION)
@@ -341,6 +341,7 @@ dist:
 	    ! -name '$(DIST).tar.gz' ! -name 'kairan_*.deb' ! -name '*.pyc' \
 	    -printf '%P\0' >"$$list"; \
 	fi; \
+	LC_ALL=C sort -z -o "$$list" "$$list"; \
 	LC_ALL=C tar --create --file="$$list.tar" --null --verbatim-files-from \
 	  --files-from="$$list" --sort=name --format=gnu \
 	  --mtime=@$(SOURCE_DATE_EPOCH) --owner=0 --group=0 --numeric-owner \
