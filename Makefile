@@ -323,6 +323,19 @@ uninstall:
 DISTDIR ?= .
 DIST := kairan-$(VERSION)
 SOURCE_DATE_EPOCH ?= $(shell dpkg-parsechangelog -l debian/changelog -STimestamp)
+DIST_LIST = if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	  git ls-files -z; \
+	else \
+	  find . \( -path ./build -o -path ./var -o -path ./debian/build \
+	    -o -path ./debian/kairan -o -path ./debian/.debhelper \) -prune \
+	    -o -type f ! -name '*.o' ! -name '*.d' ! -name '*.a' \
+	    ! -name '$(DIST).tar.gz' ! -name 'kairan_*.deb' ! -name '*.pyc' \
+	    -printf '%P\0'; \
+	fi
+# `make -s dist-files`: what make dist packs, one name a line.
+.PHONY: dist-files
+dist-files:
+	@{ $(DIST_LIST); } | tr '\0' '\n' | LC_ALL=C sort
 dist:
 	@set -e; \
 	if [ "$$(dpkg-parsechangelog -l debian/changelog -SVersion)" != "$(VERSION)" ]; then \
@@ -332,15 +345,7 @@ dist:
 	  echo "make dist: CHANGELOG.md has no entry for $(VERSION)" >&2; exit 1; }; \
 	mkdir -p $(DISTDIR); \
 	list=$$(mktemp); trap 'rm -f "$$list" "$$list.tar"' EXIT; \
-	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
-	  git ls-files -z >"$$list"; \
-	else \
-	  find . \( -path ./build -o -path ./var -o -path ./debian/build \
-	    -o -path ./debian/kairan -o -path ./debian/.debhelper \) -prune \
-	    -o -type f ! -name '*.o' ! -name '*.d' ! -name '*.a' \
-	    ! -name '$(DIST).tar.gz' ! -name 'kairan_*.deb' ! -name '*.pyc' \
-	    -printf '%P\0' >"$$list"; \
-	fi; \
+	{ $(DIST_LIST); } >"$$list"; \
 	LC_ALL=C sort -z -o "$$list" "$$list"; \
 	LC_ALL=C tar --create --file="$$list.tar" --null --verbatim-files-from \
 	  --files-from="$$list" --sort=name --format=gnu \

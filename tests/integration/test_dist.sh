@@ -23,7 +23,7 @@ check() { # check NAME CMD...: ok when CMD succeeds
 	if "$@"; then ok "$name"; else notok "$name"; fi
 }
 
-for t in git tar gzip dpkg-parsechangelog sha256sum; do
+for t in tar gzip dpkg-parsechangelog sha256sum; do
 	if ! command -v "$t" >/dev/null; then
 		echo "ok 1 # SKIP $t is missing (make deps)"
 		echo "1..1"
@@ -52,9 +52,19 @@ check "CHANGELOG.md's newest release is VERSION (got $top)" test "$top" = "$VERS
 check "CHANGELOG.md keeps an [Unreleased] section above it" \
 	grep -q '^## \[Unreleased\]$' CHANGELOG.md
 
+# The tree's files: git's tracked ones, or (in an unpacked tarball, with
+# no .git) every file but build outputs, as make dist lists them.
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+	files=$(git ls-files | LC_ALL=C sort)
+	whose="git's tracked files"
+else
+	files=$(mkt . -s dist-files)
+	whose="the tree's files (no .git: make dist-files)"
+fi
+
 # make dist refuses a debian/changelog that disagrees (in a copy).
 mkdir "$tmp/skew"
-git ls-files -z | tar --null -T - -cf - | tar -xf - -C "$tmp/skew"
+tr '\n' '\0' <<<"$files" | tar --null -T - -cf - | tar -xf - -C "$tmp/skew"
 sed -i "1s/($VERSION)/($VERSION.1)/" "$tmp/skew/debian/changelog"
 out=$(mkt "$tmp/skew" dist DISTDIR="$tmp/skew-out")
 if [ $? -ne 0 ] && grep -q "debian/changelog's top entry is not VERSION" <<<"$out" &&
@@ -84,11 +94,11 @@ check "gzip header has no name and no time (gzip -n)" \
 
 # ---- what is in it ----
 got=$(tar -tzf "$tmp/a/$DIST.tar.gz" | LC_ALL=C sort)
-want=$(git ls-files | sed "s|^|$DIST/|" | LC_ALL=C sort)
+want=$(sed "s|^|$DIST/|" <<<"$files" | LC_ALL=C sort)
 if [ "$got" = "$want" ]; then
-	ok "the tarball holds exactly git's $(wc -l <<<"$want") tracked files under $DIST/"
+	ok "the tarball holds exactly $whose ($(wc -l <<<"$want")) under $DIST/"
 else
-	notok "the tarball holds exactly git's tracked files under $DIST/" \
+	notok "the tarball holds exactly $whose under $DIST/" \
 		"$(diff <(echo "$want") <(echo "$got") | head -n 20)"
 fi
 order=$(tar -tzf "$tmp/a/$DIST.tar.gz")

@@ -253,12 +253,6 @@ def main():
        get(samples, "kairan_deliveries", state="queued") == 0 and
        get(samples, "kairan_bounces_total", kind="hard") == 0,
        "an empty store: gauges at 0, the store up", text)
-    with open(os.path.join(harness.ROOT, "VERSION")) as f:
-        version = f.read().strip()
-    ok(types.get("kairan_build_info") == "gauge" and
-       get(samples, "kairan_build_info", version=version) == 1,
-       "kairan_build_info{version=\"%s\"} 1, the VERSION file's" % version,
-       [ln for ln in text.splitlines() if "build_info" in ln])
 
     rc, out, err = k.add_subscribers(GOOD + [HARD])
     ok(rc == 0, "four confirmed subscribers on sips-report", out + err)
@@ -310,6 +304,12 @@ def main():
     samples, types, errors = parse(text)
     ok(not errors, "every line of the page is valid text format 0.0.4",
        "\n".join(errors) + "\n" + text)
+    with open(os.path.join(harness.ROOT, "VERSION")) as f:
+        version = f.read().strip()
+    ok(types.get("kairan_build_info") == "gauge" and
+       get(samples, "kairan_build_info", version=version) == 1,
+       "kairan_build_info{version=\"%s\"} 1, the VERSION file's" % version,
+       [ln for ln in text.splitlines() if "build_info" in ln])
 
     received = len(smtp.log())
     sent = sum(v for lb, v in
