@@ -144,7 +144,7 @@ if [ $rc -eq 0 ] && [[ "$last" =~ ^([0-9]+)\ passed,\ 0\ failed$ ]] &&
 	ok "the unpacked tarball's make unit builds and passes ($last)"
 else
 	notok "the unpacked tarball's make unit builds and passes (rc $rc: $last)" \
-		"$(grep -E '^not ok|error|failing' <<<"$out" | head -n 20; tail -n 5 <<<"$out")"
+		"$(grep -E 'not ok|stderr\]|error:|failing' <<<"$out" | head -n 60; tail -n 3 <<<"$out")"
 fi
 check "... its build stayed inside the unpacked folder" \
 	test -x "$U/build/asan/kairand"
