@@ -12,6 +12,10 @@ UNITDIR    ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 
+# The one place the version is kept: VERSION (CHANGELOG.md, debian/changelog
+# and the man pages are checked against it or filled from it).
+VERSION := $(shell cat VERSION)
+
 CC ?= cc
 FLAVOUR ?= release
 # Each flavour builds into its own folder; BUILDROOT lets parallel checkouts
@@ -25,7 +29,8 @@ DEB_PKGS := build-essential pkg-config libyaml-dev libsqlite3-dev sqlite3 \
 	libcmark-dev libsystemd-dev libcmocka-dev libssl-dev \
 	python3 python3-aiosmtpd python3-dkim postfix curl openssl clang \
 	libclang-rt-14-dev wrk nginx-light spamassassin chromium time systemd \
-	cppcheck clang-tidy valgrind libidn2-dev fonts-ipafont-gothic
+	cppcheck clang-tidy valgrind libidn2-dev fonts-ipafont-gothic \
+	dpkg-dev debhelper fakeroot lintian
 
 PKGS := yaml-0.1 sqlite3 libsodium libesmtp-1.0 libcurl libmicrohttpd \
 	libcmark libsystemd libssl libcrypto libidn2
@@ -80,10 +85,16 @@ FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(B)/fuzz/%)
 FUZZ_TIME ?= 60
 
+# SKIP_DEPS=1: never run `make deps` (a package build, whose build
+# dependencies dpkg-buildpackage has checked, must not call apt-get).
+ifeq ($(SKIP_DEPS),1)
+DEPS_STAMP :=
+else
 DEPS_STAMP := $(BUILDROOT)/.deps-ok
+endif
 
 .PHONY: all deps run test unit integration install uninstall clean lint fuzz bench \
-	check-config
+	check-config dist deb
 all: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory build-$(FLAVOUR)
 
@@ -106,8 +117,10 @@ deps:
 	fi
 	@mkdir -p $(BUILDROOT) && touch $(DEPS_STAMP)
 
+ifneq ($(DEPS_STAMP),)
 $(DEPS_STAMP): Makefile
 	@$(MAKE) --no-print-directory deps
+endif
 
 # The flags a build dir was made with; a change rebuilds everything.
 $(B)/.flags: FORCE
@@ -121,7 +134,11 @@ FORCE:
 
 $(B)/%.o: %.c $(B)/.flags
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -c $< -o $@
+	$(CC) $(ALL_CFLAGS) $(VERSION_CFLAGS) -c $< -o $@
+
+# Only version.o sees the version: a new one rebuilds that object alone.
+$(B)/lib/version.o: VERSION
+$(B)/lib/version.o: VERSION_CFLAGS = -DKR_VERSION='"$(VERSION)"'
 
 $(B)/libkairan.a: $(LIB_OBJ)
 	@rm -f $@
@@ -261,7 +278,10 @@ install: all
 	  $(DESTDIR)$(TMPFILESDIR)/kairan.conf
 	@set -e; for m in man/*.[1-9]; do \
 	  d=$(DESTDIR)$(MANDIR)/man$${m##*.}; install -d -m 0755 "$$d"; \
-	  echo "install -m 0644 $$m $$d/"; install -m 0644 "$$m" "$$d/"; done
+	  echo "install -m 0644 $$m $$d/ (kairan $(VERSION))"; \
+	  sed 's/@VERSION@/$(VERSION)/g' "$$m" >"$$d/$${m##*/}.tmp"; \
+	  chmod 0644 "$$d/$${m##*/}.tmp"; \
+	  mv -f "$$d/$${m##*/}.tmp" "$$d/$${m##*/}"; done
 	@if [ -z "$(DESTDIR)" ]; then \
 	  echo "make install: next, as root: systemd-sysusers;" \
 	    "systemd-tmpfiles --create; systemctl daemon-reload; edit" \
@@ -296,7 +316,62 @@ uninstall:
 	    "are kept; as root: systemctl disable --now kairan.socket" \
 	    "kairan.service (before), systemctl daemon-reload (after)"; fi
 
-clean:
-	rm -rf $(BUILDROOT)/release $(BUILDROOT)/asan $(BUILDROOT)/debug
+# ---- make dist: kairan-VERSION.tar.gz, the same bytes every time ----
+# The files are git's tracked ones (in an unpacked tarball, which has no
+# .git: every file but build outputs), in byte order of their names, owned by 0:0, with
+# the time of debian/changelog's top entry as every mtime, and gzip -n.
+DISTDIR ?= .
+DIST := kairan-$(VERSION)
+SOURCE_DATE_EPOCH ?= $(shell dpkg-parsechangelog -l debian/changelog -STimestamp)
+DIST_LIST = if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	  git ls-files -z; \
+	else \
+	  find . \( -path ./build -o -path ./var -o -path ./debian/build \
+	    -o -path ./debian/kairan -o -path ./debian/.debhelper \) -prune \
+	    -o -type f ! -name '*.o' ! -name '*.d' ! -name '*.a' \
+	    ! -name '$(DIST).tar.gz' ! -name 'kairan_*.deb' ! -name '*.pyc' \
+	    -printf '%P\0'; \
+	fi
+# `make -s dist-files`: what make dist packs, one name a line.
+.PHONY: dist-files
+dist-files:
+	@{ $(DIST_LIST); } | tr '\0' '\n' | LC_ALL=C sort
+dist:
+	@set -e; \
+	if [ "$$(dpkg-parsechangelog -l debian/changelog -SVersion)" != "$(VERSION)" ]; then \
+	  echo "make dist: debian/changelog's top entry is not VERSION ($(VERSION))" >&2; \
+	  exit 1; fi; \
+	grep -q '^## \[$(VERSION)\] - ' CHANGELOG.md || { \
+	  echo "make dist: CHANGELOG.md has no entry for $(VERSION)" >&2; exit 1; }; \
+	mkdir -p $(DISTDIR); \
+	list=$$(mktemp); trap 'rm -f "$$list" "$$list.tar"' EXIT; \
+	{ $(DIST_LIST); } >"$$list"; \
+	LC_ALL=C sort -z -o "$$list" "$$list"; \
+	LC_ALL=C tar --create --file="$$list.tar" --null --verbatim-files-from \
+	  --files-from="$$list" --sort=name --format=gnu \
+	  --mtime=@$(SOURCE_DATE_EPOCH) --owner=0 --group=0 --numeric-owner \
+	  --mode=u+rwX,go=rX --transform='s,^,$(DIST)/,'; \
+	gzip -n -9 <"$$list.tar" >$(DISTDIR)/$(DIST).tar.gz.tmp; \
+	mv -f $(DISTDIR)/$(DIST).tar.gz.tmp $(DISTDIR)/$(DIST).tar.gz; \
+	echo "make dist: $(DISTDIR)/$(DIST).tar.gz" \
+	  "($$(tr -cd '\0' <"$$list" | wc -c) files)" \
+	  "sha256 $$(sha256sum $(DISTDIR)/$(DIST).tar.gz | cut -c1-64)"
 
--include $(shell find $(BUILDROOT) -name '*.d' 2>/dev/null)
+# ---- make deb: the Debian package, built by dpkg-buildpackage from the
+# unpacked dist tarball in $(BUILDROOT)/deb (the results land beside it),
+# then copied to DISTDIR ----
+DEB_ARCH = $(shell dpkg --print-architecture)
+deb: $(DEPS_STAMP) dist
+	rm -rf $(BUILDROOT)/deb && mkdir -p $(BUILDROOT)/deb
+	tar -xzf $(DISTDIR)/$(DIST).tar.gz -C $(BUILDROOT)/deb
+	cd $(BUILDROOT)/deb/$(DIST) && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL \
+	  DEB_BUILD_OPTIONS="$${DEB_BUILD_OPTIONS:-parallel=$$(nproc)}" \
+	  dpkg-buildpackage -us -uc -b
+	cp $(BUILDROOT)/deb/kairan_$(VERSION)_$(DEB_ARCH).deb $(DISTDIR)/
+	@echo "make deb: $(DISTDIR)/kairan_$(VERSION)_$(DEB_ARCH).deb"
+
+clean:
+	rm -rf $(BUILDROOT)/release $(BUILDROOT)/asan $(BUILDROOT)/debug \
+	  $(BUILDROOT)/deb
+
+-include $(shell find $(BUILDROOT) -name '*.d' -type f 2>/dev/null)

@@ -8,7 +8,7 @@
 # tests/integration/test_crash.py (make test runs it with 2,000).
 #
 # usage: bench/crash.sh [-n SUBSCRIBERS] [-r ROUNDS] [-s SEED]
-#                       [-f FLAVOUR] [-o RESULTS.md | -o -]
+#                       [-f FLAVOUR] [-o FILE.md | -o -]
 # FLAVOUR: build flavour of kairand (default release; asan works, slower).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +16,7 @@ n=20000
 rounds=8
 seed=$(date +%s)
 flavour=release
-out=bench/RESULTS.md
+out=bench/history/$(date -u +%Y-%m-%dT%H%M)-crash.md
 while getopts "n:r:s:f:o:" o; do
 	case "$o" in
 	n) n=$OPTARG ;;

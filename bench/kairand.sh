@@ -5,10 +5,11 @@
 # seconds and µs per message, and peak RSS of kairand, then runs
 # `smtp-source -d -s W` (same sessions, connections reused, no composition,
 # no state: the ceiling) with one of kairand's own composed messages, and
-# appends both and their ratio to bench/RESULTS.md.
+# appends both and their ratio to bench/history/DATE-kairand.md (-o);
+# bench/RESULTS.md keeps the current figures.
 #
 # usage: bench/kairand.sh [-n SUBSCRIBERS] [-w WORKERS] [-b BATCH] [-r RUNS]
-#                         [-k REPORT_BYTES] [-o RESULTS.md | -o -]
+#                         [-k REPORT_BYTES] [-o FILE.md | -o -]
 #   -k  size of the report's Markdown (default 9000: ~29 KB composed;
 #       3000 composes to ~10.5 KB, the size of the nodemailer peer's message)
 # Needs: postfix's /usr/sbin/smtp-sink and smtp-source, /usr/bin/python3.
@@ -21,7 +22,7 @@ workers=4
 batch=100
 runs=1
 report_bytes=9000
-out=bench/RESULTS.md
+out=bench/history/$(date -u +%Y-%m-%dT%H%M)-kairand.md
 while getopts "n:w:b:r:k:o:" o; do
 	case "$o" in
 	n) n=$OPTARG ;;

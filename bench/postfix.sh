@@ -7,13 +7,13 @@
 # its master's pid at the end. Needs root (Postfix's master) and the
 # postfix package (make deps installs it, preseeded "No configuration").
 #
-# usage: bench/postfix.sh [-n MESSAGES] [-w WORKERS] [-r RUNS] [-o RESULTS.md | -o -]
+# usage: bench/postfix.sh [-n MESSAGES] [-w WORKERS] [-r RUNS] [-o FILE.md | -o -]
 # kairand is timed from `kairanctl send` until `kairanctl status` counts
 # every copy sent (polled every 0.2 s); smtp-source -d -s WORKERS gets one of
 # kairand's own composed messages. KAIRAN_BENCH_BUILD=DIR runs another build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-n=20000; workers=4; runs=3; out=bench/RESULTS.md
+n=20000; workers=4; runs=3; out=bench/history/$(date -u +%Y-%m-%dT%H%M)-postfix.md
 while getopts "n:w:r:o:" o; do
 	case "$o" in
 	n) n=$OPTARG ;; w) workers=$OPTARG ;; r) runs=$OPTARG ;; o) out=$OPTARG ;;

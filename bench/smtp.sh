@@ -6,13 +6,14 @@
 # which is what libesmtp does as shipped.
 #
 # usage: bench/smtp.sh [-n MESSAGES] [-N SLOW_MESSAGES] [-r RUNS] [-b BATCH]
-#                      [-o RESULTS.md]
+#                      [-o FILE.md]
 #   -n  messages per run for the fast rows (default 20000)
 #   -N  messages per run for the rows without TCP_NODELAY (default 400;
 #       at ~23 messages/s per session more would take many minutes)
 #   -r  runs per row, the table shows medians (default 3)
 #   -b  messages per SMTP session (default 100, delivery.batch's default)
-#   -o  Markdown file the table is appended to (default bench/RESULTS.md)
+#   -o  Markdown file the table is appended to (default
+#       bench/history/DATE-smtp.md; bench/RESULTS.md keeps the current figures)
 #
 # Needs: build-essential, pkg-config, libesmtp-dev, libsodium-dev,
 # libssl-dev, postfix (smtp-sink, smtp-source; `make deps` installs them),
@@ -25,7 +26,7 @@ n=20000
 nslow=400
 runs=3
 batch=100
-out="$ROOT/bench/RESULTS.md"
+out="$ROOT/bench/history/$(date -u +%Y-%m-%dT%H%M)-smtp.md"
 while getopts "n:N:r:b:o:" o; do
 	case "$o" in
 	n) n=$OPTARG ;;

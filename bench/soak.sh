@@ -4,17 +4,17 @@
 # (default 30); kairand's RSS and open fds sampled every second must stay
 # flat after warm-up (RSS within 10 %, non-socket fds constant), nothing
 # lost. The logic is bench/soak.py; this builds kairand and records the
-# summary line in bench/RESULTS.md under "Soak".
+# summary line in bench/history/DATE-soak.md (-o).
 #
 # usage: bench/soak.sh [-n MESSAGES] [-f FLAP_SECONDS] [-d DOWN_SECONDS]
-#                      [-F FLAVOUR] [-o RESULTS.md | -o -]
+#                      [-F FLAVOUR] [-o FILE.md | -o -]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=200000
 flap=30
 down=
 flavour=release
-out=bench/RESULTS.md
+out=bench/history/$(date -u +%Y-%m-%dT%H%M)-soak.md
 while getopts "n:f:d:F:o:" o; do
 	case "$o" in
 	n) n=$OPTARG ;;

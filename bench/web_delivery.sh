@@ -5,7 +5,8 @@
 # the same kairand (wrk with a per-connection delay: GET / and POST
 # /subscribe with distinct addresses, about RATE requests/s in all).
 # Prints the delivery rate of both runs, their ratio, and the form's
-# p50/p99 during the second. Nothing is asserted: read bench/RESULTS.md.
+# p50/p99 during the second. Nothing is asserted: read bench/RESULTS.md
+# (current figures) and bench/history/.
 # Usage: bench/web_delivery.sh [N] [RATE]   (default 100000 200)
 set -eu
 cd "$(dirname "$0")/.."

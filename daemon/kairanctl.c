@@ -10,6 +10,7 @@
 #include "ctl.h"
 #include "err.h"
 #include "store.h"
+#include "version.h"
 
 #define DEFAULT_CONFIG "/etc/kairan/kairan.yaml"
 
@@ -43,7 +44,8 @@ usage(FILE *f)
 
 	fprintf(f,
 	    "usage: kairanctl [--config FILE] COMMAND [ARGS...]\n"
-	    "       kairanctl COMMAND --help\n\n"
+	    "       kairanctl COMMAND --help\n"
+	    "       kairanctl --version\n\n"
 	    "The operator's tool for kairan. The config is FILE, or\n"
 	    "$KAIRAN_CONFIG, or " DEFAULT_CONFIG ".\n\ncommands:\n");
 	/* cppcheck-suppress comparePointers ; one linker section */
@@ -146,6 +148,10 @@ main(int argc, char **argv)
 		} else if (strcmp(argv[i], "-h") == 0 ||
 		    strcmp(argv[i], "--help") == 0) {
 			usage(stdout);
+			return CTL_OK;
+		} else if (strcmp(argv[i], "-V") == 0 ||
+		    strcmp(argv[i], "--version") == 0) {
+			printf("kairanctl %s\n", kr_version());
 			return CTL_OK;
 		} else {
 			ctl_error("unknown option %s", argv[i]);

@@ -44,6 +44,7 @@
 #include "report.h"
 #include "store.h"
 #include "token.h"
+#include "version.h"
 #include "web.h"
 #include "webhook.h"
 #include "xmem.h"
@@ -105,6 +106,7 @@ usage(FILE *f)
 	    "  -c, --config FILE  the YAML config ($KAIRAN_CONFIG, or "
 	    DEFAULT_CONFIG ")\n"
 	    "  --check            validate the config and exit\n"
+	    "  -V, --version      print \"kairand VERSION\" and exit\n"
 	    "  -h, --help         this text\n\n"
 	    "Signals: SIGHUP reloads the config (a bad file is logged and the\n"
 	    "running config stays); SIGTERM and SIGINT finish the SMTP\n"
@@ -604,6 +606,7 @@ main(int argc, char **argv)
 	    {"config", required_argument, NULL, 'c'},
 	    {"check", no_argument, NULL, 'C'},
 	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
 	    {NULL, 0, NULL, 0},
 	};
 	struct kd kd;
@@ -618,7 +621,7 @@ main(int argc, char **argv)
 	kd.sigfd = -1;
 	kd.config_path = (env = getenv("KAIRAN_CONFIG")) && *env ?
 	    env : DEFAULT_CONFIG;
-	while ((ch = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
 			kd.config_path = optarg;
@@ -628,6 +631,9 @@ main(int argc, char **argv)
 			break;
 		case 'h':
 			usage(stdout);
+			return KD_OK;
+		case 'V':
+			printf("kairand %s\n", kr_version());
 			return KD_OK;
 		default:
 			usage(stderr);

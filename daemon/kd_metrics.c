@@ -15,6 +15,7 @@
 #include "err.h"
 #include "log.h"
 #include "store.h"
+#include "version.h"
 #include "xmem.h"
 
 struct kd_metrics {
@@ -238,8 +239,12 @@ kd_metrics_write(void *ctx, struct kr_buf *out)
 	        "store for the gauges above succeeded, 0 when it failed (they "
 	        "are then left out).\n"
 	        "# TYPE kairan_metrics_store_up gauge\n"
-	        "kairan_metrics_store_up %d\n",
-	        m->have ? 1 : 0) < 0)
+	        "kairan_metrics_store_up %d\n"
+	        "# HELP kairan_build_info The running kairand's version "
+	        "(always 1).\n"
+	        "# TYPE kairan_build_info gauge\n"
+	        "kairan_build_info{version=\"%s\"} 1\n",
+	        m->have ? 1 : 0, kr_version()) < 0)
 		kr_log_debug("metrics: store section truncated");
 	pthread_mutex_unlock(&m->lock);
 }

@@ -374,7 +374,8 @@ static const struct field delivery_fields[] = {
      .off = OFF(delivery.batch),
      /* 50, not 100: a worker composes its whole batch before the session,
       * so 4 workers x 100 x 29 KB put kairand over 32 MB at 100,000
-      * subscribers; 50 measured 26 MB and no slower (bench/RESULTS.md). */
+      * subscribers; 50 keeps it under and is no slower (peak RSS and
+      * rate: bench/RESULTS.md, "kairand end to end"). */
      .def = "50",
      .min = 1,
      .max = 10000,

@@ -12,6 +12,7 @@
 #include "buf.h"
 #include "err.h"
 #include "log.h"
+#include "version.h"
 
 struct sink {
 	struct kr_buf *out;
@@ -88,7 +89,7 @@ kr_fetch_url(const char *url, size_t max_bytes, long timeout_s,
 	char *ct = NULL;
 	long code = 0;
 	size_t start = out->len;
-	char shown[512];
+	char shown[512], ua[64];
 	int r = -1;
 
 	if (ct_out != NULL && ct_size > 0)
@@ -126,7 +127,9 @@ kr_fetch_url(const char *url, size_t max_bytes, long timeout_s,
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)max_bytes);
 	curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
-	curl_easy_setopt(h, CURLOPT_USERAGENT, "kairan/1");
+	/* The operator chose the URL: the version may go there. */
+	snprintf(ua, sizeof(ua), "kairan/%s", kr_version());
+	curl_easy_setopt(h, CURLOPT_USERAGENT, ua);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, &s);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, ebuf);

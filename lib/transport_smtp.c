@@ -46,9 +46,10 @@
  *   a 29 KB message and its dot leave in one system call, not 15, and
  *   libesmtp's polls for "writable" cost none;
  * - it splits the message into lines itself, a byte at a time (msg_gets()
- *   in message-source.c), whatever size the pieces we hand it: ~45 µs of
- *   CPU per 29 KB message, its largest cost; only BDAT (CHUNKING, which
- *   it uses when the server offers it) reads the body in blocks;
+ *   in message-source.c), whatever size the pieces we hand it: its
+ *   largest CPU cost per message (bench/RESULTS.md, "kairand end to
+ *   end"); only BDAT (CHUNKING, which it uses when the server offers it)
+ *   reads the body in blocks;
  * - it has no implicit TLS (port 465), and its STARTTLS hangs on TLS 1.3
  *   session tickets and hides its plain text from us: for `tls: tls` our
  *   connect() makes the TLS connection itself, for `tls: starttls` it
@@ -140,8 +141,8 @@ static int peer_ok(struct smtp_sess *s, SSL *ssl, char *why, size_t size);
  * to it. Outside an SMTP session of this file (tl_sess unset: other
  * threads, libcurl, …) it is exactly the libc connect(). Inside, for a
  * TCP socket, it sets TCP_NODELAY (each message then leaves without
- * waiting for a delayed ACK: 23 → thousands of messages/s, see
- * bench/RESULTS.md) and bounds the connect by delivery.timeout. */
+ * waiting for a delayed ACK; the difference is in bench/RESULTS.md,
+ * "libesmtp as shipped") and bounds the connect by delivery.timeout. */
 int
 connect(int fd, __CONST_SOCKADDR_ARG addr_arg, socklen_t len) /* NOLINT(readability-inconsistent-declaration-parameter-name): glibc's own names are reserved */
 {
@@ -1450,10 +1451,10 @@ sess_poll(struct smtp_sess *s, struct pollfd *fds, nfds_t nfds, int timeout)
 		 * came: ACK those now. A relay that answers in two writes
 		 * (Postfix's smtpd to RCPT + BDAT: "250 Ok: 685 bytes", then
 		 * the rest) holds the second back by Nagle until the first is
-		 * ACKed, and our delayed ACK takes 40 ms: measured 88
-		 * messages/s into Postfix, over 1,000 with this
-		 * (bench/postfix.sh). Only then: a setsockopt() per wait
-		 * cost 7 µs per message. */
+		 * ACKed, and our delayed ACK takes 40 ms: one stall per
+		 * message (figures: bench/RESULTS.md, "kairand into a real
+		 * Postfix"). Only then: a setsockopt() before every wait
+		 * costs CPU per message (ibid., "kairand end to end"). */
 		int one = 1;
 
 		(void)setsockopt(s->fd, IPPROTO_TCP, TCP_QUICKACK, &one,

@@ -15,6 +15,7 @@
 #include "buf.h"
 #include "err.h"
 #include "log.h"
+#include "version.h"
 #include "xmem.h"
 
 struct event {
@@ -126,6 +127,7 @@ post(const char *url, const char *json, char *why, size_t why_size)
 	CURLcode rc;
 	long status = 0;
 	int r = -1;
+	char ua[64];
 
 	if ((c = curl_easy_init()) == NULL) {
 		snprintf(why, why_size, "libcurl: cannot initialise");
@@ -140,7 +142,9 @@ post(const char *url, const char *json, char *why, size_t why_size)
 	curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 5L);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_USERAGENT, "kairan-webhook/1");
+	/* The operator's own endpoint: the version may go there. */
+	snprintf(ua, sizeof(ua), "kairan-webhook/%s", kr_version());
+	curl_easy_setopt(c, CURLOPT_USERAGENT, ua);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
 	rc = curl_easy_perform(c);
 	if (rc != CURLE_OK) {

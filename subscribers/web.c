@@ -342,6 +342,9 @@ static void
 add_common_headers(struct kr_web *web, struct MHD_Response *r, bool html,
                    bool archive)
 {
+	/* The product alone: the version (kairan_build_info on /metrics)
+	 * would tell strangers which published fixes a host lacks. */
+	MHD_add_response_header(r, "Server", "kairan");
 	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
 	MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
 	if (html) {

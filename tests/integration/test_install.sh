@@ -86,10 +86,23 @@ check "sysusers snippet is systemd/kairan.sysusers" \
 	cmp -s systemd/kairan.sysusers "$D/usr/lib/sysusers.d/kairan.conf"
 check "tmpfiles snippet is systemd/kairan.tmpfiles" \
 	cmp -s systemd/kairan.tmpfiles "$D/usr/lib/tmpfiles.d/kairan.conf"
+VERSION=$(cat VERSION)
 for m in man/*.[1-9]; do
-	check "$m installed as is" \
-		cmp -s "$m" "$D/usr/share/man/man${m##*.}/${m##*/}"
+	check "$m installed with @VERSION@ filled in ($VERSION)" \
+		cmp -s <(sed "s/@VERSION@/$VERSION/g" "$m") \
+		"$D/usr/share/man/man${m##*.}/${m##*/}"
 done
+check "no installed man page keeps @VERSION@" \
+	test -z "$(grep -rl @VERSION@ "$D/usr/share/man")"
+out=$(MANWIDTH=80 man -l "$D/usr/share/man/man8/kairand.8" 2>/dev/null | tail -n 1)
+check "the installed kairand.8 footer names kairan $VERSION" \
+	grep -q "kairan $VERSION" <<<"$out"
+out=$("$D/usr/sbin/kairand" --version 2>&1)
+check "installed kairand --version prints 'kairand $VERSION' (got '$out')" \
+	test "$out" = "kairand $VERSION"
+out=$("$D/usr/bin/kairanctl" --version 2>&1)
+check "installed kairanctl --version prints 'kairanctl $VERSION' (got '$out')" \
+	test "$out" = "kairanctl $VERSION"
 check "kairan.socket is systemd/kairan.socket" \
 	cmp -s systemd/kairan.socket "$D/usr/lib/systemd/system/kairan.socket"
 check "installed kairanctl is the built one" \

@@ -304,6 +304,12 @@ def main():
     samples, types, errors = parse(text)
     ok(not errors, "every line of the page is valid text format 0.0.4",
        "\n".join(errors) + "\n" + text)
+    with open(os.path.join(harness.ROOT, "VERSION")) as f:
+        version = f.read().strip()
+    ok(types.get("kairan_build_info") == "gauge" and
+       get(samples, "kairan_build_info", version=version) == 1,
+       "kairan_build_info{version=\"%s\"} 1, the VERSION file's" % version,
+       [ln for ln in text.splitlines() if "build_info" in ln])
 
     received = len(smtp.log())
     sent = sum(v for lb, v in

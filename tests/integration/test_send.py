@@ -206,8 +206,12 @@ SERVED = {
 }
 
 
+agents = []
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
+        agents.append(self.headers.get("User-Agent"))
         if self.path.startswith("/loop"):
             n = int(self.path[5:] or "0")
             self.send_response(302)
@@ -237,6 +241,10 @@ u = "http://127.0.0.1:%d" % srv.server_address[1]
 rc, out, err = k.ctl("send", u + "/r.md")
 ok(rc == 0 and re.fullmatch(r"report \d+ queued to 3 subscribers\n", out),
    "send URL (text/markdown) queues", out + err)
+with open(os.path.join(ROOT, "VERSION")) as f:
+    version = f.read().strip()
+ok(agents[:1] == ["kairan/" + version],
+   "the fetch says User-Agent: kairan/%s (VERSION)" % version, agents)
 rc, out, err = k.ctl("send", u + "/redir")
 ok(rc == 1 and "--again" in err,
    "the same report through a redirect is a duplicate", err)

@@ -481,6 +481,9 @@ def main():
          "strict CSP allowing exactly the inline style by hash", csp)
     h.ok(hd.get("X-Content-Type-Options") == "nosniff" and
          hd.get("Referrer-Policy") == "no-referrer", "nosniff, no-referrer")
+    h.ok(hd.get("Server") == "kairan",
+         "Server: kairan, the product without its version",
+         hd.get("Server"))
     st2, _, body2 = get(k, "/")
     h.ok(st2 == 200 and body2 == body, "GET / is the same cached page")
     st, hd, body = h.http("HEAD", k.url("/"))

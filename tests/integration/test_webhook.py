@@ -18,6 +18,7 @@ from harness import ok, done  # noqa: E402
 class Receiver:
     def __init__(self, fail_first=0):
         self.events = []
+        self.agents = []
         self.attempts = 0
         self.fail_first = fail_first
         me = self
@@ -31,6 +32,7 @@ class Receiver:
                     self.send_response(503)
                     self.end_headers()
                     return
+                me.agents.append(self.headers.get("User-Agent"))
                 try:
                     me.events.append((self.path, self.headers.get(
                         "Content-Type"), json.loads(body)))
@@ -72,6 +74,11 @@ def main():
     ok(rc == 0, "report 1 queued", out + err)
     ok(harness.wait_for(lambda: "report.finished" in rx.names(), 60),
        "report.finished arrives", (rx.events, k.logtext()))
+    with open(os.path.join(harness.ROOT, "VERSION")) as f:
+        version = f.read().strip()
+    ok(set(rx.agents) == {"kairan-webhook/" + version},
+       "every POST says User-Agent: kairan-webhook/%s (VERSION)" % version,
+       rx.agents)
     names = rx.names()
     ok(names[:2] == ["report.started", "report.finished"],
        "started, then finished, once each", names)

@@ -177,6 +177,7 @@ test_write(void **state)
 	struct fx *f = *state;
 	struct kd_metrics *m;
 	struct kr_buf out;
+	char info[128];
 
 	fill(f);
 	m = kd_metrics_new(f->db, NULL);
@@ -203,6 +204,13 @@ test_write(void **state)
 	           "# HELP kairan_metrics_store_up"));
 	assert_non_null(strstr(out.data, "kairan_metrics_store_up 1\n"));
 	assert_null(strstr(out.data, "@"));
+	/* The version the Makefile compiled in from VERSION. */
+	assert_string_not_equal(kr_version(), "unknown");
+	snprintf(info, sizeof(info),
+	         "# TYPE kairan_build_info gauge\n"
+	         "kairan_build_info{version=\"%s\"} 1\n",
+	         kr_version());
+	assert_non_null(strstr(out.data, info));
 	kr_buf_fini(&out);
 	kd_metrics_free(&m);
 	assert_null(m);
