@@ -29,7 +29,7 @@ DEB_PKGS := build-essential pkg-config libyaml-dev libsqlite3-dev sqlite3 \
 	libcmark-dev libsystemd-dev libcmocka-dev libssl-dev \
 	python3 python3-aiosmtpd python3-dkim postfix curl openssl clang \
 	libclang-rt-14-dev wrk nginx-light spamassassin chromium time systemd \
-	cppcheck clang-tidy valgrind libidn2-dev fonts-ipafont-gothic \
+	cppcheck clang-tidy valgrind gdb libidn2-dev fonts-ipafont-gothic \
 	dpkg-dev debhelper fakeroot lintian
 
 PKGS := yaml-0.1 sqlite3 libsodium libesmtp-1.0 libcurl libmicrohttpd \
@@ -69,12 +69,18 @@ LDOPT := -pie -Wl,-z,relro,-z,now
 endif
 
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# libesmtp is linked into kairan-smtp alone (lib/smtp_engine.c).
+PKG_LIBS   = $(shell pkg-config --libs $(filter-out libesmtp-1.0,$(PKGS)) 2>/dev/null)
+SMTP_LIBS  = $(shell pkg-config --libs libesmtp-1.0 2>/dev/null)
 
 ALL_CFLAGS = $(BASE_CFLAGS) $(OPT) $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(LDOPT) -pthread $(LDFLAGS)
 
-LIB_SRC := $(sort $(wildcard lib/*.c) $(wildcard subscribers/*.c))
+# lib/smtp_engine.c defines connect(), read(), write() and poll(): it goes
+# into kairan-smtp only, never into libkairan.a.
+SMTP_ENGINE := lib/smtp_engine.c
+LIB_SRC := $(sort $(filter-out $(SMTP_ENGINE),$(wildcard lib/*.c)) \
+	$(wildcard subscribers/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o)
 KAIRAND_SRC := daemon/kairand.c $(sort $(wildcard daemon/kd_*.c))
 KAIRANCTL_SRC := daemon/kairanctl.c $(sort $(wildcard daemon/ctl_*.c))
@@ -99,7 +105,7 @@ all: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory build-$(FLAVOUR)
 
 .PHONY: build-$(FLAVOUR)
-build-$(FLAVOUR): $(B)/kairand $(B)/kairanctl
+build-$(FLAVOUR): $(B)/kairand $(B)/kairanctl $(B)/kairan-smtp
 
 # `make deps`: install what is missing (a no-op when everything is there).
 deps:
@@ -149,6 +155,10 @@ $(B)/kairand: $(KAIRAND_SRC:%.c=$(B)/%.o) $(B)/libkairan.a
 
 $(B)/kairanctl: $(KAIRANCTL_SRC:%.c=$(B)/%.o) $(B)/libkairan.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(B)/kairan-smtp: $(B)/daemon/kairan_smtp.o $(SMTP_ENGINE:%.c=$(B)/%.o) \
+		$(B)/libkairan.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) $(SMTP_LIBS)
 
 $(B)/tests/%: $(B)/tests/unit/%.o $(B)/libkairan.a
 	@mkdir -p $(dir $@)
@@ -250,6 +260,7 @@ install: all
 	  $(DESTDIR)$(SYSCONFDIR)/kairan $(DESTDIR)$(UNITDIR) \
 	  $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR)
 	install -m 0755 $(B)/kairand $(DESTDIR)$(SBINDIR)/kairand
+	install -m 0755 $(B)/kairan-smtp $(DESTDIR)$(SBINDIR)/kairan-smtp
 	install -m 0755 $(B)/kairanctl $(DESTDIR)$(BINDIR)/kairanctl
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/kairan/kairan.yaml ]; then \
 	  install -m 0644 config/kairan.yaml \
@@ -294,6 +305,7 @@ install: all
 # example, an edited one stays (and is named).
 uninstall:
 	@set -e; for f in $(DESTDIR)$(SBINDIR)/kairand \
+	  $(DESTDIR)$(SBINDIR)/kairan-smtp \
 	  $(DESTDIR)$(BINDIR)/kairanctl \
 	  $(DESTDIR)$(UNITDIR)/kairan.service \
 	  $(DESTDIR)$(UNITDIR)/kairan.socket \

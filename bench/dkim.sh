@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 count=${1:-10000}
 workers=${2:-2}
 rounds=${3:-5}
-make -s FLAVOUR=release build/release/libkairan.a >/dev/null
+make -s FLAVOUR=release build/release/libkairan.a build/release/kairan-smtp >/dev/null
 tmp=$(mktemp -d)
 sink=
 trap 'rm -rf "$tmp"; [ -z "$sink" ] || kill "$sink" 2>/dev/null' EXIT

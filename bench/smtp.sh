@@ -60,7 +60,7 @@ cleanup() {
 trap cleanup EXIT
 
 echo "bench/smtp.sh: building kairan (release) and the driver" >&2
-make --no-print-directory FLAVOUR=release build/release/libkairan.a >/dev/null
+make --no-print-directory FLAVOUR=release build/release/libkairan.a build/release/kairan-smtp >/dev/null
 # shellcheck disable=SC2046
 cc -O2 -g -std=c11 -D_GNU_SOURCE -pthread -Ilib bench/smtp_bench.c \
 	build/release/libkairan.a \

@@ -66,9 +66,16 @@ extern const struct kr_transport_ops kr_transport_maildir_ops;
 /* The ops for cfg->delivery.transport. */
 const struct kr_transport_ops *kr_transport_for(const struct kr_config *cfg);
 
+/* The SMTP sessions run in a process of their own, kairan-smtp, one per
+ * transport object (transport_smtp.c; the engine is smtp_engine.c). It is
+ * found at $KAIRAN_SMTP_BIN or beside the running program. */
+
+/* Its pid, 0 when none runs (tests look at its sockets). */
+long kr_transport_smtp_pid(const struct kr_transport *t);
+
 /* Benchmarks only: on (the default) sets TCP_NODELAY on the sockets
  * libesmtp opens; 0 leaves Nagle on, to measure what it costs.
- * Process-wide, takes effect at the next session. */
+ * Process-wide, takes effect at the next send. */
 void kr_transport_smtp_set_nodelay(int on);
 
 /* write(2) calls made so far on SMTP session sockets, process-wide (the

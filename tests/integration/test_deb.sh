@@ -81,6 +81,7 @@ want="-rw-r--r-- root/root ./etc/kairan/kairan.yaml
 -rwxr-xr-x root/root ./usr/bin/kairanctl
 -rw-r--r-- root/root ./usr/lib/sysusers.d/kairan.conf
 -rw-r--r-- root/root ./usr/lib/tmpfiles.d/kairan.conf
+-rwxr-xr-x root/root ./usr/sbin/kairan-smtp
 -rwxr-xr-x root/root ./usr/sbin/kairand
 -rw-r--r-- root/root ./usr/share/doc/kairan/changelog.gz
 -rw-r--r-- root/root ./usr/share/doc/kairan/copyright
@@ -88,6 +89,8 @@ want="-rw-r--r-- root/root ./etc/kairan/kairan.yaml
 -rw-r--r-- root/root ./usr/share/man/man8/kairanctl.8.gz
 -rw-r--r-- root/root ./usr/share/man/man8/kairand.8.gz"
 got=$(dpkg-deb -c "$deb" | awk '$1 !~ /^d/ {print $1, $2, $6}' | sort -k3)
+want=$(LC_ALL=C sort -k3 <<<"$want")
+got=$(LC_ALL=C sort -k3 <<<"$got")
 if [ "$got" = "$want" ]; then
 	ok "dpkg-deb -c: exactly the $(wc -l <<<"$want") expected files, modes and owners"
 else
@@ -122,7 +125,8 @@ check "kairanctl --version of the package is 'kairanctl $pv' (got '$out')" \
 # Depends: the package of every library the binaries link (dh_shlibdeps).
 depends=$(dpkg-deb -f "$deb" Depends)
 missing=""
-for lib in $(objdump -p "$X/usr/sbin/kairand" "$X/usr/bin/kairanctl" |
+for lib in $(objdump -p "$X/usr/sbin/kairand" "$X/usr/sbin/kairan-smtp" \
+	"$X/usr/bin/kairanctl" |
 	awk '$1 == "NEEDED" {print $2}' | sort -u); do
 	p=$(dpkg -S "*/$lib" 2>/dev/null | head -n 1 | cut -d: -f1)
 	[ -n "$p" ] || { missing="$missing $lib(no package)"; continue; }

@@ -58,6 +58,7 @@ fi
 # Every file, its mode, and nothing else.
 expected="0755 usr/bin/kairanctl
 0755 usr/sbin/kairand
+0755 usr/sbin/kairan-smtp
 0644 etc/kairan/kairan.yaml
 0644 usr/lib/systemd/system/kairan.service
 0644 usr/lib/systemd/system/kairan.socket

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -690,36 +691,55 @@ struct nodelay_probe {
 	int seen;    /* sockets to the server found */
 	int nodelay; /* their TCP_NODELAY, ANDed */
 	int corked;  /* their TCP_CORK, ORed: must be off after a message */
+	struct kr_transport *t; /* whose kairan-smtp process to look into */
 };
+
+static void
+probe_fd(struct nodelay_probe *p, int fd)
+{
+	struct sockaddr_in peer;
+	socklen_t l;
+	int type, v;
+
+	l = sizeof(type);
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l) != 0 ||
+	    type != SOCK_STREAM)
+		return;
+	l = sizeof(peer);
+	if (getpeername(fd, (struct sockaddr *)&peer, &l) != 0 ||
+	    peer.sin_family != AF_INET || ntohs(peer.sin_port) != p->port)
+		return;
+	l = sizeof(v);
+	if (getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &l) != 0)
+		return;
+	p->seen++;
+	p->nodelay = p->nodelay && v != 0;
+	l = sizeof(v);
+	if (getsockopt(fd, IPPROTO_TCP, TCP_CORK, &v, &l) == 0)
+		p->corked = p->corked || v != 0;
+}
 
 static void
 on_done_nodelay(void *ctx, struct kr_msg *msg)
 {
 	struct nodelay_probe *p = ctx;
-	struct sockaddr_in peer;
-	socklen_t l;
-	int fd, type, v;
+	int fd, rfd, pidfd;
 
 	(void)msg;
-	for (fd = 3; fd < 1024; fd++) {
-		l = sizeof(type);
-		if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l) != 0 ||
-		    type != SOCK_STREAM)
+	/* The session's socket is in the kairan-smtp process, which waits
+	 * for this callback: a copy of each of its descriptors is looked at
+	 * (pidfd_getfd, Linux 5.6). */
+	pidfd = (int)syscall(SYS_pidfd_open, (pid_t)kr_transport_smtp_pid(p->t),
+	                     0);
+	assert_true(pidfd >= 0);
+	for (rfd = 3; rfd < 64; rfd++) {
+		fd = (int)syscall(SYS_pidfd_getfd, pidfd, rfd, 0);
+		if (fd < 0)
 			continue;
-		l = sizeof(peer);
-		if (getpeername(fd, (struct sockaddr *)&peer, &l) != 0 ||
-		    peer.sin_family != AF_INET ||
-		    ntohs(peer.sin_port) != p->port)
-			continue;
-		l = sizeof(v);
-		if (getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &l) != 0)
-			continue;
-		p->seen++;
-		p->nodelay = p->nodelay && v != 0;
-		l = sizeof(v);
-		if (getsockopt(fd, IPPROTO_TCP, TCP_CORK, &v, &l) == 0)
-			p->corked = p->corked || v != 0;
+		probe_fd(p, fd);
+		close(fd);
 	}
+	close(pidfd);
 }
 
 /* libesmtp's socket gets TCP_NODELAY through our connect(), and does not
@@ -735,7 +755,7 @@ test_smtp_sets_tcp_nodelay(void **state)
 	struct kr_transport *t = NULL;
 	struct kr_err err = {0};
 	struct kr_msg m[1];
-	struct nodelay_probe p = {0, 0, 1, 0};
+	struct nodelay_probe p = {0, 0, 1, 0, NULL};
 
 	(void)state;
 	server_start(&s, NULL, NULL);
@@ -744,6 +764,7 @@ test_smtp_sets_tcp_nodelay(void **state)
 	make_config(&cfg, relays, spec, 1, 20);
 	init_msg(&m[0], 1, "a@example.jp", make_message("a@example.jp", 1));
 	assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err), 0);
+	p.t = t;
 	assert_int_equal(
 	    kr_transport_smtp_ops.send(t, m, 1, on_done_nodelay, &p, &err), 0);
 	assert_int_equal(m[0].result, KR_SEND_OK);

@@ -1,0 +1,2292 @@
+/* smtp_engine.c — SMTP delivery through libesmtp 1.1, run only inside the
+ * kairan-smtp process (daemon/kairan_smtp.c): this file defines connect(),
+ * read(), write() and poll() for the executable it is linked into, and
+ * nothing else of kairan links it (libkairan.a leaves it out; kairand
+ * reaches it through lib/transport_smtp.c, over a socket).
+ *
+ * One send() is one SMTP session carrying the whole batch, one envelope
+ * recipient per message; libesmtp pipelines RCPT+DATA when the server
+ * offers PIPELINING, and this file sends each next envelope (MAIL, RCPT,
+ * DATA) right behind a message's dot, so that a message costs one round
+ * trip, not three (pipe_ahead()). The outcome of
+ * each message is known from libesmtp's event callback right after the
+ * server's reply to the final dot, and the store marks it sent before the
+ * next message goes out.
+ *
+ * The outcomes are handed to the caller a little later than libesmtp
+ * knows them: once the next command is on the wire and libesmtp waits
+ * for its reply, and always before the next message's content is sent
+ * (flush_outcomes(), through a poll() wrapper like the connect() one),
+ * so that recording them in the store overlaps a round trip instead of
+ * holding the connection idle.
+ *
+ * Outcomes: the reply to the final dot decides (2xx OK, 4xx TEMP, 5xx
+ * PERM); a refused RCPT decides for its message (4xx TEMP, 5xx PERM); a
+ * refused MAIL FROM is TEMP whatever its code (it is about the sender,
+ * not the subscriber); no reply after the whole message went: UNCERTAIN.
+ *
+ * Relays are tried in order: a relay that cannot be used (no connection,
+ * 4xx/5xx greeting, TLS or AUTH failure) passes the messages it did not
+ * get to the next one. After a dropped connection the same relay is
+ * tried again for the messages that got no outcome, as long as each new
+ * session makes progress.
+ *
+ * Things libesmtp 1.1 does that matter here (read from its source):
+ * - it does the dot-stuffing and sends the message as given, except
+ *   that it drops Return-Path: (and a second Date:, From:, To:,
+ *   Message-Id: …) and adds Date:, From: and Message-Id: when missing;
+ * - it waits for the reply to MAIL FROM before RCPT TO, and for the
+ *   reply to the dot before the next MAIL FROM: we write those ahead of
+ *   it and keep its view of the replies exact (pipe_ahead(),
+ *   filter_replies());
+ * - relays may answer one pipelined write in two (Postfix to RCPT +
+ *   BDAT), the second held by their Nagle until we ACK the first: we set
+ *   TCP_QUICKACK when we wait again after reading part (sess_poll());
+ * - it writes the message through a 2 KB buffer, several writes per
+ *   message: without TCP_NODELAY each message then waits ~40 ms for a
+ *   delayed ACK, see connect() below. With it, our write() gathers what
+ *   libesmtp writes on the session's socket and poll() sends it in one
+ *   write(2) when libesmtp waits for a reply (sess_write(), wflush()):
+ *   a 29 KB message and its dot leave in one system call, not 15, and
+ *   libesmtp's polls for "writable" cost none;
+ * - it splits the message into lines itself, a byte at a time (msg_gets()
+ *   in message-source.c), whatever size the pieces we hand it: its
+ *   largest CPU cost per message (bench/RESULTS.md, "kairand end to
+ *   end"); only BDAT (CHUNKING, which it uses when the server offers it)
+ *   reads the body in blocks;
+ * - it has no implicit TLS (port 465), and its STARTTLS hangs on TLS 1.3
+ *   session tickets and hides its plain text from us: for `tls: tls` our
+ *   connect() makes the TLS connection itself, for `tls: starttls` it
+ *   says EHLO and STARTTLS first (starttls()), both verified the same
+ *   way, and our read(), write() and poll() carry libesmtp's plain text
+ *   through it (tls_handshake(), sess_read(), wflush(), sess_poll());
+ * - after a failed AUTH it carries on with MAIL unauthenticated: we watch
+ *   the AUTH reply (monitor callback) and stop the session instead;
+ * - it writes with write(2): SIGPIPE is blocked around the session;
+ * - it ignores write errors: whether the server hung up before the final
+ *   dot is read from the socket when the message ends (TEMP, else a
+ *   missing reply is UNCERTAIN);
+ * - it sends no SNI and checks host names without IP addresses: we add
+ *   SNI from an OpenSSL info callback and check the certificate with
+ *   OpenSSL (X509_check_host / X509_check_ip_asc) ourselves;
+ * - its connect(2) is blocking with no timeout: our wrapper adds one.
+ */
+#include "smtp_engine.h"
+
+#include <arpa/inet.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <sodium.h>
+
+/* libesmtp.h needs size_t: <stddef.h> first, in a block of its own */
+#include <stddef.h>
+
+#include <auth-client.h>
+#include <libesmtp.h>
+
+#include "config.h"
+#include "err.h"
+#include "log.h"
+#include "smtp_sync.h"
+#include "xmem.h"
+
+/* ---- connect() wrapper: TCP_NODELAY and a connect timeout ---- */
+
+struct smtp_sess;
+static _Thread_local struct smtp_sess *tl_sess;
+static atomic_int smtp_nodelay = 1;
+static int (*real_connect)(int, const struct sockaddr *, socklen_t);
+static pthread_once_t connect_once = PTHREAD_ONCE_INIT;
+
+static void
+connect_load(void)
+{
+	void *p = dlsym(RTLD_NEXT, "connect");
+
+	memcpy(&real_connect, &p, sizeof(p));
+}
+
+void
+kr_smtp_engine_set_nodelay(int on)
+{
+	atomic_store(&smtp_nodelay, on ? 1 : 0);
+}
+
+static int sess_connected(struct smtp_sess *s, int fd, int *timeout_ms);
+static int tls_handshake(struct smtp_sess *s, int fd, int timeout_ms);
+static int starttls(struct smtp_sess *s, int fd, int timeout_ms);
+static int peer_ok(struct smtp_sess *s, SSL *ssl, char *why, size_t size);
+
+/* libesmtp 1.1 opens its socket itself and offers no hook, so kairan's
+ * executables define connect(): the dynamic linker binds libesmtp's call
+ * to it. Outside an SMTP session of this file (tl_sess unset: other
+ * threads, libcurl, …) it is exactly the libc connect(). Inside, for a
+ * TCP socket, it sets TCP_NODELAY (each message then leaves without
+ * waiting for a delayed ACK; the difference is in bench/RESULTS.md,
+ * "libesmtp as shipped") and bounds the connect by delivery.timeout. */
+int
+connect(int fd, __CONST_SOCKADDR_ARG addr_arg, socklen_t len) /* NOLINT(readability-inconsistent-declaration-parameter-name): glibc's own names are reserved */
+{
+	const struct sockaddr *addr = addr_arg.__sockaddr__;
+	struct smtp_sess *s = tl_sess;
+	int type = 0, one = 1, flags, r, timeout_ms = 0, e;
+	socklen_t tl = sizeof(type);
+	struct pollfd pfd;
+
+	pthread_once(&connect_once, connect_load);
+	if (real_connect == NULL) {
+		errno = ENOSYS;
+		return -1;
+	}
+	if (s == NULL || addr == NULL ||
+	    (addr->sa_family != AF_INET && addr->sa_family != AF_INET6) ||
+	    getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 ||
+	    type != SOCK_STREAM)
+		return real_connect(fd, addr, len);
+
+	if (atomic_load(&smtp_nodelay))
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+		                 sizeof(one));
+	(void)sess_connected(s, -1, &timeout_ms);
+	flags = fcntl(fd, F_GETFL);
+	if (flags < 0 || (flags & O_NONBLOCK) ||
+	    fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+		if (tls_handshake(s, -1, 0) < 0) {
+			/* never plain text to a TLS port */
+			errno = ECONNABORTED;
+			return -1;
+		}
+		return real_connect(fd, addr, len);
+	}
+	r = real_connect(fd, addr, len);
+	if (r != 0 && errno == EINPROGRESS) {
+		pfd.fd = fd;
+		pfd.events = POLLOUT;
+		do
+			r = poll(&pfd, 1, timeout_ms);
+		while (r < 0 && errno == EINTR);
+		if (r == 0) {
+			errno = ETIMEDOUT;
+			r = -1;
+		} else if (r > 0) {
+			e = 0;
+			tl = sizeof(e);
+			if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &tl) != 0)
+				e = errno;
+			errno = e;
+			r = e == 0 ? 0 : -1;
+		}
+	}
+	if (r == 0 && (starttls(s, fd, timeout_ms) < 0 ||
+	               tls_handshake(s, fd, timeout_ms) < 0)) {
+		errno = ECONNABORTED;
+		r = -1;
+	}
+	e = errno;
+	(void)fcntl(fd, F_SETFL, flags);
+	if (r == 0)
+		(void)sess_connected(s, fd, NULL);
+	errno = e;
+	return r;
+}
+
+static int sess_poll(struct smtp_sess *s, struct pollfd *fds, nfds_t nfds,
+                     int timeout);
+static void sess_timed_out(struct smtp_sess *s);
+static int sess_stage_left(const struct smtp_sess *s,
+                           const struct pollfd *fds, nfds_t nfds);
+static int sess_write(struct smtp_sess *s, int fd, const void *buf, size_t n,
+                      ssize_t *ret);
+static int sess_read(struct smtp_sess *s, int fd, void *buf, size_t n,
+                     ssize_t *ret);
+
+static int (*real_poll)(struct pollfd *, nfds_t, int);
+static pthread_once_t poll_once = PTHREAD_ONCE_INIT;
+
+static void
+poll_load(void)
+{
+	void *p = dlsym(RTLD_NEXT, "poll");
+
+	memcpy(&real_poll, &p, sizeof(p));
+}
+
+/* libesmtp waits for the server in poll(2); kairan's executables define
+ * poll() as they define connect(). Outside an SMTP session of this file
+ * it is exactly the libc poll(). Inside, see sess_poll(): a wait for the
+ * session's socket to become writable is answered at once (our write()
+ * takes everything), and a blocking wait for a reply first sends what
+ * write() gathered and hands the outcomes gathered so far to the caller
+ * (flush_outcomes()). The name is set with an asm label: <poll.h>'s
+ * _FORTIFY_SOURCE inline already uses the C name. */
+int kr_smtp_poll(struct pollfd *fds, nfds_t nfds, int timeout) __asm__("poll");
+
+int
+kr_smtp_poll(struct pollfd *fds, nfds_t nfds, int timeout)
+{
+	struct smtp_sess *s = tl_sess;
+	int r, left;
+
+	pthread_once(&poll_once, poll_load);
+	if (real_poll == NULL) {
+		errno = ENOSYS;
+		return -1;
+	}
+	if (s != NULL && (r = sess_poll(s, fds, nfds, timeout)) >= 0)
+		return r;
+	if (s != NULL && timeout != 0 && (left = sess_stage_left(s, fds, nfds)) >= 0 &&
+	    (timeout < 0 || left < timeout)) {
+		/* libesmtp's timeout restarts with every byte it reads; the
+		 * stage's does not (a relay dripping its reply a byte at a
+		 * time cannot hold a worker past delivery.timeout) */
+		timeout = left;
+		if (timeout == 0) {
+			sess_timed_out(s);
+			return 0;
+		}
+	}
+	r = real_poll(fds, nfds, timeout);
+	if (r == 0 && timeout != 0 && s != NULL)
+		sess_timed_out(s);
+	return r;
+}
+
+static ssize_t (*real_write)(int, const void *, size_t);
+static ssize_t (*real_read)(int, void *, size_t);
+static pthread_once_t rw_once = PTHREAD_ONCE_INIT;
+static atomic_ulong smtp_writes; /* write(2)s on session sockets */
+static atomic_ulong smtp_ahead;  /* envelopes sent by pipe_ahead() */
+
+static void
+rw_load(void)
+{
+	void *p = dlsym(RTLD_NEXT, "write");
+
+	memcpy(&real_write, &p, sizeof(p));
+	p = dlsym(RTLD_NEXT, "read");
+	memcpy(&real_read, &p, sizeof(p));
+}
+
+unsigned long
+kr_smtp_engine_writes(void)
+{
+	return atomic_load(&smtp_writes);
+}
+
+unsigned long
+kr_smtp_engine_ahead(void)
+{
+	return atomic_load(&smtp_ahead);
+}
+
+/* libesmtp writes the session with write(2); kairan's executables define write() and read() as they
+ * define connect(). Outside an SMTP session's socket they are exactly
+ * libc's. On it, write() appends to the session's buffer (sess_write())
+ * and read() first sends that buffer, so nothing written can be waited
+ * for before it left. */
+ssize_t
+write(int fd, const void *buf, size_t n)
+{
+	struct smtp_sess *s = tl_sess;
+	ssize_t r;
+
+	pthread_once(&rw_once, rw_load);
+	if (real_write == NULL) {
+		errno = ENOSYS;
+		return -1;
+	}
+	if (s != NULL && sess_write(s, fd, buf, n, &r))
+		return r;
+	return real_write(fd, buf, n);
+}
+
+ssize_t kr_smtp_read(int fd, void *buf, size_t n) __asm__("read");
+
+ssize_t
+kr_smtp_read(int fd, void *buf, size_t n)
+{
+	struct smtp_sess *s = tl_sess;
+	ssize_t r;
+
+	pthread_once(&rw_once, rw_load);
+	if (real_read == NULL) {
+		errno = ENOSYS;
+		return -1;
+	}
+	if (s != NULL && sess_read(s, fd, buf, n, &r))
+		return r;
+	return real_read(fd, buf, n);
+}
+
+/* ---- the transport ---- */
+
+struct smtp_relay {
+	char *host;
+	unsigned port;
+	char hostport[64];
+	enum kr_cfg_tls tls;
+	char *user;
+	char *password; /* sodium_malloc'd */
+	SSL_CTX *ssl_ctx;
+	auth_context_t auth;
+	/* Nothing is sent ahead to it: configured so (`pipelining:
+	 * false`), or it let a MAIL FROM sent ahead go unanswered
+	 * (sess_timed_out()). */
+	atomic_bool no_ahead;
+};
+
+struct kr_transport {
+	struct smtp_relay *relays;
+	size_t n_relays;
+	long timeout_ms;
+};
+
+/* Per message, for one send(). */
+struct smtp_mstate {
+	struct kr_msg *msg;
+	smtp_message_t m; /* in the current session */
+	smtp_recipient_t r;
+	size_t off;         /* how much libesmtp has read */
+	bool eof;           /* libesmtp read the whole message */
+	bool peer_gone;     /* ... and the server had hung up by then */
+	bool mail_answered; /* the server replied to its MAIL */
+	bool finished;      /* outcome set and done called */
+	bool invalid;
+};
+
+struct smtp_sess {
+	struct kr_transport *t;
+	struct smtp_relay *relay;
+	kr_transport_done_fn done;
+	void *ctx;
+	int fd;
+	bool fatal; /* relay unusable: stop, try the next */
+	bool auth_sent, authenticated;
+	/* What libesmtp wrote and poll() has not sent yet (sess_write()):
+	 * on only with TCP_NODELAY, so the Nagle benchmark rows show
+	 * libesmtp as shipped. */
+	bool buffered;
+	char *wbuf;
+	size_t wlen, wcap;
+	int werr;                 /* a write(2) failed: errno, kept */
+	bool read_since_write;    /* replies read since our last write */
+	struct smtp_mstate *cur;  /* the message libesmtp reads from us */
+	/* Implicit TLS (`tls: tls`): the connection, made in connect();
+	 * in_ssl while OpenSSL itself reads or writes the socket. */
+	SSL *ssl;
+	bool in_ssl;
+	/* STARTTLS done by starttls(): the greeting it read, given to
+	 * libesmtp as if it came through TLS. */
+	char *pre;
+	size_t pre_len, pre_off;
+	char why[200];     /* why the relay was unusable */
+	size_t n_finished; /* outcomes given in this session */
+	/* Outcomes known but not yet handed to done, in order; see
+	 * flush_outcomes(). NULL: hand them over at once. */
+	struct smtp_mstate **pend;
+	size_t n_pend;
+	/* Commands sent ahead of libesmtp (pipe_ahead()). */
+	struct smtp_mstate *ms; /* the session's messages, in order */
+	size_t n_ms;
+	int pipe;          /* -1 off, 0 not known yet, 1 on */
+	int connections;   /* connects in this session */
+	/* The message whose MAIL FROM just went: the next flush shows
+	 * whether libesmtp pipelines its RCPT+DATA (pipe 0 -> 1 or -1). */
+	struct smtp_mstate *learn;
+	int mail_size;     /* MAIL FROM carries SIZE=: 1 yes, 0 no, -1 unknown */
+	char xp[700];      /* sent ahead: what libesmtp writes next */
+	size_t xp_len, xp_off;
+	size_t xp_mail;    /* of which the MAIL FROM line (0: none) */
+	bool dead;         /* connection given up (give_up()) */
+	/* The replies to what went ahead, in order (filter_replies()). */
+	unsigned char rf_q[16];
+	int rf_head, rf_n;
+	int rf_col;
+	char rf_code, rf_sep;
+	/* Which reply answers which command (smtp_sync.c): a reply out
+	 * of step gives the connection up (desync). */
+	struct kr_smtp_sync sync;
+	bool desync;
+	/* The stage deadline (CLOCK_MONOTONIC ms; 0: none): the next
+	 * reply must be complete by then, however the relay drips it. Set
+	 * when something is written and when a reply is complete. */
+	int64_t deadline;
+	/* What the relay sent and libesmtp has not read: r_ready whole
+	 * lines, then the start of one still coming (sess_read()). */
+	char rbuf[16384];
+	size_t r_len, r_ready;
+};
+
+static pthread_once_t auth_once = PTHREAD_ONCE_INIT;
+
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A new stage: the relay has delivery.timeout for its next reply. */
+static void
+stage_start(struct smtp_sess *s)
+{
+	s->deadline = mono_ms() + s->t->timeout_ms;
+}
+
+/* Milliseconds left in the current stage (at least 0), or -1 for none. */
+static int
+stage_left(const struct smtp_sess *s)
+{
+	int64_t left;
+
+	if (s->deadline == 0)
+		return -1;
+	left = s->deadline - mono_ms();
+	if (left < 0)
+		left = 0;
+	return left > INT_MAX ? INT_MAX : (int)left;
+}
+
+static void
+auth_init(void)
+{
+	auth_client_init();
+}
+
+/* Called by connect(): with fd < 0 only reads the timeout, the stage
+ * timeout but at most 30 s, so a relay that drops SYNs passes the batch
+ * to the next relay soon. */
+static int
+sess_connected(struct smtp_sess *s, int fd, int *timeout_ms)
+{
+	if (timeout_ms != NULL)
+		*timeout_ms =
+		    s->t->timeout_ms < 30000 ? (int)s->t->timeout_ms : 30000;
+	if (fd >= 0) {
+		s->fd = fd;
+		s->wlen = 0;
+		s->werr = 0;
+		/* A second connection of one libesmtp session (its fallback
+		 * to another address) may skip messages: no guessing there. */
+		s->pipe = (++s->connections > 1 || s->relay == NULL ||
+		           atomic_load(&s->relay->no_ahead))
+		              ? -1
+		              : 0;
+		s->learn = NULL;
+		s->mail_size = -1;
+		s->xp_len = s->xp_off = s->xp_mail = 0;
+		s->dead = false;
+		s->rf_head = s->rf_n = 0;
+		s->rf_col = 0;
+		kr_smtp_sync_init(&s->sync);
+		s->r_len = s->r_ready = 0;
+		stage_start(s); /* the greeting */
+	}
+	return 0;
+}
+
+/* Copies a server reply into dst without control characters. */
+static void
+copy_reply(char *dst, size_t size, const char *src)
+{
+	size_t i = 0;
+
+	if (src != NULL)
+		for (; *src != '\0' && i + 1 < size; src++) {
+			unsigned char c = (unsigned char)*src;
+
+			if (c == '\r' || c == '\n') {
+				if (i > 0 && dst[i - 1] != ' ')
+					dst[i++] = ' ';
+				continue;
+			}
+			dst[i++] = (c < 0x20 || c >= 0x7f) ? '?' : (char)c;
+		}
+	while (i > 0 && dst[i - 1] == ' ')
+		i--;
+	dst[i] = '\0';
+}
+
+static enum kr_send_result
+class_of(int code)
+{
+	switch (code / 100) {
+	case 2:
+		return KR_SEND_OK;
+	case 5:
+		return KR_SEND_PERM;
+	default:
+		return KR_SEND_TEMP;
+	}
+}
+
+/* kr_smtp_engine_set_early() */
+static kr_transport_done_fn early_fn;
+
+void
+kr_smtp_engine_set_early(kr_transport_done_fn fn)
+{
+	early_fn = fn;
+}
+
+static void
+finish(struct smtp_sess *s, struct smtp_mstate *ms, enum kr_send_result res,
+       int code, const char *text)
+{
+	if (ms->finished)
+		return;
+	ms->finished = true;
+	ms->msg->result = res;
+	ms->msg->code = code;
+	copy_reply(ms->msg->reply, sizeof(ms->msg->reply), text);
+	if (s != NULL && s->relay != NULL)
+		snprintf(ms->msg->relay, sizeof(ms->msg->relay), "%s",
+		         s->relay->hostport);
+	if (s != NULL)
+		s->n_finished++;
+	kr_log_debug("smtp outcome id=%lld rcpt=%s result=%d code=%d",
+	             (long long)ms->msg->id, ms->msg->rcpt, (int)res, code);
+	if (s != NULL && s->pend != NULL) {
+		s->pend[s->n_pend++] = ms;
+		/* told at once, waited for later (flush_outcomes()) */
+		if (early_fn != NULL)
+			early_fn(s->ctx, ms->msg);
+	} else if (s != NULL && s->done != NULL) {
+		if (early_fn != NULL)
+			early_fn(s->ctx, ms->msg);
+		s->done(s->ctx, ms->msg);
+	}
+}
+
+/* Hands the outcomes gathered so far to done, in order. The event
+ * callback only gathers them: libesmtp calls it right after the reply to
+ * the final dot, before it writes the next MAIL FROM, so recording the
+ * outcome there (a store write, under the delivery's store lock) left the
+ * connection idle meanwhile. They are handed over instead
+ * - when libesmtp waits for the server's next reply (poll() below): the
+ *   store write then overlaps the MAIL FROM round trip;
+ * - at the latest when libesmtp reads the next message from us
+ *   (on_message()), so a 250 is still recorded before the next message
+ *   leaves, as DESIGN.md's duplicate bound wants;
+ * - when the session ends. */
+static void
+flush_outcomes(struct smtp_sess *s)
+{
+	size_t i, n;
+
+	if (s == NULL || s->n_pend == 0)
+		return;
+	n = s->n_pend;
+	s->n_pend = 0; /* taken before done runs: each is handed over once */
+	for (i = 0; i < n; i++)
+		if (s->done != NULL)
+			s->done(s->ctx, s->pend[i]->msg);
+}
+
+/* Waits up to timeout_ms for fd to be readable (POLLIN) or writable.
+ * Returns 1 ready, 0 timed out, -1 error. */
+static int
+wait_fd(int fd, short events, int timeout_ms)
+{
+	struct pollfd pfd;
+	int r;
+
+	pfd.fd = fd;
+	pfd.events = events;
+	pfd.revents = 0;
+	do
+		r = real_poll(&pfd, 1, timeout_ms);
+	while (r < 0 && errno == EINTR);
+	return r;
+}
+
+/* The largest gathered write; more is sent at once. */
+#define WBUF_MAX (256u * 1024u)
+
+/* Room for n more bytes in wbuf. */
+static void
+wbuf_reserve(struct smtp_sess *s, size_t n)
+{
+	size_t cap;
+
+	if (s->wlen + n <= s->wcap)
+		return;
+	for (cap = s->wcap ? s->wcap : 32768; cap < s->wlen + n;)
+		cap *= 2;
+	s->wbuf = kr_xrealloc(s->wbuf, cap);
+	s->wcap = cap;
+}
+
+/* The envelope of a message as libesmtp 1.1 writes it (cmd_mail(),
+ * cmd_rcpt(), cmd_data(): kairan sets no DSN, BODY or BY parameters, and
+ * SIZE= is our estimate, the message's length): "MAIL FROM:<from>[
+ * SIZE=n]\r\n" with mail, then "RCPT TO:<rcpt>\r\nDATA\r\n". Appended to
+ * buf (size bytes, len used); returns the new length, 0 when it does not
+ * fit. */
+static size_t
+envelope(const struct smtp_sess *s, const struct smtp_mstate *ms, bool mail,
+         char *buf, size_t len, size_t size)
+{
+	int k = 0;
+
+	if (mail && s->mail_size == 1)
+		k = snprintf(buf + len, size - len, "MAIL FROM:<%s> SIZE=%zu\r\n",
+		             ms->msg->mail_from ? ms->msg->mail_from : "",
+		             ms->msg->len);
+	else if (mail)
+		k = snprintf(buf + len, size - len, "MAIL FROM:<%s>\r\n",
+		             ms->msg->mail_from ? ms->msg->mail_from : "");
+	if (k < 0 || (size_t)k >= size - len)
+		return 0;
+	len += (size_t)k;
+	k = snprintf(buf + len, size - len, "RCPT TO:<%s>\r\nDATA\r\n",
+	             ms->msg->rcpt);
+	if (k < 0 || (size_t)k >= size - len)
+		return 0;
+	return len + (size_t)k;
+}
+
+/* The replies to commands sent ahead, in the order they come. */
+enum { RF_PASS, RF_DOT, RF_MAIL, RF_DROP };
+
+static void give_up(struct smtp_sess *s, int err);
+
+static void
+rf_push(struct smtp_sess *s, unsigned char role)
+{
+	if (s->rf_n >= (int)sizeof(s->rf_q)) { /* cannot happen: at most 5 */
+		give_up(s, EPROTO);
+		return;
+	}
+	if (s->rf_n == 0)
+		s->rf_col = 0; /* at a reply's start: none is outstanding */
+	s->rf_q[(s->rf_head + s->rf_n) % (int)sizeof(s->rf_q)] = role;
+	s->rf_n++;
+}
+
+/* Ends the connection under libesmtp: its writes fail from now on, its
+ * reads see the end (after what it was just given). */
+static void
+give_up(struct smtp_sess *s, int err)
+{
+	s->dead = true;
+	s->werr = err;
+	s->wlen = 0;
+	s->xp_len = s->xp_off = s->xp_mail = 0;
+	s->rf_n = 0;
+	if (s->fd >= 0)
+		(void)shutdown(s->fd, SHUT_RDWR);
+}
+
+/* The first message at or after from in the session, or NULL. */
+static struct smtp_mstate *
+next_of(struct smtp_sess *s, size_t from)
+{
+	size_t i;
+
+	for (i = from; i < s->n_ms; i++)
+		if (s->ms[i].m != NULL && !s->ms[i].finished)
+			return &s->ms[i];
+	return NULL;
+}
+
+/* Whether b (n bytes, one line) is the MAIL FROM libesmtp writes for ms;
+ * the first one shows whether it carries SIZE= here (mail_size). */
+static bool
+mail_is(struct smtp_sess *s, const struct smtp_mstate *ms, const char *b,
+        size_t n)
+{
+	char want[sizeof(s->xp)];
+	int was = s->mail_size, with;
+	size_t k;
+
+	for (with = 1; with >= 0; with--) {
+		if (was >= 0 && was != with)
+			continue;
+		s->mail_size = with;
+		k = envelope(s, ms, true, want, 0, sizeof(want));
+		if (k >= n && memcmp(want, b, n) == 0)
+			return true;
+	}
+	s->mail_size = was;
+	return false;
+}
+
+/* Sends the k bytes of envelope in xp with what wflush() sends: behind a
+ * message's dot (its reply comes first) or behind a lone MAIL FROM. */
+static void
+send_ahead(struct smtp_sess *s, size_t k, bool after_dot)
+{
+	const char *nl = memchr(s->xp, '\n', k);
+
+	wbuf_reserve(s, k);
+	memcpy(s->wbuf + s->wlen, s->xp, k);
+	s->wlen += k;
+	s->xp_len = k;
+	s->xp_off = 0;
+	s->xp_mail = after_dot && nl != NULL ? (size_t)(nl - s->xp) + 1 : 0;
+	if (after_dot)
+		rf_push(s, RF_DOT);
+	rf_push(s, RF_MAIL);
+	rf_push(s, RF_PASS); /* RCPT */
+	rf_push(s, RF_PASS); /* DATA */
+	atomic_fetch_add_explicit(&smtp_ahead, 1, memory_order_relaxed);
+}
+
+/* Pipelining ahead of libesmtp (RFC 2920). libesmtp 1.1 pipelines RCPT
+ * TO and DATA, but waits for the reply to MAIL FROM before it writes them
+ * (a TODO in its cmd_mail(): it cannot discard the replies cascading from
+ * a refused MAIL), and for the reply to the final dot before the next
+ * MAIL: 3 round trips per message against a relay without CHUNKING, and
+ * on a busy relay most of a message's time (bench/RESULTS.md). RFC 2920
+ * lets a client send the next envelope right behind the message's dot
+ * ("the transfer of message content is explicitly allowed to be the
+ * first command in a group"), MAIL, RCPT and DATA in one group.
+ *
+ * So what libesmtp will write next is sent early, byte for byte as it
+ * will write it (envelope()):
+ * - behind a message and its dot, the next message's MAIL FROM, RCPT TO
+ *   and DATA: one round trip per message;
+ * - behind a lone MAIL FROM (the first message, or after an RSET), its
+ *   RCPT TO and DATA.
+ * libesmtp's own copy is then swallowed in sess_write() and compared; a
+ * difference gives up the connection (the message is retried in a new
+ * session, never mis-sent). Its view of the replies stays exact
+ * (filter_replies()): if the relay refuses a MAIL sent ahead, libesmtp
+ * never writes the RCPT TO and DATA, and their replies are kept from it;
+ * if it refuses a message at its dot, libesmtp would RSET while the
+ * relay, having taken the next envelope, waits for content: the
+ * connection is given up instead (that next message goes in a new
+ * session; it got no content, so nothing is sent twice).
+ *
+ * Only once the first message of the connection has shown that libesmtp
+ * pipelines RCPT+DATA there (the relay offers PIPELINING and not
+ * CHUNKING: with BDAT the body follows RCPT at once), on a session's
+ * first connection. Called by wflush() before it sends. */
+static void
+pipe_ahead(struct smtp_sess *s)
+{
+	const char *b = s->wbuf;
+	size_t n = s->wlen, i, k;
+	struct smtp_mstate *ms;
+	char want[sizeof(s->xp)];
+
+	if (s->learn != NULL) {
+		k = envelope(s, s->learn, false, want, 0, sizeof(want));
+		s->learn = NULL;
+		s->pipe = (k > 0 && k == n && memcmp(b, want, k) == 0) ? 1 : -1;
+		kr_log_debug("smtp relay=%s pipelining ahead=%s",
+		             s->relay != NULL ? s->relay->hostport : "?",
+		             s->pipe == 1 ? "yes" : "no");
+		return;
+	}
+	if (s->pipe == 1 && s->cur != NULL && s->cur->eof && s->xp_len == 0 &&
+	    s->rf_n == 0 && s->mail_size >= 0 && n >= 5 &&
+	    memcmp(b + n - 5, "\r\n.\r\n", 5) == 0) {
+		/* a message and its dot (a body line "." went as "..", so
+		 * only the end of the data looks like this): the next
+		 * envelope goes with it */
+		i = (size_t)(s->cur - s->ms);
+		if ((ms = next_of(s, i + 1)) == NULL)
+			return;
+		k = envelope(s, ms, true, s->xp, 0, sizeof(s->xp));
+		if (k == 0)
+			return;
+		send_ahead(s, k, true);
+		return;
+	}
+	if (n < 14 || memcmp(b, "MAIL FROM:<", 11) != 0 ||
+	    memchr(b, '\n', n) != b + n - 1 || b[n - 2] != '\r')
+		return;
+	/* Every message before it has its outcome (libesmtp reports each
+	 * before it writes the next MAIL): it is the first without. */
+	if ((ms = next_of(s, 0)) == NULL || !mail_is(s, ms, b, n)) {
+		s->pipe = -1; /* not the MAIL we expected: leave it be */
+		return;
+	}
+	if (s->pipe == 0) {
+		s->learn = ms;
+		return;
+	}
+	if (s->xp_len != 0 ||
+	    (k = envelope(s, ms, false, s->xp, 0, sizeof(s->xp))) == 0)
+		return;
+	send_ahead(s, k, false);
+}
+
+/* Reads the replies to what pipe_ahead() sent, and takes out of buf
+ * those libesmtp must not see: after a refused MAIL, the replies to the
+ * RCPT and DATA sent with it (older replies come first on the wire).
+ * Returns how much of buf is left. */
+static size_t
+filter_replies(struct smtp_sess *s, char *buf, size_t n)
+{
+	size_t i, o = 0;
+	unsigned char role;
+	int j;
+	bool last;
+	char c;
+
+	if (s->rf_n == 0)
+		return n;
+	for (i = 0; i < n; i++) {
+		c = buf[i];
+		if (s->rf_n == 0) {
+			buf[o++] = c;
+			continue;
+		}
+		role = s->rf_q[s->rf_head];
+		if (role != RF_DROP)
+			buf[o++] = c;
+		if (c != '\n') {
+			if (s->rf_col == 0)
+				s->rf_code = c;
+			else if (s->rf_col == 3)
+				s->rf_sep = c;
+			if (s->rf_col < 4)
+				s->rf_col++;
+			continue;
+		}
+		/* a reply's last line is "NNN text" (or "NNN") */
+		last = !(s->rf_col >= 4 && s->rf_sep == '-');
+		s->rf_col = 0;
+		if (!last)
+			continue;
+		s->rf_head = (s->rf_head + 1) % (int)sizeof(s->rf_q);
+		s->rf_n--;
+		if (s->rf_code == '2')
+			continue;
+		if (role == RF_DOT) {
+			/* libesmtp would RSET, and the relay took the next
+			 * envelope and may wait for its content: libesmtp
+			 * reads this reply, then the connection ends. */
+			give_up(s, EPIPE);
+			return o;
+		} else if (role == RF_MAIL) {
+			/* libesmtp will not write the RCPT TO + DATA; it may
+			 * not have written the MAIL FROM yet (this reply can
+			 * come in one read with the dot's, before libesmtp
+			 * has seen that): that is still to be swallowed. */
+			if (s->xp_off < s->xp_mail)
+				s->xp_len = s->xp_mail;
+			else
+				s->xp_len = s->xp_off = 0;
+			for (j = 0; j < 2 && j < s->rf_n; j++)
+				s->rf_q[(s->rf_head + j) %
+				        (int)sizeof(s->rf_q)] = RF_DROP;
+		}
+	}
+	return o;
+}
+
+/* libesmtp's wait for a reply timed out. If the reply it waited for is
+ * one to a MAIL FROM sent ahead behind a dot the relay did answer, the
+ * relay drops what a client pipelines after the end of the data (RFC 2920
+ * allows it; some relays mishandle it): nothing more is sent ahead to it
+ * in this process. The message goes again in the next session. */
+static void
+sess_timed_out(struct smtp_sess *s)
+{
+	if (s->relay == NULL || s->rf_n == 0 || s->rf_q[s->rf_head] != RF_MAIL ||
+	    s->xp_mail == 0 || atomic_exchange(&s->relay->no_ahead, true))
+		return;
+	kr_log_warn("smtp relay=%s did not answer the MAIL FROM sent behind "
+	            "the end of a message; no more pipelining ahead to it",
+	            s->relay->hostport);
+}
+
+/* Sends what write() gathered, in as few write(2)s as the socket takes
+ * (it is non-blocking: EAGAIN waits in poll() up to the stage timeout).
+ * A failure is kept in werr and the rest dropped: the server is gone,
+ * and libesmtp sees it at its next read. If the buffer held the final
+ * dot of the message being sent, the server never got it (peer_gone:
+ * temporary, not uncertain). Returns 0 or -1. */
+static int
+wflush(struct smtp_sess *s)
+{
+	size_t off = 0;
+	ssize_t w;
+	short events;
+	int r, e = 0;
+
+	if (s->pipe >= 0 && s->wlen > 0 && s->werr == 0)
+		pipe_ahead(s);
+	s->read_since_write = false;
+	if (s->wlen > 0 && s->werr == 0) {
+		kr_smtp_sync_wrote(&s->sync, s->wbuf, s->wlen);
+		stage_start(s);
+	}
+	while (off < s->wlen && s->werr == 0) {
+		events = POLLOUT;
+		if (s->ssl != NULL) {
+			int n = (int)(s->wlen - off > INT_MAX ? INT_MAX
+			                                      : s->wlen - off);
+
+			s->in_ssl = true;
+			n = SSL_write(s->ssl, s->wbuf + off, n);
+			s->in_ssl = false;
+			if (n > 0) {
+				off += (size_t)n;
+				continue;
+			}
+			switch (SSL_get_error(s->ssl, n)) {
+			case SSL_ERROR_WANT_READ:
+				events = POLLIN;
+				w = -1;
+				errno = EAGAIN;
+				break;
+			case SSL_ERROR_WANT_WRITE:
+				w = -1;
+				errno = EAGAIN;
+				break;
+			default:
+				w = -1;
+				errno = EPIPE;
+				break;
+			}
+		} else {
+			w = real_write(s->fd, s->wbuf + off, s->wlen - off);
+			atomic_fetch_add_explicit(&smtp_writes, 1,
+			                          memory_order_relaxed);
+		}
+		if (w > 0) {
+			off += (size_t)w;
+			continue;
+		}
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && errno == EAGAIN) { /* == EWOULDBLOCK here */
+			/* a relay that reads slowly has the stage's time */
+			r = stage_left(s);
+			r = wait_fd(s->fd, events,
+			            r >= 0 ? r : (int)s->t->timeout_ms);
+			if (r > 0)
+				continue;
+			e = r == 0 ? ETIMEDOUT : errno;
+		} else {
+			e = w < 0 ? errno : EPIPE;
+		}
+		s->werr = e != 0 ? e : EIO;
+	}
+	if (s->werr != 0 && s->cur != NULL && s->cur->eof)
+		s->cur->peer_gone = true;
+	else if (s->cur != NULL && s->cur->eof)
+		s->cur = NULL; /* its dot left */
+	s->wlen = 0;
+	return s->werr != 0 ? -1 : 0;
+}
+
+/* write() on the session's socket: gathered in wbuf, sent by wflush()
+ * when libesmtp waits for the server (sess_poll(), sess_read()) or the
+ * buffer is full. Returns false when the call is not ours. */
+static int
+sess_write(struct smtp_sess *s, int fd, const void *buf, size_t n,
+           ssize_t *ret)
+{
+	size_t k;
+
+	if (fd < 0 || fd != s->fd)
+		return 0;
+	if (s->in_ssl || (!s->buffered && s->ssl == NULL)) {
+		/* OpenSSL writing our TLS records, or libesmtp as shipped */
+		atomic_fetch_add_explicit(&smtp_writes, 1,
+		                          memory_order_relaxed);
+		if (!s->in_ssl) {
+			kr_smtp_sync_wrote(&s->sync, buf, n);
+			stage_start(s);
+		}
+		return 0;
+	}
+	if (s->werr != 0) {
+		errno = s->werr;
+		*ret = -1;
+		return 1;
+	}
+	*ret = (ssize_t)n;
+	if (s->xp_off < s->xp_len) {
+		/* what pipe_ahead() sent for libesmtp */
+		k = n < s->xp_len - s->xp_off ? n : s->xp_len - s->xp_off;
+		if (memcmp(buf, s->xp + s->xp_off, k) != 0) {
+			kr_log_err("smtp relay=%s: libesmtp wrote other than "
+			           "what was pipelined for it; connection "
+			           "given up",
+			           s->relay != NULL ? s->relay->hostport : "?");
+			give_up(s, EPROTO);
+			errno = EPROTO;
+			*ret = -1;
+			return 1;
+		}
+		s->xp_off += k;
+		if (s->xp_off == s->xp_len)
+			s->xp_len = s->xp_off = s->xp_mail = 0;
+		buf = (const char *)buf + k;
+		n -= k;
+		if (n == 0)
+			return 1;
+	}
+	if (s->wlen + n > s->wcap && s->wlen + n > WBUF_MAX && s->wlen > 0 &&
+	    wflush(s) < 0) {
+		errno = s->werr;
+		*ret = -1;
+		return 1;
+	}
+	wbuf_reserve(s, n);
+	memcpy(s->wbuf + s->wlen, buf, n);
+	s->wlen += n;
+	if (s->wlen >= WBUF_MAX && wflush(s) < 0) {
+		errno = s->werr;
+		*ret = -1;
+		return 1;
+	}
+	return 1;
+}
+
+/* Checks n bytes the relay sent against what was written (smtp_sync.c)
+ * and returns how many of them libesmtp may see: all, or those before
+ * the first reply out of step, after which the connection is given up
+ * and the relay is unusable for this batch (the copies in flight are
+ * deferred, never taken as sent). A complete reply starts the next
+ * stage's deadline. */
+static size_t
+in_step(struct smtp_sess *s, const char *buf, size_t n)
+{
+	uint64_t before = s->sync.replies;
+	size_t k = kr_smtp_sync_read(&s->sync, buf, n);
+
+	if (s->sync.replies != before)
+		stage_start(s);
+	if (!s->sync.broken || s->desync)
+		return k;
+	s->desync = true;
+	kr_log_warn("smtp relay=%s is out of step (%s); connection given up",
+	            s->relay != NULL ? s->relay->hostport : "?",
+	            s->sync.why);
+	if (!s->fatal)
+		snprintf(s->why, sizeof(s->why), "relay out of step: %s",
+		         s->sync.why);
+	s->fatal = true;
+	give_up(s, EPROTO);
+	return k;
+}
+
+/* Reads what the relay sent into rbuf: > 0 bytes, 0 at the end, -1 with
+ * errno (EAGAIN: nothing yet). */
+static ssize_t
+raw_read(struct smtp_sess *s, int fd)
+{
+	size_t room = sizeof(s->rbuf) - s->r_len;
+	int r;
+
+	if (s->ssl == NULL)
+		return real_read(fd, s->rbuf + s->r_len, room);
+	s->in_ssl = true;
+	r = SSL_read(s->ssl, s->rbuf + s->r_len,
+	             room > INT_MAX ? INT_MAX : (int)room);
+	s->in_ssl = false;
+	if (r > 0)
+		return r;
+	switch (SSL_get_error(s->ssl, r)) {
+	case SSL_ERROR_WANT_READ:
+	case SSL_ERROR_WANT_WRITE:
+		errno = EAGAIN;
+		return -1;
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	default:
+		errno = ECONNRESET;
+		return -1;
+	}
+}
+
+/* read() on the session's socket: what was written goes first. libesmtp
+ * is only ever given whole reply lines: it takes a partial line it holds
+ * when its wait times out, or the connection ends, for a whole reply
+ * ("250 2" of a reply still coming was a message recorded as sent), so
+ * the start of a line stays in rbuf until its end came. Everything read
+ * is checked against what was written first (in_step()), and the replies
+ * libesmtp must not see are taken out (filter_replies()). With implicit
+ * TLS, reading is an SSL_read(), which says EAGAIN when no whole record
+ * is there yet (libesmtp then polls). Returns false when the call is not
+ * ours (libc's read() runs). */
+static int
+sess_read(struct smtp_sess *s, int fd, void *buf, size_t n, ssize_t *ret)
+{
+	ssize_t got;
+	size_t k, whole, tail;
+	const char *nl;
+
+	if (fd < 0 || fd != s->fd || s->in_ssl)
+		return 0;
+	if (s->pre_off < s->pre_len) { /* the greeting starttls() read */
+		*ret = (ssize_t)(s->pre_len - s->pre_off < n ? s->pre_len -
+		                                                   s->pre_off
+		                                             : n);
+		memcpy(buf, s->pre + s->pre_off, (size_t)*ret);
+		s->pre_off += (size_t)*ret;
+		*ret = (ssize_t)in_step(s, buf, (size_t)*ret);
+		return 1;
+	}
+	if (s->r_ready == 0) {
+		if (s->dead) {
+			*ret = 0;
+			return 1;
+		}
+		if (s->wlen > 0)
+			(void)wflush(s);
+		got = raw_read(s, fd);
+		if (got <= 0) { /* a line begun and never ended is dropped */
+			*ret = got;
+			return 1;
+		}
+		s->read_since_write = true;
+		k = in_step(s, s->rbuf + s->r_len, (size_t)got);
+		s->r_len += k;
+		for (nl = NULL, whole = s->r_len; whole > 0; whole--)
+			if (s->rbuf[whole - 1] == '\n') {
+				nl = s->rbuf + whole - 1;
+				break;
+			}
+		if (nl == NULL && s->r_len >= sizeof(s->rbuf) / 2)
+			give_up(s, EPROTO); /* in_step() refuses such lines */
+		tail = s->r_len - whole;
+		s->r_ready = filter_replies(s, s->rbuf, whole);
+		memmove(s->rbuf + s->r_ready, s->rbuf + whole, tail);
+		s->r_len = s->r_ready + tail;
+		if (s->r_ready == 0) {
+			/* nothing whole for libesmtp yet: it waits on */
+			if (s->dead) {
+				*ret = 0;
+				return 1;
+			}
+			errno = EAGAIN;
+			*ret = -1;
+			return 1;
+		}
+	}
+	k = n < s->r_ready ? n : s->r_ready;
+	memcpy(buf, s->rbuf, k);
+	memmove(s->rbuf, s->rbuf + k, s->r_len - k);
+	s->r_ready -= k;
+	s->r_len -= k;
+	*ret = (ssize_t)k;
+	return 1;
+}
+
+/* Reads one whole SMTP reply from the plain-text socket into buf (size
+ * bytes, NUL-terminated), within timeout_ms. Nothing may follow it: a
+ * server that talks ahead before TLS could smuggle plain text into the
+ * TLS session (the STARTTLS injection flaws). Returns its length, or -1
+ * with why set. */
+static ssize_t
+plain_reply(struct smtp_sess *s, int fd, char *buf, size_t size,
+            int timeout_ms, const char *what)
+{
+	size_t n = 0, at = 0;
+	ssize_t r;
+	char *nl;
+
+	for (;;) {
+		/* complete lines: "NNN-" goes on, anything else ends it */
+		while ((nl = memchr(buf + at, '\n', n - at)) != NULL) {
+			size_t end = (size_t)(nl - buf) + 1;
+			bool more = end - at >= 4 && buf[at + 3] == '-';
+
+			at = end;
+			if (more)
+				continue;
+			if (at != n) {
+				snprintf(s->why, sizeof(s->why),
+				         "STARTTLS: the relay sent more than its "
+				         "%s reply", what);
+				return -1;
+			}
+			buf[n] = '\0';
+			return (ssize_t)n;
+		}
+		if (n + 1 >= size) {
+			snprintf(s->why, sizeof(s->why),
+			         "STARTTLS: %s reply too long", what);
+			return -1;
+		}
+		r = wait_fd(fd, POLLIN, timeout_ms);
+		if (r == 0) {
+			snprintf(s->why, sizeof(s->why),
+			         "STARTTLS: no %s reply within %d ms", what,
+			         timeout_ms);
+			return -1;
+		}
+		r = r > 0 ? real_read(fd, buf + n, size - 1 - n) : -1;
+		if (r < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		if (r <= 0) {
+			snprintf(s->why, sizeof(s->why),
+			         "STARTTLS: connection lost waiting for the %s "
+			         "reply",
+			         what);
+			return -1;
+		}
+		n += (size_t)r;
+	}
+}
+
+/* Writes a short command on the plain-text socket. Returns 0 or -1. */
+static int
+plain_write(struct smtp_sess *s, int fd, const char *cmd, int timeout_ms)
+{
+	size_t off = 0, n = strlen(cmd);
+	ssize_t w;
+
+	while (off < n) {
+		w = real_write(fd, cmd + off, n - off);
+		if (w > 0) {
+			off += (size_t)w;
+			continue;
+		}
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && errno == EAGAIN && wait_fd(fd, POLLOUT, timeout_ms) > 0)
+			continue;
+		snprintf(s->why, sizeof(s->why), "STARTTLS: cannot write: %s",
+		         w < 0 ? strerror(errno) : "closed");
+		return -1;
+	}
+	return 0;
+}
+
+/* STARTTLS (RFC 3207), done here rather than by libesmtp: libesmtp 1.1's
+ * own hangs on TLS 1.3 session tickets and keeps this file from seeing
+ * the plain text it writes (so nothing could be sent ahead of it). On the
+ * fresh connection: the greeting, EHLO, STARTTLS, then tls_handshake();
+ * libesmtp (with STARTTLS off) is then given the greeting, and says EHLO
+ * again inside TLS, as RFC 3207 wants. Never a fallback to plain text: a
+ * relay that does not offer STARTTLS, or refuses it, is unusable. A
+ * greeting that is not 2xx is left to libesmtp, which reads it and quits,
+ * as with any relay. Returns 0, or -1 with the relay marked unusable. */
+static int
+starttls(struct smtp_sess *s, int fd, int timeout_ms)
+{
+	char buf[8192] = {0}, cmd[300];
+	const char *p, *e;
+	struct utsname u;
+	bool offered = false;
+	ssize_t n;
+
+	if (s->relay == NULL || s->relay->tls != KR_CFG_TLS_STARTTLS)
+		return 0;
+	free(s->pre);
+	s->pre = NULL;
+	s->pre_len = s->pre_off = 0;
+	if ((n = plain_reply(s, fd, buf, sizeof(buf), timeout_ms,
+	                     "greeting")) < 0)
+		goto fail;
+	s->pre = kr_xmalloc((size_t)n + 1); /* a NUL in it is the relay's */
+	memcpy(s->pre, buf, (size_t)n + 1);
+	s->pre_len = (size_t)n;
+	if (buf[0] != '2')
+		return 0;
+	snprintf(cmd, sizeof(cmd), "EHLO %s\r\n",
+	         uname(&u) == 0 && u.nodename[0] != '\0' ? u.nodename
+	                                                 : "localhost");
+	if (plain_write(s, fd, cmd, timeout_ms) < 0 ||
+	    (n = plain_reply(s, fd, buf, sizeof(buf), timeout_ms, "EHLO")) < 0)
+		goto fail;
+	for (p = buf; buf[0] == '2' && p < buf + n; p = e) {
+		/* "250-STARTTLS" or "250 STARTTLS", any case; the reply
+		 * may hold NULs (n counts) */
+		e = memchr(p, '\n', (size_t)(buf + n - p));
+		e = e != NULL ? e + 1 : buf + n;
+		if (e - p >= 12 && strncasecmp(p + 4, "STARTTLS", 8) == 0 &&
+		    (p[12] == '\r' || p[12] == '\n' || p[12] == ' '))
+			offered = true;
+	}
+	if (!offered) {
+		snprintf(s->why, sizeof(s->why),
+		         "relay does not offer STARTTLS");
+		goto fail;
+	}
+	if (plain_write(s, fd, "STARTTLS\r\n", timeout_ms) < 0 ||
+	    plain_reply(s, fd, buf, sizeof(buf), timeout_ms, "STARTTLS") < 0)
+		goto fail;
+	if (strncmp(buf, "220", 3) != 0) {
+		char r[120];
+
+		copy_reply(r, sizeof(r), buf);
+		snprintf(s->why, sizeof(s->why), "STARTTLS refused: %s", r);
+		goto fail;
+	}
+	return 0;
+fail:
+	s->fatal = true;
+	return -1;
+}
+
+/* TLS, implicit or after starttls(): the handshake on the freshly
+ * connected, non-blocking socket, bounded by timeout_ms, then the checks
+ * (chain, host name or IP; SNI from on_tls_info()). TLS 1.2 or 1.3. fd <
+ * 0: the socket could not be prepared. Returns 0 (nothing to do for other relays), or -1 with the
+ * relay marked unusable and why. */
+static int
+tls_handshake(struct smtp_sess *s, int fd, int timeout_ms)
+{
+	struct timespec t0, t1;
+	long left;
+	SSL *ssl;
+	int r, e;
+	char why[160];
+
+	if (s->ssl != NULL) { /* an earlier address of the same relay */
+		SSL_free(s->ssl);
+		s->ssl = NULL;
+	}
+	if (s->relay == NULL || s->relay->tls == KR_CFG_TLS_NONE ||
+	    (s->relay->tls == KR_CFG_TLS_STARTTLS && fd >= 0 &&
+	     s->pre_len > 0 && s->pre[0] != '2'))
+		return 0; /* no TLS, or a refusing greeting (see starttls()) */
+	ssl = NULL;
+	if (fd < 0) {
+		snprintf(s->why, sizeof(s->why), "TLS: socket not usable");
+		goto fail;
+	}
+	if ((ssl = SSL_new(s->relay->ssl_ctx)) == NULL ||
+	    SSL_set_fd(ssl, fd) != 1) {
+		snprintf(s->why, sizeof(s->why), "TLS: cannot set up");
+		goto fail;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	s->in_ssl = true;
+	while ((r = SSL_connect(ssl)) != 1) {
+		e = SSL_get_error(ssl, r);
+		if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+			unsigned long code = ERR_peek_last_error();
+			char es[120] = "handshake failed";
+
+			if (code != 0)
+				ERR_error_string_n(code, es, sizeof(es));
+			snprintf(s->why, sizeof(s->why), "TLS: %.150s", es);
+			goto fail;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		left = timeout_ms - ((t1.tv_sec - t0.tv_sec) * 1000L +
+		                     (t1.tv_nsec - t0.tv_nsec) / 1000000L);
+		if (left <= 0 ||
+		    wait_fd(fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT,
+		            (int)left) <= 0) {
+			snprintf(s->why, sizeof(s->why),
+			         "TLS: no handshake within %d ms", timeout_ms);
+			goto fail;
+		}
+	}
+	s->in_ssl = false;
+	if (!peer_ok(s, ssl, why, sizeof(why))) {
+		snprintf(s->why, sizeof(s->why), "TLS: %s", why);
+		goto fail;
+	}
+	s->ssl = ssl;
+	return 0;
+fail:
+	s->in_ssl = false;
+	s->fatal = true;
+	SSL_free(ssl);
+	ERR_clear_error();
+	return -1;
+}
+
+/* poll() in a session. A wait for the socket to become writable is
+ * answered at once: write() takes everything (libesmtp then writes into
+ * the buffer and waits for the reply, and that poll sends it). A
+ * blocking wait for a reply first sends the buffer, and, when it waits
+ * for nothing else, hands over the outcomes gathered so far. Returns the
+ * poll result, or -1 to let the real poll() run. */
+static int
+sess_poll(struct smtp_sess *s, struct pollfd *fds, nfds_t nfds, int timeout)
+{
+	nfds_t i;
+	bool in = false, out = false, other = false;
+	int n = 0;
+
+	if (fds == NULL || s->fd < 0)
+		return -1;
+	for (i = 0; i < nfds; i++) {
+		if (fds[i].fd != s->fd) {
+			other = true;
+			continue;
+		}
+		in = in || (fds[i].events & POLLIN);
+		out = out || (fds[i].events & POLLOUT);
+	}
+	if (in && ((s->ssl != NULL && SSL_has_pending(s->ssl)) ||
+	           s->pre_off < s->pre_len || s->r_ready > 0)) {
+		/* decrypted or buffered TLS data poll() cannot see, or
+		 * the greeting starttls() read */
+		for (i = 0; i < nfds; i++) {
+			fds[i].revents = (fds[i].fd == s->fd &&
+			                  (fds[i].events & POLLIN))
+			                     ? POLLIN
+			                     : 0;
+			n += fds[i].revents != 0;
+		}
+		if (n > 0)
+			return n;
+	}
+	if ((s->buffered || s->ssl != NULL) && out && !other &&
+	    s->werr == 0) {
+		for (i = 0; i < nfds; i++) {
+			fds[i].revents = (fds[i].events & POLLOUT) ? POLLOUT : 0;
+			n += fds[i].revents != 0;
+		}
+		return n;
+	}
+	if (!in || timeout == 0)
+		return -1;
+	if (s->wlen > 0)
+		(void)wflush(s);
+	if (s->buffered && s->read_since_write) {
+		/* Waiting for more replies to one write of ours, after some
+		 * came: ACK those now. A relay that answers in two writes
+		 * (Postfix's smtpd to RCPT + BDAT: "250 Ok: 685 bytes", then
+		 * the rest) holds the second back by Nagle until the first is
+		 * ACKed, and our delayed ACK takes 40 ms: one stall per
+		 * message (figures: bench/RESULTS.md, "kairand into a real
+		 * Postfix"). Only then: a setsockopt() before every wait
+		 * costs CPU per message (ibid., "kairand end to end"). */
+		int one = 1;
+
+		(void)setsockopt(s->fd, IPPROTO_TCP, TCP_QUICKACK, &one,
+		                 sizeof(one));
+		s->read_since_write = false;
+	}
+	if (s->n_pend > 0 && nfds == 1 && fds[0].events == POLLIN)
+		flush_outcomes(s);
+	return -1;
+}
+
+/* For a wait on the session's socket for a reply: the milliseconds left
+ * in the stage; -1 for any other wait. */
+static int
+sess_stage_left(const struct smtp_sess *s, const struct pollfd *fds,
+                nfds_t nfds)
+{
+	nfds_t i;
+
+	if (s->fd < 0 || s->deadline == 0)
+		return -1;
+	for (i = 0; i < nfds; i++)
+		if (fds[i].fd == s->fd && (fds[i].events & POLLIN))
+			return stage_left(s);
+	return -1;
+}
+
+/* Stops the session at once (the socket is shut down, so libesmtp's next
+ * read or write fails) and marks the relay unusable. */
+static void abort_session(struct smtp_sess *s, const char *fmt, ...)
+    KR_PRINTF(2, 3);
+
+static void
+abort_session(struct smtp_sess *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!s->fatal) {
+		va_start(ap, fmt);
+		vsnprintf(s->why, sizeof(s->why), fmt, ap);
+		va_end(ap);
+	}
+	s->fatal = true;
+	if (s->fd >= 0)
+		(void)shutdown(s->fd, SHUT_RDWR);
+}
+
+/* Host name (or IP address) check of the peer certificate, and the
+ * chain verification result, done by us whatever libesmtp concluded. */
+static int
+peer_ok(struct smtp_sess *s, SSL *ssl, char *why, size_t size)
+{
+	X509 *cert = NULL;
+	long v;
+	int ok = 0, r;
+	const char *host = s->relay->host;
+	unsigned char ipbuf[16];
+
+	v = SSL_get_verify_result(ssl);
+	if (v != X509_V_OK) {
+		snprintf(why, size, "certificate not trusted: %s",
+		         X509_verify_cert_error_string(v));
+		goto out;
+	}
+	cert = SSL_get1_peer_certificate(ssl);
+	if (cert == NULL) {
+		snprintf(why, size, "no server certificate");
+		goto out;
+	}
+	if (inet_pton(AF_INET, host, ipbuf) == 1 ||
+	    inet_pton(AF_INET6, host, ipbuf) == 1)
+		r = X509_check_ip_asc(cert, host, 0);
+	else
+		r = X509_check_host(cert, host, 0, 0, NULL);
+	if (r != 1) {
+		snprintf(why, size, "certificate does not name %s", host);
+		goto out;
+	}
+	ok = 1;
+out:
+	X509_free(cert);
+	return ok;
+}
+
+/* libesmtp sends no SNI; many relays need it to pick their certificate.
+ * OpenSSL calls this as the handshake starts, before the ClientHello is
+ * built, in the session's thread: name the relay there. */
+static void
+on_tls_info(const SSL *ssl, int where, int ret)
+{
+	const char *host;
+	unsigned char ipbuf[16];
+
+	(void)ret;
+	if (!(where & SSL_CB_HANDSHAKE_START) || tl_sess == NULL)
+		return;
+	host = tl_sess->relay->host;
+	if (inet_pton(AF_INET, host, ipbuf) == 1 ||
+	    inet_pton(AF_INET6, host, ipbuf) == 1)
+		return; /* RFC 6066: no IP addresses in SNI */
+	/* SSL_set_tlsext_host_name(), whose macro casts away host's const
+	 * (and takes a non-const SSL) */
+	(void)SSL_ctrl((SSL *)(uintptr_t)ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME,
+	               TLSEXT_NAMETYPE_host_name, (void *)(uintptr_t)host);
+}
+
+static struct smtp_mstate *
+mstate_of(smtp_message_t m)
+{
+	return m != NULL ? smtp_message_get_application_data(m) : NULL;
+}
+
+static void
+on_event(smtp_session_t session, int event, void *arg, ...)
+{
+	struct smtp_sess *s = arg;
+	struct smtp_mstate *ms;
+	const smtp_status_t *st, *rst;
+	smtp_message_t m;
+	va_list ap;
+	int *ok;
+	SSL *ssl;
+	char why[160];
+
+	(void)session;
+	va_start(ap, arg);
+	switch (event) {
+	case SMTP_EV_MAILSTATUS:
+		(void)va_arg(ap, const char *);
+		m = va_arg(ap, smtp_message_t);
+		ms = mstate_of(m);
+		if (ms == NULL)
+			break;
+		if (s->relay->user != NULL && !s->authenticated) {
+			/* AUTH is configured but did not succeed: no message
+			 * goes unauthenticated (libesmtp would carry on), the
+			 * relay is unusable and the message got nothing. */
+			abort_session(s, "AUTH failed or not offered");
+			break;
+		}
+		ms->mail_answered = true;
+		st = smtp_reverse_path_status(m);
+		/* A refused envelope sender says nothing about the
+		 * subscriber (a relay policy, a bounce_domain it does not
+		 * accept): temporary even for a 5xx, so that a config error
+		 * counts no bounces; the operator sees the reply. */
+		if (st != NULL && st->code / 100 != 2)
+			finish(s, ms, KR_SEND_TEMP, st->code, st->text);
+		break;
+	case SMTP_EV_MESSAGESENT:
+		m = va_arg(ap, smtp_message_t);
+		ms = mstate_of(m);
+		if (ms == NULL)
+			break;
+		ms->mail_answered = true;
+		rst = ms->r != NULL ? smtp_recipient_status(ms->r) : NULL;
+		st = smtp_message_transfer_status(m);
+		/* A refused recipient explains the DATA failure that
+		 * follows; report the RCPT reply. */
+		if (rst != NULL && rst->code != 0 && rst->code / 100 != 2)
+			finish(s, ms, class_of(rst->code), rst->code,
+			       rst->text);
+		else if (st != NULL && st->code != 0)
+			finish(s, ms, class_of(st->code), st->code, st->text);
+		break;
+	case SMTP_EV_EXTNA_STARTTLS:
+		abort_session(s, "relay does not offer STARTTLS");
+		break;
+	case SMTP_EV_INVALID_PEER_CERTIFICATE:
+		(void)va_arg(ap, long);
+		ok = va_arg(ap, int *);
+		ssl = va_arg(ap, SSL *);
+		*ok = 0;
+		(void)peer_ok(s, ssl, why, sizeof(why));
+		abort_session(s, "TLS: %s", why);
+		break;
+	case SMTP_EV_NO_PEER_CERTIFICATE:
+		ok = va_arg(ap, int *);
+		*ok = 0;
+		abort_session(s, "TLS: no server certificate");
+		break;
+	case SMTP_EV_WRONG_PEER_CERTIFICATE:
+		/* libesmtp's own name check knows no IP addresses; ours
+		 * (OpenSSL's) decides. */
+		ok = va_arg(ap, int *);
+		(void)va_arg(ap, char *);
+		ssl = va_arg(ap, SSL *);
+		*ok = peer_ok(s, ssl, why, sizeof(why));
+		if (!*ok)
+			abort_session(s, "TLS: %s", why);
+		break;
+	case SMTP_EV_WEAK_CIPHER:
+		(void)va_arg(ap, int);
+		ok = va_arg(ap, int *);
+		*ok = 0;
+		abort_session(s, "TLS: weak cipher");
+		break;
+	case SMTP_EV_STARTTLS_OK:
+		ssl = va_arg(ap, SSL *);
+		if (!peer_ok(s, ssl, why, sizeof(why)))
+			abort_session(s, "TLS: %s", why);
+		break;
+	case SMTP_EV_NO_CLIENT_CERTIFICATE:
+	case SMTP_EV_UNUSABLE_CLIENT_CERTIFICATE:
+	case SMTP_EV_UNUSABLE_CA_LIST:
+		abort_session(s, "TLS: client set-up failed (event %d)", event);
+		break;
+	/* Named on purpose, though they do what default does. */
+	case SMTP_EV_EXTNA_DSN: /* NOLINT(bugprone-branch-clone) */
+	case SMTP_EV_EXTNA_ETRN:
+	case SMTP_EV_EXTNA_CHUNKING:
+	case SMTP_EV_SYNTAXWARNING:
+		/* (int *quit_now) or nothing: keep libesmtp's default. */
+		break;
+	default:
+		break;
+	}
+	va_end(ap);
+}
+
+/* Watches the replies to AUTH (the payload is never looked at or
+ * logged): libesmtp does not say whether AUTH succeeded. */
+static void
+on_monitor(const char *buf, int len, int writing, void *arg)
+{
+	struct smtp_sess *s = arg;
+	const char *p, *end;
+
+	if (len <= 0 || buf == NULL)
+		return;
+	if (writing == SMTP_CB_WRITING) {
+		if (len >= 5 && strncasecmp(buf, "AUTH ", 5) == 0)
+			s->auth_sent = true;
+		return;
+	}
+	if (writing != SMTP_CB_READING || !s->auth_sent || s->authenticated)
+		return;
+	end = buf + len;
+	for (p = buf; p < end;) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+
+		if (end - p >= 4 && memcmp(p, "235", 3) == 0 &&
+		    (p[3] == ' ' || p[3] == '-'))
+			s->authenticated = true;
+		if (nl == NULL)
+			break;
+		p = nl + 1;
+	}
+}
+
+static char no_realm[1];
+
+static int
+on_interact(auth_client_request_t req, char **result, int fields, void *arg)
+{
+	struct smtp_relay *r = arg;
+	int i;
+
+	for (i = 0; i < fields; i++) {
+		if (req[i].flags & AUTH_USER)
+			result[i] = r->user;
+		else if (req[i].flags & AUTH_PASS)
+			result[i] = r->password;
+		else if (req[i].flags & AUTH_REALM)
+			result[i] = no_realm;
+		else
+			return 0;
+		if (result[i] == NULL)
+			return 0;
+	}
+	return 1;
+}
+
+/* True when the session's socket has seen the server close or reset. */
+static bool
+peer_hung_up(void)
+{
+	struct pollfd pfd;
+
+	if (tl_sess == NULL || tl_sess->fd < 0)
+		return false;
+	pfd.fd = tl_sess->fd;
+	pfd.events = POLLRDHUP;
+	pfd.revents = 0;
+	if (poll(&pfd, 1, 0) != 1)
+		return false;
+	return (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
+static const char *
+on_message(void **ctx, int *len, void *arg)
+{
+	struct smtp_mstate *ms = arg;
+	size_t left, chunk;
+	const char *p;
+
+	(void)ctx;
+	if (len == NULL) { /* rewind */
+		ms->off = 0;
+		return NULL;
+	}
+	left = ms->msg->len - ms->off;
+	if (ms->off == 0)
+		flush_outcomes(tl_sess);
+	if (tl_sess != NULL)
+		tl_sess->cur = ms;
+	if (left == 0) {
+		/* libesmtp writes the final dot next. If the server has
+		 * already hung up, it cannot get it: the message was not
+		 * delivered (libesmtp ignores write errors, so this is the
+		 * only place to tell). */
+		ms->eof = true;
+		ms->peer_gone = peer_hung_up();
+		*len = 0;
+		return NULL;
+	}
+	chunk = left > (1u << 20) ? (1u << 20) : left;
+	p = ms->msg->data + ms->off;
+	ms->off += chunk;
+	*len = (int)chunk;
+	return p;
+}
+
+/* An envelope address goes into "RCPT TO:<%s>" verbatim: refuse
+ * anything that could end or extend the command. */
+static bool
+addr_ok(const char *a)
+{
+	const unsigned char *p;
+
+	if (a == NULL || strlen(a) > 320)
+		return false;
+	for (p = (const unsigned char *)a; *p != '\0'; p++)
+		if (*p < 0x20 || *p == 0x7f || *p == '<' || *p == '>')
+			return false;
+	return true;
+}
+
+static void
+errstr(char *buf, size_t size)
+{
+	int e = smtp_errno();
+	char tmp[128];
+
+	if (e == 0) {
+		snprintf(buf, size, "connection failed");
+		return;
+	}
+	if (smtp_strerror(e, tmp, sizeof(tmp)) == NULL)
+		snprintf(tmp, sizeof(tmp), "libesmtp error %d", e);
+	snprintf(buf, size, "%s", tmp);
+}
+
+/* One SMTP session to relay r for the unfinished messages of ms. Returns
+ * the number of messages that got an outcome; *why_out says why the
+ * session ended early, if it did. */
+static size_t
+run_session(struct kr_transport *t, struct smtp_relay *r,
+            struct smtp_mstate *ms, size_t n, kr_transport_done_fn done,
+            void *ctx, char *why_out, size_t why_size, bool *fatal_out)
+{
+	struct smtp_sess s;
+	smtp_session_t session = NULL;
+	size_t i, queued = 0;
+	sigset_t pipe_set, old_set, pending;
+	bool pipe_was_pending;
+	char emsg[160];
+	struct timespec zero = {0, 0};
+	unsigned long tls_err;
+
+	memset(&s, 0, sizeof(s));
+	s.t = t;
+	s.relay = r;
+	s.done = done;
+	s.ctx = ctx;
+	s.fd = -1;
+	s.buffered = atomic_load(&smtp_nodelay) != 0;
+	s.pend = kr_xcalloc(n, sizeof(struct smtp_mstate *));
+	s.ms = ms;
+	s.n_ms = n;
+	*fatal_out = false;
+	why_out[0] = '\0';
+
+	session = smtp_create_session();
+	if (session == NULL) {
+		snprintf(why_out, why_size, "libesmtp: out of memory");
+		*fatal_out = true;
+		goto out;
+	}
+	(void)smtp_set_server(session, r->hostport);
+	(void)smtp_set_eventcb(session, on_event, &s);
+	(void)smtp_set_timeout(
+	    session, Timeout_GREETING | Timeout_OVERRIDE_RFC2822_MINIMUM,
+	    t->timeout_ms);
+	(void)smtp_set_timeout(
+	    session, Timeout_ENVELOPE | Timeout_OVERRIDE_RFC2822_MINIMUM,
+	    t->timeout_ms);
+	(void)smtp_set_timeout(session,
+	                       Timeout_DATA | Timeout_OVERRIDE_RFC2822_MINIMUM,
+	                       t->timeout_ms);
+	(void)smtp_set_timeout(
+	    session, Timeout_TRANSFER | Timeout_OVERRIDE_RFC2822_MINIMUM,
+	    t->timeout_ms);
+	(void)smtp_set_timeout(session,
+	                       Timeout_DATA2 | Timeout_OVERRIDE_RFC2822_MINIMUM,
+	                       t->timeout_ms);
+	/* TLS (STARTTLS or implicit) is done in connect(), not by
+	 * libesmtp: see starttls() */
+	(void)smtp_starttls_enable(session, Starttls_DISABLED);
+	if (r->auth != NULL) {
+		(void)smtp_auth_set_context(session, r->auth);
+		(void)smtp_set_monitorcb(session, on_monitor, &s, 0);
+	}
+	for (i = 0; i < n; i++) {
+		if (ms[i].finished)
+			continue;
+		ms[i].m = smtp_add_message(session);
+		if (ms[i].m == NULL)
+			continue;
+		ms[i].off = 0;
+		ms[i].eof = false;
+		ms[i].peer_gone = false;
+		ms[i].mail_answered = false;
+		smtp_message_set_application_data_release(ms[i].m, &ms[i],
+		                                          NULL);
+		(void)smtp_set_reverse_path(
+		    ms[i].m,
+		    ms[i].msg->mail_from != NULL ? ms[i].msg->mail_from : "");
+		ms[i].r = smtp_add_recipient(ms[i].m, ms[i].msg->rcpt);
+		/* SIZE=: a relay that would refuse it says so at MAIL */
+		(void)smtp_size_set_estimate(ms[i].m, ms[i].msg->len);
+		(void)smtp_set_messagecb(ms[i].m, on_message, &ms[i]);
+		queued++;
+	}
+	if (queued == 0)
+		goto out;
+
+	/* libesmtp writes with write(2): a peer that closed would kill us
+	 * with SIGPIPE. Block it in this thread, and swallow one raised
+	 * here (unless it was already pending). */
+	sigemptyset(&pipe_set);
+	sigaddset(&pipe_set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe_set, &old_set);
+	sigpending(&pending);
+	pipe_was_pending = sigismember(&pending, SIGPIPE);
+
+	ERR_clear_error();
+	tl_sess = &s;
+	(void)smtp_start_session(session);
+	tl_sess = NULL;
+	if (s.ssl != NULL) { /* libesmtp closed the socket: no close_notify */
+		SSL_set_quiet_shutdown(s.ssl, 1);
+		SSL_free(s.ssl);
+		s.ssl = NULL;
+	}
+	flush_outcomes(&s);
+
+	if (!pipe_was_pending) {
+		sigpending(&pending);
+		if (sigismember(&pending, SIGPIPE))
+			(void)sigtimedwait(&pipe_set, NULL, &zero);
+	}
+	pthread_sigmask(SIG_SETMASK, &old_set, NULL);
+
+	errstr(emsg, sizeof(emsg));
+	tls_err = ERR_peek_last_error();
+	if (tls_err != 0 && !s.fatal && s.n_finished == 0) {
+		/* A failed handshake (untrusted or misnamed certificate)
+		 * shows only as "client error" in libesmtp. */
+		char e[120];
+
+		ERR_error_string_n(tls_err, e, sizeof(e));
+		snprintf(why_out, why_size, "%s: TLS: %.150s", r->hostport, e);
+	} else if (s.fatal) {
+		snprintf(why_out, why_size, "%s: %.180s", r->hostport, s.why);
+		*fatal_out = true;
+	} else {
+		snprintf(why_out, why_size, "%s: %.150s", r->hostport, emsg);
+	}
+	ERR_clear_error();
+	/* Messages still without an outcome: if the whole message went
+	 * and no reply came, nobody knows (RFC 1047); if the server had
+	 * answered for it, the failure is temporary; else it is handed to
+	 * the next session. A server that hung up before the final dot was
+	 * sent did not take the message: temporary. */
+	for (i = 0; i < n; i++) {
+		if (ms[i].finished || ms[i].m == NULL)
+			continue;
+		if (s.desync && (ms[i].eof || ms[i].mail_answered))
+			/* whatever the relay said of it cannot be trusted:
+			 * again later (a duplicate at most, never a loss) */
+			finish(&s, &ms[i], KR_SEND_TEMP, 0, why_out);
+		else if (ms[i].eof && !ms[i].peer_gone)
+			finish(&s, &ms[i], KR_SEND_UNCERTAIN, 0, why_out);
+		else if (ms[i].mail_answered)
+			finish(&s, &ms[i], KR_SEND_TEMP, 0, why_out);
+	}
+	if (s.n_finished == 0 && !s.fatal)
+		*fatal_out = true; /* no progress: do not loop on it */
+out:
+	flush_outcomes(&s);
+	free(s.pend);
+	free(s.wbuf);
+	free(s.pre);
+	for (i = 0; i < n; i++) {
+		ms[i].m = NULL;
+		ms[i].r = NULL;
+	}
+	if (session != NULL)
+		smtp_destroy_session(session);
+	kr_log_debug("smtp session relay=%s outcomes=%zu fatal=%d", r->hostport,
+	             s.n_finished, (int)*fatal_out);
+	return s.n_finished;
+}
+
+static int
+smtp_send(struct kr_transport *t, struct kr_msg *msgs, size_t n,
+          kr_transport_done_fn done, void *ctx, struct kr_err *err)
+{
+	struct smtp_mstate *ms = NULL;
+	size_t i, ri, left = 0, got, total = 0, rounds;
+	char why[256] = "no relay configured";
+	bool fatal;
+	struct smtp_sess dummy;
+	int ret = 0;
+	size_t counts[4] = {0, 0, 0, 0};
+
+	if (n == 0)
+		return 0;
+	memset(&dummy, 0, sizeof(dummy));
+	dummy.done = done;
+	dummy.ctx = ctx;
+	ms = kr_xcalloc(n, sizeof(*ms));
+	for (i = 0; i < n; i++) {
+		ms[i].msg = &msgs[i];
+		msgs[i].result = KR_SEND_TEMP;
+		msgs[i].code = 0;
+		msgs[i].reply[0] = '\0';
+		msgs[i].relay[0] = '\0';
+		if (msgs[i].data == NULL || msgs[i].len == 0 ||
+		    msgs[i].len > INT_MAX || !addr_ok(msgs[i].rcpt) ||
+		    (msgs[i].mail_from != NULL &&
+		     !addr_ok(msgs[i].mail_from))) {
+			ms[i].invalid = true;
+			finish(&dummy, &ms[i], KR_SEND_PERM, 0,
+			       "invalid message or envelope address");
+			total++;
+		} else {
+			left++;
+		}
+	}
+	for (ri = 0; ri < t->n_relays && left > 0; ri++) {
+		/* Reconnect to the same relay while sessions make progress
+		 * (a dropped connection mid-batch). */
+		for (rounds = 0; left > 0 && rounds <= n; rounds++) {
+			got = run_session(t, &t->relays[ri], ms, n, done, ctx,
+			                  why, sizeof(why), &fatal);
+			total += got;
+			left -= got < left ? got : left;
+			if (fatal)
+				break;
+		}
+		if (left > 0)
+			kr_log_warn(
+			    "smtp relay unusable relay=%s reason=\"%s\"",
+			    t->relays[ri].hostport, why);
+	}
+	/* What no relay took is deferred. */
+	for (i = 0; i < n; i++)
+		if (!ms[i].finished)
+			finish(&dummy, &ms[i], KR_SEND_TEMP, 0, why);
+	for (i = 0; i < n; i++)
+		counts[msgs[i].result & 3]++;
+	if (total == 0) {
+		kr_err_set(err, KR_ERR_TEMP, "%s", why);
+		ret = -1;
+	}
+	kr_log_debug("smtp batch n=%zu ok=%zu temp=%zu perm=%zu uncertain=%zu",
+	             n, counts[KR_SEND_OK], counts[KR_SEND_TEMP],
+	             counts[KR_SEND_PERM], counts[KR_SEND_UNCERTAIN]);
+	free(ms);
+	return ret;
+}
+
+static void
+relay_fini(struct smtp_relay *r)
+{
+	free(r->host);
+	free(r->user);
+	if (r->password != NULL)
+		sodium_free(r->password);
+	if (r->ssl_ctx != NULL)
+		SSL_CTX_free(r->ssl_ctx);
+	if (r->auth != NULL)
+		auth_destroy_context(r->auth);
+	memset(r, 0, sizeof(*r));
+}
+
+static void
+smtp_destroy(struct kr_transport **tp)
+{
+	size_t i;
+
+	if (tp == NULL || *tp == NULL)
+		return;
+	for (i = 0; i < (*tp)->n_relays; i++)
+		relay_fini(&(*tp)->relays[i]);
+	free((*tp)->relays);
+	free(*tp);
+	*tp = NULL;
+}
+
+static int
+relay_tls(struct smtp_relay *r, const struct kr_cfg_relay *c,
+          struct kr_err *err)
+{
+	X509_VERIFY_PARAM *vp;
+	unsigned char ipbuf[16];
+	int ret = -1;
+
+	r->ssl_ctx = SSL_CTX_new(TLS_client_method());
+	if (r->ssl_ctx == NULL) {
+		kr_err_set(err, KR_ERR_IO, "smtp %s: SSL_CTX_new failed",
+		           r->hostport);
+		goto out;
+	}
+	/* TLS 1.2 or 1.3. (libesmtp 1.1's own STARTTLS hung on TLS 1.3
+	 * session tickets, waiting in poll() for a reply OpenSSL already
+	 * held: kairan does STARTTLS itself, see starttls().) */
+	(void)SSL_CTX_set_min_proto_version(r->ssl_ctx, TLS1_2_VERSION);
+	SSL_CTX_set_verify(r->ssl_ctx, SSL_VERIFY_PEER, NULL);
+	if (c->ca_file != NULL) {
+		if (SSL_CTX_load_verify_locations(r->ssl_ctx, c->ca_file,
+		                                     NULL) != 1) {
+			kr_err_set(
+			    err, KR_ERR_INVALID,
+			    "smtp %s: ca_file %s: cannot load certificates",
+			    r->hostport, c->ca_file);
+			goto out;
+		}
+	} else if (SSL_CTX_set_default_verify_paths(r->ssl_ctx) != 1) {
+		kr_err_set(err, KR_ERR_IO,
+		           "smtp %s: cannot load the system CA certificates",
+		           r->hostport);
+		goto out;
+	}
+	SSL_CTX_set_info_callback(r->ssl_ctx, on_tls_info);
+	/* The handshake itself fails on a wrong name. */
+	vp = SSL_CTX_get0_param(r->ssl_ctx);
+	if (inet_pton(AF_INET, r->host, ipbuf) == 1 ||
+	    inet_pton(AF_INET6, r->host, ipbuf) == 1)
+		(void)X509_VERIFY_PARAM_set1_ip_asc(vp, r->host);
+	else
+		(void)X509_VERIFY_PARAM_set1_host(vp, r->host, 0);
+	ret = 0;
+out:
+	return ret;
+}
+
+static int
+smtp_create(const struct kr_config *cfg, struct kr_transport **out,
+            struct kr_err *err)
+{
+	struct kr_transport *t = NULL;
+	size_t i;
+	int ret = -1;
+
+	*out = NULL;
+	if (cfg == NULL || cfg->n_relays == 0) {
+		kr_err_set(err, KR_ERR_INVALID,
+		           "smtp: at least one relay is required");
+		goto out;
+	}
+	if (sodium_init() < 0) {
+		kr_err_set(err, KR_ERR_IO, "smtp: libsodium init failed");
+		goto out;
+	}
+	pthread_once(&auth_once, auth_init);
+	t = kr_xcalloc(1, sizeof(*t));
+	t->relays = kr_xcalloc(cfg->n_relays, sizeof(*t->relays));
+	t->n_relays = cfg->n_relays;
+	t->timeout_ms =
+	    (long)(cfg->delivery.timeout > 0 ? cfg->delivery.timeout : 300) *
+	    1000L;
+	for (i = 0; i < cfg->n_relays; i++) {
+		const struct kr_cfg_relay *c = &cfg->relays[i];
+		struct smtp_relay *r = &t->relays[i];
+		int w;
+
+		if (c->host == NULL || c->host[0] == '\0' ||
+		    strchr(c->host, ':') != NULL || c->port == 0 ||
+		    c->port > 65535) {
+			kr_err_set(
+			    err, KR_ERR_INVALID,
+			    "smtp[%zu]: host must be a name or IPv4 address "
+			    "and port 1..65535",
+			    i);
+			goto out;
+		}
+		r->host = kr_xstrdup(c->host);
+		r->port = c->port;
+		r->tls = c->tls;
+		/* `pipelining: false`: libesmtp's own pipelining only */
+		atomic_init(&r->no_ahead, !c->pipelining);
+		w = snprintf(r->hostport, sizeof(r->hostport), "%s:%u", c->host,
+		             c->port);
+		if (w < 0 || (size_t)w >= sizeof(r->hostport)) {
+			kr_err_set(err, KR_ERR_INVALID,
+			           "smtp[%zu]: host name too long", i);
+			goto out;
+		}
+		if (c->tls != KR_CFG_TLS_NONE && relay_tls(r, c, err) != 0)
+			goto out;
+		if (c->user != NULL) {
+			size_t pl;
+
+			if (c->tls == KR_CFG_TLS_NONE) {
+				kr_err_set(
+				    err, KR_ERR_INVALID,
+				    "smtp %s: AUTH (user) needs tls: starttls or "
+				    "tls; the password is never sent in clear",
+				    r->hostport);
+				goto out;
+			}
+			if (c->password == NULL) {
+				kr_err_set(
+				    err, KR_ERR_INVALID,
+				    "smtp %s: user set but no password "
+				    "(password_file or KAIRAN_SMTP_PASSWORD)",
+				    r->hostport);
+				goto out;
+			}
+			r->user = kr_xstrdup(c->user);
+			pl = strlen(c->password);
+			r->password = sodium_malloc(pl + 1);
+			if (r->password == NULL) {
+				kr_err_set(err, KR_ERR_IO,
+				           "smtp: sodium_malloc failed");
+				goto out;
+			}
+			memcpy(r->password, c->password, pl + 1);
+			r->auth = auth_create_context();
+			if (r->auth == NULL) {
+				kr_err_set(err, KR_ERR_IO,
+				           "smtp: auth_create_context failed");
+				goto out;
+			}
+			(void)auth_set_mechanism_flags(r->auth,
+			                               AUTH_PLUGIN_PLAIN, 0);
+			(void)auth_set_interact_cb(r->auth, on_interact, r);
+		}
+	}
+	*out = t;
+	t = NULL;
+	ret = 0;
+out:
+	smtp_destroy(&t);
+	return ret;
+}
+
+/* Connects to the relays in order (a TCP connect, no SMTP) with a short
+ * timeout; usable when one answers. */
+static int
+smtp_probe(struct kr_transport *t, struct kr_err *err)
+{
+	struct addrinfo hints, *res = NULL, *a;
+	char port[8];
+	size_t i;
+	int fd, ok = 0, flags, r;
+	struct pollfd pfd;
+
+	for (i = 0; i < t->n_relays && !ok; i++) {
+		memset(&hints, 0, sizeof(hints));
+		hints.ai_socktype = SOCK_STREAM;
+		snprintf(port, sizeof(port), "%u", t->relays[i].port);
+		if (getaddrinfo(t->relays[i].host, port, &hints, &res) != 0)
+			continue;
+		for (a = res; a != NULL && !ok; a = a->ai_next) {
+			fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC,
+			            a->ai_protocol);
+			if (fd < 0)
+				continue;
+			flags = fcntl(fd, F_GETFL);
+			(void)fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+			r = connect(fd, a->ai_addr, a->ai_addrlen);
+			if (r != 0 && errno == EINPROGRESS) {
+				pfd.fd = fd;
+				pfd.events = POLLOUT;
+				if (poll(&pfd, 1, 3000) == 1) {
+					int e = 0;
+					socklen_t el = sizeof(e);
+
+					getsockopt(fd, SOL_SOCKET, SO_ERROR, &e,
+					           &el);
+					r = e == 0 ? 0 : -1;
+				}
+			}
+			ok = r == 0;
+			close(fd);
+		}
+		freeaddrinfo(res);
+		res = NULL;
+	}
+	if (!ok)
+		return kr_err_set(err, KR_ERR_TEMP, "smtp: no relay reachable");
+	kr_err_clear(err);
+	return 0;
+}
+
+const struct kr_transport_ops kr_smtp_engine_ops = {
+    .name = "smtp",
+    .create = smtp_create,
+    .send = smtp_send,
+    .probe = smtp_probe,
+    .destroy = smtp_destroy,
+};

@@ -1,0 +1,184 @@
+#!/usr/bin/python3
+"""The SMTP engine runs in a process of its own, kairan-smtp:
+- only kairan-smtp defines connect(), read(), write() and poll() and
+  links libesmtp; libkairan.a, kairand, kairanctl and the unit test
+  binaries define none of them (nm) and do not link libesmtp (ldd);
+- kairand starts one per delivery worker, and `kill -9` of those
+  processes mid-send loses nothing: kairand logs the end, starts new ones,
+  and the duplicates are at most one copy per killed process (the one
+  whose outcome was on its way: a process waits for kairand to record
+  each outcome before it sends the next message's content);
+- it is confined (Landlock): a debugger calling open() inside it cannot
+  open the database, the token key or the config;
+- a kairan-smtp run by hand says what it is and exits 2."""
+import glob
+import os
+import random
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import ok, done  # noqa: E402
+
+WRAPPED = {"connect", "read", "write", "poll"}
+BUILD = os.environ.get("KAIRAN_BUILD", "build/asan")
+
+
+def defined(path):
+    """The wrapped names path defines (text symbols)."""
+    r = subprocess.run(["nm", "--defined-only", path], capture_output=True,
+                       text=True)
+    names = set()
+    for line in r.stdout.splitlines():
+        f = line.split()
+        if len(f) == 3 and f[1] in "TtWw" and f[2] in WRAPPED:
+            names.add(f[2])
+    return names
+
+
+def links_esmtp(path):
+    r = subprocess.run(["ldd", path], capture_output=True, text=True)
+    return "libesmtp" in r.stdout
+
+
+def test_symbols():
+    root = os.path.join(harness.ROOT, BUILD)
+    smtp = os.path.join(root, "kairan-smtp")
+    ok(defined(smtp) == WRAPPED, "kairan-smtp defines connect, read, write "
+       "and poll", defined(smtp))
+    ok(links_esmtp(smtp), "kairan-smtp links libesmtp")
+    others = [os.path.join(root, n) for n in ("libkairan.a", "kairand",
+                                              "kairanctl")]
+    others += sorted(glob.glob(os.path.join(root, "tests", "test_*")))
+    others = [p for p in others if os.path.isfile(p) and
+              not p.endswith((".o", ".out", ".d"))]
+    bad = {os.path.basename(p): sorted(defined(p)) for p in others
+           if defined(p)}
+    ok(len(others) >= 4 and not bad, "none of libkairan.a, kairand, "
+       "kairanctl and %d unit test binaries defines them" %
+       (len(others) - 3), bad)
+    linked = [os.path.basename(p) for p in others
+              if not p.endswith(".a") and links_esmtp(p)]
+    ok(not linked, "none of them links libesmtp", linked)
+    r = subprocess.run([smtp], capture_output=True, text=True,
+                       stdin=subprocess.DEVNULL)
+    ok(r.returncode == 2 and "started by" in r.stderr,
+       "kairan-smtp by hand: exit 2 and what it is", (r.returncode,
+                                                      r.stderr))
+
+
+def children(pid):
+    """The kairan-smtp children of pid (started by any of its threads)."""
+    kids = []
+    for t in glob.glob("/proc/%d/task/*/children" % pid):
+        try:
+            with open(t) as f:
+                kids += [int(x) for x in f.read().split()]
+        except OSError:
+            pass
+    res = []
+    for k in kids:
+        try:
+            with open("/proc/%d/comm" % k) as f:
+                if f.read().strip() == "kairan-smtp":
+                    res.append(k)
+        except OSError:
+            pass
+    return res
+
+
+def test_kill_children():
+    base = harness.tmpdir()
+    smtp = harness.SmtpServer(base, extra=["--pipelining"])
+    k = harness.Kairan(base, smtp_port=smtp.port, delivery_extra=(
+        "  workers: 4\n  batch: 50\n  lease: 10s\n"
+        "  retry: [1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s, 1s]"))
+    n = 1500
+    subs = ["kid%05d@example.org" % i for i in range(n)]
+    rc, out, err = k.add_subscribers(subs)
+    ok(rc == 0, "%d subscribers" % n, err)
+    rc, out, err = k.send_report(harness.report("子プロセス", "本文\n" * 40))
+    ok(rc == 0, "report queued", err)
+    rnd = random.Random(7)
+    kills = 0
+    harness.wait_for(lambda: len(smtp.log()) > 50, 30)
+    kids = children(k.proc.pid)
+    ok(1 <= len(kids) <= 4, "a kairan-smtp per busy worker (4 workers)",
+       kids)
+    for _ in range(4):
+        for c in children(k.proc.pid):
+            try:
+                os.kill(c, 9)
+                kills += 1
+            except OSError:
+                pass
+        time.sleep(rnd.uniform(0.2, 0.6))
+    ok(kills >= 4, "killed %d kairan-smtp processes mid-send" % kills)
+    got = harness.wait_for(
+        lambda: len(harness.rcpt_counts(smtp)) >= n, 120)
+    cnt = harness.rcpt_counts(smtp)
+    ok(got and set(cnt) == set(subs), "every subscriber got the report "
+       "(none lost)", n - len(cnt))
+    dups = sum(v - 1 for v in cnt.values())
+    ok(dups <= kills, "duplicates (%d) at most one per killed process (%d)"
+       % (dups, kills))
+    ok(k.log_has("smtp process pid="), "kairand logged the ends",
+       k.logtext())
+    ok(len(children(k.proc.pid)) >= 1, "new kairan-smtp processes run")
+    ok(k.stop() == 0, "SIGTERM exits 0", k.logtext())
+    ok(children(k.proc.pid) == [], "no kairan-smtp left behind")
+    smtp.stop()
+
+
+def gdb_open(pid, path):
+    """What open(path, O_RDONLY) returns inside process pid: a process
+    taken over through a relay's bytes could call the same."""
+    r = subprocess.run(["gdb", "-p", str(pid), "-batch", "-nx",
+                        "-ex", "call (int)open(\"%s\", 0)" % path],
+                       capture_output=True, text=True, timeout=60)
+    for line in r.stdout.splitlines():
+        if line.startswith("$1 = "):
+            return int(line[5:])
+    return None
+
+
+def test_confined():
+    if subprocess.run(["which", "gdb"], capture_output=True).returncode:
+        print("ok - confined # SKIP no gdb")
+        return
+    base = harness.tmpdir()
+    smtp = harness.SmtpServer(base)
+    k = harness.Kairan(base, smtp_port=smtp.port,
+                       delivery_extra="  workers: 1")
+    k.add_subscribers(["one@example.org"])
+    k.send_report(harness.report("閉じ込め", "本文"))
+    ok(smtp.wait_count(1, 30), "a copy went out (the process runs)")
+    kids = children(k.proc.pid)
+    ok(len(kids) == 1, "one kairan-smtp", kids)
+    if kids:
+        db = os.path.join(base, "kairan.db")
+        key = os.path.join(base, "token.key")
+        ok(gdb_open(kids[0], "/etc/hosts") not in (None, -1),
+           "inside kairan-smtp, /etc/hosts opens (name service)")
+        ok(gdb_open(kids[0], db) == -1, "inside kairan-smtp, the database "
+           "does not open")
+        ok(gdb_open(kids[0], key) == -1, "... nor the token key")
+        ok(gdb_open(kids[0], k.config) == -1, "... nor the config file")
+    ok(k.stop() == 0, "SIGTERM exits 0", k.logtext())
+    smtp.stop()
+
+
+def main():
+    for t in (test_symbols, test_confined, test_kill_children):
+        try:
+            t()
+        except Exception as e:  # a broken scenario is one failure
+            ok(False, "%s raised %r" % (t.__name__, e))
+        harness.stop_all()
+    done()
+
+
+if __name__ == "__main__":
+    main()
