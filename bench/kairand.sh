@@ -60,6 +60,18 @@ free_port() {
 }
 tck=$(getconf CLK_TCK)
 cpu_of() { awk -v t="$tck" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$1/stat"; }
+# kairand and its kairan-smtp processes together: its own time, that of
+# the children it has reaped, and that of those still running.
+cpu_tree() {
+	local kids k
+	kids=$(cat /proc/"$1"/task/*/children 2>/dev/null)
+	{
+		awk '{ print $14 + $15 + $16 + $17 }' "/proc/$1/stat"
+		for k in $kids; do
+			awk '{ print $14 + $15 }' "/proc/$k/stat" 2>/dev/null
+		done
+	} | awk -v t="$tck" '{ s += $1 } END { printf "%.2f", s / t }'
+}
 mesg_of() {
 	[ -s "$1" ] || { echo 0; return; }
 	tail -c 200 "$1" | tr '\r' '\n' | grep -E '^sess=' | tail -n1 |
@@ -166,7 +178,7 @@ EOF
 	done
 	sleep 0.5
 	watch_start "$log" "$n" 1800
-	c0=$(cpu_of "$kpid")
+	c0=$(cpu_tree "$kpid")
 	t0=$(date +%s%N)
 	"$B/kairanctl" --config "$cfg" send "$tmp/report.md" >/dev/null
 	tq=$(date +%s%N)
@@ -177,7 +189,7 @@ EOF
 	fi
 	t1=$(date +%s%N)
 	wpid=""
-	c1=$(cpu_of "$kpid")
+	c1=$(cpu_tree "$kpid")
 	rss=$(awk '/VmHWM/ {print $2}' "/proc/$kpid/status")
 	kill "$kpid"; wait "$kpid" || true; kpid=""
 	k_sink+=("$(cpu_of "$spid")")
