@@ -86,6 +86,7 @@ want="-rw-r--r-- root/root ./etc/kairan/kairan.yaml
 -rw-r--r-- root/root ./usr/share/doc/kairan/changelog.gz
 -rw-r--r-- root/root ./usr/share/doc/kairan/copyright
 -rw-r--r-- root/root ./usr/share/man/man5/kairan.yaml.5.gz
+-rw-r--r-- root/root ./usr/share/man/man8/kairan-smtp.8.gz
 -rw-r--r-- root/root ./usr/share/man/man8/kairanctl.8.gz
 -rw-r--r-- root/root ./usr/share/man/man8/kairand.8.gz"
 got=$(dpkg-deb -c "$deb" | awk '$1 !~ /^d/ {print $1, $2, $6}' | sort -k3)
