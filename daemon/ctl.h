@@ -3,6 +3,8 @@
 #define KR_CTL_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
 
 struct kr_config;
 struct kr_store;
@@ -28,6 +30,13 @@ void ctl_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A progress bar on stderr when it is a terminal; done == total ends it. */
 void ctl_progress(const struct ctl *c, const char *what, long long done,
     long long total);
+
+/* Prints to f every character of a report source (data, len; name is
+ * FILE) that ISO-2022-JP cannot carry and what list will do with the
+ * report; returns 1 when list refuses it, else 0 (ctl_lint.c). */
+struct kr_cfg_list;
+int ctl_jis_check(const struct kr_cfg_list *list, const char *name,
+    const char *data, size_t len, FILE *f);
 
 /* The verbs: argv[0] is the verb; they return a CTL_* code. */
 typedef int (*ctl_verb_fn)(struct ctl *c, int argc, char **argv);

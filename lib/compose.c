@@ -20,6 +20,7 @@
 #include "buf.h"
 #include "config.h"
 #include "err.h"
+#include "jis.h"
 #include "mime.h"
 #include "store.h"
 #include "token.h"
@@ -35,7 +36,7 @@ static const struct {
      "<!DOCTYPE html>\n"
      "<html lang=\"{{lang}}\">\n"
      "<head>\n"
-     "<meta charset=\"utf-8\">\n"
+     "<meta charset=\"{{charset}}\">\n"
      "<meta name=\"viewport\" content=\"width=device-width, "
      "initial-scale=1\">\n"
      "<title>{{report_title}}</title>\n"
@@ -132,6 +133,7 @@ struct vals {
 	const char *list_name, *report_title, *archive_url, *sender, *lang;
 	const char *preheader_html; /* already HTML */
 	const char *date;
+	const char *charset; /* "utf-8" or "iso-2022-jp" */
 };
 
 static void
@@ -274,6 +276,8 @@ tpl_add(struct tpl *t, struct kr_buf *lit, const char *src, size_t n,
 			val = v->lang;
 		} else if (strcmp(key, "date") == 0) {
 			val = v->date;
+		} else if (strcmp(key, "charset") == 0) {
+			val = v->charset ? v->charset : "utf-8";
 		} else if (strcmp(key, "preheader") == 0) {
 			val = v->preheader_html;
 		} else if (strcmp(key, "unsubscribe_url") != 0 &&
@@ -352,6 +356,12 @@ struct kr_compose_cache {
 	bool archive, allow_html;
 	struct kr_mime_part *text, *html;
 	struct tpl text_tail, html_tail;
+	/* an iso-2022-jp list: the same, made sendable (substitutions done)
+	 * and encoded; jis false when this report goes in UTF-8 */
+	int charset, unrep;
+	bool jis;
+	char *subject_j, *from_name_j, *list_name_j;
+	struct kr_mime_part *text_j, *html_j;
 };
 
 void
@@ -408,6 +418,31 @@ add_footer(struct tpl *t, struct kr_buf *lit, const struct kr_cfg_list *list,
 	}
 }
 
+/* s made sendable as ISO-2022-JP under the list's policy (substitutions
+ * when it is substitute), or NULL when a character would be left that
+ * ISO-2022-JP cannot carry: the caller then sends UTF-8. NULL s gives
+ * "". The caller frees. */
+static char *
+jis_ready(const char *s, size_t n, int unrep)
+{
+	struct kr_buf b;
+
+	kr_buf_init(&b, 0);
+	if (s != NULL &&
+	    kr_jis_fix(s, n, unrep == KR_CFG_UNREP_SUBSTITUTE, &b, NULL, NULL) >
+	        0) {
+		kr_buf_fini(&b);
+		return NULL;
+	}
+	return kr_buf_steal(&b);
+}
+
+static char *
+jis_ready_str(const char *s, int unrep)
+{
+	return jis_ready(s, s ? strlen(s) : 0, unrep);
+}
+
 /* Splits a layout at "{{body}}" and "{{footer}}". */
 static int
 split_layout(const char *l, const char **body, const char **footer)
@@ -415,6 +450,48 @@ split_layout(const char *l, const char **body, const char **footer)
 	*body = strstr(l, "{{body}}");
 	*footer = *body ? strstr(*body, "{{footer}}") : NULL;
 	return *body && *footer ? 0 : -1;
+}
+
+/* The ISO-2022-JP side of the cache: every string and prefix made
+ * sendable; any of them that cannot be leaves c->jis false (this report
+ * goes in UTF-8). The tails are checked per message. */
+static void
+prepare_jis(struct kr_compose_cache *c, const struct kr_cfg_list *list,
+            const struct kr_report_row *r, const char *text_ready,
+            struct vals *v, const char *lay, const char *body,
+            const char *footer)
+{
+	struct kr_buf pre;
+	struct tpl scratch = {0};
+	char *t = NULL;
+
+	kr_buf_init(&pre, 0);
+	c->subject_j = jis_ready_str(r->subject, c->unrep);
+	c->from_name_j = jis_ready_str(list->from_name, c->unrep);
+	c->list_name_j = jis_ready_str(list->name, c->unrep);
+	if (c->subject_j == NULL || c->from_name_j == NULL ||
+	    c->list_name_j == NULL)
+		goto out;
+	/* text/plain prefix: the UTF-8 one, made sendable */
+	if (text_ready == NULL ||
+	    (c->text_j = kr_mime_part_new_jis(text_ready, strlen(text_ready),
+	                                      true)) == NULL)
+		goto out;
+	/* text/html prefix: the layout says charset=iso-2022-jp */
+	v->charset = "iso-2022-jp";
+	tpl_add(&scratch, &pre, lay, (size_t)(body - lay), MODE_HTML, v);
+	puts_(&pre, r->html ? r->html : "");
+	tpl_add(&scratch, &pre, body + 8, (size_t)(footer - body - 8),
+	        MODE_HTML, v);
+	v->charset = "utf-8";
+	if ((t = jis_ready(pre.data, pre.len, c->unrep)) == NULL ||
+	    (c->html_j = kr_mime_part_new_jis(t, strlen(t), false)) == NULL)
+		goto out;
+	c->jis = true;
+out:
+	free(t);
+	tpl_fini(&scratch);
+	kr_buf_fini(&pre);
 }
 
 struct kr_compose_cache *
@@ -426,7 +503,7 @@ kr_compose_prepare(const struct kr_config *cfg, const struct kr_cfg_list *list,
 	struct tpl scratch = {0};
 	struct vals v = {0};
 	const char *lay, *body, *footer, *dom;
-	char *archive = NULL, *sender = NULL, *ph = NULL;
+	char *archive = NULL, *sender = NULL, *ph = NULL, *text_j = NULL;
 	size_t i;
 
 	kr_buf_init(&pre, 0);
@@ -452,6 +529,8 @@ kr_compose_prepare(const struct kr_config *cfg, const struct kr_cfg_list *list,
 	c->preheader = kr_xstrdup(r->preheader);
 	c->archive = list->archive;
 	c->allow_html = list->allow_html;
+	c->charset = list->charset;
+	c->unrep = list->unrepresentable;
 
 	archive = list->archive && r->id > 0
 	              ? kr_xasprintf("%s/archive/%lld", cfg->public_url,
@@ -494,6 +573,8 @@ kr_compose_prepare(const struct kr_config *cfg, const struct kr_cfg_list *list,
 		if (scratch.v[i].kind != SEG_LIT)
 			abort();
 	c->text = kr_mime_part_new(pre.data ? pre.data : "", pre.len);
+	if (list->charset == KR_CFG_CHARSET_ISO2022JP)
+		text_j = jis_ready(pre.data, pre.len, c->unrep);
 	kr_buf_reset(&pre);
 
 	/* text/html */
@@ -509,6 +590,8 @@ kr_compose_prepare(const struct kr_config *cfg, const struct kr_cfg_list *list,
 	        MODE_HTML, &v);
 	tpl_push(&c->html_tail, SEG_LIT, &lit);
 	c->html = kr_mime_part_new(pre.data ? pre.data : "", pre.len);
+	if (list->charset == KR_CFG_CHARSET_ISO2022JP)
+		prepare_jis(c, list, r, text_j, &v, lay, body, footer);
 
 	tpl_fini(&scratch);
 	kr_buf_fini(&pre);
@@ -516,6 +599,7 @@ kr_compose_prepare(const struct kr_config *cfg, const struct kr_cfg_list *list,
 	free(archive);
 	free(sender);
 	free(ph);
+	free(text_j);
 	return c;
 }
 
@@ -542,6 +626,11 @@ kr_compose_cache_free(struct kr_compose_cache **cache)
 	free(c->preheader);
 	kr_mime_part_free(&c->text);
 	kr_mime_part_free(&c->html);
+	kr_mime_part_free(&c->text_j);
+	kr_mime_part_free(&c->html_j);
+	free(c->subject_j);
+	free(c->from_name_j);
+	free(c->list_name_j);
 	tpl_fini(&c->text_tail);
 	tpl_fini(&c->html_tail);
 	free(c);
@@ -619,7 +708,7 @@ kr_compose_report_cached(const struct kr_compose_cache *cache,
 	struct kr_buf tt, ht;
 	struct subst s = {0};
 	char tok[KR_TOKEN_MAX], url[1024];
-	char *nm = name_clean(name);
+	char *nm = name_clean(name), *tj = NULL, *hj = NULL;
 	int r = -1;
 
 	kr_buf_init(&tt, 0);
@@ -656,6 +745,21 @@ kr_compose_report_cached(const struct kr_compose_cache *cache,
 	m.html = cache->html;
 	m.html_tail = ht.data;
 	m.html_tail_len = ht.len;
+	/* ISO-2022-JP when the report and this subscriber's footer (a name,
+	 * an address) can go so; else this message in UTF-8 */
+	if (cache->jis && (tj = jis_ready(tt.data, tt.len, cache->unrep)) &&
+	    (hj = jis_ready(ht.data, ht.len, cache->unrep))) {
+		m.iso2022jp = true;
+		m.from_name = cache->from_name_j;
+		m.subject = cache->subject_j;
+		m.list_name = cache->list_name_j;
+		m.text = cache->text_j;
+		m.text_tail = tj;
+		m.text_tail_len = strlen(tj);
+		m.html = cache->html_j;
+		m.html_tail = hj;
+		m.html_tail_len = strlen(hj);
+	}
 	if (kr_mime_compose(&m, out, err) < 0)
 		goto out;
 	envelope(cache->bounce_domain, cache->from_addr, ring, cache->list_id,
@@ -665,6 +769,8 @@ out:
 	kr_buf_fini(&tt);
 	kr_buf_fini(&ht);
 	free(nm);
+	free(tj);
+	free(hj);
 	return r;
 }
 
@@ -696,7 +802,9 @@ cache_matches(const struct kr_compose_cache *c, const struct kr_config *cfg,
 	       same(c->footer, list->footer) &&
 	       same(c->language, list->language) &&
 	       same(c->unsub_mailto, list->unsubscribe_mailto) &&
-	       c->archive == list->archive && c->allow_html == list->allow_html;
+	       c->archive == list->archive && c->allow_html == list->allow_html &&
+	       c->charset == list->charset &&
+	       c->unrep == list->unrepresentable;
 }
 
 /* kr_compose_report keeps the last report's cache per thread, so callers
@@ -755,7 +863,9 @@ kr_compose_confirm(const struct kr_config *cfg, const struct kr_cfg_list *list,
 	struct vals v = {0};
 	struct subst s = {0};
 	char tok[KR_TOKEN_MAX], url[1024], name[32], *sender = NULL;
+	char *sj = NULL, *tj = NULL, *hj = NULL, *fj = NULL;
 	const char *tp, *nl;
+	bool jis = list->charset == KR_CFG_CHARSET_ISO2022JP;
 	int r = -1;
 
 	kr_buf_init(&lit, 0);
@@ -791,7 +901,9 @@ kr_compose_confirm(const struct kr_config *cfg, const struct kr_cfg_list *list,
 	tpl_render(&text, &tt, false, &s);
 	puts_(&lit, "<!DOCTYPE html>\n<html lang=\"");
 	puts_(&lit, v.lang);
-	puts_(&lit, "\">\n<head>\n<meta charset=\"utf-8\">\n<title>");
+	puts_(&lit, "\">\n<head>\n<meta charset=\"");
+	puts_(&lit, jis ? "iso-2022-jp" : "utf-8");
+	puts_(&lit, "\">\n<title>");
 	put_esc(&lit, st.data, st.len, false);
 	puts_(&lit, "</title>\n</head>\n<body style=\"font-family:sans-serif;"
 	            "line-height:1.7;\">\n<p>");
@@ -811,12 +923,44 @@ kr_compose_confirm(const struct kr_config *cfg, const struct kr_cfg_list *list,
 	m.text_tail_len = tt.len;
 	m.html_tail = ht.data;
 	m.html_tail_len = ht.len;
+	if (jis && (sj = jis_ready(st.data, st.len, list->unrepresentable)) &&
+	    (tj = jis_ready(tt.data, tt.len, list->unrepresentable)) &&
+	    (fj = jis_ready_str(list->from_name, list->unrepresentable)) &&
+	    (hj = jis_ready(ht.data, ht.len, list->unrepresentable))) {
+		m.iso2022jp = true;
+		m.subject = sj;
+		m.from_name = fj;
+		m.text_tail = tj;
+		m.text_tail_len = strlen(tj);
+		m.html_tail = hj;
+		m.html_tail_len = strlen(hj);
+	} else if (jis) {
+		/* the UTF-8 mail; its HTML says so */
+		kr_buf_reset(&ht);
+		tpl_fini(&html);
+		puts_(&lit, "<!DOCTYPE html>\n<html lang=\"");
+		puts_(&lit, v.lang);
+		puts_(&lit, "\">\n<head>\n<meta charset=\"utf-8\">\n<title>");
+		put_esc(&lit, st.data, st.len, false);
+		puts_(&lit, "</title>\n</head>\n<body style=\"font-family:"
+		            "sans-serif;line-height:1.7;\">\n<p>");
+		tpl_add(&html, &lit, nl + 1, strlen(nl + 1), MODE_HTML_TEXT, &v);
+		puts_(&lit, "</p>\n</body>\n</html>\n");
+		tpl_push(&html, SEG_LIT, &lit);
+		tpl_render(&html, &ht, true, &s);
+		m.html_tail = ht.data;
+		m.html_tail_len = ht.len;
+	}
 	if (kr_mime_compose(&m, out, err) < 0)
 		goto out;
 	envelope(cfg->delivery.bounce_domain, list->from_addr, ring, list->id,
 	         c->subscriber_id, 0, now, env_from);
 	r = 0;
 out:
+	free(sj);
+	free(tj);
+	free(hj);
+	free(fj);
 	tpl_fini(&subj);
 	tpl_fini(&text);
 	tpl_fini(&html);
