@@ -56,13 +56,22 @@ static const struct {
     {"report.txt", "{{body}}\n"
                    "-- \n"
                    "{{footer}}\n"},
+    /* the 特定電子メール法 (Article 4) block: sender, postal address,
+     * contact, that the reader may stop, how; a line whose sender field
+     * is not configured is left out */
     {"footer.ja.txt",
      "このメールは「{{list_name}}」にご登録いただいた方にお送りしています。\n"
-     "発行者: {{sender}}\n"
+     "発行者: {{sender_name}}\n"
+     "住所: {{sender_address}}\n"
+     "お問い合わせ: {{sender_contact}}\n"
+     "このメールの受信は、いつでも停止することができます。\n"
      "配信停止: {{unsubscribe_url}}\n"},
     {"footer.en.txt",
      "You receive this because you subscribed to {{list_name}}.\n"
-     "Sent by: {{sender}}\n"
+     "Sent by: {{sender_name}}\n"
+     "Address: {{sender_address}}\n"
+     "Contact: {{sender_contact}}\n"
+     "You may stop receiving these mails at any time.\n"
      "Unsubscribe: {{unsubscribe_url}}\n"},
     {"confirm.ja.txt", "Subject: 配信登録の確認をお願いします\n"
                        "このメールアドレス（{{email}}）で「{{list_name}}"
@@ -77,7 +86,8 @@ static const struct {
                        "このリストからメールが届くことはありません。\n"
                        "\n"
                        "このメールは自動送信です。\n"
-                       "発行者: {{sender}}\n"},
+                       "発行者: {{sender_name}}\n"
+                       "お問い合わせ: {{sender_contact}}\n"},
     {"confirm.en.txt",
      "Subject: Please confirm your subscription to {{list_name}}\n"
      "Someone, probably you, asked to subscribe this address ({{email}}) to "
@@ -92,7 +102,8 @@ static const struct {
      "will get no mail from this list.\n"
      "\n"
      "This message was sent automatically.\n"
-     "Sent by: {{sender}}\n"},
+     "Sent by: {{sender_name}}\n"
+     "Contact: {{sender_contact}}\n"},
 };
 
 const char *
@@ -134,6 +145,9 @@ struct vals {
 	const char *preheader_html; /* already HTML */
 	const char *date;
 	const char *charset; /* "utf-8" or "iso-2022-jp" */
+	/* the sender block: name (never NULL once set: falls back to the
+	 * From), address and contact (NULL: their lines are left out) */
+	const char *sender_name, *sender_address, *sender_contact;
 };
 
 static void
@@ -278,6 +292,14 @@ tpl_add(struct tpl *t, struct kr_buf *lit, const char *src, size_t n,
 			val = v->date;
 		} else if (strcmp(key, "charset") == 0) {
 			val = v->charset ? v->charset : "utf-8";
+		} else if (strcmp(key, "sender_name") == 0) {
+			val = v->sender_name ? v->sender_name : v->sender;
+		} else if (strcmp(key, "sender_address") == 0) {
+			val = v->sender_address ? v->sender_address : "";
+		} else if (strcmp(key, "sender_contact") == 0) {
+			val = v->sender_contact ? v->sender_contact : "";
+			url = strncmp(val, "https://", 8) == 0 ||
+			      strncmp(val, "http://", 7) == 0;
 		} else if (strcmp(key, "preheader") == 0) {
 			val = v->preheader_html;
 		} else if (strcmp(key, "unsubscribe_url") != 0 &&
@@ -353,6 +375,7 @@ struct kr_compose_cache {
 	 * per-thread reuse */
 	char hash[65];
 	char *footer, *language, *preheader;
+	char *sender_name, *sender_address, *sender_contact;
 	bool archive, allow_html;
 	struct kr_mime_part *text, *html;
 	struct tpl text_tail, html_tail;
@@ -387,8 +410,36 @@ sender_of(const struct kr_cfg_list *list)
 	return kr_xstrdup(list->from_addr);
 }
 
+/* Adds one template line, or nothing when it shows a sender field that
+ * is not configured. */
+static void
+add_line(struct tpl *t, struct kr_buf *lit, const char *p, size_t n,
+         enum tpl_mode mode, const struct vals *v)
+{
+	if ((v->sender_address == NULL &&
+	     memmem(p, n, "{{sender_address}}", 18) != NULL) ||
+	    (v->sender_contact == NULL &&
+	     memmem(p, n, "{{sender_contact}}", 18) != NULL))
+		return;
+	tpl_add(t, lit, p, n, mode, v);
+}
+
+/* add_line for every line of text. */
+static void
+add_lines(struct tpl *t, struct kr_buf *lit, const char *text,
+          enum tpl_mode mode, const struct vals *v)
+{
+	const char *p, *e;
+
+	for (p = text; *p != '\0'; p = e) {
+		e = strchr(p, '\n');
+		e = e ? e + 1 : p + strlen(p);
+		add_line(t, lit, p, (size_t)(e - p), mode, v);
+	}
+}
+
 /* Adds the footer (the list's own, then the standard block naming the
- * sender and how to stop) to t in the given mode. */
+ * sender, address, contact and how to stop) to t in the given mode. */
 static void
 add_footer(struct tpl *t, struct kr_buf *lit, const struct kr_cfg_list *list,
            enum tpl_mode mode, const struct vals *v)
@@ -414,7 +465,7 @@ add_footer(struct tpl *t, struct kr_buf *lit, const struct kr_cfg_list *list,
 		if (has_unsub && memmem(p, (size_t)(e - p),
 		                        "{{unsubscribe_url}}", 19) != NULL)
 			continue;
-		tpl_add(t, lit, p, (size_t)(e - p), mode, v);
+		add_line(t, lit, p, (size_t)(e - p), mode, v);
 	}
 }
 
@@ -531,6 +582,9 @@ kr_compose_prepare(const struct kr_config *cfg, const struct kr_cfg_list *list,
 	c->allow_html = list->allow_html;
 	c->charset = list->charset;
 	c->unrep = list->unrepresentable;
+	c->sender_name = kr_xstrdup(list->sender_name);
+	c->sender_address = kr_xstrdup(list->sender_address);
+	c->sender_contact = kr_xstrdup(list->sender_contact);
 
 	archive = list->archive && r->id > 0
 	              ? kr_xasprintf("%s/archive/%lld", cfg->public_url,
@@ -550,6 +604,9 @@ kr_compose_prepare(const struct kr_config *cfg, const struct kr_cfg_list *list,
 	v.report_title = r->subject;
 	v.archive_url = archive;
 	v.sender = sender;
+	v.sender_name = list->sender_name;
+	v.sender_address = list->sender_address;
+	v.sender_contact = list->sender_contact;
 	v.lang = lang_of(list);
 	v.preheader_html = ph ? ph : "";
 
@@ -628,6 +685,9 @@ kr_compose_cache_free(struct kr_compose_cache **cache)
 	kr_mime_part_free(&c->html);
 	kr_mime_part_free(&c->text_j);
 	kr_mime_part_free(&c->html_j);
+	free(c->sender_name);
+	free(c->sender_address);
+	free(c->sender_contact);
 	free(c->subject_j);
 	free(c->from_name_j);
 	free(c->list_name_j);
@@ -804,6 +864,9 @@ cache_matches(const struct kr_compose_cache *c, const struct kr_config *cfg,
 	       same(c->unsub_mailto, list->unsubscribe_mailto) &&
 	       c->archive == list->archive && c->allow_html == list->allow_html &&
 	       c->charset == list->charset &&
+	       same(c->sender_name, list->sender_name) &&
+	       same(c->sender_address, list->sender_address) &&
+	       same(c->sender_contact, list->sender_contact) &&
 	       c->unrep == list->unrepresentable;
 }
 
@@ -882,6 +945,9 @@ kr_compose_confirm(const struct kr_config *cfg, const struct kr_cfg_list *list,
 	sender = sender_of(list);
 	v.list_name = list->name ? list->name : list->id;
 	v.sender = sender;
+	v.sender_name = list->sender_name;
+	v.sender_contact = list->sender_contact; /* name and contact only */
+	v.sender_address = "";
 	v.lang = lang_of(list);
 	s.confirm_url = url;
 	s.email = c->email;
@@ -896,7 +962,7 @@ kr_compose_confirm(const struct kr_config *cfg, const struct kr_cfg_list *list,
 	tpl_add(&subj, &lit, tp + 9, (size_t)(nl - tp - 9), MODE_TEXT, &v);
 	tpl_push(&subj, SEG_LIT, &lit);
 	tpl_render(&subj, &st, false, &s);
-	tpl_add(&text, &lit, nl + 1, strlen(nl + 1), MODE_TEXT, &v);
+	add_lines(&text, &lit, nl + 1, MODE_TEXT, &v);
 	tpl_push(&text, SEG_LIT, &lit);
 	tpl_render(&text, &tt, false, &s);
 	puts_(&lit, "<!DOCTYPE html>\n<html lang=\"");
@@ -907,7 +973,7 @@ kr_compose_confirm(const struct kr_config *cfg, const struct kr_cfg_list *list,
 	put_esc(&lit, st.data, st.len, false);
 	puts_(&lit, "</title>\n</head>\n<body style=\"font-family:sans-serif;"
 	            "line-height:1.7;\">\n<p>");
-	tpl_add(&html, &lit, nl + 1, strlen(nl + 1), MODE_HTML_TEXT, &v);
+	add_lines(&html, &lit, nl + 1, MODE_HTML_TEXT, &v);
 	puts_(&lit, "</p>\n</body>\n</html>\n");
 	tpl_push(&html, SEG_LIT, &lit);
 	tpl_render(&html, &ht, true, &s);
@@ -944,7 +1010,7 @@ kr_compose_confirm(const struct kr_config *cfg, const struct kr_cfg_list *list,
 		put_esc(&lit, st.data, st.len, false);
 		puts_(&lit, "</title>\n</head>\n<body style=\"font-family:"
 		            "sans-serif;line-height:1.7;\">\n<p>");
-		tpl_add(&html, &lit, nl + 1, strlen(nl + 1), MODE_HTML_TEXT, &v);
+		add_lines(&html, &lit, nl + 1, MODE_HTML_TEXT, &v);
 		puts_(&lit, "</p>\n</body>\n</html>\n");
 		tpl_push(&html, SEG_LIT, &lit);
 		tpl_render(&html, &ht, true, &s);

@@ -160,6 +160,12 @@ def check_jis(raw, what, subject, paras, from_name="SIPS セキュリティ"):
     missing = [p for p in paras if p not in hbody]
     ok(not missing, "%s: every paragraph exact in text/html" % what,
        missing[:1])
+    block = ["発行者: 株式会社Example", "住所: 東京都千代田区千代田1-1",
+             "お問い合わせ: info@example.jp",
+             "このメールの受信は、いつでも停止することができます。"]
+    ok(all(b in body and b in hbody for b in block),
+       "%s: the sender block (name, address, contact, may stop) in both "
+       "parts" % what, body[-500:])
     ok('<meta charset="iso-2022-jp">' in hbody,
        "%s: the HTML says its charset" % what)
     n = squash(nkf(raw))

@@ -768,6 +768,18 @@ def main():
         page = body.decode("utf-8", "replace")
         h.ok(st == 200 and "本文です" in page and "<script>x" not in page,
              "/archive/ID shows the report, raw HTML dropped", page[-600:])
+        # the 特定電子メール法 block (harness: the top-level sender)
+        block = ["発行者: 株式会社Example", "住所: 東京都千代田区千代田1-1",
+                 "お問い合わせ: info@example.jp"]
+        h.ok(all(b in page for b in block),
+             "/archive/ID shows the sender, address and contact",
+             page[-600:])
+    st, _, body = get(k, "/archive")
+    page = body.decode("utf-8", "replace")
+    h.ok(page.count("発行者: 株式会社Example") == 1 and
+         "住所: 東京都千代田区千代田1-1" in page and
+         "お問い合わせ: info@example.jp" in page,
+         "/archive shows the sender block once", page[-600:])
     # Served as built, not recounted per request: 20 readers cost at most
     # one read of the store; a new report shows all the same.
     def builds():

@@ -336,6 +336,118 @@ test_compose_preheader_and_footer_unsub(void **state)
 	kr_buf_fini(&out);
 }
 
+/* The 特定電子メール法 block: sender name, postal address, contact, the
+ * sentence that the reader may stop, and the link, in both parts of a
+ * report, for ja and en; the confirmation mail shows name and contact;
+ * without a configured address or contact their lines are left out. */
+static void
+test_compose_sender_block(void **state)
+{
+	static char nm[] = "株式会社Example", ad[] = "東京都千代田区1-1 <本社>",
+	            ct[] = "https://example.jp/contact";
+	static const struct {
+		char *lang;
+		const char *name, *addr, *contact, *stop, *unsub;
+	} want[] = {
+	    {s_lang_ja, "発行者: ", "住所: ", "お問い合わせ: ",
+	     "このメールの受信は、いつでも停止することができます。",
+	     "配信停止: "},
+	    {s_lang_en, "Sent by: ", "Address: ", "Contact: ",
+	     "You may stop receiving these mails at any time.",
+	     "Unsubscribe: "},
+	};
+	struct kr_compose_cache *c;
+	struct kr_claim cl = {0};
+	struct kr_buf out;
+	char env[256], *text, *html, line[256];
+	size_t i;
+
+	(void)state;
+	kr_buf_init(&out, 0);
+	cl.subscriber_id = 9;
+	snprintf(cl.email, sizeof(cl.email), "x@example.org");
+	snprintf(cl.list_id, sizeof(cl.list_id), "%s", s_id);
+	list.sender_name = nm;
+	list.sender_address = ad;
+	list.sender_contact = ct;
+	for (i = 0; i < 2; i++) {
+		list.language = want[i].lang;
+		kr_buf_reset(&out);
+		c = kr_compose_prepare(&cfg, &list, &row);
+		assert_int_equal(kr_compose_report_cached(c, &cl, NULL, ring,
+		                                          1764115200, &out,
+		                                          env, NULL),
+		                 0);
+		kr_compose_cache_free(&c);
+		text = part(out.data, "text/plain");
+		html = part(out.data, "text/html");
+		snprintf(line, sizeof(line), "%s%s\n", want[i].name, nm);
+		assert_non_null(strstr(text, line));
+		snprintf(line, sizeof(line), "%s%s\n", want[i].addr, ad);
+		assert_non_null(strstr(text, line));
+		snprintf(line, sizeof(line), "%s%s\n", want[i].contact, ct);
+		assert_non_null(strstr(text, line));
+		assert_non_null(strstr(text, want[i].stop));
+		snprintf(line, sizeof(line), "%shttps://news.example.jp/"
+		                             "unsubscribe?t=",
+		         want[i].unsub);
+		assert_non_null(strstr(text, line));
+		snprintf(line, sizeof(line), "%s%s<br>", want[i].name, nm);
+		assert_non_null(strstr(html, line));
+		snprintf(line, sizeof(line), "%s東京都千代田区1-1 &lt;本社&gt;<br>",
+		         want[i].addr);
+		assert_non_null(strstr(html, line));
+		snprintf(line, sizeof(line), "%s<a href=\"%s\">", want[i].contact,
+		         ct);
+		assert_non_null(strstr(html, line));
+		assert_non_null(strstr(html, want[i].stop));
+		snprintf(line, sizeof(line), "%s<a href=\"https://news.example.jp/"
+		                             "unsubscribe?t=",
+		         want[i].unsub);
+		assert_non_null(strstr(html, line));
+		free(text);
+		free(html);
+
+		kr_buf_reset(&out);
+		assert_int_equal(kr_compose_confirm(&cfg, &list, &cl, ring,
+		                                    1764115200, &out, env,
+		                                    NULL),
+		                 0);
+		text = part(out.data, "text/plain");
+		html = part(out.data, "text/html");
+		snprintf(line, sizeof(line), "%s%s\n", want[i].name, nm);
+		assert_non_null(strstr(text, line));
+		snprintf(line, sizeof(line), "%s%s\n", want[i].contact, ct);
+		assert_non_null(strstr(text, line));
+		assert_null(strstr(text, want[i].addr));
+		snprintf(line, sizeof(line), "%s%s<br>", want[i].name, nm);
+		assert_non_null(strstr(html, line));
+		snprintf(line, sizeof(line), "%s<a href=\"%s\">", want[i].contact,
+		         ct);
+		assert_non_null(strstr(html, line));
+		free(text);
+		free(html);
+	}
+	/* none configured (an en list may): the From names the sender and
+	 * the address and contact lines are left out */
+	list.sender_name = list.sender_address = list.sender_contact = NULL;
+	kr_buf_reset(&out);
+	c = kr_compose_prepare(&cfg, &list, &row);
+	assert_int_equal(kr_compose_report_cached(c, &cl, NULL, ring,
+	                                          1764115200, &out, env, NULL),
+	                 0);
+	kr_compose_cache_free(&c);
+	text = part(out.data, "text/plain");
+	assert_non_null(strstr(text, "Sent by: SIPS Security Report "
+	                             "<report@news.example.jp>\n"));
+	assert_null(strstr(text, "Address: "));
+	assert_null(strstr(text, "Contact: "));
+	assert_non_null(strstr(text, "You may stop receiving"));
+	free(text);
+	list.language = s_lang_ja;
+	kr_buf_fini(&out);
+}
+
 static void
 test_compose_report_thread_cache(void **state)
 {
@@ -499,6 +611,7 @@ main(void)
 	    cmocka_unit_test(test_compose_confirm),
 	    cmocka_unit_test(test_compose_config_injection),
 	    cmocka_unit_test(test_compose_templates_match_files),
+	    cmocka_unit_test(test_compose_sender_block),
 	    cmocka_unit_test(test_compose_link),
 	};
 
