@@ -24,6 +24,7 @@
 #include "mime.h"
 #include "store.h"
 #include "token.h"
+#include "tz.h"
 #include "xmem.h"
 
 /* The built-in templates; config/templates/ holds the same text (a unit
@@ -383,6 +384,7 @@ struct kr_compose_cache {
 	 * and encoded; jis false when this report goes in UTF-8 */
 	int charset, unrep;
 	bool jis;
+	struct kr_tz *tz; /* the list's Date: zone (NULL: UTC) */
 	char *subject_j, *from_name_j, *list_name_j;
 	struct kr_mime_part *text_j, *html_j;
 };
@@ -582,6 +584,9 @@ kr_compose_prepare(const struct kr_config *cfg, const struct kr_cfg_list *list,
 	c->allow_html = list->allow_html;
 	c->charset = list->charset;
 	c->unrep = list->unrepresentable;
+	if (list->tz != NULL &&
+	    kr_tz_load(kr_tz_name(list->tz), &c->tz, NULL) < 0)
+		c->tz = NULL; /* loaded once by the config: cannot fail now */
 	c->sender_name = kr_xstrdup(list->sender_name);
 	c->sender_address = kr_xstrdup(list->sender_address);
 	c->sender_contact = kr_xstrdup(list->sender_contact);
@@ -685,6 +690,7 @@ kr_compose_cache_free(struct kr_compose_cache **cache)
 	kr_mime_part_free(&c->html);
 	kr_mime_part_free(&c->text_j);
 	kr_mime_part_free(&c->html_j);
+	kr_tz_free(&c->tz);
 	free(c->sender_name);
 	free(c->sender_address);
 	free(c->sender_contact);
@@ -799,6 +805,7 @@ kr_compose_report_cached(const struct kr_compose_cache *cache,
 	m.one_click = true;
 	m.bulk = true;
 	m.date = now;
+	m.date_offset = cache->tz ? kr_tz_offset(cache->tz, now) : 0;
 	m.text = cache->text;
 	m.text_tail = tt.data;
 	m.text_tail_len = tt.len;
@@ -864,6 +871,8 @@ cache_matches(const struct kr_compose_cache *c, const struct kr_config *cfg,
 	       same(c->unsub_mailto, list->unsubscribe_mailto) &&
 	       c->archive == list->archive && c->allow_html == list->allow_html &&
 	       c->charset == list->charset &&
+	       same(c->tz ? kr_tz_name(c->tz) : NULL,
+	            list->tz ? kr_tz_name(list->tz) : NULL) &&
 	       same(c->sender_name, list->sender_name) &&
 	       same(c->sender_address, list->sender_address) &&
 	       same(c->sender_contact, list->sender_contact) &&
@@ -985,6 +994,7 @@ kr_compose_confirm(const struct kr_config *cfg, const struct kr_cfg_list *list,
 	m.subject = st.data;
 	m.auto_submitted = true;
 	m.date = now;
+	m.date_offset = list->tz ? kr_tz_offset(list->tz, now) : 0;
 	m.text_tail = tt.data;
 	m.text_tail_len = tt.len;
 	m.html_tail = ht.data;

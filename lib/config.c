@@ -29,7 +29,9 @@
 
 #include "buf.h"
 #include "config_int.h"
+#include "err.h"
 #include "log.h"
+#include "tz.h"
 #include "xmem.h"
 
 #define CFG_MAX_FILE (1024 * 1024) /* bytes of YAML */
@@ -275,6 +277,11 @@ static const struct field list_fields[] = {
      .type = FT_MAP,
      .sub = &list_sender_section,
      .expect = "a mapping with name, address, contact"},
+    {.key = "timezone",
+     .type = FT_LINE,
+     .off = LOFF(timezone),
+     .expect = "an IANA time zone like Asia/Tokyo, or an offset like "
+               "+09:00"},
 };
 static const struct section list_section = {
     "lists[]", list_fields, KR_NELEM(list_fields), sizeof(struct kr_cfg_list),
@@ -2322,6 +2329,27 @@ check_sender(struct ctx *c, const struct kr_config *cfg, struct kr_cfg_list *l,
 	}
 }
 
+/* The Date: header's zone: the list's timezone, else Asia/Tokyo for a ja
+ * list and UTC for others; loaded here so a bad name is a config error. */
+static void
+check_timezone(struct ctx *c, struct kr_cfg_list *l, yaml_node_t *item,
+               size_t i)
+{
+	struct kr_err e = {0};
+	yaml_node_t *v = map_get(c->doc, item, "timezone");
+
+	if (l->timezone == NULL)
+		l->timezone = kr_xstrdup(l->language != NULL &&
+		                                 strcmp(l->language, "ja") == 0
+		                             ? "Asia/Tokyo"
+		                             : "UTC");
+	if (kr_tz_load(l->timezone, &l->tz, &e) < 0 && item != NULL)
+		cerr(c, mark_of(v, item),
+		     "lists[%zu].timezone: '%s': %s, expected an IANA time "
+		     "zone like Asia/Tokyo or an offset like +09:00",
+		     i, l->timezone, e.msg);
+}
+
 static void
 check_all(struct ctx *c, struct kr_config *cfg, yaml_node_t *root)
 {
@@ -2356,6 +2384,7 @@ check_all(struct ctx *c, struct kr_config *cfg, yaml_node_t *root)
 		}
 		check_dkim(c, l, seq_get(c->doc, lists, i), i);
 		check_sender(c, cfg, l, seq_get(c->doc, lists, i), i);
+		check_timezone(c, l, seq_get(c->doc, lists, i), i);
 	}
 	if (cfg->delivery.transport == KR_CFG_TRANSPORT_MAILDIR &&
 	    cfg->delivery.maildir == NULL)
@@ -2459,6 +2488,8 @@ config_release(struct kr_config *cfg)
 		sodium_free(cfg->relays[i].password); /* wipes */
 		cfg->relays[i].password = NULL;
 	}
+	for (i = 0; i < cfg->n_lists; i++)
+		kr_tz_free(&cfg->lists[i].tz);
 	free_section(&root_section, cfg);
 	free(cfg->path);
 	free(cfg);

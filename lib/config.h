@@ -9,6 +9,8 @@
 
 #include "common.h"
 
+struct kr_tz;
+
 enum kr_cfg_transport { KR_CFG_TRANSPORT_SMTP, KR_CFG_TRANSPORT_MAILDIR };
 enum kr_cfg_tls { KR_CFG_TLS_NONE, KR_CFG_TLS_STARTTLS, KR_CFG_TLS_TLS };
 enum kr_cfg_charset { KR_CFG_CHARSET_UTF8, KR_CFG_CHARSET_ISO2022JP };
@@ -43,6 +45,11 @@ struct kr_cfg_list {
 	char *sender_name;
 	char *sender_address;
 	char *sender_contact;
+	/* timezone: the Date: header's zone, an IANA name or "+09:00";
+	 * default Asia/Tokyo for language ja, UTC otherwise. tz is it
+	 * loaded (never NULL after a successful load). */
+	char *timezone;
+	struct kr_tz *tz;
 	/* dkim: { domain, rsa: { selector, key_file }, ed25519: { … } }.
 	 * dkim_domain NULL: no signing. Else at least one selector is set,
 	 * each with its key_file (checked by kr_dkim_new, not here). */

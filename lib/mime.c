@@ -1051,22 +1051,25 @@ kr_mime_header_addr(struct kr_buf *out, const char *name, const char *display,
 /* ---- the message ---- */
 
 static int
-put_date(struct kr_buf *out, int64_t t)
+put_date(struct kr_buf *out, int64_t t, int off)
 {
 	static const char *const days[] = {"Sun", "Mon", "Tue", "Wed",
 	                                   "Thu", "Fri", "Sat"};
 	static const char *const months[] = {"Jan", "Feb", "Mar", "Apr",
 	                                     "May", "Jun", "Jul", "Aug",
 	                                     "Sep", "Oct", "Nov", "Dec"};
-	time_t tt = (time_t)t;
+	time_t tt = (time_t)(t + off);
 	struct tm tm;
+	int a = off < 0 ? -off : off;
 
-	if (gmtime_r(&tt, &tm) == NULL)
+	if (off <= -86400 || off >= 86400 || gmtime_r(&tt, &tm) == NULL)
 		return -1;
+	/* RFC 5322 3.3: local date and time, then the zone as +HHMM */
 	return kr_buf_printf(
-	    out, "Date: %s, %d %s %04d %02d:%02d:%02d +0000\r\n",
+	    out, "Date: %s, %d %s %04d %02d:%02d:%02d %c%02d%02d\r\n",
 	    days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12],
-	    tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+	    tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec,
+	    off < 0 ? '-' : '+', a / 3600, a / 60 % 60);
 }
 
 static void
@@ -1134,7 +1137,7 @@ kr_mime_compose(const struct kr_mime_msg *m, struct kr_buf *out,
 	    kr_mime_header_addr(out, "To", NULL, m->to_addr, err) < 0 ||
 	    header_text(out, "Subject", m->subject, m->iso2022jp, err) < 0)
 		goto out;
-	if (put_date(out, m->date) < 0 ||
+	if (put_date(out, m->date, m->date_offset) < 0 ||
 	    kr_buf_printf(out, "Message-ID: <%lld.%.24s@%s>\r\n",
 	                  (long long)m->date, id, dom) < 0)
 		goto full;

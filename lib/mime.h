@@ -34,6 +34,8 @@ struct kr_mime_msg {
 	bool auto_submitted;      /* Auto-Submitted: auto-generated */
 	bool bulk;                /* Precedence: bulk */
 	int64_t date;             /* Unix seconds for Date: */
+	int date_offset;          /* … shown in this zone: seconds east of
+	                             UTC (+0900: 32400) */
 	/* ISO-2022-JP (RFC 1468) instead of UTF-8: display names and the
 	 * subject as ISO-2022-JP encoded words, text parts in 7bit
 	 * ISO-2022-JP (text/plain format=flowed; delsp=yes). Every string

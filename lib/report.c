@@ -715,6 +715,7 @@ kr_report_queue(struct kr_store *store, const struct kr_config *cfg,
 	row.source = (char *)(uintptr_t)name;
 	memcpy(row.hash, rep->hash, sizeof(row.hash));
 	row.send_at = rep->send_at;
+	row.date = rep->date;
 	if (kr_store_report_add(store, &row, again, (int64_t)time(NULL), id_out,
 	                        queued_out, err) < 0) {
 		if (err != NULL && err->code == KR_ERR_EXISTS)

@@ -143,8 +143,14 @@ static const char schema_v4[] =
 static const char schema_v5[] =
     "CREATE INDEX subscribers_list_status ON subscribers (list_id, status);";
 
+/* v6 (issue 15, Japanese senders): the report's own front-matter date
+ * (the archive shows it, not the day it was queued). */
+static const char schema_v6_japanese[] =
+    "ALTER TABLE reports ADD COLUMN date TEXT NOT NULL DEFAULT '';";
+
 static const char *const migrations[] = {schema_v1, schema_v2, schema_v3,
-                                         schema_v4, schema_v5};
+                                         schema_v4, schema_v5,
+                                         schema_v6_japanese};
 
 /* ---- prepared statements ---- */
 
@@ -154,7 +160,7 @@ static const char *const migrations[] = {schema_v1, schema_v2, schema_v3,
 	" consent_ua, bounces"
 #define REPORT_COLS                                                            \
 	"id, list_id, subject, preheader, text, html, source, hash,"           \
-	" created_at, send_at, state"
+	" created_at, send_at, state, date"
 #define CLAIM_COLS                                                             \
 	"d.id, d.kind, coalesce(d.report_id, 0), d.subscriber_id,"             \
 	" s.list_id, s.email, d.attempts, d.queued_at, s.status, s.name"
@@ -271,8 +277,8 @@ static const char *const stmt_sql[ST__N] = {
     [ST_REPORT_BY_HASH] = "SELECT id FROM reports WHERE hash = ?1 LIMIT 1",
     [ST_REPORT_INSERT] =
         "INSERT INTO reports (list_id, subject, preheader, text, html,"
-        " source, hash, created_at, send_at, state)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0)",
+        " source, hash, created_at, send_at, state, date)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10)",
     [ST_REPORT_QUEUE] =
         "INSERT INTO deliveries (kind, report_id, subscriber_id, domain,"
         " state, queued_at, next_attempt)"
@@ -1306,7 +1312,9 @@ kr_store_report_row_fini(struct kr_report_row *r)
 	free(r->text);
 	free(r->html);
 	free(r->source);
+	free(r->date);
 	r->subject = r->preheader = r->text = r->html = r->source = NULL;
+	r->date = NULL;
 }
 
 int
@@ -1356,6 +1364,7 @@ kr_store_report_add(struct kr_store *s, const struct kr_report_row *rep,
 	bind_text(st, 7, rep->hash);
 	sqlite3_bind_int64(st, 8, now);
 	sqlite3_bind_int64(st, 9, rep->send_at);
+	bind_text(st, 10, rep->date);
 	if (run(s, st, "store report", err) < 0)
 		goto out;
 	id = sqlite3_last_insert_rowid(s->db);
@@ -1395,6 +1404,7 @@ report_from_row(sqlite3_stmt *st, struct kr_report_row *out)
 	out->created_at = sqlite3_column_int64(st, 8);
 	out->send_at = sqlite3_column_int64(st, 9);
 	out->state = (enum kr_report_state)sqlite3_column_int(st, 10);
+	out->date = col_dup(st, 11);
 }
 
 int

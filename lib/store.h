@@ -78,6 +78,7 @@ struct kr_report_row {
 	int64_t created_at;
 	int64_t send_at;  /* 0: at once */
 	enum kr_report_state state;
+	char *date;       /* the front matter's date ("YYYY-MM-DD"), may be "" */
 };
 /* Frees the strings of a report row (not r itself). */
 void kr_store_report_row_fini(struct kr_report_row *r);

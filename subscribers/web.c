@@ -1455,6 +1455,19 @@ same_sender(const struct view_list *a, const struct view_list *b)
 	       strcmp(a->lang, b->lang) == 0;
 }
 
+/* The date the archive shows: the report's own (front matter), else the
+ * day it went (or was queued). */
+static void
+report_date(const struct kr_report_row *r, char out[32])
+{
+	if (r->date != NULL && r->date[0] != '\0')
+		snprintf(out, 32, "%s", r->date);
+	else
+		format_date(r->send_at > r->created_at ? r->send_at
+		                                       : r->created_at,
+		            out);
+}
+
 struct archive_ctx {
 	const struct view *v;
 	struct kr_buf *items;
@@ -1472,8 +1485,7 @@ archive_one(void *ctx, const struct kr_report_row *r,
 	if (l == NULL)
 		return 0;
 	snprintf(id, sizeof(id), "%" PRId64, r->id);
-	format_date(r->send_at > r->created_at ? r->send_at : r->created_at,
-	            date);
+	report_date(r, date);
 	{
 		const struct kr_web_var vars[] = {
 		    {"id", id, false},
@@ -1653,7 +1665,7 @@ do_archive_item(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 		goto out;
 	}
 	t = kr_pages_text(l->lang);
-	format_date(r.send_at > r.created_at ? r.send_at : r.created_at, date);
+	report_date(&r, date);
 	{
 		const struct kr_web_var vars[] = {
 		    {"subject", r.subject, false},

@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (KAIRANCTL, Kairan, ROOT, done, ok, tmpdir,  # noqa
@@ -144,6 +145,11 @@ def check_jis(raw, what, subject, paras, from_name="SIPS セキュリティ"):
        (m["Subject"], subject))
     ok(m["From"].addresses[0].display_name == from_name,
        "%s: From display name parses back" % what, str(m["From"]))
+    d = m["Date"].datetime
+    ok(str(m["Date"]).endswith(" +0900") and
+       abs(d.timestamp() - time.time()) < 600,
+       "%s: Date: in the list's zone (ja: Asia/Tokyo, +0900), the right "
+       "instant" % what, str(m["Date"]))
     text = m.get_body(("plain",))
     html = m.get_body(("html",))
     ok(text.get_content_charset() == "iso-2022-jp" and

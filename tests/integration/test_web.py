@@ -714,7 +714,8 @@ def main():
     n_before = len(mails_to(k, a))
     rep = os.path.join(k.base, "outbox", "r1.md")
     with open(rep + ".tmp", "w") as f:
-        f.write("---\nsubject: 第1号 テスト\nlist: sips-report\n---\n"
+        f.write("---\nsubject: 第1号 テスト\nlist: sips-report\n"
+                "date: 2024-02-29\n---\n"
                 "# 見出し\n\n本文です。<script>x</script>\n")
     os.rename(rep + ".tmp", rep)
     ua = wait_link(k, a, "unsubscribe", n_before + 1)
@@ -768,6 +769,9 @@ def main():
         page = body.decode("utf-8", "replace")
         h.ok(st == 200 and "本文です" in page and "<script>x" not in page,
              "/archive/ID shows the report, raw HTML dropped", page[-600:])
+        h.ok("<time>2024-02-29</time>" in page,
+             "/archive/ID shows the front matter's date, not the day it "
+             "was queued", page[-600:])
         # the 特定電子メール法 block (harness: the top-level sender)
         block = ["発行者: 株式会社Example", "住所: 東京都千代田区千代田1-1",
                  "お問い合わせ: info@example.jp"]
@@ -807,6 +811,11 @@ def main():
     page2 = get(k, "/archive")[2].decode("utf-8", "replace")
     h.ok("第1号 テスト" in page2 and page2.index("第2号") <
          page2.index("第1号"), "/archive: both reports, newest first")
+    days = [time.strftime("%Y-%m-%d", time.gmtime(time.time() - d))
+            for d in (0, 86400)]  # sent just before midnight UTC
+    h.ok(page2.count("<time>2024-02-29</time>") == 1 and
+         any("<time>%s</time>" % d in page2 for d in days),
+         "/archive: a report's own date, else the day it went", page2[-900:])
     h.ok(builds() > b1, "the change made the list be built again",
          (b1, builds()))
     st, _, _ = get(k, "/archive/99999")

@@ -20,6 +20,7 @@
 #include "err.h"
 #include "store.h"
 #include "token.h"
+#include "tz.h"
 
 static char keyfile[] = "/tmp/kairan-test-compose-XXXXXX";
 static struct kr_keyring *ring;
@@ -427,6 +428,33 @@ test_compose_sender_block(void **state)
 		assert_non_null(strstr(html, line));
 		free(text);
 		free(html);
+	}
+	/* Date: in the list's zone (a fixed offset here; the zone files
+	 * are test_config's) */
+	{
+		struct kr_tz *tz = NULL;
+
+		assert_int_equal(kr_tz_load("+09:00", &tz, NULL), 0);
+		list.tz = tz;
+		kr_buf_reset(&out);
+		c = kr_compose_prepare(&cfg, &list, &row);
+		assert_int_equal(kr_compose_report_cached(c, &cl, NULL, ring,
+		                                          1764115200, &out,
+		                                          env, NULL),
+		                 0);
+		kr_compose_cache_free(&c);
+		/* 2025-11-26 00:00:00 UTC */
+		assert_non_null(strstr(out.data, "\r\nDate: Wed, 26 Nov 2025 "
+		                                 "09:00:00 +0900\r\n"));
+		kr_buf_reset(&out);
+		assert_int_equal(kr_compose_confirm(&cfg, &list, &cl, ring,
+		                                    1764115200, &out, env,
+		                                    NULL),
+		                 0);
+		assert_non_null(strstr(out.data, "\r\nDate: Wed, 26 Nov 2025 "
+		                                 "09:00:00 +0900\r\n"));
+		list.tz = NULL;
+		kr_tz_free(&tz);
 	}
 	/* none configured (an en list may): the From names the sender and
 	 * the address and contact lines are left out */

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "tz.h"
 #include "config_int.h"
 #include "log.h"
 
@@ -452,6 +453,61 @@ test_config_ja_sender_required(void **state)
 	           "  - {id: a, from: a@example.jp, charset: sjis}\n",
 	           "t.yaml:4:42: lists[0].charset: 'sjis' is not one of the "
 	           "choices, expected utf-8 or iso-2022-jp");
+}
+
+/* timezone: the Date: zone; Asia/Tokyo for ja lists, UTC for others,
+ * IANA names from the TZif files (DST included), fixed offsets; an
+ * unknown one is an error at its position. */
+static void
+test_config_timezone(void **state)
+{
+	struct kr_config *cfg;
+
+	(void)state;
+	cfg = load_ok("public_url: https://x.example\n"
+	              "delivery: {transport: maildir, maildir: m}\n"
+	              "sender: {name: N, address: A, contact: C}\n"
+	              "lists:\n"
+	              "  - {id: ja, from: a@example.jp, language: ja}\n"
+	              "  - {id: en, from: a@example.jp}\n"
+	              "  - {id: ny, from: a@example.jp, timezone: "
+	              "America/New_York}\n"
+	              "  - {id: in, from: a@example.jp, timezone: '+05:30'}\n"
+	              "  - {id: ut, from: a@example.jp, language: ja, "
+	              "timezone: UTC}\n");
+	assert_string_equal(cfg->lists[0].timezone, "Asia/Tokyo");
+	assert_string_equal(cfg->lists[1].timezone, "UTC");
+	/* 2026-11-26 00:00 UTC and 2026-07-01 00:00 UTC */
+	assert_int_equal(kr_tz_offset(cfg->lists[0].tz, 1795651200), 32400);
+	assert_int_equal(kr_tz_offset(cfg->lists[0].tz, 1782864000), 32400);
+	assert_int_equal(kr_tz_offset(cfg->lists[1].tz, 1795651200), 0);
+	assert_int_equal(kr_tz_offset(cfg->lists[2].tz, 1795651200), -18000);
+	assert_int_equal(kr_tz_offset(cfg->lists[2].tz, 1782864000), -14400);
+	/* before the zone's first transition (1883: local mean time) */
+	assert_int_equal(kr_tz_offset(cfg->lists[2].tz, -3000000000LL),
+	                 -17762);
+	assert_int_equal(kr_tz_offset(cfg->lists[3].tz, 1795651200), 19800);
+	assert_int_equal(kr_tz_offset(cfg->lists[4].tz, 1795651200), 0);
+	kr_config_free(&cfg);
+	expect_one("public_url: https://x.example\n"
+	           "delivery: {transport: maildir, maildir: m}\n"
+	           "lists:\n"
+	           "  - id: a\n"
+	           "    from: a@example.jp\n"
+	           "    timezone: Asia/Tokio\n",
+	           "t.yaml:6:15: lists[0].timezone: 'Asia/Tokio': unknown time "
+	           "zone");
+	expect_one("public_url: https://x.example\n"
+	           "delivery: {transport: maildir, maildir: m}\n"
+	           "lists:\n"
+	           "  - {id: a, from: a@example.jp, timezone: ../../etc/passwd}\n",
+	           "t.yaml:4:43: lists[0].timezone: '../../etc/passwd': not a "
+	           "time zone name");
+	expect_one("public_url: https://x.example\n"
+	           "delivery: {transport: maildir, maildir: m}\n"
+	           "lists:\n"
+	           "  - {id: a, from: a@example.jp, timezone: '+25:00'}\n",
+	           "t.yaml:4:43: lists[0].timezone: '+25:00': not a time zone");
 }
 
 static void
@@ -1291,12 +1347,12 @@ test_config_merge_keys(void **state)
 	                       "lists[0], expected one of: id, name, from, "
 	                       "reply_to, double_opt_in, language, archive, "
 	                       "allow_html, footer, unsubscribe_mailto, dkim, charset, "
-	                       "unrepresentable, sender\n"
+	                       "unrepresentable, sender, timezone\n"
 	                       "t.yaml:1:36: unknown key 'colour' in "
 	                       "lists[1], expected one of: id, name, from, "
 	                       "reply_to, double_opt_in, language, archive, "
 	                       "allow_html, footer, unsubscribe_mailto, dkim, charset, "
-	                       "unrepresentable, sender\n");
+	                       "unrepresentable, sender, timezone\n");
 	free(e);
 	expect_one(BASE "http: {<<: 5}\n",
 	           "t.yaml:8:12: http: '<<' merges text, expected a mapping");
@@ -1457,6 +1513,7 @@ main(void)
 	    cmocka_unit_test(test_config_from_forms),
 	    cmocka_unit_test(test_config_unknown_key),
 	    cmocka_unit_test(test_config_ja_sender_required),
+	    cmocka_unit_test(test_config_timezone),
 	    cmocka_unit_test(test_config_wrong_types),
 	    cmocka_unit_test(test_config_out_of_range),
 	    cmocka_unit_test(test_config_missing_required),
