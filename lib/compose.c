@@ -390,6 +390,18 @@ struct kr_compose_cache {
 };
 
 void
+kr_compose_message_id(const struct kr_cfg_list *list, int64_t report_id,
+                      int64_t sub_id, const char *hash, char *out,
+                      size_t outsz)
+{
+	const char *dom = strrchr(list->from_addr, '@');
+
+	snprintf(out, outsz, "%lld.%lld.%.12s@%s", (long long)report_id,
+	         (long long)sub_id, hash && hash[0] ? hash : "0",
+	         dom ? dom + 1 : "localhost");
+}
+
+void
 kr_compose_link(const struct kr_config *cfg, const char *path,
                 const char *token, char *out, size_t outsz)
 {
@@ -773,8 +785,9 @@ kr_compose_report_cached(const struct kr_compose_cache *cache,
 	struct kr_mime_msg m = {0};
 	struct kr_buf tt, ht;
 	struct subst s = {0};
-	char tok[KR_TOKEN_MAX], url[1024];
+	char tok[KR_TOKEN_MAX], url[1024], mid[512];
 	char *nm = name_clean(name), *tj = NULL, *hj = NULL;
+	const char *dom = strrchr(cache->from_addr, '@');
 	int r = -1;
 
 	kr_buf_init(&tt, 0);
@@ -805,6 +818,11 @@ kr_compose_report_cached(const struct kr_compose_cache *cache,
 	m.one_click = true;
 	m.bulk = true;
 	m.date = now;
+	/* as kr_compose_message_id */
+	snprintf(mid, sizeof(mid), "%lld.%lld.%.12s@%s",
+	         (long long)cache->report_id, (long long)c->subscriber_id,
+	         cache->hash[0] ? cache->hash : "0", dom ? dom + 1 : "localhost");
+	m.message_id = mid;
 	m.date_offset = cache->tz ? kr_tz_offset(cache->tz, now) : 0;
 	m.text = cache->text;
 	m.text_tail = tt.data;

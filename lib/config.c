@@ -205,6 +205,19 @@ static const struct field root_sender_fields[] = {
      .expect = "a mail address, URL or telephone number for complaints "
                "and questions"},
 };
+static const struct field consent_fields[] = {
+    {.key = "retention",
+     .type = FT_DURATION,
+     .off = OFF(consent_retention),
+     .def = "31d",
+     .min = 31 * 86400,
+     .max = 3650 * 86400,
+     .expect = "a duration 31d..3650d like 31d (the law asks for at "
+               "least a month after the last mail)"},
+};
+static const struct section consent_section = {
+    "consent", consent_fields, KR_NELEM(consent_fields), 0, 0, 0};
+
 static const struct section root_sender_section = {
     "sender", root_sender_fields, KR_NELEM(root_sender_fields), 0, 0, 0};
 
@@ -548,6 +561,10 @@ static const struct field root_fields[] = {
      .sub = &root_sender_section,
      .expect = "a mapping with name, address, contact (inherited by "
                "every list)"},
+    {.key = "consent",
+     .type = FT_MAP,
+     .sub = &consent_section,
+     .expect = "a mapping with retention"},
     {.key = "lists",
      .type = FT_SEQ,
      .off = OFF(lists),

@@ -91,6 +91,10 @@ struct kr_config {
 	char *admin_listen;  /* host:port, default 127.0.0.1:8081 */
 	char *outbox;        /* NULL: not watched */
 	char *webhook;       /* NULL: none */
+	/* consent.retention: seconds the consent record of a subscription
+	 * is kept after the last report mail sent to it (特定電子メール法
+	 * Article 3: at least a month), default 31d */
+	unsigned consent_retention;
 	/* top-level sender: what lists without their own inherit */
 	struct {
 		char *name, *address, *contact;

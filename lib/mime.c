@@ -1137,9 +1137,17 @@ kr_mime_compose(const struct kr_mime_msg *m, struct kr_buf *out,
 	    kr_mime_header_addr(out, "To", NULL, m->to_addr, err) < 0 ||
 	    header_text(out, "Subject", m->subject, m->iso2022jp, err) < 0)
 		goto out;
+	if (m->message_id &&
+	    (check_token("Message-ID", m->message_id, err) < 0 ||
+	     strchr(m->message_id, '@') == NULL)) {
+		kr_err_set(err, KR_ERR_INVALID, "Message-ID: not local@domain");
+		goto out;
+	}
 	if (put_date(out, m->date, m->date_offset) < 0 ||
-	    kr_buf_printf(out, "Message-ID: <%lld.%.24s@%s>\r\n",
-	                  (long long)m->date, id, dom) < 0)
+	    (m->message_id
+	         ? kr_buf_printf(out, "Message-ID: <%s>\r\n", m->message_id)
+	         : kr_buf_printf(out, "Message-ID: <%lld.%.24s@%s>\r\n",
+	                         (long long)m->date, id, dom)) < 0)
 		goto full;
 	if (m->reply_to && m->reply_to[0] &&
 	    kr_mime_header_addr(out, "Reply-To", NULL, m->reply_to, err) < 0)

@@ -34,6 +34,8 @@ struct kr_mime_msg {
 	bool auto_submitted;      /* Auto-Submitted: auto-generated */
 	bool bulk;                /* Precedence: bulk */
 	int64_t date;             /* Unix seconds for Date: */
+	const char *message_id;   /* "local@domain" (ASCII) for Message-ID;
+	                             NULL: a random one on the From domain */
 	int date_offset;          /* … shown in this zone: seconds east of
 	                             UTC (+0900: 32400) */
 	/* ISO-2022-JP (RFC 1468) instead of UTF-8: display names and the

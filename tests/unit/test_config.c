@@ -524,7 +524,7 @@ test_config_unknown_key(void **state)
 	    "colour: blue\n" BASE,
 	    "t.yaml:1:1: unknown key 'colour' in the top level, expected one "
 	    "of: database, key_file, public_url, http, admin, outbox, "
-	    "webhook, sender, lists, delivery, smtp, log, bounce\n");
+	    "webhook, sender, consent, lists, delivery, smtp, log, bounce\n");
 	expect_one(
 	    BASE "lists2: []\n",
 	    "t.yaml:8:1: unknown key 'lists2' in the top level (did you mean "
