@@ -732,6 +732,12 @@ import_row(struct import *im, const struct kr_csv *csv, size_t line,
 		sub.created_at = im->now;
 	if (sub.consent_at == 0)
 		sub.consent_at = im->now;
+	/* a file without consent_ip/consent_ua columns: where the consent
+	 * came from is this file (an export has them: round trips keep) */
+	if (im->cols[COL_CONSENT_IP] < 0 && im->cols[COL_CONSENT_UA] < 0)
+		snprintf(sub.consent_ua, sizeof(sub.consent_ua),
+		         "kairanctl subscribers import %.160s:%zu (uid %u)",
+		         im->file, line, (unsigned)getuid());
 	if (sub.status == KR_SUB_ACTIVE && sub.confirmed_at == 0)
 		sub.confirmed_at = im->now;
 	if (sub.status == KR_SUB_PENDING)

@@ -159,6 +159,16 @@ ok(rc == 0 and "forgotten" in out,
    "--forget: no report was ever sent under this consent: at once",
    (rc, out, err))
 
+# ---- import: from where is the file and line ----
+csv = os.path.join(base, "in.csv")
+with open(csv, "w") as f:
+    f.write("email\njiro@example.jp\n")
+rc, out, err = k.ctl("subscribers", "import", csv, "--confirmed")
+rc2, out, err2 = k.ctl("subscribers", "consent", "jiro@example.jp")
+ok(rc == 0 and rc2 == 0 and "via import-confirmed, from -, user agent "
+   "\"kairanctl subscribers import %s:2 (uid " % csv in out,
+   "import: consent via import, from the file and line", (err, out))
+
 # ---- the retention is a config key, a month at least ----
 with open(k.config, encoding="utf-8") as f:
     cfg = f.read()
