@@ -38,9 +38,8 @@ static int
 print_row(void *ctx, const struct kr_store_history_row *h)
 {
 	const struct hist *x = ctx;
-	const char *st = h->state >= 0 && h->state < 6
-	                     ? delivery_states[h->state]
-	                     : "?";
+	const char *st =
+	    h->state >= 0 && h->state < 6 ? delivery_states[h->state] : "?";
 	char at[32], mid[512];
 
 	iso(h->at, at);
@@ -93,23 +92,24 @@ ctl_sub_consent(struct ctl *c, const char *addr, const char *list_opt)
 
 		if (list_opt != NULL && strcmp(list_opt, l->id) != 0)
 			continue;
-		found = kr_store_subscriber_find(c->store, l->id, addr, &sub,
-		                                 &err);
+		found =
+		    kr_store_subscriber_find(c->store, l->id, addr, &sub, &err);
 		if (found < 0)
 			goto fail;
 		if (found == 0)
 			continue;
 		n++;
-		printf("%s%s on %s (subscription %lld): %s\n", n > 1 ? "\n" : "",
-		       sub.email, l->id, (long long)sub.id,
+		printf("%s%s on %s (subscription %lld): %s\n",
+		       n > 1 ? "\n" : "", sub.email, l->id, (long long)sub.id,
 		       sub.status == KR_SUB_PENDING        ? "pending"
 		       : sub.status == KR_SUB_ACTIVE       ? "active"
 		       : sub.status == KR_SUB_UNSUBSCRIBED ? "unsubscribed"
 		                                           : "bounced");
 		iso(sub.consent_at, a);
-		printf("  consent:      %s, via %s, from %s, user agent \"%s\"\n",
-		       a, sub.consent_source[0] ? sub.consent_source : "-",
-		       sub.consent_ip[0] ? sub.consent_ip : "-", sub.consent_ua);
+		printf(
+		    "  consent:      %s, via %s, from %s, user agent \"%s\"\n",
+		    a, sub.consent_source[0] ? sub.consent_source : "-",
+		    sub.consent_ip[0] ? sub.consent_ip : "-", sub.consent_ua);
 		iso(sub.confirmed_at, a);
 		printf("  confirmed:    %s\n", a);
 		iso(sub.unsubscribed_at, a);
@@ -124,12 +124,14 @@ ctl_sub_consent(struct ctl *c, const char *addr, const char *list_opt)
 		iso(until, a);
 		iso(until - (int64_t)c->cfg->consent_retention, b);
 		if (until > 0)
-			printf("  kept until:   %s (consent.retention %ud after "
-			       "the last report mail, %s)\n",
-			       a, c->cfg->consent_retention / 86400, b);
+			printf(
+			    "  kept until:   %s (consent.retention %ud after "
+			    "the last report mail, %s)\n",
+			    a, c->cfg->consent_retention / 86400, b);
 		else
 			printf("  kept until:   no report mail sent: "
-			       "`subscribers remove --forget` may delete it now\n");
+			       "`subscribers remove --forget` may delete it "
+			       "now\n");
 	}
 	if (n == 0) {
 		ctl_error("%s: no subscription%s%s", addr,

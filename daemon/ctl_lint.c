@@ -62,8 +62,9 @@ ctl_jis_check(const struct kr_cfg_list *list, const char *name,
 	else
 		what = "goes in ISO-2022-JP with these substitutions "
 		       "(unrepresentable: substitute)";
-	fprintf(f, "%s: %zu character%s ISO-2022-JP cannot carry (%zu without "
-	           "a substitute); list %s: the report %s\n",
+	fprintf(f,
+	        "%s: %zu character%s ISO-2022-JP cannot carry (%zu without "
+	        "a substitute); list %s: the report %s\n",
 	        name, n, n == 1 ? "" : "s", none, list->id, what);
 out:
 	kr_buf_fini(&b);
@@ -113,8 +114,8 @@ ctl_lint(struct ctl *c, int argc, char **argv)
 			goto out;
 		}
 	}
-	if (kr_report_parse(c->cfg, argv[1], src.data ? src.data : "",
-	                    src.len, &rep, &err) < 0) {
+	if (kr_report_parse(c->cfg, argv[1], src.data ? src.data : "", src.len,
+	                    &rep, &err) < 0) {
 		ctl_error("%s", err.msg);
 		goto out;
 	}

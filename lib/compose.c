@@ -391,8 +391,7 @@ struct kr_compose_cache {
 
 void
 kr_compose_message_id(const struct kr_cfg_list *list, int64_t report_id,
-                      int64_t sub_id, const char *hash, char *out,
-                      size_t outsz)
+                      int64_t sub_id, const char *hash, char *out, size_t outsz)
 {
 	const char *dom = strrchr(list->from_addr, '@');
 
@@ -493,9 +492,8 @@ jis_ready(const char *s, size_t n, int unrep)
 	struct kr_buf b;
 
 	kr_buf_init(&b, 0);
-	if (s != NULL &&
-	    kr_jis_fix(s, n, unrep == KR_CFG_UNREP_SUBSTITUTE, &b, NULL, NULL) >
-	        0) {
+	if (s != NULL && kr_jis_fix(s, n, unrep == KR_CFG_UNREP_SUBSTITUTE, &b,
+	                            NULL, NULL) > 0) {
 		kr_buf_fini(&b);
 		return NULL;
 	}
@@ -821,7 +819,8 @@ kr_compose_report_cached(const struct kr_compose_cache *cache,
 	/* as kr_compose_message_id */
 	snprintf(mid, sizeof(mid), "%lld.%lld.%.12s@%s",
 	         (long long)cache->report_id, (long long)c->subscriber_id,
-	         cache->hash[0] ? cache->hash : "0", dom ? dom + 1 : "localhost");
+	         cache->hash[0] ? cache->hash : "0",
+	         dom ? dom + 1 : "localhost");
 	m.message_id = mid;
 	m.date_offset = cache->tz ? kr_tz_offset(cache->tz, now) : 0;
 	m.text = cache->text;
@@ -887,7 +886,8 @@ cache_matches(const struct kr_compose_cache *c, const struct kr_config *cfg,
 	       same(c->footer, list->footer) &&
 	       same(c->language, list->language) &&
 	       same(c->unsub_mailto, list->unsubscribe_mailto) &&
-	       c->archive == list->archive && c->allow_html == list->allow_html &&
+	       c->archive == list->archive &&
+	       c->allow_html == list->allow_html &&
 	       c->charset == list->charset &&
 	       same(c->tz ? kr_tz_name(c->tz) : NULL,
 	            list->tz ? kr_tz_name(list->tz) : NULL) &&

@@ -2313,8 +2313,7 @@ check_sender(struct ctx *c, const struct kr_config *cfg, struct kr_cfg_list *l,
 		const char *key, *what;
 		size_t loff, goff;
 	} f[] = {
-	    {"name", "the sender's name", LOFF(sender_name),
-	     OFF(sender.name)},
+	    {"name", "the sender's name", LOFF(sender_name), OFF(sender.name)},
 	    {"address", "the sender's postal address", LOFF(sender_address),
 	     OFF(sender.address)},
 	    {"contact",

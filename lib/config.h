@@ -36,8 +36,8 @@ struct kr_cfg_list {
 	bool allow_html;         /* raw HTML in reports kept; default false */
 	char *footer;            /* text with {{placeholders}}, may be NULL */
 	char *unsubscribe_mailto; /* addr for mailto: List-Unsubscribe or NULL */
-	int charset;             /* enum kr_cfg_charset, default utf-8 */
-	int unrepresentable;     /* enum kr_cfg_unrep, default substitute */
+	int charset;              /* enum kr_cfg_charset, default utf-8 */
+	int unrepresentable;      /* enum kr_cfg_unrep, default substitute */
 	/* sender: the 特定電子メール法 (Article 4) block shown in every mail:
 	 * name, postal address, contact for complaints (mail, URL or
 	 * telephone). Each NULL when neither the list nor the top level sets

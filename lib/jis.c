@@ -245,7 +245,7 @@ kr_jis_code(uint32_t cp)
 {
 	if (cp < 0x80)
 		return cp == 0 || cp == 0x1b || cp == 0x0e || cp == 0x0f ? 0
-		                                                        : cp;
+		                                                         : cp;
 	if (cp >= 0x10000)
 		return 0;
 	pthread_once(&jis_once, jis_init);
@@ -322,9 +322,10 @@ kr_jis_fix(const char *s, size_t n, bool substitute, struct kr_buf *out,
 				if (to == NULL || !substitute)
 					bad++;
 				if (to != NULL && substitute) {
-					if (out && (kr_buf_append(out, s + start,
-					                          i - start) < 0 ||
-					            kr_buf_puts(out, to) < 0))
+					if (out &&
+					    (kr_buf_append(out, s + start,
+					                   i - start) < 0 ||
+					     kr_buf_puts(out, to) < 0))
 						abort(); /* unbounded */
 					start = i + k;
 				}
@@ -373,8 +374,7 @@ lint_issue(void *ctx, size_t off, size_t len, uint32_t cp, const char *subst)
 	    (cp >= 0x20 && (kr_buf_putc(l->out, '\'') < 0 ||
 	                    kr_buf_append(l->out, l->data + off, len) < 0 ||
 	                    kr_buf_puts(l->out, "' ") < 0)) ||
-	    kr_buf_printf(l->out,
-	                  "cannot be sent as ISO-2022-JP (%s%s)\n",
+	    kr_buf_printf(l->out, "cannot be sent as ISO-2022-JP (%s%s)\n",
 	                  subst ? "substitute: " : "no substitute",
 	                  subst ? subst : "") < 0)
 		abort(); /* unbounded */
@@ -384,8 +384,8 @@ size_t
 kr_jis_lint(const char *name, const char *data, size_t n, struct kr_buf *out,
             size_t *n_none_out)
 {
-	struct lint l = {.name = name, .data = data, .out = out, .line = 1,
-	                 .col = 1};
+	struct lint l = {
+	    .name = name, .data = data, .out = out, .line = 1, .col = 1};
 
 	if (n >= 3 && memcmp(data, "\xef\xbb\xbf", 3) == 0) {
 		l.data = data += 3; /* a BOM is not part of the text */

@@ -30,22 +30,22 @@ const char *kr_jis_subst(const char *s, size_t n, size_t *used_out);
 /* Called for every character s holds that ISO-2022-JP cannot carry: off is
  * its byte offset in s, len its bytes (a half-width kana and its voiced
  * mark are one), cp its code point, subst the table's rendition or NULL. */
-typedef void (*kr_jis_issue_fn)(void *ctx, size_t off, size_t len,
-                                uint32_t cp, const char *subst);
+typedef void (*kr_jis_issue_fn)(void *ctx, size_t off, size_t len, uint32_t cp,
+                                const char *subst);
 
 /* Appends s[0..n) (valid UTF-8) to out, replacing (when substitute) the
  * characters ISO-2022-JP cannot carry by their substitutes; fn (may be
  * NULL) hears of each. Returns how many characters have no rendition
  * (kept as written in out): 0 means out is all encodable. */
-size_t kr_jis_fix(const char *s, size_t n, bool substitute,
-                  struct kr_buf *out, kr_jis_issue_fn fn, void *ctx);
+size_t kr_jis_fix(const char *s, size_t n, bool substitute, struct kr_buf *out,
+                  kr_jis_issue_fn fn, void *ctx);
 
 /* Appends one line per character of data (a report source, n bytes of
  * UTF-8; name is FILE) that ISO-2022-JP cannot carry:
- *   FILE:LINE:COLUMN: U+2460 '①' cannot be sent as ISO-2022-JP (substitute: (1))
- * with "(no substitute)" when the table has none; lines of the whole
- * file, columns in characters, both from 1. Returns the number of
- * lines; *n_none_out (may be NULL) gets those without a substitute. */
+ *   FILE:LINE:COLUMN: U+2460 '①' cannot be sent as ISO-2022-JP (substitute:
+ * (1)) with "(no substitute)" when the table has none; lines of the whole file,
+ * columns in characters, both from 1. Returns the number of lines; *n_none_out
+ * (may be NULL) gets those without a substitute. */
 size_t kr_jis_lint(const char *name, const char *data, size_t n,
                    struct kr_buf *out, size_t *n_none_out);
 

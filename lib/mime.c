@@ -587,8 +587,8 @@ kr_mime_part_new_jis(const char *data, size_t len, bool flowed)
  * very long lines). */
 static int
 put_part_jis(struct kr_buf *out, const char *subtype,
-             const struct kr_mime_part *part, const char *tail,
-             size_t tail_len, bool *qp_out)
+             const struct kr_mime_part *part, const char *tail, size_t tail_len,
+             bool *qp_out)
 {
 	bool flowed = strcmp(subtype, "plain") == 0;
 	struct kr_buf t, q;
@@ -599,8 +599,8 @@ put_part_jis(struct kr_buf *out, const char *subtype,
 	kr_buf_init(&q, 0);
 	if (part != NULL && (!part->jis || part->flowed != flowed))
 		goto out;
-	if (kr_mime_jis_body(&t, tail ? tail : "", tail ? tail_len : 0,
-	                     flowed, &max) < 0)
+	if (kr_mime_jis_body(&t, tail ? tail : "", tail ? tail_len : 0, flowed,
+	                     &max) < 0)
 		goto out;
 	if (part != NULL && part->max_line > max)
 		max = part->max_line;
@@ -903,8 +903,8 @@ put_plain(struct kr_buf *out, size_t *col, const char *v)
 	return 0;
 }
 
-static int header_text(struct kr_buf *out, const char *name,
-                       const char *value, bool jis, struct kr_err *err);
+static int header_text(struct kr_buf *out, const char *name, const char *value,
+                       bool jis, struct kr_err *err);
 
 int
 kr_mime_header_text(struct kr_buf *out, const char *name, const char *value,
@@ -914,8 +914,8 @@ kr_mime_header_text(struct kr_buf *out, const char *name, const char *value,
 }
 
 int
-kr_mime_header_text_jis(struct kr_buf *out, const char *name,
-                        const char *value, struct kr_err *err)
+kr_mime_header_text_jis(struct kr_buf *out, const char *name, const char *value,
+                        struct kr_err *err)
 {
 	return header_text(out, name, value, true, err);
 }

@@ -98,15 +98,13 @@ KR_NODISCARD int kr_mime_encode_words_jis(struct kr_buf *out, const char *s,
                                           struct kr_err *err);
 /* As kr_mime_header_text, with ISO-2022-JP encoded words. */
 KR_NODISCARD int kr_mime_header_text_jis(struct kr_buf *out, const char *name,
-                                         const char *value,
-                                         struct kr_err *err);
+                                         const char *value, struct kr_err *err);
 /* Appends s (UTF-8, LF or CRLF lines) as ISO-2022-JP with CRLF lines,
  * each ending in ASCII; flowed wraps lines at 76 octets (RFC 3676,
  * delsp=yes: trailing spaces dropped, space-stuffing). max_line_out (may
  * be NULL) gets the longest line. -1 for a character it cannot carry. */
-KR_NODISCARD int kr_mime_jis_body(struct kr_buf *out, const char *s,
-                                  size_t n, bool flowed,
-                                  size_t *max_line_out);
+KR_NODISCARD int kr_mime_jis_body(struct kr_buf *out, const char *s, size_t n,
+                                  bool flowed, size_t *max_line_out);
 /* Quoted-printable (RFC 2045 6.7): LF or CRLF become CRLF, lines of at
  * most 76 octets with soft breaks. qp_len gives the output length. */
 KR_NODISCARD int kr_mime_qp(struct kr_buf *out, const char *p, size_t n);

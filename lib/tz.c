@@ -108,8 +108,8 @@ parse_body(struct kr_tz *tz, const unsigned char *p, size_t len, size_t tsz,
 	timecnt = be32(p + 32);
 	typecnt = be32(p + 36);
 	charcnt = be32(p + 40);
-	if (typecnt == 0 || typecnt > 256 || timecnt > 100000 ||
-	    leap > 10000 || charcnt > 10000 || isutc > 256 || isstd > 256)
+	if (typecnt == 0 || typecnt > 256 || timecnt > 100000 || leap > 10000 ||
+	    charcnt > 10000 || isutc > 256 || isstd > 256)
 		return -1;
 	need = 44 + timecnt * tsz + timecnt + typecnt * 6 + charcnt +
 	       leap * (tsz + 4) + isstd + isutc;

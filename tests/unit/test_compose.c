@@ -376,8 +376,8 @@ test_compose_sender_block(void **state)
 		kr_buf_reset(&out);
 		c = kr_compose_prepare(&cfg, &list, &row);
 		assert_int_equal(kr_compose_report_cached(c, &cl, NULL, ring,
-		                                          1764115200, &out,
-		                                          env, NULL),
+		                                          1764115200, &out, env,
+		                                          NULL),
 		                 0);
 		kr_compose_cache_free(&c);
 		text = part(out.data, "text/plain");
@@ -389,21 +389,23 @@ test_compose_sender_block(void **state)
 		snprintf(line, sizeof(line), "%s%s\n", want[i].contact, ct);
 		assert_non_null(strstr(text, line));
 		assert_non_null(strstr(text, want[i].stop));
-		snprintf(line, sizeof(line), "%shttps://news.example.jp/"
-		                             "unsubscribe?t=",
+		snprintf(line, sizeof(line),
+		         "%shttps://news.example.jp/"
+		         "unsubscribe?t=",
 		         want[i].unsub);
 		assert_non_null(strstr(text, line));
 		snprintf(line, sizeof(line), "%s%s<br>", want[i].name, nm);
 		assert_non_null(strstr(html, line));
-		snprintf(line, sizeof(line), "%s東京都千代田区1-1 &lt;本社&gt;<br>",
-		         want[i].addr);
+		snprintf(line, sizeof(line),
+		         "%s東京都千代田区1-1 &lt;本社&gt;<br>", want[i].addr);
 		assert_non_null(strstr(html, line));
-		snprintf(line, sizeof(line), "%s<a href=\"%s\">", want[i].contact,
-		         ct);
+		snprintf(line, sizeof(line), "%s<a href=\"%s\">",
+		         want[i].contact, ct);
 		assert_non_null(strstr(html, line));
 		assert_non_null(strstr(html, want[i].stop));
-		snprintf(line, sizeof(line), "%s<a href=\"https://news.example.jp/"
-		                             "unsubscribe?t=",
+		snprintf(line, sizeof(line),
+		         "%s<a href=\"https://news.example.jp/"
+		         "unsubscribe?t=",
 		         want[i].unsub);
 		assert_non_null(strstr(html, line));
 		free(text);
@@ -423,8 +425,8 @@ test_compose_sender_block(void **state)
 		assert_null(strstr(text, want[i].addr));
 		snprintf(line, sizeof(line), "%s%s<br>", want[i].name, nm);
 		assert_non_null(strstr(html, line));
-		snprintf(line, sizeof(line), "%s<a href=\"%s\">", want[i].contact,
-		         ct);
+		snprintf(line, sizeof(line), "%s<a href=\"%s\">",
+		         want[i].contact, ct);
 		assert_non_null(strstr(html, line));
 		free(text);
 		free(html);
@@ -439,8 +441,8 @@ test_compose_sender_block(void **state)
 		kr_buf_reset(&out);
 		c = kr_compose_prepare(&cfg, &list, &row);
 		assert_int_equal(kr_compose_report_cached(c, &cl, NULL, ring,
-		                                          1764115200, &out,
-		                                          env, NULL),
+		                                          1764115200, &out, env,
+		                                          NULL),
 		                 0);
 		kr_compose_cache_free(&c);
 		/* 2025-11-26 00:00:00 UTC */

@@ -16,9 +16,9 @@
 #include <unistd.h>
 
 #include "config.h"
-#include "tz.h"
 #include "config_int.h"
 #include "log.h"
+#include "tz.h"
 
 /* A valid config with lists last: tests append keys of lists[0] from
  * line 6 on. */
@@ -385,12 +385,13 @@ static void
 test_config_ja_sender_required(void **state)
 {
 	static const char *const fields[] = {"name", "address", "contact"};
-	static const char head[] = "public_url: https://x.example\n"
-	                           "delivery: {transport: maildir, maildir: m}\n"
-	                           "lists:\n"
-	                           "  - id: a\n"
-	                           "    from: a@example.jp\n"
-	                           "    language: ja\n";
+	static const char head[] =
+	    "public_url: https://x.example\n"
+	    "delivery: {transport: maildir, maildir: m}\n"
+	    "lists:\n"
+	    "  - id: a\n"
+	    "    from: a@example.jp\n"
+	    "    language: ja\n";
 	char yaml[1024], want[512];
 	size_t i, j;
 
@@ -411,8 +412,8 @@ test_config_ja_sender_required(void **state)
 		         fields[i]);
 		expect_one(yaml, want);
 		/* or inherited from the top level */
-		snprintf(yaml, sizeof(yaml), "sender: {%s: top}\n%s    sender:\n",
-		         fields[i], head);
+		snprintf(yaml, sizeof(yaml),
+		         "sender: {%s: top}\n%s    sender:\n", fields[i], head);
 		for (j = 0; j < 3; j++)
 			if (j != i)
 				snprintf(yaml + strlen(yaml),
@@ -430,9 +431,9 @@ test_config_ja_sender_required(void **state)
 		struct kr_config *cfg = NULL;
 		char *e = NULL;
 
-		assert_int_equal(kr_config_load_buf("t.yaml", yaml,
-		                                    strlen(yaml), &cfg, &e),
-		                 -1);
+		assert_int_equal(
+		    kr_config_load_buf("t.yaml", yaml, strlen(yaml), &cfg, &e),
+		    -1);
 		assert_line(e, "t.yaml:4:5: lists[0].sender.name: missing");
 		assert_line(e, "t.yaml:4:5: lists[0].sender.address: missing");
 		assert_line(e, "t.yaml:4:5: lists[0].sender.contact: missing");
@@ -484,8 +485,7 @@ test_config_timezone(void **state)
 	assert_int_equal(kr_tz_offset(cfg->lists[2].tz, 1795651200), -18000);
 	assert_int_equal(kr_tz_offset(cfg->lists[2].tz, 1782864000), -14400);
 	/* before the zone's first transition (1883: local mean time) */
-	assert_int_equal(kr_tz_offset(cfg->lists[2].tz, -3000000000LL),
-	                 -17762);
+	assert_int_equal(kr_tz_offset(cfg->lists[2].tz, -3000000000LL), -17762);
 	assert_int_equal(kr_tz_offset(cfg->lists[3].tz, 1795651200), 19800);
 	assert_int_equal(kr_tz_offset(cfg->lists[4].tz, 1795651200), 0);
 	kr_config_free(&cfg);
@@ -497,12 +497,13 @@ test_config_timezone(void **state)
 	           "    timezone: Asia/Tokio\n",
 	           "t.yaml:6:15: lists[0].timezone: 'Asia/Tokio': unknown time "
 	           "zone");
-	expect_one("public_url: https://x.example\n"
-	           "delivery: {transport: maildir, maildir: m}\n"
-	           "lists:\n"
-	           "  - {id: a, from: a@example.jp, timezone: ../../etc/passwd}\n",
-	           "t.yaml:4:43: lists[0].timezone: '../../etc/passwd': not a "
-	           "time zone name");
+	expect_one(
+	    "public_url: https://x.example\n"
+	    "delivery: {transport: maildir, maildir: m}\n"
+	    "lists:\n"
+	    "  - {id: a, from: a@example.jp, timezone: ../../etc/passwd}\n",
+	    "t.yaml:4:43: lists[0].timezone: '../../etc/passwd': not a "
+	    "time zone name");
 	expect_one("public_url: https://x.example\n"
 	           "delivery: {transport: maildir, maildir: m}\n"
 	           "lists:\n"
@@ -1343,16 +1344,17 @@ test_config_merge_keys(void **state)
 	              "lists:\n"
 	              "  - {<<: *list, id: one}\n"
 	              "  - {<<: *list, id: two}\n");
-	assert_string_equal(e, "t.yaml:1:36: unknown key 'colour' in "
-	                       "lists[0], expected one of: id, name, from, "
-	                       "reply_to, double_opt_in, language, archive, "
-	                       "allow_html, footer, unsubscribe_mailto, dkim, charset, "
-	                       "unrepresentable, sender, timezone\n"
-	                       "t.yaml:1:36: unknown key 'colour' in "
-	                       "lists[1], expected one of: id, name, from, "
-	                       "reply_to, double_opt_in, language, archive, "
-	                       "allow_html, footer, unsubscribe_mailto, dkim, charset, "
-	                       "unrepresentable, sender, timezone\n");
+	assert_string_equal(
+	    e, "t.yaml:1:36: unknown key 'colour' in "
+	       "lists[0], expected one of: id, name, from, "
+	       "reply_to, double_opt_in, language, archive, "
+	       "allow_html, footer, unsubscribe_mailto, dkim, charset, "
+	       "unrepresentable, sender, timezone\n"
+	       "t.yaml:1:36: unknown key 'colour' in "
+	       "lists[1], expected one of: id, name, from, "
+	       "reply_to, double_opt_in, language, archive, "
+	       "allow_html, footer, unsubscribe_mailto, dkim, charset, "
+	       "unrepresentable, sender, timezone\n");
 	free(e);
 	expect_one(BASE "http: {<<: 5}\n",
 	           "t.yaml:8:12: http: '<<' merges text, expected a mapping");

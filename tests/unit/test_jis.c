@@ -68,8 +68,8 @@ assert_all_encodable(const char *s)
 	size_t i = 0, k, n = strlen(s);
 
 	while (i < n) {
-		uint32_t cp = kr_jis_utf8((const unsigned char *)s + i, n - i,
-		                          &k);
+		uint32_t cp =
+		    kr_jis_utf8((const unsigned char *)s + i, n - i, &k);
 
 		if (kr_jis_code(cp) == 0)
 			fail_msg("U+%04X in substitute '%s' is not encodable",
@@ -129,13 +129,13 @@ test_jis_named_substitutes(void **state)
 		const char *in, *out;
 		size_t used;
 	} rows[] = {
-	    {"①", "(1)", 3},       {"⑳", "(20)", 3},     {"㈱", "(株)", 3},
-	    {"Ⅲ", "III", 3},       {"ⅳ", "iv", 3},       {"㍻", "平成", 3},
-	    {"㌔", "キロ", 3},     {"№", "No.", 3},      {"℡", "TEL", 3},
-	    {"ｱ", "ア", 3},        {"ｶﾞ", "ガ", 6},      {"ﾊﾟ", "パ", 6},
-	    {"ﾊﾞ", "バ", 6},       {"ｳﾞ", "ヴ", 6},      {"ｱﾞ", "ア", 3},
-	    {"ﾞ", "゛", 3},        {"ｰ", "ー", 3},       {"｡", "。", 3},
-	    {"¥", "￥", 2},        {"髙", "高", 3},      {"﨑", "崎", 3},
+	    {"①", "(1)", 3},      {"⑳", "(20)", 3}, {"㈱", "(株)", 3},
+	    {"Ⅲ", "III", 3},      {"ⅳ", "iv", 3},   {"㍻", "平成", 3},
+	    {"㌔", "キロ", 3},    {"№", "No.", 3},  {"℡", "TEL", 3},
+	    {"ｱ", "ア", 3},       {"ｶﾞ", "ガ", 6},  {"ﾊﾟ", "パ", 6},
+	    {"ﾊﾞ", "バ", 6},      {"ｳﾞ", "ヴ", 6},  {"ｱﾞ", "ア", 3},
+	    {"ﾞ", "゛", 3},       {"ｰ", "ー", 3},   {"｡", "。", 3},
+	    {"¥", "￥", 2},       {"髙", "高", 3},  {"﨑", "崎", 3},
 	    {"\xc2\xa0", " ", 2},
 	};
 	size_t i, used;
@@ -183,8 +183,12 @@ test_jis_ms_forms(void **state)
 	n = kr_jis_test_ms_forms(&cps, &codes);
 	assert_int_equal(n, 7);
 	for (i = 0; i < n; i++) {
-		char in[6] = {0x1b, '$', 'B', (char)(codes[i] >> 8),
-		              (char)(codes[i] & 0xff), 0};
+		char in[6] = {0x1b,
+		              '$',
+		              'B',
+		              (char)(codes[i] >> 8),
+		              (char)(codes[i] & 0xff),
+		              0};
 		char sj[3], u[5], *jis, *win;
 
 		assert_int_equal(kr_jis_code(cps[i]), codes[i]);
@@ -272,16 +276,15 @@ test_jis_table_is_glibc(void **state)
 static void
 test_jis_lint_positions(void **state)
 {
-	static const char src[] =
-	    "---\n"
-	    "subject: 第①号 ㈱Example\n"
-	    "---\n"
-	    "# 見出し\n"
-	    "\n"
-	    "Ⅲ章の㍻元年に、ｶﾞﾄﾞ😀\n"
-	    "髙橋さん 100円∟\n"
-	    "〜 ～ − － ‖ ∥ (all fine)\n"
-	    "end ⑳\n";
+	static const char src[] = "---\n"
+	                          "subject: 第①号 ㈱Example\n"
+	                          "---\n"
+	                          "# 見出し\n"
+	                          "\n"
+	                          "Ⅲ章の㍻元年に、ｶﾞﾄﾞ😀\n"
+	                          "髙橋さん 100円∟\n"
+	                          "〜 ～ − － ‖ ∥ (all fine)\n"
+	                          "end ⑳\n";
 	static const char want[] =
 	    "r.md:2:11: U+2460 '①' cannot be sent as ISO-2022-JP "
 	    "(substitute: (1))\n"
@@ -463,11 +466,11 @@ test_jis_flowed_body(void **state)
 	assert_true(kr_buf_puts(&in, "\n\n") == 0);
 	for (i = 0; i < 40; i++)
 		assert_true(kr_buf_puts(&in, "word ") == 0);
-	assert_true(kr_buf_puts(&in, "end\n From here\n"
-	                             "From x\n混在 mixed テキスト with "
-	                             "ASCII and 日本語 text that goes on and "
-	                             "on 長い長い長い長い長い長い行です\n-- \n")
-	            == 0);
+	assert_true(
+	    kr_buf_puts(&in, "end\n From here\n"
+	                     "From x\n混在 mixed テキスト with "
+	                     "ASCII and 日本語 text that goes on and "
+	                     "on 長い長い長い長い長い長い行です\n-- \n") == 0);
 	assert_int_equal(kr_mime_jis_body(&b, in.data, in.len, true, &max), 0);
 	for (p = b.data; *p; p++)
 		assert_true((unsigned char)*p < 0x80);
@@ -475,7 +478,8 @@ test_jis_flowed_body(void **state)
 		assert_true(e - p <= 76);
 		/* each line ends in ASCII */
 		if (e - p >= 3 && memmem(p, (size_t)(e - p), "\x1b$B", 3))
-			assert_non_null(memmem(p, (size_t)(e - p), "\x1b(B", 3));
+			assert_non_null(
+			    memmem(p, (size_t)(e - p), "\x1b(B", 3));
 	}
 	assert_true(max <= 76);
 	back = unflow_decode(b.data);
