@@ -776,6 +776,16 @@ full:
 	return kr_err_set(err, KR_ERR_INVALID, "message too large");
 }
 
+/* Writes ESC $ B (jis) or ESC ( B at pl[n]; returns the new length. */
+static size_t
+put_escape(unsigned char *pl, size_t n, bool jis)
+{
+	pl[n] = 0x1b;
+	pl[n + 1] = jis ? '$' : '(';
+	pl[n + 2] = 'B';
+	return n + 3;
+}
+
 int
 kr_mime_encode_words_jis(struct kr_buf *out, const char *s, size_t len,
                          size_t *col, struct kr_err *err)
@@ -819,27 +829,21 @@ kr_mime_encode_words_jis(struct kr_buf *out, const char *s, size_t len,
 			if (n + cost + (code >= 0x80 ? 3 : 0) > maxbytes)
 				break;
 			if (code < 0x80) {
-				if (in_jis) {
-					memcpy(pl + n, ESC_ASCII, 3);
-					n += 3;
-				}
+				if (in_jis)
+					n = put_escape(pl, n, false);
 				pl[n++] = (unsigned char)code;
 				in_jis = false;
 			} else {
-				if (!in_jis) {
-					memcpy(pl + n, ESC_JIS, 3);
-					n += 3;
-				}
+				if (!in_jis)
+					n = put_escape(pl, n, true);
 				pl[n++] = (unsigned char)(code >> 8);
 				pl[n++] = (unsigned char)(code & 0xff);
 				in_jis = true;
 			}
 			i += k;
 		}
-		if (in_jis) {
-			memcpy(pl + n, ESC_ASCII, 3);
-			n += 3;
-		}
+		if (in_jis)
+			n = put_escape(pl, n, false);
 		b64_raw(b64, pl, n);
 		if (kr_buf_printf(out, " =?ISO-2022-JP?B?%s?=", b64) < 0)
 			goto full;
