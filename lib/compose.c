@@ -482,6 +482,17 @@ add_footer(struct tpl *t, struct kr_buf *lit, const struct kr_cfg_list *list,
 	}
 }
 
+/* An address that can stand in an ISO-2022-JP message's To: (an
+ * internationalized local part cannot: that message goes in UTF-8). */
+static bool
+ascii(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s >= 0x80)
+			return false;
+	return true;
+}
+
 /* s made sendable as ISO-2022-JP under the list's policy (substitutions
  * when it is substitute), or NULL when a character would be left that
  * ISO-2022-JP cannot carry: the caller then sends UTF-8. NULL s gives
@@ -831,7 +842,8 @@ kr_compose_report_cached(const struct kr_compose_cache *cache,
 	m.html_tail_len = ht.len;
 	/* ISO-2022-JP when the report and this subscriber's footer (a name,
 	 * an address) can go so; else this message in UTF-8 */
-	if (cache->jis && (tj = jis_ready(tt.data, tt.len, cache->unrep)) &&
+	if (cache->jis && ascii(c->email) &&
+	    (tj = jis_ready(tt.data, tt.len, cache->unrep)) &&
 	    (hj = jis_ready(ht.data, ht.len, cache->unrep))) {
 		m.iso2022jp = true;
 		m.from_name = cache->from_name_j;
@@ -1017,7 +1029,8 @@ kr_compose_confirm(const struct kr_config *cfg, const struct kr_cfg_list *list,
 	m.text_tail_len = tt.len;
 	m.html_tail = ht.data;
 	m.html_tail_len = ht.len;
-	if (jis && (sj = jis_ready(st.data, st.len, list->unrepresentable)) &&
+	if (jis && ascii(c->email) &&
+	    (sj = jis_ready(st.data, st.len, list->unrepresentable)) &&
 	    (tj = jis_ready(tt.data, tt.len, list->unrepresentable)) &&
 	    (fj = jis_ready_str(list->from_name, list->unrepresentable)) &&
 	    (hj = jis_ready(ht.data, ht.len, list->unrepresentable))) {

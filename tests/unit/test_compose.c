@@ -478,6 +478,87 @@ test_compose_sender_block(void **state)
 	kr_buf_fini(&out);
 }
 
+/* An iso-2022-jp list: the message is ISO-2022-JP, 7bit, no byte above
+ * 0x7F; a subscriber whose name or address it cannot carry gets that one
+ * message in UTF-8; a report it cannot carry goes in UTF-8 (utf-8
+ * policy) or with substitutes (substitute). */
+static void
+test_compose_iso2022jp(void **state)
+{
+	static char emoji_subject[] = "第12号 🎉", kishu[] = "第①号 ㈱";
+	struct kr_compose_cache *c;
+	struct kr_claim cl = {0};
+	struct kr_buf out;
+	char env[256];
+	size_t i;
+	bool high;
+
+	(void)state;
+	kr_buf_init(&out, 0);
+	cl.subscriber_id = 11;
+	snprintf(cl.list_id, sizeof(cl.list_id), "%s", s_id);
+	snprintf(cl.email, sizeof(cl.email), "x@example.org");
+	list.charset = KR_CFG_CHARSET_ISO2022JP;
+	list.unrepresentable = KR_CFG_UNREP_SUBSTITUTE;
+	c = kr_compose_prepare(&cfg, &list, &row);
+	assert_int_equal(kr_compose_report_cached(c, &cl, "山田", ring,
+	                                          1764115200, &out, env, NULL),
+	                 0);
+	for (i = 0, high = false; i < out.len; i++)
+		high |= (unsigned char)out.data[i] >= 0x80;
+	assert_false(high);
+	assert_non_null(strstr(out.data, "text/plain; charset=ISO-2022-JP; "
+	                                 "format=flowed; delsp=yes\r\n"
+	                                 "Content-Transfer-Encoding: 7bit"));
+	assert_non_null(strstr(out.data, "text/html; charset=ISO-2022-JP\r\n"
+	                                 "Content-Transfer-Encoding: 7bit"));
+	assert_non_null(strstr(out.data, "Subject: =?ISO-2022-JP?B?"));
+	/* a name with an emoji: this message in UTF-8 */
+	kr_buf_reset(&out);
+	assert_int_equal(kr_compose_report_cached(c, &cl, "山田🎉", ring,
+	                                          1764115200, &out, env, NULL),
+	                 0);
+	assert_non_null(strstr(out.data, "text/plain; charset=utf-8"));
+	/* an internationalized address: in UTF-8 too */
+	kr_buf_reset(&out);
+	snprintf(cl.email, sizeof(cl.email), "ユーザー@example.jp");
+	assert_int_equal(kr_compose_report_cached(c, &cl, NULL, ring,
+	                                          1764115200, &out, env, NULL),
+	                 0);
+	assert_non_null(strstr(out.data, "text/plain; charset=utf-8"));
+	snprintf(cl.email, sizeof(cl.email), "x@example.org");
+	kr_compose_cache_free(&c);
+	/* the confirmation mail follows the charset */
+	kr_buf_reset(&out);
+	assert_int_equal(kr_compose_confirm(&cfg, &list, &cl, ring, 1764115200,
+	                                    &out, env, NULL),
+	                 0);
+	assert_non_null(strstr(out.data, "text/plain; charset=ISO-2022-JP"));
+	assert_non_null(strstr(out.data, "<meta charset=\"iso-2022-jp\">"));
+	/* substitutes in the subject; an emoji: the report in UTF-8 */
+	row.subject = kishu;
+	kr_buf_reset(&out);
+	c = kr_compose_prepare(&cfg, &list, &row);
+	assert_int_equal(kr_compose_report_cached(c, &cl, NULL, ring,
+	                                          1764115200, &out, env, NULL),
+	                 0);
+	kr_compose_cache_free(&c);
+	/* (1)(株) in ISO-2022-JP: "第" ESC ( B "(1)" … */
+	assert_non_null(strstr(out.data, "Subject: =?ISO-2022-JP?B?"));
+	row.subject = emoji_subject;
+	kr_buf_reset(&out);
+	c = kr_compose_prepare(&cfg, &list, &row);
+	assert_int_equal(kr_compose_report_cached(c, &cl, NULL, ring,
+	                                          1764115200, &out, env, NULL),
+	                 0);
+	kr_compose_cache_free(&c);
+	assert_non_null(strstr(out.data, "Subject: =?UTF-8?B?"));
+	assert_non_null(strstr(out.data, "text/plain; charset=utf-8"));
+	row.subject = s_subject;
+	list.charset = KR_CFG_CHARSET_UTF8;
+	kr_buf_fini(&out);
+}
+
 static void
 test_compose_report_thread_cache(void **state)
 {
@@ -642,6 +723,7 @@ main(void)
 	    cmocka_unit_test(test_compose_config_injection),
 	    cmocka_unit_test(test_compose_templates_match_files),
 	    cmocka_unit_test(test_compose_sender_block),
+	    cmocka_unit_test(test_compose_iso2022jp),
 	    cmocka_unit_test(test_compose_link),
 	};
 
