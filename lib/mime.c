@@ -538,23 +538,21 @@ kr_mime_jis_body(struct kr_buf *out, const char *s, size_t n, bool flowed,
 	if (!kr_mime_utf8_valid(s, n))
 		return -1;
 	while (i < n) {
-		const char *nl = memchr(s + i, '\n', n - i);
-
-		e = nl ? (size_t)(nl - s) : n;
+		/* a line ends at LF, CRLF or a bare CR (as canon_crlf has it) */
+		for (e = i; e < n && s[e] != '\n' && s[e] != '\r'; e++)
+			;
 		len = e - i;
-		if (len > 0 && s[i + len - 1] == '\r')
-			len--;
 		/* trailing spaces would read as soft breaks; "-- " stays */
 		if (flowed && !(len == 3 && memcmp(s + i, "-- ", 3) == 0))
 			while (len > 0 && s[i + len - 1] == ' ')
 				len--;
 		if (jis_line(out, s + i, len, flowed, &max) < 0)
 			return -1;
-		if (nl == NULL)
+		if (e == n)
 			break;
 		if (kr_buf_puts(out, "\r\n") < 0)
 			return -1;
-		i = e + 1;
+		i = e + (s[e] == '\r' && e + 1 < n && s[e + 1] == '\n' ? 2 : 1);
 	}
 	if (max_line_out)
 		*max_line_out = max;

@@ -486,6 +486,12 @@ test_jis_flowed_body(void **state)
 	assert_non_null(back);
 	assert_string_equal(back, in.data);
 	free(back);
+	/* a bare CR ends a line, as in UTF-8 parts (found by fuzz_jis) */
+	kr_buf_reset(&b);
+	assert_int_equal(kr_mime_jis_body(&b, "日\r本\r\nx\ry", 12, true, NULL),
+	                 0);
+	assert_string_equal(b.data, "\x1b$BF|\x1b(B\r\n\x1b$BK\\\x1b(B\r\n"
+	                            "x\r\ny");
 	kr_buf_fini(&b);
 	kr_buf_fini(&in);
 }
