@@ -538,7 +538,7 @@ kr_mime_jis_body(struct kr_buf *out, const char *s, size_t n, bool flowed,
 	if (!kr_mime_utf8_valid(s, n))
 		return -1;
 	while (i < n) {
-		/* a line ends at LF, CRLF or a bare CR (as canon_crlf has it) */
+		/* a line ends at LF, CRLF or a bare CR (as in canon_crlf) */
 		for (e = i; e < n && s[e] != '\n' && s[e] != '\r'; e++)
 			;
 		len = e - i;
