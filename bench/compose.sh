@@ -12,10 +12,14 @@ trap 'rm -rf "$tmp"' EXIT
 # shellcheck disable=SC2046 # word splitting of pkg-config output is wanted
 cc -O2 -g -std=c11 -D_GNU_SOURCE -pthread -Ilib bench/compose_bench.c \
 	build/release/libkairan.a \
-	$(pkg-config --libs yaml-0.1 sqlite3 libsodium libcurl libcmark) \
+	$(pkg-config --libs yaml-0.1 sqlite3 libsodium libcurl libcmark \
+		libesmtp-1.0 libmicrohttpd libsystemd libssl libcrypto) \
 	$(pkg-config --libs libidn2 2>/dev/null || true) \
 	-o "$tmp/compose_bench"
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
 echo "report: config/sample-report.md ($(wc -c <config/sample-report.md) bytes)"
-taskset -c 0 "$tmp/compose_bench" config/sample-report.md "$count" \
-	"$tmp/token.key"
+# the same report for a UTF-8 list, then for an ISO-2022-JP one
+for cs in utf-8 iso-2022-jp; do
+	BENCH_CHARSET=$cs taskset -c 0 "$tmp/compose_bench" \
+		config/sample-report.md "$count" "$tmp/token.key"
+done

@@ -85,6 +85,10 @@ main(int argc, char **argv)
 	list.language = lang;
 	list.archive = true;
 	list.footer = footer;
+	/* BENCH_CHARSET=iso-2022-jp: the same report for an ISO-2022-JP list */
+	if (getenv("BENCH_CHARSET") &&
+	    strcmp(getenv("BENCH_CHARSET"), "iso-2022-jp") == 0)
+		list.charset = KR_CFG_CHARSET_ISO2022JP;
 	cfg.public_url = url;
 	cfg.lists = &list;
 	cfg.n_lists = 1;
@@ -164,6 +168,9 @@ main(int argc, char **argv)
 	t1 = cpu_now();
 	cold = (double)(n / 20 + 1) / (t1 - t0);
 
+	printf("charset=%s\n", list.charset == KR_CFG_CHARSET_ISO2022JP
+	                           ? "iso-2022-jp"
+	                           : "utf-8");
 	printf("report_source_bytes=%zu html_bytes=%zu message_bytes=%zu\n",
 	       len, strlen(rep->html), bytes / (n ? n : 1));
 	printf("prepared_cache_msgs_per_cpu_second=%.0f\n", cached);

@@ -106,6 +106,10 @@ http:
 admin:
   listen: 127.0.0.1:$admin
 outbox: $tmp/outbox
+sender:
+  name: 株式会社Example
+  address: 東京都千代田区千代田1-1
+  contact: info@example.jp
 lists:
   - id: bench
     from: "SIPS Security Report <report@news.example.jp>"

@@ -97,6 +97,10 @@ http:
   listen: 127.0.0.1:$(free_port)
 admin:
   listen: 127.0.0.1:$(free_port)
+sender:
+  name: 株式会社Example
+  address: 東京都千代田区千代田1-1
+  contact: info@example.jp
 lists:
   - id: bench
     name: SIPS セキュリティレポート

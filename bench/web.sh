@@ -37,6 +37,10 @@ http:
   trusted_proxies: [127.0.0.1]
 admin:
   listen: 127.0.0.1:$ap
+sender:
+  name: 株式会社Example
+  address: 東京都千代田区千代田1-1
+  contact: info@example.jp
 lists:
   - id: sips-report
     name: SIPS セキュリティレポート

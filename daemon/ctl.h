@@ -3,6 +3,9 @@
 #define KR_CTL_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
 
 struct kr_config;
 struct kr_store;
@@ -28,6 +31,24 @@ void ctl_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A progress bar on stderr when it is a terminal; done == total ends it. */
 void ctl_progress(const struct ctl *c, const char *what, long long done,
     long long total);
+
+/* Prints to f every character of a report source (data, len; name is
+ * FILE) that ISO-2022-JP cannot carry and what list will do with the
+ * report; returns 1 when list refuses it, else 0 (ctl_lint.c). */
+struct kr_cfg_list;
+int ctl_jis_check(const struct kr_cfg_list *list, const char *name,
+    const char *data, size_t len, FILE *f);
+
+/* subscribers consent: prints every subscription of addr (one list with
+ * list_opt) with its whole record; CTL_OK, or CTL_FAIL when there is none.
+ * The store is open. (ctl_consent.c) */
+int ctl_sub_consent(struct ctl *c, const char *addr, const char *list_opt);
+/* subscribers remove --forget for one subscription (already not active):
+ * deletes every record of it when consent.retention allows, else says
+ * when it will; CTL_OK deleted, CTL_FAIL not yet or an error. */
+struct kr_subscriber;
+int ctl_sub_forget(struct ctl *c, const struct kr_subscriber *sub,
+    int64_t now);
 
 /* The verbs: argv[0] is the verb; they return a CTL_* code. */
 typedef int (*ctl_verb_fn)(struct ctl *c, int argc, char **argv);

@@ -160,6 +160,11 @@ dry_run(struct ctl *c, const char *name, const struct kr_buf *src, size_t n,
 		goto out;
 	}
 	list = kr_config_list(c->cfg, rep->list_id);
+	/* every substitution and refusal, before anything else */
+	if (list->charset == KR_CFG_CHARSET_ISO2022JP &&
+	    ctl_jis_check(list, name, src->data ? src->data : "", src->len,
+	                  stderr))
+		goto out;
 	if (kr_token_keyring_open(c->cfg->key_file, c->store, &ring, &err) < 0) {
 		ctl_error("%s", err.msg);
 		goto out;
@@ -322,7 +327,22 @@ ctl_send(struct ctl *c, int argc, char **argv)
 	}
 	if (kr_report_queue(c->store, c->cfg, name, src.data ? src.data : "",
 	                    src.len, again, &id, &queued, &err) < 0) {
-		ctl_error("%s", err.msg);
+		struct kr_report *rep = NULL;
+		const struct kr_cfg_list *list;
+
+		/* refused for its characters: list every one */
+		if (kr_report_parse(c->cfg, name, src.data ? src.data : "",
+		                    src.len, &rep, NULL) == 0 &&
+		    (list = kr_config_list(c->cfg, rep->list_id)) != NULL &&
+		    list->charset == KR_CFG_CHARSET_ISO2022JP &&
+		    list->unrepresentable == KR_CFG_UNREP_REFUSE &&
+		    strstr(err.msg, "cannot be sent as ISO-2022-JP") != NULL)
+			(void)ctl_jis_check(list, name,
+			                    src.data ? src.data : "", src.len,
+			                    stderr);
+		else
+			ctl_error("%s", err.msg);
+		kr_report_free(&rep);
 		goto out;
 	}
 	printf("report %lld queued to %lld subscribers\n", (long long)id,

@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "address.h"
 #include "buf.h"
@@ -53,7 +54,8 @@ static const char *const col_names[COL__N] = {
 static const char usage_text[] =
     "usage: kairanctl subscribers add EMAIL [--list L] [--name N] "
     "[--confirmed]\n"
-    "       kairanctl subscribers remove EMAIL [--list L]\n"
+    "       kairanctl subscribers remove EMAIL [--list L] [--forget]\n"
+    "       kairanctl subscribers consent EMAIL [--list L]\n"
     "       kairanctl subscribers list [--list L] [--status S]\n"
     "       kairanctl subscribers import FILE.csv [--list L] [--confirmed]\n"
     "       kairanctl subscribers export [--list L] > FILE.csv\n"
@@ -61,8 +63,16 @@ static const char usage_text[] =
     "add        signs EMAIL up. Without --confirmed it is pending and a\n"
     "           confirmation mail is queued; with it, active at once\n"
     "           (only when the reader agreed elsewhere).\n"
-    "remove     deletes the subscription and its queued mail (from every\n"
-    "           list without --list).\n"
+    "remove     unsubscribes EMAIL (from every list without --list) and\n"
+    "           cancels its queued mail; the consent record is kept\n"
+    "           (特定電子メール法 Article 3). --forget then deletes the\n"
+    "           subscription and every record of it (a privacy request)\n"
+    "           once consent.retention has passed since the last report\n"
+    "           mail, and otherwise says when it can (exit 1).\n"
+    "consent    prints the whole record of EMAIL on each list: consent\n"
+    "           (when, how, from where), confirmation, every mail with\n"
+    "           its date and Message-ID, events, unsubscribe, and how long\n"
+    "           it is kept.\n"
     "list       prints id, list, status, address, name and bounce count\n"
     "           (tab-separated); S is pending, active, unsubscribed or\n"
     "           bounced. `kairanctl bounces` lists the bounces.\n"
@@ -260,6 +270,9 @@ sub_add(struct ctl *c, int argc, char **argv)
 	snprintf(sub.email, sizeof(sub.email), "%s", addr);
 	snprintf(sub.name, sizeof(sub.name), "%s", name ? name : "");
 	snprintf(sub.consent_source, sizeof(sub.consent_source), "cli");
+	/* from where: the operator's command line */
+	snprintf(sub.consent_ua, sizeof(sub.consent_ua),
+	         "kairanctl subscribers add (uid %u)", (unsigned)getuid());
 	sub.status = confirmed ? KR_SUB_ACTIVE : KR_SUB_PENDING;
 	sub.created_at = sub.consent_at = now;
 	sub.confirmed_at = confirmed ? now : 0;
@@ -294,20 +307,27 @@ fail:
 static int
 sub_remove(struct ctl *c, int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"list", 1, NULL, 'l'}, {"help", 0, NULL, 'h'}, {NULL, 0, NULL, 0}};
+	static const struct option opts[] = {{"list", 1, NULL, 'l'},
+	                                     {"forget", 0, NULL, 'f'},
+	                                     {"help", 0, NULL, 'h'},
+	                                     {NULL, 0, NULL, 0}};
 	struct kr_subscriber cur;
 	struct kr_err err = {0};
 	const char *list_opt = NULL;
 	char addr[KR_ADDRESS_MAX];
-	size_t i, removed = 0;
-	int ch, r, found;
+	size_t i, removed = 0, found_any = 0, kept = 0;
+	int64_t now = (int64_t)time(NULL);
+	bool forget = false;
+	int ch, r, found, n;
 
 	optind = 0;
-	while ((ch = getopt_long(argc, argv, "l:h", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "l:fh", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'l':
 			list_opt = optarg;
+			break;
+		case 'f':
+			forget = true;
 			break;
 		case 'h':
 			fputs(usage_text, stdout);
@@ -338,22 +358,83 @@ sub_remove(struct ctl *c, int argc, char **argv)
 			continue;
 		found =
 		    kr_store_subscriber_find(c->store, id, addr, &cur, &err);
-		if (found < 0 || (found && kr_store_subscriber_delete(
-		                               c->store, cur.id, &err) < 0)) {
+		if (found < 0) {
 			ctl_error("%s", err.msg);
 			return CTL_FAIL;
 		}
-		if (found) {
-			printf("removed from %s\n", id);
-			removed++;
+		if (found == 0)
+			continue;
+		found_any++;
+		/* unsubscribed, not deleted: the consent record stays */
+		n = 0;
+		if ((cur.status == KR_SUB_PENDING ||
+		     cur.status == KR_SUB_ACTIVE) &&
+		    ((n = kr_store_subscriber_unsubscribe(
+		          c->store, cur.id, false, now, &err)) < 0 ||
+		     kr_store_event(c->store, "remove", cur.id, 0, "operator",
+		                    &err) < 0)) {
+			ctl_error("%s", err.msg);
+			return CTL_FAIL;
 		}
+		if (n > 0)
+			printf("removed from %s (unsubscribed, queued mail "
+			       "cancelled; the consent record is kept)\n",
+			       id);
+		else if (!forget)
+			printf("already %s on %s (the consent record is "
+			       "kept)\n",
+			       status_name(cur.status), id);
+		removed++;
+		if (forget && ctl_sub_forget(c, &cur, now) != CTL_OK)
+			kept++;
 	}
-	if (removed == 0) {
+	if (found_any == 0 || removed == 0) {
 		ctl_error("not subscribed%s%s", list_opt ? " to " : "",
 		          list_opt ? list_opt : "");
 		return CTL_FAIL;
 	}
-	return CTL_OK;
+	return kept > 0 ? CTL_FAIL : CTL_OK;
+}
+
+static int
+sub_consent(struct ctl *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"list", 1, NULL, 'l'}, {"help", 0, NULL, 'h'}, {NULL, 0, NULL, 0}};
+	struct kr_err err = {0};
+	const char *list_opt = NULL;
+	char addr[KR_ADDRESS_MAX];
+	int ch, r;
+
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "l:h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'l':
+			list_opt = optarg;
+			break;
+		case 'h':
+			fputs(usage_text, stdout);
+			return CTL_OK;
+		default:
+			fputs(usage_text, stderr);
+			return CTL_USAGE;
+		}
+	}
+	if (optind != argc - 1)
+		return usage_err("%s",
+		                 "subscribers consent: one EMAIL expected");
+	if (kr_address_normalize(argv[optind], strlen(argv[optind]), addr,
+	                         &err) < 0) {
+		ctl_error("not an address: %s", err.msg);
+		return CTL_USAGE;
+	}
+	if ((r = ctl_store(c)) != CTL_OK)
+		return r;
+	if (list_opt != NULL && kr_config_list(c->cfg, list_opt) == NULL) {
+		ctl_error("no list '%s' in %s", list_opt, c->cfg->path);
+		return CTL_USAGE;
+	}
+	return ctl_sub_consent(c, addr, list_opt);
 }
 
 /* ---- list / export ---- */
@@ -661,6 +742,12 @@ import_row(struct import *im, const struct kr_csv *csv, size_t line,
 		sub.created_at = im->now;
 	if (sub.consent_at == 0)
 		sub.consent_at = im->now;
+	/* a file without consent_ip/consent_ua columns: where the consent
+	 * came from is this file (an export has them: round trips keep) */
+	if (im->cols[COL_CONSENT_IP] < 0 && im->cols[COL_CONSENT_UA] < 0)
+		snprintf(sub.consent_ua, sizeof(sub.consent_ua),
+		         "kairanctl subscribers import %.160s:%zu (uid %u)",
+		         im->file, line, (unsigned)getuid());
 	if (sub.status == KR_SUB_ACTIVE && sub.confirmed_at == 0)
 		sub.confirmed_at = im->now;
 	if (sub.status == KR_SUB_PENDING)
@@ -813,8 +900,10 @@ ctl_subscribers(struct ctl *c, int argc, char **argv)
 		return sub_list_or_export(c, argc - 1, argv + 1, true);
 	if (strcmp(sub, "import") == 0)
 		return sub_import(c, argc - 1, argv + 1);
+	if (strcmp(sub, "consent") == 0)
+		return sub_consent(c, argc - 1, argv + 1);
 	return usage_err("subscribers: unknown command '%s'", sub);
 }
 
 CTL_VERB(subscribers, "subscribers", ctl_subscribers,
-         "add, remove, list, import or export subscribers (CSV)");
+         "add, remove, list, import, export subscribers (CSV); consent");

@@ -20,9 +20,11 @@
 #include "buf.h"
 #include "config.h"
 #include "err.h"
+#include "jis.h"
 #include "mime.h"
 #include "store.h"
 #include "token.h"
+#include "tz.h"
 #include "xmem.h"
 
 /* The built-in templates; config/templates/ holds the same text (a unit
@@ -35,7 +37,7 @@ static const struct {
      "<!DOCTYPE html>\n"
      "<html lang=\"{{lang}}\">\n"
      "<head>\n"
-     "<meta charset=\"utf-8\">\n"
+     "<meta charset=\"{{charset}}\">\n"
      "<meta name=\"viewport\" content=\"width=device-width, "
      "initial-scale=1\">\n"
      "<title>{{report_title}}</title>\n"
@@ -55,13 +57,22 @@ static const struct {
     {"report.txt", "{{body}}\n"
                    "-- \n"
                    "{{footer}}\n"},
+    /* the 特定電子メール法 (Article 4) block: sender, postal address,
+     * contact, that the reader may stop, how; a line whose sender field
+     * is not configured is left out */
     {"footer.ja.txt",
      "このメールは「{{list_name}}」にご登録いただいた方にお送りしています。\n"
-     "発行者: {{sender}}\n"
+     "発行者: {{sender_name}}\n"
+     "住所: {{sender_address}}\n"
+     "お問い合わせ: {{sender_contact}}\n"
+     "このメールの受信は、いつでも停止することができます。\n"
      "配信停止: {{unsubscribe_url}}\n"},
     {"footer.en.txt",
      "You receive this because you subscribed to {{list_name}}.\n"
-     "Sent by: {{sender}}\n"
+     "Sent by: {{sender_name}}\n"
+     "Address: {{sender_address}}\n"
+     "Contact: {{sender_contact}}\n"
+     "You may stop receiving these mails at any time.\n"
      "Unsubscribe: {{unsubscribe_url}}\n"},
     {"confirm.ja.txt", "Subject: 配信登録の確認をお願いします\n"
                        "このメールアドレス（{{email}}）で「{{list_name}}"
@@ -76,7 +87,8 @@ static const struct {
                        "このリストからメールが届くことはありません。\n"
                        "\n"
                        "このメールは自動送信です。\n"
-                       "発行者: {{sender}}\n"},
+                       "発行者: {{sender_name}}\n"
+                       "お問い合わせ: {{sender_contact}}\n"},
     {"confirm.en.txt",
      "Subject: Please confirm your subscription to {{list_name}}\n"
      "Someone, probably you, asked to subscribe this address ({{email}}) to "
@@ -91,7 +103,8 @@ static const struct {
      "will get no mail from this list.\n"
      "\n"
      "This message was sent automatically.\n"
-     "Sent by: {{sender}}\n"},
+     "Sent by: {{sender_name}}\n"
+     "Contact: {{sender_contact}}\n"},
 };
 
 const char *
@@ -132,6 +145,10 @@ struct vals {
 	const char *list_name, *report_title, *archive_url, *sender, *lang;
 	const char *preheader_html; /* already HTML */
 	const char *date;
+	const char *charset; /* "utf-8" or "iso-2022-jp" */
+	/* the sender block: name (never NULL once set: falls back to the
+	 * From), address and contact (NULL: their lines are left out) */
+	const char *sender_name, *sender_address, *sender_contact;
 };
 
 static void
@@ -274,6 +291,16 @@ tpl_add(struct tpl *t, struct kr_buf *lit, const char *src, size_t n,
 			val = v->lang;
 		} else if (strcmp(key, "date") == 0) {
 			val = v->date;
+		} else if (strcmp(key, "charset") == 0) {
+			val = v->charset ? v->charset : "utf-8";
+		} else if (strcmp(key, "sender_name") == 0) {
+			val = v->sender_name ? v->sender_name : v->sender;
+		} else if (strcmp(key, "sender_address") == 0) {
+			val = v->sender_address ? v->sender_address : "";
+		} else if (strcmp(key, "sender_contact") == 0) {
+			val = v->sender_contact ? v->sender_contact : "";
+			url = strncmp(val, "https://", 8) == 0 ||
+			      strncmp(val, "http://", 7) == 0;
 		} else if (strcmp(key, "preheader") == 0) {
 			val = v->preheader_html;
 		} else if (strcmp(key, "unsubscribe_url") != 0 &&
@@ -349,10 +376,29 @@ struct kr_compose_cache {
 	 * per-thread reuse */
 	char hash[65];
 	char *footer, *language, *preheader;
+	char *sender_name, *sender_address, *sender_contact;
 	bool archive, allow_html;
 	struct kr_mime_part *text, *html;
 	struct tpl text_tail, html_tail;
+	/* an iso-2022-jp list: the same, made sendable (substitutions done)
+	 * and encoded; jis false when this report goes in UTF-8 */
+	int charset, unrep;
+	bool jis;
+	struct kr_tz *tz; /* the list's Date: zone (NULL: UTC) */
+	char *subject_j, *from_name_j, *list_name_j;
+	struct kr_mime_part *text_j, *html_j;
 };
+
+void
+kr_compose_message_id(const struct kr_cfg_list *list, int64_t report_id,
+                      int64_t sub_id, const char *hash, char *out, size_t outsz)
+{
+	const char *dom = strrchr(list->from_addr, '@');
+
+	snprintf(out, outsz, "%lld.%lld.%.12s@%s", (long long)report_id,
+	         (long long)sub_id, hash && hash[0] ? hash : "0",
+	         dom ? dom + 1 : "localhost");
+}
 
 void
 kr_compose_link(const struct kr_config *cfg, const char *path,
@@ -377,8 +423,36 @@ sender_of(const struct kr_cfg_list *list)
 	return kr_xstrdup(list->from_addr);
 }
 
+/* Adds one template line, or nothing when it shows a sender field that
+ * is not configured. */
+static void
+add_line(struct tpl *t, struct kr_buf *lit, const char *p, size_t n,
+         enum tpl_mode mode, const struct vals *v)
+{
+	if ((v->sender_address == NULL &&
+	     memmem(p, n, "{{sender_address}}", 18) != NULL) ||
+	    (v->sender_contact == NULL &&
+	     memmem(p, n, "{{sender_contact}}", 18) != NULL))
+		return;
+	tpl_add(t, lit, p, n, mode, v);
+}
+
+/* add_line for every line of text. */
+static void
+add_lines(struct tpl *t, struct kr_buf *lit, const char *text,
+          enum tpl_mode mode, const struct vals *v)
+{
+	const char *p, *e;
+
+	for (p = text; *p != '\0'; p = e) {
+		e = strchr(p, '\n');
+		e = e ? e + 1 : p + strlen(p);
+		add_line(t, lit, p, (size_t)(e - p), mode, v);
+	}
+}
+
 /* Adds the footer (the list's own, then the standard block naming the
- * sender and how to stop) to t in the given mode. */
+ * sender, address, contact and how to stop) to t in the given mode. */
 static void
 add_footer(struct tpl *t, struct kr_buf *lit, const struct kr_cfg_list *list,
            enum tpl_mode mode, const struct vals *v)
@@ -404,8 +478,43 @@ add_footer(struct tpl *t, struct kr_buf *lit, const struct kr_cfg_list *list,
 		if (has_unsub && memmem(p, (size_t)(e - p),
 		                        "{{unsubscribe_url}}", 19) != NULL)
 			continue;
-		tpl_add(t, lit, p, (size_t)(e - p), mode, v);
+		add_line(t, lit, p, (size_t)(e - p), mode, v);
 	}
+}
+
+/* An address that can stand in an ISO-2022-JP message's To: (an
+ * internationalized local part cannot: that message goes in UTF-8). */
+static bool
+ascii(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s >= 0x80)
+			return false;
+	return true;
+}
+
+/* s made sendable as ISO-2022-JP under the list's policy (substitutions
+ * when it is substitute), or NULL when a character would be left that
+ * ISO-2022-JP cannot carry: the caller then sends UTF-8. NULL s gives
+ * "". The caller frees. */
+static char *
+jis_ready(const char *s, size_t n, int unrep)
+{
+	struct kr_buf b;
+
+	kr_buf_init(&b, 0);
+	if (s != NULL && kr_jis_fix(s, n, unrep == KR_CFG_UNREP_SUBSTITUTE, &b,
+	                            NULL, NULL) > 0) {
+		kr_buf_fini(&b);
+		return NULL;
+	}
+	return kr_buf_steal(&b);
+}
+
+static char *
+jis_ready_str(const char *s, int unrep)
+{
+	return jis_ready(s, s ? strlen(s) : 0, unrep);
 }
 
 /* Splits a layout at "{{body}}" and "{{footer}}". */
@@ -417,6 +526,48 @@ split_layout(const char *l, const char **body, const char **footer)
 	return *body && *footer ? 0 : -1;
 }
 
+/* The ISO-2022-JP side of the cache: every string and prefix made
+ * sendable; any of them that cannot be leaves c->jis false (this report
+ * goes in UTF-8). The tails are checked per message. */
+static void
+prepare_jis(struct kr_compose_cache *c, const struct kr_cfg_list *list,
+            const struct kr_report_row *r, const char *text_ready,
+            struct vals *v, const char *lay, const char *body,
+            const char *footer)
+{
+	struct kr_buf pre;
+	struct tpl scratch = {0};
+	char *t = NULL;
+
+	kr_buf_init(&pre, 0);
+	c->subject_j = jis_ready_str(r->subject, c->unrep);
+	c->from_name_j = jis_ready_str(list->from_name, c->unrep);
+	c->list_name_j = jis_ready_str(list->name, c->unrep);
+	if (c->subject_j == NULL || c->from_name_j == NULL ||
+	    c->list_name_j == NULL)
+		goto out;
+	/* text/plain prefix: the UTF-8 one, made sendable */
+	if (text_ready == NULL ||
+	    (c->text_j = kr_mime_part_new_jis(text_ready, strlen(text_ready),
+	                                      true)) == NULL)
+		goto out;
+	/* text/html prefix: the layout says charset=iso-2022-jp */
+	v->charset = "iso-2022-jp";
+	tpl_add(&scratch, &pre, lay, (size_t)(body - lay), MODE_HTML, v);
+	puts_(&pre, r->html ? r->html : "");
+	tpl_add(&scratch, &pre, body + 8, (size_t)(footer - body - 8),
+	        MODE_HTML, v);
+	v->charset = "utf-8";
+	if ((t = jis_ready(pre.data, pre.len, c->unrep)) == NULL ||
+	    (c->html_j = kr_mime_part_new_jis(t, strlen(t), false)) == NULL)
+		goto out;
+	c->jis = true;
+out:
+	free(t);
+	tpl_fini(&scratch);
+	kr_buf_fini(&pre);
+}
+
 struct kr_compose_cache *
 kr_compose_prepare(const struct kr_config *cfg, const struct kr_cfg_list *list,
                    const struct kr_report_row *r)
@@ -426,7 +577,7 @@ kr_compose_prepare(const struct kr_config *cfg, const struct kr_cfg_list *list,
 	struct tpl scratch = {0};
 	struct vals v = {0};
 	const char *lay, *body, *footer, *dom;
-	char *archive = NULL, *sender = NULL, *ph = NULL;
+	char *archive = NULL, *sender = NULL, *ph = NULL, *text_j = NULL;
 	size_t i;
 
 	kr_buf_init(&pre, 0);
@@ -452,6 +603,14 @@ kr_compose_prepare(const struct kr_config *cfg, const struct kr_cfg_list *list,
 	c->preheader = kr_xstrdup(r->preheader);
 	c->archive = list->archive;
 	c->allow_html = list->allow_html;
+	c->charset = list->charset;
+	c->unrep = list->unrepresentable;
+	if (list->tz != NULL &&
+	    kr_tz_load(kr_tz_name(list->tz), &c->tz, NULL) < 0)
+		c->tz = NULL; /* loaded once by the config: cannot fail now */
+	c->sender_name = kr_xstrdup(list->sender_name);
+	c->sender_address = kr_xstrdup(list->sender_address);
+	c->sender_contact = kr_xstrdup(list->sender_contact);
 
 	archive = list->archive && r->id > 0
 	              ? kr_xasprintf("%s/archive/%lld", cfg->public_url,
@@ -471,6 +630,9 @@ kr_compose_prepare(const struct kr_config *cfg, const struct kr_cfg_list *list,
 	v.report_title = r->subject;
 	v.archive_url = archive;
 	v.sender = sender;
+	v.sender_name = list->sender_name;
+	v.sender_address = list->sender_address;
+	v.sender_contact = list->sender_contact;
 	v.lang = lang_of(list);
 	v.preheader_html = ph ? ph : "";
 
@@ -494,6 +656,8 @@ kr_compose_prepare(const struct kr_config *cfg, const struct kr_cfg_list *list,
 		if (scratch.v[i].kind != SEG_LIT)
 			abort();
 	c->text = kr_mime_part_new(pre.data ? pre.data : "", pre.len);
+	if (list->charset == KR_CFG_CHARSET_ISO2022JP)
+		text_j = jis_ready(pre.data, pre.len, c->unrep);
 	kr_buf_reset(&pre);
 
 	/* text/html */
@@ -509,6 +673,8 @@ kr_compose_prepare(const struct kr_config *cfg, const struct kr_cfg_list *list,
 	        MODE_HTML, &v);
 	tpl_push(&c->html_tail, SEG_LIT, &lit);
 	c->html = kr_mime_part_new(pre.data ? pre.data : "", pre.len);
+	if (list->charset == KR_CFG_CHARSET_ISO2022JP)
+		prepare_jis(c, list, r, text_j, &v, lay, body, footer);
 
 	tpl_fini(&scratch);
 	kr_buf_fini(&pre);
@@ -516,6 +682,7 @@ kr_compose_prepare(const struct kr_config *cfg, const struct kr_cfg_list *list,
 	free(archive);
 	free(sender);
 	free(ph);
+	free(text_j);
 	return c;
 }
 
@@ -542,6 +709,15 @@ kr_compose_cache_free(struct kr_compose_cache **cache)
 	free(c->preheader);
 	kr_mime_part_free(&c->text);
 	kr_mime_part_free(&c->html);
+	kr_mime_part_free(&c->text_j);
+	kr_mime_part_free(&c->html_j);
+	kr_tz_free(&c->tz);
+	free(c->sender_name);
+	free(c->sender_address);
+	free(c->sender_contact);
+	free(c->subject_j);
+	free(c->from_name_j);
+	free(c->list_name_j);
 	tpl_fini(&c->text_tail);
 	tpl_fini(&c->html_tail);
 	free(c);
@@ -618,8 +794,9 @@ kr_compose_report_cached(const struct kr_compose_cache *cache,
 	struct kr_mime_msg m = {0};
 	struct kr_buf tt, ht;
 	struct subst s = {0};
-	char tok[KR_TOKEN_MAX], url[1024];
-	char *nm = name_clean(name);
+	char tok[KR_TOKEN_MAX], url[1024], mid[512];
+	char *nm = name_clean(name), *tj = NULL, *hj = NULL;
+	const char *dom = strrchr(cache->from_addr, '@');
 	int r = -1;
 
 	kr_buf_init(&tt, 0);
@@ -650,12 +827,35 @@ kr_compose_report_cached(const struct kr_compose_cache *cache,
 	m.one_click = true;
 	m.bulk = true;
 	m.date = now;
+	/* as kr_compose_message_id */
+	snprintf(mid, sizeof(mid), "%lld.%lld.%.12s@%s",
+	         (long long)cache->report_id, (long long)c->subscriber_id,
+	         cache->hash[0] ? cache->hash : "0",
+	         dom ? dom + 1 : "localhost");
+	m.message_id = mid;
+	m.date_offset = cache->tz ? kr_tz_offset(cache->tz, now) : 0;
 	m.text = cache->text;
 	m.text_tail = tt.data;
 	m.text_tail_len = tt.len;
 	m.html = cache->html;
 	m.html_tail = ht.data;
 	m.html_tail_len = ht.len;
+	/* ISO-2022-JP when the report and this subscriber's footer (a name,
+	 * an address) can go so; else this message in UTF-8 */
+	if (cache->jis && ascii(c->email) &&
+	    (tj = jis_ready(tt.data, tt.len, cache->unrep)) &&
+	    (hj = jis_ready(ht.data, ht.len, cache->unrep))) {
+		m.iso2022jp = true;
+		m.from_name = cache->from_name_j;
+		m.subject = cache->subject_j;
+		m.list_name = cache->list_name_j;
+		m.text = cache->text_j;
+		m.text_tail = tj;
+		m.text_tail_len = strlen(tj);
+		m.html = cache->html_j;
+		m.html_tail = hj;
+		m.html_tail_len = strlen(hj);
+	}
 	if (kr_mime_compose(&m, out, err) < 0)
 		goto out;
 	envelope(cache->bounce_domain, cache->from_addr, ring, cache->list_id,
@@ -665,6 +865,8 @@ out:
 	kr_buf_fini(&tt);
 	kr_buf_fini(&ht);
 	free(nm);
+	free(tj);
+	free(hj);
 	return r;
 }
 
@@ -696,7 +898,15 @@ cache_matches(const struct kr_compose_cache *c, const struct kr_config *cfg,
 	       same(c->footer, list->footer) &&
 	       same(c->language, list->language) &&
 	       same(c->unsub_mailto, list->unsubscribe_mailto) &&
-	       c->archive == list->archive && c->allow_html == list->allow_html;
+	       c->archive == list->archive &&
+	       c->allow_html == list->allow_html &&
+	       c->charset == list->charset &&
+	       same(c->tz ? kr_tz_name(c->tz) : NULL,
+	            list->tz ? kr_tz_name(list->tz) : NULL) &&
+	       same(c->sender_name, list->sender_name) &&
+	       same(c->sender_address, list->sender_address) &&
+	       same(c->sender_contact, list->sender_contact) &&
+	       c->unrep == list->unrepresentable;
 }
 
 /* kr_compose_report keeps the last report's cache per thread, so callers
@@ -755,7 +965,9 @@ kr_compose_confirm(const struct kr_config *cfg, const struct kr_cfg_list *list,
 	struct vals v = {0};
 	struct subst s = {0};
 	char tok[KR_TOKEN_MAX], url[1024], name[32], *sender = NULL;
+	char *sj = NULL, *tj = NULL, *hj = NULL, *fj = NULL;
 	const char *tp, *nl;
+	bool jis = list->charset == KR_CFG_CHARSET_ISO2022JP;
 	int r = -1;
 
 	kr_buf_init(&lit, 0);
@@ -772,6 +984,9 @@ kr_compose_confirm(const struct kr_config *cfg, const struct kr_cfg_list *list,
 	sender = sender_of(list);
 	v.list_name = list->name ? list->name : list->id;
 	v.sender = sender;
+	v.sender_name = list->sender_name;
+	v.sender_contact = list->sender_contact; /* name and contact only */
+	v.sender_address = "";
 	v.lang = lang_of(list);
 	s.confirm_url = url;
 	s.email = c->email;
@@ -786,16 +1001,18 @@ kr_compose_confirm(const struct kr_config *cfg, const struct kr_cfg_list *list,
 	tpl_add(&subj, &lit, tp + 9, (size_t)(nl - tp - 9), MODE_TEXT, &v);
 	tpl_push(&subj, SEG_LIT, &lit);
 	tpl_render(&subj, &st, false, &s);
-	tpl_add(&text, &lit, nl + 1, strlen(nl + 1), MODE_TEXT, &v);
+	add_lines(&text, &lit, nl + 1, MODE_TEXT, &v);
 	tpl_push(&text, SEG_LIT, &lit);
 	tpl_render(&text, &tt, false, &s);
 	puts_(&lit, "<!DOCTYPE html>\n<html lang=\"");
 	puts_(&lit, v.lang);
-	puts_(&lit, "\">\n<head>\n<meta charset=\"utf-8\">\n<title>");
+	puts_(&lit, "\">\n<head>\n<meta charset=\"");
+	puts_(&lit, jis ? "iso-2022-jp" : "utf-8");
+	puts_(&lit, "\">\n<title>");
 	put_esc(&lit, st.data, st.len, false);
 	puts_(&lit, "</title>\n</head>\n<body style=\"font-family:sans-serif;"
 	            "line-height:1.7;\">\n<p>");
-	tpl_add(&html, &lit, nl + 1, strlen(nl + 1), MODE_HTML_TEXT, &v);
+	add_lines(&html, &lit, nl + 1, MODE_HTML_TEXT, &v);
 	puts_(&lit, "</p>\n</body>\n</html>\n");
 	tpl_push(&html, SEG_LIT, &lit);
 	tpl_render(&html, &ht, true, &s);
@@ -807,16 +1024,50 @@ kr_compose_confirm(const struct kr_config *cfg, const struct kr_cfg_list *list,
 	m.subject = st.data;
 	m.auto_submitted = true;
 	m.date = now;
+	m.date_offset = list->tz ? kr_tz_offset(list->tz, now) : 0;
 	m.text_tail = tt.data;
 	m.text_tail_len = tt.len;
 	m.html_tail = ht.data;
 	m.html_tail_len = ht.len;
+	if (jis && ascii(c->email) &&
+	    (sj = jis_ready(st.data, st.len, list->unrepresentable)) &&
+	    (tj = jis_ready(tt.data, tt.len, list->unrepresentable)) &&
+	    (fj = jis_ready_str(list->from_name, list->unrepresentable)) &&
+	    (hj = jis_ready(ht.data, ht.len, list->unrepresentable))) {
+		m.iso2022jp = true;
+		m.subject = sj;
+		m.from_name = fj;
+		m.text_tail = tj;
+		m.text_tail_len = strlen(tj);
+		m.html_tail = hj;
+		m.html_tail_len = strlen(hj);
+	} else if (jis) {
+		/* the UTF-8 mail; its HTML says so */
+		kr_buf_reset(&ht);
+		tpl_fini(&html);
+		puts_(&lit, "<!DOCTYPE html>\n<html lang=\"");
+		puts_(&lit, v.lang);
+		puts_(&lit, "\">\n<head>\n<meta charset=\"utf-8\">\n<title>");
+		put_esc(&lit, st.data, st.len, false);
+		puts_(&lit, "</title>\n</head>\n<body style=\"font-family:"
+		            "sans-serif;line-height:1.7;\">\n<p>");
+		add_lines(&html, &lit, nl + 1, MODE_HTML_TEXT, &v);
+		puts_(&lit, "</p>\n</body>\n</html>\n");
+		tpl_push(&html, SEG_LIT, &lit);
+		tpl_render(&html, &ht, true, &s);
+		m.html_tail = ht.data;
+		m.html_tail_len = ht.len;
+	}
 	if (kr_mime_compose(&m, out, err) < 0)
 		goto out;
 	envelope(cfg->delivery.bounce_domain, list->from_addr, ring, list->id,
 	         c->subscriber_id, 0, now, env_from);
 	r = 0;
 out:
+	free(sj);
+	free(tj);
+	free(hj);
+	free(fj);
 	tpl_fini(&subj);
 	tpl_fini(&text);
 	tpl_fini(&html);

@@ -62,6 +62,14 @@ KR_NODISCARD int kr_compose_report_cached(
  * config/templates/), or NULL. */
 const char *kr_compose_template(const char *name);
 
+/* The Message-ID (without <>) of report report_id's copy to subscriber
+ * sub_id: "R.S.HASH12@domain", the report's hash and the list's From
+ * domain. The same copy always gets the same one (a retry, a resend after
+ * a crash), so `kairanctl subscribers consent` can name it. */
+void kr_compose_message_id(const struct kr_cfg_list *list, int64_t report_id,
+                           int64_t sub_id, const char *hash, char *out,
+                           size_t outsz);
+
 /* Writes the public link for a token: "<public_url>/<path>?t=<token>". */
 void kr_compose_link(const struct kr_config *cfg, const char *path,
                      const char *token, char *out, size_t outsz);

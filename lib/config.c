@@ -29,7 +29,9 @@
 
 #include "buf.h"
 #include "config_int.h"
+#include "err.h"
 #include "log.h"
+#include "tz.h"
 #include "xmem.h"
 
 #define CFG_MAX_FILE (1024 * 1024) /* bytes of YAML */
@@ -102,6 +104,14 @@ static const struct enumval tlses[] = {{"none", KR_CFG_TLS_NONE},
                                        {"tls", KR_CFG_TLS_TLS},
                                        {NULL, 0}};
 static const struct enumval languages[] = {{"ja", 0}, {"en", 1}, {NULL, 0}};
+static const struct enumval charsets[] = {
+    {"utf-8", KR_CFG_CHARSET_UTF8},
+    {"iso-2022-jp", KR_CFG_CHARSET_ISO2022JP},
+    {NULL, 0}};
+static const struct enumval unreps[] = {{"substitute", KR_CFG_UNREP_SUBSTITUTE},
+                                        {"utf-8", KR_CFG_UNREP_UTF8},
+                                        {"refuse", KR_CFG_UNREP_REFUSE},
+                                        {NULL, 0}};
 static const struct enumval levels[] = {{"error", KR_LOG_ERR},
                                         {"warn", KR_LOG_WARN},
                                         {"info", KR_LOG_INFO},
@@ -161,6 +171,56 @@ static const struct field dkim_fields[] = {
 static const struct section dkim_section = {
     "dkim", dkim_fields, KR_NELEM(dkim_fields), 0, 0, 0};
 
+/* sender: the block Japan's Act on Regulation of Transmission of Specified
+ * Electronic Mail (特定電子メール法, Article 4) asks every mail to show. */
+static const struct field list_sender_fields[] = {
+    {.key = "name",
+     .type = FT_LINE,
+     .off = LOFF(sender_name),
+     .expect = "the sender's name, e.g. 株式会社Example"},
+    {.key = "address",
+     .type = FT_LINE,
+     .off = LOFF(sender_address),
+     .expect = "the sender's postal address on one line"},
+    {.key = "contact",
+     .type = FT_LINE,
+     .off = LOFF(sender_contact),
+     .expect = "a mail address, URL or telephone number for complaints "
+               "and questions"},
+};
+static const struct section list_sender_section = {
+    "sender", list_sender_fields, KR_NELEM(list_sender_fields), 0, 0, 0};
+static const struct field root_sender_fields[] = {
+    {.key = "name",
+     .type = FT_LINE,
+     .off = OFF(sender.name),
+     .expect = "the sender's name, e.g. 株式会社Example"},
+    {.key = "address",
+     .type = FT_LINE,
+     .off = OFF(sender.address),
+     .expect = "the sender's postal address on one line"},
+    {.key = "contact",
+     .type = FT_LINE,
+     .off = OFF(sender.contact),
+     .expect = "a mail address, URL or telephone number for complaints "
+               "and questions"},
+};
+static const struct field consent_fields[] = {
+    {.key = "retention",
+     .type = FT_DURATION,
+     .off = OFF(consent_retention),
+     .def = "31d",
+     .min = 31 * 86400,
+     .max = 3650 * 86400,
+     .expect = "a duration 31d..3650d like 31d (the law asks for at "
+               "least a month after the last mail)"},
+};
+static const struct section consent_section = {
+    "consent", consent_fields, KR_NELEM(consent_fields), 0, 0, 0};
+
+static const struct section root_sender_section = {
+    "sender", root_sender_fields, KR_NELEM(root_sender_fields), 0, 0, 0};
+
 static const struct field list_fields[] = {
     {.key = "id",
      .type = FT_LISTID,
@@ -214,6 +274,27 @@ static const struct field list_fields[] = {
      .type = FT_MAP,
      .sub = &dkim_section,
      .expect = "a mapping with domain and rsa and/or ed25519"},
+    {.key = "charset",
+     .type = FT_ENUM,
+     .off = LOFF(charset),
+     .def = "utf-8",
+     .enums = charsets,
+     .expect = "utf-8 or iso-2022-jp"},
+    {.key = "unrepresentable",
+     .type = FT_ENUM,
+     .off = LOFF(unrepresentable),
+     .def = "substitute",
+     .enums = unreps,
+     .expect = "substitute, utf-8 or refuse"},
+    {.key = "sender",
+     .type = FT_MAP,
+     .sub = &list_sender_section,
+     .expect = "a mapping with name, address, contact"},
+    {.key = "timezone",
+     .type = FT_LINE,
+     .off = LOFF(timezone),
+     .expect = "an IANA time zone like Asia/Tokyo, or an offset like "
+               "+09:00"},
 };
 static const struct section list_section = {
     "lists[]", list_fields, KR_NELEM(list_fields), sizeof(struct kr_cfg_list),
@@ -476,6 +557,15 @@ static const struct field root_fields[] = {
      .off = OFF(webhook),
      .flags = F_QUERY,
      .expect = "an http(s) URL"},
+    {.key = "sender",
+     .type = FT_MAP,
+     .sub = &root_sender_section,
+     .expect = "a mapping with name, address, contact (inherited by "
+               "every list)"},
+    {.key = "consent",
+     .type = FT_MAP,
+     .sub = &consent_section,
+     .expect = "a mapping with retention"},
     {.key = "lists",
      .type = FT_SEQ,
      .off = OFF(lists),
@@ -2214,6 +2304,69 @@ check_dkim(struct ctx *c, const struct kr_cfg_list *l, yaml_node_t *item,
 	     i);
 }
 
+/* A list inherits the top-level sender fields it does not set; a ja
+ * list must end up with all three (特定電子メール法 Article 4). */
+static void
+check_sender(struct ctx *c, const struct kr_config *cfg, struct kr_cfg_list *l,
+             yaml_node_t *item, size_t i)
+{
+	static const struct {
+		const char *key, *what;
+		size_t loff, goff;
+	} f[] = {
+	    {"name", "the sender's name", LOFF(sender_name), OFF(sender.name)},
+	    {"address", "the sender's postal address", LOFF(sender_address),
+	     OFF(sender.address)},
+	    {"contact",
+	     "a mail address, URL or telephone number for complaints and "
+	     "questions",
+	     LOFF(sender_contact), OFF(sender.contact)},
+	};
+	yaml_node_t *blk = map_get(c->doc, item, "sender");
+	const yaml_mark_t *m;
+	size_t k;
+
+	for (k = 0; k < KR_NELEM(f); k++) {
+		char *own = *str_at(l, f[k].loff);
+		const char *top = *str_at((void *)(uintptr_t)cfg, f[k].goff);
+
+		if (own == NULL && top != NULL)
+			set_str(l, f[k].loff, kr_xstrdup(top));
+		if (*str_at(l, f[k].loff) != NULL || l->language == NULL ||
+		    strcmp(l->language, "ja") != 0 || item == NULL)
+			continue;
+		m = blk && blk->type == YAML_MAPPING_NODE ? &blk->start_mark
+		                                          : &item->start_mark;
+		cerr(c, m,
+		     "lists[%zu].sender.%s: missing; a ja list must show it in "
+		     "every mail (特定電子メール法, Act on Regulation of "
+		     "Transmission of Specified Electronic Mail, Article 4), "
+		     "expected %s (in lists[].sender or the top-level sender)",
+		     i, f[k].key, f[k].what);
+	}
+}
+
+/* The Date: header's zone: the list's timezone, else Asia/Tokyo for a ja
+ * list and UTC for others; loaded here so a bad name is a config error. */
+static void
+check_timezone(struct ctx *c, struct kr_cfg_list *l, yaml_node_t *item,
+               size_t i)
+{
+	struct kr_err e = {0};
+	yaml_node_t *v = map_get(c->doc, item, "timezone");
+
+	if (l->timezone == NULL)
+		l->timezone = kr_xstrdup(l->language != NULL &&
+		                                 strcmp(l->language, "ja") == 0
+		                             ? "Asia/Tokyo"
+		                             : "UTC");
+	if (kr_tz_load(l->timezone, &l->tz, &e) < 0 && item != NULL)
+		cerr(c, mark_of(v, item),
+		     "lists[%zu].timezone: '%s': %s, expected an IANA time "
+		     "zone like Asia/Tokyo or an offset like +09:00",
+		     i, l->timezone, e.msg);
+}
+
 static void
 check_all(struct ctx *c, struct kr_config *cfg, yaml_node_t *root)
 {
@@ -2247,6 +2400,8 @@ check_all(struct ctx *c, struct kr_config *cfg, yaml_node_t *root)
 			break;
 		}
 		check_dkim(c, l, seq_get(c->doc, lists, i), i);
+		check_sender(c, cfg, l, seq_get(c->doc, lists, i), i);
+		check_timezone(c, l, seq_get(c->doc, lists, i), i);
 	}
 	if (cfg->delivery.transport == KR_CFG_TRANSPORT_MAILDIR &&
 	    cfg->delivery.maildir == NULL)
@@ -2393,6 +2548,8 @@ config_release(struct kr_config *cfg)
 		sodium_free(cfg->relays[i].password); /* wipes */
 		cfg->relays[i].password = NULL;
 	}
+	for (i = 0; i < cfg->n_lists; i++)
+		kr_tz_free(&cfg->lists[i].tz);
 	free_section(&root_section, cfg);
 	free(cfg->path);
 	free(cfg);

@@ -9,8 +9,19 @@
 
 #include "common.h"
 
+struct kr_tz;
+
 enum kr_cfg_transport { KR_CFG_TRANSPORT_SMTP, KR_CFG_TRANSPORT_MAILDIR };
 enum kr_cfg_tls { KR_CFG_TLS_NONE, KR_CFG_TLS_STARTTLS, KR_CFG_TLS_TLS };
+enum kr_cfg_charset { KR_CFG_CHARSET_UTF8, KR_CFG_CHARSET_ISO2022JP };
+/* What an iso-2022-jp list does with a character ISO-2022-JP cannot
+ * carry: the substitution table (else the report goes in UTF-8), the
+ * report in UTF-8, or the report refused at queue time. */
+enum kr_cfg_unrep {
+	KR_CFG_UNREP_SUBSTITUTE,
+	KR_CFG_UNREP_UTF8,
+	KR_CFG_UNREP_REFUSE
+};
 
 struct kr_cfg_list {
 	char *id;          /* [a-z0-9._-]{1,64}, unique */
@@ -25,6 +36,20 @@ struct kr_cfg_list {
 	bool allow_html;         /* raw HTML in reports kept; default false */
 	char *footer;            /* text with {{placeholders}}, may be NULL */
 	char *unsubscribe_mailto; /* addr for mailto: List-Unsubscribe or NULL */
+	int charset;              /* enum kr_cfg_charset, default utf-8 */
+	int unrepresentable;      /* enum kr_cfg_unrep, default substitute */
+	/* sender: the 特定電子メール法 (Article 4) block shown in every mail:
+	 * name, postal address, contact for complaints (mail, URL or
+	 * telephone). Each NULL when neither the list nor the top level sets
+	 * it; all three required for language ja. */
+	char *sender_name;
+	char *sender_address;
+	char *sender_contact;
+	/* timezone: the Date: header's zone, an IANA name or "+09:00";
+	 * default Asia/Tokyo for language ja, UTC otherwise. tz is it
+	 * loaded (never NULL after a successful load). */
+	char *timezone;
+	struct kr_tz *tz;
 	/* dkim: { domain, rsa: { selector, key_file }, ed25519: { … } }.
 	 * dkim_domain NULL: no signing. Else at least one selector is set,
 	 * each with its key_file (checked by kr_dkim_new, not here). */
@@ -66,6 +91,14 @@ struct kr_config {
 	char *admin_listen;  /* host:port, default 127.0.0.1:8081 */
 	char *outbox;        /* NULL: not watched */
 	char *webhook;       /* NULL: none */
+	/* consent.retention: seconds the consent record of a subscription
+	 * is kept after the last report mail sent to it (特定電子メール法
+	 * Article 3: at least a month), default 31d */
+	unsigned consent_retention;
+	/* top-level sender: what lists without their own inherit */
+	struct {
+		char *name, *address, *contact;
+	} sender;
 
 	struct kr_cfg_list *lists; /* at least one */
 	size_t n_lists;

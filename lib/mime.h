@@ -34,6 +34,16 @@ struct kr_mime_msg {
 	bool auto_submitted;      /* Auto-Submitted: auto-generated */
 	bool bulk;                /* Precedence: bulk */
 	int64_t date;             /* Unix seconds for Date: */
+	const char *message_id;   /* "local@domain" (ASCII) for Message-ID;
+	                             NULL: a random one on the From domain */
+	int date_offset;          /* … shown in this zone: seconds east of
+	                             UTC (+0900: 32400) */
+	/* ISO-2022-JP (RFC 1468) instead of UTF-8: display names and the
+	 * subject as ISO-2022-JP encoded words, text parts in 7bit
+	 * ISO-2022-JP (text/plain format=flowed; delsp=yes). Every string
+	 * must then hold only characters kr_jis_code carries; the prepared
+	 * parts come from kr_mime_part_new_jis. */
+	bool iso2022jp;
 	/* text/plain and text/html: a prepared prefix (may be NULL) followed
 	 * by a per-message tail (may be NULL/0). LF or CRLF line ends. */
 	const struct kr_mime_part *text;
@@ -54,6 +64,11 @@ KR_NODISCARD int kr_mime_compose(const struct kr_mime_msg *m,
  * smaller can be chosen per message). Caller frees with kr_mime_part_free. */
 struct kr_mime_part *kr_mime_part_new(const char *data, size_t len);
 void kr_mime_part_free(struct kr_mime_part **pp);
+/* The same for an ISO-2022-JP message: data (UTF-8) is encoded once;
+ * flowed for text/plain, not for text/html. NULL when data holds a
+ * character ISO-2022-JP cannot carry. */
+struct kr_mime_part *kr_mime_part_new_jis(const char *data, size_t len,
+                                          bool flowed);
 
 /* ---- encoders (exposed for tests) ---- */
 
@@ -74,6 +89,22 @@ KR_NODISCARD int kr_mime_header_addr(struct kr_buf *out, const char *name,
 KR_NODISCARD int kr_mime_encode_words(struct kr_buf *out, const char *s,
                                       size_t len, size_t *col,
                                       struct kr_err *err);
+/* As kr_mime_encode_words, as ISO-2022-JP "B" words: each starts and
+ * ends in ASCII (decodes on its own), at most 75 characters, never
+ * splitting a character or an escape sequence. -1 for a character
+ * ISO-2022-JP cannot carry. */
+KR_NODISCARD int kr_mime_encode_words_jis(struct kr_buf *out, const char *s,
+                                          size_t len, size_t *col,
+                                          struct kr_err *err);
+/* As kr_mime_header_text, with ISO-2022-JP encoded words. */
+KR_NODISCARD int kr_mime_header_text_jis(struct kr_buf *out, const char *name,
+                                         const char *value, struct kr_err *err);
+/* Appends s (UTF-8, LF or CRLF lines) as ISO-2022-JP with CRLF lines,
+ * each ending in ASCII; flowed wraps lines at 76 octets (RFC 3676,
+ * delsp=yes: trailing spaces dropped, space-stuffing). max_line_out (may
+ * be NULL) gets the longest line. -1 for a character it cannot carry. */
+KR_NODISCARD int kr_mime_jis_body(struct kr_buf *out, const char *s, size_t n,
+                                  bool flowed, size_t *max_line_out);
 /* Quoted-printable (RFC 2045 6.7): LF or CRLF become CRLF, lines of at
  * most 76 octets with soft breaks. qp_len gives the output length. */
 KR_NODISCARD int kr_mime_qp(struct kr_buf *out, const char *p, size_t n);

@@ -17,6 +17,7 @@
 #include "buf.h"
 #include "config.h"
 #include "err.h"
+#include "jis.h"
 #include "mime.h"
 #include "store.h"
 #include "xmem.h"
@@ -1169,6 +1170,39 @@ out:
 	return r;
 }
 
+/* An iso-2022-jp list with unrepresentable: refuse takes no report holding
+ * a character ISO-2022-JP cannot carry. err names the first (FILE:LINE:
+ * COLUMN) and how many there are; kairanctl lint lists them all. */
+static int
+refuse_unsendable(const struct kr_config *cfg, const struct kr_report *rep,
+                  const char *name, const char *data, size_t len,
+                  struct kr_err *err)
+{
+	const struct kr_cfg_list *list = kr_config_list(cfg, rep->list_id);
+	struct kr_buf b;
+	size_t n;
+	char *nl;
+	int r = 0;
+
+	if (list == NULL || list->charset != KR_CFG_CHARSET_ISO2022JP ||
+	    list->unrepresentable != KR_CFG_UNREP_REFUSE)
+		return 0;
+	kr_buf_init(&b, 0);
+	if ((n = kr_jis_lint(name, data, len, &b, NULL)) > 0) {
+		if ((nl = strchr(b.data, '\n')) != NULL)
+			*nl = '\0';
+		if (n == 1)
+			r = kr_err_set(err, KR_ERR_INVALID, "%s", b.data);
+		else
+			r = kr_err_set(err, KR_ERR_INVALID,
+			               "%s; and %zu more (kairanctl lint lists "
+			               "every one)",
+			               b.data, n - 1);
+	}
+	kr_buf_fini(&b);
+	return r;
+}
+
 int
 kr_report_queue(struct kr_store *store, const struct kr_config *cfg,
                 const char *name, const char *data, size_t len, bool again,
@@ -1178,7 +1212,8 @@ kr_report_queue(struct kr_store *store, const struct kr_config *cfg,
 	struct kr_report_row row;
 	int r = -1;
 
-	if (kr_report_parse(cfg, name, data, len, &rep, err) < 0)
+	if (kr_report_parse(cfg, name, data, len, &rep, err) < 0 ||
+	    refuse_unsendable(cfg, rep, name, data, len, err) < 0)
 		goto out;
 	memset(&row, 0, sizeof(row));
 	snprintf(row.list_id, sizeof(row.list_id), "%s", rep->list_id);
@@ -1189,6 +1224,7 @@ kr_report_queue(struct kr_store *store, const struct kr_config *cfg,
 	row.source = (char *)(uintptr_t)name;
 	memcpy(row.hash, rep->hash, sizeof(row.hash));
 	row.send_at = rep->send_at;
+	row.date = rep->date;
 	if (kr_store_report_add(store, &row, again, (int64_t)time(NULL), id_out,
 	                        queued_out, err) < 0) {
 		if (err != NULL && err->code == KR_ERR_EXISTS)

@@ -197,8 +197,14 @@ static const char schema_v6[] =
     "CREATE TABLE health (id INTEGER PRIMARY KEY CHECK (id = 1),"
     " at INTEGER NOT NULL);";
 
+/* v7 (issue 15, Japanese senders): the report's own front-matter date
+ * (the archive shows it, not the day it was queued). */
+static const char schema_v7[] =
+    "ALTER TABLE reports ADD COLUMN date TEXT NOT NULL DEFAULT '';";
+
 static const char *const migrations[] = {schema_v1, schema_v2, schema_v3,
-                                         schema_v4, schema_v5, schema_v6};
+                                         schema_v4, schema_v5, schema_v6,
+                                         schema_v7};
 
 /* ---- prepared statements ---- */
 
@@ -208,7 +214,7 @@ static const char *const migrations[] = {schema_v1, schema_v2, schema_v3,
 	" consent_ua, bounces"
 #define REPORT_COLS                                                            \
 	"id, list_id, subject, preheader, text, html, source, hash,"           \
-	" created_at, send_at, state"
+	" created_at, send_at, state, date"
 #define CLAIM_COLS                                                             \
 	"d.id, d.kind, coalesce(d.report_id, 0), d.subscriber_id,"             \
 	" s.list_id, s.email, d.attempts, d.queued_at, s.status, s.name"
@@ -328,8 +334,8 @@ static const char *const stmt_sql[ST__N] = {
     [ST_REPORT_BY_HASH] = "SELECT id FROM reports WHERE hash = ?1 LIMIT 1",
     [ST_REPORT_INSERT] =
         "INSERT INTO reports (list_id, subject, preheader, text, html,"
-        " source, hash, created_at, send_at, state)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0)",
+        " source, hash, created_at, send_at, state, date)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10)",
     [ST_REPORT_QUEUE] =
         "INSERT INTO deliveries (kind, report_id, subscriber_id, domain,"
         " state, queued_at, next_attempt)"
@@ -1529,7 +1535,9 @@ kr_store_report_row_fini(struct kr_report_row *r)
 	free(r->text);
 	free(r->html);
 	free(r->source);
+	free(r->date);
 	r->subject = r->preheader = r->text = r->html = r->source = NULL;
+	r->date = NULL;
 }
 
 int
@@ -1579,6 +1587,7 @@ kr_store_report_add(struct kr_store *s, const struct kr_report_row *rep,
 	bind_text(st, 7, rep->hash);
 	sqlite3_bind_int64(st, 8, now);
 	sqlite3_bind_int64(st, 9, rep->send_at);
+	bind_text(st, 10, rep->date);
 	if (run(s, st, "store report", err) < 0)
 		goto out;
 	id = sqlite3_last_insert_rowid(s->db);
@@ -1618,6 +1627,7 @@ report_from_row(sqlite3_stmt *st, struct kr_report_row *out)
 	out->created_at = sqlite3_column_int64(st, 8);
 	out->send_at = sqlite3_column_int64(st, 9);
 	out->state = (enum kr_report_state)sqlite3_column_int(st, 10);
+	out->date = col_dup(st, 11);
 }
 
 int
@@ -2439,6 +2449,59 @@ int
 kr_store_key_check(struct kr_store *s, uint32_t id, const char *fingerprint,
                    int64_t now, char *known, size_t known_size,
                    struct kr_err *err)
+/* ---- consent records (特定電子メール法 Article 3) ---- */
+
+int
+kr_store_subscriber_history(struct kr_store *s, int64_t id,
+    kr_store_history_fn fn, void *ctx, struct kr_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	struct kr_store_history_row h;
+	int rc = SQLITE_DONE, r = -1;
+
+	/* every mail queued to the subscription and every event, in time
+	 * order (a mail not sent yet at its queue time); within one second
+	 * events first: the sign-up before the confirmation mail it sent */
+	if (prep(s,
+		"SELECT CASE WHEN d.sent_at > 0 THEN d.sent_at"
+		"  ELSE d.queued_at END, d.kind, coalesce(d.report_id, 0),"
+		" coalesce(r.subject, ''), coalesce(r.hash, ''), '',"
+		" d.state, d.id, 1 FROM deliveries d"
+		" LEFT JOIN reports r ON r.id = d.report_id"
+		" WHERE d.subscriber_id = ?1"
+		" UNION ALL"
+		" SELECT e.at, -1, coalesce(e.report_id, 0), e.kind, '', e.detail,"
+		" -1, e.id, 0 FROM events e WHERE e.subscriber_id = ?1"
+		" ORDER BY 1, 9, 8",
+		&st, err) < 0)
+		goto out;
+	sqlite3_bind_int64(st, 1, id);
+	r = 0;
+	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		memset(&h, 0, sizeof(h));
+		h.at = sqlite3_column_int64(st, 0);
+		h.kind = sqlite3_column_int(st, 1);
+		h.report_id = sqlite3_column_int64(st, 2);
+		h.subject = (const char *)sqlite3_column_text(st, 3);
+		h.hash = (const char *)sqlite3_column_text(st, 4);
+		h.detail = (const char *)sqlite3_column_text(st, 5);
+		h.state = sqlite3_column_int(st, 6);
+		if (h.kind < 0) { /* column 3 holds the event's kind */
+			h.event = h.subject;
+			h.subject = "";
+		}
+		r = fn(ctx, &h);
+	}
+	if (r == 0 && rc != SQLITE_DONE)
+		r = db_err(s, rc, "subscriber history", err);
+out:
+	sqlite3_finalize(st);
+	return r;
+}
+
+int
+kr_store_subscriber_last_sent(struct kr_store *s, int64_t id,
+    int64_t *at_out, struct kr_err *err)
 {
 	sqlite3_stmt *st = NULL;
 	int rc, r = -1;
@@ -2472,6 +2535,18 @@ kr_store_key_check(struct kr_store *s, uint32_t id, const char *fingerprint,
 		db_err(s, rc, "token keys", err);
 		goto out;
 	}
+	*at_out = 0;
+	if (prep(s,
+		"SELECT coalesce(max(sent_at), 0) FROM deliveries"
+		" WHERE subscriber_id = ?1 AND kind = 0 AND state = 1",
+		&st, err) < 0)
+		goto out;
+	sqlite3_bind_int64(st, 1, id);
+	if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
+		r = db_err(s, rc, "last mail", err);
+		goto out;
+	}
+	*at_out = sqlite3_column_int64(st, 0);
 	r = 0;
 out:
 	sqlite3_finalize(st);
@@ -2501,4 +2576,43 @@ kr_store_keys_forget(struct kr_store *s, struct kr_err *err)
 	return event(s, (int64_t)time(NULL), "keys-replaced", 0, 0,
 	             "the key file was lost; links signed before stop working",
 	             err);
+kr_store_subscriber_forget(struct kr_store *s, int64_t id, int64_t now,
+    struct kr_err *err)
+{
+	static const char *const sql[] = {
+	    "DELETE FROM events WHERE subscriber_id = ?1",
+	    "DELETE FROM bounces WHERE subscriber_id = ?1",
+	    "DELETE FROM deliveries WHERE subscriber_id = ?1",
+	    "DELETE FROM subscribers WHERE id = ?1",
+	};
+	sqlite3_stmt *st = NULL;
+	bool own = false;
+	size_t i;
+	int r = -1, rc;
+
+	if (tx_begin(s, &own, err) < 0)
+		return -1;
+	for (i = 0; i < KR_NELEM(sql); i++) {
+		if (prep(s, sql[i], &st, err) < 0)
+			goto out;
+		sqlite3_bind_int64(st, 1, id);
+		rc = sqlite3_step(st);
+		sqlite3_finalize(st);
+		st = NULL;
+		if (rc != SQLITE_DONE) {
+			db_err(s, rc, "forget subscriber", err);
+			goto out;
+		}
+		if (i == KR_NELEM(sql) - 1 && sqlite3_changes(s->db) == 0) {
+			kr_err_set(err, KR_ERR_NOTFOUND, "no subscriber %lld",
+			    (long long)id);
+			goto out;
+		}
+	}
+	/* that someone was forgotten, not who */
+	if (event(s, now, "forget", 0, 0, "privacy request", err) < 0)
+		goto out;
+	r = 0;
+out:
+	return tx_end(s, own, r, err);
 }

@@ -78,6 +78,7 @@ struct kr_report_row {
 	int64_t created_at;
 	int64_t send_at;  /* 0: at once */
 	enum kr_report_state state;
+	char *date;       /* the front matter's date ("YYYY-MM-DD"), may be "" */
 };
 /* Frees the strings of a report row (not r itself). */
 void kr_store_report_row_fini(struct kr_report_row *r);
@@ -258,6 +259,35 @@ KR_NODISCARD int kr_store_mark_uncertain(struct kr_store *s,
 /* Drops the lease of a claimed row that was not attempted (shutdown). */
 KR_NODISCARD int kr_store_release(struct kr_store *s, int64_t delivery_id,
     struct kr_err *err);
+
+/* ---- consent records (特定電子メール法 Article 3) ---- */
+
+/* One entry of a subscription's history: a mail queued to it (kind
+ * KR_DELIVERY_REPORT or _CONFIRM, its state, at = when sent, else when
+ * queued; a report mail's subject and report hash) or an event (kind
+ * -1: event is its kind — subscribe, confirm, unsubscribe, bounce-hard…
+ * — and detail its detail). Strings are borrowed for the call. */
+struct kr_store_history_row {
+	int64_t at;
+	int kind;
+	int64_t report_id;
+	int state;
+	const char *subject, *hash, *event, *detail;
+};
+typedef int (*kr_store_history_fn)(void *ctx,
+    const struct kr_store_history_row *h);
+/* Calls fn for every mail and event of subscription id in time order;
+ * a non-zero return from fn stops and is returned. */
+KR_NODISCARD int kr_store_subscriber_history(struct kr_store *s, int64_t id,
+    kr_store_history_fn fn, void *ctx, struct kr_err *err);
+/* When the last report mail to subscription id was sent (0: never). */
+KR_NODISCARD int kr_store_subscriber_last_sent(struct kr_store *s,
+    int64_t id, int64_t *at_out, struct kr_err *err);
+/* Deletes subscription id and every record of it (deliveries, bounces,
+ * events): a privacy request, once the retention allows (the caller's
+ * rule). Logs an event "forget" that names no one. */
+KR_NODISCARD int kr_store_subscriber_forget(struct kr_store *s, int64_t id,
+    int64_t now, struct kr_err *err);
 
 /* Appends to the event log (consent, bounces, operator actions). */
 KR_NODISCARD int kr_store_event(struct kr_store *s, const char *kind,

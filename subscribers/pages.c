@@ -112,6 +112,9 @@ const char kr_pages_archive[] = "<h1>{{title}}</h1>\n"
                                 "{{items}}"
                                 "<p><a href=\"./\">{{back}}</a></p>\n";
 
+const char kr_pages_sender_line[] =
+    "<p class=\"mut\">{{label}}: {{value}}</p>\n";
+
 const char kr_pages_archive_item[] =
     "<li><a href=\"archive/{{id}}\">{{subject}}</a> "
     "<span class=\"mut\">{{list}} · <time>{{date}}</time></span></li>\n";
@@ -179,6 +182,9 @@ static const struct kr_pages_text text_en = {
     .archive_title = "Archive",
     .archive_empty = "Nothing has been published yet.",
     .back = "Back",
+    .sender_name = "Sent by",
+    .sender_address = "Address",
+    .sender_contact = "Contact",
 };
 
 static const struct kr_pages_text text_ja = {
@@ -236,6 +242,9 @@ static const struct kr_pages_text text_ja = {
     .archive_title = "バックナンバー",
     .archive_empty = "まだ公開されたレポートはありません。",
     .back = "戻る",
+    .sender_name = "発行者",
+    .sender_address = "住所",
+    .sender_contact = "お問い合わせ",
 };
 
 const struct kr_pages_text *

@@ -25,6 +25,8 @@ struct kr_pages_text {
 	const char *large_title, *large_body;
 	const char *busy_title, *busy_body;
 	const char *archive_title, *archive_empty, *back;
+	/* the sender block (特定電子メール法) on archive pages */
+	const char *sender_name, *sender_address, *sender_contact;
 };
 
 /* The table for lang ("ja", "en"); anything else gets English. */
@@ -60,5 +62,7 @@ extern const char kr_pages_archive[];
 extern const char kr_pages_archive_item[];
 /* {{subject}} {{list}} {{date}} {{html}} (raw) {{back}}. */
 extern const char kr_pages_report[];
+/* One line of the sender block: {{label}} {{value}}. */
+extern const char kr_pages_sender_line[];
 
 #endif

@@ -99,6 +99,7 @@ struct view_list {
 	char *lang;
 	bool double_opt_in;
 	bool archive;
+	char *sender[3]; /* name, address, contact; NULL: not configured */
 };
 
 struct view {
@@ -286,6 +287,9 @@ view_free(struct view **vp)
 		free(v->lists[i].id);
 		free(v->lists[i].name);
 		free(v->lists[i].lang);
+		free(v->lists[i].sender[0]);
+		free(v->lists[i].sender[1]);
+		free(v->lists[i].sender[2]);
 	}
 	free(v->lists);
 	kr_web_nets_free(&v->trusted);
@@ -481,6 +485,9 @@ view_new(struct kr_web *web, const struct kr_config *cfg,
 		v->lists[i].lang = kr_xstrdup(kr_pages_text(l->language)->lang);
 		v->lists[i].double_opt_in = l->double_opt_in;
 		v->lists[i].archive = l->archive;
+		v->lists[i].sender[0] = kr_xstrdup(l->sender_name);
+		v->lists[i].sender[1] = kr_xstrdup(l->sender_address);
+		v->lists[i].sender[2] = kr_xstrdup(l->sender_contact);
 		v->n_lists++;
 	}
 	v->lang = v->lists[0].lang;
@@ -1413,6 +1420,58 @@ format_date(int64_t t, char out[32])
 		snprintf(out, 32, "-");
 }
 
+/* The sender block (特定電子メール法: name, postal address, contact) of
+ * list l, one line per configured field, in the list's language. */
+static int
+put_sender(struct kr_buf *b, const struct view_list *l)
+{
+	const struct kr_pages_text *t = kr_pages_text(l->lang);
+	const char *labels[3] = {t->sender_name, t->sender_address,
+	                         t->sender_contact};
+	size_t i;
+
+	for (i = 0; i < 3; i++) {
+		const struct kr_web_var vars[] = {
+		    {"label", labels[i], false},
+		    {"value", l->sender[i], false},
+		};
+
+		if (l->sender[i] != NULL &&
+		    kr_web_render(b, kr_pages_sender_line, vars,
+		                  KR_NELEM(vars)) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+static bool
+same_str(const char *a, const char *b)
+{
+	return a == NULL || b == NULL ? a == b : strcmp(a, b) == 0;
+}
+
+static bool
+same_sender(const struct view_list *a, const struct view_list *b)
+{
+	return same_str(a->sender[0], b->sender[0]) &&
+	       same_str(a->sender[1], b->sender[1]) &&
+	       same_str(a->sender[2], b->sender[2]) &&
+	       strcmp(a->lang, b->lang) == 0;
+}
+
+/* The date the archive shows: the report's own (front matter), else the
+ * day it went (or was queued). */
+static void
+report_date(const struct kr_report_row *r, char out[32])
+{
+	if (r->date != NULL && r->date[0] != '\0')
+		snprintf(out, 32, "%s", r->date);
+	else
+		format_date(r->send_at > r->created_at ? r->send_at
+		                                       : r->created_at,
+		            out);
+}
+
 struct archive_ctx {
 	const struct view *v;
 	struct kr_buf *items;
@@ -1430,8 +1489,7 @@ archive_one(void *ctx, const struct kr_report_row *r,
 	if (l == NULL)
 		return 0;
 	snprintf(id, sizeof(id), "%" PRId64, r->id);
-	format_date(r->send_at > r->created_at ? r->send_at : r->created_at,
-	            date);
+	report_date(r, date);
 	{
 		const struct kr_web_var vars[] = {
 		    {"id", id, false},
@@ -1537,6 +1595,21 @@ do_archive(struct kr_web *web, struct MHD_Connection *c, struct view *v)
 		                  KR_NELEM(vars)) == -1)
 			goto out;
 	}
+	/* the sender of each archived list (once for the same block) */
+	{
+		size_t i, j;
+
+		for (i = 0; i < v->n_lists; i++) {
+			const struct view_list *l = &v->lists[i];
+			bool seen = false;
+
+			for (j = 0; j < i && l->archive; j++)
+				seen |= v->lists[j].archive &&
+				        same_sender(&v->lists[j], l);
+			if (l->archive && !seen && put_sender(&body, l) == -1)
+				goto out;
+		}
+	}
 	ret =
 	    send_html(web, c, 200, v->lang, t->archive_title, body.data, false);
 out:
@@ -1596,7 +1669,7 @@ do_archive_item(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 		goto out;
 	}
 	t = kr_pages_text(l->lang);
-	format_date(r.send_at > r.created_at ? r.send_at : r.created_at, date);
+	report_date(&r, date);
 	{
 		const struct kr_web_var vars[] = {
 		    {"subject", r.subject, false},
@@ -1609,7 +1682,8 @@ do_archive_item(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 		};
 
 		if (kr_web_render(&body, kr_pages_report, vars,
-		                  KR_NELEM(vars)) == -1)
+		                  KR_NELEM(vars)) == -1 ||
+		    put_sender(&body, l) == -1)
 			goto out;
 	}
 	ret = send_html(web, c, 200, l->lang, r.subject, body.data, true);

@@ -52,6 +52,10 @@ http:
 admin:
   listen: 127.0.0.1:$ap
 outbox: $base/outbox
+sender:
+  name: 株式会社Example
+  address: 東京都千代田区千代田1-1
+  contact: info@example.jp
 lists:
   - id: sips-report
     name: SIPS セキュリティレポート

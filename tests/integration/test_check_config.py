@@ -56,6 +56,25 @@ ok(rc == 0, "--config=FILE", (rc, out, err))
 rc, out, err = ctl("check-config", env={"KAIRAN_CONFIG": good})
 ok(rc == 0, "KAIRAN_CONFIG", (rc, out, err))
 
+# A ja list missing a field of the 特定電子メール法 block: one line each,
+# at the list's sender block, naming the law and the field; exit 2.
+for field in ("name", "address", "contact"):
+    other = "".join("      %s: x\n" % f for f in ("name", "address",
+                                                    "contact") if f != field)
+    t = config_text(base, 18080, 18081).replace(
+        "sender:\n  name: 株式会社Example\n  address: 東京都千代田区千代田1-1\n"
+        "  contact: info@example.jp\n", "").replace(
+        "    language: ja\n", "    language: ja\n    sender:\n" + other)
+    p = write("nosender-%s.yaml" % field, t)
+    line = t[:t.index("    sender:\n")].count("\n") + 2
+    rc, out, err = ctl("--config", p, "check-config")
+    ok(rc == 2 and err.startswith(
+        "%s:%d:7: lists[0].sender.%s: missing; a ja list must show it in "
+        "every mail (特定電子メール法" % (p, line, field)) and
+       err.count("\n") == 1,
+       "check-config: a ja list without sender.%s is an error at "
+       "FILE:LINE:COLUMN naming the law" % field, (rc, err))
+
 # The shipped files (the example needs its relay password from the env).
 rc, out, err = ctl("--config", "config/dev.yaml", "check-config")
 ok(rc == 0 and "transport maildir" in out, "config/dev.yaml OK",

@@ -216,7 +216,25 @@ ok(rc == 2, "add refuses a bad address", (rc, err))
 rc, out, err = k.ctl("subscribers", "remove", "alice@example.jp")
 ok(rc == 0 and "removed from news" in out, "remove", (out, err))
 rc, out, err = k.ctl("subscribers", "remove", "alice@example.jp")
+ok(rc == 0 and "already unsubscribed on news" in out,
+   "remove again: already unsubscribed, the record kept", (rc, out, err))
+rc, out, err = k.ctl("subscribers", "remove", "nobody@example.jp")
 ok(rc == 1, "remove of an absent address exits 1", (rc, err))
+con = sqlite3.connect(db)
+kept = con.execute("SELECT status FROM subscribers WHERE email ="
+                   " 'alice@example.jp'").fetchall()
+queued = con.execute("SELECT count(*) FROM deliveries d JOIN subscribers s"
+                     " ON s.id = d.subscriber_id WHERE s.email ="
+                     " 'alice@example.jp' AND d.state IN (0, 2)"
+                     ).fetchone()[0]
+con.close()
+ok(kept == [(2,)] and queued == 0,
+   "remove unsubscribes (the consent record stays) and cancels its mail",
+   (kept, queued))
+rc, out, err = k.ctl("subscribers", "remove", "alice@example.jp",
+                     "--forget")
+ok(rc == 0 and "forgotten" in out, "remove --forget deletes it (no report "
+   "was ever sent)", (rc, out, err))
 con = sqlite3.connect(db)
 left = con.execute("SELECT count(*) FROM subscribers WHERE email ="
                    " 'alice@example.jp'").fetchone()[0]
@@ -224,7 +242,7 @@ conf = con.execute("SELECT count(*) FROM deliveries d WHERE NOT EXISTS"
                    " (SELECT 1 FROM subscribers s WHERE s.id ="
                    " d.subscriber_id)").fetchone()[0]
 con.close()
-ok(left == 0 and conf == 0, "remove deletes the row and its deliveries",
+ok(left == 0 and conf == 0, "--forget deletes the row and its deliveries",
    (left, conf))
 
 # --help and usage errors of every verb.

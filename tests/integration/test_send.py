@@ -111,9 +111,11 @@ for i, (raw, m) in enumerate(msgs):
         tokens.append(lu.group(2))
         ok(url in text and ('href="%s"' % url) in html,
            tag + ": the same unsubscribe link in both footers")
-    ok("株式会社Example" in text and "株式会社Example" in html and
-       "report@news.example.jp" in text,
-       tag + ": footer names the sender in both parts")
+    ok(all(x in text and x in html for x in (
+        "発行者: 株式会社Example", "住所: 東京都千代田区千代田1-1",
+        "お問い合わせ: info@example.jp")),
+       tag + ": footer names the sender, address and contact in both "
+       "parts")
 ok(len(set(tokens)) == 2, "each subscriber has an own token", tokens)
 ok(len({m["Message-ID"] for _, m in msgs}) == 2, "Message-IDs differ")
 

@@ -20,6 +20,7 @@
 #include "err.h"
 #include "store.h"
 #include "token.h"
+#include "tz.h"
 
 static char keyfile[] = "/tmp/kairan-test-compose-XXXXXX";
 static struct kr_keyring *ring;
@@ -336,6 +337,228 @@ test_compose_preheader_and_footer_unsub(void **state)
 	kr_buf_fini(&out);
 }
 
+/* The 特定電子メール法 block: sender name, postal address, contact, the
+ * sentence that the reader may stop, and the link, in both parts of a
+ * report, for ja and en; the confirmation mail shows name and contact;
+ * without a configured address or contact their lines are left out. */
+static void
+test_compose_sender_block(void **state)
+{
+	static char nm[] = "株式会社Example", ad[] = "東京都千代田区1-1 <本社>",
+	            ct[] = "https://example.jp/contact";
+	static const struct {
+		char *lang;
+		const char *name, *addr, *contact, *stop, *unsub;
+	} want[] = {
+	    {s_lang_ja, "発行者: ", "住所: ", "お問い合わせ: ",
+	     "このメールの受信は、いつでも停止することができます。",
+	     "配信停止: "},
+	    {s_lang_en, "Sent by: ", "Address: ", "Contact: ",
+	     "You may stop receiving these mails at any time.",
+	     "Unsubscribe: "},
+	};
+	struct kr_compose_cache *c;
+	struct kr_claim cl = {0};
+	struct kr_buf out;
+	char env[256], *text, *html, line[256];
+	size_t i;
+
+	(void)state;
+	kr_buf_init(&out, 0);
+	cl.subscriber_id = 9;
+	snprintf(cl.email, sizeof(cl.email), "x@example.org");
+	snprintf(cl.list_id, sizeof(cl.list_id), "%s", s_id);
+	list.sender_name = nm;
+	list.sender_address = ad;
+	list.sender_contact = ct;
+	for (i = 0; i < 2; i++) {
+		list.language = want[i].lang;
+		kr_buf_reset(&out);
+		c = kr_compose_prepare(&cfg, &list, &row);
+		assert_int_equal(kr_compose_report_cached(c, &cl, NULL, ring,
+		                                          1764115200, &out, env,
+		                                          NULL),
+		                 0);
+		kr_compose_cache_free(&c);
+		text = part(out.data, "text/plain");
+		html = part(out.data, "text/html");
+		snprintf(line, sizeof(line), "%s%s\n", want[i].name, nm);
+		assert_non_null(strstr(text, line));
+		snprintf(line, sizeof(line), "%s%s\n", want[i].addr, ad);
+		assert_non_null(strstr(text, line));
+		snprintf(line, sizeof(line), "%s%s\n", want[i].contact, ct);
+		assert_non_null(strstr(text, line));
+		assert_non_null(strstr(text, want[i].stop));
+		snprintf(line, sizeof(line),
+		         "%shttps://news.example.jp/"
+		         "unsubscribe?t=",
+		         want[i].unsub);
+		assert_non_null(strstr(text, line));
+		snprintf(line, sizeof(line), "%s%s<br>", want[i].name, nm);
+		assert_non_null(strstr(html, line));
+		snprintf(line, sizeof(line),
+		         "%s東京都千代田区1-1 &lt;本社&gt;<br>", want[i].addr);
+		assert_non_null(strstr(html, line));
+		snprintf(line, sizeof(line), "%s<a href=\"%s\">",
+		         want[i].contact, ct);
+		assert_non_null(strstr(html, line));
+		assert_non_null(strstr(html, want[i].stop));
+		snprintf(line, sizeof(line),
+		         "%s<a href=\"https://news.example.jp/"
+		         "unsubscribe?t=",
+		         want[i].unsub);
+		assert_non_null(strstr(html, line));
+		free(text);
+		free(html);
+
+		kr_buf_reset(&out);
+		assert_int_equal(kr_compose_confirm(&cfg, &list, &cl, ring,
+		                                    1764115200, &out, env,
+		                                    NULL),
+		                 0);
+		text = part(out.data, "text/plain");
+		html = part(out.data, "text/html");
+		snprintf(line, sizeof(line), "%s%s\n", want[i].name, nm);
+		assert_non_null(strstr(text, line));
+		snprintf(line, sizeof(line), "%s%s\n", want[i].contact, ct);
+		assert_non_null(strstr(text, line));
+		assert_null(strstr(text, want[i].addr));
+		snprintf(line, sizeof(line), "%s%s<br>", want[i].name, nm);
+		assert_non_null(strstr(html, line));
+		snprintf(line, sizeof(line), "%s<a href=\"%s\">",
+		         want[i].contact, ct);
+		assert_non_null(strstr(html, line));
+		free(text);
+		free(html);
+	}
+	/* Date: in the list's zone (a fixed offset here; the zone files
+	 * are test_config's) */
+	{
+		struct kr_tz *tz = NULL;
+
+		assert_int_equal(kr_tz_load("+09:00", &tz, NULL), 0);
+		list.tz = tz;
+		kr_buf_reset(&out);
+		c = kr_compose_prepare(&cfg, &list, &row);
+		assert_int_equal(kr_compose_report_cached(c, &cl, NULL, ring,
+		                                          1764115200, &out, env,
+		                                          NULL),
+		                 0);
+		kr_compose_cache_free(&c);
+		/* 2025-11-26 00:00:00 UTC */
+		assert_non_null(strstr(out.data, "\r\nDate: Wed, 26 Nov 2025 "
+		                                 "09:00:00 +0900\r\n"));
+		kr_buf_reset(&out);
+		assert_int_equal(kr_compose_confirm(&cfg, &list, &cl, ring,
+		                                    1764115200, &out, env,
+		                                    NULL),
+		                 0);
+		assert_non_null(strstr(out.data, "\r\nDate: Wed, 26 Nov 2025 "
+		                                 "09:00:00 +0900\r\n"));
+		list.tz = NULL;
+		kr_tz_free(&tz);
+	}
+	/* none configured (an en list may): the From names the sender and
+	 * the address and contact lines are left out */
+	list.sender_name = list.sender_address = list.sender_contact = NULL;
+	kr_buf_reset(&out);
+	c = kr_compose_prepare(&cfg, &list, &row);
+	assert_int_equal(kr_compose_report_cached(c, &cl, NULL, ring,
+	                                          1764115200, &out, env, NULL),
+	                 0);
+	kr_compose_cache_free(&c);
+	text = part(out.data, "text/plain");
+	assert_non_null(strstr(text, "Sent by: SIPS Security Report "
+	                             "<report@news.example.jp>\n"));
+	assert_null(strstr(text, "Address: "));
+	assert_null(strstr(text, "Contact: "));
+	assert_non_null(strstr(text, "You may stop receiving"));
+	free(text);
+	list.language = s_lang_ja;
+	kr_buf_fini(&out);
+}
+
+/* An iso-2022-jp list: the message is ISO-2022-JP, 7bit, no byte above
+ * 0x7F; a subscriber whose name or address it cannot carry gets that one
+ * message in UTF-8; a report it cannot carry goes in UTF-8 (utf-8
+ * policy) or with substitutes (substitute). */
+static void
+test_compose_iso2022jp(void **state)
+{
+	static char emoji_subject[] = "第12号 🎉", kishu[] = "第①号 ㈱";
+	struct kr_compose_cache *c;
+	struct kr_claim cl = {0};
+	struct kr_buf out;
+	char env[256];
+	size_t i;
+	bool high;
+
+	(void)state;
+	kr_buf_init(&out, 0);
+	cl.subscriber_id = 11;
+	snprintf(cl.list_id, sizeof(cl.list_id), "%s", s_id);
+	snprintf(cl.email, sizeof(cl.email), "x@example.org");
+	list.charset = KR_CFG_CHARSET_ISO2022JP;
+	list.unrepresentable = KR_CFG_UNREP_SUBSTITUTE;
+	c = kr_compose_prepare(&cfg, &list, &row);
+	assert_int_equal(kr_compose_report_cached(c, &cl, "山田", ring,
+	                                          1764115200, &out, env, NULL),
+	                 0);
+	for (i = 0, high = false; i < out.len; i++)
+		high |= (unsigned char)out.data[i] >= 0x80;
+	assert_false(high);
+	assert_non_null(strstr(out.data, "text/plain; charset=ISO-2022-JP; "
+	                                 "format=flowed; delsp=yes\r\n"
+	                                 "Content-Transfer-Encoding: 7bit"));
+	assert_non_null(strstr(out.data, "text/html; charset=ISO-2022-JP\r\n"
+	                                 "Content-Transfer-Encoding: 7bit"));
+	assert_non_null(strstr(out.data, "Subject: =?ISO-2022-JP?B?"));
+	/* a name with an emoji: this message in UTF-8 */
+	kr_buf_reset(&out);
+	assert_int_equal(kr_compose_report_cached(c, &cl, "山田🎉", ring,
+	                                          1764115200, &out, env, NULL),
+	                 0);
+	assert_non_null(strstr(out.data, "text/plain; charset=utf-8"));
+	/* an internationalized address: in UTF-8 too */
+	kr_buf_reset(&out);
+	snprintf(cl.email, sizeof(cl.email), "ユーザー@example.jp");
+	assert_int_equal(kr_compose_report_cached(c, &cl, NULL, ring,
+	                                          1764115200, &out, env, NULL),
+	                 0);
+	assert_non_null(strstr(out.data, "text/plain; charset=utf-8"));
+	snprintf(cl.email, sizeof(cl.email), "x@example.org");
+	kr_compose_cache_free(&c);
+	/* the confirmation mail follows the charset */
+	kr_buf_reset(&out);
+	assert_int_equal(kr_compose_confirm(&cfg, &list, &cl, ring, 1764115200,
+	                                    &out, env, NULL),
+	                 0);
+	assert_non_null(strstr(out.data, "text/plain; charset=ISO-2022-JP"));
+	assert_non_null(strstr(out.data, "<meta charset=\"iso-2022-jp\">"));
+	/* substitutes in the subject; an emoji: the report in UTF-8 */
+	row.subject = kishu;
+	kr_buf_reset(&out);
+	c = kr_compose_prepare(&cfg, &list, &row);
+	assert_int_equal(kr_compose_report_cached(c, &cl, NULL, ring,
+	                                          1764115200, &out, env, NULL),
+	                 0);
+	kr_compose_cache_free(&c);
+	/* (1)(株) in ISO-2022-JP: "第" ESC ( B "(1)" … */
+	assert_non_null(strstr(out.data, "Subject: =?ISO-2022-JP?B?"));
+	row.subject = emoji_subject;
+	kr_buf_reset(&out);
+	c = kr_compose_prepare(&cfg, &list, &row);
+	assert_int_equal(kr_compose_report_cached(c, &cl, NULL, ring,
+	                                          1764115200, &out, env, NULL),
+	                 0);
+	kr_compose_cache_free(&c);
+	assert_non_null(strstr(out.data, "Subject: =?UTF-8?B?"));
+	assert_non_null(strstr(out.data, "text/plain; charset=utf-8"));
+	row.subject = s_subject;
+	list.charset = KR_CFG_CHARSET_UTF8;
+	kr_buf_fini(&out);
+}
+
 static void
 test_compose_report_thread_cache(void **state)
 {
@@ -499,6 +722,8 @@ main(void)
 	    cmocka_unit_test(test_compose_confirm),
 	    cmocka_unit_test(test_compose_config_injection),
 	    cmocka_unit_test(test_compose_templates_match_files),
+	    cmocka_unit_test(test_compose_sender_block),
+	    cmocka_unit_test(test_compose_iso2022jp),
 	    cmocka_unit_test(test_compose_link),
 	};
 

@@ -18,6 +18,7 @@
 #include "config.h"
 #include "config_int.h"
 #include "log.h"
+#include "tz.h"
 
 /* A valid config with lists last: tests append keys of lists[0] from
  * line 6 on. */
@@ -377,6 +378,139 @@ test_config_from_forms(void **state)
 	}
 }
 
+/* A ja list must name its sender, postal address and contact
+ * (特定電子メール法 Article 4): each missing field is reported at the
+ * list's sender block, or the list when it has none. */
+static void
+test_config_ja_sender_required(void **state)
+{
+	static const char *const fields[] = {"name", "address", "contact"};
+	static const char head[] =
+	    "public_url: https://x.example\n"
+	    "delivery: {transport: maildir, maildir: m}\n"
+	    "lists:\n"
+	    "  - id: a\n"
+	    "    from: a@example.jp\n"
+	    "    language: ja\n";
+	char yaml[1024], want[512];
+	size_t i, j;
+
+	(void)state;
+	for (i = 0; i < 3; i++) {
+		/* the other two given */
+		snprintf(yaml, sizeof(yaml), "%s    sender:\n", head);
+		for (j = 0; j < 3; j++)
+			if (j != i)
+				snprintf(yaml + strlen(yaml),
+				         sizeof(yaml) - strlen(yaml),
+				         "      %s: x\n", fields[j]);
+		snprintf(want, sizeof(want),
+		         "t.yaml:8:7: lists[0].sender.%s: missing; a ja list "
+		         "must show it in every mail (特定電子メール法, Act on "
+		         "Regulation of Transmission of Specified Electronic "
+		         "Mail, Article 4), expected ",
+		         fields[i]);
+		expect_one(yaml, want);
+		/* or inherited from the top level */
+		snprintf(yaml, sizeof(yaml),
+		         "sender: {%s: top}\n%s    sender:\n", fields[i], head);
+		for (j = 0; j < 3; j++)
+			if (j != i)
+				snprintf(yaml + strlen(yaml),
+				         sizeof(yaml) - strlen(yaml),
+				         "      %s: x\n", fields[j]);
+		{
+			struct kr_config *cfg = load_ok(yaml);
+
+			kr_config_free(&cfg);
+		}
+	}
+	/* no sender at all: three lines, at the list */
+	snprintf(yaml, sizeof(yaml), "%s", head);
+	{
+		struct kr_config *cfg = NULL;
+		char *e = NULL;
+
+		assert_int_equal(
+		    kr_config_load_buf("t.yaml", yaml, strlen(yaml), &cfg, &e),
+		    -1);
+		assert_line(e, "t.yaml:4:5: lists[0].sender.name: missing");
+		assert_line(e, "t.yaml:4:5: lists[0].sender.address: missing");
+		assert_line(e, "t.yaml:4:5: lists[0].sender.contact: missing");
+		free(e);
+	}
+	/* an en list needs none of them */
+	snprintf(yaml, sizeof(yaml), "%s", head);
+	strcpy(strstr(yaml, "language: ja"), "language: en\n");
+	{
+		struct kr_config *cfg = load_ok(yaml);
+
+		assert_null(cfg->lists[0].sender_name);
+		kr_config_free(&cfg);
+	}
+	expect_one("public_url: https://x.example\n"
+	           "delivery: {transport: maildir, maildir: m}\n"
+	           "lists:\n"
+	           "  - {id: a, from: a@example.jp, charset: sjis}\n",
+	           "t.yaml:4:42: lists[0].charset: 'sjis' is not one of the "
+	           "choices, expected utf-8 or iso-2022-jp");
+}
+
+/* timezone: the Date: zone; Asia/Tokyo for ja lists, UTC for others,
+ * IANA names from the TZif files (DST included), fixed offsets; an
+ * unknown one is an error at its position. */
+static void
+test_config_timezone(void **state)
+{
+	struct kr_config *cfg;
+
+	(void)state;
+	cfg = load_ok("public_url: https://x.example\n"
+	              "delivery: {transport: maildir, maildir: m}\n"
+	              "sender: {name: N, address: A, contact: C}\n"
+	              "lists:\n"
+	              "  - {id: ja, from: a@example.jp, language: ja}\n"
+	              "  - {id: en, from: a@example.jp}\n"
+	              "  - {id: ny, from: a@example.jp, timezone: "
+	              "America/New_York}\n"
+	              "  - {id: in, from: a@example.jp, timezone: '+05:30'}\n"
+	              "  - {id: ut, from: a@example.jp, language: ja, "
+	              "timezone: UTC}\n");
+	assert_string_equal(cfg->lists[0].timezone, "Asia/Tokyo");
+	assert_string_equal(cfg->lists[1].timezone, "UTC");
+	/* 2026-11-26 00:00 UTC and 2026-07-01 00:00 UTC */
+	assert_int_equal(kr_tz_offset(cfg->lists[0].tz, 1795651200), 32400);
+	assert_int_equal(kr_tz_offset(cfg->lists[0].tz, 1782864000), 32400);
+	assert_int_equal(kr_tz_offset(cfg->lists[1].tz, 1795651200), 0);
+	assert_int_equal(kr_tz_offset(cfg->lists[2].tz, 1795651200), -18000);
+	assert_int_equal(kr_tz_offset(cfg->lists[2].tz, 1782864000), -14400);
+	/* before the zone's first transition (1883: local mean time) */
+	assert_int_equal(kr_tz_offset(cfg->lists[2].tz, -3000000000LL), -17762);
+	assert_int_equal(kr_tz_offset(cfg->lists[3].tz, 1795651200), 19800);
+	assert_int_equal(kr_tz_offset(cfg->lists[4].tz, 1795651200), 0);
+	kr_config_free(&cfg);
+	expect_one("public_url: https://x.example\n"
+	           "delivery: {transport: maildir, maildir: m}\n"
+	           "lists:\n"
+	           "  - id: a\n"
+	           "    from: a@example.jp\n"
+	           "    timezone: Asia/Tokio\n",
+	           "t.yaml:6:15: lists[0].timezone: 'Asia/Tokio': unknown time "
+	           "zone");
+	expect_one(
+	    "public_url: https://x.example\n"
+	    "delivery: {transport: maildir, maildir: m}\n"
+	    "lists:\n"
+	    "  - {id: a, from: a@example.jp, timezone: ../../etc/passwd}\n",
+	    "t.yaml:4:43: lists[0].timezone: '../../etc/passwd': not a "
+	    "time zone name");
+	expect_one("public_url: https://x.example\n"
+	           "delivery: {transport: maildir, maildir: m}\n"
+	           "lists:\n"
+	           "  - {id: a, from: a@example.jp, timezone: '+25:00'}\n",
+	           "t.yaml:4:43: lists[0].timezone: '+25:00': not a time zone");
+}
+
 static void
 test_config_unknown_key(void **state)
 {
@@ -391,7 +525,7 @@ test_config_unknown_key(void **state)
 	    "colour: blue\n" BASE,
 	    "t.yaml:1:1: unknown key 'colour' in the top level, expected one "
 	    "of: database, key_file, public_url, http, admin, outbox, "
-	    "webhook, lists, delivery, smtp, log, bounce\n");
+	    "webhook, sender, consent, lists, delivery, smtp, log, bounce\n");
 	expect_one(
 	    BASE "lists2: []\n",
 	    "t.yaml:8:1: unknown key 'lists2' in the top level (did you mean "
@@ -804,12 +938,19 @@ test_config_values(void **state)
 	              "admin:\n"
 	              "  listen: '*:9000'\n"
 	              "outbox: spool/outbox\n"
+	              "sender:\n"
+	              "  name: Top Name\n"
+	              "  address: 東京都千代田区1-1\n"
 	              "lists:\n"
 	              "  - id: a.b_c-9\n"
 	              "    name: Ａ News\n"
 	              "    reply_to: '\"x y\"@example.jp'\n"
 	              "    double_opt_in: no\n"
 	              "    language: ja\n"
+	              "    charset: iso-2022-jp\n"
+	              "    unrepresentable: refuse\n"
+	              "    sender: {name: 株式会社Example, contact: "
+	              "'03-1234-5678'}\n"
 	              "    archive: yes\n"
 	              "    allow_html: true\n"
 	              "    footer: |\n"
@@ -848,6 +989,17 @@ test_config_values(void **state)
 	assert_string_equal(cfg->lists[0].unsubscribe_mailto, "u@example.jp");
 	assert_string_equal(cfg->lists[1].language, "en");
 	assert_true(cfg->lists[1].double_opt_in);
+	/* charset, policy; sender fields inherited where not set */
+	assert_int_equal(cfg->lists[0].charset, KR_CFG_CHARSET_ISO2022JP);
+	assert_int_equal(cfg->lists[0].unrepresentable, KR_CFG_UNREP_REFUSE);
+	assert_int_equal(cfg->lists[1].charset, KR_CFG_CHARSET_UTF8);
+	assert_int_equal(cfg->lists[1].unrepresentable,
+	                 KR_CFG_UNREP_SUBSTITUTE);
+	assert_string_equal(cfg->lists[0].sender_name, "株式会社Example");
+	assert_string_equal(cfg->lists[0].sender_address, "東京都千代田区1-1");
+	assert_string_equal(cfg->lists[0].sender_contact, "03-1234-5678");
+	assert_string_equal(cfg->lists[1].sender_name, "Top Name");
+	assert_null(cfg->lists[1].sender_contact); /* en: not required */
 	assert_string_equal(cfg->delivery.bounce_domain, "bounces.example.jp");
 	assert_int_equal(cfg->delivery.transport, KR_CFG_TRANSPORT_MAILDIR);
 	assert_string_equal(cfg->delivery.maildir, "var/mail");
@@ -1230,6 +1382,7 @@ test_config_merge_keys(void **state)
 
 	(void)state;
 	cfg = load_ok(
+	    "sender: {name: N, address: A, contact: C}\n"
 	    "x-list: &list\n"
 	    "  from: \"Example <news@example.jp>\"\n"
 	    "  language: ja\n"
@@ -1263,14 +1416,17 @@ test_config_merge_keys(void **state)
 	              "lists:\n"
 	              "  - {<<: *list, id: one}\n"
 	              "  - {<<: *list, id: two}\n");
-	assert_string_equal(e, "t.yaml:1:36: unknown key 'colour' in "
-	                       "lists[0], expected one of: id, name, from, "
-	                       "reply_to, double_opt_in, language, archive, "
-	                       "allow_html, footer, unsubscribe_mailto, dkim\n"
-	                       "t.yaml:1:36: unknown key 'colour' in "
-	                       "lists[1], expected one of: id, name, from, "
-	                       "reply_to, double_opt_in, language, archive, "
-	                       "allow_html, footer, unsubscribe_mailto, dkim\n");
+	assert_string_equal(
+	    e, "t.yaml:1:36: unknown key 'colour' in "
+	       "lists[0], expected one of: id, name, from, "
+	       "reply_to, double_opt_in, language, archive, "
+	       "allow_html, footer, unsubscribe_mailto, dkim, charset, "
+	       "unrepresentable, sender, timezone\n"
+	       "t.yaml:1:36: unknown key 'colour' in "
+	       "lists[1], expected one of: id, name, from, "
+	       "reply_to, double_opt_in, language, archive, "
+	       "allow_html, footer, unsubscribe_mailto, dkim, charset, "
+	       "unrepresentable, sender, timezone\n");
 	free(e);
 	expect_one(BASE "http: {<<: 5}\n",
 	           "t.yaml:8:12: http: '<<' merges text, expected a mapping");
@@ -1430,6 +1586,8 @@ main(void)
 	    cmocka_unit_test(test_config_rates),
 	    cmocka_unit_test(test_config_from_forms),
 	    cmocka_unit_test(test_config_unknown_key),
+	    cmocka_unit_test(test_config_ja_sender_required),
+	    cmocka_unit_test(test_config_timezone),
 	    cmocka_unit_test(test_config_wrong_types),
 	    cmocka_unit_test(test_config_out_of_range),
 	    cmocka_unit_test(test_config_missing_required),
