@@ -214,7 +214,7 @@ static const char *const migrations[] = {schema_v1, schema_v2, schema_v3,
 	" consent_ua, bounces"
 #define REPORT_COLS                                                            \
 	"id, list_id, subject, preheader, text, html, source, hash,"           \
-	" created_at, send_at, state, date"
+	" created_at, send_at, state"
 #define CLAIM_COLS                                                             \
 	"d.id, d.kind, coalesce(d.report_id, 0), d.subscriber_id,"             \
 	" s.list_id, s.email, d.attempts, d.queued_at, s.status, s.name"
@@ -2449,6 +2449,70 @@ int
 kr_store_key_check(struct kr_store *s, uint32_t id, const char *fingerprint,
                    int64_t now, char *known, size_t known_size,
                    struct kr_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, r = -1;
+
+	if (prep(s, "SELECT fingerprint FROM token_keys WHERE id = ?1", &st,
+	         err) < 0)
+		return -1;
+	sqlite3_bind_int64(st, 1, (int64_t)id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		col_copy(known, known_size, st, 0);
+		r = strcmp(known, fingerprint) == 0 ? 0 : 1;
+		goto out;
+	}
+	if (rc != SQLITE_DONE) {
+		db_err(s, rc, "token keys", err);
+		goto out;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (prep(s,
+	         "INSERT INTO token_keys (id, fingerprint, seen_at)"
+	         " VALUES (?1, ?2, ?3)",
+	         &st, err) < 0)
+		return -1;
+	sqlite3_bind_int64(st, 1, (int64_t)id);
+	bind_text(st, 2, fingerprint);
+	sqlite3_bind_int64(st, 3, now);
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_DONE) {
+		db_err(s, rc, "token keys", err);
+		goto out;
+	}
+	r = 0;
+out:
+	sqlite3_finalize(st);
+	return r;
+}
+
+int
+kr_store_tokens_issued(struct kr_store *s, int64_t *n_out, struct kr_err *err)
+{
+	int64_t a = 0, b = 0;
+
+	/* a key seen, or a mail gone out (every mail carries links) */
+	if (query_int(s, "SELECT count(*) FROM token_keys", &a, err) < 0 ||
+	    query_int(s,
+	              "SELECT EXISTS (SELECT 1 FROM deliveries WHERE state = 1)",
+	              &b, err) < 0)
+		return -1;
+	*n_out = a + b;
+	return 0;
+}
+
+int
+kr_store_keys_forget(struct kr_store *s, struct kr_err *err)
+{
+	if (exec(s, "DELETE FROM token_keys", "token keys", err) < 0)
+		return -1;
+	return event(s, (int64_t)time(NULL), "keys-replaced", 0, 0,
+	             "the key file was lost; links signed before stop working",
+	             err);
+}
+
 /* ---- consent records (特定電子メール法 Article 3) ---- */
 
 int
@@ -2506,35 +2570,6 @@ kr_store_subscriber_last_sent(struct kr_store *s, int64_t id,
 	sqlite3_stmt *st = NULL;
 	int rc, r = -1;
 
-	if (prep(s, "SELECT fingerprint FROM token_keys WHERE id = ?1", &st,
-	         err) < 0)
-		return -1;
-	sqlite3_bind_int64(st, 1, (int64_t)id);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		col_copy(known, known_size, st, 0);
-		r = strcmp(known, fingerprint) == 0 ? 0 : 1;
-		goto out;
-	}
-	if (rc != SQLITE_DONE) {
-		db_err(s, rc, "token keys", err);
-		goto out;
-	}
-	sqlite3_finalize(st);
-	st = NULL;
-	if (prep(s,
-	         "INSERT INTO token_keys (id, fingerprint, seen_at)"
-	         " VALUES (?1, ?2, ?3)",
-	         &st, err) < 0)
-		return -1;
-	sqlite3_bind_int64(st, 1, (int64_t)id);
-	bind_text(st, 2, fingerprint);
-	sqlite3_bind_int64(st, 3, now);
-	rc = sqlite3_step(st);
-	if (rc != SQLITE_DONE) {
-		db_err(s, rc, "token keys", err);
-		goto out;
-	}
 	*at_out = 0;
 	if (prep(s,
 		"SELECT coalesce(max(sent_at), 0) FROM deliveries"
@@ -2554,28 +2589,6 @@ out:
 }
 
 int
-kr_store_tokens_issued(struct kr_store *s, int64_t *n_out, struct kr_err *err)
-{
-	int64_t a = 0, b = 0;
-
-	/* a key seen, or a mail gone out (every mail carries links) */
-	if (query_int(s, "SELECT count(*) FROM token_keys", &a, err) < 0 ||
-	    query_int(s,
-	              "SELECT EXISTS (SELECT 1 FROM deliveries WHERE state = 1)",
-	              &b, err) < 0)
-		return -1;
-	*n_out = a + b;
-	return 0;
-}
-
-int
-kr_store_keys_forget(struct kr_store *s, struct kr_err *err)
-{
-	if (exec(s, "DELETE FROM token_keys", "token keys", err) < 0)
-		return -1;
-	return event(s, (int64_t)time(NULL), "keys-replaced", 0, 0,
-	             "the key file was lost; links signed before stop working",
-	             err);
 kr_store_subscriber_forget(struct kr_store *s, int64_t id, int64_t now,
     struct kr_err *err)
 {
