@@ -214,7 +214,7 @@ static const char *const migrations[] = {schema_v1, schema_v2, schema_v3,
 	" consent_ua, bounces"
 #define REPORT_COLS                                                            \
 	"id, list_id, subject, preheader, text, html, source, hash,"           \
-	" created_at, send_at, state"
+	" created_at, send_at, state, date"
 #define CLAIM_COLS                                                             \
 	"d.id, d.kind, coalesce(d.report_id, 0), d.subscriber_id,"             \
 	" s.list_id, s.email, d.attempts, d.queued_at, s.status, s.name"
