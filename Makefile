@@ -64,7 +64,8 @@ LDOPT := -pie -Wl,-z,relro,-z,now
 endif
 
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# -lresolv: glibc's res_nquery and ns_parse (lib/dns.c), no package
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lresolv
 
 ALL_CFLAGS = $(BASE_CFLAGS) $(OPT) $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(LDOPT) -pthread $(LDFLAGS)
