@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "ctl.h"
+#include "governor.h"
 #include "err.h"
 #include "store.h"
 
@@ -25,6 +26,7 @@ set_state(struct ctl *c, int argc, char **argv, enum kr_report_state state)
 {
 	static const char *const done[] = {"resumed", "paused", "cancelled"};
 	struct kr_delivery_counts k;
+	struct kr_governor_figures f;
 	struct kr_err err = {0};
 	char *end;
 	long long id;
@@ -48,10 +50,30 @@ set_state(struct ctl *c, int argc, char **argv, enum kr_report_state state)
 	}
 	if ((r = ctl_store(c)) != CTL_OK)
 		return r;
+	/* resume: the governor's figures, said again and taken as seen (it
+	 * pauses again only on new complaints or bounces) */
+	if (state == KR_RS_ACTIVE &&
+	    (kr_governor_figures(c->store, id, &f, &err) < 0 ||
+	     kr_store_report_governor_ack(c->store, id, f.complaints,
+	                                  f.hard_bounces, NULL, &err) < 0)) {
+		ctl_error("%s", err.msg);
+		return CTL_FAIL;
+	}
 	if (kr_store_report_set_state(c->store, id, state, &err) < 0 ||
 	    kr_store_delivery_counts(c->store, id, &k, &err) < 0) {
 		ctl_error("%s", err.msg);
 		return CTL_FAIL;
+	}
+	if (state == KR_RS_ACTIVE) {
+		struct kr_governor_policy p;
+		char line[256];
+
+		kr_governor_policy_of(c->cfg, &p);
+		kr_governor_describe(KR_GOVERNOR_SEND, &p, &f, line,
+		                     sizeof(line));
+		if (f.reason[0] != '\0')
+			printf("report %lld was %s\n", id, f.reason);
+		printf("report %lld governor: %s\n", id, line);
 	}
 	printf("report %lld %s: %lld queued, %lld deferred, %lld sent, "
 	       "%lld cancelled\n",

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "ctl.h"
+#include "governor.h"
 #include "err.h"
 #include "store.h"
 
@@ -98,6 +99,9 @@ ctl_status(struct ctl *c, int argc, char **argv)
 	struct kr_report_row rep;
 	struct kr_delivery_counts k;
 	struct kr_bounce_counts b;
+	struct kr_governor_figures f;
+	struct kr_governor_policy p;
+	char line[256];
 	struct kr_err err = {0};
 	const char *arg = NULL;
 	bool watching = false;
@@ -157,6 +161,16 @@ ctl_status(struct ctl *c, int argc, char **argv)
 			       "  complaints %lld\n",
 			       (long long)b.hard, (long long)b.soft,
 			       (long long)b.complaint);
+			if (kr_governor_figures(c->store, id, &f, &err) < 0) {
+				kr_store_report_row_fini(&rep);
+				goto fail;
+			}
+			kr_governor_policy_of(c->cfg, &p);
+			kr_governor_describe(KR_GOVERNOR_SEND, &p, &f, line,
+			                     sizeof(line));
+			printf("  governor   %s\n", line);
+			if (f.reason[0] != '\0' && rep.state == KR_RS_PAUSED)
+				printf("  %s\n", f.reason);
 		}
 		kr_store_report_row_fini(&rep);
 	} else if (!watching) {

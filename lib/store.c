@@ -197,8 +197,21 @@ static const char schema_v6[] =
     "CREATE TABLE health (id INTEGER PRIMARY KEY CHECK (id = 1),"
     " at INTEGER NOT NULL);";
 
+/* The report governor (lib/governor.c): the complaints and hard bounces
+ * the operator has seen when resuming a paused report (`kairanctl
+ * resume`), so the governor pauses again only on new ones; and why the
+ * governor paused it ('' when it did not, or since the resume). */
+static const char schema_governor[] =
+    "ALTER TABLE reports ADD COLUMN governor_complaints INTEGER NOT NULL"
+    " DEFAULT 0;"
+    "ALTER TABLE reports ADD COLUMN governor_bounces INTEGER NOT NULL"
+    " DEFAULT 0;"
+    "ALTER TABLE reports ADD COLUMN governor_reason TEXT NOT NULL"
+    " DEFAULT '';";
+
 static const char *const migrations[] = {schema_v1, schema_v2, schema_v3,
-                                         schema_v4, schema_v5, schema_v6};
+                                         schema_v4, schema_v5, schema_v6,
+                                         schema_governor};
 
 /* ---- prepared statements ---- */
 
@@ -2462,4 +2475,76 @@ kr_store_keys_forget(struct kr_store *s, struct kr_err *err)
 	return event(s, (int64_t)time(NULL), "keys-replaced", 0, 0,
 	             "the key file was lost; links signed before stop working",
 	             err);
+}
+
+int
+kr_store_report_governor_acked(struct kr_store *s, int64_t report_id,
+    int64_t *complaints_out, int64_t *bounces_out, char *reason,
+    size_t reason_size, struct kr_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, r = -1;
+
+	*complaints_out = *bounces_out = 0;
+	if (reason_size > 0)
+		reason[0] = '\0';
+	if (prep(s,
+		"SELECT governor_complaints, governor_bounces, governor_reason"
+		" FROM reports WHERE id = ?1",
+		&st, err) < 0)
+		goto out;
+	sqlite3_bind_int64(st, 1, report_id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*complaints_out = sqlite3_column_int64(st, 0);
+		*bounces_out = sqlite3_column_int64(st, 1);
+		if (reason_size > 0)
+			snprintf(reason, reason_size, "%s",
+			    (const char *)sqlite3_column_text(st, 2) ?
+				(const char *)sqlite3_column_text(st, 2) : "");
+		r = 0;
+	} else if (rc == SQLITE_DONE) {
+		kr_err_set(err, KR_ERR_NOTFOUND, "no report %lld",
+		    (long long)report_id);
+	} else {
+		db_err(s, rc, "read governor figures", err);
+	}
+out:
+	sqlite3_finalize(st);
+	return r;
+}
+
+int
+kr_store_report_governor_ack(struct kr_store *s, int64_t report_id,
+    int64_t complaints, int64_t bounces, const char *reason,
+    struct kr_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, r = -1;
+
+	if (prep(s,
+		complaints >= 0 ?
+		    "UPDATE reports SET governor_complaints = ?2,"
+		    " governor_bounces = ?3, governor_reason = ?4 WHERE id = ?1" :
+		    "UPDATE reports SET governor_reason = ?4 WHERE id = ?1",
+		&st, err) < 0)
+		goto out;
+	sqlite3_bind_int64(st, 1, report_id);
+	if (complaints >= 0) {
+		sqlite3_bind_int64(st, 2, complaints);
+		sqlite3_bind_int64(st, 3, bounces);
+	}
+	sqlite3_bind_text(st, 4, reason != NULL ? reason : "", -1,
+	    SQLITE_TRANSIENT);
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_DONE)
+		db_err(s, rc, "record governor figures", err);
+	else if (sqlite3_changes(s->db) == 0)
+		kr_err_set(err, KR_ERR_NOTFOUND, "no report %lld",
+		    (long long)report_id);
+	else
+		r = 0;
+out:
+	sqlite3_finalize(st);
+	return r;
 }

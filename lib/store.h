@@ -225,6 +225,18 @@ KR_NODISCARD int kr_store_report_foreach(struct kr_store *s, size_t limit,
 /* Pause, resume (ACTIVE) or cancel (its queued rows become CANCELLED). */
 KR_NODISCARD int kr_store_report_set_state(struct kr_store *s, int64_t id,
     enum kr_report_state state, struct kr_err *err);
+/* The report governor's baseline: the complaints and hard bounces the
+ * operator had seen when last resuming the report (0, 0 before), and why
+ * the governor paused it (into reason, reason_size bytes; "" when it did
+ * not). */
+KR_NODISCARD int kr_store_report_governor_acked(struct kr_store *s,
+    int64_t report_id, int64_t *complaints_out, int64_t *bounces_out,
+    char *reason, size_t reason_size, struct kr_err *err);
+/* Records that baseline and the reason (NULL: ""); complaints < 0 sets
+ * the reason only (the governor pausing). */
+KR_NODISCARD int kr_store_report_governor_ack(struct kr_store *s,
+    int64_t report_id, int64_t complaints, int64_t bounces,
+    const char *reason, struct kr_err *err);
 /* report_id 0: every delivery. */
 KR_NODISCARD int kr_store_delivery_counts(struct kr_store *s,
     int64_t report_id, struct kr_delivery_counts *out, struct kr_err *err);
