@@ -168,6 +168,15 @@ ctl_status(struct ctl *c, int argc, char **argv)
 			kr_governor_policy_of(c->cfg, &p);
 			kr_governor_describe(KR_GOVERNOR_SEND, &p, &f, line,
 			                     sizeof(line));
+			printf("  rates      of %lld sent: hard bounces %.2f%%, "
+			       "soft %.2f%%, complaints %.2f%%\n",
+			       (long long)k.sent,
+			       k.sent > 0 ? 100.0 * (double)b.hard /
+			                        (double)k.sent : 0.0,
+			       k.sent > 0 ? 100.0 * (double)b.soft /
+			                        (double)k.sent : 0.0,
+			       k.sent > 0 ? 100.0 * (double)b.complaint /
+			                        (double)k.sent : 0.0);
 			printf("  governor   %s\n", line);
 			if (f.reason[0] != '\0' && rep.state == KR_RS_PAUSED)
 				printf("  %s\n", f.reason);

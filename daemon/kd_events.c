@@ -114,8 +114,30 @@ emit(struct tick *t, const char *event, const struct kr_report_row *r,
 		return;
 	kr_buf_init(&b, 64 * 1024);
 	if (kd_events_json(&b, event, r->id, r->list_id, r->subject, c,
-		t->now) == 0)
-		kr_webhook_post(t->hook, b.data);
+		t->now) == 0) {
+		/* report.finished: the outcomes that came back so far */
+		struct kr_bounce_counts bc;
+		struct kr_err err = {0};
+
+		if (strcmp(event, "report.finished") == 0 && b.len > 0 &&
+		    kr_store_bounce_counts(t->store, r->id, &bc, &err) == 0) {
+			b.data[--b.len] = '\0';
+			if (kr_buf_printf(&b,
+				",\"hard_bounces\":%lld,\"soft_bounces\":%lld,"
+				"\"complaints\":%lld,\"hard_bounce_rate\":%.6f,"
+				"\"complaint_rate\":%.6f}",
+				(long long)bc.hard, (long long)bc.soft,
+				(long long)bc.complaint,
+				c->sent > 0 ? (double)bc.hard / (double)c->sent
+					    : 0.0,
+				c->sent > 0 ?
+				    (double)bc.complaint / (double)c->sent :
+				    0.0) < 0)
+				kr_buf_reset(&b);
+		}
+		if (b.len > 0)
+			kr_webhook_post(t->hook, b.data);
+	}
 	kr_buf_fini(&b);
 }
 

@@ -148,6 +148,43 @@ def main():
     ok(harness.wait_for(lambda: len(smtp.log()) - base_n >= N - 2 - 60, 120),
        "after resume the rest of report 2 is sent",
        len(smtp.log()) - base_n)
+
+    # ---- per-report outcomes add up against the SMTP log ----
+    def finished(r):
+        return [e[2] for e in rx.events if isinstance(e[2], dict) and
+                e[2].get("event") == "report.finished" and
+                e[2].get("report") == r]
+    ok(harness.wait_for(lambda: finished(rid) and finished(rid2), 30),
+       "report.finished for both", [e[2].get("event") for e in rx.events])
+    n_r1 = base_n
+    n_r2 = len(smtp.log()) - base_n
+    rc, out, err = k.ctl("status", str(rid))
+    ok(rc == 0 and re.search(r"sent\s+%d\b" % n_r1, out) and
+       "complaints 2" in out and "bounced    0 hard, 0 soft" in out and
+       "of %d sent: hard bounces 0.00%%, soft 0.00%%, complaints 0.10%%" %
+       n_r1 in out,
+       "status 1: %d sent as the SMTP server logged, 2 complaints fed, "
+       "rates" % n_r1, out)
+    rc, out, err = k.ctl("status", str(rid2))
+    ok(rc == 0 and re.search(r"sent\s+%d\b" % n_r2, out) and
+       re.search(r"failed\s+60\b", out) and
+       "bounced    60 hard, 0 soft" in out and "complaints 0" in out,
+       "status 2: %d sent as logged, 60 failed and 60 hard bounces "
+       "(the 550s)" % n_r2, out)
+    f1, f2 = finished(rid)[-1], finished(rid2)[-1]
+    ok(f1.get("sent") == n_r1 and f1.get("complaints") == 2 and
+       f1.get("hard_bounces") == 0 and f2.get("sent") == n_r2 and
+       f2.get("hard_bounces") == 60 and f2.get("complaints") == 0 and
+       abs(f2.get("hard_bounce_rate", 0) - 60.0 / n_r2) < 1e-5,
+       "report.finished carries the outcomes and rates", (f1, f2))
+    rc, out, err = k.ctl("reports")
+    rows = {int(line.split()[0]): line.split() for line in out.splitlines()
+            if line[:1].isdigit()}
+    ok(rc == 0 and out.splitlines()[0].split()[6:9] == ["HARD", "SOFT",
+                                                         "COMPL"] and
+       rows.get(rid2, [])[6:9] == ["60", "0", "0"] and
+       rows.get(rid, [])[6:9] == ["0", "0", "2"],
+       "kairanctl reports: hard, soft and complaints per report", out)
     k.stop()
     harness.done()
 
