@@ -115,6 +115,16 @@ struct spf {
 	char why[300]; /* permerror or temperror detail */
 };
 
+/* A prefix length: digits, else -1 (the whole address). */
+static int
+prefix_len(const char *s)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+
+	return end == s || v < 0 || v > 128 ? -1 : (int)v;
+}
+
 static bool
 cidr_match(const char *ip, const char *net, int plen)
 {
@@ -175,14 +185,14 @@ spf_target(const char *arg, const char *def, char *dom, size_t size,
 	*plen6 = -1;
 	if (sl != NULL) {
 		if (sl[1] == '/')
-			*plen6 = atoi(sl + 2);
+			*plen6 = prefix_len(sl + 2);
 		else {
 			const char *s6;
 
-			*plen4 = atoi(sl + 1);
+			*plen4 = prefix_len(sl + 1);
 			s6 = strstr(sl + 1, "//");
 			if (s6 != NULL)
-				*plen6 = atoi(s6 + 2);
+				*plen6 = prefix_len(s6 + 2);
 		}
 	}
 	if (arg[0] == ':' && len > 1)
@@ -266,7 +276,7 @@ spf_check(struct spf *s, const char *ip, const char *domain, int depth)
 			                        : strlen(mech + 4);
 
 			snprintf(net, sizeof(net), "%.*s", (int)len, mech + 4);
-			hit = cidr_match(ip, net, sl != NULL ? atoi(sl + 1) : -1);
+			hit = cidr_match(ip, net, sl != NULL ? prefix_len(sl + 1) : -1);
 		} else if (strncasecmp(mech, "include:", 8) == 0) {
 			if (++s->lookups > SPF_MAX_LOOKUPS)
 				break;
@@ -804,7 +814,7 @@ check_relays(struct doc *d)
 /* ---- public_url and RFC 8058 one-click ---- */
 
 static size_t
-discard(char *p, size_t size, size_t n, void *u)
+discard(const char *p, size_t size, size_t n, void *u)
 {
 	(void)p;
 	(void)u;

@@ -61,7 +61,7 @@ pct(double frac, char *out, size_t size)
 			*z = '\0';
 	}
 	if (strlen(out) + 1 < size)
-		strcat(out, "%");
+		memcpy(out + strlen(out), "%", 2);
 }
 
 void

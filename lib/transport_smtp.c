@@ -2280,7 +2280,7 @@ kr_transport_smtp_check(struct kr_transport *t, size_t i, char *why,
 {
 	struct smtp_sess s;
 	struct addrinfo hints, *res = NULL, *a;
-	char port[8], buf[8192];
+	char port[8], buf[8192] = {0};
 	const char *p, *e;
 	int fd = -1, ret = -1, timeout_ms = 0, rc, g;
 	ssize_t n;
@@ -2336,8 +2336,7 @@ kr_transport_smtp_check(struct kr_transport *t, size_t i, char *why,
 		goto out;
 	}
 	/* tls: none: does it offer STARTTLS? */
-	if ((n = plain_reply(&s, fd, buf, sizeof(buf), timeout_ms,
-	                     "greeting")) < 0 ||
+	if (plain_reply(&s, fd, buf, sizeof(buf), timeout_ms, "greeting") < 0 ||
 	    plain_write(&s, fd, "EHLO doctor.invalid\r\n", timeout_ms) < 0 ||
 	    (n = plain_reply(&s, fd, buf, sizeof(buf), timeout_ms, "EHLO")) < 0) {
 		snprintf(why, size, "%s: %s", s.relay->hostport, s.why);
