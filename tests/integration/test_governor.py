@@ -185,6 +185,18 @@ def main():
        rows.get(rid2, [])[6:9] == ["60", "0", "0"] and
        rows.get(rid, [])[6:9] == ["0", "0", "2"],
        "kairanctl reports: hard, soft and complaints per report", out)
+    def per_report():
+        m = k.metrics()
+        key = 'kairan_report_%s{report="%d",list="sips-report",%s}'
+        return (m.get(key % ("copies", rid, 'outcome="sent"')),
+                m.get(key % ("bounces", rid, 'kind="complaint"')),
+                m.get(key % ("copies", rid2, 'outcome="sent"')),
+                m.get(key % ("copies", rid2, 'outcome="failed"')),
+                m.get(key % ("bounces", rid2, 'kind="hard"')))
+    want = (n_r1, 2, n_r2, 60, 60)
+    ok(harness.wait_for(lambda: per_report() == want, 30),
+       "/metrics: kairan_report_copies and kairan_report_bounces per report",
+       (per_report(), want))
     k.stop()
     harness.done()
 
