@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "config.h"
 #include "ctl.h"
 #include "governor.h"
 #include "err.h"
@@ -187,6 +188,17 @@ ctl_status(struct ctl *c, int argc, char **argv)
 			goto fail;
 		printf("all copies (reports and confirmations)\n");
 		print_counts("  ", &k);
+		for (i = 0; i < (int)c->cfg->n_lists; i++) {
+			struct kr_store_list_governor g;
+
+			if (kr_store_confirm_governor_get(
+			        c->store, c->cfg->lists[i].id, &g, &err) < 0)
+				goto fail;
+			if (g.paused)
+				printf("  paused: %s (kairanctl resume "
+				       "--confirmations %s)\n",
+				       g.reason, c->cfg->lists[i].id);
+		}
 		if (kr_store_report_foreach(c->store, 10, print_line, NULL,
 		                            &err) != 0)
 			goto fail;

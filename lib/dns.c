@@ -164,7 +164,7 @@ rr_text(ns_msg *msg, ns_rr *rr, enum kr_dns_type type, unsigned *pref)
 			return NULL;
 		*pref = ((unsigned)rd[0] << 8) | rd[1];
 		off = 2;
-		/* fall through */
+		__attribute__((fallthrough));
 	case KR_DNS_PTR:
 	case KR_DNS_CNAME:
 		if (ns_name_uncompress(ns_msg_base(*msg), ns_msg_end(*msg),

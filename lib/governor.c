@@ -44,6 +44,26 @@ kr_governor_decide(const struct kr_governor_policy *p,
 	return KR_GOVERNOR_SEND;
 }
 
+static bool
+reachable(double rate, int64_t count, int64_t ack, int64_t min_sent)
+{
+	int64_t limit = ppm(rate);
+
+	return limit > 0 && count > ack &&
+	       count * 1000000 >= limit * (min_sent > 1 ? min_sent : 1);
+}
+
+bool
+kr_governor_possible(const struct kr_governor_policy *p, int64_t complaints,
+                     int64_t hard_bounces, int64_t ack_complaints,
+                     int64_t ack_bounces)
+{
+	return reachable(p->complaint_rate, complaints, ack_complaints,
+	                 p->min_sent) ||
+	       reachable(p->bounce_rate, hard_bounces, ack_bounces,
+	                 p->min_sent);
+}
+
 /* "0.15%" (as few digits as needed, at most 4 decimals), "off" for 0. */
 static void
 pct(double frac, char *out, size_t size)
@@ -124,14 +144,27 @@ kr_governor_check(struct kr_store *s, const struct kr_config *cfg,
 {
 	struct kr_governor_policy p;
 	struct kr_governor_figures f;
+	struct kr_bounce_counts b;
 	struct kr_report_row r;
 	enum kr_governor_verdict v;
 	int ret = -1;
 
 	memset(&r, 0, sizeof(r));
+	memset(&f, 0, sizeof(f));
 	why[0] = '\0';
 	kr_governor_policy_of(cfg, &p);
 	if (p.complaint_rate <= 0 && p.bounce_rate <= 0)
+		return 0;
+	/* the cheap counts first: without new complaints or bounces enough
+	 * to reach a limit at min_sent, nothing can pause the report, and
+	 * its rows need not be counted */
+	if (kr_store_bounce_counts(s, report_id, &b, err) < 0 ||
+	    kr_store_report_governor_acked(s, report_id, &f.ack_complaints,
+	                                   &f.ack_bounces, f.reason,
+	                                   sizeof(f.reason), err) < 0)
+		return -1;
+	if (!kr_governor_possible(&p, b.complaint, b.hard, f.ack_complaints,
+	                          f.ack_bounces))
 		return 0;
 	ret = kr_store_report_get(s, report_id, &r, err);
 	if (ret <= 0)
@@ -157,4 +190,41 @@ kr_governor_check(struct kr_store *s, const struct kr_config *cfg,
 out:
 	kr_store_report_row_fini(&r);
 	return ret;
+}
+
+int
+kr_governor_check_confirm(struct kr_store *s, const struct kr_config *cfg,
+                          const char *list_id, char *why, size_t size,
+                          struct kr_err *err)
+{
+	struct kr_governor_policy p;
+	struct kr_governor_figures f;
+	struct kr_store_list_governor g;
+	enum kr_governor_verdict v;
+	char line[200];
+
+	why[0] = '\0';
+	kr_governor_policy_of(cfg, &p);
+	if (p.complaint_rate <= 0 && p.bounce_rate <= 0)
+		return 0;
+	if (kr_store_confirm_governor_get(s, list_id, &g, err) < 0)
+		return -1;
+	if (g.paused)
+		return 2;
+	memset(&f, 0, sizeof(f));
+	f.sent = g.sent;
+	f.complaints = g.complaints;
+	f.hard_bounces = g.hard;
+	f.ack_complaints = g.ack_complaints;
+	f.ack_bounces = g.ack_bounces;
+	v = kr_governor_decide(&p, &f);
+	if (v == KR_GOVERNOR_SEND)
+		return 0;
+	kr_governor_describe(v, &p, &f, line, sizeof(line));
+	snprintf(why, size, "confirmations of list %s %s", list_id, line);
+	if (kr_store_confirm_governor_set(s, list_id, true, why, -1, -1, err) <
+	        0 ||
+	    kr_store_event(s, "governor-pause", 0, 0, why, err) < 0)
+		return -1;
+	return 1;
 }

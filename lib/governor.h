@@ -6,6 +6,7 @@
 #ifndef KR_GOVERNOR_H
 #define KR_GOVERNOR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,6 +45,12 @@ void kr_governor_policy_of(const struct kr_config *cfg,
  * per million, exactly). Complaints are looked at first. */
 enum kr_governor_verdict kr_governor_decide(const struct kr_governor_policy *p,
                                             const struct kr_governor_figures *f);
+/* Whether some number of copies sent could make kr_governor_decide pause
+ * with these counts (true whenever it would; false lets the caller skip
+ * counting the copies sent). */
+bool kr_governor_possible(const struct kr_governor_policy *p,
+                          int64_t complaints, int64_t hard_bounces,
+                          int64_t ack_complaints, int64_t ack_bounces);
 /* One line with the figures: "complaints 3 of 2000 sent (0.15%, limit
  * 0.1%), hard bounces 1 (0.05%, limit 5%)", and the verdict's reason in
  * front when it pauses. */
@@ -65,5 +72,13 @@ KR_NODISCARD int kr_governor_check(struct kr_store *s,
                                    const struct kr_config *cfg,
                                    int64_t report_id, char *why, size_t size,
                                    struct kr_err *err);
+/* The same for the confirmation mails of list_id (a list-bombing attack
+ * shows up as their bounces): over the copies of confirmations sent,
+ * paused in the store (claims skip them) with event "governor-pause".
+ * Returns 1 paused now, 0 sends on, 2 already paused, -1 error. */
+KR_NODISCARD int kr_governor_check_confirm(struct kr_store *s,
+                                           const struct kr_config *cfg,
+                                           const char *list_id, char *why,
+                                           size_t size, struct kr_err *err);
 
 #endif

@@ -198,7 +198,55 @@ def main():
        "/metrics: kairan_report_copies and kairan_report_bounces per report",
        (per_report(), want))
     k.stop()
+    confirmations()
     harness.done()
+
+
+def confirmations():
+    """A list-bombing attack: 300 sign-ups, 30 of the first 100 addresses
+    refused with 550: the list's confirmation mails pause by themselves,
+    and go on after `kairanctl resume --confirmations LIST`."""
+    base = harness.tmpdir()
+    smtp = harness.SmtpServer(base)
+    k = harness.Kairan(
+        base, smtp_port=smtp.port, start=False,
+        extra="governor:\n  bounce_rate: 5%\n  min_sent: 100\n",
+        delivery_extra="  rate: 100/s\n  batch: 10")
+    k.start()
+    subs = ["c%04d@example.org" % i for i in range(300)]
+    bad = subs[10:40]
+    smtp.set_rules({"rcpt": {a: "550 5.1.1 no such user" for a in bad}})
+    path = os.path.join(base, "bomb.csv")
+    with open(path, "w") as f:
+        f.write("email,name\n" + "".join("%s,\n" % a for a in subs))
+    rc, out, err = k.ctl("subscribers", "import", "--list", "sips-report",
+                         path)
+    ok(rc == 0, "300 pending sign-ups: 300 confirmation mails queued",
+       out + err)
+    ok(k.wait_log("governor list=sips-report confirmations of list "
+                  "sips-report paused by the governor: hard bounces "
+                  "reached governor.bounce_rate", 60),
+       "the confirmation mails pause by themselves", k.logtext())
+    time.sleep(1)
+    n1 = len(smtp.log())
+    time.sleep(3)
+    n2 = len(smtp.log())
+    ok(n1 == n2 and 100 <= n2 <= 100 + 3 * 10,
+       "nothing more is sent while paused (%d accepted)" % n2, (n1, n2))
+    rc, out, err = k.ctl("status")
+    ok(rc == 0 and "paused: confirmations of list sips-report paused by "
+       "the governor" in out and "resume --confirmations sips-report" in out,
+       "kairanctl status shows it", out)
+    st, _, body = harness.http("GET", k.admin_url("/healthz"))
+    ok(b"governor: confirmations of list sips-report" in body,
+       "/healthz shows it", body)
+    rc, out, err = k.ctl("resume", "--confirmations", "sips-report")
+    ok(rc == 0 and "list sips-report confirmations resumed: complaints 0 "
+       "of" in out and "hard bounces 30 (" in out,
+       "resume --confirmations states the figures", (rc, out, err))
+    ok(harness.wait_for(lambda: len(smtp.log()) >= 270, 60),
+       "the rest of the confirmation mails go", len(smtp.log()))
+    k.stop()
 
 
 main()

@@ -274,6 +274,25 @@ kr_store_report_set_state(struct kr_store *s, int64_t id,
 	return 0;
 }
 
+int
+kr_store_confirm_governor_get(struct kr_store *s, const char *list_id,
+    struct kr_store_list_governor *out, struct kr_err *err)
+{
+	(void)s, (void)list_id, (void)err;
+	memset(out, 0, sizeof(*out));
+	return 0;
+}
+
+int
+kr_store_confirm_governor_set(struct kr_store *s, const char *list_id,
+    bool paused, const char *reason, int64_t ack_complaints,
+    int64_t ack_bounces, struct kr_err *err)
+{
+	(void)s, (void)list_id, (void)paused, (void)reason,
+	    (void)ack_complaints, (void)ack_bounces, (void)err;
+	return 0;
+}
+
 /* Another connection's commits: the rows a test puts in place. */
 static atomic_long data_version;
 

@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include <stdbool.h>
 #include <string.h>
 
 #include "governor.h"
@@ -119,6 +120,43 @@ test_governor_off_and_ack(void **state)
 	}
 }
 
+/* kr_governor_possible is true whenever some number of copies sent would
+ * make the decision pause, and false for counts that cannot. */
+static void
+test_governor_possible(void **state)
+{
+	struct kr_governor_policy pols[] = {{0.001, 0.05, 1000},
+	                                    {0.003, 0, 0},
+	                                    {0, 0.05, 100},
+	                                    {0.0015, 0.02, 10}};
+	int64_t sent, c, h, ack;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(pols) / sizeof(pols[0]); i++)
+		for (c = 0; c <= 4; c++)
+			for (h = 0; h <= 60; h += 3)
+				for (ack = 0; ack <= 2; ack++) {
+					bool any = false;
+
+					for (sent = 0; sent <= 4000 && !any;
+					     sent += 7)
+						any = decide(&pols[i], sent, c, h, ack,
+						             ack) != KR_GOVERNOR_SEND;
+					if (any)
+						assert_true(kr_governor_possible(
+						    &pols[i], c, h, ack, ack));
+				}
+	/* 0 complaints, 0 bounces: never */
+	assert_false(kr_governor_possible(&defaults, 0, 0, 0, 0));
+	/* 1 complaint can reach 0.1 % at 1000 sent; 1 under ack cannot */
+	assert_true(kr_governor_possible(&defaults, 1, 0, 0, 0));
+	assert_false(kr_governor_possible(&defaults, 1, 0, 1, 0));
+	/* 49 hard bounces cannot reach 5 % of min_sent 1000 */
+	assert_false(kr_governor_possible(&defaults, 0, 49, 0, 0));
+	assert_true(kr_governor_possible(&defaults, 0, 50, 0, 0));
+}
+
 static void
 test_governor_describe(void **state)
 {
@@ -157,6 +195,7 @@ main(void)
 	    cmocka_unit_test(test_governor_min_sent),
 	    cmocka_unit_test(test_governor_bounces),
 	    cmocka_unit_test(test_governor_off_and_ack),
+	    cmocka_unit_test(test_governor_possible),
 	    cmocka_unit_test(test_governor_describe),
 	};
 
