@@ -69,8 +69,9 @@ LDOPT := -pie -Wl,-z,relro,-z,now
 endif
 
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-# libesmtp is linked into kairan-smtp alone (lib/smtp_engine.c).
-PKG_LIBS   = $(shell pkg-config --libs $(filter-out libesmtp-1.0,$(PKGS)) 2>/dev/null)
+# libesmtp is linked into kairan-smtp alone (lib/smtp_engine.c); -lresolv:
+# glibc's res_nquery and ns_parse (lib/dns.c), no package.
+PKG_LIBS   = $(shell pkg-config --libs $(filter-out libesmtp-1.0,$(PKGS)) 2>/dev/null) -lresolv
 SMTP_LIBS  = $(shell pkg-config --libs libesmtp-1.0 2>/dev/null)
 
 ALL_CFLAGS = $(BASE_CFLAGS) $(OPT) $(PKG_CFLAGS) $(CFLAGS)

@@ -26,11 +26,18 @@ print_report(void *ctx, const struct kr_report_row *r,
 {
 	time_t t = (time_t)r->created_at;
 	struct tm tm;
+	struct ctl *c = ctx;
+	struct kr_bounce_counts b;
+	struct kr_err err = {0};
 	char when[32] = "", *subj, *p;
 	long long all = k->queued + k->sent + k->deferred + k->failed +
 	                k->uncertain + k->cancelled;
 
-	(void)ctx;
+	/* the outcomes that came back later, per report */
+	if (kr_store_bounce_counts(c->store, r->id, &b, &err) < 0) {
+		ctl_error("%s", err.msg);
+		return -1;
+	}
 	if (gmtime_r(&t, &tm) != NULL)
 		strftime(when, sizeof(when), "%Y-%m-%d %H:%M", &tm);
 	/* No terminal control sequences from a report's subject. */
@@ -40,9 +47,12 @@ print_report(void *ctx, const struct kr_report_row *r,
 	for (p = subj; *p; p++)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			*p = ' ';
-	printf("%-6lld %-9s %-16s %9lld/%-9lld %7lld  %s\n", (long long)r->id,
+	printf("%-6lld %-9s %-16s %9lld/%-9lld %7lld %7lld %7lld %7lld  %s\n",
+	       (long long)r->id,
 	       (unsigned)r->state < 3 ? state_names[r->state] : "?", when,
-	       (long long)k->sent, all, (long long)k->failed, subj);
+	       (long long)k->sent, all, (long long)k->failed,
+	       (long long)b.hard, (long long)b.soft, (long long)b.complaint,
+	       subj);
 	free(subj);
 	return 0;
 }
@@ -73,9 +83,10 @@ ctl_reports(struct ctl *c, int argc, char **argv)
 	}
 	if ((r = ctl_store(c)) != CTL_OK)
 		return r;
-	printf("%-6s %-9s %-16s %19s %7s  %s\n", "ID", "STATE", "STORED (UTC)",
-	       "SENT/ALL", "FAILED", "SUBJECT");
-	if (kr_store_report_foreach(c->store, (size_t)limit, print_report, NULL,
+	printf("%-6s %-9s %-16s %19s %7s %7s %7s %7s  %s\n", "ID", "STATE",
+	       "STORED (UTC)", "SENT/ALL", "FAILED", "HARD", "SOFT", "COMPL",
+	       "SUBJECT");
+	if (kr_store_report_foreach(c->store, (size_t)limit, print_report, c,
 	                            &err) != 0) {
 		ctl_error("%s", err.msg[0] ? err.msg : "listing failed");
 		return CTL_FAIL;

@@ -7,7 +7,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "config.h"
 #include "ctl.h"
+#include "governor.h"
 #include "err.h"
 #include "store.h"
 
@@ -98,6 +100,9 @@ ctl_status(struct ctl *c, int argc, char **argv)
 	struct kr_report_row rep;
 	struct kr_delivery_counts k;
 	struct kr_bounce_counts b;
+	struct kr_governor_figures f;
+	struct kr_governor_policy p;
+	char line[256];
 	struct kr_err err = {0};
 	const char *arg = NULL;
 	bool watching = false;
@@ -157,6 +162,25 @@ ctl_status(struct ctl *c, int argc, char **argv)
 			       "  complaints %lld\n",
 			       (long long)b.hard, (long long)b.soft,
 			       (long long)b.complaint);
+			if (kr_governor_figures(c->store, id, &f, &err) < 0) {
+				kr_store_report_row_fini(&rep);
+				goto fail;
+			}
+			kr_governor_policy_of(c->cfg, &p);
+			kr_governor_describe(KR_GOVERNOR_SEND, &p, &f, line,
+			                     sizeof(line));
+			printf("  rates      of %lld sent: hard bounces %.2f%%, "
+			       "soft %.2f%%, complaints %.2f%%\n",
+			       (long long)k.sent,
+			       k.sent > 0 ? 100.0 * (double)b.hard /
+			                        (double)k.sent : 0.0,
+			       k.sent > 0 ? 100.0 * (double)b.soft /
+			                        (double)k.sent : 0.0,
+			       k.sent > 0 ? 100.0 * (double)b.complaint /
+			                        (double)k.sent : 0.0);
+			printf("  governor   %s\n", line);
+			if (f.reason[0] != '\0' && rep.state == KR_RS_PAUSED)
+				printf("  %s\n", f.reason);
 		}
 		kr_store_report_row_fini(&rep);
 	} else if (!watching) {
@@ -164,6 +188,17 @@ ctl_status(struct ctl *c, int argc, char **argv)
 			goto fail;
 		printf("all copies (reports and confirmations)\n");
 		print_counts("  ", &k);
+		for (i = 0; i < (int)c->cfg->n_lists; i++) {
+			struct kr_store_list_governor g;
+
+			if (kr_store_confirm_governor_get(
+			        c->store, c->cfg->lists[i].id, &g, &err) < 0)
+				goto fail;
+			if (g.paused)
+				printf("  paused: %s (kairanctl resume "
+				       "--confirmations %s)\n",
+				       g.reason, c->cfg->lists[i].id);
+		}
 		if (kr_store_report_foreach(c->store, 10, print_line, NULL,
 		                            &err) != 0)
 			goto fail;

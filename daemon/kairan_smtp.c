@@ -348,6 +348,14 @@ main(int argc, char **argv)
 		}
 		if (type == KR_W_SEND) {
 			do_send(t, &frame);
+		} else if (type == KR_W_CHECK) {
+			struct kr_wire_in in;
+			char why[512];
+
+			kr_wire_in_init(&in, &frame);
+			r = kr_smtp_engine_check(t, kr_wire_get_u32(&in), why,
+			    sizeof(why));
+			reply(KR_W_CHECKED, r, why);
 		} else if (type == KR_W_PROBE) {
 			r = kr_smtp_engine_ops.probe(t, &err);
 			reply(KR_W_PROBED, r, r != 0 ? err.msg : NULL);

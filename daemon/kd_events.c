@@ -11,6 +11,7 @@
 
 #include "buf.h"
 #include "err.h"
+#include "governor.h"
 #include "log.h"
 #include "store.h"
 #include "webhook.h"
@@ -21,7 +22,7 @@
 
 struct seen {
 	int64_t id;
-	bool started, finished, failing;
+	bool started, finished, failing, paused;
 };
 
 struct kd_events {
@@ -34,6 +35,7 @@ struct tick {
 	struct kd_events *ev;
 	struct kr_webhook *hook;
 	int64_t now;
+	struct kr_store *store;
 };
 
 struct kd_events *
@@ -112,8 +114,72 @@ emit(struct tick *t, const char *event, const struct kr_report_row *r,
 		return;
 	kr_buf_init(&b, 64 * 1024);
 	if (kd_events_json(&b, event, r->id, r->list_id, r->subject, c,
-		t->now) == 0)
-		kr_webhook_post(t->hook, b.data);
+		t->now) == 0) {
+		/* report.finished: the outcomes that came back so far */
+		struct kr_bounce_counts bc;
+		struct kr_err err = {0};
+
+		if (strcmp(event, "report.finished") == 0 && b.len > 0 &&
+		    kr_store_bounce_counts(t->store, r->id, &bc, &err) == 0) {
+			b.data[--b.len] = '\0';
+			if (kr_buf_printf(&b,
+				",\"hard_bounces\":%lld,\"soft_bounces\":%lld,"
+				"\"complaints\":%lld,\"hard_bounce_rate\":%.6f,"
+				"\"complaint_rate\":%.6f}",
+				(long long)bc.hard, (long long)bc.soft,
+				(long long)bc.complaint,
+				c->sent > 0 ? (double)bc.hard / (double)c->sent
+					    : 0.0,
+				c->sent > 0 ?
+				    (double)bc.complaint / (double)c->sent :
+				    0.0) < 0)
+				kr_buf_reset(&b);
+		}
+		if (b.len > 0)
+			kr_webhook_post(t->hook, b.data);
+	}
+	kr_buf_fini(&b);
+}
+
+/* "report.paused": the counts and the governor's figures, with the reason
+ * ("complaints", "bounces", or "operator" for a `kairanctl pause`). */
+static void
+emit_paused(struct tick *t, const struct kr_report_row *r,
+    const struct kr_delivery_counts *c)
+{
+	struct kr_governor_figures f;
+	struct kr_err err = {0};
+	struct kr_buf b;
+	const char *reason;
+
+	if (kr_governor_figures(t->store, r->id, &f, &err) < 0) {
+		kr_log_warn("report event=report.paused id=%lld: %s",
+		    (long long)r->id, err.msg);
+		return;
+	}
+	reason = strstr(f.reason, "complaints reached") != NULL ? "complaints"
+	    : strstr(f.reason, "bounces reached") != NULL      ? "bounces"
+							       : "operator";
+	kr_log_info("report event=report.paused id=%lld reason=%s %s",
+	    (long long)r->id, reason, f.reason);
+	if (t->hook == NULL)
+		return;
+	kr_buf_init(&b, 64 * 1024);
+	if (kd_events_json(&b, "report.paused", r->id, r->list_id, r->subject,
+		c, t->now) == 0 && b.len > 0) {
+		b.data[--b.len] = '\0'; /* the closing brace */
+		if (kr_buf_printf(&b, ",\"reason\":\"%s\",\"complaints\":%lld,"
+		    "\"hard_bounces\":%lld,\"complaint_rate\":%.6f,"
+		    "\"bounce_rate\":%.6f,\"figures\":",
+		    reason, (long long)f.complaints,
+		    (long long)f.hard_bounces,
+		    f.sent > 0 ? (double)f.complaints / (double)f.sent : 0.0,
+		    f.sent > 0 ? (double)f.hard_bounces / (double)f.sent
+			       : 0.0) == 0 &&
+		    kr_webhook_json_str(&b, f.reason) == 0 &&
+		    kr_buf_puts(&b, "}") == 0)
+			kr_webhook_post(t->hook, b.data);
+	}
 	kr_buf_fini(&b);
 }
 
@@ -136,7 +202,14 @@ on_report(void *ctx, const struct kr_report_row *r,
 		s->started = started;
 		s->finished = finished;
 		s->failing = failing;
+		s->paused = r->state == KR_RS_PAUSED;
 		return 0;
+	}
+	if (r->state == KR_RS_PAUSED && !s->paused) {
+		s->paused = true;
+		emit_paused(t, r, c);
+	} else if (r->state != KR_RS_PAUSED) {
+		s->paused = false;
 	}
 	if (started && !s->started) {
 		s->started = true;
@@ -160,7 +233,7 @@ void
 kd_events_tick(struct kd_events *ev, struct kr_store *store,
     struct kr_webhook *hook)
 {
-	struct tick t = {ev, hook, (int64_t)time(NULL)};
+	struct tick t = {ev, hook, (int64_t)time(NULL), store};
 	struct kr_err err = {0};
 
 	if (kr_store_report_foreach(store, KD_EVENTS_LOOK, on_report, &t,

@@ -131,6 +131,83 @@ tally_one(void *ctx, const char *list_id, enum kr_sub_status status, int64_t n)
 	return 0;
 }
 
+/* Per-report outcomes of the newest reports (labels stay few). */
+#define KD_METRICS_REPORTS 10
+
+struct per_report {
+	struct kd_metrics *m;
+	struct kr_buf *copies, *bounces;
+	struct kr_err *err;
+};
+
+static int
+report_one(void *ctx, const struct kr_report_row *r,
+    const struct kr_delivery_counts *c)
+{
+	struct per_report *p = ctx;
+	struct kr_bounce_counts b;
+	const char *const outcome[] = {"sent", "deferred", "failed",
+		"uncertain", "queued", "cancelled"};
+	const int64_t copies[] = {c->sent, c->deferred, c->failed,
+		c->uncertain, c->queued, c->cancelled};
+	const char *const kind[] = {"hard", "soft", "complaint"};
+	int64_t bn[3];
+	size_t i;
+
+	if (kr_store_bounce_counts(p->m->store, r->id, &b, p->err) < 0)
+		return -1;
+	bn[0] = b.hard;
+	bn[1] = b.soft;
+	bn[2] = b.complaint;
+	for (i = 0; i < KR_NELEM(outcome); i++)
+		if (kr_buf_printf(p->copies, "kairan_report_copies{report=\"%lld\","
+			"list=\"", (long long)r->id) < 0 ||
+		    kd_metrics_label(p->copies, r->list_id) < 0 ||
+		    kr_buf_printf(p->copies, "\",outcome=\"%s\"} %lld\n",
+			outcome[i], (long long)copies[i]) < 0)
+			return -1;
+	for (i = 0; i < KR_NELEM(kind); i++)
+		if (kr_buf_printf(p->bounces, "kairan_report_bounces{report=\"%lld\","
+			"list=\"", (long long)r->id) < 0 ||
+		    kd_metrics_label(p->bounces, r->list_id) < 0 ||
+		    kr_buf_printf(p->bounces, "\",kind=\"%s\"} %lld\n", kind[i],
+			(long long)bn[i]) < 0)
+			return -1;
+	return 0;
+}
+
+/* kairan_report_copies and kairan_report_bounces for the newest reports. */
+static int
+look_reports(struct kd_metrics *m, struct kr_buf *out, struct kr_err *err)
+{
+	struct kr_buf copies, bounces;
+	struct per_report p = {m, &copies, &bounces, err};
+	int r = -1;
+
+	kr_buf_init(&copies, 0);
+	kr_buf_init(&bounces, 0);
+	if (kr_store_report_foreach(m->store, KD_METRICS_REPORTS, report_one,
+		&p, err) != 0)
+		goto out;
+	if (kr_buf_puts(out,
+		"# HELP kairan_report_copies Copies of each of the newest "
+		"reports by outcome.\n"
+		"# TYPE kairan_report_copies gauge\n") < 0 ||
+	    kr_buf_append(out, copies.data ? copies.data : "", copies.len) < 0 ||
+	    kr_buf_puts(out,
+		"# HELP kairan_report_bounces Bounces and complaints the copies "
+		"of each of the newest reports drew.\n"
+		"# TYPE kairan_report_bounces gauge\n") < 0 ||
+	    kr_buf_append(out, bounces.data ? bounces.data : "",
+		bounces.len) < 0)
+		goto out;
+	r = 0;
+out:
+	kr_buf_fini(&copies);
+	kr_buf_fini(&bounces);
+	return r;
+}
+
 /* One look at the store: the gauges' text into out. */
 static int
 look(struct kd_metrics *m, struct kr_buf *out, struct kr_err *err)
@@ -179,6 +256,8 @@ look(struct kd_metrics *m, struct kr_buf *out, struct kr_err *err)
 	r = kr_store_subscriber_tally(m->store, tally_one, &t, err);
 	if (r == 0)
 		r = tally_flush(&t);
+	if (r == 0)
+		r = look_reports(m, out, err);
 	if (r != 0 && err != NULL && err->msg[0] == '\0')
 		kr_err_set(err, KR_ERR_INVALID, "metrics: out of room");
 	return r == 0 ? 0 : -1;

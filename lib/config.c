@@ -60,6 +60,7 @@ enum ftype {
 	FT_MAP,       /* nested mapping stored in the same struct */
 	FT_SEQ,       /* list of mappings: array of sub->elem_size + count */
 	FT_DOMAINMAP, /* domain: mapping, array of sub->elem_size + count */
+	FT_PERCENT,   /* 0.1% 5% or 0; stored as a fraction (double) */
 };
 
 #define F_REQUIRED 0x1
@@ -523,6 +524,60 @@ static const struct field bounce_fields[] = {
 static const struct section bounce_section = {
     "bounce", bounce_fields, KR_NELEM(bounce_fields), 0, 0, 0};
 
+static const struct field doctor_fields[] = {
+    {.key = "egress",
+     .type = FT_IPLIST,
+     .off = OFF(doctor.egress),
+     .count_off = OFF(doctor.n_egress),
+     .max = 64,
+     .expect = "a list of the relays' egress IP addresses like "
+               "[192.0.2.25]"},
+    {.key = "ca_file",
+     .type = FT_PATH,
+     .off = OFF(doctor.ca_file),
+     .expect = "a file of CA certificates (PEM)"},
+};
+static const struct section doctor_section = {
+    "doctor", doctor_fields, KR_NELEM(doctor_fields), 0, 0, 0};
+
+static const struct field dns_fields[] = {
+    {.key = "resolver",
+     .type = FT_LINE,
+     .off = OFF(dns.resolver),
+     .expect = "a DNS server as IP[:PORT] like 192.0.2.53"},
+    {.key = "timeout",
+     .type = FT_DURATION,
+     .off = OFF(dns.timeout),
+     .def = "3s",
+     .min = 1,
+     .max = 60,
+     .expect = "a duration 1s..60s like 3s"},
+};
+static const struct section dns_section = {
+    "dns", dns_fields, KR_NELEM(dns_fields), 0, 0, 0};
+
+static const struct field governor_fields[] = {
+    {.key = "complaint_rate",
+     .type = FT_PERCENT,
+     .off = OFF(governor.complaint_rate),
+     .def = "0.1%",
+     .expect = "a percentage like 0.1% (0 turns the rule off)"},
+    {.key = "bounce_rate",
+     .type = FT_PERCENT,
+     .off = OFF(governor.bounce_rate),
+     .def = "5%",
+     .expect = "a percentage like 5% (0 turns the rule off)"},
+    {.key = "min_sent",
+     .type = FT_UINT,
+     .off = OFF(governor.min_sent),
+     .def = "1000",
+     .min = 0,
+     .max = 100000000,
+     .expect = "a number of copies sent like 1000"},
+};
+static const struct section governor_section = {
+    "governor", governor_fields, KR_NELEM(governor_fields), 0, 0, 0};
+
 static const struct field root_fields[] = {
     {.key = "database",
      .type = FT_PATH,
@@ -593,6 +648,18 @@ static const struct field root_fields[] = {
      .sub = &bounce_section,
      .expect = "a mapping with hard_threshold, soft_threshold, soft_window, "
                "reset_after"},
+    {.key = "doctor",
+     .type = FT_MAP,
+     .sub = &doctor_section,
+     .expect = "a mapping with egress, ca_file"},
+    {.key = "dns",
+     .type = FT_MAP,
+     .sub = &dns_section,
+     .expect = "a mapping with resolver, timeout"},
+    {.key = "governor",
+     .type = FT_MAP,
+     .sub = &governor_section,
+     .expect = "a mapping with complaint_rate, bounce_rate, min_sent"},
 };
 static const struct section root_section = {
     "the top level", root_fields, KR_NELEM(root_fields), 0, 0, 0};
@@ -1389,6 +1456,16 @@ conv_scalar(struct ctx *c, const struct field *f, const char *s, size_t len,
 		}
 		*(unsigned *)(void *)((char *)base + f->off) = (unsigned)u;
 		return 0;
+	case FT_PERCENT:
+		if (len == 0 || (s[len - 1] != '%' && !(len == 1 && s[0] == '0')) ||
+		    memchr(s, '/', len) != NULL ||
+		    parse_rate(s, s[len - 1] == '%' ? len - 1 : len, &d) < 0 ||
+		    d > 100) {
+			why = "is not a percentage 0%..100% like 0.1%";
+			break;
+		}
+		*(double *)(void *)((char *)base + f->off) = d / 100;
+		return 0;
 	case FT_RATE:
 		if (parse_rate(s, len, &d) < 0) {
 			why = "is not a rate (N/s, N/m, N/h or N/d)";
@@ -1486,6 +1563,7 @@ free_section(const struct section *s, void *base)
 		case FT_UINT:
 		case FT_DURATION:
 		case FT_RATE:
+		case FT_PERCENT:
 			break;
 		case FT_ENUM:
 			if (f->flags & F_ENUMSTR)

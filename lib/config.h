@@ -133,6 +133,26 @@ struct kr_config {
 		                            whose last counted bounce is
 		                            older starts again */
 	} bounce;
+
+	struct {
+		char **egress;   /* the relay's egress IPs, for doctor's SPF
+		                    and reverse DNS checks; may be empty */
+		size_t n_egress;
+		char *ca_file;   /* CAs for the one-click POST to public_url;
+		                    NULL: the system's */
+	} doctor;
+
+	struct {
+		char *resolver;   /* "IP[:PORT]" or NULL: the system's */
+		unsigned timeout; /* seconds per query, default 3 */
+	} dns;
+
+	struct {
+		double complaint_rate; /* fraction (0.001 = 0.1 %), 0: off */
+		double bounce_rate;    /* hard bounces, default 0.05; 0: off */
+		unsigned min_sent;     /* copies sent before a rule applies,
+		                          default 1000 */
+	} governor;
 };
 
 /* Loads and validates path. On success returns 0 and *cfg_out (free with

@@ -30,6 +30,7 @@
 #include "config.h"
 #include "dkim.h"
 #include "err.h"
+#include "governor.h"
 #include "log.h"
 #include "store.h"
 #include "transport.h"
@@ -138,6 +139,11 @@ struct kr_delivery {
 	int64_t current_report;
 	struct trouble relay; /* for /healthz: what fails now */
 	struct trouble db;
+	struct trouble governor; /* a report the governor paused */
+	int64_t gov_report;
+	struct trouble gov_confirm; /* a list's confirmations it paused */
+	char gov_list[65];
+	double gov_next;      /* mono time of the next governor look */
 
 	pthread_mutex_t store_lock;
 	struct kr_store *store;
@@ -1044,6 +1050,8 @@ worker_unslot(struct worker *w)
 	pthread_mutex_unlock(&d->lock);
 }
 
+static void governor_hook(struct worker *w, size_t n);
+
 static void
 worker_batch(struct worker *w, size_t n)
 {
@@ -1105,6 +1113,97 @@ out:
 			kr_log_err("delivery release id=%lld: %s",
 			    (long long)w->claims[i].delivery_id, err.msg);
 	}
+	governor_hook(w, n);
+}
+
+/* The governor hook: after a batch, the reports it sent from are checked
+ * (lib/governor.c decides and pauses). Counting a report's rows is a
+ * scan (done only while its complaints or bounces could pause it): the
+ * next look waits 50 times as long as this one took, at most 0.1 s. */
+static void
+governor_hook(struct worker *w, size_t n)
+{
+	struct kr_delivery *d = w->d;
+	struct kr_err err = {0};
+	int64_t ids[4];
+	const char *lists[4];
+	size_t n_ids = 0, n_lists = 0, i, j;
+	double t0;
+	char why[256];
+	int r;
+
+	for (i = 0; i < n; i++) {
+		int64_t id = w->claims[i].report_id;
+		const char *l = w->claims[i].list_id;
+
+		if (w->claims[i].kind == KR_DELIVERY_CONFIRM) {
+			for (j = 0; j < n_lists && strcmp(lists[j], l) != 0; j++)
+				;
+			if (j == n_lists && n_lists < KR_NELEM(lists))
+				lists[n_lists++] = l;
+			continue;
+		}
+		for (j = 0; j < n_ids && ids[j] != id; j++)
+			;
+		if (id > 0 && j == n_ids && n_ids < KR_NELEM(ids))
+			ids[n_ids++] = id;
+	}
+	t0 = mono_now();
+	pthread_mutex_lock(&d->lock);
+	if ((n_ids == 0 && n_lists == 0) || t0 < d->gov_next) {
+		pthread_mutex_unlock(&d->lock);
+		return;
+	}
+	d->gov_next = t0 + 3600; /* this worker looks; the others skip */
+	pthread_mutex_unlock(&d->lock);
+	for (i = 0; i < n_ids; i++) {
+		pthread_mutex_lock(&d->store_lock);
+		r = kr_governor_check(d->store, w->cfg, ids[i], why, sizeof(why),
+		    &err);
+		pthread_mutex_unlock(&d->store_lock);
+		if (r < 0)
+			kr_log_warn("governor report=%lld: %s", (long long)ids[i],
+			    err.msg);
+		pthread_mutex_lock(&d->lock);
+		if (r == 1) {
+			kr_log_warn("governor report=%lld %s", (long long)ids[i],
+			    why);
+			snprintf(d->governor.msg, sizeof(d->governor.msg), "%s",
+			    why);
+			d->governor.since = (int64_t)time(NULL);
+			d->gov_report = ids[i];
+		} else if (r == 0 && d->gov_report == ids[i]) {
+			d->governor.msg[0] = '\0'; /* sending again (resumed) */
+			d->gov_report = 0;
+		}
+		pthread_mutex_unlock(&d->lock);
+	}
+	for (i = 0; i < n_lists; i++) {
+		pthread_mutex_lock(&d->store_lock);
+		r = kr_governor_check_confirm(d->store, w->cfg, lists[i], why,
+		    sizeof(why), &err);
+		pthread_mutex_unlock(&d->store_lock);
+		if (r < 0)
+			kr_log_warn("governor list=%s: %s", lists[i], err.msg);
+		pthread_mutex_lock(&d->lock);
+		if (r == 1) {
+			kr_log_warn("governor list=%s %s", lists[i], why);
+			snprintf(d->gov_confirm.msg, sizeof(d->gov_confirm.msg),
+			    "%s", why);
+			snprintf(d->gov_list, sizeof(d->gov_list), "%s",
+			    lists[i]);
+		} else if (r == 0 && strcmp(d->gov_list, lists[i]) == 0) {
+			d->gov_confirm.msg[0] = '\0';
+			d->gov_list[0] = '\0';
+		}
+		pthread_mutex_unlock(&d->lock);
+	}
+	pthread_mutex_lock(&d->lock);
+	/* at most 50 times the last look, and at most 0.1 s: the counting
+	 * is done only while complaints or bounces could pause a report */
+	t0 = 50 * (mono_now() - t0);
+	d->gov_next = mono_now() + (t0 < 0.1 ? t0 : 0.1);
+	pthread_mutex_unlock(&d->lock);
 }
 
 /* Nothing to claim: wait up to IDLE_WAIT for a kick (a sign-up, the
@@ -1459,6 +1558,17 @@ kr_delivery_health(struct kr_delivery *d, struct kr_buf *out)
 		if (kr_buf_printf(out, "store: %s (for %llds, %u failures)\n",
 			d->db.msg, (long long)(now - d->db.since),
 			d->db.fails) < 0)
+			r = -1;
+	}
+	if (r >= 0 && d->governor.msg[0] != '\0') {
+		r = 1;
+		if (kr_buf_printf(out, "governor: report %lld %s\n",
+			(long long)d->gov_report, d->governor.msg) < 0)
+			r = -1;
+	}
+	if (r >= 0 && d->gov_confirm.msg[0] != '\0') {
+		r = 1;
+		if (kr_buf_printf(out, "governor: %s\n", d->gov_confirm.msg) < 0)
 			r = -1;
 	}
 	if (r >= 0 && d->relay.msg[0] != '\0') {

@@ -1265,3 +1265,26 @@ out:
 	kr_buf_fini(&txt);
 	return rc;
 }
+
+int
+kr_dkim_record_check(const char *published, const char *want,
+                     int *rsa_bits_out, struct kr_err *err)
+{
+	char pk[2048], kk[16];
+	unsigned char der[1536];
+	const unsigned char *dp = der;
+	size_t dlen = 0;
+	EVP_PKEY *pkey = NULL;
+
+	*rsa_bits_out = 0;
+	if (tag_value(published, 'p', pk, sizeof(pk)) == 1 && pk[0] != '\0' &&
+	    (tag_value(published, 'k', kk, sizeof(kk)) != 1 ||
+	     strcasecmp(kk, "rsa") == 0) &&
+	    sodium_base642bin(der, sizeof(der), pk, strlen(pk), NULL, &dlen,
+	                      NULL, sodium_base64_VARIANT_ORIGINAL) == 0 &&
+	    (pkey = d2i_PUBKEY(NULL, &dp, (long)dlen)) != NULL &&
+	    EVP_PKEY_is_a(pkey, "RSA"))
+		*rsa_bits_out = EVP_PKEY_get_bits(pkey);
+	EVP_PKEY_free(pkey);
+	return kr_dkim_txt_match(published, want, err);
+}

@@ -92,5 +92,11 @@ KR_NODISCARD int kr_dkim_zone_record(const char *selector, const char *domain,
  * "no answer for SEL._domainkey.DOMAIN: …"). */
 KR_NODISCARD int kr_dkim_dns_check(const char *selector, const char *domain,
                                    const char *want, struct kr_err *err);
+/* For `kairanctl doctor`: compares a published DKIM TXT value (as the
+ * DNS gave it) with want (a kr_dkim_txt value) like kr_dkim_dns_check, and
+ * writes the size of the published RSA key to *rsa_bits_out (0: not RSA
+ * or not readable). Returns 1 same key, 0 different (err says how). */
+int kr_dkim_record_check(const char *published, const char *want,
+                         int *rsa_bits_out, struct kr_err *err);
 
 #endif

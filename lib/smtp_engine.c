@@ -2290,3 +2290,99 @@ const struct kr_transport_ops kr_smtp_engine_ops = {
     .probe = smtp_probe,
     .destroy = smtp_destroy,
 };
+
+/* For `kairanctl doctor`: one connection to relay i, through the same
+ * connect() as a session (so the same STARTTLS or implicit TLS and the
+ * same certificate checks), then QUIT. */
+int
+kr_smtp_engine_check(struct kr_transport *t, size_t i, char *why,
+                     size_t size)
+{
+	struct smtp_sess s;
+	struct addrinfo hints, *res = NULL, *a;
+	char port[8], buf[8192] = {0};
+	const char *p, *e;
+	int fd = -1, ret = -1, timeout_ms = 0, rc, g;
+	ssize_t n;
+
+	why[0] = '\0';
+	pthread_once(&poll_once, poll_load);
+	pthread_once(&rw_once, rw_load);
+	memset(&s, 0, sizeof(s));
+	if (i >= t->n_relays) {
+		snprintf(why, size, "no relay %zu", i);
+		return -1;
+	}
+	s.t = t;
+	s.relay = &t->relays[i];
+	s.fd = -1;
+	(void)sess_connected(&s, -1, &timeout_ms);
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	snprintf(port, sizeof(port), "%u", s.relay->port);
+	if ((g = getaddrinfo(s.relay->host, port, &hints, &res)) != 0) {
+		snprintf(why, size, "%s: %s", s.relay->hostport,
+		         gai_strerror(g));
+		goto out;
+	}
+	for (a = res; a != NULL; a = a->ai_next) {
+		fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC,
+		            a->ai_protocol);
+		if (fd < 0)
+			continue;
+		tl_sess = &s;
+		rc = connect(fd, a->ai_addr, a->ai_addrlen);
+		tl_sess = NULL;
+		if (rc == 0)
+			break;
+		if (s.why[0] != '\0')
+			snprintf(why, size, "%s: %s", s.relay->hostport, s.why);
+		else
+			snprintf(why, size, "%s: %s", s.relay->hostport,
+			         strerror(errno));
+		close(fd);
+		fd = -1;
+		if (s.fatal)
+			goto out;
+	}
+	if (fd < 0)
+		goto out;
+	if (s.relay->tls != KR_CFG_TLS_NONE) {
+		(void)SSL_write(s.ssl, "QUIT\r\n", 6);
+		snprintf(why, size, "%s: %s, certificate verified for %s",
+		         s.relay->hostport, SSL_get_version(s.ssl),
+		         s.relay->host);
+		ret = 2;
+		goto out;
+	}
+	/* tls: none: does it offer STARTTLS? */
+	if (plain_reply(&s, fd, buf, sizeof(buf), timeout_ms, "greeting") < 0 ||
+	    plain_write(&s, fd, "EHLO doctor.invalid\r\n", timeout_ms) < 0 ||
+	    (n = plain_reply(&s, fd, buf, sizeof(buf), timeout_ms, "EHLO")) < 0) {
+		snprintf(why, size, "%s: %s", s.relay->hostport, s.why);
+		goto out;
+	}
+	ret = 0;
+	for (p = buf; buf[0] == '2' && p < buf + n; p = e) {
+		e = memchr(p, '\n', (size_t)(buf + n - p));
+		e = e != NULL ? e + 1 : buf + n;
+		if (e - p >= 12 && strncasecmp(p + 4, "STARTTLS", 8) == 0)
+			ret = 1;
+	}
+	(void)plain_write(&s, fd, "QUIT\r\n", timeout_ms);
+	snprintf(why, size, "%s: plain text, %s", s.relay->hostport,
+	         ret == 1 ? "the relay offers STARTTLS" : "no STARTTLS offered");
+out:
+	if (s.ssl != NULL) {
+		SSL_set_quiet_shutdown(s.ssl, 1);
+		SSL_free(s.ssl);
+	}
+	free(s.pre);
+	free(s.wbuf);
+	if (fd >= 0)
+		close(fd);
+	if (res != NULL)
+		freeaddrinfo(res);
+	ERR_clear_error();
+	return ret;
+}

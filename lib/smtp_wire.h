@@ -40,6 +40,8 @@ enum kr_wire_type {
 	KR_W_DONE,
 	KR_W_PROBE,
 	KR_W_PROBED,
+	KR_W_CHECK,   /* kairand → child: relay index (kairanctl doctor) */
+	KR_W_CHECKED, /* child → kairand: kr_smtp_engine_check()'s return, why */
 };
 
 /* The largest payload accepted (a batch of 50 messages of 1 MB fits). */

@@ -202,9 +202,28 @@ static const char schema_v6[] =
 static const char schema_v7[] =
     "ALTER TABLE reports ADD COLUMN date TEXT NOT NULL DEFAULT '';";
 
+/* v8: the report governor (lib/governor.c): the complaints and hard
+ * bounces the operator has seen when resuming a paused report (`kairanctl
+ * resume`), so the governor pauses again only on new ones; and why the
+ * governor paused it ('' when it did not, or since the resume). */
+static const char schema_v8[] =
+    "ALTER TABLE reports ADD COLUMN governor_complaints INTEGER NOT NULL"
+    " DEFAULT 0;"
+    "ALTER TABLE reports ADD COLUMN governor_bounces INTEGER NOT NULL"
+    " DEFAULT 0;"
+    "ALTER TABLE reports ADD COLUMN governor_reason TEXT NOT NULL"
+    " DEFAULT '';"
+    /* a list whose confirmation mails the governor paused */
+    "CREATE TABLE governor_lists ("
+    " list_id TEXT PRIMARY KEY,"
+    " paused INTEGER NOT NULL DEFAULT 0,"
+    " reason TEXT NOT NULL DEFAULT '',"
+    " ack_complaints INTEGER NOT NULL DEFAULT 0,"
+    " ack_bounces INTEGER NOT NULL DEFAULT 0);";
+
 static const char *const migrations[] = {schema_v1, schema_v2, schema_v3,
                                          schema_v4, schema_v5, schema_v6,
-                                         schema_v7};
+                                         schema_v7, schema_v8};
 
 /* ---- prepared statements ---- */
 
@@ -365,6 +384,8 @@ static const char *const stmt_sql[ST__N] = {
                          " JOIN subscribers s ON s.id = d.subscriber_id"
                          " WHERE d.report_id IS NULL AND d.state = 0"
                          " AND d.next_attempt <= ?1 AND d.lease_until < ?1"
+                         " AND s.list_id NOT IN (SELECT list_id FROM"
+                         " governor_lists WHERE paused = 1)"
                          " ORDER BY d.id LIMIT ?2",
     [ST_CLAIM_REPORTS] =
         "SELECT id FROM reports r WHERE state = 0 AND send_at <= ?1"
@@ -381,8 +402,9 @@ static const char *const stmt_sql[ST__N] = {
         " INDEXED BY deliveries_deferred"
         " JOIN subscribers s ON s.id = d.subscriber_id"
         " WHERE d.state = 2 AND d.next_attempt <= ?1 AND d.lease_until < ?1"
-        " AND (d.report_id IS NULL OR d.report_id IN (SELECT id FROM"
-        " reports WHERE state = 0 AND send_at <= ?1))"
+        " AND ((d.report_id IS NULL AND s.list_id NOT IN (SELECT list_id"
+        " FROM governor_lists WHERE paused = 1)) OR d.report_id IN"
+        " (SELECT id FROM reports WHERE state = 0 AND send_at <= ?1))"
         " ORDER BY d.next_attempt, d.id LIMIT ?2",
     [ST_LEASE] = "UPDATE deliveries SET lease_until = ?2 WHERE id = ?1",
     [ST_CANCEL_ONE] = "UPDATE deliveries SET state = 5, lease_until = 0"
@@ -2628,4 +2650,176 @@ kr_store_subscriber_forget(struct kr_store *s, int64_t id, int64_t now,
 	r = 0;
 out:
 	return tx_end(s, own, r, err);
+}
+
+int
+kr_store_report_governor_acked(struct kr_store *s, int64_t report_id,
+    int64_t *complaints_out, int64_t *bounces_out, char *reason,
+    size_t reason_size, struct kr_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, r = -1;
+
+	*complaints_out = *bounces_out = 0;
+	if (reason_size > 0)
+		reason[0] = '\0';
+	if (prep(s,
+		"SELECT governor_complaints, governor_bounces, governor_reason"
+		" FROM reports WHERE id = ?1",
+		&st, err) < 0)
+		goto out;
+	sqlite3_bind_int64(st, 1, report_id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*complaints_out = sqlite3_column_int64(st, 0);
+		*bounces_out = sqlite3_column_int64(st, 1);
+		if (reason_size > 0)
+			snprintf(reason, reason_size, "%s",
+			    (const char *)sqlite3_column_text(st, 2) ?
+				(const char *)sqlite3_column_text(st, 2) : "");
+		r = 0;
+	} else if (rc == SQLITE_DONE) {
+		kr_err_set(err, KR_ERR_NOTFOUND, "no report %lld",
+		    (long long)report_id);
+	} else {
+		db_err(s, rc, "read governor figures", err);
+	}
+out:
+	sqlite3_finalize(st);
+	return r;
+}
+
+int
+kr_store_report_governor_ack(struct kr_store *s, int64_t report_id,
+    int64_t complaints, int64_t bounces, const char *reason,
+    struct kr_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, r = -1;
+
+	if (prep(s,
+		complaints >= 0 ?
+		    "UPDATE reports SET governor_complaints = ?2,"
+		    " governor_bounces = ?3, governor_reason = ?4 WHERE id = ?1" :
+		    "UPDATE reports SET governor_reason = ?4 WHERE id = ?1",
+		&st, err) < 0)
+		goto out;
+	sqlite3_bind_int64(st, 1, report_id);
+	if (complaints >= 0) {
+		sqlite3_bind_int64(st, 2, complaints);
+		sqlite3_bind_int64(st, 3, bounces);
+	}
+	sqlite3_bind_text(st, 4, reason != NULL ? reason : "", -1,
+	    SQLITE_TRANSIENT);
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_DONE)
+		db_err(s, rc, "record governor figures", err);
+	else if (sqlite3_changes(s->db) == 0)
+		kr_err_set(err, KR_ERR_NOTFOUND, "no report %lld",
+		    (long long)report_id);
+	else
+		r = 0;
+out:
+	sqlite3_finalize(st);
+	return r;
+}
+
+int
+kr_store_confirm_governor_get(struct kr_store *s, const char *list_id,
+    struct kr_store_list_governor *out, struct kr_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, r = -1;
+
+	memset(out, 0, sizeof(*out));
+	if (prep(s,
+		"SELECT count(*) FROM deliveries d JOIN subscribers s"
+		" ON s.id = d.subscriber_id WHERE d.report_id IS NULL"
+		" AND d.state = 1 AND s.list_id = ?1",
+		&st, err) < 0)
+		goto out;
+	sqlite3_bind_text(st, 1, list_id, -1, SQLITE_TRANSIENT);
+	if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
+		db_err(s, rc, "count confirmations", err);
+		goto out;
+	}
+	out->sent = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	st = NULL;
+	if (prep(s,
+		"SELECT b.kind, count(*) FROM bounces b JOIN subscribers s"
+		" ON s.id = b.subscriber_id WHERE coalesce(b.report_id, 0) = 0"
+		" AND s.list_id = ?1 GROUP BY b.kind",
+		&st, err) < 0)
+		goto out;
+	sqlite3_bind_text(st, 1, list_id, -1, SQLITE_TRANSIENT);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (sqlite3_column_int(st, 0) == KR_STORE_BOUNCE_HARD)
+			out->hard = sqlite3_column_int64(st, 1);
+		else if (sqlite3_column_int(st, 0) == KR_STORE_BOUNCE_COMPLAINT)
+			out->complaints = sqlite3_column_int64(st, 1);
+	}
+	if (rc != SQLITE_DONE) {
+		db_err(s, rc, "count confirmation bounces", err);
+		goto out;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (prep(s,
+		"SELECT paused, reason, ack_complaints, ack_bounces FROM"
+		" governor_lists WHERE list_id = ?1",
+		&st, err) < 0)
+		goto out;
+	sqlite3_bind_text(st, 1, list_id, -1, SQLITE_TRANSIENT);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		const char *why = (const char *)sqlite3_column_text(st, 1);
+
+		out->paused = sqlite3_column_int(st, 0) != 0;
+		snprintf(out->reason, sizeof(out->reason), "%s",
+		    why != NULL ? why : "");
+		out->ack_complaints = sqlite3_column_int64(st, 2);
+		out->ack_bounces = sqlite3_column_int64(st, 3);
+	} else if (rc != SQLITE_DONE) {
+		db_err(s, rc, "read list governor", err);
+		goto out;
+	}
+	r = 0;
+out:
+	sqlite3_finalize(st);
+	return r;
+}
+
+int
+kr_store_confirm_governor_set(struct kr_store *s, const char *list_id,
+    bool paused, const char *reason, int64_t ack_complaints,
+    int64_t ack_bounces, struct kr_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, r = -1;
+
+	if (prep(s,
+		"INSERT INTO governor_lists (list_id, paused, reason,"
+		" ack_complaints, ack_bounces) VALUES (?1, ?2, ?3,"
+		" max(?4, 0), max(?5, 0)) ON CONFLICT (list_id) DO UPDATE SET"
+		" paused = ?2, reason = ?3,"
+		" ack_complaints = CASE WHEN ?4 < 0 THEN ack_complaints"
+		" ELSE ?4 END,"
+		" ack_bounces = CASE WHEN ?5 < 0 THEN ack_bounces ELSE ?5 END",
+		&st, err) < 0)
+		goto out;
+	sqlite3_bind_text(st, 1, list_id, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int(st, 2, paused ? 1 : 0);
+	sqlite3_bind_text(st, 3, reason != NULL ? reason : "", -1,
+	    SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 4, ack_complaints);
+	sqlite3_bind_int64(st, 5, ack_bounces);
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_DONE)
+		db_err(s, rc, "write list governor", err);
+	else
+		r = 0;
+out:
+	sqlite3_finalize(st);
+	return r;
 }

@@ -226,6 +226,33 @@ KR_NODISCARD int kr_store_report_foreach(struct kr_store *s, size_t limit,
 /* Pause, resume (ACTIVE) or cancel (its queued rows become CANCELLED). */
 KR_NODISCARD int kr_store_report_set_state(struct kr_store *s, int64_t id,
     enum kr_report_state state, struct kr_err *err);
+/* The report governor's baseline: the complaints and hard bounces the
+ * operator had seen when last resuming the report (0, 0 before), and why
+ * the governor paused it (into reason, reason_size bytes; "" when it did
+ * not). */
+KR_NODISCARD int kr_store_report_governor_acked(struct kr_store *s,
+    int64_t report_id, int64_t *complaints_out, int64_t *bounces_out,
+    char *reason, size_t reason_size, struct kr_err *err);
+/* Records that baseline and the reason (NULL: ""); complaints < 0 sets
+ * the reason only (the governor pausing). */
+KR_NODISCARD int kr_store_report_governor_ack(struct kr_store *s,
+    int64_t report_id, int64_t complaints, int64_t bounces,
+    const char *reason, struct kr_err *err);
+/* A list's confirmation mails, for the governor: copies sent, the hard
+ * bounces and complaints they drew, whether the governor paused them
+ * (claims then skip them), why, and the counts seen at the last resume. */
+struct kr_store_list_governor {
+	int64_t sent, hard, complaints, ack_complaints, ack_bounces;
+	bool paused;
+	char reason[256];
+};
+KR_NODISCARD int kr_store_confirm_governor_get(struct kr_store *s,
+    const char *list_id, struct kr_store_list_governor *out,
+    struct kr_err *err);
+/* Pauses or resumes a list's confirmations; ack < 0 keeps the counts. */
+KR_NODISCARD int kr_store_confirm_governor_set(struct kr_store *s,
+    const char *list_id, bool paused, const char *reason,
+    int64_t ack_complaints, int64_t ack_bounces, struct kr_err *err);
 /* report_id 0: every delivery. */
 KR_NODISCARD int kr_store_delivery_counts(struct kr_store *s,
     int64_t report_id, struct kr_delivery_counts *out, struct kr_err *err);

@@ -88,4 +88,12 @@ unsigned long kr_transport_smtp_writes(void);
  * about one per message (tests and benchmarks read it). */
 unsigned long kr_transport_smtp_ahead(void);
 
+/* For `kairanctl doctor`: connects to relay i of an SMTP transport as a
+ * session would (STARTTLS or TLS and the certificate checked the same
+ * way), then QUITs. Returns 2 TLS verified, 1 plain text (tls: none) and
+ * the relay offers STARTTLS, 0 plain text without STARTTLS, -1 not
+ * reachable or TLS failed; why (size bytes) says what was seen. */
+KR_NODISCARD int kr_transport_smtp_check(struct kr_transport *t, size_t i,
+                                         char *why, size_t size);
+
 #endif

@@ -76,7 +76,8 @@ struct kr_transport {
 };
 
 /* The executable: $KAIRAN_SMTP_BIN, else kairan-smtp beside this
- * program (or one folder up: test and benchmark binaries). */
+ * program, in the sbin beside its bin (kairanctl in /usr/bin), or one
+ * folder up (test and benchmark binaries). */
 static char *
 find_bin(void)
 {
@@ -97,6 +98,10 @@ find_bin(void)
 		*slash = '\0';
 		p = kr_xasprintf("%s/kairan-smtp", self);
 		if (access(p, X_OK) == 0)
+			return p;
+		free(p);
+		p = kr_xasprintf("%s/../sbin/kairan-smtp", self);
+		if (up == 0 && access(p, X_OK) == 0)
 			return p;
 		free(p);
 	}
@@ -421,3 +426,41 @@ const struct kr_transport_ops kr_transport_smtp_ops = {
     .probe = smtp_probe,
     .destroy = smtp_destroy,
 };
+
+/* For `kairanctl doctor`: the check runs in the SMTP process, through the
+ * engine's own connect, STARTTLS or TLS and certificate code
+ * (kr_smtp_engine_check()). */
+int
+kr_transport_smtp_check(struct kr_transport *t, size_t i, char *why,
+                        size_t size)
+{
+	struct kr_err err = {0};
+	struct kr_buf b;
+	struct kr_wire_in in;
+	uint32_t type = 0;
+	int rc = -1;
+	const char *s;
+
+	why[0] = '\0';
+	if (t->pid <= 0 && spawn(t, &err) < 0) {
+		snprintf(why, size, "%s", err.msg);
+		return -1;
+	}
+	kr_buf_init(&b, 0);
+	kr_wire_begin(&b, KR_W_CHECK);
+	kr_wire_u32(&b, (uint32_t)i);
+	kr_wire_end(&b);
+	if (kr_wire_write(t->fd, &b) < 0 ||
+	    kr_wire_read(t->fd, &t->in, &type) <= 0 || type != KR_W_CHECKED) {
+		reap(t, true);
+		snprintf(why, size, "the SMTP process ended");
+		goto out;
+	}
+	kr_wire_in_init(&in, &t->in);
+	rc = (int)kr_wire_get_u32(&in);
+	s = kr_wire_get_str(&in, NULL);
+	snprintf(why, size, "%s", s != NULL ? s : "");
+out:
+	kr_buf_fini(&b);
+	return rc;
+}

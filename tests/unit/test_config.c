@@ -525,7 +525,8 @@ test_config_unknown_key(void **state)
 	    "colour: blue\n" BASE,
 	    "t.yaml:1:1: unknown key 'colour' in the top level, expected one "
 	    "of: database, key_file, public_url, http, admin, outbox, "
-	    "webhook, sender, consent, lists, delivery, smtp, log, bounce\n");
+	    "webhook, sender, consent, lists, delivery, smtp, log, bounce, "
+	    "doctor, dns, governor\n");
 	expect_one(
 	    BASE "lists2: []\n",
 	    "t.yaml:8:1: unknown key 'lists2' in the top level (did you mean "
@@ -1519,6 +1520,51 @@ test_config_example_documents_every_key(void **state)
 
 /* lists[].dkim: the good forms fill the list, every bad one is reported
  * at its line and column. */
+/* doctor:, dns: and governor: (kairanctl doctor, the report governor):
+ * defaults, percentages as fractions, bad values named. */
+static void
+test_config_doctor_governor(void **state)
+{
+	struct kr_config *cfg;
+	char *e;
+
+	(void)state;
+	cfg = load_ok(BASE);
+	assert_true(cfg->governor.complaint_rate > 0.000999 &&
+	            cfg->governor.complaint_rate < 0.001001);
+	assert_true(cfg->governor.bounce_rate > 0.0499 &&
+	            cfg->governor.bounce_rate < 0.0501);
+	assert_int_equal(cfg->governor.min_sent, 1000);
+	assert_int_equal(cfg->dns.timeout, 3);
+	assert_null(cfg->dns.resolver);
+	assert_int_equal(cfg->doctor.n_egress, 0);
+	kr_config_free(&cfg);
+	cfg = load_ok(BASE "governor: {complaint_rate: 0.3%, bounce_rate: 0, "
+	                   "min_sent: 0}\n"
+	                   "doctor: {egress: [192.0.2.25, '2001:db8::25']}\n"
+	                   "dns: {resolver: '127.0.0.1:5353', timeout: 1s}\n");
+	assert_true(cfg->governor.complaint_rate > 0.00299 &&
+	            cfg->governor.complaint_rate < 0.00301);
+	assert_true(cfg->governor.bounce_rate == 0);
+	assert_int_equal(cfg->governor.min_sent, 0);
+	assert_int_equal(cfg->doctor.n_egress, 2);
+	assert_string_equal(cfg->doctor.egress[1], "2001:db8::25");
+	assert_string_equal(cfg->dns.resolver, "127.0.0.1:5353");
+	assert_int_equal(cfg->dns.timeout, 1);
+	kr_config_free(&cfg);
+	e = load_fail(BASE "governor:\n  bounce_rate: 5\n");
+	assert_line(e, "t.yaml:9:16: governor.bounce_rate: '5' is not a "
+	               "percentage");
+	free(e);
+	e = load_fail(BASE "governor:\n  complaint_rate: 101%\n");
+	assert_line(e, "t.yaml:9:19: governor.complaint_rate: '101%' is not");
+	free(e);
+	e = load_fail(BASE "doctor:\n  egress: [mail.example.jp]\n");
+	assert_line(e, "t.yaml:9:12: doctor.egress[0]: 'mail.example.jp' is not "
+	               "an IP address");
+	free(e);
+}
+
 static void
 test_config_dkim(void **state)
 {
@@ -1610,6 +1656,7 @@ main(void)
 	    cmocka_unit_test(test_config_shipped_files),
 	    cmocka_unit_test(test_config_example_documents_every_key),
 	    cmocka_unit_test(test_config_dkim),
+	    cmocka_unit_test(test_config_doctor_governor),
 	};
 
 	kr_log_set_level(KR_LOG_ERR); /* the world-readable warning */

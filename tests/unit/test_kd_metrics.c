@@ -201,7 +201,14 @@ test_write(void **state)
 	           "kairan_subscribers{list=\"b\",status=\"active\"} 0\n"
 	           "kairan_subscribers{list=\"b\",status=\"unsubscribed\"} 1\n"
 	           "kairan_subscribers{list=\"b\",status=\"bounced\"} 0\n"
-	           "# HELP kairan_metrics_store_up"));
+	           "# HELP kairan_report_copies"));
+	/* no report in this store: the per-report families are empty */
+	assert_non_null(strstr(out.data,
+	                       "# TYPE kairan_report_copies gauge\n"
+	                       "# HELP kairan_report_bounces"));
+	assert_non_null(strstr(out.data,
+	                       "# TYPE kairan_report_bounces gauge\n"
+	                       "# HELP kairan_metrics_store_up"));
 	assert_non_null(strstr(out.data, "kairan_metrics_store_up 1\n"));
 	assert_null(strstr(out.data, "@"));
 	/* The version the Makefile compiled in from VERSION. */
