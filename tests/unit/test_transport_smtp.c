@@ -91,6 +91,21 @@ write_file(const char *path, const char *text)
 	free(tmp);
 }
 
+/* Waits (15 s at most) until the server s started listens. */
+static void
+server_wait(const struct server *s)
+{
+	int i;
+
+	for (i = 0; i < 300 && !port_open(s->port); i++) {
+		struct timespec ts = {0, 50 * 1000 * 1000};
+
+		assert_int_equal(waitpid(s->pid, NULL, WNOHANG), 0);
+		nanosleep(&ts, NULL);
+	}
+	assert_true(port_open(s->port));
+}
+
 /* Starts smtp_server.py with rules (JSON) and extra arguments (NULL
  * terminated). */
 static void
@@ -135,13 +150,7 @@ server_start(struct server *s, const char *rules, const char *const *extra)
 		_exit(127);
 	}
 	free(log);
-	for (i = 0; i < 300 && !port_open(s->port); i++) {
-		struct timespec ts = {0, 50 * 1000 * 1000};
-
-		assert_int_equal(waitpid(s->pid, NULL, WNOHANG), 0);
-		nanosleep(&ts, NULL);
-	}
-	assert_true(port_open(s->port));
+	server_wait(s);
 }
 
 static void
@@ -1034,7 +1043,6 @@ hostile_start(struct server *s, const char *mode)
 	char *py = kr_xasprintf("%s", server_py);
 	char *slash = strrchr(py, '/');
 	char port[16], *path;
-	int i;
 
 	assert_non_null(slash);
 	*slash = '\0';
@@ -1058,13 +1066,7 @@ hostile_start(struct server *s, const char *mode)
 	}
 	free(path);
 	free(py);
-	for (i = 0; i < 300 && !port_open(s->port); i++) {
-		struct timespec ts = {0, 50 * 1000 * 1000};
-
-		assert_int_equal(waitpid(s->pid, NULL, WNOHANG), 0);
-		nanosleep(&ts, NULL);
-	}
-	assert_true(port_open(s->port));
+	server_wait(s);
 }
 
 /* Whether the relay received the whole body of a message to rcpt. */
