@@ -76,23 +76,6 @@
 #define KR_WEB_ARCHIVE_FRESH 2.0
 #define KR_WEB_ARCHIVE_MAX_AGE 60.0
 
-/* The route label of kairan_http_requests_total: a fixed set, never the
- * raw path (tokens, unbounded cardinality). */
-enum route_label {
-	RL_INDEX,
-	RL_SUBSCRIBE,
-	RL_CONFIRM,
-	RL_UNSUBSCRIBE,
-	RL_ARCHIVE,
-	RL_OTHER,
-	RL_N
-};
-static const char *const route_labels[RL_N] = {
-    "/", "/subscribe", "/confirm", "/unsubscribe", "/archive", "other",
-};
-#define KR_WEB_CODE_MIN 100 /* status codes counted: 100..599 */
-#define KR_WEB_CODE_N 500
-
 struct view_list {
 	char *id;
 	char *name;
@@ -117,71 +100,6 @@ struct view {
 	char *public_url; /* no trailing slash */
 	bool any_archive; /* some list has archive: true */
 	char *feed_link;  /* the <head> link of /archive, or "" */
-};
-
-struct kr_web {
-	pthread_mutex_t lock;
-	pthread_cond_t released;
-	struct view *view;
-	kr_web_metrics_fn metrics_fn;
-	void *metrics_ctx;
-	kr_web_health_fn health_fn;
-	void *health_ctx;
-
-	pthread_mutex_t store_lock;
-	struct kr_store *store;
-
-	/* The store worker: requests that touch the store run there, so
-	 * that an MHD thread never waits for SQLite and a slow write never
-	 * holds up the pages of the other connections on that thread. */
-	pthread_mutex_t q_lock;
-	pthread_cond_t q_cond;
-	struct req *q_head, *q_tail;
-	/* Sign-ups answered but held until their due time, in due order
-	 * (each is due a fixed time after its hand-over). */
-	struct req *held_head, *held_tail;
-	bool q_busy, q_stopping, q_quit, worker_started;
-	pthread_t worker;
-
-	/* The built /archive list (the HTML between the title and the back
-	 * link) and, from the same reading of the store, the entries of
-	 * /archive.atom. Only the store worker touches it. */
-	struct {
-		char *html;       /* NULL: none yet */
-		char *atom;       /* the <entry> elements, with html */
-		char updated[32]; /* the feed's: the newest entry's */
-		unsigned gen;     /* of the view it was built for */
-		int64_t version;  /* kr_store_data_version before the build */
-		double at;        /* monotonic time of the build */
-		bool stale;       /* changed by this connection since */
-	} archive;
-	unsigned view_gen;
-
-	struct MHD_Daemon *http;
-	struct MHD_Daemon *admin;
-	unsigned http_port;
-	struct kr_web_rl *rl;
-	struct kr_web_conns *conns;
-
-	/* Every open connection of the public listener, for the head
-	 * deadline: the sweeper closes those whose request head is not in
-	 * within the view's header_timeout (MHD's own timeout is an idle
-	 * one: a header line a second keeps a connection for ever). */
-	pthread_mutex_t conn_lock;
-	pthread_cond_t sweep_cond;
-	struct conn *conn_head;
-	bool sweep_quit, sweeper_started;
-	pthread_t sweeper;
-
-	char csp[160];
-	char csp_archive[200];
-
-	atomic_ulong n_requests, n_subscribe, n_subscribe_new, n_honeypot,
-	    n_rate_limited, n_confirm_mail, n_confirm_limited, n_confirmed,
-	    n_unsubscribed, n_bad_token, n_bad_address, n_errors,
-	    n_conn_refused, n_head_timeout, n_archive_builds;
-	/* Answers queued on the public listener by route and status. */
-	atomic_ulong n_answers[RL_N][KR_WEB_CODE_N];
 };
 
 enum route {
@@ -595,6 +513,15 @@ send_buf(struct kr_web *web, struct MHD_Connection *c, unsigned status,
 	if (status >= 500)
 		atomic_fetch_add(&web->n_errors, 1);
 	return ret;
+}
+
+enum MHD_Result
+kr_web_send_text(struct kr_web *web, struct MHD_Connection *c, unsigned status,
+                 const char *ctype, const char *data, size_t len,
+                 const char *allow)
+{
+	return send_buf(web, c, status, ctype, NULL, data, len, allow, 0,
+	                false);
 }
 
 /* A message in the format the client asked for: an HTML page with title,
@@ -2367,155 +2294,6 @@ on_http(void *cls, struct MHD_Connection *c, const char *url,
 	return ret;
 }
 
-/* ---- the admin handler ---- */
-
-static void
-metric(struct kr_buf *b, const char *name, const char *help,
-       unsigned long value)
-{
-	if (kr_buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %lu\n", name,
-	                  help, name, name, value) == -1)
-		return;
-}
-
-/* kairan_http_requests_total{route,code}: the pairs seen so far. */
-static void
-metric_answers(struct kr_web *web, struct kr_buf *b)
-{
-	unsigned long n;
-	size_t r, i;
-
-	if (kr_buf_puts(b, "# HELP kairan_http_requests_total Answers on the "
-	                   "public listener by route and status code.\n"
-	                   "# TYPE kairan_http_requests_total counter\n") == -1)
-		return;
-	for (r = 0; r < RL_N; r++)
-		for (i = 0; i < KR_WEB_CODE_N; i++) {
-			n = atomic_load(&web->n_answers[r][i]);
-			if (n == 0)
-				continue;
-			if (kr_buf_printf(
-			        b,
-			        "kairan_http_requests_total{route=\"%s\","
-			        "code=\"%zu\"} %lu\n",
-			        route_labels[r], i + KR_WEB_CODE_MIN, n) == -1)
-				return;
-		}
-}
-
-static enum MHD_Result
-on_admin(void *cls, struct MHD_Connection *c, const char *url,
-         const char *method, const char *version, const char *upload_data,
-         size_t *upload_data_size, /* NOLINT(readability-non-const-parameter): MHD's handler type */
-         void **con_cls)
-{
-	struct kr_web *web = cls;
-	struct kr_buf out;
-	struct kr_err e;
-	kr_web_metrics_fn fn;
-	void *fn_ctx;
-	enum MHD_Result ret = MHD_NO;
-	int rc;
-
-	(void)version;
-	(void)upload_data;
-	(void)upload_data_size;
-	(void)con_cls;
-	kr_err_clear(&e);
-	kr_buf_init(&out, 0);
-	if (strcmp(url, "/healthz") != 0 && strcmp(url, "/metrics") != 0) {
-		ret = send_buf(web, c, 404, "text/plain; charset=utf-8", NULL,
-		               "not found\n", 10, NULL, 0, false);
-		goto out;
-	}
-	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 &&
-	    strcmp(method, MHD_HTTP_METHOD_HEAD) != 0) {
-		ret =
-		    send_buf(web, c, 405, "text/plain; charset=utf-8", NULL,
-		             "method not allowed\n", 19, "GET, HEAD", 0, false);
-		goto out;
-	}
-	if (strcmp(url, "/healthz") == 0) {
-		kr_web_health_fn hfn;
-		void *hctx;
-
-		pthread_mutex_lock(&web->store_lock);
-		rc = kr_store_ping(web->store, &e);
-		pthread_mutex_unlock(&web->store_lock);
-		pthread_mutex_lock(&web->lock);
-		hfn = web->health_fn;
-		hctx = web->health_ctx;
-		pthread_mutex_unlock(&web->lock);
-		if (rc != 0 && kr_buf_printf(&out, "store: %s\n", e.msg) < 0)
-			goto out;
-		/* The delivery side: relay refusing or silent, store full or
-		 * locked for the workers. */
-		if (hfn != NULL && hfn(hctx, &out) != 0)
-			rc = -1;
-		if (rc == 0)
-			ret = send_buf(web, c, 200, "text/plain; charset=utf-8",
-			               NULL, "ok\n", 3, NULL, 0, false);
-		else
-			ret = send_buf(web, c, 503, "text/plain; charset=utf-8",
-			               NULL, out.data, out.len, NULL, 0, false);
-		goto out;
-	}
-	metric_answers(web, &out);
-	metric(&out, "kairan_http_requests_received_total",
-	       "Requests on the public listener, answered or not.",
-	       web->n_requests);
-	metric(&out, "kairan_http_subscribe_total", "POST /subscribe requests.",
-	       web->n_subscribe);
-	metric(&out, "kairan_http_subscribe_new_total",
-	       "Sign-ups that created a subscription.", web->n_subscribe_new);
-	metric(&out, "kairan_http_honeypot_total",
-	       "Sign-ups dropped for a filled honeypot.", web->n_honeypot);
-	metric(&out, "kairan_http_rate_limited_total",
-	       "Sign-ups refused by the per-client rate limit.",
-	       web->n_rate_limited);
-	metric(&out, "kairan_http_rate_overflow_total",
-	       "Sign-ups of clients the full rate-limit table had no room "
-	       "for (they share one bucket).",
-	       kr_web_rl_overflowed(web->rl));
-	metric(&out, "kairan_http_confirm_mail_total",
-	       "Confirmation mails queued by the form.", web->n_confirm_mail);
-	metric(&out, "kairan_http_confirm_limited_total",
-	       "Confirmation mails not queued (per-address daily limit).",
-	       web->n_confirm_limited);
-	metric(&out, "kairan_http_confirmed_total", "Subscriptions confirmed.",
-	       web->n_confirmed);
-	metric(&out, "kairan_http_unsubscribed_total",
-	       "Subscriptions ended from a link.", web->n_unsubscribed);
-	metric(&out, "kairan_http_bad_token_total",
-	       "Invalid, tampered or expired tokens.", web->n_bad_token);
-	metric(&out, "kairan_http_bad_address_total",
-	       "Sign-ups refused for a bad address.", web->n_bad_address);
-	metric(&out, "kairan_http_errors_total", "Answers with a 5xx status.",
-	       web->n_errors);
-	metric(&out, "kairan_http_connections_refused_total",
-	       "Connections refused by the per-address cap.",
-	       web->n_conn_refused);
-	metric(&out, "kairan_http_archive_builds_total",
-	       "Times the /archive list was read from the store (else it is "
-	       "served as built).",
-	       web->n_archive_builds);
-	metric(&out, "kairan_http_header_timeouts_total",
-	       "Connections closed for a request head not in within "
-	       "http.header_timeout.",
-	       web->n_head_timeout);
-	pthread_mutex_lock(&web->lock);
-	fn = web->metrics_fn;
-	fn_ctx = web->metrics_ctx;
-	pthread_mutex_unlock(&web->lock);
-	if (fn != NULL)
-		fn(fn_ctx, &out);
-	ret = send_buf(web, c, 200, "text/plain; version=0.0.4; charset=utf-8",
-	               NULL, out.data, out.len, NULL, 0, false);
-out:
-	kr_buf_fini(&out);
-	return ret;
-}
-
 /* ---- start and stop ---- */
 
 static void mhd_log(void *cls, const char *fmt, va_list ap) KR_PRINTF(2, 0);
@@ -2672,14 +2450,14 @@ start_daemon(struct kr_web *web, int fd, bool public, struct kr_err *err)
 		    (size_t)KR_WEB_CONN_MEMORY, MHD_OPTION_NOTIFY_COMPLETED,
 		    request_done, web, MHD_OPTION_END);
 	else
-		d = MHD_start_daemon(flags, 0, NULL, NULL, on_admin, web,
-		                     MHD_OPTION_EXTERNAL_LOGGER, mhd_log, web,
-		                     MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
-		                     MHD_OPTION_CONNECTION_LIMIT, 64u,
-		                     MHD_OPTION_CONNECTION_TIMEOUT,
-		                     (unsigned)KR_WEB_TIMEOUT,
-		                     MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-		                     (size_t)(16 * 1024), MHD_OPTION_END);
+		d = MHD_start_daemon(
+		    flags, 0, NULL, NULL, kr_web_admin_handler, web,
+		    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, web,
+		    MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+		    MHD_OPTION_CONNECTION_LIMIT, 64u,
+		    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)KR_WEB_TIMEOUT,
+		    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(16 * 1024),
+		    MHD_OPTION_END);
 	if (d == NULL)
 		kr_err_set(err, KR_ERR_IO,
 		           "%s listener: libmicrohttpd "
