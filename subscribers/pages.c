@@ -50,6 +50,7 @@ const char kr_pages_layout[] =
     "<meta name=\"referrer\" content=\"no-referrer\">\n"
     "<title>{{title}}</title>\n"
     "<style>{{style}}</style>\n"
+    "{{head}}"
     "</head>\n"
     "<body>\n"
     "<main>\n"
@@ -118,6 +119,33 @@ const char kr_pages_sender_line[] =
 const char kr_pages_archive_item[] =
     "<li><a href=\"archive/{{id}}\">{{subject}}</a> "
     "<span class=\"mut\">{{list}} · <time>{{date}}</time></span></li>\n";
+
+const char kr_pages_feed_link[] =
+    "<link rel=\"alternate\" type=\"application/atom+xml\" "
+    "title=\"{{title}}\" href=\"{{href}}\">\n";
+
+const char kr_pages_atom_feed[] =
+    "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n"
+    "<feed xmlns=\"http://www.w3.org/2005/Atom\" xml:lang=\"{{lang}}\">\n"
+    "<id>{{base}}/archive</id>\n"
+    "<title>{{title}}</title>\n"
+    "<updated>{{updated}}</updated>\n"
+    "<link rel=\"self\" type=\"application/atom+xml\" "
+    "href=\"{{base}}/archive.atom\"/>\n"
+    "<link rel=\"alternate\" type=\"text/html\" href=\"{{base}}/archive\"/>\n"
+    "<author><name>{{author}}</name></author>\n"
+    "<generator>kairan</generator>\n"
+    "{{entries}}"
+    "</feed>\n";
+
+const char kr_pages_atom_entry[] = "<entry>\n"
+                                   "<id>{{tag}}</id>\n"
+                                   "<title>{{subject}}</title>\n"
+                                   "<updated>{{updated}}</updated>\n"
+                                   "<link rel=\"alternate\" type=\"text/html\" "
+                                   "href=\"{{base}}/archive/{{id}}\"/>\n"
+                                   "<author><name>{{list}}</name></author>\n"
+                                   "</entry>\n";
 
 const char kr_pages_report[] =
     "<p class=\"mut\"><a href=\"../archive\">{{back}}</a></p>\n"

@@ -37,7 +37,8 @@ const struct kr_pages_text *kr_pages_text(const char *lang);
  * bad_address; NULL for English (reason is shown as it is). */
 const char *kr_pages_address_reason(const char *lang, const char *reason);
 
-/* {{lang}} {{title}} {{style}} {{body}} (style and body raw). */
+/* {{lang}} {{title}} {{style}} {{head}} {{body}} (style, head and body
+ * raw; head: more elements of <head>, or ""). */
 extern const char kr_pages_layout[];
 /* The inline style sheet; the CSP allows exactly its SHA-256. */
 extern const char kr_pages_style[];
@@ -60,6 +61,14 @@ extern const char kr_pages_unsubscribe[];
 extern const char kr_pages_archive[];
 /* {{id}} {{subject}} {{list}} {{date}}. */
 extern const char kr_pages_archive_item[];
+/* The <head> link of /archive to its feed: {{title}} {{href}}. */
+extern const char kr_pages_feed_link[];
+/* GET /archive.atom (Atom, RFC 4287): {{lang}} {{base}} (public_url)
+ * {{title}} {{updated}} (RFC 3339) {{author}} {{entries}} (raw). */
+extern const char kr_pages_atom_feed[];
+/* One report of the feed: {{tag}} (its id, a tag: URI) {{subject}}
+ * {{updated}} {{base}} {{id}} {{list}}. */
+extern const char kr_pages_atom_entry[];
 /* {{subject}} {{list}} {{date}} {{html}} (raw) {{back}}. */
 extern const char kr_pages_report[];
 /* One line of the sender block: {{label}} {{value}}. */

@@ -76,23 +76,6 @@
 #define KR_WEB_ARCHIVE_FRESH 2.0
 #define KR_WEB_ARCHIVE_MAX_AGE 60.0
 
-/* The route label of kairan_http_requests_total: a fixed set, never the
- * raw path (tokens, unbounded cardinality). */
-enum route_label {
-	RL_INDEX,
-	RL_SUBSCRIBE,
-	RL_CONFIRM,
-	RL_UNSUBSCRIBE,
-	RL_ARCHIVE,
-	RL_OTHER,
-	RL_N
-};
-static const char *const route_labels[RL_N] = {
-    "/", "/subscribe", "/confirm", "/unsubscribe", "/archive", "other",
-};
-#define KR_WEB_CODE_MIN 100 /* status codes counted: 100..599 */
-#define KR_WEB_CODE_N 500
-
 struct view_list {
 	char *id;
 	char *name;
@@ -114,68 +97,9 @@ struct view {
 	unsigned gen;            /* a new number for each view */
 	struct MHD_Response *index;
 	char *http_listen, *admin_listen, *database;
-};
-
-struct kr_web {
-	pthread_mutex_t lock;
-	pthread_cond_t released;
-	struct view *view;
-	kr_web_metrics_fn metrics_fn;
-	void *metrics_ctx;
-	kr_web_health_fn health_fn;
-	void *health_ctx;
-
-	pthread_mutex_t store_lock;
-	struct kr_store *store;
-
-	/* The store worker: requests that touch the store run there, so
-	 * that an MHD thread never waits for SQLite and a slow write never
-	 * holds up the pages of the other connections on that thread. */
-	pthread_mutex_t q_lock;
-	pthread_cond_t q_cond;
-	struct req *q_head, *q_tail;
-	/* Sign-ups answered but held until their due time, in due order
-	 * (each is due a fixed time after its hand-over). */
-	struct req *held_head, *held_tail;
-	bool q_busy, q_stopping, q_quit, worker_started;
-	pthread_t worker;
-
-	/* The built /archive list (the HTML between the title and the back
-	 * link). Only the store worker touches it. */
-	struct {
-		char *html;      /* NULL: none yet */
-		unsigned gen;    /* of the view it was built for */
-		int64_t version; /* kr_store_data_version before the build */
-		double at;       /* monotonic time of the build */
-		bool stale;      /* changed by this connection since */
-	} archive;
-	unsigned view_gen;
-
-	struct MHD_Daemon *http;
-	struct MHD_Daemon *admin;
-	unsigned http_port;
-	struct kr_web_rl *rl;
-	struct kr_web_conns *conns;
-
-	/* Every open connection of the public listener, for the head
-	 * deadline: the sweeper closes those whose request head is not in
-	 * within the view's header_timeout (MHD's own timeout is an idle
-	 * one: a header line a second keeps a connection for ever). */
-	pthread_mutex_t conn_lock;
-	pthread_cond_t sweep_cond;
-	struct conn *conn_head;
-	bool sweep_quit, sweeper_started;
-	pthread_t sweeper;
-
-	char csp[160];
-	char csp_archive[200];
-
-	atomic_ulong n_requests, n_subscribe, n_subscribe_new, n_honeypot,
-	    n_rate_limited, n_confirm_mail, n_confirm_limited, n_confirmed,
-	    n_unsubscribed, n_bad_token, n_bad_address, n_errors,
-	    n_conn_refused, n_head_timeout, n_archive_builds;
-	/* Answers queued on the public listener by route and status. */
-	atomic_ulong n_answers[RL_N][KR_WEB_CODE_N];
+	char *public_url; /* no trailing slash */
+	bool any_archive; /* some list has archive: true */
+	char *feed_link;  /* the <head> link of /archive, or "" */
 };
 
 enum route {
@@ -186,6 +110,7 @@ enum route {
 	R_UNSUBSCRIBE,
 	R_ARCHIVE,
 	R_ARCHIVE_ITEM,
+	R_ARCHIVE_FEED,
 };
 
 /* One request with a body. */
@@ -298,6 +223,8 @@ view_free(struct view **vp)
 	free(v->http_listen);
 	free(v->admin_listen);
 	free(v->database);
+	free(v->public_url);
+	free(v->feed_link);
 	free(v);
 	*vp = NULL;
 }
@@ -327,15 +254,16 @@ say(const char *text, const char *list_name)
 	return kr_buf_steal(&b);
 }
 
-/* Wraps body (HTML) in the layout. */
+/* Wraps body (HTML) in the layout; head (may be NULL): more of <head>. */
 static int
 render_page(struct kr_buf *out, const char *lang, const char *title,
-            const char *body)
+            const char *head, const char *body)
 {
 	const struct kr_web_var vars[] = {
 	    {"lang", lang, false},
 	    {"title", title, false},
 	    {"style", kr_pages_style, true},
+	    {"head", head, true},
 	    {"body", body, true},
 	};
 
@@ -431,7 +359,7 @@ render_index(struct kr_web *web, struct view *v, struct kr_err *err)
 	}
 	if (render_page(&page, v->lang,
 	                v->n_lists == 1 ? v->lists[0].name : t->signup_title,
-	                body.data) == -1)
+	                NULL, body.data) == -1)
 		goto fail;
 	v->index = MHD_create_response_from_buffer(page.len, page.data,
 	                                           MHD_RESPMEM_MUST_COPY);
@@ -498,6 +426,30 @@ view_new(struct kr_web *web, const struct kr_config *cfg,
 	v->http_listen = kr_xstrdup(cfg->http_listen);
 	v->admin_listen = kr_xstrdup(cfg->admin_listen);
 	v->database = kr_xstrdup(cfg->database);
+	v->public_url =
+	    kr_xstrdup(cfg->public_url != NULL ? cfg->public_url : "");
+	for (i = 0; i < v->n_lists; i++)
+		v->any_archive |= v->lists[i].archive;
+	{
+		struct kr_buf href, link;
+
+		kr_buf_init(&href, 0);
+		kr_buf_init(&link, 0);
+		if (v->any_archive && kr_buf_printf(&href, "%s/archive.atom",
+		                                    v->public_url) == 0) {
+			const struct kr_web_var vars[] = {
+			    {"title", kr_pages_text(v->lang)->archive_title,
+			     false},
+			    {"href", href.data, false},
+			};
+
+			if (kr_web_render(&link, kr_pages_feed_link, vars,
+			                  KR_NELEM(vars)) == -1)
+				kr_buf_reset(&link);
+		}
+		v->feed_link = kr_buf_steal(&link);
+		kr_buf_fini(&href);
+	}
 	if (render_index(web, v, err) == -1)
 		goto out;
 	*view_out = v;
@@ -563,6 +515,15 @@ send_buf(struct kr_web *web, struct MHD_Connection *c, unsigned status,
 	return ret;
 }
 
+enum MHD_Result
+kr_web_send_text(struct kr_web *web, struct MHD_Connection *c, unsigned status,
+                 const char *ctype, const char *data, size_t len,
+                 const char *allow)
+{
+	return send_buf(web, c, status, ctype, NULL, data, len, allow, 0,
+	                false);
+}
+
 /* A message in the format the client asked for: an HTML page with title,
  * message and detail (may be NULL), a JSON object, or plain text. */
 static enum MHD_Result
@@ -588,7 +549,7 @@ send_message(struct kr_web *web, struct MHD_Connection *c, unsigned status,
 
 		if (kr_web_render(&body, kr_pages_message, vars,
 		                  KR_NELEM(vars)) == -1 ||
-		    render_page(&out, t->lang, title, body.data) == -1)
+		    render_page(&out, t->lang, title, NULL, body.data) == -1)
 			goto out;
 		ctype = "text/html; charset=utf-8";
 	} else if (fmt == KR_WEB_FMT_JSON) {
@@ -621,13 +582,14 @@ out:
 
 static enum MHD_Result
 send_html(struct kr_web *web, struct MHD_Connection *c, unsigned status,
-          const char *lang, const char *title, const char *body, bool archive)
+          const char *lang, const char *title, const char *head,
+          const char *body, bool archive)
 {
 	struct kr_buf out;
 	enum MHD_Result ret = MHD_NO;
 
 	kr_buf_init(&out, 0);
-	if (render_page(&out, lang, title, body) == 0)
+	if (render_page(&out, lang, title, head, body) == 0)
 		ret = send_buf(web, c, status, "text/html; charset=utf-8", lang,
 		               out.data, out.len, NULL, 0, archive);
 	kr_buf_fini(&out);
@@ -1257,7 +1219,7 @@ do_confirm(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 		if (kr_web_render(&body, kr_pages_confirm, vv, KR_NELEM(vv)) ==
 		    -1)
 			goto out;
-		ret = send_html(web, c, 200, t->lang, t->confirm_title,
+		ret = send_html(web, c, 200, t->lang, t->confirm_title, NULL,
 		                body.data, false);
 		goto out;
 	}
@@ -1349,8 +1311,8 @@ do_unsubscribe(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 		if (kr_web_render(&body, kr_pages_unsubscribe, vv,
 		                  KR_NELEM(vv)) == -1)
 			goto out;
-		ret = send_html(web, c, 200, t->lang, t->unsub_title, body.data,
-		                false);
+		ret = send_html(web, c, 200, t->lang, t->unsub_title, NULL,
+		                body.data, false);
 		goto out;
 	}
 	if (rc == 2) {
@@ -1391,6 +1353,15 @@ out:
 }
 
 /* ---- /archive ---- */
+
+static enum MHD_Result
+send_not_found(struct kr_web *web, struct MHD_Connection *c, const char *lang)
+{
+	const struct kr_pages_text *t = kr_pages_text(lang);
+
+	return send_message(web, c, 404, KR_WEB_FMT_HTML, lang,
+	                    t->notfound_title, t->notfound_body, NULL, NULL, 0);
+}
 
 /* Whether a report may be shown: its list archives, it was not
  * cancelled, and it went out (some copy sent, or nothing left to send). */
@@ -1472,9 +1443,54 @@ report_date(const struct kr_report_row *r, char out[32])
 		            out);
 }
 
+/* The tag: URI (RFC 4151) of report r in the feed: the public host, the
+ * day the report was added (it never changes) and its path, so that it
+ * stays the same however often the feed is built. */
+static int
+put_tag(struct kr_buf *b, const char *public_url, const struct kr_report_row *r)
+{
+	const char *host = strstr(public_url, "://"), *end, *at, *path;
+	char day[32];
+
+	host = host != NULL ? host + 3 : public_url;
+	path = host + strcspn(host, "/?#");
+	at = memchr(host, '@', (size_t)(path - host));
+	if (at != NULL)
+		host = at + 1;
+	/* the host without a port ("[v6]" kept whole) */
+	end = host;
+	if (*end == '[')
+		while (end < path && *end++ != ']')
+			;
+	while (end < path && *end != ':')
+		end++;
+	format_date(r->created_at, day);
+	return kr_buf_printf(b, "tag:%.*s,%s:%.*s/archive/%" PRId64,
+	                     (int)(end - host), host, day,
+	                     (int)strcspn(path, "?#"), path, r->id);
+}
+
+/* The feed's updated of r (RFC 3339): its own date (that day), else the
+ * time it went (or was queued). */
+static void
+report_updated(const struct kr_report_row *r, char out[32])
+{
+	struct tm tm;
+	time_t tt =
+	    (time_t)(r->send_at > r->created_at ? r->send_at : r->created_at);
+
+	if (r->date != NULL && strlen(r->date) == 10)
+		snprintf(out, 32, "%sT00:00:00Z", r->date);
+	else if (gmtime_r(&tt, &tm) == NULL ||
+	         strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(out, 32, "1970-01-01T00:00:00Z");
+}
+
 struct archive_ctx {
 	const struct view *v;
 	struct kr_buf *items;
+	struct kr_buf *entries; /* of the feed */
+	char updated[32];       /* the newest entry's, or "" */
 	size_t n;
 };
 
@@ -1484,44 +1500,63 @@ archive_one(void *ctx, const struct kr_report_row *r,
 {
 	struct archive_ctx *a = ctx;
 	const struct view_list *l = archived(a->v, r, counts);
-	char id[24], date[32];
+	struct kr_buf tag;
+	char id[24], date[32], updated[32];
+	int rc = -1;
 
 	if (l == NULL)
 		return 0;
+	kr_buf_init(&tag, 0);
 	snprintf(id, sizeof(id), "%" PRId64, r->id);
 	report_date(r, date);
+	report_updated(r, updated);
+	if (put_tag(&tag, a->v->public_url, r) == -1)
+		goto out;
 	{
 		const struct kr_web_var vars[] = {
 		    {"id", id, false},
 		    {"subject", r->subject, false},
 		    {"list", l->name, false},
 		    {"date", date, false},
+		    {"tag", tag.data, false},
+		    {"updated", updated, false},
+		    {"base", a->v->public_url, false},
 		};
 
 		if (kr_web_render(a->items, kr_pages_archive_item, vars,
+		                  KR_NELEM(vars)) == -1 ||
+		    kr_web_render(a->entries, kr_pages_atom_entry, vars,
 		                  KR_NELEM(vars)) == -1)
-			return -1;
+			goto out;
 	}
+	if (strcmp(updated, a->updated) > 0)
+		snprintf(a->updated, sizeof(a->updated), "%s", updated);
 	a->n++;
-	return 0;
+	rc = 0;
+out:
+	kr_buf_fini(&tag);
+	return rc;
 }
 
-/* Builds the /archive list into *html_out (caller frees). Store lock
- * held. 0 or -1 (e). */
+/* Builds the /archive list into *html_out and the feed's entries into
+ * *atom_out (caller frees both), their newest updated into updated (""
+ * when none). Store lock held. 0 or -1 (e). */
 static int
 archive_build(struct kr_web *web, const struct view *v, char **html_out,
-              struct kr_err *e)
+              char **atom_out, char updated[32], struct kr_err *e)
 {
 	const struct kr_pages_text *t = kr_pages_text(v->lang);
-	struct kr_buf items, out;
+	struct kr_buf items, out, entries;
 	struct archive_ctx a;
 	int rc = -1;
 
 	kr_buf_init(&items, 0);
 	kr_buf_init(&out, 0);
+	kr_buf_init(&entries, 0);
+	memset(&a, 0, sizeof(a));
 	a.v = v;
 	a.items = &items;
-	a.n = 0;
+	a.entries = &entries;
 	atomic_fetch_add(&web->n_archive_builds, 1);
 	if (kr_store_report_foreach(web->store, KR_WEB_ARCHIVE_MAX, archive_one,
 	                            &a, e) == -1)
@@ -1535,6 +1570,8 @@ archive_build(struct kr_web *web, const struct view *v, char **html_out,
 	                 kr_buf_puts(&out, "</p>\n") == -1))
 		goto fail;
 	*html_out = kr_buf_steal(&out);
+	*atom_out = kr_buf_steal(&entries);
+	snprintf(updated, 32, "%s", a.updated);
 	rc = 0;
 	goto out;
 fail:
@@ -1542,6 +1579,45 @@ fail:
 out:
 	kr_buf_fini(&items);
 	kr_buf_fini(&out);
+	kr_buf_fini(&entries);
+	return rc;
+}
+
+/* Brings web->archive up to date for view v unless it is fresh enough
+ * (see KR_WEB_ARCHIVE_FRESH). Store worker only. 0 or -1 (e). */
+static int
+archive_refresh(struct kr_web *web, const struct view *v, struct kr_err *e)
+{
+	char *html = NULL, *atom = NULL;
+	char updated[32];
+	int64_t version = 0;
+	double now = now_mono(), age = now - web->archive.at;
+	bool fresh;
+	int rc;
+
+	pthread_mutex_lock(&web->store_lock);
+	/* Read before the build: a commit during it shows next time. */
+	rc = kr_store_data_version(web->store, &version, e);
+	fresh = rc == 0 && web->archive.html != NULL &&
+	        web->archive.gen == v->gen && age < KR_WEB_ARCHIVE_MAX_AGE &&
+	        ((version == web->archive.version && !web->archive.stale) ||
+	         age < KR_WEB_ARCHIVE_FRESH);
+	if (rc == 0 && !fresh) {
+		rc = archive_build(web, v, &html, &atom, updated, e);
+		if (rc == 0) {
+			free(web->archive.html);
+			free(web->archive.atom);
+			web->archive.html = html;
+			web->archive.atom = atom;
+			snprintf(web->archive.updated,
+			         sizeof(web->archive.updated), "%s", updated);
+			web->archive.gen = v->gen;
+			web->archive.version = version;
+			web->archive.at = now;
+			web->archive.stale = false;
+		}
+	}
+	pthread_mutex_unlock(&web->store_lock);
 	return rc;
 }
 
@@ -1551,35 +1627,11 @@ do_archive(struct kr_web *web, struct MHD_Connection *c, struct view *v)
 	const struct kr_pages_text *t = kr_pages_text(v->lang);
 	struct kr_buf body;
 	struct kr_err e;
-	char *html = NULL;
 	enum MHD_Result ret = MHD_NO;
-	int64_t version = 0;
-	double now = now_mono(), age = now - web->archive.at;
-	bool fresh;
-	int rc;
 
 	kr_err_clear(&e);
 	kr_buf_init(&body, 0);
-	pthread_mutex_lock(&web->store_lock);
-	/* Read before the build: a commit during it shows next time. */
-	rc = kr_store_data_version(web->store, &version, &e);
-	fresh = rc == 0 && web->archive.html != NULL &&
-	        web->archive.gen == v->gen && age < KR_WEB_ARCHIVE_MAX_AGE &&
-	        ((version == web->archive.version && !web->archive.stale) ||
-	         age < KR_WEB_ARCHIVE_FRESH);
-	if (rc == 0 && !fresh) {
-		rc = archive_build(web, v, &html, &e);
-		if (rc == 0) {
-			free(web->archive.html);
-			web->archive.html = html;
-			web->archive.gen = v->gen;
-			web->archive.version = version;
-			web->archive.at = now;
-			web->archive.stale = false;
-		}
-	}
-	pthread_mutex_unlock(&web->store_lock);
-	if (rc == -1) {
+	if (archive_refresh(web, v, &e) == -1) {
 		ret = send_store_error(web, c, KR_WEB_FMT_HTML, v->lang, &e);
 		goto out;
 	}
@@ -1610,20 +1662,68 @@ do_archive(struct kr_web *web, struct MHD_Connection *c, struct view *v)
 				goto out;
 		}
 	}
-	ret =
-	    send_html(web, c, 200, v->lang, t->archive_title, body.data, false);
+	ret = send_html(web, c, 200, v->lang, t->archive_title, v->feed_link,
+	                body.data, false);
 out:
 	kr_buf_fini(&body);
 	return ret;
 }
 
+/* GET /archive.atom: the reports of /archive as an Atom feed (RFC 4287),
+ * from the same built list. 404 when no list archives. */
 static enum MHD_Result
-send_not_found(struct kr_web *web, struct MHD_Connection *c, const char *lang)
+do_archive_feed(struct kr_web *web, struct MHD_Connection *c, struct view *v)
 {
-	const struct kr_pages_text *t = kr_pages_text(lang);
+	const struct kr_pages_text *t = kr_pages_text(v->lang);
+	const char *author = t->archive_title;
+	struct kr_report_row none;
+	struct kr_buf out;
+	struct kr_err e;
+	char updated[32];
+	enum MHD_Result ret = MHD_NO;
+	size_t i;
 
-	return send_message(web, c, 404, KR_WEB_FMT_HTML, lang,
-	                    t->notfound_title, t->notfound_body, NULL, NULL, 0);
+	if (!v->any_archive)
+		return send_not_found(web, c, v->lang);
+	kr_err_clear(&e);
+	kr_buf_init(&out, 0);
+	if (archive_refresh(web, v, &e) == -1) {
+		ret = send_store_error(web, c, KR_WEB_FMT_TEXT, v->lang, &e);
+		goto out;
+	}
+	/* The publisher: the first archived list's sender, else its name. */
+	for (i = 0; i < v->n_lists; i++)
+		if (v->lists[i].archive) {
+			author = v->lists[i].sender[0] != NULL
+			             ? v->lists[i].sender[0]
+			             : v->lists[i].name;
+			break;
+		}
+	/* The newest entry's; with none yet, now. */
+	memset(&none, 0, sizeof(none));
+	none.created_at = now_unix();
+	report_updated(&none, updated);
+	if (web->archive.updated[0] != '\0')
+		snprintf(updated, sizeof(updated), "%s", web->archive.updated);
+	{
+		const struct kr_web_var vars[] = {
+		    {"lang", v->lang, false},
+		    {"base", v->public_url, false},
+		    {"title", t->archive_title, false},
+		    {"updated", updated, false},
+		    {"author", author, false},
+		    {"entries", web->archive.atom, true},
+		};
+
+		if (kr_web_render(&out, kr_pages_atom_feed, vars,
+		                  KR_NELEM(vars)) == -1)
+			goto out;
+	}
+	ret = send_buf(web, c, 200, "application/atom+xml; charset=utf-8", NULL,
+	               out.data, out.len, NULL, 0, true);
+out:
+	kr_buf_fini(&out);
+	return ret;
 }
 
 static enum MHD_Result
@@ -1686,7 +1786,7 @@ do_archive_item(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 		    put_sender(&body, l) == -1)
 			goto out;
 	}
-	ret = send_html(web, c, 200, l->lang, r.subject, body.data, true);
+	ret = send_html(web, c, 200, l->lang, r.subject, NULL, body.data, true);
 out:
 	if (found == 1)
 		kr_store_report_row_fini(&r);
@@ -1709,6 +1809,8 @@ route_of(const char *url)
 		return R_UNSUBSCRIBE;
 	if (strcmp(url, "/archive") == 0 || strcmp(url, "/archive/") == 0)
 		return R_ARCHIVE;
+	if (strcmp(url, "/archive.atom") == 0)
+		return R_ARCHIVE_FEED;
 	if (strncmp(url, "/archive/", 9) == 0)
 		return R_ARCHIVE_ITEM;
 	return R_NONE;
@@ -1819,6 +1921,8 @@ handle_get(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 		return do_archive(web, c, v);
 	case R_ARCHIVE_ITEM:
 		return do_archive_item(web, c, v, url + 9);
+	case R_ARCHIVE_FEED:
+		return do_archive_feed(web, c, v);
 	default:
 		return send_not_found(web, c, v->lang);
 	}
@@ -2037,7 +2141,7 @@ static bool
 needs_store(enum route r)
 {
 	return r == R_CONFIRM || r == R_UNSUBSCRIBE || r == R_ARCHIVE ||
-	       r == R_ARCHIVE_ITEM;
+	       r == R_ARCHIVE_ITEM || r == R_ARCHIVE_FEED;
 }
 
 static enum MHD_Result
@@ -2104,7 +2208,8 @@ route_request(struct kr_web *web, struct MHD_Connection *c, const char *url,
 		return send_bad_request(web, c, why);
 	r = route_of(url);
 	if (strcmp(method, MHD_HTTP_METHOD_POST) != 0 || r == R_NONE ||
-	    r == R_INDEX || r == R_ARCHIVE || r == R_ARCHIVE_ITEM) {
+	    r == R_INDEX || r == R_ARCHIVE || r == R_ARCHIVE_ITEM ||
+	    r == R_ARCHIVE_FEED) {
 		if (!has_body(c)) {
 			*con_cls = &no_body;
 			return MHD_YES;
@@ -2155,6 +2260,7 @@ route_label_of(const char *url)
 		return RL_UNSUBSCRIBE;
 	case R_ARCHIVE:
 	case R_ARCHIVE_ITEM:
+	case R_ARCHIVE_FEED:
 		return RL_ARCHIVE;
 	default:
 		return RL_OTHER;
@@ -2185,155 +2291,6 @@ on_http(void *cls, struct MHD_Connection *c, const char *url,
 		atomic_fetch_add(&web->n_answers[route_label_of(url)]
 		                                [code - KR_WEB_CODE_MIN],
 		                 1);
-	return ret;
-}
-
-/* ---- the admin handler ---- */
-
-static void
-metric(struct kr_buf *b, const char *name, const char *help,
-       unsigned long value)
-{
-	if (kr_buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %lu\n", name,
-	                  help, name, name, value) == -1)
-		return;
-}
-
-/* kairan_http_requests_total{route,code}: the pairs seen so far. */
-static void
-metric_answers(struct kr_web *web, struct kr_buf *b)
-{
-	unsigned long n;
-	size_t r, i;
-
-	if (kr_buf_puts(b, "# HELP kairan_http_requests_total Answers on the "
-	                   "public listener by route and status code.\n"
-	                   "# TYPE kairan_http_requests_total counter\n") == -1)
-		return;
-	for (r = 0; r < RL_N; r++)
-		for (i = 0; i < KR_WEB_CODE_N; i++) {
-			n = atomic_load(&web->n_answers[r][i]);
-			if (n == 0)
-				continue;
-			if (kr_buf_printf(
-			        b,
-			        "kairan_http_requests_total{route=\"%s\","
-			        "code=\"%zu\"} %lu\n",
-			        route_labels[r], i + KR_WEB_CODE_MIN, n) == -1)
-				return;
-		}
-}
-
-static enum MHD_Result
-on_admin(void *cls, struct MHD_Connection *c, const char *url,
-         const char *method, const char *version, const char *upload_data,
-         size_t *upload_data_size, /* NOLINT(readability-non-const-parameter): MHD's handler type */
-         void **con_cls)
-{
-	struct kr_web *web = cls;
-	struct kr_buf out;
-	struct kr_err e;
-	kr_web_metrics_fn fn;
-	void *fn_ctx;
-	enum MHD_Result ret = MHD_NO;
-	int rc;
-
-	(void)version;
-	(void)upload_data;
-	(void)upload_data_size;
-	(void)con_cls;
-	kr_err_clear(&e);
-	kr_buf_init(&out, 0);
-	if (strcmp(url, "/healthz") != 0 && strcmp(url, "/metrics") != 0) {
-		ret = send_buf(web, c, 404, "text/plain; charset=utf-8", NULL,
-		               "not found\n", 10, NULL, 0, false);
-		goto out;
-	}
-	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 &&
-	    strcmp(method, MHD_HTTP_METHOD_HEAD) != 0) {
-		ret =
-		    send_buf(web, c, 405, "text/plain; charset=utf-8", NULL,
-		             "method not allowed\n", 19, "GET, HEAD", 0, false);
-		goto out;
-	}
-	if (strcmp(url, "/healthz") == 0) {
-		kr_web_health_fn hfn;
-		void *hctx;
-
-		pthread_mutex_lock(&web->store_lock);
-		rc = kr_store_ping(web->store, &e);
-		pthread_mutex_unlock(&web->store_lock);
-		pthread_mutex_lock(&web->lock);
-		hfn = web->health_fn;
-		hctx = web->health_ctx;
-		pthread_mutex_unlock(&web->lock);
-		if (rc != 0 && kr_buf_printf(&out, "store: %s\n", e.msg) < 0)
-			goto out;
-		/* The delivery side: relay refusing or silent, store full or
-		 * locked for the workers. */
-		if (hfn != NULL && hfn(hctx, &out) != 0)
-			rc = -1;
-		if (rc == 0)
-			ret = send_buf(web, c, 200, "text/plain; charset=utf-8",
-			               NULL, "ok\n", 3, NULL, 0, false);
-		else
-			ret = send_buf(web, c, 503, "text/plain; charset=utf-8",
-			               NULL, out.data, out.len, NULL, 0, false);
-		goto out;
-	}
-	metric_answers(web, &out);
-	metric(&out, "kairan_http_requests_received_total",
-	       "Requests on the public listener, answered or not.",
-	       web->n_requests);
-	metric(&out, "kairan_http_subscribe_total", "POST /subscribe requests.",
-	       web->n_subscribe);
-	metric(&out, "kairan_http_subscribe_new_total",
-	       "Sign-ups that created a subscription.", web->n_subscribe_new);
-	metric(&out, "kairan_http_honeypot_total",
-	       "Sign-ups dropped for a filled honeypot.", web->n_honeypot);
-	metric(&out, "kairan_http_rate_limited_total",
-	       "Sign-ups refused by the per-client rate limit.",
-	       web->n_rate_limited);
-	metric(&out, "kairan_http_rate_overflow_total",
-	       "Sign-ups of clients the full rate-limit table had no room "
-	       "for (they share one bucket).",
-	       kr_web_rl_overflowed(web->rl));
-	metric(&out, "kairan_http_confirm_mail_total",
-	       "Confirmation mails queued by the form.", web->n_confirm_mail);
-	metric(&out, "kairan_http_confirm_limited_total",
-	       "Confirmation mails not queued (per-address daily limit).",
-	       web->n_confirm_limited);
-	metric(&out, "kairan_http_confirmed_total", "Subscriptions confirmed.",
-	       web->n_confirmed);
-	metric(&out, "kairan_http_unsubscribed_total",
-	       "Subscriptions ended from a link.", web->n_unsubscribed);
-	metric(&out, "kairan_http_bad_token_total",
-	       "Invalid, tampered or expired tokens.", web->n_bad_token);
-	metric(&out, "kairan_http_bad_address_total",
-	       "Sign-ups refused for a bad address.", web->n_bad_address);
-	metric(&out, "kairan_http_errors_total", "Answers with a 5xx status.",
-	       web->n_errors);
-	metric(&out, "kairan_http_connections_refused_total",
-	       "Connections refused by the per-address cap.",
-	       web->n_conn_refused);
-	metric(&out, "kairan_http_archive_builds_total",
-	       "Times the /archive list was read from the store (else it is "
-	       "served as built).",
-	       web->n_archive_builds);
-	metric(&out, "kairan_http_header_timeouts_total",
-	       "Connections closed for a request head not in within "
-	       "http.header_timeout.",
-	       web->n_head_timeout);
-	pthread_mutex_lock(&web->lock);
-	fn = web->metrics_fn;
-	fn_ctx = web->metrics_ctx;
-	pthread_mutex_unlock(&web->lock);
-	if (fn != NULL)
-		fn(fn_ctx, &out);
-	ret = send_buf(web, c, 200, "text/plain; version=0.0.4; charset=utf-8",
-	               NULL, out.data, out.len, NULL, 0, false);
-out:
-	kr_buf_fini(&out);
 	return ret;
 }
 
@@ -2493,14 +2450,14 @@ start_daemon(struct kr_web *web, int fd, bool public, struct kr_err *err)
 		    (size_t)KR_WEB_CONN_MEMORY, MHD_OPTION_NOTIFY_COMPLETED,
 		    request_done, web, MHD_OPTION_END);
 	else
-		d = MHD_start_daemon(flags, 0, NULL, NULL, on_admin, web,
-		                     MHD_OPTION_EXTERNAL_LOGGER, mhd_log, web,
-		                     MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
-		                     MHD_OPTION_CONNECTION_LIMIT, 64u,
-		                     MHD_OPTION_CONNECTION_TIMEOUT,
-		                     (unsigned)KR_WEB_TIMEOUT,
-		                     MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-		                     (size_t)(16 * 1024), MHD_OPTION_END);
+		d = MHD_start_daemon(
+		    flags, 0, NULL, NULL, kr_web_admin_handler, web,
+		    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, web,
+		    MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+		    MHD_OPTION_CONNECTION_LIMIT, 64u,
+		    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)KR_WEB_TIMEOUT,
+		    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(16 * 1024),
+		    MHD_OPTION_END);
 	if (d == NULL)
 		kr_err_set(err, KR_ERR_IO,
 		           "%s listener: libmicrohttpd "
@@ -2696,6 +2653,7 @@ kr_web_stop(struct kr_web **webp)
 		MHD_stop_daemon(web->admin);
 	view_free(&web->view);
 	free(web->archive.html);
+	free(web->archive.atom);
 	kr_store_close(&web->store);
 	kr_web_rl_free(&web->rl);
 	kr_web_conns_free(&web->conns);

@@ -1,12 +1,20 @@
-/* web_int.h — the web module's pure helpers, apart so unit tests reach
- * them (tests/unit/test_web.c). Not for other modules. */
+/* web_int.h — the web module's insides: its pure helpers, apart so unit
+ * tests reach them (tests/unit/test_web.c), and what its two files share
+ * (web.c: the public listener, start and stop; admin.c: the admin
+ * listener's answers). Not for other modules. */
 #ifndef KR_WEB_INT_H
 #define KR_WEB_INT_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+
+#include <microhttpd.h>
 
 #include "common.h"
+#include "web.h"
 
 struct kr_buf;
 struct kr_err;
@@ -96,5 +104,107 @@ unsigned kr_web_conns_get(struct kr_web_conns *cs, const char *key);
  * added, false (nothing changed) at the limit. */
 bool kr_web_conns_try_add(struct kr_web_conns *cs, const char *key,
                           unsigned limit);
+
+/* ---- shared by web.c and admin.c ---- */
+
+/* The route label of kairan_http_requests_total: a fixed set, never the
+ * raw path (tokens, unbounded cardinality). Their
+ * names are in admin.c. */
+enum route_label {
+	RL_INDEX,
+	RL_SUBSCRIBE,
+	RL_CONFIRM,
+	RL_UNSUBSCRIBE,
+	RL_ARCHIVE,
+	RL_OTHER,
+	RL_N
+};
+#define KR_WEB_CODE_MIN 100 /* status codes counted: 100..599 */
+#define KR_WEB_CODE_N 500
+
+struct view;
+struct req;
+struct conn;
+struct kr_store;
+
+struct kr_web {
+	pthread_mutex_t lock;
+	pthread_cond_t released;
+	struct view *view;
+	kr_web_metrics_fn metrics_fn;
+	void *metrics_ctx;
+	kr_web_health_fn health_fn;
+	void *health_ctx;
+
+	pthread_mutex_t store_lock;
+	struct kr_store *store;
+
+	/* The store worker: requests that touch the store run there, so
+	 * that an MHD thread never waits for SQLite and a slow write never
+	 * holds up the pages of the other connections on that thread. */
+	pthread_mutex_t q_lock;
+	pthread_cond_t q_cond;
+	struct req *q_head, *q_tail;
+	/* Sign-ups answered but held until their due time, in due order
+	 * (each is due a fixed time after its hand-over). */
+	struct req *held_head, *held_tail;
+	bool q_busy, q_stopping, q_quit, worker_started;
+	pthread_t worker;
+
+	/* The built /archive list (the HTML between the title and the back
+	 * link) and, from the same reading of the store, the entries of
+	 * /archive.atom. Only the store worker touches it. */
+	struct {
+		char *html;       /* NULL: none yet */
+		char *atom;       /* the <entry> elements, with html */
+		char updated[32]; /* the feed's: the newest entry's */
+		unsigned gen;     /* of the view it was built for */
+		int64_t version;  /* kr_store_data_version before the build */
+		double at;        /* monotonic time of the build */
+		bool stale;       /* changed by this connection since */
+	} archive;
+	unsigned view_gen;
+
+	struct MHD_Daemon *http;
+	struct MHD_Daemon *admin;
+	unsigned http_port;
+	struct kr_web_rl *rl;
+	struct kr_web_conns *conns;
+
+	/* Every open connection of the public listener, for the head
+	 * deadline: the sweeper closes those whose request head is not in
+	 * within the view's header_timeout (MHD's own timeout is an idle
+	 * one: a header line a second keeps a connection for ever). */
+	pthread_mutex_t conn_lock;
+	pthread_cond_t sweep_cond;
+	struct conn *conn_head;
+	bool sweep_quit, sweeper_started;
+	pthread_t sweeper;
+
+	char csp[160];
+	char csp_archive[200];
+
+	atomic_ulong n_requests, n_subscribe, n_subscribe_new, n_honeypot,
+	    n_rate_limited, n_confirm_mail, n_confirm_limited, n_confirmed,
+	    n_unsubscribed, n_bad_token, n_bad_address, n_errors,
+	    n_conn_refused, n_head_timeout, n_archive_builds;
+	/* Answers queued on the public listener by route and status. */
+	atomic_ulong n_answers[RL_N][KR_WEB_CODE_N];
+};
+
+/* Queues a text answer (no language, not cached) on c: the admin
+ * listener's. */
+KR_NODISCARD enum MHD_Result
+kr_web_send_text(struct kr_web *web, struct MHD_Connection *c, unsigned status,
+                 const char *ctype, const char *data, size_t len,
+                 const char *allow);
+
+/* The access handler of the admin listener (admin.c): GET or HEAD
+ * /healthz and /metrics, 404 and 405 else. cls is the struct kr_web. */
+enum MHD_Result kr_web_admin_handler(void *cls, struct MHD_Connection *c,
+                                     const char *url, const char *method,
+                                     const char *version,
+                                     const char *upload_data,
+                                     size_t *upload_data_size, void **con_cls);
 
 #endif
