@@ -389,15 +389,22 @@ struct kr_compose_cache {
 	struct kr_mime_part *text_j, *html_j;
 };
 
-void
-kr_compose_message_id(const struct kr_cfg_list *list, int64_t report_id,
-                      int64_t sub_id, const char *hash, char *out, size_t outsz)
+static void
+message_id(const char *from_addr, int64_t report_id, int64_t sub_id,
+           const char *hash, char *out, size_t outsz)
 {
-	const char *dom = strrchr(list->from_addr, '@');
+	const char *dom = strrchr(from_addr, '@');
 
 	snprintf(out, outsz, "%lld.%lld.%.12s@%s", (long long)report_id,
 	         (long long)sub_id, hash && hash[0] ? hash : "0",
 	         dom ? dom + 1 : "localhost");
+}
+
+void
+kr_compose_message_id(const struct kr_cfg_list *list, int64_t report_id,
+                      int64_t sub_id, const char *hash, char *out, size_t outsz)
+{
+	message_id(list->from_addr, report_id, sub_id, hash, out, outsz);
 }
 
 void
@@ -796,7 +803,6 @@ kr_compose_report_cached(const struct kr_compose_cache *cache,
 	struct subst s = {0};
 	char tok[KR_TOKEN_MAX], url[1024], mid[512];
 	char *nm = name_clean(name), *tj = NULL, *hj = NULL;
-	const char *dom = strrchr(cache->from_addr, '@');
 	int r = -1;
 
 	kr_buf_init(&tt, 0);
@@ -827,11 +833,8 @@ kr_compose_report_cached(const struct kr_compose_cache *cache,
 	m.one_click = true;
 	m.bulk = true;
 	m.date = now;
-	/* as kr_compose_message_id */
-	snprintf(mid, sizeof(mid), "%lld.%lld.%.12s@%s",
-	         (long long)cache->report_id, (long long)c->subscriber_id,
-	         cache->hash[0] ? cache->hash : "0",
-	         dom ? dom + 1 : "localhost");
+	message_id(cache->from_addr, cache->report_id, c->subscriber_id,
+	           cache->hash, mid, sizeof(mid));
 	m.message_id = mid;
 	m.date_offset = cache->tz ? kr_tz_offset(cache->tz, now) : 0;
 	m.text = cache->text;

@@ -71,8 +71,8 @@ struct kr_wire_in {
 void kr_wire_in_init(struct kr_wire_in *in, const struct kr_buf *b);
 uint32_t kr_wire_get_u32(struct kr_wire_in *in);
 uint64_t kr_wire_get_u64(struct kr_wire_in *in);
-/* A string in place (NUL-terminated) or NULL for none; bytes_out (may
- * be NULL) gets its length without the NUL. */
+/* A string in place (NUL-terminated) or NULL for none; len_out (may be
+ * NULL) gets its length without the NUL. */
 const char *kr_wire_get_str(struct kr_wire_in *in, size_t *len_out);
 /* Raw bytes of the given length in place (not NUL-terminated). */
 const char *kr_wire_get_bytes(struct kr_wire_in *in, size_t len);

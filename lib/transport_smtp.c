@@ -299,8 +299,6 @@ smtp_send(struct kr_transport *t, struct kr_msg *msgs, size_t n,
 		iov[k].iov_base = (void *)(uintptr_t)msgs[i].data;
 		iov[k++].iov_len = msgs[i].len;
 	}
-	iov[0].iov_base = hdr.data;
-	iov[0].iov_len = offs[1];
 	if (kr_wire_writev(t->fd, iov, (int)k) < 0)
 		goto lost;
 	for (;;) {
