@@ -429,19 +429,24 @@ start(struct kd *kd)
 		kr_log_err("%s", err.msg);
 		return -1;
 	}
+	/* Delivery (and its kairan-smtp child, which thus never sees a
+	 * listening socket) and the metrics exist before the first request
+	 * can arrive: a scrape or a health check answered during start-up
+	 * would otherwise lack the store's gauges and the delivery side. */
+	if (kr_delivery_start_dkim(kd->cfg, kd->ring, kd->dkim, &kd->delivery,
+		&err) < 0) {
+		kr_log_err("%s", err.msg);
+		return -1;
+	}
+	kd->metrics = kd_metrics_new(kd->cfg->database, kd->delivery);
 	if (listen_fds(&l) < 0)
 		return -1;
 	if (kr_web_start(kd->cfg, kd->ring, &l, &kd->web, &err) < 0) {
 		kr_log_err("web: %s", err.msg);
 		return -1;
 	}
-	if (kr_delivery_start_dkim(kd->cfg, kd->ring, kd->dkim, &kd->delivery,
-		&err) < 0) {
-		kr_log_err("%s", err.msg);
-		return -1;
-	}
-	/* After the pool exists: the callback runs on MHD's threads. */
-	kd->metrics = kd_metrics_new(kd->cfg->database, kd->delivery);
+	/* The callbacks run on MHD's threads; until both are set the admin
+	 * listener answers 503 (kr_web_set_health()). */
 	kr_web_set_metrics(kd->web, kd_metrics_write, kd->metrics);
 	kr_web_set_health(kd->web, health, kd);
 	kd->events = kd_events_new();

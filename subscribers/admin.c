@@ -86,6 +86,18 @@ kr_web_admin_handler(void *cls, struct MHD_Connection *c, const char *url,
 		                       "method not allowed\n", 19, "GET, HEAD");
 		goto out;
 	}
+	/* kairand wires both before it says it is ready: a look before
+	 * that would show a daemon without its delivery side. */
+	pthread_mutex_lock(&web->lock);
+	fn = web->metrics_fn;
+	fn_ctx = web->metrics_ctx;
+	rc = web->health_fn == NULL;
+	pthread_mutex_unlock(&web->lock);
+	if (fn == NULL || rc) {
+		ret = kr_web_send_text(web, c, 503, "text/plain; charset=utf-8",
+		                       "starting\n", 9, NULL);
+		goto out;
+	}
 	if (strcmp(url, "/healthz") == 0) {
 		kr_web_health_fn hfn;
 		void *hctx;
@@ -156,12 +168,7 @@ kr_web_admin_handler(void *cls, struct MHD_Connection *c, const char *url,
 	       "Connections closed for a request head not in within "
 	       "http.header_timeout.",
 	       web->n_head_timeout);
-	pthread_mutex_lock(&web->lock);
-	fn = web->metrics_fn;
-	fn_ctx = web->metrics_ctx;
-	pthread_mutex_unlock(&web->lock);
-	if (fn != NULL)
-		fn(fn_ctx, &out);
+	fn(fn_ctx, &out);
 	ret = kr_web_send_text(web, c, 200,
 	                       "text/plain; version=0.0.4; charset=utf-8",
 	                       out.data, out.len, NULL);

@@ -68,10 +68,11 @@ KR_NODISCARD int kr_web_set_config(struct kr_web *web,
                                    const struct kr_config *cfg,
                                    const struct kr_keyring *ring,
                                    struct kr_err *err);
-/* Adds fn's output to GET /metrics (NULL removes it). */
+/* Adds fn's output to GET /metrics. Until both this and the health
+ * callback are set, /metrics and /healthz answer 503 "starting". */
 void kr_web_set_metrics(struct kr_web *web, kr_web_metrics_fn fn, void *ctx);
-/* Adds fn's verdict to GET /healthz (NULL removes it): 503 with its lines
- * when it returns non-zero, else 200 "ok". */
+/* Adds fn's verdict to GET /healthz: 503 with its lines when it returns
+ * non-zero, else 200 "ok". */
 void kr_web_set_health(struct kr_web *web, kr_web_health_fn fn, void *ctx);
 /* The port the public listener is bound to (useful with port 0). */
 unsigned kr_web_http_port(const struct kr_web *web);
