@@ -42,7 +42,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "usage: metrics_bench DB ROWS\n");
 		return 2;
 	}
-	if (kr_store_open(argv[1], &s, &err) < 0) {
+	if (kr_store_open(argv[1], NULL, &s, &err) < 0) {
 		fprintf(stderr, "%s\n", err.msg);
 		return 1;
 	}

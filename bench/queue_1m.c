@@ -63,7 +63,7 @@ main(int argc, char **argv)
 	long long before;
 	const char *path = argc > 1 ? argv[1] : "/tmp/kairan-bench.db";
 
-	if (kr_store_open(path, &s, &err) < 0)
+	if (kr_store_open(path, NULL, &s, &err) < 0)
 		die("open", &err);
 	t0 = now_s();
 	memset(&sub, 0, sizeof(sub));

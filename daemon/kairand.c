@@ -54,14 +54,10 @@
 #define STATUS_EVERY 1000
 /* Report life-cycle events for the webhook are looked for this often. */
 #define EVENTS_EVERY 2000
-/* The WAL is copied back into the database this often (ms), here, rather
- * than 1,000 pages at a time inside a delivery worker's commit. While
- * workers commit, such a PASSIVE checkpoint never quite catches up, so
- * the WAL cannot restart from its beginning: at CKPT_BACKSTOP pages
- * (16 MB) a commit checkpoints the little that is left itself, and the
- * WAL is reused from its start. */
+/* The store's upkeep (SQLite: the WAL copied back into the database)
+ * runs this often (ms), here, rather than inside a delivery worker's
+ * commit (kr_store_upkeep_from_loop()). */
 #define CKPT_EVERY 200
-#define CKPT_BACKSTOP 4096
 
 /* Exit codes (kairand(8)). */
 enum { KD_OK = 0, KD_FAIL = 1, KD_USAGE = 2 };
@@ -416,8 +412,8 @@ start(struct kd *kd)
 
 	/* Opening migrates the schema, once, before any other connection.
 	 * Every connection of kairand leaves checkpoints to loop(). */
-	kr_store_set_autocheckpoint(CKPT_BACKSTOP);
-	if (kr_store_open(kd->cfg->database, &kd->store, &err) < 0 ||
+	kr_store_upkeep_from_loop();
+	if (kr_store_open(kd->cfg->database, NULL, &kd->store, &err) < 0 ||
 	    kr_store_lock_daemon(kd->store, &err) < 0) {
 		kr_log_err("%s", err.msg);
 		return -1;
@@ -561,7 +557,7 @@ loop(struct kd *kd)
 		}
 		if (now_usec() >= next_ckpt) {
 			now = now_usec();
-			if (kr_store_checkpoint(kd->store, NULL, NULL, &err) < 0) {
+			if (kr_store_upkeep(kd->store, &err) < 0) {
 				if (!ckpt_failing)
 					kr_log_err("%s", err.msg);
 				ckpt_failing = true;

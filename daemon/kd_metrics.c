@@ -217,7 +217,7 @@ look(struct kd_metrics *m, struct kr_buf *out, struct kr_err *err)
 	struct tally t;
 	int r;
 
-	if (m->store == NULL && kr_store_open(m->database, &m->store, err) < 0)
+	if (m->store == NULL && kr_store_open(m->database, NULL, &m->store, err) < 0)
 		return -1;
 	if (kr_store_delivery_counts(m->store, 0, &c, err) < 0 ||
 	    kr_store_bounce_counts(m->store, 0, &b, err) < 0)

@@ -1225,7 +1225,7 @@ worker_idle(struct worker *w, unsigned kicks, int64_t version)
 			continue;
 		pthread_mutex_unlock(&d->lock);
 		pthread_mutex_lock(&d->store_lock);
-		r = kr_store_data_version(d->store, &now_version, NULL);
+		r = kr_store_changes(d->store, &now_version, NULL);
 		pthread_mutex_unlock(&d->store_lock);
 		pthread_mutex_lock(&d->lock);
 		if (r == 0 && now_version != version)
@@ -1285,7 +1285,7 @@ worker_main(void *arg)
 			    w->cfg->delivery.lease : 300),
 		    max, w->claims, &n, &err);
 		if (r == 0 && n == 0 &&
-		    kr_store_data_version(d->store, &version, NULL) < 0)
+		    kr_store_changes(d->store, &version, NULL) < 0)
 			version = -1;
 		pthread_mutex_unlock(&d->store_lock);
 		if (r < 0) {
@@ -1362,7 +1362,7 @@ kr_delivery_start_dkim(const struct kr_config *cfg,
 	d->dkim = dkim;
 	kr_delivery_bucket_init(&d->global, 0, mono_now());
 	apply_config(d, cfg);
-	if (kr_store_open(cfg->database, &d->store, err) < 0) {
+	if (kr_store_open(cfg->database, NULL, &d->store, err) < 0) {
 		kr_err_prefix(err, "delivery");
 		goto out;
 	}

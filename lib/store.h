@@ -1,6 +1,7 @@
 /* store.h — all persistent state; the only module that speaks SQL.
- * Backed by one SQLite file in WAL mode (store.c). The interface is narrow
- * and row-copying so another backend (PostgreSQL) can sit behind it.
+ * store.c is a front: each handle is served by a backend (store_backend.h),
+ * one SQLite file in WAL mode (store_sqlite.c) or PostgreSQL (store_pg.c).
+ * The interface is narrow and row-copying, the same for every backend.
  *
  * Conventions: functions returning int give 0 ok / -1 error (err set; code
  * KR_ERR_BUSY when the database is locked or full, KR_ERR_DB otherwise);
@@ -102,33 +103,34 @@ struct kr_claim {
 	int64_t queued_at;
 };
 
-/* Opens (creating if missing) and migrates to the current schema in one
- * transaction. Refuses a file that is not SQLite or has a newer schema,
- * leaving it untouched. */
-KR_NODISCARD int kr_store_open(const char *path, struct kr_store **store_out,
-    struct kr_err *err);
+/* Opens the store at where and migrates it to the current schema in one
+ * transaction. where is an SQLite file path (created if missing) or a
+ * PostgreSQL URI ("postgresql://host:port/dbname?sslmode=..." without a
+ * password, which comes from password_file, else KAIRAN_DB_PASSWORD;
+ * password_file may be NULL). Refuses a database that is not kairan's or
+ * has a newer schema, leaving it untouched. */
+KR_NODISCARD int kr_store_open(const char *where, const char *password_file,
+    struct kr_store **store_out, struct kr_err *err);
 void kr_store_close(struct kr_store **sp);
-/* The schema version this build writes. */
+/* The schema version this build writes (every backend). */
 int kr_store_schema_version(void);
+/* The backend behind s: "sqlite" or "postgresql". */
+const char *kr_store_backend(const struct kr_store *s);
 
-/* WAL checkpoints. By default SQLite copies the WAL back into the
- * database inside whichever commit takes it past 1,000 pages: a delivery
- * worker's mark-sent, under the store lock the other workers wait on, or
- * a sign-up. kairand instead checkpoints from its main loop
- * (kr_store_checkpoint(), PASSIVE: it never waits for or blocks a reader
- * or writer) and raises the in-commit threshold of every connection it
- * opens afterwards to a backstop (kr_store_set_autocheckpoint(), pages;
- * process-wide, taken at open). kr_store_checkpoint() sets *wal_pages
- * and *done_pages (may be NULL) to the WAL's size and how much of it is
- * now in the database. */
-void kr_store_set_autocheckpoint(int pages);
+/* Periodic upkeep. The process that calls kr_store_upkeep() from its
+ * main loop (kairand) says so once, before it opens its connections
+ * (kr_store_upkeep_from_loop()); its connections then leave that work out
+ * of their commits. kr_store_upkeep() never waits for or blocks a reader
+ * or writer. (SQLite: a PASSIVE WAL checkpoint, instead of the one inside
+ * whichever commit takes the WAL past 1,000 pages — a delivery worker's
+ * mark-sent under the lock the other workers wait on, or a sign-up.) */
+void kr_store_upkeep_from_loop(void);
+KR_NODISCARD int kr_store_upkeep(struct kr_store *s, struct kr_err *err);
 /* A number that changes whenever another connection (kairanctl, the web
- * front end, another process) commits, and not for this connection's own
- * commits; cheap (no I/O). Delivery watches it while idle. */
-KR_NODISCARD int kr_store_data_version(struct kr_store *s, int64_t *v,
+ * front end, another process or host) commits, and not for this
+ * connection's own commits; cheap. Delivery watches it while idle. */
+KR_NODISCARD int kr_store_changes(struct kr_store *s, int64_t *mark,
     struct kr_err *err);
-KR_NODISCARD int kr_store_checkpoint(struct kr_store *s, int *wal_pages,
-    int *done_pages, struct kr_err *err);
 
 /* Explicit transactions around many calls (imports). Nesting not allowed. */
 KR_NODISCARD int kr_store_begin(struct kr_store *s, struct kr_err *err);
@@ -320,12 +322,14 @@ KR_NODISCARD int kr_store_subscriber_forget(struct kr_store *s, int64_t id,
 KR_NODISCARD int kr_store_event(struct kr_store *s, const char *kind,
     int64_t subscriber_id, int64_t report_id, const char *detail,
     struct kr_err *err);
-/* Consistent online copy to path (SQLite backup API). */
+/* Consistent online copy to path (SQLite: the backup API; PostgreSQL
+ * refuses, naming pg_dump). */
 KR_NODISCARD int kr_store_backup(struct kr_store *s, const char *path,
     struct kr_err *err);
 /* Marks the caller as the one daemon of this database: -1 (KR_ERR_BUSY)
  * when another kairand has it (SQLite: a lock on DATABASE-lock, held
- * until kr_store_close). */
+ * until kr_store_close; PostgreSQL: several hosts share one database,
+ * nothing to take). */
 KR_NODISCARD int kr_store_lock_daemon(struct kr_store *s, struct kr_err *err);
 /* A cheap query: 0 when the database answers, is still the file that was
  * opened, and its last write (if any failed) has been followed by one

@@ -1597,7 +1597,7 @@ archive_refresh(struct kr_web *web, const struct view *v, struct kr_err *e)
 
 	pthread_mutex_lock(&web->store_lock);
 	/* Read before the build: a commit during it shows next time. */
-	rc = kr_store_data_version(web->store, &version, e);
+	rc = kr_store_changes(web->store, &version, e);
 	fresh = rc == 0 && web->archive.html != NULL &&
 	        web->archive.gen == v->gen && age < KR_WEB_ARCHIVE_MAX_AGE &&
 	        ((version == web->archive.version && !web->archive.stale) ||
@@ -2502,7 +2502,7 @@ kr_web_start(const struct kr_config *cfg, const struct kr_keyring *ring,
 	                        KR_WEB_RATE_KEYS);
 	if (view_new(web, cfg, ring, &web->view, err) == -1)
 		goto out;
-	if (kr_store_open(cfg->database, &web->store, err) == -1) {
+	if (kr_store_open(cfg->database, NULL, &web->store, err) == -1) {
 		kr_err_prefix(err, "web");
 		goto out;
 	}

@@ -159,7 +159,7 @@ struct kr_web {
 		char *atom;       /* the <entry> elements, with html */
 		char updated[32]; /* the feed's: the newest entry's */
 		unsigned gen;     /* of the view it was built for */
-		int64_t version;  /* kr_store_data_version before the build */
+		int64_t version;  /* kr_store_changes() before the build */
 		double at;        /* monotonic time of the build */
 		bool stale;       /* changed by this connection since */
 	} archive;

@@ -476,7 +476,7 @@ setup(void **state)
 	if (mkdtemp(f->dir) == NULL)
 		return -1;
 	snprintf(f->db, sizeof(f->db), "%s/kairan.db", f->dir);
-	if (kr_store_open(f->db, &f->s, &err) < 0)
+	if (kr_store_open(f->db, NULL, &f->s, &err) < 0)
 		return -1;
 	f->a = add_sub(f->s, "a@example.jp");
 	f->b = add_sub(f->s, "b@example.jp");

@@ -1,7 +1,8 @@
 /* test_delivery_pool.c — the worker pool's bookkeeping, against an
- * in-memory store, composer and transport defined here (the linker takes
- * these instead of libkairan.a's, since they resolve every symbol
- * delivery.o needs). What it checks is what the real store cannot show
+ * in-memory store backend (store_backend.h: the front sends "fake:" to
+ * it), and a composer and transport defined here (the linker takes these
+ * instead of libkairan.a's, since they resolve every symbol delivery.o
+ * needs of them). What it checks is what the real store cannot show
  * cheaply: every row ends marked exactly once, temporary failures come back
  * on the retry schedule, a stop leaves no claimed row behind, and a
  * per-domain connection cap holds under four workers. The real thing (SQLite,
@@ -28,6 +29,7 @@
 #include "delivery.h"
 #include "err.h"
 #include "store.h"
+#include "store_backend.h"
 #include "transport.h"
 #include "xmem.h"
 
@@ -43,37 +45,39 @@ struct row {
 	char email[64];
 };
 
-struct kr_store {
+struct kr_store_be {
 	int unused;
 };
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static struct row *rows;
 static size_t n_rows;
-static struct kr_store the_store;
+static struct kr_store_be the_store;
 static int fake_temp_once; /* "temp*" rows answer 451 on the first try */
 static int fake_delay_us;  /* per message */
 static int domain_now, domain_max; /* sessions holding capped.example */
 static _Atomic int fake_down; /* every session fails: relay unreachable */
 static int fake_sessions;
 
-int
-kr_store_open(const char *path, struct kr_store **s, struct kr_err *err)
+static int
+fake_open(const char *path, const char *password_file,
+    struct kr_store_be **s, struct kr_err *err)
 {
 	(void)path;
+	(void)password_file;
 	(void)err;
 	*s = &the_store;
 	return 0;
 }
 
-void
-kr_store_close(struct kr_store **s)
+static void
+fake_close(struct kr_store_be **s)
 {
 	*s = NULL;
 }
 
-int
-kr_store_claim(struct kr_store *s, int64_t now, int64_t lease_until,
+static int
+fake_claim(struct kr_store_be *s, int64_t now, int64_t lease_until,
     size_t max, struct kr_claim *out, size_t *n_out, struct kr_err *err)
 {
 	size_t i, n = 0;
@@ -142,40 +146,40 @@ mark(int64_t id, int state, int64_t next)
 	return 0;
 }
 
-int
-kr_store_mark_sent(struct kr_store *s, int64_t id, int64_t now,
+static int
+fake_mark_sent(struct kr_store_be *s, int64_t id, int64_t now,
     const char *reply, struct kr_err *err)
 {
 	(void)s, (void)now, (void)reply, (void)err;
 	return mark(id, ROW_SENT, 0);
 }
 
-int
-kr_store_mark_deferred(struct kr_store *s, int64_t id, int64_t now,
+static int
+fake_mark_deferred(struct kr_store_be *s, int64_t id, int64_t now,
     int64_t next, int code, const char *reply, struct kr_err *err)
 {
 	(void)s, (void)now, (void)code, (void)reply, (void)err;
 	return mark(id, ROW_DEFERRED, next);
 }
 
-int
-kr_store_mark_failed(struct kr_store *s, int64_t id, int64_t now, int code,
+static int
+fake_mark_failed(struct kr_store_be *s, int64_t id, int64_t now, int code,
     const char *reply, struct kr_err *err)
 {
 	(void)s, (void)now, (void)code, (void)reply, (void)err;
 	return mark(id, ROW_FAILED, 0);
 }
 
-int
-kr_store_mark_uncertain(struct kr_store *s, int64_t id, int64_t now,
+static int
+fake_mark_uncertain(struct kr_store_be *s, int64_t id, int64_t now,
     const char *reply, struct kr_err *err)
 {
 	(void)s, (void)now, (void)reply, (void)err;
 	return mark(id, ROW_UNCERTAIN, 0);
 }
 
-int
-kr_store_release(struct kr_store *s, int64_t id, struct kr_err *err)
+static int
+fake_release(struct kr_store_be *s, int64_t id, struct kr_err *err)
 {
 	(void)s, (void)err;
 	pthread_mutex_lock(&mu);
@@ -184,8 +188,8 @@ kr_store_release(struct kr_store *s, int64_t id, struct kr_err *err)
 	return 0;
 }
 
-int
-kr_store_report_get(struct kr_store *s, int64_t id, struct kr_report_row *out,
+static int
+fake_report_get(struct kr_store_be *s, int64_t id, struct kr_report_row *out,
     struct kr_err *err)
 {
 	(void)s, (void)err;
@@ -197,25 +201,16 @@ kr_store_report_get(struct kr_store *s, int64_t id, struct kr_report_row *out,
 	return 1;
 }
 
-void
-kr_store_report_row_fini(struct kr_report_row *r)
-{
-	free(r->subject);
-	free(r->text);
-	free(r->html);
-	r->subject = r->text = r->html = NULL;
-}
-
-int
-kr_store_event(struct kr_store *s, const char *kind, int64_t sub,
+static int
+fake_event(struct kr_store_be *s, const char *kind, int64_t sub,
     int64_t report, const char *detail, struct kr_err *err)
 {
 	(void)s, (void)kind, (void)sub, (void)report, (void)detail, (void)err;
 	return 0;
 }
 
-int
-kr_store_bounce_record(struct kr_store *s, const struct kr_bounce_row *b,
+static int
+fake_bounce_record(struct kr_store_be *s, const struct kr_bounce_row *b,
     const struct kr_bounce_policy *p, struct kr_bounce_result *res,
     struct kr_err *err)
 {
@@ -226,8 +221,8 @@ kr_store_bounce_record(struct kr_store *s, const struct kr_bounce_row *b,
 
 /* What lib/governor.c reads and writes (off in these configs: never
  * called, but linked). */
-int
-kr_store_delivery_counts(struct kr_store *s, int64_t report_id,
+static int
+fake_delivery_counts(struct kr_store_be *s, int64_t report_id,
     struct kr_delivery_counts *out, struct kr_err *err)
 {
 	(void)s, (void)report_id, (void)err;
@@ -235,8 +230,8 @@ kr_store_delivery_counts(struct kr_store *s, int64_t report_id,
 	return 0;
 }
 
-int
-kr_store_bounce_counts(struct kr_store *s, int64_t report_id,
+static int
+fake_bounce_counts(struct kr_store_be *s, int64_t report_id,
     struct kr_bounce_counts *out, struct kr_err *err)
 {
 	(void)s, (void)report_id, (void)err;
@@ -244,8 +239,8 @@ kr_store_bounce_counts(struct kr_store *s, int64_t report_id,
 	return 0;
 }
 
-int
-kr_store_report_governor_acked(struct kr_store *s, int64_t report_id,
+static int
+fake_report_governor_acked(struct kr_store_be *s, int64_t report_id,
     int64_t *complaints_out, int64_t *bounces_out, char *reason,
     size_t reason_size, struct kr_err *err)
 {
@@ -256,8 +251,8 @@ kr_store_report_governor_acked(struct kr_store *s, int64_t report_id,
 	return 0;
 }
 
-int
-kr_store_report_governor_ack(struct kr_store *s, int64_t report_id,
+static int
+fake_report_governor_ack(struct kr_store_be *s, int64_t report_id,
     int64_t complaints, int64_t bounces, const char *reason,
     struct kr_err *err)
 {
@@ -266,16 +261,16 @@ kr_store_report_governor_ack(struct kr_store *s, int64_t report_id,
 	return 0;
 }
 
-int
-kr_store_report_set_state(struct kr_store *s, int64_t id,
+static int
+fake_report_set_state(struct kr_store_be *s, int64_t id,
     enum kr_report_state state, struct kr_err *err)
 {
 	(void)s, (void)id, (void)state, (void)err;
 	return 0;
 }
 
-int
-kr_store_confirm_governor_get(struct kr_store *s, const char *list_id,
+static int
+fake_confirm_governor_get(struct kr_store_be *s, const char *list_id,
     struct kr_store_list_governor *out, struct kr_err *err)
 {
 	(void)s, (void)list_id, (void)err;
@@ -283,8 +278,8 @@ kr_store_confirm_governor_get(struct kr_store *s, const char *list_id,
 	return 0;
 }
 
-int
-kr_store_confirm_governor_set(struct kr_store *s, const char *list_id,
+static int
+fake_confirm_governor_set(struct kr_store_be *s, const char *list_id,
     bool paused, const char *reason, int64_t ack_complaints,
     int64_t ack_bounces, struct kr_err *err)
 {
@@ -296,13 +291,37 @@ kr_store_confirm_governor_set(struct kr_store *s, const char *list_id,
 /* Another connection's commits: the rows a test puts in place. */
 static atomic_long data_version;
 
-int
-kr_store_data_version(struct kr_store *s, int64_t *v, struct kr_err *err)
+static int
+fake_changes(struct kr_store_be *s, int64_t *v, struct kr_err *err)
 {
 	(void)s, (void)err;
 	*v = atomic_load(&data_version);
 	return 0;
 }
+
+
+static const struct kr_store_ops fake_store_ops = {
+	.name = "fake",
+	.open = fake_open,
+	.close = fake_close,
+	.claim = fake_claim,
+	.mark_sent = fake_mark_sent,
+	.mark_deferred = fake_mark_deferred,
+	.mark_failed = fake_mark_failed,
+	.mark_uncertain = fake_mark_uncertain,
+	.release = fake_release,
+	.report_get = fake_report_get,
+	.event = fake_event,
+	.bounce_record = fake_bounce_record,
+	.delivery_counts = fake_delivery_counts,
+	.bounce_counts = fake_bounce_counts,
+	.report_governor_acked = fake_report_governor_acked,
+	.report_governor_ack = fake_report_governor_ack,
+	.report_set_state = fake_report_set_state,
+	.confirm_governor_get = fake_confirm_governor_get,
+	.confirm_governor_set = fake_confirm_governor_set,
+	.changes = fake_changes,
+};
 
 /* ---- the fake composer and config ---- */
 
@@ -440,7 +459,7 @@ static unsigned retry[] = {1, 1};
 static char capped_name[] = "capped.example";
 static struct kr_cfg_domain capped = {capped_name, 1, 0};
 
-static char memory_db[] = ":memory:";
+static char memory_db[] = "fake:";
 
 static void
 make_cfg(struct kr_config *cfg, unsigned workers, unsigned batch)
@@ -757,5 +776,6 @@ main(void)
 	    cmocka_unit_test_teardown(test_delivery_pool_slowdown, cleanup),
 	};
 
+	kr_store_add_backend("fake:", &fake_store_ops);
 	return cmocka_run_group_tests_name("delivery_pool", tests, NULL, NULL);
 }

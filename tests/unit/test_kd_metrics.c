@@ -31,7 +31,7 @@ setup(void **state)
 	if (mkdtemp(f->dir) == NULL)
 		return -1;
 	snprintf(f->db, sizeof(f->db), "%s/kairan.db", f->dir);
-	if (kr_store_open(f->db, &f->s, &err) < 0) {
+	if (kr_store_open(f->db, NULL, &f->s, &err) < 0) {
 		fprintf(stderr, "open: %s\n", err.msg);
 		return -1;
 	}

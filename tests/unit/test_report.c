@@ -481,7 +481,7 @@ test_report_queue(void **state)
 	assert_true(fd >= 0);
 	close(fd);
 	unlink(path);
-	assert_int_equal(kr_store_open(path, &st, &err), 0);
+	assert_int_equal(kr_store_open(path, NULL, &st, &err), 0);
 	for (i = 0; i < 3; i++) {
 		memset(&sub, 0, sizeof(sub));
 		snprintf(sub.list_id, sizeof(sub.list_id), "sips-report");

@@ -15,6 +15,7 @@
 
 #include "err.h"
 #include "store.h"
+#include "store_sqlite.h"
 #include "xmem.h"
 
 #define NOW 1000000
@@ -57,7 +58,7 @@ open_ok(struct fx *f)
 {
 	struct kr_err err = {0};
 
-	if (kr_store_open(f->db, &f->s, &err) < 0)
+	if (kr_store_open(f->db, NULL, &f->s, &err) < 0)
 		fail_msg("open: %s", err.msg);
 }
 
@@ -161,6 +162,8 @@ test_store_open_creates_current_schema(void **state)
 	struct stat sb;
 
 	open_ok(f);
+	/* A path: the front gave it to the SQLite backend. */
+	assert_string_equal(kr_store_backend(f->s), "sqlite");
 	assert_int_equal(kr_store_ping(f->s, &err), 0);
 	/* Personal data: readable by its owner only. */
 	assert_int_equal(stat(f->db, &sb), 0);
@@ -294,7 +297,7 @@ test_store_unwritable_shm_refused(void **state)
 		skip(); /* not root, or a file system without attributes */
 	}
 	free(cmd);
-	assert_int_equal(kr_store_open(f->db, &f->s, &err), -1);
+	assert_int_equal(kr_store_open(f->db, NULL, &f->s, &err), -1);
 	assert_null(f->s);
 	assert_non_null(strstr(err.msg, "-shm cannot be opened for writing"));
 	cmd = kr_xasprintf("chattr -i '%s'", shm);
@@ -579,7 +582,7 @@ refuse_untouched(struct fx *f, const char *want)
 	size_t n1, n2;
 
 	before = slurp(f->db, &n1);
-	assert_int_equal(kr_store_open(f->db, &f->s, &err), -1);
+	assert_int_equal(kr_store_open(f->db, NULL, &f->s, &err), -1);
 	assert_null(f->s);
 	assert_int_equal(err.code, KR_ERR_DB);
 	if (strstr(err.msg, want) == NULL)
@@ -1261,7 +1264,7 @@ test_store_send_at_and_backup(void **state)
 	assert_int_equal(kr_store_backup(f->s, path, &err), 0);
 	assert_int_equal(stat(path, &sb), 0);
 	assert_int_equal(sb.st_mode & 0777, 0600);
-	assert_int_equal(kr_store_open(path, &copy, &err), 0);
+	assert_int_equal(kr_store_open(path, NULL, &copy, &err), 0);
 	assert_int_equal(
 	    kr_store_subscriber_count(copy, "news", -1, &cnt, &err), 0);
 	assert_int_equal(cnt, 1);
@@ -1281,7 +1284,7 @@ test_store_busy_and_nested_failure(void **state)
 	int64_t id, q;
 
 	open_ok(f);
-	assert_int_equal(kr_store_open(f->db, &other, &err), 0);
+	assert_int_equal(kr_store_open(f->db, NULL, &other, &err), 0);
 	/* One writer at a time: the second waits out the busy timeout
 	 * (5 s) and is told to try later, not that the data is bad. */
 	assert_int_equal(kr_store_begin(f->s, &err), 0);
@@ -1387,7 +1390,7 @@ add_rows(struct fx *f, int from, int n)
 }
 
 /* With the in-commit threshold raised (kairand), commits leave the WAL
- * alone past SQLite's 1,000 pages; kr_store_checkpoint() then copies it
+ * alone past SQLite's 1,000 pages; kr_store_sqlite_checkpoint() then copies it
  * all into the database, and the next commits reuse the WAL from its
  * start instead of growing it. The default (kairanctl) still
  * checkpoints inside commits. */
@@ -1399,14 +1402,14 @@ test_store_checkpoint(void **state)
 	int wal = -1, done = -1;
 	long size1;
 
-	kr_store_set_autocheckpoint(100000);
+	kr_store_sqlite_set_autocheckpoint(100000);
 	open_ok(f);
-	kr_store_set_autocheckpoint(0);
+	kr_store_sqlite_set_autocheckpoint(0);
 	add_rows(f, 0, 3000);
 	size1 = wal_bytes(f);
 	/* 3,000 commits, never checkpointed: far past 1,000 pages */
 	assert_true(size1 > 2000L * 4096L);
-	assert_int_equal(kr_store_checkpoint(f->s, &wal, &done, &err), 0);
+	assert_int_equal(kr_store_sqlite_checkpoint(f->s, &wal, &done, &err), 0);
 	assert_true(wal > 2000);
 	assert_int_equal(done, wal);
 	/* the rows are in the database file itself now */
@@ -1415,7 +1418,7 @@ test_store_checkpoint(void **state)
 	                 0);
 	add_rows(f, 3000, 100);
 	assert_int_equal(wal_bytes(f), size1); /* reused, not grown */
-	assert_int_equal(kr_store_checkpoint(f->s, &wal, &done, &err), 0);
+	assert_int_equal(kr_store_sqlite_checkpoint(f->s, &wal, &done, &err), 0);
 	assert_true(wal < 1000);
 	assert_int_equal(done, wal);
 	kr_store_close(&f->s);
@@ -1423,7 +1426,7 @@ test_store_checkpoint(void **state)
 	/* the default: commits checkpoint at 1,000 pages themselves */
 	open_ok(f);
 	add_rows(f, 10000, 3000);
-	assert_int_equal(kr_store_checkpoint(f->s, &wal, &done, &err), 0);
+	assert_int_equal(kr_store_sqlite_checkpoint(f->s, &wal, &done, &err), 0);
 	assert_true(wal <= 1100);
 }
 
@@ -1438,10 +1441,10 @@ test_store_data_version(void **state)
 	int64_t v0 = 0, v1 = 0, v2 = 0;
 
 	open_ok(f);
-	assert_int_equal(kr_store_open(f->db, &other, &err), 0);
-	assert_int_equal(kr_store_data_version(f->s, &v0, &err), 0);
+	assert_int_equal(kr_store_open(f->db, NULL, &other, &err), 0);
+	assert_int_equal(kr_store_changes(f->s, &v0, &err), 0);
 	add_rows(f, 0, 1); /* this connection's own commit */
-	assert_int_equal(kr_store_data_version(f->s, &v1, &err), 0);
+	assert_int_equal(kr_store_changes(f->s, &v1, &err), 0);
 	assert_true(v1 == v0);
 	{
 		struct kr_store *mine = f->s;
@@ -1450,7 +1453,7 @@ test_store_data_version(void **state)
 		add_rows(f, 1, 1);
 		f->s = mine;
 	}
-	assert_int_equal(kr_store_data_version(f->s, &v2, &err), 0);
+	assert_int_equal(kr_store_changes(f->s, &v2, &err), 0);
 	assert_true(v2 != v1);
 	kr_store_close(&other);
 }
