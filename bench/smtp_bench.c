@@ -25,7 +25,7 @@
 #include "config.h"
 #include "err.h"
 #include "log.h"
-#include "transport.h"
+#include "transport_smtp.h"
 #include "xmem.h"
 
 struct worker {

@@ -33,7 +33,7 @@
 #include "governor.h"
 #include "log.h"
 #include "store.h"
-#include "transport.h"
+#include "transport_smtp.h"
 #include "xmem.h"
 
 void
@@ -76,8 +76,10 @@ kr_delivery_log_reply(const char *reply, char *out, size_t outsz)
 #define BACKOFF_HOLD 60.0
 /* Idle wait when nothing is due. */
 #define IDLE_WAIT 1.0
-/* ... and looks at the store's data_version this often meanwhile (s) */
+/* ... and looks at kr_store_changes() this often meanwhile (s) */
 #define IDLE_SLICE 0.1
+/* Seconds /healthz tells of a kairan-smtp that ended unasked. */
+#define KR_DELIVERY_SMTP_END_SHOWN 60
 /* Longest pause of a worker after sessions that could not run. */
 #define MAX_PAUSE 30
 /* Tries of a store call that says BUSY, 50 ms apart. */
@@ -1209,7 +1211,7 @@ governor_hook(struct worker *w, size_t n)
 /* Nothing to claim: wait up to IDLE_WAIT for a kick (a sign-up, the
  * outbox, a reload in this process) or, every IDLE_SLICE, for a commit by
  * another connection (`kairanctl send` queueing a report: its process
- * cannot kick ours), seen as a new data_version. */
+ * cannot kick ours), seen as a new kr_store_changes() mark. */
 static void
 worker_idle(struct worker *w, unsigned kicks, int64_t version)
 {
@@ -1540,6 +1542,13 @@ kr_delivery_metrics(struct kr_delivery *d, struct kr_buf *out)
 		"kairan_delivery_rate_limit %g\n",
 		effective_rate(d, mono_now())) < 0)
 		goto out;
+	if (kr_buf_printf(out,
+		"# HELP kairan_smtp_process_ends_total kairan-smtp processes "
+		"that ended unasked (killed, crashed, or out of turn).\n"
+		"# TYPE kairan_smtp_process_ends_total counter\n"
+		"kairan_smtp_process_ends_total %lu\n",
+		kr_transport_smtp_ends(NULL, 0, NULL)) < 0)
+		goto out;
 	r = 0;
 out:
 	pthread_mutex_unlock(&d->lock);
@@ -1579,6 +1588,21 @@ kr_delivery_health(struct kr_delivery *d, struct kr_buf *out)
 			r = -1;
 	}
 	pthread_mutex_unlock(&d->lock);
+	if (r >= 0) {
+		char last[160];
+		int64_t at = 0;
+		unsigned long n = kr_transport_smtp_ends(last, sizeof(last), &at);
+
+		/* A crash is a bug or an attack: said for a while, though the
+		 * next send starts a new process. */
+		if (n > 0 && now - at < KR_DELIVERY_SMTP_END_SHOWN) {
+			r = 1;
+			if (kr_buf_printf(out, "smtp process: %s %llds ago (%lu "
+				"since start; a new one takes the next send)\n",
+				last, (long long)(now - at), n) < 0)
+				r = -1;
+		}
+	}
 	return r;
 }
 

@@ -25,7 +25,7 @@
 #include "err.h"
 #include "store.h"
 #include "token.h"
-#include "transport.h"
+#include "transport_smtp.h"
 #include "xmem.h"
 
 #define SPF_MAX_LOOKUPS 10 /* RFC 7208 4.6.4 */

@@ -19,7 +19,7 @@ extern const struct kr_transport_ops kr_smtp_engine_ops;
  * Process-wide; NULL: none. */
 void kr_smtp_engine_set_early(kr_transport_done_fn fn);
 
-/* kr_transport_smtp_check() inside the SMTP process (transport.h). */
+/* kr_transport_smtp_check() inside the SMTP process (transport_smtp.h). */
 KR_NODISCARD int kr_smtp_engine_check(struct kr_transport *t, size_t i,
                                       char *why, size_t size);
 

@@ -17,11 +17,12 @@
  * child or of both duplicates at most the copies in flight. A child that
  * dies mid-batch is logged; the messages it gave no outcome for are
  * deferred, and the next send() starts a new one. */
-#include "transport.h"
+#include "transport_smtp.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdatomic.h>
@@ -33,6 +34,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -108,6 +110,27 @@ find_bin(void)
 	return kr_xstrdup("kairan-smtp");
 }
 
+/* The processes that ended unasked (kr_transport_smtp_ends()). */
+static pthread_mutex_t ends_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned long ends;
+static char ends_last[160];
+static int64_t ends_at;
+
+unsigned long
+kr_transport_smtp_ends(char *last, size_t size, int64_t *at)
+{
+	unsigned long n;
+
+	pthread_mutex_lock(&ends_lock);
+	n = ends;
+	if (last != NULL && size > 0)
+		snprintf(last, size, "%s", ends_last);
+	if (at != NULL)
+		*at = ends_at;
+	pthread_mutex_unlock(&ends_lock);
+	return n;
+}
+
 static void
 reap(struct kr_transport *t, bool kill_it)
 {
@@ -122,10 +145,19 @@ reap(struct kr_transport *t, bool kill_it)
 		(void)kill(t->pid, SIGKILL);
 	while (waitpid(t->pid, &st, 0) < 0 && errno == EINTR)
 		;
-	if (kill_it || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+	if (kill_it || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		kr_log_err("smtp process pid=%ld ended (%s %d)", (long)t->pid,
 		    WIFSIGNALED(st) ? "signal" : "exit",
 		    WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+		pthread_mutex_lock(&ends_lock);
+		ends++;
+		snprintf(ends_last, sizeof(ends_last),
+		    "pid %ld ended (%s %d)", (long)t->pid,
+		    WIFSIGNALED(st) ? "signal" : "exit",
+		    WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+		ends_at = (int64_t)time(NULL);
+		pthread_mutex_unlock(&ends_lock);
+	}
 	t->pid = 0;
 }
 

@@ -16,6 +16,7 @@ import errno
 import glob
 import os
 import random
+import re
 import subprocess
 import sys
 import time
@@ -119,6 +120,18 @@ def test_kill_children():
                 pass
         time.sleep(rnd.uniform(0.2, 0.6))
     ok(kills >= 4, "killed %d kairan-smtp processes mid-send" % kills)
+    health = []
+
+    def health_says():
+        st, _, body = harness.http("GET", k.admin_url("/healthz"))
+        health[:] = [st, body.decode()]
+        return st == 503 and re.search(
+            r"^smtp process: pid \d+ ended \(signal 9\) \d+s ago "
+            r"\((\d+) since start", health[1], re.M)
+    m = harness.wait_for(health_says, 10)
+    ok(m, "/healthz says a kairan-smtp was killed", health)
+    m = re.search(r"\((\d+) since start", health[1]) if health else None
+    seen = int(m.group(1)) if m else 1
     got = harness.wait_for(
         lambda: len(harness.rcpt_counts(smtp)) >= n, 120)
     cnt = harness.rcpt_counts(smtp)
@@ -130,6 +143,10 @@ def test_kill_children():
     ok(k.log_has("smtp process pid="), "kairand logged the ends",
        k.logtext())
     ok(len(children(k.proc.pid)) >= 1, "new kairan-smtp processes run")
+    ends = k.metrics().get("kairan_smtp_process_ends_total")
+    ok(ends is not None and seen <= ends <= kills,
+       "kairan_smtp_process_ends_total counts the kills (%s; %d seen in "
+       "/healthz, %d kills)" % (ends, seen, kills))
     ok(k.stop() == 0, "SIGTERM exits 0", k.logtext())
     ok(children(k.proc.pid) == [], "no kairan-smtp left behind")
     smtp.stop()

@@ -30,7 +30,7 @@
 #include "buf.h"
 #include "config.h"
 #include "err.h"
-#include "transport.h"
+#include "transport_smtp.h"
 #include "xmem.h"
 
 static char base[64];   /* temporary folder of this run */
