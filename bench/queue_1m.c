@@ -48,6 +48,7 @@ int
 main(int argc, char **argv)
 {
 	struct kr_store *s = NULL;
+	const struct kr_store_owner owner = {"bench", 1};
 	struct kr_err err = {0};
 	struct kr_subscriber sub;
 	struct kr_report_row r;
@@ -109,14 +110,14 @@ main(int argc, char **argv)
 	tc = tm = 0;
 	for (i = 0; i < 100; i++) {
 		t0 = now_s();
-		if (kr_store_claim(s, time(NULL), time(NULL) + 300, 1000, c,
+		if (kr_store_claim(s, &owner, time(NULL), time(NULL) + 300, 1000, c,
 		                   &got, &err) < 0)
 			die("claim", &err);
 		tc += now_s() - t0;
 		total += got;
 		t0 = now_s();
 		for (j = 0; j < got; j++)
-			if (kr_store_mark_sent(s, c[j].delivery_id, time(NULL),
+			if (kr_store_mark_sent(s, c[j].delivery_id, c[j].lease, time(NULL),
 			                       "250 2.0.0 Ok", &err) < 0)
 				die("mark_sent", &err);
 		tm += now_s() - t0;
@@ -129,12 +130,12 @@ main(int argc, char **argv)
 	/* A domain goes down: 200,000 copies wait for a retry far ahead,
 	 * in front of the rest of the queue. Claims must not scan them. */
 	for (i = 0; i < 200; i++) {
-		if (kr_store_claim(s, time(NULL), time(NULL) + 300, 1000, c,
+		if (kr_store_claim(s, &owner, time(NULL), time(NULL) + 300, 1000, c,
 		                   &got, &err) < 0 ||
 		    kr_store_begin(s, &err) < 0)
 			die("claim", &err);
 		for (j = 0; j < got; j++)
-			if (kr_store_mark_deferred(s, c[j].delivery_id,
+			if (kr_store_mark_deferred(s, c[j].delivery_id, c[j].lease,
 			                           time(NULL),
 			                           time(NULL) + 86400, 421,
 			                           "421 try later", &err) < 0)
@@ -144,7 +145,7 @@ main(int argc, char **argv)
 	}
 	t0 = now_s();
 	for (i = 0; i < 20; i++)
-		if (kr_store_claim(s, time(NULL), time(NULL) + 300, 1000, c,
+		if (kr_store_claim(s, &owner, time(NULL), time(NULL) + 300, 1000, c,
 		                   &got, &err) < 0)
 			die("claim", &err);
 	printf("claim with 200000 deferred rows waiting: %.1f ms per claim "

@@ -82,6 +82,7 @@ struct kr_config {
 	char *path;          /* the file it came from */
 	char *database;      /* default /var/lib/kairan/kairan.db */
 	char *key_file;      /* default /var/lib/kairan/token.key */
+	char *host_id;       /* NULL: the machine's host name (delivery) */
 	char *public_url;    /* required; no trailing slash */
 	char *http_listen;   /* host:port, default 127.0.0.1:8080 */
 	char **trusted_proxies;

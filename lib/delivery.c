@@ -17,12 +17,15 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bounce.h"
 #include "buf.h"
@@ -116,6 +119,11 @@ struct trouble {
 };
 
 struct kr_delivery {
+	/* Whose leases the claims write: config host_id (else the host
+	 * name) and a number new at every start. Set before the workers. */
+	struct kr_store_owner owner;
+	char host[256];
+	atomic_ulong n_fenced; /* outcomes a later claim overtook */
 	pthread_mutex_t lock; /* everything below but the store */
 	pthread_cond_t wake;  /* kicks, stop, slots freed */
 	const struct kr_config *cfg;
@@ -491,10 +499,15 @@ stats_for(struct kr_delivery *d, const char *list_id, const char *relay)
 enum mark_op { MARK_SENT, MARK_DEFERRED, MARK_FAILED, MARK_UNCERTAIN,
 	MARK_RELEASE };
 
+/* Records claim c's outcome, fenced by its lease (kr_store_mark_sent()):
+ * a claim overtaken meanwhile (its lease ran out and another host, or this
+ * one after a restart, took the row) records nothing and is counted. */
 static int
-store_mark(struct kr_delivery *d, enum mark_op op, int64_t id, int64_t now,
-    int64_t next, int code, const char *reply, struct kr_err *err)
+store_mark(struct kr_delivery *d, enum mark_op op, const struct kr_claim *c,
+    int64_t now, int64_t next, int code, const char *reply,
+    struct kr_err *err)
 {
+	int64_t id = c->delivery_id, lease = c->lease;
 	int r = -1, tries;
 
 	for (tries = 0; tries < BUSY_TRIES; tries++) {
@@ -502,28 +515,35 @@ store_mark(struct kr_delivery *d, enum mark_op op, int64_t id, int64_t now,
 		pthread_mutex_lock(&d->store_lock);
 		switch (op) {
 		case MARK_SENT:
-			r = kr_store_mark_sent(d->store, id, now, reply, err);
-			break;
-		case MARK_DEFERRED:
-			r = kr_store_mark_deferred(d->store, id, now, next,
-			    code, reply, err);
-			break;
-		case MARK_FAILED:
-			r = kr_store_mark_failed(d->store, id, now, code,
-			    reply, err);
-			break;
-		case MARK_UNCERTAIN:
-			r = kr_store_mark_uncertain(d->store, id, now, reply,
+			r = kr_store_mark_sent(d->store, id, lease, now, reply,
 			    err);
 			break;
+		case MARK_DEFERRED:
+			r = kr_store_mark_deferred(d->store, id, lease, now,
+			    next, code, reply, err);
+			break;
+		case MARK_FAILED:
+			r = kr_store_mark_failed(d->store, id, lease, now,
+			    code, reply, err);
+			break;
+		case MARK_UNCERTAIN:
+			r = kr_store_mark_uncertain(d->store, id, lease, now,
+			    reply, err);
+			break;
 		case MARK_RELEASE:
-			r = kr_store_release(d->store, id, err);
+			r = kr_store_release(d->store, id, lease, err);
 			break;
 		}
 		pthread_mutex_unlock(&d->store_lock);
 		if (r == 0 || err == NULL || err->code != KR_ERR_BUSY)
 			break;
 		nap(0.05);
+	}
+	if (r < 0 && err != NULL && err->code == KR_ERR_STALE) {
+		atomic_fetch_add(&d->n_fenced, 1);
+		kr_log_warn("delivery fenced id=%lld report=%lld sub=%lld: %s",
+		    (long long)id, (long long)c->report_id,
+		    (long long)c->subscriber_id, err->msg);
 	}
 	return r;
 }
@@ -803,7 +823,7 @@ worker_done(void *ctx, struct kr_msg *m)
 
 	switch (m->result) {
 	case KR_SEND_OK:
-		r = store_mark(d, MARK_SENT, c->delivery_id, now, 0, m->code,
+		r = store_mark(d, MARK_SENT, c, now, 0, m->code,
 		    m->reply, &err);
 		kr_log_debug("delivery sent id=%lld report=%lld sub=%lld "
 			     "rcpt=%s code=%d relay=%s reply=\"%s\"",
@@ -829,7 +849,7 @@ worker_done(void *ctx, struct kr_msg *m)
 			cfg->delivery.n_retry, cfg->delivery.max_age,
 			c->attempts, c->queued_at, now, rnd, &next) != 0) {
 			failed_now = true;
-			r = store_mark(d, MARK_FAILED, c->delivery_id, now, 0,
+			r = store_mark(d, MARK_FAILED, c, now, 0,
 			    m->code, m->reply, &err);
 			kr_delivery_log_reply(m->reply, logreply,
 			    sizeof(logreply));
@@ -840,7 +860,7 @@ worker_done(void *ctx, struct kr_msg *m)
 			    (long long)c->subscriber_id, m->code,
 			    c->attempts + 1, logreply);
 		} else {
-			r = store_mark(d, MARK_DEFERRED, c->delivery_id, now,
+			r = store_mark(d, MARK_DEFERRED, c, now,
 			    next, m->code, m->reply, &err);
 			kr_delivery_log_reply(m->reply, logreply,
 			    sizeof(logreply));
@@ -853,7 +873,7 @@ worker_done(void *ctx, struct kr_msg *m)
 		}
 		break;
 	case KR_SEND_PERM:
-		r = store_mark(d, MARK_FAILED, c->delivery_id, now, 0,
+		r = store_mark(d, MARK_FAILED, c, now, 0,
 		    m->code, m->reply, &err);
 		if (r == 0)
 			record_rejection(d, cfg, c, m, now);
@@ -864,7 +884,7 @@ worker_done(void *ctx, struct kr_msg *m)
 		    (long long)c->subscriber_id, m->code, logreply);
 		break;
 	case KR_SEND_UNCERTAIN:
-		r = store_mark(d, MARK_UNCERTAIN, c->delivery_id, now, 0,
+		r = store_mark(d, MARK_UNCERTAIN, c, now, 0,
 		    m->code, m->reply, &err);
 		kr_log_warn("delivery uncertain id=%lld report=%lld sub=%lld "
 			    "relay=%s",
@@ -872,7 +892,7 @@ worker_done(void *ctx, struct kr_msg *m)
 		    (long long)c->subscriber_id, m->relay);
 		break;
 	}
-	if (r < 0) {
+	if (r < 0 && err.code != KR_ERR_STALE) {
 		/* The row keeps its lease and comes back when it expires: a
 		 * duplicate at worst, never a loss. */
 		kr_log_err("delivery record id=%lld: %s",
@@ -951,7 +971,7 @@ compose_failed(struct worker *w, size_t i, struct kr_err *cerr)
 	    (long long)c->delivery_id, (long long)c->report_id,
 	    (long long)c->subscriber_id, fail ? "failed" : "deferred",
 	    cerr->msg);
-	if (store_mark(d, fail ? MARK_FAILED : MARK_DEFERRED, c->delivery_id,
+	if (store_mark(d, fail ? MARK_FAILED : MARK_DEFERRED, c,
 		now, next, 0, cerr->msg, &err) < 0)
 		kr_log_err("delivery record id=%lld: %s",
 		    (long long)c->delivery_id, err.msg);
@@ -1110,8 +1130,8 @@ out:
 	for (i = 0; i < n; i++) {
 		if (w->state[i] == MS_DONE)
 			continue;
-		if (store_mark(d, MARK_RELEASE, w->claims[i].delivery_id, 0,
-			0, 0, NULL, &err) < 0)
+		if (store_mark(d, MARK_RELEASE, &w->claims[i], 0, 0, 0, NULL,
+			&err) < 0 && err.code != KR_ERR_STALE)
 			kr_log_err("delivery release id=%lld: %s",
 			    (long long)w->claims[i].delivery_id, err.msg);
 	}
@@ -1282,7 +1302,7 @@ worker_main(void *arg)
 		now = (int64_t)time(NULL);
 		n = 0;
 		pthread_mutex_lock(&d->store_lock);
-		r = kr_store_claim(d->store, now,
+		r = kr_store_claim(d->store, &d->owner, now,
 		    now + (int64_t)(w->cfg->delivery.lease ?
 			    w->cfg->delivery.lease : 300),
 		    max, w->claims, &n, &err);
@@ -1343,6 +1363,40 @@ kr_delivery_start(const struct kr_config *cfg, const struct kr_keyring *ring,
 	return kr_delivery_start_dkim(cfg, ring, NULL, d_out, err);
 }
 
+/* This host's claims are made as d->owner; the leases its previous run
+ * (a kairand killed here) still holds are let go at once, so those copies
+ * go again now rather than when the leases run out. */
+static int
+set_owner(struct kr_delivery *d, const struct kr_config *cfg,
+    struct kr_err *err)
+{
+	uint64_t inc = 0;
+	int64_t n = 0;
+
+	if (cfg->host_id != NULL && cfg->host_id[0] != '\0')
+		snprintf(d->host, sizeof(d->host), "%s", cfg->host_id);
+	else if (gethostname(d->host, sizeof(d->host) - 1) < 0 ||
+	    d->host[0] == '\0')
+		snprintf(d->host, sizeof(d->host), "localhost");
+	while (inc == 0) {
+		if (getrandom(&inc, sizeof(inc), 0) != (ssize_t)sizeof(inc))
+			return kr_err_set(err, KR_ERR_IO, "delivery: getrandom: %s",
+			    strerror(errno));
+		inc &= INT64_MAX;
+	}
+	d->owner.host = d->host;
+	d->owner.incarnation = (int64_t)inc;
+	if (kr_store_reclaim(d->store, &d->owner, (int64_t)time(NULL), &n,
+		err) < 0) {
+		kr_err_prefix(err, "delivery: taking back this host's leases");
+		return -1;
+	}
+	if (n > 0)
+		kr_log_info("delivery host=%s took back %lld copies its previous "
+			    "run had claimed", d->host, (long long)n);
+	return 0;
+}
+
 int
 kr_delivery_start_dkim(const struct kr_config *cfg,
     const struct kr_keyring *ring, const struct kr_dkim_set *dkim,
@@ -1368,6 +1422,8 @@ kr_delivery_start_dkim(const struct kr_config *cfg,
 		kr_err_prefix(err, "delivery");
 		goto out;
 	}
+	if (set_owner(d, cfg, err) < 0)
+		goto out;
 	d->n_workers = cfg->delivery.workers ? cfg->delivery.workers : 1;
 	d->workers = kr_xcalloc(d->n_workers, sizeof(*d->workers));
 	for (i = 0; i < d->n_workers; i++) {
@@ -1386,8 +1442,9 @@ kr_delivery_start_dkim(const struct kr_config *cfg,
 	pthread_mutex_lock(&pool_lock);
 	pool = d;
 	pthread_mutex_unlock(&pool_lock);
-	kr_log_info("delivery started workers=%zu transport=%s rate=%g",
-	    d->n_workers, kr_transport_for(cfg) ?
+	kr_log_info("delivery started host=%s workers=%zu transport=%s "
+		    "rate=%g",
+	    d->host, d->n_workers, kr_transport_for(cfg) ?
 		kr_transport_for(cfg)->name : "?", cfg->delivery.rate);
 	*d_out = d;
 	d = NULL;
@@ -1541,6 +1598,14 @@ kr_delivery_metrics(struct kr_delivery *d, struct kr_buf *out)
 		"# TYPE kairan_delivery_rate_limit gauge\n"
 		"kairan_delivery_rate_limit %g\n",
 		effective_rate(d, mono_now())) < 0)
+		goto out;
+	if (kr_buf_printf(out,
+		"# HELP kairan_delivery_fenced_total Outcomes not recorded "
+		"because a later claim had taken the copy (a lease that ran "
+		"out: the copy may go twice).\n"
+		"# TYPE kairan_delivery_fenced_total counter\n"
+		"kairan_delivery_fenced_total %lu\n",
+		atomic_load(&d->n_fenced)) < 0)
 		goto out;
 	if (kr_buf_printf(out,
 		"# HELP kairan_smtp_process_ends_total kairan-smtp processes "

@@ -14,6 +14,7 @@ enum kr_err_code {
 	KR_ERR_PERM,    /* SMTP 5xx: give up */
 	KR_ERR_EXISTS,  /* already there (report queued twice…) */
 	KR_ERR_NOTFOUND,
+	KR_ERR_STALE,   /* a fenced write whose claim was overtaken */
 };
 
 struct kr_err {

@@ -328,46 +328,60 @@ kr_store_report_retry(struct kr_store *s, int64_t report_id,
 }
 
 int
-kr_store_claim(struct kr_store *s, int64_t now, int64_t lease_until, size_t max,
+kr_store_claim(struct kr_store *s, const struct kr_store_owner *owner,
+               int64_t now, int64_t lease_until, size_t max,
                struct kr_claim *out, size_t *n_out, struct kr_err *err)
 {
-	return s->ops->claim(s->be, now, lease_until, max, out, n_out, err);
+	return s->ops->claim(s->be, owner, now, lease_until, max, out, n_out,
+	                     err);
 }
 
 int
-kr_store_mark_sent(struct kr_store *s, int64_t delivery_id, int64_t now,
-                   const char *reply, struct kr_err *err)
+kr_store_mark_sent(struct kr_store *s, int64_t delivery_id, int64_t lease,
+                   int64_t now, const char *reply, struct kr_err *err)
 {
-	return s->ops->mark_sent(s->be, delivery_id, now, reply, err);
+	return s->ops->mark_sent(s->be, delivery_id, lease, now, reply, err);
 }
 
 int
-kr_store_mark_deferred(struct kr_store *s, int64_t delivery_id, int64_t now,
-                       int64_t next_attempt, int code, const char *reply,
-                       struct kr_err *err)
+kr_store_mark_deferred(struct kr_store *s, int64_t delivery_id,
+                       int64_t lease, int64_t now, int64_t next_attempt,
+                       int code, const char *reply, struct kr_err *err)
 {
-	return s->ops->mark_deferred(s->be, delivery_id, now, next_attempt,
-	                             code, reply, err);
+	return s->ops->mark_deferred(s->be, delivery_id, lease, now,
+	                             next_attempt, code, reply, err);
 }
 
 int
-kr_store_mark_failed(struct kr_store *s, int64_t delivery_id, int64_t now,
-                     int code, const char *reply, struct kr_err *err)
+kr_store_mark_failed(struct kr_store *s, int64_t delivery_id, int64_t lease,
+                     int64_t now, int code, const char *reply,
+                     struct kr_err *err)
 {
-	return s->ops->mark_failed(s->be, delivery_id, now, code, reply, err);
+	return s->ops->mark_failed(s->be, delivery_id, lease, now, code, reply,
+	                           err);
 }
 
 int
-kr_store_mark_uncertain(struct kr_store *s, int64_t delivery_id, int64_t now,
-                        const char *reply, struct kr_err *err)
+kr_store_mark_uncertain(struct kr_store *s, int64_t delivery_id,
+                        int64_t lease, int64_t now, const char *reply,
+                        struct kr_err *err)
 {
-	return s->ops->mark_uncertain(s->be, delivery_id, now, reply, err);
+	return s->ops->mark_uncertain(s->be, delivery_id, lease, now, reply,
+	                              err);
 }
 
 int
-kr_store_release(struct kr_store *s, int64_t delivery_id, struct kr_err *err)
+kr_store_release(struct kr_store *s, int64_t delivery_id, int64_t lease,
+                 struct kr_err *err)
 {
-	return s->ops->release(s->be, delivery_id, err);
+	return s->ops->release(s->be, delivery_id, lease, err);
+}
+
+int
+kr_store_reclaim(struct kr_store *s, const struct kr_store_owner *owner,
+                 int64_t now, int64_t *n_out, struct kr_err *err)
+{
+	return s->ops->reclaim(s->be, owner, now, n_out, err);
 }
 
 int

@@ -101,6 +101,16 @@ struct kr_claim {
 	                       * stranger input: bodies only) */
 	int attempts;         /* before this one */
 	int64_t queued_at;
+	int64_t lease;        /* this claim's fence: the copy's outcome is
+	                       * recorded with it, and only while no later
+	                       * claim has taken the row */
+};
+
+/* Who claims: the host (config host_id) and this run of kairand on it (a
+ * new number at every start). A row's lease records both. */
+struct kr_store_owner {
+	const char *host;
+	int64_t incarnation;
 };
 
 /* Opens the store at where and migrates it to the current schema in one
@@ -267,26 +277,39 @@ KR_NODISCARD int kr_store_report_retry(struct kr_store *s, int64_t report_id,
 /* Claims up to max due deliveries (QUEUED or DEFERRED, next attempt <= now,
  * no live lease, report ACTIVE and send_at <= now, subscriber ACTIVE, or
  * PENDING for confirmations), confirmations first, then in queue order, and
- * leases them until lease_until. Fills out[0..*n_out). (Queue order: due
- * retries, oldest first, before rows not tried yet, by id. A row whose
- * subscriber is no longer ACTIVE, or PENDING for a confirmation, is
- * cancelled instead of claimed.) */
-KR_NODISCARD int kr_store_claim(struct kr_store *s, int64_t now,
-    int64_t lease_until, size_t max, struct kr_claim *out, size_t *n_out,
-    struct kr_err *err);
-/* Outcomes, each its own transaction. reply: the server's text (may be
- * NULL). code: SMTP reply code (0 when none). */
+ * leases them to owner until lease_until, with a new fence (out[].lease).
+ * Fills out[0..*n_out). (Queue order: due retries, oldest first, before
+ * rows not tried yet, by id. A row whose subscriber is no longer ACTIVE, or
+ * PENDING for a confirmation, is cancelled instead of claimed.) */
+KR_NODISCARD int kr_store_claim(struct kr_store *s,
+    const struct kr_store_owner *owner, int64_t now, int64_t lease_until,
+    size_t max, struct kr_claim *out, size_t *n_out, struct kr_err *err);
+/* Outcomes, each its own transaction, fenced: lease is the claim's
+ * (kr_claim.lease); once a later claim took the row (the lease ran out
+ * and another host, or this host after a restart, claimed it) nothing is
+ * recorded and the call fails with KR_ERR_STALE, so a late outcome never
+ * overwrites another's. reply: the server's text (may be NULL). code:
+ * SMTP reply code (0 when none). */
 KR_NODISCARD int kr_store_mark_sent(struct kr_store *s, int64_t delivery_id,
-    int64_t now, const char *reply, struct kr_err *err);
+    int64_t lease, int64_t now, const char *reply, struct kr_err *err);
 KR_NODISCARD int kr_store_mark_deferred(struct kr_store *s,
-    int64_t delivery_id, int64_t now, int64_t next_attempt, int code,
-    const char *reply, struct kr_err *err);
+    int64_t delivery_id, int64_t lease, int64_t now, int64_t next_attempt,
+    int code, const char *reply, struct kr_err *err);
 KR_NODISCARD int kr_store_mark_failed(struct kr_store *s, int64_t delivery_id,
-    int64_t now, int code, const char *reply, struct kr_err *err);
+    int64_t lease, int64_t now, int code, const char *reply,
+    struct kr_err *err);
 KR_NODISCARD int kr_store_mark_uncertain(struct kr_store *s,
-    int64_t delivery_id, int64_t now, const char *reply, struct kr_err *err);
-/* Drops the lease of a claimed row that was not attempted (shutdown). */
+    int64_t delivery_id, int64_t lease, int64_t now, const char *reply,
+    struct kr_err *err);
+/* Drops the lease of a claimed row that was not attempted (shutdown);
+ * fenced as the outcomes. */
 KR_NODISCARD int kr_store_release(struct kr_store *s, int64_t delivery_id,
+    int64_t lease, struct kr_err *err);
+/* Drops the leases that owner's host holds under another incarnation (a
+ * kairand that was killed there), so its rows go again at once instead of
+ * when their leases run out; *n_out (may be NULL) is how many. */
+KR_NODISCARD int kr_store_reclaim(struct kr_store *s,
+    const struct kr_store_owner *owner, int64_t now, int64_t *n_out,
     struct kr_err *err);
 
 /* ---- consent records (特定電子メール法 Article 3) ---- */

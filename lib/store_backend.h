@@ -17,7 +17,7 @@
 struct kr_store_be;
 
 /* The schema version of this build, the same on every backend. */
-#define KR_STORE_SCHEMA_VERSION 8
+#define KR_STORE_SCHEMA_VERSION 9
 
 struct kr_store_ops {
 	const char *name; /* "sqlite", "postgresql": for messages */
@@ -100,22 +100,26 @@ struct kr_store_ops {
 	int (*report_retry)(struct kr_store_be *s, int64_t report_id,
 	                    bool with_uncertain, int64_t *n_out,
 	                    struct kr_err *err);
-	int (*claim)(struct kr_store_be *s, int64_t now, int64_t lease_until,
-	             size_t max, struct kr_claim *out, size_t *n_out,
-	             struct kr_err *err);
+	int (*claim)(struct kr_store_be *s, const struct kr_store_owner *owner,
+	             int64_t now, int64_t lease_until, size_t max,
+	             struct kr_claim *out, size_t *n_out, struct kr_err *err);
 	int (*mark_sent)(struct kr_store_be *s, int64_t delivery_id,
-	                 int64_t now, const char *reply, struct kr_err *err);
+	                 int64_t lease, int64_t now, const char *reply,
+	                 struct kr_err *err);
 	int (*mark_deferred)(struct kr_store_be *s, int64_t delivery_id,
-	                     int64_t now, int64_t next_attempt, int code,
-	                     const char *reply, struct kr_err *err);
+	                     int64_t lease, int64_t now, int64_t next_attempt,
+	                     int code, const char *reply, struct kr_err *err);
 	int (*mark_failed)(struct kr_store_be *s, int64_t delivery_id,
-	                   int64_t now, int code, const char *reply,
-	                   struct kr_err *err);
+	                   int64_t lease, int64_t now, int code,
+	                   const char *reply, struct kr_err *err);
 	int (*mark_uncertain)(struct kr_store_be *s, int64_t delivery_id,
-	                      int64_t now, const char *reply,
+	                      int64_t lease, int64_t now, const char *reply,
 	                      struct kr_err *err);
 	int (*release)(struct kr_store_be *s, int64_t delivery_id,
-	               struct kr_err *err);
+	               int64_t lease, struct kr_err *err);
+	int (*reclaim)(struct kr_store_be *s,
+	               const struct kr_store_owner *owner, int64_t now,
+	               int64_t *n_out, struct kr_err *err);
 	int (*subscriber_history)(struct kr_store_be *s, int64_t id,
 	                          kr_store_history_fn fn, void *ctx,
 	                          struct kr_err *err);

@@ -223,9 +223,17 @@ static const char schema_v8[] =
     " ack_complaints INTEGER NOT NULL DEFAULT 0,"
     " ack_bounces INTEGER NOT NULL DEFAULT 0);";
 
-static const char *const migrations[] = {schema_v1, schema_v2, schema_v3,
-                                         schema_v4, schema_v5, schema_v6,
-                                         schema_v7, schema_v8};
+/* v9: a lease records its owner (host, incarnation) and the claim's fence
+ * (kr_store_claim(), the marks). */
+static const char schema_v9[] =
+    "ALTER TABLE deliveries ADD COLUMN lease_host TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE deliveries ADD COLUMN lease_inc INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE deliveries ADD COLUMN lease_token INTEGER NOT NULL"
+    " DEFAULT 0;";
+
+static const char *const migrations[] = {
+    schema_v1, schema_v2, schema_v3, schema_v4, schema_v5,
+    schema_v6, schema_v7, schema_v8, schema_v9};
 
 /* ---- prepared statements ---- */
 
@@ -285,6 +293,7 @@ enum stmt_id {
 	ST_MARK_FAILED,
 	ST_MARK_UNCERTAIN,
 	ST_RELEASE,
+	ST_RECLAIM,
 	ST_EVENT,
 	ST_PING,
 	ST__N
@@ -408,23 +417,31 @@ static const char *const stmt_sql[ST__N] = {
         " FROM governor_lists WHERE paused = 1)) OR d.report_id IN"
         " (SELECT id FROM reports WHERE state = 0 AND send_at <= ?1))"
         " ORDER BY d.next_attempt, d.id LIMIT ?2",
-    [ST_LEASE] = "UPDATE deliveries SET lease_until = ?2 WHERE id = ?1",
+    [ST_LEASE] = "UPDATE deliveries SET lease_until = ?2, lease_host = ?3,"
+                 " lease_inc = ?4, lease_token = ?5 WHERE id = ?1",
     [ST_CANCEL_ONE] = "UPDATE deliveries SET state = 5, lease_until = 0"
                       " WHERE id = ?1",
+    /* ?6: the claim's fence (kr_store_mark_sent()) */
     [ST_MARK_SENT] = "UPDATE deliveries SET state = 1,"
                      " attempts = attempts + 1, lease_until = 0,"
-                     " sent_at = ?2, code = 0, reply = ?3 WHERE id = ?1",
+                     " sent_at = ?2, code = 0, reply = ?3"
+                     " WHERE id = ?1 AND lease_token = ?6",
     [ST_MARK_DEFERRED] = "UPDATE deliveries SET state = 2,"
                          " attempts = attempts + 1, lease_until = 0,"
                          " next_attempt = ?3, code = ?4, reply = ?5"
-                         " WHERE id = ?1",
+                         " WHERE id = ?1 AND lease_token = ?6",
     [ST_MARK_FAILED] = "UPDATE deliveries SET state = 3,"
                        " attempts = attempts + 1, lease_until = 0,"
-                       " code = ?3, reply = ?4 WHERE id = ?1",
+                       " code = ?3, reply = ?4"
+                       " WHERE id = ?1 AND lease_token = ?6",
     [ST_MARK_UNCERTAIN] = "UPDATE deliveries SET state = 4,"
                           " attempts = attempts + 1, lease_until = 0,"
-                          " reply = ?3 WHERE id = ?1",
-    [ST_RELEASE] = "UPDATE deliveries SET lease_until = 0 WHERE id = ?1",
+                          " reply = ?3 WHERE id = ?1 AND lease_token = ?6",
+    [ST_RELEASE] = "UPDATE deliveries SET lease_until = 0"
+                   " WHERE id = ?1 AND lease_token = ?6",
+    [ST_RECLAIM] = "UPDATE deliveries SET lease_until = 0"
+                   " WHERE lease_host = ?1 AND lease_inc <> ?2"
+                   " AND lease_until >= ?3 AND state IN (0, 2)",
     [ST_EVENT] = "INSERT INTO events (at, kind, subscriber_id, report_id,"
                  " detail) VALUES (?1, ?2, ?3, ?4, ?5)",
     [ST_PING] = "SELECT 1",
@@ -1861,10 +1878,20 @@ out:
  * up to max - *n rows into out, then leases those whose subscriber may
  * still get mail and cancels the others (unsubscribed meanwhile), so
  * they leave the due index for good. */
+static int exec_ints(struct kr_store_be *s, const char *sql, int n, int64_t a,
+                     int64_t b, int64_t c, int64_t *out, struct kr_err *err);
+
+/* What a claim writes into each row it leases. */
+struct lease {
+	int64_t until;
+	const struct kr_store_owner *owner;
+	int64_t token; /* the fence: new for every claim, never 0 */
+};
+
 static int
-claim_pass(struct kr_store_be *s, enum stmt_id id, int64_t report_id, int64_t now,
-           int64_t lease_until, size_t max, struct kr_claim *out, size_t *n,
-           struct kr_err *err)
+claim_pass(struct kr_store_be *s, enum stmt_id id, int64_t report_id,
+           int64_t now, const struct lease *l, size_t max,
+           struct kr_claim *out, size_t *n, struct kr_err *err)
 {
 	sqlite3_stmt *st, *up;
 	size_t first, got, want_n, i, keep;
@@ -1899,6 +1926,7 @@ claim_pass(struct kr_store_be *s, enum stmt_id id, int64_t report_id, int64_t no
 			col_copy(c->email, sizeof(c->email), st, 5);
 			c->attempts = sqlite3_column_int(st, 6);
 			c->queued_at = sqlite3_column_int64(st, 7);
+			c->lease = l->token;
 			status[got++] = sqlite3_column_int(st, 8);
 			col_copy(c->name, sizeof(c->name), st, 9);
 		}
@@ -1918,8 +1946,12 @@ claim_pass(struct kr_store_be *s, enum stmt_id id, int64_t report_id, int64_t no
 			if (up == NULL)
 				return -1;
 			sqlite3_bind_int64(up, 1, c->delivery_id);
-			if (ok)
-				sqlite3_bind_int64(up, 2, lease_until);
+			if (ok) {
+				sqlite3_bind_int64(up, 2, l->until);
+				bind_text(up, 3, l->owner->host);
+				sqlite3_bind_int64(up, 4, l->owner->incarnation);
+				sqlite3_bind_int64(up, 5, l->token);
+			}
 			if (run(s, up, "claim", err) < 0)
 				return -1;
 			if (ok)
@@ -1934,9 +1966,13 @@ claim_pass(struct kr_store_be *s, enum stmt_id id, int64_t report_id, int64_t no
 }
 
 static int
-sq_claim(struct kr_store_be *s, int64_t now, int64_t lease_until, size_t max,
-               struct kr_claim *out, size_t *n_out, struct kr_err *err)
+sq_claim(struct kr_store_be *s, const struct kr_store_owner *owner,
+         int64_t now, int64_t lease_until, size_t max, struct kr_claim *out,
+         size_t *n_out, struct kr_err *err)
 {
+	static const struct kr_store_owner nobody = {"", 0};
+	struct lease l;
+	uint64_t token = 0;
 	sqlite3_stmt *st;
 	int64_t *reports = NULL;
 	size_t nrep = 0, cap = 0, i;
@@ -1949,13 +1985,22 @@ sq_claim(struct kr_store_be *s, int64_t now, int64_t lease_until, size_t max,
 	/* A lease must outlive now, or claimed rows would be due again. */
 	if (lease_until < now)
 		lease_until = now;
+	/* A random fence: unique among the claims a row will ever see,
+	 * whichever host makes them, without a shared counter. */
+	while (token == 0) {
+		sqlite3_randomness(sizeof(token), &token);
+		token &= INT64_MAX;
+	}
+	l.until = lease_until;
+	l.owner = owner != NULL ? owner : &nobody;
+	l.token = (int64_t)token;
 	if (tx_begin(s, &own, err) < 0)
 		return -1;
 	/* Confirmations, then retries that are due, then the queue. */
-	if (claim_pass(s, ST_CLAIM_CONFIRM, 0, now, lease_until, max, out,
-	               n_out, err) < 0 ||
-	    claim_pass(s, ST_CLAIM_DEFERRED, 0, now, lease_until, max, out,
-	               n_out, err) < 0)
+	if (claim_pass(s, ST_CLAIM_CONFIRM, 0, now, &l, max, out, n_out,
+	               err) < 0 ||
+	    claim_pass(s, ST_CLAIM_DEFERRED, 0, now, &l, max, out, n_out,
+	               err) < 0)
 		goto out;
 	if (*n_out < max) {
 		if ((st = stmt(s, ST_CLAIM_REPORTS, err)) == NULL)
@@ -1976,8 +2021,8 @@ sq_claim(struct kr_store_be *s, int64_t now, int64_t lease_until, size_t max,
 		}
 	}
 	for (i = 0; i < nrep && *n_out < max; i++)
-		if (claim_pass(s, ST_CLAIM_ROWS, reports[i], now, lease_until,
-		               max, out, n_out, err) < 0)
+		if (claim_pass(s, ST_CLAIM_ROWS, reports[i], now, &l, max, out,
+		               n_out, err) < 0)
 			goto out;
 	r = 0;
 out:
@@ -1988,22 +2033,35 @@ out:
 	return r;
 }
 
-/* Runs a mark statement on one row; NOTFOUND when there is no such row. */
+/* Runs a fenced mark statement on one row (lease bound to ?6): STALE when
+ * a later claim took the row, NOTFOUND when there is no such row. */
 static int
 mark(struct kr_store_be *s, sqlite3_stmt *st, int64_t delivery_id,
-     struct kr_err *err)
+     int64_t lease, struct kr_err *err)
 {
+	int64_t n = 0;
+
+	sqlite3_bind_int64(st, 6, lease);
 	if (run(s, st, "mark delivery", err) < 0)
 		return -1;
-	if (sqlite3_changes(s->db) == 0)
+	if (sqlite3_changes(s->db) > 0)
+		return 0;
+	if (exec_ints(s, "SELECT count(*) FROM deliveries WHERE id = ?1", 1,
+	              delivery_id, 0, 0, &n, err) < 0)
+		return -1;
+	if (n == 0)
 		return kr_err_set(err, KR_ERR_NOTFOUND, "no delivery %lld",
 		                  (long long)delivery_id);
-	return 0;
+	return kr_err_set(err, KR_ERR_STALE,
+	                  "delivery %lld: a later claim took it (its lease "
+	                  "ran out, and another host or a restart claimed "
+	                  "it): this outcome is not recorded",
+	                  (long long)delivery_id);
 }
 
 static int
-sq_mark_sent(struct kr_store_be *s, int64_t delivery_id, int64_t now,
-                   const char *reply, struct kr_err *err)
+sq_mark_sent(struct kr_store_be *s, int64_t delivery_id, int64_t lease,
+             int64_t now, const char *reply, struct kr_err *err)
 {
 	sqlite3_stmt *st = stmt(s, ST_MARK_SENT, err);
 
@@ -2013,13 +2071,13 @@ sq_mark_sent(struct kr_store_be *s, int64_t delivery_id, int64_t now,
 	sqlite3_bind_int64(st, 2, now);
 	if (reply)
 		bind_text(st, 3, reply);
-	return mark(s, st, delivery_id, err);
+	return mark(s, st, delivery_id, lease, err);
 }
 
 static int
-sq_mark_deferred(struct kr_store_be *s, int64_t delivery_id, int64_t now,
-                       int64_t next_attempt, int code, const char *reply,
-                       struct kr_err *err)
+sq_mark_deferred(struct kr_store_be *s, int64_t delivery_id, int64_t lease,
+                 int64_t now, int64_t next_attempt, int code,
+                 const char *reply, struct kr_err *err)
 {
 	sqlite3_stmt *st = stmt(s, ST_MARK_DEFERRED, err);
 
@@ -2031,12 +2089,12 @@ sq_mark_deferred(struct kr_store_be *s, int64_t delivery_id, int64_t now,
 	sqlite3_bind_int(st, 4, code);
 	if (reply)
 		bind_text(st, 5, reply);
-	return mark(s, st, delivery_id, err);
+	return mark(s, st, delivery_id, lease, err);
 }
 
 static int
-sq_mark_failed(struct kr_store_be *s, int64_t delivery_id, int64_t now,
-                     int code, const char *reply, struct kr_err *err)
+sq_mark_failed(struct kr_store_be *s, int64_t delivery_id, int64_t lease,
+               int64_t now, int code, const char *reply, struct kr_err *err)
 {
 	sqlite3_stmt *st = stmt(s, ST_MARK_FAILED, err);
 
@@ -2047,12 +2105,12 @@ sq_mark_failed(struct kr_store_be *s, int64_t delivery_id, int64_t now,
 	sqlite3_bind_int(st, 3, code);
 	if (reply)
 		bind_text(st, 4, reply);
-	return mark(s, st, delivery_id, err);
+	return mark(s, st, delivery_id, lease, err);
 }
 
 static int
-sq_mark_uncertain(struct kr_store_be *s, int64_t delivery_id, int64_t now,
-                        const char *reply, struct kr_err *err)
+sq_mark_uncertain(struct kr_store_be *s, int64_t delivery_id, int64_t lease,
+                  int64_t now, const char *reply, struct kr_err *err)
 {
 	sqlite3_stmt *st = stmt(s, ST_MARK_UNCERTAIN, err);
 
@@ -2062,18 +2120,39 @@ sq_mark_uncertain(struct kr_store_be *s, int64_t delivery_id, int64_t now,
 	sqlite3_bind_int64(st, 1, delivery_id);
 	if (reply)
 		bind_text(st, 3, reply);
-	return mark(s, st, delivery_id, err);
+	return mark(s, st, delivery_id, lease, err);
 }
 
 static int
-sq_release(struct kr_store_be *s, int64_t delivery_id, struct kr_err *err)
+sq_release(struct kr_store_be *s, int64_t delivery_id, int64_t lease,
+           struct kr_err *err)
 {
 	sqlite3_stmt *st = stmt(s, ST_RELEASE, err);
 
 	if (st == NULL)
 		return -1;
 	sqlite3_bind_int64(st, 1, delivery_id);
-	return mark(s, st, delivery_id, err);
+	return mark(s, st, delivery_id, lease, err);
+}
+
+static int
+sq_reclaim(struct kr_store_be *s, const struct kr_store_owner *owner,
+           int64_t now, int64_t *n_out, struct kr_err *err)
+{
+	sqlite3_stmt *st = stmt(s, ST_RECLAIM, err);
+
+	if (n_out != NULL)
+		*n_out = 0;
+	if (st == NULL)
+		return -1;
+	bind_text(st, 1, owner->host);
+	sqlite3_bind_int64(st, 2, owner->incarnation);
+	sqlite3_bind_int64(st, 3, now);
+	if (run(s, st, "reclaim", err) < 0)
+		return -1;
+	if (n_out != NULL)
+		*n_out = sqlite3_changes(s->db);
+	return 0;
 }
 
 static int
@@ -2877,6 +2956,7 @@ const struct kr_store_ops kr_store_sqlite_ops = {
 	.mark_failed = sq_mark_failed,
 	.mark_uncertain = sq_mark_uncertain,
 	.release = sq_release,
+	.reclaim = sq_reclaim,
 	.subscriber_history = sq_subscriber_history,
 	.subscriber_last_sent = sq_subscriber_last_sent,
 	.subscriber_forget = sq_subscriber_forget,

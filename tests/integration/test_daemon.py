@@ -212,6 +212,43 @@ def test_kill9_and_restart():
     ok(k.stop() == 0, "SIGTERM exits 0")
 
 
+def test_kill9_restart_takes_back():
+    """With a long lease (10 minutes), the copies a killed kairand had
+    claimed go again as soon as it restarts on the same host: the new run
+    lets go of its previous run's leases instead of waiting them out."""
+    import re
+    import sqlite3
+    n = 800
+    subs = addrs(n)
+    base, smtp, k = setup(subs, delivery_extra="  lease: 10m\n  batch: 50")
+    rc, out, err = k.send_report(harness.report("引き継ぎ", "本文\n" * 50))
+    ok(rc == 0, "report to %d queued" % n, out + err)
+    ok(smtp.wait_count(100, 120), "sending is under way", k.logtext())
+    k.proc.kill9()
+    c = sqlite3.connect("file:%s?mode=ro" % os.path.join(base, "kairan.db"),
+                        uri=True, timeout=30)
+    held = c.execute("SELECT count(*) FROM deliveries WHERE state IN (0, 2)"
+                     " AND lease_until > ?", (int(time.time()),)).fetchone()[0]
+    c.close()
+    ok(0 < held and len(smtp.log()) < n,
+       "killed mid-send with %d copies claimed" % held)
+    t0 = time.time()
+    k.start()
+    ok(harness.wait_for(lambda: len(harness.rcpt_counts(smtp)) >= n, 120),
+       "every subscriber got the report %.0f s after the restart, long "
+       "before the 10-minute lease" % (time.time() - t0), k.logtext())
+    with open(os.path.join(base, "kairand.log"), errors="replace") as f:
+        m = re.search(r"took back (\d+) copies", f.read())
+    ok(m and int(m.group(1)) == held,
+       "kairand says it took back the %d copies its killed run held"
+       % held, m and m.group(0))
+    counts = harness.rcpt_counts(smtp)
+    dups = sum(v - 1 for v in counts.values())
+    ok(dups <= held, "duplicates (%d) at most those claimed (%d)"
+       % (dups, held))
+    ok(k.stop() == 0, "SIGTERM exits 0")
+
+
 def test_sigterm_drains():
     n = 600
     subs = addrs(n)
@@ -395,6 +432,7 @@ def main():
                      ("outbox", test_outbox_refusals),
                      ("exactly_once_200", test_exactly_once_200),
                      ("kill9", test_kill9_and_restart),
+                     ("takeback", test_kill9_restart_takes_back),
                      ("sigterm", test_sigterm_drains),
                      ("notify", test_notify_and_reload),
                      ("busy_intake", test_busy_intake),

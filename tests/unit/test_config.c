@@ -524,8 +524,8 @@ test_config_unknown_key(void **state)
 	expect_one(
 	    "colour: blue\n" BASE,
 	    "t.yaml:1:1: unknown key 'colour' in the top level, expected one "
-	    "of: database, key_file, public_url, http, admin, outbox, "
-	    "webhook, sender, consent, lists, delivery, smtp, log, bounce, "
+	    "of: database, key_file, host_id, public_url, http, admin, "
+	    "outbox, webhook, sender, consent, lists, delivery, smtp, log, bounce, "
 	    "doctor, dns, governor\n");
 	expect_one(
 	    BASE "lists2: []\n",

@@ -77,12 +77,13 @@ fake_close(struct kr_store_be **s)
 }
 
 static int
-fake_claim(struct kr_store_be *s, int64_t now, int64_t lease_until,
+fake_claim(struct kr_store_be *s, const struct kr_store_owner *owner,
+    int64_t now, int64_t lease_until,
     size_t max, struct kr_claim *out, size_t *n_out, struct kr_err *err)
 {
 	size_t i, n = 0;
 
-	(void)s;
+	(void)s, (void)owner;
 	(void)err;
 	pthread_mutex_lock(&mu);
 	for (i = 0; i < n_rows && n < max; i++) {
@@ -147,41 +148,42 @@ mark(int64_t id, int state, int64_t next)
 }
 
 static int
-fake_mark_sent(struct kr_store_be *s, int64_t id, int64_t now,
+fake_mark_sent(struct kr_store_be *s, int64_t id, int64_t lease, int64_t now,
     const char *reply, struct kr_err *err)
 {
-	(void)s, (void)now, (void)reply, (void)err;
+	(void)s, (void)lease, (void)now, (void)reply, (void)err;
 	return mark(id, ROW_SENT, 0);
 }
 
 static int
-fake_mark_deferred(struct kr_store_be *s, int64_t id, int64_t now,
-    int64_t next, int code, const char *reply, struct kr_err *err)
+fake_mark_deferred(struct kr_store_be *s, int64_t id, int64_t lease,
+    int64_t now, int64_t next, int code, const char *reply, struct kr_err *err)
 {
-	(void)s, (void)now, (void)code, (void)reply, (void)err;
+	(void)s, (void)lease, (void)now, (void)code, (void)reply, (void)err;
 	return mark(id, ROW_DEFERRED, next);
 }
 
 static int
-fake_mark_failed(struct kr_store_be *s, int64_t id, int64_t now, int code,
-    const char *reply, struct kr_err *err)
+fake_mark_failed(struct kr_store_be *s, int64_t id, int64_t lease, int64_t now,
+    int code, const char *reply, struct kr_err *err)
 {
-	(void)s, (void)now, (void)code, (void)reply, (void)err;
+	(void)s, (void)lease, (void)now, (void)code, (void)reply, (void)err;
 	return mark(id, ROW_FAILED, 0);
 }
 
 static int
-fake_mark_uncertain(struct kr_store_be *s, int64_t id, int64_t now,
-    const char *reply, struct kr_err *err)
+fake_mark_uncertain(struct kr_store_be *s, int64_t id, int64_t lease,
+    int64_t now, const char *reply, struct kr_err *err)
 {
-	(void)s, (void)now, (void)reply, (void)err;
+	(void)s, (void)lease, (void)now, (void)reply, (void)err;
 	return mark(id, ROW_UNCERTAIN, 0);
 }
 
 static int
-fake_release(struct kr_store_be *s, int64_t id, struct kr_err *err)
+fake_release(struct kr_store_be *s, int64_t id, int64_t lease,
+    struct kr_err *err)
 {
-	(void)s, (void)err;
+	(void)s, (void)lease, (void)err;
 	pthread_mutex_lock(&mu);
 	row_of(id)->lease_until = 0;
 	pthread_mutex_unlock(&mu);
@@ -300,6 +302,15 @@ fake_changes(struct kr_store_be *s, int64_t *v, struct kr_err *err)
 }
 
 
+static int
+fake_reclaim(struct kr_store_be *s, const struct kr_store_owner *owner,
+    int64_t now, int64_t *n_out, struct kr_err *err)
+{
+	(void)s, (void)owner, (void)now, (void)err;
+	*n_out = 0;
+	return 0;
+}
+
 static const struct kr_store_ops fake_store_ops = {
 	.name = "fake",
 	.open = fake_open,
@@ -310,6 +321,7 @@ static const struct kr_store_ops fake_store_ops = {
 	.mark_failed = fake_mark_failed,
 	.mark_uncertain = fake_mark_uncertain,
 	.release = fake_release,
+	.reclaim = fake_reclaim,
 	.report_get = fake_report_get,
 	.event = fake_event,
 	.bounce_record = fake_bounce_record,

@@ -19,6 +19,8 @@
 #include "xmem.h"
 
 #define NOW 1000000
+/* The claims of these tests: one host, one run. */
+static const struct kr_store_owner OWNER = {"test-host", 1};
 
 struct fx {
 	char dir[64];
@@ -257,22 +259,22 @@ test_store_ids_never_reused(void **state)
 	assert_int_equal(kr_store_tokens_issued(f->s, &issued, &err), 0);
 	assert_int_equal(issued, 0);
 	/* key fingerprints: recorded once, the same again, another refused */
-	assert_int_equal(kr_store_key_check(f->s, 1, "aa", NOW, known,
-	                                    sizeof(known), &err),
-	                 0);
+	assert_int_equal(
+	    kr_store_key_check(f->s, 1, "aa", NOW, known, sizeof(known), &err),
+	    0);
 	assert_int_equal(kr_store_tokens_issued(f->s, &issued, &err), 0);
 	assert_true(issued > 0);
-	assert_int_equal(kr_store_key_check(f->s, 1, "aa", NOW, known,
-	                                    sizeof(known), &err),
-	                 0);
-	assert_int_equal(kr_store_key_check(f->s, 1, "bb", NOW, known,
-	                                    sizeof(known), &err),
-	                 1);
+	assert_int_equal(
+	    kr_store_key_check(f->s, 1, "aa", NOW, known, sizeof(known), &err),
+	    0);
+	assert_int_equal(
+	    kr_store_key_check(f->s, 1, "bb", NOW, known, sizeof(known), &err),
+	    1);
 	assert_string_equal(known, "aa");
 	assert_int_equal(kr_store_keys_forget(f->s, &err), 0);
-	assert_int_equal(kr_store_key_check(f->s, 1, "bb", NOW, known,
-	                                    sizeof(known), &err),
-	                 0);
+	assert_int_equal(
+	    kr_store_key_check(f->s, 1, "bb", NOW, known, sizeof(known), &err),
+	    0);
 }
 
 /* A -shm file kairan cannot write (here: immutable, which stops root
@@ -341,8 +343,8 @@ test_store_migrates_v1_in_place(void **state)
 	assert_int_equal(
 	    kr_store_confirm_count(f->s, "old@example.jp", 0, &cnt, &err), 0);
 	assert_int_equal(cnt, 1);
-	assert_int_equal(kr_store_claim(f->s, NOW, NOW + 60, 4, c, &n, &err),
-	                 0);
+	assert_int_equal(
+	    kr_store_claim(f->s, &OWNER, NOW, NOW + 60, 4, c, &n, &err), 0);
 	assert_int_equal(n, 1);
 	assert_int_equal(c[0].kind, KR_DELIVERY_CONFIRM);
 	assert_string_equal(c[0].email, "old@example.jp");
@@ -392,9 +394,8 @@ test_store_email_case_insensitive(void **state)
 	                 0);
 	assert_int_equal(n, 1);
 	/* Kept as typed first: mail goes to that spelling. */
-	assert_int_equal(kr_store_subscriber_find(f->s, "news",
-	                                          "TARO@EXAMPLE.JP", &got,
-	                                          &err),
+	assert_int_equal(kr_store_subscriber_find(
+	                     f->s, "news", "TARO@EXAMPLE.JP", &got, &err),
 	                 1);
 	assert_int_equal(got.id, id);
 	assert_string_equal(got.email, "Taro@example.jp");
@@ -480,7 +481,8 @@ test_store_migrates_v3_case_duplicates(void **state)
 	assert_int_equal(shell_int(f->db, "SELECT count(*) FROM subscribers"),
 	                 4);
 	assert_int_equal(
-	    shell_int(f->db, "SELECT count(*) FROM subscribers WHERE id = 2"), 0);
+	    shell_int(f->db, "SELECT count(*) FROM subscribers WHERE id = 2"),
+	    0);
 	assert_int_equal(shell_int(f->db, "SELECT subscriber_id FROM events"
 	                                  " WHERE kind = 'merged duplicate'"),
 	                 1);
@@ -489,13 +491,13 @@ test_store_migrates_v3_case_duplicates(void **state)
 	                     " 'subscribers_list_email_nocase'"),
 	    1);
 	open_ok(f);
-	assert_int_equal(kr_store_subscriber_find(f->s, "news",
-	                                          "taro@example.jp", &sub, &err),
+	assert_int_equal(kr_store_subscriber_find(
+	                     f->s, "news", "taro@example.jp", &sub, &err),
 	                 1);
 	assert_int_equal(sub.id, 1);
 	assert_string_equal(sub.email, "Taro@example.jp");
-	assert_int_equal(kr_store_subscriber_find(f->s, "other",
-	                                          "taro@example.jp", &sub, &err),
+	assert_int_equal(kr_store_subscriber_find(
+	                     f->s, "other", "taro@example.jp", &sub, &err),
 	                 1);
 	assert_int_equal(sub.id, 3);
 	assert_int_equal(kr_store_subscribe(f->s, "news", "JIRO@example.jp",
@@ -540,14 +542,12 @@ test_store_v4_waits_for_operator(void **state)
 	                 0);
 	assert_int_equal(n, 4);
 	/* The exact spelling first, so `remove ADDRESS` takes that one. */
-	assert_int_equal(kr_store_subscriber_find(f->s, "news",
-	                                          "hanako@example.jp", &sub,
-	                                          &err),
+	assert_int_equal(kr_store_subscriber_find(
+	                     f->s, "news", "hanako@example.jp", &sub, &err),
 	                 1);
 	assert_int_equal(sub.id, 2);
-	assert_int_equal(kr_store_subscriber_find(f->s, "news",
-	                                          "HANAKO@example.jp", &sub,
-	                                          &err),
+	assert_int_equal(kr_store_subscriber_find(
+	                     f->s, "news", "HANAKO@example.jp", &sub, &err),
 	                 1);
 	assert_int_equal(sub.id, 1);
 	/* No third spelling gets in meanwhile. */
@@ -934,8 +934,8 @@ test_store_claim_order_and_lease(void **state)
 	assert_int_equal(kr_store_confirm_enqueue(f->s, 9999, NOW, &err), -1);
 	assert_int_equal(err.code, KR_ERR_NOTFOUND);
 
-	assert_int_equal(kr_store_claim(f->s, NOW, NOW + 300, 3, c, &n, &err),
-	                 0);
+	assert_int_equal(
+	    kr_store_claim(f->s, &OWNER, NOW, NOW + 300, 3, c, &n, &err), 0);
 	assert_int_equal(n, 3);
 	assert_int_equal(c[0].kind, KR_DELIVERY_CONFIRM);
 	assert_int_equal(c[0].report_id, 0);
@@ -951,32 +951,39 @@ test_store_claim_order_and_lease(void **state)
 
 	/* Leased rows are not handed out twice. */
 	assert_int_equal(
-	    kr_store_claim(f->s, NOW + 1, NOW + 301, 8, c, &n, &err), 0);
+	    kr_store_claim(f->s, &OWNER, NOW + 1, NOW + 301, 8, c, &n, &err),
+	    0);
 	assert_int_equal(n, 2);
 	assert_int_equal(c[0].report_id, r2);
 	assert_int_equal(c[1].report_id, r2);
 	assert_int_equal(
-	    kr_store_claim(f->s, NOW + 2, NOW + 302, 8, c, &n, &err), 0);
+	    kr_store_claim(f->s, &OWNER, NOW + 2, NOW + 302, 8, c, &n, &err),
+	    0);
 	assert_int_equal(n, 0);
 
 	/* A crashed worker's rows come back once the lease has passed. */
 	assert_int_equal(
-	    kr_store_claim(f->s, NOW + 300, NOW + 600, 8, c, &n, &err), 0);
+	    kr_store_claim(f->s, &OWNER, NOW + 300, NOW + 600, 8, c, &n, &err),
+	    0);
 	assert_int_equal(n, 0);
 	assert_int_equal(
-	    kr_store_claim(f->s, NOW + 301, NOW + 600, 8, c, &n, &err), 0);
+	    kr_store_claim(f->s, &OWNER, NOW + 301, NOW + 600, 8, c, &n, &err),
+	    0);
 	assert_int_equal(n, 3);
 	assert_int_equal(c[0].kind, KR_DELIVERY_CONFIRM);
 	assert_int_equal(
-	    kr_store_claim(f->s, NOW + 302, NOW + 600, 8, c, &n, &err), 0);
+	    kr_store_claim(f->s, &OWNER, NOW + 302, NOW + 600, 8, c, &n, &err),
+	    0);
 	assert_int_equal(n, 2);
 
 	/* Release drops the lease at once. */
-	assert_int_equal(kr_store_release(f->s, c[0].delivery_id, &err), 0);
 	assert_int_equal(
-	    kr_store_claim(f->s, NOW + 303, NOW + 600, 8, c, &n, &err), 0);
+	    kr_store_release(f->s, c[0].delivery_id, c[0].lease, &err), 0);
+	assert_int_equal(
+	    kr_store_claim(f->s, &OWNER, NOW + 303, NOW + 600, 8, c, &n, &err),
+	    0);
 	assert_int_equal(n, 1);
-	assert_int_equal(kr_store_release(f->s, 424242, &err), -1);
+	assert_int_equal(kr_store_release(f->s, 424242, 1, &err), -1);
 	assert_int_equal(err.code, KR_ERR_NOTFOUND);
 }
 
@@ -1003,23 +1010,25 @@ test_store_mark_outcomes_and_counts(void **state)
 	assert_int_equal(k.queued, 6);
 	assert_int_equal(k.sent + k.deferred + k.failed + k.in_flight, 0);
 
-	assert_int_equal(kr_store_claim(f->s, NOW, NOW + 60, 5, c, &n, &err),
-	                 0);
+	assert_int_equal(
+	    kr_store_claim(f->s, &OWNER, NOW, NOW + 60, 5, c, &n, &err), 0);
 	assert_int_equal(n, 5);
-	assert_int_equal(kr_store_mark_sent(f->s, c[0].delivery_id, NOW,
-	                                    "250 2.0.0 Ok: queued", &err),
+	assert_int_equal(kr_store_mark_sent(f->s, c[0].delivery_id, c[0].lease,
+	                                    NOW, "250 2.0.0 Ok: queued", &err),
 	                 0);
-	assert_int_equal(kr_store_mark_deferred(f->s, c[1].delivery_id, NOW,
-	                                        NOW + 100, 451,
+	assert_int_equal(kr_store_mark_deferred(f->s, c[1].delivery_id,
+	                                        c[1].lease, NOW, NOW + 100, 451,
 	                                        "451 4.7.1 later", &err),
 	                 0);
-	assert_int_equal(kr_store_mark_failed(f->s, c[2].delivery_id, NOW, 550,
+	assert_int_equal(kr_store_mark_failed(f->s, c[2].delivery_id,
+	                                      c[2].lease, NOW, 550,
 	                                      "550 5.1.1 no such user", &err),
 	                 0);
-	assert_int_equal(
-	    kr_store_mark_uncertain(f->s, c[3].delivery_id, NOW, NULL, &err),
-	    0);
-	assert_int_equal(kr_store_mark_sent(f->s, 777777, NOW, NULL, &err), -1);
+	assert_int_equal(kr_store_mark_uncertain(f->s, c[3].delivery_id,
+	                                         c[3].lease, NOW, NULL, &err),
+	                 0);
+	assert_int_equal(kr_store_mark_sent(f->s, 777777, 1, NOW, NULL, &err),
+	                 -1);
 	assert_int_equal(err.code, KR_ERR_NOTFOUND);
 	/* c[4] stays in flight. in_flight uses the clock: leases far
 	 * ahead of it. */
@@ -1034,12 +1043,13 @@ test_store_mark_outcomes_and_counts(void **state)
 	/* The deferred row waits for next_attempt; its attempt counted.
 	 * c[4]'s lease (NOW + 60) has passed: it is due again. */
 	assert_int_equal(
-	    kr_store_claim(f->s, NOW + 99, NOW + 160, 8, c, &n, &err), 0);
+	    kr_store_claim(f->s, &OWNER, NOW + 99, NOW + 160, 8, c, &n, &err),
+	    0);
 	assert_int_equal(n, 2);
 	assert_int_equal(c[0].attempts, 0);
-	assert_int_equal(
-	    kr_store_claim(f->s, NOW + 100, NOW + 4000000000LL, 8, c, &n, &err),
-	    0);
+	assert_int_equal(kr_store_claim(f->s, &OWNER, NOW + 100,
+	                                NOW + 4000000000LL, 8, c, &n, &err),
+	                 0);
 	assert_int_equal(n, 1);
 	assert_int_equal(c[0].attempts, 1);
 	assert_int_equal(kr_store_delivery_counts(f->s, r, &k, &err), 0);
@@ -1079,21 +1089,22 @@ test_store_unsubscribe_cancels_queue(void **state)
 	assert_int_equal(kr_store_delivery_counts(f->s, r, &k, &err), 0);
 	assert_int_equal(k.cancelled, 1);
 	assert_int_equal(k.queued, 1);
-	assert_int_equal(kr_store_claim(f->s, NOW, NOW + 60, 8, c, &n, &err),
-	                 0);
+	assert_int_equal(
+	    kr_store_claim(f->s, &OWNER, NOW, NOW + 60, 8, c, &n, &err), 0);
 	assert_int_equal(n, 1);
 	assert_int_equal(c[0].subscriber_id, b);
 
 	/* A subscriber no longer active by another way (bounced through
 	 * the shell) is skipped, and its row cancelled by claim. */
-	assert_int_equal(kr_store_release(f->s, c[0].delivery_id, &err), 0);
+	assert_int_equal(
+	    kr_store_release(f->s, c[0].delivery_id, c[0].lease, &err), 0);
 	kr_store_close(&f->s);
 	assert_int_equal(shell_sql(f->db, "UPDATE subscribers SET status = 3 "
 	                                  "WHERE email = 'b@example.jp';"),
 	                 0);
 	open_ok(f);
-	assert_int_equal(kr_store_claim(f->s, NOW, NOW + 60, 8, c, &n, &err),
-	                 0);
+	assert_int_equal(
+	    kr_store_claim(f->s, &OWNER, NOW, NOW + 60, 8, c, &n, &err), 0);
 	assert_int_equal(n, 0);
 	assert_int_equal(kr_store_delivery_counts(f->s, r, &k, &err), 0);
 	assert_int_equal(k.cancelled, 2);
@@ -1102,8 +1113,8 @@ test_store_unsubscribe_cancels_queue(void **state)
 	a = add_sub(f->s, "news", "p@example.jp", KR_SUB_PENDING);
 	assert_int_equal(kr_store_confirm_enqueue(f->s, a, NOW, &err), 0);
 	assert_int_equal(kr_store_subscriber_confirm(f->s, a, NOW, &err), 1);
-	assert_int_equal(kr_store_claim(f->s, NOW, NOW + 60, 8, c, &n, &err),
-	                 0);
+	assert_int_equal(
+	    kr_store_claim(f->s, &OWNER, NOW, NOW + 60, 8, c, &n, &err), 0);
 	assert_int_equal(n, 0);
 
 	/* Bounces: soft ones are only logged, the third hard one turns
@@ -1191,17 +1202,18 @@ test_store_pause_resume_cancel(void **state)
 	r2 = add_report(f->s, "news", "h2", false, &q);
 	assert_int_equal(kr_store_report_set_state(f->s, r, KR_RS_PAUSED, &err),
 	                 0);
-	assert_int_equal(kr_store_claim(f->s, NOW, NOW + 60, 8, c, &n, &err),
-	                 0);
+	assert_int_equal(
+	    kr_store_claim(f->s, &OWNER, NOW, NOW + 60, 8, c, &n, &err), 0);
 	assert_int_equal(n, 2);
 	assert_int_equal(c[0].report_id, r2);
 	assert_int_equal(kr_store_report_set_state(f->s, r, KR_RS_ACTIVE, &err),
 	                 0);
-	assert_int_equal(kr_store_claim(f->s, NOW, NOW + 60, 8, c, &n, &err),
-	                 0);
+	assert_int_equal(
+	    kr_store_claim(f->s, &OWNER, NOW, NOW + 60, 8, c, &n, &err), 0);
 	assert_int_equal(n, 2);
 	assert_int_equal(c[0].report_id, r);
-	assert_int_equal(kr_store_release(f->s, c[0].delivery_id, &err), 0);
+	assert_int_equal(
+	    kr_store_release(f->s, c[0].delivery_id, c[0].lease, &err), 0);
 	assert_int_equal(
 	    kr_store_report_set_state(f->s, r, KR_RS_CANCELLED, &err), 0);
 	assert_int_equal(kr_store_delivery_counts(f->s, r, &k, &err), 0);
@@ -1209,13 +1221,14 @@ test_store_pause_resume_cancel(void **state)
 	assert_int_equal(k.queued, 0);
 	/* The copy in flight when it was cancelled went out after all: the
 	 * worker's outcome is the truth. */
-	assert_int_equal(
-	    kr_store_mark_sent(f->s, c[1].delivery_id, NOW, NULL, &err), 0);
+	assert_int_equal(kr_store_mark_sent(f->s, c[1].delivery_id, c[1].lease,
+	                                    NOW, NULL, &err),
+	                 0);
 	assert_int_equal(kr_store_delivery_counts(f->s, r, &k, &err), 0);
 	assert_int_equal(k.cancelled, 1);
 	assert_int_equal(k.sent, 1);
-	assert_int_equal(kr_store_claim(f->s, NOW, NOW + 60, 8, c, &n, &err),
-	                 0);
+	assert_int_equal(
+	    kr_store_claim(f->s, &OWNER, NOW, NOW + 60, 8, c, &n, &err), 0);
 	assert_int_equal(n, 0);
 	assert_int_equal(
 	    kr_store_report_set_state(f->s, 999, KR_RS_PAUSED, &err), -1);
@@ -1254,10 +1267,12 @@ test_store_send_at_and_backup(void **state)
 	    kr_store_report_add(f->s, &r, false, NOW, &id, &q, &err), 0);
 	assert_int_equal(q, 1);
 	assert_int_equal(
-	    kr_store_claim(f->s, NOW + 499, NOW + 600, 4, c, &n, &err), 0);
+	    kr_store_claim(f->s, &OWNER, NOW + 499, NOW + 600, 4, c, &n, &err),
+	    0);
 	assert_int_equal(n, 0);
 	assert_int_equal(
-	    kr_store_claim(f->s, NOW + 500, NOW + 600, 4, c, &n, &err), 0);
+	    kr_store_claim(f->s, &OWNER, NOW + 500, NOW + 600, 4, c, &n, &err),
+	    0);
 	assert_int_equal(n, 1);
 
 	snprintf(path, sizeof(path), "%s/backup.db", f->dir);
@@ -1324,27 +1339,30 @@ test_store_claim_retries_before_new_rows(void **state)
 	a = add_sub(f->s, "news", "a@example.jp", KR_SUB_ACTIVE);
 	b = add_sub(f->s, "news", "b@example.jp", KR_SUB_ACTIVE);
 	r1 = add_report(f->s, "news", "h1", false, &q);
-	assert_int_equal(kr_store_claim(f->s, NOW, NOW + 60, 8, c, &n, &err),
-	                 0);
+	assert_int_equal(
+	    kr_store_claim(f->s, &OWNER, NOW, NOW + 60, 8, c, &n, &err), 0);
 	assert_int_equal(n, 2);
 	/* b's copy waits for a retry; a's is released untried. */
 	assert_int_equal(c[1].subscriber_id, b);
 	deferred_id = c[1].delivery_id;
-	assert_int_equal(kr_store_mark_deferred(f->s, deferred_id, NOW,
-	                                        NOW + 10, 421, "busy", &err),
+	assert_int_equal(kr_store_mark_deferred(f->s, deferred_id, c[1].lease,
+	                                        NOW, NOW + 10, 421, "busy",
+	                                        &err),
 	                 0);
-	assert_int_equal(kr_store_release(f->s, c[0].delivery_id, &err), 0);
+	assert_int_equal(
+	    kr_store_release(f->s, c[0].delivery_id, c[0].lease, &err), 0);
 	r2 = add_report(f->s, "news", "h2", false, &q);
 	/* Before it is due only the untried rows go. */
-	assert_int_equal(kr_store_claim(f->s, NOW + 9, NOW + 9, 8, c, &n, &err),
-	                 0);
+	assert_int_equal(
+	    kr_store_claim(f->s, &OWNER, NOW + 9, NOW + 9, 8, c, &n, &err), 0);
 	assert_int_equal(n, 3);
 	assert_int_not_equal(c[0].delivery_id, deferred_id);
 	assert_int_not_equal(c[1].delivery_id, deferred_id);
 	assert_int_not_equal(c[2].delivery_id, deferred_id);
 	/* Once due, the retry comes first, then the queue by id. */
 	assert_int_equal(
-	    kr_store_claim(f->s, NOW + 10, NOW + 100, 8, c, &n, &err), 0);
+	    kr_store_claim(f->s, &OWNER, NOW + 10, NOW + 100, 8, c, &n, &err),
+	    0);
 	assert_int_equal(n, 4);
 	assert_int_equal(c[0].delivery_id, deferred_id);
 	assert_int_equal(c[0].attempts, 1);
@@ -1379,8 +1397,8 @@ add_rows(struct fx *f, int from, int n)
 	for (i = from; i < from + n; i++) {
 		memset(&sub, 0, sizeof(sub));
 		strcpy(sub.list_id, "news");
-		snprintf(sub.email, sizeof(sub.email),
-		         "reader%06d@example.jp", i);
+		snprintf(sub.email, sizeof(sub.email), "reader%06d@example.jp",
+		         i);
 		sub.status = KR_SUB_ACTIVE;
 		sub.created_at = NOW;
 		if (kr_store_subscriber_import(f->s, &sub, &added, &err) < 0)
@@ -1409,7 +1427,8 @@ test_store_checkpoint(void **state)
 	size1 = wal_bytes(f);
 	/* 3,000 commits, never checkpointed: far past 1,000 pages */
 	assert_true(size1 > 2000L * 4096L);
-	assert_int_equal(kr_store_sqlite_checkpoint(f->s, &wal, &done, &err), 0);
+	assert_int_equal(kr_store_sqlite_checkpoint(f->s, &wal, &done, &err),
+	                 0);
 	assert_true(wal > 2000);
 	assert_int_equal(done, wal);
 	/* the rows are in the database file itself now */
@@ -1418,7 +1437,8 @@ test_store_checkpoint(void **state)
 	                 0);
 	add_rows(f, 3000, 100);
 	assert_int_equal(wal_bytes(f), size1); /* reused, not grown */
-	assert_int_equal(kr_store_sqlite_checkpoint(f->s, &wal, &done, &err), 0);
+	assert_int_equal(kr_store_sqlite_checkpoint(f->s, &wal, &done, &err),
+	                 0);
 	assert_true(wal < 1000);
 	assert_int_equal(done, wal);
 	kr_store_close(&f->s);
@@ -1426,7 +1446,8 @@ test_store_checkpoint(void **state)
 	/* the default: commits checkpoint at 1,000 pages themselves */
 	open_ok(f);
 	add_rows(f, 10000, 3000);
-	assert_int_equal(kr_store_sqlite_checkpoint(f->s, &wal, &done, &err), 0);
+	assert_int_equal(kr_store_sqlite_checkpoint(f->s, &wal, &done, &err),
+	                 0);
 	assert_true(wal <= 1100);
 }
 
@@ -1458,6 +1479,110 @@ test_store_data_version(void **state)
 	kr_store_close(&other);
 }
 
+/* Every outcome is fenced by the claim that made it: once a lease ran
+ * out and another host claimed the row, the first host's late outcome
+ * records nothing (STALE), whatever it says, and the second's stands. */
+static void
+test_store_outcomes_fenced(void **state)
+{
+	struct fx *f = *state;
+	const struct kr_store_owner a = {"host-a", 11}, b = {"host-b", 22};
+	struct kr_claim ca[2], cb[2];
+	struct kr_delivery_counts k;
+	struct kr_err err = {0};
+	int64_t r, q;
+	size_t n = 0;
+	char sql[160];
+
+	open_ok(f);
+	add_sub(f->s, "news", "one@example.jp", KR_SUB_ACTIVE);
+	r = add_report(f->s, "news", "fence", false, &q);
+	assert_int_equal(
+	    kr_store_claim(f->s, &a, NOW, NOW + 60, 2, ca, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_true(ca[0].lease > 0);
+	/* a stalls past its lease; b takes the row. */
+	assert_int_equal(
+	    kr_store_claim(f->s, &b, NOW + 61, NOW + 120, 2, cb, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(cb[0].delivery_id, ca[0].delivery_id);
+	assert_true(cb[0].lease != ca[0].lease);
+	snprintf(sql, sizeof(sql),
+	         "SELECT lease_inc FROM deliveries WHERE id = %lld"
+	         " AND lease_host = 'host-b'",
+	         (long long)cb[0].delivery_id);
+	assert_int_equal(shell_int(f->db, sql), 22);
+	/* a's late outcomes: none is recorded. */
+	assert_int_equal(kr_store_mark_failed(f->s, ca[0].delivery_id,
+	                                      ca[0].lease, NOW + 62, 550,
+	                                      "550 late", &err),
+	                 -1);
+	assert_int_equal(err.code, KR_ERR_STALE);
+	assert_int_equal(
+	    kr_store_release(f->s, ca[0].delivery_id, ca[0].lease, &err), -1);
+	assert_int_equal(err.code, KR_ERR_STALE);
+	assert_int_equal(kr_store_delivery_counts(f->s, r, &k, &err), 0);
+	assert_int_equal(k.failed, 0);
+	assert_int_equal(k.queued, 1);
+	/* b's stands, and a's after it changes nothing. */
+	assert_int_equal(kr_store_mark_sent(f->s, cb[0].delivery_id,
+	                                    cb[0].lease, NOW + 63, "250 ok",
+	                                    &err),
+	                 0);
+	assert_int_equal(kr_store_mark_deferred(f->s, ca[0].delivery_id,
+	                                        ca[0].lease, NOW + 64,
+	                                        NOW + 900, 451, "451", &err),
+	                 -1);
+	assert_int_equal(err.code, KR_ERR_STALE);
+	assert_int_equal(kr_store_mark_uncertain(f->s, ca[0].delivery_id,
+	                                         ca[0].lease, NOW + 64, NULL,
+	                                         &err),
+	                 -1);
+	assert_int_equal(kr_store_delivery_counts(f->s, r, &k, &err), 0);
+	assert_int_equal(k.sent, 1);
+	assert_int_equal(k.queued + k.deferred + k.uncertain + k.failed, 0);
+}
+
+/* A restart takes back at once the rows its host's previous run had
+ * claimed; another host's, and its own run's, stay leased. */
+static void
+test_store_reclaim_own_host(void **state)
+{
+	struct fx *f = *state;
+	const struct kr_store_owner run1 = {"host-a", 1}, run2 = {"host-a", 2},
+	                            other = {"host-b", 7};
+	struct kr_claim c[8];
+	struct kr_err err = {0};
+	int64_t q, got = -1;
+	size_t n = 0;
+
+	open_ok(f);
+	add_sub(f->s, "news", "one@example.jp", KR_SUB_ACTIVE);
+	add_sub(f->s, "news", "two@example.jp", KR_SUB_ACTIVE);
+	add_sub(f->s, "news", "three@example.jp", KR_SUB_ACTIVE);
+	(void)add_report(f->s, "news", "reclaim", false, &q);
+	assert_int_equal(
+	    kr_store_claim(f->s, &run1, NOW, NOW + 300, 2, c, &n, &err), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(
+	    kr_store_claim(f->s, &other, NOW, NOW + 300, 8, c, &n, &err), 0);
+	assert_int_equal(n, 1);
+	/* Nothing is due for anyone while the leases run. */
+	assert_int_equal(
+	    kr_store_claim(f->s, &run2, NOW + 1, NOW + 300, 8, c, &n, &err), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(kr_store_reclaim(f->s, &other, NOW + 1, &got, &err),
+	                 0);
+	assert_int_equal(got, 0); /* its own run holds its row */
+	assert_int_equal(kr_store_reclaim(f->s, &run2, NOW + 1, &got, &err), 0);
+	assert_int_equal(got, 2);
+	assert_int_equal(
+	    kr_store_claim(f->s, &run2, NOW + 1, NOW + 300, 8, c, &n, &err), 0);
+	assert_int_equal(n, 2); /* at once, not at NOW + 300 */
+	assert_int_equal(kr_store_reclaim(f->s, &run2, NOW + 2, &got, &err), 0);
+	assert_int_equal(got, 0);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int
@@ -1465,6 +1590,8 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    T(test_store_open_creates_current_schema),
+	    T(test_store_outcomes_fenced),
+	    T(test_store_reclaim_own_host),
 	    T(test_store_migrates_v1_in_place),
 	    T(test_store_ids_never_reused),
 	    T(test_store_unwritable_shm_refused),
