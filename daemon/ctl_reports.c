@@ -47,12 +47,13 @@ print_report(void *ctx, const struct kr_report_row *r,
 	for (p = subj; *p; p++)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			*p = ' ';
-	printf("%-6lld %-9s %-16s %9lld/%-9lld %7lld %7lld %7lld %7lld  %s\n",
+	printf("%-6lld %-9s %-16s %9lld/%-9lld %7lld %7lld %7lld %7lld %7lld  "
+	       "%s\n",
 	       (long long)r->id,
 	       (unsigned)r->state < 3 ? state_names[r->state] : "?", when,
 	       (long long)k->sent, all, (long long)k->failed,
 	       (long long)b.hard, (long long)b.soft, (long long)b.complaint,
-	       subj);
+	       (long long)b.unsubscribed, subj);
 	free(subj);
 	return 0;
 }
@@ -83,9 +84,9 @@ ctl_reports(struct ctl *c, int argc, char **argv)
 	}
 	if ((r = ctl_store(c)) != CTL_OK)
 		return r;
-	printf("%-6s %-9s %-16s %19s %7s %7s %7s %7s  %s\n", "ID", "STATE",
-	       "STORED (UTC)", "SENT/ALL", "FAILED", "HARD", "SOFT", "COMPL",
-	       "SUBJECT");
+	printf("%-6s %-9s %-16s %19s %7s %7s %7s %7s %7s  %s\n", "ID",
+	       "STATE", "STORED (UTC)", "SENT/ALL", "FAILED", "HARD", "SOFT",
+	       "COMPL", "UNSUB", "SUBJECT");
 	if (kr_store_report_foreach(c->store, (size_t)limit, print_report, c,
 	                            &err) != 0) {
 		ctl_error("%s", err.msg[0] ? err.msg : "listing failed");

@@ -159,9 +159,11 @@ ctl_status(struct ctl *c, int argc, char **argv)
 			/* What came back later: bounces (DSNs, SMTP-time
 			 * 5xx) and complaints about this report's copies. */
 			printf("  bounced    %lld hard, %lld soft\n"
-			       "  complaints %lld\n",
+			       "  complaints %lld\n"
+			       "  unsubscribed %lld (from this report's links)\n",
 			       (long long)b.hard, (long long)b.soft,
-			       (long long)b.complaint);
+			       (long long)b.complaint,
+			       (long long)b.unsubscribed);
 			if (kr_governor_figures(c->store, id, &f, &err) < 0) {
 				kr_store_report_row_fini(&rep);
 				goto fail;
@@ -170,13 +172,16 @@ ctl_status(struct ctl *c, int argc, char **argv)
 			kr_governor_describe(KR_GOVERNOR_SEND, &p, &f, line,
 			                     sizeof(line));
 			printf("  rates      of %lld sent: hard bounces %.2f%%, "
-			       "soft %.2f%%, complaints %.2f%%\n",
+			       "soft %.2f%%, complaints %.2f%%, unsubscribes "
+			       "%.2f%%\n",
 			       (long long)k.sent,
 			       k.sent > 0 ? 100.0 * (double)b.hard /
 			                        (double)k.sent : 0.0,
 			       k.sent > 0 ? 100.0 * (double)b.soft /
 			                        (double)k.sent : 0.0,
 			       k.sent > 0 ? 100.0 * (double)b.complaint /
+			                        (double)k.sent : 0.0,
+			       k.sent > 0 ? 100.0 * (double)b.unsubscribed /
 			                        (double)k.sent : 0.0);
 			printf("  governor   %s\n", line);
 			if (f.reason[0] != '\0' && rep.state == KR_RS_PAUSED)

@@ -370,7 +370,7 @@ sub_remove(struct ctl *c, int argc, char **argv)
 		if ((cur.status == KR_SUB_PENDING ||
 		     cur.status == KR_SUB_ACTIVE) &&
 		    ((n = kr_store_subscriber_unsubscribe(
-		          c->store, cur.id, false, now, &err)) < 0 ||
+		          c->store, cur.id, false, 0, now, &err)) < 0 ||
 		     kr_store_event(c->store, "remove", cur.id, 0, "operator",
 		                    &err) < 0)) {
 			ctl_error("%s", err.msg);

@@ -124,14 +124,20 @@ emit(struct tick *t, const char *event, const struct kr_report_row *r,
 			b.data[--b.len] = '\0';
 			if (kr_buf_printf(&b,
 				",\"hard_bounces\":%lld,\"soft_bounces\":%lld,"
-				"\"complaints\":%lld,\"hard_bounce_rate\":%.6f,"
-				"\"complaint_rate\":%.6f}",
+				"\"complaints\":%lld,\"unsubscribes\":%lld,"
+				"\"hard_bounce_rate\":%.6f,"
+				"\"complaint_rate\":%.6f,"
+				"\"unsubscribe_rate\":%.6f}",
 				(long long)bc.hard, (long long)bc.soft,
 				(long long)bc.complaint,
+				(long long)bc.unsubscribed,
 				c->sent > 0 ? (double)bc.hard / (double)c->sent
 					    : 0.0,
 				c->sent > 0 ?
 				    (double)bc.complaint / (double)c->sent :
+				    0.0,
+				c->sent > 0 ?
+				    (double)bc.unsubscribed / (double)c->sent :
 				    0.0) < 0)
 				kr_buf_reset(&b);
 		}

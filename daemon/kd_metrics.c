@@ -136,7 +136,7 @@ tally_one(void *ctx, const char *list_id, enum kr_sub_status status, int64_t n)
 
 struct per_report {
 	struct kd_metrics *m;
-	struct kr_buf *copies, *bounces;
+	struct kr_buf *copies, *bounces, *unsubs;
 	struct kr_err *err;
 };
 
@@ -173,6 +173,12 @@ report_one(void *ctx, const struct kr_report_row *r,
 		    kr_buf_printf(p->bounces, "\",kind=\"%s\"} %lld\n", kind[i],
 			(long long)bn[i]) < 0)
 			return -1;
+	if (kr_buf_printf(p->unsubs, "kairan_report_unsubscribes{report=\"%lld\","
+		"list=\"", (long long)r->id) < 0 ||
+	    kd_metrics_label(p->unsubs, r->list_id) < 0 ||
+	    kr_buf_printf(p->unsubs, "\"} %lld\n",
+		(long long)b.unsubscribed) < 0)
+		return -1;
 	return 0;
 }
 
@@ -180,12 +186,13 @@ report_one(void *ctx, const struct kr_report_row *r,
 static int
 look_reports(struct kd_metrics *m, struct kr_buf *out, struct kr_err *err)
 {
-	struct kr_buf copies, bounces;
-	struct per_report p = {m, &copies, &bounces, err};
+	struct kr_buf copies, bounces, unsubs;
+	struct per_report p = {m, &copies, &bounces, &unsubs, err};
 	int r = -1;
 
 	kr_buf_init(&copies, 0);
 	kr_buf_init(&bounces, 0);
+	kr_buf_init(&unsubs, 0);
 	if (kr_store_report_foreach(m->store, KD_METRICS_REPORTS, report_one,
 		&p, err) != 0)
 		goto out;
@@ -199,12 +206,19 @@ look_reports(struct kd_metrics *m, struct kr_buf *out, struct kr_err *err)
 		"of each of the newest reports drew.\n"
 		"# TYPE kairan_report_bounces gauge\n") < 0 ||
 	    kr_buf_append(out, bounces.data ? bounces.data : "",
-		bounces.len) < 0)
+		bounces.len) < 0 ||
+	    kr_buf_puts(out,
+		"# HELP kairan_report_unsubscribes Subscriptions ended from "
+		"the links of each of the newest reports.\n"
+		"# TYPE kairan_report_unsubscribes gauge\n") < 0 ||
+	    kr_buf_append(out, unsubs.data ? unsubs.data : "",
+		unsubs.len) < 0)
 		goto out;
 	r = 0;
 out:
 	kr_buf_fini(&copies);
 	kr_buf_fini(&bounces);
+	kr_buf_fini(&unsubs);
 	return r;
 }
 

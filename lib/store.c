@@ -195,10 +195,12 @@ kr_store_subscriber_confirm(struct kr_store *s, int64_t id, int64_t now,
 }
 
 int
-kr_store_subscriber_unsubscribe(struct kr_store *s, int64_t id, bool all_lists,
+kr_store_subscriber_unsubscribe(struct kr_store *s, int64_t id,
+                                bool all_lists, int64_t report_id,
                                 int64_t now, struct kr_err *err)
 {
-	return s->ops->subscriber_unsubscribe(s->be, id, all_lists, now, err);
+	return s->ops->subscriber_unsubscribe(s->be, id, all_lists, report_id,
+	                                      now, err);
 }
 
 int

@@ -186,10 +186,12 @@ KR_NODISCARD int kr_store_subscriber_find(struct kr_store *s,
 KR_NODISCARD int kr_store_subscriber_confirm(struct kr_store *s, int64_t id,
     int64_t now, struct kr_err *err);
 /* -> UNSUBSCRIBED for this subscription, or for every list of the same
- * address when all_lists; queued deliveries to them are cancelled.
+ * address when all_lists; queued deliveries to them are cancelled. The
+ * events name report_id (0: none), the report whose link it came from.
  * Returns the number of subscriptions changed, or -1. */
 KR_NODISCARD int kr_store_subscriber_unsubscribe(struct kr_store *s,
-    int64_t id, bool all_lists, int64_t now, struct kr_err *err);
+    int64_t id, bool all_lists, int64_t report_id, int64_t now,
+    struct kr_err *err);
 /* Records a bounce of subscription id (detail: the DSN status, for the
  * event log). A hard bounce counts; at hard_limit counted bounces an
  * ACTIVE or PENDING subscription becomes BOUNCED and its queued
@@ -450,6 +452,8 @@ KR_NODISCARD int kr_store_keys_forget(struct kr_store *s, struct kr_err *err);
  * copies, or of every report (report_id 0). */
 struct kr_bounce_counts {
 	int64_t hard, soft, complaint;
+	int64_t unsubscribed; /* subscriptions ended from the report's own
+	                         links (one report only; 0 for report_id 0) */
 };
 KR_NODISCARD int kr_store_bounce_counts(struct kr_store *s,
     int64_t report_id, struct kr_bounce_counts *out, struct kr_err *err);

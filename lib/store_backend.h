@@ -54,8 +54,8 @@ struct kr_store_ops {
 	int (*subscriber_confirm)(struct kr_store_be *s, int64_t id,
 	                          int64_t now, struct kr_err *err);
 	int (*subscriber_unsubscribe)(struct kr_store_be *s, int64_t id,
-	                              bool all_lists, int64_t now,
-	                              struct kr_err *err);
+	                              bool all_lists, int64_t report_id,
+	                              int64_t now, struct kr_err *err);
 	int (*subscriber_bounce)(struct kr_store_be *s, int64_t id, bool hard,
 	                         int hard_limit, int64_t now,
 	                         const char *detail, struct kr_err *err);

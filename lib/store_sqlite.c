@@ -229,7 +229,10 @@ static const char schema_v9[] =
     "ALTER TABLE deliveries ADD COLUMN lease_host TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE deliveries ADD COLUMN lease_inc INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE deliveries ADD COLUMN lease_token INTEGER NOT NULL"
-    " DEFAULT 0;";
+    " DEFAULT 0;"
+    /* the unsubscribes a report's links brought (kr_store_bounce_counts) */
+    "CREATE INDEX events_report ON events (report_id, kind)"
+    " WHERE report_id IS NOT NULL;";
 
 static const char *const migrations[] = {
     schema_v1, schema_v2, schema_v3, schema_v4, schema_v5,
@@ -1351,8 +1354,8 @@ out:
 }
 
 static int
-unsub_one(struct kr_store_be *s, int64_t id, int64_t now, int *changed,
-          struct kr_err *err)
+unsub_one(struct kr_store_be *s, int64_t id, int64_t report_id, int64_t now,
+          int *changed, struct kr_err *err)
 {
 	sqlite3_stmt *st = stmt(s, ST_SUB_UNSUB, err);
 
@@ -1364,7 +1367,7 @@ unsub_one(struct kr_store_be *s, int64_t id, int64_t now, int *changed,
 		return -1;
 	if (sqlite3_changes(s->db) > 0) {
 		(*changed)++;
-		if (event(s, now, "unsubscribe", id, 0, "", err) < 0)
+		if (event(s, now, "unsubscribe", id, report_id, "", err) < 0)
 			return -1;
 	}
 	/* Whatever the status was, nothing more goes out to it. */
@@ -1376,7 +1379,7 @@ unsub_one(struct kr_store_be *s, int64_t id, int64_t now, int *changed,
 
 static int
 sq_subscriber_unsubscribe(struct kr_store_be *s, int64_t id, bool all_lists,
-                                int64_t now, struct kr_err *err)
+                          int64_t report_id, int64_t now, struct kr_err *err)
 {
 	sqlite3_stmt *st;
 	int64_t *ids = NULL;
@@ -1387,7 +1390,7 @@ sq_subscriber_unsubscribe(struct kr_store_be *s, int64_t id, bool all_lists,
 	if (tx_begin(s, &own, err) < 0)
 		return -1;
 	if (!all_lists) {
-		if (unsub_one(s, id, now, &changed, err) < 0)
+		if (unsub_one(s, id, report_id, now, &changed, err) < 0)
 			goto out;
 		r = 0;
 		goto out;
@@ -1408,7 +1411,7 @@ sq_subscriber_unsubscribe(struct kr_store_be *s, int64_t id, bool all_lists,
 		goto out;
 	}
 	for (i = 0; i < n; i++)
-		if (unsub_one(s, ids[i], now, &changed, err) < 0)
+		if (unsub_one(s, ids[i], report_id, now, &changed, err) < 0)
 			goto out;
 	r = 0;
 out:
@@ -2376,7 +2379,7 @@ sq_bounce_record(struct kr_store_be *s, const struct kr_bounce_row *b,
 		b->subscriber_id, b->report_id, detail, err) < 0)
 		goto out;
 	if (b->kind == KR_STORE_BOUNCE_COMPLAINT) {
-		if (unsub_one(s, b->subscriber_id, b->at, &changed, err) < 0)
+		if (unsub_one(s, b->subscriber_id, 0, b->at, &changed, err) < 0)
 			goto out;
 		res_out->unsubscribed = changed > 0;
 		res_out->bounces = sub.bounces;
@@ -2528,6 +2531,11 @@ sq_bounce_counts(struct kr_store_be *s, int64_t report_id,
 		}
 	}
 	r = rc == SQLITE_DONE ? 0 : db_err(s, rc, "count bounces", err);
+	if (r == 0 && report_id > 0)
+		r = exec_ints(s,
+		              "SELECT count(*) FROM events WHERE report_id = ?1"
+		              " AND kind = 'unsubscribe'",
+		              1, report_id, 0, 0, &out->unsubscribed, err);
 out:
 	sqlite3_finalize(st);
 	return r;

@@ -1097,19 +1097,21 @@ out:
 /* ---- /confirm and /unsubscribe ---- */
 
 /* Looks up and verifies the token of the request for purpose. 1 valid
- * (*sub_out filled, *l_out the list or NULL when no longer configured),
- * 2 valid but the subscription is gone (*sub_out holds the id and list),
- * 0 invalid, -1 store error (in e). Takes and releases the store lock. */
+ * (*sub_out filled, *l_out the list or NULL when no longer configured,
+ * *report_out the report whose mail carried it, 0: none), 2 valid but the
+ * subscription is gone (*sub_out holds the id and list), 0 invalid, -1
+ * store error (in e). Takes and releases the store lock. */
 static int
 check_token(struct kr_web *web, struct view *v, const char *tok,
             enum kr_token_purpose purpose, int64_t max_age,
             struct kr_subscriber *sub_out, const struct view_list **l_out,
-            struct kr_err *e)
+            int64_t *report_out, struct kr_err *e)
 {
 	struct kr_token_claims claims;
 	int rc = 0, found;
 
 	*l_out = NULL;
+	*report_out = 0;
 	if (tok == NULL || *tok == '\0' || strlen(tok) >= KR_TOKEN_MAX ||
 	    kr_token_peek(tok, &claims, NULL) == -1 ||
 	    claims.purpose != purpose)
@@ -1146,6 +1148,7 @@ check_token(struct kr_web *web, struct view *v, const char *tok,
 	    !kr_token_fits(&claims, sub_out->created_at, sub_out->consent_at))
 		goto out;
 	*l_out = view_list(v, sub_out->list_id);
+	*report_out = claims.report_id;
 	rc = 1;
 out:
 	return rc;
@@ -1177,13 +1180,14 @@ do_confirm(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 	struct kr_err e;
 	char *msg = NULL;
 	enum MHD_Result ret = MHD_NO;
+	int64_t report; /* confirm tokens name none */
 	int rc;
 
 	kr_err_clear(&e);
 	kr_buf_init(&body, 0);
 	kr_buf_init(&action, 0);
 	rc = check_token(web, v, tok, KR_TOKEN_CONFIRM, KR_WEB_CONFIRM_MAX_AGE,
-	                 &sub, &l, &e);
+	                 &sub, &l, &report, &e);
 	if (rc == -1) {
 		ret = send_store_error(web, c, KR_WEB_FMT_HTML, v->lang, &e);
 		goto out;
@@ -1265,6 +1269,7 @@ do_unsubscribe(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 	const char *name;
 	enum MHD_Result ret = MHD_NO;
 	bool one_click = false, all = false;
+	int64_t report = 0;
 	int rc;
 
 	kr_err_clear(&e);
@@ -1278,7 +1283,8 @@ do_unsubscribe(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 	}
 	/* Unsubscribe links never expire: people must always be able to
 	 * leave, however old the mail. */
-	rc = check_token(web, v, tok, KR_TOKEN_UNSUBSCRIBE, 0, &sub, &l, &e);
+	rc = check_token(web, v, tok, KR_TOKEN_UNSUBSCRIBE, 0, &sub, &l,
+	                 &report, &e);
 	if (rc == -1) {
 		ret = send_store_error(
 		    web, c, one_click ? KR_WEB_FMT_TEXT : KR_WEB_FMT_HTML,
@@ -1320,7 +1326,7 @@ do_unsubscribe(struct kr_web *web, struct MHD_Connection *c, struct view *v,
 	} else {
 		pthread_mutex_lock(&web->store_lock);
 		rc = kr_store_subscriber_unsubscribe(web->store, sub.id, all,
-		                                     now_unix(), &e);
+		                                     report, now_unix(), &e);
 		pthread_mutex_unlock(&web->store_lock);
 	}
 	if (rc == -1) {

@@ -208,6 +208,9 @@ test_write(void **state)
 	                       "# HELP kairan_report_bounces"));
 	assert_non_null(strstr(out.data,
 	                       "# TYPE kairan_report_bounces gauge\n"
+	                       "# HELP kairan_report_unsubscribes"));
+	assert_non_null(strstr(out.data,
+	                       "# TYPE kairan_report_unsubscribes gauge\n"
 	                       "# HELP kairan_metrics_store_up"));
 	assert_non_null(strstr(out.data, "kairan_metrics_store_up 1\n"));
 	assert_null(strstr(out.data, "@"));

@@ -415,7 +415,7 @@ test_store_email_case_insensitive(void **state)
 	other = add_sub(f->s, "other", "TARO@example.jp", KR_SUB_ACTIVE);
 	assert_true(other != id);
 	assert_int_equal(
-	    kr_store_subscriber_unsubscribe(f->s, id, true, NOW + 2, &err), 2);
+	    kr_store_subscriber_unsubscribe(f->s, id, true, 0, NOW + 2, &err), 2);
 	assert_int_equal(kr_store_subscriber_get(f->s, other, &got, &err), 1);
 	assert_int_equal(got.status, KR_SUB_UNSUBSCRIBED);
 	kr_store_close(&f->s);
@@ -687,9 +687,9 @@ test_store_subscribe_state_machine(void **state)
 
 	/* Unsubscribed, then back: PENDING with a fresh consent record. */
 	assert_int_equal(
-	    kr_store_subscriber_unsubscribe(f->s, id, false, NOW + 5, &err), 1);
+	    kr_store_subscriber_unsubscribe(f->s, id, false, 0, NOW + 5, &err), 1);
 	assert_int_equal(
-	    kr_store_subscriber_unsubscribe(f->s, id, false, NOW + 6, &err), 0);
+	    kr_store_subscriber_unsubscribe(f->s, id, false, 0, NOW + 6, &err), 0);
 	assert_int_equal(kr_store_subscriber_get(f->s, id, &sub, &err), 1);
 	assert_int_equal(sub.status, KR_SUB_UNSUBSCRIBED);
 	assert_int_equal(sub.unsubscribed_at, NOW + 5);
@@ -719,7 +719,7 @@ test_store_subscribe_state_machine(void **state)
 	assert_int_equal(kr_store_subscriber_confirm(f->s, id, NOW + 8, &err),
 	                 1);
 	assert_int_equal(
-	    kr_store_subscriber_unsubscribe(f->s, id, true, NOW + 9, &err), 2);
+	    kr_store_subscriber_unsubscribe(f->s, id, true, 0, NOW + 9, &err), 2);
 	assert_int_equal(
 	    kr_store_subscriber_find(f->s, "other", "a@example.jp", &sub, &err),
 	    1);
@@ -1085,7 +1085,7 @@ test_store_unsubscribe_cancels_queue(void **state)
 	b = add_sub(f->s, "news", "b@example.jp", KR_SUB_ACTIVE);
 	r = add_report(f->s, "news", "h", false, &q);
 	assert_int_equal(
-	    kr_store_subscriber_unsubscribe(f->s, a, false, NOW, &err), 1);
+	    kr_store_subscriber_unsubscribe(f->s, a, false, 0, NOW, &err), 1);
 	assert_int_equal(kr_store_delivery_counts(f->s, r, &k, &err), 0);
 	assert_int_equal(k.cancelled, 1);
 	assert_int_equal(k.queued, 1);
