@@ -108,6 +108,8 @@ server_wait(const struct server *s)
 
 /* Starts smtp_server.py with rules (JSON) and extra arguments (NULL
  * terminated). */
+static unsigned started; /* servers started so far */
+
 static void
 server_start(struct server *s, const char *rules, const char *const *extra)
 {
@@ -118,9 +120,12 @@ server_start(struct server *s, const char *rules, const char *const *extra)
 
 	s->port = free_port();
 	assert_true(s->port > 0);
-	s->dir = kr_xasprintf("%s/smtp-%d", base, s->port);
-	s->rules = kr_xasprintf("%s/rules-%d.json", base, s->port);
-	log = kr_xasprintf("%s/smtp-%d.log", base, s->port);
+	/* A folder of its own even when a port comes round again: a later
+	 * server must not count an earlier one's messages. */
+	started++;
+	s->dir = kr_xasprintf("%s/smtp-%d-%u", base, s->port, started);
+	s->rules = kr_xasprintf("%s/rules-%d-%u.json", base, s->port, started);
+	log = kr_xasprintf("%s/smtp-%d-%u.log", base, s->port, started);
 	write_file(s->rules, rules != NULL ? rules : "{}");
 	snprintf(port, sizeof(port), "%d", s->port);
 	argv[n++] = "/usr/bin/python3";
