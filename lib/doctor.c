@@ -17,6 +17,7 @@
 
 #include <curl/curl.h>
 
+#include "address.h"
 #include "buf.h"
 #include "compose.h"
 #include "config.h"
@@ -1029,6 +1030,66 @@ out:
 	kr_buf_fini(&msg);
 }
 
+/* ---- 特定電子メール法 ---- */
+
+/* A contact a reader can use: a mail address, an http(s) URL or a
+ * telephone number. */
+static bool
+contact_usable(const char *c)
+{
+	char addr[KR_ADDRESS_MAX];
+	size_t digits = 0;
+	const char *p;
+
+	if (kr_address_normalize(c, strlen(c), addr, NULL) == 0 ||
+	    strncmp(c, "https://", 8) == 0 || strncmp(c, "http://", 7) == 0)
+		return true;
+	for (p = c; *p != '\0'; p++) {
+		if (*p >= '0' && *p <= '9')
+			digits++;
+		else if (strchr("+-() ", *p) == NULL)
+			return false;
+	}
+	return digits >= 9;
+}
+
+/* Article 4: every mail shows the sender, a postal address and a contact
+ * (the standard footer block prints them and how to stop, always).
+ * Article 3's month of consent records is the config's own rule
+ * (consent.retention below 31d is refused); said here for the record. */
+static void
+check_law(struct doc *d, const struct kr_cfg_list *l)
+{
+	bool ja = l->language != NULL && strcmp(l->language, "ja") == 0;
+	const char *miss = l->sender_name == NULL      ? "name"
+	                   : l->sender_address == NULL ? "address"
+	                   : l->sender_contact == NULL ? "contact"
+	                                               : NULL;
+
+	if (miss != NULL) {
+		say(d, "law", ja ? KR_DOCTOR_FAIL : KR_DOCTOR_WARN,
+		    "no sender %s: mail to readers in Japan must show the "
+		    "sender's name, a postal address and a contact (特定電子メール"
+		    "法 Article 4); add sender: {name, address, contact} to the "
+		    "list or the top level",
+		    miss);
+		return;
+	}
+	if (!contact_usable(l->sender_contact)) {
+		say(d, "law", KR_DOCTOR_WARN,
+		    "sender contact '%s' is neither a mail address, an http(s) "
+		    "URL nor a telephone number: readers must be able to reach "
+		    "you with it",
+		    l->sender_contact);
+		return;
+	}
+	say(d, "law", KR_DOCTOR_OK,
+	    "every mail shows the sender (%s), the postal address, the "
+	    "contact and how to stop; consent records are kept %u days after "
+	    "the last mail",
+	    l->sender_name, d->cfg->consent_retention / 86400u);
+}
+
 /* ---- one list ---- */
 
 static void
@@ -1054,6 +1115,7 @@ check_list(struct doc *d, const struct kr_cfg_list *l, char **url_out)
 	     strcasecmp(reply, d->cfg->delivery.bounce_domain) != 0))
 		check_mx(d, reply, "Reply-To");
 	check_headers(d, l, url_out);
+	check_law(d, l);
 }
 
 int

@@ -120,16 +120,20 @@ def main():
                                            key, "--require-starttls"])
     web_port = https_server(cert, key)
 
+    sender_ok = ("sender:\n  name: 株式会社サンプル\n"
+                 "  address: 〒100-0001 東京都千代田区千代田1-1\n"
+                 "  contact: info@example.jp\n")
+
     def config(rsa_key=os.path.join(keys, "k2026-rsa.key"),
                dkim_domain=FROM_DOM, bounce=BOUNCE, relays=None,
-               resolver=None, timeout="2s"):
+               resolver=None, timeout="2s", sender=sender_ok, extra=""):
         relays = relays or ("  - host: localhost\n    port: %d\n"
                             "    tls: starttls\n    ca_file: %s\n" %
                             (smtp.port, ca))
         text = """database: {base}/kairan.db
 key_file: {keyf}
 public_url: https://localhost:{web}
-lists:
+{sender}{extra}lists:
   - id: news
     name: Example News
     from: "Example News <report@{from_dom}>"
@@ -152,7 +156,8 @@ dns:
            dkim_domain=dkim_domain, rsa=rsa_key,
            ed=os.path.join(keys, "k2026-ed25519.key"), bounce=bounce,
            relays=relays, egress=EGRESS, ca=ca,
-           resolver=resolver or "127.0.0.1:%d" % dns.port, timeout=timeout)
+           resolver=resolver or "127.0.0.1:%d" % dns.port, timeout=timeout,
+           sender=sender, extra=extra)
         path = os.path.join(base, "kairan.yaml")
         with open(path, "w") as f:
             f.write(text)
@@ -211,6 +216,9 @@ dns:
                  "mx: example.jp (Reply-To) has MX",
                  "relay: localhost:%d: TLS" % smtp.port,
                  "headers: a dry-run copy has List-Unsubscribe",
+                 "law: every mail shows the sender (株式会社サンプル), the "
+                 "postal address, the contact and how to stop; consent "
+                 "records are kept 31 days",
                  "one-click: a one-click POST"):
         ok(what in out, "ok line: " + what, out)
     ok(OneClick.posts and OneClick.posts[-1][1] ==
@@ -303,6 +311,27 @@ dns:
     rc, out, err, _ = doctor(conf)
     ok(rc == 1 and "the published RSA key has 512 bits" in out,
        "a published RSA 512 key: named", (rc, out, err))
+
+    # 特定電子メール法: no sender block (an en list: warn), a contact no
+    # one can use (warn); consent.retention under 31d is a config error
+    dns.set(good)
+    rc, out, err, _ = doctor(config(sender=""))
+    ok(rc == 0 and "warn news law: no sender name: mail to readers in "
+       "Japan must show the sender's name, a postal address and a contact "
+       "(特定電子メール法 Article 4); add sender:" in out and not fails(out),
+       "no sender block on an en list: a warn naming Article 4", out)
+    rc, out, err, _ = doctor(config(sender=sender_ok.replace(
+        "info@example.jp", "ask at the front desk")))
+    ok(rc == 0 and "warn news law: sender contact 'ask at the front desk' "
+       "is neither a mail address" in out,
+       "a contact that is no address, URL or number: warn", out)
+    rc, out, err, _ = doctor(config(sender=sender_ok.replace(
+        "info@example.jp", "+81 3-1234-5678")))
+    ok(rc == 0 and "ok   news law:" in out, "a telephone number will do",
+       out)
+    rc, out, err, _ = doctor(config(extra="consent:\n  retention: 365d\n"))
+    ok(rc == 0 and "consent records are kept 365 days after the last mail"
+       in out, "the law line says the retention in force", out)
 
     # DMARC not aligned: DKIM d= and the envelope domain elsewhere
     dns.set(dict(good, **{
