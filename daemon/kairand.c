@@ -552,7 +552,8 @@ loop(struct kd *kd)
 		}
 		if (kd->hook != NULL && now >= next_events) {
 			now = now_usec();
-			kd_events_tick(kd->events, kd->store, kd->hook);
+			kd_events_tick(kd->events, kd->cfg, kd->store,
+			    kd->hook);
 			next_events = now + later(EVENTS_EVERY, now);
 		}
 		if (now_usec() >= next_ckpt) {

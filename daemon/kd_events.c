@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "buf.h"
+#include "config.h"
 #include "err.h"
 #include "governor.h"
 #include "log.h"
@@ -28,6 +29,8 @@ struct seen {
 struct kd_events {
 	struct seen *s;
 	size_t n;
+	char **paused_lists; /* lists whose confirmations are paused */
+	size_t n_paused;
 	bool primed;
 };
 
@@ -50,6 +53,9 @@ kd_events_free(struct kd_events **evp)
 	if (evp == NULL || *evp == NULL)
 		return;
 	free((*evp)->s);
+	while ((*evp)->n_paused > 0)
+		free((*evp)->paused_lists[--(*evp)->n_paused]);
+	free((*evp)->paused_lists);
 	free(*evp);
 	*evp = NULL;
 }
@@ -235,9 +241,77 @@ on_report(void *ctx, const struct kr_report_row *r,
 	return 0;
 }
 
+/* Whether list's confirmations were paused at the last look; sets it. */
+static bool
+was_paused(struct kd_events *ev, const char *list, bool now)
+{
+	size_t i;
+
+	for (i = 0; i < ev->n_paused; i++)
+		if (strcmp(ev->paused_lists[i], list) == 0)
+			break;
+	if (i < ev->n_paused && !now) {
+		free(ev->paused_lists[i]);
+		ev->paused_lists[i] = ev->paused_lists[--ev->n_paused];
+		return true;
+	}
+	if (i == ev->n_paused && now) {
+		ev->paused_lists = kr_xrealloc(ev->paused_lists,
+		    (ev->n_paused + 1) * sizeof(*ev->paused_lists));
+		ev->paused_lists[ev->n_paused++] = kr_xstrdup(list);
+		return false;
+	}
+	return i < ev->n_paused;
+}
+
+/* "confirmations.paused": the governor stopped a list's confirmation
+ * mails (a list-bombing shows up as their bounces and complaints). */
+static void
+look_confirmations(struct tick *t, const struct kr_config *cfg)
+{
+	struct kr_store_list_governor g;
+	struct kr_err err = {0};
+	struct kr_buf b;
+	struct tm tm;
+	time_t now = (time_t)t->now;
+	char when[32];
+	size_t i;
+
+	for (i = 0; cfg != NULL && i < cfg->n_lists; i++) {
+		const char *id = cfg->lists[i].id;
+
+		if (kr_store_confirm_governor_get(t->store, id, &g, &err) < 0) {
+			kr_log_warn("confirmation events list=%s: %s", id,
+			    err.msg);
+			continue;
+		}
+		if (was_paused(t->ev, id, g.paused) || !g.paused ||
+		    !t->ev->primed)
+			continue;
+		kr_log_info("list event=confirmations.paused list=%s %s", id,
+		    g.reason);
+		if (t->hook == NULL)
+			continue;
+		gmtime_r(&now, &tm);
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		kr_buf_init(&b, 4096);
+		if (kr_buf_puts(&b, "{\"event\":\"confirmations.paused\","
+		        "\"list\":") == 0 &&
+		    kr_webhook_json_str(&b, id) == 0 &&
+		    kr_buf_printf(&b, ",\"sent\":%lld,\"hard_bounces\":%lld,"
+		        "\"complaints\":%lld,\"reason\":",
+		        (long long)g.sent, (long long)g.hard,
+		        (long long)g.complaints) == 0 &&
+		    kr_webhook_json_str(&b, g.reason) == 0 &&
+		    kr_buf_printf(&b, ",\"at\":\"%s\"}", when) == 0)
+			kr_webhook_post(t->hook, b.data);
+		kr_buf_fini(&b);
+	}
+}
+
 void
-kd_events_tick(struct kd_events *ev, struct kr_store *store,
-    struct kr_webhook *hook)
+kd_events_tick(struct kd_events *ev, const struct kr_config *cfg,
+    struct kr_store *store, struct kr_webhook *hook)
 {
 	struct tick t = {ev, hook, (int64_t)time(NULL), store};
 	struct kr_err err = {0};
@@ -247,5 +321,6 @@ kd_events_tick(struct kd_events *ev, struct kr_store *store,
 		kr_log_warn("report events: %s", err.msg);
 		return;
 	}
+	look_confirmations(&t, cfg);
 	ev->primed = true;
 }

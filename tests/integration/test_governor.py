@@ -207,10 +207,12 @@ def confirmations():
     refused with 550: the list's confirmation mails pause by themselves,
     and go on after `kairanctl resume --confirmations LIST`."""
     base = harness.tmpdir()
+    rx = Receiver()
     smtp = harness.SmtpServer(base)
     k = harness.Kairan(
         base, smtp_port=smtp.port, start=False,
-        extra="governor:\n  bounce_rate: 5%\n  min_sent: 100\n",
+        extra="webhook: http://127.0.0.1:%d/hook\n"
+              "governor:\n  bounce_rate: 5%%\n  min_sent: 100\n" % rx.port,
         delivery_extra="  rate: 100/s\n  batch: 10")
     k.start()
     subs = ["c%04d@example.org" % i for i in range(300)]
@@ -237,6 +239,14 @@ def confirmations():
     ok(rc == 0 and "paused: confirmations of list sips-report paused by "
        "the governor" in out and "resume --confirmations sips-report" in out,
        "kairanctl status shows it", out)
+    def paused():
+        return [e[2] for e in rx.events if isinstance(e[2], dict) and
+                e[2].get("event") == "confirmations.paused"]
+    ev = harness.wait_for(paused, 15)
+    ok(ev and len(ev) == 1 and ev[0].get("list") == "sips-report" and
+       ev[0].get("hard_bounces", 0) >= 5 and ev[0].get("sent", 0) >= 100 and
+       "bounce_rate" in ev[0].get("reason", ""),
+       "the webhook receives confirmations.paused with the figures", ev)
     st, _, body = harness.http("GET", k.admin_url("/healthz"))
     ok(b"governor: confirmations of list sips-report" in body,
        "/healthz shows it", body)
