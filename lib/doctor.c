@@ -861,6 +861,12 @@ check_one_click(struct doc *d, const char *url)
 		    "a one-click POST (RFC 8058) to %s failed: %s: the "
 		    "endpoint must answer from the Internet at public_url",
 		    d->cfg->public_url, ebuf[0] ? ebuf : curl_easy_strerror(cc));
+	else if (code == 400)
+		say(d, "one-click", KR_DOCTOR_FAIL,
+		    "a one-click POST (RFC 8058) to public_url answered 400: "
+		    "the kairand there refused doctor's test token, so it runs "
+		    "on another key_file or other lists: run kairanctl doctor "
+		    "with kairand's own config");
 	else if (code != 200)
 		say(d, "one-click", KR_DOCTOR_FAIL,
 		    "a one-click POST (RFC 8058) to public_url answered %ld, "

@@ -10,6 +10,7 @@ import base64
 import http.server
 import json
 import os
+import shutil
 import ssl
 import subprocess
 import sys
@@ -126,13 +127,14 @@ def main():
 
     def config(rsa_key=os.path.join(keys, "k2026-rsa.key"),
                dkim_domain=FROM_DOM, bounce=BOUNCE, relays=None,
-               resolver=None, timeout="2s", sender=sender_ok, extra=""):
+               resolver=None, timeout="2s", sender=sender_ok, extra="",
+               public="https://localhost:%d" % web_port, key_file=keyf):
         relays = relays or ("  - host: localhost\n    port: %d\n"
                             "    tls: starttls\n    ca_file: %s\n" %
                             (smtp.port, ca))
         text = """database: {base}/kairan.db
 key_file: {keyf}
-public_url: https://localhost:{web}
+public_url: {public}
 {sender}{extra}lists:
   - id: news
     name: Example News
@@ -152,7 +154,7 @@ smtp:
 dns:
   resolver: {resolver}
   timeout: {timeout}
-""".format(base=base, keyf=keyf, web=web_port, from_dom=FROM_DOM,
+""".format(base=base, keyf=key_file, public=public, from_dom=FROM_DOM,
            dkim_domain=dkim_domain, rsa=rsa_key,
            ed=os.path.join(keys, "k2026-ed25519.key"), bounce=bounce,
            relays=relays, egress=EGRESS, ca=ca,
@@ -404,7 +406,99 @@ dns:
                         "nope"], capture_output=True, timeout=60)
     ok(p.returncode == 2 and b"no list 'nope'" in p.stderr,
        "--list with an unknown list: exit 2", p.stderr)
+    dns.set(good)
+    behind_nginx(base, cert, key, config, doctor)
     harness.done()
+
+
+def behind_nginx(base, cert, key, config, doctor):
+    """The one-click check end to end: a real kairand behind nginx
+    terminating TLS (the way README's deployment has it); doctor's test
+    token (subscriber 0) gets 200 from kairand itself and changes
+    nothing."""
+    if not os.path.exists("/usr/sbin/nginx"):
+        ok(False, "nginx is installed (make deps installs nginx-light)")
+        return
+    http_port, admin_port, port = (harness.free_port(),
+                                   harness.free_port(), harness.free_port())
+    # kairand runs on the very config doctor reads, as in production.
+    kconf = config(public="https://localhost:%d" % port,
+                   extra="http:\n  listen: 127.0.0.1:%d\n"
+                         "  trusted_proxies: [127.0.0.1]\n"
+                         "admin:\n  listen: 127.0.0.1:%d\n" %
+                         (http_port, admin_port))
+    shutil.copy(kconf, kconf + ".kairand")
+    kd = harness.Proc([harness.KAIRAND, "--config", kconf + ".kairand"],
+                      log=os.path.join(base, "kairand-nginx.log"))
+    ok(harness.wait_port(http_port, 20) and harness.wait_port(admin_port, 10),
+       "behind nginx: kairand runs on doctor's config",
+       open(os.path.join(base, "kairand-nginx.log")).read()[-2000:])
+    rc = subprocess.run([KAIRANCTL, "--config", kconf, "subscribers", "add",
+                         "reader@example.org", "--list", "news",
+                         "--confirmed"], capture_output=True)
+    ok(rc.returncode == 0, "one confirmed subscriber", rc.stderr)
+    nb = os.path.join(base, "nginx")
+    os.makedirs(nb)
+    os.chmod(nb, 0o755)
+    conf = os.path.join(nb, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write("""worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log;
+events {{ worker_connections 64; }}
+http {{
+  access_log {d}/access.log;
+  client_body_temp_path {d}; proxy_temp_path {d};
+  fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};
+  server {{
+    listen 127.0.0.1:{port} ssl;
+    server_name localhost;
+    ssl_certificate {cert};
+    ssl_certificate_key {key};
+    location / {{
+      proxy_pass http://127.0.0.1:{http};
+      proxy_set_header X-Forwarded-For $remote_addr;
+      proxy_set_header Host $host;
+    }}
+  }}
+}}
+""".format(d=nb, port=port, cert=cert, key=key, http=http_port))
+    ngx = harness.Proc(["/usr/sbin/nginx", "-c", conf, "-g", "daemon off;"],
+                       log=os.path.join(nb, "stderr.log"))
+    ok(harness.wait_port(port, 10), "nginx listens with TLS in front of it",
+       open(os.path.join(nb, "stderr.log")).read()[-2000:])
+    rc, out, err, _ = doctor(kconf)
+    line = [x for x in out.splitlines() if " one-click: " in x]
+    ok(line and line[0].startswith("ok   - one-click: a one-click POST "
+                                   "(RFC 8058) with a test token answered "
+                                   "200"),
+       "doctor's one-click POST through nginx to kairand: 200",
+       (rc, out, err))
+    with open(os.path.join(nb, "access.log")) as f:
+        acc = f.read()
+    ok('"POST /unsubscribe?t=' in acc and '" 200 ' in acc,
+       "nginx saw the POST and kairand's 200", acc[-1000:])
+    p = subprocess.run([KAIRANCTL, "--config", kconf, "subscribers", "list"],
+                       capture_output=True, text=True)
+    ok(p.returncode == 0 and "\tactive\t" in p.stdout and
+       p.stdout.count("\n") == 1,
+       "the test token changed nothing: the subscriber is still active",
+       p.stdout + p.stderr)
+    # doctor on another key file than kairand's: kairand refuses the
+    # token, and doctor says what that means
+    other = os.path.join(base, "other.key")
+    with open(other, "w") as f:
+        f.write("1 1700000000 %s\n" %
+                base64.b64encode(os.urandom(32)).decode())
+    os.chmod(other, 0o600)
+    rc, out, err, _ = doctor(config(public="https://localhost:%d" % port,
+                                    key_file=other))
+    ok(rc == 1 and "fail - one-click: a one-click POST (RFC 8058) to "
+       "public_url answered 400: the kairand there refused doctor's test "
+       "token" in out, "another key file than kairand's: 400, explained",
+       out)
+    ngx.stop()
+    ok(kd.stop() == 0, "kairand exits 0")
 
 
 main()
