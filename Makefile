@@ -77,9 +77,10 @@ SMTP_LIBS  = $(shell pkg-config --libs libesmtp-1.0 2>/dev/null)
 ALL_CFLAGS = $(BASE_CFLAGS) $(OPT) $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(LDOPT) -pthread $(LDFLAGS)
 
-# lib/smtp_engine.c defines connect(), read(), write() and poll(): it goes
-# into kairan-smtp only, never into libkairan.a.
-SMTP_ENGINE := lib/smtp_engine.c
+# lib/smtp_wrap.c defines connect(), read(), write() and poll() for the
+# engine (lib/smtp_engine.c): both go into kairan-smtp only, never into
+# libkairan.a.
+SMTP_ENGINE := lib/smtp_engine.c lib/smtp_wrap.c
 LIB_SRC := $(sort $(filter-out $(SMTP_ENGINE),$(wildcard lib/*.c)) \
 	$(wildcard subscribers/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o)

@@ -1,8 +1,9 @@
 /* smtp_engine.c — SMTP delivery through libesmtp 1.1, run only inside the
- * kairan-smtp process (daemon/kairan_smtp.c): this file defines connect(),
- * read(), write() and poll() for the executable it is linked into, and
- * nothing else of kairan links it (libkairan.a leaves it out; kairand
- * reaches it through lib/transport_smtp.c, over a socket).
+ * kairan-smtp process (daemon/kairan_smtp.c): the hooks behind the
+ * connect(), read(), write() and poll() that smtp_wrap.c defines for that
+ * executable, and the sessions; nothing else of kairan links either file
+ * (libkairan.a leaves them out; kairand reaches them through
+ * lib/transport_smtp.c, over a socket).
  *
  * One send() is one SMTP session carrying the whole batch, one envelope
  * recipient per message; libesmtp pipelines RCPT+DATA when the server
@@ -74,7 +75,6 @@
 #include "smtp_engine.h"
 
 #include <arpa/inet.h>
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -111,23 +111,15 @@
 #include "err.h"
 #include "log.h"
 #include "smtp_sync.h"
+#include "smtp_wrap.h"
 #include "xmem.h"
 
-/* ---- connect() wrapper: TCP_NODELAY and a connect timeout ---- */
+/* ---- the hooks of the libc wrappers (smtp_wrap.h) ---- */
 
 struct smtp_sess;
-static _Thread_local struct smtp_sess *tl_sess;
 static atomic_int smtp_nodelay = 1;
-static int (*real_connect)(int, const struct sockaddr *, socklen_t);
-static pthread_once_t connect_once = PTHREAD_ONCE_INIT;
-
-static void
-connect_load(void)
-{
-	void *p = dlsym(RTLD_NEXT, "connect");
-
-	memcpy(&real_connect, &p, sizeof(p));
-}
+static atomic_ulong smtp_writes; /* write(2)s on session sockets */
+static atomic_ulong smtp_ahead;  /* envelopes sent by pipe_ahead() */
 
 void
 kr_smtp_engine_set_nodelay(int on)
@@ -135,38 +127,50 @@ kr_smtp_engine_set_nodelay(int on)
 	atomic_store(&smtp_nodelay, on ? 1 : 0);
 }
 
+unsigned long
+kr_smtp_engine_writes(void)
+{
+	return atomic_load(&smtp_writes);
+}
+
+unsigned long
+kr_smtp_engine_ahead(void)
+{
+	return atomic_load(&smtp_ahead);
+}
+
 static int sess_connected(struct smtp_sess *s, int fd, int *timeout_ms);
 static int tls_handshake(struct smtp_sess *s, int fd, int timeout_ms);
 static int starttls(struct smtp_sess *s, int fd, int timeout_ms);
 static int peer_ok(struct smtp_sess *s, SSL *ssl, char *why, size_t size);
+static int sess_poll(struct smtp_sess *s, struct pollfd *fds, nfds_t nfds,
+                     int timeout);
+static void sess_timed_out(struct smtp_sess *s);
+static int sess_stage_left(const struct smtp_sess *s,
+                           const struct pollfd *fds, nfds_t nfds);
+static int sess_write(struct smtp_sess *s, int fd, const void *buf, size_t n,
+                      ssize_t *ret);
+static int sess_read(struct smtp_sess *s, int fd, void *buf, size_t n,
+                     ssize_t *ret);
 
-/* libesmtp 1.1 opens its socket itself and offers no hook, so kairan's
- * executables define connect(): the dynamic linker binds libesmtp's call
- * to it. Outside an SMTP session of this file (tl_sess unset: other
- * threads, libcurl, …) it is exactly the libc connect(). Inside, for a
- * TCP socket, it sets TCP_NODELAY (each message then leaves without
- * waiting for a delayed ACK; the difference is in bench/RESULTS.md,
- * "libesmtp as shipped") and bounds the connect by delivery.timeout. */
-int
-connect(int fd, __CONST_SOCKADDR_ARG addr_arg, socklen_t len) /* NOLINT(readability-inconsistent-declaration-parameter-name): glibc's own names are reserved */
+/* libesmtp's connect(2), for a TCP socket: TCP_NODELAY (each message then
+ * leaves without waiting for a delayed ACK; the difference is in
+ * bench/RESULTS.md, "libesmtp as shipped"), the connect bounded by
+ * delivery.timeout, then STARTTLS or implicit TLS as the relay has it. */
+static int
+hook_connect(void *sess, int fd, const struct sockaddr *addr, socklen_t len,
+             int *ret)
 {
-	const struct sockaddr *addr = addr_arg.__sockaddr__;
-	struct smtp_sess *s = tl_sess;
+	struct smtp_sess *s = sess;
 	int type = 0, one = 1, flags, r, timeout_ms = 0, e;
 	socklen_t tl = sizeof(type);
 	struct pollfd pfd;
 
-	pthread_once(&connect_once, connect_load);
-	if (real_connect == NULL) {
-		errno = ENOSYS;
-		return -1;
-	}
-	if (s == NULL || addr == NULL ||
+	if (addr == NULL ||
 	    (addr->sa_family != AF_INET && addr->sa_family != AF_INET6) ||
 	    getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 ||
 	    type != SOCK_STREAM)
-		return real_connect(fd, addr, len);
-
+		return 0;
 	if (atomic_load(&smtp_nodelay))
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
 		                 sizeof(one));
@@ -177,16 +181,18 @@ connect(int fd, __CONST_SOCKADDR_ARG addr_arg, socklen_t len) /* NOLINT(readabil
 		if (tls_handshake(s, -1, 0) < 0) {
 			/* never plain text to a TLS port */
 			errno = ECONNABORTED;
-			return -1;
+			*ret = -1;
+			return 1;
 		}
-		return real_connect(fd, addr, len);
+		*ret = kr_smtp_real_connect(fd, addr, len);
+		return 1;
 	}
-	r = real_connect(fd, addr, len);
+	r = kr_smtp_real_connect(fd, addr, len);
 	if (r != 0 && errno == EINPROGRESS) {
 		pfd.fd = fd;
 		pfd.events = POLLOUT;
 		do
-			r = poll(&pfd, 1, timeout_ms);
+			r = kr_smtp_real_poll(&pfd, 1, timeout_ms);
 		while (r < 0 && errno == EINTR);
 		if (r == 0) {
 			errno = ETIMEDOUT;
@@ -210,54 +216,26 @@ connect(int fd, __CONST_SOCKADDR_ARG addr_arg, socklen_t len) /* NOLINT(readabil
 	if (r == 0)
 		(void)sess_connected(s, fd, NULL);
 	errno = e;
-	return r;
+	*ret = r;
+	return 1;
 }
 
-static int sess_poll(struct smtp_sess *s, struct pollfd *fds, nfds_t nfds,
-                     int timeout);
-static void sess_timed_out(struct smtp_sess *s);
-static int sess_stage_left(const struct smtp_sess *s,
-                           const struct pollfd *fds, nfds_t nfds);
-static int sess_write(struct smtp_sess *s, int fd, const void *buf, size_t n,
-                      ssize_t *ret);
-static int sess_read(struct smtp_sess *s, int fd, void *buf, size_t n,
-                     ssize_t *ret);
-
-static int (*real_poll)(struct pollfd *, nfds_t, int);
-static pthread_once_t poll_once = PTHREAD_ONCE_INIT;
-
-static void
-poll_load(void)
+/* libesmtp's poll(2), see sess_poll(): a wait for the session's socket to
+ * become writable is answered at once (our write() takes everything), and
+ * a blocking wait for a reply first sends what write() gathered and hands
+ * the outcomes gathered so far to the caller (flush_outcomes()); every
+ * wait ends with the stage's deadline. */
+static int
+hook_poll(void *sess, struct pollfd *fds, nfds_t nfds, int timeout, int *ret)
 {
-	void *p = dlsym(RTLD_NEXT, "poll");
-
-	memcpy(&real_poll, &p, sizeof(p));
-}
-
-/* libesmtp waits for the server in poll(2); kairan's executables define
- * poll() as they define connect(). Outside an SMTP session of this file
- * it is exactly the libc poll(). Inside, see sess_poll(): a wait for the
- * session's socket to become writable is answered at once (our write()
- * takes everything), and a blocking wait for a reply first sends what
- * write() gathered and hands the outcomes gathered so far to the caller
- * (flush_outcomes()). The name is set with an asm label: <poll.h>'s
- * _FORTIFY_SOURCE inline already uses the C name. */
-int kr_smtp_poll(struct pollfd *fds, nfds_t nfds, int timeout) __asm__("poll");
-
-int
-kr_smtp_poll(struct pollfd *fds, nfds_t nfds, int timeout)
-{
-	struct smtp_sess *s = tl_sess;
+	struct smtp_sess *s = sess;
 	int r, left;
 
-	pthread_once(&poll_once, poll_load);
-	if (real_poll == NULL) {
-		errno = ENOSYS;
-		return -1;
+	if ((r = sess_poll(s, fds, nfds, timeout)) >= 0) {
+		*ret = r;
+		return 1;
 	}
-	if (s != NULL && (r = sess_poll(s, fds, nfds, timeout)) >= 0)
-		return r;
-	if (s != NULL && timeout != 0 && (left = sess_stage_left(s, fds, nfds)) >= 0 &&
+	if (timeout != 0 && (left = sess_stage_left(s, fds, nfds)) >= 0 &&
 	    (timeout < 0 || left < timeout)) {
 		/* libesmtp's timeout restarts with every byte it reads; the
 		 * stage's does not (a relay dripping its reply a byte at a
@@ -265,81 +243,38 @@ kr_smtp_poll(struct pollfd *fds, nfds_t nfds, int timeout)
 		timeout = left;
 		if (timeout == 0) {
 			sess_timed_out(s);
-			return 0;
+			*ret = 0;
+			return 1;
 		}
 	}
-	r = real_poll(fds, nfds, timeout);
-	if (r == 0 && timeout != 0 && s != NULL)
+	r = kr_smtp_real_poll(fds, nfds, timeout);
+	if (r == 0 && timeout != 0)
 		sess_timed_out(s);
-	return r;
+	*ret = r;
+	return 1;
 }
 
-static ssize_t (*real_write)(int, const void *, size_t);
-static ssize_t (*real_read)(int, void *, size_t);
-static pthread_once_t rw_once = PTHREAD_ONCE_INIT;
-static atomic_ulong smtp_writes; /* write(2)s on session sockets */
-static atomic_ulong smtp_ahead;  /* envelopes sent by pipe_ahead() */
-
-static void
-rw_load(void)
+/* libesmtp's write(2) and read(2) on the session's socket: write()
+ * appends to the session's buffer (sess_write()) and read() first sends
+ * that buffer, so nothing written can be waited for before it left. */
+static int
+hook_write(void *sess, int fd, const void *buf, size_t n, ssize_t *ret)
 {
-	void *p = dlsym(RTLD_NEXT, "write");
-
-	memcpy(&real_write, &p, sizeof(p));
-	p = dlsym(RTLD_NEXT, "read");
-	memcpy(&real_read, &p, sizeof(p));
+	return sess_write(sess, fd, buf, n, ret);
 }
 
-unsigned long
-kr_smtp_engine_writes(void)
+static int
+hook_read(void *sess, int fd, void *buf, size_t n, ssize_t *ret)
 {
-	return atomic_load(&smtp_writes);
+	return sess_read(sess, fd, buf, n, ret);
 }
 
-unsigned long
-kr_smtp_engine_ahead(void)
-{
-	return atomic_load(&smtp_ahead);
-}
-
-/* libesmtp writes the session with write(2); kairan's executables define write() and read() as they
- * define connect(). Outside an SMTP session's socket they are exactly
- * libc's. On it, write() appends to the session's buffer (sess_write())
- * and read() first sends that buffer, so nothing written can be waited
- * for before it left. */
-ssize_t
-write(int fd, const void *buf, size_t n)
-{
-	struct smtp_sess *s = tl_sess;
-	ssize_t r;
-
-	pthread_once(&rw_once, rw_load);
-	if (real_write == NULL) {
-		errno = ENOSYS;
-		return -1;
-	}
-	if (s != NULL && sess_write(s, fd, buf, n, &r))
-		return r;
-	return real_write(fd, buf, n);
-}
-
-ssize_t kr_smtp_read(int fd, void *buf, size_t n) __asm__("read");
-
-ssize_t
-kr_smtp_read(int fd, void *buf, size_t n)
-{
-	struct smtp_sess *s = tl_sess;
-	ssize_t r;
-
-	pthread_once(&rw_once, rw_load);
-	if (real_read == NULL) {
-		errno = ENOSYS;
-		return -1;
-	}
-	if (s != NULL && sess_read(s, fd, buf, n, &r))
-		return r;
-	return real_read(fd, buf, n);
-}
+static const struct kr_smtp_wrap hooks = {
+    .connect = hook_connect,
+    .poll = hook_poll,
+    .write = hook_write,
+    .read = hook_read,
+};
 
 /* ---- the transport ---- */
 
@@ -620,7 +555,7 @@ wait_fd(int fd, short events, int timeout_ms)
 	pfd.events = events;
 	pfd.revents = 0;
 	do
-		r = real_poll(&pfd, 1, timeout_ms);
+		r = kr_smtp_real_poll(&pfd, 1, timeout_ms);
 	while (r < 0 && errno == EINTR);
 	return r;
 }
@@ -970,7 +905,7 @@ wflush(struct smtp_sess *s)
 				break;
 			}
 		} else {
-			w = real_write(s->fd, s->wbuf + off, s->wlen - off);
+			w = kr_smtp_real_write(s->fd, s->wbuf + off, s->wlen - off);
 			atomic_fetch_add_explicit(&smtp_writes, 1,
 			                          memory_order_relaxed);
 		}
@@ -1103,7 +1038,7 @@ raw_read(struct smtp_sess *s, int fd)
 	int r;
 
 	if (s->ssl == NULL)
-		return real_read(fd, s->rbuf + s->r_len, room);
+		return kr_smtp_real_read(fd, s->rbuf + s->r_len, room);
 	s->in_ssl = true;
 	r = SSL_read(s->ssl, s->rbuf + s->r_len,
 	             room > INT_MAX ? INT_MAX : (int)room);
@@ -1240,7 +1175,7 @@ plain_reply(struct smtp_sess *s, int fd, char *buf, size_t size,
 			         timeout_ms);
 			return -1;
 		}
-		r = r > 0 ? real_read(fd, buf + n, size - 1 - n) : -1;
+		r = r > 0 ? kr_smtp_real_read(fd, buf + n, size - 1 - n) : -1;
 		if (r < 0 && (errno == EAGAIN || errno == EINTR))
 			continue;
 		if (r <= 0) {
@@ -1262,7 +1197,7 @@ plain_write(struct smtp_sess *s, int fd, const char *cmd, int timeout_ms)
 	ssize_t w;
 
 	while (off < n) {
-		w = real_write(fd, cmd + off, n - off);
+		w = kr_smtp_real_write(fd, cmd + off, n - off);
 		if (w > 0) {
 			off += (size_t)w;
 			continue;
@@ -1564,13 +1499,14 @@ out:
 static void
 on_tls_info(const SSL *ssl, int where, int ret)
 {
+	struct smtp_sess *cur = kr_smtp_wrap_sess();
 	const char *host;
 	unsigned char ipbuf[16];
 
 	(void)ret;
-	if (!(where & SSL_CB_HANDSHAKE_START) || tl_sess == NULL)
+	if (!(where & SSL_CB_HANDSHAKE_START) || cur == NULL)
 		return;
-	host = tl_sess->relay->host;
+	host = cur->relay->host;
 	if (inet_pton(AF_INET, host, ipbuf) == 1 ||
 	    inet_pton(AF_INET6, host, ipbuf) == 1)
 		return; /* RFC 6066: no IP addresses in SNI */
@@ -1751,11 +1687,12 @@ on_interact(auth_client_request_t req, char **result, int fields, void *arg)
 static bool
 peer_hung_up(void)
 {
+	struct smtp_sess *cur = kr_smtp_wrap_sess();
 	struct pollfd pfd;
 
-	if (tl_sess == NULL || tl_sess->fd < 0)
+	if (cur == NULL || cur->fd < 0)
 		return false;
-	pfd.fd = tl_sess->fd;
+	pfd.fd = cur->fd;
 	pfd.events = POLLRDHUP;
 	pfd.revents = 0;
 	if (poll(&pfd, 1, 0) != 1)
@@ -1767,6 +1704,7 @@ static const char *
 on_message(void **ctx, int *len, void *arg)
 {
 	struct smtp_mstate *ms = arg;
+	struct smtp_sess *cur = kr_smtp_wrap_sess();
 	size_t left, chunk;
 	const char *p;
 
@@ -1777,9 +1715,9 @@ on_message(void **ctx, int *len, void *arg)
 	}
 	left = ms->msg->len - ms->off;
 	if (ms->off == 0)
-		flush_outcomes(tl_sess);
-	if (tl_sess != NULL)
-		tl_sess->cur = ms;
+		flush_outcomes(cur);
+	if (cur != NULL)
+		cur->cur = ms;
 	if (left == 0) {
 		/* libesmtp writes the final dot next. If the server has
 		 * already hung up, it cannot get it: the message was not
@@ -1921,9 +1859,9 @@ run_session(struct kr_transport *t, struct smtp_relay *r,
 	pipe_was_pending = sigismember(&pending, SIGPIPE);
 
 	ERR_clear_error();
-	tl_sess = &s;
+	kr_smtp_wrap_set(&hooks, &s);
 	(void)smtp_start_session(session);
-	tl_sess = NULL;
+	kr_smtp_wrap_set(NULL, NULL);
 	if (s.ssl != NULL) { /* libesmtp closed the socket: no close_notify */
 		SSL_set_quiet_shutdown(s.ssl, 1);
 		SSL_free(s.ssl);
@@ -2306,8 +2244,6 @@ kr_smtp_engine_check(struct kr_transport *t, size_t i, char *why,
 	ssize_t n;
 
 	why[0] = '\0';
-	pthread_once(&poll_once, poll_load);
-	pthread_once(&rw_once, rw_load);
 	memset(&s, 0, sizeof(s));
 	if (i >= t->n_relays) {
 		snprintf(why, size, "no relay %zu", i);
@@ -2330,9 +2266,9 @@ kr_smtp_engine_check(struct kr_transport *t, size_t i, char *why,
 		            a->ai_protocol);
 		if (fd < 0)
 			continue;
-		tl_sess = &s;
+		kr_smtp_wrap_set(&hooks, &s);
 		rc = connect(fd, a->ai_addr, a->ai_addrlen);
-		tl_sess = NULL;
+		kr_smtp_wrap_set(NULL, NULL);
 		if (rc == 0)
 			break;
 		if (s.why[0] != '\0')
