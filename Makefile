@@ -78,9 +78,9 @@ ALL_CFLAGS = $(BASE_CFLAGS) $(OPT) $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(LDOPT) -pthread $(LDFLAGS)
 
 # lib/smtp_wrap.c defines connect(), read(), write() and poll() for the
-# engine (lib/smtp_engine.c): both go into kairan-smtp only, never into
-# libkairan.a.
-SMTP_ENGINE := lib/smtp_engine.c lib/smtp_wrap.c
+# engine (lib/smtp_engine.c, lib/smtp_tls.c): they go into kairan-smtp
+# only, never into libkairan.a.
+SMTP_ENGINE := lib/smtp_engine.c lib/smtp_tls.c lib/smtp_wrap.c
 LIB_SRC := $(sort $(filter-out $(SMTP_ENGINE),$(wildcard lib/*.c)) \
 	$(wildcard subscribers/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o)

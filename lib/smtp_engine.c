@@ -73,6 +73,7 @@
  * - its connect(2) is blocking with no timeout: our wrapper adds one.
  */
 #include "smtp_engine.h"
+#include "smtp_int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -140,9 +141,6 @@ kr_smtp_engine_ahead(void)
 }
 
 static int sess_connected(struct smtp_sess *s, int fd, int *timeout_ms);
-static int tls_handshake(struct smtp_sess *s, int fd, int timeout_ms);
-static int starttls(struct smtp_sess *s, int fd, int timeout_ms);
-static int peer_ok(struct smtp_sess *s, SSL *ssl, char *why, size_t size);
 static int sess_poll(struct smtp_sess *s, struct pollfd *fds, nfds_t nfds,
                      int timeout);
 static void sess_timed_out(struct smtp_sess *s);
@@ -178,7 +176,7 @@ hook_connect(void *sess, int fd, const struct sockaddr *addr, socklen_t len,
 	flags = fcntl(fd, F_GETFL);
 	if (flags < 0 || (flags & O_NONBLOCK) ||
 	    fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
-		if (tls_handshake(s, -1, 0) < 0) {
+		if (smtp_tls_handshake(s, -1, 0) < 0) {
 			/* never plain text to a TLS port */
 			errno = ECONNABORTED;
 			*ret = -1;
@@ -206,8 +204,8 @@ hook_connect(void *sess, int fd, const struct sockaddr *addr, socklen_t len,
 			r = e == 0 ? 0 : -1;
 		}
 	}
-	if (r == 0 && (starttls(s, fd, timeout_ms) < 0 ||
-	               tls_handshake(s, fd, timeout_ms) < 0)) {
+	if (r == 0 && (smtp_starttls(s, fd, timeout_ms) < 0 ||
+	               smtp_tls_handshake(s, fd, timeout_ms) < 0)) {
 		errno = ECONNABORTED;
 		r = -1;
 	}
@@ -277,103 +275,6 @@ static const struct kr_smtp_wrap hooks = {
 };
 
 /* ---- the transport ---- */
-
-struct smtp_relay {
-	char *host;
-	unsigned port;
-	char hostport[64];
-	enum kr_cfg_tls tls;
-	char *user;
-	char *password; /* sodium_malloc'd */
-	SSL_CTX *ssl_ctx;
-	auth_context_t auth;
-	/* Nothing is sent ahead to it: configured so (`pipelining:
-	 * false`), or it let a MAIL FROM sent ahead go unanswered
-	 * (sess_timed_out()). */
-	atomic_bool no_ahead;
-};
-
-struct kr_transport {
-	struct smtp_relay *relays;
-	size_t n_relays;
-	long timeout_ms;
-};
-
-/* Per message, for one send(). */
-struct smtp_mstate {
-	struct kr_msg *msg;
-	smtp_message_t m; /* in the current session */
-	smtp_recipient_t r;
-	size_t off;         /* how much libesmtp has read */
-	bool eof;           /* libesmtp read the whole message */
-	bool peer_gone;     /* ... and the server had hung up by then */
-	bool mail_answered; /* the server replied to its MAIL */
-	bool finished;      /* outcome set and done called */
-	bool invalid;
-};
-
-struct smtp_sess {
-	struct kr_transport *t;
-	struct smtp_relay *relay;
-	kr_transport_done_fn done;
-	void *ctx;
-	int fd;
-	bool fatal; /* relay unusable: stop, try the next */
-	bool auth_sent, authenticated;
-	/* What libesmtp wrote and poll() has not sent yet (sess_write()):
-	 * on only with TCP_NODELAY, so the Nagle benchmark rows show
-	 * libesmtp as shipped. */
-	bool buffered;
-	char *wbuf;
-	size_t wlen, wcap;
-	int werr;                 /* a write(2) failed: errno, kept */
-	bool read_since_write;    /* replies read since our last write */
-	struct smtp_mstate *cur;  /* the message libesmtp reads from us */
-	/* Implicit TLS (`tls: tls`): the connection, made in connect();
-	 * in_ssl while OpenSSL itself reads or writes the socket. */
-	SSL *ssl;
-	bool in_ssl;
-	/* STARTTLS done by starttls(): the greeting it read, given to
-	 * libesmtp as if it came through TLS. */
-	char *pre;
-	size_t pre_len, pre_off;
-	char why[200];     /* why the relay was unusable */
-	size_t n_finished; /* outcomes given in this session */
-	/* Outcomes known but not yet handed to done, in order; see
-	 * flush_outcomes(). NULL: hand them over at once. */
-	struct smtp_mstate **pend;
-	size_t n_pend;
-	/* Commands sent ahead of libesmtp (pipe_ahead()). */
-	struct smtp_mstate *ms; /* the session's messages, in order */
-	size_t n_ms;
-	int pipe;          /* -1 off, 0 not known yet, 1 on */
-	int connections;   /* connects in this session */
-	/* The message whose MAIL FROM just went: the next flush shows
-	 * whether libesmtp pipelines its RCPT+DATA (pipe 0 -> 1 or -1). */
-	struct smtp_mstate *learn;
-	int mail_size;     /* MAIL FROM carries SIZE=: 1 yes, 0 no, -1 unknown */
-	char xp[700];      /* sent ahead: what libesmtp writes next */
-	size_t xp_len, xp_off;
-	size_t xp_mail;    /* of which the MAIL FROM line (0: none) */
-	bool dead;         /* connection given up (give_up()) */
-	/* The replies to what went ahead, in order (filter_replies()). */
-	unsigned char rf_q[16];
-	int rf_head, rf_n;
-	int rf_col;
-	char rf_code, rf_sep;
-	/* Which reply answers which command (smtp_sync.c): a reply out
-	 * of step gives the connection up (desync). */
-	struct kr_smtp_sync sync;
-	bool desync;
-	/* The stage deadline (CLOCK_MONOTONIC ms; 0: none): the next
-	 * reply must be complete by then, however the relay drips it. Set
-	 * when something is written and when a reply is complete. */
-	int64_t deadline;
-	/* What the relay sent and libesmtp has not read: r_ready whole
-	 * lines, then the start of one still coming (sess_read()). */
-	char rbuf[16384];
-	size_t r_len, r_ready;
-};
 
 static pthread_once_t auth_once = PTHREAD_ONCE_INIT;
 
@@ -446,8 +347,8 @@ sess_connected(struct smtp_sess *s, int fd, int *timeout_ms)
 }
 
 /* Copies a server reply into dst without control characters. */
-static void
-copy_reply(char *dst, size_t size, const char *src)
+void
+smtp_copy_reply(char *dst, size_t size, const char *src)
 {
 	size_t i = 0;
 
@@ -498,7 +399,7 @@ finish(struct smtp_sess *s, struct smtp_mstate *ms, enum kr_send_result res,
 	ms->finished = true;
 	ms->msg->result = res;
 	ms->msg->code = code;
-	copy_reply(ms->msg->reply, sizeof(ms->msg->reply), text);
+	smtp_copy_reply(ms->msg->reply, sizeof(ms->msg->reply), text);
 	if (s != NULL && s->relay != NULL)
 		snprintf(ms->msg->relay, sizeof(ms->msg->relay), "%s",
 		         s->relay->hostport);
@@ -545,8 +446,8 @@ flush_outcomes(struct smtp_sess *s)
 
 /* Waits up to timeout_ms for fd to be readable (POLLIN) or writable.
  * Returns 1 ready, 0 timed out, -1 error. */
-static int
-wait_fd(int fd, short events, int timeout_ms)
+int
+smtp_wait_fd(int fd, short events, int timeout_ms)
 {
 	struct pollfd pfd;
 	int r;
@@ -918,7 +819,7 @@ wflush(struct smtp_sess *s)
 		if (w < 0 && errno == EAGAIN) { /* == EWOULDBLOCK here */
 			/* a relay that reads slowly has the stage's time */
 			r = stage_left(s);
-			r = wait_fd(s->fd, events,
+			r = smtp_wait_fd(s->fd, events,
 			            r >= 0 ? r : (int)s->t->timeout_ms);
 			if (r > 0)
 				continue;
@@ -1132,225 +1033,6 @@ sess_read(struct smtp_sess *s, int fd, void *buf, size_t n, ssize_t *ret)
 	return 1;
 }
 
-/* Reads one whole SMTP reply from the plain-text socket into buf (size
- * bytes, NUL-terminated), within timeout_ms. Nothing may follow it: a
- * server that talks ahead before TLS could smuggle plain text into the
- * TLS session (the STARTTLS injection flaws). Returns its length, or -1
- * with why set. */
-static ssize_t
-plain_reply(struct smtp_sess *s, int fd, char *buf, size_t size,
-            int timeout_ms, const char *what)
-{
-	size_t n = 0, at = 0;
-	ssize_t r;
-	char *nl;
-
-	for (;;) {
-		/* complete lines: "NNN-" goes on, anything else ends it */
-		while ((nl = memchr(buf + at, '\n', n - at)) != NULL) {
-			size_t end = (size_t)(nl - buf) + 1;
-			bool more = end - at >= 4 && buf[at + 3] == '-';
-
-			at = end;
-			if (more)
-				continue;
-			if (at != n) {
-				snprintf(s->why, sizeof(s->why),
-				         "STARTTLS: the relay sent more than its "
-				         "%s reply", what);
-				return -1;
-			}
-			buf[n] = '\0';
-			return (ssize_t)n;
-		}
-		if (n + 1 >= size) {
-			snprintf(s->why, sizeof(s->why),
-			         "STARTTLS: %s reply too long", what);
-			return -1;
-		}
-		r = wait_fd(fd, POLLIN, timeout_ms);
-		if (r == 0) {
-			snprintf(s->why, sizeof(s->why),
-			         "STARTTLS: no %s reply within %d ms", what,
-			         timeout_ms);
-			return -1;
-		}
-		r = r > 0 ? kr_smtp_real_read(fd, buf + n, size - 1 - n) : -1;
-		if (r < 0 && (errno == EAGAIN || errno == EINTR))
-			continue;
-		if (r <= 0) {
-			snprintf(s->why, sizeof(s->why),
-			         "STARTTLS: connection lost waiting for the %s "
-			         "reply",
-			         what);
-			return -1;
-		}
-		n += (size_t)r;
-	}
-}
-
-/* Writes a short command on the plain-text socket. Returns 0 or -1. */
-static int
-plain_write(struct smtp_sess *s, int fd, const char *cmd, int timeout_ms)
-{
-	size_t off = 0, n = strlen(cmd);
-	ssize_t w;
-
-	while (off < n) {
-		w = kr_smtp_real_write(fd, cmd + off, n - off);
-		if (w > 0) {
-			off += (size_t)w;
-			continue;
-		}
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0 && errno == EAGAIN && wait_fd(fd, POLLOUT, timeout_ms) > 0)
-			continue;
-		snprintf(s->why, sizeof(s->why), "STARTTLS: cannot write: %s",
-		         w < 0 ? strerror(errno) : "closed");
-		return -1;
-	}
-	return 0;
-}
-
-/* STARTTLS (RFC 3207), done here rather than by libesmtp: libesmtp 1.1's
- * own hangs on TLS 1.3 session tickets and keeps this file from seeing
- * the plain text it writes (so nothing could be sent ahead of it). On the
- * fresh connection: the greeting, EHLO, STARTTLS, then tls_handshake();
- * libesmtp (with STARTTLS off) is then given the greeting, and says EHLO
- * again inside TLS, as RFC 3207 wants. Never a fallback to plain text: a
- * relay that does not offer STARTTLS, or refuses it, is unusable. A
- * greeting that is not 2xx is left to libesmtp, which reads it and quits,
- * as with any relay. Returns 0, or -1 with the relay marked unusable. */
-static int
-starttls(struct smtp_sess *s, int fd, int timeout_ms)
-{
-	char buf[8192] = {0}, cmd[300];
-	const char *p, *e;
-	struct utsname u;
-	bool offered = false;
-	ssize_t n;
-
-	if (s->relay == NULL || s->relay->tls != KR_CFG_TLS_STARTTLS)
-		return 0;
-	free(s->pre);
-	s->pre = NULL;
-	s->pre_len = s->pre_off = 0;
-	if ((n = plain_reply(s, fd, buf, sizeof(buf), timeout_ms,
-	                     "greeting")) < 0)
-		goto fail;
-	s->pre = kr_xmalloc((size_t)n + 1); /* a NUL in it is the relay's */
-	memcpy(s->pre, buf, (size_t)n + 1);
-	s->pre_len = (size_t)n;
-	if (buf[0] != '2')
-		return 0;
-	snprintf(cmd, sizeof(cmd), "EHLO %s\r\n",
-	         uname(&u) == 0 && u.nodename[0] != '\0' ? u.nodename
-	                                                 : "localhost");
-	if (plain_write(s, fd, cmd, timeout_ms) < 0 ||
-	    (n = plain_reply(s, fd, buf, sizeof(buf), timeout_ms, "EHLO")) < 0)
-		goto fail;
-	for (p = buf; buf[0] == '2' && p < buf + n; p = e) {
-		/* "250-STARTTLS" or "250 STARTTLS", any case; the reply
-		 * may hold NULs (n counts) */
-		e = memchr(p, '\n', (size_t)(buf + n - p));
-		e = e != NULL ? e + 1 : buf + n;
-		if (e - p >= 12 && strncasecmp(p + 4, "STARTTLS", 8) == 0 &&
-		    (p[12] == '\r' || p[12] == '\n' || p[12] == ' '))
-			offered = true;
-	}
-	if (!offered) {
-		snprintf(s->why, sizeof(s->why),
-		         "relay does not offer STARTTLS");
-		goto fail;
-	}
-	if (plain_write(s, fd, "STARTTLS\r\n", timeout_ms) < 0 ||
-	    plain_reply(s, fd, buf, sizeof(buf), timeout_ms, "STARTTLS") < 0)
-		goto fail;
-	if (strncmp(buf, "220", 3) != 0) {
-		char r[120];
-
-		copy_reply(r, sizeof(r), buf);
-		snprintf(s->why, sizeof(s->why), "STARTTLS refused: %s", r);
-		goto fail;
-	}
-	return 0;
-fail:
-	s->fatal = true;
-	return -1;
-}
-
-/* TLS, implicit or after starttls(): the handshake on the freshly
- * connected, non-blocking socket, bounded by timeout_ms, then the checks
- * (chain, host name or IP; SNI from on_tls_info()). TLS 1.2 or 1.3. fd <
- * 0: the socket could not be prepared. Returns 0 (nothing to do for other relays), or -1 with the
- * relay marked unusable and why. */
-static int
-tls_handshake(struct smtp_sess *s, int fd, int timeout_ms)
-{
-	struct timespec t0, t1;
-	long left;
-	SSL *ssl;
-	int r, e;
-	char why[160];
-
-	if (s->ssl != NULL) { /* an earlier address of the same relay */
-		SSL_free(s->ssl);
-		s->ssl = NULL;
-	}
-	if (s->relay == NULL || s->relay->tls == KR_CFG_TLS_NONE ||
-	    (s->relay->tls == KR_CFG_TLS_STARTTLS && fd >= 0 &&
-	     s->pre_len > 0 && s->pre[0] != '2'))
-		return 0; /* no TLS, or a refusing greeting (see starttls()) */
-	ssl = NULL;
-	if (fd < 0) {
-		snprintf(s->why, sizeof(s->why), "TLS: socket not usable");
-		goto fail;
-	}
-	if ((ssl = SSL_new(s->relay->ssl_ctx)) == NULL ||
-	    SSL_set_fd(ssl, fd) != 1) {
-		snprintf(s->why, sizeof(s->why), "TLS: cannot set up");
-		goto fail;
-	}
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	s->in_ssl = true;
-	while ((r = SSL_connect(ssl)) != 1) {
-		e = SSL_get_error(ssl, r);
-		if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
-			unsigned long code = ERR_peek_last_error();
-			char es[120] = "handshake failed";
-
-			if (code != 0)
-				ERR_error_string_n(code, es, sizeof(es));
-			snprintf(s->why, sizeof(s->why), "TLS: %.150s", es);
-			goto fail;
-		}
-		clock_gettime(CLOCK_MONOTONIC, &t1);
-		left = timeout_ms - ((t1.tv_sec - t0.tv_sec) * 1000L +
-		                     (t1.tv_nsec - t0.tv_nsec) / 1000000L);
-		if (left <= 0 ||
-		    wait_fd(fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT,
-		            (int)left) <= 0) {
-			snprintf(s->why, sizeof(s->why),
-			         "TLS: no handshake within %d ms", timeout_ms);
-			goto fail;
-		}
-	}
-	s->in_ssl = false;
-	if (!peer_ok(s, ssl, why, sizeof(why))) {
-		snprintf(s->why, sizeof(s->why), "TLS: %s", why);
-		goto fail;
-	}
-	s->ssl = ssl;
-	return 0;
-fail:
-	s->in_ssl = false;
-	s->fatal = true;
-	SSL_free(ssl);
-	ERR_clear_error();
-	return -1;
-}
-
 /* poll() in a session. A wait for the socket to become writable is
  * answered at once: write() takes everything (libesmtp then writes into
  * the buffer and waits for the reply, and that poll sends it). A
@@ -1456,66 +1138,6 @@ abort_session(struct smtp_sess *s, const char *fmt, ...)
 		(void)shutdown(s->fd, SHUT_RDWR);
 }
 
-/* Host name (or IP address) check of the peer certificate, and the
- * chain verification result, done by us whatever libesmtp concluded. */
-static int
-peer_ok(struct smtp_sess *s, SSL *ssl, char *why, size_t size)
-{
-	X509 *cert = NULL;
-	long v;
-	int ok = 0, r;
-	const char *host = s->relay->host;
-	unsigned char ipbuf[16];
-
-	v = SSL_get_verify_result(ssl);
-	if (v != X509_V_OK) {
-		snprintf(why, size, "certificate not trusted: %s",
-		         X509_verify_cert_error_string(v));
-		goto out;
-	}
-	cert = SSL_get1_peer_certificate(ssl);
-	if (cert == NULL) {
-		snprintf(why, size, "no server certificate");
-		goto out;
-	}
-	if (inet_pton(AF_INET, host, ipbuf) == 1 ||
-	    inet_pton(AF_INET6, host, ipbuf) == 1)
-		r = X509_check_ip_asc(cert, host, 0);
-	else
-		r = X509_check_host(cert, host, 0, 0, NULL);
-	if (r != 1) {
-		snprintf(why, size, "certificate does not name %s", host);
-		goto out;
-	}
-	ok = 1;
-out:
-	X509_free(cert);
-	return ok;
-}
-
-/* libesmtp sends no SNI; many relays need it to pick their certificate.
- * OpenSSL calls this as the handshake starts, before the ClientHello is
- * built, in the session's thread: name the relay there. */
-static void
-on_tls_info(const SSL *ssl, int where, int ret)
-{
-	struct smtp_sess *cur = kr_smtp_wrap_sess();
-	const char *host;
-	unsigned char ipbuf[16];
-
-	(void)ret;
-	if (!(where & SSL_CB_HANDSHAKE_START) || cur == NULL)
-		return;
-	host = cur->relay->host;
-	if (inet_pton(AF_INET, host, ipbuf) == 1 ||
-	    inet_pton(AF_INET6, host, ipbuf) == 1)
-		return; /* RFC 6066: no IP addresses in SNI */
-	/* SSL_set_tlsext_host_name(), whose macro casts away host's const
-	 * (and takes a non-const SSL) */
-	(void)SSL_ctrl((SSL *)(uintptr_t)ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME,
-	               TLSEXT_NAMETYPE_host_name, (void *)(uintptr_t)host);
-}
-
 static struct smtp_mstate *
 mstate_of(smtp_message_t m)
 {
@@ -1583,7 +1205,7 @@ on_event(smtp_session_t session, int event, void *arg, ...)
 		ok = va_arg(ap, int *);
 		ssl = va_arg(ap, SSL *);
 		*ok = 0;
-		(void)peer_ok(s, ssl, why, sizeof(why));
+		(void)smtp_peer_ok(s, ssl, why, sizeof(why));
 		abort_session(s, "TLS: %s", why);
 		break;
 	case SMTP_EV_NO_PEER_CERTIFICATE:
@@ -1597,7 +1219,7 @@ on_event(smtp_session_t session, int event, void *arg, ...)
 		ok = va_arg(ap, int *);
 		(void)va_arg(ap, char *);
 		ssl = va_arg(ap, SSL *);
-		*ok = peer_ok(s, ssl, why, sizeof(why));
+		*ok = smtp_peer_ok(s, ssl, why, sizeof(why));
 		if (!*ok)
 			abort_session(s, "TLS: %s", why);
 		break;
@@ -1609,7 +1231,7 @@ on_event(smtp_session_t session, int event, void *arg, ...)
 		break;
 	case SMTP_EV_STARTTLS_OK:
 		ssl = va_arg(ap, SSL *);
-		if (!peer_ok(s, ssl, why, sizeof(why)))
+		if (!smtp_peer_ok(s, ssl, why, sizeof(why)))
 			abort_session(s, "TLS: %s", why);
 		break;
 	case SMTP_EV_NO_CLIENT_CERTIFICATE:
@@ -2025,53 +1647,6 @@ smtp_destroy(struct kr_transport **tp)
 }
 
 static int
-relay_tls(struct smtp_relay *r, const struct kr_cfg_relay *c,
-          struct kr_err *err)
-{
-	X509_VERIFY_PARAM *vp;
-	unsigned char ipbuf[16];
-	int ret = -1;
-
-	r->ssl_ctx = SSL_CTX_new(TLS_client_method());
-	if (r->ssl_ctx == NULL) {
-		kr_err_set(err, KR_ERR_IO, "smtp %s: SSL_CTX_new failed",
-		           r->hostport);
-		goto out;
-	}
-	/* TLS 1.2 or 1.3. (libesmtp 1.1's own STARTTLS hung on TLS 1.3
-	 * session tickets, waiting in poll() for a reply OpenSSL already
-	 * held: kairan does STARTTLS itself, see starttls().) */
-	(void)SSL_CTX_set_min_proto_version(r->ssl_ctx, TLS1_2_VERSION);
-	SSL_CTX_set_verify(r->ssl_ctx, SSL_VERIFY_PEER, NULL);
-	if (c->ca_file != NULL) {
-		if (SSL_CTX_load_verify_locations(r->ssl_ctx, c->ca_file,
-		                                     NULL) != 1) {
-			kr_err_set(
-			    err, KR_ERR_INVALID,
-			    "smtp %s: ca_file %s: cannot load certificates",
-			    r->hostport, c->ca_file);
-			goto out;
-		}
-	} else if (SSL_CTX_set_default_verify_paths(r->ssl_ctx) != 1) {
-		kr_err_set(err, KR_ERR_IO,
-		           "smtp %s: cannot load the system CA certificates",
-		           r->hostport);
-		goto out;
-	}
-	SSL_CTX_set_info_callback(r->ssl_ctx, on_tls_info);
-	/* The handshake itself fails on a wrong name. */
-	vp = SSL_CTX_get0_param(r->ssl_ctx);
-	if (inet_pton(AF_INET, r->host, ipbuf) == 1 ||
-	    inet_pton(AF_INET6, r->host, ipbuf) == 1)
-		(void)X509_VERIFY_PARAM_set1_ip_asc(vp, r->host);
-	else
-		(void)X509_VERIFY_PARAM_set1_host(vp, r->host, 0);
-	ret = 0;
-out:
-	return ret;
-}
-
-static int
 smtp_create(const struct kr_config *cfg, struct kr_transport **out,
             struct kr_err *err)
 {
@@ -2123,7 +1698,7 @@ smtp_create(const struct kr_config *cfg, struct kr_transport **out,
 			           "smtp[%zu]: host name too long", i);
 			goto out;
 		}
-		if (c->tls != KR_CFG_TLS_NONE && relay_tls(r, c, err) != 0)
+		if (c->tls != KR_CFG_TLS_NONE && smtp_relay_tls(r, c, err) != 0)
 			goto out;
 		if (c->user != NULL) {
 			size_t pl;
@@ -2292,9 +1867,9 @@ kr_smtp_engine_check(struct kr_transport *t, size_t i, char *why,
 		goto out;
 	}
 	/* tls: none: does it offer STARTTLS? */
-	if (plain_reply(&s, fd, buf, sizeof(buf), timeout_ms, "greeting") < 0 ||
-	    plain_write(&s, fd, "EHLO doctor.invalid\r\n", timeout_ms) < 0 ||
-	    (n = plain_reply(&s, fd, buf, sizeof(buf), timeout_ms, "EHLO")) < 0) {
+	if (smtp_plain_reply(&s, fd, buf, sizeof(buf), timeout_ms, "greeting") < 0 ||
+	    smtp_plain_write(&s, fd, "EHLO doctor.invalid\r\n", timeout_ms) < 0 ||
+	    (n = smtp_plain_reply(&s, fd, buf, sizeof(buf), timeout_ms, "EHLO")) < 0) {
 		snprintf(why, size, "%s: %s", s.relay->hostport, s.why);
 		goto out;
 	}
@@ -2305,7 +1880,7 @@ kr_smtp_engine_check(struct kr_transport *t, size_t i, char *why,
 		if (e - p >= 12 && strncasecmp(p + 4, "STARTTLS", 8) == 0)
 			ret = 1;
 	}
-	(void)plain_write(&s, fd, "QUIT\r\n", timeout_ms);
+	(void)smtp_plain_write(&s, fd, "QUIT\r\n", timeout_ms);
 	snprintf(why, size, "%s: plain text, %s", s.relay->hostport,
 	         ret == 1 ? "the relay offers STARTTLS" : "no STARTTLS offered");
 out:
