@@ -106,7 +106,8 @@ ctl_store(struct ctl *c)
 		return CTL_OK;
 	if ((r = ctl_config(c)) != CTL_OK)
 		return r;
-	if (kr_store_open(c->cfg->database, NULL, &c->store, &err) < 0) {
+	if (kr_store_open(c->cfg->database, c->cfg->database_password_file,
+	                  &c->store, &err) < 0) {
 		ctl_error("%s", err.msg);
 		return CTL_FAIL;
 	}

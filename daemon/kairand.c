@@ -413,7 +413,8 @@ start(struct kd *kd)
 	/* Opening migrates the schema, once, before any other connection.
 	 * Every connection of kairand leaves checkpoints to loop(). */
 	kr_store_upkeep_from_loop();
-	if (kr_store_open(kd->cfg->database, NULL, &kd->store, &err) < 0 ||
+	if (kr_store_open(kd->cfg->database, kd->cfg->database_password_file,
+	                  &kd->store, &err) < 0 ||
 	    kr_store_lock_daemon(kd->store, &err) < 0) {
 		kr_log_err("%s", err.msg);
 		return -1;
@@ -434,7 +435,9 @@ start(struct kd *kd)
 		kr_log_err("%s", err.msg);
 		return -1;
 	}
-	kd->metrics = kd_metrics_new(kd->cfg->database, kd->delivery);
+	kd->metrics = kd_metrics_new(kd->cfg->database,
+	                             kd->cfg->database_password_file,
+	                             kd->delivery);
 	if (listen_fds(&l) < 0)
 		return -1;
 	if (kr_web_start(kd->cfg, kd->ring, &l, &kd->web, &err) < 0) {

@@ -98,7 +98,8 @@ watch(struct kd_intake *in, const struct kr_config *cfg)
 	in->cfg = cfg;
 	if (cfg == NULL || cfg->outbox == NULL)
 		return;
-	if (kr_store_open(cfg->database, NULL, &in->store, &err) < 0) {
+	if (kr_store_open(cfg->database, cfg->database_password_file,
+	                  &in->store, &err) < 0) {
 		kr_log_err("outbox: %s", err.msg);
 		return;
 	}

@@ -21,6 +21,7 @@
 struct kd_metrics {
 	pthread_mutex_t lock;
 	char *database;
+	char *password_file; /* NULL: none */
 	struct kr_delivery *delivery;
 	struct kr_store *store; /* opened at the first look */
 	struct kr_buf gauges;   /* the text of the last good look */
@@ -50,12 +51,15 @@ mono(void)
 }
 
 struct kd_metrics *
-kd_metrics_new(const char *database, struct kr_delivery *delivery)
+kd_metrics_new(const char *database, const char *password_file,
+               struct kr_delivery *delivery)
 {
 	struct kd_metrics *m = kr_xcalloc(1, sizeof(*m));
 
 	pthread_mutex_init(&m->lock, NULL);
 	m->database = kr_xstrdup(database);
+	m->password_file =
+	    password_file != NULL ? kr_xstrdup(password_file) : NULL;
 	m->delivery = delivery;
 	kr_buf_init(&m->gauges, 0);
 	return m;
@@ -71,6 +75,7 @@ kd_metrics_free(struct kd_metrics **mp)
 	kr_store_close(&m->store);
 	kr_buf_fini(&m->gauges);
 	free(m->database);
+	free(m->password_file);
 	pthread_mutex_destroy(&m->lock);
 	free(m);
 	*mp = NULL;
@@ -231,7 +236,8 @@ look(struct kd_metrics *m, struct kr_buf *out, struct kr_err *err)
 	struct tally t;
 	int r;
 
-	if (m->store == NULL && kr_store_open(m->database, NULL, &m->store, err) < 0)
+	if (m->store == NULL &&
+	    kr_store_open(m->database, m->password_file, &m->store, err) < 0)
 		return -1;
 	if (kr_store_delivery_counts(m->store, 0, &c, err) < 0 ||
 	    kr_store_bounce_counts(m->store, 0, &b, err) < 0)

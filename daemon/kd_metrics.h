@@ -18,9 +18,10 @@ struct kd_metrics;
 
 #define KD_METRICS_EVERY 5
 
-/* database is copied; delivery is borrowed (may be NULL) and must outlive
- * the scrapes. */
+/* database and password_file (may be NULL) are copied; delivery is
+ * borrowed (may be NULL) and must outlive the scrapes. */
 struct kd_metrics *kd_metrics_new(const char *database,
+                                  const char *password_file,
                                   struct kr_delivery *delivery);
 /* Closes the store connection and frees m; sets *m to NULL. Accepts NULL.
  * Call after the web module stopped calling kd_metrics_write. */

@@ -61,6 +61,8 @@ enum ftype {
 	FT_SEQ,       /* list of mappings: array of sub->elem_size + count */
 	FT_DOMAINMAP, /* domain: mapping, array of sub->elem_size + count */
 	FT_PERCENT,   /* 0.1% 5% or 0; stored as a fraction (double) */
+	FT_DATABASE,  /* an SQLite path, a postgresql:// URI (char *), or a
+	                 mapping (sub) the URI is built from */
 };
 
 #define F_REQUIRED 0x1
@@ -578,12 +580,57 @@ static const struct field governor_fields[] = {
 static const struct section governor_section = {
     "governor", governor_fields, KR_NELEM(governor_fields), 0, 0, 0};
 
+static const struct enumval sslmodes[] = {
+    {"disable", 0}, {"allow", 1},     {"prefer", 2},      {"require", 3},
+    {"verify-ca", 4}, {"verify-full", 5}, {NULL, 0}};
+
+/* database: as a mapping selects PostgreSQL; check_database() builds the
+ * URI of cfg->database from these. */
+static const struct field database_fields[] = {
+    {.key = "host",
+     .type = FT_LINE,
+     .off = OFF(db.host),
+     .flags = F_REQUIRED,
+     .expect = "the PostgreSQL server's host name, IP address or socket "
+               "folder"},
+    {.key = "port",
+     .type = FT_UINT,
+     .off = OFF(db.port),
+     .min = 1,
+     .max = 65535,
+     .expect = "a port 1..65535"},
+    {.key = "dbname",
+     .type = FT_LINE,
+     .off = OFF(db.dbname),
+     .flags = F_REQUIRED,
+     .expect = "the database name"},
+    {.key = "user",
+     .type = FT_LINE,
+     .off = OFF(db.user),
+     .expect = "the PostgreSQL role to connect as"},
+    {.key = "sslmode",
+     .type = FT_ENUM,
+     .flags = F_ENUMSTR,
+     .off = OFF(db.sslmode),
+     .enums = sslmodes,
+     .expect = "disable, allow, prefer, require, verify-ca or verify-full"},
+    {.key = "password_file",
+     .type = FT_PATH,
+     .off = OFF(database_password_file),
+     .expect = "a file holding the password (or KAIRAN_DB_PASSWORD in the "
+               "environment)"},
+};
+static const struct section database_section = {
+    "database", database_fields, KR_NELEM(database_fields), 0, 0, 0};
+
 static const struct field root_fields[] = {
     {.key = "database",
-     .type = FT_PATH,
+     .type = FT_DATABASE,
      .off = OFF(database),
+     .sub = &database_section,
      .def = "/var/lib/kairan/kairan.db",
-     .expect = "a file name"},
+     .expect = "an SQLite file name, a postgresql:// URI or a mapping "
+               "with host, port, dbname, user, sslmode, password_file"},
     {.key = "key_file",
      .type = FT_PATH,
      .off = OFF(key_file),
@@ -1365,6 +1412,112 @@ lower_scheme(char *url)
 /* Converts one scalar into the field at base. node is NULL for a default
  * (which must be valid: it comes from the table). Returns 0 or -1 with an
  * error recorded. */
+/* Whether s (len bytes) starts with a scheme that selects PostgreSQL;
+ * *rest_out: the offset after "://". */
+static bool
+is_pg_uri(const char *s, size_t len, size_t *rest_out)
+{
+	static const char *const schemes[] = {"postgresql://", "postgres://"};
+	size_t i, n;
+
+	for (i = 0; i < KR_NELEM(schemes); i++) {
+		n = strlen(schemes[i]);
+		if (len >= n && strncasecmp(s, schemes[i], n) == 0) {
+			*rest_out = n;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* database: a path, or a libpq URI without a password; stored with the
+ * scheme spelled postgresql://. The value is never quoted back (it may
+ * hold a password). */
+static int
+conv_database(struct ctx *c, const struct field *f, const char *s, size_t len,
+              void *base, const yaml_mark_t *m, const char *path)
+{
+	size_t rest, i, auth_end, q;
+	const char *at, *p;
+
+	if (!is_pg_uri(s, len, &rest)) {
+		if (len == 0) {
+			cerr(c, m, "%s: '' is empty, expected %s", path,
+			     f->expect);
+			return -1;
+		}
+		if (memmem(s, len, "://", 3) != NULL) {
+			cerr(c, m,
+			     "%s: is a URI of a scheme kairan does not know, "
+			     "expected postgresql://HOST[:PORT]/DBNAME or an "
+			     "SQLite file name",
+			     path);
+			return -1;
+		}
+		set_str(base, f->off, kr_xstrndup(s, len));
+		return 0;
+	}
+	for (i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)s[i];
+
+		if (ch <= 0x20 || ch >= 0x7f || strchr("\"<>\\^`{|}", ch)) {
+			cerr(c, m,
+			     "%s: the URI has a space, quote or non-ASCII "
+			     "character, expected it percent-encoded",
+			     path);
+			return -1;
+		}
+	}
+	/* The authority ends at the first '/', '?' or '#'. */
+	for (auth_end = rest; auth_end < len && !strchr("/?#", s[auth_end]);
+	     auth_end++)
+		;
+	at = memrchr(s + rest, '@', auth_end - rest);
+	if (at != NULL && memchr(s + rest, ':', (size_t)(at - (s + rest)))) {
+		cerr(c, m,
+		     "%s: the URI holds a password, expected it in "
+		     "database.password_file or KAIRAN_DB_PASSWORD in the "
+		     "environment (never in the config file)",
+		     path);
+		return -1;
+	}
+	if (auth_end < len && s[auth_end] == '#') {
+		cerr(c, m, "%s: the URI has a fragment, expected none", path);
+		return -1;
+	}
+	p = memchr(s + auth_end, '?', len - auth_end);
+	if (p != NULL) {
+		/* key=value&key=value: no password= among them. */
+		q = (size_t)(p - s) + 1;
+		while (q < len) {
+			size_t e = q;
+
+			while (e < len && s[e] != '&')
+				e++;
+			if (e - q >= 9 && strncasecmp(s + q, "password=", 9) == 0) {
+				cerr(c, m,
+				     "%s: the URI holds a password, expected it "
+				     "in database.password_file or "
+				     "KAIRAN_DB_PASSWORD in the environment "
+				     "(never in the config file)",
+				     path);
+				return -1;
+			}
+			if (e - q >= 9 && strncasecmp(s + q, "passfile=", 9) == 0) {
+				cerr(c, m,
+				     "%s: the URI names a passfile, expected "
+				     "database.password_file",
+				     path);
+				return -1;
+			}
+			q = e + 1;
+		}
+	}
+	set_str(base, f->off,
+	        kr_xasprintf("postgresql://%.*s", (int)(len - rest), s + rest));
+	return 0;
+}
+
 static int
 conv_scalar(struct ctx *c, const struct field *f, const char *s, size_t len,
             void *base, const yaml_node_t *node, const char *path)
@@ -1528,6 +1681,9 @@ conv_scalar(struct ctx *c, const struct field *f, const char *s, size_t len,
 			break;
 		set_str(base, f->off, kr_xstrndup(s, len));
 		return 0;
+	case FT_DATABASE:
+		/* Its own messages: a URI may hold a password, never shown. */
+		return conv_database(c, f, s, len, base, m, path);
 	default:
 		why = "is text";
 		break;
@@ -1581,6 +1737,10 @@ free_section(const struct section *s, void *base)
 			break;
 		case FT_MAP:
 			free_section(f->sub, base);
+			break;
+		case FT_DATABASE:
+			free_section(f->sub, base);
+			set_str(base, f->off, NULL);
 			break;
 		case FT_IPLIST:
 			n = *cnt;
@@ -1928,6 +2088,12 @@ walk_value(struct ctx *c, const struct field *f, yaml_node_t *v, void *base,
 	case FT_DURLIST:
 		walk_durlist(c, f, v, base, path);
 		return;
+	case FT_DATABASE:
+		if (v->type == YAML_MAPPING_NODE) {
+			walk_map(c, f->sub, v, base, path, at);
+			return;
+		}
+		break;
 	default:
 		break;
 	}
@@ -2450,6 +2616,91 @@ check_timezone(struct ctx *c, struct kr_cfg_list *l, yaml_node_t *item,
 		     i, l->timezone, e.msg);
 }
 
+/* Appends s to b percent-encoded for a URI component (RFC 3986
+ * unreserved characters stay). */
+static int
+uri_escape(struct kr_buf *b, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	int r = 0;
+
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		    (ch >= '0' && ch <= '9') || strchr("-._~", ch))
+			r |= kr_buf_printf(b, "%c", ch);
+		else
+			r |= kr_buf_printf(b, "%%%c%c", hex[ch >> 4],
+			                    hex[ch & 15]);
+	}
+	return r;
+}
+
+/* database: a mapping becomes the URI in cfg->database; a password file
+ * goes with PostgreSQL only, and must be readable (not read: the store
+ * reads it when it connects). */
+static void
+check_database(struct ctx *c, struct kr_config *cfg, yaml_node_t *root)
+{
+	yaml_node_t *key = map_key(c->doc, root, "database");
+	yaml_node_t *v = map_get(c->doc, root, "database");
+	yaml_node_t *pf;
+	struct kr_buf b;
+	int r = 0;
+
+	if (v == NULL || v->type != YAML_MAPPING_NODE)
+		return;
+	pf = map_get(c->doc, v, "password_file");
+	if (cfg->db.host == NULL || cfg->db.dbname == NULL)
+		return; /* walk_map named what is missing */
+	if (cfg->db.host[0] == '\0' || cfg->db.dbname[0] == '\0') {
+		cerr(c, mark_of(key, v),
+		     "database: host or dbname is empty, expected a host "
+		     "name and a database name");
+		return;
+	}
+	kr_buf_init(&b, 0);
+	r |= kr_buf_printf(&b, "postgresql://");
+	if (cfg->db.user != NULL) {
+		r |= uri_escape(&b, cfg->db.user);
+		r |= kr_buf_printf(&b, "@");
+	}
+	/* A socket folder cannot be the URI's host: it goes in ?host=. */
+	if (cfg->db.host[0] != '/') {
+		if (strchr(cfg->db.host, ':') != NULL)
+			r |= kr_buf_printf(&b, "[%s]", cfg->db.host);
+		else
+			r |= uri_escape(&b, cfg->db.host);
+	}
+	if (cfg->db.port != 0)
+		r |= kr_buf_printf(&b, ":%u", cfg->db.port);
+	r |= kr_buf_printf(&b, "/");
+	r |= uri_escape(&b, cfg->db.dbname);
+	if (cfg->db.host[0] == '/') {
+		r |= kr_buf_printf(&b, "?host=");
+		r |= uri_escape(&b, cfg->db.host);
+	}
+	if (cfg->db.sslmode != NULL)
+		r |= kr_buf_printf(&b, "%ssslmode=%s",
+		                    cfg->db.host[0] == '/' ? "&" : "?",
+		                    cfg->db.sslmode);
+	if (r != 0) { /* unbounded: cannot happen */
+		kr_buf_fini(&b);
+		cerr(c, mark_of(key, v), "database: out of memory");
+		return;
+	}
+	free(cfg->database);
+	cfg->database = kr_buf_steal(&b);
+	if (cfg->database_password_file != NULL &&
+	    !(c->flags & KR_CONFIG_NO_SECRETS) &&
+	    access(cfg->database_password_file, R_OK) < 0)
+		cerr(c, mark_of(pf, v),
+		     "database.password_file: cannot read '%s': %s, expected a "
+		     "readable file holding the password",
+		     cfg->database_password_file, strerror(errno));
+}
+
 static void
 check_all(struct ctx *c, struct kr_config *cfg, yaml_node_t *root)
 {
@@ -2505,6 +2756,7 @@ check_all(struct ctx *c, struct kr_config *cfg, yaml_node_t *root)
 			     "is smtp (or delivery.transport: maildir)");
 	}
 	check_relays(c, cfg, root);
+	check_database(c, cfg, root);
 }
 
 /* libyaml's reader reports a byte offset, not a mark. */
@@ -2855,6 +3107,7 @@ keys_of(const struct section *s, const char *prefix, char **out, size_t max,
 
 		switch (f->type) {
 		case FT_MAP:
+		case FT_DATABASE:
 			sub = kr_xasprintf("%s.", name);
 			n = keys_of(f->sub, sub, out, max, n);
 			free(sub);

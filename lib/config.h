@@ -80,7 +80,18 @@ struct kr_cfg_relay {
 
 struct kr_config {
 	char *path;          /* the file it came from */
-	char *database;      /* default /var/lib/kairan/kairan.db */
+	/* An SQLite path (default /var/lib/kairan/kairan.db), or for
+	 * PostgreSQL a libpq URI "postgresql://…" that never holds a
+	 * password (database: as a URI or as a mapping, normalised). */
+	char *database;
+	/* PostgreSQL: the file holding the password (database.password_file);
+	 * NULL when none (the store then takes KAIRAN_DB_PASSWORD). */
+	char *database_password_file;
+	/* database: as a mapping, the parts database is built from */
+	struct {
+		char *host, *dbname, *user, *sslmode;
+		unsigned port; /* 0: libpq's default */
+	} db;
 	char *key_file;      /* default /var/lib/kairan/token.key */
 	char *host_id;       /* NULL: the machine's host name (delivery) */
 	char *public_url;    /* required; no trailing slash */

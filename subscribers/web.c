@@ -2508,7 +2508,8 @@ kr_web_start(const struct kr_config *cfg, const struct kr_keyring *ring,
 	                        KR_WEB_RATE_KEYS);
 	if (view_new(web, cfg, ring, &web->view, err) == -1)
 		goto out;
-	if (kr_store_open(cfg->database, NULL, &web->store, err) == -1) {
+	if (kr_store_open(cfg->database, cfg->database_password_file,
+	                  &web->store, err) == -1) {
 		kr_err_prefix(err, "web");
 		goto out;
 	}

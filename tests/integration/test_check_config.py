@@ -1,6 +1,7 @@
 """kairanctl check-config: exit codes, FILE:LINE:COLUMN lines on stderr,
 --config before or after the verb, --help. Runs the real binary."""
 import os
+import re
 import subprocess
 import sys
 
@@ -156,6 +157,36 @@ for what, path, msg in cases:
     rc, out, err = ctl("--config", path, "check-config")
     ok(rc == 2 and err.startswith(path + msg) and err.count("\n") == 1,
        "%s file: one clear line, exit 2" % what, (rc, out, err))
+
+# database: PostgreSQL as a URI or a mapping is checked, not connected to;
+# a password in the URI is refused at its line and column and never shown.
+pg_base = re.sub(r"^database: .*$", "database: DB", config_text(base, 18080,
+                                                                18081),
+                 count=1, flags=re.M)
+dbline = pg_base.splitlines().index("database: DB") + 1
+pwf = write("db.password", "s3cret-db\n")
+for what, db, good_form in [
+        ("URI", "postgresql://kairan@127.0.0.1:5432/news", True),
+        ("postgres:// URI", "postgres://kairan@db.example.jp/news", True),
+        ("mapping", "{host: 127.0.0.1, dbname: news, user: kairan, "
+         "password_file: %s}" % pwf, True),
+        ("URI with a password", "postgresql://kairan:hunter2@db/news", False),
+        ("URI with password=", "postgresql://db/news?password=hunter2",
+         False)]:
+    p = write("pg.yaml", pg_base.replace("database: DB", "database: " + db))
+    rc, out, err = ctl("--config", p, "check-config",
+                       env={"KAIRAN_DB_PASSWORD": "env-secret"})
+    text = out + err
+    leaked = [s for s in ("hunter2", "s3cret-db", "env-secret") if s in text]
+    if good_form:
+        ok(rc == 0 and "config OK" in out and not leaked,
+           "check-config: database as a %s is OK" % what, (rc, out, err))
+    else:
+        ok(rc == 2 and ("%s:%d:11: database: the URI holds a password" %
+                        (p, dbline)) in err and "KAIRAN_DB_PASSWORD" in err
+           and not leaked,
+           "check-config: a %s is refused at FILE:LINE:COLUMN, the "
+           "password not shown" % what, (rc, out, err))
 
 # Other verbs load the config without the relay password: an operator
 # who may not read the password file can still use them.

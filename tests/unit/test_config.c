@@ -1101,7 +1101,9 @@ test_config_all_errors_at_once(void **state)
 	/* In file order. */
 	assert_string_equal(
 	    e,
-	    "t.yaml:1:11: database: '' is empty, expected a file name\n"
+	    "t.yaml:1:11: database: '' is empty, expected an SQLite file name, "
+	    "a postgresql:// URI or a mapping with host, port, dbname, user, "
+	    "sslmode, password_file\n"
 	    "t.yaml:2:13: public_url: 'ftp://x' is not an http:// or "
 	    "https:// URL, expected an http(s) URL like "
 	    "https://news.example.jp\n"
@@ -1465,6 +1467,121 @@ test_config_merge_keys(void **state)
 	free(e);
 }
 
+/* database: a path stays SQLite; a postgresql:// or postgres:// URI or a
+ * mapping becomes one libpq URI without a password, with the password
+ * file beside it; a password in the URI is refused at its line and column
+ * and never quoted back. */
+static void
+test_config_database(void **state)
+{
+	struct kr_config *cfg;
+	char *e, path[64];
+	int fd;
+
+	(void)state;
+	cfg = load_ok(BASE "database: /srv/k.db\n");
+	assert_string_equal(cfg->database, "/srv/k.db");
+	assert_null(cfg->database_password_file);
+	kr_config_free(&cfg);
+	cfg = load_ok(BASE);
+	assert_string_equal(cfg->database, "/var/lib/kairan/kairan.db");
+	kr_config_free(&cfg);
+
+	cfg = load_ok(BASE "database: postgres://kairan@db.example.jp:5433/"
+	                   "news?sslmode=require\n");
+	assert_string_equal(cfg->database, "postgresql://kairan@db.example.jp:"
+	                                   "5433/news?sslmode=require");
+	assert_null(cfg->database_password_file);
+	kr_config_free(&cfg);
+	cfg = load_ok(BASE "database: POSTGRESQL://db/news\n");
+	assert_string_equal(cfg->database, "postgresql://db/news");
+	kr_config_free(&cfg);
+
+	/* The mapping, with a password file that exists. */
+	snprintf(path, sizeof(path), "/tmp/kairan-dbpw-%d", (int)getpid());
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "s3cret\n", 7), 7);
+	close(fd);
+	{
+		char *y = NULL;
+
+		assert_true(asprintf(&y,
+		                     BASE "database:\n"
+		                          "  host: db.example.jp\n"
+		                          "  port: 5433\n"
+		                          "  dbname: kairan news\n"
+		                          "  user: k@iran\n"
+		                          "  sslmode: verify-full\n"
+		                          "  password_file: %s\n",
+		                     path) > 0);
+		cfg = load_ok(y);
+		free(y);
+	}
+	assert_string_equal(cfg->database,
+	                    "postgresql://k%40iran@db.example.jp:5433/"
+	                    "kairan%20news?sslmode=verify-full");
+	assert_string_equal(cfg->database_password_file, path);
+	assert_null(strstr(cfg->database, "s3cret"));
+	kr_config_free(&cfg);
+	unlink(path);
+	cfg = load_ok(BASE "database: {host: /run/postgresql, dbname: k}\n");
+	assert_string_equal(cfg->database,
+	                    "postgresql:///k?host=%2Frun%2Fpostgresql");
+	kr_config_free(&cfg);
+	cfg = load_ok(BASE "database: {host: '::1', dbname: k}\n");
+	assert_string_equal(cfg->database, "postgresql://[::1]/k");
+	kr_config_free(&cfg);
+
+	/* A password in the URI: refused where it is, never shown. */
+	e = load_fail(BASE "database: postgresql://kairan:hunter2@db/news\n");
+	assert_non_null(strstr(e, "t.yaml:8:11: database: the URI holds a "
+	                          "password"));
+	assert_non_null(strstr(e, "password_file"));
+	assert_non_null(strstr(e, "KAIRAN_DB_PASSWORD"));
+	assert_null(strstr(e, "hunter2"));
+	free(e);
+	e = load_fail(BASE "database: postgresql://db/news?sslmode=require&"
+	                   "password=hunter2\n");
+	assert_non_null(strstr(e, "t.yaml:8:11: database: the URI holds a "
+	                          "password"));
+	assert_null(strstr(e, "hunter2"));
+	free(e);
+	e = load_fail(BASE "database: postgresql://:hunter2@db/news\n");
+	assert_non_null(strstr(e, "t.yaml:8:11:"));
+	assert_null(strstr(e, "hunter2"));
+	free(e);
+	/* Other bad forms. */
+	e = load_fail(BASE "database: mysql://db/news\n");
+	assert_non_null(strstr(e, "t.yaml:8:11: database: is a URI of a "
+	                          "scheme kairan does not know"));
+	free(e);
+	e = load_fail(BASE "database:\n  host: db\n");
+	assert_non_null(strstr(e, "t.yaml:8:1: database: missing required "
+	                          "key 'dbname'"));
+	free(e);
+	e = load_fail(BASE "database:\n  dbname: k\n  password: hunter2\n");
+	assert_non_null(strstr(e, "t.yaml:10:3: unknown key 'password' in "
+	                          "database"));
+	assert_non_null(strstr(e, "password_file"));
+	assert_null(strstr(e, "hunter2"));
+	free(e);
+	e = load_fail(BASE "database: {host: db, dbname: k, sslmode: maybe}\n");
+	assert_non_null(strstr(e, "database.sslmode:"));
+	free(e);
+	e = load_fail(BASE "database: {host: db, dbname: k, port: 0}\n");
+	assert_non_null(strstr(e, "database.port:"));
+	free(e);
+	e = load_fail(BASE "database: {host: db, dbname: k, password_file: "
+	                   "/nonexistent/pw}\n");
+	assert_non_null(strstr(e, "t.yaml:8:48: database.password_file: "
+	                          "cannot read '/nonexistent/pw'"));
+	free(e);
+	e = load_fail(BASE "database: [a, b]\n");
+	assert_non_null(strstr(e, "t.yaml:8:11: database: expected"));
+	free(e);
+}
+
 /* Every key the loader knows is documented in the example file, as
  * "key:" (set or commented out) or in a "#   key  meaning" table. */
 static void
@@ -1656,6 +1773,7 @@ main(void)
 	    cmocka_unit_test(test_config_shipped_files),
 	    cmocka_unit_test(test_config_example_documents_every_key),
 	    cmocka_unit_test(test_config_dkim),
+	    cmocka_unit_test(test_config_database),
 	    cmocka_unit_test(test_config_doctor_governor),
 	};
 

@@ -180,7 +180,7 @@ test_write(void **state)
 	char info[128];
 
 	fill(f);
-	m = kd_metrics_new(f->db, NULL);
+	m = kd_metrics_new(f->db, NULL, NULL);
 	kr_buf_init(&out, 0);
 	kd_metrics_write(m, &out);
 	assert_non_null(strstr(out.data,
@@ -237,7 +237,7 @@ test_store_down(void **state)
 
 	(void)f;
 	snprintf(path, sizeof(path), "%s/no/such/dir/kairan.db", f->dir);
-	m = kd_metrics_new(path, NULL);
+	m = kd_metrics_new(path, NULL, NULL);
 	kr_buf_init(&out, 0);
 	kd_metrics_write(m, &out);
 	assert_non_null(strstr(out.data, "kairan_metrics_store_up 0\n"));
