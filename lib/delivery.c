@@ -1418,7 +1418,8 @@ kr_delivery_start_dkim(const struct kr_config *cfg,
 	d->dkim = dkim;
 	kr_delivery_bucket_init(&d->global, 0, mono_now());
 	apply_config(d, cfg);
-	if (kr_store_open(cfg->database, NULL, &d->store, err) < 0) {
+	if (kr_store_open(cfg->database, cfg->database_password_file,
+	    &d->store, err) < 0) {
 		kr_err_prefix(err, "delivery");
 		goto out;
 	}

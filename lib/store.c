@@ -55,6 +55,16 @@ kr_store_open(const char *where, const char *password_file,
 	struct kr_store *s;
 
 	*store_out = NULL;
+	if (ops == &kr_store_sqlite_ops &&
+	    (strncmp(where, "postgresql://", 13) == 0 ||
+	     strncmp(where, "postgres://", 11) == 0))
+		/* not a file name: refused rather than created */
+		return kr_err_set(err, KR_ERR_DB,
+		                  "database %s: this kairan has no PostgreSQL "
+		                  "store yet (the configuration is read and "
+		                  "checked; the backend comes in a later "
+		                  "release): use an SQLite file path",
+		                  where);
 	if (ops->open(where, password_file, &be, err) < 0)
 		return -1;
 	s = kr_xcalloc(1, sizeof(*s));

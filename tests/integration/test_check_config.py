@@ -188,6 +188,19 @@ for what, db, good_form in [
            "check-config: a %s is refused at FILE:LINE:COLUMN, the "
            "password not shown" % what, (rc, out, err))
 
+# A verb that opens the store refuses PostgreSQL clearly (no backend in
+# this release), creates nothing, and shows no password.
+p = write("pg.yaml", pg_base.replace(
+    "database: DB", "database: {host: 127.0.0.1, dbname: news, user: kairan,"
+    " password_file: %s}" % pwf))
+rc, out, err = ctl("--config", p, "status",
+                   env={"KAIRAN_DB_PASSWORD": "env-secret"})
+ok(rc != 0 and "no PostgreSQL store yet" in err and
+   "s3cret-db" not in out + err and "env-secret" not in out + err and
+   not [f for f in os.listdir(base) if f.startswith("postgres")],
+   "kairanctl status on PostgreSQL: refused clearly, nothing created",
+   (rc, out, err))
+
 # Other verbs load the config without the relay password: an operator
 # who may not read the password file can still use them.
 rc, out, err = ctl("--config", "config/kairan.yaml", "keys", "list")

@@ -1543,6 +1543,26 @@ test_store_outcomes_fenced(void **state)
 	assert_int_equal(k.queued + k.deferred + k.uncertain + k.failed, 0);
 }
 
+/* A PostgreSQL URI is not a file name: until that backend exists it is
+ * refused, and nothing named like it appears. */
+static void
+test_store_postgresql_refused(void **state)
+{
+	struct kr_store *s = NULL;
+	struct kr_err err = {0};
+	struct stat sb;
+
+	(void)state;
+	assert_int_equal(kr_store_open("postgresql://kairan@127.0.0.1:5432/k",
+	                               NULL, &s, &err),
+	                 -1);
+	assert_null(s);
+	assert_int_equal(err.code, KR_ERR_DB);
+	assert_non_null(strstr(err.msg, "no PostgreSQL store yet"));
+	assert_int_equal(stat("postgresql:", &sb), -1);
+	assert_int_equal(kr_store_open("postgres://h/k", NULL, &s, &err), -1);
+}
+
 /* A restart takes back at once the rows its host's previous run had
  * claimed; another host's, and its own run's, stay leased. */
 static void
@@ -1592,6 +1612,7 @@ main(void)
 	    T(test_store_open_creates_current_schema),
 	    T(test_store_outcomes_fenced),
 	    T(test_store_reclaim_own_host),
+	    T(test_store_postgresql_refused),
 	    T(test_store_migrates_v1_in_place),
 	    T(test_store_ids_never_reused),
 	    T(test_store_unwritable_shm_refused),
