@@ -666,6 +666,12 @@ main(int argc, char **argv)
 		rc = KD_USAGE;
 		goto out;
 	}
+	if (check && kr_store_probe(kd.cfg->database,
+	                            kd.cfg->database_password_file, &err) < 0) {
+		fprintf(stderr, "%s: %s\n", kd.config_path, err.msg);
+		rc = KD_USAGE;
+		goto out;
+	}
 	if (check) {
 		printf("%s: ok\n", kd.config_path);
 		rc = KD_OK;

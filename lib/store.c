@@ -43,6 +43,9 @@ backend_for(const char *where)
 		if (strncmp(where, backends[i].prefix,
 		            strlen(backends[i].prefix)) == 0)
 			return backends[i].ops;
+	if (strncmp(where, "postgresql://", 13) == 0 ||
+	    strncmp(where, "postgres://", 11) == 0)
+		return &kr_store_pg_ops;
 	return &kr_store_sqlite_ops;
 }
 
@@ -55,16 +58,6 @@ kr_store_open(const char *where, const char *password_file,
 	struct kr_store *s;
 
 	*store_out = NULL;
-	if (ops == &kr_store_sqlite_ops &&
-	    (strncmp(where, "postgresql://", 13) == 0 ||
-	     strncmp(where, "postgres://", 11) == 0))
-		/* not a file name: refused rather than created */
-		return kr_err_set(err, KR_ERR_DB,
-		                  "database %s: this kairan has no PostgreSQL "
-		                  "store yet (the configuration is read and "
-		                  "checked; the backend comes in a later "
-		                  "release): use an SQLite file path",
-		                  where);
 	if (ops->open(where, password_file, &be, err) < 0)
 		return -1;
 	s = kr_xcalloc(1, sizeof(*s));
@@ -72,6 +65,15 @@ kr_store_open(const char *where, const char *password_file,
 	s->be = be;
 	*store_out = s;
 	return 0;
+}
+
+int
+kr_store_probe(const char *where, const char *password_file,
+               struct kr_err *err)
+{
+	const struct kr_store_ops *ops = backend_for(where);
+
+	return ops->probe != NULL ? ops->probe(where, password_file, err) : 0;
 }
 
 void

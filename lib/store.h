@@ -122,6 +122,12 @@ struct kr_store_owner {
 KR_NODISCARD int kr_store_open(const char *where, const char *password_file,
     struct kr_store **store_out, struct kr_err *err);
 void kr_store_close(struct kr_store **sp);
+/* Checks, without changing anything, that the store at where can be
+ * opened (kairand --check): PostgreSQL connects with the password and
+ * reads the schema version (a newer one is refused); an SQLite path is
+ * checked by the config already. 0, or -1 with err set. */
+KR_NODISCARD int kr_store_probe(const char *where, const char *password_file,
+    struct kr_err *err);
 /* The schema version this build writes (every backend). */
 int kr_store_schema_version(void);
 /* The backend behind s: "sqlite" or "postgresql". */

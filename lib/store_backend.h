@@ -152,6 +152,9 @@ struct kr_store_ops {
 	                     struct kr_bounce_counts *out, struct kr_err *err);
 	int (*subscriber_tally)(struct kr_store_be *s, kr_store_tally_fn fn,
 	                        void *ctx, struct kr_err *err);
+	/* kr_store_probe(); NULL: nothing to check beyond the config */
+	int (*probe)(const char *where, const char *password_file,
+	             struct kr_err *err);
 };
 
 /* The front's handle. */
@@ -171,7 +174,8 @@ void kr_store_add_backend(const char *prefix, const struct kr_store_ops *ops);
  * such work to it. */
 bool kr_store_upkeep_by_loop(void);
 
-/* The built-in backend for paths. */
+/* The built-in backends: paths, and postgresql:// (postgres://) URIs. */
 extern const struct kr_store_ops kr_store_sqlite_ops;
+extern const struct kr_store_ops kr_store_pg_ops;
 
 #endif

@@ -69,6 +69,30 @@ if [ "$what" != all ] && [ "$what" != unit ] && [ "$what" != integration ]; then
 	SELECT="$*"
 fi
 
+# A real PostgreSQL for the store's conformance suite (test_store runs it
+# against both backends): started here as an unprivileged user on a free
+# port, stopped by its pid at the end. make deps installs PostgreSQL.
+pgdir=""
+stop_pg() { [ -n "$pgdir" ] && "$PY" tests/integration/pg.py stop "$pgdir"; pgdir=""; }
+if selected unit test_store; then
+	if [ -x /usr/lib/postgresql/15/bin/postgres ]; then
+		pgdir=$(mktemp -d /tmp/kairan-pg-XXXXXX)
+		trap stop_pg EXIT
+		if pginfo=$("$PY" tests/integration/pg.py start "$pgdir" 2>&1); then
+			read -r pguri pgpw _ <<<"$pginfo"
+			export KAIRAN_TEST_PG="${pguri%/postgres}"
+			export KAIRAN_TEST_PG_PASSWORD_FILE="$pgpw"
+		else
+			echo "run_tests.sh: PostgreSQL did not start: $pginfo" >&2
+			echo "not ok - PostgreSQL for test_store"; failed=$((failed + 1))
+			failures+=("postgresql")
+		fi
+	else
+		echo "not ok - PostgreSQL 15 is missing (make deps installs it)"
+		failed=$((failed + 1)); failures+=("postgresql")
+	fi
+fi
+
 for t in "$KAIRAN_BUILD"/tests/test_*; do
 	[ -x "$t" ] || continue
 	n=$(basename "$t")
@@ -86,6 +110,7 @@ for t in tests/integration/test_*.py tests/integration/test_*.sh; do
 	esac
 done
 
+stop_pg
 if [ ${#failures[@]} -ne 0 ]; then
 	printf '%s' "$recap"
 	echo "failing: ${failures[*]}"

@@ -6,7 +6,8 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import KAIRANCTL, ROOT, ok, done, tmpdir, config_text  # noqa
+from harness import KAIRANCTL, KAIRAND, ROOT, ok, done, tmpdir, config_text, free_port  # noqa
+import pg  # noqa
 
 base = tmpdir()
 
@@ -188,18 +189,54 @@ for what, db, good_form in [
            "check-config: a %s is refused at FILE:LINE:COLUMN, the "
            "password not shown" % what, (rc, out, err))
 
-# A verb that opens the store refuses PostgreSQL clearly (no backend in
-# this release), creates nothing, and shows no password.
-p = write("pg.yaml", pg_base.replace(
-    "database: DB", "database: {host: 127.0.0.1, dbname: news, user: kairan,"
-    " password_file: %s}" % pwf))
-rc, out, err = ctl("--config", p, "status",
-                   env={"KAIRAN_DB_PASSWORD": "env-secret"})
-ok(rc != 0 and "no PostgreSQL store yet" in err and
-   "s3cret-db" not in out + err and "env-secret" not in out + err and
-   not [f for f in os.listdir(base) if f.startswith("postgres")],
-   "kairanctl status on PostgreSQL: refused clearly, nothing created",
-   (rc, out, err))
+# A verb that opens the store on a real PostgreSQL (the mapping form, the
+# password from its file) works; a refused password and a server that is
+# not there are clear errors naming the database, never the password.
+if pg.available():
+    srv = pg.Server()
+    uri = srv.createdb("news")
+    pgpw = srv.password_file
+    port = srv.port
+    for what, db, env, good in [
+            ("the mapping and its password file",
+             "{host: 127.0.0.1, port: %d, dbname: news, user: kairan,"
+             " password_file: %s}" % (port, pgpw), {}, True),
+            ("a URI and KAIRAN_DB_PASSWORD", uri,
+             {"KAIRAN_DB_PASSWORD": pg.PASSWORD}, True),
+            ("a wrong password", uri, {"KAIRAN_DB_PASSWORD": "env-secret"},
+             False),
+            ("no server", "postgresql://kairan@127.0.0.1:%d/news" %
+             free_port(), {"KAIRAN_DB_PASSWORD": "env-secret"}, False)]:
+        p = write("pg.yaml", pg_base.replace("database: DB", "database: " +
+                                             db))
+        rc, out, err = ctl("--config", p, "status", env=env)
+        text = out + err
+        leaked = [s for s in ("env-secret", pg.PASSWORD) if s in text]
+        if good:
+            ok(rc == 0 and not leaked,
+               "kairanctl status on PostgreSQL with %s" % what,
+               (rc, out, err))
+        else:
+            ok(rc != 0 and "database postgresql://kairan@127.0.0.1:" in err
+               and "/news" in err and not leaked,
+               "kairanctl status on PostgreSQL with %s: a clear error "
+               "naming the database, no password" % what, (rc, out, err))
+    # kairand --check connects: a wrong password is found before a start
+    p = write("pg.yaml", pg_base.replace("database: DB", "database: " + uri))
+    r = subprocess.run([KAIRAND, "--config", p, "--check"],
+                       capture_output=True, text=True,
+                       env=dict(os.environ, KAIRAN_DB_PASSWORD="env-secret"))
+    ok(r.returncode != 0 and "password authentication failed" in r.stderr
+       and "env-secret" not in r.stdout + r.stderr,
+       "kairand --check connects to PostgreSQL", r)
+    r = subprocess.run([KAIRAND, "--config", p, "--check"],
+                       capture_output=True, text=True,
+                       env=dict(os.environ, KAIRAN_DB_PASSWORD=pg.PASSWORD))
+    ok(r.returncode == 0 and ": ok" in r.stdout,
+       "kairand --check on a reachable PostgreSQL: ok", r)
+    srv.stop()
+else:
+    ok(False, "PostgreSQL 15 is installed (make deps)")
 
 # Other verbs load the config without the relay password: an operator
 # who may not read the password file can still use them.
