@@ -192,9 +192,11 @@ class SmtpServer:
 
 
 def config_text(base, http_port, admin_port, smtp_port=None, lists=None,
-                extra="", delivery_extra=""):
+                extra="", delivery_extra="", database=None, key_file=None):
     """A complete kairan.yaml for a test, state under base. delivery_extra:
-    more "  key: value" lines for the delivery section."""
+    more "  key: value" lines for the delivery section. database: the
+    YAML value of database: (default an SQLite file under base); key_file
+    likewise (hosts sharing one database share one key)."""
     lists = lists or """
   - id: sips-report
     name: SIPS セキュリティレポート
@@ -226,8 +228,8 @@ smtp:
   maildir: %s/mail
 %s
 """ % (base, delivery_extra)
-    return """database: {base}/kairan.db
-key_file: {base}/token.key
+    return """database: {database}
+key_file: {key_file}
 public_url: https://news.example.jp
 http:
   listen: 127.0.0.1:{http}
@@ -245,14 +247,17 @@ log:
   level: debug
 {extra}
 """.format(base=base, http=http_port, admin=admin_port, lists=lists,
-           transport=transport, extra=extra)
+           transport=transport, extra=extra,
+           database=database or base + "/kairan.db",
+           key_file=key_file or base + "/token.key")
 
 
 class Kairan:
     """A real kairand on a temporary config."""
 
     def __init__(self, base, smtp_port=None, lists=None, extra="",
-                 env=None, start=True, delivery_extra=""):
+                 env=None, start=True, delivery_extra="", database=None,
+                 key_file=None):
         self.base = base
         self.http_port = free_port()
         self.admin_port = free_port()
@@ -260,7 +265,8 @@ class Kairan:
         self.config = os.path.join(base, "kairan.yaml")
         with open(self.config, "w") as f:
             f.write(config_text(base, self.http_port, self.admin_port,
-                                smtp_port, lists, extra, delivery_extra))
+                                smtp_port, lists, extra, delivery_extra,
+                                database, key_file))
         self.env = env or {}
         self.proc = None
         if start:
