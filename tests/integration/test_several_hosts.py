@@ -6,6 +6,7 @@ SIGKILL mid-send, whose rows the other takes over once the lease runs out
 lease whose late outcomes are fenced; PostgreSQL restarted mid-send, both
 hosts reconnecting by themselves; pause from one host stopping both; a
 host with a different token key refused at its start."""
+import base64
 import os
 import re
 import signal
@@ -76,4 +77,132 @@ hosts = srv.psql("news", "SELECT DISTINCT lease_host FROM deliveries "
                  "WHERE report_id IS NOT NULL ORDER BY 1").split()
 ok(hosts == ["host-a", "host-b"], "leases name their host", hosts)
 
+
+def wait_total(n, timeout):
+    return smtp.wait_count(n, timeout)
+
+
+def copies_of(report_mark):
+    """{recipient: copies} of messages whose subject holds report_mark."""
+    out = {}
+    for e, raw in smtp.messages():
+        if report_mark.encode() in raw or report_mark in str(e):
+            for r in e["rcpt"]:
+                out[r.lower()] = out.get(r.lower(), 0) + 1
+    return out
+
+
+def report_id(out):
+    m = re.search(r"report (\d+)", out)
+    return int(m.group(1)) if m else None
+
+
+IN_FLIGHT = 2 * 20  # workers x batch of one host
+
+# kill -9 of host A mid-send: B takes A's rows once their lease runs out.
+before = len(smtp.log())
+rc, out, err = a.send_report(report("kill-nine", "本文 kill-nine"), "r2.md")
+ok(rc == 0, "second report queued through host A", (rc, out, err))
+ok(wait_total(before + 300, 120), "the second report is on its way")
+a.proc.kill9()
+t_kill = time.time()
+ok(wait_total(before + N, 240),
+   "after kill -9 of host A, host B delivers the rest",
+   (len(smtp.log()) - before, b.logtext()[-1500:]))
+got = rcpt_counts(smtp)
+extra = sum(got.values()) - 2 * N
+ok(len(got) == N and 0 <= extra <= IN_FLIGHT,
+   "no subscriber lost, %d duplicates (at most the %d in flight)" %
+   (extra, IN_FLIGHT), (len(got), extra))
+ok(psql_int("SELECT count(*) FROM deliveries WHERE state <> 1") == 0,
+   "every row recorded sent")
+
+# A restarts: a new incarnation, nothing of its own left to take back.
+a = host("host-a")
+ok(a.wait_log("kairand starting"), "host A starts again")
+
+# SIGSTOP of host B past its lease: A takes over; B's late outcomes, once
+# it runs again, are fenced and change nothing.
+before = len(smtp.log())
+rc, out, err = a.send_report(report("sigstop", "本文 sigstop"), "r3.md")
+ok(rc == 0, "third report queued", (rc, out, err))
+ok(wait_for(lambda: sent_by(b) > 0 and len(smtp.log()) > before + 200, 120),
+   "both hosts are sending the third report")
+b.proc.signal(signal.SIGSTOP)
+ok(wait_total(before + N, 240),
+   "host A finishes while host B is stopped past its lease",
+   len(smtp.log()) - before)
+b.proc.signal(signal.SIGCONT)
+time.sleep(3)
+fenced = b.metrics().get("kairan_delivery_fenced_total", 0)
+ok(psql_int("SELECT count(*) FROM deliveries WHERE state <> 1") == 0,
+   "after SIGCONT every row is still recorded sent once", fenced)
+got = rcpt_counts(smtp)
+extra = sum(got.values()) - 3 * N
+ok(0 <= extra <= 2 * IN_FLIGHT,
+   "duplicates stay within what was in flight (%d)" % extra, extra)
+
+# PostgreSQL restarts mid-send: both hosts reconnect by themselves.
+before = len(smtp.log())
+rc, out, err = b.send_report(report("pg-restart", "本文 pg-restart"),
+                             "r4.md")
+ok(rc == 0, "fourth report queued", (rc, out, err))
+ok(wait_total(before + 200, 120), "the fourth report is on its way")
+srv.restart()
+ok(wait_total(before + N, 240),
+   "after a PostgreSQL restart both hosts finish the report",
+   (len(smtp.log()) - before, a.logtext()[-1200:]))
+ok(a.wait_log("connected again", 10) or b.wait_log("connected again", 10),
+   "the log says the database connection came back")
+ok(wait_for(lambda: psql_int("SELECT count(*) FROM deliveries WHERE "
+                             "state <> 1") == 0, 60),
+   "every row of the fourth report recorded sent",
+   srv.psql("news", "SELECT state, count(*) FROM deliveries GROUP BY 1"))
+got = rcpt_counts(smtp)
+extra = sum(got.values()) - 4 * N
+ok(len(got) == N and 0 <= extra <= 4 * IN_FLIGHT,
+   "nothing lost across the restart (%d duplicates)" % extra, extra)
+
+# Pause on one host holds both; resume on the other lets both go on.
+before = len(smtp.log())
+rc, out, err = a.send_report(report("paused", "本文 paused"), "r5.md")
+rid = report_id(out + err)
+ok(rc == 0 and rid, "fifth report queued", (rc, out, err))
+rc, out, err = a.ctl("pause", str(rid))
+ok(rc == 0, "paused through host A", (rc, out, err))
+time.sleep(3)
+n1 = len(smtp.log())
+time.sleep(3)
+n2 = len(smtp.log())
+ok(n2 == n1 and n1 - before < N,
+   "neither host sends a paused report (%d sent before the pause took "
+   "hold, none after)" % (n1 - before), (before, n1, n2))
+rc, out, err = b.ctl("resume", str(rid))
+ok(rc == 0, "resumed through host B", (rc, out, err))
+ok(wait_total(before + N, 240), "the resumed report is sent in full",
+   len(smtp.log()) - before)
+
+# A host with another token key is refused at its start: its links would
+# fail for every subscriber the others mailed.
+d = os.path.join(base, "host-c")
+os.makedirs(d, exist_ok=True)
+with open(key) as f:  # the shared key's id, another key under it
+    kid, created = f.read().split()[:2]
+with open(os.path.join(d, "other.key"), "w") as f:
+    f.write("%s %s %s\n" % (kid, created,
+                            base64.b64encode(os.urandom(32)).decode()))
+os.chmod(os.path.join(d, "other.key"), 0o600)
+try:
+    c = Kairan(d, smtp_port=smtp.port, database=db,
+               key_file=os.path.join(d, "other.key"),
+               extra="host_id: host-c\n", delivery_extra=dx)
+    started = True
+except RuntimeError:
+    started = False
+log = open(os.path.join(d, "kairand.log"), errors="replace").read()
+ok(not started and "not the key the database knows" in log,
+   "a host whose key file differs from the others' is refused", log[-800:])
+
+a.stop()
+b.stop()
 done()
