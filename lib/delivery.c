@@ -93,6 +93,7 @@ struct domain_state {
 	unsigned cap;                     /* connections, 0: none */
 	unsigned used;                    /* workers holding a slot */
 	struct kr_delivery_bucket bucket; /* rate 0: none */
+	double grant; /* tokens of the shared bucket (shared_rates) */
 };
 
 struct list_stats {
@@ -131,6 +132,12 @@ struct kr_delivery {
 	const struct kr_keyring *ring;
 	const struct kr_dkim_set *dkim; /* of cfg's generation, NULL: none */
 	struct kr_delivery_bucket global;
+	/* Several hosts on one database (kr_store_rates_shared()): a token
+	 * of the local buckets also needs one granted by the database's
+	 * shared bucket, taken a tenth of a second's worth at a time, so
+	 * the rates hold for the sum of the hosts. */
+	bool shared_rates;
+	double global_grant;
 	/* With no global rate, a "slow down" reply imposes one for a while:
 	 * half the rate observed, halved again by each further reply. */
 	struct kr_delivery_bucket auto_bucket;
@@ -979,6 +986,51 @@ compose_failed(struct worker *w, size_t i, struct kr_err *cerr)
 	count_outcome(d, c->list_id, "", KR_SEND_TEMP, fail, 0, -1);
 }
 
+/* With shared rates (d->lock held): when the global bucket or claim i's
+ * domain bucket has no granted token left, asks the database for a tenth
+ * of a second's worth (d->lock released meanwhile) and returns true, after
+ * a short wait when none was granted; false when both have one. */
+static bool
+worker_grant(struct worker *w, size_t i)
+{
+	struct kr_delivery *d = w->d;
+	struct kr_err err = {0};
+	char key[300];
+	double rate, want, got = 0;
+	ssize_t j = -1;
+	int r;
+
+	if (d->global.rate > 0 && d->global_grant < 1.0 - 1e-9) {
+		rate = d->global.rate;
+		snprintf(key, sizeof(key), "global");
+	} else if (w->dom[i] >= 0 &&
+	    d->domains[w->dom[i]].bucket.rate > 0 &&
+	    d->domains[w->dom[i]].grant < 1.0 - 1e-9) {
+		j = w->dom[i];
+		rate = d->domains[j].bucket.rate;
+		snprintf(key, sizeof(key), "domain:%s", d->domains[j].domain);
+	} else {
+		return false;
+	}
+	want = rate / 10 >= 1 ? (double)(int64_t)(rate / 10) : 1;
+	pthread_mutex_unlock(&d->lock);
+	pthread_mutex_lock(&d->store_lock);
+	r = kr_store_rate_take(d->store, key, rate, rate, want, &got, &err);
+	pthread_mutex_unlock(&d->store_lock);
+	pthread_mutex_lock(&d->lock);
+	if (r < 0) {
+		trouble_set(d, &d->db, "store", err.msg);
+		got = 0;
+	}
+	if (j < 0)
+		d->global_grant += got;
+	else if ((size_t)j < d->n_domains)
+		d->domains[j].grant += got;
+	if (got < 1 && !d->stop)
+		timed_wait(d, r < 0 ? 0.5 : 1.0 / rate > 0.25 ? 0.25 : 1.0 / rate);
+	return true;
+}
+
 /* Takes a token from the global bucket and claim i's domain bucket, waiting
  * as long as needed. Returns 0, or -1 when asked to stop meanwhile. */
 static int
@@ -997,7 +1049,15 @@ worker_rate(struct worker *w, size_t i)
 		w1 = bucket_wait(&d->global, now);
 		w2 = db ? bucket_wait(db, now) : 0;
 		w3 = ab ? bucket_wait(ab, now) : 0;
+		if (w1 <= 0 && w2 <= 0 && w3 <= 0 && d->shared_rates &&
+		    worker_grant(w, i)) {
+			continue; /* a grant was asked for: look again */
+		}
 		if (w1 <= 0 && w2 <= 0 && w3 <= 0) {
+			if (d->shared_rates && d->global.rate > 0)
+				d->global_grant -= 1.0;
+			if (d->shared_rates && db && db->rate > 0)
+				d->domains[w->dom[i]].grant -= 1.0;
 			(void)kr_delivery_bucket_take(&d->global, now);
 			if (db)
 				(void)kr_delivery_bucket_take(db, now);
@@ -1425,6 +1485,7 @@ kr_delivery_start_dkim(const struct kr_config *cfg,
 	}
 	if (set_owner(d, cfg, err) < 0)
 		goto out;
+	d->shared_rates = kr_store_rates_shared(d->store);
 	d->n_workers = cfg->delivery.workers ? cfg->delivery.workers : 1;
 	d->workers = kr_xcalloc(d->n_workers, sizeof(*d->workers));
 	for (i = 0; i < d->n_workers; i++) {

@@ -76,6 +76,24 @@ kr_store_probe(const char *where, const char *password_file,
 	return ops->probe != NULL ? ops->probe(where, password_file, err) : 0;
 }
 
+int
+kr_store_rate_take(struct kr_store *s, const char *key, double rate,
+                   double burst, double want, double *got_out,
+                   struct kr_err *err)
+{
+	if (s->ops->rate_take == NULL) {
+		*got_out = want;
+		return 0;
+	}
+	return s->ops->rate_take(s->be, key, rate, burst, want, got_out, err);
+}
+
+bool
+kr_store_rates_shared(const struct kr_store *s)
+{
+	return s->ops->rate_take != NULL;
+}
+
 void
 kr_store_close(struct kr_store **sp)
 {

@@ -349,6 +349,18 @@ KR_NODISCARD int kr_store_subscriber_last_sent(struct kr_store *s,
 KR_NODISCARD int kr_store_subscriber_forget(struct kr_store *s, int64_t id,
     int64_t now, struct kr_err *err);
 
+/* Rates that hold for the sum of every host of one database (delivery.rate
+ * and per-domain rates): the token bucket key (e.g. "global"), filled at
+ * rate tokens/s up to burst, kept in the database and timed by its clock.
+ * Takes up to want whole tokens; *got_out is what was granted (0 when the
+ * bucket is empty: wait about 1/rate). Where one host has the database to
+ * itself (SQLite) every want is granted and kr_store_rates_shared() is
+ * false: the caller's own buckets are exact there. */
+KR_NODISCARD int kr_store_rate_take(struct kr_store *s, const char *key,
+    double rate, double burst, double want, double *got_out,
+    struct kr_err *err);
+bool kr_store_rates_shared(const struct kr_store *s);
+
 /* Appends to the event log (consent, bounces, operator actions). */
 KR_NODISCARD int kr_store_event(struct kr_store *s, const char *kind,
     int64_t subscriber_id, int64_t report_id, const char *detail,

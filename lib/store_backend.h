@@ -152,6 +152,11 @@ struct kr_store_ops {
 	                     struct kr_bounce_counts *out, struct kr_err *err);
 	int (*subscriber_tally)(struct kr_store_be *s, kr_store_tally_fn fn,
 	                        void *ctx, struct kr_err *err);
+	/* kr_store_rate_take(); NULL: one host per database, whose own
+	 * buckets are exact (kr_store_rates_shared() is false) */
+	int (*rate_take)(struct kr_store_be *s, const char *key, double rate,
+	                 double burst, double want, double *got_out,
+	                 struct kr_err *err);
 	/* kr_store_probe(); NULL: nothing to check beyond the config */
 	int (*probe)(const char *where, const char *password_file,
 	             struct kr_err *err);

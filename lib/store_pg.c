@@ -192,7 +192,13 @@ static const char pg_v9[] =
     "ALTER TABLE deliveries ADD COLUMN lease_token bigint NOT NULL"
     " DEFAULT 0;"
     "CREATE INDEX events_report ON events (report_id, kind)"
-    " WHERE report_id IS NOT NULL;";
+    " WHERE report_id IS NOT NULL;"
+    /* PostgreSQL only: the token buckets every host takes its rate from
+     * (kr_store_rate_take()); at is the server's clock, in seconds */
+    "CREATE TABLE rate_buckets ("
+    " key text PRIMARY KEY,"
+    " tokens double precision NOT NULL,"
+    " at double precision NOT NULL);";
 
 static const char *const migrations[] = {pg_v1, pg_v2, pg_v3, pg_v4, pg_v5,
                                          pg_v6, pg_v7, pg_v8, pg_v9};
@@ -1990,6 +1996,78 @@ pg_event(struct kr_store_be *s, const char *kind, int64_t subscriber_id,
 	             detail, err);
 }
 
+/* ---- rates shared by every host ---- */
+
+static int
+pg_rate_take(struct kr_store_be *s, const char *key, double rate,
+             double burst, double want, double *got_out, struct kr_err *err)
+{
+	struct params p = {0};
+	PGresult *r = NULL;
+	double tokens, at, now, got = 0;
+	bool own = false;
+	int rc = -1;
+
+	*got_out = 0;
+	if (rate <= 0) {
+		*got_out = want;
+		return 0;
+	}
+	if (burst < 1)
+		burst = 1;
+	if (tx_begin(s, &own, err) < 0)
+		return -1;
+	p_text(&p, key);
+	snprintf(p.b[1], sizeof(p.b[1]), "%.17g", burst);
+	p.v[1] = p.b[1];
+	p.n = 2;
+	if (run(s,
+	        "INSERT INTO rate_buckets (key, tokens, at) VALUES ($1, $2,"
+	        " extract(epoch FROM clock_timestamp())) ON CONFLICT (key)"
+	        " DO NOTHING",
+	        &p, "rate", NULL, err) < 0)
+		goto out;
+	p.n = 1;
+	/* FOR UPDATE: hosts taking at once, one after the other, each
+	 * seeing what the one before left */
+	if ((r = q(s,
+	           "SELECT tokens, at, extract(epoch FROM clock_timestamp())"
+	           " FROM rate_buckets WHERE key = $1 FOR UPDATE",
+	           &p, "rate", err)) == NULL)
+		goto out;
+	if (PQntuples(r) != 1) {
+		kr_err_set(err, KR_ERR_DB, "database %s: rate bucket %s vanished",
+		           s->uri, key);
+		goto out;
+	}
+	tokens = strtod(PQgetvalue(r, 0, 0), NULL);
+	at = strtod(PQgetvalue(r, 0, 1), NULL);
+	now = strtod(PQgetvalue(r, 0, 2), NULL);
+	if (now > at)
+		tokens += (now - at) * rate;
+	if (tokens > burst)
+		tokens = burst;
+	got = tokens >= want ? want : (double)(int64_t)tokens;
+	if (got < 0)
+		got = 0;
+	p.n = 1;
+	snprintf(p.b[1], sizeof(p.b[1]), "%.17g", tokens - got);
+	snprintf(p.b[2], sizeof(p.b[2]), "%.17g", now > at ? now : at);
+	p.v[1] = p.b[1];
+	p.v[2] = p.b[2];
+	p.n = 3;
+	if (run(s, "UPDATE rate_buckets SET tokens = $2, at = $3 WHERE key = $1",
+	        &p, "rate", NULL, err) < 0)
+		goto out;
+	rc = 0;
+out:
+	PQclear(r);
+	rc = tx_end(s, own, rc, err);
+	if (rc == 0)
+		*got_out = got;
+	return rc;
+}
+
 /* ---- bounces ---- */
 
 static int
@@ -2577,5 +2655,6 @@ const struct kr_store_ops kr_store_pg_ops = {
 	.keys_forget = pg_keys_forget,
 	.bounce_counts = pg_bounce_counts,
 	.subscriber_tally = pg_subscriber_tally,
+	.rate_take = pg_rate_take,
 	.probe = pg_probe,
 };
