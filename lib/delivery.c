@@ -1601,6 +1601,7 @@ kr_delivery_metrics(struct kr_delivery *d, struct kr_buf *out)
 	    "uncertain", "bounced"};
 	const struct kr_delivery_stats *st;
 	uint64_t v[5], cum = 0;
+	const char *p;
 	size_t i, j;
 	int r = -1;
 
@@ -1668,6 +1669,26 @@ kr_delivery_metrics(struct kr_delivery *d, struct kr_buf *out)
 		"# TYPE kairan_delivery_fenced_total counter\n"
 		"kairan_delivery_fenced_total %lu\n",
 		atomic_load(&d->n_fenced)) < 0)
+		goto out;
+	/* Which host this is, for several hosts on one database: the
+	 * store's gauges are the database's (the same on every host: take
+	 * max, not sum, across hosts); the delivery counters are this
+	 * host's own. */
+	if (kr_buf_puts(out,
+		"# HELP kairan_host_info This kairand: its host_id, the "
+		"number of this run on it and the store's backend (always "
+		"1).\n"
+		"# TYPE kairan_host_info gauge\n"
+		"kairan_host_info{host=\"") < 0)
+		goto out;
+	for (p = d->host; *p != '\0'; p++)
+		if (kr_buf_printf(out, "%s%c",
+			*p == '"' || *p == '\\' || *p == '\n' ? "\\" : "",
+			*p == '\n' ? 'n' : *p) < 0)
+			goto out;
+	if (kr_buf_printf(out, "\",run=\"%lld\",store=\"%s\"} 1\n",
+		(long long)d->owner.incarnation,
+		kr_store_backend(d->store)) < 0)
 		goto out;
 	if (kr_buf_printf(out,
 		"# HELP kairan_smtp_process_ends_total kairan-smtp processes "

@@ -73,6 +73,10 @@ ok(sa > 0 and sb > 0 and sa + sb == N,
 ok(psql_int("SELECT count(*) FROM deliveries WHERE state = 1 AND "
             "report_id IS NOT NULL") == N,
    "the database records %d sent" % N)
+info = [k for k in a.metrics() if k.startswith("kairan_host_info{")]
+ok(len(info) == 1 and 'host="host-a"' in info[0] and
+   'store="postgresql"' in info[0], "/metrics names the host and the store",
+   info)
 hosts = srv.psql("news", "SELECT DISTINCT lease_host FROM deliveries "
                  "WHERE report_id IS NOT NULL ORDER BY 1").split()
 ok(hosts == ["host-a", "host-b"], "leases name their host", hosts)
