@@ -94,6 +94,117 @@ kr_store_rates_shared(const struct kr_store *s)
 	return s->ops->rate_take != NULL;
 }
 
+/* ---- kairanctl store copy ---- */
+
+static const char *const cols_subscribers[] = {
+    "id", "list_id", "email", "name", "status", "created_at", "consent_at",
+    "confirmed_at", "unsubscribed_at", "consent_source", "consent_ip",
+    "consent_ua", "bounces"};
+static const char *const cols_reports[] = {
+    "id", "list_id", "subject", "preheader", "text", "html", "source",
+    "hash", "created_at", "send_at", "state", "date",
+    "governor_complaints", "governor_bounces", "governor_reason"};
+static const char *const cols_deliveries[] = {
+    "id", "kind", "report_id", "subscriber_id", "domain", "state",
+    "attempts", "queued_at", "next_attempt", "lease_until", "code",
+    "reply", "sent_at", "lease_host", "lease_inc", "lease_token"};
+static const char *const cols_events[] = {
+    "id", "at", "kind", "subscriber_id", "report_id", "detail"};
+static const char *const cols_bounces[] = {
+    "id", "at", "subscriber_id", "report_id", "kind", "status",
+    "diagnostic", "source", "counted"};
+static const char *const cols_token_keys[] = {"id", "fingerprint",
+                                              "seen_at"};
+static const char *const cols_governor_lists[] = {
+    "list_id", "paused", "reason", "ack_complaints", "ack_bounces"};
+
+#define TABLE(t, id) {#t, cols_##t, KR_NELEM(cols_##t), id}
+const struct kr_store_table kr_store_tables[] = {
+    TABLE(subscribers, true), TABLE(reports, true),
+    TABLE(deliveries, true),  TABLE(events, true),
+    TABLE(bounces, true),     TABLE(token_keys, false),
+    TABLE(governor_lists, false),
+};
+const size_t kr_store_n_tables = KR_NELEM(kr_store_tables);
+
+struct copy_ctx {
+	struct kr_store *dst;
+	const char *table;
+	int64_t done, total;
+	kr_store_progress_fn progress;
+	void *pctx;
+	struct kr_err *err;
+};
+
+static int
+copy_row(void *arg, const char *const *vals, size_t n)
+{
+	struct copy_ctx *c = arg;
+
+	if (c->dst->ops->load_row(c->dst->be, vals, n, c->err) < 0)
+		return -1;
+	if (++c->done % 5000 == 0 && c->progress != NULL)
+		c->progress(c->pctx, c->table, c->done, c->total);
+	return 0;
+}
+
+int
+kr_store_copy(struct kr_store *src, struct kr_store *dst,
+              kr_store_progress_fn progress, void *ctx, struct kr_err *err)
+{
+	struct copy_ctx c = {dst, NULL, 0, 0, progress, ctx, err};
+	const struct kr_store_table *t;
+	int64_t n = 0, last = 0;
+	size_t i;
+	int r = -1;
+
+	for (i = 0; i < kr_store_n_tables; i++) {
+		if (dst->ops->rows(dst->be, &kr_store_tables[i], &n, err) < 0)
+			return -1;
+		if (n > 0)
+			return kr_err_set(err, KR_ERR_EXISTS,
+			                  "the destination is not empty (%s has "
+			                  "%lld rows): copy into an empty "
+			                  "database only",
+			                  kr_store_tables[i].name, (long long)n);
+	}
+	if (src->ops->snapshot(src->be, err) < 0)
+		return -1;
+	for (i = 0; i < kr_store_n_tables; i++) {
+		t = &kr_store_tables[i];
+		c.table = t->name;
+		c.done = 0;
+		if (src->ops->rows(src->be, t, &c.total, err) < 0 ||
+		    (t->has_id && src->ops->last_id(src->be, t, &last, err) < 0))
+			goto out;
+		if (dst->ops->load_begin(dst->be, t, err) < 0)
+			goto out;
+		if (src->ops->dump(src->be, t, copy_row, &c, err) != 0 ||
+		    dst->ops->load_end(dst->be, t, t->has_id ? last : 0, err) <
+		        0) {
+			dst->ops->rollback(dst->be);
+			kr_err_prefix(err, "copy %s", t->name);
+			goto out;
+		}
+		if (dst->ops->rows(dst->be, t, &n, err) < 0)
+			goto out;
+		if (n != c.total || c.done != c.total) {
+			kr_err_set(err, KR_ERR_DB,
+			           "copy %s: %lld rows in the source, %lld "
+			           "read, %lld in the destination",
+			           t->name, (long long)c.total,
+			           (long long)c.done, (long long)n);
+			goto out;
+		}
+		if (progress != NULL)
+			progress(ctx, t->name, c.done, c.total);
+	}
+	r = 0;
+out:
+	src->ops->rollback(src->be); /* a read snapshot: nothing to keep */
+	return r;
+}
+
 void
 kr_store_close(struct kr_store **sp)
 {

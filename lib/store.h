@@ -361,6 +361,19 @@ KR_NODISCARD int kr_store_rate_take(struct kr_store *s, const char *key,
     struct kr_err *err);
 bool kr_store_rates_shared(const struct kr_store *s);
 
+/* Copies every row of src into dst, which must hold none (any backend to
+ * any other: `kairanctl store copy`): ids kept, and dst never gives out an
+ * id src had given. src is read in one snapshot (stop kairand first all
+ * the same: what it writes meanwhile is not copied). Each table's rows are
+ * counted in both at the end. progress (may be NULL) is called every few
+ * thousand rows and at each table's end with the table, rows copied and
+ * rows it has. 0, or -1 with err set (dst may then hold part of the copy:
+ * drop it and copy again). */
+typedef void (*kr_store_progress_fn)(void *ctx, const char *table,
+    int64_t done, int64_t total);
+KR_NODISCARD int kr_store_copy(struct kr_store *src, struct kr_store *dst,
+    kr_store_progress_fn progress, void *ctx, struct kr_err *err);
+
 /* Appends to the event log (consent, bounces, operator actions). */
 KR_NODISCARD int kr_store_event(struct kr_store *s, const char *kind,
     int64_t subscriber_id, int64_t report_id, const char *detail,

@@ -19,6 +19,21 @@ struct kr_store_be;
 /* The schema version of this build, the same on every backend. */
 #define KR_STORE_SCHEMA_VERSION 9
 
+/* A table as `kairanctl store copy` moves it: the logical schema of
+ * KR_STORE_SCHEMA_VERSION, the same on every backend (kr_store_tables in
+ * store.c, in an order that keeps references valid). Values travel as
+ * text, NULL as NULL. */
+struct kr_store_table {
+	const char *name;
+	const char *const *cols;
+	size_t n_cols;
+	bool has_id; /* cols[0] is "id", the key new rows are numbered by */
+};
+extern const struct kr_store_table kr_store_tables[];
+extern const size_t kr_store_n_tables;
+
+typedef int (*kr_store_row_fn)(void *ctx, const char *const *vals, size_t n);
+
 struct kr_store_ops {
 	const char *name; /* "sqlite", "postgresql": for messages */
 	/* Connects to where (a path, or a URI this backend claims) and
@@ -157,6 +172,26 @@ struct kr_store_ops {
 	int (*rate_take)(struct kr_store_be *s, const char *key, double rate,
 	                 double burst, double want, double *got_out,
 	                 struct kr_err *err);
+	/* kr_store_copy(): a read-only transaction whose reads all see one
+	 * snapshot, ended with rollback */
+	int (*snapshot)(struct kr_store_be *s, struct kr_err *err);
+	/* every row of t in id order; fn's non-zero return stops and is
+	 * returned */
+	int (*dump)(struct kr_store_be *s, const struct kr_store_table *t,
+	            kr_store_row_fn fn, void *ctx, struct kr_err *err);
+	/* rows are written between load_begin and load_end (which sets the
+	 * numbering so no id at or below next_id is given again) */
+	int (*load_begin)(struct kr_store_be *s, const struct kr_store_table *t,
+	                  struct kr_err *err);
+	int (*load_row)(struct kr_store_be *s, const char *const *vals,
+	                size_t n, struct kr_err *err);
+	int (*load_end)(struct kr_store_be *s, const struct kr_store_table *t,
+	                int64_t next_id, struct kr_err *err);
+	int (*rows)(struct kr_store_be *s, const struct kr_store_table *t,
+	            int64_t *n_out, struct kr_err *err);
+	/* the highest id t has ever given (at least its max(id)) */
+	int (*last_id)(struct kr_store_be *s, const struct kr_store_table *t,
+	               int64_t *id_out, struct kr_err *err);
 	/* kr_store_probe(); NULL: nothing to check beyond the config */
 	int (*probe)(const char *where, const char *password_file,
 	             struct kr_err *err);

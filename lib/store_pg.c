@@ -402,6 +402,9 @@ struct kr_store_be {
 	char lost[320];      /* why the last reconnect failed */
 	bool wfail;
 	char wfail_msg[320];
+	/* kr_store_copy(): rows for COPY FROM STDIN, sent in 64 KiB pieces */
+	bool copying;
+	struct kr_buf copy;
 };
 
 static int64_t
@@ -939,6 +942,7 @@ pg_close(struct kr_store_be **sp)
 	if (s->conn != NULL)
 		PQfinish(s->conn); /* an open transaction is rolled back */
 	sodium_free(s->password); /* zeroed; NULL is fine */
+	kr_buf_fini(&s->copy);
 	free(s->uri);
 	free(s);
 	*sp = NULL;
@@ -996,9 +1000,13 @@ pg_commit(struct kr_store_be *s, struct kr_err *err)
 	return 0;
 }
 
+static void copy_abort(struct kr_store_be *s);
+
 static void
 pg_rollback(struct kr_store_be *s)
 {
+	if (s != NULL && s->copying)
+		copy_abort(s);
 	if (s != NULL && in_tx(s) && PQstatus(s->conn) == CONNECTION_OK)
 		(void)exec_simple(s, "ROLLBACK", "rollback", NULL);
 }
@@ -2602,6 +2610,253 @@ pg_confirm_governor_set(struct kr_store_be *s, const char *list_id,
 	           &p, "write list governor", NULL, err);
 }
 
+/* ---- kairanctl store copy ---- */
+
+static char *
+col_list(const struct kr_store_table *t)
+{
+	struct kr_buf b;
+	size_t i;
+	int r = 0;
+
+	kr_buf_init(&b, 0);
+	for (i = 0; i < t->n_cols && r == 0; i++)
+		r = kr_buf_printf(&b, "%s%s", i ? ", " : "", t->cols[i]);
+	return kr_buf_steal(&b);
+}
+
+static int
+pg_snapshot(struct kr_store_be *s, struct kr_err *err)
+{
+	if (conn_ok(s, err) < 0)
+		return -1;
+	if (in_tx(s))
+		return kr_err_set(err, KR_ERR_INVALID,
+		                  "store: transaction already open");
+	return exec_simple(s, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+	                   "snapshot", err);
+}
+
+/* Row by row (single-row mode): a table of ten million rows is never
+ * held whole. */
+static int
+pg_dump(struct kr_store_be *s, const struct kr_store_table *t,
+        kr_store_row_fn fn, void *ctx, struct kr_err *err)
+{
+	const char *vals[32];
+	char *cols = col_list(t);
+	char *sql = kr_xasprintf("SELECT %s FROM %s ORDER BY %s", cols, t->name,
+	                         t->cols[0]);
+	PGresult *r;
+	size_t i;
+	int rc = 0, failed = 0;
+
+	if (t->n_cols > KR_NELEM(vals))
+		abort();
+	if (conn_ok(s, err) < 0 ||
+	    !PQsendQueryParams(s->conn, sql, 0, NULL, NULL, NULL, NULL, 0) ||
+	    !PQsetSingleRowMode(s->conn)) {
+		rc = s->conn ? pg_err(s, NULL, "copy", err) : -1;
+		goto out;
+	}
+	while ((r = PQgetResult(s->conn)) != NULL) {
+		if (PQresultStatus(r) == PGRES_SINGLE_TUPLE && rc == 0) {
+			for (i = 0; i < t->n_cols; i++)
+				vals[i] = PQgetisnull(r, 0, (int)i)
+				              ? NULL
+				              : PQgetvalue(r, 0, (int)i);
+			rc = fn(ctx, vals, t->n_cols);
+		} else if (PQresultStatus(r) != PGRES_SINGLE_TUPLE &&
+		           PQresultStatus(r) != PGRES_TUPLES_OK && !failed) {
+			failed = 1;
+			rc = pg_err(s, r, "copy", err);
+		}
+		PQclear(r); /* after a stop: the rest is read and dropped */
+	}
+out:
+	free(sql);
+	free(cols);
+	return rc;
+}
+
+static int
+copy_flush(struct kr_store_be *s, struct kr_err *err)
+{
+	if (s->copy.len > 0 &&
+	    PQputCopyData(s->conn, s->copy.data, (int)s->copy.len) != 1)
+		return pg_err(s, NULL, "copy", err);
+	kr_buf_reset(&s->copy);
+	return 0;
+}
+
+static void
+copy_abort(struct kr_store_be *s)
+{
+	PGresult *r;
+
+	s->copying = false;
+	kr_buf_reset(&s->copy);
+	if (s->conn == NULL || PQputCopyEnd(s->conn, "copy abandoned") != 1)
+		return;
+	while ((r = PQgetResult(s->conn)) != NULL)
+		PQclear(r);
+}
+
+static int
+pg_load_begin(struct kr_store_be *s, const struct kr_store_table *t,
+              struct kr_err *err)
+{
+	char *cols = col_list(t);
+	char *sql = kr_xasprintf("COPY %s (%s) FROM STDIN", t->name, cols);
+	PGresult *r = NULL;
+	int rc = -1;
+
+	free(cols);
+	if (conn_ok(s, err) < 0)
+		goto out;
+	if (in_tx(s)) {
+		kr_err_set(err, KR_ERR_INVALID, "store: transaction already open");
+		goto out;
+	}
+	if (exec_simple(s, "BEGIN", "copy", err) < 0)
+		goto out;
+	r = PQexec(s->conn, sql);
+	if (PQresultStatus(r) != PGRES_COPY_IN) {
+		pg_err(s, r, "copy", err);
+		goto out;
+	}
+	kr_buf_reset(&s->copy); /* zeroed at open: unbounded */
+	s->copying = true;
+	rc = 0;
+out:
+	PQclear(r);
+	free(sql);
+	return rc;
+}
+
+/* One row in COPY's text format: tabs between, \N for NULL, backslash,
+ * tab, newline and carriage return escaped. */
+static int
+pg_load_row(struct kr_store_be *s, const char *const *vals, size_t n,
+            struct kr_err *err)
+{
+	const char *v;
+	size_t i;
+	int r = 0;
+
+	for (i = 0; i < n && r == 0; i++) {
+		if (i > 0)
+			r = kr_buf_putc(&s->copy, '\t');
+		if (vals[i] == NULL) {
+			if (r == 0)
+				r = kr_buf_puts(&s->copy, "\\N");
+			continue;
+		}
+		for (v = vals[i]; *v != '\0' && r == 0; v++)
+			r = *v == '\\'   ? kr_buf_puts(&s->copy, "\\\\")
+			    : *v == '\t' ? kr_buf_puts(&s->copy, "\\t")
+			    : *v == '\n' ? kr_buf_puts(&s->copy, "\\n")
+			    : *v == '\r' ? kr_buf_puts(&s->copy, "\\r")
+			                 : kr_buf_putc(&s->copy, *v);
+	}
+	if (r == 0)
+		r = kr_buf_putc(&s->copy, '\n');
+	if (r < 0)
+		return kr_err_set(err, KR_ERR_IO, "copy: out of memory");
+	return s->copy.len >= 65536 ? copy_flush(s, err) : 0;
+}
+
+static int
+pg_load_end(struct kr_store_be *s, const struct kr_store_table *t,
+            int64_t next_id, struct kr_err *err)
+{
+	struct params p = {0};
+	PGresult *r;
+	char *sql;
+	int rc;
+
+	if (copy_flush(s, err) < 0)
+		return -1;
+	s->copying = false;
+	if (PQputCopyEnd(s->conn, NULL) != 1)
+		return pg_err(s, NULL, "copy", err);
+	rc = 0;
+	while ((r = PQgetResult(s->conn)) != NULL) {
+		if (PQresultStatus(r) != PGRES_COMMAND_OK && rc == 0)
+			rc = pg_err(s, r, "copy", err);
+		PQclear(r);
+	}
+	if (rc < 0)
+		return -1;
+	if (t->has_id) {
+		/* the numbering goes on above every id the source gave */
+		sql = kr_xasprintf(
+		    "SELECT setval(pg_get_serial_sequence('%s', 'id'),"
+		    " greatest($1::bigint, (SELECT coalesce(max(id), 0) FROM"
+		    " %s), 1), greatest($1::bigint, (SELECT coalesce(max(id),"
+		    " 0) FROM %s)) > 0)",
+		    t->name, t->name, t->name);
+		p_int(&p, next_id);
+		r = PQexecParams(s->conn, sql, p.n, NULL, p.v, NULL, NULL, 0);
+		free(sql);
+		if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+			pg_err(s, r, "copy", err);
+			PQclear(r);
+			return -1;
+		}
+		PQclear(r);
+	}
+	return exec_simple(s, "COMMIT", "copy", err);
+}
+
+static int
+pg_rows(struct kr_store_be *s, const struct kr_store_table *t, int64_t *n_out,
+        struct kr_err *err)
+{
+	char *sql = kr_xasprintf("SELECT count(*) FROM %s", t->name);
+	PGresult *r;
+	int rc = 0;
+
+	if (conn_ok(s, err) < 0) {
+		free(sql);
+		return -1;
+	}
+	r = PQexec(s->conn, sql);
+	free(sql);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK)
+		rc = pg_err(s, r, "count rows", err);
+	else
+		*n_out = g_int(r, 0, 0);
+	PQclear(r);
+	return rc;
+}
+
+static int
+pg_last_id(struct kr_store_be *s, const struct kr_store_table *t,
+           int64_t *id_out, struct kr_err *err)
+{
+	char *sql = kr_xasprintf(
+	    "SELECT greatest((SELECT coalesce(max(id), 0) FROM %s),"
+	    " coalesce(pg_sequence_last_value(pg_get_serial_sequence('%s',"
+	    " 'id')::regclass), 0))",
+	    t->name, t->name);
+	PGresult *r;
+	int rc = 0;
+
+	if (conn_ok(s, err) < 0) {
+		free(sql);
+		return -1;
+	}
+	r = PQexec(s->conn, sql);
+	free(sql);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK)
+		rc = pg_err(s, r, "last id", err);
+	else
+		*id_out = g_int(r, 0, 0);
+	PQclear(r);
+	return rc;
+}
+
 const struct kr_store_ops kr_store_pg_ops = {
 	.name = "postgresql",
 	.open = pg_open,
@@ -2656,5 +2911,12 @@ const struct kr_store_ops kr_store_pg_ops = {
 	.bounce_counts = pg_bounce_counts,
 	.subscriber_tally = pg_subscriber_tally,
 	.rate_take = pg_rate_take,
+	.snapshot = pg_snapshot,
+	.dump = pg_dump,
+	.load_begin = pg_load_begin,
+	.load_row = pg_load_row,
+	.load_end = pg_load_end,
+	.rows = pg_rows,
+	.last_id = pg_last_id,
 	.probe = pg_probe,
 };

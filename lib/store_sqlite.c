@@ -34,6 +34,7 @@
 
 #include <sqlite3.h>
 
+#include "buf.h"
 #include "err.h"
 #include "log.h"
 #include "xmem.h"
@@ -468,6 +469,7 @@ struct kr_store_be {
 	bool wfail;
 	char wfail_msg[320];
 	int lock_fd; /* sq_lock_daemon(), -1: none */
+	sqlite3_stmt *load; /* kr_store_copy(): the INSERT of load_begin */
 };
 
 #define IDENT_EVERY_MS 250
@@ -1072,6 +1074,7 @@ sq_close(struct kr_store_be **sp)
 		return;
 	for (i = 0; i < ST__N; i++)
 		sqlite3_finalize(s->st[i]);
+	sqlite3_finalize(s->load);
 	if (s->db && !sqlite3_get_autocommit(s->db))
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 	sqlite3_close(s->db);
@@ -2926,6 +2929,159 @@ out:
 	return r;
 }
 
+/* ---- kairanctl store copy ---- */
+
+static char *
+col_list(const struct kr_store_table *t, bool marks)
+{
+	struct kr_buf b;
+	size_t i;
+	int r = 0;
+
+	kr_buf_init(&b, 0);
+	for (i = 0; i < t->n_cols && r == 0; i++)
+		r = marks ? kr_buf_printf(&b, "%s?%zu", i ? ", " : "", i + 1)
+		          : kr_buf_printf(&b, "%s%s", i ? ", " : "", t->cols[i]);
+	return kr_buf_steal(&b);
+}
+
+static int
+sq_snapshot(struct kr_store_be *s, struct kr_err *err)
+{
+	int64_t n;
+
+	if (!sqlite3_get_autocommit(s->db))
+		return kr_err_set(err, KR_ERR_INVALID,
+		                  "store: transaction already open");
+	/* WAL: a read transaction's snapshot, writers not held up */
+	if (exec(s, "BEGIN", "snapshot", err) < 0)
+		return -1;
+	return query_int(s, "SELECT count(*) FROM sqlite_master", &n, err);
+}
+
+static int
+sq_dump(struct kr_store_be *s, const struct kr_store_table *t,
+        kr_store_row_fn fn, void *ctx, struct kr_err *err)
+{
+	const char *vals[32];
+	sqlite3_stmt *st = NULL;
+	char *cols = col_list(t, false);
+	char *sql = kr_xasprintf("SELECT %s FROM %s ORDER BY %s", cols, t->name,
+	                         t->cols[0]);
+	size_t i;
+	int rc = SQLITE_DONE, r = -1;
+
+	if (t->n_cols > KR_NELEM(vals))
+		abort();
+	if (prep(s, sql, &st, err) < 0)
+		goto out;
+	r = 0;
+	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		for (i = 0; i < t->n_cols; i++)
+			vals[i] = sqlite3_column_type(st, (int)i) == SQLITE_NULL
+			              ? NULL
+			              : (const char *)sqlite3_column_text(
+			                    st, (int)i);
+		r = fn(ctx, vals, t->n_cols);
+	}
+	if (r == 0 && rc != SQLITE_DONE)
+		r = db_err(s, rc, "copy", err);
+out:
+	sqlite3_finalize(st);
+	free(sql);
+	free(cols);
+	return r;
+}
+
+static int
+sq_load_begin(struct kr_store_be *s, const struct kr_store_table *t,
+              struct kr_err *err)
+{
+	char *cols = col_list(t, false), *marks = col_list(t, true);
+	char *sql = kr_xasprintf("INSERT INTO %s (%s) VALUES (%s)", t->name,
+	                         cols, marks);
+	int r = -1;
+
+	sqlite3_finalize(s->load);
+	s->load = NULL;
+	if (!sqlite3_get_autocommit(s->db))
+		kr_err_set(err, KR_ERR_INVALID, "store: transaction already open");
+	else if (exec(s, "BEGIN IMMEDIATE", "copy", err) == 0 &&
+	         prep(s, sql, &s->load, err) == 0)
+		r = 0;
+	free(sql);
+	free(cols);
+	free(marks);
+	return r;
+}
+
+static int
+sq_load_row(struct kr_store_be *s, const char *const *vals, size_t n,
+            struct kr_err *err)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (vals[i] == NULL)
+			sqlite3_bind_null(s->load, (int)i + 1);
+		else
+			/* the column's affinity makes "12" the integer 12 */
+			sqlite3_bind_text(s->load, (int)i + 1, vals[i], -1,
+			                  SQLITE_TRANSIENT);
+	return run(s, s->load, "copy", err);
+}
+
+static int
+sq_load_end(struct kr_store_be *s, const struct kr_store_table *t,
+            int64_t next_id, struct kr_err *err)
+{
+	int64_t n;
+
+	sqlite3_finalize(s->load);
+	s->load = NULL;
+	/* subscriber ids are AUTOINCREMENT (schema v6): start above every
+	 * id the source ever gave */
+	if (strcmp(t->name, "subscribers") == 0 &&
+	    (exec_ints(s, "DELETE FROM sqlite_sequence WHERE name ="
+	                  " 'subscribers'",
+	               0, 0, 0, 0, NULL, err) < 0 ||
+	     exec_ints(s, "INSERT INTO sqlite_sequence (name, seq) VALUES"
+	                  " ('subscribers', max(?1, coalesce((SELECT max(id)"
+	                  " FROM subscribers), 0)))",
+	               1, next_id, 0, 0, NULL, err) < 0))
+		return -1;
+	return exec(s, "COMMIT", "copy", err) < 0 ||
+	               query_int(s, "SELECT 1", &n, err) < 0
+	           ? -1
+	           : 0;
+}
+
+static int
+sq_rows(struct kr_store_be *s, const struct kr_store_table *t, int64_t *n_out,
+        struct kr_err *err)
+{
+	char *sql = kr_xasprintf("SELECT count(*) FROM %s", t->name);
+	int r = query_int(s, sql, n_out, err);
+
+	free(sql);
+	return r;
+}
+
+static int
+sq_last_id(struct kr_store_be *s, const struct kr_store_table *t,
+           int64_t *id_out, struct kr_err *err)
+{
+	char *sql = kr_xasprintf(
+	    "SELECT max(coalesce((SELECT max(id) FROM %s), 0),"
+	    " coalesce((SELECT seq FROM sqlite_sequence WHERE name = '%s'),"
+	    " 0))",
+	    t->name, t->name);
+	int r = query_int(s, sql, id_out, err);
+
+	free(sql);
+	return r;
+}
+
 const struct kr_store_ops kr_store_sqlite_ops = {
 	.name = "sqlite",
 	.open = sq_open,
@@ -2979,4 +3135,11 @@ const struct kr_store_ops kr_store_sqlite_ops = {
 	.keys_forget = sq_keys_forget,
 	.bounce_counts = sq_bounce_counts,
 	.subscriber_tally = sq_subscriber_tally,
+	.snapshot = sq_snapshot,
+	.dump = sq_dump,
+	.load_begin = sq_load_begin,
+	.load_row = sq_load_row,
+	.load_end = sq_load_end,
+	.rows = sq_rows,
+	.last_id = sq_last_id,
 };
