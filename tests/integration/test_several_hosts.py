@@ -15,8 +15,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pg  # noqa: E402
-from harness import (Kairan, SmtpServer, done, ok, rcpt_counts,  # noqa: E402
-                     report, tmpdir, wait_for)
+from harness import (Kairan, SmtpServer, done, http, ok,  # noqa: E402
+                     rcpt_counts, report, tmpdir, wait_for)
 
 if not pg.available():
     ok(False, "PostgreSQL 15 is installed (make deps)")
@@ -168,6 +168,23 @@ got = rcpt_counts(smtp)
 extra = sum(got.values()) - 4 * N
 ok(len(got) == N and 0 <= extra <= 4 * IN_FLIGHT,
    "nothing lost across the restart (%d duplicates)" % extra, extra)
+
+# PostgreSQL down for a while: /healthz says so naming the database (not
+# the password), the form answers 503; both come back by themselves.
+srv.stop_server()
+st, body = wait_for(lambda: (lambda r: r if r[0] == 503 else None)(
+    http("GET", a.admin_url("/healthz"))[::2]), 20) or (0, b"")
+body = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+ok(st == 503 and "127.0.0.1:%d/news" % srv.port in body and
+   pg.PASSWORD not in body,
+   "/healthz: 503 naming the database while it is down", (st, body))
+st = http("POST", a.url("/subscribe"), data={"email": "down@example.jp"})[0]
+ok(st == 503, "the form answers 503 while the database is down", st)
+srv.start_server(srv.port)
+ok(wait_for(lambda: http("GET", a.admin_url("/healthz"))[0] == 200, 30),
+   "/healthz is ok again once the database is back")
+st = http("POST", a.url("/subscribe"), data={"email": "back@example.jp"})[0]
+ok(st == 200, "and the form takes sign-ups again", st)
 
 # Pause on one host holds both; resume on the other lets both go on.
 before = len(smtp.log())
