@@ -9,7 +9,11 @@
 # bench/RESULTS.md keeps the current figures.
 #
 # usage: bench/kairand.sh [-n SUBSCRIBERS] [-w WORKERS] [-b BATCH] [-r RUNS]
-#                         [-k REPORT_BYTES] [-o FILE.md | -o -]
+#                         [-k REPORT_BYTES] [-d sqlite|postgresql]
+#                         [-o FILE.md | -o -]
+#   -d  the store: an SQLite file (default) or a PostgreSQL 15 that the
+#       script starts on loopback (tests/integration/pg.py; a fresh
+#       database each run)
 #   -k  size of the report's Markdown (default 9000: ~29 KB composed;
 #       3000 composes to ~10.5 KB, the size of the nodemailer peer's message)
 # Needs: postfix's /usr/sbin/smtp-sink and smtp-source, /usr/bin/python3.
@@ -22,14 +26,16 @@ workers=4
 batch=100
 runs=1
 report_bytes=9000
+store=sqlite
 out=bench/history/$(date -u +%Y-%m-%dT%H%M)-kairand.md
-while getopts "n:w:b:r:k:o:" o; do
+while getopts "n:w:b:r:k:d:o:" o; do
 	case "$o" in
 	n) n=$OPTARG ;;
 	w) workers=$OPTARG ;;
 	b) batch=$OPTARG ;;
 	r) runs=$OPTARG ;;
 	k) report_bytes=$OPTARG ;;
+	d) store=$OPTARG ;;
 	o) out=$OPTARG ;;
 	*) sed -n '2,15p' "$0"; exit 2 ;;
 	esac
@@ -48,10 +54,12 @@ tmp=$(mktemp -d /tmp/kairan-bench.XXXXXX)
 kpid=""
 spid=""
 wpid=""
+pgdir=""
 cleanup() {
 	[ -n "$kpid" ] && kill "$kpid" 2>/dev/null && wait "$kpid" 2>/dev/null
 	[ -n "$spid" ] && kill "$spid" 2>/dev/null && wait "$spid" 2>/dev/null
 	[ -n "$wpid" ] && kill "$wpid" 2>/dev/null
+	[ -n "$pgdir" ] && /usr/bin/python3 tests/integration/pg.py stop "$pgdir"
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -119,6 +127,24 @@ start_sink() { # PORT LOG
 }
 stop_sink() { kill "$spid" 2>/dev/null; wait "$spid" 2>/dev/null || true; spid=""; }
 
+database="$tmp/kairan.db"
+case "$store" in
+sqlite) ;;
+postgresql)
+	pgdir=$(mktemp -d /tmp/kairan-bench-pg.XXXXXX)
+	read -r pguri pgpw _ < <(/usr/bin/python3 tests/integration/pg.py start "$pgdir")
+	pgbase=${pguri%/postgres}
+	database="{host: 127.0.0.1, port: ${pgbase##*:}, dbname: bench, user: kairan, password_file: $pgpw}"
+	;;
+*) echo "bench: -d sqlite or postgresql" >&2; exit 2 ;;
+esac
+fresh_db() {
+	rm -f "$tmp/kairan.db"* "$tmp/token.key"
+	[ "$store" = postgresql ] || return 0
+	PGPASSWORD=$(cat "$pgpw") psql -X -q "$pguri" \
+		-c "DROP DATABASE IF EXISTS bench WITH (FORCE)" -c "CREATE DATABASE bench" >/dev/null
+}
+
 # The subscribers, and a ~10 KB Japanese report.
 /usr/bin/python3 bench/bench_input.py "$tmp" "$n" "$report_bytes"
 
@@ -126,11 +152,11 @@ run_kairand() { # RUN
 	local port http admin log cfg t0 t1 c0 c1 rss wall
 	port=$(free_port); http=$(free_port); admin=$(free_port)
 	log=$tmp/sink.log
-	rm -f "$tmp/kairan.db"* "$tmp/token.key"
+	fresh_db
 	mkdir -p "$tmp/outbox"
 	cfg=$tmp/kairan.yaml
 	cat >"$cfg" <<EOF
-database: $tmp/kairan.db
+database: $database
 key_file: $tmp/token.key
 public_url: https://news.example.jp
 http:
@@ -258,9 +284,9 @@ srange=$(range "$n" "${s_wall[@]}")
 
 report=$(cat <<EOF
 
-## Delivery: kairand end to end into smtp-sink ($(date -u +%Y-%m-%d), $(nproc) cores)
+## Delivery: kairand end to end into smtp-sink, $store store ($(date -u +%Y-%m-%d), $(nproc) cores)
 
-\`bench/kairand.sh -n $n -w $workers -b $batch -r $runs -k $report_bytes\` — $n subscribers,
+\`bench/kairand.sh -n $n -w $workers -b $batch -r $runs -k $report_bytes -d $store\` — $n subscribers,
 one report of $msgsize bytes as composed (Japanese, multipart, personal
 unsubscribe token and VERP per copy), $workers workers = $workers SMTP
 sessions, release build, medians of $runs run(s), kairand and
