@@ -11,7 +11,9 @@
  *
  * The workers share one store connection guarded by store_lock: claim and
  * mark are single short statements, and one connection means no SQLite
- * BUSY between our own threads. */
+ * BUSY between our own threads. With PostgreSQL (kr_store_rates_shared())
+ * each worker records its outcomes on a connection of its own, so their
+ * round trips to the server overlap. */
 #include "delivery.h"
 #include "delivery_int.h"
 
@@ -187,6 +189,11 @@ struct worker {
 
 	struct kr_report_row report; /* cache: the last report used */
 	bool have_report;
+	/* Several hosts (PostgreSQL): this worker's own connection for its
+	 * outcomes, so the workers' marks go to the server side by side
+	 * instead of one round trip after the other under store_lock.
+	 * NULL: the shared one (SQLite: one writer at a time anyway). */
+	struct kr_store *mstore;
 
 	size_t cap; /* size of the arrays below */
 	struct kr_claim *claims;
@@ -510,38 +517,42 @@ enum mark_op { MARK_SENT, MARK_DEFERRED, MARK_FAILED, MARK_UNCERTAIN,
  * a claim overtaken meanwhile (its lease ran out and another host, or this
  * one after a restart, took the row) records nothing and is counted. */
 static int
-store_mark(struct kr_delivery *d, enum mark_op op, const struct kr_claim *c,
+store_mark(struct worker *w, enum mark_op op, const struct kr_claim *c,
     int64_t now, int64_t next, int code, const char *reply,
     struct kr_err *err)
 {
+	struct kr_delivery *d = w->d;
+	struct kr_store *st = w->mstore != NULL ? w->mstore : d->store;
 	int64_t id = c->delivery_id, lease = c->lease;
 	int r = -1, tries;
 
 	for (tries = 0; tries < BUSY_TRIES; tries++) {
 		kr_err_clear(err);
-		pthread_mutex_lock(&d->store_lock);
+		if (w->mstore == NULL)
+			pthread_mutex_lock(&d->store_lock);
 		switch (op) {
 		case MARK_SENT:
-			r = kr_store_mark_sent(d->store, id, lease, now, reply,
+			r = kr_store_mark_sent(st, id, lease, now, reply,
 			    err);
 			break;
 		case MARK_DEFERRED:
-			r = kr_store_mark_deferred(d->store, id, lease, now,
+			r = kr_store_mark_deferred(st, id, lease, now,
 			    next, code, reply, err);
 			break;
 		case MARK_FAILED:
-			r = kr_store_mark_failed(d->store, id, lease, now,
+			r = kr_store_mark_failed(st, id, lease, now,
 			    code, reply, err);
 			break;
 		case MARK_UNCERTAIN:
-			r = kr_store_mark_uncertain(d->store, id, lease, now,
+			r = kr_store_mark_uncertain(st, id, lease, now,
 			    reply, err);
 			break;
 		case MARK_RELEASE:
-			r = kr_store_release(d->store, id, lease, err);
+			r = kr_store_release(st, id, lease, err);
 			break;
 		}
-		pthread_mutex_unlock(&d->store_lock);
+		if (w->mstore == NULL)
+			pthread_mutex_unlock(&d->store_lock);
 		if (r == 0 || err == NULL || err->code != KR_ERR_BUSY)
 			break;
 		nap(0.05);
@@ -587,6 +598,7 @@ worker_fini(struct worker *w)
 		kr_store_report_row_fini(&w->report);
 	for (i = 0; i < w->cap; i++)
 		kr_buf_fini(&w->bufs[i]);
+	kr_store_close(&w->mstore);
 	free(w->claims);
 	free(w->msgs);
 	free(w->bufs);
@@ -830,7 +842,7 @@ worker_done(void *ctx, struct kr_msg *m)
 
 	switch (m->result) {
 	case KR_SEND_OK:
-		r = store_mark(d, MARK_SENT, c, now, 0, m->code,
+		r = store_mark(w, MARK_SENT, c, now, 0, m->code,
 		    m->reply, &err);
 		kr_log_debug("delivery sent id=%lld report=%lld sub=%lld "
 			     "rcpt=%s code=%d relay=%s reply=\"%s\"",
@@ -856,7 +868,7 @@ worker_done(void *ctx, struct kr_msg *m)
 			cfg->delivery.n_retry, cfg->delivery.max_age,
 			c->attempts, c->queued_at, now, rnd, &next) != 0) {
 			failed_now = true;
-			r = store_mark(d, MARK_FAILED, c, now, 0,
+			r = store_mark(w, MARK_FAILED, c, now, 0,
 			    m->code, m->reply, &err);
 			kr_delivery_log_reply(m->reply, logreply,
 			    sizeof(logreply));
@@ -867,7 +879,7 @@ worker_done(void *ctx, struct kr_msg *m)
 			    (long long)c->subscriber_id, m->code,
 			    c->attempts + 1, logreply);
 		} else {
-			r = store_mark(d, MARK_DEFERRED, c, now,
+			r = store_mark(w, MARK_DEFERRED, c, now,
 			    next, m->code, m->reply, &err);
 			kr_delivery_log_reply(m->reply, logreply,
 			    sizeof(logreply));
@@ -880,7 +892,7 @@ worker_done(void *ctx, struct kr_msg *m)
 		}
 		break;
 	case KR_SEND_PERM:
-		r = store_mark(d, MARK_FAILED, c, now, 0,
+		r = store_mark(w, MARK_FAILED, c, now, 0,
 		    m->code, m->reply, &err);
 		if (r == 0)
 			record_rejection(d, cfg, c, m, now);
@@ -891,7 +903,7 @@ worker_done(void *ctx, struct kr_msg *m)
 		    (long long)c->subscriber_id, m->code, logreply);
 		break;
 	case KR_SEND_UNCERTAIN:
-		r = store_mark(d, MARK_UNCERTAIN, c, now, 0,
+		r = store_mark(w, MARK_UNCERTAIN, c, now, 0,
 		    m->code, m->reply, &err);
 		kr_log_warn("delivery uncertain id=%lld report=%lld sub=%lld "
 			    "relay=%s",
@@ -978,7 +990,7 @@ compose_failed(struct worker *w, size_t i, struct kr_err *cerr)
 	    (long long)c->delivery_id, (long long)c->report_id,
 	    (long long)c->subscriber_id, fail ? "failed" : "deferred",
 	    cerr->msg);
-	if (store_mark(d, fail ? MARK_FAILED : MARK_DEFERRED, c,
+	if (store_mark(w, fail ? MARK_FAILED : MARK_DEFERRED, c,
 		now, next, 0, cerr->msg, &err) < 0)
 		kr_log_err("delivery record id=%lld: %s",
 		    (long long)c->delivery_id, err.msg);
@@ -1190,7 +1202,7 @@ out:
 	for (i = 0; i < n; i++) {
 		if (w->state[i] == MS_DONE)
 			continue;
-		if (store_mark(d, MARK_RELEASE, &w->claims[i], 0, 0, 0, NULL,
+		if (store_mark(w, MARK_RELEASE, &w->claims[i], 0, 0, 0, NULL,
 			&err) < 0 && err.code != KR_ERR_STALE)
 			kr_log_err("delivery release id=%lld: %s",
 			    (long long)w->claims[i].delivery_id, err.msg);
@@ -1328,6 +1340,15 @@ worker_main(void *arg)
 	int64_t now, version = -1;
 	int r;
 
+	if (d->shared_rates) {
+		pthread_mutex_lock(&d->lock);
+		r = kr_store_open(d->cfg->database, d->cfg->database_password_file,
+		    &w->mstore, &err);
+		pthread_mutex_unlock(&d->lock);
+		if (r < 0)
+			kr_log_warn("delivery worker=%u: no connection of its "
+			    "own, sharing one: %s", w->idx, err.msg);
+	}
 	for (;;) {
 		pthread_mutex_lock(&d->lock);
 		if (d->stop) {
