@@ -444,7 +444,8 @@ def build_c_helper(name, base):
     TAP comments)."""
     flags = open(os.path.join(BUILD, ".flags")).read().split()
     libs = []
-    for pkgs in (["libsodium", "yaml-0.1", "sqlite3", "libcurl", "libcmark"],
+    for pkgs in (["libsodium", "yaml-0.1", "sqlite3", "libpq", "libcurl",
+                  "libcmark"],
                  ["libidn2"]):
         libs += subprocess.run(["pkg-config", "--libs"] + pkgs,
                                capture_output=True,
