@@ -21,6 +21,7 @@
 #include "err.h"
 #include "mime.h"
 #include "store.h"
+#include "xmem.h"
 
 /* Rows per transaction of an import: big enough to be fast, small enough
  * that an interrupted import keeps most of its work. */
@@ -562,7 +563,43 @@ struct import {
 	int cols[COL__N]; /* field index of each column, -1 when absent */
 	int64_t now;
 	long long added, present, rejected, confirmations;
+	/* rows checked and waiting to go to the store together
+	 * (kr_store_subscriber_import_many: one round trip on PostgreSQL) */
+	struct kr_subscriber *batch;
+	int64_t *ids;
+	size_t n_batch;
 };
+
+/* Rows to the store per round trip. */
+#define IMPORT_MANY 500
+
+/* Stores the waiting rows; -1 on a store error. */
+static int
+import_flush(struct import *im, struct kr_err *err)
+{
+	size_t i;
+
+	if (im->n_batch == 0)
+		return 0;
+	if (kr_store_subscriber_import_many(im->c->store, im->batch,
+	                                    im->n_batch, im->ids, err) < 0)
+		return -1;
+	for (i = 0; i < im->n_batch; i++) {
+		if (im->ids[i] == 0) {
+			im->present++;
+			continue;
+		}
+		im->added++;
+		if (im->batch[i].status == KR_SUB_PENDING) {
+			if (kr_store_confirm_enqueue(im->c->store, im->ids[i],
+			                             im->now, err) < 0)
+				return -1;
+			im->confirmations++;
+		}
+	}
+	im->n_batch = 0;
+	return 0;
+}
 
 static void KR_PRINTF(3, 4)
     row_error(struct import *im, size_t line, const char *fmt, ...)
@@ -684,7 +721,6 @@ import_row(struct import *im, const struct kr_csv *csv, size_t line,
 	const char *st = field(im, csv, COL_STATUS);
 	const char *src = field(im, csv, COL_CONSENT_SOURCE);
 	char addr[KR_ADDRESS_MAX];
-	int64_t id = 0;
 	int status;
 
 	memset(&sub, 0, sizeof(sub));
@@ -752,20 +788,12 @@ import_row(struct import *im, const struct kr_csv *csv, size_t line,
 		sub.confirmed_at = im->now;
 	if (sub.status == KR_SUB_PENDING)
 		sub.confirmed_at = 0;
-	if (kr_store_subscriber_import_id(im->c->store, &sub, &id, err) < 0)
-		return -1;
-	if (id == 0) {
-		im->present++;
-		return 0;
+	if (im->batch == NULL) {
+		im->batch = kr_xcalloc(IMPORT_MANY, sizeof(*im->batch));
+		im->ids = kr_xcalloc(IMPORT_MANY, sizeof(*im->ids));
 	}
-	im->added++;
-	if (sub.status == KR_SUB_PENDING) {
-		if (kr_store_confirm_enqueue(im->c->store, id, im->now, err) <
-		    0)
-			return -1;
-		im->confirmations++;
-	}
-	return 0;
+	im->batch[im->n_batch++] = sub;
+	return im->n_batch == IMPORT_MANY ? import_flush(im, err) : 0;
 }
 
 static int
@@ -848,14 +876,16 @@ sub_import(struct ctl *c, int argc, char **argv)
 		else if (import_row(&im, csv, kr_csv_line(csv), &err) < 0)
 			goto store_fail;
 		if (++rows % IMPORT_BATCH == 0) {
-			if (kr_store_commit(c->store, &err) < 0)
+			if (import_flush(&im, &err) < 0 ||
+			    kr_store_commit(c->store, &err) < 0)
 				goto store_fail;
 			in_tx = false;
 			shown = (long long)ftello(f) / 1024;
 			ctl_progress(c, "import KiB", shown, total / 1024);
 		}
 	}
-	if (kr_store_commit(c->store, &err) < 0)
+	if (import_flush(&im, &err) < 0 ||
+	    kr_store_commit(c->store, &err) < 0)
 		goto store_fail;
 	in_tx = false;
 	if (shown > 0 && shown < total / 1024)
@@ -872,6 +902,8 @@ store_fail:
 out:
 	if (in_tx)
 		kr_store_rollback(c->store);
+	free(im.batch);
+	free(im.ids);
 	kr_csv_free(&csv);
 	if (f != NULL && f != stdin)
 		fclose(f);

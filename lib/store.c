@@ -77,6 +77,23 @@ kr_store_probe(const char *where, const char *password_file,
 }
 
 int
+kr_store_subscriber_import_many(struct kr_store *s,
+                                const struct kr_subscriber *subs, size_t n,
+                                int64_t *ids_out, struct kr_err *err)
+{
+	size_t i;
+
+	if (s->ops->subscriber_import_many != NULL)
+		return s->ops->subscriber_import_many(s->be, subs, n, ids_out,
+		                                      err);
+	for (i = 0; i < n; i++)
+		if (s->ops->subscriber_import_id(s->be, &subs[i], &ids_out[i],
+		                                 err) < 0)
+			return -1;
+	return 0;
+}
+
+int
 kr_store_rate_take(struct kr_store *s, const char *key, double rate,
                    double burst, double want, double *got_out,
                    struct kr_err *err)

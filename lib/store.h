@@ -349,6 +349,14 @@ KR_NODISCARD int kr_store_subscriber_last_sent(struct kr_store *s,
 KR_NODISCARD int kr_store_subscriber_forget(struct kr_store *s, int64_t id,
     int64_t now, struct kr_err *err);
 
+/* kr_store_subscriber_import_id() for n subscriptions at once (one round
+ * trip on PostgreSQL): ids_out[i] is subs[i]'s new id, or 0 when its
+ * (list, address) was there already, ignoring ASCII case, or came earlier
+ * in subs. All or nothing within the caller's transaction. */
+KR_NODISCARD int kr_store_subscriber_import_many(struct kr_store *s,
+    const struct kr_subscriber *subs, size_t n, int64_t *ids_out,
+    struct kr_err *err);
+
 /* Rates that hold for the sum of every host of one database (delivery.rate
  * and per-domain rates): the token bucket key (e.g. "global"), filled at
  * rate tokens/s up to burst, kept in the database and timed by its clock.

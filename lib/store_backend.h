@@ -167,6 +167,12 @@ struct kr_store_ops {
 	                     struct kr_bounce_counts *out, struct kr_err *err);
 	int (*subscriber_tally)(struct kr_store_be *s, kr_store_tally_fn fn,
 	                        void *ctx, struct kr_err *err);
+	/* kr_store_subscriber_import_many(); NULL: subscriber_import_id
+	 * for each */
+	int (*subscriber_import_many)(struct kr_store_be *s,
+	                              const struct kr_subscriber *subs,
+	                              size_t n, int64_t *ids_out,
+	                              struct kr_err *err);
 	/* kr_store_rate_take(); NULL: one host per database, whose own
 	 * buckets are exact (kr_store_rates_shared() is false) */
 	int (*rate_take)(struct kr_store_be *s, const char *key, double rate,

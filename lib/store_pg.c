@@ -1234,6 +1234,102 @@ pg_subscriber_import_id(struct kr_store_be *s, const struct kr_subscriber *sub,
 	return 0;
 }
 
+/* One element of a text[] literal: quoted, with " and \\ escaped. */
+static int
+arr_text(struct kr_buf *b, bool first, const char *v)
+{
+	int r = kr_buf_puts(b, first ? "{\"" : ",\"");
+
+	for (; r == 0 && *v != '\0'; v++)
+		r = *v == '"' || *v == '\\' ? kr_buf_printf(b, "\\%c", *v)
+		                            : kr_buf_putc(b, *v);
+	return r == 0 ? kr_buf_putc(b, '"') : -1;
+}
+
+static int
+arr_int(struct kr_buf *b, bool first, int64_t v)
+{
+	return kr_buf_printf(b, "%s%lld", first ? "{" : ",", (long long)v);
+}
+
+static int
+pg_subscriber_import_many(struct kr_store_be *s,
+                          const struct kr_subscriber *subs, size_t n,
+                          int64_t *ids_out, struct kr_err *err)
+{
+	static const char sql[] =
+	    "INSERT INTO subscribers (list_id, email, name, status,"
+	    " created_at, consent_at, confirmed_at, unsubscribed_at,"
+	    " consent_source, consent_ip, consent_ua, bounces)"
+	    " SELECT u.l, u.e, u.n, u.st, u.c, u.ca, u.co, u.un, u.cs, u.ip,"
+	    " u.ua, u.b FROM unnest($1::text[], $2::text[], $3::text[],"
+	    " $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[],"
+	    " $8::bigint[], $9::text[], $10::text[], $11::text[],"
+	    " $12::bigint[]) WITH ORDINALITY"
+	    " AS u(l, e, n, st, c, ca, co, un, cs, ip, ua, b, ord)"
+	    " WHERE NOT EXISTS (SELECT 1 FROM subscribers x"
+	    "  WHERE x.list_id = u.l AND kr_fold(x.email) = kr_fold(u.e))"
+	    " ORDER BY u.ord ON CONFLICT DO NOTHING"
+	    " RETURNING id, list_id, email";
+	struct kr_buf a[12];
+	struct params p = {0};
+	PGresult *r;
+	int64_t now = (int64_t)time(NULL), created;
+	size_t i, j, k;
+	int rc = 0;
+
+	if (n == 0)
+		return 0;
+	for (k = 0; k < 12; k++)
+		kr_buf_init(&a[k], 0);
+	for (i = 0; i < n && rc == 0; i++) {
+		const struct kr_subscriber *u = &subs[i];
+		bool f = i == 0;
+
+		ids_out[i] = 0;
+		created = u->created_at ? u->created_at : now;
+		if (arr_text(&a[0], f, u->list_id) < 0 ||
+		    arr_text(&a[1], f, u->email) < 0 ||
+		    arr_text(&a[2], f, u->name) < 0 ||
+		    arr_int(&a[3], f, u->status) < 0 ||
+		    arr_int(&a[4], f, created) < 0 ||
+		    arr_int(&a[5], f, u->consent_at ? u->consent_at : created) <
+		        0 ||
+		    arr_int(&a[6], f, u->confirmed_at) < 0 ||
+		    arr_int(&a[7], f, u->unsubscribed_at) < 0 ||
+		    arr_text(&a[8], f, u->consent_source) < 0 ||
+		    arr_text(&a[9], f, u->consent_ip) < 0 ||
+		    arr_text(&a[10], f, u->consent_ua) < 0 ||
+		    arr_int(&a[11], f, u->bounces) < 0)
+			rc = kr_err_set(err, KR_ERR_IO, "import: out of memory");
+	}
+	for (k = 0; k < 12 && rc == 0; k++) {
+		if (kr_buf_putc(&a[k], '}') < 0)
+			rc = kr_err_set(err, KR_ERR_IO, "import: out of memory");
+		p_text(&p, a[k].data);
+	}
+	if (rc == 0 && (r = q(s, sql, &p, "import subscribers", err)) == NULL)
+		rc = -1;
+	if (rc == 0) {
+		/* each new row to the first of subs spelled like it */
+		for (j = 0; j < (size_t)PQntuples(r); j++)
+			for (i = 0; i < n; i++)
+				if (ids_out[i] == 0 &&
+				    strcmp(subs[i].email, PQgetvalue(r, (int)j, 2)) ==
+				        0 &&
+				    strcmp(subs[i].list_id,
+				           PQgetvalue(r, (int)j, 1)) == 0) {
+					ids_out[i] = g_int(r, (int)j, 0);
+					break;
+				}
+		PQclear(r);
+		s->wfail = false;
+	}
+	for (k = 0; k < 12; k++)
+		kr_buf_fini(&a[k]);
+	return rc;
+}
+
 static int
 pg_subscriber_import(struct kr_store_be *s, const struct kr_subscriber *sub,
                      bool *added_out, struct kr_err *err)
@@ -2915,6 +3011,7 @@ const struct kr_store_ops kr_store_pg_ops = {
 	.keys_forget = pg_keys_forget,
 	.bounce_counts = pg_bounce_counts,
 	.subscriber_tally = pg_subscriber_tally,
+	.subscriber_import_many = pg_subscriber_import_many,
 	.rate_take = pg_rate_take,
 	.snapshot = pg_snapshot,
 	.dump = pg_dump,

@@ -1668,6 +1668,51 @@ test_store_reclaim_own_host(void **state)
 	assert_int_equal(got, 0);
 }
 
+/* Many at once: new ids in order, 0 for an address there already or
+ * earlier in the batch (in any ASCII case), quotes and backslashes kept. */
+static void
+test_store_import_many(void **state)
+{
+	struct fx *f = *state;
+	struct kr_subscriber subs[5], got;
+	struct kr_err err = {0};
+	int64_t ids[5], old;
+	const char *const emails[5] = {"a@example.jp", "old@example.jp",
+	                               "\"q\\x\"@example.jp", "A@example.jp",
+	                               "b@example.jp"};
+	int i;
+
+	open_ok(f);
+	old = add_sub(f->s, "news", "Old@example.jp", KR_SUB_ACTIVE);
+	memset(subs, 0, sizeof(subs));
+	for (i = 0; i < 5; i++) {
+		snprintf(subs[i].list_id, sizeof(subs[i].list_id), "news");
+		snprintf(subs[i].email, sizeof(subs[i].email), "%s", emails[i]);
+		snprintf(subs[i].name, sizeof(subs[i].name), "名前 %d", i);
+		subs[i].status = i == 4 ? KR_SUB_PENDING : KR_SUB_ACTIVE;
+		subs[i].created_at = NOW;
+	}
+	assert_int_equal(kr_store_begin(f->s, &err), 0);
+	assert_int_equal(kr_store_subscriber_import_many(f->s, subs, 5, ids,
+	                                                 &err),
+	                 0);
+	assert_int_equal(kr_store_commit(f->s, &err), 0);
+	assert_true(ids[0] > old);
+	assert_int_equal(ids[1], 0); /* Old@ was there */
+	assert_true(ids[2] > ids[0]);
+	assert_int_equal(ids[3], 0); /* A@ is a@ */
+	assert_true(ids[4] > ids[2]);
+	assert_int_equal(kr_store_subscriber_get(f->s, ids[2], &got, &err), 1);
+	assert_string_equal(got.email, emails[2]);
+	assert_string_equal(got.name, "名前 2");
+	assert_int_equal(kr_store_subscriber_get(f->s, ids[4], &got, &err), 1);
+	assert_int_equal(got.status, KR_SUB_PENDING);
+	assert_int_equal(got.created_at, NOW);
+	assert_int_equal(kr_store_subscriber_import_many(f->s, subs, 0, ids,
+	                                                 &err),
+	                 0);
+}
+
 /* ---- PostgreSQL only ---- */
 
 /* The backend, the schema version in kairan_schema, and a second open
@@ -1889,6 +1934,7 @@ main(void)
 	    T(test_store_refuses_foreign_sqlite),
 	    T(test_store_subscribe_state_machine),
 	    T(test_store_import_and_lists),
+	    T(test_store_import_many),
 	    T(test_store_foreach),
 	    T(test_store_report_dedupe_and_unique_key),
 	    T(test_store_claim_order_and_lease),
@@ -1915,6 +1961,7 @@ main(void)
 	    P(test_store_email_case_insensitive),
 	    P(test_store_subscribe_state_machine),
 	    P(test_store_import_and_lists),
+	    P(test_store_import_many),
 	    P(test_store_foreach),
 	    P(test_store_report_dedupe_and_unique_key),
 	    P(test_store_claim_order_and_lease),
