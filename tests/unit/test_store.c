@@ -1913,6 +1913,65 @@ test_pg_subscribe_race(void **state)
 	kr_store_close(&other);
 }
 
+struct add_arg {
+	struct kr_store *s;
+	int r;
+	enum kr_err_code code;
+	int64_t id;
+};
+
+static void *
+add_same(void *arg)
+{
+	struct add_arg *a = arg;
+	struct kr_report_row r = {0};
+	struct kr_err err = {0};
+	int64_t q = 0;
+
+	snprintf(r.list_id, sizeof(r.list_id), "news");
+	r.subject = (char *)(uintptr_t) "同じ号";
+	r.text = (char *)(uintptr_t) "text";
+	r.html = (char *)(uintptr_t) "<p>html</p>";
+	snprintf(r.hash, sizeof(r.hash), "same-hash");
+	a->r = kr_store_report_add(a->s, &r, false, NOW, &a->id, &q, &err);
+	a->code = err.code;
+	return NULL;
+}
+
+/* Two hosts taking the same report at the same moment (the outbox of
+ * each, or `send` on both): the second waits for the first's intake and
+ * is told it is there already; one report, queued once. */
+static void
+test_pg_report_intake_once(void **state)
+{
+	struct fx *f = *state;
+	struct kr_store *other = NULL;
+	struct kr_err err = {0};
+	struct add_arg a1 = {0}, a2 = {0};
+	pthread_t t;
+	int64_t q;
+
+	open_ok(f);
+	add_sub(f->s, "news", "one@example.jp", KR_SUB_ACTIVE);
+	assert_int_equal(kr_store_open(f->db, pw(f->db), &other, &err), 0);
+	assert_int_equal(kr_store_begin(f->s, &err), 0);
+	a1.s = f->s;
+	(void)add_same(&a1);
+	assert_int_equal(a1.r, 0);
+	a2.s = other;
+	assert_int_equal(pthread_create(&t, NULL, add_same, &a2), 0);
+	usleep(300000); /* it waits on the intake lock meanwhile */
+	assert_int_equal(kr_store_commit(f->s, &err), 0);
+	pthread_join(t, NULL);
+	assert_int_equal(a2.r, -1);
+	assert_int_equal(a2.code, KR_ERR_EXISTS);
+	assert_int_equal(a2.id, a1.id);
+	assert_int_equal(shell_int(f->db, "SELECT count(*) FROM reports"), 1);
+	assert_int_equal(shell_int(f->db, "SELECT count(*) FROM deliveries"), 1);
+	(void)q;
+	kr_store_close(&other);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 #define P(fn) cmocka_unit_test_setup_teardown(fn, setup_pg, teardown)
 
@@ -1955,6 +2014,7 @@ main(void)
 	    P(test_pg_claims_skip_locked),
 	    P(test_pg_migrate_concurrently),
 	    P(test_pg_subscribe_race),
+	    P(test_pg_report_intake_once),
 	    P(test_store_outcomes_fenced),
 	    P(test_store_reclaim_own_host),
 	    P(test_store_ids_never_reused),
