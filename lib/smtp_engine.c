@@ -9,7 +9,9 @@
  * recipient per message; libesmtp pipelines RCPT+DATA when the server
  * offers PIPELINING, and this file sends each next envelope (MAIL, RCPT,
  * DATA) right behind a message's dot, so that a message costs one round
- * trip, not three (pipe_ahead()). The outcome of
+ * trip, not three (what goes ahead, and which reply libesmtp may read,
+ * is decided by lib/smtp_pipe.c, a pure module: pipe_ahead() and
+ * in_step() only feed it). The outcome of
  * each message is known from libesmtp's event callback right after the
  * server's reply to the final dot, and the store marks it sent before the
  * next message goes out.
@@ -38,8 +40,7 @@
  *   Message-Id: …) and adds Date:, From: and Message-Id: when missing;
  * - it waits for the reply to MAIL FROM before RCPT TO, and for the
  *   reply to the dot before the next MAIL FROM: we write those ahead of
- *   it and keep its view of the replies exact (pipe_ahead(),
- *   filter_replies());
+ *   it and keep its view of the replies exact (smtp_pipe.c);
  * - relays may answer one pipelined write in two (Postfix to RCPT +
  *   BDAT), the second held by their Nagle until we ACK the first: we set
  *   TCP_QUICKACK when we wait again after reading part (sess_poll());
@@ -111,7 +112,7 @@
 #include "config.h"
 #include "err.h"
 #include "log.h"
-#include "smtp_sync.h"
+#include "smtp_pipe.h"
 #include "smtp_wrap.h"
 #include "xmem.h"
 
@@ -329,17 +330,12 @@ sess_connected(struct smtp_sess *s, int fd, int *timeout_ms)
 		s->werr = 0;
 		/* A second connection of one libesmtp session (its fallback
 		 * to another address) may skip messages: no guessing there. */
-		s->pipe = (++s->connections > 1 || s->relay == NULL ||
-		           atomic_load(&s->relay->no_ahead))
-		              ? -1
-		              : 0;
-		s->learn = NULL;
-		s->mail_size = -1;
-		s->xp_len = s->xp_off = s->xp_mail = 0;
+		++s->connections;
+		if (s->pp != NULL)
+			kr_smtp_pipe_connected(
+			    s->pp, !(s->connections > 1 || s->relay == NULL ||
+			             atomic_load(&s->relay->no_ahead)));
 		s->dead = false;
-		s->rf_head = s->rf_n = 0;
-		s->rf_col = 0;
-		kr_smtp_sync_init(&s->sync);
 		s->r_len = s->r_ready = 0;
 		stage_start(s); /* the greeting */
 	}
@@ -405,6 +401,8 @@ finish(struct smtp_sess *s, struct smtp_mstate *ms, enum kr_send_result res,
 		         s->relay->hostport);
 	if (s != NULL)
 		s->n_finished++;
+	if (s != NULL && s->pp != NULL && ms >= s->ms && ms < s->ms + s->n_ms)
+		kr_smtp_pipe_done(s->pp, (size_t)(ms - s->ms));
 	kr_log_debug("smtp outcome id=%lld rcpt=%s result=%d code=%d",
 	             (long long)ms->msg->id, ms->msg->rcpt, (int)res, code);
 	if (s != NULL && s->pend != NULL) {
@@ -478,53 +476,6 @@ wbuf_reserve(struct smtp_sess *s, size_t n)
 	s->wcap = cap;
 }
 
-/* The envelope of a message as libesmtp 1.1 writes it (cmd_mail(),
- * cmd_rcpt(), cmd_data(): kairan sets no DSN, BODY or BY parameters, and
- * SIZE= is our estimate, the message's length): "MAIL FROM:<from>[
- * SIZE=n]\r\n" with mail, then "RCPT TO:<rcpt>\r\nDATA\r\n". Appended to
- * buf (size bytes, len used); returns the new length, 0 when it does not
- * fit. */
-static size_t
-envelope(const struct smtp_sess *s, const struct smtp_mstate *ms, bool mail,
-         char *buf, size_t len, size_t size)
-{
-	int k = 0;
-
-	if (mail && s->mail_size == 1)
-		k = snprintf(buf + len, size - len, "MAIL FROM:<%s> SIZE=%zu\r\n",
-		             ms->msg->mail_from ? ms->msg->mail_from : "",
-		             ms->msg->len);
-	else if (mail)
-		k = snprintf(buf + len, size - len, "MAIL FROM:<%s>\r\n",
-		             ms->msg->mail_from ? ms->msg->mail_from : "");
-	if (k < 0 || (size_t)k >= size - len)
-		return 0;
-	len += (size_t)k;
-	k = snprintf(buf + len, size - len, "RCPT TO:<%s>\r\nDATA\r\n",
-	             ms->msg->rcpt);
-	if (k < 0 || (size_t)k >= size - len)
-		return 0;
-	return len + (size_t)k;
-}
-
-/* The replies to commands sent ahead, in the order they come. */
-enum { RF_PASS, RF_DOT, RF_MAIL, RF_DROP };
-
-static void give_up(struct smtp_sess *s, int err);
-
-static void
-rf_push(struct smtp_sess *s, unsigned char role)
-{
-	if (s->rf_n >= (int)sizeof(s->rf_q)) { /* cannot happen: at most 5 */
-		give_up(s, EPROTO);
-		return;
-	}
-	if (s->rf_n == 0)
-		s->rf_col = 0; /* at a reply's start: none is outstanding */
-	s->rf_q[(s->rf_head + s->rf_n) % (int)sizeof(s->rf_q)] = role;
-	s->rf_n++;
-}
-
 /* Ends the connection under libesmtp: its writes fail from now on, its
  * reads see the end (after what it was just given). */
 static void
@@ -533,211 +484,56 @@ give_up(struct smtp_sess *s, int err)
 	s->dead = true;
 	s->werr = err;
 	s->wlen = 0;
-	s->xp_len = s->xp_off = s->xp_mail = 0;
-	s->rf_n = 0;
 	if (s->fd >= 0)
 		(void)shutdown(s->fd, SHUT_RDWR);
 }
 
-/* The first message at or after from in the session, or NULL. */
-static struct smtp_mstate *
-next_of(struct smtp_sess *s, size_t from)
-{
-	size_t i;
-
-	for (i = from; i < s->n_ms; i++)
-		if (s->ms[i].m != NULL && !s->ms[i].finished)
-			return &s->ms[i];
-	return NULL;
-}
-
-/* Whether b (n bytes, one line) is the MAIL FROM libesmtp writes for ms;
- * the first one shows whether it carries SIZE= here (mail_size). */
-static bool
-mail_is(struct smtp_sess *s, const struct smtp_mstate *ms, const char *b,
-        size_t n)
-{
-	char want[sizeof(s->xp)];
-	int was = s->mail_size, with;
-	size_t k;
-
-	for (with = 1; with >= 0; with--) {
-		if (was >= 0 && was != with)
-			continue;
-		s->mail_size = with;
-		k = envelope(s, ms, true, want, 0, sizeof(want));
-		if (k >= n && memcmp(want, b, n) == 0)
-			return true;
-	}
-	s->mail_size = was;
-	return false;
-}
-
-/* Sends the k bytes of envelope in xp with what wflush() sends: behind a
- * message's dot (its reply comes first) or behind a lone MAIL FROM. */
+/* What the pipe (smtp_pipe.c) decided about the connection: a relay out
+ * of step is unusable for this batch; a refused end of data with the next
+ * envelope behind it, or libesmtp writing other than what went ahead,
+ * ends the connection after what libesmtp was given (the messages left go
+ * in a new session: none got content, so nothing is sent twice). */
 static void
-send_ahead(struct smtp_sess *s, size_t k, bool after_dot)
+pipe_check(struct smtp_sess *s)
 {
-	const char *nl = memchr(s->xp, '\n', k);
+	const char *why;
+	enum kr_smtp_pipe_state st = kr_smtp_pipe_state(s->pp, &why);
 
-	wbuf_reserve(s, k);
-	memcpy(s->wbuf + s->wlen, s->xp, k);
-	s->wlen += k;
-	s->xp_len = k;
-	s->xp_off = 0;
-	s->xp_mail = after_dot && nl != NULL ? (size_t)(nl - s->xp) + 1 : 0;
-	if (after_dot)
-		rf_push(s, RF_DOT);
-	rf_push(s, RF_MAIL);
-	rf_push(s, RF_PASS); /* RCPT */
-	rf_push(s, RF_PASS); /* DATA */
-	atomic_fetch_add_explicit(&smtp_ahead, 1, memory_order_relaxed);
+	if (st == KR_SMTP_PIPE_OK || s->dead)
+		return;
+	if (st == KR_SMTP_PIPE_DESYNC && !s->desync) {
+		s->desync = true;
+		kr_log_warn("smtp relay=%s is out of step (%s); connection "
+		            "given up",
+		            s->relay != NULL ? s->relay->hostport : "?", why);
+		if (!s->fatal)
+			snprintf(s->why, sizeof(s->why),
+			         "relay out of step: %s", why);
+		s->fatal = true;
+	}
+	give_up(s, st == KR_SMTP_PIPE_DESYNC ? EPROTO : EPIPE);
 }
 
-/* Pipelining ahead of libesmtp (RFC 2920). libesmtp 1.1 pipelines RCPT
- * TO and DATA, but waits for the reply to MAIL FROM before it writes them
- * (a TODO in its cmd_mail(): it cannot discard the replies cascading from
- * a refused MAIL), and for the reply to the final dot before the next
- * MAIL: 3 round trips per message against a relay without CHUNKING, and
- * on a busy relay most of a message's time (bench/RESULTS.md). RFC 2920
- * lets a client send the next envelope right behind the message's dot
- * ("the transfer of message content is explicitly allowed to be the
- * first command in a group"), MAIL, RCPT and DATA in one group.
- *
- * So what libesmtp will write next is sent early, byte for byte as it
- * will write it (envelope()):
- * - behind a message and its dot, the next message's MAIL FROM, RCPT TO
- *   and DATA: one round trip per message;
- * - behind a lone MAIL FROM (the first message, or after an RSET), its
- *   RCPT TO and DATA.
- * libesmtp's own copy is then swallowed in sess_write() and compared; a
- * difference gives up the connection (the message is retried in a new
- * session, never mis-sent). Its view of the replies stays exact
- * (filter_replies()): if the relay refuses a MAIL sent ahead, libesmtp
- * never writes the RCPT TO and DATA, and their replies are kept from it;
- * if it refuses a message at its dot, libesmtp would RSET while the
- * relay, having taken the next envelope, waits for content: the
- * connection is given up instead (that next message goes in a new
- * session; it got no content, so nothing is sent twice).
- *
- * Only once the first message of the connection has shown that libesmtp
- * pipelines RCPT+DATA there (the relay offers PIPELINING and not
- * CHUNKING: with BDAT the body follows RCPT at once), on a session's
- * first connection. Called by wflush() before it sends. */
+/* Sends ahead of libesmtp what the pipe says goes behind the buffer
+ * (smtp_pipe.h: the next envelope behind a dot, RCPT TO and DATA behind
+ * a lone MAIL FROM). Called by wflush() before it sends. */
 static void
 pipe_ahead(struct smtp_sess *s)
 {
-	const char *b = s->wbuf;
-	size_t n = s->wlen, i, k;
-	struct smtp_mstate *ms;
-	char want[sizeof(s->xp)];
+	const char *a;
+	int was = kr_smtp_pipe_mode(s->pp);
+	size_t k = kr_smtp_pipe_ahead(s->pp, s->wbuf, s->wlen, &a);
 
-	if (s->learn != NULL) {
-		k = envelope(s, s->learn, false, want, 0, sizeof(want));
-		s->learn = NULL;
-		s->pipe = (k > 0 && k == n && memcmp(b, want, k) == 0) ? 1 : -1;
+	if (was == 0 && kr_smtp_pipe_mode(s->pp) != 0)
 		kr_log_debug("smtp relay=%s pipelining ahead=%s",
 		             s->relay != NULL ? s->relay->hostport : "?",
-		             s->pipe == 1 ? "yes" : "no");
+		             kr_smtp_pipe_mode(s->pp) == 1 ? "yes" : "no");
+	if (k == 0)
 		return;
-	}
-	if (s->pipe == 1 && s->cur != NULL && s->cur->eof && s->xp_len == 0 &&
-	    s->rf_n == 0 && s->mail_size >= 0 && n >= 5 &&
-	    memcmp(b + n - 5, "\r\n.\r\n", 5) == 0) {
-		/* a message and its dot (a body line "." went as "..", so
-		 * only the end of the data looks like this): the next
-		 * envelope goes with it */
-		i = (size_t)(s->cur - s->ms);
-		if ((ms = next_of(s, i + 1)) == NULL)
-			return;
-		k = envelope(s, ms, true, s->xp, 0, sizeof(s->xp));
-		if (k == 0)
-			return;
-		send_ahead(s, k, true);
-		return;
-	}
-	if (n < 14 || memcmp(b, "MAIL FROM:<", 11) != 0 ||
-	    memchr(b, '\n', n) != b + n - 1 || b[n - 2] != '\r')
-		return;
-	/* Every message before it has its outcome (libesmtp reports each
-	 * before it writes the next MAIL): it is the first without. */
-	if ((ms = next_of(s, 0)) == NULL || !mail_is(s, ms, b, n)) {
-		s->pipe = -1; /* not the MAIL we expected: leave it be */
-		return;
-	}
-	if (s->pipe == 0) {
-		s->learn = ms;
-		return;
-	}
-	if (s->xp_len != 0 ||
-	    (k = envelope(s, ms, false, s->xp, 0, sizeof(s->xp))) == 0)
-		return;
-	send_ahead(s, k, false);
-}
-
-/* Reads the replies to what pipe_ahead() sent, and takes out of buf
- * those libesmtp must not see: after a refused MAIL, the replies to the
- * RCPT and DATA sent with it (older replies come first on the wire).
- * Returns how much of buf is left. */
-static size_t
-filter_replies(struct smtp_sess *s, char *buf, size_t n)
-{
-	size_t i, o = 0;
-	unsigned char role;
-	int j;
-	bool last;
-	char c;
-
-	if (s->rf_n == 0)
-		return n;
-	for (i = 0; i < n; i++) {
-		c = buf[i];
-		if (s->rf_n == 0) {
-			buf[o++] = c;
-			continue;
-		}
-		role = s->rf_q[s->rf_head];
-		if (role != RF_DROP)
-			buf[o++] = c;
-		if (c != '\n') {
-			if (s->rf_col == 0)
-				s->rf_code = c;
-			else if (s->rf_col == 3)
-				s->rf_sep = c;
-			if (s->rf_col < 4)
-				s->rf_col++;
-			continue;
-		}
-		/* a reply's last line is "NNN text" (or "NNN") */
-		last = !(s->rf_col >= 4 && s->rf_sep == '-');
-		s->rf_col = 0;
-		if (!last)
-			continue;
-		s->rf_head = (s->rf_head + 1) % (int)sizeof(s->rf_q);
-		s->rf_n--;
-		if (s->rf_code == '2')
-			continue;
-		if (role == RF_DOT) {
-			/* libesmtp would RSET, and the relay took the next
-			 * envelope and may wait for its content: libesmtp
-			 * reads this reply, then the connection ends. */
-			give_up(s, EPIPE);
-			return o;
-		} else if (role == RF_MAIL) {
-			/* libesmtp will not write the RCPT TO + DATA; it may
-			 * not have written the MAIL FROM yet (this reply can
-			 * come in one read with the dot's, before libesmtp
-			 * has seen that): that is still to be swallowed. */
-			if (s->xp_off < s->xp_mail)
-				s->xp_len = s->xp_mail;
-			else
-				s->xp_len = s->xp_off = 0;
-			for (j = 0; j < 2 && j < s->rf_n; j++)
-				s->rf_q[(s->rf_head + j) %
-				        (int)sizeof(s->rf_q)] = RF_DROP;
-		}
-	}
-	return o;
+	wbuf_reserve(s, k);
+	memcpy(s->wbuf + s->wlen, a, k);
+	s->wlen += k;
+	atomic_fetch_add_explicit(&smtp_ahead, 1, memory_order_relaxed);
 }
 
 /* libesmtp's wait for a reply timed out. If the reply it waited for is
@@ -748,8 +544,8 @@ filter_replies(struct smtp_sess *s, char *buf, size_t n)
 static void
 sess_timed_out(struct smtp_sess *s)
 {
-	if (s->relay == NULL || s->rf_n == 0 || s->rf_q[s->rf_head] != RF_MAIL ||
-	    s->xp_mail == 0 || atomic_exchange(&s->relay->no_ahead, true))
+	if (s->relay == NULL || s->pp == NULL || !kr_smtp_pipe_timed_out(s->pp) ||
+	    atomic_exchange(&s->relay->no_ahead, true))
 		return;
 	kr_log_warn("smtp relay=%s did not answer the MAIL FROM sent behind "
 	            "the end of a message; no more pipelining ahead to it",
@@ -770,11 +566,14 @@ wflush(struct smtp_sess *s)
 	short events;
 	int r, e = 0;
 
-	if (s->pipe >= 0 && s->wlen > 0 && s->werr == 0)
+	if (s->pp != NULL && s->wlen > 0 && s->werr == 0)
 		pipe_ahead(s);
 	s->read_since_write = false;
 	if (s->wlen > 0 && s->werr == 0) {
-		kr_smtp_sync_wrote(&s->sync, s->wbuf, s->wlen);
+		if (s->pp != NULL) {
+			kr_smtp_pipe_sent(s->pp, s->wbuf, s->wlen);
+			pipe_check(s);
+		}
 		stage_start(s);
 	}
 	while (off < s->wlen && s->werr == 0) {
@@ -852,10 +651,12 @@ sess_write(struct smtp_sess *s, int fd, const void *buf, size_t n,
 		/* OpenSSL writing our TLS records, or libesmtp as shipped */
 		atomic_fetch_add_explicit(&smtp_writes, 1,
 		                          memory_order_relaxed);
-		if (!s->in_ssl) {
-			kr_smtp_sync_wrote(&s->sync, buf, n);
-			stage_start(s);
+		if (!s->in_ssl && s->pp != NULL) {
+			kr_smtp_pipe_sent(s->pp, buf, n);
+			pipe_check(s);
 		}
+		if (!s->in_ssl)
+			stage_start(s);
 		return 0;
 	}
 	if (s->werr != 0) {
@@ -864,22 +665,17 @@ sess_write(struct smtp_sess *s, int fd, const void *buf, size_t n,
 		return 1;
 	}
 	*ret = (ssize_t)n;
-	if (s->xp_off < s->xp_len) {
-		/* what pipe_ahead() sent for libesmtp */
-		k = n < s->xp_len - s->xp_off ? n : s->xp_len - s->xp_off;
-		if (memcmp(buf, s->xp + s->xp_off, k) != 0) {
-			kr_log_err("smtp relay=%s: libesmtp wrote other than "
-			           "what was pipelined for it; connection "
-			           "given up",
-			           s->relay != NULL ? s->relay->hostport : "?");
-			give_up(s, EPROTO);
-			errno = EPROTO;
-			*ret = -1;
-			return 1;
-		}
-		s->xp_off += k;
-		if (s->xp_off == s->xp_len)
-			s->xp_len = s->xp_off = s->xp_mail = 0;
+	/* what went ahead for libesmtp (pipe_ahead()) is not sent again */
+	if (s->pp != NULL && kr_smtp_pipe_write(s->pp, buf, n, &k) < 0) {
+		kr_log_err("smtp relay=%s: libesmtp wrote other than what was "
+		           "pipelined for it; connection given up",
+		           s->relay != NULL ? s->relay->hostport : "?");
+		give_up(s, EPROTO);
+		errno = EPROTO;
+		*ret = -1;
+		return 1;
+	}
+	if (s->pp != NULL && k > 0) {
 		buf = (const char *)buf + k;
 		n -= k;
 		if (n == 0)
@@ -902,31 +698,21 @@ sess_write(struct smtp_sess *s, int fd, const void *buf, size_t n,
 	return 1;
 }
 
-/* Checks n bytes the relay sent against what was written (smtp_sync.c)
- * and returns how many of them libesmtp may see: all, or those before
- * the first reply out of step, after which the connection is given up
- * and the relay is unusable for this batch (the copies in flight are
- * deferred, never taken as sent). A complete reply starts the next
- * stage's deadline. */
+/* Checks n bytes the relay sent against what was written and takes out
+ * what libesmtp must not see (smtp_pipe.c); returns how many are left
+ * for it, at buf's start: all, or those before the first reply out of
+ * step, after which the connection is given up and the relay is
+ * unusable for this batch (the copies in flight are deferred, never
+ * taken as sent). A complete reply starts the next stage's deadline. */
 static size_t
-in_step(struct smtp_sess *s, const char *buf, size_t n)
+in_step(struct smtp_sess *s, char *buf, size_t n)
 {
-	uint64_t before = s->sync.replies;
-	size_t k = kr_smtp_sync_read(&s->sync, buf, n);
+	uint64_t before = kr_smtp_pipe_replies(s->pp);
+	size_t k = kr_smtp_pipe_read(s->pp, buf, n);
 
-	if (s->sync.replies != before)
+	if (kr_smtp_pipe_replies(s->pp) != before)
 		stage_start(s);
-	if (!s->sync.broken || s->desync)
-		return k;
-	s->desync = true;
-	kr_log_warn("smtp relay=%s is out of step (%s); connection given up",
-	            s->relay != NULL ? s->relay->hostport : "?",
-	            s->sync.why);
-	if (!s->fatal)
-		snprintf(s->why, sizeof(s->why), "relay out of step: %s",
-		         s->sync.why);
-	s->fatal = true;
-	give_up(s, EPROTO);
+	pipe_check(s);
 	return k;
 }
 
@@ -964,8 +750,8 @@ raw_read(struct smtp_sess *s, int fd)
  * when its wait times out, or the connection ends, for a whole reply
  * ("250 2" of a reply still coming was a message recorded as sent), so
  * the start of a line stays in rbuf until its end came. Everything read
- * is checked against what was written first (in_step()), and the replies
- * libesmtp must not see are taken out (filter_replies()). With implicit
+ * is checked against what was written first, and the replies libesmtp
+ * must not see are taken out (in_step(), smtp_pipe.c). With implicit
  * TLS, reading is an SSL_read(), which says EAGAIN when no whole record
  * is there yet (libesmtp then polls). Returns false when the call is not
  * ours (libc's read() runs). */
@@ -973,7 +759,7 @@ static int
 sess_read(struct smtp_sess *s, int fd, void *buf, size_t n, ssize_t *ret)
 {
 	ssize_t got;
-	size_t k, whole, tail;
+	size_t k, whole;
 	const char *nl;
 
 	if (fd < 0 || fd != s->fd || s->in_ssl)
@@ -984,7 +770,7 @@ sess_read(struct smtp_sess *s, int fd, void *buf, size_t n, ssize_t *ret)
 		                                             : n);
 		memcpy(buf, s->pre + s->pre_off, (size_t)*ret);
 		s->pre_off += (size_t)*ret;
-		*ret = (ssize_t)in_step(s, buf, (size_t)*ret);
+		*ret = (ssize_t)in_step(s, (char *)buf, (size_t)*ret);
 		return 1;
 	}
 	if (s->r_ready == 0) {
@@ -1009,10 +795,7 @@ sess_read(struct smtp_sess *s, int fd, void *buf, size_t n, ssize_t *ret)
 			}
 		if (nl == NULL && s->r_len >= sizeof(s->rbuf) / 2)
 			give_up(s, EPROTO); /* in_step() refuses such lines */
-		tail = s->r_len - whole;
-		s->r_ready = filter_replies(s, s->rbuf, whole);
-		memmove(s->rbuf + s->r_ready, s->rbuf + whole, tail);
-		s->r_len = s->r_ready + tail;
+		s->r_ready = whole;
 		if (s->r_ready == 0) {
 			/* nothing whole for libesmtp yet: it waits on */
 			if (s->dead) {
@@ -1194,7 +977,22 @@ on_event(smtp_session_t session, int event, void *arg, ...)
 		if (rst != NULL && rst->code != 0 && rst->code / 100 != 2)
 			finish(s, ms, class_of(rst->code), rst->code,
 			       rst->text);
-		else if (st != NULL && st->code != 0)
+		else if (st != NULL && st->code / 100 == 2 &&
+		         kr_smtp_pipe_outcome(s->pp, (size_t)(ms - s->ms)) /
+		                 100 != 2) {
+			/* libesmtp says sent, but no 2xx answered this
+			 * message's own end of data on the wire: never
+			 * recorded as sent (again later: a duplicate at
+			 * most, never a loss) */
+			kr_log_err("smtp relay=%s: a %d taken by libesmtp for "
+			           "a message whose end of data got %d; not "
+			           "recorded as sent",
+			           s->relay->hostport, st->code,
+			           kr_smtp_pipe_outcome(s->pp,
+			                                (size_t)(ms - s->ms)));
+			finish(s, ms, KR_SEND_TEMP, 0,
+			       "no 2xx reply to the end of data was seen");
+		} else if (st != NULL && st->code != 0)
 			finish(s, ms, class_of(st->code), st->code, st->text);
 		break;
 	case SMTP_EV_EXTNA_STARTTLS:
@@ -1347,6 +1145,8 @@ on_message(void **ctx, int *len, void *arg)
 		 * only place to tell). */
 		ms->eof = true;
 		ms->peer_gone = peer_hung_up();
+		if (cur != NULL && cur->pp != NULL)
+			kr_smtp_pipe_eof(cur->pp, (size_t)(ms - cur->ms));
 		*len = 0;
 		return NULL;
 	}
@@ -1414,6 +1214,7 @@ run_session(struct kr_transport *t, struct smtp_relay *r,
 	s.pend = kr_xcalloc(n, sizeof(struct smtp_mstate *));
 	s.ms = ms;
 	s.n_ms = n;
+	s.pp = kr_smtp_pipe_new();
 	*fatal_out = false;
 	why_out[0] = '\0';
 
@@ -1448,11 +1249,18 @@ run_session(struct kr_transport *t, struct smtp_relay *r,
 		(void)smtp_set_monitorcb(session, on_monitor, &s, 0);
 	}
 	for (i = 0; i < n; i++) {
+		/* message i of the pipe is ms[i] */
+		(void)kr_smtp_pipe_add(s.pp, ms[i].msg->mail_from,
+		                       ms[i].msg->rcpt, ms[i].msg->len);
+		if (ms[i].finished)
+			kr_smtp_pipe_done(s.pp, i);
 		if (ms[i].finished)
 			continue;
 		ms[i].m = smtp_add_message(session);
-		if (ms[i].m == NULL)
+		if (ms[i].m == NULL) {
+			kr_smtp_pipe_done(s.pp, i);
 			continue;
+		}
 		ms[i].off = 0;
 		ms[i].eof = false;
 		ms[i].peer_gone = false;
@@ -1538,6 +1346,7 @@ out:
 	free(s.pend);
 	free(s.wbuf);
 	free(s.pre);
+	kr_smtp_pipe_free(&s.pp);
 	for (i = 0; i < n; i++) {
 		ms[i].m = NULL;
 		ms[i].r = NULL;

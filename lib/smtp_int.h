@@ -21,7 +21,7 @@
 
 #include "config.h"
 #include "err.h"
-#include "smtp_sync.h"
+#include "smtp_pipe.h"
 #include "transport.h"
 
 struct smtp_relay {
@@ -89,27 +89,16 @@ struct smtp_sess {
 	 * flush_outcomes(). NULL: hand them over at once. */
 	struct smtp_mstate **pend;
 	size_t n_pend;
-	/* Commands sent ahead of libesmtp (pipe_ahead()). */
-	struct smtp_mstate *ms; /* the session's messages, in order */
+	/* The session's messages, in order: index i here is message i of
+	 * the pipe. */
+	struct smtp_mstate *ms;
 	size_t n_ms;
-	int pipe;          /* -1 off, 0 not known yet, 1 on */
 	int connections;   /* connects in this session */
-	/* The message whose MAIL FROM just went: the next flush shows
-	 * whether libesmtp pipelines its RCPT+DATA (pipe 0 -> 1 or -1). */
-	struct smtp_mstate *learn;
-	int mail_size;     /* MAIL FROM carries SIZE=: 1 yes, 0 no, -1 unknown */
-	char xp[700];      /* sent ahead: what libesmtp writes next */
-	size_t xp_len, xp_off;
-	size_t xp_mail;    /* of which the MAIL FROM line (0: none) */
+	/* Sending ahead of libesmtp and which reply answers which command
+	 * (smtp_pipe.c); NULL outside a session (kr_smtp_engine_check()). A
+	 * reply out of step gives the connection up (desync). */
+	struct kr_smtp_pipe *pp;
 	bool dead;         /* connection given up (give_up()) */
-	/* The replies to what went ahead, in order (filter_replies()). */
-	unsigned char rf_q[16];
-	int rf_head, rf_n;
-	int rf_col;
-	char rf_code, rf_sep;
-	/* Which reply answers which command (smtp_sync.c): a reply out
-	 * of step gives the connection up (desync). */
-	struct kr_smtp_sync sync;
 	bool desync;
 	/* The stage deadline (CLOCK_MONOTONIC ms; 0: none): the next
 	 * reply must be complete by then, however the relay drips it. Set

@@ -27,6 +27,12 @@ kr_smtp_sync_waiting(const struct kr_smtp_sync *y)
 	return y->n;
 }
 
+enum kr_smtp_await
+kr_smtp_sync_awaits(const struct kr_smtp_sync *y, unsigned i)
+{
+	return (enum kr_smtp_await)y->q[(y->head + i) % KR_SMTP_SYNC_MAXQ];
+}
+
 static void
 broken(struct kr_smtp_sync *y, const char *why)
 {
@@ -73,6 +79,7 @@ line_done(struct kr_smtp_sync *y)
 	const char *l = y->wline;
 	size_t len = y->wlen, i;
 	uint64_t v = 0;
+	enum kr_smtp_await bdat = KR_SA_BDAT;
 
 	while (len > 0 && (l[len - 1] == '\r' || l[len - 1] == '\n'))
 		len--;
@@ -86,12 +93,15 @@ line_done(struct kr_smtp_sync *y)
 		            v < UINT64_MAX / 10 - 9;
 		     i++)
 			v = v * 10 + (uint64_t)(l[i] - '0');
+		if (len - i == 5 && starts(l + i, 5, " LAST"))
+			bdat = KR_SA_BDAT_LAST;
 		/* answered once its octets are all written */
+		y->bdat_last = bdat == KR_SA_BDAT_LAST;
 		if (v > 0) {
 			y->wmode = W_BDAT;
 			y->bdat_left = v;
 		} else {
-			push(y, KR_SA_BDAT);
+			push(y, bdat);
 		}
 	} else if (starts(l, len, "AUTH ")) {
 		push(y, KR_SA_AUTH);
@@ -116,7 +126,8 @@ kr_smtp_sync_wrote(struct kr_smtp_sync *y, const char *b, size_t n)
 			i += k;
 			if (y->bdat_left == 0) {
 				y->wmode = W_LINE;
-				push(y, KR_SA_BDAT);
+				push(y, y->bdat_last ? KR_SA_BDAT_LAST
+				                     : KR_SA_BDAT);
 			}
 			continue;
 		}

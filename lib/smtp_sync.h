@@ -36,6 +36,7 @@ enum kr_smtp_await {
 	KR_SA_AUTH,    /* AUTH or a response to its 334 */
 	KR_SA_DOT,     /* the end of the content */
 	KR_SA_BDAT,    /* one BDAT chunk */
+	KR_SA_BDAT_LAST, /* the chunk of BDAT n LAST: the end of the content */
 };
 
 #define KR_SMTP_SYNC_MAXQ 64
@@ -49,6 +50,7 @@ struct kr_smtp_sync {
 	int wmode;          /* lines, content, BDAT octets */
 	int dot;            /* progress through CRLF "." CRLF */
 	uint64_t bdat_left; /* octets of a BDAT chunk still to come */
+	bool bdat_last;     /* ... of BDAT n LAST */
 	char wline[32];     /* the start of the command line being written */
 	size_t wlen;
 	bool auth_cont;     /* the next line is a response to a 334 */
@@ -76,5 +78,8 @@ void kr_smtp_sync_wrote(struct kr_smtp_sync *y, const char *b, size_t n);
 size_t kr_smtp_sync_read(struct kr_smtp_sync *y, const char *b, size_t n);
 /* Commands written and not answered yet. */
 unsigned kr_smtp_sync_waiting(const struct kr_smtp_sync *y);
+/* What the i-th oldest command still waiting awaits (i < waiting). */
+enum kr_smtp_await kr_smtp_sync_awaits(const struct kr_smtp_sync *y,
+                                       unsigned i);
 
 #endif

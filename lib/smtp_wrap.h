@@ -20,8 +20,11 @@
  *   SMTP engine's (smtp_engine.c), which calls no application code from
  *   them: no store, no log callback of kairand's, no other thread's data.
  * - What the engine relies on in libESMTP (which calls it makes, and
- *   how) is listed at the top of smtp_engine.c and checked by the tests
- *   (test_transport_smtp: one write(2) per message, TCP_NODELAY set). */
+ *   how) is listed at the top of smtp_engine.c and in README "On the
+ *   wire", and checked against the installed libESMTP by
+ *   test_transport_smtp (test_smtp_libesmtp_contract: the write count
+ *   per message, the envelopes sent ahead, the replies read;
+ *   test_smtp_sets_tcp_nodelay). */
 #ifndef KR_SMTP_WRAP_H
 #define KR_SMTP_WRAP_H
 

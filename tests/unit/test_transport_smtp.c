@@ -861,6 +861,102 @@ test_smtp_one_write_per_message(void **state)
 	server_stop(&s);
 }
 
+/* What the libc wrappers rely on in the installed libESMTP (README, "On
+ * the wire"), each checked on its own so that an upgrade that changes
+ * one fails here by name instead of degrading to 22 messages/s:
+ * - it opens its socket with connect(2) (our connect() sets TCP_NODELAY:
+ *   test_smtp_sets_tcp_nodelay);
+ * - it writes with write(2), one command or the message and its dot per
+ *   wait for a reply: exactly EHLO, 4 per message and QUIT into a relay
+ *   without PIPELINING (a move to send() or writev() shows as 0);
+ * - it reads the replies with read(2) (else no reply reaches the pipe,
+ *   and no copy is recorded as sent);
+ * - after a lone MAIL FROM it writes RCPT TO and DATA together, byte for
+ *   byte as smtp_pipe.c types them, and waits for the reply to MAIL FROM
+ *   and to the dot itself (its cmd_mail() TODO): with PIPELINING exactly
+ *   N - 1 envelopes go ahead, EHLO, MAIL, RCPT+DATA, one write a message
+ *   and QUIT. If upstream pipelines MAIL itself, this fails: then the
+ *   sending ahead can go (README). */
+static void
+contract(bool ok, const char *what, unsigned long got, unsigned long want)
+{
+	if (!ok)
+		fail_msg("the installed libesmtp no longer %s (got %lu, "
+		         "expected %lu): the libc wrappers depend on it, see "
+		         "README \"On the wire\"",
+		         what, got, want);
+}
+
+static void
+test_smtp_libesmtp_contract(void **state)
+{
+	struct server s = {0};
+	struct kr_config cfg;
+	struct kr_cfg_relay relays[1];
+	struct relay_spec spec[1] = {
+	    {"127.0.0.1", 0, KR_CFG_TLS_NONE, NULL, NULL, NULL}};
+	struct kr_transport *t = NULL;
+	struct kr_err err = {0};
+	struct kr_msg m[5];
+	struct outcome o = {0};
+	char rcpt[5][32];
+	const char *extra[] = {"--pipelining", NULL};
+	unsigned long w0, a0, writes, ahead, ok;
+	size_t i;
+	int run;
+
+	(void)state;
+	/* the second group's relays all offer PIPELINING (with --cork) */
+	for (run = pipelining_relays ? 1 : 0; run < 2; run++) {
+		server_start(&s, NULL, run == 0 ? NULL : extra);
+		spec[0].port = s.port;
+		make_config(&cfg, relays, spec, 1, 20);
+		for (i = 0; i < 5; i++) {
+			snprintf(rcpt[i], sizeof(rcpt[i]), "c%zu@example.jp", i);
+			init_msg(&m[i], (int64_t)(900 + i), rcpt[i],
+			         make_message(rcpt[i], 40));
+		}
+		assert_int_equal(kr_transport_smtp_ops.create(&cfg, &t, &err),
+		                 0);
+		memset(&o, 0, sizeof(o));
+		w0 = kr_transport_smtp_writes();
+		a0 = kr_transport_smtp_ahead();
+		(void)kr_transport_smtp_ops.send(t, m, 5, on_done, &o, &err);
+		writes = kr_transport_smtp_writes() - w0;
+		ahead = kr_transport_smtp_ahead() - a0;
+		for (ok = 0, i = 0; i < 5; i++)
+			ok += m[i].result == KR_SEND_OK;
+		contract(o.calls == 5 && ok == 5,
+		         "lets its replies through read(2): messages sent", ok,
+		         5);
+		if (run == 0) {
+			contract(writes == 1 + 5 * 4 + 1,
+			         "writes with write(2) once per command and once "
+			         "per message with its dot: writes for 5 messages",
+			         writes, 1 + 5 * 4 + 1);
+			contract(ahead == 0, "needs nothing sent ahead without "
+			                     "PIPELINING: envelopes ahead",
+			         ahead, 0);
+		} else {
+			contract(ahead == 4,
+			         "waits for MAIL FROM's reply and then writes "
+			         "RCPT TO + DATA as smtp_pipe.c types them: "
+			         "envelopes sent ahead for 5 messages",
+			         ahead, 4);
+			contract(writes == 1 + 1 + 1 + 5 + 1,
+			         "writes one group per wait with PIPELINING: "
+			         "writes for 5 messages",
+			         writes, 1 + 1 + 1 + 5 + 1);
+		}
+		for (i = 0; i < 5; i++)
+			assert_exact(&s, &m[i]);
+		kr_transport_smtp_ops.destroy(&t);
+		free_msgs(m, 5);
+		server_stop(&s);
+		memset(&s, 0, sizeof(s));
+	}
+}
+
 /* Against a relay with PIPELINING (and no CHUNKING), each next envelope
  * (MAIL FROM, RCPT TO, DATA) goes behind the previous message's dot, and
  * a lone MAIL FROM takes its RCPT TO and DATA: about one write per
@@ -1678,6 +1774,7 @@ main(void)
 	    cmocka_unit_test(test_smtp_all_relays_down),
 	    cmocka_unit_test(test_smtp_sets_tcp_nodelay),
 	    cmocka_unit_test(test_smtp_one_write_per_message),
+	    cmocka_unit_test(test_smtp_libesmtp_contract),
 	    cmocka_unit_test(test_smtp_pipelined_mail),
 	    cmocka_unit_test(test_smtp_relay_that_drops_pipelined_input),
 	    cmocka_unit_test(test_smtp_refuses_command_injection),
