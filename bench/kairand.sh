@@ -9,11 +9,13 @@
 # bench/RESULTS.md keeps the current figures.
 #
 # usage: bench/kairand.sh [-n SUBSCRIBERS] [-w WORKERS] [-b BATCH] [-r RUNS]
-#                         [-k REPORT_BYTES] [-d sqlite|postgresql]
+#                         [-k REPORT_BYTES] [-d sqlite|postgresql] [-H 1|2]
 #                         [-o FILE.md | -o -]
 #   -d  the store: an SQLite file (default) or a PostgreSQL 15 that the
 #       script starts on loopback (tests/integration/pg.py; a fresh
 #       database each run)
+#   -H  kairand hosts on the one database (2 needs -d postgresql): each
+#       with WORKERS workers; CPU and RSS are the hosts' sum
 #   -k  size of the report's Markdown (default 9000: ~29 KB composed;
 #       3000 composes to ~10.5 KB, the size of the nodemailer peer's message)
 # Needs: postfix's /usr/sbin/smtp-sink and smtp-source, /usr/bin/python3.
@@ -27,8 +29,9 @@ batch=100
 runs=1
 report_bytes=9000
 store=sqlite
+hosts=1
 out=bench/history/$(date -u +%Y-%m-%dT%H%M)-kairand.md
-while getopts "n:w:b:r:k:d:o:" o; do
+while getopts "n:w:b:r:k:d:H:o:" o; do
 	case "$o" in
 	n) n=$OPTARG ;;
 	w) workers=$OPTARG ;;
@@ -36,6 +39,7 @@ while getopts "n:w:b:r:k:d:o:" o; do
 	r) runs=$OPTARG ;;
 	k) report_bytes=$OPTARG ;;
 	d) store=$OPTARG ;;
+	H) hosts=$OPTARG ;;
 	o) out=$OPTARG ;;
 	*) sed -n '2,15p' "$0"; exit 2 ;;
 	esac
@@ -52,11 +56,13 @@ SOURCE=/usr/sbin/smtp-source
 B=${KAIRAN_BENCH_BUILD:-$ROOT/build/release}
 tmp=$(mktemp -d /tmp/kairan-bench.XXXXXX)
 kpid=""
+kpid2=""
 spid=""
 wpid=""
 pgdir=""
 cleanup() {
 	[ -n "$kpid" ] && kill "$kpid" 2>/dev/null && wait "$kpid" 2>/dev/null
+	[ -n "$kpid2" ] && kill "$kpid2" 2>/dev/null && wait "$kpid2" 2>/dev/null
 	[ -n "$spid" ] && kill "$spid" 2>/dev/null && wait "$spid" 2>/dev/null
 	[ -n "$wpid" ] && kill "$wpid" 2>/dev/null
 	[ -n "$pgdir" ] && /usr/bin/python3 tests/integration/pg.py stop "$pgdir"
@@ -186,6 +192,7 @@ smtp:
     tls: none
 log:
   level: warn
+host_id: bench-1
 EOF
 	t0=$(date +%s%N)
 	"$B/kairanctl" --config "$cfg" subscribers import "$tmp/subs.csv" \
@@ -206,9 +213,23 @@ EOF
 		(exec 3<>"/dev/tcp/127.0.0.1/$admin") 2>/dev/null && break
 		sleep 0.05
 	done
+	if [ "$hosts" = 2 ]; then
+		local http2 admin2
+		http2=$(free_port); admin2=$(free_port)
+		sed -e "s/127.0.0.1:$http\$/127.0.0.1:$http2/" \
+		    -e "s/127.0.0.1:$admin\$/127.0.0.1:$admin2/" \
+		    -e "s/^host_id: bench-1/host_id: bench-2/" "$cfg" >"$cfg.2"
+		"$B/kairand" --config "$cfg.2" 2>"$tmp/kairand2.log" &
+		kpid2=$!
+		for _ in $(seq 1 200); do
+			(exec 3<>"/dev/tcp/127.0.0.1/$admin2") 2>/dev/null && break
+			sleep 0.05
+		done
+	fi
 	sleep 0.5
 	watch_start "$log" "$n" 1800
 	c0=$(cpu_tree "$kpid")
+	[ -z "$kpid2" ] || c0=$(awk -v a="$c0" -v b="$(cpu_tree "$kpid2")" 'BEGIN{printf "%.2f", a+b}')
 	t0=$(date +%s%N)
 	"$B/kairanctl" --config "$cfg" send "$tmp/report.md" >/dev/null
 	tq=$(date +%s%N)
@@ -221,6 +242,11 @@ EOF
 	wpid=""
 	c1=$(cpu_tree "$kpid")
 	rss=$(awk '/VmHWM/ {print $2}' "/proc/$kpid/status")
+	if [ -n "$kpid2" ]; then
+		c1=$(awk -v a="$c1" -v b="$(cpu_tree "$kpid2")" 'BEGIN{printf "%.2f", a+b}')
+		rss=$((rss + $(awk '/VmHWM/ {print $2}' "/proc/$kpid2/status")))
+		kill "$kpid2"; wait "$kpid2" || true; kpid2=""
+	fi
 	kill "$kpid"; wait "$kpid" || true; kpid=""
 	k_sink+=("$(cpu_of "$spid")")
 	stop_sink
@@ -284,9 +310,9 @@ srange=$(range "$n" "${s_wall[@]}")
 
 report=$(cat <<EOF
 
-## Delivery: kairand end to end into smtp-sink, $store store ($(date -u +%Y-%m-%d), $(nproc) cores)
+## Delivery: kairand end to end into smtp-sink, $store store, $hosts host(s) ($(date -u +%Y-%m-%d), $(nproc) cores)
 
-\`bench/kairand.sh -n $n -w $workers -b $batch -r $runs -k $report_bytes -d $store\` — $n subscribers,
+\`bench/kairand.sh -n $n -w $workers -b $batch -r $runs -k $report_bytes -d $store -H $hosts\` — $n subscribers,
 one report of $msgsize bytes as composed (Japanese, multipart, personal
 unsubscribe token and VERP per copy), $workers workers = $workers SMTP
 sessions, release build, medians of $runs run(s), kairand and
