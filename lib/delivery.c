@@ -203,6 +203,7 @@ struct worker {
 	enum msg_state *state;
 	ssize_t *dom;       /* domain index per claim, -1: none */
 	size_t *held;       /* domain indexes holding a slot */
+	int *dbslot;        /* per held: its slot in the database, -1: none */
 	size_t n_held;
 	double t_last;      /* previous outcome, for latency */
 	bool slowed;        /* this batch already backed off once */
@@ -584,6 +585,9 @@ worker_grow(struct worker *w, size_t n)
 	w->state = kr_xrealloc(w->state, n * sizeof(*w->state));
 	w->dom = kr_xrealloc(w->dom, n * sizeof(*w->dom));
 	w->held = kr_xrealloc(w->held, n * sizeof(*w->held));
+	w->dbslot = kr_xrealloc(w->dbslot, n * sizeof(*w->dbslot));
+	for (i = w->cap; i < n; i++)
+		w->dbslot[i] = -1;
 	w->cap = n;
 }
 
@@ -606,6 +610,7 @@ worker_fini(struct worker *w)
 	free(w->state);
 	free(w->dom);
 	free(w->held);
+	free(w->dbslot);
 }
 
 /* Makes sure the transport matches the config of this batch. */
@@ -1086,10 +1091,86 @@ worker_rate(struct worker *w, size_t i)
 	return r;
 }
 
+static void worker_unslot(struct worker *w);
+static int worker_slots_local(struct worker *w, size_t n);
+
+/* Several hosts: the per-domain connection caps hold for their sum. Each
+ * local slot also takes one of the domain's cap slots in the database on
+ * the worker's own connection (an advisory lock there: a host that dies
+ * frees its slots with its connections). Returns 1 when every held domain
+ * got one, 0 when one was full on other hosts (all given back), -1 on a
+ * store error (given back; the local caps alone then apply). */
+static int
+worker_db_slots(struct worker *w)
+{
+	struct kr_delivery *d = w->d;
+	struct kr_err err = {0};
+	char (*names)[256];
+	unsigned *caps;
+	size_t k, j, n;
+	int r = 1, got;
+
+	pthread_mutex_lock(&d->lock);
+	n = w->n_held;
+	names = kr_xcalloc(n ? n : 1, sizeof(*names));
+	caps = kr_xcalloc(n ? n : 1, sizeof(*caps));
+	for (k = 0; k < n; k++) {
+		snprintf(names[k], sizeof(names[k]), "%s",
+		    d->domains[w->held[k]].domain);
+		caps[k] = d->domains[w->held[k]].cap;
+	}
+	pthread_mutex_unlock(&d->lock);
+	for (k = 0; k < n && r == 1; k++) {
+		w->dbslot[k] = -1;
+		got = kr_store_slot_take(w->mstore, names[k], caps[k],
+		    &w->dbslot[k], &err);
+		if (got < 0) {
+			kr_log_warn("delivery worker=%u: connection slot of %s "
+			    "in the database: %s", w->idx, names[k], err.msg);
+			r = -1;
+		} else if (got == 0) {
+			r = 0;
+		}
+	}
+	if (r != 1) {
+		for (j = 0; j < k; j++)
+			if (w->dbslot[j] >= 0)
+				(void)kr_store_slot_give(w->mstore, names[j],
+				    w->dbslot[j], NULL);
+		for (j = 0; j < n; j++)
+			w->dbslot[j] = -1;
+	}
+	free(names);
+	free(caps);
+	return r;
+}
+
 /* Takes a connection slot in every capped domain of the batch at once.
  * Returns 0, or -1 when asked to stop meanwhile. */
 static int
 worker_slots(struct worker *w, size_t n)
+{
+	int r, db;
+
+	for (;;) {
+		if ((r = worker_slots_local(w, n)) < 0)
+			return r;
+		if (w->mstore == NULL || w->n_held == 0)
+			return 0;
+		if ((db = worker_db_slots(w)) != 0)
+			return 0; /* -1: the local caps alone (logged) */
+		/* full on other hosts: let go of ours, wait, try again */
+		worker_unslot(w);
+		pthread_mutex_lock(&w->d->lock);
+		if (!w->d->stop)
+			timed_wait(w->d, 0.1);
+		pthread_mutex_unlock(&w->d->lock);
+	}
+}
+
+/* This host's own count of each capped domain's sessions. */
+static int
+worker_slots_local(struct worker *w, size_t n)
 {
 	struct kr_delivery *d = w->d;
 	size_t i, k;
@@ -1133,8 +1214,19 @@ static void
 worker_unslot(struct worker *w)
 {
 	struct kr_delivery *d = w->d;
+	char name[256];
 	size_t k;
 
+	for (k = 0; w->mstore != NULL && k < w->n_held; k++) {
+		if (w->dbslot[k] < 0)
+			continue;
+		pthread_mutex_lock(&d->lock);
+		snprintf(name, sizeof(name), "%s",
+		    d->domains[w->held[k]].domain);
+		pthread_mutex_unlock(&d->lock);
+		(void)kr_store_slot_give(w->mstore, name, w->dbslot[k], NULL);
+		w->dbslot[k] = -1;
+	}
 	pthread_mutex_lock(&d->lock);
 	for (k = 0; k < w->n_held; k++)
 		if (d->domains[w->held[k]].used > 0)

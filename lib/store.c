@@ -105,6 +105,26 @@ kr_store_rate_take(struct kr_store *s, const char *key, double rate,
 	return s->ops->rate_take(s->be, key, rate, burst, want, got_out, err);
 }
 
+int
+kr_store_slot_take(struct kr_store *s, const char *key, unsigned cap,
+                   int *slot_out, struct kr_err *err)
+{
+	if (s->ops->slot_take == NULL) {
+		*slot_out = 0;
+		return 1;
+	}
+	return s->ops->slot_take(s->be, key, cap, slot_out, err);
+}
+
+int
+kr_store_slot_give(struct kr_store *s, const char *key, int slot,
+                   struct kr_err *err)
+{
+	if (s->ops->slot_give == NULL)
+		return 0;
+	return s->ops->slot_give(s->be, key, slot, err);
+}
+
 bool
 kr_store_rates_shared(const struct kr_store *s)
 {

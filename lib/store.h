@@ -382,6 +382,18 @@ typedef void (*kr_store_progress_fn)(void *ctx, const char *table,
 KR_NODISCARD int kr_store_copy(struct kr_store *src, struct kr_store *dst,
     kr_store_progress_fn progress, void *ctx, struct kr_err *err);
 
+/* Connection caps that hold for the sum of every host (per_domain
+ * connections): takes one of the cap slots of key on this connection,
+ * held until kr_store_slot_give() or until the connection ends (so a host
+ * that dies frees its slots with it). 1 taken (*slot_out set), 0 when all
+ * cap are held (by this or other hosts), -1 on error. Where one host has
+ * the database to itself (SQLite, kr_store_rates_shared() false): 1 at
+ * once, the caller's own count being exact. */
+KR_NODISCARD int kr_store_slot_take(struct kr_store *s, const char *key,
+    unsigned cap, int *slot_out, struct kr_err *err);
+int kr_store_slot_give(struct kr_store *s, const char *key, int slot,
+    struct kr_err *err);
+
 /* Appends to the event log (consent, bounces, operator actions). */
 KR_NODISCARD int kr_store_event(struct kr_store *s, const char *kind,
     int64_t subscriber_id, int64_t report_id, const char *detail,

@@ -198,6 +198,11 @@ struct kr_store_ops {
 	/* the highest id t has ever given (at least its max(id)) */
 	int (*last_id)(struct kr_store_be *s, const struct kr_store_table *t,
 	               int64_t *id_out, struct kr_err *err);
+	/* kr_store_slot_take(), kr_store_slot_give(); NULL: one host */
+	int (*slot_take)(struct kr_store_be *s, const char *key, unsigned cap,
+	                 int *slot_out, struct kr_err *err);
+	int (*slot_give)(struct kr_store_be *s, const char *key, int slot,
+	                 struct kr_err *err);
 	/* kr_store_probe(); NULL: nothing to check beyond the config */
 	int (*probe)(const char *where, const char *password_file,
 	             struct kr_err *err);

@@ -402,6 +402,13 @@ struct kr_store_be {
 	char lost[320];      /* why the last reconnect failed */
 	bool wfail;
 	char wfail_msg[320];
+	/* connection slots this connection holds (a session's advisory
+	 * locks are re-entrant: it must not take its own twice) */
+	struct {
+		char key[128];
+		int slot;
+	} held[32];
+	size_t n_held;
 	/* kr_store_copy(): rows for COPY FROM STDIN, sent in 64 KiB pieces */
 	bool copying;
 	struct kr_buf copy;
@@ -477,6 +484,18 @@ static const char *const conn_keys[] = {
     "keepalives", "keepalives_idle", "keepalives_interval",
     "keepalives_count", "tcp_user_timeout", NULL};
 
+/* The server's notices and warnings (e.g. an advisory lock given back on
+ * a connection that was lost meanwhile): the debug log, not stderr. */
+static void
+on_notice(void *arg, const char *msg)
+{
+	const struct kr_store_be *s = arg;
+	char line[256];
+
+	one_line(line, sizeof(line), msg);
+	kr_log_debug("database %s: %s", s->uri, line);
+}
+
 /* Connects (or connects again): LISTEN, no statements prepared yet. */
 static int
 connect_db(struct kr_store_be *s, struct kr_err *err)
@@ -489,7 +508,10 @@ connect_db(struct kr_store_be *s, struct kr_err *err)
 	if (s->conn != NULL)
 		PQfinish(s->conn);
 	s->n_prepared = 0;
+	s->n_held = 0; /* a new session holds no locks */
 	s->conn = PQconnectdbParams(conn_keys, vals, 1);
+	if (s->conn != NULL)
+		(void)PQsetNoticeProcessor(s->conn, on_notice, s);
 	if (s->conn == NULL || PQstatus(s->conn) != CONNECTION_OK) {
 		one_line(msg, sizeof(msg),
 		         s->conn ? PQerrorMessage(s->conn) : "out of memory");
@@ -2177,6 +2199,69 @@ out:
 	return rc;
 }
 
+/* Connection slots: session advisory locks (hashtext('slot:' || key), i)
+ * for i below cap, on this connection. */
+static int
+pg_slot_take(struct kr_store_be *s, const char *key, unsigned cap,
+             int *slot_out, struct kr_err *err)
+{
+	struct params p;
+	PGresult *r;
+	unsigned i;
+	bool got;
+
+	size_t k;
+
+	if (s->n_held == KR_NELEM(s->held))
+		return 0; /* more than a worker ever holds: say full */
+	for (i = 0; i < cap; i++) {
+		for (k = 0; k < s->n_held; k++)
+			if (s->held[k].slot == (int)i &&
+			    strcmp(s->held[k].key, key) == 0)
+				break;
+		if (k < s->n_held)
+			continue; /* ours already */
+		memset(&p, 0, sizeof(p));
+		p_text(&p, key);
+		p_int(&p, (int64_t)i);
+		if ((r = q(s,
+		           "SELECT pg_try_advisory_lock(hashtext('slot:' ||"
+		           " $1::text), $2::int)",
+		           &p, "connection slot", err)) == NULL)
+			return -1;
+		got = PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';
+		PQclear(r);
+		if (got) {
+			snprintf(s->held[s->n_held].key,
+			         sizeof(s->held[s->n_held].key), "%s", key);
+			s->held[s->n_held++].slot = (int)i;
+			*slot_out = (int)i;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static int
+pg_slot_give(struct kr_store_be *s, const char *key, int slot,
+             struct kr_err *err)
+{
+	struct params p = {0};
+	size_t k;
+
+	for (k = 0; k < s->n_held; k++)
+		if (s->held[k].slot == slot && strcmp(s->held[k].key, key) == 0) {
+			s->held[k] = s->held[--s->n_held];
+			break;
+		}
+	p_text(&p, key);
+	p_int(&p, slot);
+	return run(s,
+	           "SELECT pg_advisory_unlock(hashtext('slot:' || $1::text),"
+	           " $2::int)",
+	           &p, "connection slot", NULL, err);
+}
+
 /* ---- bounces ---- */
 
 static int
@@ -3013,6 +3098,8 @@ const struct kr_store_ops kr_store_pg_ops = {
 	.subscriber_tally = pg_subscriber_tally,
 	.subscriber_import_many = pg_subscriber_import_many,
 	.rate_take = pg_rate_take,
+	.slot_take = pg_slot_take,
+	.slot_give = pg_slot_give,
 	.snapshot = pg_snapshot,
 	.dump = pg_dump,
 	.load_begin = pg_load_begin,

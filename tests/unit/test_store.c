@@ -1972,6 +1972,56 @@ test_pg_report_intake_once(void **state)
 	kr_store_close(&other);
 }
 
+/* Connection slots shared by the hosts: cap of them per key, held by a
+ * connection until given back or until it closes. */
+static void
+test_pg_connection_slots(void **state)
+{
+	struct fx *f = *state;
+	struct kr_store *other = NULL;
+	struct kr_err err = {0};
+	int s1 = -1, s2 = -1, s3 = -1;
+
+	open_ok(f);
+	assert_int_equal(kr_store_open(f->db, pw(f->db), &other, &err), 0);
+	assert_int_equal(kr_store_slot_take(f->s, "example.jp", 2, &s1, &err),
+	                 1);
+	assert_int_equal(kr_store_slot_take(other, "example.jp", 2, &s2, &err),
+	                 1);
+	assert_true(s1 != s2);
+	assert_int_equal(kr_store_slot_take(other, "example.jp", 2, &s3, &err),
+	                 0); /* both held */
+	assert_int_equal(kr_store_slot_take(other, "example.org", 2, &s3, &err),
+	                 1); /* another key */
+	assert_int_equal(kr_store_slot_give(f->s, "example.jp", s1, &err), 0);
+	assert_int_equal(kr_store_slot_take(other, "example.jp", 2, &s3, &err),
+	                 1);
+	assert_int_equal(s3, s1);
+	/* a host that goes away frees what it held */
+	kr_store_close(&other);
+	assert_int_equal(kr_store_slot_take(f->s, "example.jp", 2, &s1, &err),
+	                 1);
+	assert_int_equal(kr_store_slot_take(f->s, "example.jp", 2, &s2, &err),
+	                 1);
+}
+
+/* One host per SQLite file: its own count is exact, the store grants. */
+static void
+test_store_slots_one_host(void **state)
+{
+	struct fx *f = *state;
+	struct kr_err err = {0};
+	int s1 = -1;
+
+	open_ok(f);
+	assert_false(kr_store_rates_shared(f->s));
+	assert_int_equal(kr_store_slot_take(f->s, "example.jp", 1, &s1, &err),
+	                 1);
+	assert_int_equal(kr_store_slot_take(f->s, "example.jp", 1, &s1, &err),
+	                 1);
+	assert_int_equal(kr_store_slot_give(f->s, "example.jp", s1, &err), 0);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 #define P(fn) cmocka_unit_test_setup_teardown(fn, setup_pg, teardown)
 
@@ -1994,6 +2044,7 @@ main(void)
 	    T(test_store_subscribe_state_machine),
 	    T(test_store_import_and_lists),
 	    T(test_store_import_many),
+	    T(test_store_slots_one_host),
 	    T(test_store_foreach),
 	    T(test_store_report_dedupe_and_unique_key),
 	    T(test_store_claim_order_and_lease),
@@ -2015,6 +2066,7 @@ main(void)
 	    P(test_pg_migrate_concurrently),
 	    P(test_pg_subscribe_race),
 	    P(test_pg_report_intake_once),
+	    P(test_pg_connection_slots),
 	    P(test_store_outcomes_fenced),
 	    P(test_store_reclaim_own_host),
 	    P(test_store_ids_never_reused),
