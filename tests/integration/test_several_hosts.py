@@ -12,7 +12,9 @@ import base64
 import os
 import re
 import signal
+import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -324,6 +326,46 @@ ok(rate <= RATE * 1.10 and sa > 0 and sb > 0,
    "two hosts together keep to delivery.rate: %.1f/s for %d/s "
    "configured (%d + %d sent)" % (rate, RATE, sa, sb), (rate, sa, sb))
 ok(rate >= RATE * 0.8, "and use it: %.1f/s" % rate, rate)
+a.stop()
+b.stop()
+
+# per_domain connections hold for the sum too: one session to example.jp
+# at a time between the two hosts (2 workers each).
+dx = ("  workers: 2\n  batch: 20\n  lease: %ds\n  retry: [1s, 2s]\n"
+      "  per_domain:\n    example.jp:\n      connections: 1\n" % LEASE)
+a = host("host-a")
+b = host("host-b")
+a0, b0 = a.counter("sent", "phase"), b.counter("sent", "phase")
+peak = [0]
+stop_poll = threading.Event()
+
+
+def poll_sessions():
+    while not stop_poll.is_set():
+        r = subprocess.run(["ss", "-Htn", "state", "established",
+                            "( dport = :%d )" % smtp.port],
+                           capture_output=True, text=True)
+        peak[0] = max(peak[0], len([x for x in r.stdout.splitlines()
+                                    if x.strip()]))
+        time.sleep(0.01)
+
+
+poller = threading.Thread(target=poll_sessions)
+poller.start()
+before = len(smtp.log())
+rc, out, err = b.send_report(report("capped", "本文 capped", "phase"),
+                             "r7.md")
+ok(rc == 0, "a report for the connection cap", (rc, out, err))
+ok(wait_total(before + N, 240), "the capped report arrives",
+   len(smtp.log()) - before)
+stop_poll.set()
+poller.join()
+da = a.counter("sent", "phase") - a0
+db_ = b.counter("sent", "phase") - b0
+ok(peak[0] == 1 and da > 0 and db_ > 0,
+   "per_domain connections: 1 holds for both hosts together (at most %d "
+   "session at a time; %d + %d sent)" % (peak[0], da, db_),
+   (peak[0], da, db_))
 a.stop()
 b.stop()
 done()
