@@ -11,6 +11,15 @@
 # kairand is timed from `kairanctl send` until `kairanctl status` counts
 # every copy sent (polled every 0.2 s); smtp-source -d -s WORKERS gets one of
 # kairand's own composed messages. KAIRAN_BENCH_BUILD=DIR runs another build.
+# Profiling (the figures then are not the benchmark's): KAIRAN_BENCH_PERF=DIR
+# records `perf record -a -g` over each sender's window (DIR/perf-kairand-R
+# .data, DIR/perf-source-R.data); KAIRAN_BENCH_STRACE=DIR runs each sender
+# under `strace -f -c` (DIR/strace-kairand-R.txt: kairand and kairan-smtp;
+# DIR/strace-source-R.txt; KAIRAN_BENCH_STRACE_OPTS replaces -c, e.g. -tt).
+# KAIRAN_BENCH_BATCH=N sets delivery.batch (default 50: one SMTP connection
+# per batch); KAIRAN_BENCH_SOURCE_OPTS adds smtp-source options, e.g. -N (a
+# new recipient per message, as kairand's: Postfix's address caches then
+# miss as they do for kairand).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=20000; workers=4; runs=3; out=bench/history/$(date -u +%Y-%m-%dT%H%M)-postfix.md
@@ -29,11 +38,14 @@ B=${KAIRAN_BENCH_BUILD:-$PWD/build/release}
 tmp=$(mktemp -d /tmp/kairan-pf.XXXXXX)
 q=$(mktemp -d /dev/shm/kairan-pfq.XXXXXX)
 chmod 755 "$tmp" "$q"
-mpid=""; kpid=""
+mpid=""; kpid=""; spid=""; ppid_=""
+perf_dir=${KAIRAN_BENCH_PERF:-}; strace_dir=${KAIRAN_BENCH_STRACE:-}
 cleanup() {
+	[ -n "$ppid_" ] && kill -INT "$ppid_" 2>/dev/null
 	[ -n "$kpid" ] && kill "$kpid" 2>/dev/null
 	[ -n "$mpid" ] && kill "$mpid" 2>/dev/null && sleep 1
-	pkill -f "/usr/lib/postfix/sbin/.* -c $tmp/pf" 2>/dev/null || true
+	# the rest of the Postfix this script started: its session, by id
+	[ -n "$spid" ] && kill -- "-$spid" 2>/dev/null
 	rm -rf "$tmp" "$q"
 }
 trap cleanup EXIT
@@ -75,6 +87,7 @@ awk -v p="127.0.0.1:$pport" '
 	/^[a-z0-9]/ && NF >= 8 { $5 = "n" }
 	{ print }' /etc/postfix/master.cf >"$tmp/pf/master.cf"
 setsid /usr/sbin/postfix -c "$tmp/pf" start-fg >"$tmp/postfix.log" 2>&1 &
+spid=$!
 for _ in $(seq 1 100); do
 	mpid=$(tr -d " " <"$q/pid/master.pid" 2>/dev/null || true)
 	[ -n "$mpid" ] && (exec 3<>"/dev/tcp/127.0.0.1/$pport") 2>/dev/null && break
@@ -117,7 +130,8 @@ lists:
 delivery:
   transport: smtp
   workers: $workers
-  bounce_domain: bounces.example.jp
+  bounce_domain: bounces.example.jp${KAIRAN_BENCH_BATCH:+
+  batch: $KAIRAN_BENCH_BATCH}
 smtp:
   - host: 127.0.0.1
     port: $pport
@@ -131,9 +145,20 @@ EOF2
 		ctl send "$tmp/report.md" --dry-run 1 --out "$tmp/dry" >/dev/null
 		msg=$(ls "$tmp"/dry/*.eml | head -n1)
 	fi
-	"$B/kairand" --config "$tmp/k/k.yaml" 2>"$tmp/k/kairand.log" &
-	kpid=$!
-	sleep 1
+	if [ -n "$strace_dir" ]; then
+		strace -f ${KAIRAN_BENCH_STRACE_OPTS:--c} -o "$strace_dir/strace-kairand-$r.txt" \
+			"$B/kairand" --config "$tmp/k/k.yaml" 2>"$tmp/k/kairand.log" &
+		tpid=$!
+		sleep 2
+		kpid=$(cat "/proc/$tpid/task/$tpid/children" | awk '{print $1}')
+	else
+		"$B/kairand" --config "$tmp/k/k.yaml" 2>"$tmp/k/kairand.log" &
+		kpid=$!
+		sleep 1
+	fi
+	[ -z "$perf_dir" ] || {
+		perf record -q -F 499 -a -g -o "$perf_dir/perf-kairand-$r.data" \
+			>/dev/null 2>&1 & ppid_=$!; sleep 0.5; }
 	c0=$(cpu_of "$kpid"); t0=$(date +%s%N)
 	ctl send "$tmp/report.md" >/dev/null
 	while :; do
@@ -143,15 +168,24 @@ EOF2
 		sleep 0.2
 	done
 	t1=$(date +%s%N); c1=$(cpu_of "$kpid")
-	kill "$kpid"; wait "$kpid" || true; kpid=""
+	[ -z "$ppid_" ] || { kill -INT "$ppid_"; wait "$ppid_" || true; ppid_=""; }
+	kill "$kpid"
+	if [ -n "$strace_dir" ]; then wait "$tpid" || true; else wait "$kpid" || true; fi
+	kpid=""
 	k_wall+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", (b-a)/1e9}')")
 	k_cpu+=("$(awk -v a="$c0" -v b="$c1" 'BEGIN{printf "%.2f", b-a}')")
 	echo "kairand run $r: $n messages in ${k_wall[-1]}s, cpu ${k_cpu[-1]}s" >&2
+	[ -z "$perf_dir" ] || {
+		perf record -q -F 499 -a -g -o "$perf_dir/perf-source-$r.data" \
+			>/dev/null 2>&1 & ppid_=$!; sleep 0.5; }
+	wrap=()
+	[ -z "$strace_dir" ] || wrap=(strace -f ${KAIRAN_BENCH_STRACE_OPTS:--c} -o "$strace_dir/strace-source-$r.txt")
 	t0=$(date +%s%N)
-	/usr/bin/time -f "%U %S" -o "$tmp/source.time" /usr/sbin/smtp-source \
-		-d -s "$workers" -m "$n" -F "$msg" -f report@news.example.jp \
+	/usr/bin/time -f "%U %S" -o "$tmp/source.time" "${wrap[@]}" /usr/sbin/smtp-source \
+		${KAIRAN_BENCH_SOURCE_OPTS:-} -d -s "$workers" -m "$n" -F "$msg" -f report@news.example.jp \
 		-t reader@example.net "127.0.0.1:$pport" >/dev/null 2>&1
 	t1=$(date +%s%N)
+	[ -z "$ppid_" ] || { kill -INT "$ppid_"; wait "$ppid_" || true; ppid_=""; }
 	s_wall+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", (b-a)/1e9}')")
 	s_cpu+=("$(awk '{printf "%.2f", $1 + $2}' "$tmp/source.time")")
 	echo "smtp-source run $r: $n messages in ${s_wall[-1]}s, cpu ${s_cpu[-1]}s" >&2
@@ -165,7 +199,7 @@ report=$(cat <<EOF2
 
 ## Delivery: kairand into a real Postfix (\`bench/postfix.sh\`), $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores
 
-\`bench/postfix.sh -n $n -w $workers -r $runs\` — a private Postfix $(/usr/sbin/postconf -d -h mail_version 2>/dev/null)
+\`bench/postfix.sh -n $n -w $workers -r $runs\`${KAIRAN_BENCH_BATCH:+ (delivery.batch $KAIRAN_BENCH_BATCH)}${KAIRAN_BENCH_SOURCE_OPTS:+ (smtp-source $KAIRAN_BENCH_SOURCE_OPTS)} — a private Postfix $(/usr/sbin/postconf -d -h mail_version 2>/dev/null)
 (smtpd with PIPELINING and CHUNKING, queue on /dev/shm, every message
 discarded after it was queued), $n copies of the ~29 KB Japanese report,
 $workers sessions; kairand timed until \`kairanctl status\` counts them sent,

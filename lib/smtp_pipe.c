@@ -431,6 +431,12 @@ kr_smtp_pipe_outcome(const struct kr_smtp_pipe *p, size_t i)
 	return i < p->n_env ? p->env[i].outcome : 0;
 }
 
+unsigned
+kr_smtp_pipe_waiting(const struct kr_smtp_pipe *p)
+{
+	return kr_smtp_sync_waiting(&p->sync);
+}
+
 uint64_t
 kr_smtp_pipe_replies(const struct kr_smtp_pipe *p)
 {

@@ -71,6 +71,8 @@ enum kr_smtp_pipe_state kr_smtp_pipe_state(const struct kr_smtp_pipe *p,
 /* The code of the reply to message i's end of data (dot or BDAT LAST)
  * on the last connection that sent it, 0 while none came. */
 int kr_smtp_pipe_outcome(const struct kr_smtp_pipe *p, size_t i);
+/* Commands sent that the relay has not answered yet. */
+unsigned kr_smtp_pipe_waiting(const struct kr_smtp_pipe *p);
 /* Complete replies matched; -1/0/1 sending ahead off/unknown/on;
  * envelopes sent ahead. */
 uint64_t kr_smtp_pipe_replies(const struct kr_smtp_pipe *p);

@@ -146,6 +146,85 @@ kr_wire_read(int fd, struct kr_buf *b, uint32_t *type)
 }
 
 void
+kr_wire_rd_init(struct kr_wire_rd *rd)
+{
+	rd->off = rd->len = 0;
+}
+
+/* Exactly n bytes into p, first from what rd holds; a short rest is read
+ * into rd with whatever follows it. 1, 0 at the end before any byte (only
+ * when at_start), -1 error. */
+static int
+rd_take(int fd, struct kr_wire_rd *rd, void *p, size_t n, bool at_start)
+{
+	size_t k = rd->len - rd->off < n ? rd->len - rd->off : n;
+	ssize_t r;
+	int got;
+
+	memcpy(p, rd->buf + rd->off, k);
+	rd->off += k;
+	if (k == n)
+		return 1;
+	p = (char *)p + k;
+	n -= k;
+	at_start = at_start && k == 0;
+	if (n >= sizeof(rd->buf)) {
+		/* a large payload goes straight to its buffer */
+		got = read_all(fd, p, n);
+		if (got == 0 && !at_start) {
+			errno = EPROTO;
+			got = -1;
+		}
+		return got;
+	}
+	rd->off = rd->len = 0;
+	while (rd->len < n) {
+		r = read(fd, rd->buf + rd->len, sizeof(rd->buf) - rd->len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -1;
+		if (r == 0) {
+			if (at_start && rd->len == 0)
+				return 0;
+			errno = EPROTO;
+			return -1;
+		}
+		rd->len += (size_t)r;
+	}
+	memcpy(p, rd->buf, n);
+	rd->off = n;
+	return 1;
+}
+
+int
+kr_wire_read_rd(int fd, struct kr_wire_rd *rd, struct kr_buf *b,
+                uint32_t *type)
+{
+	uint32_t hdr[2];
+	int r;
+
+	kr_buf_reset(b);
+	if ((r = rd_take(fd, rd, hdr, sizeof(hdr), true)) <= 0)
+		return r;
+	if (hdr[1] > KR_WIRE_MAX) {
+		errno = EPROTO;
+		return -1;
+	}
+	if (kr_buf_reserve(b, hdr[1]) < 0)
+		abort(); /* only past a cap, and these buffers have none */
+	if (hdr[1] > 0 && rd_take(fd, rd, b->data, hdr[1], false) != 1) {
+		if (errno == 0)
+			errno = EPROTO;
+		return -1;
+	}
+	b->len = hdr[1];
+	b->data[b->len] = '\0';
+	*type = hdr[0];
+	return 1;
+}
+
+void
 kr_wire_in_init(struct kr_wire_in *in, const struct kr_buf *b)
 {
 	in->p = b->data;

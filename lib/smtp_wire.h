@@ -61,6 +61,19 @@ KR_NODISCARD int kr_wire_write(int fd, const struct kr_buf *b);
  * the other end closed, -1 error (errno; EPROTO for a bad frame). */
 KR_NODISCARD int kr_wire_read(int fd, struct kr_buf *b, uint32_t *type);
 
+/* A read-ahead buffer for kr_wire_read_rd(), one per socket (zeroed with
+ * it: kr_wire_rd_init()): a frame that fits in it costs one read(2), not
+ * two (header, payload). Only for a socket read by this function alone,
+ * never polled (bytes read ahead are invisible to poll()). */
+struct kr_wire_rd {
+	char buf[1024];
+	size_t off, len;
+};
+void kr_wire_rd_init(struct kr_wire_rd *rd);
+/* kr_wire_read() through rd. */
+KR_NODISCARD int kr_wire_read_rd(int fd, struct kr_wire_rd *rd,
+                                 struct kr_buf *b, uint32_t *type);
+
 /* Reading a payload in order; a short or malformed payload sets bad and
  * gives zeros and NULLs from then on. */
 struct kr_wire_in {

@@ -75,6 +75,7 @@ struct kr_transport {
 	pid_t pid;       /* 0: none running */
 	int fd;
 	struct kr_buf in;
+	struct kr_wire_rd rd; /* fd's read-ahead: one read(2) an outcome */
 };
 
 /* The executable: $KAIRAN_SMTP_BIN, else kairan-smtp beside this
@@ -189,13 +190,14 @@ spawn(struct kr_transport *t, struct kr_err *err)
 		    strerror(r));
 	}
 	t->fd = sv[0];
+	kr_wire_rd_init(&t->rd);
 	{
 		struct iovec iov = {t->init, t->init_len};
 
 		if (kr_wire_writev(t->fd, &iov, 1) < 0)
 			goto lost;
 	}
-	if ((r = kr_wire_read(t->fd, &t->in, &type)) <= 0 ||
+	if ((r = kr_wire_read_rd(t->fd, &t->rd, &t->in, &type)) <= 0 ||
 	    type != KR_W_READY)
 		goto lost;
 	kr_wire_in_init(&in, &t->in);
@@ -334,7 +336,7 @@ smtp_send(struct kr_transport *t, struct kr_msg *msgs, size_t n,
 	if (kr_wire_writev(t->fd, iov, (int)k) < 0)
 		goto lost;
 	for (;;) {
-		if ((r = kr_wire_read(t->fd, &t->in, &type)) <= 0)
+		if ((r = kr_wire_read_rd(t->fd, &t->rd, &t->in, &type)) <= 0)
 			goto lost;
 		kr_wire_in_init(&in, &t->in);
 		if (type == KR_W_OUTCOME) {
@@ -407,7 +409,7 @@ smtp_probe(struct kr_transport *t, struct kr_err *err)
 	kr_wire_begin(&b, KR_W_PROBE);
 	kr_wire_end(&b);
 	if (kr_wire_write(t->fd, &b) < 0 ||
-	    kr_wire_read(t->fd, &t->in, &type) <= 0 || type != KR_W_PROBED) {
+	    kr_wire_read_rd(t->fd, &t->rd, &t->in, &type) <= 0 || type != KR_W_PROBED) {
 		reap(t, true);
 		kr_err_set(err, KR_ERR_TEMP, "smtp process ended");
 		goto out;
@@ -481,7 +483,7 @@ kr_transport_smtp_check(struct kr_transport *t, size_t i, char *why,
 	kr_wire_u32(&b, (uint32_t)i);
 	kr_wire_end(&b);
 	if (kr_wire_write(t->fd, &b) < 0 ||
-	    kr_wire_read(t->fd, &t->in, &type) <= 0 || type != KR_W_CHECKED) {
+	    kr_wire_read_rd(t->fd, &t->rd, &t->in, &type) <= 0 || type != KR_W_CHECKED) {
 		reap(t, true);
 		snprintf(why, size, "the SMTP process ended");
 		goto out;
