@@ -45,6 +45,7 @@
 #define LOCK_MIGRATE 1
 #define LOCK_REPORTS 2
 #define RECONNECT_EVERY_MS 1000
+#define WFAIL_HOLD_MS 30000
 #define CHANNEL "kairan_changes"
 
 /* ---- schema ---- */
@@ -402,6 +403,7 @@ struct kr_store_be {
 	char lost[320];      /* why the last reconnect failed */
 	bool wfail;
 	char wfail_msg[320];
+	int64_t wfail_at; /* monotonic ms of the last failed write */
 	/* connection slots this connection holds (a session's advisory
 	 * locks are re-entrant: it must not take its own twice) */
 	struct {
@@ -467,6 +469,7 @@ pg_err(struct kr_store_be *s, const PGresult *r, const char *what,
 	if (lost || (st != NULL && (strncmp(st, "53", 2) == 0 ||
 	                            strcmp(st, "25006") == 0))) {
 		s->wfail = true;
+		s->wfail_at = mono_ms();
 		snprintf(s->wfail_msg, sizeof(s->wfail_msg), "%s: %s", what,
 		         msg);
 	}
@@ -639,6 +642,13 @@ q(struct kr_store_be *s, const char *sql, const struct params *p,
 	return r;
 }
 
+static bool
+in_tx(const struct kr_store_be *s)
+{
+	return s->conn != NULL && PQtransactionStatus(s->conn) != PQTRANS_IDLE &&
+	       PQtransactionStatus(s->conn) != PQTRANS_UNKNOWN;
+}
+
 /* Runs sql; 0 or -1. rows_out (may be NULL): the rows it changed. */
 static int
 run(struct kr_store_be *s, const char *sql, const struct params *p,
@@ -650,8 +660,12 @@ run(struct kr_store_be *s, const char *sql, const struct params *p,
 		return -1;
 	if (rows_out != NULL)
 		*rows_out = strtoll(PQcmdTuples(r), NULL, 10);
+	/* a write that committed (outside a transaction: its own) */
+	if (!in_tx(s) && (strncmp(PQcmdStatus(r), "INSERT", 6) == 0 ||
+	                  strncmp(PQcmdStatus(r), "UPDATE", 6) == 0 ||
+	                  strncmp(PQcmdStatus(r), "DELETE", 6) == 0))
+		s->wfail = false;
 	PQclear(r);
-	s->wfail = false;
 	return 0;
 }
 
@@ -748,12 +762,6 @@ g_dup(const PGresult *r, int row, int col)
 	                   (size_t)PQgetlength(r, row, col));
 }
 
-static bool
-in_tx(const struct kr_store_be *s)
-{
-	return s->conn != NULL && PQtransactionStatus(s->conn) != PQTRANS_IDLE &&
-	       PQtransactionStatus(s->conn) != PQTRANS_UNKNOWN;
-}
 
 /* A transaction of its own, or a savepoint inside the caller's. */
 static int
@@ -1048,10 +1056,25 @@ pg_lock_daemon(struct kr_store_be *s, struct kr_err *err)
 static int
 pg_ping(struct kr_store_be *s, struct kr_err *err)
 {
+	char msg[sizeof(s->wfail_msg)];
+	int64_t at = s->wfail_at;
+
 	if (run(s, SQL_PING, NULL, "ping", NULL, err) < 0)
 		return -1;
-	if (s->wfail && !in_tx(s))
-		(void)run(s, SQL_HEALTH, NULL, "health", NULL, NULL);
+	/* After a failed write: does writing work again? The health row's
+	 * tiny update may still fit where the write that failed did not (a
+	 * full disk that leaves room in a page): it clears the failure only
+	 * once WFAIL_HOLD_MS have passed since it, unless a real write
+	 * succeeds first. */
+	if (s->wfail && !in_tx(s)) {
+		memcpy(msg, s->wfail_msg, sizeof(msg));
+		if (run(s, SQL_HEALTH, NULL, "health", NULL, NULL) == 0 &&
+		    mono_ms() - at < WFAIL_HOLD_MS) {
+			s->wfail = true;
+			s->wfail_at = at;
+			memcpy(s->wfail_msg, msg, sizeof(msg));
+		}
+	}
 	if (s->wfail)
 		return kr_err_set(err, KR_ERR_BUSY,
 		                  "database %s: a write failed and none has "
