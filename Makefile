@@ -30,7 +30,10 @@ DEB_PKGS := build-essential pkg-config libyaml-dev libsqlite3-dev sqlite3 \
 	python3 python3-aiosmtpd python3-dkim postfix curl openssl clang \
 	libclang-rt-14-dev wrk nginx-light spamassassin chromium time systemd \
 	cppcheck clang-tidy valgrind libidn2-dev fonts-ipafont-gothic nkf \
-	dpkg-dev debhelper fakeroot lintian libpq-dev postgresql iproute2
+	dpkg-dev debhelper fakeroot lintian libpq-dev postgresql iproute2 \
+	prometheus
+# (iproute2: ss counts SMTP sessions in test_several_hosts; prometheus:
+# its promtool checks a live /metrics in test_dashboard.py)
 
 PKGS := yaml-0.1 sqlite3 libsodium libesmtp-1.0 libcurl libmicrohttpd \
 	libcmark libsystemd libssl libcrypto libidn2 libpq

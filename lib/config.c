@@ -401,6 +401,21 @@ static const struct field admin_fields[] = {
      .off = OFF(admin_listen),
      .def = "127.0.0.1:8081",
      .expect = "host:port like 127.0.0.1:8081"},
+    {.key = "user",
+     .type = FT_LINE,
+     .off = OFF(admin_user),
+     .def = "admin",
+     .expect = "the dashboard login's user name"},
+    {.key = "password_file",
+     .type = FT_PATH,
+     .off = OFF(admin_password_file),
+     .expect = "a file holding the dashboard password's hash "
+               "(kairanctl password-hash)"},
+    {.key = "metrics_login",
+     .type = FT_BOOL,
+     .off = OFF(admin_metrics_login),
+     .def = "false",
+     .expect = "true or false"},
 };
 static const struct section admin_section = {
     "admin", admin_fields, KR_NELEM(admin_fields), 0, 0, 0};
@@ -2701,6 +2716,36 @@ check_database(struct ctx *c, struct kr_config *cfg, yaml_node_t *root)
 		     cfg->database_password_file, strerror(errno));
 }
 
+/* Whether a host:port (as FT_LISTEN takes it) is on the loopback
+ * interface: 127.0.0.0/8, [::1] or localhost. */
+static bool
+listen_is_loopback(const char *spec)
+{
+	if (spec == NULL)
+		return true;
+	return strncmp(spec, "127.", 4) == 0 || strncmp(spec, "[::1]:", 6) == 0 ||
+	       strncmp(spec, "localhost:", 10) == 0;
+}
+
+/* The dashboard is open to whoever reaches admin.listen: elsewhere than
+ * loopback it needs its login (issue 17). */
+static void
+check_admin(struct ctx *c, const struct kr_config *cfg, yaml_node_t *root)
+{
+	yaml_node_t *admin = map_get(c->doc, root, "admin");
+	yaml_node_t *listen = map_get(c->doc, admin, "listen");
+
+	if (listen_is_loopback(cfg->admin_listen) ||
+	    cfg->admin_password_file != NULL || admin == NULL)
+		return;
+	cerr(c, mark_of(listen, admin),
+	     "admin.listen: %s is not a loopback address and "
+	     "admin.password_file is not set, expected a password file "
+	     "(kairanctl password-hash) for the dashboard's login, or "
+	     "127.0.0.1",
+	     cfg->admin_listen);
+}
+
 static void
 check_all(struct ctx *c, struct kr_config *cfg, yaml_node_t *root)
 {
@@ -2737,6 +2782,7 @@ check_all(struct ctx *c, struct kr_config *cfg, yaml_node_t *root)
 		check_sender(c, cfg, l, seq_get(c->doc, lists, i), i);
 		check_timezone(c, l, seq_get(c->doc, lists, i), i);
 	}
+	check_admin(c, cfg, root);
 	if (cfg->delivery.transport == KR_CFG_TRANSPORT_MAILDIR &&
 	    cfg->delivery.maildir == NULL)
 		cerr(c, mark_of(delivery, root),

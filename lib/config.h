@@ -101,6 +101,11 @@ struct kr_config {
 	unsigned http_ipv6_prefix; /* IPv6 clients limited per /N, default 64 */
 	unsigned http_header_timeout; /* seconds for a request head, def. 15 */
 	char *admin_listen;  /* host:port, default 127.0.0.1:8081 */
+	/* the dashboard's login (HTTP Basic): required when password_file
+	 * is set, and it must be when admin.listen is not loopback */
+	char *admin_user;          /* default "admin" */
+	char *admin_password_file; /* a crypto_pwhash_str hash; NULL: none */
+	bool admin_metrics_login;  /* /metrics asks for it too; def. false */
 	char *outbox;        /* NULL: not watched */
 	char *webhook;       /* NULL: none */
 	/* consent.retention: seconds the consent record of a subscription

@@ -661,3 +661,55 @@ kr_store_subscriber_tally(struct kr_store *s, kr_store_tally_fn fn, void *ctx,
 {
 	return s->ops->subscriber_tally(s->be, fn, ctx, err);
 }
+
+/* ---- the dashboard ---- */
+
+static int
+unsupported(const struct kr_store *s, const char *what, struct kr_err *err)
+{
+	return kr_err_set(err, KR_ERR_INVALID, "%s store: %s not supported",
+	                  s->ops->name, what);
+}
+
+int
+kr_store_subscriber_days(struct kr_store *s, const char *list_id,
+                         int64_t since, int64_t utc_offset,
+                         kr_store_day_fn fn, void *ctx, struct kr_err *err)
+{
+	if (s->ops->subscriber_days == NULL)
+		return unsupported(s, "sign-ups per day", err);
+	return s->ops->subscriber_days(s->be, list_id, since, utc_offset, fn,
+	                               ctx, err);
+}
+
+int
+kr_store_report_sent_series(struct kr_store *s, int64_t report_id,
+                            int64_t bucket, kr_store_bucket_fn fn, void *ctx,
+                            struct kr_err *err)
+{
+	if (bucket <= 0)
+		return kr_err_set(err, KR_ERR_INVALID,
+		                  "sent series: bucket must be > 0");
+	if (s->ops->report_sent_series == NULL)
+		return unsupported(s, "copies sent over time", err);
+	return s->ops->report_sent_series(s->be, report_id, bucket, fn, ctx,
+	                                  err);
+}
+
+int
+kr_store_report_domains(struct kr_store *s, int64_t report_id, size_t limit,
+                        kr_store_domain_fn fn, void *ctx, struct kr_err *err)
+{
+	if (s->ops->report_domains == NULL)
+		return unsupported(s, "outcomes by domain", err);
+	return s->ops->report_domains(s->be, report_id, limit, fn, ctx, err);
+}
+
+int
+kr_store_report_replies(struct kr_store *s, int64_t report_id, size_t limit,
+                        kr_store_reply_fn fn, void *ctx, struct kr_err *err)
+{
+	if (s->ops->report_replies == NULL)
+		return unsupported(s, "relay replies", err);
+	return s->ops->report_replies(s->be, report_id, limit, fn, ctx, err);
+}

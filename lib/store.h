@@ -516,4 +516,50 @@ typedef int (*kr_store_tally_fn)(void *ctx, const char *list_id,
 KR_NODISCARD int kr_store_subscriber_tally(struct kr_store *s,
     kr_store_tally_fn fn, void *ctx, struct kr_err *err);
 
+/* ---- the operator's dashboard (subscribers/admin.c) ----
+ * Read-only summaries; an index serves each (schema v10). A backend that
+ * lacks one answers -1 with KR_ERR_INVALID ("not supported"). */
+
+/* One day of a list: sign-ups (subscriptions whose latest consent,
+ * consent_at, fell on it) and unsubscribes (subscriptions unsubscribed
+ * on it that are still unsubscribed). day is the day's first second. */
+typedef int (*kr_store_day_fn)(void *ctx, int64_t day, int64_t signups,
+    int64_t unsubscribes);
+/* Calls fn in day order for every day from the one holding since on
+ * which list_id had a sign-up or an unsubscribe (others are skipped).
+ * Days start at midnight of UTC + utc_offset seconds (32400 for Japan).
+ * A non-zero return from fn stops and is returned; fn must not use the
+ * store. */
+KR_NODISCARD int kr_store_subscriber_days(struct kr_store *s,
+    const char *list_id, int64_t since, int64_t utc_offset,
+    kr_store_day_fn fn, void *ctx, struct kr_err *err);
+
+/* Copies of report_id sent, per bucket seconds of their sent_at (bucket
+ * > 0; a bucket starts at a multiple of bucket), in time order, buckets
+ * with none skipped. fn as for kr_store_subscriber_days. */
+typedef int (*kr_store_bucket_fn)(void *ctx, int64_t start, int64_t n);
+KR_NODISCARD int kr_store_report_sent_series(struct kr_store *s,
+    int64_t report_id, int64_t bucket, kr_store_bucket_fn fn, void *ctx,
+    struct kr_err *err);
+
+/* The limit recipient domains (limit 0: all) with most copies of
+ * report_id, most first (ties in domain order), with their copies by
+ * state (c->in_flight is 0). domain is borrowed for the call. fn as
+ * above. */
+typedef int (*kr_store_domain_fn)(void *ctx, const char *domain,
+    const struct kr_delivery_counts *c);
+KR_NODISCARD int kr_store_report_domains(struct kr_store *s,
+    int64_t report_id, size_t limit, kr_store_domain_fn fn, void *ctx,
+    struct kr_err *err);
+
+/* The relay replies that report_id's unsent copies (DEFERRED, FAILED,
+ * UNCERTAIN: each keeps its last reply) hold, grouped by (state, code,
+ * text), the largest groups first, at most limit (0: all). reply is the
+ * stored text ("" when none), borrowed for the call. fn as above. */
+typedef int (*kr_store_reply_fn)(void *ctx, enum kr_delivery_state state,
+    int code, const char *reply, int64_t n);
+KR_NODISCARD int kr_store_report_replies(struct kr_store *s,
+    int64_t report_id, size_t limit, kr_store_reply_fn fn, void *ctx,
+    struct kr_err *err);
+
 #endif

@@ -17,7 +17,7 @@
 struct kr_store_be;
 
 /* The schema version of this build, the same on every backend. */
-#define KR_STORE_SCHEMA_VERSION 9
+#define KR_STORE_SCHEMA_VERSION 10
 
 /* A table as `kairanctl store copy` moves it: the logical schema of
  * KR_STORE_SCHEMA_VERSION, the same on every backend (kr_store_tables in
@@ -206,6 +206,20 @@ struct kr_store_ops {
 	/* kr_store_probe(); NULL: nothing to check beyond the config */
 	int (*probe)(const char *where, const char *password_file,
 	             struct kr_err *err);
+	/* The dashboard's reads (NULL: the front answers "not supported") */
+	int (*subscriber_days)(struct kr_store_be *s, const char *list_id,
+	                       int64_t since, int64_t utc_offset,
+	                       kr_store_day_fn fn, void *ctx,
+	                       struct kr_err *err);
+	int (*report_sent_series)(struct kr_store_be *s, int64_t report_id,
+	                          int64_t bucket, kr_store_bucket_fn fn,
+	                          void *ctx, struct kr_err *err);
+	int (*report_domains)(struct kr_store_be *s, int64_t report_id,
+	                      size_t limit, kr_store_domain_fn fn, void *ctx,
+	                      struct kr_err *err);
+	int (*report_replies)(struct kr_store_be *s, int64_t report_id,
+	                      size_t limit, kr_store_reply_fn fn, void *ctx,
+	                      struct kr_err *err);
 };
 
 /* The front's handle. */

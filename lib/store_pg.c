@@ -201,8 +201,22 @@ static const char pg_v9[] =
     " tokens double precision NOT NULL,"
     " at double precision NOT NULL);";
 
+/* v10 (issue 17): the dashboard's indexes, as store_sqlite.c's schema_v10
+ * (its reads are not implemented here yet: the front answers "not
+ * supported"). */
+static const char pg_v10[] =
+    "CREATE INDEX subscribers_list_consent ON subscribers"
+    " (list_id, consent_at);"
+    "CREATE INDEX subscribers_list_unsub ON subscribers"
+    " (list_id, unsubscribed_at) WHERE unsubscribed_at > 0;"
+    "CREATE INDEX deliveries_report_sent ON deliveries"
+    " (report_id, state, sent_at);"
+    "CREATE INDEX deliveries_report_domain ON deliveries"
+    " (report_id, domain, state);";
+
 static const char *const migrations[] = {pg_v1, pg_v2, pg_v3, pg_v4, pg_v5,
-                                         pg_v6, pg_v7, pg_v8, pg_v9};
+                                         pg_v6, pg_v7, pg_v8, pg_v9,
+                                         pg_v10};
 
 _Static_assert(KR_NELEM(migrations) == KR_STORE_SCHEMA_VERSION,
                "a migration for every schema version");

@@ -40,6 +40,37 @@ const char kr_pages_style[] =
     "article img{max-width:100%;height:auto}"
     "article pre{overflow-x:auto}";
 
+const char kr_pages_dash_style[] =
+    "main{max-width:72rem}"
+    "nav{display:flex;gap:1rem;flex-wrap:wrap;margin:0 0 1rem;"
+    "border-bottom:1px solid var(--line);padding:0 0 .5rem}"
+    "nav a{text-decoration:none;font-weight:600}"
+    "h2{font-size:1.15rem;margin:1.5rem 0 .5rem}"
+    ".grid{display:grid;grid-template-columns:repeat(auto-fit,"
+    "minmax(16rem,1fr));gap:1rem}"
+    ".card{border:1px solid var(--line);border-radius:8px;padding:.75rem 1rem}"
+    ".tw{overflow-x:auto}"
+    "table{border-collapse:collapse;width:100%;font-size:.9rem}"
+    "th,td{text-align:left;padding:.3rem .5rem;border-bottom:1px solid "
+    "var(--line);vertical-align:top}"
+    "td.n,th.n{text-align:right;font-variant-numeric:tabular-nums;"
+    "white-space:nowrap}"
+    "svg{display:block;width:100%;height:auto;max-width:100%}"
+    "svg text{fill:var(--mut);font-size:11px}"
+    ".sent{fill:#2da44e}.deferred{fill:#d4a72c}.failed{fill:#cf222e}"
+    ".uncertain{fill:#8250df}.cancelled{fill:#8c959f}.queued{fill:var(--line)}"
+    ".signup{fill:var(--acc)}.unsub{fill:#cf222e}.axis{stroke:var(--line)}"
+    ".warnline{stroke:#d4a72c;stroke-dasharray:4 3}"
+    ".badline{stroke:#cf222e;stroke-dasharray:4 3}"
+    ".ok{color:#2da44e}.warn{color:#9a6700}.bad{color:#cf222e;"
+    "font-weight:600}"
+    ".key span{display:inline-block;width:.75rem;height:.75rem;"
+    "border-radius:2px;margin:0 .25rem 0 .75rem;vertical-align:-1px}"
+    ".key .sent{background:#2da44e}.key .deferred{background:#d4a72c}"
+    ".key .failed{background:#cf222e}.key .uncertain{background:#8250df}"
+    ".key .cancelled{background:#8c959f}.key .queued{background:var(--line)}"
+    ".key .signup{background:var(--acc)}.key .unsub{background:#cf222e}";
+
 const char kr_pages_layout[] =
     "<!DOCTYPE html>\n"
     "<html lang=\"{{lang}}\">\n"

@@ -37,6 +37,8 @@ const struct kr_pages_text *kr_pages_text(const char *lang);
  * bad_address; NULL for English (reason is shown as it is). */
 const char *kr_pages_address_reason(const char *lang, const char *reason);
 
+/* The dashboard's rules, after kr_pages_style (admin.c). */
+extern const char kr_pages_dash_style[];
 /* {{lang}} {{title}} {{style}} {{head}} {{body}} (style, head and body
  * raw; head: more elements of <head>, or ""). */
 extern const char kr_pages_layout[];

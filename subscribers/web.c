@@ -42,6 +42,7 @@
 #include "pages.h"
 #include "store.h"
 #include "token.h"
+#include "tz.h"
 #include "web.h"
 #include "web_int.h"
 #include "xmem.h"
@@ -75,32 +76,6 @@
  * once its send_at has passed). Building counts every report's copies. */
 #define KR_WEB_ARCHIVE_FRESH 2.0
 #define KR_WEB_ARCHIVE_MAX_AGE 60.0
-
-struct view_list {
-	char *id;
-	char *name;
-	char *lang;
-	bool double_opt_in;
-	bool archive;
-	char *sender[3]; /* name, address, contact; NULL: not configured */
-};
-
-struct view {
-	unsigned refs; /* under web->lock */
-	const struct kr_keyring *ring;
-	struct kr_web_nets *trusted;
-	struct view_list *lists;
-	size_t n_lists;
-	const char *lang;        /* of the first list */
-	unsigned ipv6_prefix;    /* IPv6 clients limited per /N */
-	unsigned header_timeout; /* seconds for a request head */
-	unsigned gen;            /* a new number for each view */
-	struct MHD_Response *index;
-	char *http_listen, *admin_listen, *database;
-	char *public_url; /* no trailing slash */
-	bool any_archive; /* some list has archive: true */
-	char *feed_link;  /* the <head> link of /archive, or "" */
-};
 
 enum route {
 	R_NONE,
@@ -200,6 +175,18 @@ view_release(struct kr_web *web, struct view *v)
 	pthread_mutex_unlock(&web->lock);
 }
 
+struct view *
+kr_web_view_acquire(struct kr_web *web)
+{
+	return view_acquire(web);
+}
+
+void
+kr_web_view_release(struct kr_web *web, struct view *v)
+{
+	view_release(web, v);
+}
+
 static void
 view_free(struct view **vp)
 {
@@ -225,6 +212,15 @@ view_free(struct view **vp)
 	free(v->database);
 	free(v->public_url);
 	free(v->feed_link);
+	free(v->db_password_file);
+	for (i = 0; i < v->n_relays; i++)
+		free(v->relays[i]);
+	free(v->relays);
+	free(v->admin_user);
+	if (v->admin_hash != NULL) {
+		sodium_memzero(v->admin_hash, strlen(v->admin_hash));
+		free(v->admin_hash);
+	}
 	free(v);
 	*vp = NULL;
 }
@@ -268,6 +264,18 @@ render_page(struct kr_buf *out, const char *lang, const char *title,
 	};
 
 	return kr_web_render(out, kr_pages_layout, vars, KR_NELEM(vars));
+}
+
+void
+kr_web_add_headers(struct MHD_Response *r, const char *csp)
+{
+	MHD_add_response_header(r, "Server", "kairan");
+	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+	MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+	if (csp != NULL) {
+		MHD_add_response_header(r, "Content-Security-Policy", csp);
+		MHD_add_response_header(r, "X-Frame-Options", "DENY");
+	}
 }
 
 static void
@@ -416,6 +424,8 @@ view_new(struct kr_web *web, const struct kr_config *cfg,
 		v->lists[i].sender[0] = kr_xstrdup(l->sender_name);
 		v->lists[i].sender[1] = kr_xstrdup(l->sender_address);
 		v->lists[i].sender[2] = kr_xstrdup(l->sender_contact);
+		v->lists[i].tz_offset =
+		    l->tz != NULL ? kr_tz_offset(l->tz, now_unix()) : 0;
 		v->n_lists++;
 	}
 	v->lang = v->lists[0].lang;
@@ -426,6 +436,22 @@ view_new(struct kr_web *web, const struct kr_config *cfg,
 	v->http_listen = kr_xstrdup(cfg->http_listen);
 	v->admin_listen = kr_xstrdup(cfg->admin_listen);
 	v->database = kr_xstrdup(cfg->database);
+	v->db_password_file = kr_xstrdup(cfg->database_password_file);
+	v->maildir = cfg->delivery.transport == KR_CFG_TRANSPORT_MAILDIR;
+	v->relays = kr_xcalloc(cfg->n_relays + 1, sizeof(*v->relays));
+	for (i = 0; i < cfg->n_relays; i++)
+		v->relays[v->n_relays++] = kr_xasprintf(
+		    "%s:%u %s", cfg->relays[i].host, cfg->relays[i].port,
+		    cfg->relays[i].tls == KR_CFG_TLS_NONE       ? "none"
+		    : cfg->relays[i].tls == KR_CFG_TLS_STARTTLS ? "starttls"
+		                                                : "tls");
+	v->admin_user = kr_xstrdup(cfg->admin_user != NULL ? cfg->admin_user
+	                                                   : "admin");
+	v->metrics_login = cfg->admin_metrics_login;
+	if (cfg->admin_password_file != NULL &&
+	    kr_web_read_hash(cfg->admin_password_file, &v->admin_hash, err) ==
+	        -1)
+		goto out;
 	v->public_url =
 	    kr_xstrdup(cfg->public_url != NULL ? cfg->public_url : "");
 	for (i = 0; i < v->n_lists; i++)
@@ -2415,6 +2441,15 @@ make_csp(struct kr_web *web)
 	/* Reports may show pictures from the publisher's site. */
 	snprintf(web->csp_archive, sizeof(web->csp_archive), KR_WEB_CSP, b64,
 	         "img-src https: data:; ");
+	/* The dashboard: the same policy over its own sheet (the public
+	 * one and the charts' rules). */
+	web->dash_style = kr_xasprintf("%s%s", kr_pages_style,
+	                               kr_pages_dash_style);
+	crypto_hash_sha256(h, (const unsigned char *)web->dash_style,
+	                   strlen(web->dash_style));
+	sodium_bin2base64(b64, sizeof(b64), h, sizeof(h),
+	                  sodium_base64_VARIANT_ORIGINAL);
+	snprintf(web->csp_admin, sizeof(web->csp_admin), KR_WEB_CSP, b64, "");
 }
 
 /* Socket-activated descriptors come as systemd made them. */
@@ -2486,6 +2521,7 @@ kr_web_start(const struct kr_config *cfg, const struct kr_keyring *ring,
 	pthread_mutex_init(&web->lock, NULL);
 	pthread_cond_init(&web->released, NULL);
 	pthread_mutex_init(&web->store_lock, NULL);
+	pthread_mutex_init(&web->dash_lock, NULL);
 	pthread_mutex_init(&web->q_lock, NULL);
 	{
 		/* Held sign-ups wait against the monotonic clock. */
@@ -2662,9 +2698,12 @@ kr_web_stop(struct kr_web **webp)
 	free(web->archive.html);
 	free(web->archive.atom);
 	kr_store_close(&web->store);
+	kr_store_close(&web->dash_store);
+	free(web->dash_style);
 	kr_web_rl_free(&web->rl);
 	kr_web_conns_free(&web->conns);
 	pthread_mutex_destroy(&web->store_lock);
+	pthread_mutex_destroy(&web->dash_lock);
 	pthread_cond_destroy(&web->sweep_cond);
 	pthread_mutex_destroy(&web->conn_lock);
 	pthread_cond_destroy(&web->q_cond);

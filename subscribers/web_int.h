@@ -122,10 +122,60 @@ enum route_label {
 #define KR_WEB_CODE_MIN 100 /* status codes counted: 100..599 */
 #define KR_WEB_CODE_N 500
 
-struct view;
 struct req;
 struct conn;
 struct kr_store;
+struct kr_keyring;
+
+/* What one config gives the web module: built by web.c at start and on
+ * every reload, read by both files, freed when its last user lets go. */
+struct view_list {
+	char *id;
+	char *name;
+	char *lang;
+	bool double_opt_in;
+	bool archive;
+	char *sender[3]; /* name, address, contact; NULL: not configured */
+	int tz_offset;   /* seconds east of UTC of its timezone, at load */
+};
+
+struct view {
+	unsigned refs; /* under web->lock */
+	const struct kr_keyring *ring;
+	struct kr_web_nets *trusted;
+	struct view_list *lists;
+	size_t n_lists;
+	const char *lang;        /* of the first list */
+	unsigned ipv6_prefix;    /* IPv6 clients limited per /N */
+	unsigned header_timeout; /* seconds for a request head */
+	unsigned gen;            /* a new number for each view */
+	struct MHD_Response *index;
+	char *http_listen, *admin_listen, *database;
+	char *public_url; /* no trailing slash */
+	bool any_archive; /* some list has archive: true */
+	char *feed_link;  /* the <head> link of /archive, or "" */
+	/* the dashboard (admin.c) */
+	char *db_password_file; /* NULL: none */
+	char **relays;          /* "host:port tls" of each smtp: relay */
+	size_t n_relays;
+	bool maildir;           /* delivery.transport: maildir */
+	char *admin_user;       /* the login's user name */
+	char *admin_hash;       /* crypto_pwhash_str of the password, NULL:
+	                           no login */
+	bool metrics_login;     /* /metrics asks for the login too */
+};
+
+/* The view in force, held until kr_web_view_release (a reload waits). */
+struct view *kr_web_view_acquire(struct kr_web *web);
+void kr_web_view_release(struct kr_web *web, struct view *v);
+
+/* The admin login's failures per client (admin.c). */
+#define KR_WEB_AUTH_SLOTS 64
+struct kr_web_auth_slot {
+	char key[KR_WEB_IP_MAX];
+	unsigned fails;
+	double since; /* monotonic: the window's start */
+};
 
 struct kr_web {
 	pthread_mutex_t lock;
@@ -183,6 +233,19 @@ struct kr_web {
 
 	char csp[160];
 	char csp_archive[200];
+	char csp_admin[160];
+	char *dash_style; /* the dashboard's sheet, whose hash csp_admin has */
+
+	/* The dashboard's store connection, opened at its first page and
+	 * used on the admin listener's one thread. */
+	pthread_mutex_t dash_lock;
+	struct kr_store *dash_store;
+	/* Logins: the failures per client, and the credentials (a hash of
+	 * the Authorization header) that passed the slow check lately. */
+	struct kr_web_auth_slot auth[KR_WEB_AUTH_SLOTS];
+	unsigned char auth_ok[32];
+	unsigned auth_ok_gen; /* the view's gen it passed under */
+	double auth_ok_at;    /* monotonic, 0: none */
 
 	atomic_ulong n_requests, n_subscribe, n_subscribe_new, n_honeypot,
 	    n_rate_limited, n_confirm_mail, n_confirm_limited, n_confirmed,
@@ -192,6 +255,16 @@ struct kr_web {
 	atomic_ulong n_answers[RL_N][KR_WEB_CODE_N];
 };
 
+/* The headers of every answer (Server, nosniff, no referrer) and, when
+ * csp is not NULL, the page's Content-Security-Policy and frame denial. */
+void kr_web_add_headers(struct MHD_Response *r, const char *csp);
+
+/* Reads a crypto_pwhash_str hash (one line) from path into *hash_out
+ * (caller frees). -1 with KR_ERR_INVALID naming path when it cannot be
+ * read or is not such a hash. */
+KR_NODISCARD int kr_web_read_hash(const char *path, char **hash_out,
+                                  struct kr_err *err);
+
 /* Queues a text answer (no language, not cached) on c: the admin
  * listener's. */
 KR_NODISCARD enum MHD_Result
@@ -200,7 +273,8 @@ kr_web_send_text(struct kr_web *web, struct MHD_Connection *c, unsigned status,
                  const char *allow);
 
 /* The access handler of the admin listener (admin.c): GET or HEAD
- * /healthz and /metrics, 404 and 405 else. cls is the struct kr_web. */
+ * /healthz, /metrics and the dashboard (/, /reports, /reports/ID), 404
+ * and 405 else. cls is the struct kr_web. */
 enum MHD_Result kr_web_admin_handler(void *cls, struct MHD_Connection *c,
                                      const char *url, const char *method,
                                      const char *version,

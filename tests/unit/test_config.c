@@ -938,6 +938,8 @@ test_config_values(void **state)
 	              "  header_timeout: 1m\n"
 	              "admin:\n"
 	              "  listen: '*:9000'\n"
+	              "  password_file: /etc/kairan/admin.pass\n"
+	              "  metrics_login: true\n"
 	              "outbox: spool/outbox\n"
 	              "sender:\n"
 	              "  name: Top Name\n"
@@ -976,6 +978,9 @@ test_config_values(void **state)
 	assert_string_equal(cfg->trusted_proxies[1], "::1");
 	assert_string_equal(cfg->trusted_proxies[2], "10.0.0.7");
 	assert_string_equal(cfg->admin_listen, "*:9000");
+	assert_string_equal(cfg->admin_password_file, "/etc/kairan/admin.pass");
+	assert_string_equal(cfg->admin_user, "admin");
+	assert_true(cfg->admin_metrics_login);
 	assert_string_equal(cfg->outbox, "spool/outbox");
 	assert_int_equal(cfg->n_lists, 2);
 	assert_string_equal(cfg->lists[0].id, "a.b_c-9");
@@ -1467,6 +1472,36 @@ test_config_merge_keys(void **state)
 	free(e);
 }
 
+/* The dashboard is open to whoever reaches admin.listen: bound beyond
+ * loopback it must have its login's password file (issue 17). */
+static void
+test_config_admin_login(void **state)
+{
+	struct kr_config *cfg;
+
+	(void)state;
+	cfg = load_ok(BASE);
+	assert_string_equal(cfg->admin_listen, "127.0.0.1:8081");
+	assert_null(cfg->admin_password_file);
+	assert_false(cfg->admin_metrics_login);
+	kr_config_free(&cfg);
+	cfg = load_ok(BASE "admin:\n  listen: '[::1]:8081'\n");
+	kr_config_free(&cfg);
+	cfg = load_ok(BASE "admin:\n  listen: localhost:8081\n"
+	                   "  user: ops\n");
+	assert_string_equal(cfg->admin_user, "ops");
+	kr_config_free(&cfg);
+	expect_one(BASE "admin:\n  listen: 0.0.0.0:8081\n",
+	           "t.yaml:9:11: admin.listen: 0.0.0.0:8081 is not a loopback "
+	           "address and admin.password_file is not set");
+	expect_one(BASE "admin:\n  listen: '192.0.2.7:8081'\n",
+	           "t.yaml:9:11: admin.listen: 192.0.2.7:8081 is not a "
+	           "loopback");
+	cfg = load_ok(BASE "admin:\n  listen: 0.0.0.0:8081\n"
+	                   "  password_file: /etc/kairan/admin.pass\n");
+	kr_config_free(&cfg);
+}
+
 /* database: a path stays SQLite; a postgresql:// or postgres:// URI or a
  * mapping becomes one libpq URI without a password, with the password
  * file beside it; a password in the URI is refused at its line and column
@@ -1774,6 +1809,7 @@ main(void)
 	    cmocka_unit_test(test_config_example_documents_every_key),
 	    cmocka_unit_test(test_config_dkim),
 	    cmocka_unit_test(test_config_database),
+	    cmocka_unit_test(test_config_admin_login),
 	    cmocka_unit_test(test_config_doctor_governor),
 	};
 

@@ -20,6 +20,7 @@
 
 #include "err.h"
 #include "store.h"
+#include "store_backend.h"
 #include "store_sqlite.h"
 #include "xmem.h"
 
@@ -2020,6 +2021,312 @@ test_store_slots_one_host(void **state)
 	assert_int_equal(kr_store_slot_take(f->s, "example.jp", 1, &s1, &err),
 	                 1);
 	assert_int_equal(kr_store_slot_give(f->s, "example.jp", s1, &err), 0);
+/* ---- the dashboard's reads (schema v10) ---- */
+
+struct dash_rows {
+	int64_t a[16][4];
+	char text[16][64];
+	size_t n;
+};
+
+static int
+day_row(void *ctx, int64_t day, int64_t signups, int64_t unsubs)
+{
+	struct dash_rows *d = ctx;
+
+	assert_true(d->n < 16);
+	d->a[d->n][0] = day;
+	d->a[d->n][1] = signups;
+	d->a[d->n][2] = unsubs;
+	d->n++;
+	return 0;
+}
+
+static int
+bucket_row(void *ctx, int64_t start, int64_t n)
+{
+	struct dash_rows *d = ctx;
+
+	assert_true(d->n < 16);
+	d->a[d->n][0] = start;
+	d->a[d->n][1] = n;
+	d->n++;
+	return 0;
+}
+
+static int
+domain_row(void *ctx, const char *domain, const struct kr_delivery_counts *c)
+{
+	struct dash_rows *d = ctx;
+
+	assert_true(d->n < 16);
+	snprintf(d->text[d->n], sizeof(d->text[0]), "%s", domain);
+	d->a[d->n][0] = c->sent;
+	d->a[d->n][1] = c->deferred;
+	d->a[d->n][2] = c->failed;
+	d->a[d->n][3] = c->queued + c->uncertain + c->cancelled;
+	d->n++;
+	return 0;
+}
+
+static int
+reply_row(void *ctx, enum kr_delivery_state state, int code,
+          const char *reply, int64_t n)
+{
+	struct dash_rows *d = ctx;
+
+	assert_true(d->n < 16);
+	snprintf(d->text[d->n], sizeof(d->text[0]), "%s", reply);
+	d->a[d->n][0] = state;
+	d->a[d->n][1] = code;
+	d->a[d->n][2] = n;
+	d->n++;
+	return 0;
+}
+
+static int
+stop_row(void *ctx, int64_t a, int64_t b)
+{
+	(void)ctx;
+	(void)a;
+	(void)b;
+	return 7;
+}
+
+#define DAY 86400
+/* A day boundary of UTC+9, well after NOW. */
+#define D0 (20000 * DAY - 9 * 3600)
+
+static void
+test_store_dashboard_reads(void **state)
+{
+	struct fx *f = *state;
+	struct kr_subscriber sub = {0};
+	struct kr_claim c[16];
+	struct dash_rows d;
+	struct kr_err err = {0};
+	bool added;
+	int64_t r, q, first = 0;
+	size_t n = 0, i;
+	char email[64];
+
+	open_ok(f);
+	/* news: 3 sign-ups on day 0, 2 on day 2 (one of them later gone),
+	 * 1 before the window; other: 1 on day 0. */
+	snprintf(sub.consent_source, sizeof(sub.consent_source), "form");
+	sub.status = KR_SUB_ACTIVE;
+	for (i = 0; i < 7; i++) {
+		static const int64_t at[7] = {
+		    D0 - 5 * DAY, D0 + 10, D0 + 3600, D0 + DAY - 1,
+		    D0 + 2 * DAY, D0 + 2 * DAY + 5, D0 + 30};
+		static const char *const dom[7] = {
+		    "old.jp", "a.jp", "a.jp", "b.jp", "a.jp", "c.jp", "a.jp"};
+
+		snprintf(sub.list_id, sizeof(sub.list_id), "%s",
+		         i == 6 ? "other" : "news");
+		snprintf(sub.email, sizeof(sub.email), "u%zu@%s", i, dom[i]);
+		sub.created_at = sub.consent_at = at[i];
+		assert_int_equal(
+		    kr_store_subscriber_import(f->s, &sub, &added, &err), 0);
+		if (i == 5)
+			assert_int_equal(kr_store_subscriber_find(
+			                     f->s, "news", sub.email, &sub, &err),
+			                 1);
+	}
+	/* u5 unsubscribes on day 3 (not from all lists) */
+	assert_int_equal(kr_store_subscriber_unsubscribe(
+	                     f->s, sub.id, false, 0, D0 + 3 * DAY + 7, &err),
+	                 1);
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(kr_store_subscriber_days(f->s, "news", D0 + 100,
+	                                          9 * 3600, day_row, &d, &err),
+	                 0);
+	assert_int_equal(d.n, 3);
+	assert_int_equal(d.a[0][0], D0);
+	assert_int_equal(d.a[0][1], 3);
+	assert_int_equal(d.a[0][2], 0);
+	assert_int_equal(d.a[1][0], D0 + 2 * DAY);
+	assert_int_equal(d.a[1][1], 2);
+	assert_int_equal(d.a[2][0], D0 + 3 * DAY);
+	assert_int_equal(d.a[2][1], 0);
+	assert_int_equal(d.a[2][2], 1);
+	/* UTC days: D0 + DAY - 1 is on the next one there */
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(kr_store_subscriber_days(f->s, "news", D0 - DAY, 0,
+	                                          day_row, &d, &err),
+	                 0);
+	assert_true(d.n >= 2);
+	assert_int_equal(d.a[0][0], D0 - 15 * 3600);
+	assert_int_equal(d.a[0][1], 2); /* D0 + 10, D0 + 3600 */
+	assert_int_equal(d.a[1][0], D0 + 9 * 3600);
+	assert_int_equal(d.a[1][1], 1);
+
+	/* A report to the 5 active subscribers of news: sent at three
+	 * times, one deferred, one failed. */
+	r = add_report(f->s, "news", "dash", false, &q);
+	assert_int_equal(q, 5);
+	assert_int_equal(kr_store_claim(f->s, &OWNER, NOW, NOW + 600, 16, c,
+	                                &n, &err),
+	                 0);
+	assert_int_equal(n, 5);
+	for (i = 0; i < n; i++) {
+		int64_t lease = c[i].lease, id = c[i].delivery_id;
+
+		if (strcmp(c[i].email, "u3@b.jp") == 0) {
+			assert_int_equal(kr_store_mark_deferred(
+			                     f->s, id, lease, NOW, NOW + 300, 421,
+			                     "421 4.7.0 try again later", &err),
+			                 0);
+		} else if (strcmp(c[i].email, "u0@old.jp") == 0) {
+			assert_int_equal(kr_store_mark_failed(
+			                     f->s, id, lease, NOW, 550,
+			                     "550 5.1.1 no such user", &err),
+			                 0);
+		} else {
+			/* two in the first minute, one two minutes on */
+			int64_t at = first < 2 ? NOW + 60 * 10 + (int64_t)first
+			                       : NOW + 60 * 12 + 59;
+
+			first++;
+			assert_int_equal(kr_store_mark_sent(f->s, id, lease, at,
+			                                    "250 ok", &err),
+			                 0);
+		}
+	}
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(kr_store_report_sent_series(f->s, r, 60, bucket_row,
+	                                             &d, &err),
+	                 0);
+	assert_int_equal(d.n, 2);
+	assert_int_equal(d.a[0][0], (NOW + 600) / 60 * 60);
+	assert_int_equal(d.a[0][1], 2);
+	assert_int_equal(d.a[1][0], (NOW + 779) / 60 * 60);
+	assert_int_equal(d.a[1][1], 1);
+	assert_int_equal(kr_store_report_sent_series(f->s, r, 60, stop_row,
+	                                             NULL, &err),
+	                 7);
+	assert_int_equal(
+	    kr_store_report_sent_series(f->s, r, 0, bucket_row, &d, &err), -1);
+
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(
+	    kr_store_report_domains(f->s, r, 2, domain_row, &d, &err), 0);
+	assert_int_equal(d.n, 2);
+	assert_string_equal(d.text[0], "a.jp"); /* u1 u2 u4 */
+	assert_int_equal(d.a[0][0], 3);
+	assert_string_equal(d.text[1], "b.jp"); /* ties: domain order */
+	assert_int_equal(d.a[1][0], 0);
+	assert_int_equal(d.a[1][1], 1);
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(
+	    kr_store_report_domains(f->s, r, 0, domain_row, &d, &err), 0);
+	assert_int_equal(d.n, 3);
+	assert_string_equal(d.text[2], "old.jp");
+	assert_int_equal(d.a[2][2], 1);
+
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(
+	    kr_store_report_replies(f->s, r, 0, reply_row, &d, &err), 0);
+	assert_int_equal(d.n, 2);
+	assert_int_equal(d.a[0][0], KR_DS_DEFERRED); /* ties: state order */
+	assert_int_equal(d.a[0][1], 421);
+	assert_string_equal(d.text[0], "421 4.7.0 try again later");
+	assert_int_equal(d.a[0][2], 1);
+	assert_int_equal(d.a[1][0], KR_DS_FAILED);
+	assert_string_equal(d.text[1], "550 5.1.1 no such user");
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(
+	    kr_store_report_replies(f->s, r, 1, reply_row, &d, &err), 0);
+	assert_int_equal(d.n, 1);
+	(void)email;
+}
+
+/* What the v10 indexes are for: each read is served by its index, not a
+ * scan of the table (the plans SQLite picks; at 10,000,000 deliveries a
+ * table scan takes seconds). */
+static void
+test_store_dashboard_plans(void **state)
+{
+	static const char *const q[][2] = {
+	    {"SELECT (consent_at + 0) / 86400, count(*) FROM subscribers"
+	     " WHERE list_id = 'x' AND consent_at >= 5 GROUP BY 1",
+	     "COVERING INDEX subscribers_list_consent"},
+	    {"SELECT count(*) FROM subscribers WHERE list_id = 'x'"
+	     " AND unsubscribed_at > 0 AND unsubscribed_at >= 5",
+	     "COVERING INDEX subscribers_list_unsub"},
+	    {"SELECT sent_at / 60 * 60 AS t, count(*) FROM deliveries"
+	     " WHERE report_id = 1 AND state = 1 GROUP BY t",
+	     "COVERING INDEX deliveries_report_sent"},
+	    {"SELECT domain, sum(state = 1), count(*) AS n FROM deliveries"
+	     " WHERE report_id = 1 GROUP BY domain ORDER BY n DESC LIMIT 10",
+	     "COVERING INDEX deliveries_report_domain"},
+	};
+	struct fx *f = *state;
+	char cmd[1024], line[256], all[2048];
+	size_t i;
+	FILE *p;
+
+	open_ok(f);
+	kr_store_close(&f->s);
+	for (i = 0; i < KR_NELEM(q); i++) {
+		snprintf(cmd, sizeof(cmd),
+		         "sqlite3 '%s' \"EXPLAIN QUERY PLAN %s\"", f->db,
+		         q[i][0]);
+		p = popen(cmd, "r");
+		assert_non_null(p);
+		all[0] = '\0';
+		while (fgets(line, sizeof(line), p) != NULL)
+			strncat(all, line, sizeof(all) - strlen(all) - 1);
+		assert_int_equal(pclose(p), 0);
+		if (strstr(all, q[i][1]) == NULL)
+			fail_msg("%s: plan %s", q[i][0], all);
+	}
+}
+
+/* A backend without the dashboard's reads: the front says so. */
+static int
+bare_open(const char *where, const char *password_file,
+          struct kr_store_be **out, struct kr_err *err)
+{
+	(void)where;
+	(void)password_file;
+	(void)err;
+	*out = (struct kr_store_be *)(uintptr_t)1;
+	return 0;
+}
+
+static void
+bare_close(struct kr_store_be **s)
+{
+	*s = NULL;
+}
+
+static const struct kr_store_ops bare_ops = {
+    .name = "bare", .open = bare_open, .close = bare_close};
+
+static void
+test_store_dashboard_unsupported(void **state)
+{
+	struct kr_store *s = NULL;
+	struct kr_err err = {0};
+	struct dash_rows d = {0};
+
+	(void)state;
+	kr_store_add_backend("bare:", &bare_ops);
+	assert_int_equal(kr_store_open("bare:x", NULL, &s, &err), 0);
+	assert_int_equal(kr_store_subscriber_days(s, "l", 0, 0, day_row, &d,
+	                                          &err),
+	                 -1);
+	assert_int_equal(err.code, KR_ERR_INVALID);
+	assert_non_null(strstr(err.msg, "not supported"));
+	assert_int_equal(
+	    kr_store_report_sent_series(s, 1, 60, bucket_row, &d, &err), -1);
+	assert_int_equal(
+	    kr_store_report_domains(s, 1, 10, domain_row, &d, &err), -1);
+	assert_int_equal(
+	    kr_store_report_replies(s, 1, 10, reply_row, &d, &err), -1);
+	assert_int_equal(d.n, 0);
+	kr_store_close(&s);
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -2056,6 +2363,9 @@ main(void)
 	    T(test_store_claim_retries_before_new_rows),
 	    T(test_store_checkpoint),
 	    T(test_store_data_version),
+	    T(test_store_dashboard_reads),
+	    T(test_store_dashboard_plans),
+	    T(test_store_dashboard_unsupported),
 	};
 	/* The conformance suite: what every backend must do alike. */
 	const struct CMUnitTest pg_tests[] = {
