@@ -870,7 +870,7 @@ def main():
     st, _, body = h.http("GET", k.admin_url("/metrics"))
     h.ok(st == 200 and b"kairan_http_rate_limited_total" in body,
          "/metrics has the web counters", body[:300])
-    st, _, _ = h.http("GET", k.admin_url("/"))
+    st, _, _ = h.http("GET", k.admin_url("/no-such-page"))
     h.ok(st == 404, "admin: unknown route 404", st)
 
     signup_timing(k)
