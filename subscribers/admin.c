@@ -436,8 +436,10 @@ day_one(void *ctx, int64_t day, int64_t signups, int64_t unsubs)
 	return 0;
 }
 
-/* The 90-day chart: sign-ups up from the middle line, unsubscribes down
- * from it, on the same scale. */
+/* The 90-day chart: sign-ups up from the line (140 px at the busiest
+ * day), unsubscribes down from it on the same scale, cut at 50 px (they
+ * are few beside the sign-ups; the bar's title and data-n keep the
+ * figure). */
 static void
 put_days_chart(struct page *p, const struct view_list *l, const struct days *d)
 {
@@ -458,59 +460,57 @@ put_days_chart(struct page *p, const struct view_list *l, const struct days *d)
 	fmt_time(d->first + (DASH_DAYS - 1) * 86400, l->tz_offset, true, z);
 	PUTS(b, "<h3>");
 	put_esc(b, l->name);
-	PRINTF(b,
-	                    "</h3>\n<p class=\"key mut\"><span "
-	                    "class=\"signup\"></span>");
+	PRINTF(b, "</h3>\n<p class=\"key mut\"><span "
+	          "class=\"signup\"></span>");
 	put_esc(b, p->t->signups);
 	PRINTF(b,
-	                    " <b class=\"c-signups\">%" PRId64 "</b><span "
-	                    "class=\"unsub\"></span>",
-	                    tsu);
+	       " <b class=\"c-signups\">%" PRId64 "</b><span "
+	       "class=\"unsub\"></span>",
+	       tsu);
 	put_esc(b, p->t->unsubscribes);
-	PRINTF(
-	    b,
-	    " <b class=\"c-unsubs\">%" PRId64 "</b></p>\n"
-	    "<svg class=\"days\" viewBox=\"0 0 920 220\" role=\"img\" "
-	    "aria-label=\"",
-	    tun);
+	PRINTF(b,
+	       " <b class=\"c-unsubs\">%" PRId64 "</b></p>\n"
+	       "<svg class=\"days\" viewBox=\"0 0 920 230\" role=\"img\" "
+	       "aria-label=\"",
+	       tun);
 	put_esc(b, p->t->days_title);
 	PRINTF(b,
-	                    "\" data-list=\"%s\" data-max=\"%" PRId64 "\">"
-	                    "<line class=\"axis\" x1=\"20\" y1=\"100\" "
-	                    "x2=\"920\" y2=\"100\"/>"
-	                    "<text x=\"0\" y=\"12\">%" PRId64 "</text>",
-	                    l->id, max, max);
+	       "\" data-list=\"%s\" data-max=\"%" PRId64 "\">"
+	       "<line class=\"axis\" x1=\"20\" y1=\"155\" "
+	       "x2=\"920\" y2=\"155\"/>"
+	       "<text x=\"0\" y=\"12\">%" PRId64 "</text>",
+	       l->id, max, max);
 	for (i = 0; i < DASH_DAYS; i++) {
 		char day[32];
 
 		fmt_time(d->first + (int64_t)i * 86400, l->tz_offset, true, day);
 		if (d->su[i] > 0) {
-			h = (d->su[i] * 90 + max - 1) / max;
-			PRINTF(
-			    b,
-			    "<rect class=\"signup\" x=\"%zu\" y=\"%" PRId64
-			    "\" width=\"8\" height=\"%" PRId64 "\" "
-			    "data-day=\"%s\" data-n=\"%" PRId64 "\"><title>%s "
-			    "+%" PRId64 "</title></rect>",
-			    20 + i * 10, 100 - h, h, day, d->su[i], day,
-			    d->su[i]);
+			h = (d->su[i] * 140 + max - 1) / max;
+			PRINTF(b,
+			       "<rect class=\"signup\" x=\"%zu\" y=\"%" PRId64
+			       "\" width=\"8\" height=\"%" PRId64 "\" "
+			       "data-day=\"%s\" data-n=\"%" PRId64 "\"><title>%s "
+			       "+%" PRId64 "</title></rect>",
+			       20 + i * 10, 155 - h, h, day, d->su[i], day,
+			       d->su[i]);
 		}
 		if (d->un[i] > 0) {
-			h = (d->un[i] * 90 + max - 1) / max;
-			PRINTF(
-			    b,
-			    "<rect class=\"unsub\" x=\"%zu\" y=\"100\" "
-			    "width=\"8\" height=\"%" PRId64 "\" "
-			    "data-day=\"%s\" data-n=\"%" PRId64 "\"><title>%s "
-			    "-%" PRId64 "</title></rect>",
-			    20 + i * 10, h, day, d->un[i], day, d->un[i]);
+			h = (d->un[i] * 140 + max - 1) / max;
+			if (h > 50)
+				h = 50;
+			PRINTF(b,
+			       "<rect class=\"unsub\" x=\"%zu\" y=\"155\" "
+			       "width=\"8\" height=\"%" PRId64 "\" "
+			       "data-day=\"%s\" data-n=\"%" PRId64 "\"><title>%s "
+			       "-%" PRId64 "</title></rect>",
+			       20 + i * 10, h, day, d->un[i], day, d->un[i]);
 		}
 	}
 	PRINTF(b,
-	                    "<text x=\"20\" y=\"215\">%s</text><text "
-	                    "x=\"920\" y=\"215\" text-anchor=\"end\">%s"
-	                    "</text></svg>\n",
-	                    a, z);
+	       "<text x=\"20\" y=\"226\">%s</text><text "
+	       "x=\"920\" y=\"226\" text-anchor=\"end\">%s"
+	       "</text></svg>\n",
+	       a, z);
 }
 
 static int
@@ -935,10 +935,17 @@ page_report(struct page *p, int64_t id)
 	put_esc(b, t->rs[r.state >= 0 && r.state < 3 ? r.state : 0]);
 	PUTS(b, "</b></p>\n");
 	if (reason[0] != '\0') {
+		/* the governor's own words may start with what the
+		 * label says */
+		static const char said[] = "paused by the governor: ";
+		const char *why = reason;
+
+		if (strncmp(why, said, sizeof(said) - 1) == 0)
+			why += sizeof(said) - 1;
 		PUTS(b, "<p class=\"bad\" id=\"governor\">");
 		put_esc(b, t->paused_by);
 		PUTS(b, ": ");
-		put_esc(b, reason);
+		put_esc(b, why);
 		PUTS(b, "</p>\n");
 	}
 	put_progress(b, t, &k);
