@@ -685,7 +685,8 @@ static void
 put_rate_eta(struct page *p, const struct kr_delivery_counts *k, double rate)
 {
 	const struct dash_text *t = p->t;
-	int64_t left = k->queued + k->deferred;
+	/* deferred copies wait for their retry, not for the rate */
+	int64_t left = k->queued;
 
 	PUTS(&p->body, "<p>");
 	put_esc(&p->body, t->rate);

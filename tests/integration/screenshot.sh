@@ -48,6 +48,7 @@ cleanup() {
 	[ -n "$dpid" ] && kill "$dpid" 2>/dev/null && wait "$dpid" 2>/dev/null
 	[ -n "$spid" ] && kill "$spid" 2>/dev/null && wait "$spid" 2>/dev/null
 	rm -rf "$base"
+	return 0 # a stopped child's status is not the script's
 }
 trap cleanup EXIT
 trap "exit 143" TERM INT
