@@ -22,7 +22,7 @@ ctl_password_hash(struct ctl *c, int argc, char **argv)
 	(void)c;
 	if (argc > 1) {
 		fprintf(argc == 2 && strcmp(argv[1], "--help") == 0 ? stdout
-		                                                     : stderr,
+		                                                    : stderr,
 		        "usage: kairanctl password-hash < PASSWORD\n"
 		        "Prints the line for admin.password_file: an Argon2id "
 		        "hash (libsodium crypto_pwhash_str) of the first line "

@@ -263,8 +263,9 @@ def main():
        '<b class="ok" id="health">' in page,
        "the relay and its health", re.findall(
            r'<section class="card" id="relays">.*?</section>', page, re.S))
-    ok("<b>sqlite</b>" in page and "v10" in page,
-       "the store: SQLite, schema v10")
+    ok("<b>sqlite</b>" in page and "v10" in page and
+       '<b id="subs-total">300</b>' in page,
+       "the store: SQLite, schema v10, 300 subscriptions")
     st, _, _ = get(k, "/reports/999")
     ok(st == 404, "an unknown report: 404", st)
     st, _, _ = get(k, "/reports/x")
@@ -283,6 +284,19 @@ def main():
            (r.stdout + r.stderr).decode()[-2000:])
     else:
         ok(False, "promtool (Debian's prometheus) is installed: make deps")
+    # The Grafana board asks only for metrics kairand exports.
+    import json
+    with open(os.path.join(harness.ROOT, "config", "grafana",
+                           "kairan.json")) as f:
+        board = json.load(f)
+    exprs = [t["expr"] for p in board["panels"] for t in p["targets"]]
+    used = set(re.findall(r"\bkairan_[a-z_]+", " ".join(exprs)))
+    typed = set(re.findall(r"^# TYPE (kairan_[a-z_]+)", body.decode(), re.M))
+    unknown = [m for m in used if m not in typed and
+               re.sub(r"_(bucket|sum|count)$", "", m) not in typed]
+    ok(len(exprs) >= 10 and not unknown,
+       "config/grafana/kairan.json: %d queries, every metric in them "
+       "exported by kairand" % len(exprs), unknown)
     k.stop()
 
     # ---- the login ----
