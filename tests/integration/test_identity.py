@@ -134,10 +134,12 @@ def main():
        (st, status(k, "again@example.org")))
     time.sleep(1.1)  # the new consent is later than the first link
     ok(subscribe(k, "again@example.org") == 200, "again@ signs up again")
-    t2 = harness.wait_for(lambda: (lambda t: t if len(t) >= 2 else None)(
-        links(k, "again@example.org", "confirm")), 20)
-    ok(t2 and len(t2) >= 2 and t2[-1] != t1[0], "a second confirmation mail",
-       t2)
+    # a mail carries its link more than once (text and HTML parts): wait
+    # for a token other than the first mail's, not for a second match
+    t2 = harness.wait_for(lambda: (lambda t: t if t else None)(
+        [x for x in links(k, "again@example.org", "confirm")
+         if x != t1[0]]), 20)
+    ok(t2 and t2[-1] != t1[0], "a second confirmation mail", t2)
     if status(k, "again@example.org") == "pending":
         http("POST", k.url("/confirm?t=" + t1[0]))
         ok(status(k, "again@example.org") == "pending",
