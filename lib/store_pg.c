@@ -202,8 +202,7 @@ static const char pg_v9[] =
     " at double precision NOT NULL);";
 
 /* v10 (issue 17): the dashboard's indexes, as store_sqlite.c's schema_v10
- * (its reads are not implemented here yet: the front answers "not
- * supported"). */
+ * (read by pg_subscriber_days() and the report reads below). */
 static const char pg_v10[] =
     "CREATE INDEX subscribers_list_consent ON subscribers"
     " (list_id, consent_at);"
@@ -2550,6 +2549,129 @@ pg_subscriber_tally(struct kr_store_be *s, kr_store_tally_fn fn, void *ctx,
 	return rc;
 }
 
+/* ---- the dashboard (schema v10) ----
+ * The same queries as store_sqlite.c's, over the same indexes; integer
+ * division on bigint truncates as SQLite's does (the values are >= 0). */
+
+static int
+pg_subscriber_days(struct kr_store_be *s, const char *list_id, int64_t since,
+                   int64_t utc_offset, kr_store_day_fn fn, void *ctx,
+                   struct kr_err *err)
+{
+	struct params p = {0};
+	PGresult *r;
+	int i, rc = 0;
+
+	p_text(&p, list_id);
+	/* from the first second of since's day */
+	p_int(&p, (since + utc_offset) / 86400 * 86400 - utc_offset);
+	p_int(&p, utc_offset);
+	r = q(s,
+	      "SELECT d, sum(su), sum(un) FROM ("
+	      " SELECT (consent_at + $3) / 86400 AS d, 1 AS su, 0 AS un"
+	      "  FROM subscribers WHERE list_id = $1 AND consent_at >= $2"
+	      " UNION ALL"
+	      " SELECT (unsubscribed_at + $3) / 86400, 0, 1"
+	      "  FROM subscribers WHERE list_id = $1"
+	      "  AND unsubscribed_at > 0 AND unsubscribed_at >= $2) AS t"
+	      " GROUP BY d ORDER BY d",
+	      &p, "sign-ups per day", err);
+	if (r == NULL)
+		return -1;
+	for (i = 0; i < PQntuples(r) && rc == 0; i++)
+		rc = fn(ctx, g_int(r, i, 0) * 86400 - utc_offset, g_int(r, i, 1),
+		        g_int(r, i, 2));
+	PQclear(r);
+	return rc;
+}
+
+static int
+pg_report_sent_series(struct kr_store_be *s, int64_t report_id,
+                      int64_t bucket, kr_store_bucket_fn fn, void *ctx,
+                      struct kr_err *err)
+{
+	struct params p = {0};
+	PGresult *r;
+	int i, rc = 0;
+
+	p_int(&p, report_id);
+	p_int(&p, bucket);
+	r = q(s,
+	      "SELECT sent_at / $2 * $2 AS t, count(*) FROM deliveries"
+	      " WHERE report_id = $1 AND state = 1 GROUP BY t ORDER BY t",
+	      &p, "copies sent over time", err);
+	if (r == NULL)
+		return -1;
+	for (i = 0; i < PQntuples(r) && rc == 0; i++)
+		rc = fn(ctx, g_int(r, i, 0), g_int(r, i, 1));
+	PQclear(r);
+	return rc;
+}
+
+static int
+pg_report_domains(struct kr_store_be *s, int64_t report_id, size_t limit,
+                  kr_store_domain_fn fn, void *ctx, struct kr_err *err)
+{
+	struct kr_delivery_counts c;
+	struct params p = {0};
+	PGresult *r;
+	int i, rc = 0;
+
+	p_int(&p, report_id);
+	p_int(&p, limit == 0 ? INT64_MAX : (int64_t)limit);
+	r = q(s,
+	      "SELECT domain, count(*) FILTER (WHERE state = 0),"
+	      " count(*) FILTER (WHERE state = 1),"
+	      " count(*) FILTER (WHERE state = 2),"
+	      " count(*) FILTER (WHERE state = 3),"
+	      " count(*) FILTER (WHERE state = 4),"
+	      " count(*) FILTER (WHERE state = 5), count(*) AS n"
+	      " FROM deliveries WHERE report_id = $1 GROUP BY domain"
+	      " ORDER BY n DESC, domain COLLATE \"C\" LIMIT $2",
+	      &p, "copies by domain", err);
+	if (r == NULL)
+		return -1;
+	for (i = 0; i < PQntuples(r) && rc == 0; i++) {
+		memset(&c, 0, sizeof(c));
+		c.queued = g_int(r, i, 1);
+		c.sent = g_int(r, i, 2);
+		c.deferred = g_int(r, i, 3);
+		c.failed = g_int(r, i, 4);
+		c.uncertain = g_int(r, i, 5);
+		c.cancelled = g_int(r, i, 6);
+		rc = fn(ctx, PQgetvalue(r, i, 0), &c);
+	}
+	PQclear(r);
+	return rc;
+}
+
+static int
+pg_report_replies(struct kr_store_be *s, int64_t report_id, size_t limit,
+                  kr_store_reply_fn fn, void *ctx, struct kr_err *err)
+{
+	struct params p = {0};
+	PGresult *r;
+	int i, rc = 0;
+
+	p_int(&p, report_id);
+	p_int(&p, limit == 0 ? INT64_MAX : (int64_t)limit);
+	r = q(s,
+	      "SELECT state, code, coalesce(reply, '') AS rp, count(*) AS n"
+	      " FROM deliveries WHERE report_id = $1 AND state IN (2, 3, 4)"
+	      " GROUP BY state, code, rp"
+	      " ORDER BY n DESC, state, code,"
+	      " coalesce(reply, '') COLLATE \"C\" LIMIT $2",
+	      &p, "relay replies", err);
+	if (r == NULL)
+		return -1;
+	for (i = 0; i < PQntuples(r) && rc == 0; i++)
+		rc = fn(ctx, (enum kr_delivery_state)g_int(r, i, 0),
+		        (int)g_int(r, i, 1), PQgetvalue(r, i, 2),
+		        g_int(r, i, 3));
+	PQclear(r);
+	return rc;
+}
+
 /* ---- token keys ---- */
 
 static int
@@ -3133,6 +3255,10 @@ const struct kr_store_ops kr_store_pg_ops = {
 	.keys_forget = pg_keys_forget,
 	.bounce_counts = pg_bounce_counts,
 	.subscriber_tally = pg_subscriber_tally,
+	.subscriber_days = pg_subscriber_days,
+	.report_sent_series = pg_report_sent_series,
+	.report_domains = pg_report_domains,
+	.report_replies = pg_report_replies,
 	.subscriber_import_many = pg_subscriber_import_many,
 	.rate_take = pg_rate_take,
 	.slot_take = pg_slot_take,

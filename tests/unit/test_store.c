@@ -2400,6 +2400,7 @@ main(void)
 	    P(test_store_pause_resume_cancel),
 	    P(test_store_claim_retries_before_new_rows),
 	    P(test_store_data_version),
+	    P(test_store_dashboard_reads),
 	};
 	int r;
 
