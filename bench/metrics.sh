@@ -10,7 +10,7 @@ make --no-print-directory FLAVOUR=release build/release/libkairan.a >/dev/null
 cc -std=c11 -D_GNU_SOURCE -O2 -pthread -Ilib -o build/release/metrics_bench \
 	bench/metrics_bench.c build/release/libkairan.a \
 	$(pkg-config --libs yaml-0.1 sqlite3 libsodium libesmtp-1.0 libcurl \
-		libmicrohttpd libcmark libsystemd libssl libcrypto libidn2) -lm
+		libmicrohttpd libcmark libsystemd libssl libcrypto libidn2 libpq) -lm
 dir=$(mktemp -d /tmp/kairan-bench-XXXXXX)
 trap 'rm -rf "$dir"' EXIT
 echo "machine: $(nproc) cores; rows: $rows"

@@ -17,7 +17,7 @@
 struct kr_store_be;
 
 /* The schema version of this build, the same on every backend. */
-#define KR_STORE_SCHEMA_VERSION 10
+#define KR_STORE_SCHEMA_VERSION 11
 
 /* A table as `kairanctl store copy` moves it: the logical schema of
  * KR_STORE_SCHEMA_VERSION, the same on every backend (kr_store_tables in

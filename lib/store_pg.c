@@ -213,9 +213,94 @@ static const char pg_v10[] =
     "CREATE INDEX deliveries_report_domain ON deliveries"
     " (report_id, domain, state);";
 
-static const char *const migrations[] = {pg_v1, pg_v2, pg_v3, pg_v4, pg_v5,
-                                         pg_v6, pg_v7, pg_v8, pg_v9,
-                                         pg_v10};
+/* v11 (issue 17): the counters of store_sqlite.c's schema_v11, kept by
+ * statement triggers over the transition tables (one upsert per
+ * statement, so queueing a million copies or COPY stays one pass): each
+ * statement's rows count -1 as they were and +1 as they are, and only
+ * the keys whose sum is not 0 are written, in key order (no deadlock
+ * between statements). delivery_tally is split in 16 shards by
+ * delivery id, so the marks of several hosts and workers rarely wait for
+ * one row's lock; readers add the shards up. */
+#define TALLY_OLD(cols) "SELECT " cols ", -1 AS d FROM kr_old"
+#define TALLY_NEW(cols) "SELECT " cols ", 1 AS d FROM kr_new"
+#define DT_COLS                                                               \
+	"coalesce(report_id, 0) AS r, state AS st, (id % 16)::integer AS sh"
+#define DT_UPSERT(src)                                                        \
+	"INSERT INTO delivery_tally SELECT r, st, sh, sum(d) FROM (" src      \
+	") AS x GROUP BY 1, 2, 3 HAVING sum(d) <> 0 ORDER BY 1, 2, 3"         \
+	" ON CONFLICT (report_id, state, shard)"                              \
+	" DO UPDATE SET n = delivery_tally.n + excluded.n;"
+#define ST_COLS "list_id AS l, status AS st"
+#define ST_UPSERT(src)                                                        \
+	"INSERT INTO subscriber_tally SELECT l, st, sum(d) FROM (" src        \
+	") AS x GROUP BY 1, 2 HAVING sum(d) <> 0 ORDER BY 1, 2"               \
+	" ON CONFLICT (list_id, status)"                                      \
+	" DO UPDATE SET n = subscriber_tally.n + excluded.n;"
+#define SQ_OLD                                                                \
+	"SELECT list_id AS l, consent_at / 900 AS q, -1 AS su, 0 AS un"       \
+	" FROM kr_old UNION ALL SELECT list_id, unsubscribed_at / 900, 0, -1" \
+	" FROM kr_old WHERE unsubscribed_at > 0"
+#define SQ_NEW                                                                \
+	"SELECT list_id AS l, consent_at / 900 AS q, 1 AS su, 0 AS un"        \
+	" FROM kr_new UNION ALL SELECT list_id, unsubscribed_at / 900, 0, 1"  \
+	" FROM kr_new WHERE unsubscribed_at > 0"
+#define SQ_UPSERT(src)                                                        \
+	"INSERT INTO subscriber_quarters SELECT l, q, sum(su), sum(un) FROM ("  \
+	src ") AS x GROUP BY 1, 2 HAVING sum(su) <> 0 OR sum(un) <> 0"        \
+	" ORDER BY 1, 2 ON CONFLICT (list_id, q) DO UPDATE SET"               \
+	" signups = subscriber_quarters.signups + excluded.signups,"          \
+	" unsubs = subscriber_quarters.unsubs + excluded.unsubs;"
+#define TALLY_TRIGGERS(table, fn)                                             \
+	"CREATE TRIGGER " table "_tally_insert AFTER INSERT ON " table        \
+	" REFERENCING NEW TABLE AS kr_new FOR EACH STATEMENT"                 \
+	" EXECUTE FUNCTION " fn "();"                                         \
+	"CREATE TRIGGER " table "_tally_update AFTER UPDATE ON " table        \
+	" REFERENCING OLD TABLE AS kr_old NEW TABLE AS kr_new"                \
+	" FOR EACH STATEMENT EXECUTE FUNCTION " fn "();"                      \
+	"CREATE TRIGGER " table "_tally_delete AFTER DELETE ON " table        \
+	" REFERENCING OLD TABLE AS kr_old FOR EACH STATEMENT"                 \
+	" EXECUTE FUNCTION " fn "();"
+static const char pg_v11[] =
+    "CREATE TABLE delivery_tally ("
+    " report_id bigint NOT NULL, state bigint NOT NULL,"
+    " shard integer NOT NULL, n bigint NOT NULL,"
+    " PRIMARY KEY (report_id, state, shard));"
+    "INSERT INTO delivery_tally SELECT coalesce(report_id, 0), state,"
+    " (id % 16)::integer, count(*) FROM deliveries GROUP BY 1, 2, 3;"
+    "CREATE FUNCTION kr_delivery_tally() RETURNS trigger LANGUAGE plpgsql"
+    " AS $$BEGIN"
+    " IF TG_OP = 'INSERT' THEN " DT_UPSERT(TALLY_NEW(DT_COLS))
+    " ELSIF TG_OP = 'DELETE' THEN " DT_UPSERT(TALLY_OLD(DT_COLS))
+    " ELSE " DT_UPSERT(TALLY_OLD(DT_COLS) " UNION ALL " TALLY_NEW(DT_COLS))
+    " END IF; RETURN NULL; END$$;"
+    TALLY_TRIGGERS("deliveries", "kr_delivery_tally")
+    "CREATE TABLE subscriber_tally ("
+    " list_id text NOT NULL, status bigint NOT NULL, n bigint NOT NULL,"
+    " PRIMARY KEY (list_id, status));"
+    "INSERT INTO subscriber_tally SELECT list_id, status, count(*)"
+    " FROM subscribers GROUP BY 1, 2;"
+    "CREATE TABLE subscriber_quarters ("
+    " list_id text NOT NULL, q bigint NOT NULL,"
+    " signups bigint NOT NULL, unsubs bigint NOT NULL,"
+    " PRIMARY KEY (list_id, q));"
+    "INSERT INTO subscriber_quarters SELECT l, q, sum(su), sum(un) FROM ("
+    " SELECT list_id AS l, consent_at / 900 AS q, 1 AS su, 0 AS un"
+    " FROM subscribers UNION ALL SELECT list_id, unsubscribed_at / 900,"
+    " 0, 1 FROM subscribers WHERE unsubscribed_at > 0) AS x GROUP BY 1, 2;"
+    "CREATE FUNCTION kr_subscriber_tally() RETURNS trigger"
+    " LANGUAGE plpgsql AS $$BEGIN"
+    " IF TG_OP = 'INSERT' THEN " ST_UPSERT(TALLY_NEW(ST_COLS))
+    SQ_UPSERT(SQ_NEW)
+    " ELSIF TG_OP = 'DELETE' THEN " ST_UPSERT(TALLY_OLD(ST_COLS))
+    SQ_UPSERT(SQ_OLD)
+    " ELSE " ST_UPSERT(TALLY_OLD(ST_COLS) " UNION ALL " TALLY_NEW(ST_COLS))
+    SQ_UPSERT(SQ_OLD " UNION ALL " SQ_NEW)
+    " END IF; RETURN NULL; END$$;"
+    TALLY_TRIGGERS("subscribers", "kr_subscriber_tally");
+
+static const char *const migrations[] = {pg_v1, pg_v2, pg_v3, pg_v4,
+                                         pg_v5, pg_v6, pg_v7, pg_v8,
+                                         pg_v9, pg_v10, pg_v11};
 
 _Static_assert(KR_NELEM(migrations) == KR_STORE_SCHEMA_VERSION,
                "a migration for every schema version");
@@ -284,7 +369,7 @@ static const char SQL_SUB_FOREACH[] =
     " AND ($2::bigint < 0 OR status = $2) AND id > $3"
     " ORDER BY id LIMIT 1000";
 static const char SQL_SUB_COUNT[] =
-    "SELECT count(*) FROM subscribers"
+    "SELECT coalesce(sum(n), 0) FROM subscriber_tally"
     " WHERE ($1::text IS NULL OR list_id = $1)"
     " AND ($2::bigint < 0 OR status = $2)";
 static const char SQL_CONFIRM_COUNT[] =
@@ -320,12 +405,25 @@ static const char SQL_REPORT_SET_STATE[] =
 static const char SQL_REPORT_CANCEL_ROWS[] =
     "UPDATE deliveries SET state = 5, lease_until = 0"
     " WHERE report_id = $1 AND state IN (0, 2)";
+/* schema v11's counters, their shards added up; the live leases (the
+ * in-flight copies, few) from deliveries_report (report_id, state,
+ * lease_until) */
 static const char SQL_COUNTS_REPORT[] =
-    "SELECT state, count(*), count(*) FILTER (WHERE lease_until >= $2)"
-    " FROM deliveries WHERE report_id = $1 GROUP BY state";
+    "WITH t AS (SELECT state, sum(n) AS n FROM delivery_tally"
+    " WHERE report_id = $1 GROUP BY state)"
+    " SELECT state, n, CASE WHEN state IN (0, 2) AND n > 0 THEN"
+    " (SELECT count(*) FROM deliveries WHERE report_id = $1"
+    "  AND state = t.state AND lease_until >= $2) ELSE 0 END FROM t";
 static const char SQL_COUNTS_ALL[] =
-    "SELECT state, count(*), count(*) FILTER (WHERE lease_until >= $1)"
-    " FROM deliveries GROUP BY state";
+    "WITH t AS (SELECT report_id, state, sum(n) AS n FROM delivery_tally"
+    " GROUP BY 1, 2)"
+    " SELECT state, sum(n), sum(CASE WHEN state NOT IN (0, 2) OR n = 0"
+    " THEN 0 WHEN report_id = 0 THEN (SELECT count(*) FROM deliveries d"
+    "  WHERE d.report_id IS NULL AND d.state = t.state"
+    "  AND d.lease_until >= $1)"
+    " ELSE (SELECT count(*) FROM deliveries d"
+    "  WHERE d.report_id = t.report_id AND d.state = t.state"
+    "  AND d.lease_until >= $1) END) FROM t GROUP BY state";
 static const char SQL_RETRY[] =
     "UPDATE deliveries SET state = 0, attempts = 0, queued_at = $3,"
     " next_attempt = $3, lease_until = 0"
@@ -2535,8 +2633,8 @@ pg_subscriber_tally(struct kr_store_be *s, kr_store_tally_fn fn, void *ctx,
                     struct kr_err *err)
 {
 	PGresult *r = q(s,
-	                "SELECT list_id, status, count(*) FROM subscribers"
-	                " GROUP BY list_id, status ORDER BY list_id, status",
+	                "SELECT list_id, status, n FROM subscriber_tally"
+	                " WHERE n > 0 ORDER BY list_id COLLATE \"C\", status",
 	                NULL, "count subscribers", err);
 	int i, rc = 0;
 
@@ -2566,15 +2664,22 @@ pg_subscriber_days(struct kr_store_be *s, const char *list_id, int64_t since,
 	/* from the first second of since's day */
 	p_int(&p, (since + utc_offset) / 86400 * 86400 - utc_offset);
 	p_int(&p, utc_offset);
+	/* schema v11's quarter hours when a day is made of them (every
+	 * zone in use), else the rows */
 	r = q(s,
-	      "SELECT d, sum(su), sum(un) FROM ("
-	      " SELECT (consent_at + $3) / 86400 AS d, 1 AS su, 0 AS un"
-	      "  FROM subscribers WHERE list_id = $1 AND consent_at >= $2"
-	      " UNION ALL"
-	      " SELECT (unsubscribed_at + $3) / 86400, 0, 1"
-	      "  FROM subscribers WHERE list_id = $1"
-	      "  AND unsubscribed_at > 0 AND unsubscribed_at >= $2) AS t"
-	      " GROUP BY d ORDER BY d",
+	      utc_offset % 900 == 0
+	          ? "SELECT (q * 900 + $3) / 86400 AS d, sum(signups),"
+	            " sum(unsubs) FROM subscriber_quarters"
+	            " WHERE list_id = $1 AND q >= $2 / 900 GROUP BY d"
+	            " HAVING sum(signups) > 0 OR sum(unsubs) > 0 ORDER BY d"
+	          : "SELECT d, sum(su), sum(un) FROM ("
+	            " SELECT (consent_at + $3) / 86400 AS d, 1 AS su, 0 AS un"
+	            "  FROM subscribers WHERE list_id = $1 AND consent_at >= $2"
+	            " UNION ALL"
+	            " SELECT (unsubscribed_at + $3) / 86400, 0, 1"
+	            "  FROM subscribers WHERE list_id = $1"
+	            "  AND unsubscribed_at > 0 AND unsubscribed_at >= $2) AS t"
+	            " GROUP BY d ORDER BY d",
 	      &p, "sign-ups per day", err);
 	if (r == NULL)
 		return -1;

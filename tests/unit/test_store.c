@@ -1514,7 +1514,7 @@ test_store_checkpoint(void **state)
 	assert_int_equal(shell_sql(f->db, "PRAGMA query_only = 1;"
 	                                  "SELECT 1;"),
 	                 0);
-	add_rows(f, 3000, 100);
+	add_rows(f, 3000, 50);
 	assert_int_equal(wal_bytes(f), size1); /* reused, not grown */
 	assert_int_equal(kr_store_sqlite_checkpoint(f->s, &wal, &done, &err),
 	                 0);
@@ -2029,6 +2029,193 @@ test_store_slots_one_host(void **state)
 	assert_int_equal(kr_store_slot_give(f->s, "example.jp", s1, &err), 0);
 }
 
+/* ---- schema v11's counters ---- */
+
+/* Rows where a counter and a count of the rows disagree (0: none), over
+ * the three counters; SQL both backends take. */
+static long long
+tally_drift(const char *db)
+{
+	/* A and B: (A EXCEPT B) and (B EXCEPT A) both empty */
+#define DRIFT(a, b)                                                           \
+	"SELECT (SELECT count(*) FROM (" a " EXCEPT " b ") AS x) +"           \
+	" (SELECT count(*) FROM (" b " EXCEPT " a ") AS y)"
+#define QUARTERS                                                              \
+	"SELECT l, q, sum(su), sum(un) FROM (SELECT list_id AS l,"            \
+	" consent_at / 900 AS q, 1 AS su, 0 AS un FROM subscribers"           \
+	" UNION ALL SELECT list_id, unsubscribed_at / 900, 0, 1"              \
+	" FROM subscribers WHERE unsubscribed_at > 0) AS z GROUP BY 1, 2"
+	return shell_int(db, DRIFT("SELECT coalesce(report_id, 0), state,"
+	                           " count(*) FROM deliveries GROUP BY 1, 2",
+	                           "SELECT report_id, state, sum(n) FROM"
+	                           " delivery_tally GROUP BY 1, 2 HAVING"
+	                           " sum(n) <> 0")) +
+	       shell_int(db, DRIFT("SELECT list_id, status, count(*) FROM"
+	                           " subscribers GROUP BY 1, 2",
+	                           "SELECT list_id, status, n FROM"
+	                           " subscriber_tally WHERE n <> 0")) +
+	       shell_int(db, DRIFT(QUARTERS,
+	                           "SELECT list_id, q, signups, unsubs FROM"
+	                           " subscriber_quarters WHERE signups <> 0"
+	                           " OR unsubs <> 0"));
+#undef DRIFT
+#undef QUARTERS
+}
+
+/* Every way a subscription or a copy changes, then the counters against
+ * the rows: none drifts. */
+static void
+tally_workout(struct fx *f, int64_t *report_out)
+{
+	struct kr_consent form = {"form", "192.0.2.1", "Mozilla"};
+	struct kr_sub_result res;
+	struct kr_claim c[32];
+	struct kr_err err = {0};
+	int64_t r, r2, q, ids[12];
+	size_t n = 0, i;
+	char email[32];
+
+	for (i = 0; i < 12; i++) {
+		snprintf(email, sizeof(email), "t%zu@%s.jp", i,
+		         i % 3 ? "a" : "b");
+		ids[i] = add_sub(f->s, i < 10 ? "news" : "other", email,
+		                 i == 9 ? KR_SUB_PENDING : KR_SUB_ACTIVE);
+	}
+	/* a form sign-up (a confirmation queued), confirmed */
+	assert_int_equal(kr_store_subscribe(f->s, "news", "form@c.jp", NULL,
+	                                    &form, true, NOW + 5, &res, &err),
+	                 0);
+	assert_int_equal(kr_store_subscriber_confirm(f->s, res.id, NOW + 9,
+	                                             &err),
+	                 1);
+	r = add_report(f->s, "news", "tally1", false, &q);
+	r2 = add_report(f->s, "news", "tally2", false, &q);
+	assert_int_equal(kr_store_claim(f->s, &OWNER, NOW, NOW + 600, 32, c,
+	                                &n, &err),
+	                 0);
+	assert_true(n > 8);
+	for (i = 0; i < n; i++) {
+		int64_t id = c[i].delivery_id, lease = c[i].lease;
+
+		switch (i % 6) {
+		case 0:
+		case 1:
+			assert_int_equal(kr_store_mark_sent(f->s, id, lease, NOW,
+			                                    "250 ok", &err),
+			                 0);
+			break;
+		case 2:
+			assert_int_equal(kr_store_mark_deferred(
+			                     f->s, id, lease, NOW, NOW + 60, 451,
+			                     "451 later", &err),
+			                 0);
+			break;
+		case 3:
+			assert_int_equal(kr_store_mark_failed(f->s, id, lease,
+			                                      NOW, 550, "550 no",
+			                                      &err),
+			                 0);
+			break;
+		case 4:
+			assert_int_equal(kr_store_mark_uncertain(
+			                     f->s, id, lease, NOW, NULL, &err),
+			                 0);
+			break;
+		default:
+			assert_int_equal(
+			    kr_store_release(f->s, id, lease, &err), 0);
+			break;
+		}
+	}
+	assert_int_equal(kr_store_report_retry(f->s, r, true, &q, &err), 0);
+	assert_int_equal(kr_store_report_set_state(f->s, r2,
+	                                           KR_RS_CANCELLED, &err),
+	                 0);
+	/* leaving cancels the queued copies; a bounce limit too; removal
+	 * takes the copies with it; a new consent moves the sign-up day */
+	assert_int_equal(kr_store_subscriber_unsubscribe(f->s, ids[1], true, r,
+	                                                 NOW + 3 * 86400, &err),
+	                 1);
+	assert_int_equal(kr_store_subscriber_bounce(f->s, ids[2], true, 1,
+	                                            NOW + 100, "5.1.1", &err),
+	                 1);
+	assert_int_equal(kr_store_subscriber_delete(f->s, ids[4], &err), 0);
+	assert_int_equal(kr_store_subscribe(f->s, "news", "t1@a.jp", NULL,
+	                                    &form, false, NOW + 5 * 86400, &res,
+	                                    &err),
+	                 0);
+	*report_out = r;
+}
+
+static void
+test_store_tallies_agree(void **state)
+{
+	struct fx *f = *state;
+	struct kr_delivery_counts k;
+	struct kr_err err = {0};
+	int64_t r, total = 0;
+
+	open_ok(f);
+	tally_workout(f, &r);
+	assert_int_equal(kr_store_delivery_counts(f->s, 0, &k, &err), 0);
+	total = k.queued + k.sent + k.deferred + k.failed + k.uncertain +
+	        k.cancelled;
+	assert_int_equal(total,
+	                 shell_int(f->db, "SELECT count(*) FROM deliveries"));
+	assert_int_equal(k.sent,
+	                 shell_int(f->db, "SELECT count(*) FROM deliveries"
+	                                  " WHERE state = 1"));
+	assert_true(k.cancelled > 0);
+	assert_int_equal(tally_drift(f->db), 0);
+	/* a counter that drifted would show here: the check can fail */
+	assert_int_equal(shell_sql(f->db, "UPDATE delivery_tally SET n = n + 1"
+	                                  " WHERE state = 1;"),
+	                 0);
+	assert_true(tally_drift(f->db) > 0);
+}
+
+/* A database of schema v10 gets its counters filled from its rows. */
+static void
+test_store_tallies_migrate(void **state)
+{
+	struct fx *f = *state;
+	struct kr_delivery_counts k;
+	struct kr_err err = {0};
+	int64_t r, n = 0;
+
+	open_ok(f);
+	tally_workout(f, &r);
+	kr_store_close(&f->s);
+	assert_int_equal(
+	    shell_sql(f->db,
+	              "DROP TRIGGER delivery_tally_insert;"
+	              " DROP TRIGGER delivery_tally_update;"
+	              " DROP TRIGGER delivery_tally_delete;"
+	              " DROP TRIGGER subscriber_tally_insert;"
+	              " DROP TRIGGER subscriber_tally_update;"
+	              " DROP TRIGGER subscriber_quarters_update;"
+	              " DROP TRIGGER subscriber_tally_delete;"
+	              " DROP TABLE delivery_tally; DROP TABLE subscriber_tally;"
+	              " DROP TABLE subscriber_quarters; PRAGMA user_version"
+	              " = 10;"),
+	    0);
+	open_ok(f);
+	assert_int_equal(shell_int(f->db, "PRAGMA user_version"),
+	                 kr_store_schema_version());
+	assert_int_equal(tally_drift(f->db), 0);
+	assert_int_equal(kr_store_delivery_counts(f->s, r, &k, &err), 0);
+	assert_int_equal(k.sent, shell_int(f->db, "SELECT count(*) FROM"
+	                                          " deliveries WHERE state = 1"
+	                                          " AND report_id = 1"));
+	assert_true(k.sent > 0);
+	assert_int_equal(kr_store_subscriber_count(f->s, "news",
+	                                           KR_SUB_ACTIVE, &n, &err),
+	                 0);
+	assert_int_equal(n, shell_int(f->db, "SELECT count(*) FROM subscribers"
+	                                     " WHERE list_id = 'news'"
+	                                     " AND status = 1"));
+}
+
 /* ---- the dashboard's reads (schema v10) ---- */
 
 struct dash_rows {
@@ -2268,6 +2455,11 @@ test_store_dashboard_plans(void **state)
 	    {"SELECT domain, sum(state = 1), count(*) AS n FROM deliveries"
 	     " WHERE report_id = 1 GROUP BY domain ORDER BY n DESC LIMIT 10",
 	     "COVERING INDEX deliveries_report_domain"},
+	    /* schema v11: the in-flight copies beside the counters */
+	    {"SELECT count(*) FROM deliveries d WHERE d.report_id IS"
+	     " nullif(1, 0) AND d.state = 0 AND d.lease_until >= 5",
+	     "COVERING INDEX deliveries_report (report_id=? AND state=? AND"
+	     " lease_until>?)"},
 	};
 	struct fx *f = *state;
 	char cmd[1024], line[256], all[2048];
@@ -2373,6 +2565,8 @@ main(void)
 	    T(test_store_data_version),
 	    T(test_store_dashboard_reads),
 	    T(test_store_dashboard_plans),
+	    T(test_store_tallies_agree),
+	    T(test_store_tallies_migrate),
 	    T(test_store_dashboard_unsupported),
 	};
 	/* The conformance suite: what every backend must do alike. */
@@ -2401,6 +2595,7 @@ main(void)
 	    P(test_store_claim_retries_before_new_rows),
 	    P(test_store_data_version),
 	    P(test_store_dashboard_reads),
+	    P(test_store_tallies_agree),
 	};
 	int r;
 
