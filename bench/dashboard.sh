@@ -5,9 +5,11 @@
 # copy per subscriber each (10,000,000 delivery rows: 95 % sent over an
 # hour, 3 % failed, 2 % deferred, on 10 domains). GET /, /reports,
 # /reports/1 and /metrics are each timed RUNS times (default 5) with
-# curl; the medians are printed, with the schema v10 indexes (as built)
-# and then without them (dropped by hand: the dashboard's reads before
-# v10). Usage: bench/dashboard.sh [SUBS [REPORTS [RUNS]]]  (from the root)
+# curl; the medians are printed. With BASE=REF in the environment the
+# same store is built and timed again, in the same run, by kairand of that
+# git commit (built in a temporary worktree): before and after.
+# Usage: [BASE=REF] bench/dashboard.sh [SUBS [REPORTS [RUNS]]]  (from the
+# repository root)
 set -eu
 cd "$(dirname "$0")/.."
 subs="${1:-1000000}"
@@ -20,6 +22,7 @@ pid=
 cleanup() {
 	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
 	rm -rf "$dir"
+	git worktree prune
 }
 trap cleanup EXIT
 trap 'exit 143' INT TERM
@@ -62,6 +65,8 @@ start() {
 }
 stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=; }
 # the schema and the key file, by kairand
+build_store() {
+rm -f "$dir"/kairan.db*
 start
 stop
 now=$(date +%s)
@@ -110,6 +115,7 @@ echo "built: $subs subscribers, $reports reports," \
 	"$(sqlite3 "$dir/kairan.db" 'SELECT count(*) FROM deliveries') deliveries" \
 	"in $(($(date +%s) - t0)) s"
 sqlite3 "$dir/kairan.db" 'ANALYZE;'
+}
 
 median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 time_pages() { # LABEL
@@ -123,19 +129,25 @@ time_pages() { # LABEL
 		done | median)
 		code=$(curl -s -o /dev/null -w '%{http_code}' \
 			"http://127.0.0.1:$ap$path")
-		printf '%-12s %-10s %8.1f ms  (HTTP %s, median of %s)\n' "$1" \
+		printf '%-14s %-10s %8.1f ms  (HTTP %s, median of %s)\n' "$1" \
 			"$path" "$(echo "$ms * 1000" | bc -l)" "$code" "$runs"
 	done
 }
 
 echo "machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' \
 	/proc/cpuinfo | head -1), $(free -g | awk '/^Mem:/ {print $2}') GB"
+B=build/release
+build_store
 start
-time_pages "v10 indexes"
+time_pages "$(git rev-parse --short HEAD)"
 stop
-sqlite3 "$dir/kairan.db" 'DROP INDEX subscribers_list_consent;
-DROP INDEX subscribers_list_unsub; DROP INDEX deliveries_report_sent;
-DROP INDEX deliveries_report_domain; ANALYZE;'
-start
-time_pages "without"
-stop
+if [ -n "${BASE:-}" ]; then
+	git worktree add -q --detach "$dir/base" "$BASE"
+	make --no-print-directory -C "$dir/base" FLAVOUR=release >/dev/null
+	B=$dir/base/build/release
+	build_store
+	start
+	time_pages "$(git rev-parse --short "$BASE") (BASE)"
+	stop
+	git worktree remove --force "$dir/base"
+fi

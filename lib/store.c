@@ -684,7 +684,8 @@ kr_store_subscriber_days(struct kr_store *s, const char *list_id,
 
 int
 kr_store_report_sent_series(struct kr_store *s, int64_t report_id,
-                            int64_t bucket, kr_store_bucket_fn fn, void *ctx,
+                            int64_t bucket, int64_t since,
+                            kr_store_bucket_fn fn, void *ctx,
                             struct kr_err *err)
 {
 	if (bucket <= 0)
@@ -692,8 +693,8 @@ kr_store_report_sent_series(struct kr_store *s, int64_t report_id,
 		                  "sent series: bucket must be > 0");
 	if (s->ops->report_sent_series == NULL)
 		return unsupported(s, "copies sent over time", err);
-	return s->ops->report_sent_series(s->be, report_id, bucket, fn, ctx,
-	                                  err);
+	return s->ops->report_sent_series(s->be, report_id, bucket,
+	                                  since < 0 ? 0 : since, fn, ctx, err);
 }
 
 int

@@ -534,13 +534,15 @@ KR_NODISCARD int kr_store_subscriber_days(struct kr_store *s,
     const char *list_id, int64_t since, int64_t utc_offset,
     kr_store_day_fn fn, void *ctx, struct kr_err *err);
 
-/* Copies of report_id sent, per bucket seconds of their sent_at (bucket
- * > 0; a bucket starts at a multiple of bucket), in time order, buckets
- * with none skipped. fn as for kr_store_subscriber_days. */
+/* Copies of report_id sent at or after since (0: all), per bucket seconds
+ * of their sent_at (bucket > 0; a bucket starts at a multiple of bucket),
+ * in time order, buckets with none skipped. Read from schema v11's
+ * per-minute counters when bucket and since are whole minutes. fn as for
+ * kr_store_subscriber_days. */
 typedef int (*kr_store_bucket_fn)(void *ctx, int64_t start, int64_t n);
 KR_NODISCARD int kr_store_report_sent_series(struct kr_store *s,
-    int64_t report_id, int64_t bucket, kr_store_bucket_fn fn, void *ctx,
-    struct kr_err *err);
+    int64_t report_id, int64_t bucket, int64_t since, kr_store_bucket_fn fn,
+    void *ctx, struct kr_err *err);
 
 /* The limit recipient domains (limit 0: all) with most copies of
  * report_id, most first (ties in domain order), with their copies by

@@ -212,8 +212,9 @@ struct kr_store_ops {
 	                       kr_store_day_fn fn, void *ctx,
 	                       struct kr_err *err);
 	int (*report_sent_series)(struct kr_store_be *s, int64_t report_id,
-	                          int64_t bucket, kr_store_bucket_fn fn,
-	                          void *ctx, struct kr_err *err);
+	                          int64_t bucket, int64_t since,
+	                          kr_store_bucket_fn fn, void *ctx,
+	                          struct kr_err *err);
 	int (*report_domains)(struct kr_store_be *s, int64_t report_id,
 	                      size_t limit, kr_store_domain_fn fn, void *ctx,
 	                      struct kr_err *err);

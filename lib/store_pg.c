@@ -202,7 +202,7 @@ static const char pg_v9[] =
     " at double precision NOT NULL);";
 
 /* v10 (issue 17): the dashboard's indexes, as store_sqlite.c's schema_v10
- * (read by pg_subscriber_days() and the report reads below). */
+ * (v11 drops the two on deliveries for its counters). */
 static const char pg_v10[] =
     "CREATE INDEX subscribers_list_consent ON subscribers"
     " (list_id, consent_at);"
@@ -223,6 +223,8 @@ static const char pg_v10[] =
  * one row's lock; readers add the shards up. */
 #define TALLY_OLD(cols) "SELECT " cols ", -1 AS d FROM kr_old"
 #define TALLY_NEW(cols) "SELECT " cols ", 1 AS d FROM kr_new"
+#define TALLY_OLD_W(cols, w) TALLY_OLD(cols) " WHERE " w
+#define TALLY_NEW_W(cols, w) TALLY_NEW(cols) " WHERE " w
 #define DT_COLS                                                               \
 	"coalesce(report_id, 0) AS r, state AS st, (id % 16)::integer AS sh"
 #define DT_UPSERT(src)                                                        \
@@ -230,6 +232,21 @@ static const char pg_v10[] =
 	") AS x GROUP BY 1, 2, 3 HAVING sum(d) <> 0 ORDER BY 1, 2, 3"         \
 	" ON CONFLICT (report_id, state, shard)"                              \
 	" DO UPDATE SET n = delivery_tally.n + excluded.n;"
+#define RM_COLS "report_id AS r, sent_at / 60 AS m, (id % 16)::integer AS sh"
+#define RM_WHERE "state = 1 AND report_id IS NOT NULL"
+#define RM_UPSERT(src)                                                        \
+	"INSERT INTO report_minutes SELECT r, m, sh, sum(d) FROM (" src       \
+	") AS x GROUP BY 1, 2, 3 HAVING sum(d) <> 0 ORDER BY 1, 2, 3"         \
+	" ON CONFLICT (report_id, minute, shard)"                             \
+	" DO UPDATE SET n = report_minutes.n + excluded.n;"
+#define RD_COLS                                                               \
+	"report_id AS r, domain AS dom, state AS st, (id % 16)::integer AS sh"
+#define RD_WHERE "report_id IS NOT NULL"
+#define RD_UPSERT(src)                                                        \
+	"INSERT INTO report_domains SELECT r, dom, st, sh, sum(d) FROM (" src \
+	") AS x GROUP BY 1, 2, 3, 4 HAVING sum(d) <> 0 ORDER BY 1, 2, 3, 4"   \
+	" ON CONFLICT (report_id, domain, state, shard)"                      \
+	" DO UPDATE SET n = report_domains.n + excluded.n;"
 #define ST_COLS "list_id AS l, status AS st"
 #define ST_UPSERT(src)                                                        \
 	"INSERT INTO subscriber_tally SELECT l, st, sum(d) FROM (" src        \
@@ -267,11 +284,36 @@ static const char pg_v11[] =
     " PRIMARY KEY (report_id, state, shard));"
     "INSERT INTO delivery_tally SELECT coalesce(report_id, 0), state,"
     " (id % 16)::integer, count(*) FROM deliveries GROUP BY 1, 2, 3;"
+    "CREATE TABLE report_minutes ("
+    " report_id bigint NOT NULL, minute bigint NOT NULL,"
+    " shard integer NOT NULL, n bigint NOT NULL,"
+    " PRIMARY KEY (report_id, minute, shard));"
+    "INSERT INTO report_minutes SELECT report_id, sent_at / 60,"
+    " (id % 16)::integer, count(*) FROM deliveries"
+    " WHERE " RM_WHERE " GROUP BY 1, 2, 3;"
+    "CREATE TABLE report_domains ("
+    " report_id bigint NOT NULL, domain text NOT NULL,"
+    " state bigint NOT NULL, shard integer NOT NULL, n bigint NOT NULL,"
+    " PRIMARY KEY (report_id, domain, state, shard));"
+    "INSERT INTO report_domains SELECT report_id, domain, state,"
+    " (id % 16)::integer, count(*) FROM deliveries"
+    " WHERE " RD_WHERE " GROUP BY 1, 2, 3, 4;"
+    /* the counters replace these two: each mark no longer updates them */
+    "DROP INDEX deliveries_report_sent;"
+    "DROP INDEX deliveries_report_domain;"
     "CREATE FUNCTION kr_delivery_tally() RETURNS trigger LANGUAGE plpgsql"
     " AS $$BEGIN"
     " IF TG_OP = 'INSERT' THEN " DT_UPSERT(TALLY_NEW(DT_COLS))
+    RM_UPSERT(TALLY_NEW_W(RM_COLS, RM_WHERE))
+    RD_UPSERT(TALLY_NEW_W(RD_COLS, RD_WHERE))
     " ELSIF TG_OP = 'DELETE' THEN " DT_UPSERT(TALLY_OLD(DT_COLS))
+    RM_UPSERT(TALLY_OLD_W(RM_COLS, RM_WHERE))
+    RD_UPSERT(TALLY_OLD_W(RD_COLS, RD_WHERE))
     " ELSE " DT_UPSERT(TALLY_OLD(DT_COLS) " UNION ALL " TALLY_NEW(DT_COLS))
+    RM_UPSERT(TALLY_OLD_W(RM_COLS, RM_WHERE) " UNION ALL "
+              TALLY_NEW_W(RM_COLS, RM_WHERE))
+    RD_UPSERT(TALLY_OLD_W(RD_COLS, RD_WHERE) " UNION ALL "
+              TALLY_NEW_W(RD_COLS, RD_WHERE))
     " END IF; RETURN NULL; END$$;"
     TALLY_TRIGGERS("deliveries", "kr_delivery_tally")
     "CREATE TABLE subscriber_tally ("
@@ -2692,8 +2734,8 @@ pg_subscriber_days(struct kr_store_be *s, const char *list_id, int64_t since,
 
 static int
 pg_report_sent_series(struct kr_store_be *s, int64_t report_id,
-                      int64_t bucket, kr_store_bucket_fn fn, void *ctx,
-                      struct kr_err *err)
+                      int64_t bucket, int64_t since, kr_store_bucket_fn fn,
+                      void *ctx, struct kr_err *err)
 {
 	struct params p = {0};
 	PGresult *r;
@@ -2701,9 +2743,17 @@ pg_report_sent_series(struct kr_store_be *s, int64_t report_id,
 
 	p_int(&p, report_id);
 	p_int(&p, bucket);
+	p_int(&p, since);
+	/* schema v11's minutes when buckets and since are whole ones */
 	r = q(s,
-	      "SELECT sent_at / $2 * $2 AS t, count(*) FROM deliveries"
-	      " WHERE report_id = $1 AND state = 1 GROUP BY t ORDER BY t",
+	      bucket % 60 == 0 && since % 60 == 0
+	          ? "SELECT minute * 60 / $2 * $2 AS t, sum(n)"
+	            " FROM report_minutes WHERE report_id = $1"
+	            " AND minute >= $3 / 60 GROUP BY t HAVING sum(n) > 0"
+	            " ORDER BY t"
+	          : "SELECT sent_at / $2 * $2 AS t, count(*) FROM deliveries"
+	            " WHERE report_id = $1 AND state = 1 AND sent_at >= $3"
+	            " GROUP BY t ORDER BY t",
 	      &p, "copies sent over time", err);
 	if (r == NULL)
 		return -1;
@@ -2725,14 +2775,15 @@ pg_report_domains(struct kr_store_be *s, int64_t report_id, size_t limit,
 	p_int(&p, report_id);
 	p_int(&p, limit == 0 ? INT64_MAX : (int64_t)limit);
 	r = q(s,
-	      "SELECT domain, count(*) FILTER (WHERE state = 0),"
-	      " count(*) FILTER (WHERE state = 1),"
-	      " count(*) FILTER (WHERE state = 2),"
-	      " count(*) FILTER (WHERE state = 3),"
-	      " count(*) FILTER (WHERE state = 4),"
-	      " count(*) FILTER (WHERE state = 5), count(*) AS n"
-	      " FROM deliveries WHERE report_id = $1 GROUP BY domain"
-	      " ORDER BY n DESC, domain COLLATE \"C\" LIMIT $2",
+	      "SELECT domain, sum(n) FILTER (WHERE state = 0),"
+	      " sum(n) FILTER (WHERE state = 1),"
+	      " sum(n) FILTER (WHERE state = 2),"
+	      " sum(n) FILTER (WHERE state = 3),"
+	      " sum(n) FILTER (WHERE state = 4),"
+	      " sum(n) FILTER (WHERE state = 5), sum(n) AS t"
+	      " FROM report_domains WHERE report_id = $1 GROUP BY domain"
+	      " HAVING sum(n) > 0"
+	      " ORDER BY t DESC, domain COLLATE \"C\" LIMIT $2",
 	      &p, "copies by domain", err);
 	if (r == NULL)
 		return -1;

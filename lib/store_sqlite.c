@@ -256,6 +256,11 @@ static const char schema_v10[] =
  * instead of counting millions (~300 ms per 1,000,000 copies before):
  * - delivery_tally: copies per report (0: confirmations) and state
  *   (kr_store_delivery_counts());
+ * - report_minutes: a report's sent copies per minute of sent_at
+ *   (kr_store_report_sent_series());
+ * - report_domains: a report's copies per recipient domain and state
+ *   (kr_store_report_domains()); these two replace v10's
+ *   deliveries_report_sent and deliveries_report_domain;
  * - subscriber_tally: subscriptions per list and status
  *   (kr_store_subscriber_tally(), kr_store_subscriber_count());
  * - subscriber_quarters: per list and quarter hour (t / 900) the
@@ -263,28 +268,59 @@ static const char schema_v10[] =
  *   fall in it (kr_store_subscriber_days(): every UTC offset in use is a
  *   whole number of quarter hours).
  * Each is filled from the rows already there when the migration runs. */
+#define DT_ADD(r)                                                             \
+	" INSERT INTO delivery_tally VALUES"                                  \
+	"  (coalesce(" r ".report_id, 0), " r ".state, 1)"                     \
+	"  ON CONFLICT (report_id, state) DO UPDATE SET n = n + 1;"           \
+	" INSERT INTO report_minutes SELECT " r ".report_id,"                 \
+	"  " r ".sent_at / 60, 1 WHERE " r ".state = 1"                        \
+	"  AND " r ".report_id IS NOT NULL"                                   \
+	"  ON CONFLICT (report_id, minute) DO UPDATE SET n = n + 1;"          \
+	" INSERT INTO report_domains SELECT " r ".report_id, " r ".domain,"   \
+	"  " r ".state, 1 WHERE " r ".report_id IS NOT NULL"                   \
+	"  ON CONFLICT (report_id, domain, state) DO UPDATE SET n = n + 1;"
+#define DT_SUB(r)                                                             \
+	" UPDATE delivery_tally SET n = n - 1 WHERE"                          \
+	"  report_id = coalesce(" r ".report_id, 0) AND state = " r ".state;"  \
+	" UPDATE report_minutes SET n = n - 1 WHERE " r ".state = 1"           \
+	"  AND report_id = " r ".report_id AND minute = " r ".sent_at / 60;"   \
+	" UPDATE report_domains SET n = n - 1 WHERE"                          \
+	"  report_id = " r ".report_id AND domain = " r ".domain"              \
+	"  AND state = " r ".state;"
 static const char schema_v11[] =
     "CREATE TABLE delivery_tally ("
     " report_id INTEGER NOT NULL, state INTEGER NOT NULL,"
     " n INTEGER NOT NULL, PRIMARY KEY (report_id, state)) WITHOUT ROWID;"
     "INSERT INTO delivery_tally SELECT coalesce(report_id, 0), state,"
     " count(*) FROM deliveries GROUP BY 1, 2;"
+    "CREATE TABLE report_minutes ("
+    " report_id INTEGER NOT NULL, minute INTEGER NOT NULL,"
+    " n INTEGER NOT NULL, PRIMARY KEY (report_id, minute)) WITHOUT ROWID;"
+    "INSERT INTO report_minutes SELECT report_id, sent_at / 60, count(*)"
+    " FROM deliveries WHERE state = 1 AND report_id IS NOT NULL"
+    " GROUP BY 1, 2;"
+    "CREATE TABLE report_domains ("
+    " report_id INTEGER NOT NULL, domain TEXT NOT NULL,"
+    " state INTEGER NOT NULL, n INTEGER NOT NULL,"
+    " PRIMARY KEY (report_id, domain, state)) WITHOUT ROWID;"
+    "INSERT INTO report_domains SELECT report_id, domain, state, count(*)"
+    " FROM deliveries WHERE report_id IS NOT NULL GROUP BY 1, 2, 3;"
+    /* the counters replace these two: each mark no longer updates them */
+    "DROP INDEX deliveries_report_sent;"
+    "DROP INDEX deliveries_report_domain;"
     "CREATE TRIGGER delivery_tally_insert AFTER INSERT ON deliveries BEGIN"
-    " INSERT INTO delivery_tally VALUES"
-    "  (coalesce(new.report_id, 0), new.state, 1)"
-    "  ON CONFLICT (report_id, state) DO UPDATE SET n = n + 1;"
+    DT_ADD("new")
     " END;"
-    "CREATE TRIGGER delivery_tally_update AFTER UPDATE OF state"
-    " ON deliveries WHEN old.state IS NOT new.state BEGIN"
-    " UPDATE delivery_tally SET n = n - 1"
-    "  WHERE report_id = coalesce(old.report_id, 0) AND state = old.state;"
-    " INSERT INTO delivery_tally VALUES"
-    "  (coalesce(new.report_id, 0), new.state, 1)"
-    "  ON CONFLICT (report_id, state) DO UPDATE SET n = n + 1;"
+    "CREATE TRIGGER delivery_tally_update"
+    " AFTER UPDATE OF state, sent_at, domain ON deliveries"
+    " WHEN old.state IS NOT new.state"
+    "  OR (old.state = 1 AND old.sent_at IS NOT new.sent_at)"
+    "  OR old.domain IS NOT new.domain BEGIN"
+    DT_SUB("old")
+    DT_ADD("new")
     " END;"
     "CREATE TRIGGER delivery_tally_delete AFTER DELETE ON deliveries BEGIN"
-    " UPDATE delivery_tally SET n = n - 1"
-    "  WHERE report_id = coalesce(old.report_id, 0) AND state = old.state;"
+    DT_SUB("old")
     " END;"
     "CREATE TABLE subscriber_tally ("
     " list_id TEXT NOT NULL, status INTEGER NOT NULL,"
@@ -2768,18 +2804,28 @@ out:
 
 static int
 sq_report_sent_series(struct kr_store_be *s, int64_t report_id,
-    int64_t bucket, kr_store_bucket_fn fn, void *ctx, struct kr_err *err)
+    int64_t bucket, int64_t since, kr_store_bucket_fn fn, void *ctx,
+    struct kr_err *err)
 {
 	sqlite3_stmt *st = NULL;
 	int rc = SQLITE_DONE, r = -1;
 
+	/* schema v11's minutes when buckets and since are whole ones, else
+	 * the report's sent rows */
 	if (prep(s,
-		"SELECT sent_at / ?2 * ?2 AS t, count(*) FROM deliveries"
-		" WHERE report_id = ?1 AND state = 1 GROUP BY t ORDER BY t",
+		s->tallies && bucket % 60 == 0 && since % 60 == 0
+		    ? "SELECT minute * 60 / ?2 * ?2 AS t, sum(n)"
+		      " FROM report_minutes WHERE report_id = ?1"
+		      " AND minute >= ?3 / 60 GROUP BY t HAVING sum(n) > 0"
+		      " ORDER BY t"
+		    : "SELECT sent_at / ?2 * ?2 AS t, count(*) FROM deliveries"
+		      " WHERE report_id = ?1 AND state = 1 AND sent_at >= ?3"
+		      " GROUP BY t ORDER BY t",
 		&st, err) < 0)
 		goto out;
 	sqlite3_bind_int64(st, 1, report_id);
 	sqlite3_bind_int64(st, 2, bucket);
+	sqlite3_bind_int64(st, 3, since);
 	r = 0;
 	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW)
 		r = fn(ctx, sqlite3_column_int64(st, 0),
@@ -2800,10 +2846,18 @@ sq_report_domains(struct kr_store_be *s, int64_t report_id, size_t limit,
 	int rc = SQLITE_DONE, r = -1;
 
 	if (prep(s,
-		"SELECT domain, sum(state = 0), sum(state = 1), sum(state = 2),"
-		" sum(state = 3), sum(state = 4), sum(state = 5), count(*) AS n"
-		" FROM deliveries WHERE report_id = ?1 GROUP BY domain"
-		" ORDER BY n DESC, domain LIMIT ?2",
+		s->tallies
+		    ? "SELECT domain, sum(n * (state = 0)), sum(n * (state = 1)),"
+		      " sum(n * (state = 2)), sum(n * (state = 3)),"
+		      " sum(n * (state = 4)), sum(n * (state = 5)), sum(n) AS t"
+		      " FROM report_domains WHERE report_id = ?1"
+		      " GROUP BY domain HAVING t > 0"
+		      " ORDER BY t DESC, domain LIMIT ?2"
+		    : "SELECT domain, sum(state = 0), sum(state = 1),"
+		      " sum(state = 2), sum(state = 3), sum(state = 4),"
+		      " sum(state = 5), count(*) AS t FROM deliveries"
+		      " WHERE report_id = ?1 GROUP BY domain"
+		      " ORDER BY t DESC, domain LIMIT ?2",
 		&st, err) < 0)
 		goto out;
 	sqlite3_bind_int64(st, 1, report_id);

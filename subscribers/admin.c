@@ -738,11 +738,12 @@ report_one(void *ctx, const struct kr_report_row *r,
 
 	if (kr_store_bounce_counts(p->s, r->id, &bc, &p->err) == -1)
 		goto out;
-	/* the rate only where copies are left (a scan of the report's sent
-	 * index: skip it for the finished ones) */
+	/* the rate only where copies are left, from the minutes of the
+	 * window alone */
 	if (k->queued + k->deferred > 0 &&
-	    kr_store_report_sent_series(p->s, r->id, 60, series_one, &se,
-	                                &p->err) == -1)
+	    kr_store_report_sent_series(p->s, r->id, 60,
+	                                (p->now - DASH_RATE_WINDOW) / 60 * 60,
+	                                series_one, &se, &p->err) == -1)
 		goto out;
 	if (k->queued + k->deferred > 0 && r->state == KR_RS_ACTIVE)
 		p->refresh = true;
@@ -906,7 +907,7 @@ page_report(struct page *p, int64_t id)
 	    kr_store_bounce_counts(p->s, id, &bc, &p->err) == -1 ||
 	    kr_store_report_governor_acked(p->s, id, &ack_c, &ack_b, reason,
 	                                   sizeof(reason), &p->err) == -1 ||
-	    kr_store_report_sent_series(p->s, id, 60, series_one, &se,
+	    kr_store_report_sent_series(p->s, id, 60, 0, series_one, &se,
 	                                &p->err) == -1)
 		goto out;
 	if (k.queued + k.deferred > 0 && r.state == KR_RS_ACTIVE)

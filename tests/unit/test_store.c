@@ -2054,6 +2054,18 @@ tally_drift(const char *db)
 	                           " subscribers GROUP BY 1, 2",
 	                           "SELECT list_id, status, n FROM"
 	                           " subscriber_tally WHERE n <> 0")) +
+	       shell_int(db, DRIFT("SELECT report_id, sent_at / 60, count(*)"
+	                           " FROM deliveries WHERE state = 1 AND"
+	                           " report_id IS NOT NULL GROUP BY 1, 2",
+	                           "SELECT report_id, minute, sum(n) FROM"
+	                           " report_minutes GROUP BY 1, 2 HAVING"
+	                           " sum(n) <> 0")) +
+	       shell_int(db, DRIFT("SELECT report_id, domain, state, count(*)"
+	                           " FROM deliveries WHERE report_id IS NOT"
+	                           " NULL GROUP BY 1, 2, 3",
+	                           "SELECT report_id, domain, state, sum(n)"
+	                           " FROM report_domains GROUP BY 1, 2, 3"
+	                           " HAVING sum(n) <> 0")) +
 	       shell_int(db, DRIFT(QUARTERS,
 	                           "SELECT list_id, q, signups, unsubs FROM"
 	                           " subscriber_quarters WHERE signups <> 0"
@@ -2196,8 +2208,13 @@ test_store_tallies_migrate(void **state)
 	              " DROP TRIGGER subscriber_quarters_update;"
 	              " DROP TRIGGER subscriber_tally_delete;"
 	              " DROP TABLE delivery_tally; DROP TABLE subscriber_tally;"
-	              " DROP TABLE subscriber_quarters; PRAGMA user_version"
-	              " = 10;"),
+	              " DROP TABLE subscriber_quarters;"
+	              " DROP TABLE report_minutes; DROP TABLE report_domains;"
+	              " CREATE INDEX deliveries_report_sent ON deliveries"
+	              " (report_id, state, sent_at);"
+	              " CREATE INDEX deliveries_report_domain ON deliveries"
+	              " (report_id, domain, state);"
+	              " PRAGMA user_version = 10;"),
 	    0);
 	open_ok(f);
 	assert_int_equal(shell_int(f->db, "PRAGMA user_version"),
@@ -2389,7 +2406,7 @@ test_store_dashboard_reads(void **state)
 		}
 	}
 	memset(&d, 0, sizeof(d));
-	assert_int_equal(kr_store_report_sent_series(f->s, r, 60, bucket_row,
+	assert_int_equal(kr_store_report_sent_series(f->s, r, 60, 0, bucket_row,
 	                                             &d, &err),
 	                 0);
 	assert_int_equal(d.n, 2);
@@ -2397,11 +2414,36 @@ test_store_dashboard_reads(void **state)
 	assert_int_equal(d.a[0][1], 2);
 	assert_int_equal(d.a[1][0], (NOW + 779) / 60 * 60);
 	assert_int_equal(d.a[1][1], 1);
-	assert_int_equal(kr_store_report_sent_series(f->s, r, 60, stop_row,
+	assert_int_equal(kr_store_report_sent_series(f->s, r, 60, 0, stop_row,
 	                                             NULL, &err),
 	                 7);
 	assert_int_equal(
-	    kr_store_report_sent_series(f->s, r, 0, bucket_row, &d, &err), -1);
+	    kr_store_report_sent_series(f->s, r, 0, 0, bucket_row, &d, &err),
+	    -1);
+	/* since: from the counters (whole minutes) and from the rows */
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(kr_store_report_sent_series(f->s, r, 60,
+	                                             (NOW + 779) / 60 * 60,
+	                                             bucket_row, &d, &err),
+	                 0);
+	assert_int_equal(d.n, 1);
+	assert_int_equal(d.a[0][0], (NOW + 779) / 60 * 60);
+	assert_int_equal(d.a[0][1], 1);
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(kr_store_report_sent_series(f->s, r, 30, NOW + 601,
+	                                             bucket_row, &d, &err),
+	                 0);
+	assert_int_equal(d.n, 2);
+	assert_int_equal(d.a[0][0], (NOW + 601) / 30 * 30);
+	assert_int_equal(d.a[0][1], 1);
+	assert_int_equal(d.a[1][0], (NOW + 779) / 30 * 30);
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(kr_store_report_sent_series(f->s, r, 3600, 0,
+	                                             bucket_row, &d, &err),
+	                 0);
+	assert_true(d.n >= 1);
+	assert_int_equal(d.a[0][0], (NOW + 600) / 3600 * 3600);
+	assert_int_equal(d.a[0][1] + (d.n > 1 ? d.a[1][1] : 0), 3);
 
 	memset(&d, 0, sizeof(d));
 	assert_int_equal(
@@ -2449,12 +2491,14 @@ test_store_dashboard_plans(void **state)
 	    {"SELECT count(*) FROM subscribers WHERE list_id = 'x'"
 	     " AND unsubscribed_at > 0 AND unsubscribed_at >= 5",
 	     "COVERING INDEX subscribers_list_unsub"},
-	    {"SELECT sent_at / 60 * 60 AS t, count(*) FROM deliveries"
-	     " WHERE report_id = 1 AND state = 1 GROUP BY t",
-	     "COVERING INDEX deliveries_report_sent"},
-	    {"SELECT domain, sum(state = 1), count(*) AS n FROM deliveries"
-	     " WHERE report_id = 1 GROUP BY domain ORDER BY n DESC LIMIT 10",
-	     "COVERING INDEX deliveries_report_domain"},
+	    /* schema v11: the counters, read by their primary keys */
+	    {"SELECT minute * 60 / 60 * 60 AS t, sum(n) FROM report_minutes"
+	     " WHERE report_id = 1 AND minute >= 5 GROUP BY t",
+	     "SEARCH report_minutes USING PRIMARY KEY (report_id=? AND"
+	     " minute>?)"},
+	    {"SELECT domain, sum(n) AS t FROM report_domains"
+	     " WHERE report_id = 1 GROUP BY domain ORDER BY t DESC LIMIT 10",
+	     "SEARCH report_domains USING PRIMARY KEY (report_id=?)"},
 	    /* schema v11: the in-flight copies beside the counters */
 	    {"SELECT count(*) FROM deliveries d WHERE d.report_id IS"
 	     " nullif(1, 0) AND d.state = 0 AND d.lease_until >= 5",
@@ -2520,7 +2564,7 @@ test_store_dashboard_unsupported(void **state)
 	assert_int_equal(err.code, KR_ERR_INVALID);
 	assert_non_null(strstr(err.msg, "not supported"));
 	assert_int_equal(
-	    kr_store_report_sent_series(s, 1, 60, bucket_row, &d, &err), -1);
+	    kr_store_report_sent_series(s, 1, 60, 0, bucket_row, &d, &err), -1);
 	assert_int_equal(
 	    kr_store_report_domains(s, 1, 10, domain_row, &d, &err), -1);
 	assert_int_equal(
