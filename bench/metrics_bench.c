@@ -74,7 +74,7 @@ main(int argc, char **argv)
 	       "%.0f ms\n",
 	       rows, rows, rows / 100, ms_since(t0));
 
-	m = kd_metrics_new(argv[1], NULL);
+	m = kd_metrics_new(argv[1], NULL, NULL);
 	kr_buf_init(&out, 0);
 	for (i = 0; i < 5; i++) {
 		m->next = 0; /* due now: an uncached look */
