@@ -4,6 +4,7 @@
 #include "store.h"
 
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -680,6 +681,10 @@ kr_store_describe(struct kr_store *s, char *out, size_t n, struct kr_err *err)
 {
 	if (n > 0)
 		out[0] = '\0';
+	if (s->ops->describe == NULL) { /* a test's backend */
+		snprintf(out, n, "%s", s->ops->name);
+		return 0;
+	}
 	return s->ops->describe(s->be, out, n, err);
 }
 
