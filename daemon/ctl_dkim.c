@@ -1,7 +1,9 @@
 /* ctl_dkim.c — `kairanctl dkim keygen --domain D --selector S [--dir DIR]`
  * makes the two signing keys and prints the DNS records to publish;
  * `kairanctl dkim check` compares the published records with the keys of
- * every list that signs. Never prints private key bytes. */
+ * every list that signs; `kairanctl dkim replace [--domain D] SEL` makes
+ * this host's key under SEL the one the database knows (every host must
+ * have it). Never prints private key bytes. */
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
@@ -16,13 +18,15 @@
 #include "ctl.h"
 #include "dkim.h"
 #include "err.h"
+#include "store.h"
 #include "xmem.h"
 
 static const char usage_text[] =
     "usage: kairanctl dkim keygen --domain DOMAIN --selector SEL "
     "[--dir DIR]\n"
     "       kairanctl dkim check\n"
-    "       kairanctl dkim sign [--list ID] [--time T] < MESSAGE > SIGNED\n\n"
+    "       kairanctl dkim sign [--list ID] [--time T] < MESSAGE > SIGNED\n"
+    "       kairanctl dkim replace [--domain DOMAIN] SELECTOR\n\n"
     "keygen writes DIR/SEL-rsa.key (RSA-2048, PEM) and DIR/SEL-ed25519.key\n"
     "(Ed25519 seed, base64), both mode 0600, in DIR (default: the current\n"
     "folder); it never overwrites a key. It prints the two DNS TXT records\n"
@@ -35,6 +39,13 @@ static const char usage_text[] =
     "or T seconds since 1970) and writes it with its DKIM-Signature\n"
     "fields on stdout, lines ending in CRLF: to try keys and DNS with an\n"
     "outside checker.\n\n"
+    "replace: the key under SELECTOR was replaced on purpose (its new DNS\n"
+    "record published): the database records this host's key file for it.\n"
+    "Every kairand host of one database must sign with the key the\n"
+    "database knows under each selector, or it refuses to start (and a\n"
+    "reload keeps the running config): copy the new file to every host,\n"
+    "then restart or reload them. A new key under a new selector needs\n"
+    "nothing of this. --domain: when SELECTOR is used under several d=.\n\n"
     "exit status: 0 ok (check: every record matches), 1 failure, 2 usage\n";
 
 static int
@@ -344,6 +355,139 @@ out:
 	return r;
 }
 
+/* One key the config signs with under (domain, selector). */
+struct dkim_key {
+	const struct kr_cfg_list *list;
+	const char *domain, *selector, *file;
+	bool ed;
+};
+
+static int
+dkim_replace(struct ctl *c, int argc, char **argv)
+{
+	static const struct option opts[] = {{"domain", 1, NULL, 'd'},
+	                                     {"help", 0, NULL, 'h'},
+	                                     {NULL, 0, NULL, 0}};
+	const char *domain = NULL, *sel;
+	struct dkim_key keys[16], *k = NULL;
+	struct kr_store_dkim_key old;
+	struct kr_dkim *d = NULL;
+	struct kr_err err = {0};
+	char fp[KR_DKIM_FP_LEN], fp1[KR_DKIM_FP_LEN] = "", host[256];
+	size_t i, n = 0;
+	int ch, r, rc = CTL_USAGE;
+
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "d:h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'd':
+			domain = optarg;
+			break;
+		case 'h':
+			fputs(usage_text, stdout);
+			return CTL_OK;
+		default:
+			fputs(usage_text, stderr);
+			return CTL_USAGE;
+		}
+	}
+	if (optind + 1 != argc) {
+		ctl_error("dkim replace: one SELECTOR expected");
+		fputs(usage_text, stderr);
+		return CTL_USAGE;
+	}
+	sel = argv[optind];
+	if ((r = ctl_config(c)) != CTL_OK)
+		return r;
+	/* The keys of the config under sel (and domain) */
+	for (i = 0; i < c->cfg->n_lists; i++) {
+		const struct kr_cfg_list *l = &c->cfg->lists[i];
+
+		if (l->dkim_domain == NULL ||
+		    (domain != NULL && strcasecmp(domain, l->dkim_domain) != 0))
+			continue;
+		if (l->dkim_rsa_selector != NULL &&
+		    strcasecmp(l->dkim_rsa_selector, sel) == 0 &&
+		    n < KR_NELEM(keys))
+			keys[n++] = (struct dkim_key){l, l->dkim_domain,
+			                              l->dkim_rsa_selector,
+			                              l->dkim_rsa_key_file, false};
+		if (l->dkim_ed25519_selector != NULL &&
+		    strcasecmp(l->dkim_ed25519_selector, sel) == 0 &&
+		    n < KR_NELEM(keys))
+			keys[n++] = (struct dkim_key){
+			    l, l->dkim_domain, l->dkim_ed25519_selector,
+			    l->dkim_ed25519_key_file, true};
+	}
+	rc = CTL_FAIL;
+	if (n == 0) {
+		ctl_error("dkim replace: no list signs with selector %s%s%s "
+		          "(see the lists' dkim: blocks in %s)",
+		          sel, domain ? " under d=" : "", domain ? domain : "",
+		          c->config_path);
+		return CTL_FAIL;
+	}
+	for (i = 1; i < n; i++)
+		if (strcmp(keys[i].domain, keys[0].domain) != 0) {
+			ctl_error("dkim replace: selector %s is used under d=%s "
+			          "and d=%s: say which with --domain",
+			          sel, keys[0].domain, keys[i].domain);
+			return CTL_USAGE;
+		}
+	/* Lists sharing d= and s= must share the key: one fingerprint. */
+	for (i = 0; i < n; i++) {
+		k = &keys[i];
+		if (kr_dkim_new(k->domain, k->ed ? NULL : k->selector,
+		                k->ed ? NULL : k->file, k->ed ? k->selector : NULL,
+		                k->ed ? k->file : NULL, &d, &err) < 0 ||
+		    kr_dkim_fingerprint(d, k->ed, fp) < 0) {
+			ctl_error("dkim replace: list %s: %s", k->list->id,
+			          err.msg[0] ? err.msg : "no public key");
+			goto out;
+		}
+		if (i == 0)
+			memcpy(fp1, fp, sizeof(fp1));
+		else if (strcmp(fp, fp1) != 0) {
+			ctl_error("dkim replace: lists %s and %s sign under d=%s "
+			          "s=%s with different keys (%s, %s): one "
+			          "selector, one key",
+			          keys[0].list->id, k->list->id, k->domain,
+			          k->selector, keys[0].file, k->file);
+			goto out;
+		}
+		if (i + 1 < n)
+			kr_dkim_free(&d);
+	}
+	k = &keys[0];
+	if ((r = ctl_store(c)) != CTL_OK) {
+		rc = r;
+		goto out;
+	}
+	r = kr_dkim_replace(d, k->ed, c->store,
+	                    kr_config_host_id(c->cfg, host, sizeof(host)),
+	                    (int64_t)time(NULL), fp, &old, &err);
+	if (r < 0) {
+		ctl_error("dkim replace: %s", err.msg);
+		goto out;
+	}
+	printf("d=%s s=%s: the database now knows the key in %s "
+	       "(fingerprint %s)\n",
+	       k->domain, k->selector, k->file, fp);
+	if (r == 1)
+		printf("it replaces the key host %s recorded (fingerprint %s): "
+		       "hosts that still have that one are refused at their "
+		       "next start or reload.\ncopy %s to every host, then "
+		       "restart or reload them: systemctl reload kairan\n",
+		       old.host[0] ? old.host : "(unknown)", old.fingerprint,
+		       k->file);
+	else if (old.fingerprint[0] != '\0')
+		printf("(it already was: nothing changed for the hosts)\n");
+	rc = CTL_OK;
+out:
+	kr_dkim_free(&d);
+	return rc;
+}
+
 static int
 ctl_dkim(struct ctl *c, int argc, char **argv)
 {
@@ -353,6 +497,8 @@ ctl_dkim(struct ctl *c, int argc, char **argv)
 		return dkim_keygen(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "check") == 0)
 		return dkim_check(c, argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "replace") == 0)
+		return dkim_replace(c, argc - 1, argv + 1);
 	if (argc == 2 &&
 	    (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
 		fputs(usage_text, stdout);
@@ -365,4 +511,5 @@ ctl_dkim(struct ctl *c, int argc, char **argv)
 }
 
 CTL_VERB(dkim, "dkim", ctl_dkim,
-         "keygen --domain D --selector S [--dir DIR] | check | sign: DKIM");
+         "keygen --domain D --selector S [--dir DIR] | check | sign | "
+         "replace SEL: DKIM");

@@ -268,6 +268,22 @@ webhook_apply(struct kd *kd)
 		kr_log_err("%s", err.msg);
 }
 
+/* ---- the same DKIM keys on every host ---- */
+
+/* kr_dkim_set_check for cfg's signers as this host; hint (1024 bytes)
+ * gets both fingerprints and the way out when a key is not the one the
+ * database knows, "" otherwise. */
+static int
+dkim_check(struct kd *kd, const struct kr_config *cfg,
+    const struct kr_dkim_set *set, char hint[1024], struct kr_err *err)
+{
+	char host[256];
+
+	return kr_dkim_set_check(set, cfg, kd->store,
+	    kr_config_host_id(cfg, host, sizeof(host)), (int64_t)time(NULL),
+	    hint, 1024, err);
+}
+
 /* ---- reload ---- */
 
 /* SIGHUP: the file is parsed on the intake thread (a hostile or huge
@@ -291,6 +307,7 @@ static void
 reload_done(struct kd *kd, struct kd_reload *r)
 {
 	struct kr_err err = {0};
+	char hint[1024] = "";
 	unsigned next_gen;
 
 	if (r->errors != NULL) {
@@ -298,12 +315,17 @@ reload_done(struct kd *kd, struct kd_reload *r)
 		kr_log_err("reload failed: keeping the running config");
 		goto out;
 	}
-	/* Keys added by `kairanctl keys rotate` sign from now on. */
+	/* Keys added by `kairanctl keys rotate` sign from now on; DKIM keys
+	 * (a new selector, or a file copied after `kairanctl dkim
+	 * replace`) must be the ones the database knows. */
 	if (r->why[0] != '\0' ||
 	    kr_token_keyring_check(r->ring, r->cfg->key_file, kd->store,
-		(int64_t)time(NULL), &err) < 0) {
+		(int64_t)time(NULL), &err) < 0 ||
+	    dkim_check(kd, r->cfg, r->dkim, hint, &err) < 0) {
 		kr_log_err("reload failed: %s: keeping the running config",
 		    r->why[0] != '\0' ? r->why : err.msg);
+		if (r->why[0] == '\0' && hint[0] != '\0')
+			kr_log_err("%s", hint);
 		goto out;
 	}
 	if (kd->web != NULL && kr_web_set_config(kd->web, r->cfg, r->ring,
@@ -409,6 +431,7 @@ start(struct kd *kd)
 {
 	struct kr_web_listen l;
 	struct kr_err err = {0};
+	char hint[1024] = "";
 
 	/* Opening migrates the schema, once, before any other connection.
 	 * Every connection of kairand leaves checkpoints to loop(). */
@@ -424,6 +447,14 @@ start(struct kd *kd)
 	if (kr_token_keyring_open(kd->cfg->key_file, kd->store, &kd->ring,
 		&err) < 0) {
 		kr_log_err("%s", err.msg);
+		return -1;
+	}
+	/* Every host of one database signs with the same DKIM keys: the
+	 * first one to start records them. */
+	if (dkim_check(kd, kd->cfg, kd->dkim, hint, &err) < 0) {
+		kr_log_err("%s", err.msg);
+		if (hint[0] != '\0')
+			kr_log_err("%s", hint);
 		return -1;
 	}
 	/* Delivery (and its kairan-smtp child, which thus never sees a

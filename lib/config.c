@@ -3241,6 +3241,20 @@ kr_config_restart_keys(const struct kr_config *old, const struct kr_config *cur,
 	return n;
 }
 
+const char *
+kr_config_host_id(const struct kr_config *cfg, char *buf, size_t n)
+{
+	if (n == 0)
+		return buf;
+	buf[0] = '\0';
+	if (cfg != NULL && cfg->host_id != NULL && cfg->host_id[0] != '\0')
+		snprintf(buf, n, "%s", cfg->host_id);
+	else if (gethostname(buf, n - 1) < 0 || buf[0] == '\0')
+		snprintf(buf, n, "localhost");
+	buf[n - 1] = '\0';
+	return buf;
+}
+
 const struct kr_cfg_list *
 kr_config_list(const struct kr_config *cfg, const char *id)
 {

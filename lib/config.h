@@ -208,6 +208,11 @@ size_t kr_config_restart_keys(const struct kr_config *old,
     const struct kr_config *cur, char *what, size_t size);
 /* Frees cfg (wiping secrets) and sets *cfg to NULL. Accepts NULL. */
 void kr_config_free(struct kr_config **cfg);
+/* This host among the kairand hosts of one database: host_id, else the
+ * machine's host name, else "localhost" (as delivery's leases name it),
+ * written to buf (n bytes). Returns buf. */
+const char *kr_config_host_id(const struct kr_config *cfg, char *buf,
+    size_t n);
 /* Returns the list with this id, or NULL. Borrowed from cfg. */
 const struct kr_cfg_list *kr_config_list(const struct kr_config *cfg,
     const char *id);

@@ -40,6 +40,7 @@
 #include "dkim_int.h"
 #include "err.h"
 #include "secret.h"
+#include "store.h"
 #include "xmem.h"
 
 #define DKIM_MAX_FIELDS 1000   /* header fields in a message we sign */
@@ -900,6 +901,135 @@ kr_dkim_set_free(struct kr_dkim_set **setp)
 	free(set->signers);
 	free(set);
 	*setp = NULL;
+}
+
+/* ---- the same keys on every host ---- */
+
+int
+kr_dkim_fingerprint(const struct kr_dkim *d, bool ed, char out[KR_DKIM_FP_LEN])
+{
+	unsigned char h[crypto_hash_sha256_BYTES];
+	unsigned char *der = NULL;
+	EVP_PKEY *pk = NULL;
+	int len = -1;
+
+	out[0] = '\0';
+	if (ed && d->ed_sk != NULL)
+		pk = EVP_PKEY_new_raw_public_key(
+		    EVP_PKEY_ED25519, NULL, d->ed_sk + crypto_sign_SEEDBYTES,
+		    crypto_sign_PUBLICKEYBYTES);
+	if (pk != NULL)
+		len = i2d_PUBKEY(pk, &der);
+	else if (!ed && d->rsa != NULL)
+		len = i2d_PUBKEY(d->rsa, &der);
+	EVP_PKEY_free(pk);
+	if (len <= 0) {
+		OPENSSL_free(der);
+		return -1;
+	}
+	crypto_hash_sha256(h, der, (unsigned long long)len);
+	OPENSSL_free(der);
+	sodium_bin2hex(out, KR_DKIM_FP_LEN, h, sizeof(h));
+	return 0;
+}
+
+/* DNS names are one whatever the letter case: the selector as the
+ * database keeps it (d= is lower-case already). */
+static void
+lower(char *dst, size_t n, const char *src)
+{
+	size_t i;
+
+	for (i = 0; src[i] != '\0' && i + 1 < n; i++)
+		dst[i] = (char)(src[i] >= 'A' && src[i] <= 'Z' ? src[i] + 32
+		                                               : src[i]);
+	dst[i] = '\0';
+}
+
+/* One key of one list against the database. */
+static int
+check_key(const struct kr_cfg_list *l, const struct kr_dkim *d, bool ed,
+          struct kr_store *store, const char *host, int64_t now, char *hint,
+          size_t hint_size, struct kr_err *err)
+{
+	const char *sel = ed ? d->ed_sel : d->rsa_sel;
+	const char *file = ed ? l->dkim_ed25519_key_file : l->dkim_rsa_key_file;
+	char fp[KR_DKIM_FP_LEN], lsel[256];
+	struct kr_store_dkim_key known;
+	int r;
+
+	if (kr_dkim_fingerprint(d, ed, fp) < 0)
+		return kr_err_set(err, KR_ERR_IO,
+		                  "list %s: dkim key file %s: no public key",
+		                  l->id, file);
+	lower(lsel, sizeof(lsel), sel);
+	r = kr_store_dkim_check(store, d->domain, lsel, fp, host, now, &known,
+	                        err);
+	if (r < 0) {
+		kr_err_prefix(err, "list %s: dkim key file %s", l->id, file);
+		return -1;
+	}
+	if (r == 0)
+		return 0;
+	if (hint != NULL && hint_size > 0)
+		snprintf(
+		    hint, hint_size,
+		    "d=%s s=%s: this host's key has the fingerprint %s, the "
+		    "database's %s. Every kairan host of one database needs "
+		    "the same DKIM key files: copy them from a host that "
+		    "starts. A new key goes under a new selector; to replace "
+		    "the key under %s on purpose, publish its record and run "
+		    "`kairanctl dkim replace --domain %s %s` on a host that "
+		    "has the new file",
+		    d->domain, lsel, fp, known.fingerprint, lsel, d->domain,
+		    lsel);
+	return kr_err_set(err, KR_ERR_INVALID,
+	                  "list %s: dkim key file %s (d=%s s=%s) is not the "
+	                  "key the database knows, recorded by host %s: mail "
+	                  "signed with it would fail DKIM",
+	                  l->id, file, d->domain, lsel,
+	                  known.host[0] != '\0' ? known.host : "(unknown)");
+}
+
+int
+kr_dkim_set_check(const struct kr_dkim_set *set, const struct kr_config *cfg,
+                  struct kr_store *store, const char *host, int64_t now,
+                  char *hint, size_t hint_size, struct kr_err *err)
+{
+	const struct kr_dkim *d;
+	size_t i;
+
+	if (hint != NULL && hint_size > 0)
+		hint[0] = '\0';
+	for (i = 0; i < cfg->n_lists; i++) {
+		d = kr_dkim_set_get(set, cfg->lists[i].id);
+		if (d == NULL)
+			continue;
+		if ((d->rsa_sel != NULL &&
+		     check_key(&cfg->lists[i], d, false, store, host, now, hint,
+		               hint_size, err) < 0) ||
+		    (d->ed_sel != NULL &&
+		     check_key(&cfg->lists[i], d, true, store, host, now, hint,
+		               hint_size, err) < 0))
+			return -1;
+	}
+	return 0;
+}
+
+int
+kr_dkim_replace(const struct kr_dkim *d, bool ed, struct kr_store *store,
+                const char *host, int64_t now, char fp_out[KR_DKIM_FP_LEN],
+                struct kr_store_dkim_key *old_out, struct kr_err *err)
+{
+	const char *sel = ed ? d->ed_sel : d->rsa_sel;
+	char lsel[256];
+
+	if (sel == NULL || kr_dkim_fingerprint(d, ed, fp_out) < 0)
+		return kr_err_set(err, KR_ERR_INVALID, "dkim: no %s key",
+		                  ed ? "ed25519" : "rsa");
+	lower(lsel, sizeof(lsel), sel);
+	return kr_store_dkim_replace(store, d->domain, lsel, fp_out, host, now,
+	                             old_out, err);
 }
 
 /* ---- keygen and DNS records ---- */

@@ -17,6 +17,8 @@ struct kr_config;
 struct kr_dkim;
 struct kr_dkim_set;
 struct kr_err;
+struct kr_store;
+struct kr_store_dkim_key;
 
 /* Loads the keys for domain d=: an RSA PEM key (1024 bits or more) and/or
  * an Ed25519 key file (base64 of the 32-byte seed), each with its
@@ -52,6 +54,45 @@ KR_NODISCARD int kr_dkim_set_new(const struct kr_config *cfg,
 const struct kr_dkim *kr_dkim_set_get(const struct kr_dkim_set *set,
                                       const char *list_id);
 void kr_dkim_set_free(struct kr_dkim_set **set);
+
+/* ---- the same keys on every host (several hosts, one database) ---- */
+
+/* A fingerprint's hex digits and NUL. */
+#define KR_DKIM_FP_LEN 65
+/* The fingerprint the database keeps of a signing key: the SHA-256, in
+ * lower-case hex, of its public key as DER SubjectPublicKeyInfo (for an
+ * RSA key file, what `openssl pkey -in FILE -pubout -outform DER |
+ * sha256sum` prints). ed: of the Ed25519 key, else of the RSA key.
+ * Returns 0, or -1 when dkim has no such key or the crypto library
+ * fails. Public: nothing of the private key can be learnt from it. */
+KR_NODISCARD int kr_dkim_fingerprint(const struct kr_dkim *dkim, bool ed,
+                                     char out[KR_DKIM_FP_LEN]);
+/* Checks each signing key of set (made from cfg) against the keys the
+ * database knows (kr_store_dkim_check): one it has not seen under its
+ * domain and selector is recorded with its fingerprint and host (this
+ * host's host_id). Returns 0 when every key is new or the one known, -1
+ * on a database error or when the database knows another key under a
+ * domain and selector: a host with that key would sign mail that fails
+ * DKIM wherever the other key is published. err then names the list,
+ * key file, d= and s= and the host whose key the database has (never key
+ * bytes); hint (hint_size bytes, may be NULL) gets both fingerprints and
+ * the way out, a line to log after err's. */
+KR_NODISCARD int kr_dkim_set_check(const struct kr_dkim_set *set,
+                                   const struct kr_config *cfg,
+                                   struct kr_store *store, const char *host,
+                                   int64_t now, char *hint, size_t hint_size,
+                                   struct kr_err *err);
+/* `kairanctl dkim replace`: the key under d= and s= (ed: the Ed25519
+ * one, else the RSA one) was replaced on purpose; its fingerprint
+ * (fp_out) becomes the one the database knows (kr_store_dkim_replace):
+ * hosts with the old key are refused from their next start or reload.
+ * Returns 1 when the database knew another key (*old_out, may be NULL),
+ * 0 when none or this one, -1 on error. */
+KR_NODISCARD int kr_dkim_replace(const struct kr_dkim *dkim, bool ed,
+                                 struct kr_store *store, const char *host,
+                                 int64_t now, char fp_out[KR_DKIM_FP_LEN],
+                                 struct kr_store_dkim_key *old_out,
+                                 struct kr_err *err);
 
 /* Signs msg (a whole RFC 5322 message, CRLF lines, as it will be sent)
  * and appends the DKIM-Signature field(s) to out, folded, each ending in

@@ -4,6 +4,7 @@
 #include "store.h"
 
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -152,6 +153,9 @@ static const char *const cols_bounces[] = {
     "diagnostic", "source", "counted"};
 static const char *const cols_token_keys[] = {"id", "fingerprint",
                                               "seen_at"};
+static const char *const cols_dkim_keys[] = {"domain", "selector",
+                                             "fingerprint", "host",
+                                             "seen_at"};
 static const char *const cols_governor_lists[] = {
     "list_id", "paused", "reason", "ack_complaints", "ack_bounces"};
 
@@ -160,7 +164,7 @@ const struct kr_store_table kr_store_tables[] = {
     TABLE(subscribers, true), TABLE(reports, true),
     TABLE(deliveries, true),  TABLE(events, true),
     TABLE(bounces, true),     TABLE(token_keys, false),
-    TABLE(governor_lists, false),
+    TABLE(governor_lists, false), TABLE(dkim_keys, false),
 };
 const size_t kr_store_n_tables = KR_NELEM(kr_store_tables);
 
@@ -646,6 +650,42 @@ int
 kr_store_keys_forget(struct kr_store *s, struct kr_err *err)
 {
 	return s->ops->keys_forget(s->be, err);
+}
+
+int
+kr_store_dkim_check(struct kr_store *s, const char *domain,
+                    const char *selector, const char *fingerprint,
+                    const char *host, int64_t now,
+                    struct kr_store_dkim_key *known_out, struct kr_err *err)
+{
+	struct kr_store_dkim_key k;
+
+	return s->ops->dkim_check(s->be, domain, selector, fingerprint, host,
+	                          now, known_out != NULL ? known_out : &k, err);
+}
+
+int
+kr_store_dkim_replace(struct kr_store *s, const char *domain,
+                      const char *selector, const char *fingerprint,
+                      const char *host, int64_t now,
+                      struct kr_store_dkim_key *old_out, struct kr_err *err)
+{
+	struct kr_store_dkim_key k;
+
+	return s->ops->dkim_replace(s->be, domain, selector, fingerprint, host,
+	                            now, old_out != NULL ? old_out : &k, err);
+}
+
+int
+kr_store_describe(struct kr_store *s, char *out, size_t n, struct kr_err *err)
+{
+	if (n > 0)
+		out[0] = '\0';
+	if (s->ops->describe == NULL) { /* a test's backend */
+		snprintf(out, n, "%s", s->ops->name);
+		return 0;
+	}
+	return s->ops->describe(s->be, out, n, err);
 }
 
 int

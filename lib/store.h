@@ -497,6 +497,48 @@ KR_NODISCARD int kr_store_tokens_issued(struct kr_store *s, int64_t *n_out,
  * purpose: `kairanctl keys rotate --replace-lost`), with an event. */
 KR_NODISCARD int kr_store_keys_forget(struct kr_store *s, struct kr_err *err);
 
+/* ---- DKIM keys (schema v12) ----
+ * The database keeps, for every DKIM signing key a host has started with,
+ * its domain (d=) and selector (s=), a fingerprint of its public key
+ * (which DNS publishes anyway: never the private key) and the host that
+ * recorded it first, so that a host whose key file differs from the
+ * others' is refused at its start instead of signing mail that fails
+ * DKIM wherever the published key is the other one. */
+
+struct kr_store_dkim_key {
+	char fingerprint[72]; /* hex */
+	char host[256];       /* host_id of the host that recorded it */
+	int64_t seen_at;
+};
+
+/* Records (domain, selector) with fingerprint and host the first time
+ * (hosts starting together: the first one written wins). 0 when new or
+ * the same as recorded, 1 when the database knows another key under that
+ * domain and selector (*known_out filled; it may be NULL), -1 on
+ * error. */
+KR_NODISCARD int kr_store_dkim_check(struct kr_store *s, const char *domain,
+    const char *selector, const char *fingerprint, const char *host,
+    int64_t now, struct kr_store_dkim_key *known_out, struct kr_err *err);
+/* The operator replaced the key under (domain, selector) on purpose
+ * (`kairanctl dkim replace`): fingerprint becomes the one the database
+ * knows, whatever was there, with an event naming both. 1 when another
+ * key was recorded before (*old_out filled; it may be NULL), 0 when none
+ * or the same, -1 on error. */
+KR_NODISCARD int kr_store_dkim_replace(struct kr_store *s,
+    const char *domain, const char *selector, const char *fingerprint,
+    const char *host, int64_t now, struct kr_store_dkim_key *old_out,
+    struct kr_err *err);
+
+/* ---- what /healthz names ---- */
+
+/* Writes which database s is and its schema version as the database
+ * holds it now: "sqlite PATH, schema v12" or "postgresql HOST:PORT/DBNAME,
+ * schema v12"; never a password, a user or the URI's options. When the
+ * version cannot be read, out still names the database (without the
+ * schema) and -1 returns with err set. */
+KR_NODISCARD int kr_store_describe(struct kr_store *s, char *out, size_t n,
+    struct kr_err *err);
+
 /* ---- counts for /metrics ---- */
 
 /* Bounces and complaints stored so far, counted or not: of one report's

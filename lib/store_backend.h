@@ -17,7 +17,7 @@
 struct kr_store_be;
 
 /* The schema version of this build, the same on every backend. */
-#define KR_STORE_SCHEMA_VERSION 11
+#define KR_STORE_SCHEMA_VERSION 12
 
 /* A table as `kairanctl store copy` moves it: the logical schema of
  * KR_STORE_SCHEMA_VERSION, the same on every backend (kr_store_tables in
@@ -163,6 +163,18 @@ struct kr_store_ops {
 	int (*tokens_issued)(struct kr_store_be *s, int64_t *n_out,
 	                     struct kr_err *err);
 	int (*keys_forget)(struct kr_store_be *s, struct kr_err *err);
+	int (*dkim_check)(struct kr_store_be *s, const char *domain,
+	                  const char *selector, const char *fingerprint,
+	                  const char *host, int64_t now,
+	                  struct kr_store_dkim_key *known_out,
+	                  struct kr_err *err);
+	int (*dkim_replace)(struct kr_store_be *s, const char *domain,
+	                    const char *selector, const char *fingerprint,
+	                    const char *host, int64_t now,
+	                    struct kr_store_dkim_key *old_out,
+	                    struct kr_err *err);
+	int (*describe)(struct kr_store_be *s, char *out, size_t n,
+	                struct kr_err *err);
 	int (*bounce_counts)(struct kr_store_be *s, int64_t report_id,
 	                     struct kr_bounce_counts *out, struct kr_err *err);
 	int (*subscriber_tally)(struct kr_store_be *s, kr_store_tally_fn fn,

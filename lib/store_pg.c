@@ -327,9 +327,19 @@ static const char pg_v11[] =
     " END IF; RETURN NULL; END$$;"
     TALLY_TRIGGERS("subscribers", "kr_subscriber_tally");
 
-static const char *const migrations[] = {pg_v1, pg_v2, pg_v3, pg_v4,
-                                         pg_v5, pg_v6, pg_v7, pg_v8,
-                                         pg_v9, pg_v10, pg_v11};
+/* v12 (issue 13): the DKIM keys of store_sqlite.c's schema_v12. */
+static const char pg_v12[] =
+    "CREATE TABLE dkim_keys ("
+    " domain text NOT NULL,"
+    " selector text NOT NULL,"
+    " fingerprint text NOT NULL,"
+    " host text NOT NULL DEFAULT '',"
+    " seen_at bigint NOT NULL,"
+    " PRIMARY KEY (domain, selector));";
+
+static const char *const migrations[] = {pg_v1, pg_v2,  pg_v3,  pg_v4,
+                                         pg_v5, pg_v6,  pg_v7,  pg_v8,
+                                         pg_v9, pg_v10, pg_v11, pg_v12};
 
 _Static_assert(KR_NELEM(migrations) == KR_STORE_SCHEMA_VERSION,
                "a migration for every schema version");
@@ -527,7 +537,7 @@ static const char SQL_HEALTH[] =
 
 /* ---- the connection ---- */
 
-#define MAX_PREPARED 96
+#define MAX_PREPARED 128 /* more than the statements this file has */
 
 struct kr_store_be {
 	PGconn *conn;
@@ -2868,6 +2878,169 @@ pg_keys_forget(struct kr_store_be *s, struct kr_err *err)
 	             err);
 }
 
+/* ---- DKIM keys (schema v12) ---- */
+
+#define SQL_DKIM_GET                                                           \
+	"SELECT fingerprint, host, seen_at FROM dkim_keys"                     \
+	" WHERE domain = $1 AND selector = $2"
+#define SQL_DKIM_GET_LOCKED SQL_DKIM_GET " FOR UPDATE"
+#define SQL_DKIM_INSERT                                                        \
+	"INSERT INTO dkim_keys (domain, selector, fingerprint, host, seen_at)" \
+	" VALUES ($1, $2, $3, $4, $5)"
+#define SQL_DKIM_ADD                                                           \
+	SQL_DKIM_INSERT " ON CONFLICT (domain, selector) DO NOTHING"
+#define SQL_DKIM_SET                                                           \
+	SQL_DKIM_INSERT                                                        \
+	    " ON CONFLICT (domain, selector) DO UPDATE SET"                    \
+	    " fingerprint = excluded.fingerprint, host = excluded.host,"       \
+	    " seen_at = excluded.seen_at"
+
+/* The row of (domain, selector) into *k; 1 found, 0 none, -1 error. */
+static int
+dkim_get(struct kr_store_be *s, const char *sql, const char *domain,
+         const char *selector, struct kr_store_dkim_key *k, struct kr_err *err)
+{
+	struct params p = {0};
+	PGresult *r;
+	int found;
+
+	memset(k, 0, sizeof(*k));
+	p_text(&p, domain);
+	p_text(&p, selector);
+	r = q(s, sql, &p, "dkim keys", err);
+	if (r == NULL)
+		return -1;
+	found = PQntuples(r) > 0;
+	if (found) {
+		g_copy(k->fingerprint, sizeof(k->fingerprint), r, 0, 0);
+		g_copy(k->host, sizeof(k->host), r, 0, 1);
+		k->seen_at = g_int(r, 0, 2);
+	}
+	PQclear(r);
+	return found;
+}
+
+static int
+dkim_put(struct kr_store_be *s, const char *sql, const char *domain,
+         const char *selector, const char *fingerprint, const char *host,
+         int64_t now, struct kr_err *err)
+{
+	struct params p = {0};
+
+	p_text(&p, domain);
+	p_text(&p, selector);
+	p_text(&p, fingerprint);
+	p_text(&p, host);
+	p_int(&p, now);
+	return run(s, sql, &p, "dkim keys", NULL, err);
+}
+
+static int
+pg_dkim_check(struct kr_store_be *s, const char *domain, const char *selector,
+              const char *fingerprint, const char *host, int64_t now,
+              struct kr_store_dkim_key *known_out, struct kr_err *err)
+{
+	int r;
+
+	/* Hosts starting together: the first fingerprint written wins and
+	 * the others compare against it. */
+	if (dkim_put(s, SQL_DKIM_ADD, domain, selector, fingerprint, host, now,
+	             err) < 0)
+		return -1;
+	r = dkim_get(s, SQL_DKIM_GET, domain, selector, known_out, err);
+	if (r < 0)
+		return -1;
+	return r == 1 && strcmp(known_out->fingerprint, fingerprint) != 0 ? 1
+	                                                                  : 0;
+}
+
+static int
+pg_dkim_replace(struct kr_store_be *s, const char *domain, const char *selector,
+                const char *fingerprint, const char *host, int64_t now,
+                struct kr_store_dkim_key *old_out, struct kr_err *err)
+{
+	char *detail = NULL;
+	bool own = true;
+	int r, found;
+
+	if (tx_begin(s, &own, err) < 0)
+		return -1;
+	found = r =
+	    dkim_get(s, SQL_DKIM_GET_LOCKED, domain, selector, old_out, err);
+	if (r >= 0)
+		r = dkim_put(s, SQL_DKIM_SET, domain, selector, fingerprint,
+		             host, now, err);
+	if (r == 0) {
+		detail =
+		    kr_xasprintf("d=%s s=%s: key %s recorded by %s (was %s)",
+		                 domain, selector, fingerprint, host,
+		                 found == 1 ? old_out->fingerprint : "none");
+		r = event(s, now, "dkim-replaced", 0, 0, detail, err);
+	}
+	free(detail);
+	if (tx_end(s, own, r, err) < 0)
+		return -1;
+	return found == 1 && strcmp(old_out->fingerprint, fingerprint) != 0 ? 1
+	                                                                    : 0;
+}
+
+/* ---- what /healthz names ---- */
+
+/* The value of keyword in libpq's options (NULL when unset or empty). */
+static const char *
+opt_val(const PQconninfoOption *o, const char *keyword)
+{
+	for (; o != NULL && o->keyword != NULL; o++)
+		if (strcmp(o->keyword, keyword) == 0)
+			return o->val != NULL && o->val[0] != '\0' ? o->val
+			                                           : NULL;
+	return NULL;
+}
+
+/* host:port/dbname of the connection, or, while it is down, of the URI
+ * with libpq's defaults for what it leaves out (never the password, the
+ * user or the options). */
+static void
+pg_name(struct kr_store_be *s, char *out, size_t n)
+{
+	static const char *const keys[] = {"host", "port", "dbname"};
+	const char *val[3];
+	PQconninfoOption *opts, *defs;
+	size_t i;
+
+	if (s->conn != NULL && PQstatus(s->conn) == CONNECTION_OK) {
+		snprintf(out, n, "postgresql %s:%s/%s", PQhost(s->conn),
+		         PQport(s->conn), PQdb(s->conn));
+		return;
+	}
+	opts = PQconninfoParse(s->uri, NULL);
+	defs = PQconndefaults();
+	for (i = 0; i < KR_NELEM(keys); i++)
+		if ((val[i] = opt_val(opts, keys[i])) == NULL)
+			val[i] = opt_val(defs, keys[i]);
+	snprintf(out, n, "postgresql %s:%s/%s", val[0] ? val[0] : "localhost",
+	         val[1] ? val[1] : "5432", val[2] ? val[2] : "?");
+	PQconninfoFree(opts);
+	PQconninfoFree(defs);
+}
+
+static int
+pg_describe(struct kr_store_be *s, char *out, size_t n, struct kr_err *err)
+{
+	int64_t v = 0;
+	size_t len;
+
+	pg_name(s, out, n);
+	if (query_int(s, "SELECT version FROM kairan_schema", NULL,
+	              "read schema version", &v, err) < 0) {
+		pg_name(s, out, n); /* the connection may have gone */
+		return -1;
+	}
+	len = strlen(out);
+	snprintf(out + len, n - len, ", schema v%lld", (long long)v);
+	return 0;
+}
+
 /* ---- consent records ---- */
 
 static int
@@ -3390,6 +3563,9 @@ const struct kr_store_ops kr_store_pg_ops = {
 	.key_check = pg_key_check,
 	.tokens_issued = pg_tokens_issued,
 	.keys_forget = pg_keys_forget,
+	.dkim_check = pg_dkim_check,
+	.dkim_replace = pg_dkim_replace,
+	.describe = pg_describe,
 	.bounce_counts = pg_bounce_counts,
 	.subscriber_tally = pg_subscriber_tally,
 	.subscriber_days = pg_subscriber_days,

@@ -387,9 +387,23 @@ static const char schema_v11[] =
     "  AND q = old.unsubscribed_at / 900;"
     " END;";
 
+/* v12 (issue 13, several hosts): the DKIM keys hosts sign with, one row
+ * per domain (d=) and selector (s=): a fingerprint of the public key
+ * (kr_dkim_fingerprint(), never the private key) and the host that
+ * recorded it first, so that a host with another key under the same
+ * selector is refused at its start (kr_store_dkim_check()). */
+static const char schema_v12[] =
+    "CREATE TABLE dkim_keys ("
+    " domain TEXT NOT NULL,"
+    " selector TEXT NOT NULL,"
+    " fingerprint TEXT NOT NULL,"
+    " host TEXT NOT NULL DEFAULT '',"
+    " seen_at INTEGER NOT NULL,"
+    " PRIMARY KEY (domain, selector)) WITHOUT ROWID;";
+
 static const char *const migrations[] = {
-    schema_v1, schema_v2, schema_v3, schema_v4, schema_v5, schema_v6,
-    schema_v7, schema_v8, schema_v9, schema_v10, schema_v11};
+    schema_v1, schema_v2, schema_v3, schema_v4,  schema_v5,  schema_v6,
+    schema_v7, schema_v8, schema_v9, schema_v10, schema_v11, schema_v12};
 
 /* ---- prepared statements ---- */
 
@@ -2981,6 +2995,136 @@ sq_keys_forget(struct kr_store_be *s, struct kr_err *err)
 	             err);
 }
 
+/* ---- DKIM keys (schema v12) ---- */
+
+/* The row of (domain, selector) into *k; 1 found, 0 none, -1 error. */
+static int
+dkim_get(struct kr_store_be *s, const char *domain, const char *selector,
+         struct kr_store_dkim_key *k, struct kr_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, r = -1;
+
+	memset(k, 0, sizeof(*k));
+	if (prep(s,
+	         "SELECT fingerprint, host, seen_at FROM dkim_keys"
+	         " WHERE domain = ?1 AND selector = ?2",
+	         &st, err) < 0)
+		return -1;
+	bind_text(st, 1, domain);
+	bind_text(st, 2, selector);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		col_copy(k->fingerprint, sizeof(k->fingerprint), st, 0);
+		col_copy(k->host, sizeof(k->host), st, 1);
+		k->seen_at = sqlite3_column_int64(st, 2);
+		r = 1;
+	} else if (rc == SQLITE_DONE) {
+		r = 0;
+	} else {
+		db_err(s, rc, "dkim keys", err);
+	}
+	sqlite3_finalize(st);
+	return r;
+}
+
+/* INSERT (replace: or replace) the row of (domain, selector). */
+static int
+dkim_put(struct kr_store_be *s, bool replace, const char *domain,
+         const char *selector, const char *fingerprint, const char *host,
+         int64_t now, struct kr_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (prep(s,
+	         replace ? "INSERT INTO dkim_keys (domain, selector,"
+	                   " fingerprint, host, seen_at)"
+	                   " VALUES (?1, ?2, ?3, ?4, ?5)"
+	                   " ON CONFLICT (domain, selector) DO UPDATE SET"
+	                   " fingerprint = excluded.fingerprint,"
+	                   " host = excluded.host, seen_at = excluded.seen_at"
+	                 : "INSERT INTO dkim_keys (domain, selector,"
+	                   " fingerprint, host, seen_at)"
+	                   " VALUES (?1, ?2, ?3, ?4, ?5)"
+	                   " ON CONFLICT (domain, selector) DO NOTHING",
+	         &st, err) < 0)
+		return -1;
+	bind_text(st, 1, domain);
+	bind_text(st, 2, selector);
+	bind_text(st, 3, fingerprint);
+	bind_text(st, 4, host);
+	sqlite3_bind_int64(st, 5, now);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return db_err(s, rc, "dkim keys", err);
+	return 0;
+}
+
+static int
+sq_dkim_check(struct kr_store_be *s, const char *domain, const char *selector,
+              const char *fingerprint, const char *host, int64_t now,
+              struct kr_store_dkim_key *known_out, struct kr_err *err)
+{
+	int r;
+
+	/* Hosts starting together: the first fingerprint written wins and
+	 * the others compare against it. */
+	if (dkim_put(s, false, domain, selector, fingerprint, host, now, err) <
+	    0)
+		return -1;
+	r = dkim_get(s, domain, selector, known_out, err);
+	if (r < 0)
+		return -1;
+	return r == 1 && strcmp(known_out->fingerprint, fingerprint) != 0 ? 1
+	                                                                  : 0;
+}
+
+static int
+sq_dkim_replace(struct kr_store_be *s, const char *domain, const char *selector,
+                const char *fingerprint, const char *host, int64_t now,
+                struct kr_store_dkim_key *old_out, struct kr_err *err)
+{
+	char *detail = NULL;
+	bool own = true;
+	int r, found;
+
+	if (tx_begin(s, &own, err) < 0)
+		return -1;
+	found = r = dkim_get(s, domain, selector, old_out, err);
+	if (r >= 0)
+		r = dkim_put(s, true, domain, selector, fingerprint, host, now,
+		             err);
+	if (r == 0) {
+		detail =
+		    kr_xasprintf("d=%s s=%s: key %s recorded by %s (was %s)",
+		                 domain, selector, fingerprint, host,
+		                 found == 1 ? old_out->fingerprint : "none");
+		r = event(s, now, "dkim-replaced", 0, 0, detail, err);
+	}
+	free(detail);
+	if (tx_end(s, own, r, err) < 0)
+		return -1;
+	return found == 1 && strcmp(old_out->fingerprint, fingerprint) != 0 ? 1
+	                                                                    : 0;
+}
+
+/* ---- what /healthz names ---- */
+
+static int
+sq_describe(struct kr_store_be *s, char *out, size_t n, struct kr_err *err)
+{
+	int64_t v = 0;
+
+	if (query_int(s, "PRAGMA user_version", &v, err) < 0) {
+		snprintf(out, n, "sqlite %s", s->path);
+		return -1;
+	}
+	snprintf(out, n, "sqlite %s, schema v%lld", s->path, (long long)v);
+	return 0;
+}
+
 /* ---- consent records (特定電子メール法 Article 3) ---- */
 
 static int
@@ -3472,6 +3616,9 @@ const struct kr_store_ops kr_store_sqlite_ops = {
 	.bounce_record = sq_bounce_record,
 	.bounce_foreach = sq_bounce_foreach,
 	.key_check = sq_key_check,
+	.dkim_check = sq_dkim_check,
+	.dkim_replace = sq_dkim_replace,
+	.describe = sq_describe,
 	.tokens_issued = sq_tokens_issued,
 	.keys_forget = sq_keys_forget,
 	.bounce_counts = sq_bounce_counts,

@@ -1348,9 +1348,18 @@ kr_web_admin_handler(void *cls, struct MHD_Connection *c, const char *url,
 	if (strcmp(url, "/healthz") == 0) {
 		kr_web_health_fn hfn;
 		void *hctx;
+		char db[640];
+		struct kr_err de;
 
+		kr_err_clear(&de);
 		pthread_mutex_lock(&web->store_lock);
 		rc = kr_store_ping(web->store, &e);
+		/* which database, and its schema as it holds it now */
+		if (kr_store_describe(web->store, db, sizeof(db), &de) < 0 &&
+		    rc == 0) {
+			rc = -1;
+			e = de;
+		}
 		pthread_mutex_unlock(&web->store_lock);
 		pthread_mutex_lock(&web->lock);
 		hfn = web->health_fn;
@@ -1362,10 +1371,14 @@ kr_web_admin_handler(void *cls, struct MHD_Connection *c, const char *url,
 		 * locked for the workers. */
 		if (hfn != NULL && hfn(hctx, &out) != 0)
 			rc = -1;
+		/* "ok" stays the first line, for monitors that match it */
+		if ((rc == 0 && kr_buf_puts(&out, "ok\n") < 0) ||
+		    kr_buf_printf(&out, "database: %s\n", db) < 0)
+			goto out;
 		if (rc == 0)
 			ret = kr_web_send_text(web, c, 200,
 			                       "text/plain; charset=utf-8",
-			                       "ok\n", 3, NULL);
+			                       out.data, out.len, NULL);
 		else
 			ret = kr_web_send_text(web, c, 503,
 			                       "text/plain; charset=utf-8",

@@ -33,6 +33,24 @@ _failed = 0
 _procs = []
 
 
+def _schema_version():
+    with open(os.path.join(ROOT, "lib", "store_backend.h")) as f:
+        return int(re.search(r"#define KR_STORE_SCHEMA_VERSION (\d+)",
+                             f.read()).group(1))
+
+
+# The schema version this build writes (what /healthz names).
+SCHEMA = _schema_version()
+
+
+def healthz_ok(database):
+    """The whole body of a healthy /healthz: "ok", then which database
+    (an SQLite path, or "postgresql HOST:PORT/DBNAME") and its schema."""
+    if not database.startswith("postgresql "):
+        database = "sqlite " + database
+    return "ok\ndatabase: %s, schema v%d\n" % (database, SCHEMA)
+
+
 def ok(cond, name, detail=None):
     """One TAP line; returns cond so tests can branch on it."""
     global _n, _failed

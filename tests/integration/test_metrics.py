@@ -413,7 +413,9 @@ def startup_looks(smtp):
                    (p == "/metrics" and st == 200 and
                     "kairan_metrics_store_up 1" in b and
                     'kairan_deliveries{state="queued"} 0' in b) or
-                   (p == "/healthz" and st == 200 and b == "ok\n"))]
+                   (p == "/healthz" and st == 200 and
+                    b == harness.healthz_ok(os.path.join(base,
+                                                         "kairan.db"))))]
     ok(len(seen) >= 20 and not bad,
        "during start-up each look is the whole page or 503 starting "
        "(%d looks)" % len(seen), bad[:5])

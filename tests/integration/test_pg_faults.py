@@ -13,6 +13,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pg  # noqa: E402
+import harness  # noqa: E402
 from harness import (Kairan, done, free_port, http, ok, tmpdir,  # noqa: E402
                      wait_for)
 
@@ -94,6 +95,10 @@ try:
     ok(st == 503 and "No space left" in body and "/news" in body and
        pg.PASSWORD not in body,
        "/healthz says the database's disk is full, naming it", (st, body))
+    ok(body.endswith("\ndatabase: postgresql 127.0.0.1:%d/news, schema v%d\n"
+                     % (srv.port, harness.SCHEMA)),
+       "... and ends with the database: host:port/dbname and schema",
+       body)
     rc, out, err = k.ctl("subscribers", "add", "cli@example.jp",
                          "--list", "sips-report")
     ok(rc != 0 and "No space left" in err,

@@ -14,7 +14,7 @@ import pg  # noqa: E402
 from harness import Kairan, done, http, ok, report, tmpdir, wait_for  # noqa
 
 TABLES = ["subscribers", "reports", "deliveries", "events", "bounces",
-          "token_keys", "governor_lists"]
+          "token_keys", "governor_lists", "dkim_keys"]
 
 if not pg.available():
     ok(False, "PostgreSQL 15 is installed (make deps)")
@@ -52,13 +52,20 @@ sent_before = mails()
 
 db = os.path.join(base, "kairan.db")
 con = sqlite3.connect(db)
+# a DKIM key a host recorded (schema v12): kept by the copy, or the hosts
+# on the copy would record another as the first
+FP = "5e" * 32
+con.execute("INSERT INTO dkim_keys VALUES ('news.example.jp', 's1-rsa', "
+            "?, 'host-a', 1700000000)", (FP,))
+con.commit()
 lite = {t: con.execute("SELECT count(*) FROM %s" % t).fetchone()[0]
         for t in TABLES}
 gone_id = con.execute("SELECT seq FROM sqlite_sequence WHERE name = "
                       "'subscribers'").fetchone()[0]
 con.close()
 ok(lite["subscribers"] == N + 1 and lite["deliveries"] >= N + 1 and
-   lite["events"] > 0, "the SQLite store has rows to move", lite)
+   lite["events"] > 0 and lite["dkim_keys"] == 1,
+   "the SQLite store has rows to move", lite)
 
 srv = pg.Server()
 uri = srv.createdb("moved")
@@ -69,6 +76,10 @@ ok(rc == 0 and "copied" in out and "subscribers" in out,
 pgc = {t: int(srv.psql("moved", "SELECT count(*) FROM %s" % t))
        for t in TABLES}
 ok(pgc == lite, "every table has the same rows in PostgreSQL", (pgc, lite))
+dk = srv.psql("moved", "SELECT domain, selector, fingerprint, host, seen_at "
+              "FROM dkim_keys")
+ok(dk == "news.example.jp|s1-rsa|%s|host-a|1700000000\n" % FP,
+   "the DKIM key fingerprints are copied as they were", dk)
 same = srv.psql("moved", "SELECT id, email, status FROM subscribers "
                 "ORDER BY id LIMIT 3")
 con = sqlite3.connect(db)

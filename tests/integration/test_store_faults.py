@@ -116,6 +116,10 @@ def run_full_disk(base, dbdir):
     st, body = health(k)
     ok(st == 503 and "store:" in body and "full" in body,
        "full disk: /healthz 503 says the store is full", (st, body))
+    ok(body.endswith("\ndatabase: sqlite %s, schema v%d\n" %
+                     (db, harness.SCHEMA)) and
+       not body.startswith("ok"),
+       "full disk: ... and ends naming the database", body)
     sent_while_full = len(smtp.log())
 
     rc, out, err = k.send_report(harness.report("二通目", "本文\n"),
@@ -135,7 +139,7 @@ def run_full_disk(base, dbdir):
        k.logtext())
     ok(k.wait_log("delivery store ok again", 20),
        "full disk: the log says the store is writable again")
-    ok(harness.wait_for(lambda: health(k) == (200, "ok\n"), 20),
+    ok(harness.wait_for(lambda: health(k) == (200, harness.healthz_ok(db)), 20),
        "full disk: /healthz ok again", health(k))
     time.sleep(11)  # past the lease: anything left would come now
     cnt = harness.rcpt_counts(smtp)
@@ -198,7 +202,7 @@ def test_locked():
        k.logtext())
     ok(k.wait_log("delivery store ok again", 20),
        "locked: the log says the store is writable again")
-    ok(harness.wait_for(lambda: health(k) == (200, "ok\n"), 20),
+    ok(harness.wait_for(lambda: health(k) == (200, harness.healthz_ok(db)), 20),
        "locked: /healthz ok again", health(k))
     cnt = harness.rcpt_counts(smtp)
     ok(set(cnt) == set(subs) and all(v == 1 for v in cnt.values()),
@@ -222,7 +226,7 @@ def test_web_full():
         return
     try:
         smtp, k, db = setup(base, dbdir)
-        ok(health(k) == (200, "ok\n"), "web full disk: healthy at first",
+        ok(health(k) == (200, harness.healthz_ok(db)), "web full disk: healthy at first",
            health(k))
         c = sqlite3.connect(db, timeout=30)
         c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -241,7 +245,7 @@ def test_web_full():
         st, _, _ = http("POST", k.url("/subscribe"),
                         {"email": "after@example.org"})
         ok(st == 200, "web full disk: space back, a sign-up works", st)
-        ok(health(k) == (200, "ok\n"), "web full disk: /healthz ok again",
+        ok(health(k) == (200, harness.healthz_ok(db)), "web full disk: /healthz ok again",
            health(k))
         k.stop()
         smtp.stop()

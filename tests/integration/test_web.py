@@ -866,7 +866,9 @@ def main():
 
     # ---- admin ----
     st, _, body = h.http("GET", k.admin_url("/healthz"))
-    h.ok(st == 200 and body == b"ok\n", "/healthz: ok", (st, body))
+    h.ok(st == 200 and body.decode() ==
+         h.healthz_ok(os.path.join(k.base, "kairan.db")),
+         "/healthz: ok, then which database and its schema", (st, body))
     st, _, body = h.http("GET", k.admin_url("/metrics"))
     h.ok(st == 200 and b"kairan_http_rate_limited_total" in body,
          "/metrics has the web counters", body[:300])

@@ -23,6 +23,7 @@
 #include "dkim.h"
 #include "dkim_int.h"
 #include "err.h"
+#include "store.h"
 #include "xmem.h"
 
 static char *
@@ -191,7 +192,9 @@ teardown_keys(void **state)
 {
 	char *p;
 	const char *names[] = {"t-rsa.key", "t-ed25519.key", "bad.key",
-	                       "x-rsa.key", "x-ed25519.key"};
+	                       "x-rsa.key", "x-ed25519.key", "y-rsa.key",
+	                       "y-ed25519.key", "fp.db", "fp.db-wal",
+	                       "fp.db-shm"};
 	size_t i;
 
 	(void)state;
@@ -743,6 +746,184 @@ test_dkim_set(void **state)
 	free(yaml);
 }
 
+/* The first line of a shell command's output, newline removed. */
+static void
+shell_line(const char *cmd, char *out, size_t n)
+{
+	FILE *p = popen(cmd, "r");
+
+	assert_non_null(p);
+	if (fgets(out, (int)n, p) == NULL)
+		out[0] = '\0';
+	assert_int_equal(pclose(p), 0);
+	out[strcspn(out, " \n")] = '\0';
+}
+
+static struct kr_config *
+fp_config(const char *rsa_sel, const char *rsa_key, const char *ed_sel,
+          const char *ed_key)
+{
+	struct kr_config *cfg = NULL;
+	char *yaml, *errors = NULL;
+
+	yaml = kr_xasprintf("public_url: https://news.example.jp\n"
+	                    "delivery: {transport: maildir, maildir: m}\n"
+	                    "lists:\n"
+	                    "  - id: plain\n"
+	                    "    from: b@news.example.jp\n"
+	                    "  - id: both\n"
+	                    "    from: c@news.example.jp\n"
+	                    "    dkim:\n"
+	                    "      domain: news.example.jp\n"
+	                    "      rsa: {selector: %s, key_file: %s/%s}\n"
+	                    "      ed25519: {selector: %s, key_file: %s/%s}\n",
+	                    rsa_sel, tmpdir, rsa_key, ed_sel, tmpdir, ed_key);
+	if (kr_config_load_buf("t.yaml", yaml, strlen(yaml), &cfg, &errors) < 0)
+		fail_msg("%s", errors);
+	free(yaml);
+	return cfg;
+}
+
+/* The fingerprints are SHA-256 of the DER SubjectPublicKeyInfo, as the
+ * openssl tool computes them from the key files; kr_dkim_set_check
+ * records them and refuses another key under a known selector, naming
+ * list, d=, s= and file and never key bytes; a new selector is fine. */
+static void
+test_dkim_fingerprint_and_check(void **state)
+{
+	struct kr_dkim *d = new_both();
+	const struct kr_dkim *dd;
+	struct kr_dkim_set *set = NULL;
+	struct kr_config *cfg;
+	struct kr_store *store = NULL;
+	struct kr_err err = {0};
+	char fr[KR_DKIM_FP_LEN], fe[KR_DKIM_FP_LEN], want[128], cmd[1024];
+	char hint[1024], fy[KR_DKIM_FP_LEN];
+	char *db, *data;
+	FILE *fp;
+
+	(void)state;
+	assert_int_equal(kr_dkim_fingerprint(d, false, fr), 0);
+	assert_int_equal(kr_dkim_fingerprint(d, true, fe), 0);
+	assert_int_equal(strlen(fr), 64);
+	snprintf(cmd, sizeof(cmd),
+	         "openssl pkey -in %s/t-rsa.key -pubout -outform DER | "
+	         "sha256sum",
+	         tmpdir);
+	shell_line(cmd, want, sizeof(want));
+	assert_string_equal(fr, want);
+	/* the Ed25519 seed as PKCS#8 DER (RFC 8410) for openssl */
+	snprintf(
+	    cmd, sizeof(cmd),
+	    "{ printf '\\060\\056\\002\\001\\000\\060\\005\\006\\003\\053"
+	    "\\145\\160\\004\\042\\004\\040'; base64 -d %s/t-ed25519.key; } | "
+	    "openssl pkey -inform DER -pubout -outform DER | sha256sum",
+	    tmpdir);
+	shell_line(cmd, want, sizeof(want));
+	assert_int_equal(strlen(want), 64);
+	assert_string_equal(fe, want);
+	kr_dkim_free(&d);
+
+	assert_int_equal(kr_dkim_keygen(tmpdir, "y", &err), 0);
+	db = key_path("fp.db");
+	if (kr_store_open(db, NULL, &store, &err) < 0)
+		fail_msg("open: %s", err.msg);
+	/* first start: recorded (the selector in lower case) */
+	cfg = fp_config("T-RSA", "t-rsa.key", "t-ed", "t-ed25519.key");
+	assert_int_equal(kr_dkim_set_new(cfg, &set, &err), 0);
+	assert_int_equal(
+	    kr_dkim_set_check(set, cfg, store, "host-a", 1000, NULL, 0, &err),
+	    0);
+	assert_int_equal(kr_store_dkim_check(store, "news.example.jp", "t-rsa",
+	                                     fr, "x", 1, NULL, &err),
+	                 0);
+	assert_int_equal(kr_store_dkim_check(store, "news.example.jp", "t-ed",
+	                                     fe, "x", 1, NULL, &err),
+	                 0);
+	/* the same keys again (another host): fine */
+	assert_int_equal(
+	    kr_dkim_set_check(set, cfg, store, "host-b", 1001, NULL, 0, &err),
+	    0);
+	kr_dkim_set_free(&set);
+	kr_config_free(&cfg);
+
+	/* another Ed25519 key under t-ed: refused */
+	cfg = fp_config("t-rsa", "t-rsa.key", "t-ed", "y-ed25519.key");
+	assert_int_equal(kr_dkim_set_new(cfg, &set, &err), 0);
+	assert_int_equal(kr_dkim_set_check(set, cfg, store, "host-c", 1002,
+	                                   hint, sizeof(hint), &err),
+	                 -1);
+	assert_non_null(strstr(err.msg, "list both: dkim key file "));
+	assert_non_null(strstr(err.msg, "/y-ed25519.key (d=news.example.jp "
+	                                "s=t-ed) is not the key the database "
+	                                "knows"));
+	assert_non_null(strstr(err.msg, "recorded by host host-a"));
+	assert_non_null(strstr(err.msg, "would fail DKIM"));
+	assert_true(strlen(err.msg) < sizeof(err.msg) - 1);
+	/* the hint: both fingerprints and the way out */
+	assert_non_null(strstr(hint, "d=news.example.jp s=t-ed: "));
+	dd = kr_dkim_set_get(set, "both");
+	assert_non_null(dd);
+	assert_int_equal(kr_dkim_fingerprint(dd, true, fy), 0);
+	assert_string_not_equal(fy, fe);
+	assert_non_null(strstr(hint, fy));
+	assert_non_null(strstr(hint, fe));
+	assert_non_null(strstr(hint, "kairanctl dkim replace --domain "
+	                             "news.example.jp t-ed"));
+	/* never the private key: the seed, nor the public key's base64 */
+	data = key_path("y-ed25519.key");
+	fp = fopen(data, "r");
+	free(data);
+	assert_non_null(fp);
+	assert_non_null(fgets(want, sizeof(want), fp));
+	fclose(fp);
+	want[strcspn(want, "\n")] = '\0';
+	assert_true(strlen(want) > 40);
+	assert_null(strstr(err.msg, want));
+	assert_null(strstr(hint, want));
+	want[12] = '\0';
+	assert_null(strstr(err.msg, want));
+	assert_null(strstr(hint, want));
+	kr_dkim_set_free(&set);
+	kr_config_free(&cfg);
+
+	/* another RSA key under t-rsa: refused too, the PEM never shown */
+	cfg = fp_config("t-rsa", "y-rsa.key", "t-ed", "t-ed25519.key");
+	assert_int_equal(kr_dkim_set_new(cfg, &set, &err), 0);
+	assert_int_equal(kr_dkim_set_check(set, cfg, store, "host-c", 1002,
+	                                   hint, sizeof(hint), &err),
+	                 -1);
+	assert_non_null(strstr(err.msg, "/y-rsa.key (d=news.example.jp "
+	                                "s=t-rsa)"));
+	data = key_path("y-rsa.key");
+	fp = fopen(data, "r");
+	free(data);
+	assert_non_null(fp);
+	while (fgets(cmd, sizeof(cmd), fp) != NULL) {
+		cmd[strcspn(cmd, "\n")] = '\0';
+		if (cmd[0] != '-' && strlen(cmd) > 16) {
+			cmd[16] = '\0';
+			assert_null(strstr(err.msg, cmd));
+			assert_null(strstr(hint, cmd));
+		}
+	}
+	fclose(fp);
+	kr_dkim_set_free(&set);
+	kr_config_free(&cfg);
+
+	/* the new keys under new selectors: a rotation, just works */
+	cfg = fp_config("y-rsa", "y-rsa.key", "y-ed", "y-ed25519.key");
+	assert_int_equal(kr_dkim_set_new(cfg, &set, &err), 0);
+	assert_int_equal(kr_dkim_set_check(set, cfg, store, "host-c", 1003,
+	                                   hint, sizeof(hint), &err),
+	                 0);
+	assert_string_equal(hint, "");
+	kr_dkim_set_free(&set);
+	kr_config_free(&cfg);
+	kr_store_close(&store);
+	free(db);
+}
+
 int
 main(void)
 {
@@ -761,6 +942,7 @@ main(void)
 	    cmocka_unit_test(test_dkim_txt_records),
 	    cmocka_unit_test(test_dkim_txt_from_answer),
 	    cmocka_unit_test(test_dkim_set),
+	    cmocka_unit_test(test_dkim_fingerprint_and_check),
 	};
 
 	return cmocka_run_group_tests_name("dkim", tests, setup_keys,

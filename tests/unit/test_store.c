@@ -2191,7 +2191,8 @@ test_store_tallies_agree(void **state)
 	assert_true(tally_drift(f->db) > 0);
 }
 
-/* A database of schema v10 gets its counters filled from its rows. */
+/* A database of schema v10 (v11's and v12's tables dropped) gets its
+ * counters filled from its rows. */
 static void
 test_store_tallies_migrate(void **state)
 {
@@ -2219,7 +2220,7 @@ test_store_tallies_migrate(void **state)
 	              " (report_id, state, sent_at);"
 	              " CREATE INDEX deliveries_report_domain ON deliveries"
 	              " (report_id, domain, state);"
-	              " PRAGMA user_version = 10;"),
+	              " DROP TABLE dkim_keys; PRAGMA user_version = 10;"),
 	    0);
 	open_ok(f);
 	assert_int_equal(shell_int(f->db, "PRAGMA user_version"),
@@ -2236,6 +2237,204 @@ test_store_tallies_migrate(void **state)
 	assert_int_equal(n, shell_int(f->db, "SELECT count(*) FROM subscribers"
 	                                     " WHERE list_id = 'news'"
 	                                     " AND status = 1"));
+}
+
+/* ---- DKIM keys (schema v12) and what /healthz names ---- */
+
+static long long
+dkim_rows(const char *db, const char *where)
+{
+	char sql[256];
+
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM dkim_keys WHERE %s",
+	         where);
+	return shell_int(db, sql);
+}
+
+/* The first key recorded under a domain and selector is the one every
+ * host must have; another selector or domain is another key (a rotation
+ * on purpose); kr_store_dkim_replace makes a new key the one known, with
+ * an event; all of it survives a reopen. */
+static void
+test_store_dkim_keys(void **state)
+{
+	struct fx *f = *state;
+	struct kr_err err = {0};
+	struct kr_store_dkim_key k;
+	const char *fa = "aaaa0001", *fb = "bbbb0002";
+
+	open_ok(f);
+	assert_int_equal(dkim_rows(f->db, "1 = 1"), 0);
+	/* first host: recorded */
+	assert_int_equal(kr_store_dkim_check(f->s, "example.jp", "s1", fa,
+	                                     "host-a", NOW, &k, &err),
+	                 0);
+	assert_int_equal(dkim_rows(f->db, "domain = 'example.jp' AND "
+	                                  "selector = 's1' AND fingerprint = "
+	                                  "'aaaa0001' AND host = 'host-a' AND "
+	                                  "seen_at = 1000000"),
+	                 1);
+	/* a second host with the same key: fine, the record stays */
+	assert_int_equal(kr_store_dkim_check(f->s, "example.jp", "s1", fa,
+	                                     "host-b", NOW + 1, &k, &err),
+	                 0);
+	assert_string_equal(k.fingerprint, fa);
+	assert_string_equal(k.host, "host-a");
+	assert_int_equal(k.seen_at, NOW);
+	/* a new selector, or the same selector of another domain: new keys */
+	assert_int_equal(kr_store_dkim_check(f->s, "example.jp", "s2", fb,
+	                                     "host-b", NOW, NULL, &err),
+	                 0);
+	assert_int_equal(kr_store_dkim_check(f->s, "example.org", "s1", fb,
+	                                     "host-b", NOW, NULL, &err),
+	                 0);
+	assert_int_equal(dkim_rows(f->db, "1 = 1"), 3);
+	/* another key under a known selector: refused, the record kept */
+	memset(&k, 0, sizeof(k));
+	assert_int_equal(kr_store_dkim_check(f->s, "example.jp", "s1", fb,
+	                                     "host-c", NOW + 2, &k, &err),
+	                 1);
+	assert_string_equal(k.fingerprint, fa);
+	assert_string_equal(k.host, "host-a");
+	assert_int_equal(k.seen_at, NOW);
+	assert_int_equal(kr_store_dkim_check(f->s, "example.jp", "s1", fb,
+	                                     "host-c", NOW + 2, NULL, &err),
+	                 1);
+	assert_int_equal(dkim_rows(f->db, "selector = 's1' AND domain = "
+	                                  "'example.jp' AND fingerprint = "
+	                                  "'aaaa0001' AND host = 'host-a'"),
+	                 1);
+
+	/* the operator's replacement: the new key is the one known */
+	memset(&k, 0, sizeof(k));
+	assert_int_equal(kr_store_dkim_replace(f->s, "example.jp", "s1", fb,
+	                                       "host-c", NOW + 5, &k, &err),
+	                 1);
+	assert_string_equal(k.fingerprint, fa);
+	assert_string_equal(k.host, "host-a");
+	assert_int_equal(kr_store_dkim_check(f->s, "example.jp", "s1", fb,
+	                                     "host-b", NOW + 6, &k, &err),
+	                 0);
+	assert_int_equal(kr_store_dkim_check(f->s, "example.jp", "s1", fa,
+	                                     "host-a", NOW + 6, &k, &err),
+	                 1);
+	assert_string_equal(k.fingerprint, fb);
+	assert_string_equal(k.host, "host-c");
+	assert_int_equal(k.seen_at, NOW + 5);
+	/* the same key again, or one under a new selector: nothing replaced */
+	assert_int_equal(kr_store_dkim_replace(f->s, "example.jp", "s1", fb,
+	                                       "host-c", NOW + 7, &k, &err),
+	                 0);
+	assert_string_equal(k.fingerprint, fb);
+	memset(&k, 0xff, sizeof(k));
+	assert_int_equal(kr_store_dkim_replace(f->s, "example.jp", "s3", fa,
+	                                       "host-c", NOW + 7, &k, &err),
+	                 0);
+	assert_string_equal(k.fingerprint, "");
+	assert_int_equal(dkim_rows(f->db, "1 = 1"), 4);
+	assert_int_equal(shell_int(f->db, "SELECT count(*) FROM events WHERE "
+	                                  "kind = 'dkim-replaced'"),
+	                 3);
+	assert_int_equal(shell_int(f->db, "SELECT count(*) FROM events WHERE "
+	                                  "kind = 'dkim-replaced' AND detail "
+	                                  "= 'd=example.jp s=s1: key bbbb0002 "
+	                                  "recorded by host-c (was "
+	                                  "aaaa0001)'"),
+	                 1);
+	/* inside the caller's transaction: undone with it */
+	assert_int_equal(kr_store_begin(f->s, &err), 0);
+	assert_int_equal(kr_store_dkim_replace(f->s, "example.jp", "s1", fa,
+	                                       "host-a", NOW + 8, &k, &err),
+	                 1);
+	kr_store_rollback(f->s);
+	kr_store_close(&f->s);
+	open_ok(f);
+	assert_int_equal(kr_store_dkim_check(f->s, "example.jp", "s1", fb,
+	                                     "host-a", NOW + 9, &k, &err),
+	                 0);
+	assert_int_equal(kr_store_dkim_check(f->s, "example.jp", "s1", fa,
+	                                     "host-a", NOW + 9, &k, &err),
+	                 1);
+	assert_string_equal(k.host, "host-c");
+}
+
+/* kr_store_describe: which database and its schema as the database holds
+ * it, never the user or password; on PostgreSQL the same name while the
+ * connection is down (then without the schema). */
+static void
+test_store_describe(void **state)
+{
+	struct fx *f = *state;
+	struct kr_err err = {0};
+	char want[256], got[256], cmd[800], pwd[128] = "";
+	const char *hostport;
+	FILE *fp;
+	int i, r = -1;
+
+	open_ok(f);
+	if (!is_pg(f->db)) {
+		snprintf(want, sizeof(want), "sqlite %s, schema v%d", f->db,
+		         kr_store_schema_version());
+		assert_int_equal(
+		    kr_store_describe(f->s, got, sizeof(got), &err), 0);
+		assert_string_equal(got, want);
+		/* the version as the file holds it now, not as this build
+		 * writes it */
+		assert_int_equal(shell_sql(f->db, "PRAGMA user_version = 99;"),
+		                 0);
+		assert_int_equal(
+		    kr_store_describe(f->s, got, sizeof(got), &err), 0);
+		snprintf(want, sizeof(want), "sqlite %s, schema v99", f->db);
+		assert_string_equal(got, want);
+		snprintf(cmd, sizeof(cmd), "PRAGMA user_version = %d;",
+		         kr_store_schema_version());
+		assert_int_equal(shell_sql(f->db, cmd), 0);
+		return;
+	}
+	/* pg_base is postgresql://USER@HOST:PORT */
+	hostport = strchr(pg_base, '@');
+	assert_non_null(hostport);
+	snprintf(want, sizeof(want), "postgresql %s/%s, schema v%d",
+	         hostport + 1, f->pgname, kr_store_schema_version());
+	assert_int_equal(kr_store_describe(f->s, got, sizeof(got), &err), 0);
+	assert_string_equal(got, want);
+	fp = fopen(pg_pwfile, "r");
+	assert_non_null(fp);
+	assert_non_null(fgets(pwd, sizeof(pwd), fp));
+	fclose(fp);
+	pwd[strcspn(pwd, "\n")] = '\0';
+	assert_true(pwd[0] != '\0');
+	assert_null(strstr(got, pwd));
+	assert_null(strstr(got, "kairan@"));
+	assert_int_equal(shell_sql(f->db, "UPDATE kairan_schema SET version "
+	                                  "= 99;"),
+	                 0);
+	assert_int_equal(kr_store_describe(f->s, got, sizeof(got), &err), 0);
+	assert_non_null(strstr(got, ", schema v99"));
+	snprintf(cmd, sizeof(cmd), "UPDATE kairan_schema SET version = %d;",
+	         kr_store_schema_version());
+	assert_int_equal(shell_sql(f->db, cmd), 0);
+	/* the server ends the connection: named the same, without the
+	 * schema, until the store reconnects */
+	snprintf(cmd, sizeof(cmd),
+	         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+	         " WHERE datname = '%s' AND pid <> pg_backend_pid();",
+	         f->pgname);
+	assert_int_equal(shell_sql(f->db, cmd), 0);
+	assert_int_equal(kr_store_describe(f->s, got, sizeof(got), &err), -1);
+	snprintf(want, sizeof(want), "postgresql %s/%s", hostport + 1,
+	         f->pgname);
+	assert_string_equal(got, want);
+	assert_true(err.msg[0] != '\0');
+	for (i = 0; i < 50 && r != 0; i++) {
+		r = kr_store_describe(f->s, got, sizeof(got), &err);
+		if (r != 0)
+			usleep(100000);
+	}
+	assert_int_equal(r, 0);
+	snprintf(want, sizeof(want), "postgresql %s/%s, schema v%d",
+	         hostport + 1, f->pgname, kr_store_schema_version());
+	assert_string_equal(got, want);
 }
 
 /* ---- the dashboard's reads (schema v10) ---- */
@@ -2617,6 +2816,8 @@ main(void)
 	    T(test_store_tallies_agree),
 	    T(test_store_tallies_migrate),
 	    T(test_store_dashboard_unsupported),
+	    T(test_store_dkim_keys),
+	    T(test_store_describe),
 	};
 	/* The conformance suite: what every backend must do alike. */
 	const struct CMUnitTest pg_tests[] = {
@@ -2645,6 +2846,8 @@ main(void)
 	    P(test_store_data_version),
 	    P(test_store_dashboard_reads),
 	    P(test_store_tallies_agree),
+	    P(test_store_dkim_keys),
+	    P(test_store_describe),
 	};
 	int r;
 
