@@ -225,9 +225,8 @@ static const char pg_v10[] =
  * count may go below 0 where another connection counted the row in);
  * readers add the shards up. Unlike SQLite, the per-minute and
  * per-domain counts of a report stay with v10's indexes here: each
- * statement a trigger runs costs a PostgreSQL mark ~50-100 us (measured
- * with pgbench on this 2-core machine), and a mark is on the sending
- * path. */
+ * statement a trigger runs is paid by every mark, which is on the sending
+ * path (the cost: bench/RESULTS.md and its history of 2026-12-07). */
 #define TALLY_OLD(cols) "SELECT " cols ", -1 AS d FROM kr_old"
 #define TALLY_NEW(cols) "SELECT " cols ", 1 AS d FROM kr_new"
 #define SHARD "pg_backend_pid() % 64"

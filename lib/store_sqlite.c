@@ -253,7 +253,7 @@ static const char schema_v10[] =
 
 /* v11 (issue 17): counters kept by triggers in the writing transaction,
  * so the dashboard, /metrics and `kairanctl status` read a few rows
- * instead of counting millions (~300 ms per 1,000,000 copies before):
+ * instead of counting millions of rows (bench/RESULTS.md):
  * - delivery_tally: copies per report (0: confirmations) and state
  *   (kr_store_delivery_counts());
  * - report_minutes: a report's sent copies per minute of sent_at
