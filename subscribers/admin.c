@@ -682,7 +682,8 @@ series_rate(const struct series *se, int64_t now)
 }
 
 static void
-put_rate_eta(struct page *p, const struct kr_delivery_counts *k, double rate)
+put_rate_eta(struct page *p, const struct kr_delivery_counts *k, double rate,
+             bool paused)
 {
 	const struct dash_text *t = p->t;
 	/* deferred copies wait for their retry, not for the rate */
@@ -697,7 +698,8 @@ put_rate_eta(struct page *p, const struct kr_delivery_counts *k, double rate)
 	PUTS(&p->body, ": <b class=\"eta\">");
 	if (left == 0) {
 		PUTS(&p->body, "0");
-	} else if (rate <= 0.0) {
+	} else if (rate <= 0.0 || paused) {
+		/* a paused report ends when someone resumes it */
 		PUTS(&p->body, "—");
 	} else {
 		double m = (double)left / rate;
@@ -761,7 +763,7 @@ report_one(void *ctx, const struct kr_report_row *r,
 	        p->t->rs[r->state >= 0 && r->state < 3 ? r->state : 0]);
 	PUTS(&p->body, "</p>\n");
 	put_progress(&p->body, p->t, k);
-	put_rate_eta(p, k, series_rate(&se, p->now));
+	put_rate_eta(p, k, series_rate(&se, p->now), r->state == KR_RS_PAUSED);
 	put_outcomes(p, k, &bc);
 	PUTS(&p->body, "</section>\n");
 	rc = 0;
@@ -936,7 +938,7 @@ page_report(struct page *p, int64_t id)
 		PUTS(b, "</p>\n");
 	}
 	put_progress(b, t, &k);
-	put_rate_eta(p, &k, series_rate(&se, p->now));
+	put_rate_eta(p, &k, series_rate(&se, p->now), r.state == KR_RS_PAUSED);
 	put_outcomes(p, &k, &bc);
 	put_sent_chart(p, &se);
 

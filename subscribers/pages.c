@@ -53,6 +53,7 @@ const char kr_pages_dash_style[] =
     "table{border-collapse:collapse;width:100%;font-size:.9rem}"
     "th,td{text-align:left;padding:.3rem .5rem;border-bottom:1px solid "
     "var(--line);vertical-align:top}th,#domains td{white-space:nowrap}"
+    "#lists td:first-child{min-width:10em}"
     "td.n,th.n{text-align:right;font-variant-numeric:tabular-nums;"
     "white-space:nowrap}"
     "svg{display:block;width:100%;height:auto;max-width:100%}"
