@@ -221,8 +221,9 @@ static const char pg_v10[] =
  * between statements); an update of deliveries (a mark) by a row
  * trigger instead, one statement. The copies' counters are split in 64
  * shards by the writing connection's backend pid, so the marks of several
- * hosts and workers do not wait for one another's row locks (a shard's
- * count may go below 0 where another connection counted the row in);
+ * hosts and workers rarely wait for one another's row locks (only two
+ * pids in one shard do; a shard's count may go below 0 where another
+ * connection counted the row in);
  * readers add the shards up. Unlike SQLite, the per-minute and
  * per-domain counts of a report stay with v10's indexes here: each
  * statement a trigger runs is paid by every mark, which is on the sending

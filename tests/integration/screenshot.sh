@@ -63,15 +63,18 @@ port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0
 hp=$(port)
 ap=$(port)
 mkdir -p "$base/outbox" "$base/mail"
-cat >"$base/kairan.yaml" <<YAML
-database: $base/kairan.db
-key_file: $base/token.key
-public_url: http://127.0.0.1:$hp
+# kairan.yaml for a kairand in DIR on HTTP_PORT and ADMIN_PORT, without
+# its delivery section (the caller adds it)
+yaml_head() { # DIR HTTP_PORT ADMIN_PORT
+	cat <<YAML
+database: $1/kairan.db
+key_file: $1/token.key
+public_url: http://127.0.0.1:$2
 http:
-  listen: 127.0.0.1:$hp
+  listen: 127.0.0.1:$2
 admin:
-  listen: 127.0.0.1:$ap
-outbox: $base/outbox
+  listen: 127.0.0.1:$3
+outbox: $1/outbox
 sender:
   name: 株式会社Example
   address: 東京都千代田区千代田1-1
@@ -82,10 +85,14 @@ lists:
     from: "SIPS Security Report <report@news.example.jp>"
     language: ja
     archive: true
+YAML
+}
+{ yaml_head "$base" "$hp" "$ap"; cat <<YAML
 delivery:
   transport: maildir
   maildir: $base/mail
 YAML
+} >"$base/kairan.yaml"
 "$BUILD/kairand" --config "$base/kairan.yaml" >"$base/kairand.log" 2>&1 &
 pid=$!
 for _ in $(seq 100); do
@@ -138,24 +145,7 @@ PY
 	--dir "$d/smtp" --rules "$d/rules.json" --log-only \
 	>"$d/smtp.log" 2>&1 &
 spid=$!
-cat >"$d/kairan.yaml" <<YAML
-database: $d/kairan.db
-key_file: $d/token.key
-public_url: http://127.0.0.1:$dhp
-http:
-  listen: 127.0.0.1:$dhp
-admin:
-  listen: 127.0.0.1:$dap
-outbox: $d/outbox
-sender:
-  name: 株式会社Example
-  address: 東京都千代田区千代田1-1
-  contact: info@example.jp
-lists:
-  - id: sips-report
-    name: SIPS セキュリティレポート
-    from: "SIPS Security Report <report@news.example.jp>"
-    language: ja
+{ yaml_head "$d" "$dhp" "$dap"; cat <<YAML
 delivery:
   transport: smtp
   workers: 4
@@ -167,6 +157,7 @@ smtp:
     port: $sp
     tls: none
 YAML
+} >"$d/kairan.yaml"
 "$BUILD/kairand" --config "$d/kairan.yaml" >"$d/kairand.log" 2>&1 &
 dpid=$!
 for _ in $(seq 100); do
