@@ -611,7 +611,6 @@ loop(struct kd *kd)
 			wait_ms = ms_until(next_wd, now);
 		pfd[0].fd = kd->sigfd;
 		pfd[0].events = POLLIN;
-		n = 1;
 		pfd[1].fd = kd_intake_fd(kd->intake);
 		pfd[1].events = POLLIN;
 		n = 2;

@@ -124,11 +124,10 @@ reload(struct kd_intake *in, const char *path)
 		if (r.errors == NULL)
 			r.errors = kr_xstrdup("config: unknown error");
 	} else if (kr_token_keyring_load(r.cfg->key_file, 0, &r.ring, &err) <
-	    0) {
-		snprintf(r.why, sizeof(r.why), "%s", err.msg);
-	} else if (kr_dkim_set_new(r.cfg, &r.dkim, &err) < 0) {
-		/* A DKIM key that cannot be loaded is a config error: the
-		 * old config and its signers stay. */
+	        0 ||
+	    kr_dkim_set_new(r.cfg, &r.dkim, &err) < 0) {
+		/* A token key or a DKIM key that cannot be loaded is a config
+		 * error: the old config, its keys and its signers stay. */
 		snprintf(r.why, sizeof(r.why), "%s", err.msg);
 	}
 	pthread_mutex_lock(&in->mu);

@@ -1020,7 +1020,8 @@ worker_grant(struct worker *w, size_t i)
 	if (d->global.rate > 0 && d->global_grant < 1.0 - 1e-9) {
 		rate = d->global.rate;
 		snprintf(key, sizeof(key), "global");
-	} else if (w->dom[i] >= 0 &&
+	} else if (w->dom[i] >= 0 && d->domains != NULL &&
+	    (size_t)w->dom[i] < d->n_domains &&
 	    d->domains[w->dom[i]].bucket.rate > 0 &&
 	    d->domains[w->dom[i]].grant < 1.0 - 1e-9) {
 		j = w->dom[i];
@@ -1150,14 +1151,14 @@ worker_db_slots(struct worker *w)
 static int
 worker_slots(struct worker *w, size_t n)
 {
-	int r, db;
+	int r;
 
 	for (;;) {
 		if ((r = worker_slots_local(w, n)) < 0)
 			return r;
 		if (w->mstore == NULL || w->n_held == 0)
 			return 0;
-		if ((db = worker_db_slots(w)) != 0)
+		if (worker_db_slots(w) != 0)
 			return 0; /* -1: the local caps alone (logged) */
 		/* full on other hosts: let go of ours, wait, try again */
 		worker_unslot(w);

@@ -1345,13 +1345,12 @@ run_session(struct kr_transport *t, struct smtp_relay *r,
 	for (i = 0; i < n; i++) {
 		if (ms[i].finished || ms[i].m == NULL)
 			continue;
-		if (s.desync && (ms[i].eof || ms[i].mail_answered))
-			/* whatever the relay said of it cannot be trusted:
-			 * again later (a duplicate at most, never a loss) */
-			finish(&s, &ms[i], KR_SEND_TEMP, 0, why_out);
-		else if (ms[i].eof && !ms[i].peer_gone)
+		if (ms[i].eof && !ms[i].peer_gone && !s.desync)
 			finish(&s, &ms[i], KR_SEND_UNCERTAIN, 0, why_out);
-		else if (ms[i].mail_answered)
+		else if (ms[i].mail_answered || (s.desync && ms[i].eof))
+			/* answered for, or (out of step) whatever the relay
+			 * said of it cannot be trusted: again later (a
+			 * duplicate at most, never a loss) */
 			finish(&s, &ms[i], KR_SEND_TEMP, 0, why_out);
 	}
 	if (s.n_finished == 0 && !s.fatal)

@@ -757,12 +757,18 @@ static void
 col_copy(char *dst, size_t n, sqlite3_stmt *st, int col)
 {
 	const unsigned char *v = sqlite3_column_text(st, col);
-	size_t len = v ? (size_t)sqlite3_column_bytes(st, col) : 0;
+	size_t len;
 
+	if (n == 0)
+		return;
+	if (v == NULL) { /* NULL, or out of memory */
+		dst[0] = '\0';
+		return;
+	}
+	len = (size_t)sqlite3_column_bytes(st, col);
 	if (len >= n)
 		len = n - 1;
-	if (len)
-		memcpy(dst, v, len);
+	memcpy(dst, v, len);
 	dst[len] = '\0';
 }
 

@@ -197,7 +197,7 @@ spawn(struct kr_transport *t, struct kr_err *err)
 		if (kr_wire_writev(t->fd, &iov, 1) < 0)
 			goto lost;
 	}
-	if ((r = kr_wire_read_rd(t->fd, &t->rd, &t->in, &type)) <= 0 ||
+	if (kr_wire_read_rd(t->fd, &t->rd, &t->in, &type) <= 0 ||
 	    type != KR_W_READY)
 		goto lost;
 	kr_wire_in_init(&in, &t->in);
@@ -294,7 +294,7 @@ smtp_send(struct kr_transport *t, struct kr_msg *msgs, size_t n,
 	size_t *offs = NULL, i, k = 0;
 	bool *got = NULL;
 	uint32_t type, idx;
-	int rc = 0, r;
+	int rc = 0;
 	const char *s;
 
 	if (n == 0)
@@ -336,7 +336,7 @@ smtp_send(struct kr_transport *t, struct kr_msg *msgs, size_t n,
 	if (kr_wire_writev(t->fd, iov, (int)k) < 0)
 		goto lost;
 	for (;;) {
-		if ((r = kr_wire_read_rd(t->fd, &t->rd, &t->in, &type)) <= 0)
+		if (kr_wire_read_rd(t->fd, &t->rd, &t->in, &type) <= 0)
 			goto lost;
 		kr_wire_in_init(&in, &t->in);
 		if (type == KR_W_OUTCOME) {
