@@ -2139,6 +2139,25 @@ pg_claim(struct kr_store_be *s, const struct kr_store_owner *owner,
 	l.token = (int64_t)token;
 	if (tx_begin(s, &own, err) < 0)
 		return -1;
+	/* A host stopped inside this transaction (SIGSTOP, a frozen VM, a
+	 * debugger) keeps the rows it is claiming locked, and FOR UPDATE
+	 * SKIP LOCKED passes over them on every other host for as long as
+	 * that lasts, lease or no lease. The server ends such a session
+	 * once it has idled inside the transaction for the lease's length
+	 * (≥ 10 s): the locks go, the claim is rolled back, and the
+	 * stopped host reconnects when it runs again. */
+	if (own) {
+		char set[96];
+		int64_t sec = lease_until - now;
+
+		/* the setting is in ms, an int: at most ~24 days */
+		sec = sec < 10 ? 10 : sec > 2000000 ? 2000000 : sec;
+		snprintf(set, sizeof(set),
+		         "SET LOCAL idle_in_transaction_session_timeout = %lld",
+		         (long long)sec * 1000);
+		if (exec_simple(s, set, "claim", err) < 0)
+			goto out;
+	}
 	/* Confirmations, then retries that are due, then the queue. */
 	if (claim_pass(s, SQL_CLAIM_CONFIRM, 0, now, &l, max, out, n_out,
 	               err) < 0 ||
