@@ -132,14 +132,21 @@ kr_smtp_sync_wrote(struct kr_smtp_sync *y, const char *b, size_t n)
 			continue;
 		}
 		if (y->wmode == W_CONTENT && y->dot == 0) {
-			/* mid-line: on to the line's end at once */
-			const char *cr = memchr(b + i, '\r', n - i);
+			/* No part of the end of data is pending, so it starts
+			 * at i or later: look for it whole (memmem reads
+			 * blocks, not a byte at a time per line). */
+			const char *e = memmem(b + i, n - i, "\r\n.\r\n", 5);
 
-			if (cr == NULL)
-				break;
-			i = (size_t)(cr - b) + 1;
-			y->dot = 1;
-			continue;
+			if (e != NULL) {
+				i = (size_t)(e - b) + 5;
+				y->wmode = W_LINE;
+				push(y, KR_SA_DOT);
+				continue;
+			}
+			/* Not here whole: only its start can be, in the last
+			 * four octets; they set dot below, from 0. */
+			if (n - i > 4)
+				i = n - 4;
 		}
 		c = b[i++];
 		if (y->wmode == W_CONTENT) {

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -289,6 +290,95 @@ test_sync_bytewise(void **state)
 	assert_true(y.broken);
 }
 
+/* The end of data is found wherever the writes split the content, and
+ * only there: near misses (a stuffed "..", a bare LF, a lone CR) do not
+ * end it. Each body is followed by "." CRLF and a pipelined RSET; every
+ * split into two writes, and into three for the short ones, must leave
+ * exactly the dot and the RSET waiting. */
+static void
+feed_content(const char *s, size_t len, size_t a, size_t b)
+{
+	static const char c1[] = "MAIL FROM:<b@x>\r\nRCPT TO:<a@y>\r\nDATA\r\n";
+	static const char s1[] = "220 r\r\n250 ok\r\n250 ok\r\n354 go\r\n";
+	struct kr_smtp_sync y;
+
+	kr_smtp_sync_init(&y);
+	kr_smtp_sync_wrote(&y, c1, sizeof(c1) - 1);
+	assert_int_equal(kr_smtp_sync_read(&y, s1, sizeof(s1) - 1),
+	                 sizeof(s1) - 1);
+	assert_int_equal(kr_smtp_sync_waiting(&y), 0);
+	kr_smtp_sync_wrote(&y, s, a);
+	kr_smtp_sync_wrote(&y, s + a, b - a);
+	kr_smtp_sync_wrote(&y, s + b, len - b);
+	assert_false(y.broken);
+	assert_int_equal(kr_smtp_sync_waiting(&y), 2);
+	assert_int_equal(kr_smtp_sync_awaits(&y, 0), KR_SA_DOT);
+	assert_int_equal(kr_smtp_sync_awaits(&y, 1), KR_SA_COMMAND);
+}
+
+static void
+test_sync_end_of_data_any_split(void **state)
+{
+	static const char *const bodies[] = {
+	    "",
+	    "a\r\n",
+	    "..\r\n",
+	    "\r\n",
+	    "x\r\r\n",
+	    "x\r\n.\r\r\n",
+	    "x\n.\r\ny\r\n",
+	    "\r\n\r\n..\r\n.x\r\n",
+	    "abc\r\n.\rx\r\n",
+	    "..\r\n..\r\n\r\n",
+	    "\r\r\r\n.\r\r\n\r\n",
+	};
+	char long_line[3000];
+	char s[4096];
+	size_t k, len, a, b;
+
+	(void)state;
+	memset(long_line, 'q', sizeof(long_line) - 3);
+	memcpy(long_line + sizeof(long_line) - 3, "\r\n", 3);
+	for (k = 0; k <= sizeof(bodies) / sizeof(bodies[0]); k++) {
+		const char *body =
+		    k < sizeof(bodies) / sizeof(bodies[0]) ? bodies[k] : long_line;
+
+		len = (size_t)snprintf(s, sizeof(s), "%s.\r\nRSET\r\n", body);
+		for (a = 0; a <= len; a++)
+			feed_content(s, len, a, a);
+		if (len > 64)
+			continue;
+		for (a = 0; a <= len; a++)
+			for (b = a; b <= len; b++)
+				feed_content(s, len, a, b);
+	}
+}
+
+/* The last octet of the end of data not yet written: nothing waits. */
+static void
+test_sync_end_of_data_not_yet(void **state)
+{
+	static const char c1[] = "MAIL FROM:<b@x>\r\nRCPT TO:<a@y>\r\nDATA\r\n";
+	static const char s1[] = "220 r\r\n250 ok\r\n250 ok\r\n354 go\r\n";
+	static const char body[] = "line\r\n..\r\nmore\r\n.\r";
+	struct kr_smtp_sync y;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i <= sizeof(body) - 1; i++) {
+		kr_smtp_sync_init(&y);
+		kr_smtp_sync_wrote(&y, c1, sizeof(c1) - 1);
+		assert_int_equal(kr_smtp_sync_read(&y, s1, sizeof(s1) - 1),
+		                 sizeof(s1) - 1);
+		kr_smtp_sync_wrote(&y, body, i);
+		kr_smtp_sync_wrote(&y, body + i, sizeof(body) - 1 - i);
+		assert_int_equal(kr_smtp_sync_waiting(&y), 0);
+		/* and a reply now is one to a message not fully sent */
+		assert_int_equal(kr_smtp_sync_read(&y, "250 q\r\n", 7), 0);
+		assert_true(y.broken);
+	}
+}
+
 int
 main(void)
 {
@@ -306,6 +396,8 @@ main(void)
 	    cmocka_unit_test(test_sync_auth),
 	    cmocka_unit_test(test_sync_unsolicited_421),
 	    cmocka_unit_test(test_sync_bytewise),
+	    cmocka_unit_test(test_sync_end_of_data_any_split),
+	    cmocka_unit_test(test_sync_end_of_data_not_yet),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
