@@ -132,13 +132,21 @@ kr_smtp_sync_wrote(struct kr_smtp_sync *y, const char *b, size_t n)
 			continue;
 		}
 		if (y->wmode == W_CONTENT && y->dot == 0) {
-			/* No part of the end of data is pending, so it starts
-			 * at i or later: look for it whole (memmem reads
-			 * blocks, not a byte at a time per line). */
-			const char *e = memmem(b + i, n - i, "\r\n.\r\n", 5);
+			/* No part of the end of data is pending, so all of it
+			 * lies at i or later. Look for its dot with memchr
+			 * (dots are rare in a body, never in base64): a byte
+			 * loop per line was ~10 us per 29 KB message. */
+			const char *p = b + i, *d;
 
-			if (e != NULL) {
-				i = (size_t)(e - b) + 5;
+			while ((d = memchr(p, '.', (size_t)(b + n - p))) != NULL &&
+			       b + n - d >= 3) {
+				if ((size_t)(d - b) >= i + 2 && d[-2] == '\r' &&
+				    d[-1] == '\n' && d[1] == '\r' && d[2] == '\n')
+					break;
+				p = d + 1;
+			}
+			if (d != NULL && b + n - d >= 3) {
+				i = (size_t)(d - b) + 3;
 				y->wmode = W_LINE;
 				push(y, KR_SA_DOT);
 				continue;

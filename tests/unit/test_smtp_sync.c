@@ -331,17 +331,26 @@ test_sync_end_of_data_any_split(void **state)
 	    "abc\r\n.\rx\r\n",
 	    "..\r\n..\r\n\r\n",
 	    "\r\r\r\n.\r\r\n\r\n",
+	    "a.\r\n.b\r\n",
+	    "x\r\n.\n\r\n",
+	    "...\r\na.b.c.\r\n.x\r\n",
+	    ".\r.\r\n\r.\n\r\n",
 	};
 	char long_line[3000];
+	char long_dots[3000];
 	char s[4096];
 	size_t k, len, a, b;
 
 	(void)state;
 	memset(long_line, 'q', sizeof(long_line) - 3);
 	memcpy(long_line + sizeof(long_line) - 3, "\r\n", 3);
-	for (k = 0; k <= sizeof(bodies) / sizeof(bodies[0]); k++) {
-		const char *body =
-		    k < sizeof(bodies) / sizeof(bodies[0]) ? bodies[k] : long_line;
+	/* a line of dots: the dot search stops at each */
+	memset(long_dots, '.', sizeof(long_dots) - 3);
+	memcpy(long_dots + sizeof(long_dots) - 3, "\r\n", 3);
+	for (k = 0; k <= sizeof(bodies) / sizeof(bodies[0]) + 1; k++) {
+		size_t nb = sizeof(bodies) / sizeof(bodies[0]);
+		const char *body = k < nb ? bodies[k]
+		                   : k == nb ? long_line : long_dots;
 
 		len = (size_t)snprintf(s, sizeof(s), "%s.\r\nRSET\r\n", body);
 		for (a = 0; a <= len; a++)
