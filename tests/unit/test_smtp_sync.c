@@ -327,6 +327,7 @@ test_sync_end_of_data_any_split(void **state)
 	    "x\r\r\n",
 	    "x\r\n.\r\r\n",
 	    "x\n.\r\ny\r\n",
+	    "xy\n.\r\nz\r\n",
 	    "\r\n\r\n..\r\n.x\r\n",
 	    "abc\r\n.\rx\r\n",
 	    "..\r\n..\r\n\r\n",
